@@ -1,0 +1,59 @@
+// LogSoftmax over dim 1: out[n, c, s] = inp[n, c, s] - max - log(sum_c exp(inp[n, c, s] - max)).
+// inp, out: (N, C, S) f32 with S = d1 * d2 * ...; out is overwritten.
+// Dispatch: one workgroup of 64 per row (n, s), N * S workgroups (2-D grid past 65,535); the
+// invocations stride over C and combine max and sum as trees in workgroup memory.
+struct Params {
+    rows: u32,
+    C: u32,
+    S: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    let valid = row < p.rows;
+    let r = min(row, p.rows - 1u);
+    let base = (r / p.S) * p.C * p.S + r % p.S;
+
+    var m = bitcast<f32>(0xff800000u); // -inf
+    for (var c = li; c < p.C; c += 64u) {
+        m = max(m, inp[base + c * p.S]);
+    }
+    part[li] = m;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            part[li] = max(part[li], part[li + s]);
+        }
+        workgroupBarrier();
+    }
+    let mx = part[0];
+    workgroupBarrier();
+
+    var se = 0.0;
+    for (var c = li; c < p.C; c += 64u) {
+        se += exp(inp[base + c * p.S] - mx);
+    }
+    part[li] = se;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            part[li] += part[li + s];
+        }
+        workgroupBarrier();
+    }
+    let lse = mx + log(part[0]);
+    if (valid) {
+        for (var c = li; c < p.C; c += 64u) {
+            out[base + c * p.S] = inp[base + c * p.S] - lse;
+        }
+    }
+}

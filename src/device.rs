@@ -1,0 +1,328 @@
+//! Device selection (`--device auto|gpu|cpu`, `--backend`, `--adapter`) and the GPU context:
+//! device, queue, the adapter's own limits, captured errors and the pipeline cache.
+
+use crate::shaders;
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Which kind of device to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceKind {
+    /// The best GPU adapter (discrete > integrated > virtual > software), else the CPU path.
+    #[default]
+    Auto,
+    /// A wgpu adapter (a software one such as lavapipe included); an error if there is none.
+    Gpu,
+    /// The CPU path.
+    Cpu,
+}
+
+/// Which wgpu backend to look for adapters on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Vulkan, Metal and DX12; GL only when none of them has an adapter.
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Auto => wgpu::Backends::PRIMARY,
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How to choose a device. `Default` reads nothing; [`DeviceOptions::from_env`] reads
+/// WGRAD_DEVICE, WGRAD_BACKEND and WGRAD_ADAPTER.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceOptions {
+    pub kind: DeviceKind,
+    pub backend: BackendChoice,
+    /// Case-insensitive substring of the adapter's name.
+    pub adapter: Option<String>,
+}
+
+impl DeviceOptions {
+    pub fn from_env() -> Result<Self> {
+        use clap::ValueEnum;
+        let parse = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+        let mut o = DeviceOptions::default();
+        if let Some(v) = parse("WGRAD_DEVICE") {
+            o.kind = DeviceKind::from_str(&v, true)
+                .map_err(|_| Error::Device(format!("WGRAD_DEVICE={v}: expected auto, gpu or cpu")))?;
+        }
+        if let Some(v) = parse("WGRAD_BACKEND") {
+            o.backend = BackendChoice::from_str(&v, true).map_err(|_| {
+                Error::Device(format!("WGRAD_BACKEND={v}: expected auto, vulkan, metal, dx12 or gl"))
+            })?;
+        }
+        o.adapter = parse("WGRAD_ADAPTER");
+        Ok(o)
+    }
+}
+
+/// One adapter as `wgrad devices` lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+    }
+}
+
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    let instance = wgpu::Instance::new(desc);
+    pollster::block_on(instance.enumerate_adapters(backends))
+}
+
+/// Adapters for a backend choice, best first; with `Auto`, GL only when the primary backends have none.
+fn candidates(backend: BackendChoice) -> Vec<wgpu::Adapter> {
+    let mut list = enumerate(backend.backends());
+    if list.is_empty() && backend == BackendChoice::Auto {
+        list = enumerate(wgpu::Backends::GL);
+    }
+    list.sort_by_key(|a| rank(a.get_info().device_type));
+    list
+}
+
+/// Every adapter wgpu finds for the choice, best first, and the index wgrad would pick (None: CPU path).
+pub fn list_adapters(opts: &DeviceOptions) -> (Vec<AdapterSummary>, Option<usize>) {
+    let list = candidates(opts.backend);
+    let infos: Vec<_> = list.iter().map(|a| summary(&a.get_info())).collect();
+    let chosen = if opts.kind == DeviceKind::Cpu { None } else { pick(&list, opts.adapter.as_deref()) };
+    (infos, chosen)
+}
+
+fn pick(list: &[wgpu::Adapter], name: Option<&str>) -> Option<usize> {
+    match name {
+        None => (!list.is_empty()).then_some(0),
+        Some(s) => {
+            let s = s.to_lowercase();
+            list.iter().position(|a| a.get_info().name.to_lowercase().contains(&s))
+        }
+    }
+}
+
+/// Where ops run.
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Gpu(Arc<Gpu>),
+}
+
+impl Device {
+    /// Chooses a device; the string says what was chosen and why (e.g. the CPU fallback).
+    pub fn select(opts: &DeviceOptions) -> Result<(Device, String)> {
+        if opts.kind == DeviceKind::Cpu {
+            return Ok((Device::Cpu, "CPU path (--device cpu)".into()));
+        }
+        let list = candidates(opts.backend);
+        let idx = pick(&list, opts.adapter.as_deref());
+        match (idx, opts.kind) {
+            (Some(i), _) => {
+                let gpu = Gpu::new(&list[i])?;
+                let why = format!("GPU: {}", gpu.describe());
+                Ok((Device::Gpu(Arc::new(gpu)), why))
+            }
+            (None, kind) => {
+                let what = match (&opts.adapter, list.is_empty()) {
+                    (_, true) => format!("no wgpu adapter found on backend {:?}", opts.backend),
+                    (Some(a), false) => format!(
+                        "no adapter's name contains {a:?}; found: {}",
+                        list.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ")
+                    ),
+                    (None, false) => unreachable!("pick returns the first adapter when no name is given"),
+                };
+                if kind == DeviceKind::Gpu || opts.adapter.is_some() {
+                    Err(Error::Device(what))
+                } else {
+                    Ok((Device::Cpu, format!("CPU path ({what}; falling back)")))
+                }
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Device::Cpu => "CPU path".into(),
+            Device::Gpu(g) => g.describe(),
+        }
+    }
+
+    pub fn gpu(&self) -> Option<&Arc<Gpu>> {
+        match self {
+            Device::Gpu(g) => Some(g),
+            Device::Cpu => None,
+        }
+    }
+}
+
+/// A GPU device with its queue, limits, captured errors and pipeline cache.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    errors: Arc<Mutex<Vec<String>>>,
+    pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
+    submits: AtomicU64,
+}
+
+impl Gpu {
+    /// Opens the adapter with its own limits (not the defaults) and captures every device error.
+    pub fn new(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgrad"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device(format!("cannot open {}: {e}", info.name)))?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            errors,
+            pipelines: Mutex::default(),
+            submits: AtomicU64::new(0),
+        })
+    }
+
+    /// The first adapter `auto` would pick, if any (used by tests).
+    pub fn default_adapter() -> Result<Option<Gpu>> {
+        let list = candidates(BackendChoice::Auto);
+        match list.first() {
+            Some(a) => Gpu::new(a).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Returns the device errors captured since the last check as one error naming `context`.
+    pub fn check(&self, context: &str) -> Result<()> {
+        let mut errs = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let msg = errs.drain(..).collect::<Vec<_>>().join("\n");
+        Err(Error::Gpu { context: context.into(), msg })
+    }
+
+    /// The cached pipeline of a shader, created (and its compilation checked) on first use.
+    pub fn pipeline(&self, name: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.get(name) {
+            return Ok(p.clone());
+        }
+        let source = shaders::source(name)
+            .ok_or_else(|| Error::Gpu { context: format!("pipeline {name}"), msg: "no such shader".into() })?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu { context: format!("creating pipeline {name}"), msg: e.to_string() });
+        }
+        self.check(&format!("creating pipeline {name}"))?;
+        let p = Arc::new(pipeline);
+        cache.insert(name, p.clone());
+        Ok(p)
+    }
+
+    /// Number of queue submits so far (a training step must add exactly one).
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
+    }
+
+    /// Submits one command buffer and reports any error the recording produced.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder, context: &str) -> Result<wgpu::SubmissionIndex> {
+        let cb = encoder.finish();
+        self.check(context)?;
+        let idx = self.queue.submit([cb]);
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        self.check(context)?;
+        Ok(idx)
+    }
+
+    /// Blocks until the queue is idle, then reports errors (device loss included).
+    pub fn wait(&self, context: &str) -> Result<()> {
+        let r = self.device.poll(wgpu::PollType::wait_indefinitely());
+        if let Err(e) = r {
+            self.check(context)?;
+            return Err(Error::Gpu { context: context.into(), msg: e.to_string() });
+        }
+        self.check(context)
+    }
+
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+
+    /// Largest tensor (in f32 elements) one storage binding can hold on this device.
+    pub fn max_binding_elems(&self) -> u64 {
+        let bytes = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        bytes / 4
+    }
+}

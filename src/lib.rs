@@ -1,0 +1,22 @@
+//! wgrad: train PyTorch-style networks on any GPU through WebGPU.
+//!
+//! WGSL compute shaders (shaders/) run through wgpu on Vulkan, Metal, DX12 or GL; a CPU path in
+//! plain Rust computes every op too, to verify the GPU and to run where there is no GPU.
+//!
+//! Data flows one way: host tensors → GPU views → kernels recorded in order into one submit →
+//! a few bytes read back. Ops ([`ops`]) know nothing of graphs.
+
+pub mod buffer;
+pub mod cpu;
+pub mod device;
+pub mod error;
+pub mod kernel;
+pub mod ops;
+pub mod shaders;
+pub mod tensor;
+pub mod testing;
+
+pub use device::{BackendChoice, Device, DeviceKind, DeviceOptions, Gpu};
+pub use error::{Error, Result};
+pub use ops::Reduction;
+pub use tensor::Tensor;

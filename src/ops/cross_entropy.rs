@@ -1,0 +1,213 @@
+//! CrossEntropyLoss (nn.CrossEntropyLoss) = LogSoftmax over dim 1 + NLLLoss, with class weight,
+//! ignore_index, reduction, label_smoothing in [0, 1] (PyTorch's formula) and either class-index
+//! targets (N, d...) or class-probability targets (N, C, d...).
+//! Shaders: cross_entropy_forward.wgsl, cross_entropy_backward.wgsl (+ reduce_sum).
+
+use super::log_softmax::{self, at};
+use super::nll_loss::{check_class_targets, reduce_pairs, row_upstream};
+use super::{reduce_sum, ParamsLayout, Reduction};
+use crate::buffer::View;
+use crate::cpu::Real;
+use crate::device::Gpu;
+use crate::kernel::{Kernel, Program};
+use crate::tensor::split_class_dim;
+use crate::{ensure_op, Result};
+
+pub const OP: &str = "CrossEntropyLoss";
+
+/// PyTorch's defaults: no weight, ignore_index -100, reduction 'mean', label_smoothing 0.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub weight: Option<Vec<f32>>,
+    pub ignore_index: i64,
+    pub reduction: Reduction,
+    pub label_smoothing: f32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { weight: None, ignore_index: -100, reduction: Reduction::Mean, label_smoothing: 0.0 }
+    }
+}
+
+/// Class indices (N, d...) or class probabilities (N, C, d...).
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a, T> {
+    Class(&'a [i64]),
+    Prob(&'a [T]),
+}
+
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub rows: u32,
+    pub C: u32,
+    pub S: u32,
+    pub reduction: u32,
+    pub ignore_index: i32,
+    pub smoothing: f32,
+    pub prob_targets: u32,
+    pub _pad: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    let fields = |s| crate::params_layout!(s, Params, [rows, C, S, reduction, ignore_index, smoothing, prob_targets, _pad]);
+    vec![fields("cross_entropy_forward"), fields("cross_entropy_backward")]
+}
+
+/// Validates shapes, targets, weight and label_smoothing; returns (N, C, S).
+pub fn check<T: Real>(inp: &[usize], tgt_shape: &[usize], tgt: Targets<'_, T>, o: &Options) -> Result<(usize, usize, usize)> {
+    let ls = o.label_smoothing;
+    ensure_op!((0.0..=1.0).contains(&ls), OP, "label_smoothing must be in [0, 1], got {ls}");
+    match tgt {
+        Targets::Class(t) => check_class_targets(OP, inp, tgt_shape, t, o.weight.as_ref().map(|w| w.len()), o.ignore_index),
+        Targets::Prob(p) => {
+            let (n, c, s) = split_class_dim(OP, inp)?;
+            ensure_op!(n * c * s > 0, OP, "empty input of shape {inp:?}");
+            ensure_op!(tgt_shape == inp, OP, "probability targets must have the input's shape {inp:?}, got {tgt_shape:?}");
+            ensure_op!(p.len() == n * c * s, OP, "target shape {tgt_shape:?} but {} values given", p.len());
+            if let Some(w) = &o.weight {
+                ensure_op!(w.len() == c, OP, "weight has {} elements but the input {inp:?} has C = {c} classes", w.len());
+            }
+            Ok((n, c, s))
+        }
+    }
+}
+
+fn weights<T: Real>(o: &Options, c: usize) -> Vec<T> {
+    match &o.weight {
+        Some(w) => w.iter().map(|&x| T::of(x as f64)).collect(),
+        None => vec![T::one(); c],
+    }
+}
+
+/// Per row: (loss, weight) given log-probabilities, as in PyTorch's cross_entropy.
+fn row_pairs<T: Real>(logp: &[T], tgt: Targets<'_, T>, o: &Options, (n_dim, c_dim, s_dim): (usize, usize, usize)) -> Vec<(T, T)> {
+    let w = weights::<T>(o, c_dim);
+    let eps = T::of(o.label_smoothing as f64);
+    let uq = eps / T::of(c_dim as f64);
+    (0..n_dim * s_dim)
+        .map(|r| {
+            let (n, s) = (r / s_dim, r % s_dim);
+            let lp = |c| logp[at(c_dim, s_dim, n, c, s)];
+            match tgt {
+                Targets::Prob(q) => {
+                    let l: T = (0..c_dim).map(|c| w[c] * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c)).sum();
+                    (-l, T::one())
+                }
+                Targets::Class(t) if t[r] == o.ignore_index => (T::zero(), T::zero()),
+                Targets::Class(t) => {
+                    let t = t[r] as usize;
+                    let smooth: T = (0..c_dim).map(|c| w[c] * lp(c)).sum();
+                    ((T::one() - eps) * (-w[t] * lp(t)) - uq * smooth, w[t])
+                }
+            }
+        })
+        .collect()
+}
+
+/// Returns (loss, logp): loss (N, d...) for 'none' else (1,); logp (N, C, S).
+pub fn forward_cpu<T: Real>(inp: &[T], tgt: Targets<'_, T>, o: &Options, dims: (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
+    let logp = log_softmax::forward_cpu(inp, dims);
+    let loss = reduce_pairs(row_pairs(&logp, tgt, o, dims), o.reduction);
+    (loss, logp)
+}
+
+/// dinp (N, C, S) from the forward's logp and dout ((N, d...) for 'none', else (1,)).
+pub fn backward_cpu<T: Real>(logp: &[T], tgt: Targets<'_, T>, dout: &[T], o: &Options, dims: (usize, usize, usize)) -> Vec<T> {
+    let (n_dim, c_dim, s_dim) = dims;
+    let w = weights::<T>(o, c_dim);
+    let eps = T::of(o.label_smoothing as f64);
+    let uq = eps / T::of(c_dim as f64);
+    let pairs = row_pairs(logp, tgt, o, dims);
+    let up = row_upstream(dout, pairs.iter().map(|p| p.1), o.reduction);
+    let mut dlogp = vec![T::zero(); logp.len()];
+    for r in 0..n_dim * s_dim {
+        let (n, s) = (r / s_dim, r % s_dim);
+        for c in 0..c_dim {
+            let i = at(c_dim, s_dim, n, c, s);
+            dlogp[i] = match tgt {
+                Targets::Prob(q) => -up(r) * w[c] * ((T::one() - eps) * q[i] + uq),
+                Targets::Class(t) if t[r] == o.ignore_index => T::zero(),
+                Targets::Class(t) => {
+                    let hit = if t[r] as usize == c { (T::one() - eps) * w[c] } else { T::zero() };
+                    -up(r) * (uq * w[c] + hit)
+                }
+            };
+        }
+    }
+    log_softmax::backward_cpu(logp, &dlogp, dims)
+}
+
+/// Targets as the 32-bit words the shaders read: i32 class indices or f32 probabilities.
+pub fn target_words(tgt: Targets<'_, f32>) -> Vec<u32> {
+    match tgt {
+        Targets::Class(t) => t.iter().map(|&x| x as i32 as u32).collect(),
+        Targets::Prob(p) => p.iter().map(|x| x.to_bits()).collect(),
+    }
+}
+
+/// GPU kernels of CrossEntropyLoss; `dinp` (N, C, S) is the caller's (the executor's activation grad).
+pub struct Kernels {
+    pub forward: Program,
+    pub backward: Program,
+    /// (N, S) for 'none', (1,) otherwise.
+    pub out: View,
+    pub logp: View,
+    /// Upstream gradient, (N, S) or (1,); initialised to 1.
+    pub dout: View,
+}
+
+/// `tgt` holds [`target_words`]; `prob` says which kind they are.
+#[allow(clippy::too_many_arguments)]
+pub fn build_gpu(
+    gpu: &Gpu,
+    label: &str,
+    inp: &View,
+    tgt: &View,
+    prob: bool,
+    dinp: &View,
+    o: &Options,
+    dims: (usize, usize, usize),
+) -> Result<Kernels> {
+    let (n_dim, c_dim, s_dim) = dims;
+    let rows = (n_dim * s_dim) as u64;
+    let weight = gpu.upload(&format!("{label}.weight"), &o.weight.clone().unwrap_or_else(|| vec![1.0; c_dim]))?;
+    let logp = gpu.zeros(&format!("{label}.logp"), (n_dim * c_dim * s_dim) as u64)?;
+    let p = Params {
+        rows: rows as u32,
+        C: c_dim as u32,
+        S: s_dim as u32,
+        reduction: o.reduction.code(),
+        ignore_index: o.ignore_index.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+        smoothing: o.label_smoothing,
+        prob_targets: prob as u32,
+        _pad: 0,
+    };
+    let mut forward = Program::default();
+    let (out, stats, dout) = if o.reduction == Reduction::None {
+        let out = gpu.zeros(&format!("{label}.out"), rows)?;
+        forward.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[inp, tgt, &weight, &logp, &out], rows)?);
+        let stats = gpu.zeros(&format!("{label}.stats"), 2)?;
+        (out, stats, gpu.upload(&format!("{label}.dout"), &vec![1f32; rows as usize])?)
+    } else {
+        let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * rows)?;
+        forward.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[inp, tgt, &weight, &logp, &pairs], rows)?);
+        let out = gpu.zeros(&format!("{label}.out"), 1)?;
+        let finish = if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
+        let (reduce, stats) = reduce_sum::build(gpu, label, &pairs, rows, finish, &out)?;
+        forward.extend(reduce);
+        (out, stats, gpu.upload(&format!("{label}.dout"), &[1f32])?)
+    };
+    let mut backward = Program::default();
+    backward.push(Kernel::new(
+        gpu,
+        "cross_entropy_backward",
+        &format!("{label}.backward"),
+        &p,
+        &[&logp, tgt, &weight, &dout, &stats, dinp],
+        rows,
+    )?);
+    Ok(Kernels { forward, backward, out, logp, dout })
+}
