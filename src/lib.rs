@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod kernel;
 pub mod ops;
 pub mod shaders;

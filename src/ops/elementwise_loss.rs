@@ -96,7 +96,9 @@ pub fn build(
         let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * n64)?;
         forward.push(Kernel::new(gpu, shaders.0, label, &fp, &[inp, tgt, &pairs], groups)?);
         let out = gpu.zeros(&format!("{label}.out"), 1)?;
-        let (reduce, _) = reduce_sum::build(gpu, label, &pairs, n64, reduce_sum::Finish::Sum, &out)?;
+        // Each element's pair weight is 1, so 'mean' is Σ loss / n.
+        let finish = if reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
+        let (reduce, _) = reduce_sum::build(gpu, label, &pairs, n64, finish, &out)?;
         forward.extend(reduce);
         (out, gpu.upload(&format!("{label}.dout"), &[1f32])?)
     };

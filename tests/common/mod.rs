@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the GPU (or a printed reason for skipping), seeded data.
 #![allow(dead_code)]
 
+pub mod elementwise_loss;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, OnceLock};
@@ -64,3 +66,62 @@ pub fn numeric_grad(x: &[f64], h: f64, f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 pub fn dot(w: &[f64], y: &[f64]) -> f64 {
     w.iter().zip(y).map(|(a, b)| a * b).sum()
 }
+
+/// One case of a golden file written by tests/golden/make_goldens.py.
+pub struct Case {
+    pub name: String,
+    pub meta: serde_json::Value,
+    file: std::sync::Arc<wgrad::io::safetensors::File>,
+}
+
+impl Case {
+    pub fn f32(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let name = format!("{}.{key}", self.name);
+        match self.file.tensors.get(&name) {
+            Some(wgrad::io::safetensors::Array::F32 { shape, data }) => (shape.clone(), data.clone()),
+            other => panic!("golden {name}: expected an f32 tensor, found {other:?}"),
+        }
+    }
+    pub fn i64(&self, key: &str) -> (Vec<usize>, Vec<i64>) {
+        let name = format!("{}.{key}", self.name);
+        match self.file.tensors.get(&name) {
+            Some(wgrad::io::safetensors::Array::I64 { shape, data }) => (shape.clone(), data.clone()),
+            other => panic!("golden {name}: expected an i64 tensor, found {other:?}"),
+        }
+    }
+    pub fn has(&self, key: &str) -> bool {
+        self.file.tensors.contains_key(&format!("{}.{key}", self.name))
+    }
+    pub fn str(&self, key: &str) -> Option<String> {
+        self.meta.get(key).and_then(|v| v.as_str()).map(String::from)
+    }
+    pub fn usizes(&self, key: &str) -> Vec<usize> {
+        self.meta[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+    }
+}
+
+pub fn data_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// Cases of a golden file whose `op` is one of `ops`; panics if there are none.
+pub fn goldens(file: &str, ops: &[&str]) -> Vec<Case> {
+    let f = std::sync::Arc::new(wgrad::io::safetensors::File::read(&data_path(file)).unwrap());
+    let mut cases: Vec<Case> = f
+        .metadata
+        .iter()
+        .map(|(name, json)| Case { name: name.clone(), meta: serde_json::from_str(json).unwrap(), file: f.clone() })
+        .filter(|c| ops.contains(&c.meta["op"].as_str().unwrap_or("")))
+        .collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(!cases.is_empty(), "{file} has no cases for {ops:?}");
+    cases
+}
+
+pub fn reduction_of(c: &Case) -> wgrad::Reduction {
+    wgrad::Reduction::parse(&c.str("reduction").unwrap_or_else(|| "mean".into())).unwrap()
+}
+
+/// Sizes every GPU-vs-CPU test covers: one element, lengths that are not a multiple of any
+/// workgroup size, and over a million elements.
+pub const LENGTHS: &[usize] = &[1, 7, 255, 257, 1000, 1025, 4099, 1 << 20, (1 << 20) + 3];

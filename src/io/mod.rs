@@ -1,0 +1,26 @@
+//! Files: safetensors state dicts, batches and outputs (PyTorch-compatible).
+
+pub mod safetensors;
+
+use crate::{Error, Result};
+use std::path::Path;
+
+/// Writes a file atomically: a temporary file in the same folder, flushed, then renamed over `path`,
+/// so a crash leaves either the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| Error::file(path, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::file(path, format!("cannot write: {e}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! safetensors files as PyTorch writes them (`safetensors.torch.save_file`): f32 tensors (and i64
+//! targets) by name, with optional string metadata.
+
+use super::write_atomic;
+use crate::{Error, Result};
+use ::safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A tensor read from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Array {
+    F32 { shape: Vec<usize>, data: Vec<f32> },
+    I64 { shape: Vec<usize>, data: Vec<i64> },
+}
+
+impl Array {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Array::F32 { shape, .. } | Array::I64 { shape, .. } => shape,
+        }
+    }
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            Array::F32 { .. } => "F32",
+            Array::I64 { .. } => "I64",
+        }
+    }
+}
+
+/// The tensors of a file, by name, and its metadata.
+#[derive(Clone, Debug, Default)]
+pub struct File {
+    pub tensors: BTreeMap<String, Array>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl File {
+    /// Reads and checks a whole file. Tensors of dtypes other than F32 and I64 are an error naming them.
+    pub fn read(path: &Path) -> Result<File> {
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        Self::parse(path, &bytes)
+    }
+
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<File> {
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        let mut bad = Vec::new();
+        for (name, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            let data = view.data();
+            match view.dtype() {
+                Dtype::F32 => {
+                    let v = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                    tensors.insert(name, Array::F32 { shape, data: v });
+                }
+                Dtype::I64 => {
+                    let v = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+                    tensors.insert(name, Array::I64 { shape, data: v });
+                }
+                d => bad.push(format!("{name} has dtype {d:?}")),
+            }
+        }
+        if !bad.is_empty() {
+            bad.sort();
+            return Err(Error::file(path, format!("only F32 (and I64 targets) are supported: {}", bad.join(", "))));
+        }
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        Ok(File { tensors, metadata })
+    }
+
+    pub fn f32(&self, path: &Path, name: &str) -> Result<(&[usize], &[f32])> {
+        match self.tensors.get(name) {
+            Some(Array::F32 { shape, data }) => Ok((shape, data)),
+            Some(a) => Err(Error::file(path, format!("tensor {name} has dtype {}, expected F32", a.dtype()))),
+            None => Err(Error::file(path, format!("no tensor named {name}"))),
+        }
+    }
+
+    pub fn i64(&self, path: &Path, name: &str) -> Result<(&[usize], &[i64])> {
+        match self.tensors.get(name) {
+            Some(Array::I64 { shape, data }) => Ok((shape, data)),
+            Some(a) => Err(Error::file(path, format!("tensor {name} has dtype {}, expected I64", a.dtype()))),
+            None => Err(Error::file(path, format!("no tensor named {name}"))),
+        }
+    }
+}
+
+/// Writes f32 tensors (name, shape, data) and metadata atomically.
+pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: Option<HashMap<String, String>>) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| bytemuck::cast_slice(d).to_vec()).collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
+        let v = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| Error::file(path, format!("tensor {name} of shape {shape:?}: {e}")))?;
+        views.push((name.clone(), v));
+    }
+    let out = ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))?;
+    write_atomic(path, &out)
+}

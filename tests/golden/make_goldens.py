@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Writes PyTorch goldens into tests/data/ (safetensors), which the Rust tests compare against.
+
+    python3 tests/golden/make_goldens.py        # needs torch and safetensors; CI does not run it
+
+Each file holds, per case, the inputs, the options (as JSON in the metadata under the case's name),
+the outputs and every gradient. The Tudui files are exactly what `wgrad check` reads and writes:
+a state dict (tudui_init.safetensors), batches with `images` (f32) and `targets` (i64), and the
+expected output with logits.i, loss.i, grad.i.<key> and param.i.<key> after each SGD step.
+"""
+import json
+import os
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+
+OUT = os.path.join(os.path.dirname(__file__), '..', 'data')
+torch.manual_seed(0)
+
+
+def save(name, tensors, meta):
+    tensors = {k: v.detach().clone().contiguous() for k, v in tensors.items()}
+    save_file(tensors, os.path.join(OUT, name), metadata={k: json.dumps(v) for k, v in meta.items()})
+
+
+def losses():
+    t, m = {}, {}
+
+    def case(name, op, inp, tgt, fn, opts, weight=None, grad_tgt=False):
+        inp = inp.clone().requires_grad_(True)
+        out = fn(inp)
+        dout = torch.randn_like(out) if out.dim() > 0 else torch.tensor(1.0)
+        out.backward(dout)
+        t[f'{name}.inp'], t[f'{name}.out'], t[f'{name}.dout'], t[f'{name}.dinp'] = inp, out, dout, inp.grad
+        if tgt is not None:
+            t[f'{name}.tgt'] = tgt
+        if weight is not None:
+            t[f'{name}.weight'] = weight
+        m[name] = dict(op=op, **opts)
+
+    # The tutorial's cells.
+    x = torch.tensor([1., 2., 3.]).reshape(1, 3)
+    y = torch.tensor([1., 2., 5.]).reshape(1, 3)
+    for red in ('sum', 'mean', 'none'):
+        case(f'tutorial_l1_{red}', 'l1', x, y, lambda i: nn.L1Loss(reduction=red)(i, y), dict(reduction=red))
+        case(f'tutorial_mse_{red}', 'mse', x, y, lambda i: nn.MSELoss(reduction=red)(i, y), dict(reduction=red))
+    logits = torch.tensor([[0.1, 0.2, 0.3]])
+    tgt = torch.tensor([1])
+    case('tutorial_ce', 'cross_entropy', logits, tgt, lambda i: nn.CrossEntropyLoss()(i, tgt), {})
+
+    # Random cases; ties (x == y) exercise L1's zero gradient.
+    x = torch.randn(4, 5)
+    y = torch.randn(4, 5)
+    y[0, :3] = x[0, :3]
+    for red in ('none', 'sum', 'mean'):
+        case(f'l1_{red}', 'l1', x, y, lambda i: F.l1_loss(i, y, reduction=red), dict(reduction=red))
+        case(f'mse_{red}', 'mse', x, y, lambda i: F.mse_loss(i, y, reduction=red), dict(reduction=red))
+    for shape in [(3, 5), (2, 4, 3, 2)]:
+        name = 'log_softmax_' + 'x'.join(map(str, shape))
+        case(name, 'log_softmax', torch.randn(*shape) * 3, None, lambda i: F.log_softmax(i, 1), {})
+
+    def nll_cases(prefix, op, logits, tgt, C, fn):
+        w = torch.rand(C) + 0.5
+        for red in ('none', 'sum', 'mean'):
+            case(f'{prefix}_{red}', op, logits, tgt, lambda i: fn(i, tgt, None, -100, red, 0.0), dict(reduction=red))
+            case(f'{prefix}_w_{red}', op, logits, tgt, lambda i: fn(i, tgt, w, -100, red, 0.0), dict(reduction=red), weight=w)
+        return w
+
+    tgt = torch.tensor([0, 3, -100, 2, 1, -100])
+    logits = torch.randn(6, 4)
+    nll = lambda i, t, w, ig, red, ls: F.nll_loss(F.log_softmax(i, 1), t, weight=w, ignore_index=ig, reduction=red)
+    nll_cases('nll', 'nll_on_log_softmax', logits, tgt, 4, nll)
+    ce = lambda i, t, w, ig, red, ls: F.cross_entropy(i, t, weight=w, ignore_index=ig, reduction=red, label_smoothing=ls)
+    nll_cases('ce', 'cross_entropy', logits, tgt, 4, ce)
+    w = torch.rand(4) + 0.5
+    for red in ('none', 'sum', 'mean'):
+        case(f'ce_smooth_{red}', 'cross_entropy', logits, tgt,
+             lambda i: F.cross_entropy(i, tgt, weight=w, reduction=red, label_smoothing=0.1),
+             dict(reduction=red, label_smoothing=0.1), weight=w)
+    # ignore_index other than -100, 4-D input (N, C, H, W).
+    logits4 = torch.randn(2, 3, 4, 5)
+    tgt4 = torch.randint(0, 3, (2, 4, 5))
+    case('ce_4d_ignore1_smooth', 'cross_entropy', logits4, tgt4,
+         lambda i: F.cross_entropy(i, tgt4, ignore_index=1, label_smoothing=0.25),
+         dict(reduction='mean', ignore_index=1, label_smoothing=0.25))
+    case('nll_4d_ignore1', 'nll_on_log_softmax', logits4, tgt4,
+         lambda i: F.nll_loss(F.log_softmax(i, 1), tgt4, ignore_index=1), dict(reduction='mean', ignore_index=1))
+    # Class-probability targets.
+    probs = torch.softmax(torch.randn(6, 4), 1)
+    for red in ('none', 'sum', 'mean'):
+        case(f'ce_prob_{red}', 'cross_entropy', logits, probs,
+             lambda i: F.cross_entropy(i, probs, weight=w, reduction=red, label_smoothing=0.2),
+             dict(reduction=red, label_smoothing=0.2, prob=True), weight=w)
+    save('losses.safetensors', t, m)
+
+
+def layers():
+    t, m = {}, {}
+
+    def conv(name, N, IC, OC, H, W, k, stride=1, padding=0, dilation=1, bias=True):
+        c = nn.Conv2d(IC, OC, k, stride=stride, padding=padding, dilation=dilation, bias=bias)
+        x = torch.randn(N, IC, H, W, requires_grad=True)
+        y = c(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.weight': c.weight, f'{name}.out': y, f'{name}.dout': dy,
+                  f'{name}.dinp': x.grad, f'{name}.dweight': c.weight.grad})
+        if bias:
+            t[f'{name}.bias'], t[f'{name}.dbias'] = c.bias, c.bias.grad
+        pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]
+        m[name] = dict(op='conv2d', in_channels=IC, out_channels=OC, kernel=pair(k), stride=pair(stride),
+                       padding=pair(padding), dilation=pair(dilation), bias=bias)
+
+    conv('conv_7x9_k3_p1', 2, 3, 4, 7, 9, 3, padding=1)
+    conv('conv_8x8_k5_s2_p2_nobias', 1, 2, 3, 8, 8, 5, stride=2, padding=2, bias=False)
+    conv('conv_9x7_k3_s2_d2', 2, 3, 5, 9, 7, 3, stride=2, dilation=2)
+    conv('conv_6x6_k1', 3, 1, 2, 6, 6, 1)
+    conv('conv_7x10_k3x5_s1x2_p1x2', 2, 2, 3, 7, 10, (3, 5), stride=(1, 2), padding=(1, 2))
+    conv('conv_tudui2', 2, 32, 32, 16, 16, 5, padding=2)
+
+    def pool(name, x, k, stride=None, padding=0, dilation=1, ceil_mode=False):
+        x = x.clone().requires_grad_(True)
+        y, idx = F.max_pool2d(x, k, stride, padding, dilation, ceil_mode, return_indices=True)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.indices': idx, f'{name}.dout': dy,
+                  f'{name}.dinp': x.grad})
+        pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]
+        m[name] = dict(op='maxpool2d', kernel=pair(k), stride=pair(stride if stride is not None else k),
+                       padding=pair(padding), dilation=pair(dilation), ceil_mode=ceil_mode)
+
+    pool('pool_k2', torch.randn(2, 3, 8, 8), 2)
+    pool('pool_ties_k3_s2_p1', torch.randint(0, 3, (2, 2, 7, 7)).float(), 3, 2, 1)
+    pool('pool_negative_k3_s1_p1', -torch.rand(1, 2, 5, 6) - 1, 3, 1, 1)
+    pool('pool_ceil_k2_7x7', torch.randn(1, 2, 7, 7), 2, ceil_mode=True)
+    pool('pool_ceil_k3_s2_p1_6x6', torch.randn(1, 2, 6, 6), 3, 2, 1, ceil_mode=True)
+    pool('pool_ceil_k2_s2_5x5_edge', torch.randn(1, 1, 5, 5), 2, 2, 1, ceil_mode=True)
+    pool('pool_d2_k3_9x9', torch.randn(2, 2, 9, 9), 3, 1, 0, 2)
+
+    def linear(name, N, IN, OUT):
+        l = nn.Linear(IN, OUT)
+        x = torch.randn(N, IN, requires_grad=True)
+        y = l(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.weight': l.weight, f'{name}.bias': l.bias, f'{name}.out': y,
+                  f'{name}.dout': dy, f'{name}.dinp': x.grad, f'{name}.dweight': l.weight.grad,
+                  f'{name}.dbias': l.bias.grad})
+        m[name] = dict(op='linear', in_features=IN, out_features=OUT)
+
+    linear('linear_5x7_3', 5, 7, 3)
+    linear('linear_3x1024_64', 3, 1024, 64)
+    save('layers.safetensors', t, m)
+
+
+class Tudui(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model1 = nn.Sequential(OrderedDict([
+            ('conv1', nn.Conv2d(3, 32, 5, padding=2)), ('pool1', nn.MaxPool2d(2)),
+            ('conv2', nn.Conv2d(32, 32, 5, padding=2)), ('pool2', nn.MaxPool2d(2)),
+            ('conv3', nn.Conv2d(32, 64, 5, padding=2)), ('pool3', nn.MaxPool2d(2)),
+            ('flatten', nn.Flatten()), ('fc1', nn.Linear(1024, 64)), ('fc2', nn.Linear(64, 10))]))
+
+    def forward(self, x):
+        return self.model1(x)
+
+
+def tudui():
+    """Three SGD steps (lr 0.01, momentum 0.9, weight decay 5e-4) on batches of 8."""
+    model = Tudui()
+    save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, os.path.join(OUT, 'tudui_init.safetensors'))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    expected = {}
+    for i in (1, 2, 3):
+        images = torch.randint(0, 256, (8, 3, 32, 32)).float() / 255
+        targets = torch.randint(0, 10, (8,))
+        save_file({'images': images, 'targets': targets}, os.path.join(OUT, f'tudui_batch{i}.safetensors'))
+        opt.zero_grad()
+        logits = model(images)
+        loss = F.cross_entropy(logits, targets)
+        loss.backward()
+        expected[f'logits.{i}'] = logits.detach().clone()
+        expected[f'loss.{i}'] = loss.detach().clone()
+        for k, p in model.named_parameters():
+            expected[f'grad.{i}.{k}'] = p.grad.detach().clone()
+        opt.step()
+        for k, p in model.named_parameters():
+            expected[f'param.{i}.{k}'] = p.detach().clone()
+    save_file(expected, os.path.join(OUT, 'tudui_sgd_expected.safetensors'),
+              metadata=dict(lr='0.01', momentum='0.9', weight_decay='0.0005', torch=torch.__version__))
+
+
+if __name__ == '__main__':
+    os.makedirs(OUT, exist_ok=True)
+    losses()
+    layers()
+    tudui()
+    print('goldens written to', os.path.abspath(OUT))
