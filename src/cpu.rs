@@ -4,7 +4,7 @@
 use num_traits::Float;
 use std::iter::Sum;
 
-pub trait Real: Float + Sum + Send + Sync + Default + std::fmt::Debug + 'static {
+pub trait Real: Float + Sum + std::ops::AddAssign + Send + Sync + Default + std::fmt::Debug + 'static {
     fn of(v: f64) -> Self;
     /// C (m×n) = alpha·A (m×k)·B (k×n) + beta·C with arbitrary strides (row, column) for each.
     #[allow(clippy::too_many_arguments)]

@@ -21,6 +21,14 @@ shaders!(
     "nll_loss_backward",
     "cross_entropy_forward",
     "cross_entropy_backward",
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv2d_backward_weight_sum",
+    "bias_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "matmul",
 );
 
 pub fn source(name: &str) -> Option<&'static str> {

@@ -2,13 +2,14 @@
 //! reference forward/backward (generic over f32 and f64) and the GPU kernel builders, which only
 //! create dispatches; running them is the caller's business (a test, or the graph executor).
 
-//pub mod conv2d;
+pub mod bias;
+pub mod conv2d;
 pub mod cross_entropy;
 pub mod elementwise_loss;
 pub mod l1_loss;
-//pub mod linear;
+pub mod linear;
 pub mod log_softmax;
-//pub mod maxpool2d;
+pub mod maxpool2d;
 pub mod mse_loss;
 pub mod nll_loss;
 pub mod reduce_sum;
@@ -44,6 +45,14 @@ impl Reduction {
     }
 }
 
+/// Gradients of a layer with parameters: dinp only when asked for (the first layer needs none).
+#[derive(Clone, Debug)]
+pub struct Grads<T> {
+    pub dinp: Option<Vec<T>>,
+    pub dweight: Vec<T>,
+    pub dbias: Option<Vec<T>>,
+}
+
 /// Sum in f64, whatever T is: the CPU reference should not lose bits the GPU's tree keeps.
 pub(crate) fn sum_f64<T: Real>(xs: impl Iterator<Item = T>) -> f64 {
     xs.map(|x| x.to_f64().unwrap_or(f64::NAN)).sum()
@@ -77,9 +86,10 @@ pub fn params_layouts() -> Vec<ParamsLayout> {
     v.extend(log_softmax::layouts());
     v.extend(nll_loss::layouts());
     v.extend(cross_entropy::layouts());
-    //v.extend(conv2d::layouts());
-    //v.extend(maxpool2d::layouts());
-    //v.extend(linear::layouts());
+    v.extend(bias::layouts());
+    v.extend(conv2d::layouts());
+    v.extend(maxpool2d::layouts());
+    v.extend(linear::layouts());
     //v.extend(sgd::layouts());
     v
 }

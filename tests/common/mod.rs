@@ -125,3 +125,9 @@ pub fn reduction_of(c: &Case) -> wgrad::Reduction {
 /// Sizes every GPU-vs-CPU test covers: one element, lengths that are not a multiple of any
 /// workgroup size, and over a million elements.
 pub const LENGTHS: &[usize] = &[1, 7, 255, 257, 1000, 1025, 4099, 1 << 20, (1 << 20) + 3];
+
+/// An absolute tolerance of `frac` times the tensor's largest magnitude: long dot products cancel
+/// to values far below their terms, whose rounding (not the value's) bounds the error.
+pub fn atol_of(want: &[f32], frac: f64) -> f64 {
+    frac * want.iter().fold(0f32, |m, v| m.max(v.abs())) as f64
+}

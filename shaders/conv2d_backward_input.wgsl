@@ -1,0 +1,102 @@
+// Conv2d backward w.r.t. the input: dinp[n, ic, ih, iw] =
+//   sum over (oc, kh, kw) with oh = (ih + PH - kh*DH) / SH and ow = (iw + PW - kw*DW) / SW exact and
+//   in range of weight[oc, ic, kh, kw] * dout[n, oc, oh, ow].
+// weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten.
+// Dispatch: one invocation per tile of 4 input channels x 8 input pixels (over n, ih, iw);
+// ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
+struct Params {
+    N: u32,
+    IC: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    has_bias: u32,
+    splits: u32,
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
+
+const TP: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let HW = p.H * p.W;
+    let P = p.N * HW;
+    let tiles_p = (P + TP - 1u) / TP;
+    if (t >= tiles_p * ((p.IC + 3u) / 4u)) {
+        return;
+    }
+    let ic0 = (t / tiles_p) * 4u;
+    let q0 = (t % tiles_p) * TP;
+    let OHW = p.OH * p.OW;
+    let KK = p.KH * p.KW;
+
+    var dbase: array<u32, TP>;
+    var ih: array<i32, TP>;
+    var iw: array<i32, TP>;
+    for (var j = 0u; j < TP; j++) {
+        let q = min(q0 + j, P - 1u);
+        let r = q % HW;
+        dbase[j] = (q / HW) * p.OC * OHW;
+        ih[j] = i32(r / p.W);
+        iw[j] = i32(r % p.W);
+    }
+    let wic = vec4<u32>(min(ic0, p.IC - 1u), min(ic0 + 1u, p.IC - 1u), min(ic0 + 2u, p.IC - 1u),
+                        min(ic0 + 3u, p.IC - 1u)) * KK;
+
+    var acc: array<vec4<f32>, TP>;
+    for (var kh = 0u; kh < p.KH; kh++) {
+        for (var kw = 0u; kw < p.KW; kw++) {
+            var doff: array<i32, TP>;
+            for (var j = 0u; j < TP; j++) {
+                let th = ih[j] + i32(p.PH) - i32(kh * p.DH);
+                let tw = iw[j] + i32(p.PW) - i32(kw * p.DW);
+                let oh = th / i32(p.SH);
+                let ow = tw / i32(p.SW);
+                let ok = th >= 0 && tw >= 0 && th % i32(p.SH) == 0 && tw % i32(p.SW) == 0 &&
+                         oh < i32(p.OH) && ow < i32(p.OW);
+                doff[j] = select(-1, oh * i32(p.OW) + ow, ok);
+            }
+            let wk = wic + vec4<u32>(kh * p.KW + kw);
+            for (var oc = 0u; oc < p.OC; oc++) {
+                let wo = oc * p.IC * KK;
+                let a = vec4<f32>(weight[wo + wk.x], weight[wo + wk.y], weight[wo + wk.z], weight[wo + wk.w]);
+                for (var j = 0u; j < TP; j++) {
+                    let ok = doff[j] >= 0;
+                    let d = select(0.0, dout[dbase[j] + oc * OHW + u32(max(doff[j], 0))], ok);
+                    acc[j] = fma(a, vec4<f32>(d), acc[j]);
+                }
+            }
+        }
+    }
+
+    for (var j = 0u; j < TP; j++) {
+        let q = q0 + j;
+        if (q < P) {
+            let o = (q / HW) * p.IC * HW + q % HW;
+            for (var i = 0u; i < 4u; i++) {
+                if (ic0 + i < p.IC) {
+                    dinp[o + (ic0 + i) * HW] = acc[j][i];
+                }
+            }
+        }
+    }
+}

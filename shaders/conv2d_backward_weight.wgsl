@@ -1,0 +1,106 @@
+// Conv2d backward w.r.t. the weight, split over the batch: for split s,
+//   part[s, oc, k] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
+//   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
+// inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
+// split, part is dweight itself; otherwise conv2d_backward_weight_sum adds the splits in order.
+// Dispatch: one invocation per (split, 4 output channels, 4 k); ceil(count / 64) workgroups of 64
+// (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
+struct Params {
+    N: u32,
+    IC: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    has_bias: u32,
+    splits: u32,
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+
+const TK: u32 = 4u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let KK = p.KH * p.KW;
+    let K = p.IC * KK;
+    let tiles_k = (K + TK - 1u) / TK;
+    let tiles_oc = (p.OC + 3u) / 4u;
+    if (t >= p.splits * tiles_oc * tiles_k) {
+        return;
+    }
+    let s = t / (tiles_oc * tiles_k);
+    let oc0 = ((t / tiles_k) % tiles_oc) * 4u;
+    let k0 = (t % tiles_k) * TK;
+    let OHW = p.OH * p.OW;
+    let HW = p.H * p.W;
+    let P = p.N * OHW;
+
+    var xoff: array<u32, TK>;
+    var dh: array<i32, TK>;
+    var dw: array<i32, TK>;
+    for (var j = 0u; j < TK; j++) {
+        let k = min(k0 + j, K - 1u);
+        xoff[j] = (k / KK) * HW;
+        dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
+        dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
+    }
+    let doc = vec4<u32>(min(oc0, p.OC - 1u), min(oc0 + 1u, p.OC - 1u), min(oc0 + 2u, p.OC - 1u),
+                        min(oc0 + 3u, p.OC - 1u)) * OHW;
+
+    let q_end = min((s + 1u) * p.chunk, P);
+    var q = s * p.chunk;
+    var n = q / OHW;
+    var oh = (q % OHW) / p.OW;
+    var ow = q % p.OW;
+    var acc: array<vec4<f32>, TK>;
+    for (; q < q_end; q++) {
+        let db = n * p.OC * OHW + oh * p.OW + ow;
+        let d = vec4<f32>(dout[db + doc.x], dout[db + doc.y], dout[db + doc.z], dout[db + doc.w]);
+        let xb = n * p.IC * HW;
+        for (var j = 0u; j < TK; j++) {
+            let ih = i32(oh * p.SH) + dh[j];
+            let iw = i32(ow * p.SW) + dw[j];
+            let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
+            let x = select(0.0, inp[xb + xoff[j] + u32(select(0, ih * i32(p.W) + iw, ok))], ok);
+            acc[j] = fma(d, vec4<f32>(x), acc[j]);
+        }
+        ow += 1u;
+        if (ow == p.OW) {
+            ow = 0u;
+            oh += 1u;
+            if (oh == p.OH) {
+                oh = 0u;
+                n += 1u;
+            }
+        }
+    }
+
+    let base = s * p.OC * K;
+    for (var j = 0u; j < TK; j++) {
+        if (k0 + j < K) {
+            for (var i = 0u; i < 4u; i++) {
+                if (oc0 + i < p.OC) {
+                    part[base + (oc0 + i) * K + k0 + j] = acc[j][i];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+// Conv2d forward as an implicit GEMM: out[n, oc, oh, ow] = bias[oc] +
+//   sum_{ic, kh, kw} weight[oc, ic, kh, kw] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
+// (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
+// out: (N, OC, OH, OW), overwritten.
+// Dispatch: one invocation per tile of 4 output channels x 8 output pixels, the pixels counted over
+// (n, oh, ow) together; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
+// no workgroup memory; out-of-range rows are clamped on read and skipped on write.
+struct Params {
+    N: u32,
+    IC: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    has_bias: u32,
+    splits: u32,
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const TP: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let OHW = p.OH * p.OW;
+    let P = p.N * OHW;
+    let tiles_p = (P + TP - 1u) / TP;
+    if (t >= tiles_p * ((p.OC + 3u) / 4u)) {
+        return;
+    }
+    let oc0 = (t / tiles_p) * 4u;
+    let q0 = (t % tiles_p) * TP;
+    let HW = p.H * p.W;
+    let K = p.IC * p.KH * p.KW;
+
+    var xbase: array<u32, TP>;
+    var ih0: array<i32, TP>;
+    var iw0: array<i32, TP>;
+    for (var j = 0u; j < TP; j++) {
+        let q = min(q0 + j, P - 1u);
+        let r = q % OHW;
+        xbase[j] = (q / OHW) * p.IC * HW;
+        ih0[j] = i32((r / p.OW) * p.SH) - i32(p.PH);
+        iw0[j] = i32((r % p.OW) * p.SW) - i32(p.PW);
+    }
+    let ocs = vec4<u32>(min(oc0, p.OC - 1u), min(oc0 + 1u, p.OC - 1u), min(oc0 + 2u, p.OC - 1u),
+                        min(oc0 + 3u, p.OC - 1u));
+    let wrow = ocs * K;
+
+    var acc: array<vec4<f32>, TP>;
+    for (var ic = 0u; ic < p.IC; ic++) {
+        for (var kh = 0u; kh < p.KH; kh++) {
+            for (var kw = 0u; kw < p.KW; kw++) {
+                let k = (ic * p.KH + kh) * p.KW + kw;
+                let a = vec4<f32>(weight[wrow.x + k], weight[wrow.y + k], weight[wrow.z + k], weight[wrow.w + k]);
+                let dh = i32(kh * p.DH);
+                let dw = i32(kw * p.DW);
+                for (var j = 0u; j < TP; j++) {
+                    let ih = ih0[j] + dh;
+                    let iw = iw0[j] + dw;
+                    let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
+                    let x = select(0.0, inp[xbase[j] + ic * HW + u32(select(0, ih * i32(p.W) + iw, ok))], ok);
+                    acc[j] = fma(a, vec4<f32>(x), acc[j]);
+                }
+            }
+        }
+    }
+
+    var b = vec4<f32>(0.0);
+    if (p.has_bias == 1u) {
+        b = vec4<f32>(bias[ocs.x], bias[ocs.y], bias[ocs.z], bias[ocs.w]);
+    }
+    for (var j = 0u; j < TP; j++) {
+        let q = q0 + j;
+        if (q < P) {
+            let o = (q / OHW) * p.OC * OHW + q % OHW;
+            let v = acc[j] + b;
+            for (var i = 0u; i < 4u; i++) {
+                if (oc0 + i < p.OC) {
+                    out[o + (oc0 + i) * OHW] = v[i];
+                }
+            }
+        }
+    }
+}

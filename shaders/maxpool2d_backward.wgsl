@@ -1,0 +1,62 @@
+// MaxPool2d backward as a gather (no atomics): each input element adds dout of every window that
+// covers it and whose saved maximum it is: dinp[plane, ih, iw] = sum over (kh, kw) with
+// oh = (ih + PH - kh*DH) / SH, ow = (iw + PW - kw*DW) / SW exact and in range, and
+// indices[plane, oh, ow] == ih*W + iw, of dout[plane, oh, ow].
+// indices, dout: (N*C, OH, OW); dinp: (N*C, H, W), overwritten.
+// Dispatch: one invocation per input element; ceil(count / 256) workgroups of 256 (2-D grid).
+struct Params {
+    planes: u32,
+    H: u32,
+    W: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> indices: array<i32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let HW = p.H * p.W;
+    if (i >= p.planes * HW) {
+        return;
+    }
+    let plane = i / HW;
+    let at = i32(i % HW);
+    let ih = at / i32(p.W);
+    let iw = at % i32(p.W);
+    let obase = plane * p.OH * p.OW;
+    var acc = 0.0;
+    for (var kh = 0u; kh < p.KH; kh++) {
+        let th = ih + i32(p.PH) - i32(kh * p.DH);
+        if (th < 0 || th % i32(p.SH) != 0 || th / i32(p.SH) >= i32(p.OH)) {
+            continue;
+        }
+        for (var kw = 0u; kw < p.KW; kw++) {
+            let tw = iw + i32(p.PW) - i32(kw * p.DW);
+            if (tw < 0 || tw % i32(p.SW) != 0 || tw / i32(p.SW) >= i32(p.OW)) {
+                continue;
+            }
+            let o = obase + u32(th / i32(p.SH)) * p.OW + u32(tw / i32(p.SW));
+            if (indices[o] == at) {
+                acc += dout[o];
+            }
+        }
+    }
+    dinp[i] = acc;
+}

@@ -1,0 +1,69 @@
+// MaxPool2d forward: out[plane, oh, ow] = max over the window's in-bounds elements of
+// inp[plane, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (padding counts as -inf); indices holds the
+// flat position ih*W + iw of the maximum in its (H, W) plane, as PyTorch's return_indices.
+// Ties go to the first maximum in row-major window order; a NaN wins and propagates.
+// inp: (N*C, H, W); out, indices: (N*C, OH, OW), overwritten.
+// Dispatch: one invocation per output element; ceil(count / 256) workgroups of 256 (2-D grid).
+struct Params {
+    planes: u32,
+    H: u32,
+    W: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> indices: array<i32>;
+
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let OHW = p.OH * p.OW;
+    if (i >= p.planes * OHW) {
+        return;
+    }
+    let plane = i / OHW;
+    let h0 = i32(((i % OHW) / p.OW) * p.SH) - i32(p.PH);
+    let w0 = i32((i % p.OW) * p.SW) - i32(p.PW);
+    let base = plane * p.H * p.W;
+    var best = bitcast<f32>(0xff800000u); // -inf
+    var best_at = -1;
+    for (var kh = 0u; kh < p.KH; kh++) {
+        let ih = h0 + i32(kh * p.DH);
+        if (ih < 0 || ih >= i32(p.H)) {
+            continue;
+        }
+        for (var kw = 0u; kw < p.KW; kw++) {
+            let iw = w0 + i32(kw * p.DW);
+            if (iw < 0 || iw >= i32(p.W)) {
+                continue;
+            }
+            let at = ih * i32(p.W) + iw;
+            let v = inp[base + u32(at)];
+            if (best_at < 0 || v > best || is_nan(v)) {
+                best = v;
+                best_at = at;
+            }
+        }
+    }
+    out[i] = best;
+    indices[i] = best_at;
+}

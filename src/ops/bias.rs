@@ -1,0 +1,35 @@
+//! The bias gradient shared by Conv2d and Linear: dbias[c] = Σ_{n, s} dout[n, c, s].
+//! Shader: bias_backward.wgsl.
+
+use super::ParamsLayout;
+use crate::buffer::View;
+use crate::cpu::Real;
+use crate::device::Gpu;
+use crate::kernel::Kernel;
+use crate::Result;
+
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub N: u32,
+    pub C: u32,
+    pub S: u32,
+    pub _pad: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    vec![crate::params_layout!("bias_backward", Params, [N, C, S, _pad])]
+}
+
+/// dbias: (C,) from dout: (N, C, S).
+pub fn backward_cpu<T: Real>(dout: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+    (0..c)
+        .map(|ch| (0..n).flat_map(|i| dout[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied()).sum())
+        .collect()
+}
+
+pub fn backward_gpu(gpu: &Gpu, label: &str, dout: &View, dbias: &View, n: usize, c: usize, s: usize) -> Result<Kernel> {
+    let p = Params { N: n as u32, C: c as u32, S: s as u32, _pad: 0 };
+    Kernel::new(gpu, "bias_backward", &format!("{label}.dbias"), &p, &[dout, dbias], c as u64)
+}

@@ -1,0 +1,284 @@
+//! Conv2d (nn.Conv2d, NCHW, groups = 1): kernel (KH, KW), stride, zero padding, dilation, optional
+//! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
+//! (+ conv2d_backward_weight_sum.wgsl when the batch is split), bias_backward.wgsl.
+//! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
+
+use super::{bias, Grads, ParamsLayout};
+use crate::buffer::View;
+use crate::cpu::Real;
+use crate::device::Gpu;
+use crate::kernel::{Kernel, Program};
+use crate::{ensure_op, Error, Result};
+use rayon::prelude::*;
+
+pub const OP: &str = "Conv2d";
+
+/// nn.Conv2d's arguments (groups = 1, padding_mode 'zeros').
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub bias: bool,
+}
+
+impl Config {
+    /// Conv2d(in, out, k) with PyTorch's defaults: stride 1, padding 0, dilation 1, bias.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Config { in_channels, out_channels, kernel: (kernel, kernel), stride: (1, 1), padding: (0, 0), dilation: (1, 1), bias: true }
+    }
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = (p, p);
+        self
+    }
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.out_channels, self.in_channels, self.kernel.0, self.kernel.1]
+    }
+
+    /// Checks an (N, C, H, W) input against the layer and returns the geometry of the convolution.
+    pub fn geometry(&self, input: &[usize]) -> Result<Geometry> {
+        let op = || format!("{OP}({}, {}, kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?})",
+            self.in_channels, self.out_channels, self.kernel, self.stride, self.padding, self.dilation);
+        ensure_op!(input.len() == 4, op(), "expected an (N, C, H, W) input, got shape {input:?}");
+        let [n, c, h, w] = [input[0], input[1], input[2], input[3]];
+        ensure_op!(self.kernel.0 > 0 && self.kernel.1 > 0, op(), "kernel size must be positive");
+        ensure_op!(self.stride.0 > 0 && self.stride.1 > 0, op(), "stride must be positive, got {:?}", self.stride);
+        ensure_op!(self.dilation.0 > 0 && self.dilation.1 > 0, op(), "dilation must be positive, got {:?}", self.dilation);
+        ensure_op!(self.in_channels > 0 && self.out_channels > 0, op(), "channel counts must be positive");
+        ensure_op!(c == self.in_channels, op(), "input {input:?} has {c} channels but the weight expects {}", self.in_channels);
+        ensure_op!(n > 0, op(), "empty batch in input {input:?}");
+        let eff = |k: usize, d: usize| d * (k - 1) + 1;
+        let (ekh, ekw) = (eff(self.kernel.0, self.dilation.0), eff(self.kernel.1, self.dilation.1));
+        let (ph, pw) = (h + 2 * self.padding.0, w + 2 * self.padding.1);
+        if ph < ekh || pw < ekw {
+            return Err(Error::op(
+                op(),
+                format!("kernel of effective size ({ekh}, {ekw}) is larger than the padded input ({ph}, {pw}) of input {input:?}"),
+            ));
+        }
+        let oh = (ph - ekh) / self.stride.0 + 1;
+        let ow = (pw - ekw) / self.stride.1 + 1;
+        Ok(Geometry {
+            n, ic: c, h, w, oc: self.out_channels, oh, ow,
+            kh: self.kernel.0, kw: self.kernel.1, sh: self.stride.0, sw: self.stride.1,
+            ph: self.padding.0, pw: self.padding.1, dh: self.dilation.0, dw: self.dilation.1,
+        })
+    }
+}
+
+/// Every size of one convolution: input (N, IC, H, W), output (N, OC, OH, OW), weight (OC, IC, KH, KW).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub n: usize, pub ic: usize, pub h: usize, pub w: usize,
+    pub oc: usize, pub oh: usize, pub ow: usize,
+    pub kh: usize, pub kw: usize, pub sh: usize, pub sw: usize,
+    pub ph: usize, pub pw: usize, pub dh: usize, pub dw: usize,
+}
+
+impl Geometry {
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.oc, self.oh, self.ow]
+    }
+    /// IC·KH·KW, the GEMM's reduction length.
+    pub fn k(&self) -> usize {
+        self.ic * self.kh * self.kw
+    }
+    /// Multiply-adds of the forward pass.
+    pub fn macs(&self) -> usize {
+        self.n * self.oc * self.oh * self.ow * self.k()
+    }
+}
+
+/// col (IC·KH·KW, OH·OW) from one image x (IC, H, W); padding reads as zero.
+fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T]) {
+    let ohw = g.oh * g.ow;
+    for ic in 0..g.ic {
+        for kh in 0..g.kh {
+            for kw in 0..g.kw {
+                let row = &mut col[((ic * g.kh + kh) * g.kw + kw) * ohw..][..ohw];
+                for oh in 0..g.oh {
+                    let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
+                    for ow in 0..g.ow {
+                        let iw = (ow * g.sw + kw * g.dw) as isize - g.pw as isize;
+                        row[oh * g.ow + ow] = if ih >= 0 && (ih as usize) < g.h && iw >= 0 && (iw as usize) < g.w {
+                            x[(ic * g.h + ih as usize) * g.w + iw as usize]
+                        } else {
+                            T::zero()
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of im2col: adds col (IC·KH·KW, OH·OW) back into dx (IC, H, W).
+fn col2im<T: Real>(g: &Geometry, col: &[T], dx: &mut [T]) {
+    let ohw = g.oh * g.ow;
+    for ic in 0..g.ic {
+        for kh in 0..g.kh {
+            for kw in 0..g.kw {
+                let row = &col[((ic * g.kh + kh) * g.kw + kw) * ohw..][..ohw];
+                for oh in 0..g.oh {
+                    let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
+                    if ih < 0 || ih as usize >= g.h {
+                        continue;
+                    }
+                    for ow in 0..g.ow {
+                        let iw = (ow * g.sw + kw * g.dw) as isize - g.pw as isize;
+                        if iw >= 0 && (iw as usize) < g.w {
+                            dx[(ic * g.h + ih as usize) * g.w + iw as usize] += row[oh * g.ow + ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// out: (N, OC, OH, OW) from inp (N, IC, H, W), weight (OC, IC, KH, KW), bias (OC,).
+pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let (k, ohw) = (g.k(), g.oh * g.ow);
+    let mut out = vec![T::zero(); g.n * g.oc * ohw];
+    out.par_chunks_mut(g.oc * ohw).enumerate().for_each_init(
+        || vec![T::zero(); k * ohw],
+        |col, (n, out_n)| {
+            im2col(g, &inp[n * g.ic * g.h * g.w..][..g.ic * g.h * g.w], col);
+            if let Some(b) = bias {
+                for (oc, row) in out_n.chunks_mut(ohw).enumerate() {
+                    row.fill(b[oc]);
+                }
+            }
+            let beta = if bias.is_some() { T::one() } else { T::zero() };
+            // out_n (OC, OHW) = weight (OC, K) · col (K, OHW) [+ bias]
+            T::gemm(g.oc, k, ohw, T::one(), weight, k as isize, 1, col, ohw as isize, 1, beta, out_n, ohw as isize, 1);
+        },
+    );
+    out
+}
+
+/// Gradients w.r.t. input (when `need_dinp`), weight and bias (when `has_bias`).
+pub fn backward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], dout: &[T], need_dinp: bool, has_bias: bool) -> Grads<T> {
+    let (k, ohw, in_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w);
+    // Per image: its dweight contribution and (optionally) its dinp; summed in batch order below,
+    // so the result does not depend on rayon's scheduling.
+    let per_image: Vec<(Vec<T>, Vec<T>)> = (0..g.n)
+        .into_par_iter()
+        .map_init(
+            || vec![T::zero(); k * ohw],
+            |col, n| {
+                let dout_n = &dout[n * g.oc * ohw..][..g.oc * ohw];
+                im2col(g, &inp[n * in_sz..][..in_sz], col);
+                let mut dw = vec![T::zero(); g.oc * k];
+                // dw (OC, K) = dout_n (OC, OHW) · colᵀ (OHW, K)
+                T::gemm(g.oc, ohw, k, T::one(), dout_n, ohw as isize, 1, col, 1, ohw as isize, T::zero(), &mut dw, k as isize, 1);
+                let mut dx = Vec::new();
+                if need_dinp {
+                    // col (K, OHW) = weightᵀ (K, OC) · dout_n (OC, OHW), then scattered back.
+                    T::gemm(k, g.oc, ohw, T::one(), weight, 1, k as isize, dout_n, ohw as isize, 1, T::zero(), col, ohw as isize, 1);
+                    dx = vec![T::zero(); in_sz];
+                    col2im(g, col, &mut dx);
+                }
+                (dw, dx)
+            },
+        )
+        .collect();
+    let mut dweight = vec![T::zero(); g.oc * k];
+    let mut dinp = need_dinp.then(|| Vec::with_capacity(g.n * in_sz));
+    for (dw, dx) in per_image {
+        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a = *a + b);
+        if let Some(d) = dinp.as_mut() {
+            d.extend(dx);
+        }
+    }
+    let dbias = has_bias.then(|| bias::backward_cpu(dout, g.n, g.oc, ohw));
+    Grads { dinp, dweight, dbias }
+}
+
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub N: u32, pub IC: u32, pub H: u32, pub W: u32,
+    pub OC: u32, pub OH: u32, pub OW: u32, pub KH: u32,
+    pub KW: u32, pub SH: u32, pub SW: u32, pub PH: u32,
+    pub PW: u32, pub DH: u32, pub DW: u32, pub has_bias: u32,
+    pub splits: u32, pub chunk: u32, pub _pad0: u32, pub _pad1: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    let l = |s| crate::params_layout!(s, Params, [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, _pad0, _pad1]);
+    vec![l("conv2d_forward"), l("conv2d_backward_input"), l("conv2d_backward_weight"), l("conv2d_backward_weight_sum")]
+}
+
+fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
+    let u = |v: usize| v as u32;
+    Params {
+        N: u(g.n), IC: u(g.ic), H: u(g.h), W: u(g.w), OC: u(g.oc), OH: u(g.oh), OW: u(g.ow), KH: u(g.kh),
+        KW: u(g.kw), SH: u(g.sh), SW: u(g.sw), PH: u(g.ph), PW: u(g.pw), DH: u(g.dh), DW: u(g.dw),
+        has_bias: has_bias as u32, splits: u(splits), chunk: u(chunk), _pad0: 0, _pad1: 0,
+    }
+}
+
+/// Output pixels per conv2d_forward invocation (TP in the shader); 4 channels each.
+const TILE_PIXELS: usize = 8;
+
+/// out = conv(inp, weight) + bias.
+pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Kernel> {
+    let p = params(g, bias.is_some(), 1, 0);
+    let tiles = (g.n * g.oh * g.ow).div_ceil(TILE_PIXELS) * g.oc.div_ceil(4);
+    Kernel::new(gpu, "conv2d_forward", label, &p, &[inp, weight, bias.unwrap_or(weight), out], tiles.div_ceil(64) as u64)
+}
+
+/// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
+/// invocations to fill a GPU, at least 256 pixels per split, the partials within one binding.
+pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
+    let pixels = g.n * g.oh * g.ow;
+    let tiles = g.oc.div_ceil(4) * g.k().div_ceil(4);
+    let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
+    let splits = 32_768usize.div_ceil(tiles).min(pixels.div_ceil(256)).min(max_by_memory).max(1);
+    let chunk = pixels.div_ceil(splits);
+    (pixels.div_ceil(chunk), chunk)
+}
+
+/// Kernels for dinp (if given), dweight and dbias (if given); all outputs are overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    g: &Geometry,
+    inp: &View,
+    weight: &View,
+    dout: &View,
+    dinp: Option<&View>,
+    dweight: &View,
+    dbias: Option<&View>,
+) -> Result<Program> {
+    let mut prog = Program::default();
+    if let Some(dbias) = dbias {
+        prog.push(bias::backward_gpu(gpu, label, dout, dbias, g.n, g.oc, g.oh * g.ow)?);
+    }
+    let (splits, chunk) = weight_splits(gpu, g);
+    let p = params(g, false, splits, chunk);
+    let count = splits * g.oc.div_ceil(4) * g.k().div_ceil(4);
+    if splits == 1 {
+        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, dweight], count.div_ceil(64) as u64)?);
+    } else {
+        let part = gpu.zeros(&format!("{label}.dweight_splits"), (splits * g.oc * g.k()) as u64)?;
+        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, &part], count.div_ceil(64) as u64)?);
+        let m = (g.oc * g.k()) as u64;
+        prog.push(Kernel::new(gpu, "conv2d_backward_weight_sum", &format!("{label}.dweight_sum"), &p, &[&part, dweight], m.div_ceil(256))?);
+    }
+    if let Some(dinp) = dinp {
+        let tiles = (g.n * g.h * g.w).div_ceil(TILE_PIXELS) * g.ic.div_ceil(4);
+        prog.push(Kernel::new(gpu, "conv2d_backward_input", &format!("{label}.dinp"), &p, &[weight, dout, dinp], tiles.div_ceil(64) as u64)?);
+    }
+    Ok(prog)
+}

@@ -1,0 +1,165 @@
+//! Conv2d: CPU vs finite differences (f64), CPU and GPU vs PyTorch, GPU vs CPU on seeded random
+//! configurations (odd sizes, stride, padding, dilation, kernel 1/3/5, bias or not, batch 1 and 64,
+//! channel counts off any tile size, split weight gradients), and bad input.
+
+mod common;
+use common::*;
+use rand::Rng;
+use wgrad::ops::conv2d::*;
+use wgrad::testing::assert_close;
+
+fn config(c: &Case) -> Config {
+    let pair = |k: &str| {
+        let v = c.usizes(k);
+        (v[0], v[1])
+    };
+    Config {
+        in_channels: c.meta["in_channels"].as_u64().unwrap() as usize,
+        out_channels: c.meta["out_channels"].as_u64().unwrap() as usize,
+        kernel: pair("kernel"),
+        stride: pair("stride"),
+        padding: pair("padding"),
+        dilation: pair("dilation"),
+        bias: c.meta["bias"].as_bool().unwrap(),
+    }
+}
+
+struct Out {
+    out: Vec<f32>,
+    dinp: Vec<f32>,
+    dweight: Vec<f32>,
+    dbias: Option<Vec<f32>>,
+}
+
+fn run_gpu(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>, dout: &[f32]) -> Out {
+    let (xv, wv, dv) = (gpu.upload("inp", x).unwrap(), gpu.upload("weight", w).unwrap(), gpu.upload("dout", dout).unwrap());
+    let bv = b.map(|b| gpu.upload("bias", b).unwrap());
+    let out = gpu.zeros("out", dout.len() as u64).unwrap();
+    let dinp = gpu.zeros("dinp", x.len() as u64).unwrap();
+    let dweight = gpu.zeros("dweight", w.len() as u64).unwrap();
+    let dbias = b.map(|b| gpu.upload("dbias", &vec![f32::NAN; b.len()]).unwrap());
+    let mut prog = wgrad::kernel::Program::default();
+    prog.push(forward_gpu(gpu, "conv", g, &xv, &wv, bv.as_ref(), &out).unwrap());
+    prog.extend(backward_gpu(gpu, "conv", g, &xv, &wv, &dv, Some(&dinp), &dweight, dbias.as_ref()).unwrap());
+    prog.run(gpu, "conv").unwrap();
+    let mut views = vec![&out, &dinp, &dweight];
+    if let Some(d) = &dbias {
+        views.push(d);
+    }
+    let mut r = gpu.read_many(&views).unwrap();
+    let dbias = b.map(|_| r.pop().unwrap());
+    Out { dweight: r.pop().unwrap(), dinp: r.pop().unwrap(), out: r.pop().unwrap(), dbias }
+}
+
+#[test]
+fn cpu_backward_matches_finite_differences() {
+    let mut r = rng(10);
+    let cfg = Config { in_channels: 2, out_channels: 3, kernel: (3, 2), stride: (2, 1), padding: (1, 1), dilation: (1, 2), bias: true };
+    let g = cfg.geometry(&[2, 2, 5, 6]).unwrap();
+    let x = to_f64(&uniform(&mut r, 2 * 2 * 5 * 6, -1.0, 1.0));
+    let w = to_f64(&uniform(&mut r, 3 * 2 * 3 * 2, -1.0, 1.0));
+    let b = to_f64(&uniform(&mut r, 3, -1.0, 1.0));
+    let out_len = forward_cpu(&g, &x, &w, Some(&b)).len();
+    let dout = to_f64(&uniform(&mut r, out_len, -1.0, 1.0));
+    let grads = backward_cpu(&g, &x, &w, &dout, true, true);
+    let h = 1e-6;
+    let num_x = numeric_grad(&x, h, |xs| dot(&dout, &forward_cpu(&g, xs, &w, Some(&b))));
+    let num_w = numeric_grad(&w, h, |ws| dot(&dout, &forward_cpu(&g, &x, ws, Some(&b))));
+    let num_b = numeric_grad(&b, h, |bs| dot(&dout, &forward_cpu(&g, &x, &w, Some(bs))));
+    assert_close("conv dinp", &grads.dinp.unwrap(), &num_x, 1e-6, 1e-8);
+    assert_close("conv dweight", &grads.dweight, &num_w, 1e-6, 1e-8);
+    assert_close("conv dbias", &grads.dbias.unwrap(), &num_b, 1e-6, 1e-8);
+}
+
+#[test]
+fn cpu_and_gpu_match_pytorch() {
+    let gpu = gpu();
+    for c in goldens("layers.safetensors", &["conv2d"]) {
+        let cfg = config(&c);
+        let (shape, x) = c.f32("inp");
+        let g = cfg.geometry(&shape).unwrap();
+        let (_, w) = c.f32("weight");
+        let b = cfg.bias.then(|| c.f32("bias").1);
+        let (_, dout) = c.f32("dout");
+        let name = &c.name;
+        let cpu_out = forward_cpu(&g, &x, &w, b.as_deref());
+        let grads = backward_cpu(&g, &x, &w, &dout, true, cfg.bias);
+        { let want = c.f32("out").1; assert_close(&format!("{name} cpu out"), &cpu_out, &want, 1e-4, atol_of(&want, 1e-5)); }
+        { let want = c.f32("dinp").1; assert_close(&format!("{name} cpu dinp"), &grads.dinp.unwrap(), &want, 1e-4, atol_of(&want, 1e-5)); }
+        { let want = c.f32("dweight").1; assert_close(&format!("{name} cpu dweight"), &grads.dweight, &want, 1e-4, atol_of(&want, 1e-5)); }
+        if cfg.bias {
+            { let want = c.f32("dbias").1; assert_close(&format!("{name} cpu dbias"), &grads.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5)); }
+        }
+        if let Some(gpu) = &gpu {
+            let o = run_gpu(gpu, &g, &x, &w, b.as_deref(), &dout);
+            { let want = c.f32("out").1; assert_close(&format!("{name} gpu out"), &o.out, &want, 1e-4, atol_of(&want, 1e-5)); }
+            { let want = c.f32("dinp").1; assert_close(&format!("{name} gpu dinp"), &o.dinp, &want, 1e-4, atol_of(&want, 1e-5)); }
+            { let want = c.f32("dweight").1; assert_close(&format!("{name} gpu dweight"), &o.dweight, &want, 1e-4, atol_of(&want, 1e-5)); }
+            if cfg.bias {
+                { let want = c.f32("dbias").1; assert_close(&format!("{name} gpu dbias"), &o.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5)); }
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_matches_cpu_on_random_configurations() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(11);
+    let mut configs = vec![
+        // Tudui's conv2 at batch 2 (weight gradient split over the batch), and batch 64.
+        (Config::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
+        (Config::new(3, 6, 3).padding(1), [64, 3, 8, 8]),
+        (Config::new(1, 1, 1), [1, 1, 1, 1]),
+    ];
+    for _ in 0..12 {
+        let k = [1, 3, 5][r.random_range(0..3)];
+        let d = r.random_range(1..=2);
+        let p = r.random_range(0..=2);
+        let s = r.random_range(1..=2);
+        let cfg = Config {
+            in_channels: r.random_range(1..=6),
+            out_channels: r.random_range(1..=9),
+            kernel: (k, [1, 3, 5][r.random_range(0..3)]),
+            stride: (s, r.random_range(1..=2)),
+            padding: (p, r.random_range(0..=2)),
+            dilation: (d, r.random_range(1..=2)),
+            bias: r.random_bool(0.5),
+        };
+        let shape = [[1, 2, 3][r.random_range(0..3)], cfg.in_channels, r.random_range(7..=12), r.random_range(7..=12)];
+        if cfg.geometry(&shape).is_ok() {
+            configs.push((cfg, shape));
+        }
+    }
+    for (cfg, shape) in configs {
+        let g = cfg.geometry(&shape).unwrap();
+        let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+        let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+        let b = cfg.bias.then(|| uniform(&mut r, cfg.out_channels, -1.0, 1.0));
+        let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
+        let want_out = forward_cpu(&g, &x, &w, b.as_deref());
+        let want = backward_cpu(&g, &x, &w, &dout, true, cfg.bias);
+        let o = run_gpu(&gpu, &g, &x, &w, b.as_deref(), &dout);
+        let name = format!("{cfg:?} on {shape:?}");
+        assert_close(&format!("{name} out"), &o.out, &want_out, 1e-4, atol_of(&want_out, 1e-5));
+        let wd = want.dinp.unwrap();
+        assert_close(&format!("{name} dinp"), &o.dinp, &wd, 1e-4, atol_of(&wd, 1e-5));
+        assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
+        if let (Some(got), Some(want)) = (o.dbias, want.dbias) {
+            assert_close(&format!("{name} dbias"), &got, &want, 1e-4, atol_of(&want, 1e-5));
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let cfg = Config::new(3, 4, 5);
+    let e = cfg.geometry(&[1, 3, 3, 3]).unwrap_err().to_string();
+    assert!(e.contains("Conv2d(3, 4") && e.contains("larger than the padded input") && e.contains("[1, 3, 3, 3]"), "{e}");
+    let e = cfg.geometry(&[1, 2, 8, 8]).unwrap_err().to_string();
+    assert!(e.contains("has 2 channels but the weight expects 3"), "{e}");
+    let e = Config { stride: (0, 1), ..cfg }.geometry(&[1, 3, 8, 8]).unwrap_err().to_string();
+    assert!(e.contains("stride must be positive"), "{e}");
+    assert!(cfg.geometry(&[3, 8, 8]).unwrap_err().to_string().contains("(N, C, H, W)"));
+    assert!(cfg.geometry(&[0, 3, 8, 8]).unwrap_err().to_string().contains("empty batch"));
+}
