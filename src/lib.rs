@@ -10,8 +10,10 @@ pub mod buffer;
 pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod graph;
 pub mod io;
 pub mod kernel;
+pub mod nn;
 pub mod ops;
 pub mod shaders;
 pub mod tensor;
@@ -19,5 +21,7 @@ pub mod testing;
 
 pub use device::{BackendChoice, Device, DeviceKind, DeviceOptions, Gpu};
 pub use error::{Error, Result};
+pub use graph::{executor, Executor, Options as ExecOptions};
+pub use nn::{models, Model};
 pub use ops::Reduction;
 pub use tensor::Tensor;

@@ -29,6 +29,7 @@ shaders!(
     "maxpool2d_forward",
     "maxpool2d_backward",
     "matmul",
+    "sgd_step",
 );
 
 pub fn source(name: &str) -> Option<&'static str> {

@@ -1,6 +1,7 @@
 //! Files: safetensors state dicts, batches and outputs (PyTorch-compatible).
 
 pub mod safetensors;
+pub mod state_dict;
 
 use crate::{Error, Result};
 use std::path::Path;

@@ -13,7 +13,7 @@ pub mod maxpool2d;
 pub mod mse_loss;
 pub mod nll_loss;
 pub mod reduce_sum;
-//pub mod sgd;
+pub mod sgd;
 
 use crate::cpu::Real;
 
@@ -90,6 +90,6 @@ pub fn params_layouts() -> Vec<ParamsLayout> {
     v.extend(conv2d::layouts());
     v.extend(maxpool2d::layouts());
     v.extend(linear::layouts());
-    //v.extend(sgd::layouts());
+    v.extend(sgd::layouts());
     v
 }

@@ -131,3 +131,27 @@ pub const LENGTHS: &[usize] = &[1, 7, 255, 257, 1000, 1025, 4099, 1 << 20, (1 <<
 pub fn atol_of(want: &[f32], frac: f64) -> f64 {
     frac * want.iter().fold(0f32, |m, v| m.max(v.abs())) as f64
 }
+
+/// Tudui with the state dict PyTorch wrote (tests/data/tudui_init.safetensors).
+pub fn tudui_from_pytorch() -> wgrad::Model {
+    let mut m = wgrad::models::tudui(0);
+    wgrad::io::state_dict::load_into(&data_path("tudui_init.safetensors"), &mut m.params).unwrap();
+    m
+}
+
+/// (images, targets) of tests/data/tudui_batch{i}.safetensors.
+pub fn tudui_batch(i: usize) -> (Vec<f32>, Vec<i64>) {
+    let p = data_path(&format!("tudui_batch{i}.safetensors"));
+    let f = wgrad::io::safetensors::File::read(&p).unwrap();
+    (f.f32(&p, "images").unwrap().1.to_vec(), f.i64(&p, "targets").unwrap().1.to_vec())
+}
+
+/// A fresh, empty folder under the target directory (removed at the next run).
+pub fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!("wgrad-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

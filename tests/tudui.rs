@@ -1,0 +1,120 @@
+//! The Tudui network against PyTorch: loads PyTorch's state dict, then three SGD steps (lr 0.01,
+//! momentum 0.9, weight decay 5e-4) on fixed batches; logits, loss, every gradient and every
+//! parameter after each step match PyTorch's, on the GPU and on the CPU path. Also: one submit per
+//! training step, and the state dict round trip.
+
+mod common;
+use common::*;
+use wgrad::graph::Executor;
+use wgrad::io::safetensors::File;
+use wgrad::ops::sgd;
+use wgrad::testing::assert_close;
+use wgrad::{Device, ExecOptions};
+
+fn parity(device: Device) {
+    let model = tudui_from_pytorch();
+    let sgd = sgd::Config { momentum: 0.9, weight_decay: 5e-4, ..sgd::Config::new(0.01) };
+    let mut ex = wgrad::executor(&device, &model, 8, ExecOptions { sgd: Some(sgd), keep_all: false }).unwrap();
+    let path = data_path("tudui_sgd_expected.safetensors");
+    let want = File::read(&path).unwrap();
+    let f = |k: &str| want.f32(&path, k).unwrap().1.to_vec();
+    let dev = ex.describe();
+    for i in 1..=3 {
+        let (images, targets) = tudui_batch(i);
+        let loss = ex.step(&images, &targets, true).unwrap().unwrap();
+        assert_close(&format!("{dev}: loss.{i}"), &[loss], &f(&format!("loss.{i}")), 1e-5, 1e-6);
+        let logits = f(&format!("logits.{i}"));
+        assert_close(&format!("{dev}: logits.{i}"), &ex.logits().unwrap(), &logits, 1e-4, atol_of(&logits, 1e-5));
+        let (grads, params) = (ex.grads().unwrap(), ex.params().unwrap());
+        for (k, spec) in grads.specs.iter().enumerate() {
+            let g = f(&format!("grad.{i}.{}", spec.key));
+            assert_close(&format!("{dev}: grad.{i}.{}", spec.key), grads.get(k), &g, 1e-4, atol_of(&g, 1e-4));
+            let p = f(&format!("param.{i}.{}", spec.key));
+            assert_close(&format!("{dev}: param.{i}.{}", spec.key), params.get(k), &p, 1e-4, atol_of(&p, 1e-5));
+        }
+    }
+}
+
+#[test]
+fn cpu_matches_pytorch_over_three_sgd_steps() {
+    parity(Device::Cpu);
+}
+
+#[test]
+fn gpu_matches_pytorch_over_three_sgd_steps() {
+    let Some(gpu) = gpu() else { return };
+    parity(Device::Gpu(gpu));
+}
+
+#[test]
+fn a_training_step_is_one_submit() {
+    // A GPU of its own: the shared one counts the submits of tests running beside this one.
+    let Some(_) = gpu() else { return };
+    let gpu = std::sync::Arc::new(wgrad::Gpu::default_adapter().unwrap().unwrap());
+    let model = wgrad::models::tudui(1);
+    let mut ex = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 4, ExecOptions { sgd: Some(sgd::Config::new(0.01)), keep_all: false }).unwrap();
+    let (images, targets) = (vec![0.5f32; 4 * 3 * 32 * 32], vec![1i64, 2, 3, 4]);
+    ex.step(&images, &targets, false).unwrap();
+    let before = gpu.submit_count();
+    ex.step(&images, &targets, false).unwrap();
+    assert_eq!(gpu.submit_count() - before, 1, "a training step without the loss must be one submit");
+    let before = gpu.submit_count();
+    ex.step(&images, &targets, true).unwrap();
+    assert_eq!(gpu.submit_count() - before, 1, "reading the loss must not add a submit");
+}
+
+#[test]
+fn state_dict_keys_are_pytorchs() {
+    let m = wgrad::models::tudui(0);
+    let keys: Vec<&str> = m.params.specs.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, [
+        "model1.conv1.weight", "model1.conv1.bias", "model1.conv2.weight", "model1.conv2.bias",
+        "model1.conv3.weight", "model1.conv3.bias", "model1.fc1.weight", "model1.fc1.bias",
+        "model1.fc2.weight", "model1.fc2.bias"
+    ]);
+    // The file PyTorch wrote has exactly these keys and shapes; a round trip through wgrad keeps them.
+    let pt = File::read(&data_path("tudui_init.safetensors")).unwrap();
+    let mut from_pt = m.params.clone();
+    wgrad::io::state_dict::load_into(&data_path("tudui_init.safetensors"), &mut from_pt).unwrap();
+    let dir = tempdir();
+    let out = dir.join("sd.safetensors");
+    wgrad::io::state_dict::save(&out, &from_pt, None).unwrap();
+    let back = File::read(&out).unwrap();
+    assert_eq!(back.tensors, pt.tensors, "a state dict written by wgrad must equal PyTorch's");
+}
+
+#[test]
+fn mismatched_state_dicts_list_every_problem() {
+    let dir = tempdir();
+    let p = dir.join("bad.safetensors");
+    let m = wgrad::models::tudui(0);
+    let mut t = wgrad::io::state_dict::tensors(&m.params, "");
+    t.retain(|(k, _, _)| k != "model1.fc2.bias");
+    t[0].1 = vec![32, 3, 3, 3];
+    t[0].2.truncate(32 * 27);
+    t.push(("model1.fc3.weight".into(), vec![1], vec![0.0]));
+    wgrad::io::safetensors::write_f32(&p, &t, None).unwrap();
+    let mut params = m.params.clone();
+    let e = wgrad::io::state_dict::load_into(&p, &mut params).unwrap_err().to_string();
+    for needle in ["bad.safetensors", "missing key model1.fc2.bias", "model1.conv1.weight has shape [32, 3, 3, 3]", "unexpected key model1.fc3.weight"] {
+        assert!(e.contains(needle), "{needle:?} not in: {e}");
+    }
+}
+
+#[test]
+fn init_is_pytorchs_uniform_bound_and_seeded() {
+    let a = wgrad::models::tudui(7);
+    let b = wgrad::models::tudui(7);
+    assert_eq!(a.params, b.params);
+    assert_ne!(a.params, wgrad::models::tudui(8).params);
+    // kaiming_uniform(a=√5) and the bias init are both U(±1/√fan_in).
+    for (i, s) in a.params.specs.iter().enumerate() {
+        let fan_in: usize = if s.shape.len() == 4 { s.shape[1] * s.shape[2] * s.shape[3] } else if s.is_bias { 0 } else { s.shape[1] };
+        let v = a.params.get(i);
+        let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if fan_in > 0 {
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            assert!(max <= bound && max > 0.9 * bound, "{}: max |w| {max} vs bound {bound}", s.key);
+        }
+    }
+}
