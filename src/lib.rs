@@ -7,9 +7,11 @@
 //! a few bytes read back. Ops ([`ops`]) know nothing of graphs.
 
 pub mod buffer;
+pub mod cli;
 pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod functional;
 pub mod graph;
 pub mod io;
 pub mod kernel;

@@ -60,7 +60,7 @@ impl Layer {
             Layer::MaxPool2d(c) => format!("MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?}{})", c.kernel, c.stride, c.padding,
                 if c.ceil_mode { ", ceil_mode=True" } else { "" }),
             Layer::Flatten => "Flatten()".into(),
-            Layer::Linear(c) => format!("Linear(in_features={}, out_features={}, bias={})", c.in_features, c.out_features, c.bias),
+            Layer::Linear(c) => format!("Linear(in_features={}, out_features={}, bias={})", c.in_features, c.out_features, if c.bias { "True" } else { "False" }),
         }
     }
 }

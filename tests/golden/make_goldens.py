@@ -194,9 +194,34 @@ def tudui():
               metadata=dict(lr='0.01', momentum='0.9', weight_decay='0.0005', torch=torch.__version__))
 
 
+def second_net():
+    """A network unlike Tudui (one input channel, stride, ceil_mode, dilation, no bias) for the
+    executor tests: state dict, one batch, logits, loss and every gradient."""
+    net = nn.Module()
+    net.net = nn.Sequential(OrderedDict([
+        ('c1', nn.Conv2d(1, 4, 3, stride=2, padding=1)),
+        ('p1', nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)),
+        ('c2', nn.Conv2d(4, 6, (3, 1), dilation=(2, 1), bias=False)),
+        ('flat', nn.Flatten()),
+        ('fc', nn.Linear(6 * 2 * 6, 7)),
+        ('out', nn.Linear(7, 5))]))
+    save_file({k: v.clone().contiguous() for k, v in net.state_dict().items()}, os.path.join(OUT, 'second_init.safetensors'))
+    images = torch.randn(3, 1, 20, 20)
+    targets = torch.tensor([4, 0, 2])
+    save_file({'images': images, 'targets': targets}, os.path.join(OUT, 'second_batch.safetensors'))
+    logits = net.net(images)
+    loss = F.cross_entropy(logits, targets)
+    loss.backward()
+    expected = {'logits.1': logits.detach().clone(), 'loss.1': loss.detach().clone()}
+    for k, p in net.named_parameters():
+        expected[f'grad.1.{k}'] = p.grad.detach().clone()
+    save_file(expected, os.path.join(OUT, 'second_expected.safetensors'))
+
+
 if __name__ == '__main__':
     os.makedirs(OUT, exist_ok=True)
     losses()
     layers()
     tudui()
+    second_net()
     print('goldens written to', os.path.abspath(OUT))

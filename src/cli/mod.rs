@@ -1,0 +1,72 @@
+//! The `wgrad` commands. They only call the library; every error reaches the user as one message
+//! and a non-zero exit, never a panic.
+
+mod check;
+mod devices;
+
+use crate::device::{BackendChoice, Device, DeviceKind, DeviceOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wgrad", version, about = "Train PyTorch-style networks on any GPU through WebGPU, with a CPU path that verifies them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the adapters wgpu finds and mark the one wgrad would use.
+    Devices(devices::Args),
+    /// Run forward, loss, backward (and SGD steps) of Tudui on given batches and write every
+    /// output and gradient, to compare with PyTorch.
+    Check(check::Args),
+}
+
+/// --device, --backend and --adapter, with WGRAD_DEVICE, WGRAD_BACKEND and WGRAD_ADAPTER.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// auto: the best GPU adapter, else the CPU path; gpu: a wgpu adapter or an error; cpu: the CPU path.
+    #[arg(long, env = "WGRAD_DEVICE", value_enum, default_value = "auto")]
+    pub device: DeviceKind,
+    /// Which wgpu backend to search (auto: Vulkan, Metal, DX12; GL only if they have none).
+    #[arg(long, env = "WGRAD_BACKEND", value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Use the adapter whose name contains this text (case-insensitive).
+    #[arg(long, env = "WGRAD_ADAPTER")]
+    pub adapter: Option<String>,
+}
+
+impl DeviceArgs {
+    pub fn options(&self) -> DeviceOptions {
+        DeviceOptions { kind: self.device, backend: self.backend, adapter: self.adapter.clone().filter(|s| !s.is_empty()) }
+    }
+    /// Selects the device and says which on stderr.
+    pub fn select(&self) -> crate::Result<Device> {
+        let (device, why) = Device::select(&self.options())?;
+        eprintln!("device: {why}");
+        Ok(device)
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Devices(a) => devices::run(a),
+        Command::Check(a) => check::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}

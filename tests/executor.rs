@@ -1,0 +1,117 @@
+//! The executor is not Tudui-specific: a second network (one input channel, stride, ceil_mode,
+//! dilation, no bias, two Linear layers) matches PyTorch on the GPU and the CPU path; GPU and CPU
+//! executors agree over several SGD steps; buffer reuse saves memory without changing results;
+//! shape errors name the layer.
+
+mod common;
+use common::*;
+use wgrad::graph::Executor;
+use wgrad::io::safetensors::File;
+use wgrad::nn::{Layer, Model, Sequential};
+use wgrad::ops::{conv2d, linear, maxpool2d, sgd};
+use wgrad::testing::assert_close;
+use wgrad::{Device, ExecOptions};
+
+fn second_net() -> Sequential {
+    Sequential::new("net")
+        .add("c1", Layer::Conv2d(conv2d::Config::new(1, 4, 3).stride(2).padding(1)))
+        .add("p1", Layer::MaxPool2d(maxpool2d::Config { stride: (2, 2), padding: (1, 1), ceil_mode: true, ..maxpool2d::Config::new(3) }))
+        .add("c2", Layer::Conv2d(conv2d::Config { kernel: (3, 1), dilation: (2, 1), bias: false, ..conv2d::Config::new(4, 6, 1) }))
+        .add("flat", Layer::Flatten)
+        .add("fc", Layer::Linear(linear::Config::new(72, 7)))
+        .add("out", Layer::Linear(linear::Config::new(7, 5)))
+}
+
+fn second_model() -> Model {
+    let mut m = Model::init(second_net(), [1, 20, 20], 0);
+    wgrad::io::state_dict::load_into(&data_path("second_init.safetensors"), &mut m.params).unwrap();
+    m
+}
+
+fn second_batch() -> (Vec<f32>, Vec<i64>) {
+    let p = data_path("second_batch.safetensors");
+    let f = File::read(&p).unwrap();
+    (f.f32(&p, "images").unwrap().1.to_vec(), f.i64(&p, "targets").unwrap().1.to_vec())
+}
+
+fn matches_pytorch(device: Device) {
+    let model = second_model();
+    let mut ex = wgrad::executor(&device, &model, 3, ExecOptions::default()).unwrap();
+    let (images, targets) = second_batch();
+    let loss = ex.step(&images, &targets, true).unwrap().unwrap();
+    let path = data_path("second_expected.safetensors");
+    let want = File::read(&path).unwrap();
+    let f = |k: &str| want.f32(&path, k).unwrap().1.to_vec();
+    let dev = ex.describe();
+    assert_close(&format!("{dev}: loss"), &[loss], &f("loss.1"), 1e-5, 1e-6);
+    assert_close(&format!("{dev}: logits"), &ex.logits().unwrap(), &f("logits.1"), 1e-4, 1e-6);
+    let grads = ex.grads().unwrap();
+    assert_eq!(grads.specs.len(), 7, "c1, fc and out have weight and bias; c2 has no bias");
+    for (k, spec) in grads.specs.iter().enumerate() {
+        let g = f(&format!("grad.1.{}", spec.key));
+        assert_close(&format!("{dev}: grad {}", spec.key), grads.get(k), &g, 1e-4, atol_of(&g, 1e-4));
+    }
+}
+
+#[test]
+fn second_network_matches_pytorch_on_cpu() {
+    matches_pytorch(Device::Cpu);
+}
+
+#[test]
+fn second_network_matches_pytorch_on_gpu() {
+    let Some(gpu) = gpu() else { return };
+    matches_pytorch(Device::Gpu(gpu));
+}
+
+#[test]
+fn gpu_and_cpu_executors_agree_over_sgd_steps_and_reuse_changes_nothing() {
+    let Some(gpu) = gpu() else { return };
+    let model = second_model();
+    let s = sgd::Config { momentum: 0.9, nesterov: true, weight_decay: 1e-3, ..sgd::Config::new(0.05) };
+    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, ExecOptions { sgd: Some(s), keep_all: false }).unwrap();
+    let mut reuse = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: false }).unwrap();
+    let mut keep = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: true }).unwrap();
+    assert!(reuse.bytes < keep.bytes, "buffer reuse should allocate less: {} vs {}", reuse.bytes, keep.bytes);
+    let (images, targets) = second_batch();
+    for step in 1..=4 {
+        let lc = cpu.step(&images, &targets, true).unwrap().unwrap();
+        let lr = reuse.step(&images, &targets, true).unwrap().unwrap();
+        let lk = keep.step(&images, &targets, true).unwrap().unwrap();
+        assert_close(&format!("step {step} loss"), &[lr], &[lc], 1e-4, 1e-6);
+        assert_eq!(lr.to_bits(), lk.to_bits(), "step {step}: reusing buffers changed the loss");
+    }
+    let (pc, pr, pk) = (cpu.params().unwrap(), reuse.params().unwrap(), keep.params().unwrap());
+    assert_close("params after 4 steps", &pr.data, &pc.data, 1e-4, 1e-5);
+    assert_eq!(pr.data, pk.data, "reusing buffers changed the parameters");
+    // Everything --verify compares lines up name by name.
+    let (tc, tk) = (cpu.tensors().unwrap(), keep.tensors().unwrap());
+    assert_eq!(tc.iter().map(|t| &t.0).collect::<Vec<_>>(), tk.iter().map(|t| &t.0).collect::<Vec<_>>());
+    for ((name, c), (_, k)) in tc.iter().zip(&tk) {
+        assert_close(name, k, c, 1e-4, atol_of(c, 1e-4));
+    }
+}
+
+#[test]
+fn shape_errors_name_the_layer() {
+    let net = second_net().add("bad", Layer::Linear(linear::Config::new(6, 2)));
+    let e = wgrad::graph::Plan::new(&Model::init(net, [1, 20, 20], 0), 3).unwrap_err().to_string();
+    assert!(e.contains("net.bad") && e.contains("Linear(in_features=6") && e.contains("[3, 5]"), "{e}");
+    let e = wgrad::graph::Plan::new(&Model::init(second_net(), [2, 20, 20], 0), 3).unwrap_err().to_string();
+    assert!(e.contains("net.c1") && e.contains("2 channels"), "{e}");
+    let e = wgrad::graph::Plan::new(&Model::init(second_net(), [1, 20, 20], 0), 0).unwrap_err().to_string();
+    assert!(e.contains("batch size"), "{e}");
+}
+
+#[test]
+fn bad_batches_are_errors() {
+    let model = second_model();
+    let mut ex = wgrad::executor(&Device::Cpu, &model, 3, ExecOptions::default()).unwrap();
+    let (images, _) = second_batch();
+    let e = ex.step(&images, &[0, 5, 1], false).unwrap_err().to_string();
+    assert!(e.contains("target 5 at index 1") && e.contains("5 classes"), "{e}");
+    let e = ex.step(&images[1..], &[0, 1, 1], false).unwrap_err().to_string();
+    assert!(e.contains("images hold 1199 floats"), "{e}");
+    let e = ex.step(&images, &[0, 1], false).unwrap_err().to_string();
+    assert!(e.contains("2 targets for a batch of 3"), "{e}");
+}
