@@ -7,6 +7,7 @@
 //! a few bytes read back. Ops ([`ops`]) know nothing of graphs.
 
 pub mod buffer;
+pub mod data;
 pub mod cli;
 pub mod cpu;
 pub mod device;

@@ -1,0 +1,220 @@
+//! CIFAR-10 in both official layouts. Binary (`cifar-10-batches-bin/`): data_batch_1..5.bin and
+//! test_batch.bin, records of 1 label byte + 3072 pixel bytes (R, G, B planes, rows of 32), and
+//! batches.meta.txt with the class names. Python (`cifar-10-batches-py/`, what torchvision leaves):
+//! data_batch_1..5, test_batch and batches.meta, pickles (protocol 2) of a dict whose b'data' is a
+//! numpy uint8 array (10000×3072) and b'labels' a list. Python 2 wrote the official files (keys
+//! and the array's bytes are py2 strings); a file re-saved by Python 3 stores bytes through
+//! `_codecs.encode`: both are read.
+
+use super::{read, Dataset, Split, IMAGE_BYTES};
+use crate::{Error, Result};
+use serde_pickle::{DeOptions, HashableValue, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+type Dict = BTreeMap<HashableValue, Value>;
+
+pub const BIN_FOLDER: &str = "cifar-10-batches-bin";
+pub const PY_FOLDER: &str = "cifar-10-batches-py";
+pub const RECORD: usize = 1 + IMAGE_BYTES;
+pub const CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+/// The layout folder under (or at) `dir`, if either exists.
+pub fn find(dir: &Path) -> Option<PathBuf> {
+    for cand in [dir.join(PY_FOLDER), dir.join(BIN_FOLDER), dir.to_path_buf()] {
+        if cand.join("test_batch.bin").exists() || cand.join("test_batch").exists() {
+            return Some(cand);
+        }
+    }
+    None
+}
+
+fn files(split: Split, ext: &str) -> Vec<String> {
+    match split {
+        Split::Train => (1..=5).map(|i| format!("data_batch_{i}{ext}")).collect(),
+        Split::Test => vec![format!("test_batch{ext}")],
+    }
+}
+
+/// Loads a split from whichever layout `dir` holds.
+pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
+    let Some(folder) = find(dir) else {
+        return Err(Error::file(
+            dir,
+            format!("no CIFAR-10 here: expected {BIN_FOLDER}/ or {PY_FOLDER}/ (pass --download to fetch it)"),
+        ));
+    };
+    if folder.join("test_batch.bin").exists() { load_bin(&folder, split) } else { load_py(&folder, split) }
+}
+
+/// Parses one binary batch file: (images, labels).
+pub fn parse_bin(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        return Err(Error::file(
+            path,
+            format!("size {} is not a positive multiple of the {RECORD}-byte record (1 label + 3072 pixels); the file is truncated or not CIFAR-10", bytes.len()),
+        ));
+    }
+    let n = bytes.len() / RECORD;
+    let mut images = Vec::with_capacity(n * IMAGE_BYTES);
+    let mut labels = Vec::with_capacity(n);
+    for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
+        if rec[0] >= 10 {
+            return Err(Error::file(path, format!("record {i} (offset {}) has label {}; CIFAR-10 labels are 0..9", i * RECORD, rec[0])));
+        }
+        labels.push(rec[0]);
+        images.extend_from_slice(&rec[1..]);
+    }
+    Ok((images, labels))
+}
+
+fn class_names_txt(folder: &Path) -> Result<Vec<String>> {
+    let p = folder.join("batches.meta.txt");
+    if !p.exists() {
+        return Ok(CLASSES.iter().map(|s| s.to_string()).collect());
+    }
+    let text = String::from_utf8(read(&p)?).map_err(|_| Error::file(&p, "not UTF-8 text"))?;
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    if names.len() != 10 {
+        return Err(Error::file(&p, format!("expected 10 class names, found {}", names.len())));
+    }
+    Ok(names)
+}
+
+pub fn load_bin(folder: &Path, split: Split) -> Result<Dataset> {
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for f in files(split, ".bin") {
+        let p = folder.join(&f);
+        let (i, l) = parse_bin(&p, &read(&p)?)?;
+        images.extend(i);
+        labels.extend(l);
+    }
+    Ok(Dataset { name: "CIFAR-10".into(), split, images, labels, classes: class_names_txt(folder)?, synthetic: false, source: folder.into() })
+}
+
+fn get<'a>(dict: &'a Dict, key: &str) -> Option<&'a Value> {
+    dict.iter().find_map(|(k, v)| match k {
+        HashableValue::Bytes(b) if b == key.as_bytes() => Some(v),
+        HashableValue::String(s) if s == key => Some(v),
+        _ => None,
+    })
+}
+
+fn as_dict(path: &Path, v: Value) -> Result<Dict> {
+    match v {
+        Value::Dict(d) => Ok(d),
+        other => Err(Error::file(path, format!("expected a pickled dict, found {}", kind(&other)))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::None => "None",
+        Value::Bool(_) => "a bool",
+        Value::I64(_) | Value::Int(_) => "an int",
+        Value::F64(_) => "a float",
+        Value::Bytes(_) => "bytes",
+        Value::String(_) => "a string",
+        Value::List(_) => "a list",
+        Value::Tuple(_) => "a tuple",
+        Value::Set(_) | Value::FrozenSet(_) => "a set",
+        Value::Dict(_) => "a dict",
+    }
+}
+
+fn unpickle(path: &Path, bytes: &[u8]) -> Result<Value> {
+    serde_pickle::value_from_slice(bytes, DeOptions::new().replace_unresolved_globals())
+        .map_err(|e| Error::file(path, format!("not a readable pickle: {e}")))
+}
+
+/// The raw bytes of a pickled numpy uint8 array: `_reconstruct(...)` followed by BUILD with the
+/// `__setstate__` tuple (version, shape, dtype, fortran_order, data), which the unpickler leaves
+/// in the array's place.
+fn ndarray_u8(path: &Path, v: &Value) -> Result<(Vec<usize>, Vec<u8>)> {
+    let bad = |what: String| Error::file(path, format!("b'data' is not a pickled numpy uint8 array: {what}"));
+    let Value::Tuple(state) = v else { return Err(bad(format!("found {}", kind(v)))) };
+    if state.len() != 5 {
+        return Err(bad(format!("its state has {} fields, expected 5", state.len())));
+    }
+    let shape: Vec<usize> = match &state[1] {
+        Value::Tuple(s) | Value::List(s) => s
+            .iter()
+            .map(|d| match d {
+                Value::I64(x) if *x >= 0 => Ok(*x as usize),
+                _ => Err(bad("its shape is not a tuple of sizes".into())),
+            })
+            .collect::<Result<_>>()?,
+        other => return Err(bad(format!("its shape is {}", kind(other)))),
+    };
+    if matches!(state[3], Value::Bool(true)) {
+        return Err(bad("it is in Fortran order".into()));
+    }
+    let data = match &state[4] {
+        Value::Bytes(b) => b.clone(),
+        // Python 2 `str` data decoded as text by a permissive reader: every char is one byte.
+        Value::String(s) if s.chars().all(|c| (c as u32) < 256) => s.chars().map(|c| c as u8).collect(),
+        other => return Err(bad(format!("its data is {}", kind(other)))),
+    };
+    let n: usize = shape.iter().product();
+    if data.len() != n {
+        return Err(bad(format!("shape {shape:?} needs {n} bytes of uint8 but the data holds {}", data.len())));
+    }
+    Ok((shape, data))
+}
+
+/// Parses one pickled batch: (images, labels).
+pub fn parse_pickle(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let dict = as_dict(path, unpickle(path, bytes)?)?;
+    let data = get(&dict, "data").ok_or_else(|| Error::file(path, "the pickled dict has no b'data'"))?;
+    let labels = get(&dict, "labels").ok_or_else(|| Error::file(path, "the pickled dict has no b'labels'"))?;
+    let (shape, images) = ndarray_u8(path, data)?;
+    if shape.len() != 2 || shape[1] != IMAGE_BYTES {
+        return Err(Error::file(path, format!("b'data' has shape {shape:?}, expected (N, {IMAGE_BYTES})")));
+    }
+    let Value::List(list) = labels else {
+        return Err(Error::file(path, format!("b'labels' is {}, expected a list", kind(labels))));
+    };
+    if list.len() != shape[0] {
+        return Err(Error::file(path, format!("{} labels for {} images", list.len(), shape[0])));
+    }
+    let labels = list
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::I64(l) if (0..10).contains(l) => Ok(*l as u8),
+            Value::I64(l) => Err(Error::file(path, format!("label {l} at index {i}; CIFAR-10 labels are 0..9"))),
+            other => Err(Error::file(path, format!("label at index {i} is {}", kind(other)))),
+        })
+        .collect::<Result<_>>()?;
+    Ok((images, labels))
+}
+
+fn class_names_pickle(folder: &Path) -> Result<Vec<String>> {
+    let p = folder.join("batches.meta");
+    if !p.exists() {
+        return Ok(CLASSES.iter().map(|s| s.to_string()).collect());
+    }
+    let dict = as_dict(&p, unpickle(&p, &read(&p)?)?)?;
+    let Some(Value::List(names)) = get(&dict, "label_names") else {
+        return Err(Error::file(&p, "no list b'label_names'"));
+    };
+    names
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+            Value::String(s) => Ok(s.clone()),
+            other => Err(Error::file(&p, format!("a class name is {}", kind(other)))),
+        })
+        .collect()
+}
+
+pub fn load_py(folder: &Path, split: Split) -> Result<Dataset> {
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for f in files(split, "") {
+        let p = folder.join(&f);
+        let (i, l) = parse_pickle(&p, &read(&p)?)?;
+        images.extend(i);
+        labels.extend(l);
+    }
+    Ok(Dataset { name: "CIFAR-10".into(), split, images, labels, classes: class_names_pickle(folder)?, synthetic: false, source: folder.into() })
+}

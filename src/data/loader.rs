@@ -1,0 +1,147 @@
+//! DataLoader: batch_size, shuffle with a seed (a new permutation each epoch), drop_last,
+//! ToTensor (u8 / 255 → f32, N×3×32×32) and optional Normalize(mean, std). The next batch is
+//! prepared on another thread while the current step runs.
+
+use super::{Dataset, IMAGE_BYTES, SIDE};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub seed: u64,
+    pub drop_last: bool,
+    /// transforms.Normalize(mean, std) per channel, after ToTensor.
+    pub normalize: Option<([f32; 3], [f32; 3])>,
+}
+
+impl Config {
+    /// DataLoader(dataset, batch_size) with PyTorch's defaults: no shuffle, keep the last batch.
+    pub fn new(batch_size: usize) -> Self {
+        Config { batch_size, shuffle: false, seed: 0, drop_last: false, normalize: None }
+    }
+}
+
+/// One batch: images (N, 3, 32, 32) as f32 and targets (N,).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Position of the batch in its epoch.
+    pub index: usize,
+    pub images: Vec<f32>,
+    pub targets: Vec<i64>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+#[derive(Clone)]
+pub struct DataLoader {
+    ds: Arc<Dataset>,
+    cfg: Config,
+}
+
+impl DataLoader {
+    pub fn new(ds: Arc<Dataset>, cfg: Config) -> crate::Result<Self> {
+        if cfg.batch_size == 0 {
+            return Err(crate::Error::Graph("batch size must be at least 1".into()));
+        }
+        if let Some((_, std)) = cfg.normalize {
+            if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(crate::Error::Graph(format!("Normalize std must be positive, got {std:?}")));
+            }
+        }
+        Ok(DataLoader { ds, cfg })
+    }
+
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.ds
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Batches per epoch.
+    pub fn len(&self) -> usize {
+        let n = self.ds.len();
+        if self.cfg.drop_last { n / self.cfg.batch_size } else { n.div_ceil(self.cfg.batch_size) }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sample order of an epoch: identity, or a permutation drawn from (seed, epoch).
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.ds.len()).collect();
+        if self.cfg.shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            idx.shuffle(&mut rng);
+        }
+        idx
+    }
+
+    /// Builds batch `b` of an epoch's order.
+    pub fn batch(&self, order: &[usize], b: usize) -> Batch {
+        let bs = self.cfg.batch_size;
+        let ids = &order[b * bs..((b + 1) * bs).min(order.len())];
+        let mut images = Vec::with_capacity(ids.len() * IMAGE_BYTES);
+        let plane = SIDE * SIDE;
+        for &i in ids {
+            let img = self.ds.image(i);
+            for c in 0..3 {
+                let (m, s) = self.cfg.normalize.map_or((0.0, 1.0), |(m, s)| (m[c], s[c]));
+                images.extend(img[c * plane..(c + 1) * plane].iter().map(|&p| (p as f32 / 255.0 - m) / s));
+            }
+        }
+        Batch { index: b, images, targets: ids.iter().map(|&i| self.ds.labels[i] as i64).collect() }
+    }
+
+    /// The batches of `epoch` from batch `start` on, each prepared on a worker thread one ahead
+    /// of the consumer.
+    pub fn epoch(&self, epoch: u64, start: usize) -> Epoch {
+        let (tx, rx) = sync_channel(1);
+        let me = self.clone();
+        let count = self.len();
+        let worker = std::thread::spawn(move || {
+            let order = me.order(epoch);
+            for b in start..count {
+                if tx.send(me.batch(&order, b)).is_err() {
+                    return;
+                }
+            }
+        });
+        Epoch { rx: Some(rx), worker: Some(worker) }
+    }
+}
+
+/// An epoch's batches; dropping it stops the worker.
+pub struct Epoch {
+    rx: Option<Receiver<Batch>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Iterator for Epoch {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Epoch {
+    fn drop(&mut self) {
+        self.rx.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Datasets as PyTorch users know them: CIFAR-10 (both official layouts, verified download),
+//! Fashion-MNIST (IDX, gzipped) and a synthetic set in CIFAR-10's binary format; a DataLoader that
+//! prepares the next batch on another thread.
+
+pub mod cifar10;
+pub mod download;
+pub mod fashion_mnist;
+pub mod loader;
+pub mod synthetic;
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Image side and channels every dataset is delivered in (Fashion-MNIST is padded and replicated).
+pub const SIDE: usize = 32;
+pub const CHANNELS: usize = 3;
+pub const IMAGE_BYTES: usize = CHANNELS * SIDE * SIDE;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetKind {
+    Cifar10,
+    FashionMnist,
+    Synthetic,
+}
+
+/// Images as bytes (N, 3, 32, 32), channel-planar, with labels and class names.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub split: Split,
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub classes: Vec<String>,
+    /// Whether the data was generated rather than read (every command says so).
+    pub synthetic: bool,
+    /// Where it was read from.
+    pub source: PathBuf,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * IMAGE_BYTES..][..IMAGE_BYTES]
+    }
+    /// One line saying what this is, e.g. for the start of `wgrad train`.
+    pub fn describe(&self) -> String {
+        let what = if self.synthetic { " (SYNTHETIC data, not a real dataset)" } else { "" };
+        format!("{} {:?} split: {} images from {}{what}", self.name, self.split, self.len(), self.source.display())
+    }
+}
+
+/// Where the synthetic set is generated when no folder is given.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// Loads a split. CIFAR-10 is looked for under `dir` in either official layout (and fetched with
+/// `download`); Fashion-MNIST in `dir` or /usr/share/datasets/fashion-mnist; the synthetic set is
+/// generated (deterministically) into `dir`/wgrad-synthetic-cifar10 when missing.
+pub fn load(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
+    match kind {
+        DatasetKind::Cifar10 => {
+            if download && cifar10::find(dir).is_none() {
+                download::cifar10(dir)?;
+            }
+            cifar10::load(dir, split)
+        }
+        DatasetKind::FashionMnist => fashion_mnist::load(&fashion_mnist::find(dir)?, split),
+        DatasetKind::Synthetic => {
+            let d = dir.join(synthetic::FOLDER);
+            if !d.join(synthetic::TEST_FILE).exists() {
+                synthetic::write(&d, synthetic::SEED)?;
+            }
+            let mut ds = cifar10::load_bin(&d, split)?;
+            ds.name = "synthetic".into();
+            ds.synthetic = true;
+            Ok(ds)
+        }
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))
+}

@@ -1,0 +1,99 @@
+//! CIFAR-10: the binary layout, Python 2 pickles and Python 3 re-saved pickles of the same data give
+//! identical tensors; bad files give clear errors naming the file (and record or offset).
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use wgrad::data::{cifar10, load, DatasetKind, Split};
+
+fn fixture(kind: &str) -> PathBuf {
+    data_path("cifar10").join(kind)
+}
+
+#[test]
+fn all_three_layouts_give_identical_tensors() {
+    for split in [Split::Train, Split::Test] {
+        let bin = cifar10::load(&fixture("bin"), split).unwrap();
+        let py2 = cifar10::load(&fixture("py2"), split).unwrap();
+        let py3 = cifar10::load(&fixture("py3"), split).unwrap();
+        assert_eq!(bin.len(), if split == Split::Train { 35 } else { 7 });
+        for (name, other) in [("py2", &py2), ("py3", &py3)] {
+            assert_eq!(bin.images, other.images, "{split:?}: {name} images differ from the binary layout");
+            assert_eq!(bin.labels, other.labels, "{split:?}: {name} labels differ");
+            assert_eq!(bin.classes, other.classes, "{split:?}: {name} class names differ");
+        }
+        assert_eq!(bin.classes[0], "airplane");
+        assert_eq!(bin.classes[9], "truck");
+    }
+}
+
+#[test]
+fn data_dir_may_hold_the_layout_folder_or_be_it() {
+    let a = load(DatasetKind::Cifar10, &fixture("py2"), Split::Test, false).unwrap();
+    let b = load(DatasetKind::Cifar10, &fixture("py2").join("cifar-10-batches-py"), Split::Test, false).unwrap();
+    assert_eq!(a.images, b.images);
+    let e = load(DatasetKind::Cifar10, &tempdir(), Split::Test, false).unwrap_err().to_string();
+    assert!(e.contains("no CIFAR-10 here") && e.contains("--download"), "{e}");
+}
+
+fn copy_layout(kind: &str) -> PathBuf {
+    let src = fixture(kind);
+    let dst = tempdir();
+    let folder = std::fs::read_dir(&src).unwrap().next().unwrap().unwrap().path();
+    let to = dst.join(folder.file_name().unwrap());
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&folder).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+    to
+}
+
+#[test]
+fn bad_binary_files_are_clear_errors() {
+    let dir = copy_layout("bin");
+    let f = dir.join("test_batch.bin");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+    let e = cifar10::load(&dir, Split::Test).unwrap_err().to_string();
+    assert!(e.contains("test_batch.bin") && e.contains("3073"), "{e}");
+    let mut bad = bytes.clone();
+    bad[2 * 3073] = 10;
+    std::fs::write(&f, &bad).unwrap();
+    let e = cifar10::load(&dir, Split::Test).unwrap_err().to_string();
+    assert!(e.contains("record 2") && e.contains("offset 6146") && e.contains("label 10"), "{e}");
+    std::fs::remove_file(dir.join("data_batch_3.bin")).unwrap();
+    let e = cifar10::load(&dir, Split::Train).unwrap_err().to_string();
+    assert!(e.contains("data_batch_3.bin") && e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn bad_pickles_are_clear_errors() {
+    let dir = copy_layout("py3");
+    let f = dir.join("test_batch");
+    let p = |bytes: &[u8]| cifar10::parse_pickle(&f, bytes).unwrap_err().to_string();
+    // A dict without b'data' (Python 3 protocol 2, as pickle.dumps({b'labels': [1]}, protocol=2) writes it).
+    let no_data = b"\x80\x02}q\x00c_codecs\nencode\nq\x01X\x06\x00\x00\x00labelsq\x02X\x06\x00\x00\x00latin1q\x03\x86q\x04Rq\x05]q\x06K\x01as.";
+    let e = p(no_data);
+    assert!(e.contains("test_batch") && e.contains("no b'data'"), "{e}");
+    let bytes = std::fs::read(&f).unwrap();
+    let e = p(&bytes[..bytes.len() / 2]);
+    assert!(e.contains("not a readable pickle"), "{e}");
+    let e = p(b"definitely not a pickle");
+    assert!(e.contains("test_batch"), "{e}");
+    // A list where the dict should be.
+    let e = p(b"\x80\x02]q\x00.");
+    assert!(e.contains("expected a pickled dict"), "{e}");
+}
+
+#[test]
+fn py2_data_of_the_wrong_length_is_an_error() {
+    let dir = copy_layout("py2");
+    let f = dir.join("test_batch");
+    let mut bytes = std::fs::read(&f).unwrap();
+    // The shape (7, 3072) is stored as M\x07\x00 M\x00\x0c: claim 8 images instead.
+    let at = bytes.windows(6).position(|w| w == b"M\x07\x00M\x00\x0c").unwrap();
+    bytes[at + 1] = 8;
+    let e = cifar10::parse_pickle(&f, &bytes).unwrap_err().to_string();
+    assert!(e.contains("shape [8, 3072] needs 24576 bytes"), "{e}");
+}

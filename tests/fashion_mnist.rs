@@ -1,0 +1,73 @@
+//! Fashion-MNIST from Debian's dataset-fashion-mnist (installed by .ci/run): padded to 3×32×32;
+//! IDX and gzip errors name the file.
+
+mod common;
+use common::*;
+use std::io::Write;
+use wgrad::data::fashion_mnist::{self, gunzip, parse_idx, SYSTEM_DIR};
+use wgrad::data::Split;
+
+#[test]
+fn loads_the_installed_dataset_padded_to_32x32() {
+    let dir = fashion_mnist::find(std::path::Path::new("/nonexistent")).expect("apt-get install dataset-fashion-mnist (see .ci/run)");
+    assert_eq!(dir, std::path::PathBuf::from(SYSTEM_DIR));
+    let test = fashion_mnist::load(&dir, Split::Test).unwrap();
+    assert_eq!(test.len(), 10_000);
+    let train = fashion_mnist::load(&dir, Split::Train).unwrap();
+    assert_eq!(train.len(), 60_000);
+    let mut counts = [0usize; 10];
+    test.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert_eq!(counts, [1000; 10], "the test split has 1,000 images per class");
+    let img = test.image(0);
+    for c in 0..3 {
+        let plane = &img[c * 1024..(c + 1) * 1024];
+        assert_eq!(plane, &img[..1024], "channels are replicated");
+        for y in 0..32 {
+            for x in 0..32 {
+                if !(2..30).contains(&x) || !(2..30).contains(&y) {
+                    assert_eq!(plane[y * 32 + x], 0, "padding at ({y}, {x}) must be zero");
+                }
+            }
+        }
+    }
+    assert!(img.iter().any(|&p| p > 0));
+    assert_eq!(test.classes[9], "Ankle boot");
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn bad_idx_files_are_clear_errors() {
+    let p = std::path::Path::new("t10k-images-idx3-ubyte.gz");
+    let mut good = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28];
+    good.extend(vec![7u8; 2 * 28 * 28]);
+    assert_eq!(parse_idx(p, &good, 3).unwrap().0, vec![2, 28, 28]);
+    let mut bad_magic = good.clone();
+    bad_magic[3] = 1;
+    let e = parse_idx(p, &bad_magic, 3).unwrap_err().to_string();
+    assert!(e.contains("t10k-images-idx3-ubyte.gz") && e.contains("magic") && e.contains("offset 0"), "{e}");
+    let e = parse_idx(p, &good[..good.len() - 1], 3).unwrap_err().to_string();
+    assert!(e.contains("[2, 28, 28]") && e.contains("1567 bytes"), "{e}");
+    let e = parse_idx(p, &good[..10], 3).unwrap_err().to_string();
+    assert!(e.contains("too short"), "{e}");
+    let z = gz(&good);
+    assert_eq!(gunzip(p, &z).unwrap(), good);
+    let e = gunzip(p, &z[..z.len() / 2]).unwrap_err().to_string();
+    assert!(e.contains("gzip"), "{e}");
+}
+
+#[test]
+fn a_label_out_of_range_names_its_offset() {
+    let dir = tempdir();
+    let src = fashion_mnist::find(std::path::Path::new("/nonexistent")).unwrap();
+    std::fs::copy(src.join("t10k-images-idx3-ubyte.gz"), dir.join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let mut labels = vec![0, 0, 8, 1, 0, 0, 0x27, 0x10];
+    labels.extend((0..10_000).map(|i| if i == 5 { 12 } else { (i % 10) as u8 }));
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&labels)).unwrap();
+    let e = fashion_mnist::load(&dir, Split::Test).unwrap_err().to_string();
+    assert!(e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("label 12 at index 5 (offset 13)"), "{e}");
+}
