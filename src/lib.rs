@@ -12,15 +12,18 @@ pub mod cli;
 pub mod cpu;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod functional;
 pub mod graph;
 pub mod io;
 pub mod kernel;
 pub mod nn;
 pub mod ops;
+pub mod plot;
 pub mod shaders;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 
 pub use device::{BackendChoice, Device, DeviceKind, DeviceOptions, Gpu};
 pub use error::{Error, Result};

@@ -8,7 +8,6 @@ use crate::io::safetensors::{write_f32, File};
 use crate::io::state_dict;
 use crate::nn::models;
 use crate::ops::sgd;
-use crate::testing::diff;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
@@ -56,38 +55,6 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
         return Err(crate::Error::file(path, format!("images hold a non-finite value at flat index {i}")));
     }
     Ok((images.to_vec(), targets.to_vec(), ishape[0]))
-}
-
-/// Tolerance of --verify: the largest error relative to the tensor's largest magnitude.
-pub const VERIFY_TOL: f64 = 1e-3;
-
-/// Compares two executors' tensors and gradients after a step: prints a table and returns
-/// whether every tensor is within tolerance. Names the first tensor holding NaN or Inf.
-pub fn verify_step(step: usize, got: &dyn Executor, want: &dyn Executor) -> anyhow::Result<bool> {
-    let (gt, wt) = (got.tensors()?, want.tensors()?);
-    let (gg, wg) = (got.grads()?, want.grads()?);
-    let mut rows: Vec<(String, Vec<f32>, Vec<f32>)> = gt.into_iter().zip(wt).map(|((n, g), (_, w))| (n, g, w)).collect();
-    for (i, s) in gg.specs.iter().enumerate() {
-        rows.push((format!("grad {}", s.key), gg.get(i).to_vec(), wg.get(i).to_vec()));
-    }
-    println!("step {step}: {} vs {}", got.describe(), want.describe());
-    println!("  {:<36} {:>12} {:>12} {:>12}", "tensor", "max abs err", "max rel err", "scaled err");
-    let mut ok = true;
-    for (name, g, w) in &rows {
-        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
-        let d = diff(g, w, (scale * 1e-3).max(1e-12));
-        let scaled = d.max_abs / scale.max(1e-12);
-        let bad = d.non_finite_mismatch || scaled > VERIFY_TOL;
-        ok &= !bad;
-        println!("  {:<36} {:>12.3e} {:>12.3e} {:>12.3e}{}", name, d.max_abs, d.max_rel, scaled, if bad { "  MISMATCH" } else { "" });
-    }
-    for (who, list) in [("device", &rows.iter().map(|r| (&r.0, &r.1)).collect::<Vec<_>>()), ("CPU path", &rows.iter().map(|r| (&r.0, &r.2)).collect())] {
-        if let Some((name, _)) = list.iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
-            println!("  first non-finite value on the {who}: in {name}");
-            ok = false;
-        }
-    }
-    Ok(ok)
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
@@ -142,7 +109,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
         if let Some(r) = reference.as_mut() {
             r.step(images, targets, false)?;
-            all_ok &= verify_step(step, e.as_ref(), r.as_ref())?;
+            let c = graph::compare(e.as_ref(), r.as_ref())?;
+            print!("step {step}: {c}");
+            all_ok &= c.ok();
         }
         if !loss.is_finite() {
             bail!("step {step}: the loss is {loss} (run with --verify to find the first node that produced a non-finite value)");
@@ -151,7 +120,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     write_f32(&a.out, &out, None)?;
     println!("wrote {} tensors to {}", out.len(), a.out.display());
     if !all_ok {
-        eprintln!("error: --verify found tensors beyond tolerance ({VERIFY_TOL:.0e} of each tensor's largest magnitude)");
+        eprintln!("error: --verify found tensors beyond tolerance ({:.0e} of each tensor's largest magnitude)", graph::VERIFY_TOL);
         return Ok(1);
     }
     Ok(0)

@@ -2,7 +2,12 @@
 //! and a non-zero exit, never a panic.
 
 mod check;
+mod data_args;
 mod devices;
+mod eval;
+mod predict;
+mod show;
+mod train;
 
 use crate::device::{BackendChoice, Device, DeviceKind, DeviceOptions};
 use clap::{Parser, Subcommand};
@@ -21,6 +26,14 @@ enum Command {
     /// Run forward, loss, backward (and SGD steps) of Tudui on given batches and write every
     /// output and gradient, to compare with PyTorch.
     Check(check::Args),
+    /// Accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a dataset split.
+    Eval(eval::Args),
+    /// Train Tudui with SGD: progress bars, a checkpoint per epoch, curves, exact resume.
+    Train(train::Args),
+    /// Top-3 classes of PNG/JPEG images with a state dict or checkpoint.
+    Predict(predict::Args),
+    /// Write a PNG grid of the first 64 images of a split with their class names.
+    Show(show::Args),
 }
 
 /// --device, --backend and --adapter, with WGRAD_DEVICE, WGRAD_BACKEND and WGRAD_ADAPTER.
@@ -61,6 +74,10 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Devices(a) => devices::run(a),
         Command::Check(a) => check::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Show(a) => show::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Predict(a) => predict::run(a),
     };
     match result {
         Ok(code) => code,

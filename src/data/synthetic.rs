@@ -2,9 +2,10 @@
 //! for users without data. Every command that uses it says so.
 //!
 //! How classes differ, so that a CNN can learn them: class c has a base colour (a hue at c/10 of
-//! the colour wheel) and a stripe pattern (orientation c·18°, period 4 + c % 3 pixels); each image
-//! draws its own brightness, phase, stripe contrast, a shifted square patch and per-pixel noise
-//! from the seeded RNG. Colour alone separates most classes; stripes separate the rest.
+//! the colour wheel) and a stripe pattern (orientation c·18°, period 4 + c % 3 pixels). Each image
+//! draws from the seeded RNG a hue shift of up to ±30° (so neighbouring classes' colours overlap),
+//! its brightness, the stripes' phase and contrast, an 8×8 patch at a random place and per-pixel
+//! noise. Colour narrows a class down to two or three; the stripes' orientation and period decide.
 
 use super::cifar10::{CLASSES, RECORD};
 use super::{IMAGE_BYTES, SIDE};
@@ -23,11 +24,11 @@ pub const PER_FILE: usize = 2000;
 /// One record (label byte + 3072 pixels) of class `label`.
 pub fn record(rng: &mut ChaCha8Rng, label: u8) -> Vec<u8> {
     let c = label as f32;
-    let hue = c / 10.0 * std::f32::consts::TAU;
+    let hue = (c / 10.0 + rng.random_range(-1.0 / 12.0..1.0 / 12.0f32)) * std::f32::consts::TAU;
     let base = [hue.cos(), (hue + 2.094).cos(), (hue + 4.189).cos()].map(|v| 0.5 + 0.3 * v);
     let angle = (c * 18.0).to_radians();
     let period = 4.0 + (label % 3) as f32;
-    let (bright, phase, contrast) = (rng.random_range(0.8..1.2f32), rng.random_range(0.0..period), rng.random_range(0.1..0.25f32));
+    let (bright, phase, contrast) = (rng.random_range(0.8..1.2f32), rng.random_range(0.0..period), rng.random_range(0.05..0.2f32));
     let (px, py) = (rng.random_range(4..20usize), rng.random_range(4..20usize));
     let mut rec = Vec::with_capacity(RECORD);
     rec.push(label);
@@ -37,7 +38,7 @@ pub fn record(rng: &mut ChaCha8Rng, label: u8) -> Vec<u8> {
                 let t = (x as f32 * angle.cos() + y as f32 * angle.sin() + phase) / period;
                 let stripe = contrast * (t * std::f32::consts::TAU).sin();
                 let patch = if (px..px + 8).contains(&x) && (py..py + 8).contains(&y) { 0.15 * if ch == label as usize % 3 { 1.0 } else { -1.0 } } else { 0.0 };
-                let v = (b * bright + stripe + patch + rng.random_range(-0.08..0.08f32)).clamp(0.0, 1.0);
+                let v = (b * bright + stripe + patch + rng.random_range(-0.15..0.15f32)).clamp(0.0, 1.0);
                 rec.push((v * 255.0).round() as u8);
             }
         }

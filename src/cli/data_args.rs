@@ -1,0 +1,46 @@
+//! --dataset, --data-dir, --download and --split, shared by the commands that read data.
+
+use crate::data::{self, Dataset, DatasetKind, Split};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
+    /// cifar10 (either official layout under --data-dir), fashion-mnist (IDX .gz; also found in
+    /// /usr/share/datasets/fashion-mnist) or synthetic (generated, CIFAR-10 binary format).
+    /// Without it: CIFAR-10 if it is under --data-dir (or --download is given), else synthetic.
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetKind>,
+    /// Folder holding the data (CIFAR-10: the folder that contains cifar-10-batches-py/ or -bin/).
+    #[arg(long = "data-dir", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Download CIFAR-10 (verified by MD5) into --data-dir if it is not there.
+    #[arg(long)]
+    pub download: bool,
+}
+
+impl DataArgs {
+    /// The dataset asked for, or the default: CIFAR-10 when present (or to be downloaded), else
+    /// the synthetic set, saying so.
+    pub fn kind(&self) -> DatasetKind {
+        if let Some(k) = self.dataset {
+            return k;
+        }
+        if self.download || data::cifar10::find(&self.data_dir).is_some() {
+            return DatasetKind::Cifar10;
+        }
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| eprintln!(
+            "data: no CIFAR-10 under {}/ (cifar-10-batches-py or -bin), so using the SYNTHETIC set; \
+             add --download to fetch CIFAR-10 (170 MB), or --dataset fashion-mnist",
+            self.data_dir.display()
+        ));
+        DatasetKind::Synthetic
+    }
+
+    pub fn load(&self, split: Split) -> crate::Result<Arc<Dataset>> {
+        let ds = data::load(self.kind(), &self.data_dir, split, self.download)?;
+        eprintln!("data: {}", ds.describe());
+        Ok(Arc::new(ds))
+    }
+}

@@ -1,0 +1,44 @@
+//! `wgrad eval`: accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a split.
+
+use super::{data_args::DataArgs, DeviceArgs};
+use crate::data::Split;
+use crate::eval::evaluate;
+use crate::io::checkpoint;
+use crate::nn::models;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// State dict or wgrad checkpoint (safetensors) with Tudui's keys.
+    #[arg(long)]
+    weights: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, value_enum, default_value = "test")]
+    split: Split,
+    #[arg(long = "batch-size", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Print one JSON object (accuracy as a fraction, loss, images, dataset, split, synthetic).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    let device = a.device.select()?;
+    let mut model = models::tudui(0);
+    checkpoint::load_weights(&a.weights, &mut model.params)?;
+    let ds = a.data.load(a.split)?;
+    let s = evaluate(&device, &model, &model.params, &ds, a.batch_size as usize)?;
+    if a.json {
+        let v = serde_json::json!({
+            "dataset": ds.name, "split": format!("{:?}", a.split).to_lowercase(), "synthetic": ds.synthetic,
+            "images": s.images, "accuracy": s.accuracy, "loss": s.loss, "device": device.name(),
+        });
+        println!("{v}");
+    } else {
+        println!("{} {:?}: accuracy {:.2}% ({} images), loss {:.4}", ds.name, a.split, 100.0 * s.accuracy, s.images, s.loss);
+    }
+    Ok(0)
+}

@@ -1,0 +1,159 @@
+//! `wgrad train`: SGD on Tudui with a progress bar per epoch, a line per epoch (train loss, test
+//! loss, test accuracy, time), a checkpoint per epoch, curves, exact resume; Ctrl-C saves at the
+//! next step boundary and exits 0.
+
+use super::{data_args::DataArgs, DeviceArgs};
+use crate::data::Split;
+use crate::nn::models;
+use crate::ops::sgd;
+use crate::train::{self, EpochRecord, Observer, Outcome, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, default_value_t = 10)]
+    epochs: u64,
+    #[arg(long = "batch-size", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    #[arg(long, default_value_t = 0.01)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f32,
+    #[arg(long = "weight-decay", default_value_t = 0.0)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0.0)]
+    dampening: f32,
+    #[arg(long)]
+    nesterov: bool,
+    /// Seed of the initialisation and of the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder for checkpoints, metrics.json/csv and curves.png.
+    #[arg(long, default_value = "runs/tudui")]
+    out: PathBuf,
+    /// Continue from a checkpoint file, or from the newest complete checkpoint in a folder.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop after this many steps in total (saving a checkpoint).
+    #[arg(long = "max-steps")]
+    max_steps: Option<u64>,
+    /// Run every step on the CPU path too and stop at the first difference beyond tolerance.
+    #[arg(long)]
+    verify: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+struct Bars {
+    bar: Option<ProgressBar>,
+    loss: f64,
+    n: u64,
+}
+
+impl Observer for Bars {
+    fn epoch_start(&mut self, epoch: u64, batches: u64, first: u64) {
+        let bar = ProgressBar::new(batches);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}", epoch + 1));
+        bar.set_position(first);
+        self.bar = Some(bar);
+        self.loss = 0.0;
+        self.n = 0;
+    }
+    fn step(&mut self, _step: u64, loss: f32, images_per_s: f64) {
+        self.loss += loss as f64;
+        self.n += 1;
+        if let Some(b) = &self.bar {
+            b.set_message(format!("loss {:.4} {images_per_s:.0} img/s", self.loss / self.n as f64));
+            b.inc(1);
+        }
+    }
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        println!(
+            "epoch {:3}: train loss {:.4}  test loss {:.4}  test accuracy {:6.2}%  {:.1} s ({:.0} img/s)",
+            r.epoch + 1,
+            r.train_loss,
+            r.test_loss,
+            100.0 * r.test_accuracy,
+            r.seconds,
+            r.images_per_s
+        );
+    }
+    fn checkpoint(&mut self, p: &Path) {
+        if let Some(b) = &self.bar {
+            b.suspend(|| println!("checkpoint: {}", p.display()));
+        } else {
+            println!("checkpoint: {}", p.display());
+        }
+    }
+    fn verify(&mut self, step: u64, c: &crate::graph::Comparison) {
+        if let Some(w) = c.worst() {
+            let line = format!("verify step {step}: worst {} scaled error {:.2e}", w.name, w.scaled);
+            match &self.bar {
+                Some(b) => b.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    let device = a.device.select()?;
+    let train_ds = a.data.load(Split::Train)?;
+    let test_ds = a.data.load(Split::Test)?;
+    let sgd = sgd::Config { lr: a.lr, momentum: a.momentum, dampening: a.dampening, weight_decay: a.weight_decay, nesterov: a.nesterov };
+    let cfg = train::Config {
+        epochs: a.epochs,
+        batch_size: a.batch_size as usize,
+        sgd,
+        seed: a.seed,
+        max_steps: a.max_steps,
+        verify: a.verify,
+        eval_batch: 256,
+    };
+    let model = models::tudui(a.seed);
+    let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &a.out, a.resume.as_deref())?;
+    println!(
+        "training Tudui ({} parameters) on {}: {} epochs of {} batches of {}, SGD lr {} momentum {} weight decay {}{}",
+        t.model.params.count(),
+        t.device.name(),
+        a.epochs,
+        t.batches_per_epoch(),
+        a.batch_size,
+        a.lr,
+        a.momentum,
+        a.weight_decay,
+        if a.resume.is_some() { format!(", resuming at epoch {} batch {} (step {})", t.meta.epoch + 1, t.meta.batch, t.meta.step) } else { String::new() }
+    );
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: saving a checkpoint at the next step boundary (press again to quit at once)");
+    });
+    let mut obs = Bars { bar: None, loss: 0.0, n: 0 };
+    let outcome = t.run(&STOP, &mut obs)?;
+    if let Some(b) = obs.bar.take() {
+        b.finish_and_clear();
+    }
+    match outcome {
+        Outcome::Finished => println!("done after {} steps; metrics, curves and checkpoints in {}", t.meta.step, a.out.display()),
+        Outcome::Interrupted => println!("interrupted at step {}; resume with --resume {}", t.meta.step, a.out.display()),
+        Outcome::MaxSteps => println!("stopped at --max-steps {}; resume with --resume {}", t.meta.step, a.out.display()),
+    }
+    Ok(0)
+}

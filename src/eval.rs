@@ -1,0 +1,57 @@
+//! Evaluation: accuracy and mean CrossEntropyLoss of parameters over a dataset split.
+
+use crate::data::loader::{Config, DataLoader};
+use crate::data::Dataset;
+use crate::graph::{self, Executor};
+use crate::nn::{Model, ParamSet};
+use crate::ops::cross_entropy;
+use crate::{Device, Result};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    pub images: usize,
+    /// Fraction of images whose largest logit is their label.
+    pub accuracy: f64,
+    /// Mean CrossEntropyLoss.
+    pub loss: f64,
+}
+
+/// Index of the largest value (the first, on ties).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
+}
+
+/// Adds a batch's logits to running totals: (correct, summed loss).
+pub fn score_logits(logits: &[f32], targets: &[i64], classes: usize) -> (usize, f64) {
+    let n = targets.len();
+    let correct = logits.chunks(classes).zip(targets).filter(|(row, &t)| argmax(row) as i64 == t).count();
+    let o = cross_entropy::Options { reduction: crate::Reduction::Sum, ..Default::default() };
+    let (loss, _) = cross_entropy::forward_cpu(logits, cross_entropy::Targets::Class(targets), &o, (n, classes, 1));
+    (correct, loss[0] as f64)
+}
+
+/// Forward passes over every image of `ds` in batches of `batch` (the last one smaller).
+pub fn evaluate(device: &Device, model: &Model, params: &ParamSet, ds: &Arc<Dataset>, batch: usize) -> Result<Score> {
+    let dl = DataLoader::new(ds.clone(), Config::new(batch))?;
+    let mut executors: Vec<Box<dyn Executor>> = Vec::new();
+    let (mut correct, mut loss) = (0usize, 0f64);
+    for b in dl.epoch(0, 0) {
+        let ex = match executors.iter().position(|e| e.plan().batch == b.len()) {
+            Some(i) => &mut executors[i],
+            None => {
+                let mut e = graph::executor(device, model, b.len(), graph::Options::default())?;
+                e.set_params(params)?;
+                executors.push(e);
+                executors.last_mut().unwrap()
+            }
+        };
+        let logits = ex.forward(&b.images)?;
+        let classes = ex.plan().classes;
+        let (c, l) = score_logits(&logits, &b.targets, classes);
+        correct += c;
+        loss += l;
+    }
+    let n = ds.len().max(1);
+    Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64 })
+}

@@ -1,0 +1,154 @@
+//! Checkpoints. A checkpoint is a pair of safetensors files, each written atomically (temporary
+//! file, fsync, rename), optimizer state first: `checkpoint-<step>.optim.safetensors` holds the
+//! SGD momentum buffers, then `checkpoint-<step>.safetensors` holds exactly the model's state dict
+//! (PyTorch's keys: `model.load_state_dict(safetensors.torch.load_file(path))` accepts it) and the
+//! metadata (epoch, step, seed, hyper-parameters, dataset). The model file lands last, so its
+//! presence marks a complete checkpoint; a crash at any moment leaves the previous one intact.
+
+use super::safetensors::{write_f32, File};
+use super::state_dict;
+use crate::nn::ParamSet;
+use crate::ops::sgd;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Key of the metadata entry holding [`Meta`] as JSON.
+pub const META_KEY: &str = "wgrad.checkpoint";
+
+/// Where training stands and how it was configured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The epoch in progress (0-based) and the next batch of it; an epoch's final checkpoint has
+    /// `epoch` = the next epoch and `batch` = 0.
+    pub epoch: u64,
+    pub batch: u64,
+    /// Training steps taken so far.
+    pub step: u64,
+    /// SGD steps taken (the momentum buffer starts as the gradient on the first).
+    pub optimizer_steps: u64,
+    /// Seed of the initialisation and of the per-epoch shuffling.
+    pub seed: u64,
+    pub batch_size: u64,
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+    pub dataset: String,
+    pub classes: Vec<String>,
+}
+
+impl Meta {
+    pub fn sgd(&self) -> sgd::Config {
+        sgd::Config { lr: self.lr, momentum: self.momentum, dampening: self.dampening, weight_decay: self.weight_decay, nesterov: self.nesterov }
+    }
+}
+
+pub struct Checkpoint {
+    pub params: ParamSet,
+    pub momentum: ParamSet,
+    pub meta: Meta,
+}
+
+pub fn model_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("checkpoint-{step:09}.safetensors"))
+}
+
+pub fn optim_path(model: &Path) -> PathBuf {
+    model.with_extension("optim.safetensors")
+}
+
+/// Writes a checkpoint into `dir`; returns the model file's path.
+pub fn save(dir: &Path, ck: &Checkpoint) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e}")))?;
+    let meta: HashMap<String, String> =
+        [(META_KEY.to_string(), serde_json::to_string(&ck.meta).expect("checkpoint metadata serializes"))].into();
+    let model = model_path(dir, ck.meta.step);
+    write_f32(&optim_path(&model), &state_dict::tensors(&ck.momentum, "momentum."), Some(meta.clone()))?;
+    state_dict::save(&model, &ck.params, Some(meta))?;
+    Ok(model)
+}
+
+/// The newest complete checkpoint in `dir` (a model file whose optimizer file exists), if any.
+pub fn latest(dir: &Path) -> Option<PathBuf> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(step) = name.strip_prefix("checkpoint-").and_then(|r| r.strip_suffix(".safetensors")).and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        let p = e.path();
+        if optim_path(&p).exists() && best.as_ref().is_none_or(|(s, _)| step > *s) {
+            best = Some((step, p));
+        }
+    }
+    best.map(|b| b.1)
+}
+
+/// Deletes complete checkpoints older than the newest `keep` (and their optimizer files).
+pub fn prune(dir: &Path, keep: usize) {
+    let mut steps: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("checkpoint-").and_then(|r| r.strip_suffix(".optim.safetensors")).and_then(|s| s.parse().ok())
+        })
+        .collect();
+    steps.sort_unstable();
+    for &s in steps.iter().rev().skip(keep) {
+        let m = model_path(dir, s);
+        let _ = std::fs::remove_file(&m);
+        let _ = std::fs::remove_file(optim_path(&m));
+    }
+}
+
+fn read_meta(path: &Path, f: &File) -> Result<Meta> {
+    let json = f.metadata.get(META_KEY).ok_or_else(|| Error::file(path, format!("not a wgrad checkpoint (no {META_KEY} metadata); a plain state dict cannot be resumed")))?;
+    serde_json::from_str(json).map_err(|e| Error::file(path, format!("unreadable checkpoint metadata: {e}")))
+}
+
+/// Loads a checkpoint given its model file, or the newest complete one in a folder.
+pub fn load(path: &Path, layout: &ParamSet) -> Result<Checkpoint> {
+    let model = if path.is_dir() {
+        latest(path).ok_or_else(|| Error::file(path, "no complete checkpoint in this folder"))?
+    } else {
+        path.to_path_buf()
+    };
+    let mf = File::read(&model)?;
+    let meta = read_meta(&model, &mf)?;
+    let mut params = layout.clone();
+    state_dict::apply(&model, &mf, &mut params, |_| true)?;
+    let op = optim_path(&model);
+    let of = File::read(&op)?;
+    let ometa = read_meta(&op, &of)?;
+    if ometa != meta {
+        return Err(Error::file(&op, format!("belongs to another checkpoint than {} (step {} vs {})", model.display(), ometa.step, meta.step)));
+    }
+    let mut momentum = layout.like(vec![0.0; layout.data.len()])?;
+    let renamed = File {
+        tensors: of.tensors.into_iter().map(|(k, v)| (k.strip_prefix("momentum.").map(String::from).unwrap_or(k), v)).collect(),
+        metadata: of.metadata,
+    };
+    state_dict::apply(&op, &renamed, &mut momentum, |_| true)?;
+    Ok(Checkpoint { params, momentum, meta })
+}
+
+/// Loads parameters from a state dict or a checkpoint's model file (or a folder of checkpoints).
+pub fn load_weights(path: &Path, params: &mut ParamSet) -> Result<()> {
+    if path.is_dir() {
+        let p = latest(path).ok_or_else(|| Error::file(path, "no complete checkpoint in this folder"))?;
+        return state_dict::load_into(&p, params);
+    }
+    state_dict::load_into(path, params)
+}
+
+/// Class names recorded in a checkpoint, if it is one.
+pub fn classes(path: &Path) -> Option<Vec<String>> {
+    let p = if path.is_dir() { latest(path)? } else { path.to_path_buf() };
+    let f = File::read(&p).ok()?;
+    read_meta(&p, &f).ok().map(|m| m.classes)
+}

@@ -1,0 +1,130 @@
+//! Training: exact resume (N steps + stop + resume = N + M straight steps, bit for bit) on the CPU
+//! path and on the GPU; learning on the synthetic set; Ctrl-C's stop flag; a non-finite loss stops
+//! training and keeps the last good checkpoint; checkpoints hold PyTorch's keys.
+
+mod common;
+use common::*;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use wgrad::data::{load, Dataset, DatasetKind, Split, IMAGE_BYTES};
+use wgrad::io::checkpoint;
+use wgrad::ops::sgd;
+use wgrad::train::{Config, Outcome, Quiet, Trainer};
+use wgrad::{models, Device};
+
+/// The first `n` images of a split of the synthetic set.
+fn synthetic(split: Split, n: usize) -> Arc<Dataset> {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(tempdir);
+    let mut ds = load(DatasetKind::Synthetic, dir, split, false).unwrap();
+    ds.images.truncate(n * IMAGE_BYTES);
+    ds.labels.truncate(n);
+    Arc::new(ds)
+}
+
+fn config(epochs: u64, max_steps: Option<u64>) -> Config {
+    Config {
+        epochs,
+        batch_size: 16,
+        sgd: sgd::Config { momentum: 0.9, weight_decay: 5e-4, ..sgd::Config::new(0.01) },
+        seed: 3,
+        max_steps,
+        verify: false,
+        eval_batch: 32,
+    }
+}
+
+fn trainer(device: &Device, out: &std::path::Path, cfg: Config, resume: Option<&std::path::Path>) -> Trainer {
+    Trainer::new(device.clone(), models::tudui(cfg.seed), synthetic(Split::Train, 64), synthetic(Split::Test, 32), cfg, out, resume).unwrap()
+}
+
+fn resume_is_exact(device: Device) {
+    // 64 images in batches of 16: 4 steps an epoch; stop after 6 (mid-epoch 2), resume to 3 epochs.
+    let straight_dir = tempdir();
+    let mut straight = trainer(&device, &straight_dir, config(3, None), None);
+    assert_eq!(straight.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
+    let split_dir = tempdir();
+    let mut first = trainer(&device, &split_dir, config(3, Some(6)), None);
+    assert_eq!(first.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::MaxSteps);
+    drop(first);
+    let mut second = trainer(&device, &split_dir, config(3, None), Some(&split_dir));
+    assert_eq!((second.meta.epoch, second.meta.batch, second.meta.step), (1, 2, 6));
+    assert_eq!(second.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
+    assert_eq!(second.meta.step, 12);
+    let (a, b) = (straight.params().unwrap(), second.params().unwrap());
+    let differing = a.data.iter().zip(&b.data).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differing, 0, "{}: 6 steps + resume differ from 12 straight steps in {differing} parameters", device.name());
+    // The epoch records after the resume match the straight run's too.
+    assert_eq!(straight.history.last().unwrap().test_loss, second.history.last().unwrap().test_loss);
+}
+
+#[test]
+fn resume_is_bit_exact_on_the_cpu_path() {
+    resume_is_exact(Device::Cpu);
+}
+
+#[test]
+fn resume_is_bit_exact_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    resume_is_exact(Device::Gpu(gpu));
+}
+
+#[test]
+fn a_short_run_learns_the_synthetic_set() {
+    let out = tempdir();
+    let cfg = Config { batch_size: 32, sgd: sgd::Config { momentum: 0.9, ..sgd::Config::new(0.01) }, ..config(1, None) };
+    let mut t = Trainer::new(Device::Cpu, models::tudui(0), synthetic(Split::Train, 3200), synthetic(Split::Test, 1000), cfg, &out, None).unwrap();
+    let before = t.evaluate().unwrap();
+    t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+    let after = t.history[0].test_accuracy;
+    println!("synthetic set: test accuracy {:.1}% before, {:.1}% after one epoch of 100 steps", 100.0 * before.accuracy, 100.0 * after);
+    assert!(after > 0.3, "test accuracy {after} after one epoch; chance is 0.1");
+    assert!(out.join("curves.png").exists() && out.join("metrics.csv").exists() && out.join("metrics.json").exists());
+}
+
+#[test]
+fn the_stop_flag_saves_and_a_resume_continues() {
+    let out = tempdir();
+    let mut t = trainer(&Device::Cpu, &out, config(1, None), None);
+    assert_eq!(t.run(&AtomicBool::new(true), &mut Quiet).unwrap(), Outcome::Interrupted);
+    let ck = checkpoint::latest(&out).expect("a checkpoint on interrupt");
+    let mut r = trainer(&Device::Cpu, &out, config(1, None), Some(&ck));
+    assert_eq!(r.meta.step, 0);
+    assert_eq!(r.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
+    assert_eq!(r.meta.step, 4);
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoint() {
+    let out = tempdir();
+    let mut t = trainer(&Device::Cpu, &out, config(1, None), None);
+    t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+    let good = checkpoint::latest(&out).unwrap();
+    let before = std::fs::read(&good).unwrap();
+    let cfg = Config { sgd: sgd::Config::new(1e30), verify: true, ..config(3, None) };
+    let mut bad = Trainer::new(Device::Cpu, models::tudui(3), synthetic(Split::Train, 64), synthetic(Split::Test, 32), cfg, &out, None).unwrap();
+    let e = bad.run(&AtomicBool::new(false), &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("at step") && e.contains("last good checkpoint"), "{e}");
+    assert!(e.contains("first non-finite value appeared in model1."), "{e}");
+    assert_eq!(checkpoint::latest(&out).unwrap(), good);
+    assert_eq!(std::fs::read(&good).unwrap(), before);
+}
+
+#[test]
+fn checkpoints_hold_pytorchs_state_dict_and_the_optimizer_apart() {
+    let out = tempdir();
+    let mut t = trainer(&Device::Cpu, &out, config(1, Some(2)), None);
+    t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+    let ck = checkpoint::latest(&out).unwrap();
+    let model = wgrad::io::safetensors::File::read(&ck).unwrap();
+    let pytorch = wgrad::io::safetensors::File::read(&data_path("tudui_init.safetensors")).unwrap();
+    let shapes = |f: &wgrad::io::safetensors::File| f.tensors.iter().map(|(k, v)| (k.clone(), v.shape().to_vec(), v.dtype())).collect::<Vec<_>>();
+    assert_eq!(shapes(&model), shapes(&pytorch), "the model file must be exactly a Tudui state dict");
+    let loaded = checkpoint::load(&ck, &models::tudui(0).params).unwrap();
+    assert_eq!(loaded.meta.step, 2);
+    assert_eq!(loaded.meta.optimizer_steps, 2);
+    assert!(loaded.momentum.data.iter().any(|&m| m != 0.0));
+    // A plain state dict loads as weights but cannot be resumed.
+    let e = checkpoint::load(&data_path("tudui_init.safetensors"), &models::tudui(0).params).err().unwrap().to_string();
+    assert!(e.contains("not a wgrad checkpoint"), "{e}");
+}
