@@ -1,0 +1,123 @@
+//! The `wgrad` binary as a user runs it: check matches PyTorch's goldens on the GPU and the CPU
+//! path, devices, eval --json, show, predict, train with --max-steps and resume, and Ctrl-C.
+
+mod common;
+use common::*;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use wgrad::io::safetensors::File;
+use wgrad::testing::assert_close;
+
+fn wgrad(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn check_matches_pytorch(device: &str) {
+    let dir = tempdir();
+    let out = dir.join("out.safetensors");
+    let (b1, b2, b3) = (data_path("tudui_batch1.safetensors"), data_path("tudui_batch2.safetensors"), data_path("tudui_batch3.safetensors"));
+    let (code, stdout, stderr) = wgrad(&[
+        "check", "--weights", s(&data_path("tudui_init.safetensors")), "--batch", s(&b1), "--batch", s(&b2), "--batch", s(&b3),
+        "--out", s(&out), "--lr", "0.01", "--momentum", "0.9", "--weight-decay", "5e-4", "--device", device, "--verify",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("step 3: loss"), "{stdout}");
+    let got = File::read(&out).unwrap();
+    let path = data_path("tudui_sgd_expected.safetensors");
+    let want = File::read(&path).unwrap();
+    assert_eq!(got.tensors.keys().collect::<Vec<_>>(), want.tensors.keys().collect::<Vec<_>>(), "check writes PyTorch's names");
+    for k in want.tensors.keys() {
+        let w = want.f32(&path, k).unwrap().1;
+        assert_close(&format!("{device}: {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
+    }
+}
+
+#[test]
+fn check_matches_pytorch_on_the_cpu_path() {
+    check_matches_pytorch("cpu");
+}
+
+#[test]
+fn check_matches_pytorch_on_the_gpu() {
+    if gpu().is_none() {
+        return;
+    }
+    check_matches_pytorch("gpu");
+}
+
+#[test]
+fn devices_lists_adapters_and_the_choice() {
+    let (code, stdout, _) = wgrad(&["devices", "--device", "cpu"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("wgrad would use: CPU path"), "{stdout}");
+    if gpu().is_some() {
+        let (code, stdout, _) = wgrad(&["devices"]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("* [0]") && stdout.contains("backend=") && stdout.contains("wgrad would use: GPU"), "{stdout}");
+    }
+    let (code, stdout, _) = wgrad(&["devices", "--adapter", "no-such-adapter-anywhere"]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("no-such-adapter-anywhere"), "{stdout}");
+}
+
+#[test]
+fn train_eval_predict_and_show_work_together() {
+    let dir = tempdir();
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let (code, stdout, stderr) = wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--out", s(&run), "--batch-size", "32", "--max-steps", "3"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("SYNTHETIC"), "the default without CIFAR-10 must say it is synthetic: {stderr}");
+    assert!(stdout.contains("stopped at --max-steps 3"), "{stdout}");
+    let (code, stdout, stderr) = wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--out", s(&run), "--batch-size", "32", "--max-steps", "5", "--resume", s(&run)]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("resuming at epoch 1 batch 3 (step 3)") && stdout.contains("--max-steps 5"), "{stdout}");
+
+    let (code, stdout, stderr) = wgrad(&["eval", "--weights", s(&run), "--dataset", "synthetic", "--data-dir", s(&data), "--device", "cpu", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(v["accuracy"].as_f64().unwrap() >= 0.0 && v["loss"].as_f64().unwrap() > 0.0 && v["synthetic"] == true, "{v}");
+
+    let img = dir.join("pic.png");
+    image::RgbImage::from_fn(57, 41, |x, y| image::Rgb([(x * 4) as u8, (y * 6) as u8, 128])).save(&img).unwrap();
+    let jpg = dir.join("pic.jpg");
+    image::RgbImage::from_fn(300, 200, |x, _| image::Rgb([x as u8, 50, 200])).save(&jpg).unwrap();
+    let (code, stdout, stderr) = wgrad(&["predict", "--weights", s(&run), s(&img), s(&jpg), "--device", "cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().next().unwrap().matches('%').count(), 3, "top-3 with probabilities: {stdout}");
+
+    let grid = dir.join("grid.png");
+    let (code, _, stderr) = wgrad(&["show", "--dataset", "synthetic", "--data-dir", s(&data), "--out", s(&grid)]);
+    assert_eq!(code, 0, "{stderr}");
+    let g = image::open(&grid).unwrap();
+    assert_eq!((g.width(), g.height()), (8 * 68, 8 * 78));
+}
+
+#[test]
+fn ctrl_c_saves_at_a_step_boundary_and_exits_0() {
+    let dir = tempdir();
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(["train", "--device", "cpu", "--data-dir", s(&data), "--out", s(&run), "--batch-size", "16", "--epochs", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("training Tudui"), "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    assert!(rest.iter().any(|l| l.starts_with("interrupted at step")), "{rest:?}");
+    let ck = wgrad::io::checkpoint::latest(&run).expect("a checkpoint saved on Ctrl-C");
+    wgrad::io::checkpoint::load(&ck, &wgrad::models::tudui(0).params).unwrap();
+}
