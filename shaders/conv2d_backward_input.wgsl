@@ -2,7 +2,7 @@
 //   sum over (oc, kh, kw) with oh = (ih + PH - kh*DH) / SH and ow = (iw + PW - kw*DW) / SW exact and
 //   in range of weight[oc, ic, kh, kw] * dout[n, oc, oh, ow].
 // weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten.
-// Dispatch: one invocation per tile of 4 input channels x 8 input pixels (over n, ih, iw);
+// Dispatch: one invocation per tile of 8 input channels x 8 input pixels (over n, ih, iw);
 // ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
 struct Params {
     N: u32,
@@ -41,10 +41,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let HW = p.H * p.W;
     let P = p.N * HW;
     let tiles_p = (P + TP - 1u) / TP;
-    if (t >= tiles_p * ((p.IC + 3u) / 4u)) {
+    if (t >= tiles_p * ((p.IC + 7u) / 8u)) {
         return;
     }
-    let ic0 = (t / tiles_p) * 4u;
+    let ic0 = (t / tiles_p) * 8u;
     let q0 = (t % tiles_p) * TP;
     let OHW = p.OH * p.OW;
     let KK = p.KH * p.KW;
@@ -59,30 +59,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         ih[j] = i32(r / p.W);
         iw[j] = i32(r % p.W);
     }
-    let wic = vec4<u32>(min(ic0, p.IC - 1u), min(ic0 + 1u, p.IC - 1u), min(ic0 + 2u, p.IC - 1u),
-                        min(ic0 + 3u, p.IC - 1u)) * KK;
+    let last = p.IC - 1u;
+    let wic = vec4<u32>(min(ic0, last), min(ic0 + 1u, last), min(ic0 + 2u, last), min(ic0 + 3u, last)) * KK;
+    let wic_hi = vec4<u32>(min(ic0 + 4u, last), min(ic0 + 5u, last), min(ic0 + 6u, last), min(ic0 + 7u, last)) * KK;
 
     var acc: array<vec4<f32>, TP>;
+    var acc_hi: array<vec4<f32>, TP>;
     for (var kh = 0u; kh < p.KH; kh++) {
         for (var kw = 0u; kw < p.KW; kw++) {
             var doff: array<i32, TP>;
             for (var j = 0u; j < TP; j++) {
                 let th = ih[j] + i32(p.PH) - i32(kh * p.DH);
                 let tw = iw[j] + i32(p.PW) - i32(kw * p.DW);
-                let oh = th / i32(p.SH);
-                let ow = tw / i32(p.SW);
-                let ok = th >= 0 && tw >= 0 && th % i32(p.SH) == 0 && tw % i32(p.SW) == 0 &&
-                         oh < i32(p.OH) && ow < i32(p.OW);
+                // Stride 1 needs no division (integer division is slow where lanes run as SIMD).
+                var oh = th;
+                var ow = tw;
+                var on_grid = true;
+                if (p.SH != 1u || p.SW != 1u) {
+                    oh = th / i32(p.SH);
+                    ow = tw / i32(p.SW);
+                    on_grid = th % i32(p.SH) == 0 && tw % i32(p.SW) == 0;
+                }
+                let ok = th >= 0 && tw >= 0 && on_grid && oh < i32(p.OH) && ow < i32(p.OW);
                 doff[j] = select(-1, oh * i32(p.OW) + ow, ok);
             }
             let wk = wic + vec4<u32>(kh * p.KW + kw);
+            let wk_hi = wic_hi + vec4<u32>(kh * p.KW + kw);
             for (var oc = 0u; oc < p.OC; oc++) {
                 let wo = oc * p.IC * KK;
                 let a = vec4<f32>(weight[wo + wk.x], weight[wo + wk.y], weight[wo + wk.z], weight[wo + wk.w]);
+                let a_hi = vec4<f32>(weight[wo + wk_hi.x], weight[wo + wk_hi.y], weight[wo + wk_hi.z], weight[wo + wk_hi.w]);
                 for (var j = 0u; j < TP; j++) {
                     let ok = doff[j] >= 0;
                     let d = select(0.0, dout[dbase[j] + oc * OHW + u32(max(doff[j], 0))], ok);
                     acc[j] = fma(a, vec4<f32>(d), acc[j]);
+                    acc_hi[j] = fma(a_hi, vec4<f32>(d), acc_hi[j]);
                 }
             }
         }
@@ -95,6 +106,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var i = 0u; i < 4u; i++) {
                 if (ic0 + i < p.IC) {
                     dinp[o + (ic0 + i) * HW] = acc[j][i];
+                }
+                if (ic0 + 4u + i < p.IC) {
+                    dinp[o + (ic0 + 4u + i) * HW] = acc_hi[j][i];
                 }
             }
         }

@@ -3,7 +3,7 @@
 //   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
 // split, part is dweight itself; otherwise conv2d_backward_weight_sum adds the splits in order.
-// Dispatch: one invocation per (split, 4 output channels, 4 k); ceil(count / 64) workgroups of 64
+// Dispatch: one invocation per (split, 8 output channels, 8 k); ceil(count / 64) workgroups of 64
 // (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
 struct Params {
     N: u32,
@@ -33,7 +33,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
-const TK: u32 = 4u;
+const TK: u32 = 8u;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -42,12 +42,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let KK = p.KH * p.KW;
     let K = p.IC * KK;
     let tiles_k = (K + TK - 1u) / TK;
-    let tiles_oc = (p.OC + 3u) / 4u;
+    let tiles_oc = (p.OC + 7u) / 8u;
     if (t >= p.splits * tiles_oc * tiles_k) {
         return;
     }
     let s = t / (tiles_oc * tiles_k);
-    let oc0 = ((t / tiles_k) % tiles_oc) * 4u;
+    let oc0 = ((t / tiles_k) % tiles_oc) * 8u;
     let k0 = (t % tiles_k) * TK;
     let OHW = p.OH * p.OW;
     let HW = p.H * p.W;
@@ -62,8 +62,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
         dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
     }
-    let doc = vec4<u32>(min(oc0, p.OC - 1u), min(oc0 + 1u, p.OC - 1u), min(oc0 + 2u, p.OC - 1u),
-                        min(oc0 + 3u, p.OC - 1u)) * OHW;
+    let last = p.OC - 1u;
+    let doc = vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last)) * OHW;
+    let doc_hi = vec4<u32>(min(oc0 + 4u, last), min(oc0 + 5u, last), min(oc0 + 6u, last), min(oc0 + 7u, last)) * OHW;
 
     let q_end = min((s + 1u) * p.chunk, P);
     var q = s * p.chunk;
@@ -71,9 +72,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var oh = (q % OHW) / p.OW;
     var ow = q % p.OW;
     var acc: array<vec4<f32>, TK>;
+    var acc_hi: array<vec4<f32>, TK>;
     for (; q < q_end; q++) {
         let db = n * p.OC * OHW + oh * p.OW + ow;
         let d = vec4<f32>(dout[db + doc.x], dout[db + doc.y], dout[db + doc.z], dout[db + doc.w]);
+        let d_hi = vec4<f32>(dout[db + doc_hi.x], dout[db + doc_hi.y], dout[db + doc_hi.z], dout[db + doc_hi.w]);
         let xb = n * p.IC * HW;
         for (var j = 0u; j < TK; j++) {
             let ih = i32(oh * p.SH) + dh[j];
@@ -81,6 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
             let x = select(0.0, inp[xb + xoff[j] + u32(select(0, ih * i32(p.W) + iw, ok))], ok);
             acc[j] = fma(d, vec4<f32>(x), acc[j]);
+            acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
         }
         ow += 1u;
         if (ow == p.OW) {
@@ -99,6 +103,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var i = 0u; i < 4u; i++) {
                 if (oc0 + i < p.OC) {
                     part[base + (oc0 + i) * K + k0 + j] = acc[j][i];
+                }
+                if (oc0 + 4u + i < p.OC) {
+                    part[base + (oc0 + 4u + i) * K + k0 + j] = acc_hi[j][i];
                 }
             }
         }

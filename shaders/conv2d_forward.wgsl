@@ -2,7 +2,7 @@
 //   sum_{ic, kh, kw} weight[oc, ic, kh, kw] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
-// Dispatch: one invocation per tile of 4 output channels x 8 output pixels, the pixels counted over
+// Dispatch: one invocation per tile of 8 output channels x 8 output pixels, the pixels counted over
 // (n, oh, ow) together; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
 // no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 struct Params {
@@ -43,10 +43,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let OHW = p.OH * p.OW;
     let P = p.N * OHW;
     let tiles_p = (P + TP - 1u) / TP;
-    if (t >= tiles_p * ((p.OC + 3u) / 4u)) {
+    if (t >= tiles_p * ((p.OC + 7u) / 8u)) {
         return;
     }
-    let oc0 = (t / tiles_p) * 4u;
+    let oc0 = (t / tiles_p) * 8u;
     let q0 = (t % tiles_p) * TP;
     let HW = p.H * p.W;
     let K = p.IC * p.KH * p.KW;
@@ -61,16 +61,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         ih0[j] = i32((r / p.OW) * p.SH) - i32(p.PH);
         iw0[j] = i32((r % p.OW) * p.SW) - i32(p.PW);
     }
-    let ocs = vec4<u32>(min(oc0, p.OC - 1u), min(oc0 + 1u, p.OC - 1u), min(oc0 + 2u, p.OC - 1u),
-                        min(oc0 + 3u, p.OC - 1u));
+    let last = p.OC - 1u;
+    let ocs = vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last));
+    let ocs_hi = vec4<u32>(min(oc0 + 4u, last), min(oc0 + 5u, last), min(oc0 + 6u, last), min(oc0 + 7u, last));
     let wrow = ocs * K;
+    let wrow_hi = ocs_hi * K;
 
     var acc: array<vec4<f32>, TP>;
+    var acc_hi: array<vec4<f32>, TP>;
     for (var ic = 0u; ic < p.IC; ic++) {
         for (var kh = 0u; kh < p.KH; kh++) {
             for (var kw = 0u; kw < p.KW; kw++) {
                 let k = (ic * p.KH + kh) * p.KW + kw;
                 let a = vec4<f32>(weight[wrow.x + k], weight[wrow.y + k], weight[wrow.z + k], weight[wrow.w + k]);
+                let a_hi = vec4<f32>(weight[wrow_hi.x + k], weight[wrow_hi.y + k], weight[wrow_hi.z + k], weight[wrow_hi.w + k]);
                 let dh = i32(kh * p.DH);
                 let dw = i32(kw * p.DW);
                 for (var j = 0u; j < TP; j++) {
@@ -79,23 +83,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
                     let x = select(0.0, inp[xbase[j] + ic * HW + u32(select(0, ih * i32(p.W) + iw, ok))], ok);
                     acc[j] = fma(a, vec4<f32>(x), acc[j]);
+                    acc_hi[j] = fma(a_hi, vec4<f32>(x), acc_hi[j]);
                 }
             }
         }
     }
 
     var b = vec4<f32>(0.0);
+    var b_hi = vec4<f32>(0.0);
     if (p.has_bias == 1u) {
         b = vec4<f32>(bias[ocs.x], bias[ocs.y], bias[ocs.z], bias[ocs.w]);
+        b_hi = vec4<f32>(bias[ocs_hi.x], bias[ocs_hi.y], bias[ocs_hi.z], bias[ocs_hi.w]);
     }
     for (var j = 0u; j < TP; j++) {
         let q = q0 + j;
         if (q < P) {
             let o = (q / OHW) * p.OC * OHW + q % OHW;
             let v = acc[j] + b;
+            let v_hi = acc_hi[j] + b_hi;
             for (var i = 0u; i < 4u; i++) {
                 if (oc0 + i < p.OC) {
                     out[o + (oc0 + i) * OHW] = v[i];
+                }
+                if (oc0 + 4u + i < p.OC) {
+                    out[o + (oc0 + 4u + i) * OHW] = v_hi[i];
                 }
             }
         }

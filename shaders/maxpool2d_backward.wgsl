@@ -3,6 +3,8 @@
 // oh = (ih + PH - kh*DH) / SH, ow = (iw + PW - kw*DW) / SW exact and in range, and
 // indices[plane, oh, ow] == ih*W + iw, of dout[plane, oh, ow].
 // indices, dout: (N*C, OH, OW); dinp: (N*C, H, W), overwritten.
+// When windows cannot overlap (disjoint = 1: stride >= dilated kernel, as in MaxPool2d(2)), the one
+// candidate window is computed directly instead of looping over the kernel.
 // Dispatch: one invocation per input element; ceil(count / 256) workgroups of 256 (2-D grid).
 struct Params {
     planes: u32,
@@ -18,7 +20,7 @@ struct Params {
     PW: u32,
     DH: u32,
     DW: u32,
-    _pad0: u32,
+    disjoint: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -42,6 +44,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let iw = at % i32(p.W);
     let obase = plane * p.OH * p.OW;
     var acc = 0.0;
+    if (p.disjoint == 1u) {
+        // Windows do not overlap (stride >= dilated kernel): at most one covers this element.
+        let th = ih + i32(p.PH);
+        let tw = iw + i32(p.PW);
+        let oh = th / i32(p.SH);
+        let ow = tw / i32(p.SW);
+        let rh = th - oh * i32(p.SH);
+        let rw = tw - ow * i32(p.SW);
+        if (oh < i32(p.OH) && ow < i32(p.OW) && rh % i32(p.DH) == 0 && rw % i32(p.DW) == 0 &&
+            rh / i32(p.DH) < i32(p.KH) && rw / i32(p.DW) < i32(p.KW)) {
+            let o = obase + u32(oh) * p.OW + u32(ow);
+            if (indices[o] == at) {
+                acc = dout[o];
+            }
+        }
+        dinp[i] = acc;
+        return;
+    }
     for (var kh = 0u; kh < p.KH; kh++) {
         let th = ih + i32(p.PH) - i32(kh * p.DH);
         if (th < 0 || th % i32(p.SH) != 0 || th / i32(p.SH) >= i32(p.OH)) {

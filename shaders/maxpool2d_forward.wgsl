@@ -18,7 +18,7 @@ struct Params {
     PW: u32,
     DH: u32,
     DW: u32,
-    _pad0: u32,
+    disjoint: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -270,10 +270,18 @@ impl Gpu {
         let source = shaders::source(name)
             .ok_or_else(|| Error::Gpu { context: format!("pipeline {name}"), msg: "no such shader".into() })?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        // Bounds checks stay on: no kernel can touch memory outside its bindings. Loop bounding and
+        // integer-division checks are off (they cost lavapipe 1.4x): every loop in shaders/ runs
+        // to a bound taken from its uniform Params, and every divisor is a size or stride the host
+        // has checked to be at least 1 before building the kernel.
+        let checks = wgpu::ShaderRuntimeChecks { bounds_checks: true, ..wgpu::ShaderRuntimeChecks::unchecked() };
+        // SAFETY: the two checks turned off guard against conditions the host rules out (above).
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(source.into()) },
+                checks,
+            )
+        };
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: None,

@@ -28,6 +28,9 @@ pub struct Kernel {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     pub groups: [u32; 3],
+    /// Floating-point operations and bytes moved per dispatch (for the benchmark's rates).
+    pub flops: u64,
+    pub bytes: u64,
     _params: wgpu::Buffer,
 }
 
@@ -72,7 +75,14 @@ impl Kernel {
             entries: &entries,
         });
         gpu.check(&format!("building {label} ({shader})"))?;
-        Ok(Kernel { label: label.into(), shader, pipeline, bind_group, groups: grid(groups), _params: params_buf })
+        let bytes = views.iter().map(|v| v.bytes()).sum();
+        Ok(Kernel { label: label.into(), shader, pipeline, bind_group, groups: grid(groups), flops: 0, bytes, _params: params_buf })
+    }
+
+    /// Sets the work a dispatch does: `flops` (a multiply-add counts 2).
+    pub fn flops(mut self, flops: u64) -> Self {
+        self.flops = flops;
+        self
     }
 
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {

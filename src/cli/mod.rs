@@ -1,6 +1,7 @@
 //! The `wgrad` commands. They only call the library; every error reaches the user as one message
 //! and a non-zero exit, never a panic.
 
+mod bench;
 mod check;
 mod data_args;
 mod devices;
@@ -32,6 +33,8 @@ enum Command {
     Train(train::Args),
     /// Top-3 classes of PNG/JPEG images with a state dict or checkpoint.
     Predict(predict::Args),
+    /// Measure training and inference speed, per-kernel times and memory.
+    Bench(bench::Args),
     /// Write a PNG grid of the first 64 images of a split with their class names.
     Show(show::Args),
 }
@@ -77,6 +80,7 @@ pub fn main() -> i32 {
         Command::Eval(a) => eval::run(a),
         Command::Show(a) => show::run(a),
         Command::Train(a) => train::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Predict(a) => predict::run(a),
     };
     match result {

@@ -1,6 +1,7 @@
 //! The CPU path of the executor: the same plan computed with the ops' CPU code (f32).
 
-use super::{loss_options, tensor_names, Executor, Geometry, Options, Plan};
+use super::{loss_options, tensor_names, Executor, Geometry, KernelTime, Options, Plan};
+use std::time::Instant;
 use crate::nn::{Model, ParamSet};
 use crate::ops::{conv2d, cross_entropy, linear, maxpool2d, sgd};
 use crate::Result;
@@ -18,6 +19,8 @@ pub struct CpuExecutor {
     dacts: Vec<Vec<f32>>,
     indices: Vec<Vec<i32>>,
     logp: Vec<f32>,
+    /// Per-op times of the last step.
+    timings: Vec<KernelTime>,
 }
 
 impl CpuExecutor {
@@ -35,6 +38,7 @@ impl CpuExecutor {
             dacts: vec![Vec::new(); l + 1],
             indices: vec![Vec::new(); l],
             logp: Vec::new(),
+            timings: Vec::new(),
             plan,
         })
     }
@@ -57,7 +61,9 @@ impl CpuExecutor {
     fn run_forward(&mut self, images: &[f32]) {
         self.acts[0].clear();
         self.acts[0].extend_from_slice(images);
+        self.timings.clear();
         for i in 0..self.plan.nodes.len() {
+            let t = Instant::now();
             let node = &self.plan.nodes[i];
             let w = node.weight.map(|k| self.params.get(k));
             let b = node.bias.map(|k| self.params.get(k));
@@ -73,6 +79,8 @@ impl CpuExecutor {
                 Geometry::Linear { n, cfg } => linear::forward_cpu(&cfg, n, x, w.unwrap(), b),
             };
             self.acts[i + 1] = out;
+            let flops = 2 * node_macs(&self.plan.nodes[i].geo);
+            self.timings.push(KernelTime { name: self.plan.nodes[i].name.clone(), seconds: t.elapsed().as_secs_f64(), flops, bytes: 0 });
         }
     }
 }
@@ -89,10 +97,13 @@ impl Executor for CpuExecutor {
         let dims = (self.plan.batch, self.plan.classes, 1);
         let o = loss_options();
         let tgt = cross_entropy::Targets::Class(targets);
+        let t = Instant::now();
         let (loss, logp) = cross_entropy::forward_cpu(self.act(l), tgt, &o, dims);
         self.dacts[l] = cross_entropy::backward_cpu(&logp, tgt, &[1.0], &o, dims);
         self.logp = logp;
+        self.timings.push(KernelTime { name: "loss".into(), seconds: t.elapsed().as_secs_f64(), flops: 0, bytes: 0 });
         for i in (0..l).rev() {
+            let t = Instant::now();
             let node = self.plan.nodes[i].clone();
             let need_dinp = i > 0;
             let dout = self.dact(i + 1).to_vec();
@@ -116,10 +127,14 @@ impl Executor for CpuExecutor {
                 self.grads.get_mut(k).copy_from_slice(&db);
             }
             self.dacts[i] = dinp.unwrap_or_default();
+            let flops = 2 * node_macs(&node.geo) * if i > 0 { 2 } else { 1 };
+            self.timings.push(KernelTime { name: format!("{}.backward", node.name), seconds: t.elapsed().as_secs_f64(), flops, bytes: 0 });
         }
         if let Some(s) = &self.opts.sgd {
+            let t = Instant::now();
             sgd::step_cpu(s, self.steps == 0, &mut self.params.data, &self.grads.data, &mut self.momentum.data);
             self.steps += 1;
+            self.timings.push(KernelTime { name: "sgd".into(), seconds: t.elapsed().as_secs_f64(), flops: 0, bytes: 12 * self.params.data.len() as u64 });
         }
         Ok(Some(loss[0]))
     }
@@ -168,4 +183,30 @@ impl Executor for CpuExecutor {
     fn describe(&self) -> String {
         format!("CPU path ({} threads)", rayon::current_num_threads())
     }
+
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>> {
+        self.step(images, targets, false)?;
+        Ok(self.timings.clone())
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        let floats: usize = self.acts.iter().chain(&self.dacts).map(|v| v.len()).sum::<usize>()
+            + self.indices.iter().map(|v| v.len()).sum::<usize>()
+            + 3 * self.params.data.len()
+            + self.logp.len();
+        4 * floats as u64
+    }
+}
+
+/// Multiply-adds of a node's forward pass.
+fn node_macs(g: &Geometry) -> u64 {
+    (match g {
+        Geometry::Conv(c) => c.macs(),
+        Geometry::Linear { n, cfg } => n * cfg.in_features * cfg.out_features,
+        _ => 0,
+    }) as u64
 }

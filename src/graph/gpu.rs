@@ -3,7 +3,7 @@
 //! back the loss (4 bytes) only when asked.
 
 use super::memory::{assign, Life};
-use super::{loss_options, tensor_names, Executor, Geometry, Options, Plan};
+use super::{loss_options, tensor_names, Executor, Geometry, KernelTime, Options, Plan};
 use crate::buffer::View;
 use crate::device::Gpu;
 use crate::kernel::Kernel;
@@ -322,5 +322,64 @@ impl Executor for GpuExecutor {
 
     fn describe(&self) -> String {
         self.gpu.describe()
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.gpu.wait("waiting for the device")
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>> {
+        self.plan.check_batch(images, targets)?;
+        for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {
+            *d = t as i32;
+        }
+        self.gpu.write(&self.input, images)?;
+        self.gpu.write(&self.targets, &self.targets_scratch)?;
+        let opt = if self.steps == 0 { &self.sgd_first } else { &self.sgd_next };
+        let kernels: Vec<&Kernel> = self.kernels.iter().chain(opt.iter()).collect();
+        let times = if self.gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            let n = kernels.len() as u32;
+            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: 2 * n });
+            let resolve = Arc::new(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile timestamps"),
+                size: 16 * n as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }));
+            let mut enc = self.gpu.encoder("profile");
+            for (i, k) in kernels.iter().enumerate() {
+                let tw = wgpu::ComputePassTimestampWrites { query_set: &qs, beginning_of_pass_write_index: Some(2 * i as u32), end_of_pass_write_index: Some(2 * i as u32 + 1) };
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&k.label), timestamp_writes: Some(tw) });
+                k.record(&mut pass);
+            }
+            enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
+            self.gpu.submit(enc, "profile")?;
+            let raw = self.gpu.read(&View::whole(resolve))?;
+            let tick = |i: usize| (raw[2 * i].to_bits() as u64) | ((raw[2 * i + 1].to_bits() as u64) << 32);
+            let period = self.gpu.queue.get_timestamp_period() as f64 * 1e-9;
+            (0..kernels.len()).map(|i| tick(2 * i + 1).saturating_sub(tick(2 * i)) as f64 * period).collect::<Vec<_>>()
+        } else {
+            let mut v = Vec::new();
+            for k in &kernels {
+                let t = std::time::Instant::now();
+                let mut enc = self.gpu.encoder("profile");
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&k.label), timestamp_writes: None });
+                    k.record(&mut pass);
+                }
+                self.gpu.submit(enc, "profile")?;
+                self.gpu.wait("profile")?;
+                v.push(t.elapsed().as_secs_f64());
+            }
+            v
+        };
+        if self.sgd_first.is_some() {
+            self.steps += 1;
+        }
+        Ok(kernels.iter().zip(times).map(|(k, seconds)| KernelTime { name: k.label.clone(), seconds, flops: k.flops, bytes: k.bytes }).collect())
     }
 }

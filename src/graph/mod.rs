@@ -153,6 +153,22 @@ pub trait Executor {
     /// (complete only with `Options::keep_all`).
     fn tensors(&self) -> Result<Vec<(String, Vec<f32>)>>;
     fn describe(&self) -> String;
+    /// Waits until the device has finished all submitted work.
+    fn sync(&self) -> Result<()>;
+    /// One training step timed kernel by kernel (GPU timestamp queries where the adapter has them,
+    /// else wall-clock time per kernel or per CPU op).
+    fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>>;
+    /// Bytes of device memory (or host memory for the CPU path's buffers) the executor holds.
+    fn memory_bytes(&self) -> u64;
+}
+
+/// Time of one kernel (or CPU op) in a profiled step, with the work it did.
+#[derive(Clone, Debug)]
+pub struct KernelTime {
+    pub name: String,
+    pub seconds: f64,
+    pub flops: u64,
+    pub bytes: u64,
 }
 
 /// Names [`Executor::tensors`] uses: node outputs in forward order, then gradients in backward order.

@@ -227,21 +227,25 @@ fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
     }
 }
 
-/// Output pixels per conv2d_forward invocation (TP in the shader); 4 channels each.
+/// Pixels and channels per invocation of conv2d_forward and conv2d_backward_input (TP and the two
+/// vec4 accumulators in the shaders), and output channels per conv2d_backward_weight invocation.
 const TILE_PIXELS: usize = 8;
+const TILE_CHANNELS: usize = 8;
+/// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
+const WEIGHT_TILE_K: usize = 8;
 
 /// out = conv(inp, weight) + bias.
 pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Kernel> {
     let p = params(g, bias.is_some(), 1, 0);
-    let tiles = (g.n * g.oh * g.ow).div_ceil(TILE_PIXELS) * g.oc.div_ceil(4);
-    Kernel::new(gpu, "conv2d_forward", label, &p, &[inp, weight, bias.unwrap_or(weight), out], tiles.div_ceil(64) as u64)
+    let tiles = (g.n * g.oh * g.ow).div_ceil(TILE_PIXELS) * g.oc.div_ceil(TILE_CHANNELS);
+    Ok(Kernel::new(gpu, "conv2d_forward", label, &p, &[inp, weight, bias.unwrap_or(weight), out], tiles.div_ceil(64) as u64)?.flops(2 * g.macs() as u64))
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
 /// invocations to fill a GPU, at least 256 pixels per split, the partials within one binding.
 pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
-    let tiles = g.oc.div_ceil(4) * g.k().div_ceil(4);
+    let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
     let splits = 32_768usize.div_ceil(tiles).min(pixels.div_ceil(256)).min(max_by_memory).max(1);
     let chunk = pixels.div_ceil(splits);
@@ -267,18 +271,18 @@ pub fn backward_gpu(
     }
     let (splits, chunk) = weight_splits(gpu, g);
     let p = params(g, false, splits, chunk);
-    let count = splits * g.oc.div_ceil(4) * g.k().div_ceil(4);
+    let count = splits * g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
     if splits == 1 {
-        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, dweight], count.div_ceil(64) as u64)?);
+        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, dweight], count.div_ceil(64) as u64)?.flops(2 * g.macs() as u64));
     } else {
         let part = gpu.zeros(&format!("{label}.dweight_splits"), (splits * g.oc * g.k()) as u64)?;
-        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, &part], count.div_ceil(64) as u64)?);
+        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, &part], count.div_ceil(64) as u64)?.flops(2 * g.macs() as u64));
         let m = (g.oc * g.k()) as u64;
         prog.push(Kernel::new(gpu, "conv2d_backward_weight_sum", &format!("{label}.dweight_sum"), &p, &[&part, dweight], m.div_ceil(256))?);
     }
     if let Some(dinp) = dinp {
-        let tiles = (g.n * g.h * g.w).div_ceil(TILE_PIXELS) * g.ic.div_ceil(4);
-        prog.push(Kernel::new(gpu, "conv2d_backward_input", &format!("{label}.dinp"), &p, &[weight, dout, dinp], tiles.div_ceil(64) as u64)?);
+        let tiles = (g.n * g.h * g.w).div_ceil(TILE_PIXELS) * g.ic.div_ceil(TILE_CHANNELS);
+        prog.push(Kernel::new(gpu, "conv2d_backward_input", &format!("{label}.dinp"), &p, &[weight, dout, dinp], tiles.div_ceil(64) as u64)?.flops(2 * g.macs() as u64));
     }
     Ok(prog)
 }

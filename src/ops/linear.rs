@@ -90,7 +90,7 @@ pub fn matmul_gpu(
     let u = |v: usize| v as u32;
     let p = MatmulParams { M: u(m), N: u(n), K: u(k), has_bias: bias.is_some() as u32, sam: u(sa.0), sak: u(sa.1), sbk: u(sb.0), sbn: u(sb.1) };
     let tiles = m.div_ceil(4) * n.div_ceil(4);
-    Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], tiles.div_ceil(64) as u64)
+    Ok(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], tiles.div_ceil(64) as u64)?.flops(2 * (m * n * k) as u64))
 }
 
 pub fn forward_gpu(gpu: &Gpu, label: &str, c: &Config, n: usize, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Kernel> {

@@ -141,11 +141,11 @@ pub struct Params {
     pub planes: u32, pub H: u32, pub W: u32, pub OH: u32,
     pub OW: u32, pub KH: u32, pub KW: u32, pub SH: u32,
     pub SW: u32, pub PH: u32, pub PW: u32, pub DH: u32,
-    pub DW: u32, pub _pad0: u32, pub _pad1: u32, pub _pad2: u32,
+    pub DW: u32, pub disjoint: u32, pub _pad1: u32, pub _pad2: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    let l = |s| crate::params_layout!(s, Params, [planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, _pad0, _pad1, _pad2]);
+    let l = |s| crate::params_layout!(s, Params, [planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, disjoint, _pad1, _pad2]);
     vec![l("maxpool2d_forward"), l("maxpool2d_backward")]
 }
 
@@ -153,7 +153,8 @@ fn params(g: &Geometry) -> Params {
     let u = |v: usize| v as u32;
     Params {
         planes: u(g.planes()), H: u(g.h), W: u(g.w), OH: u(g.oh), OW: u(g.ow), KH: u(g.kh), KW: u(g.kw),
-        SH: u(g.sh), SW: u(g.sw), PH: u(g.ph), PW: u(g.pw), DH: u(g.dh), DW: u(g.dw), _pad0: 0, _pad1: 0, _pad2: 0,
+        SH: u(g.sh), SW: u(g.sw), PH: u(g.ph), PW: u(g.pw), DH: u(g.dh), DW: u(g.dw),
+        disjoint: (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32, _pad1: 0, _pad2: 0,
     }
 }
 

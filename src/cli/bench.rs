@@ -1,0 +1,141 @@
+//! `wgrad bench`: training-step (forward + loss + backward + SGD) and inference images/s of Tudui,
+//! median over timed steps after warm-up; per-kernel times (GPU timestamp queries where the adapter
+//! has them, else wall-clock per kernel or per CPU op) with GFLOP/s or GB/s; pipeline creation
+//! time; the executor's memory.
+
+use super::DeviceArgs;
+use crate::graph::{self, Executor, KernelTime};
+use crate::nn::models;
+use crate::ops::sgd;
+use crate::{shaders, Device};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Comma-separated batch sizes.
+    #[arg(long = "batch-sizes", default_value = "64,256", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    batch_sizes: Vec<u64>,
+    /// Timed steps per measurement (the median is reported).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    steps: u64,
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Work of one Tudui image: forward 24.71 MFLOP, a training step about 3× that.
+pub const FORWARD_FLOPS: f64 = 24_708_352.0;
+pub const STEP_FLOPS: f64 = 74_125_056.0;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Per-kernel times grouped by kernel label (a step has each label once), longest first.
+fn kernel_table(times: &[KernelTime]) -> Vec<serde_json::Value> {
+    let total: f64 = times.iter().map(|t| t.seconds).sum();
+    let mut sorted: Vec<&KernelTime> = times.iter().collect();
+    sorted.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    sorted
+        .iter()
+        .map(|t| {
+            let rate = |x: u64| if t.seconds > 0.0 { x as f64 / t.seconds / 1e9 } else { 0.0 };
+            serde_json::json!({
+                "name": t.name, "ms": t.seconds * 1e3, "percent": 100.0 * t.seconds / total.max(1e-12),
+                "gflops": (t.flops > 0).then(|| rate(t.flops)), "gbps": (t.flops == 0 && t.bytes > 0).then(|| rate(t.bytes)),
+            })
+        })
+        .collect()
+}
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    let device = a.device.select()?;
+    let startup = Instant::now();
+    if let Device::Gpu(g) = &device {
+        for (name, _) in shaders::ALL {
+            g.pipeline(name)?;
+        }
+    }
+    let startup_ms = startup.elapsed().as_secs_f64() * 1e3;
+    let model = models::tudui(0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut results = Vec::new();
+    if !a.json {
+        println!("device: {}", device.name());
+        if let Device::Gpu(_) = &device {
+            println!("start-up: {} pipelines created in {startup_ms:.1} ms", shaders::ALL.len());
+        } else {
+            println!("CPU path: {} threads (RAYON_NUM_THREADS sets them)", rayon::current_num_threads());
+        }
+    }
+    for &bs in &a.batch_sizes {
+        let bs = bs as usize;
+        let images: Vec<f32> = (0..bs * 3 * 32 * 32).map(|_| rng.random_range(0..256) as f32 / 255.0).collect();
+        let targets: Vec<i64> = (0..bs).map(|_| rng.random_range(0..10)).collect();
+        let opts = graph::Options { sgd: Some(sgd::Config::new(0.01)), keep_all: false };
+        let mut ex = graph::executor(&device, &model, bs, opts)?;
+        let mut time = |f: &mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>| -> crate::Result<Vec<f64>> {
+            for _ in 0..a.warmup {
+                f(ex.as_mut())?;
+                ex.sync()?;
+            }
+            let mut v = Vec::new();
+            for _ in 0..a.steps {
+                let t = Instant::now();
+                f(ex.as_mut())?;
+                ex.sync()?;
+                v.push(t.elapsed().as_secs_f64());
+            }
+            Ok(v)
+        };
+        let train = median(time(&mut |e| e.step(&images, &targets, false).map(|_| ()))?);
+        let infer = median(time(&mut |e| e.forward(&images).map(|_| ()))?);
+        let kernels = ex.profile(&images, &targets)?;
+        let r = serde_json::json!({
+            "batch": bs,
+            "train_images_per_s": bs as f64 / train,
+            "infer_images_per_s": bs as f64 / infer,
+            "train_ms_median": train * 1e3,
+            "infer_ms_median": infer * 1e3,
+            "train_gflops": STEP_FLOPS * bs as f64 / train / 1e9,
+            "infer_gflops": FORWARD_FLOPS * bs as f64 / infer / 1e9,
+            "memory_bytes": ex.memory_bytes(),
+            "kernels": kernel_table(&kernels),
+        });
+        if !a.json {
+            println!(
+                "batch {bs}: train {:.1} img/s ({:.2} ms/step median of {}, {:.1} GFLOP/s), inference {:.1} img/s, memory {:.1} MiB",
+                bs as f64 / train,
+                train * 1e3,
+                a.steps,
+                STEP_FLOPS * bs as f64 / train / 1e9,
+                bs as f64 / infer,
+                ex.memory_bytes() as f64 / (1 << 20) as f64
+            );
+            println!("  {:<34} {:>10} {:>6} {:>10} {:>8}", "kernel (one profiled step)", "ms", "%", "GFLOP/s", "GB/s");
+            for k in r["kernels"].as_array().unwrap() {
+                let f = |v: &serde_json::Value| v.as_f64().map_or(String::from("-"), |x| format!("{x:.1}"));
+                println!("  {:<34} {:>10.3} {:>6.1} {:>10} {:>8}", k["name"].as_str().unwrap(), k["ms"].as_f64().unwrap(), k["percent"].as_f64().unwrap(), f(&k["gflops"]), f(&k["gbps"]));
+            }
+        }
+        results.push(r);
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "device": device.name(),
+            "kind": if matches!(device, Device::Cpu) { "cpu" } else { "gpu" },
+            "threads": rayon::current_num_threads(),
+            "startup_ms": startup_ms,
+            "results": results,
+        });
+        println!("{v}");
+    }
+    Ok(0)
+}
