@@ -1,8 +1,10 @@
 // Conv2d backward w.r.t. the input: dinp[n, ic, ih, iw] =
 //   sum over (oc, kh, kw) with oh = (ih + PH - kh*DH) / SH and ow = (iw + PW - kw*DW) / SW exact and
 //   in range of weight[oc, ic, kh, kw] * dout[n, oc, oh, ow].
-// weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten.
-// Dispatch: one invocation per tile of 8 input channels x 8 input pixels (over n, ih, iw);
+// weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten; with
+// splits > 1 the output channels are split in chunks of `chunk`, dinp is (splits, N, IC, H, W) and
+// sum_splits adds them.
+// Dispatch: one invocation per split and tile of 8 input channels x 8 input pixels (over n, ih, iw);
 // ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
 struct Params {
     N: u32,
@@ -37,13 +39,17 @@ const TP: u32 = 8u;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let g = (wid.x + wid.y * nwg.x) * 64u + li;
     let HW = p.H * p.W;
     let P = p.N * HW;
     let tiles_p = (P + TP - 1u) / TP;
-    if (t >= tiles_p * ((p.IC + 7u) / 8u)) {
+    let tiles = tiles_p * ((p.IC + 7u) / 8u);
+    if (g >= tiles * p.splits) {
         return;
     }
+    let s = g / tiles;
+    let t = g % tiles;
+    let oc_end = min((s + 1u) * p.chunk, p.OC);
     let ic0 = (t / tiles_p) * 8u;
     let q0 = (t % tiles_p) * TP;
     let OHW = p.OH * p.OW;
@@ -85,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
             let wk = wic + vec4<u32>(kh * p.KW + kw);
             let wk_hi = wic_hi + vec4<u32>(kh * p.KW + kw);
-            for (var oc = 0u; oc < p.OC; oc++) {
+            for (var oc = s * p.chunk; oc < oc_end; oc++) {
                 let wo = oc * p.IC * KK;
                 let a = vec4<f32>(weight[wo + wk.x], weight[wo + wk.y], weight[wo + wk.z], weight[wo + wk.w]);
                 let a_hi = vec4<f32>(weight[wo + wk_hi.x], weight[wo + wk_hi.y], weight[wo + wk_hi.z], weight[wo + wk_hi.w]);
@@ -102,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = 0u; j < TP; j++) {
         let q = q0 + j;
         if (q < P) {
-            let o = (q / HW) * p.IC * HW + q % HW;
+            let o = s * P * p.IC + (q / HW) * p.IC * HW + q % HW;
             for (var i = 0u; i < 4u; i++) {
                 if (ic0 + i < p.IC) {
                     dinp[o + (ic0 + i) * HW] = acc[j][i];

@@ -2,7 +2,7 @@
 //   part[s, oc, k] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
 //   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
-// split, part is dweight itself; otherwise conv2d_backward_weight_sum adds the splits in order.
+// split, part is dweight itself; otherwise sum_splits adds the splits in order.
 // Dispatch: one invocation per (split, 8 output channels, 8 k); ceil(count / 64) workgroups of 64
 // (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
 struct Params {

@@ -2,7 +2,7 @@
 //   sum_{ic, kh, kw} weight[oc, ic, kh, kw] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
-// Dispatch: one invocation per tile of 8 output channels x 8 output pixels, the pixels counted over
+// Dispatch: one invocation per split and tile of 8 output channels x 8 output pixels, the pixels counted over
 // (n, oh, ow) together; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
 // no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 struct Params {
@@ -39,15 +39,19 @@ const TP: u32 = 8u;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let g = (wid.x + wid.y * nwg.x) * 64u + li;
     let OHW = p.OH * p.OW;
     let P = p.N * OHW;
     let tiles_p = (P + TP - 1u) / TP;
-    if (t >= tiles_p * ((p.OC + 7u) / 8u)) {
+    let tiles = tiles_p * ((p.OC + 7u) / 8u);
+    if (g >= tiles * p.splits) {
         return;
     }
+    let s = g / tiles;
+    let t = g % tiles;
     let oc0 = (t / tiles_p) * 8u;
     let q0 = (t % tiles_p) * TP;
+    let ic_end = min((s + 1u) * p.chunk, p.IC);
     let HW = p.H * p.W;
     let K = p.IC * p.KH * p.KW;
 
@@ -69,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     var acc: array<vec4<f32>, TP>;
     var acc_hi: array<vec4<f32>, TP>;
-    for (var ic = 0u; ic < p.IC; ic++) {
+    for (var ic = s * p.chunk; ic < ic_end; ic++) {
         for (var kh = 0u; kh < p.KH; kh++) {
             for (var kw = 0u; kw < p.KW; kw++) {
                 let k = (ic * p.KH + kh) * p.KW + kw;
@@ -91,14 +95,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     var b = vec4<f32>(0.0);
     var b_hi = vec4<f32>(0.0);
-    if (p.has_bias == 1u) {
+    if (p.has_bias == 1u && s == 0u) {
         b = vec4<f32>(bias[ocs.x], bias[ocs.y], bias[ocs.z], bias[ocs.w]);
         b_hi = vec4<f32>(bias[ocs_hi.x], bias[ocs_hi.y], bias[ocs_hi.z], bias[ocs_hi.w]);
     }
     for (var j = 0u; j < TP; j++) {
         let q = q0 + j;
         if (q < P) {
-            let o = (q / OHW) * p.OC * OHW + q % OHW;
+            let o = s * P * p.OC + (q / OHW) * p.OC * OHW + q % OHW;
             let v = acc[j] + b;
             let v_hi = acc_hi[j] + b_hi;
             for (var i = 0u; i < 4u; i++) {

@@ -1,8 +1,10 @@
 // Strided matrix product, the kernel of Linear forward and backward:
 //   c[m, n] = sum_k a[m*sam + k*sak] * b[k*sbk + n*sbn] (+ bias[n] when has_bias)
 // Strides express the transposes: Linear forward y = x·Wᵀ + b, backward dx = dy·W, dW = dyᵀ·x.
-// a, b: read through strides; bias: (Ncols,) (read when has_bias); c: (M, Ncols) row-major, overwritten.
-// Dispatch: one invocation per 4 x 4 tile of c; ceil(tiles / 64) workgroups of 64 (2-D grid).
+// a, b: read through strides; bias: (Ncols,) (read when has_bias); c: (M, Ncols) row-major,
+// overwritten; with splits > 1, k is split in chunks of `chunk`, c is (splits, M, Ncols) and
+// sum_splits adds them.
+// Dispatch: one invocation per split and 4 x 4 tile of c; ceil(count / 64) workgroups of 64 (2-D grid).
 // Register-blocked, no workgroup memory; edge rows/columns are clamped on read, skipped on write.
 struct Params {
     M: u32,
@@ -13,6 +15,10 @@ struct Params {
     sak: u32,
     sbk: u32,
     sbn: u32,
+    splits: u32,
+    chunk: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,11 +30,15 @@ struct Params {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let g = (wid.x + wid.y * nwg.x) * 64u + li;
     let tiles_n = (p.N + 3u) / 4u;
-    if (t >= tiles_n * ((p.M + 3u) / 4u)) {
+    let tiles = tiles_n * ((p.M + 3u) / 4u);
+    if (g >= tiles * p.splits) {
         return;
     }
+    let s = g / tiles;
+    let t = g % tiles;
+    let k_end = min((s + 1u) * p.chunk, p.K);
     let m0 = (t / tiles_n) * 4u;
     let n0 = (t % tiles_n) * 4u;
     let ms = vec4<u32>(min(m0, p.M - 1u), min(m0 + 1u, p.M - 1u), min(m0 + 2u, p.M - 1u), min(m0 + 3u, p.M - 1u));
@@ -39,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.K; k++) {
+    for (var k = s * p.chunk; k < k_end; k++) {
         let ak = k * p.sak;
         let bk = k * p.sbk;
         let bv = vec4<f32>(b[bk + bc.x], b[bk + bc.y], b[bk + bc.z], b[bk + bc.w]);
@@ -49,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         acc3 = fma(vec4<f32>(a[ar.w + ak]), bv, acc3);
     }
     var bb = vec4<f32>(0.0);
-    if (p.has_bias == 1u) {
+    if (p.has_bias == 1u && s == 0u) {
         bb = vec4<f32>(bias[ns.x], bias[ns.y], bias[ns.z], bias[ns.w]);
     }
     let rows = array<vec4<f32>, 4>(acc0 + bb, acc1 + bb, acc2 + bb, acc3 + bb);
@@ -57,7 +67,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (m0 + i < p.M) {
             for (var j = 0u; j < 4u; j++) {
                 if (n0 + j < p.N) {
-                    c[(m0 + i) * p.N + n0 + j] = rows[i][j];
+                    c[s * p.M * p.N + (m0 + i) * p.N + n0 + j] = rows[i][j];
                 }
             }
         }

@@ -199,6 +199,7 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     submits: AtomicU64,
+    split_target: std::sync::atomic::AtomicUsize,
 }
 
 impl Gpu {
@@ -229,12 +230,15 @@ impl Gpu {
         Ok(Gpu {
             device,
             queue,
-            info,
             limits,
             features,
             errors,
             pipelines: Mutex::default(),
             submits: AtomicU64::new(0),
+            // Big GPUs want many invocations per dispatch; CPU adapters (lavapipe) gain nothing
+            // from splitting a reduction across them.
+            split_target: std::sync::atomic::AtomicUsize::new(if info.device_type == wgpu::DeviceType::Cpu { 0 } else { 65_536 }),
+            info,
         })
     }
 
@@ -297,6 +301,15 @@ impl Gpu {
         let p = Arc::new(pipeline);
         cache.insert(name, p.clone());
         Ok(p)
+    }
+
+    /// Invocations a dispatch should reach before kernels split their reductions (see
+    /// ops::sum_splits); tests raise it on lavapipe to exercise the split kernels.
+    pub fn split_target(&self) -> usize {
+        self.split_target.load(Ordering::Relaxed)
+    }
+    pub fn set_split_target(&self, invocations: usize) {
+        self.split_target.store(invocations, Ordering::Relaxed);
     }
 
     /// Number of queue submits so far (a training step must add exactly one).

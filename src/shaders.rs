@@ -24,12 +24,12 @@ shaders!(
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
-    "conv2d_backward_weight_sum",
     "bias_backward",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "matmul",
     "sgd_step",
+    "sum_splits",
 );
 
 pub fn source(name: &str) -> Option<&'static str> {

@@ -39,7 +39,7 @@ fn run_gpu(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32
     let dweight = gpu.zeros("dweight", w.len() as u64).unwrap();
     let dbias = b.map(|b| gpu.upload("dbias", &vec![f32::NAN; b.len()]).unwrap());
     let mut prog = wgrad::kernel::Program::default();
-    prog.push(forward_gpu(gpu, "conv", g, &xv, &wv, bv.as_ref(), &out).unwrap());
+    prog.extend(forward_gpu(gpu, "conv", g, &xv, &wv, bv.as_ref(), &out).unwrap());
     prog.extend(backward_gpu(gpu, "conv", g, &xv, &wv, &dv, Some(&dinp), &dweight, dbias.as_ref()).unwrap());
     prog.run(gpu, "conv").unwrap();
     let mut views = vec![&out, &dinp, &dweight];
@@ -148,6 +148,32 @@ fn gpu_matches_cpu_on_random_configurations() {
         if let (Some(got), Some(want)) = (o.dbias, want.dbias) {
             assert_close(&format!("{name} dbias"), &got, &want, 1e-4, atol_of(&want, 1e-5));
         }
+    }
+}
+
+#[test]
+fn split_reductions_match_cpu() {
+    let Some(gpu) = splitting_gpu() else { return };
+    let mut r = rng(15);
+    let configs = [
+        (Config::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
+        (Config::new(32, 64, 5).padding(2), [3, 32, 8, 8]),
+        (Config { stride: (2, 1), dilation: (1, 2), ..Config::new(5, 7, 3).padding(1) }, [2, 5, 9, 11]),
+    ];
+    for (cfg, shape) in configs {
+        let g = cfg.geometry(&shape).unwrap();
+        let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+        let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+        let b = uniform(&mut r, cfg.out_channels, -1.0, 1.0);
+        let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
+        let want_out = forward_cpu(&g, &x, &w, Some(&b));
+        let want = backward_cpu(&g, &x, &w, &dout, true, true);
+        let o = run_gpu(&gpu, &g, &x, &w, Some(&b), &dout);
+        let name = format!("split {cfg:?} on {shape:?}");
+        assert_close(&format!("{name} out"), &o.out, &want_out, 1e-4, atol_of(&want_out, 1e-5));
+        let wd = want.dinp.unwrap();
+        assert_close(&format!("{name} dinp"), &o.dinp, &wd, 1e-4, atol_of(&wd, 1e-5));
+        assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
     }
 }
 

@@ -10,7 +10,7 @@ fn run_gpu(gpu: &wgrad::Gpu, c: &Config, n: usize, x: &[f32], w: &[f32], b: &[f3
     let out = gpu.zeros("out", dout.len() as u64).unwrap();
     let (dinp, dw, db) = (gpu.zeros("dinp", x.len() as u64).unwrap(), gpu.zeros("dw", w.len() as u64).unwrap(), gpu.zeros("db", b.len() as u64).unwrap());
     let mut prog = wgrad::kernel::Program::default();
-    prog.push(forward_gpu(gpu, "fc", c, n, &xv, &wv, Some(&bv), &out).unwrap());
+    prog.extend(forward_gpu(gpu, "fc", c, n, &xv, &wv, Some(&bv), &out).unwrap());
     prog.extend(backward_gpu(gpu, "fc", c, n, &xv, &wv, &dv, Some(&dinp), &dw, Some(&db)).unwrap());
     prog.run(gpu, "fc").unwrap();
     gpu.read_many(&[&out, &dinp, &dw, &db]).unwrap()
@@ -56,14 +56,24 @@ fn cpu_and_gpu_match_pytorch() {
 #[test]
 fn gpu_matches_cpu() {
     let Some(gpu) = gpu() else { return };
-    let mut r = rng(14);
+    check_against_cpu(&gpu, 14);
+}
+
+#[test]
+fn split_k_matches_cpu() {
+    let Some(gpu) = splitting_gpu() else { return };
+    check_against_cpu(&gpu, 16);
+}
+
+fn check_against_cpu(gpu: &wgrad::Gpu, seed: u64) {
+    let mut r = rng(seed);
     for (n, i, o) in [(1, 1, 1), (3, 7, 5), (64, 1024, 64), (64, 64, 10), (130, 33, 17)] {
         let c = Config::new(i, o);
         let x = uniform(&mut r, n * i, -1.0, 1.0);
         let w = uniform(&mut r, o * i, -1.0, 1.0);
         let b = uniform(&mut r, o, -1.0, 1.0);
         let dout = uniform(&mut r, n * o, -1.0, 1.0);
-        let got = run_gpu(&gpu, &c, n, &x, &w, &b, &dout);
+        let got = run_gpu(gpu, &c, n, &x, &w, &b, &dout);
         let g = backward_cpu(&c, n, &x, &w, &dout, true);
         let want = [forward_cpu(&c, n, &x, &w, Some(&b)), g.dinp.unwrap(), g.dweight, g.dbias.unwrap()];
         for (k, name) in ["out", "dinp", "dweight", "dbias"].iter().enumerate() {

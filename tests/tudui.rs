@@ -47,6 +47,12 @@ fn gpu_matches_pytorch_over_three_sgd_steps() {
 }
 
 #[test]
+fn gpu_with_split_reductions_matches_pytorch() {
+    let Some(gpu) = splitting_gpu() else { return };
+    parity(Device::Gpu(gpu));
+}
+
+#[test]
 fn a_training_step_is_one_submit() {
     // A GPU of its own: the shared one counts the submits of tests running beside this one.
     let Some(_) = gpu() else { return };

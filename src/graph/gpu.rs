@@ -132,10 +132,10 @@ impl GpuExecutor {
             let b = node.bias.map(|k| pview(&params, k));
             let (x, y) = (&acts[i], &acts[i + 1]);
             match node.geo {
-                Geometry::Conv(g) => kernels.push(conv2d::forward_gpu(&gpu, &node.name, &g, x, w.as_ref().unwrap(), b.as_ref(), y)?),
+                Geometry::Conv(g) => kernels.extend(conv2d::forward_gpu(&gpu, &node.name, &g, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels),
                 Geometry::Pool(g) => kernels.push(maxpool2d::forward_gpu(&gpu, &node.name, &g, x, y, indices[i].as_ref().unwrap())?),
                 Geometry::Flatten => {}
-                Geometry::Linear { n, cfg } => kernels.push(linear::forward_gpu(&gpu, &node.name, &cfg, n, x, w.as_ref().unwrap(), b.as_ref(), y)?),
+                Geometry::Linear { n, cfg } => kernels.extend(linear::forward_gpu(&gpu, &node.name, &cfg, n, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels),
             }
         }
         let n_forward = kernels.len();

@@ -1,9 +1,9 @@
 //! Conv2d (nn.Conv2d, NCHW, groups = 1): kernel (KH, KW), stride, zero padding, dilation, optional
 //! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
-//! (+ conv2d_backward_weight_sum.wgsl when the batch is split), bias_backward.wgsl.
+//! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl.
 //! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
 
-use super::{bias, Grads, ParamsLayout};
+use super::{bias, sum_splits, Grads, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
@@ -215,7 +215,7 @@ pub struct Params {
 
 pub fn layouts() -> Vec<ParamsLayout> {
     let l = |s| crate::params_layout!(s, Params, [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, _pad0, _pad1]);
-    vec![l("conv2d_forward"), l("conv2d_backward_input"), l("conv2d_backward_weight"), l("conv2d_backward_weight_sum")]
+    vec![l("conv2d_forward"), l("conv2d_backward_input"), l("conv2d_backward_weight")]
 }
 
 fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
@@ -234,11 +234,35 @@ const TILE_CHANNELS: usize = 8;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
 
-/// out = conv(inp, weight) + bias.
-pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Kernel> {
-    let p = params(g, bias.is_some(), 1, 0);
+/// A split product's kernel followed by the sum of its splits (or the kernel alone, writing `out`).
+fn split_product(
+    gpu: &Gpu, label: &str, shader: &'static str, p: &Params, inputs: &[&View], out: &View, splits: usize, invocations: usize, flops: u64,
+) -> Result<Program> {
+    let mut prog = Program::default();
+    let groups = (invocations * splits).div_ceil(64) as u64;
+    if splits == 1 {
+        let mut views = inputs.to_vec();
+        views.push(out);
+        prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
+    } else {
+        let part = gpu.zeros(&format!("{label}.splits"), splits as u64 * out.len)?;
+        let mut views = inputs.to_vec();
+        views.push(&part);
+        prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
+        prog.push(sum_splits::gpu(gpu, label, &part, out, splits)?);
+    }
+    Ok(prog)
+}
+
+/// out = conv(inp, weight) + bias; on GPUs with more cores than a small layer has tiles, the
+/// input channels are split across invocations and summed after.
+pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Program> {
     let tiles = (g.n * g.oh * g.ow).div_ceil(TILE_PIXELS) * g.oc.div_ceil(TILE_CHANNELS);
-    Ok(Kernel::new(gpu, "conv2d_forward", label, &p, &[inp, weight, bias.unwrap_or(weight), out], tiles.div_ceil(64) as u64)?.flops(2 * g.macs() as u64))
+    let splits = sum_splits::choose(gpu, tiles, g.ic, g.n * g.oc * g.oh * g.ow);
+    let chunk = g.ic.div_ceil(splits);
+    let splits = g.ic.div_ceil(chunk);
+    let p = params(g, bias.is_some(), splits, chunk);
+    split_product(gpu, label, "conv2d_forward", &p, &[inp, weight, bias.unwrap_or(weight)], out, splits, tiles, 2 * g.macs() as u64)
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
@@ -271,18 +295,15 @@ pub fn backward_gpu(
     }
     let (splits, chunk) = weight_splits(gpu, g);
     let p = params(g, false, splits, chunk);
-    let count = splits * g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
-    if splits == 1 {
-        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, dweight], count.div_ceil(64) as u64)?.flops(2 * g.macs() as u64));
-    } else {
-        let part = gpu.zeros(&format!("{label}.dweight_splits"), (splits * g.oc * g.k()) as u64)?;
-        prog.push(Kernel::new(gpu, "conv2d_backward_weight", &format!("{label}.dweight"), &p, &[inp, dout, &part], count.div_ceil(64) as u64)?.flops(2 * g.macs() as u64));
-        let m = (g.oc * g.k()) as u64;
-        prog.push(Kernel::new(gpu, "conv2d_backward_weight_sum", &format!("{label}.dweight_sum"), &p, &[&part, dweight], m.div_ceil(256))?);
-    }
+    let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
+    prog.extend(split_product(gpu, &format!("{label}.dweight"), "conv2d_backward_weight", &p, &[inp, dout], dweight, splits, tiles, 2 * g.macs() as u64)?);
     if let Some(dinp) = dinp {
         let tiles = (g.n * g.h * g.w).div_ceil(TILE_PIXELS) * g.ic.div_ceil(TILE_CHANNELS);
-        prog.push(Kernel::new(gpu, "conv2d_backward_input", &format!("{label}.dinp"), &p, &[weight, dout, dinp], tiles.div_ceil(64) as u64)?.flops(2 * g.macs() as u64));
+        let splits = sum_splits::choose(gpu, tiles, g.oc, g.n * g.ic * g.h * g.w);
+        let chunk = g.oc.div_ceil(splits);
+        let splits = g.oc.div_ceil(chunk);
+        let p = params(g, false, splits, chunk);
+        prog.extend(split_product(gpu, &format!("{label}.dinp"), "conv2d_backward_input", &p, &[weight, dout], dinp, splits, tiles, 2 * g.macs() as u64)?);
     }
     Ok(prog)
 }

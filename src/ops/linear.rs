@@ -2,7 +2,7 @@
 //! dW = dyᵀ·x, db = Σ_n dy. Shaders: matmul.wgsl (strided, serves all three products) and
 //! bias_backward.wgsl. The CPU path uses matrixmultiply.
 
-use super::{bias, Grads, ParamsLayout};
+use super::{bias, sum_splits, Grads, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
@@ -75,25 +75,46 @@ pub struct MatmulParams {
     pub sak: u32,
     pub sbk: u32,
     pub sbn: u32,
+    pub splits: u32,
+    pub chunk: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    vec![crate::params_layout!("matmul", MatmulParams, [M, N, K, has_bias, sam, sak, sbk, sbn])]
+    vec![crate::params_layout!("matmul", MatmulParams, [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, _pad0, _pad1])]
 }
 
 /// c (m, n) = a·b (+ bias) where a[i, k] = a[i·sa.0 + k·sa.1] and b[k, j] = b[k·sb.0 + j·sb.1].
+/// On GPUs with more cores than the product has tiles, k is split and the splits summed after.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_gpu(
     gpu: &Gpu, label: &str, (m, n, k): (usize, usize, usize),
     a: &View, sa: (usize, usize), b: &View, sb: (usize, usize), bias: Option<&View>, c: &View,
-) -> Result<Kernel> {
+) -> Result<Program> {
     let u = |v: usize| v as u32;
-    let p = MatmulParams { M: u(m), N: u(n), K: u(k), has_bias: bias.is_some() as u32, sam: u(sa.0), sak: u(sa.1), sbk: u(sb.0), sbn: u(sb.1) };
     let tiles = m.div_ceil(4) * n.div_ceil(4);
-    Ok(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], tiles.div_ceil(64) as u64)?.flops(2 * (m * n * k) as u64))
+    let splits = sum_splits::choose(gpu, tiles, k.div_ceil(16), m * n);
+    let chunk = k.div_ceil(splits);
+    let splits = k.div_ceil(chunk).max(1);
+    let p = MatmulParams {
+        M: u(m), N: u(n), K: u(k), has_bias: bias.is_some() as u32, sam: u(sa.0), sak: u(sa.1), sbk: u(sb.0), sbn: u(sb.1),
+        splits: u(splits), chunk: u(chunk), _pad0: 0, _pad1: 0,
+    };
+    let mut prog = Program::default();
+    let groups = (tiles * splits).div_ceil(64) as u64;
+    let flops = 2 * (m * n * k) as u64;
+    if splits == 1 {
+        prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], groups)?.flops(flops));
+    } else {
+        let part = gpu.zeros(&format!("{label}.splits"), (splits * m * n) as u64)?;
+        prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), &part], groups)?.flops(flops));
+        prog.push(sum_splits::gpu(gpu, label, &part, c, splits)?);
+    }
+    Ok(prog)
 }
 
-pub fn forward_gpu(gpu: &Gpu, label: &str, c: &Config, n: usize, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Kernel> {
+pub fn forward_gpu(gpu: &Gpu, label: &str, c: &Config, n: usize, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Program> {
     let (i, o) = (c.in_features, c.out_features);
     matmul_gpu(gpu, label, (n, o, i), inp, (i, 1), weight, (1, i), bias, out)
 }
@@ -105,12 +126,12 @@ pub fn backward_gpu(
 ) -> Result<Program> {
     let (i, o) = (c.in_features, c.out_features);
     let mut prog = Program::default();
-    prog.push(matmul_gpu(gpu, &format!("{label}.dweight"), (o, i, n), dout, (1, o), inp, (i, 1), None, dweight)?);
+    prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), (o, i, n), dout, (1, o), inp, (i, 1), None, dweight)?);
     if let Some(db) = dbias {
         prog.push(bias::backward_gpu(gpu, label, dout, db, n, o, 1)?);
     }
     if let Some(dinp) = dinp {
-        prog.push(matmul_gpu(gpu, &format!("{label}.dinp"), (n, i, o), dout, (o, 1), weight, (i, 1), None, dinp)?);
+        prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), (n, i, o), dout, (o, 1), weight, (i, 1), None, dinp)?);
     }
     Ok(prog)
 }

@@ -14,6 +14,7 @@ pub mod mse_loss;
 pub mod nll_loss;
 pub mod reduce_sum;
 pub mod sgd;
+pub mod sum_splits;
 
 use crate::cpu::Real;
 
@@ -91,5 +92,6 @@ pub fn params_layouts() -> Vec<ParamsLayout> {
     v.extend(maxpool2d::layouts());
     v.extend(linear::layouts());
     v.extend(sgd::layouts());
+    v.extend(sum_splits::layouts());
     v
 }

@@ -155,3 +155,12 @@ pub fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A GPU of its own that splits reductions as a big GPU would (lavapipe otherwise never does), so
+/// the split kernels and sum_splits are tested here too.
+pub fn splitting_gpu() -> Option<Arc<Gpu>> {
+    gpu()?;
+    let g = Gpu::default_adapter().ok()??;
+    g.set_split_target(1 << 16);
+    Some(Arc::new(g))
+}

@@ -1,0 +1,40 @@
+//! Summing split reductions: when a product's reduction is split over workgroups for parallelism
+//! (small layers on big GPUs), each split writes its partial result and `sum_splits.wgsl` adds them
+//! in a fixed order. Shared by Conv2d and Linear.
+
+use super::ParamsLayout;
+use crate::buffer::View;
+use crate::device::Gpu;
+use crate::kernel::Kernel;
+use crate::Result;
+
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub M: u32,
+    pub splits: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    vec![crate::params_layout!("sum_splits", Params, [M, splits, _pad0, _pad1])]
+}
+
+/// out (M,) = Σ_s part[s·M ..].
+pub fn gpu(gpu: &Gpu, label: &str, part: &View, out: &View, splits: usize) -> Result<Kernel> {
+    let p = Params { M: out.len as u32, splits: splits as u32, _pad0: 0, _pad1: 0 };
+    Kernel::new(gpu, "sum_splits", &format!("{label}.sum_splits"), &p, &[part, out], out.len.div_ceil(256))
+}
+
+/// How many ways to split a reduction of `len` steps so that `invocations` (unsplit) reach the
+/// adapter's target, keeping `splits × out_len` words within one binding.
+pub fn choose(gpu: &Gpu, invocations: usize, len: usize, out_len: usize) -> usize {
+    let target = gpu.split_target();
+    if invocations >= target || len <= 1 {
+        return 1;
+    }
+    let by_memory = (gpu.max_binding_elems() as usize / out_len.max(1)).max(1);
+    target.div_ceil(invocations.max(1)).min(len).min(by_memory).max(1)
+}
