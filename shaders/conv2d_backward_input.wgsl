@@ -4,7 +4,8 @@
 // weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten; with
 // splits > 1 the output channels are split in chunks of `chunk`, dinp is (splits, N, IC, H, W) and
 // sum_splits adds them.
-// Dispatch: one invocation per split and tile of 8 input channels x 8 input pixels (over n, ih, iw);
+// Dispatch: one invocation per split and tile of 8 input channels x 8 input pixels (over n, ih, iw,
+// strided across invocations);
 // ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
 struct Params {
     N: u32,
@@ -42,16 +43,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let g = (wid.x + wid.y * nwg.x) * 64u + li;
     let HW = p.H * p.W;
     let P = p.N * HW;
-    let tiles_p = (P + TP - 1u) / TP;
-    let tiles = tiles_p * ((p.IC + 7u) / 8u);
+    // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
+    // pixels: with L = ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
+    let L = (P + TP - 1u) / TP;
+    let tiles = L * ((p.IC + 7u) / 8u);
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
     let oc_end = min((s + 1u) * p.chunk, p.OC);
-    let ic0 = (t / tiles_p) * 8u;
-    let q0 = (t % tiles_p) * TP;
+    let ic0 = (t / L) * 8u;
+    let q0 = t % L;
     let OHW = p.OH * p.OW;
     let KK = p.KH * p.KW;
 
@@ -59,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var ih: array<i32, TP>;
     var iw: array<i32, TP>;
     for (var j = 0u; j < TP; j++) {
-        let q = min(q0 + j, P - 1u);
+        let q = min(q0 + L * j, P - 1u);
         let r = q % HW;
         dbase[j] = (q / HW) * p.OC * OHW;
         ih[j] = i32(r / p.W);
@@ -106,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 
     for (var j = 0u; j < TP; j++) {
-        let q = q0 + j;
+        let q = q0 + L * j;
         if (q < P) {
             let o = s * P * p.IC + (q / HW) * p.IC * HW + q % HW;
             for (var i = 0u; i < 4u; i++) {

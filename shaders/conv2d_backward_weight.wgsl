@@ -41,6 +41,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = (wid.x + wid.y * nwg.x) * 64u + li;
     let KK = p.KH * p.KW;
     let K = p.IC * KK;
+    // k goes to invocations with a stride, so neighbouring invocations read neighbouring inputs:
+    // with tiles_k = ceil(K / TK) invocations per channel tile, invocation l takes l + tiles_k j.
     let tiles_k = (K + TK - 1u) / TK;
     let tiles_oc = (p.OC + 7u) / 8u;
     if (t >= p.splits * tiles_oc * tiles_k) {
@@ -48,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let s = t / (tiles_oc * tiles_k);
     let oc0 = ((t / tiles_k) % tiles_oc) * 8u;
-    let k0 = (t % tiles_k) * TK;
+    let k0 = t % tiles_k;
     let OHW = p.OH * p.OW;
     let HW = p.H * p.W;
     let P = p.N * OHW;
@@ -57,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var dh: array<i32, TK>;
     var dw: array<i32, TK>;
     for (var j = 0u; j < TK; j++) {
-        let k = min(k0 + j, K - 1u);
+        let k = min(k0 + tiles_k * j, K - 1u);
         xoff[j] = (k / KK) * HW;
         dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
         dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
@@ -99,13 +101,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     let base = s * p.OC * K;
     for (var j = 0u; j < TK; j++) {
-        if (k0 + j < K) {
+        let k = k0 + tiles_k * j;
+        if (k < K) {
             for (var i = 0u; i < 4u; i++) {
                 if (oc0 + i < p.OC) {
-                    part[base + (oc0 + i) * K + k0 + j] = acc[j][i];
+                    part[base + (oc0 + i) * K + k] = acc[j][i];
                 }
                 if (oc0 + 4u + i < p.OC) {
-                    part[base + (oc0 + 4u + i) * K + k0 + j] = acc_hi[j][i];
+                    part[base + (oc0 + 4u + i) * K + k] = acc_hi[j][i];
                 }
             }
         }

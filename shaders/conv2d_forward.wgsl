@@ -3,7 +3,7 @@
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
 // Dispatch: one invocation per split and tile of 8 output channels x 8 output pixels, the pixels counted over
-// (n, oh, ow) together; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
+// (n, oh, ow) together and strided across invocations; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
 // no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 struct Params {
     N: u32,
@@ -42,15 +42,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let g = (wid.x + wid.y * nwg.x) * 64u + li;
     let OHW = p.OH * p.OW;
     let P = p.N * OHW;
-    let tiles_p = (P + TP - 1u) / TP;
-    let tiles = tiles_p * ((p.OC + 7u) / 8u);
+    // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
+    // pixels: with L = ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
+    let L = (P + TP - 1u) / TP;
+    let tiles = L * ((p.OC + 7u) / 8u);
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
-    let oc0 = (t / tiles_p) * 8u;
-    let q0 = (t % tiles_p) * TP;
+    let oc0 = (t / L) * 8u;
+    let q0 = t % L;
     let ic_end = min((s + 1u) * p.chunk, p.IC);
     let HW = p.H * p.W;
     let K = p.IC * p.KH * p.KW;
@@ -59,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var ih0: array<i32, TP>;
     var iw0: array<i32, TP>;
     for (var j = 0u; j < TP; j++) {
-        let q = min(q0 + j, P - 1u);
+        let q = min(q0 + L * j, P - 1u);
         let r = q % OHW;
         xbase[j] = (q / OHW) * p.IC * HW;
         ih0[j] = i32((r / p.OW) * p.SH) - i32(p.PH);
@@ -100,7 +102,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         b_hi = vec4<f32>(bias[ocs_hi.x], bias[ocs_hi.y], bias[ocs_hi.z], bias[ocs_hi.w]);
     }
     for (var j = 0u; j < TP; j++) {
-        let q = q0 + j;
+        let q = q0 + L * j;
         if (q < P) {
             let o = s * P * p.OC + (q / OHW) * p.OC * OHW + q % OHW;
             let v = acc[j] + b;

@@ -234,6 +234,11 @@ const TILE_CHANNELS: usize = 8;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
 
+/// Invocations covering `pixels` for one channel tile (each takes 8, strided; see the shaders).
+fn pixel_invocations(pixels: usize) -> usize {
+    pixels.div_ceil(TILE_PIXELS)
+}
+
 /// A split product's kernel followed by the sum of its splits (or the kernel alone, writing `out`).
 fn split_product(
     gpu: &Gpu, label: &str, shader: &'static str, p: &Params, inputs: &[&View], out: &View, splits: usize, invocations: usize, flops: u64,
@@ -257,7 +262,7 @@ fn split_product(
 /// out = conv(inp, weight) + bias; on GPUs with more cores than a small layer has tiles, the
 /// input channels are split across invocations and summed after.
 pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Program> {
-    let tiles = (g.n * g.oh * g.ow).div_ceil(TILE_PIXELS) * g.oc.div_ceil(TILE_CHANNELS);
+    let tiles = pixel_invocations(g.n * g.oh * g.ow) * g.oc.div_ceil(TILE_CHANNELS);
     let splits = sum_splits::choose(gpu, tiles, g.ic, g.n * g.oc * g.oh * g.ow);
     let chunk = g.ic.div_ceil(splits);
     let splits = g.ic.div_ceil(chunk);
@@ -298,7 +303,7 @@ pub fn backward_gpu(
     let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
     prog.extend(split_product(gpu, &format!("{label}.dweight"), "conv2d_backward_weight", &p, &[inp, dout], dweight, splits, tiles, 2 * g.macs() as u64)?);
     if let Some(dinp) = dinp {
-        let tiles = (g.n * g.h * g.w).div_ceil(TILE_PIXELS) * g.ic.div_ceil(TILE_CHANNELS);
+        let tiles = pixel_invocations(g.n * g.h * g.w) * g.ic.div_ceil(TILE_CHANNELS);
         let splits = sum_splits::choose(gpu, tiles, g.oc, g.n * g.ic * g.h * g.w);
         let chunk = g.oc.div_ceil(splits);
         let splits = g.oc.div_ceil(chunk);
