@@ -23,13 +23,13 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Take an SGD step after each batch with this learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
-    #[arg(long, default_value_t = 0.0, requires = "lr")]
+    #[arg(long, default_value_t = 0.0, requires = "lr", allow_negative_numbers = true)]
     momentum: f32,
-    #[arg(long = "weight-decay", default_value_t = 0.0, requires = "lr")]
+    #[arg(long = "weight-decay", default_value_t = 0.0, requires = "lr", allow_negative_numbers = true)]
     weight_decay: f32,
-    #[arg(long, default_value_t = 0.0, requires = "lr")]
+    #[arg(long, default_value_t = 0.0, requires = "lr", allow_negative_numbers = true)]
     dampening: f32,
     #[arg(long, requires = "lr")]
     nesterov: bool,
@@ -44,10 +44,10 @@ pub struct Args {
 pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
     let f = File::read(path)?;
     let (ishape, images) = f.f32(path, "images")?;
-    let (tshape, targets) = f.i64(path, "targets")?;
     if ishape.len() != 4 || ishape[1..] != [3, 32, 32] {
         return Err(crate::Error::file(path, format!("images must be (N, 3, 32, 32), got {ishape:?}")));
     }
+    let (tshape, targets) = f.i64(path, "targets")?;
     if tshape != [ishape[0]] {
         return Err(crate::Error::file(path, format!("targets must be ({},) to match images {ishape:?}, got {tshape:?}", ishape[0])));
     }

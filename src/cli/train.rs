@@ -19,13 +19,13 @@ pub struct Args {
     epochs: u64,
     #[arg(long = "batch-size", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     lr: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     momentum: f32,
-    #[arg(long = "weight-decay", default_value_t = 0.0)]
+    #[arg(long = "weight-decay", default_value_t = 0.0, allow_negative_numbers = true)]
     weight_decay: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     dampening: f32,
     #[arg(long)]
     nesterov: bool,

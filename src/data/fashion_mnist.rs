@@ -21,12 +21,20 @@ pub fn find(dir: &Path) -> Result<PathBuf> {
     Err(Error::file(dir, format!("no Fashion-MNIST here, in {}/fashion-mnist or in {SYSTEM_DIR} (apt-get install dataset-fashion-mnist)", dir.display())))
 }
 
+/// Largest decompressed size accepted (Fashion-MNIST's largest file is 47 MB): a small file that
+/// inflates without end is refused instead of exhausting memory.
+pub const MAX_DECOMPRESSED: u64 = 256 << 20;
+
 /// Decompresses a gzip file fully; a stream cut short is an error naming the file.
 pub fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
+        .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
         .map_err(|e| Error::file(path, format!("not a complete gzip stream: {e}")))?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(Error::file(path, format!("decompresses to more than {MAX_DECOMPRESSED} bytes; not an IDX file of this dataset")));
+    }
     Ok(out)
 }
 

@@ -5,6 +5,7 @@
 pub mod cifar10;
 pub mod download;
 pub mod fashion_mnist;
+pub mod image;
 pub mod loader;
 pub mod synthetic;
 

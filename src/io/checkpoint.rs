@@ -106,7 +106,8 @@ pub fn prune(dir: &Path, keep: usize) {
     }
 }
 
-fn read_meta(path: &Path, f: &File) -> Result<Meta> {
+/// The checkpoint metadata of a parsed file (an error for a plain state dict).
+pub fn read_meta(path: &Path, f: &File) -> Result<Meta> {
     let json = f.metadata.get(META_KEY).ok_or_else(|| Error::file(path, format!("not a wgrad checkpoint (no {META_KEY} metadata); a plain state dict cannot be resumed")))?;
     serde_json::from_str(json).map_err(|e| Error::file(path, format!("unreadable checkpoint metadata: {e}")))
 }

@@ -1,0 +1,7 @@
+//! Pictures for `wgrad predict` (PNG, JPEG): decoding under limits never panics or exhausts memory.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = wgrad::data::image::decode_image(std::path::Path::new("fuzz.png"), data);
+});
