@@ -27,6 +27,8 @@ pub struct Config {
     pub verify: bool,
     /// Evaluation batch size.
     pub eval_batch: usize,
+    /// Also write a checkpoint every this many steps (besides one per epoch).
+    pub checkpoint_every: Option<u64>,
 }
 
 /// One epoch's line.
@@ -75,6 +77,16 @@ pub struct Trainer {
     pub history: Vec<EpochRecord>,
 }
 
+/// Removes temporary files a killed run left in the output folder (`.<name>.tmp<pid>-<n>`).
+fn clean_temporaries(out: &Path) {
+    for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The metrics file written next to the checkpoints (and read back on resume).
 pub fn metrics_path(out: &Path) -> PathBuf {
     out.join("metrics.json")
@@ -84,6 +96,7 @@ impl Trainer {
     /// A fresh run (`resume` None) or the continuation of a checkpoint.
     pub fn new(device: Device, model: Model, train: Arc<Dataset>, test: Arc<Dataset>, cfg: Config, out: &Path, resume: Option<&Path>) -> Result<Trainer> {
         cfg.sgd.check()?;
+        clean_temporaries(out);
         if cfg.epochs == 0 && cfg.max_steps.is_none() {
             return Err(Error::Graph("--epochs must be at least 1".into()));
         }
@@ -219,6 +232,10 @@ impl Trainer {
                 loss_n += 1;
                 images += batch.len();
                 obs.step(step, loss, batch.len() as f64 / t.elapsed().as_secs_f64());
+                if self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step % k == 0) {
+                    let p = self.save()?;
+                    obs.checkpoint(&p);
+                }
                 if self.cfg.max_steps.is_some_and(|m| step >= m) {
                     let p = self.save()?;
                     obs.checkpoint(&p);

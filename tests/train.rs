@@ -31,6 +31,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
         max_steps,
         verify: false,
         eval_batch: 32,
+        checkpoint_every: None,
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Args {
     /// Stop after this many steps in total (saving a checkpoint).
     #[arg(long = "max-steps")]
     max_steps: Option<u64>,
+    /// Also write a checkpoint every N steps (one per epoch is always written).
+    #[arg(long = "checkpoint-every", value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: Option<u64>,
     /// Run every step on the CPU path too and stop at the first difference beyond tolerance.
     #[arg(long)]
     verify: bool,
@@ -123,6 +126,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         max_steps: a.max_steps,
         verify: a.verify,
         eval_batch: 256,
+        checkpoint_every: a.checkpoint_every,
     };
     let model = models::tudui(a.seed);
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &a.out, a.resume.as_deref())?;
