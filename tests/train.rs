@@ -129,3 +129,25 @@ fn checkpoints_hold_pytorchs_state_dict_and_the_optimizer_apart() {
     let e = checkpoint::load(&data_path("tudui_init.safetensors"), &models::tudui(0).params).err().unwrap().to_string();
     assert!(e.contains("not a wgrad checkpoint"), "{e}");
 }
+
+fn same_seed_same_bits(device: Device) {
+    let run = || {
+        let out = tempdir();
+        let mut t = trainer(&device, &out, config(1, Some(6)), None);
+        t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+        t.params().unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert!(a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: same seed, different parameters", device.name());
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_parameters_on_the_cpu_path() {
+    same_seed_same_bits(Device::Cpu);
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_parameters_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    same_seed_same_bits(Device::Gpu(gpu));
+}

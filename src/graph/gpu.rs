@@ -56,11 +56,19 @@ fn dact_rep(plan: &Plan, mut k: usize) -> usize {
 }
 
 impl GpuExecutor {
+    /// Plans and builds everything for `batch`; errors name the batch size.
     pub fn new(gpu: Arc<Gpu>, model: &Model, batch: usize, opts: Options) -> Result<Self> {
         let plan = Plan::new(model, batch)?;
+        Self::build(gpu, model, plan, opts).map_err(|e| match e {
+            Error::Graph(m) => Error::Graph(format!("building the GPU executor at batch {batch}: {m}")),
+            other => Error::Graph(format!("building the GPU executor at batch {batch}: {other}")),
+        })
+    }
+
+    fn build(gpu: Arc<Gpu>, model: &Model, plan: Plan, opts: Options) -> Result<Self> {
+        let batch = plan.batch;
         let l = plan.nodes.len();
         let numel = |s: &[usize]| s.iter().product::<usize>();
-        let ctx = |e: Error| Error::Graph(format!("building the GPU executor at batch {batch}: {e}"));
 
         // Schedule times: upload 0, forward of node i at 2(i+1), loss 2(l+1) (+1 for its backward),
         // backward of node i at 2(l+2) + 2(l-1-i).
@@ -112,7 +120,7 @@ impl GpuExecutor {
             .enumerate()
             .map(|(s, &w)| gpu.zeros(&format!("activation slot {s}"), w as u64))
             .collect::<Result<_>>()
-            .map_err(ctx)?;
+            ?;
         let view = |id: usize| View { len: lives[id].words as u64, ..slots[slot_of[id]].clone() };
 
         let acts: Vec<View> = (0..=l).map(|k| view(act_life[act_rep(&plan, k)])).collect();
@@ -120,11 +128,11 @@ impl GpuExecutor {
         let indices: Vec<Option<View>> = (0..l).map(|i| (idx_life[i] != usize::MAX).then(|| view(idx_life[i]))).collect();
 
         let layout = model.params.clone();
-        let params = gpu.upload("params", &layout.data).map_err(ctx)?;
-        let grads = gpu.zeros("grads", layout.data.len() as u64).map_err(ctx)?;
-        let momentum = gpu.zeros("momentum", layout.data.len() as u64).map_err(ctx)?;
+        let params = gpu.upload("params", &layout.data)?;
+        let grads = gpu.zeros("grads", layout.data.len() as u64)?;
+        let momentum = gpu.zeros("momentum", layout.data.len() as u64)?;
         let pview = |v: &View, k: usize| v.slice(layout.offsets[k] as u64, layout.specs[k].numel() as u64);
-        let targets = gpu.zeros("targets", batch as u64).map_err(ctx)?;
+        let targets = gpu.zeros("targets", batch as u64)?;
 
         let mut kernels = Vec::new();
         for (i, node) in plan.nodes.iter().enumerate() {
