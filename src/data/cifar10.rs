@@ -123,8 +123,11 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn unpickle(path: &Path, bytes: &[u8]) -> Result<Value> {
-    serde_pickle::value_from_slice(bytes, DeOptions::new().replace_unresolved_globals())
-        .map_err(|e| Error::file(path, format!("not a readable pickle: {e}")))
+    // serde-pickle can panic on malformed input (a set of floats and ints sorts with an order that
+    // is not total, found by fuzzing); contain it as an error.
+    let parsed = crate::error::contain_panics(|| serde_pickle::value_from_slice(bytes, DeOptions::new().replace_unresolved_globals()))
+        .map_err(|p| Error::file(path, format!("not a readable pickle: the unpickler failed on malformed input ({p})")))?;
+    parsed.map_err(|e| Error::file(path, format!("not a readable pickle: {e}")))
 }
 
 /// The raw bytes of a pickled numpy uint8 array: `_reconstruct(...)` followed by BUILD with the

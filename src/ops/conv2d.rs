@@ -96,22 +96,29 @@ impl Geometry {
     }
 }
 
-/// col (IC·KH·KW, OH·OW) from one image x (IC, H, W); padding reads as zero.
-fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T]) {
+/// Images per GEMM on the CPU path: a chunk's columns go side by side so the products are long
+/// enough to run near the GEMM's peak. Fixed (not the thread count) so results are deterministic.
+const CPU_CHUNK: usize = 8;
+
+/// Writes image x (IC, H, W) as columns [at, at + OH·OW) of col (IC·KH·KW rows of `stride`);
+/// padding reads as zero.
+fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T], stride: usize, at: usize) {
     let ohw = g.oh * g.ow;
     for ic in 0..g.ic {
         for kh in 0..g.kh {
             for kw in 0..g.kw {
-                let row = &mut col[((ic * g.kh + kh) * g.kw + kw) * ohw..][..ohw];
+                let row = &mut col[((ic * g.kh + kh) * g.kw + kw) * stride + at..][..ohw];
                 for oh in 0..g.oh {
                     let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
-                    for ow in 0..g.ow {
+                    let dst = &mut row[oh * g.ow..(oh + 1) * g.ow];
+                    if ih < 0 || ih as usize >= g.h {
+                        dst.fill(T::zero());
+                        continue;
+                    }
+                    let src = &x[(ic * g.h + ih as usize) * g.w..][..g.w];
+                    for (ow, d) in dst.iter_mut().enumerate() {
                         let iw = (ow * g.sw + kw * g.dw) as isize - g.pw as isize;
-                        row[oh * g.ow + ow] = if ih >= 0 && (ih as usize) < g.h && iw >= 0 && (iw as usize) < g.w {
-                            x[(ic * g.h + ih as usize) * g.w + iw as usize]
-                        } else {
-                            T::zero()
-                        };
+                        *d = if iw >= 0 && (iw as usize) < g.w { src[iw as usize] } else { T::zero() };
                     }
                 }
             }
@@ -119,22 +126,23 @@ fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T]) {
     }
 }
 
-/// The adjoint of im2col: adds col (IC·KH·KW, OH·OW) back into dx (IC, H, W).
-fn col2im<T: Real>(g: &Geometry, col: &[T], dx: &mut [T]) {
+/// The adjoint of im2col: adds columns [at, at + OH·OW) of col back into dx (IC, H, W).
+fn col2im<T: Real>(g: &Geometry, col: &[T], stride: usize, at: usize, dx: &mut [T]) {
     let ohw = g.oh * g.ow;
     for ic in 0..g.ic {
         for kh in 0..g.kh {
             for kw in 0..g.kw {
-                let row = &col[((ic * g.kh + kh) * g.kw + kw) * ohw..][..ohw];
+                let row = &col[((ic * g.kh + kh) * g.kw + kw) * stride + at..][..ohw];
                 for oh in 0..g.oh {
                     let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
                     if ih < 0 || ih as usize >= g.h {
                         continue;
                     }
+                    let dst = &mut dx[(ic * g.h + ih as usize) * g.w..][..g.w];
                     for ow in 0..g.ow {
                         let iw = (ow * g.sw + kw * g.dw) as isize - g.pw as isize;
                         if iw >= 0 && (iw as usize) < g.w {
-                            dx[(ic * g.h + ih as usize) * g.w + iw as usize] += row[oh * g.ow + ow];
+                            dst[iw as usize] += row[oh * g.ow + ow];
                         }
                     }
                 }
@@ -145,20 +153,28 @@ fn col2im<T: Real>(g: &Geometry, col: &[T], dx: &mut [T]) {
 
 /// out: (N, OC, OH, OW) from inp (N, IC, H, W), weight (OC, IC, KH, KW), bias (OC,).
 pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<&[T]>) -> Vec<T> {
-    let (k, ohw) = (g.k(), g.oh * g.ow);
-    let mut out = vec![T::zero(); g.n * g.oc * ohw];
-    out.par_chunks_mut(g.oc * ohw).enumerate().for_each_init(
-        || vec![T::zero(); k * ohw],
-        |col, (n, out_n)| {
-            im2col(g, &inp[n * g.ic * g.h * g.w..][..g.ic * g.h * g.w], col);
-            if let Some(b) = bias {
-                for (oc, row) in out_n.chunks_mut(ohw).enumerate() {
-                    row.fill(b[oc]);
+    let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
+    let mut out = vec![T::zero(); g.n * out_sz];
+    out.par_chunks_mut(CPU_CHUNK * out_sz).enumerate().for_each_init(
+        || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]),
+        |(col, tmp), (c, out_c)| {
+            let nb = out_c.len() / out_sz;
+            let cols = nb * ohw;
+            for b in 0..nb {
+                im2col(g, &inp[(c * CPU_CHUNK + b) * in_sz..][..in_sz], col, cols, b * ohw);
+            }
+            // tmp (OC, nb·OHW) = weight (OC, K) · col (K, nb·OHW)
+            T::gemm(g.oc, k, cols, T::one(), weight, k as isize, 1, col, cols as isize, 1, T::zero(), tmp, cols as isize, 1);
+            for b in 0..nb {
+                for oc in 0..g.oc {
+                    let add = bias.map_or(T::zero(), |bv| bv[oc]);
+                    let src = &tmp[oc * cols + b * ohw..][..ohw];
+                    let dst = &mut out_c[b * out_sz + oc * ohw..][..ohw];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v + add;
+                    }
                 }
             }
-            let beta = if bias.is_some() { T::one() } else { T::zero() };
-            // out_n (OC, OHW) = weight (OC, K) · col (K, OHW) [+ bias]
-            T::gemm(g.oc, k, ohw, T::one(), weight, k as isize, 1, col, ohw as isize, 1, beta, out_n, ohw as isize, 1);
         },
     );
     out
@@ -166,25 +182,35 @@ pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<
 
 /// Gradients w.r.t. input (when `need_dinp`), weight and bias (when `has_bias`).
 pub fn backward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], dout: &[T], need_dinp: bool, has_bias: bool) -> Grads<T> {
-    let (k, ohw, in_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w);
-    // Per image: its dweight contribution and (optionally) its dinp; summed in batch order below,
-    // so the result does not depend on rayon's scheduling.
-    let per_image: Vec<(Vec<T>, Vec<T>)> = (0..g.n)
+    let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
+    let chunks = g.n.div_ceil(CPU_CHUNK);
+    // Per chunk of images: its dweight contribution and (optionally) its dinp; summed in chunk
+    // order below, so the result does not depend on rayon's scheduling.
+    let per_chunk: Vec<(Vec<T>, Vec<T>)> = (0..chunks)
         .into_par_iter()
         .map_init(
-            || vec![T::zero(); k * ohw],
-            |col, n| {
-                let dout_n = &dout[n * g.oc * ohw..][..g.oc * ohw];
-                im2col(g, &inp[n * in_sz..][..in_sz], col);
+            || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]),
+            |(col, dchunk), c| {
+                let n0 = c * CPU_CHUNK;
+                let nb = CPU_CHUNK.min(g.n - n0);
+                let cols = nb * ohw;
+                for b in 0..nb {
+                    im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
+                    for oc in 0..g.oc {
+                        dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
+                    }
+                }
                 let mut dw = vec![T::zero(); g.oc * k];
-                // dw (OC, K) = dout_n (OC, OHW) · colᵀ (OHW, K)
-                T::gemm(g.oc, ohw, k, T::one(), dout_n, ohw as isize, 1, col, 1, ohw as isize, T::zero(), &mut dw, k as isize, 1);
+                // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
+                T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), &mut dw, k as isize, 1);
                 let mut dx = Vec::new();
                 if need_dinp {
-                    // col (K, OHW) = weightᵀ (K, OC) · dout_n (OC, OHW), then scattered back.
-                    T::gemm(k, g.oc, ohw, T::one(), weight, 1, k as isize, dout_n, ohw as isize, 1, T::zero(), col, ohw as isize, 1);
-                    dx = vec![T::zero(); in_sz];
-                    col2im(g, col, &mut dx);
+                    // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
+                    T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
+                    dx = vec![T::zero(); nb * in_sz];
+                    for b in 0..nb {
+                        col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
+                    }
                 }
                 (dw, dx)
             },
@@ -192,8 +218,8 @@ pub fn backward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], dout: &[T], 
         .collect();
     let mut dweight = vec![T::zero(); g.oc * k];
     let mut dinp = need_dinp.then(|| Vec::with_capacity(g.n * in_sz));
-    for (dw, dx) in per_image {
-        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a = *a + b);
+    for (dw, dx) in per_chunk {
+        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
         if let Some(d) = dinp.as_mut() {
             d.extend(dx);
         }
