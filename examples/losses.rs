@@ -21,9 +21,18 @@ fn main() -> anyhow::Result<()> {
 
     let mut worst = 0f32;
     let mut show = |name: &str, got: (Tensor, Tensor), cpu: (Tensor, Tensor)| {
-        let err = got.0.data.iter().chain(&got.1.data).zip(cpu.0.data.iter().chain(&cpu.1.data)).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = got
+            .0
+            .data
+            .iter()
+            .chain(&got.1.data)
+            .zip(cpu.0.data.iter().chain(&cpu.1.data))
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         worst = worst.max(err);
-        println!("{name:<28} {:.4}   (grad {:?}; CPU path {:.4}, max diff {err:.1e})", got.0.data[0], got.1.data, cpu.0.data[0]);
+        println!(
+            "{name:<28} {:.4}   (grad {:?}; CPU path {:.4}, max diff {err:.1e})",
+            got.0.data[0], got.1.data, cpu.0.data[0]
+        );
     };
     for (name, red) in [("L1Loss(reduction='sum')", Reduction::Sum), ("L1Loss()  # mean", Reduction::Mean)] {
         show(name, l1_loss(&device, &inputs, &targets, red)?, l1_loss(&Device::Cpu, &inputs, &targets, red)?);
@@ -36,7 +45,11 @@ fn main() -> anyhow::Result<()> {
     let x = Tensor::new(&[3], vec![0.1, 0.2, 0.3])?.reshape(&[1, 3])?;
     let y = [1i64];
     let o = Options::default();
-    show("CrossEntropyLoss()", cross_entropy(&device, &x, &y, &[1], &o)?, cross_entropy(&Device::Cpu, &x, &y, &[1], &o)?);
+    show(
+        "CrossEntropyLoss()",
+        cross_entropy(&device, &x, &y, &[1], &o)?,
+        cross_entropy(&Device::Cpu, &x, &y, &[1], &o)?,
+    );
     println!("computed on {}; largest difference from the CPU path {worst:.1e}", device.name());
     Ok(())
 }

@@ -22,7 +22,11 @@ fn main() -> anyhow::Result<()> {
     let mut ex = wgrad::executor(&device, &tudui, 64, ExecOptions::default())?;
     let loss = ex.step(&images, &targets, true)?.unwrap_or(f32::NAN);
     let plan = ex.plan();
-    println!("input {:?} -> output {:?}", plan.input, plan.nodes.last().map(|n| n.out_shape.clone()).unwrap_or_default());
+    println!(
+        "input {:?} -> output {:?}",
+        plan.input,
+        plan.nodes.last().map(|n| n.out_shape.clone()).unwrap_or_default()
+    );
     println!("loss {loss:.4}");
     let grads = ex.grads()?;
     let norm: f32 = grads.data.iter().map(|g| g * g).sum::<f32>().sqrt();

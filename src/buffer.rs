@@ -42,9 +42,8 @@ impl View {
     }
 }
 
-pub const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+pub const STORAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 impl Gpu {
     /// A zero-filled storage buffer of `words` 32-bit words (at least one).
@@ -72,7 +71,11 @@ impl Gpu {
         if bytes.len() as u64 > self.limits.max_buffer_size {
             return Err(Error::Gpu {
                 context: format!("uploading {label}"),
-                msg: format!("{} bytes exceed the adapter's max_buffer_size {}", bytes.len(), self.limits.max_buffer_size),
+                msg: format!(
+                    "{} bytes exceed the adapter's max_buffer_size {}",
+                    bytes.len(),
+                    self.limits.max_buffer_size
+                ),
             });
         }
         let contents: Vec<u8> = if bytes.is_empty() { vec![0; 4] } else { bytes.to_vec() };
@@ -129,9 +132,8 @@ impl Gpu {
             Ok(Err(e)) => return Err(Error::Gpu { context: "readback".into(), msg: e.to_string() }),
             Err(_) => return Err(Error::Gpu { context: "readback".into(), msg: "map callback never ran".into() }),
         }
-        let mapped = slice
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu { context: "readback".into(), msg: e.to_string() })?;
+        let mapped =
+            slice.get_mapped_range().map_err(|e| Error::Gpu { context: "readback".into(), msg: e.to_string() })?;
         let all: &[f32] = bytemuck::cast_slice(&mapped[..total as usize]);
         let mut out = Vec::with_capacity(views.len());
         let mut at = 0usize;

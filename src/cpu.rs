@@ -9,10 +9,20 @@ pub trait Real: Float + Sum + std::ops::AddAssign + Send + Sync + Default + std:
     /// C (m×n) = alpha·A (m×k)·B (k×n) + beta·C with arbitrary strides (row, column) for each.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
-        m: usize, k: usize, n: usize, alpha: Self,
-        a: &[Self], rsa: isize, csa: isize,
-        b: &[Self], rsb: isize, csb: isize,
-        beta: Self, c: &mut [Self], rsc: isize, csc: isize,
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
     );
 }
 
@@ -23,16 +33,30 @@ macro_rules! impl_real {
                 v as $t
             }
             fn gemm(
-                m: usize, k: usize, n: usize, alpha: Self,
-                a: &[Self], rsa: isize, csa: isize,
-                b: &[Self], rsb: isize, csb: isize,
-                beta: Self, c: &mut [Self], rsc: isize, csc: isize,
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: &[Self],
+                rsa: isize,
+                csa: isize,
+                b: &[Self],
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: &mut [Self],
+                rsc: isize,
+                csc: isize,
             ) {
                 if m == 0 || n == 0 {
                     return;
                 }
                 let extent = |r: usize, cols: usize, rs: isize, cs: isize| {
-                    if r == 0 || cols == 0 { 0 } else { ((r - 1) as isize * rs + (cols - 1) as isize * cs) as usize + 1 }
+                    if r == 0 || cols == 0 {
+                        0
+                    } else {
+                        ((r - 1) as isize * rs + (cols - 1) as isize * cs) as usize + 1
+                    }
                 };
                 assert!(extent(m, k, rsa, csa) <= a.len(), "gemm: A too short");
                 assert!(extent(k, n, rsb, csb) <= b.len(), "gemm: B too short");

@@ -63,9 +63,8 @@ impl DeviceOptions {
                 .map_err(|_| Error::Device(format!("WGRAD_DEVICE={v}: expected auto, gpu or cpu")))?;
         }
         if let Some(v) = parse("WGRAD_BACKEND") {
-            o.backend = BackendChoice::from_str(&v, true).map_err(|_| {
-                Error::Device(format!("WGRAD_BACKEND={v}: expected auto, vulkan, metal, dx12 or gl"))
-            })?;
+            o.backend = BackendChoice::from_str(&v, true)
+                .map_err(|_| Error::Device(format!("WGRAD_BACKEND={v}: expected auto, vulkan, metal, dx12 or gl")))?;
         }
         o.adapter = parse("WGRAD_ADAPTER");
         Ok(o)
@@ -237,7 +236,11 @@ impl Gpu {
             submits: AtomicU64::new(0),
             // Big GPUs want many invocations per dispatch; CPU adapters (lavapipe) gain nothing
             // from splitting a reduction across them.
-            split_target: std::sync::atomic::AtomicUsize::new(if info.device_type == wgpu::DeviceType::Cpu { 0 } else { 65_536 }),
+            split_target: std::sync::atomic::AtomicUsize::new(if info.device_type == wgpu::DeviceType::Cpu {
+                0
+            } else {
+                65_536
+            }),
             info,
         })
     }

@@ -16,7 +16,14 @@ fn elementwise(
     reduction: Reduction,
     check: fn(&[usize], &[usize]) -> Result<()>,
     cpu: (fn(&[f32], &[f32], Reduction) -> Vec<f32>, fn(&[f32], &[f32], &[f32], Reduction) -> Vec<f32>),
-    gpu_build: fn(&crate::Gpu, &str, &crate::buffer::View, &crate::buffer::View, usize, Reduction) -> Result<crate::ops::elementwise_loss::Kernels>,
+    gpu_build: fn(
+        &crate::Gpu,
+        &str,
+        &crate::buffer::View,
+        &crate::buffer::View,
+        usize,
+        Reduction,
+    ) -> Result<crate::ops::elementwise_loss::Kernels>,
 ) -> Result<(Tensor, Tensor)> {
     check(&inp.shape, &tgt.shape)?;
     let out_shape = crate::ops::elementwise_loss::out_shape(&inp.shape, reduction);
@@ -41,16 +48,38 @@ fn elementwise(
 
 /// nn.L1Loss: (loss, d loss / d inp).
 pub fn l1_loss(device: &Device, inp: &Tensor, tgt: &Tensor, reduction: Reduction) -> Result<(Tensor, Tensor)> {
-    elementwise(device, inp, tgt, reduction, l1_loss::check, (l1_loss::forward_cpu, l1_loss::backward_cpu), l1_loss::build_gpu)
+    elementwise(
+        device,
+        inp,
+        tgt,
+        reduction,
+        l1_loss::check,
+        (l1_loss::forward_cpu, l1_loss::backward_cpu),
+        l1_loss::build_gpu,
+    )
 }
 
 /// nn.MSELoss: (loss, d loss / d inp).
 pub fn mse_loss(device: &Device, inp: &Tensor, tgt: &Tensor, reduction: Reduction) -> Result<(Tensor, Tensor)> {
-    elementwise(device, inp, tgt, reduction, mse_loss::check, (mse_loss::forward_cpu, mse_loss::backward_cpu), mse_loss::build_gpu)
+    elementwise(
+        device,
+        inp,
+        tgt,
+        reduction,
+        mse_loss::check,
+        (mse_loss::forward_cpu, mse_loss::backward_cpu),
+        mse_loss::build_gpu,
+    )
 }
 
 /// nn.CrossEntropyLoss with class-index targets of shape (N, d...): (loss, d loss / d inp).
-pub fn cross_entropy(device: &Device, inp: &Tensor, tgt: &[i64], tgt_shape: &[usize], o: &cross_entropy::Options) -> Result<(Tensor, Tensor)> {
+pub fn cross_entropy(
+    device: &Device,
+    inp: &Tensor,
+    tgt: &[i64],
+    tgt_shape: &[usize],
+    o: &cross_entropy::Options,
+) -> Result<(Tensor, Tensor)> {
     let t = cross_entropy::Targets::<f32>::Class(tgt);
     let dims = cross_entropy::check(&inp.shape, tgt_shape, t, o)?;
     let out_shape = if o.reduction == Reduction::None { tgt_shape.to_vec() } else { vec![] };

@@ -76,7 +76,16 @@ impl Kernel {
         });
         gpu.check(&format!("building {label} ({shader})"))?;
         let bytes = views.iter().map(|v| v.bytes()).sum();
-        Ok(Kernel { label: label.into(), shader, pipeline, bind_group, groups: grid(groups), flops: 0, bytes, _params: params_buf })
+        Ok(Kernel {
+            label: label.into(),
+            shader,
+            pipeline,
+            bind_group,
+            groups: grid(groups),
+            flops: 0,
+            bytes,
+            _params: params_buf,
+        })
     }
 
     /// Sets the work a dispatch does: `flops` (a multiply-add counts 2).
@@ -106,7 +115,8 @@ impl Program {
         self.kernels.extend(p.kernels);
     }
     pub fn record(&self, enc: &mut wgpu::CommandEncoder, label: &str) {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
         for k in &self.kernels {
             k.record(&mut pass);
         }

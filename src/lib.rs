@@ -7,9 +7,9 @@
 //! a few bytes read back. Ops ([`ops`]) know nothing of graphs.
 
 pub mod buffer;
-pub mod data;
 pub mod cli;
 pub mod cpu;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;

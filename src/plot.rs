@@ -15,7 +15,12 @@ pub fn draw_text(img: &mut image::RgbImage, x: i64, y: i64, text: &str, color: [
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8 {
                 let (px, py) = (x + i as i64 * 8 + col, y + row as i64);
-                if bits & (1 << col) != 0 && px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
+                if bits & (1 << col) != 0
+                    && px >= 0
+                    && py >= 0
+                    && (px as u32) < img.width()
+                    && (py as u32) < img.height()
+                {
                     img.put_pixel(px as u32, py as u32, image::Rgb(color));
                 }
             }
@@ -54,7 +59,9 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
     let (w, h) = (900u32, 420u32);
     let mut buf = vec![0u8; (w * h * 3) as usize];
     let x_max = history.iter().map(|r| r.epoch as f64 + 1.0).fold(1.0, f64::max);
-    let max_loss = history.iter().flat_map(|r| [r.train_loss, r.test_loss]).filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.1 + 1e-9;
+    let max_loss =
+        history.iter().flat_map(|r| [r.train_loss, r.test_loss]).filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.1
+            + 1e-9;
     let ep = |r: &EpochRecord| r.epoch as f64 + 1.0;
     let (blue, red, green) = (RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44));
     let mut labels: Vec<Label> = Vec::new();
@@ -62,7 +69,8 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(w / 2);
-        let panels: [(&DrawingArea<BitMapBackend, _>, &str, f64); 2] = [(&left, "loss", max_loss), (&right, "test accuracy", 1.0)];
+        let panels: [(&DrawingArea<BitMapBackend, _>, &str, f64); 2] =
+            [(&left, "loss", max_loss), (&right, "test accuracy", 1.0)];
         for (i, (area, title, y_max)) in panels.into_iter().enumerate() {
             let area = area.margin(30, 30, 60, 20);
             let mut chart = ChartBuilder::on(&area).build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
@@ -77,14 +85,21 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
             let (xe, ye) = chart.backend_coord(&(x_max, 0.0));
             labels.push((xe as i64 - 40, ye as i64 + 18, "epoch".into(), [0, 0, 0]));
             if i == 0 {
-                chart.draw_series(LineSeries::new(history.iter().map(|r| (ep(r), r.train_loss)), blue.stroke_width(2)))?;
-                chart.draw_series(LineSeries::new(history.iter().map(|r| (ep(r), r.test_loss)), red.stroke_width(2)))?;
+                chart.draw_series(LineSeries::new(
+                    history.iter().map(|r| (ep(r), r.train_loss)),
+                    blue.stroke_width(2),
+                ))?;
+                chart
+                    .draw_series(LineSeries::new(history.iter().map(|r| (ep(r), r.test_loss)), red.stroke_width(2)))?;
                 chart.draw_series(history.iter().map(|r| Circle::new((ep(r), r.test_loss), 3, red.filled())))?;
                 labels.push((xe as i64 - 60, y0 as i64 + 6, "train".into(), [31, 119, 180]));
                 labels.push((xe as i64 - 60, y0 as i64 + 18, "test".into(), [214, 39, 40]));
                 axes_labels(&chart, x_max, (0.0, y_max), |v| format!("{v:.2}"), labels);
             } else {
-                chart.draw_series(LineSeries::new(history.iter().map(|r| (ep(r), r.test_accuracy)), green.stroke_width(2)))?;
+                chart.draw_series(LineSeries::new(
+                    history.iter().map(|r| (ep(r), r.test_accuracy)),
+                    green.stroke_width(2),
+                ))?;
                 chart.draw_series(history.iter().map(|r| Circle::new((ep(r), r.test_accuracy), 3, green.filled())))?;
                 axes_labels(&chart, x_max, (0.0, 1.0), |v| format!("{:.0}%", v * 100.0), labels);
             }
@@ -93,11 +108,13 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
         Ok(())
     };
     draw(&mut labels).map_err(|e| Error::file(path, format!("cannot draw the curves: {e}")))?;
-    let mut img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| Error::file(path, "plot buffer has the wrong size"))?;
+    let mut img =
+        image::RgbImage::from_raw(w, h, buf).ok_or_else(|| Error::file(path, "plot buffer has the wrong size"))?;
     for (x, y, s, c) in labels {
         draw_text(&mut img, x, y, &s, c);
     }
     let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| Error::file(path, format!("cannot encode PNG: {e}")))?;
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::file(path, format!("cannot encode PNG: {e}")))?;
     crate::io::write_atomic(path, &png)
 }

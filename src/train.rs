@@ -94,7 +94,15 @@ pub fn metrics_path(out: &Path) -> PathBuf {
 
 impl Trainer {
     /// A fresh run (`resume` None) or the continuation of a checkpoint.
-    pub fn new(device: Device, model: Model, train: Arc<Dataset>, test: Arc<Dataset>, cfg: Config, out: &Path, resume: Option<&Path>) -> Result<Trainer> {
+    pub fn new(
+        device: Device,
+        model: Model,
+        train: Arc<Dataset>,
+        test: Arc<Dataset>,
+        cfg: Config,
+        out: &Path,
+        resume: Option<&Path>,
+    ) -> Result<Trainer> {
         cfg.sgd.check()?;
         clean_temporaries(out);
         if cfg.epochs == 0 && cfg.max_steps.is_none() {
@@ -120,7 +128,11 @@ impl Trainer {
         let mut history = Vec::new();
         if let Some(p) = resume {
             let ck = checkpoint::load(p, &model.params)?;
-            if ck.meta.batch_size != cfg.batch_size as u64 || ck.meta.seed != cfg.seed || ck.meta.sgd() != cfg.sgd || ck.meta.dataset != train.name {
+            if ck.meta.batch_size != cfg.batch_size as u64
+                || ck.meta.seed != cfg.seed
+                || ck.meta.sgd() != cfg.sgd
+                || ck.meta.dataset != train.name
+            {
                 return Err(Error::file(
                     p,
                     format!(
@@ -139,7 +151,11 @@ impl Trainer {
         }
         let opts = graph::Options { sgd: Some(cfg.sgd), keep_all: cfg.verify };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;
-        let mut reference = if cfg.verify && !matches!(device, Device::Cpu) { Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?) } else { None };
+        let mut reference = if cfg.verify && !matches!(device, Device::Cpu) {
+            Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?)
+        } else {
+            None
+        };
         if let Some(m) = &momentum {
             ex.set_optimizer_state(m, meta.optimizer_steps)?;
             if let Some(r) = reference.as_mut() {
@@ -147,9 +163,21 @@ impl Trainer {
             }
         }
         // drop_last: every step has the executor's batch size (as the step count and resume assume).
-        let loader = DataLoader::new(train, LoaderConfig { batch_size: cfg.batch_size, shuffle: true, seed: cfg.seed, drop_last: true, normalize: None })?;
+        let loader = DataLoader::new(
+            train,
+            LoaderConfig {
+                batch_size: cfg.batch_size,
+                shuffle: true,
+                seed: cfg.seed,
+                drop_last: true,
+                normalize: None,
+            },
+        )?;
         if loader.is_empty() {
-            return Err(Error::Graph(format!("the training split has fewer images than one batch of {}", cfg.batch_size)));
+            return Err(Error::Graph(format!(
+                "the training split has fewer images than one batch of {}",
+                cfg.batch_size
+            )));
         }
         Ok(Trainer { device, model, cfg, out: out.to_path_buf(), ex, reference, loader, test, meta, history })
     }
@@ -172,7 +200,10 @@ impl Trainer {
         crate::io::write_atomic(&metrics_path(&self.out), &json)?;
         let mut csv = String::from("epoch,steps,train_loss,test_loss,test_accuracy,seconds,images_per_s\n");
         for r in &self.history {
-            csv += &format!("{},{},{},{},{},{:.3},{:.1}\n", r.epoch, r.steps, r.train_loss, r.test_loss, r.test_accuracy, r.seconds, r.images_per_s);
+            csv += &format!(
+                "{},{},{},{},{},{:.3},{:.1}\n",
+                r.epoch, r.steps, r.train_loss, r.test_loss, r.test_accuracy, r.seconds, r.images_per_s
+            );
         }
         crate::io::write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
         crate::plot::curves(&self.out.join("curves.png"), &self.history)
@@ -223,7 +254,9 @@ impl Trainer {
                     let c = crate::graph::compare(self.ex.as_ref(), r.as_ref())?;
                     obs.verify(step, &c);
                     if !c.ok() {
-                        return Err(Error::Graph(format!("--verify: step {step} differs from the CPU path beyond tolerance:\n{c}")));
+                        return Err(Error::Graph(format!(
+                            "--verify: step {step} differs from the CPU path beyond tolerance:\n{c}"
+                        )));
                     }
                 }
                 self.meta.step = step;

@@ -73,9 +73,21 @@ fn every_bad_input_is_one_clear_error() {
     let mut long_header = bytes.clone();
     long_header[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(p("header_too_long.safetensors"), &long_header).unwrap();
-    safetensors_raw(&p("overlap.safetensors"), r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, &[0; 12]);
-    safetensors_raw(&p("past_end.safetensors"), r#"{"model1.fc2.bias":{"dtype":"F32","shape":[10],"data_offsets":[0,40]}}"#, &[0; 16]);
-    safetensors_raw(&p("unknown_dtype.safetensors"), r#"{"model1.fc2.bias":{"dtype":"Q7","shape":[10],"data_offsets":[0,40]}}"#, &[0; 40]);
+    safetensors_raw(
+        &p("overlap.safetensors"),
+        r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+        &[0; 12],
+    );
+    safetensors_raw(
+        &p("past_end.safetensors"),
+        r#"{"model1.fc2.bias":{"dtype":"F32","shape":[10],"data_offsets":[0,40]}}"#,
+        &[0; 16],
+    );
+    safetensors_raw(
+        &p("unknown_dtype.safetensors"),
+        r#"{"model1.fc2.bias":{"dtype":"Q7","shape":[10],"data_offsets":[0,40]}}"#,
+        &[0; 40],
+    );
     let mut f16 = good.clone();
     f16.retain(|t| t.0 != "model1.fc2.bias");
     write_tensors(&p("missing_fc2_bias.safetensors"), &f16);
@@ -85,10 +97,16 @@ fn every_bad_input_is_one_clear_error() {
         let mut views = Vec::new();
         let data: Vec<Vec<u8>> = f16.iter().map(|t| t.2.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
         for (t, b) in f16.iter().zip(&data) {
-            views.push((t.0.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.1.clone(), b).unwrap()));
+            views.push((
+                t.0.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.1.clone(), b).unwrap(),
+            ));
         }
         let half = vec![0u8; 20];
-        views.push(("model1.fc2.bias".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![10], &half).unwrap()));
+        views.push((
+            "model1.fc2.bias".into(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![10], &half).unwrap(),
+        ));
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
     }
     let mut wrong_shape = good.clone();
@@ -99,7 +117,16 @@ fn every_bad_input_is_one_clear_error() {
     write_tensors(&p("extra_key.safetensors"), &extra);
     std::fs::create_dir_all(p("a_directory.safetensors")).unwrap();
 
-    batch(&p("nan_batch.safetensors"), 2, { let mut v = vec![0.5f32; 2 * 3072]; v[77] = f32::NAN; v }, &[1, 2]);
+    batch(
+        &p("nan_batch.safetensors"),
+        2,
+        {
+            let mut v = vec![0.5f32; 2 * 3072];
+            v[77] = f32::NAN;
+            v
+        },
+        &[1, 2],
+    );
     batch(&p("label_batch.safetensors"), 2, vec![0.5f32; 2 * 3072], &[1, 12]);
     write_tensors(&p("no_targets.safetensors"), &[("images".into(), vec![1, 3, 32, 32], vec![0.0; 3072])]);
     write_tensors(&p("bad_images.safetensors"), &[("images".into(), vec![1, 3, 28, 28], vec![0.0; 3 * 784])]);
@@ -152,7 +179,15 @@ fn every_bad_input_is_one_clear_error() {
     let fm_len = fm("fm_len", gz(&idx(3, &[3, 28, 28], 2 * 784)), labels_ok.clone());
     let full = gz(&idx(3, &[2, 28, 28], 2 * 784));
     let fm_cut = fm("fm_cut", full[..full.len() / 2].to_vec(), labels_ok.clone());
-    let fm_label = fm("fm_label", gz(&idx(3, &[2, 28, 28], 2 * 784)), gz(&{ let mut v = idx(1, &[2], 2); v[9] = 10; v }));
+    let fm_label = fm(
+        "fm_label",
+        gz(&idx(3, &[2, 28, 28], 2 * 784)),
+        gz(&{
+            let mut v = idx(1, &[2], 2);
+            v[9] = 10;
+            v
+        }),
+    );
 
     // Images to break.
     std::fs::write(p("not_image.png"), b"hello, I am text").unwrap();
@@ -169,75 +204,345 @@ fn every_bad_input_is_one_clear_error() {
     let out = p("out.safetensors");
     let out_s = s(&out);
     let check = |weights: &str, batch_file: &str| -> Vec<String> {
-        ["check", "--device", "cpu", "--weights", weights, "--batch", batch_file, "--out", &out_s].iter().map(|x| x.to_string()).collect()
+        ["check", "--device", "cpu", "--weights", weights, "--batch", batch_file, "--out", &out_s]
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
     };
     let sds = |n: &str| s(&p(n));
     let b1s = s(&b1);
     let sd_s = s(&sd);
     let mut cases: Vec<Case> = vec![
         // check: state dicts
-        Case { name: "missing weights file", args: check(&sds("nope.safetensors"), &b1s), expect: vec!["nope.safetensors", "cannot read"], no_output: Some(out.clone()) },
-        Case { name: "empty weights file", args: check(&sds("empty.safetensors"), &b1s), expect: vec!["empty.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "text as weights", args: check(&sds("text.safetensors"), &b1s), expect: vec!["text.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "truncated weights", args: check(&sds("truncated.safetensors"), &b1s), expect: vec!["truncated.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "header length past the end", args: check(&sds("header_too_long.safetensors"), &b1s), expect: vec!["header_too_long.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "overlapping offsets", args: check(&sds("overlap.safetensors"), &b1s), expect: vec!["overlap.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "offsets past the end", args: check(&sds("past_end.safetensors"), &b1s), expect: vec!["past_end.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "unknown dtype", args: check(&sds("unknown_dtype.safetensors"), &b1s), expect: vec!["unknown_dtype.safetensors", "not a valid safetensors"], no_output: Some(out.clone()) },
-        Case { name: "non-f32 dtype", args: check(&sds("f16.safetensors"), &b1s), expect: vec!["f16.safetensors", "model1.fc2.bias has dtype F16"], no_output: Some(out.clone()) },
-        Case { name: "missing key", args: check(&sds("missing_fc2_bias.safetensors"), &b1s), expect: vec!["missing key model1.fc2.bias"], no_output: Some(out.clone()) },
-        Case { name: "wrong shape", args: check(&sds("wrong_shape.safetensors"), &b1s), expect: vec!["model1.conv1.weight has shape [32, 3, 3, 3]"], no_output: Some(out.clone()) },
-        Case { name: "extra key", args: check(&sds("extra_key.safetensors"), &b1s), expect: vec!["unexpected key model1.fc3.weight"], no_output: Some(out.clone()) },
-        Case { name: "a directory as weights", args: check(&sds("a_directory.safetensors"), &b1s), expect: vec!["a_directory.safetensors"], no_output: Some(out.clone()) },
+        Case {
+            name: "missing weights file",
+            args: check(&sds("nope.safetensors"), &b1s),
+            expect: vec!["nope.safetensors", "cannot read"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "empty weights file",
+            args: check(&sds("empty.safetensors"), &b1s),
+            expect: vec!["empty.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "text as weights",
+            args: check(&sds("text.safetensors"), &b1s),
+            expect: vec!["text.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "truncated weights",
+            args: check(&sds("truncated.safetensors"), &b1s),
+            expect: vec!["truncated.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "header length past the end",
+            args: check(&sds("header_too_long.safetensors"), &b1s),
+            expect: vec!["header_too_long.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "overlapping offsets",
+            args: check(&sds("overlap.safetensors"), &b1s),
+            expect: vec!["overlap.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "offsets past the end",
+            args: check(&sds("past_end.safetensors"), &b1s),
+            expect: vec!["past_end.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "unknown dtype",
+            args: check(&sds("unknown_dtype.safetensors"), &b1s),
+            expect: vec!["unknown_dtype.safetensors", "not a valid safetensors"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "non-f32 dtype",
+            args: check(&sds("f16.safetensors"), &b1s),
+            expect: vec!["f16.safetensors", "model1.fc2.bias has dtype F16"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "missing key",
+            args: check(&sds("missing_fc2_bias.safetensors"), &b1s),
+            expect: vec!["missing key model1.fc2.bias"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "wrong shape",
+            args: check(&sds("wrong_shape.safetensors"), &b1s),
+            expect: vec!["model1.conv1.weight has shape [32, 3, 3, 3]"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "extra key",
+            args: check(&sds("extra_key.safetensors"), &b1s),
+            expect: vec!["unexpected key model1.fc3.weight"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "a directory as weights",
+            args: check(&sds("a_directory.safetensors"), &b1s),
+            expect: vec!["a_directory.safetensors"],
+            no_output: Some(out.clone()),
+        },
         // check: batches
-        Case { name: "missing batch", args: check(&sd_s, &sds("nobatch.safetensors")), expect: vec!["nobatch.safetensors", "cannot read"], no_output: Some(out.clone()) },
-        Case { name: "NaN in images", args: check(&sd_s, &sds("nan_batch.safetensors")), expect: vec!["nan_batch.safetensors", "non-finite value at flat index 77"], no_output: Some(out.clone()) },
-        Case { name: "label out of range", args: check(&sd_s, &sds("label_batch.safetensors")), expect: vec!["target 12 at index 1"], no_output: Some(out.clone()) },
-        Case { name: "batch without targets", args: check(&sd_s, &sds("no_targets.safetensors")), expect: vec!["no_targets.safetensors", "no tensor named targets"], no_output: Some(out.clone()) },
-        Case { name: "images of the wrong shape", args: check(&sd_s, &sds("bad_images.safetensors")), expect: vec!["bad_images.safetensors", "(N, 3, 32, 32)"], no_output: Some(out.clone()) },
-        Case { name: "negative lr for check", args: { let mut a = check(&sd_s, &b1s); a.extend(["--lr".into(), "-0.5".into()]); a }, expect: vec!["lr must be a finite number >= 0"], no_output: Some(out.clone()) },
+        Case {
+            name: "missing batch",
+            args: check(&sd_s, &sds("nobatch.safetensors")),
+            expect: vec!["nobatch.safetensors", "cannot read"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "NaN in images",
+            args: check(&sd_s, &sds("nan_batch.safetensors")),
+            expect: vec!["nan_batch.safetensors", "non-finite value at flat index 77"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "label out of range",
+            args: check(&sd_s, &sds("label_batch.safetensors")),
+            expect: vec!["target 12 at index 1"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "batch without targets",
+            args: check(&sd_s, &sds("no_targets.safetensors")),
+            expect: vec!["no_targets.safetensors", "no tensor named targets"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "images of the wrong shape",
+            args: check(&sd_s, &sds("bad_images.safetensors")),
+            expect: vec!["bad_images.safetensors", "(N, 3, 32, 32)"],
+            no_output: Some(out.clone()),
+        },
+        Case {
+            name: "negative lr for check",
+            args: {
+                let mut a = check(&sd_s, &b1s);
+                a.extend(["--lr".into(), "-0.5".into()]);
+                a
+            },
+            expect: vec!["lr must be a finite number >= 0"],
+            no_output: Some(out.clone()),
+        },
         // eval: datasets
-        case("CIFAR .bin truncated", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_trunc)], &["test_batch.bin", "3073"]),
-        case("CIFAR label >= 10", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_label)], &["test_batch.bin", "record 1", "label 200"]),
-        case("CIFAR pickle truncated", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_pickle)], &["test_batch", "not a readable pickle"]),
-        case("CIFAR pickle without data", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_nodata)], &["test_batch", "no b'data'"]),
-        case("no CIFAR-10 at all", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &sds("nowhere")], &["nowhere", "no CIFAR-10 here"]),
-        case("IDX wrong magic", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_magic)], &["t10k-images-idx3-ubyte.gz", "magic"]),
-        case("IDX length contradicts header", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_len)], &["t10k-images-idx3-ubyte.gz", "[3, 28, 28]"]),
-        case("gzip cut short", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_cut)], &["t10k-images-idx3-ubyte.gz", "gzip"]),
-        case("IDX label out of range", &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_label)], &["t10k-labels-idx1-ubyte.gz", "label 10 at index 1"]),
-        case("eval batch size 0", &["eval", "--weights", &sd_s, "--dataset", "synthetic", "--batch-size", "0"], &["--batch-size"]),
+        case(
+            "CIFAR .bin truncated",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_trunc)],
+            &["test_batch.bin", "3073"],
+        ),
+        case(
+            "CIFAR label >= 10",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_label)],
+            &["test_batch.bin", "record 1", "label 200"],
+        ),
+        case(
+            "CIFAR pickle truncated",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_pickle)],
+            &["test_batch", "not a readable pickle"],
+        ),
+        case(
+            "CIFAR pickle without data",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &s(&cifar_nodata)],
+            &["test_batch", "no b'data'"],
+        ),
+        case(
+            "no CIFAR-10 at all",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "cifar10", "--data-dir", &sds("nowhere")],
+            &["nowhere", "no CIFAR-10 here"],
+        ),
+        case(
+            "IDX wrong magic",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_magic)],
+            &["t10k-images-idx3-ubyte.gz", "magic"],
+        ),
+        case(
+            "IDX length contradicts header",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_len)],
+            &["t10k-images-idx3-ubyte.gz", "[3, 28, 28]"],
+        ),
+        case(
+            "gzip cut short",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_cut)],
+            &["t10k-images-idx3-ubyte.gz", "gzip"],
+        ),
+        case(
+            "IDX label out of range",
+            &["eval", "--device", "cpu", "--weights", &sd_s, "--dataset", "fashion-mnist", "--data-dir", &s(&fm_label)],
+            &["t10k-labels-idx1-ubyte.gz", "label 10 at index 1"],
+        ),
+        case(
+            "eval batch size 0",
+            &["eval", "--weights", &sd_s, "--dataset", "synthetic", "--batch-size", "0"],
+            &["--batch-size"],
+        ),
         // predict: images
-        case("not an image", &["predict", "--device", "cpu", "--weights", &sd_s, &sds("not_image.png")], &["not_image.png", "not a PNG or JPEG"]),
-        case("empty image", &["predict", "--device", "cpu", "--weights", &sd_s, &sds("empty.png")], &["empty.png", "empty file"]),
-        case("image claiming huge dimensions", &["predict", "--device", "cpu", "--weights", &sd_s, &sds("huge.png")], &["huge.png", "cannot decode"]),
-        case("truncated image", &["predict", "--device", "cpu", "--weights", &sd_s, &sds("truncated.png")], &["truncated.png", "cannot decode"]),
-        case("missing image", &["predict", "--device", "cpu", "--weights", &sd_s, &sds("nothere.jpg")], &["nothere.jpg", "cannot read"]),
-        case("predict with missing weights", &["predict", "--device", "cpu", "--weights", &sds("nope.safetensors"), &sds("not_image.png")], &["nope.safetensors"]),
+        case(
+            "not an image",
+            &["predict", "--device", "cpu", "--weights", &sd_s, &sds("not_image.png")],
+            &["not_image.png", "not a PNG or JPEG"],
+        ),
+        case(
+            "empty image",
+            &["predict", "--device", "cpu", "--weights", &sd_s, &sds("empty.png")],
+            &["empty.png", "empty file"],
+        ),
+        case(
+            "image claiming huge dimensions",
+            &["predict", "--device", "cpu", "--weights", &sd_s, &sds("huge.png")],
+            &["huge.png", "cannot decode"],
+        ),
+        case(
+            "truncated image",
+            &["predict", "--device", "cpu", "--weights", &sd_s, &sds("truncated.png")],
+            &["truncated.png", "cannot decode"],
+        ),
+        case(
+            "missing image",
+            &["predict", "--device", "cpu", "--weights", &sd_s, &sds("nothere.jpg")],
+            &["nothere.jpg", "cannot read"],
+        ),
+        case(
+            "predict with missing weights",
+            &["predict", "--device", "cpu", "--weights", &sds("nope.safetensors"), &sds("not_image.png")],
+            &["nope.safetensors"],
+        ),
         // train: flags and resume
         case("train batch size 0", &["train", "--batch-size", "0"], &["--batch-size"]),
-        case("negative learning rate", &["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("run_neg"), "--lr", "-1"], &["lr must be a finite number >= 0, got -1"]),
-        case("NaN learning rate", &["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("run_nan"), "--lr", "NaN"], &["lr must be a finite number >= 0, got NaN"]),
-        case("resume from a plain state dict", &["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("run_r"), "--resume", &sd_s], &["not a wgrad checkpoint"]),
-        case("resume from an empty folder", &["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("run_e"), "--resume", &sds("data")], &["no complete checkpoint"]),
-        case("zero epochs", &["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("run_z"), "--epochs", "0"], &["--epochs must be at least 1"]),
+        case(
+            "negative learning rate",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--out",
+                &sds("run_neg"),
+                "--lr",
+                "-1",
+            ],
+            &["lr must be a finite number >= 0, got -1"],
+        ),
+        case(
+            "NaN learning rate",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--out",
+                &sds("run_nan"),
+                "--lr",
+                "NaN",
+            ],
+            &["lr must be a finite number >= 0, got NaN"],
+        ),
+        case(
+            "resume from a plain state dict",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--out",
+                &sds("run_r"),
+                "--resume",
+                &sd_s,
+            ],
+            &["not a wgrad checkpoint"],
+        ),
+        case(
+            "resume from an empty folder",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--out",
+                &sds("run_e"),
+                "--resume",
+                &sds("data"),
+            ],
+            &["no complete checkpoint"],
+        ),
+        case(
+            "zero epochs",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--out",
+                &sds("run_z"),
+                "--epochs",
+                "0",
+            ],
+            &["--epochs must be at least 1"],
+        ),
         // devices and flags
         case("unknown device", &["devices", "--device", "tpu"], &["--device", "tpu"]),
         case("unknown backend", &["bench", "--backend", "cuda"], &["--backend", "cuda"]),
-        case("unknown adapter", &["bench", "--device", "gpu", "--adapter", "no-such-gpu-anywhere"], &["no-such-gpu-anywhere"]),
+        case(
+            "unknown adapter",
+            &["bench", "--device", "gpu", "--adapter", "no-such-gpu-anywhere"],
+            &["no-such-gpu-anywhere"],
+        ),
         case("bad WGRAD_DEVICE", &["devices"], &["--device", "quantum"]),
         case("bench batch size 0", &["bench", "--batch-sizes", "0"], &["--batch-sizes"]),
         case("bench zero steps", &["bench", "--steps", "0"], &["--steps"]),
         // show
-        case("show into a missing folder", &["show", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("no/such/dir/grid.png")], &["grid.png", "cannot write"]),
-        case("show a missing dataset", &["show", "--dataset", "cifar10", "--data-dir", &sds("nowhere"), "--out", &sds("grid.png")], &["no CIFAR-10 here"]),
+        case(
+            "show into a missing folder",
+            &["show", "--dataset", "synthetic", "--data-dir", &sds("data"), "--out", &sds("no/such/dir/grid.png")],
+            &["grid.png", "cannot write"],
+        ),
+        case(
+            "show a missing dataset",
+            &["show", "--dataset", "cifar10", "--data-dir", &sds("nowhere"), "--out", &sds("grid.png")],
+            &["no CIFAR-10 here"],
+        ),
         case("unknown command", &["fly"], &["fly"]),
     ];
     if gpu().is_some() {
         // Buffers past the adapter's storage-binding limit are refused before any dispatch.
         cases.push(case(
             "batch beyond the adapter's binding limit",
-            &["eval", "--device", "gpu", "--weights", &sd_s, "--dataset", "synthetic", "--data-dir", &sds("data"), "--batch-size", "4000"],
+            &[
+                "eval",
+                "--device",
+                "gpu",
+                "--weights",
+                &sd_s,
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--batch-size",
+                "4000",
+            ],
             &["max_storage_buffer_binding_size"],
         ));
     }
@@ -272,9 +577,16 @@ fn every_bad_input_is_one_clear_error() {
                 why.push(format!("{} was written", out.display()));
             }
         }
-        let leftovers: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
         if !leftovers.is_empty() {
-            why.push(format!("temporary files left: {:?}", leftovers.iter().map(|e| e.file_name()).collect::<Vec<_>>()));
+            why.push(format!(
+                "temporary files left: {:?}",
+                leftovers.iter().map(|e| e.file_name()).collect::<Vec<_>>()
+            ));
         }
         if !why.is_empty() {
             failures.push(format!("{}: {}\n    stderr: {}", c.name, why.join(", "), err.trim()));

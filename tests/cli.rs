@@ -10,7 +10,11 @@ use wgrad::testing::assert_close;
 
 fn wgrad(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn s(p: &std::path::Path) -> &str {
@@ -20,17 +24,43 @@ fn s(p: &std::path::Path) -> &str {
 fn check_matches_pytorch(device: &str) {
     let dir = tempdir();
     let out = dir.join("out.safetensors");
-    let (b1, b2, b3) = (data_path("tudui_batch1.safetensors"), data_path("tudui_batch2.safetensors"), data_path("tudui_batch3.safetensors"));
+    let (b1, b2, b3) = (
+        data_path("tudui_batch1.safetensors"),
+        data_path("tudui_batch2.safetensors"),
+        data_path("tudui_batch3.safetensors"),
+    );
     let (code, stdout, stderr) = wgrad(&[
-        "check", "--weights", s(&data_path("tudui_init.safetensors")), "--batch", s(&b1), "--batch", s(&b2), "--batch", s(&b3),
-        "--out", s(&out), "--lr", "0.01", "--momentum", "0.9", "--weight-decay", "5e-4", "--device", device, "--verify",
+        "check",
+        "--weights",
+        s(&data_path("tudui_init.safetensors")),
+        "--batch",
+        s(&b1),
+        "--batch",
+        s(&b2),
+        "--batch",
+        s(&b3),
+        "--out",
+        s(&out),
+        "--lr",
+        "0.01",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "5e-4",
+        "--device",
+        device,
+        "--verify",
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("step 3: loss"), "{stdout}");
     let got = File::read(&out).unwrap();
     let path = data_path("tudui_sgd_expected.safetensors");
     let want = File::read(&path).unwrap();
-    assert_eq!(got.tensors.keys().collect::<Vec<_>>(), want.tensors.keys().collect::<Vec<_>>(), "check writes PyTorch's names");
+    assert_eq!(
+        got.tensors.keys().collect::<Vec<_>>(),
+        want.tensors.keys().collect::<Vec<_>>(),
+        "check writes PyTorch's names"
+    );
     for k in want.tensors.keys() {
         let w = want.f32(&path, k).unwrap().1;
         assert_close(&format!("{device}: {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
@@ -58,7 +88,10 @@ fn devices_lists_adapters_and_the_choice() {
     if gpu().is_some() {
         let (code, stdout, _) = wgrad(&["devices"]);
         assert_eq!(code, 0);
-        assert!(stdout.contains("* [0]") && stdout.contains("backend=") && stdout.contains("wgrad would use: GPU"), "{stdout}");
+        assert!(
+            stdout.contains("* [0]") && stdout.contains("backend=") && stdout.contains("wgrad would use: GPU"),
+            "{stdout}"
+        );
     }
     let (code, stdout, _) = wgrad(&["devices", "--adapter", "no-such-adapter-anywhere"]);
     assert_eq!(code, 1);
@@ -69,18 +102,58 @@ fn devices_lists_adapters_and_the_choice() {
 fn train_eval_predict_and_show_work_together() {
     let dir = tempdir();
     let (data, run) = (dir.join("data"), dir.join("run"));
-    let (code, stdout, stderr) = wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--out", s(&run), "--batch-size", "32", "--max-steps", "3"]);
+    let (code, stdout, stderr) = wgrad(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data-dir",
+        s(&data),
+        "--out",
+        s(&run),
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "3",
+    ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("SYNTHETIC"), "the default without CIFAR-10 must say it is synthetic: {stderr}");
     assert!(stdout.contains("stopped at --max-steps 3"), "{stdout}");
-    let (code, stdout, stderr) = wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--out", s(&run), "--batch-size", "32", "--max-steps", "5", "--resume", s(&run)]);
+    let (code, stdout, stderr) = wgrad(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data-dir",
+        s(&data),
+        "--out",
+        s(&run),
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "5",
+        "--resume",
+        s(&run),
+    ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("resuming at epoch 1 batch 3 (step 3)") && stdout.contains("--max-steps 5"), "{stdout}");
 
-    let (code, stdout, stderr) = wgrad(&["eval", "--weights", s(&run), "--dataset", "synthetic", "--data-dir", s(&data), "--device", "cpu", "--json"]);
+    let (code, stdout, stderr) = wgrad(&[
+        "eval",
+        "--weights",
+        s(&run),
+        "--dataset",
+        "synthetic",
+        "--data-dir",
+        s(&data),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(v["accuracy"].as_f64().unwrap() >= 0.0 && v["loss"].as_f64().unwrap() > 0.0 && v["synthetic"] == true, "{v}");
+    assert!(
+        v["accuracy"].as_f64().unwrap() >= 0.0 && v["loss"].as_f64().unwrap() > 0.0 && v["synthetic"] == true,
+        "{v}"
+    );
 
     let img = dir.join("pic.png");
     image::RgbImage::from_fn(57, 41, |x, y| image::Rgb([(x * 4) as u8, (y * 6) as u8, 128])).save(&img).unwrap();
@@ -103,7 +176,19 @@ fn ctrl_c_saves_at_a_step_boundary_and_exits_0() {
     let dir = tempdir();
     let (data, run) = (dir.join("data"), dir.join("run"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
-        .args(["train", "--device", "cpu", "--data-dir", s(&data), "--out", s(&run), "--batch-size", "16", "--epochs", "50"])
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--data-dir",
+            s(&data),
+            "--out",
+            s(&run),
+            "--batch-size",
+            "16",
+            "--epochs",
+            "50",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -32,7 +32,8 @@ struct Out {
 }
 
 fn run_gpu(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>, dout: &[f32]) -> Out {
-    let (xv, wv, dv) = (gpu.upload("inp", x).unwrap(), gpu.upload("weight", w).unwrap(), gpu.upload("dout", dout).unwrap());
+    let (xv, wv, dv) =
+        (gpu.upload("inp", x).unwrap(), gpu.upload("weight", w).unwrap(), gpu.upload("dout", dout).unwrap());
     let bv = b.map(|b| gpu.upload("bias", b).unwrap());
     let out = gpu.zeros("out", dout.len() as u64).unwrap();
     let dinp = gpu.zeros("dinp", x.len() as u64).unwrap();
@@ -54,7 +55,15 @@ fn run_gpu(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32
 #[test]
 fn cpu_backward_matches_finite_differences() {
     let mut r = rng(10);
-    let cfg = Config { in_channels: 2, out_channels: 3, kernel: (3, 2), stride: (2, 1), padding: (1, 1), dilation: (1, 2), bias: true };
+    let cfg = Config {
+        in_channels: 2,
+        out_channels: 3,
+        kernel: (3, 2),
+        stride: (2, 1),
+        padding: (1, 1),
+        dilation: (1, 2),
+        bias: true,
+    };
     let g = cfg.geometry(&[2, 2, 5, 6]).unwrap();
     let x = to_f64(&uniform(&mut r, 2 * 2 * 5 * 6, -1.0, 1.0));
     let w = to_f64(&uniform(&mut r, 3 * 2 * 3 * 2, -1.0, 1.0));
@@ -84,19 +93,43 @@ fn cpu_and_gpu_match_pytorch() {
         let name = &c.name;
         let cpu_out = forward_cpu(&g, &x, &w, b.as_deref());
         let grads = backward_cpu(&g, &x, &w, &dout, true, cfg.bias);
-        { let want = c.f32("out").1; assert_close(&format!("{name} cpu out"), &cpu_out, &want, 1e-4, atol_of(&want, 1e-5)); }
-        { let want = c.f32("dinp").1; assert_close(&format!("{name} cpu dinp"), &grads.dinp.unwrap(), &want, 1e-4, atol_of(&want, 1e-5)); }
-        { let want = c.f32("dweight").1; assert_close(&format!("{name} cpu dweight"), &grads.dweight, &want, 1e-4, atol_of(&want, 1e-5)); }
+        {
+            let want = c.f32("out").1;
+            assert_close(&format!("{name} cpu out"), &cpu_out, &want, 1e-4, atol_of(&want, 1e-5));
+        }
+        {
+            let want = c.f32("dinp").1;
+            assert_close(&format!("{name} cpu dinp"), &grads.dinp.unwrap(), &want, 1e-4, atol_of(&want, 1e-5));
+        }
+        {
+            let want = c.f32("dweight").1;
+            assert_close(&format!("{name} cpu dweight"), &grads.dweight, &want, 1e-4, atol_of(&want, 1e-5));
+        }
         if cfg.bias {
-            { let want = c.f32("dbias").1; assert_close(&format!("{name} cpu dbias"), &grads.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5)); }
+            {
+                let want = c.f32("dbias").1;
+                assert_close(&format!("{name} cpu dbias"), &grads.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5));
+            }
         }
         if let Some(gpu) = &gpu {
             let o = run_gpu(gpu, &g, &x, &w, b.as_deref(), &dout);
-            { let want = c.f32("out").1; assert_close(&format!("{name} gpu out"), &o.out, &want, 1e-4, atol_of(&want, 1e-5)); }
-            { let want = c.f32("dinp").1; assert_close(&format!("{name} gpu dinp"), &o.dinp, &want, 1e-4, atol_of(&want, 1e-5)); }
-            { let want = c.f32("dweight").1; assert_close(&format!("{name} gpu dweight"), &o.dweight, &want, 1e-4, atol_of(&want, 1e-5)); }
+            {
+                let want = c.f32("out").1;
+                assert_close(&format!("{name} gpu out"), &o.out, &want, 1e-4, atol_of(&want, 1e-5));
+            }
+            {
+                let want = c.f32("dinp").1;
+                assert_close(&format!("{name} gpu dinp"), &o.dinp, &want, 1e-4, atol_of(&want, 1e-5));
+            }
+            {
+                let want = c.f32("dweight").1;
+                assert_close(&format!("{name} gpu dweight"), &o.dweight, &want, 1e-4, atol_of(&want, 1e-5));
+            }
             if cfg.bias {
-                { let want = c.f32("dbias").1; assert_close(&format!("{name} gpu dbias"), &o.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5)); }
+                {
+                    let want = c.f32("dbias").1;
+                    assert_close(&format!("{name} gpu dbias"), &o.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5));
+                }
             }
         }
     }
@@ -181,7 +214,10 @@ fn split_reductions_match_cpu() {
 fn bad_input_is_an_error() {
     let cfg = Config::new(3, 4, 5);
     let e = cfg.geometry(&[1, 3, 3, 3]).unwrap_err().to_string();
-    assert!(e.contains("Conv2d(3, 4") && e.contains("larger than the padded input") && e.contains("[1, 3, 3, 3]"), "{e}");
+    assert!(
+        e.contains("Conv2d(3, 4") && e.contains("larger than the padded input") && e.contains("[1, 3, 3, 3]"),
+        "{e}"
+    );
     let e = cfg.geometry(&[1, 2, 8, 8]).unwrap_err().to_string();
     assert!(e.contains("has 2 channels but the weight expects 3"), "{e}");
     let e = Config { stride: (0, 1), ..cfg }.geometry(&[1, 3, 8, 8]).unwrap_err().to_string();

@@ -11,14 +11,27 @@ use wgrad::io::checkpoint;
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wgrad"));
-    c.args(["train", "--device", "cpu", "--dataset", "synthetic", "--batch-size", "8", "--epochs", "100", "--checkpoint-every", "1"]);
+    c.args([
+        "train",
+        "--device",
+        "cpu",
+        "--dataset",
+        "synthetic",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "100",
+        "--checkpoint-every",
+        "1",
+    ]);
     c.arg("--data-dir").arg(data).arg("--out").arg(out).args(extra);
     c
 }
 
 fn newest_step(out: &Path) -> Option<u64> {
     let p = checkpoint::latest(out)?;
-    let ck = checkpoint::load(&p, &wgrad::models::tudui(0).params).unwrap_or_else(|e| panic!("the newest checkpoint {} does not load: {e}", p.display()));
+    let ck = checkpoint::load(&p, &wgrad::models::tudui(0).params)
+        .unwrap_or_else(|e| panic!("the newest checkpoint {} does not load: {e}", p.display()));
     Some(ck.meta.step)
 }
 
@@ -32,7 +45,11 @@ fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
     let mut last = newest_step(&out).expect("a first checkpoint");
     let mut kills_after_progress = 0;
     for i in 0..24u64 {
-        let mut child = train(&data, &out, &["--resume", out.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = train(&data, &out, &["--resume", out.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         // Delays from 0.25 s to about 1.4 s, spread so kills fall at start-up, mid-step and mid-write.
         std::thread::sleep(Duration::from_millis(250 + (i * 397) % 1150));
         child.kill().unwrap(); // SIGKILL
@@ -44,7 +61,9 @@ fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
         }
         last = step;
     }
-    println!("24 SIGKILLs; training progressed between {kills_after_progress} of them; newest checkpoint at step {last}");
+    println!(
+        "24 SIGKILLs; training progressed between {kills_after_progress} of them; newest checkpoint at step {last}"
+    );
     assert!(kills_after_progress >= 5, "training should progress between kills (only {kills_after_progress} times)");
 }
 
@@ -54,7 +73,12 @@ fn a_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint() {
     let (data, out) = (dir.join("data"), dir.join("small"));
     std::fs::create_dir_all(&out).unwrap();
     // One checkpoint (two files of ~580 KB) fits; a second does not.
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1400k", "tmpfs"]).arg(&out).status().map(|s| s.success()).unwrap_or(false);
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1400k", "tmpfs"])
+        .arg(&out)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !mounted {
         assert!(!is_root(), "running as root, mounting a tmpfs must work");
         eprintln!("skipping: mounting a tmpfs needs root");

@@ -31,7 +31,14 @@ impl Owned {
 }
 
 /// Forward + backward on the GPU; returns (out, dinp).
-fn run_gpu(gpu: &wgrad::Gpu, x: &[f32], tgt: Targets<'_, f32>, dout: &[f32], o: &Options, dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+fn run_gpu(
+    gpu: &wgrad::Gpu,
+    x: &[f32],
+    tgt: Targets<'_, f32>,
+    dout: &[f32],
+    o: &Options,
+    dims: (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
     let xv = gpu.upload("inp", x).unwrap();
     let tv = gpu.upload("tgt", &target_words(tgt)).unwrap();
     let dinp = gpu.zeros("dinp", x.len() as u64).unwrap();
@@ -59,7 +66,12 @@ fn cpu_backward_matches_finite_differences() {
     let prob: Vec<f64> = to_f64(&uniform(&mut r, 40, 0.0, 1.0));
     for red in [Reduction::None, Reduction::Sum, Reduction::Mean] {
         for ls in [0.0, 0.3] {
-            let o = Options { weight: Some(vec![0.5, 1.0, 2.0, 1.5, 0.7]), reduction: red, label_smoothing: ls, ..Default::default() };
+            let o = Options {
+                weight: Some(vec![0.5, 1.0, 2.0, 1.5, 0.7]),
+                reduction: red,
+                label_smoothing: ls,
+                ..Default::default()
+            };
             for tgt in [Targets::Class(&cls[..]), Targets::Prob(&prob[..])] {
                 let (out, logp) = forward_cpu(&x, tgt, &o, dims);
                 let w = to_f64(&uniform(&mut r, out.len(), -1.0, 1.0));
@@ -114,7 +126,13 @@ fn gpu_matches_cpu() {
                 let (want, logp) = forward_cpu(&x, tgt, &o, dims);
                 let kind = if matches!(tgt, Targets::Prob(_)) { "prob" } else { "class" };
                 assert_close(&format!("{dims:?} {red:?} {kind} out"), &out, &want, 1e-5, 1e-5);
-                assert_close(&format!("{dims:?} {red:?} {kind} dinp"), &dinp, &backward_cpu(&logp, tgt, &dout, &o, dims), 1e-4, 2e-6);
+                assert_close(
+                    &format!("{dims:?} {red:?} {kind} dinp"),
+                    &dinp,
+                    &backward_cpu(&logp, tgt, &dout, &o, dims),
+                    1e-4,
+                    2e-6,
+                );
             }
         }
     }
@@ -134,7 +152,10 @@ fn bad_input_is_an_error() {
     assert!(e.contains("probability targets") && e.contains("[2, 4]"), "{e}");
     let o = Options { weight: Some(vec![1.0; 2]), ..Default::default() };
     assert!(check(&[2, 3], &[2], t, &o).unwrap_err().to_string().contains("weight has 2 elements"));
-    assert!(check(&[0, 3], &[0], Targets::<f32>::Class(&[]), &Options::default()).unwrap_err().to_string().contains("empty"));
+    assert!(check(&[0, 3], &[0], Targets::<f32>::Class(&[]), &Options::default())
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
 }
 
 #[test]

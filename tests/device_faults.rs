@@ -21,7 +21,10 @@ fn a_validation_error_is_an_error_naming_the_kernel() {
     let p = l1_loss::build_gpu(&g, "fine", &a, &a, 4, wgrad::Reduction::Sum).unwrap();
     drop(p);
     let params = wgrad::ops::elementwise_loss::ForwardParams { n: 4, reduction: 0, _pad0: 0, _pad1: 0 };
-    let e = Kernel::new(&g, "l1_loss_forward", "broken_kernel", &params, &[&a], 1).err().expect("a missing binding must be an error").to_string();
+    let e = Kernel::new(&g, "l1_loss_forward", "broken_kernel", &params, &[&a], 1)
+        .err()
+        .expect("a missing binding must be an error")
+        .to_string();
     assert!(e.contains("GPU error") && e.contains("broken_kernel"), "{e}");
     // The device stays usable after a captured validation error.
     let x = g.upload("x", &[1.0f32, -2.0, 3.0, 0.0]).unwrap();
@@ -40,7 +43,10 @@ fn buffers_beyond_the_adapters_limits_are_refused_before_any_dispatch() {
     // Tudui's first activation at this batch exceeds lavapipe's 128 MiB storage binding limit.
     let batch = (g.limits.max_storage_buffer_binding_size as usize / (4 * 32 * 32 * 32)) + 1;
     let before = g.submit_count();
-    let e = wgrad::graph::gpu::GpuExecutor::new(std::sync::Arc::new(g), &model, batch, Default::default()).err().expect("refused").to_string();
+    let e = wgrad::graph::gpu::GpuExecutor::new(std::sync::Arc::new(g), &model, batch, Default::default())
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("max_storage_buffer_binding_size") || e.contains("max_buffer_size"), "{e}");
     assert!(e.contains(&format!("batch {batch}")), "{e}");
     assert_eq!(before, 0);

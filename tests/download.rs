@@ -64,7 +64,9 @@ fn a_corrupted_archive_leaves_nothing_and_a_rerun_succeeds() {
     let mid = bad.len() / 2;
     bad[mid] ^= 0xff;
     let dir = tempdir();
-    let e = fetch_and_extract(&serve(bad.clone(), bad.len(), 1), &md5_hex(&good), &dir, "cifar-10-batches-py").unwrap_err().to_string();
+    let e = fetch_and_extract(&serve(bad.clone(), bad.len(), 1), &md5_hex(&good), &dir, "cifar-10-batches-py")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("MD5 mismatch") && e.contains(&md5_hex(&good)) && e.contains(&md5_hex(&bad)), "{e}");
     assert!(leftovers(&dir).is_empty(), "a failed download must leave nothing: {:?}", leftovers(&dir));
     // A killed earlier run's temporary files are cleaned up by the next run, which succeeds.
@@ -88,7 +90,9 @@ fn a_truncated_transfer_leaves_nothing() {
 fn an_archive_without_the_folder_leaves_nothing() {
     let body = archive("something-else");
     let dir = tempdir();
-    let e = fetch_and_extract(&serve(body.clone(), body.len(), 1), &md5_hex(&body), &dir, "cifar-10-batches-py").unwrap_err().to_string();
+    let e = fetch_and_extract(&serve(body.clone(), body.len(), 1), &md5_hex(&body), &dir, "cifar-10-batches-py")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no folder cifar-10-batches-py/"), "{e}");
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
 }

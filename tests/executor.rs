@@ -15,8 +15,24 @@ use wgrad::{Device, ExecOptions};
 fn second_net() -> Sequential {
     Sequential::new("net")
         .add("c1", Layer::Conv2d(conv2d::Config::new(1, 4, 3).stride(2).padding(1)))
-        .add("p1", Layer::MaxPool2d(maxpool2d::Config { stride: (2, 2), padding: (1, 1), ceil_mode: true, ..maxpool2d::Config::new(3) }))
-        .add("c2", Layer::Conv2d(conv2d::Config { kernel: (3, 1), dilation: (2, 1), bias: false, ..conv2d::Config::new(4, 6, 1) }))
+        .add(
+            "p1",
+            Layer::MaxPool2d(maxpool2d::Config {
+                stride: (2, 2),
+                padding: (1, 1),
+                ceil_mode: true,
+                ..maxpool2d::Config::new(3)
+            }),
+        )
+        .add(
+            "c2",
+            Layer::Conv2d(conv2d::Config {
+                kernel: (3, 1),
+                dilation: (2, 1),
+                bias: false,
+                ..conv2d::Config::new(4, 6, 1)
+            }),
+        )
         .add("flat", Layer::Flatten)
         .add("fc", Layer::Linear(linear::Config::new(72, 7)))
         .add("out", Layer::Linear(linear::Config::new(7, 5)))
@@ -70,8 +86,12 @@ fn gpu_and_cpu_executors_agree_over_sgd_steps_and_reuse_changes_nothing() {
     let model = second_model();
     let s = sgd::Config { momentum: 0.9, nesterov: true, weight_decay: 1e-3, ..sgd::Config::new(0.05) };
     let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, ExecOptions { sgd: Some(s), keep_all: false }).unwrap();
-    let mut reuse = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: false }).unwrap();
-    let mut keep = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: true }).unwrap();
+    let mut reuse =
+        wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: false })
+            .unwrap();
+    let mut keep =
+        wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: true })
+            .unwrap();
     assert!(reuse.bytes < keep.bytes, "buffer reuse should allocate less: {} vs {}", reuse.bytes, keep.bytes);
     let (images, targets) = second_batch();
     for step in 1..=4 {

@@ -9,7 +9,8 @@ use wgrad::data::Split;
 
 #[test]
 fn loads_the_installed_dataset_padded_to_32x32() {
-    let dir = fashion_mnist::find(std::path::Path::new("/nonexistent")).expect("apt-get install dataset-fashion-mnist (see .ci/run)");
+    let dir = fashion_mnist::find(std::path::Path::new("/nonexistent"))
+        .expect("apt-get install dataset-fashion-mnist (see .ci/run)");
     assert_eq!(dir, std::path::PathBuf::from(SYSTEM_DIR));
     let test = fashion_mnist::load(&dir, Split::Test).unwrap();
     assert_eq!(test.len(), 10_000);

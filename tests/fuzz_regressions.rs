@@ -6,7 +6,12 @@ use common::*;
 
 fn inputs(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let dir = data_path("fuzz/regressions").join(target);
-    let mut v: Vec<_> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| (e.path(), std::fs::read(e.path()).unwrap())).collect();
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| (e.path(), std::fs::read(e.path()).unwrap()))
+        .collect();
     v.sort();
     v
 }

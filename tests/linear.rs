@@ -6,9 +6,18 @@ use wgrad::ops::linear::*;
 use wgrad::testing::assert_close;
 
 fn run_gpu(gpu: &wgrad::Gpu, c: &Config, n: usize, x: &[f32], w: &[f32], b: &[f32], dout: &[f32]) -> Vec<Vec<f32>> {
-    let (xv, wv, bv, dv) = (gpu.upload("x", x).unwrap(), gpu.upload("w", w).unwrap(), gpu.upload("b", b).unwrap(), gpu.upload("dout", dout).unwrap());
+    let (xv, wv, bv, dv) = (
+        gpu.upload("x", x).unwrap(),
+        gpu.upload("w", w).unwrap(),
+        gpu.upload("b", b).unwrap(),
+        gpu.upload("dout", dout).unwrap(),
+    );
     let out = gpu.zeros("out", dout.len() as u64).unwrap();
-    let (dinp, dw, db) = (gpu.zeros("dinp", x.len() as u64).unwrap(), gpu.zeros("dw", w.len() as u64).unwrap(), gpu.zeros("db", b.len() as u64).unwrap());
+    let (dinp, dw, db) = (
+        gpu.zeros("dinp", x.len() as u64).unwrap(),
+        gpu.zeros("dw", w.len() as u64).unwrap(),
+        gpu.zeros("db", b.len() as u64).unwrap(),
+    );
     let mut prog = wgrad::kernel::Program::default();
     prog.extend(forward_gpu(gpu, "fc", c, n, &xv, &wv, Some(&bv), &out).unwrap());
     prog.extend(backward_gpu(gpu, "fc", c, n, &xv, &wv, &dv, Some(&dinp), &dw, Some(&db)).unwrap());
@@ -25,16 +34,37 @@ fn cpu_backward_matches_finite_differences() {
     let b = to_f64(&uniform(&mut r, 3, -1.0, 1.0));
     let dout = to_f64(&uniform(&mut r, 12, -1.0, 1.0));
     let g = backward_cpu(&c, 4, &x, &w, &dout, true);
-    assert_close("dinp", &g.dinp.unwrap(), &numeric_grad(&x, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, v, &w, Some(&b)))), 1e-6, 1e-8);
-    assert_close("dweight", &g.dweight, &numeric_grad(&w, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, &x, v, Some(&b)))), 1e-6, 1e-8);
-    assert_close("dbias", &g.dbias.unwrap(), &numeric_grad(&b, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, &x, &w, Some(v)))), 1e-6, 1e-8);
+    assert_close(
+        "dinp",
+        &g.dinp.unwrap(),
+        &numeric_grad(&x, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, v, &w, Some(&b)))),
+        1e-6,
+        1e-8,
+    );
+    assert_close(
+        "dweight",
+        &g.dweight,
+        &numeric_grad(&w, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, &x, v, Some(&b)))),
+        1e-6,
+        1e-8,
+    );
+    assert_close(
+        "dbias",
+        &g.dbias.unwrap(),
+        &numeric_grad(&b, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, &x, &w, Some(v)))),
+        1e-6,
+        1e-8,
+    );
 }
 
 #[test]
 fn cpu_and_gpu_match_pytorch() {
     let gpu = gpu();
     for case in goldens("layers.safetensors", &["linear"]) {
-        let c = Config::new(case.meta["in_features"].as_u64().unwrap() as usize, case.meta["out_features"].as_u64().unwrap() as usize);
+        let c = Config::new(
+            case.meta["in_features"].as_u64().unwrap() as usize,
+            case.meta["out_features"].as_u64().unwrap() as usize,
+        );
         let (shape, x) = case.f32("inp");
         let n = c.rows(&shape).unwrap();
         let (w, b, dout) = (case.f32("weight").1, case.f32("bias").1, case.f32("dout").1);

@@ -61,7 +61,13 @@ fn gpu_matches_cpu() {
         backward_gpu(&gpu, "ls", &ov, &dv, &dinp, dims).unwrap().run(&gpu, "bwd").unwrap();
         let out = forward_cpu(&x, dims);
         assert_close(&format!("{dims:?} out"), &gpu.read(&ov).unwrap(), &out, 1e-5, 1e-5);
-        assert_close(&format!("{dims:?} dinp"), &gpu.read(&dinp).unwrap(), &backward_cpu(&out, &dout, dims), 1e-4, 1e-5);
+        assert_close(
+            &format!("{dims:?} dinp"),
+            &gpu.read(&dinp).unwrap(),
+            &backward_cpu(&out, &dout, dims),
+            1e-4,
+            1e-5,
+        );
     }
 }
 

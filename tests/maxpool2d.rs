@@ -87,7 +87,8 @@ fn gpu_matches_cpu_on_random_configurations() {
             dilation: (r.random_range(1..=2), r.random_range(1..=2)),
             ceil_mode: r.random_bool(0.5),
         };
-        let shape = [[1, 64][r.random_range(0..2)], r.random_range(1..=3), r.random_range(5..=13), r.random_range(5..=13)];
+        let shape =
+            [[1, 64][r.random_range(0..2)], r.random_range(1..=3), r.random_range(5..=13), r.random_range(5..=13)];
         let Ok(g) = cfg.geometry(&shape) else { continue };
         // Small integers make ties common.
         let x: Vec<f32> = (0..shape.iter().product()).map(|_| r.random_range(-3..3) as f32).collect();
@@ -104,7 +105,12 @@ fn gpu_matches_cpu_on_random_configurations() {
 
 #[test]
 fn output_size_follows_pytorch() {
-    let size = |h, k, s, p, ceil| Config { kernel: (k, k), stride: (s, s), padding: (p, p), dilation: (1, 1), ceil_mode: ceil }.geometry(&[1, 1, h, h]).unwrap().oh;
+    let size = |h, k, s, p, ceil| {
+        Config { kernel: (k, k), stride: (s, s), padding: (p, p), dilation: (1, 1), ceil_mode: ceil }
+            .geometry(&[1, 1, h, h])
+            .unwrap()
+            .oh
+    };
     assert_eq!(size(32, 2, 2, 0, false), 16);
     assert_eq!(size(7, 2, 2, 0, false), 3);
     assert_eq!(size(7, 2, 2, 0, true), 4);

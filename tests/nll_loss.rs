@@ -31,7 +31,14 @@ fn cpu_backward_matches_finite_differences() {
 }
 
 /// Runs log_softmax → nll_loss on the GPU; returns (out, dinp w.r.t. the logits).
-fn run_gpu(gpu: &wgrad::Gpu, x: &[f32], tgt: &[i64], dout: &[f32], o: &Options, dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
+fn run_gpu(
+    gpu: &wgrad::Gpu,
+    x: &[f32],
+    tgt: &[i64],
+    dout: &[f32],
+    o: &Options,
+    dims: (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>) {
     let n = x.len() as u64;
     let xv = gpu.upload("inp", x).unwrap();
     let logp = gpu.zeros("logp", n).unwrap();

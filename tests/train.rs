@@ -36,7 +36,16 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
 }
 
 fn trainer(device: &Device, out: &std::path::Path, cfg: Config, resume: Option<&std::path::Path>) -> Trainer {
-    Trainer::new(device.clone(), models::tudui(cfg.seed), synthetic(Split::Train, 64), synthetic(Split::Test, 32), cfg, out, resume).unwrap()
+    Trainer::new(
+        device.clone(),
+        models::tudui(cfg.seed),
+        synthetic(Split::Train, 64),
+        synthetic(Split::Test, 32),
+        cfg,
+        out,
+        resume,
+    )
+    .unwrap()
 }
 
 fn resume_is_exact(device: Device) {
@@ -54,7 +63,12 @@ fn resume_is_exact(device: Device) {
     assert_eq!(second.meta.step, 12);
     let (a, b) = (straight.params().unwrap(), second.params().unwrap());
     let differing = a.data.iter().zip(&b.data).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
-    assert_eq!(differing, 0, "{}: 6 steps + resume differ from 12 straight steps in {differing} parameters", device.name());
+    assert_eq!(
+        differing,
+        0,
+        "{}: 6 steps + resume differ from 12 straight steps in {differing} parameters",
+        device.name()
+    );
     // The epoch records after the resume match the straight run's too.
     assert_eq!(straight.history.last().unwrap().test_loss, second.history.last().unwrap().test_loss);
 }
@@ -73,12 +87,26 @@ fn resume_is_bit_exact_on_the_gpu() {
 #[test]
 fn a_short_run_learns_the_synthetic_set() {
     let out = tempdir();
-    let cfg = Config { batch_size: 32, sgd: sgd::Config { momentum: 0.9, ..sgd::Config::new(0.01) }, ..config(1, None) };
-    let mut t = Trainer::new(Device::Cpu, models::tudui(0), synthetic(Split::Train, 3200), synthetic(Split::Test, 1000), cfg, &out, None).unwrap();
+    let cfg =
+        Config { batch_size: 32, sgd: sgd::Config { momentum: 0.9, ..sgd::Config::new(0.01) }, ..config(1, None) };
+    let mut t = Trainer::new(
+        Device::Cpu,
+        models::tudui(0),
+        synthetic(Split::Train, 3200),
+        synthetic(Split::Test, 1000),
+        cfg,
+        &out,
+        None,
+    )
+    .unwrap();
     let before = t.evaluate().unwrap();
     t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
     let after = t.history[0].test_accuracy;
-    println!("synthetic set: test accuracy {:.1}% before, {:.1}% after one epoch of 100 steps", 100.0 * before.accuracy, 100.0 * after);
+    println!(
+        "synthetic set: test accuracy {:.1}% before, {:.1}% after one epoch of 100 steps",
+        100.0 * before.accuracy,
+        100.0 * after
+    );
     assert!(after > 0.3, "test accuracy {after} after one epoch; chance is 0.1");
     assert!(out.join("curves.png").exists() && out.join("metrics.csv").exists() && out.join("metrics.json").exists());
 }
@@ -103,7 +131,16 @@ fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoin
     let good = checkpoint::latest(&out).unwrap();
     let before = std::fs::read(&good).unwrap();
     let cfg = Config { sgd: sgd::Config::new(1e30), verify: true, ..config(3, None) };
-    let mut bad = Trainer::new(Device::Cpu, models::tudui(3), synthetic(Split::Train, 64), synthetic(Split::Test, 32), cfg, &out, None).unwrap();
+    let mut bad = Trainer::new(
+        Device::Cpu,
+        models::tudui(3),
+        synthetic(Split::Train, 64),
+        synthetic(Split::Test, 32),
+        cfg,
+        &out,
+        None,
+    )
+    .unwrap();
     let e = bad.run(&AtomicBool::new(false), &mut Quiet).unwrap_err().to_string();
     assert!(e.contains("at step") && e.contains("last good checkpoint"), "{e}");
     assert!(e.contains("first non-finite value appeared in model1."), "{e}");
@@ -119,7 +156,9 @@ fn checkpoints_hold_pytorchs_state_dict_and_the_optimizer_apart() {
     let ck = checkpoint::latest(&out).unwrap();
     let model = wgrad::io::safetensors::File::read(&ck).unwrap();
     let pytorch = wgrad::io::safetensors::File::read(&data_path("tudui_init.safetensors")).unwrap();
-    let shapes = |f: &wgrad::io::safetensors::File| f.tensors.iter().map(|(k, v)| (k.clone(), v.shape().to_vec(), v.dtype())).collect::<Vec<_>>();
+    let shapes = |f: &wgrad::io::safetensors::File| {
+        f.tensors.iter().map(|(k, v)| (k.clone(), v.shape().to_vec(), v.dtype())).collect::<Vec<_>>()
+    };
     assert_eq!(shapes(&model), shapes(&pytorch), "the model file must be exactly a Tudui state dict");
     let loaded = checkpoint::load(&ck, &models::tudui(0).params).unwrap();
     assert_eq!(loaded.meta.step, 2);
@@ -138,7 +177,11 @@ fn same_seed_same_bits(device: Device) {
         t.params().unwrap()
     };
     let (a, b) = (run(), run());
-    assert!(a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: same seed, different parameters", device.name());
+    assert!(
+        a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{}: same seed, different parameters",
+        device.name()
+    );
 }
 
 #[test]

@@ -58,7 +58,13 @@ fn a_training_step_is_one_submit() {
     let Some(_) = gpu() else { return };
     let gpu = std::sync::Arc::new(wgrad::Gpu::default_adapter().unwrap().unwrap());
     let model = wgrad::models::tudui(1);
-    let mut ex = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 4, ExecOptions { sgd: Some(sgd::Config::new(0.01)), keep_all: false }).unwrap();
+    let mut ex = wgrad::graph::gpu::GpuExecutor::new(
+        gpu.clone(),
+        &model,
+        4,
+        ExecOptions { sgd: Some(sgd::Config::new(0.01)), keep_all: false },
+    )
+    .unwrap();
     let (images, targets) = (vec![0.5f32; 4 * 3 * 32 * 32], vec![1i64, 2, 3, 4]);
     ex.step(&images, &targets, false).unwrap();
     let before = gpu.submit_count();
@@ -73,11 +79,21 @@ fn a_training_step_is_one_submit() {
 fn state_dict_keys_are_pytorchs() {
     let m = wgrad::models::tudui(0);
     let keys: Vec<&str> = m.params.specs.iter().map(|s| s.key.as_str()).collect();
-    assert_eq!(keys, [
-        "model1.conv1.weight", "model1.conv1.bias", "model1.conv2.weight", "model1.conv2.bias",
-        "model1.conv3.weight", "model1.conv3.bias", "model1.fc1.weight", "model1.fc1.bias",
-        "model1.fc2.weight", "model1.fc2.bias"
-    ]);
+    assert_eq!(
+        keys,
+        [
+            "model1.conv1.weight",
+            "model1.conv1.bias",
+            "model1.conv2.weight",
+            "model1.conv2.bias",
+            "model1.conv3.weight",
+            "model1.conv3.bias",
+            "model1.fc1.weight",
+            "model1.fc1.bias",
+            "model1.fc2.weight",
+            "model1.fc2.bias"
+        ]
+    );
     // The file PyTorch wrote has exactly these keys and shapes; a round trip through wgrad keeps them.
     let pt = File::read(&data_path("tudui_init.safetensors")).unwrap();
     let mut from_pt = m.params.clone();
@@ -102,7 +118,12 @@ fn mismatched_state_dicts_list_every_problem() {
     wgrad::io::safetensors::write_f32(&p, &t, None).unwrap();
     let mut params = m.params.clone();
     let e = wgrad::io::state_dict::load_into(&p, &mut params).unwrap_err().to_string();
-    for needle in ["bad.safetensors", "missing key model1.fc2.bias", "model1.conv1.weight has shape [32, 3, 3, 3]", "unexpected key model1.fc3.weight"] {
+    for needle in [
+        "bad.safetensors",
+        "missing key model1.fc2.bias",
+        "model1.conv1.weight has shape [32, 3, 3, 3]",
+        "unexpected key model1.fc3.weight",
+    ] {
         assert!(e.contains(needle), "{needle:?} not in: {e}");
     }
 }
@@ -115,7 +136,13 @@ fn init_is_pytorchs_uniform_bound_and_seeded() {
     assert_ne!(a.params, wgrad::models::tudui(8).params);
     // kaiming_uniform(a=√5) and the bias init are both U(±1/√fan_in).
     for (i, s) in a.params.specs.iter().enumerate() {
-        let fan_in: usize = if s.shape.len() == 4 { s.shape[1] * s.shape[2] * s.shape[3] } else if s.is_bias { 0 } else { s.shape[1] };
+        let fan_in: usize = if s.shape.len() == 4 {
+            s.shape[1] * s.shape[2] * s.shape[3]
+        } else if s.is_bias {
+            0
+        } else {
+            s.shape[1]
+        };
         let v = a.params.get(i);
         let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
         if fan_in > 0 {

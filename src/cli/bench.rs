@@ -35,7 +35,11 @@ pub const STEP_FLOPS: f64 = 74_125_056.0;
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Per-kernel times grouped by kernel label (a step has each label once), longest first.
@@ -122,7 +126,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             println!("  {:<34} {:>10} {:>6} {:>10} {:>8}", "kernel (one profiled step)", "ms", "%", "GFLOP/s", "GB/s");
             for k in r["kernels"].as_array().unwrap() {
                 let f = |v: &serde_json::Value| v.as_f64().map_or(String::from("-"), |x| format!("{x:.1}"));
-                println!("  {:<34} {:>10.3} {:>6.1} {:>10} {:>8}", k["name"].as_str().unwrap(), k["ms"].as_f64().unwrap(), k["percent"].as_f64().unwrap(), f(&k["gflops"]), f(&k["gbps"]));
+                println!(
+                    "  {:<34} {:>10.3} {:>6.1} {:>10} {:>8}",
+                    k["name"].as_str().unwrap(),
+                    k["ms"].as_f64().unwrap(),
+                    k["percent"].as_f64().unwrap(),
+                    f(&k["gflops"]),
+                    f(&k["gbps"])
+                );
             }
         }
         results.push(r);

@@ -49,7 +49,10 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
     }
     let (tshape, targets) = f.i64(path, "targets")?;
     if tshape != [ishape[0]] {
-        return Err(crate::Error::file(path, format!("targets must be ({},) to match images {ishape:?}, got {tshape:?}", ishape[0])));
+        return Err(crate::Error::file(
+            path,
+            format!("targets must be ({},) to match images {ishape:?}, got {tshape:?}", ishape[0]),
+        ));
     }
     if let Some(i) = images.iter().position(|v| !v.is_finite()) {
         return Err(crate::Error::file(path, format!("images hold a non-finite value at flat index {i}")));
@@ -63,7 +66,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     state_dict::load_into(&a.weights, &mut model.params)?;
     let sgd = match a.lr {
         Some(lr) => {
-            let c = sgd::Config { lr, momentum: a.momentum, dampening: a.dampening, weight_decay: a.weight_decay, nesterov: a.nesterov };
+            let c = sgd::Config {
+                lr,
+                momentum: a.momentum,
+                dampening: a.dampening,
+                weight_decay: a.weight_decay,
+                nesterov: a.nesterov,
+            };
             c.check()?;
             Some(c)
         }
@@ -120,7 +129,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     write_f32(&a.out, &out, None)?;
     println!("wrote {} tensors to {}", out.len(), a.out.display());
     if !all_ok {
-        eprintln!("error: --verify found tensors beyond tolerance ({:.0e} of each tensor's largest magnitude)", graph::VERIFY_TOL);
+        eprintln!(
+            "error: --verify found tensors beyond tolerance ({:.0e} of each tensor's largest magnitude)",
+            graph::VERIFY_TOL
+        );
         return Ok(1);
     }
     Ok(0)

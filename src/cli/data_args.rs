@@ -30,11 +30,13 @@ impl DataArgs {
             return DatasetKind::Cifar10;
         }
         static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| eprintln!(
-            "data: no CIFAR-10 under {}/ (cifar-10-batches-py or -bin), so using the SYNTHETIC set; \
+        SAID.call_once(|| {
+            eprintln!(
+                "data: no CIFAR-10 under {}/ (cifar-10-batches-py or -bin), so using the SYNTHETIC set; \
              add --download to fetch CIFAR-10 (170 MB), or --dataset fashion-mnist",
-            self.data_dir.display()
-        ));
+                self.data_dir.display()
+            )
+        });
         DatasetKind::Synthetic
     }
 

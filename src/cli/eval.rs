@@ -38,7 +38,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         });
         println!("{v}");
     } else {
-        println!("{} {:?}: accuracy {:.2}% ({} images), loss {:.4}", ds.name, a.split, 100.0 * s.accuracy, s.images, s.loss);
+        println!(
+            "{} {:?}: accuracy {:.2}% ({} images), loss {:.4}",
+            ds.name,
+            a.split,
+            100.0 * s.accuracy,
+            s.images,
+            s.loss
+        );
     }
     Ok(0)
 }

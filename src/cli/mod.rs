@@ -14,7 +14,11 @@ use crate::device::{BackendChoice, Device, DeviceKind, DeviceOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "wgrad", version, about = "Train PyTorch-style networks on any GPU through WebGPU, with a CPU path that verifies them")]
+#[command(
+    name = "wgrad",
+    version,
+    about = "Train PyTorch-style networks on any GPU through WebGPU, with a CPU path that verifies them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,11 @@ pub struct DeviceArgs {
 
 impl DeviceArgs {
     pub fn options(&self) -> DeviceOptions {
-        DeviceOptions { kind: self.device, backend: self.backend, adapter: self.adapter.clone().filter(|s| !s.is_empty()) }
+        DeviceOptions {
+            kind: self.device,
+            backend: self.backend,
+            adapter: self.adapter.clone().filter(|s| !s.is_empty()),
+        }
     }
     /// Selects the device and says which on stderr.
     pub fn select(&self) -> crate::Result<Device> {

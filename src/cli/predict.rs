@@ -3,10 +3,10 @@
 
 use super::DeviceArgs;
 use crate::data::cifar10::CLASSES;
+use crate::data::image::load_image;
 use crate::graph;
 use crate::io::checkpoint;
 use crate::nn::models;
-use crate::data::image::load_image;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -38,7 +38,11 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let sum: f32 = exp.iter().sum();
         let mut ranked: Vec<(usize, f32)> = exp.iter().map(|e| e / sum).enumerate().collect();
         ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
-        let top: Vec<String> = ranked.iter().take(3).map(|(c, pr)| format!("{} {:.1}%", classes.get(*c).map_or("?", |s| s.as_str()), 100.0 * pr)).collect();
+        let top: Vec<String> = ranked
+            .iter()
+            .take(3)
+            .map(|(c, pr)| format!("{} {:.1}%", classes.get(*c).map_or("?", |s| s.as_str()), 100.0 * pr))
+            .collect();
         println!("{}: {}", p.display(), top.join(", "));
     }
     Ok(0)

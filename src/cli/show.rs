@@ -49,6 +49,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     write_atomic(&a.out, &png)?;
-    println!("wrote {} ({} images of {}{})", a.out.display(), ds.len().min(64), ds.name, if ds.synthetic { ", SYNTHETIC" } else { "" });
+    println!(
+        "wrote {} ({} images of {}{})",
+        a.out.display(),
+        ds.len().min(64),
+        ds.name,
+        if ds.synthetic { ", SYNTHETIC" } else { "" }
+    );
     Ok(0)
 }

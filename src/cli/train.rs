@@ -117,7 +117,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let train_ds = a.data.load(Split::Train)?;
     let test_ds = a.data.load(Split::Test)?;
-    let sgd = sgd::Config { lr: a.lr, momentum: a.momentum, dampening: a.dampening, weight_decay: a.weight_decay, nesterov: a.nesterov };
+    let sgd = sgd::Config {
+        lr: a.lr,
+        momentum: a.momentum,
+        dampening: a.dampening,
+        weight_decay: a.weight_decay,
+        nesterov: a.nesterov,
+    };
     let cfg = train::Config {
         epochs: a.epochs,
         batch_size: a.batch_size as usize,
@@ -140,7 +146,11 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         a.lr,
         a.momentum,
         a.weight_decay,
-        if a.resume.is_some() { format!(", resuming at epoch {} batch {} (step {})", t.meta.epoch + 1, t.meta.batch, t.meta.step) } else { String::new() }
+        if a.resume.is_some() {
+            format!(", resuming at epoch {} batch {} (step {})", t.meta.epoch + 1, t.meta.batch, t.meta.step)
+        } else {
+            String::new()
+        }
     );
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
@@ -155,9 +165,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         b.finish_and_clear();
     }
     match outcome {
-        Outcome::Finished => println!("done after {} steps; metrics, curves and checkpoints in {}", t.meta.step, a.out.display()),
-        Outcome::Interrupted => println!("interrupted at step {}; resume with --resume {}", t.meta.step, a.out.display()),
-        Outcome::MaxSteps => println!("stopped at --max-steps {}; resume with --resume {}", t.meta.step, a.out.display()),
+        Outcome::Finished => {
+            println!("done after {} steps; metrics, curves and checkpoints in {}", t.meta.step, a.out.display())
+        }
+        Outcome::Interrupted => {
+            println!("interrupted at step {}; resume with --resume {}", t.meta.step, a.out.display())
+        }
+        Outcome::MaxSteps => {
+            println!("stopped at --max-steps {}; resume with --resume {}", t.meta.step, a.out.display())
+        }
     }
     Ok(0)
 }

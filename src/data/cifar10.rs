@@ -17,7 +17,8 @@ type Dict = BTreeMap<HashableValue, Value>;
 pub const BIN_FOLDER: &str = "cifar-10-batches-bin";
 pub const PY_FOLDER: &str = "cifar-10-batches-py";
 pub const RECORD: usize = 1 + IMAGE_BYTES;
-pub const CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub const CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// The layout folder under (or at) `dir`, if either exists.
 pub fn find(dir: &Path) -> Option<PathBuf> {
@@ -44,7 +45,11 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
             format!("no CIFAR-10 here: expected {BIN_FOLDER}/ or {PY_FOLDER}/ (pass --download to fetch it)"),
         ));
     };
-    if folder.join("test_batch.bin").exists() { load_bin(&folder, split) } else { load_py(&folder, split) }
+    if folder.join("test_batch.bin").exists() {
+        load_bin(&folder, split)
+    } else {
+        load_py(&folder, split)
+    }
 }
 
 /// Parses one binary batch file: (images, labels).
@@ -60,7 +65,10 @@ pub fn parse_bin(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut labels = Vec::with_capacity(n);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] >= 10 {
-            return Err(Error::file(path, format!("record {i} (offset {}) has label {}; CIFAR-10 labels are 0..9", i * RECORD, rec[0])));
+            return Err(Error::file(
+                path,
+                format!("record {i} (offset {}) has label {}; CIFAR-10 labels are 0..9", i * RECORD, rec[0]),
+            ));
         }
         labels.push(rec[0]);
         images.extend_from_slice(&rec[1..]);
@@ -89,7 +97,15 @@ pub fn load_bin(folder: &Path, split: Split) -> Result<Dataset> {
         images.extend(i);
         labels.extend(l);
     }
-    Ok(Dataset { name: "CIFAR-10".into(), split, images, labels, classes: class_names_txt(folder)?, synthetic: false, source: folder.into() })
+    Ok(Dataset {
+        name: "CIFAR-10".into(),
+        split,
+        images,
+        labels,
+        classes: class_names_txt(folder)?,
+        synthetic: false,
+        source: folder.into(),
+    })
 }
 
 fn get<'a>(dict: &'a Dict, key: &str) -> Option<&'a Value> {
@@ -125,8 +141,10 @@ fn kind(v: &Value) -> &'static str {
 fn unpickle(path: &Path, bytes: &[u8]) -> Result<Value> {
     // serde-pickle can panic on malformed input (a set of floats and ints sorts with an order that
     // is not total, found by fuzzing); contain it as an error.
-    let parsed = crate::error::contain_panics(|| serde_pickle::value_from_slice(bytes, DeOptions::new().replace_unresolved_globals()))
-        .map_err(|p| Error::file(path, format!("not a readable pickle: the unpickler failed on malformed input ({p})")))?;
+    let parsed = crate::error::contain_panics(|| {
+        serde_pickle::value_from_slice(bytes, DeOptions::new().replace_unresolved_globals())
+    })
+    .map_err(|p| Error::file(path, format!("not a readable pickle: the unpickler failed on malformed input ({p})")))?;
     parsed.map_err(|e| Error::file(path, format!("not a readable pickle: {e}")))
 }
 
@@ -219,5 +237,13 @@ pub fn load_py(folder: &Path, split: Split) -> Result<Dataset> {
         images.extend(i);
         labels.extend(l);
     }
-    Ok(Dataset { name: "CIFAR-10".into(), split, images, labels, classes: class_names_pickle(folder)?, synthetic: false, source: folder.into() })
+    Ok(Dataset {
+        name: "CIFAR-10".into(),
+        split,
+        images,
+        labels,
+        classes: class_names_pickle(folder)?,
+        synthetic: false,
+        source: folder.into(),
+    })
 }

@@ -56,7 +56,8 @@ pub fn fetch_and_extract(url: &str, md5_hex: &str, dir: &Path, folder: &str) -> 
         if !inner.is_dir() {
             return Err(Error::file(&part, format!("the archive from {url} has no folder {folder}/")));
         }
-        std::fs::rename(&inner, &dest).map_err(|e| Error::file(&dest, format!("cannot move the extracted data into place: {e}")))
+        std::fs::rename(&inner, &dest)
+            .map_err(|e| Error::file(&dest, format!("cannot move the extracted data into place: {e}")))
     })();
     let _ = std::fs::remove_file(&part);
     let _ = std::fs::remove_dir_all(&staging);

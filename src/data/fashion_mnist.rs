@@ -8,7 +8,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
-pub const CLASSES: [&str; 10] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 const TEST_IMAGES: &str = "t10k-images-idx3-ubyte.gz";
 
 /// The folder holding the four .gz files: `dir`, `dir`/fashion-mnist, or the system folder.
@@ -18,7 +19,13 @@ pub fn find(dir: &Path) -> Result<PathBuf> {
             return Ok(cand);
         }
     }
-    Err(Error::file(dir, format!("no Fashion-MNIST here, in {}/fashion-mnist or in {SYSTEM_DIR} (apt-get install dataset-fashion-mnist)", dir.display())))
+    Err(Error::file(
+        dir,
+        format!(
+            "no Fashion-MNIST here, in {}/fashion-mnist or in {SYSTEM_DIR} (apt-get install dataset-fashion-mnist)",
+            dir.display()
+        ),
+    ))
 }
 
 /// Largest decompressed size accepted (Fashion-MNIST's largest file is 47 MB): a small file that
@@ -33,7 +40,10 @@ pub fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| Error::file(path, format!("not a complete gzip stream: {e}")))?;
     if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(Error::file(path, format!("decompresses to more than {MAX_DECOMPRESSED} bytes; not an IDX file of this dataset")));
+        return Err(Error::file(
+            path,
+            format!("decompresses to more than {MAX_DECOMPRESSED} bytes; not an IDX file of this dataset"),
+        ));
     }
     Ok(out)
 }
@@ -47,9 +57,15 @@ pub fn parse_idx(path: &Path, bytes: &[u8], ndim: usize) -> Result<(Vec<usize>, 
     let magic = u32::from_be_bytes(bytes[0..4].try_into().unwrap());
     let want = 0x0800 | ndim as u32;
     if magic != want {
-        return Err(Error::file(path, format!("IDX magic is {magic:#010x} at offset 0, expected {want:#010x} (unsigned bytes, {ndim} dimensions)")));
+        return Err(Error::file(
+            path,
+            format!(
+                "IDX magic is {magic:#010x} at offset 0, expected {want:#010x} (unsigned bytes, {ndim} dimensions)"
+            ),
+        ));
     }
-    let dims: Vec<usize> = (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let dims: Vec<usize> =
+        (0..ndim).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
     let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     match n {
         Some(n) if header + n == bytes.len() => Ok((dims, bytes[header..].to_vec())),

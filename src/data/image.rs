@@ -40,4 +40,3 @@ pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
     }
     Ok(out)
 }
-

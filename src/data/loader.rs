@@ -74,7 +74,11 @@ impl DataLoader {
     /// Batches per epoch.
     pub fn len(&self) -> usize {
         let n = self.ds.len();
-        if self.cfg.drop_last { n / self.cfg.batch_size } else { n.div_ceil(self.cfg.batch_size) }
+        if self.cfg.drop_last {
+            n / self.cfg.batch_size
+        } else {
+            n.div_ceil(self.cfg.batch_size)
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

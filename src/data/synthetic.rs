@@ -28,7 +28,8 @@ pub fn record(rng: &mut ChaCha8Rng, label: u8) -> Vec<u8> {
     let base = [hue.cos(), (hue + 2.094).cos(), (hue + 4.189).cos()].map(|v| 0.5 + 0.3 * v);
     let angle = (c * 18.0).to_radians();
     let period = 4.0 + (label % 3) as f32;
-    let (bright, phase, contrast) = (rng.random_range(0.8..1.2f32), rng.random_range(0.0..period), rng.random_range(0.05..0.2f32));
+    let (bright, phase, contrast) =
+        (rng.random_range(0.8..1.2f32), rng.random_range(0.0..period), rng.random_range(0.05..0.2f32));
     let (px, py) = (rng.random_range(4..20usize), rng.random_range(4..20usize));
     let mut rec = Vec::with_capacity(RECORD);
     rec.push(label);
@@ -37,7 +38,11 @@ pub fn record(rng: &mut ChaCha8Rng, label: u8) -> Vec<u8> {
             for x in 0..SIDE {
                 let t = (x as f32 * angle.cos() + y as f32 * angle.sin() + phase) / period;
                 let stripe = contrast * (t * std::f32::consts::TAU).sin();
-                let patch = if (px..px + 8).contains(&x) && (py..py + 8).contains(&y) { 0.15 * if ch == label as usize % 3 { 1.0 } else { -1.0 } } else { 0.0 };
+                let patch = if (px..px + 8).contains(&x) && (py..py + 8).contains(&y) {
+                    0.15 * if ch == label as usize % 3 { 1.0 } else { -1.0 }
+                } else {
+                    0.0
+                };
                 let v = (b * bright + stripe + patch + rng.random_range(-0.15..0.15f32)).clamp(0.0, 1.0);
                 rec.push((v * 255.0).round() as u8);
             }

@@ -1,10 +1,10 @@
 //! The CPU path of the executor: the same plan computed with the ops' CPU code (f32).
 
 use super::{loss_options, tensor_names, Executor, Geometry, KernelTime, Options, Plan};
-use std::time::Instant;
 use crate::nn::{Model, ParamSet};
 use crate::ops::{conv2d, cross_entropy, linear, maxpool2d, sgd};
 use crate::Result;
+use std::time::Instant;
 
 pub struct CpuExecutor {
     plan: Plan,
@@ -80,7 +80,12 @@ impl CpuExecutor {
             };
             self.acts[i + 1] = out;
             let flops = 2 * node_macs(&self.plan.nodes[i].geo);
-            self.timings.push(KernelTime { name: self.plan.nodes[i].name.clone(), seconds: t.elapsed().as_secs_f64(), flops, bytes: 0 });
+            self.timings.push(KernelTime {
+                name: self.plan.nodes[i].name.clone(),
+                seconds: t.elapsed().as_secs_f64(),
+                flops,
+                bytes: 0,
+            });
         }
     }
 }
@@ -110,10 +115,19 @@ impl Executor for CpuExecutor {
             let x = self.act(i);
             let (dinp, dw, db) = match node.geo {
                 Geometry::Conv(g) => {
-                    let gr = conv2d::backward_cpu(&g, x, self.params.get(node.weight.unwrap()), &dout, need_dinp, node.bias.is_some());
+                    let gr = conv2d::backward_cpu(
+                        &g,
+                        x,
+                        self.params.get(node.weight.unwrap()),
+                        &dout,
+                        need_dinp,
+                        node.bias.is_some(),
+                    );
                     (gr.dinp, Some(gr.dweight), gr.dbias)
                 }
-                Geometry::Pool(g) => (need_dinp.then(|| maxpool2d::backward_cpu(&g, &self.indices[i], &dout)), None, None),
+                Geometry::Pool(g) => {
+                    (need_dinp.then(|| maxpool2d::backward_cpu(&g, &self.indices[i], &dout)), None, None)
+                }
                 Geometry::Flatten => (None, None, None),
                 Geometry::Linear { n, cfg } => {
                     let gr = linear::backward_cpu(&cfg, n, x, self.params.get(node.weight.unwrap()), &dout, need_dinp);
@@ -128,13 +142,23 @@ impl Executor for CpuExecutor {
             }
             self.dacts[i] = dinp.unwrap_or_default();
             let flops = 2 * node_macs(&node.geo) * if i > 0 { 2 } else { 1 };
-            self.timings.push(KernelTime { name: format!("{}.backward", node.name), seconds: t.elapsed().as_secs_f64(), flops, bytes: 0 });
+            self.timings.push(KernelTime {
+                name: format!("{}.backward", node.name),
+                seconds: t.elapsed().as_secs_f64(),
+                flops,
+                bytes: 0,
+            });
         }
         if let Some(s) = &self.opts.sgd {
             let t = Instant::now();
             sgd::step_cpu(s, self.steps == 0, &mut self.params.data, &self.grads.data, &mut self.momentum.data);
             self.steps += 1;
-            self.timings.push(KernelTime { name: "sgd".into(), seconds: t.elapsed().as_secs_f64(), flops: 0, bytes: 12 * self.params.data.len() as u64 });
+            self.timings.push(KernelTime {
+                name: "sgd".into(),
+                seconds: t.elapsed().as_secs_f64(),
+                flops: 0,
+                bytes: 12 * self.params.data.len() as u64,
+            });
         }
         Ok(Some(loss[0]))
     }
@@ -142,7 +166,11 @@ impl Executor for CpuExecutor {
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
         let want: usize = self.plan.input.iter().product();
         if images.len() != want {
-            return Err(crate::Error::Graph(format!("images hold {} floats; a batch of shape {:?} needs {want}", images.len(), self.plan.input)));
+            return Err(crate::Error::Graph(format!(
+                "images hold {} floats; a batch of shape {:?} needs {want}",
+                images.len(),
+                self.plan.input
+            )));
         }
         self.run_forward(images);
         self.logits()

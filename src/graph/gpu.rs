@@ -119,13 +119,13 @@ impl GpuExecutor {
             .iter()
             .enumerate()
             .map(|(s, &w)| gpu.zeros(&format!("activation slot {s}"), w as u64))
-            .collect::<Result<_>>()
-            ?;
+            .collect::<Result<_>>()?;
         let view = |id: usize| View { len: lives[id].words as u64, ..slots[slot_of[id]].clone() };
 
         let acts: Vec<View> = (0..=l).map(|k| view(act_life[act_rep(&plan, k)])).collect();
         let dacts: Vec<Option<View>> = (0..=l).map(|k| (k > 0).then(|| view(dact_life[dact_rep(&plan, k)]))).collect();
-        let indices: Vec<Option<View>> = (0..l).map(|i| (idx_life[i] != usize::MAX).then(|| view(idx_life[i]))).collect();
+        let indices: Vec<Option<View>> =
+            (0..l).map(|i| (idx_life[i] != usize::MAX).then(|| view(idx_life[i]))).collect();
 
         let layout = model.params.clone();
         let params = gpu.upload("params", &layout.data)?;
@@ -140,15 +140,29 @@ impl GpuExecutor {
             let b = node.bias.map(|k| pview(&params, k));
             let (x, y) = (&acts[i], &acts[i + 1]);
             match node.geo {
-                Geometry::Conv(g) => kernels.extend(conv2d::forward_gpu(&gpu, &node.name, &g, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels),
-                Geometry::Pool(g) => kernels.push(maxpool2d::forward_gpu(&gpu, &node.name, &g, x, y, indices[i].as_ref().unwrap())?),
+                Geometry::Conv(g) => kernels
+                    .extend(conv2d::forward_gpu(&gpu, &node.name, &g, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels),
+                Geometry::Pool(g) => {
+                    kernels.push(maxpool2d::forward_gpu(&gpu, &node.name, &g, x, y, indices[i].as_ref().unwrap())?)
+                }
                 Geometry::Flatten => {}
-                Geometry::Linear { n, cfg } => kernels.extend(linear::forward_gpu(&gpu, &node.name, &cfg, n, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels),
+                Geometry::Linear { n, cfg } => kernels.extend(
+                    linear::forward_gpu(&gpu, &node.name, &cfg, n, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels,
+                ),
             }
         }
         let n_forward = kernels.len();
         let dims = (batch, plan.classes, 1);
-        let ce = cross_entropy::build_gpu(&gpu, "loss", &acts[l], &targets, false, dacts[l].as_ref().unwrap(), &loss_options(), dims)?;
+        let ce = cross_entropy::build_gpu(
+            &gpu,
+            "loss",
+            &acts[l],
+            &targets,
+            false,
+            dacts[l].as_ref().unwrap(),
+            &loss_options(),
+            dims,
+        )?;
         kernels.extend(ce.forward.kernels);
         kernels.extend(ce.backward.kernels);
         for (i, node) in plan.nodes.iter().enumerate().rev() {
@@ -159,22 +173,54 @@ impl GpuExecutor {
             let dinp = if i > 0 { dacts[i].as_ref() } else { None };
             match node.geo {
                 Geometry::Conv(g) => kernels.extend(
-                    conv2d::backward_gpu(&gpu, &node.name, &g, &acts[i], w.as_ref().unwrap(), dout, dinp, dw.as_ref().unwrap(), db.as_ref())?.kernels,
+                    conv2d::backward_gpu(
+                        &gpu,
+                        &node.name,
+                        &g,
+                        &acts[i],
+                        w.as_ref().unwrap(),
+                        dout,
+                        dinp,
+                        dw.as_ref().unwrap(),
+                        db.as_ref(),
+                    )?
+                    .kernels,
                 ),
                 Geometry::Pool(g) => {
                     if let Some(dinp) = dinp {
-                        kernels.push(maxpool2d::backward_gpu(&gpu, &node.name, &g, indices[i].as_ref().unwrap(), dout, dinp)?);
+                        kernels.push(maxpool2d::backward_gpu(
+                            &gpu,
+                            &node.name,
+                            &g,
+                            indices[i].as_ref().unwrap(),
+                            dout,
+                            dinp,
+                        )?);
                     }
                 }
                 Geometry::Flatten => {}
                 Geometry::Linear { n, cfg } => kernels.extend(
-                    linear::backward_gpu(&gpu, &node.name, &cfg, n, &acts[i], w.as_ref().unwrap(), dout, dinp, dw.as_ref().unwrap(), db.as_ref())?
-                        .kernels,
+                    linear::backward_gpu(
+                        &gpu,
+                        &node.name,
+                        &cfg,
+                        n,
+                        &acts[i],
+                        w.as_ref().unwrap(),
+                        dout,
+                        dinp,
+                        dw.as_ref().unwrap(),
+                        db.as_ref(),
+                    )?
+                    .kernels,
                 ),
             }
         }
         let (sgd_first, sgd_next) = match &opts.sgd {
-            Some(s) => (Some(sgd::step_gpu(&gpu, s, true, &params, &grads, &momentum)?), Some(sgd::step_gpu(&gpu, s, false, &params, &grads, &momentum)?)),
+            Some(s) => (
+                Some(sgd::step_gpu(&gpu, s, true, &params, &grads, &momentum)?),
+                Some(sgd::step_gpu(&gpu, s, false, &params, &grads, &momentum)?),
+            ),
             None => (None, None),
         };
         let loss_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -184,7 +230,13 @@ impl GpuExecutor {
             mapped_at_creation: false,
         });
         gpu.check("building the GPU executor")?;
-        let bytes = 4 * (slot_words.iter().sum::<usize>() as u64 + 3 * layout.data.len() as u64 + batch as u64 + ce.logp.len + ce.out.len + 1);
+        let bytes = 4
+            * (slot_words.iter().sum::<usize>() as u64
+                + 3 * layout.data.len() as u64
+                + batch as u64
+                + ce.logp.len
+                + ce.out.len
+                + 1);
         Ok(GpuExecutor {
             gpu,
             plan,
@@ -232,10 +284,14 @@ impl GpuExecutor {
         match rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::Gpu { context: "reading the loss".into(), msg: e.to_string() }),
-            Err(_) => return Err(Error::Gpu { context: "reading the loss".into(), msg: "map callback never ran".into() }),
+            Err(_) => {
+                return Err(Error::Gpu { context: "reading the loss".into(), msg: "map callback never ran".into() })
+            }
         }
         let v = {
-            let m = slice.get_mapped_range().map_err(|e| Error::Gpu { context: "reading the loss".into(), msg: e.to_string() })?;
+            let m = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu { context: "reading the loss".into(), msg: e.to_string() })?;
             f32::from_le_bytes([m[0], m[1], m[2], m[3]])
         };
         self.loss_staging.unmap();
@@ -257,7 +313,8 @@ impl Executor for GpuExecutor {
         self.gpu.write(&self.targets, &self.targets_scratch)?;
         let mut enc = self.gpu.encoder("train step");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
             for k in &self.kernels {
                 k.record(&mut pass);
             }
@@ -280,12 +337,17 @@ impl Executor for GpuExecutor {
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
         let want: usize = self.plan.input.iter().product();
         if images.len() != want {
-            return Err(Error::Graph(format!("images hold {} floats; a batch of shape {:?} needs {want}", images.len(), self.plan.input)));
+            return Err(Error::Graph(format!(
+                "images hold {} floats; a batch of shape {:?} needs {want}",
+                images.len(),
+                self.plan.input
+            )));
         }
         self.gpu.write(&self.input, images)?;
         let mut enc = self.gpu.encoder("forward");
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
             for k in &self.kernels[..self.n_forward] {
                 k.record(&mut pass);
             }
@@ -351,7 +413,11 @@ impl Executor for GpuExecutor {
         let kernels: Vec<&Kernel> = self.kernels.iter().chain(opt.iter()).collect();
         let times = if self.gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
             let n = kernels.len() as u32;
-            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: 2 * n });
+            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * n,
+            });
             let resolve = Arc::new(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("profile timestamps"),
                 size: 16 * n as u64,
@@ -360,8 +426,15 @@ impl Executor for GpuExecutor {
             }));
             let mut enc = self.gpu.encoder("profile");
             for (i, k) in kernels.iter().enumerate() {
-                let tw = wgpu::ComputePassTimestampWrites { query_set: &qs, beginning_of_pass_write_index: Some(2 * i as u32), end_of_pass_write_index: Some(2 * i as u32 + 1) };
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&k.label), timestamp_writes: Some(tw) });
+                let tw = wgpu::ComputePassTimestampWrites {
+                    query_set: &qs,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                };
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&k.label),
+                    timestamp_writes: Some(tw),
+                });
                 k.record(&mut pass);
             }
             enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
@@ -376,7 +449,10 @@ impl Executor for GpuExecutor {
                 let t = std::time::Instant::now();
                 let mut enc = self.gpu.encoder("profile");
                 {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&k.label), timestamp_writes: None });
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&k.label),
+                        timestamp_writes: None,
+                    });
                     k.record(&mut pass);
                 }
                 self.gpu.submit(enc, "profile")?;
@@ -388,6 +464,10 @@ impl Executor for GpuExecutor {
         if self.sgd_first.is_some() {
             self.steps += 1;
         }
-        Ok(kernels.iter().zip(times).map(|(k, seconds)| KernelTime { name: k.label.clone(), seconds, flops: k.flops, bytes: k.bytes }).collect())
+        Ok(kernels
+            .iter()
+            .zip(times)
+            .map(|(k, seconds)| KernelTime { name: k.label.clone(), seconds, flops: k.flops, bytes: k.bytes })
+            .collect())
     }
 }

@@ -22,7 +22,11 @@ pub fn assign(lives: &[Life], share: bool) -> (Vec<usize>, Vec<usize>) {
             // Best fit: the free slot whose size is closest to what is needed, preferring ones large enough.
             (0..slots.len()).filter(|&s| slots[s].0 < l.def).min_by_key(|&s| {
                 let w = slots[s].1;
-                if w >= l.words { (0, w - l.words) } else { (1, l.words - w) }
+                if w >= l.words {
+                    (0, w - l.words)
+                } else {
+                    (1, l.words - w)
+                }
             })
         });
         let s = match free.flatten() {

@@ -71,7 +71,9 @@ impl Plan {
                 }
                 Layer::Flatten => {
                     if shape.len() < 2 {
-                        return Err(Error::Graph(format!("{name}: Flatten needs at least 2 dimensions, got {shape:?}")));
+                        return Err(Error::Graph(format!(
+                            "{name}: Flatten needs at least 2 dimensions, got {shape:?}"
+                        )));
                     }
                     (Geometry::Flatten, vec![shape[0], shape[1..].iter().product()])
                 }
@@ -80,12 +82,23 @@ impl Plan {
                     (Geometry::Linear { n, cfg: *c }, vec![n, c.out_features])
                 }
             };
-            let (weight, bias) = (model.params.index(&format!("{name}.weight")), model.params.index(&format!("{name}.bias")));
-            nodes.push(Node { name, layer: *layer, in_shape: shape.clone(), out_shape: out.clone(), geo, weight, bias });
+            let (weight, bias) =
+                (model.params.index(&format!("{name}.weight")), model.params.index(&format!("{name}.bias")));
+            nodes.push(Node {
+                name,
+                layer: *layer,
+                in_shape: shape.clone(),
+                out_shape: out.clone(),
+                geo,
+                weight,
+                bias,
+            });
             shape = out;
         }
         if shape.len() != 2 {
-            return Err(Error::Graph(format!("the network's output {shape:?} is not (N, classes), as CrossEntropyLoss needs")));
+            return Err(Error::Graph(format!(
+                "the network's output {shape:?} is not (N, classes), as CrossEntropyLoss needs"
+            )));
         }
         Ok(Plan { batch, input, classes: shape[1], nodes })
     }
@@ -106,7 +119,11 @@ impl Plan {
     pub fn check_batch(&self, images: &[f32], targets: &[i64]) -> Result<()> {
         let want: usize = self.input.iter().product();
         if images.len() != want {
-            return Err(Error::Graph(format!("images hold {} floats; a batch of shape {:?} needs {want}", images.len(), self.input)));
+            return Err(Error::Graph(format!(
+                "images hold {} floats; a batch of shape {:?} needs {want}",
+                images.len(),
+                self.input
+            )));
         }
         if targets.len() != self.batch {
             return Err(Error::Graph(format!("{} targets for a batch of {}", targets.len(), self.batch)));
@@ -230,7 +247,15 @@ impl std::fmt::Display for Comparison {
         writeln!(f, "{} vs {}", self.got, self.want)?;
         writeln!(f, "  {:<36} {:>12} {:>12} {:>12}", "tensor", "max abs err", "max rel err", "scaled err")?;
         for r in &self.rows {
-            writeln!(f, "  {:<36} {:>12.3e} {:>12.3e} {:>12.3e}{}", r.name, r.max_abs, r.max_rel, r.scaled, if r.bad { "  MISMATCH" } else { "" })?;
+            writeln!(
+                f,
+                "  {:<36} {:>12.3e} {:>12.3e} {:>12.3e}{}",
+                r.name,
+                r.max_abs,
+                r.max_rel,
+                r.scaled,
+                if r.bad { "  MISMATCH" } else { "" }
+            )?;
         }
         for (who, name) in &self.non_finite {
             writeln!(f, "  first non-finite value on the {who}: in {name}")?;
@@ -243,7 +268,8 @@ impl std::fmt::Display for Comparison {
 pub fn compare(got: &dyn Executor, want: &dyn Executor) -> Result<Comparison> {
     let (gt, wt) = (got.tensors()?, want.tensors()?);
     let (gg, wg) = (got.grads()?, want.grads()?);
-    let mut pairs: Vec<(String, Vec<f32>, Vec<f32>)> = gt.into_iter().zip(wt).map(|((n, g), (_, w))| (n, g, w)).collect();
+    let mut pairs: Vec<(String, Vec<f32>, Vec<f32>)> =
+        gt.into_iter().zip(wt).map(|((n, g), (_, w))| (n, g, w)).collect();
     for (i, s) in gg.specs.iter().enumerate() {
         pairs.push((format!("grad {}", s.key), gg.get(i).to_vec(), wg.get(i).to_vec()));
     }
@@ -252,7 +278,13 @@ pub fn compare(got: &dyn Executor, want: &dyn Executor) -> Result<Comparison> {
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
         let d = crate::testing::diff(g, w, (scale * 1e-3).max(1e-12));
         let scaled = d.max_abs / scale.max(1e-12);
-        rows.push(Row { name: name.clone(), max_abs: d.max_abs, max_rel: d.max_rel, scaled, bad: d.non_finite_mismatch || scaled > VERIFY_TOL });
+        rows.push(Row {
+            name: name.clone(),
+            max_abs: d.max_abs,
+            max_rel: d.max_rel,
+            scaled,
+            bad: d.non_finite_mismatch || scaled > VERIFY_TOL,
+        });
     }
     let mut non_finite = Vec::new();
     for (who, side) in [(got.describe(), 1), (want.describe(), 2)] {

@@ -42,7 +42,13 @@ pub struct Meta {
 
 impl Meta {
     pub fn sgd(&self) -> sgd::Config {
-        sgd::Config { lr: self.lr, momentum: self.momentum, dampening: self.dampening, weight_decay: self.weight_decay, nesterov: self.nesterov }
+        sgd::Config {
+            lr: self.lr,
+            momentum: self.momentum,
+            dampening: self.dampening,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+        }
     }
 }
 
@@ -76,7 +82,11 @@ pub fn latest(dir: &Path) -> Option<PathBuf> {
     let mut best: Option<(u64, PathBuf)> = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(step) = name.strip_prefix("checkpoint-").and_then(|r| r.strip_suffix(".safetensors")).and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(step) = name
+            .strip_prefix("checkpoint-")
+            .and_then(|r| r.strip_suffix(".safetensors"))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             continue;
         };
         let p = e.path();
@@ -95,7 +105,9 @@ pub fn prune(dir: &Path, keep: usize) {
         .flatten()
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            n.strip_prefix("checkpoint-").and_then(|r| r.strip_suffix(".optim.safetensors")).and_then(|s| s.parse().ok())
+            n.strip_prefix("checkpoint-")
+                .and_then(|r| r.strip_suffix(".optim.safetensors"))
+                .and_then(|s| s.parse().ok())
         })
         .collect();
     steps.sort_unstable();
@@ -108,7 +120,12 @@ pub fn prune(dir: &Path, keep: usize) {
 
 /// The checkpoint metadata of a parsed file (an error for a plain state dict).
 pub fn read_meta(path: &Path, f: &File) -> Result<Meta> {
-    let json = f.metadata.get(META_KEY).ok_or_else(|| Error::file(path, format!("not a wgrad checkpoint (no {META_KEY} metadata); a plain state dict cannot be resumed")))?;
+    let json = f.metadata.get(META_KEY).ok_or_else(|| {
+        Error::file(
+            path,
+            format!("not a wgrad checkpoint (no {META_KEY} metadata); a plain state dict cannot be resumed"),
+        )
+    })?;
     serde_json::from_str(json).map_err(|e| Error::file(path, format!("unreadable checkpoint metadata: {e}")))
 }
 
@@ -127,11 +144,18 @@ pub fn load(path: &Path, layout: &ParamSet) -> Result<Checkpoint> {
     let of = File::read(&op)?;
     let ometa = read_meta(&op, &of)?;
     if ometa != meta {
-        return Err(Error::file(&op, format!("belongs to another checkpoint than {} (step {} vs {})", model.display(), ometa.step, meta.step)));
+        return Err(Error::file(
+            &op,
+            format!("belongs to another checkpoint than {} (step {} vs {})", model.display(), ometa.step, meta.step),
+        ));
     }
     let mut momentum = layout.like(vec![0.0; layout.data.len()])?;
     let renamed = File {
-        tensors: of.tensors.into_iter().map(|(k, v)| (k.strip_prefix("momentum.").map(String::from).unwrap_or(k), v)).collect(),
+        tensors: of
+            .tensors
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("momentum.").map(String::from).unwrap_or(k), v))
+            .collect(),
         metadata: of.metadata,
     };
     state_dict::apply(&op, &renamed, &mut momentum, |_| true)?;

@@ -45,7 +45,8 @@ impl File {
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<File> {
         let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::file(path, format!("not a valid safetensors file: {e}")))?;
         let mut tensors = BTreeMap::new();
         let mut bad = Vec::new();
         for (name, view) in st.tensors() {
@@ -89,7 +90,11 @@ impl File {
 }
 
 /// Writes f32 tensors (name, shape, data) and metadata atomically.
-pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], metadata: Option<HashMap<String, String>>) -> Result<()> {
+pub fn write_f32(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| bytemuck::cast_slice(d).to_vec()).collect();
     let mut views = Vec::with_capacity(tensors.len());
     for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
@@ -97,6 +102,7 @@ pub fn write_f32(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], metada
             .map_err(|e| Error::file(path, format!("tensor {name} of shape {shape:?}: {e}")))?;
         views.push((name.clone(), v));
     }
-    let out = ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))?;
+    let out =
+        ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))?;
     write_atomic(path, &out)
 }

@@ -44,7 +44,12 @@ pub fn apply(path: &Path, file: &File, params: &mut ParamSet, is_param: impl Fn(
 
 /// The parameters as (key, shape, data) tensors.
 pub fn tensors(params: &ParamSet, prefix: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    params.specs.iter().enumerate().map(|(i, s)| (format!("{prefix}{}", s.key), s.shape.clone(), params.get(i).to_vec())).collect()
+    params
+        .specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("{prefix}{}", s.key), s.shape.clone(), params.get(i).to_vec()))
+        .collect()
 }
 
 /// Writes a state dict atomically.

@@ -54,13 +54,27 @@ impl Layer {
         match self {
             Layer::Conv2d(c) => format!(
                 "Conv2d({}, {}, kernel_size={:?}, stride={:?}, padding={:?}{})",
-                c.in_channels, c.out_channels, c.kernel, c.stride, c.padding,
+                c.in_channels,
+                c.out_channels,
+                c.kernel,
+                c.stride,
+                c.padding,
                 if c.dilation != (1, 1) { format!(", dilation={:?}", c.dilation) } else { String::new() }
             ),
-            Layer::MaxPool2d(c) => format!("MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?}{})", c.kernel, c.stride, c.padding,
-                if c.ceil_mode { ", ceil_mode=True" } else { "" }),
+            Layer::MaxPool2d(c) => format!(
+                "MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?}{})",
+                c.kernel,
+                c.stride,
+                c.padding,
+                if c.ceil_mode { ", ceil_mode=True" } else { "" }
+            ),
             Layer::Flatten => "Flatten()".into(),
-            Layer::Linear(c) => format!("Linear(in_features={}, out_features={}, bias={})", c.in_features, c.out_features, if c.bias { "True" } else { "False" }),
+            Layer::Linear(c) => format!(
+                "Linear(in_features={}, out_features={}, bias={})",
+                c.in_features,
+                c.out_features,
+                if c.bias { "True" } else { "False" }
+            ),
         }
     }
 }
@@ -82,7 +96,11 @@ impl Sequential {
     }
     /// A layer's path, e.g. `model1.conv1`.
     pub fn path(&self, i: usize) -> String {
-        if self.prefix.is_empty() { self.layers[i].0.clone() } else { format!("{}.{}", self.prefix, self.layers[i].0) }
+        if self.prefix.is_empty() {
+            self.layers[i].0.clone()
+        } else {
+            format!("{}.{}", self.prefix, self.layers[i].0)
+        }
     }
     /// Every parameter's key and shape, in state-dict order.
     pub fn param_specs(&self) -> Vec<ParamSpec> {
@@ -154,7 +172,11 @@ impl ParamSet {
     /// Same layout, other values: the flat gradient or momentum of these parameters.
     pub fn like(&self, data: Vec<f32>) -> Result<ParamSet> {
         if data.len() != self.data.len() {
-            return Err(Error::Graph(format!("flat tensor of {} floats given for parameters of {}", data.len(), self.data.len())));
+            return Err(Error::Graph(format!(
+                "flat tensor of {} floats given for parameters of {}",
+                data.len(),
+                self.data.len()
+            )));
         }
         Ok(ParamSet { specs: self.specs.clone(), offsets: self.offsets.clone(), data })
     }

@@ -24,9 +24,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
 
 /// dbias: (C,) from dout: (N, C, S).
 pub fn backward_cpu<T: Real>(dout: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
-    (0..c)
-        .map(|ch| (0..n).flat_map(|i| dout[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied()).sum())
-        .collect()
+    (0..c).map(|ch| (0..n).flat_map(|i| dout[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied()).sum()).collect()
 }
 
 pub fn backward_gpu(gpu: &Gpu, label: &str, dout: &View, dbias: &View, n: usize, c: usize, s: usize) -> Result<Kernel> {

@@ -28,7 +28,15 @@ pub struct Config {
 impl Config {
     /// Conv2d(in, out, k) with PyTorch's defaults: stride 1, padding 0, dilation 1, bias.
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        Config { in_channels, out_channels, kernel: (kernel, kernel), stride: (1, 1), padding: (0, 0), dilation: (1, 1), bias: true }
+        Config {
+            in_channels,
+            out_channels,
+            kernel: (kernel, kernel),
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            bias: true,
+        }
     }
     pub fn padding(mut self, p: usize) -> Self {
         self.padding = (p, p);
@@ -44,15 +52,29 @@ impl Config {
 
     /// Checks an (N, C, H, W) input against the layer and returns the geometry of the convolution.
     pub fn geometry(&self, input: &[usize]) -> Result<Geometry> {
-        let op = || format!("{OP}({}, {}, kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?})",
-            self.in_channels, self.out_channels, self.kernel, self.stride, self.padding, self.dilation);
+        let op = || {
+            format!(
+                "{OP}({}, {}, kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?})",
+                self.in_channels, self.out_channels, self.kernel, self.stride, self.padding, self.dilation
+            )
+        };
         ensure_op!(input.len() == 4, op(), "expected an (N, C, H, W) input, got shape {input:?}");
         let [n, c, h, w] = [input[0], input[1], input[2], input[3]];
         ensure_op!(self.kernel.0 > 0 && self.kernel.1 > 0, op(), "kernel size must be positive");
         ensure_op!(self.stride.0 > 0 && self.stride.1 > 0, op(), "stride must be positive, got {:?}", self.stride);
-        ensure_op!(self.dilation.0 > 0 && self.dilation.1 > 0, op(), "dilation must be positive, got {:?}", self.dilation);
+        ensure_op!(
+            self.dilation.0 > 0 && self.dilation.1 > 0,
+            op(),
+            "dilation must be positive, got {:?}",
+            self.dilation
+        );
         ensure_op!(self.in_channels > 0 && self.out_channels > 0, op(), "channel counts must be positive");
-        ensure_op!(c == self.in_channels, op(), "input {input:?} has {c} channels but the weight expects {}", self.in_channels);
+        ensure_op!(
+            c == self.in_channels,
+            op(),
+            "input {input:?} has {c} channels but the weight expects {}",
+            self.in_channels
+        );
         ensure_op!(n > 0, op(), "empty batch in input {input:?}");
         let eff = |k: usize, d: usize| d * (k - 1) + 1;
         let (ekh, ekw) = (eff(self.kernel.0, self.dilation.0), eff(self.kernel.1, self.dilation.1));
@@ -66,9 +88,21 @@ impl Config {
         let oh = (ph - ekh) / self.stride.0 + 1;
         let ow = (pw - ekw) / self.stride.1 + 1;
         Ok(Geometry {
-            n, ic: c, h, w, oc: self.out_channels, oh, ow,
-            kh: self.kernel.0, kw: self.kernel.1, sh: self.stride.0, sw: self.stride.1,
-            ph: self.padding.0, pw: self.padding.1, dh: self.dilation.0, dw: self.dilation.1,
+            n,
+            ic: c,
+            h,
+            w,
+            oc: self.out_channels,
+            oh,
+            ow,
+            kh: self.kernel.0,
+            kw: self.kernel.1,
+            sh: self.stride.0,
+            sw: self.stride.1,
+            ph: self.padding.0,
+            pw: self.padding.1,
+            dh: self.dilation.0,
+            dw: self.dilation.1,
         })
     }
 }
@@ -76,10 +110,21 @@ impl Config {
 /// Every size of one convolution: input (N, IC, H, W), output (N, OC, OH, OW), weight (OC, IC, KH, KW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
-    pub n: usize, pub ic: usize, pub h: usize, pub w: usize,
-    pub oc: usize, pub oh: usize, pub ow: usize,
-    pub kh: usize, pub kw: usize, pub sh: usize, pub sw: usize,
-    pub ph: usize, pub pw: usize, pub dh: usize, pub dw: usize,
+    pub n: usize,
+    pub ic: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oc: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
 }
 
 impl Geometry {
@@ -164,7 +209,22 @@ pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<
                 im2col(g, &inp[(c * CPU_CHUNK + b) * in_sz..][..in_sz], col, cols, b * ohw);
             }
             // tmp (OC, nb·OHW) = weight (OC, K) · col (K, nb·OHW)
-            T::gemm(g.oc, k, cols, T::one(), weight, k as isize, 1, col, cols as isize, 1, T::zero(), tmp, cols as isize, 1);
+            T::gemm(
+                g.oc,
+                k,
+                cols,
+                T::one(),
+                weight,
+                k as isize,
+                1,
+                col,
+                cols as isize,
+                1,
+                T::zero(),
+                tmp,
+                cols as isize,
+                1,
+            );
             for b in 0..nb {
                 for oc in 0..g.oc {
                     let add = bias.map_or(T::zero(), |bv| bv[oc]);
@@ -181,7 +241,14 @@ pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<
 }
 
 /// Gradients w.r.t. input (when `need_dinp`), weight and bias (when `has_bias`).
-pub fn backward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], dout: &[T], need_dinp: bool, has_bias: bool) -> Grads<T> {
+pub fn backward_cpu<T: Real>(
+    g: &Geometry,
+    inp: &[T],
+    weight: &[T],
+    dout: &[T],
+    need_dinp: bool,
+    has_bias: bool,
+) -> Grads<T> {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
     let chunks = g.n.div_ceil(CPU_CHUNK);
     // Per chunk of images: its dweight contribution and (optionally) its dinp; summed in chunk
@@ -197,16 +264,47 @@ pub fn backward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], dout: &[T], 
                 for b in 0..nb {
                     im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
                     for oc in 0..g.oc {
-                        dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
+                        dchunk[oc * cols + b * ohw..][..ohw]
+                            .copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
                     }
                 }
                 let mut dw = vec![T::zero(); g.oc * k];
                 // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
-                T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), &mut dw, k as isize, 1);
+                T::gemm(
+                    g.oc,
+                    cols,
+                    k,
+                    T::one(),
+                    dchunk,
+                    cols as isize,
+                    1,
+                    col,
+                    1,
+                    cols as isize,
+                    T::zero(),
+                    &mut dw,
+                    k as isize,
+                    1,
+                );
                 let mut dx = Vec::new();
                 if need_dinp {
                     // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
-                    T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
+                    T::gemm(
+                        k,
+                        g.oc,
+                        cols,
+                        T::one(),
+                        weight,
+                        1,
+                        k as isize,
+                        dchunk,
+                        cols as isize,
+                        1,
+                        T::zero(),
+                        col,
+                        cols as isize,
+                        1,
+                    );
                     dx = vec![T::zero(); nb * in_sz];
                     for b in 0..nb {
                         col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
@@ -232,24 +330,62 @@ pub fn backward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], dout: &[T], 
 #[allow(non_snake_case)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
-    pub N: u32, pub IC: u32, pub H: u32, pub W: u32,
-    pub OC: u32, pub OH: u32, pub OW: u32, pub KH: u32,
-    pub KW: u32, pub SH: u32, pub SW: u32, pub PH: u32,
-    pub PW: u32, pub DH: u32, pub DW: u32, pub has_bias: u32,
-    pub splits: u32, pub chunk: u32, pub _pad0: u32, pub _pad1: u32,
+    pub N: u32,
+    pub IC: u32,
+    pub H: u32,
+    pub W: u32,
+    pub OC: u32,
+    pub OH: u32,
+    pub OW: u32,
+    pub KH: u32,
+    pub KW: u32,
+    pub SH: u32,
+    pub SW: u32,
+    pub PH: u32,
+    pub PW: u32,
+    pub DH: u32,
+    pub DW: u32,
+    pub has_bias: u32,
+    pub splits: u32,
+    pub chunk: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    let l = |s| crate::params_layout!(s, Params, [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, _pad0, _pad1]);
+    let l = |s| {
+        crate::params_layout!(
+            s,
+            Params,
+            [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, _pad0, _pad1]
+        )
+    };
     vec![l("conv2d_forward"), l("conv2d_backward_input"), l("conv2d_backward_weight")]
 }
 
 fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
     let u = |v: usize| v as u32;
     Params {
-        N: u(g.n), IC: u(g.ic), H: u(g.h), W: u(g.w), OC: u(g.oc), OH: u(g.oh), OW: u(g.ow), KH: u(g.kh),
-        KW: u(g.kw), SH: u(g.sh), SW: u(g.sw), PH: u(g.ph), PW: u(g.pw), DH: u(g.dh), DW: u(g.dw),
-        has_bias: has_bias as u32, splits: u(splits), chunk: u(chunk), _pad0: 0, _pad1: 0,
+        N: u(g.n),
+        IC: u(g.ic),
+        H: u(g.h),
+        W: u(g.w),
+        OC: u(g.oc),
+        OH: u(g.oh),
+        OW: u(g.ow),
+        KH: u(g.kh),
+        KW: u(g.kw),
+        SH: u(g.sh),
+        SW: u(g.sw),
+        PH: u(g.ph),
+        PW: u(g.pw),
+        DH: u(g.dh),
+        DW: u(g.dw),
+        has_bias: has_bias as u32,
+        splits: u(splits),
+        chunk: u(chunk),
+        _pad0: 0,
+        _pad1: 0,
     }
 }
 
@@ -267,7 +403,15 @@ fn pixel_invocations(pixels: usize) -> usize {
 
 /// A split product's kernel followed by the sum of its splits (or the kernel alone, writing `out`).
 fn split_product(
-    gpu: &Gpu, label: &str, shader: &'static str, p: &Params, inputs: &[&View], out: &View, splits: usize, invocations: usize, flops: u64,
+    gpu: &Gpu,
+    label: &str,
+    shader: &'static str,
+    p: &Params,
+    inputs: &[&View],
+    out: &View,
+    splits: usize,
+    invocations: usize,
+    flops: u64,
 ) -> Result<Program> {
     let mut prog = Program::default();
     let groups = (invocations * splits).div_ceil(64) as u64;
@@ -287,13 +431,31 @@ fn split_product(
 
 /// out = conv(inp, weight) + bias; on GPUs with more cores than a small layer has tiles, the
 /// input channels are split across invocations and summed after.
-pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Program> {
+pub fn forward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    g: &Geometry,
+    inp: &View,
+    weight: &View,
+    bias: Option<&View>,
+    out: &View,
+) -> Result<Program> {
     let tiles = pixel_invocations(g.n * g.oh * g.ow) * g.oc.div_ceil(TILE_CHANNELS);
     let splits = sum_splits::choose(gpu, tiles, g.ic, g.n * g.oc * g.oh * g.ow);
     let chunk = g.ic.div_ceil(splits);
     let splits = g.ic.div_ceil(chunk);
     let p = params(g, bias.is_some(), splits, chunk);
-    split_product(gpu, label, "conv2d_forward", &p, &[inp, weight, bias.unwrap_or(weight)], out, splits, tiles, 2 * g.macs() as u64)
+    split_product(
+        gpu,
+        label,
+        "conv2d_forward",
+        &p,
+        &[inp, weight, bias.unwrap_or(weight)],
+        out,
+        splits,
+        tiles,
+        2 * g.macs() as u64,
+    )
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
@@ -327,14 +489,34 @@ pub fn backward_gpu(
     let (splits, chunk) = weight_splits(gpu, g);
     let p = params(g, false, splits, chunk);
     let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
-    prog.extend(split_product(gpu, &format!("{label}.dweight"), "conv2d_backward_weight", &p, &[inp, dout], dweight, splits, tiles, 2 * g.macs() as u64)?);
+    prog.extend(split_product(
+        gpu,
+        &format!("{label}.dweight"),
+        "conv2d_backward_weight",
+        &p,
+        &[inp, dout],
+        dweight,
+        splits,
+        tiles,
+        2 * g.macs() as u64,
+    )?);
     if let Some(dinp) = dinp {
         let tiles = pixel_invocations(g.n * g.h * g.w) * g.ic.div_ceil(TILE_CHANNELS);
         let splits = sum_splits::choose(gpu, tiles, g.oc, g.n * g.ic * g.h * g.w);
         let chunk = g.oc.div_ceil(splits);
         let splits = g.oc.div_ceil(chunk);
         let p = params(g, false, splits, chunk);
-        prog.extend(split_product(gpu, &format!("{label}.dinp"), "conv2d_backward_input", &p, &[weight, dout], dinp, splits, tiles, 2 * g.macs() as u64)?);
+        prog.extend(split_product(
+            gpu,
+            &format!("{label}.dinp"),
+            "conv2d_backward_input",
+            &p,
+            &[weight, dout],
+            dinp,
+            splits,
+            tiles,
+            2 * g.macs() as u64,
+        )?);
     }
     Ok(prog)
 }

@@ -52,23 +52,40 @@ pub struct Params {
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    let fields = |s| crate::params_layout!(s, Params, [rows, C, S, reduction, ignore_index, smoothing, prob_targets, _pad]);
+    let fields =
+        |s| crate::params_layout!(s, Params, [rows, C, S, reduction, ignore_index, smoothing, prob_targets, _pad]);
     vec![fields("cross_entropy_forward"), fields("cross_entropy_backward")]
 }
 
 /// Validates shapes, targets, weight and label_smoothing; returns (N, C, S).
-pub fn check<T: Real>(inp: &[usize], tgt_shape: &[usize], tgt: Targets<'_, T>, o: &Options) -> Result<(usize, usize, usize)> {
+pub fn check<T: Real>(
+    inp: &[usize],
+    tgt_shape: &[usize],
+    tgt: Targets<'_, T>,
+    o: &Options,
+) -> Result<(usize, usize, usize)> {
     let ls = o.label_smoothing;
     ensure_op!((0.0..=1.0).contains(&ls), OP, "label_smoothing must be in [0, 1], got {ls}");
     match tgt {
-        Targets::Class(t) => check_class_targets(OP, inp, tgt_shape, t, o.weight.as_ref().map(|w| w.len()), o.ignore_index),
+        Targets::Class(t) => {
+            check_class_targets(OP, inp, tgt_shape, t, o.weight.as_ref().map(|w| w.len()), o.ignore_index)
+        }
         Targets::Prob(p) => {
             let (n, c, s) = split_class_dim(OP, inp)?;
             ensure_op!(n * c * s > 0, OP, "empty input of shape {inp:?}");
-            ensure_op!(tgt_shape == inp, OP, "probability targets must have the input's shape {inp:?}, got {tgt_shape:?}");
+            ensure_op!(
+                tgt_shape == inp,
+                OP,
+                "probability targets must have the input's shape {inp:?}, got {tgt_shape:?}"
+            );
             ensure_op!(p.len() == n * c * s, OP, "target shape {tgt_shape:?} but {} values given", p.len());
             if let Some(w) = &o.weight {
-                ensure_op!(w.len() == c, OP, "weight has {} elements but the input {inp:?} has C = {c} classes", w.len());
+                ensure_op!(
+                    w.len() == c,
+                    OP,
+                    "weight has {} elements but the input {inp:?} has C = {c} classes",
+                    w.len()
+                );
             }
             Ok((n, c, s))
         }
@@ -83,7 +100,12 @@ fn weights<T: Real>(o: &Options, c: usize) -> Vec<T> {
 }
 
 /// Per row: (loss, weight) given log-probabilities, as in PyTorch's cross_entropy.
-fn row_pairs<T: Real>(logp: &[T], tgt: Targets<'_, T>, o: &Options, (n_dim, c_dim, s_dim): (usize, usize, usize)) -> Vec<(T, T)> {
+fn row_pairs<T: Real>(
+    logp: &[T],
+    tgt: Targets<'_, T>,
+    o: &Options,
+    (n_dim, c_dim, s_dim): (usize, usize, usize),
+) -> Vec<(T, T)> {
     let w = weights::<T>(o, c_dim);
     let eps = T::of(o.label_smoothing as f64);
     let uq = eps / T::of(c_dim as f64);
@@ -93,7 +115,8 @@ fn row_pairs<T: Real>(logp: &[T], tgt: Targets<'_, T>, o: &Options, (n_dim, c_di
             let lp = |c| logp[at(c_dim, s_dim, n, c, s)];
             match tgt {
                 Targets::Prob(q) => {
-                    let l: T = (0..c_dim).map(|c| w[c] * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c)).sum();
+                    let l: T =
+                        (0..c_dim).map(|c| w[c] * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c)).sum();
                     (-l, T::one())
                 }
                 Targets::Class(t) if t[r] == o.ignore_index => (T::zero(), T::zero()),
@@ -108,14 +131,25 @@ fn row_pairs<T: Real>(logp: &[T], tgt: Targets<'_, T>, o: &Options, (n_dim, c_di
 }
 
 /// Returns (loss, logp): loss (N, d...) for 'none' else (1,); logp (N, C, S).
-pub fn forward_cpu<T: Real>(inp: &[T], tgt: Targets<'_, T>, o: &Options, dims: (usize, usize, usize)) -> (Vec<T>, Vec<T>) {
+pub fn forward_cpu<T: Real>(
+    inp: &[T],
+    tgt: Targets<'_, T>,
+    o: &Options,
+    dims: (usize, usize, usize),
+) -> (Vec<T>, Vec<T>) {
     let logp = log_softmax::forward_cpu(inp, dims);
     let loss = reduce_pairs(row_pairs(&logp, tgt, o, dims), o.reduction);
     (loss, logp)
 }
 
 /// dinp (N, C, S) from the forward's logp and dout ((N, d...) for 'none', else (1,)).
-pub fn backward_cpu<T: Real>(logp: &[T], tgt: Targets<'_, T>, dout: &[T], o: &Options, dims: (usize, usize, usize)) -> Vec<T> {
+pub fn backward_cpu<T: Real>(
+    logp: &[T],
+    tgt: Targets<'_, T>,
+    dout: &[T],
+    o: &Options,
+    dims: (usize, usize, usize),
+) -> Vec<T> {
     let (n_dim, c_dim, s_dim) = dims;
     let w = weights::<T>(o, c_dim);
     let eps = T::of(o.label_smoothing as f64);
@@ -195,7 +229,8 @@ pub fn build_gpu(
         let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * rows)?;
         forward.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[inp, tgt, &weight, &logp, &pairs], rows)?);
         let out = gpu.zeros(&format!("{label}.out"), 1)?;
-        let finish = if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
+        let finish =
+            if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
         let (reduce, stats) = reduce_sum::build(gpu, label, &pairs, rows, finish, &out)?;
         forward.extend(reduce);
         (out, stats, gpu.upload(&format!("{label}.dout"), &[1f32])?)

@@ -42,7 +42,11 @@ pub fn check(op: &str, inp: &[usize], tgt: &[usize]) -> Result<()> {
 
 /// Output shape: the input's for 'none', a scalar otherwise.
 pub fn out_shape(inp: &[usize], reduction: Reduction) -> Vec<usize> {
-    if reduction == Reduction::None { inp.to_vec() } else { vec![] }
+    if reduction == Reduction::None {
+        inp.to_vec()
+    } else {
+        vec![]
+    }
 }
 
 pub fn reduce_cpu<T: Real>(per_elem: Vec<T>, reduction: Reduction) -> Vec<T> {
@@ -97,7 +101,8 @@ pub fn build(
         forward.push(Kernel::new(gpu, shaders.0, label, &fp, &[inp, tgt, &pairs], groups)?);
         let out = gpu.zeros(&format!("{label}.out"), 1)?;
         // Each element's pair weight is 1, so 'mean' is Σ loss / n.
-        let finish = if reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
+        let finish =
+            if reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
         let (reduce, _) = reduce_sum::build(gpu, label, &pairs, n64, finish, &out)?;
         forward.extend(reduce);
         (out, gpu.upload(&format!("{label}.dout"), &[1f32])?)

@@ -32,7 +32,16 @@ pub fn backward_cpu<T: Real>(inp: &[T], tgt: &[T], dout: &[T], reduction: Reduct
         .zip(tgt)
         .enumerate()
         .map(|(i, (&x, &y))| {
-            ({ let d = x - y; if d > T::zero() { T::one() } else if d < T::zero() { -T::one() } else { T::zero() } }) * up(i)
+            ({
+                let d = x - y;
+                if d > T::zero() {
+                    T::one()
+                } else if d < T::zero() {
+                    -T::one()
+                } else {
+                    T::zero()
+                }
+            }) * up(i)
         })
         .collect()
 }

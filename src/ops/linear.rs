@@ -30,7 +30,13 @@ impl Config {
         let op = format!("{OP}(in_features={}, out_features={})", self.in_features, self.out_features);
         ensure_op!(self.in_features > 0 && self.out_features > 0, op, "feature counts must be positive");
         ensure_op!(input.len() == 2, op, "expected an (N, {}) input, got shape {input:?}", self.in_features);
-        ensure_op!(input[1] == self.in_features, op, "input {input:?} has {} features but the weight expects {}", input[1], self.in_features);
+        ensure_op!(
+            input[1] == self.in_features,
+            op,
+            "input {input:?} has {} features but the weight expects {}",
+            input[1],
+            self.in_features
+        );
         ensure_op!(input[0] > 0, op, "empty batch in input {input:?}");
         Ok(input[0])
     }
@@ -82,15 +88,26 @@ pub struct MatmulParams {
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    vec![crate::params_layout!("matmul", MatmulParams, [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, _pad0, _pad1])]
+    vec![crate::params_layout!(
+        "matmul",
+        MatmulParams,
+        [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, _pad0, _pad1]
+    )]
 }
 
 /// c (m, n) = a·b (+ bias) where a[i, k] = a[i·sa.0 + k·sa.1] and b[k, j] = b[k·sb.0 + j·sb.1].
 /// On GPUs with more cores than the product has tiles, k is split and the splits summed after.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_gpu(
-    gpu: &Gpu, label: &str, (m, n, k): (usize, usize, usize),
-    a: &View, sa: (usize, usize), b: &View, sb: (usize, usize), bias: Option<&View>, c: &View,
+    gpu: &Gpu,
+    label: &str,
+    (m, n, k): (usize, usize, usize),
+    a: &View,
+    sa: (usize, usize),
+    b: &View,
+    sb: (usize, usize),
+    bias: Option<&View>,
+    c: &View,
 ) -> Result<Program> {
     let u = |v: usize| v as u32;
     let tiles = m.div_ceil(4) * n.div_ceil(4);
@@ -98,8 +115,18 @@ pub fn matmul_gpu(
     let chunk = k.div_ceil(splits);
     let splits = k.div_ceil(chunk).max(1);
     let p = MatmulParams {
-        M: u(m), N: u(n), K: u(k), has_bias: bias.is_some() as u32, sam: u(sa.0), sak: u(sa.1), sbk: u(sb.0), sbn: u(sb.1),
-        splits: u(splits), chunk: u(chunk), _pad0: 0, _pad1: 0,
+        M: u(m),
+        N: u(n),
+        K: u(k),
+        has_bias: bias.is_some() as u32,
+        sam: u(sa.0),
+        sak: u(sa.1),
+        sbk: u(sb.0),
+        sbn: u(sb.1),
+        splits: u(splits),
+        chunk: u(chunk),
+        _pad0: 0,
+        _pad1: 0,
     };
     let mut prog = Program::default();
     let groups = (tiles * splits).div_ceil(64) as u64;
@@ -114,15 +141,32 @@ pub fn matmul_gpu(
     Ok(prog)
 }
 
-pub fn forward_gpu(gpu: &Gpu, label: &str, c: &Config, n: usize, inp: &View, weight: &View, bias: Option<&View>, out: &View) -> Result<Program> {
+pub fn forward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    c: &Config,
+    n: usize,
+    inp: &View,
+    weight: &View,
+    bias: Option<&View>,
+    out: &View,
+) -> Result<Program> {
     let (i, o) = (c.in_features, c.out_features);
     matmul_gpu(gpu, label, (n, o, i), inp, (i, 1), weight, (1, i), bias, out)
 }
 
 #[allow(clippy::too_many_arguments)]
 pub fn backward_gpu(
-    gpu: &Gpu, label: &str, c: &Config, n: usize, inp: &View, weight: &View, dout: &View,
-    dinp: Option<&View>, dweight: &View, dbias: Option<&View>,
+    gpu: &Gpu,
+    label: &str,
+    c: &Config,
+    n: usize,
+    inp: &View,
+    weight: &View,
+    dout: &View,
+    dinp: Option<&View>,
+    dweight: &View,
+    dbias: Option<&View>,
 ) -> Result<Program> {
     let (i, o) = (c.in_features, c.out_features);
     let mut prog = Program::default();

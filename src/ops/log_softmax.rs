@@ -85,9 +85,23 @@ pub fn forward_gpu(gpu: &Gpu, label: &str, inp: &View, out: &View, dims: (usize,
 }
 
 /// Backward kernel: `dinp` from the forward's `out` and `dout`.
-pub fn backward_gpu(gpu: &Gpu, label: &str, out: &View, dout: &View, dinp: &View, dims: (usize, usize, usize)) -> Result<Program> {
+pub fn backward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    out: &View,
+    dout: &View,
+    dinp: &View,
+    dims: (usize, usize, usize),
+) -> Result<Program> {
     let p = params(dims);
     let mut prog = Program::default();
-    prog.push(Kernel::new(gpu, "log_softmax_backward", &format!("{label}.backward"), &p, &[out, dout, dinp], p.rows as u64)?);
+    prog.push(Kernel::new(
+        gpu,
+        "log_softmax_backward",
+        &format!("{label}.backward"),
+        &p,
+        &[out, dout, dinp],
+        p.rows as u64,
+    )?);
     Ok(prog)
 }

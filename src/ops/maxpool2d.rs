@@ -25,18 +25,33 @@ pub struct Config {
 impl Config {
     /// MaxPool2d(k): stride k, padding 0, dilation 1, floor mode.
     pub fn new(kernel: usize) -> Self {
-        Config { kernel: (kernel, kernel), stride: (kernel, kernel), padding: (0, 0), dilation: (1, 1), ceil_mode: false }
+        Config {
+            kernel: (kernel, kernel),
+            stride: (kernel, kernel),
+            padding: (0, 0),
+            dilation: (1, 1),
+            ceil_mode: false,
+        }
     }
 
     /// Checks an (N, C, H, W) input and returns the pooling geometry.
     pub fn geometry(&self, input: &[usize]) -> Result<Geometry> {
-        let op = || format!("{OP}(kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?}, ceil_mode={})",
-            self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode);
+        let op = || {
+            format!(
+                "{OP}(kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?}, ceil_mode={})",
+                self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode
+            )
+        };
         ensure_op!(input.len() == 4, op(), "expected an (N, C, H, W) input, got shape {input:?}");
         let [n, c, h, w] = [input[0], input[1], input[2], input[3]];
         ensure_op!(self.kernel.0 > 0 && self.kernel.1 > 0, op(), "kernel size must be positive");
         ensure_op!(self.stride.0 > 0 && self.stride.1 > 0, op(), "stride must be positive, got {:?}", self.stride);
-        ensure_op!(self.dilation.0 > 0 && self.dilation.1 > 0, op(), "dilation must be positive, got {:?}", self.dilation);
+        ensure_op!(
+            self.dilation.0 > 0 && self.dilation.1 > 0,
+            op(),
+            "dilation must be positive, got {:?}",
+            self.dilation
+        );
         ensure_op!(
             self.padding.0 <= self.kernel.0 / 2 && self.padding.1 <= self.kernel.1 / 2,
             op(),
@@ -47,11 +62,25 @@ impl Config {
         let ow = out_size(w, self.kernel.1, self.stride.1, self.padding.1, self.dilation.1, self.ceil_mode);
         match (oh, ow) {
             (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok(Geometry {
-                n, c, h, w, oh, ow,
-                kh: self.kernel.0, kw: self.kernel.1, sh: self.stride.0, sw: self.stride.1,
-                ph: self.padding.0, pw: self.padding.1, dh: self.dilation.0, dw: self.dilation.1,
+                n,
+                c,
+                h,
+                w,
+                oh,
+                ow,
+                kh: self.kernel.0,
+                kw: self.kernel.1,
+                sh: self.stride.0,
+                sw: self.stride.1,
+                ph: self.padding.0,
+                pw: self.padding.1,
+                dh: self.dilation.0,
+                dw: self.dilation.1,
             }),
-            _ => Err(Error::op(op(), format!("output of input {input:?} would be empty: the kernel is larger than the padded input"))),
+            _ => Err(Error::op(
+                op(),
+                format!("output of input {input:?} would be empty: the kernel is larger than the padded input"),
+            )),
         }
     }
 }
@@ -73,9 +102,20 @@ fn out_size(size: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> 
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
-    pub n: usize, pub c: usize, pub h: usize, pub w: usize, pub oh: usize, pub ow: usize,
-    pub kh: usize, pub kw: usize, pub sh: usize, pub sw: usize,
-    pub ph: usize, pub pw: usize, pub dh: usize, pub dw: usize,
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
 }
 
 impl Geometry {
@@ -138,23 +178,50 @@ pub fn backward_cpu<T: Real>(g: &Geometry, indices: &[i32], dout: &[T]) -> Vec<T
 #[allow(non_snake_case)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
-    pub planes: u32, pub H: u32, pub W: u32, pub OH: u32,
-    pub OW: u32, pub KH: u32, pub KW: u32, pub SH: u32,
-    pub SW: u32, pub PH: u32, pub PW: u32, pub DH: u32,
-    pub DW: u32, pub disjoint: u32, pub _pad1: u32, pub _pad2: u32,
+    pub planes: u32,
+    pub H: u32,
+    pub W: u32,
+    pub OH: u32,
+    pub OW: u32,
+    pub KH: u32,
+    pub KW: u32,
+    pub SH: u32,
+    pub SW: u32,
+    pub PH: u32,
+    pub PW: u32,
+    pub DH: u32,
+    pub DW: u32,
+    pub disjoint: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    let l = |s| crate::params_layout!(s, Params, [planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, disjoint, _pad1, _pad2]);
+    let l = |s| {
+        crate::params_layout!(s, Params, [planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, disjoint, _pad1, _pad2])
+    };
     vec![l("maxpool2d_forward"), l("maxpool2d_backward")]
 }
 
 fn params(g: &Geometry) -> Params {
     let u = |v: usize| v as u32;
     Params {
-        planes: u(g.planes()), H: u(g.h), W: u(g.w), OH: u(g.oh), OW: u(g.ow), KH: u(g.kh), KW: u(g.kw),
-        SH: u(g.sh), SW: u(g.sw), PH: u(g.ph), PW: u(g.pw), DH: u(g.dh), DW: u(g.dw),
-        disjoint: (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32, _pad1: 0, _pad2: 0,
+        planes: u(g.planes()),
+        H: u(g.h),
+        W: u(g.w),
+        OH: u(g.oh),
+        OW: u(g.ow),
+        KH: u(g.kh),
+        KW: u(g.kw),
+        SH: u(g.sh),
+        SW: u(g.sw),
+        PH: u(g.ph),
+        PW: u(g.pw),
+        DH: u(g.dh),
+        DW: u(g.dw),
+        disjoint: (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32,
+        _pad1: 0,
+        _pad2: 0,
     }
 }
 
@@ -167,5 +234,12 @@ pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, out: &View,
 /// dinp (overwritten) from the forward's indices and dout.
 pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, indices: &View, dout: &View, dinp: &View) -> Result<Kernel> {
     let n = (g.planes() * g.h * g.w) as u64;
-    Kernel::new(gpu, "maxpool2d_backward", &format!("{label}.dinp"), &params(g), &[indices, dout, dinp], n.div_ceil(256))
+    Kernel::new(
+        gpu,
+        "maxpool2d_backward",
+        &format!("{label}.dinp"),
+        &params(g),
+        &[indices, dout, dinp],
+        n.div_ceil(256),
+    )
 }

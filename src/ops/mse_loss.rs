@@ -28,13 +28,7 @@ pub fn forward_cpu<T: Real>(inp: &[T], tgt: &[T], reduction: Reduction) -> Vec<T
 /// dinp: input's shape; dout: input's shape for 'none', else (1,).
 pub fn backward_cpu<T: Real>(inp: &[T], tgt: &[T], dout: &[T], reduction: Reduction) -> Vec<T> {
     let up = elementwise_loss::upstream(dout, inp.len(), reduction);
-    inp.iter()
-        .zip(tgt)
-        .enumerate()
-        .map(|(i, (&x, &y))| {
-            (T::of(2.0) * (x - y)) * up(i)
-        })
-        .collect()
+    inp.iter().zip(tgt).enumerate().map(|(i, (&x, &y))| (T::of(2.0) * (x - y)) * up(i)).collect()
 }
 
 /// GPU kernels over `inp` and `tgt` views of `n` elements.

@@ -2,12 +2,12 @@
 //! ignore_index (default -100), reduction none|sum|mean, where 'mean' divides by the summed weights
 //! of the non-ignored targets. Shaders: nll_loss_forward.wgsl, nll_loss_backward.wgsl (+ reduce_sum).
 
+use super::log_softmax::at;
 use super::{reduce_sum, sum_f64, ParamsLayout, Reduction};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
 use crate::kernel::{Kernel, Program};
-use super::log_softmax::at;
 use crate::tensor::split_class_dim;
 use crate::{ensure_op, Result};
 
@@ -57,8 +57,16 @@ pub struct BackwardParams {
 
 pub fn layouts() -> Vec<ParamsLayout> {
     vec![
-        crate::params_layout!("nll_loss_forward", ForwardParams, [rows, C, S, reduction, ignore_index, _pad0, _pad1, _pad2]),
-        crate::params_layout!("nll_loss_backward", BackwardParams, [n, C, S, reduction, ignore_index, _pad0, _pad1, _pad2]),
+        crate::params_layout!(
+            "nll_loss_forward",
+            ForwardParams,
+            [rows, C, S, reduction, ignore_index, _pad0, _pad1, _pad2]
+        ),
+        crate::params_layout!(
+            "nll_loss_backward",
+            BackwardParams,
+            [n, C, S, reduction, ignore_index, _pad0, _pad1, _pad2]
+        ),
     ]
 }
 
@@ -75,7 +83,11 @@ pub fn check_class_targets(
     let (n, c, s) = split_class_dim(op, inp)?;
     ensure_op!(n * c * s > 0, op, "empty input of shape {inp:?}");
     let want: Vec<usize> = std::iter::once(n).chain(inp[2..].iter().copied()).collect();
-    ensure_op!(tgt_shape == want.as_slice(), op, "input {inp:?} needs class targets of shape {want:?}, got {tgt_shape:?}");
+    ensure_op!(
+        tgt_shape == want.as_slice(),
+        op,
+        "input {inp:?} needs class targets of shape {want:?}, got {tgt_shape:?}"
+    );
     ensure_op!(tgt.len() == n * s, op, "target shape {tgt_shape:?} but {} targets given", tgt.len());
     if let Some(w) = weight {
         ensure_op!(w == c, op, "weight has {w} elements but the input {inp:?} has C = {c} classes");
@@ -116,7 +128,11 @@ pub fn reduce_pairs<T: Real>(pairs: Vec<(T, T)>, reduction: Reduction) -> Vec<T>
 }
 
 /// Upstream gradient per row: dout[r] ('none'), dout[0] ('sum') or dout[0] / Σ weights ('mean').
-pub fn row_upstream<T: Real>(dout: &[T], row_weights: impl Iterator<Item = T>, reduction: Reduction) -> impl Fn(usize) -> T + '_ {
+pub fn row_upstream<T: Real>(
+    dout: &[T],
+    row_weights: impl Iterator<Item = T>,
+    reduction: Reduction,
+) -> impl Fn(usize) -> T + '_ {
     let total = if reduction == Reduction::Mean { T::of(sum_f64(row_weights)) } else { T::one() };
     move |r| match reduction {
         Reduction::None => dout[r],
@@ -126,7 +142,12 @@ pub fn row_upstream<T: Real>(dout: &[T], row_weights: impl Iterator<Item = T>, r
 }
 
 /// out: (N, d...) for 'none', else (1,).
-pub fn forward_cpu<T: Real>(inp: &[T], tgt: &[i64], o: &Options, (n_dim, c_dim, s_dim): (usize, usize, usize)) -> Vec<T> {
+pub fn forward_cpu<T: Real>(
+    inp: &[T],
+    tgt: &[i64],
+    o: &Options,
+    (n_dim, c_dim, s_dim): (usize, usize, usize),
+) -> Vec<T> {
     let w = o.weight.as_deref();
     let pairs = (0..n_dim * s_dim)
         .map(|r| {
@@ -142,7 +163,12 @@ pub fn forward_cpu<T: Real>(inp: &[T], tgt: &[i64], o: &Options, (n_dim, c_dim, 
 }
 
 /// dinp: (N, C, S).
-pub fn backward_cpu<T: Real>(tgt: &[i64], dout: &[T], o: &Options, (n_dim, c_dim, s_dim): (usize, usize, usize)) -> Vec<T> {
+pub fn backward_cpu<T: Real>(
+    tgt: &[i64],
+    dout: &[T],
+    o: &Options,
+    (n_dim, c_dim, s_dim): (usize, usize, usize),
+) -> Vec<T> {
     let w = o.weight.as_deref();
     let valid = |r: usize| tgt[r] != o.ignore_index;
     let row_w = (0..n_dim * s_dim).map(|r| if valid(r) { weight_of::<T>(w, tgt[r] as usize) } else { T::zero() });
@@ -167,7 +193,14 @@ pub struct Kernels {
 }
 
 /// Kernels over `inp` (N, C, S) and i32 targets `tgt` (N, S); weight defaults to ones.
-pub fn build_gpu(gpu: &Gpu, label: &str, inp: &View, tgt: &View, o: &Options, dims: (usize, usize, usize)) -> Result<Kernels> {
+pub fn build_gpu(
+    gpu: &Gpu,
+    label: &str,
+    inp: &View,
+    tgt: &View,
+    o: &Options,
+    dims: (usize, usize, usize),
+) -> Result<Kernels> {
     let (n_dim, c_dim, s_dim) = dims;
     let rows = (n_dim * s_dim) as u64;
     let weight = gpu.upload(&format!("{label}.weight"), &o.weight.clone().unwrap_or_else(|| vec![1.0; c_dim]))?;
@@ -190,9 +223,17 @@ pub fn build_gpu(gpu: &Gpu, label: &str, inp: &View, tgt: &View, o: &Options, di
         (out, stats, gpu.upload(&format!("{label}.dout"), &vec![1f32; rows as usize])?)
     } else {
         let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * rows)?;
-        forward.push(Kernel::new(gpu, "nll_loss_forward", label, &fp, &[inp, tgt, &weight, &pairs], rows.div_ceil(256))?);
+        forward.push(Kernel::new(
+            gpu,
+            "nll_loss_forward",
+            label,
+            &fp,
+            &[inp, tgt, &weight, &pairs],
+            rows.div_ceil(256),
+        )?);
         let out = gpu.zeros(&format!("{label}.out"), 1)?;
-        let finish = if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
+        let finish =
+            if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
         let (reduce, stats) = reduce_sum::build(gpu, label, &pairs, rows, finish, &out)?;
         forward.extend(reduce);
         (out, stats, gpu.upload(&format!("{label}.dout"), &[1f32])?)

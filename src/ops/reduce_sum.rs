@@ -42,13 +42,16 @@ pub fn build(gpu: &Gpu, label: &str, pairs: &View, n: u64, finish: Finish, resul
         let groups = len.div_ceil(PER_GROUP).max(1);
         let is_last = groups == 1;
         let dst = gpu.zeros(&format!("{label}.partial{pass}"), 2 * groups)?;
-        let params = Params {
-            n: len as u32,
-            is_last: is_last as u32,
-            mode: (finish == Finish::WeightedMean) as u32,
-            _pad: 0,
-        };
-        prog.push(Kernel::new(gpu, "reduce_sum", &format!("{label}.reduce{pass}"), &params, &[&src, &dst, result], groups)?);
+        let params =
+            Params { n: len as u32, is_last: is_last as u32, mode: (finish == Finish::WeightedMean) as u32, _pad: 0 };
+        prog.push(Kernel::new(
+            gpu,
+            "reduce_sum",
+            &format!("{label}.reduce{pass}"),
+            &params,
+            &[&src, &dst, result],
+            groups,
+        )?);
         if is_last {
             return Ok((prog, dst));
         }

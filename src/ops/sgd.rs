@@ -28,10 +28,19 @@ impl Config {
     /// PyTorch's checks: lr, momentum and weight_decay finite and non-negative; nesterov needs
     /// momentum and zero dampening.
     pub fn check(&self) -> Result<()> {
-        for (name, v) in [("lr", self.lr), ("momentum", self.momentum), ("weight_decay", self.weight_decay), ("dampening", self.dampening)] {
+        for (name, v) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+            ("dampening", self.dampening),
+        ] {
             ensure_op!(v.is_finite() && v >= 0.0, OP, "{name} must be a finite number >= 0, got {v}");
         }
-        ensure_op!(!self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0), OP, "nesterov momentum requires a momentum and zero dampening");
+        ensure_op!(
+            !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
+            OP,
+            "nesterov momentum requires a momentum and zero dampening"
+        );
         Ok(())
     }
 }
@@ -66,7 +75,11 @@ pub struct Params {
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    vec![crate::params_layout!("sgd_step", Params, [n, first_step, nesterov, _pad, lr, momentum, dampening, weight_decay])]
+    vec![crate::params_layout!(
+        "sgd_step",
+        Params,
+        [n, first_step, nesterov, _pad, lr, momentum, dampening, weight_decay]
+    )]
 }
 
 /// The update kernel; build one with `first_step` and one without, and record the right one.
@@ -81,5 +94,12 @@ pub fn step_gpu(gpu: &Gpu, c: &Config, first_step: bool, param: &View, grad: &Vi
         dampening: c.dampening,
         weight_decay: c.weight_decay,
     };
-    Kernel::new(gpu, "sgd_step", if first_step { "sgd.first_step" } else { "sgd.step" }, &p, &[param, grad, buf], param.len.div_ceil(256))
+    Kernel::new(
+        gpu,
+        "sgd_step",
+        if first_step { "sgd.first_step" } else { "sgd.step" },
+        &p,
+        &[param, grad, buf],
+        param.len.div_ceil(256),
+    )
 }

@@ -37,7 +37,13 @@ impl Suite {
             let (_, y) = c.f32("tgt");
             let (_, dout) = c.f32("dout");
             assert_close(&format!("{} out", c.name), &(self.forward32)(&x, &y, red), &c.f32("out").1, 1e-5, 1e-7);
-            assert_close(&format!("{} dinp", c.name), &(self.backward32)(&x, &y, &dout, red), &c.f32("dinp").1, 1e-4, 1e-7);
+            assert_close(
+                &format!("{} dinp", c.name),
+                &(self.backward32)(&x, &y, &dout, red),
+                &c.f32("dinp").1,
+                1e-4,
+                1e-7,
+            );
         }
     }
 
@@ -68,8 +74,15 @@ impl Suite {
         for c in goldens("losses.safetensors", &[self.golden_op]) {
             let red = reduction_of(&c);
             let (_, x) = c.f32("inp");
-            let k = (self.build)(&gpu, &c.name, &gpu.upload("inp", &x).unwrap(), &gpu.upload("tgt", &c.f32("tgt").1).unwrap(), x.len(), red)
-                .unwrap();
+            let k = (self.build)(
+                &gpu,
+                &c.name,
+                &gpu.upload("inp", &x).unwrap(),
+                &gpu.upload("tgt", &c.f32("tgt").1).unwrap(),
+                x.len(),
+                red,
+            )
+            .unwrap();
             gpu.write(&k.dout, &c.f32("dout").1).unwrap();
             k.forward.run(&gpu, "forward").unwrap();
             k.backward.run(&gpu, "backward").unwrap();
