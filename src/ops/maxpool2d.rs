@@ -132,30 +132,36 @@ pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T]) -> (Vec<T>, Vec<i32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut out = vec![T::zero(); g.planes() * ohw];
     let mut idx = vec![0i32; g.planes() * ohw];
-    out.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(plane, (out, idx))| {
-        let x = &inp[plane * hw..][..hw];
-        for oh in 0..g.oh {
-            for ow in 0..g.ow {
-                let (mut best, mut at) = (T::neg_infinity(), -1i64);
-                for kh in 0..g.kh {
-                    let ih = (oh * g.sh + kh * g.dh) as i64 - g.ph as i64;
-                    if ih < 0 || ih >= g.h as i64 {
-                        continue;
-                    }
-                    for kw in 0..g.kw {
-                        let iw = (ow * g.sw + kw * g.dw) as i64 - g.pw as i64;
-                        if iw < 0 || iw >= g.w as i64 {
-                            continue;
+    // The kernel offsets k whose input position start + k·d lies in [0, size).
+    let valid = |start: isize, k: usize, d: usize, size: usize| {
+        let lo = if start < 0 { ((-start) as usize).div_ceil(d) } else { 0 };
+        let hi = if start >= size as isize { 0 } else { k.min((size as isize - 1 - start) as usize / d + 1) };
+        lo..hi.max(lo)
+    };
+    const PLANES: usize = 16;
+    out.par_chunks_mut(PLANES * ohw).zip(idx.par_chunks_mut(PLANES * ohw)).enumerate().for_each(|(c, (out, idx))| {
+        for p in 0..out.len() / ohw {
+            let x = &inp[(c * PLANES + p) * hw..][..hw];
+            for oh in 0..g.oh {
+                let h0 = (oh * g.sh) as isize - g.ph as isize;
+                for ow in 0..g.ow {
+                    let w0 = (ow * g.sw) as isize - g.pw as isize;
+                    let (mut best, mut at) = (T::neg_infinity(), usize::MAX);
+                    // Row-major over the window, as PyTorch: ties keep the first maximum, NaN wins.
+                    for kh in valid(h0, g.kh, g.dh, g.h) {
+                        let row = (h0 + (kh * g.dh) as isize) as usize * g.w;
+                        for kw in valid(w0, g.kw, g.dw, g.w) {
+                            let i = row + (w0 + (kw * g.dw) as isize) as usize;
+                            let v = x[i];
+                            if at == usize::MAX || v > best || v.is_nan() {
+                                best = v;
+                                at = i;
+                            }
                         }
-                        let v = x[(ih * g.w as i64 + iw) as usize];
-                        if at < 0 || v > best || v.is_nan() {
-                            best = v;
-                            at = ih * g.w as i64 + iw;
-                        }
                     }
+                    out[p * ohw + oh * g.ow + ow] = best;
+                    idx[p * ohw + oh * g.ow + ow] = at as i32;
                 }
-                out[oh * g.ow + ow] = best;
-                idx[oh * g.ow + ow] = at as i32;
             }
         }
     });
