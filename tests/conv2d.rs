@@ -225,3 +225,64 @@ fn bad_input_is_an_error() {
     assert!(cfg.geometry(&[3, 8, 8]).unwrap_err().to_string().contains("(N, C, H, W)"));
     assert!(cfg.geometry(&[0, 3, 8, 8]).unwrap_err().to_string().contains("empty batch"));
 }
+
+/// The definition, loop by loop: the property tests compare the CPU path (im2col + GEMM in chunks
+/// of images) with it.
+fn direct_forward(g: &Geometry, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; g.n * g.oc * g.oh * g.ow];
+    for n in 0..g.n {
+        for oc in 0..g.oc {
+            for oh in 0..g.oh {
+                for ow in 0..g.ow {
+                    let mut acc = 0.0;
+                    for ic in 0..g.ic {
+                        for kh in 0..g.kh {
+                            for kw in 0..g.kw {
+                                let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
+                                let iw = (ow * g.sw + kw * g.dw) as isize - g.pw as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w {
+                                    acc += w[((oc * g.ic + ic) * g.kh + kh) * g.kw + kw]
+                                        * x[((n * g.ic + ic) * g.h + ih as usize) * g.w + iw as usize];
+                                }
+                            }
+                        }
+                    }
+                    out[((n * g.oc + oc) * g.oh + oh) * g.ow + ow] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn cpu_path_equals_the_definition(
+            n in 1usize..20, ic in 1usize..5, oc in 1usize..6, h in 1usize..10, w in 1usize..10,
+            kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
+            ph in 0usize..3, pw in 0usize..3, dh in 1usize..3, dw in 1usize..3, seed in 0u64..1000,
+        ) {
+            let cfg = Config { in_channels: ic, out_channels: oc, kernel: (kh, kw), stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), bias: false };
+            let Ok(g) = cfg.geometry(&[n, ic, h, w]) else { return Ok(()) };
+            let mut r = rng(seed);
+            let x = to_f64(&uniform(&mut r, n * ic * h * w, -1.0, 1.0));
+            let wt = to_f64(&uniform(&mut r, oc * ic * kh * kw, -1.0, 1.0));
+            let got = forward_cpu(&g, &x, &wt, None);
+            let want = direct_forward(&g, &x, &wt);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                prop_assert!((a - b).abs() < 1e-9, "{cfg:?} on [{n}, {ic}, {h}, {w}]: out[{i}] = {a}, want {b}");
+            }
+            // The gradients are the adjoints: <dout, conv(x)> = <dx, x> and <dw, w> (bilinearity).
+            let dout = to_f64(&uniform(&mut r, got.len(), -1.0, 1.0));
+            let gr = backward_cpu(&g, &x, &wt, &dout, true, false);
+            let lhs = dot(&dout, &got);
+            prop_assert!((dot(&gr.dinp.unwrap(), &x) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
+            prop_assert!((dot(&gr.dweight, &wt) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
+        }
+    }
+}
