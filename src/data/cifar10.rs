@@ -139,6 +139,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn unpickle(path: &Path, bytes: &[u8]) -> Result<Value> {
+    super::pickle_guard::check(path, bytes)?;
     // serde-pickle can panic on malformed input (a set of floats and ints sorts with an order that
     // is not total, found by fuzzing); contain it as an error.
     let parsed = crate::error::contain_panics(|| {

@@ -7,6 +7,7 @@ pub mod download;
 pub mod fashion_mnist;
 pub mod image;
 pub mod loader;
+pub mod pickle_guard;
 pub mod synthetic;
 
 use crate::{Error, Result};
