@@ -54,6 +54,18 @@ pub fn assert_close<A: Copy + Into<f64>, B: Copy + Into<f64>>(name: &str, got: &
     assert_eq!(got.len(), want.len(), "{name}: got {} elements, want {}", got.len(), want.len());
     let floor = if rtol > 0.0 { atol / rtol } else { 1.0 };
     let d = diff(got, want, floor);
+    if std::env::var_os("WGRAD_PRINT_ERRORS").is_some() {
+        // For reports: the error each comparison saw, relative to each element (values below a
+        // thousandth of the tensor's largest are judged against that) and to the tensor's scale.
+        let scale = want.iter().fold(0f64, |m, &w| m.max(w.into().abs()));
+        let r = diff(got, want, (1e-3 * scale).max(1e-30));
+        eprintln!(
+            "assert_close | {name} | max_abs {:.3e} | max_rel {:.3e} | scaled {:.3e}",
+            r.max_abs,
+            r.max_rel,
+            r.max_abs / scale.max(1e-30)
+        );
+    }
     if d.non_finite_mismatch || d.max_rel > rtol {
         panic!(
             "{name}: mismatch at index {} of {}: got {:.9e}, want {:.9e} (abs err {:.3e}, rel err {:.3e}; rtol {rtol:.1e}, atol {atol:.1e})",
