@@ -74,22 +74,26 @@ if os.path.exists(p):
             pass
 rows = []
 def row(what, a, a_name, b, b_name, target):
+    fa = f"{a:>10.0f}" if a is not None else f"{'-':>10}"
+    fb = f"{b:>10.0f}" if b is not None else f"{'-':>10}"
     if a is None or b is None:
-        rows.append(f"{what:<44} {'-':>10} {'-':>10} {'-':>7}  (missing {a_name if a is None else b_name})")
+        rows.append(f"{what:<48} {fa} {fb} {'-':>7}  ({a_name if a is None else b_name} not measured)")
     else:
         r = a / b
-        rows.append(f"{what:<44} {a:>10.0f} {b:>10.0f} {r:>6.2f}x  target {target}: {'met' if r >= target else 'not met'}")
+        verdict = f"  target >= {target}x: {'met' if r >= target else 'not met'}" if target else ""
+        rows.append(f"{what:<48} {fa} {fb} {r:>6.2f}x{verdict}")
 for mode, key in (("train", "train_images_per_s"), ("infer", "infer_images_per_s")):
     c1, _ = wg("wgrad_cpu_1.json", key)
     c2, _ = wg("wgrad_cpu_2.json", key)
     g, gname = wg("wgrad_gpu.json", key)
-    t = 1.0 if mode == "train" else 0.0
+    t = 1.0 if mode == "train" else None
     row(f"{mode}: wgrad CPU 1 thread / PyTorch CPU 1", c1, "wgrad", torch_rate("torch_cpu.json", mode, 1), "torch", t)
     row(f"{mode}: wgrad CPU 2 threads / PyTorch CPU 2", c2, "wgrad", torch_rate("torch_cpu.json", mode, 2), "torch", t)
     row(f"{mode}: wgrad CPU 2 threads / Burn flex", c2, "wgrad", burn.get(("flex", mode)), "burn flex", t)
-    row(f"{mode}: wgrad wgpu / Burn wgpu ({gname or 'no adapter'})", g, "wgrad gpu", burn.get(("wgpu", mode)), "burn wgpu", 3.0 if mode == "train" else 0.0)
-    row(f"{mode}: wgrad GPU / PyTorch CUDA", g, "wgrad gpu", torch_rate("torch_cuda.json", mode), "torch cuda", 1.5 if mode == "train" else 0.0)
-print(f"images/s at batch {batch} (median of timed steps)")
-print(f"{'comparison':<44} {'wgrad':>10} {'peer':>10} {'ratio':>7}")
+    row(f"{mode}: wgrad wgpu / Burn wgpu", g, "wgrad gpu", burn.get(("wgpu", mode)), "burn wgpu", 3.0 if mode == "train" else None)
+    row(f"{mode}: wgrad GPU / PyTorch CUDA", g, "wgrad gpu", torch_rate("torch_cuda.json", mode), "torch cuda", 1.5 if mode == "train" else None)
+gdev = (load("wgrad_gpu.json") or {}).get("device", "no adapter")
+print(f"images/s at batch {batch} (median of timed steps); wgrad's wgpu adapter: {gdev}; raw results in {out}")
+print(f"{'comparison':<48} {'wgrad':>10} {'peer':>10} {'ratio':>7}")
 print("\n".join(rows))
 PY
