@@ -90,22 +90,25 @@ fn class_names_txt(folder: &Path) -> Result<Vec<String>> {
 }
 
 pub fn load_bin(folder: &Path, split: Split) -> Result<Dataset> {
+    load_split(folder, split, ".bin", parse_bin, class_names_txt(folder)?)
+}
+
+/// Reads a split's files (`ext` after each name) with `parse` and joins them.
+fn load_split(
+    folder: &Path,
+    split: Split,
+    ext: &str,
+    parse: fn(&Path, &[u8]) -> Result<(Vec<u8>, Vec<u8>)>,
+    classes: Vec<String>,
+) -> Result<Dataset> {
     let (mut images, mut labels) = (Vec::new(), Vec::new());
-    for f in files(split, ".bin") {
+    for f in files(split, ext) {
         let p = folder.join(&f);
-        let (i, l) = parse_bin(&p, &read(&p)?)?;
+        let (i, l) = parse(&p, &read(&p)?)?;
         images.extend(i);
         labels.extend(l);
     }
-    Ok(Dataset {
-        name: "CIFAR-10".into(),
-        split,
-        images,
-        labels,
-        classes: class_names_txt(folder)?,
-        synthetic: false,
-        source: folder.into(),
-    })
+    Ok(Dataset { name: "CIFAR-10".into(), split, images, labels, classes, synthetic: false, source: folder.into() })
 }
 
 fn get<'a>(dict: &'a Dict, key: &str) -> Option<&'a Value> {
@@ -231,20 +234,5 @@ fn class_names_pickle(folder: &Path) -> Result<Vec<String>> {
 }
 
 pub fn load_py(folder: &Path, split: Split) -> Result<Dataset> {
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    for f in files(split, "") {
-        let p = folder.join(&f);
-        let (i, l) = parse_pickle(&p, &read(&p)?)?;
-        images.extend(i);
-        labels.extend(l);
-    }
-    Ok(Dataset {
-        name: "CIFAR-10".into(),
-        split,
-        images,
-        labels,
-        classes: class_names_pickle(folder)?,
-        synthetic: false,
-        source: folder.into(),
-    })
+    load_split(folder, split, "", parse_pickle, class_names_pickle(folder)?)
 }
