@@ -135,3 +135,11 @@ fn bad_batches_are_errors() {
     let e = ex.step(&images, &[0, 1], false).unwrap_err().to_string();
     assert!(e.contains("2 targets for a batch of 3"), "{e}");
 }
+
+#[test]
+fn a_model_missing_a_parameter_is_refused_by_name() {
+    let mut m = Model::init(second_net(), [1, 20, 20], 0);
+    m.params.specs.retain(|s| s.key != "net.fc.weight");
+    let e = wgrad::graph::Plan::new(&m, 3).unwrap_err().to_string();
+    assert!(e.contains("net.fc") && e.contains("no net.fc.weight"), "{e}");
+}

@@ -84,6 +84,12 @@ impl Plan {
             };
             let (weight, bias) =
                 (model.params.index(&format!("{name}.weight")), model.params.index(&format!("{name}.bias")));
+            // Every parameter a layer declares must be in the model's ParamSet (the executors rely on it).
+            for (kind, _) in layer.params() {
+                if model.params.index(&format!("{name}.{kind}")).is_none() {
+                    return Err(Error::Graph(format!("{name}: the model's parameters have no {name}.{kind}")));
+                }
+            }
             nodes.push(Node {
                 name,
                 layer: *layer,
