@@ -121,29 +121,37 @@ impl Gpu {
             at += v.bytes();
         }
         self.submit(enc, "readback")?;
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait("readback")?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Gpu { context: "readback".into(), msg: e.to_string() }),
-            Err(_) => return Err(Error::Gpu { context: "readback".into(), msg: "map callback never ran".into() }),
-        }
-        let mapped =
-            slice.get_mapped_range().map_err(|e| Error::Gpu { context: "readback".into(), msg: e.to_string() })?;
-        let all: &[f32] = bytemuck::cast_slice(&mapped[..total as usize]);
+        let all = self.map_read(&staging, "readback")?;
         let mut out = Vec::with_capacity(views.len());
         let mut at = 0usize;
         for v in views {
             out.push(all[at..at + v.len as usize].to_vec());
             at += v.len as usize;
         }
-        drop(mapped);
-        staging.unmap();
         Ok(out)
+    }
+
+    /// A MAP_READ buffer's contents as f32 words, once submitted work has filled it: maps, waits,
+    /// copies out and unmaps, so the buffer can be filled again (staging buffers are reused).
+    pub fn map_read(&self, staging: &wgpu::Buffer, context: &str) -> Result<Vec<f32>> {
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(context)?;
+        let err = |msg: String| Error::Gpu { context: context.into(), msg };
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(err(e.to_string())),
+            Err(_) => return Err(err("map callback never ran".into())),
+        }
+        let words = {
+            let mapped = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&mapped).to_vec()
+        };
+        staging.unmap();
+        Ok(words)
     }
 
     pub fn read(&self, view: &View) -> Result<Vec<f32>> {

@@ -151,3 +151,20 @@ fn init_is_pytorchs_uniform_bound_and_seeded() {
         }
     }
 }
+
+#[test]
+fn gpu_inference_matches_pytorch_in_one_submit() {
+    let Some(_) = gpu() else { return };
+    let gpu = std::sync::Arc::new(wgrad::Gpu::default_adapter().unwrap().unwrap());
+    let model = tudui_from_pytorch();
+    let mut ex = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 8, ExecOptions::default()).unwrap();
+    let (images, _) = tudui_batch(1);
+    let path = data_path("tudui_sgd_expected.safetensors");
+    let want = File::read(&path).unwrap().f32(&path, "logits.1").unwrap().1.to_vec();
+    for round in 0..2 {
+        let before = gpu.submit_count();
+        let logits = ex.forward(&images).unwrap();
+        assert_eq!(gpu.submit_count() - before, 1, "inference (with its readback) must be one submit");
+        assert_close(&format!("forward logits, round {round}"), &logits, &want, 1e-4, atol_of(&want, 1e-5));
+    }
+}

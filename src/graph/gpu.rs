@@ -28,6 +28,8 @@ pub struct GpuExecutor {
     logp: View,
     loss: View,
     loss_staging: wgpu::Buffer,
+    /// Where `forward` copies the logits to read them (same submit, no allocation per batch).
+    logits_staging: wgpu::Buffer,
     /// Forward kernels, then loss and backward: `kernels[..n_forward]` is inference.
     kernels: Vec<Kernel>,
     n_forward: usize,
@@ -229,6 +231,12 @@ impl GpuExecutor {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let logits_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logits readback"),
+            size: acts[l].bytes().max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         gpu.check("building the GPU executor")?;
         let bytes = 4
             * (slot_words.iter().sum::<usize>() as u64
@@ -251,6 +259,7 @@ impl GpuExecutor {
             logp: ce.logp,
             loss: ce.out,
             loss_staging,
+            logits_staging,
             kernels,
             n_forward,
             sgd_first,
@@ -275,27 +284,7 @@ impl GpuExecutor {
     }
 
     fn read_loss(&self) -> Result<f32> {
-        let slice = self.loss_staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.gpu.wait("reading the loss")?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Gpu { context: "reading the loss".into(), msg: e.to_string() }),
-            Err(_) => {
-                return Err(Error::Gpu { context: "reading the loss".into(), msg: "map callback never ran".into() })
-            }
-        }
-        let v = {
-            let m = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu { context: "reading the loss".into(), msg: e.to_string() })?;
-            f32::from_le_bytes([m[0], m[1], m[2], m[3]])
-        };
-        self.loss_staging.unmap();
-        Ok(v)
+        Ok(self.gpu.map_read(&self.loss_staging, "reading the loss")?[0])
     }
 }
 
@@ -352,8 +341,12 @@ impl Executor for GpuExecutor {
                 k.record(&mut pass);
             }
         }
+        let logits = &self.acts[self.plan.nodes.len()];
+        enc.copy_buffer_to_buffer(&logits.buffer, logits.offset, &self.logits_staging, 0, logits.bytes());
         self.gpu.submit(enc, "forward")?;
-        self.logits()
+        let mut v = self.gpu.map_read(&self.logits_staging, "reading the logits")?;
+        v.truncate(logits.len as usize);
+        Ok(v)
     }
 
     fn logits(&self) -> Result<Vec<f32>> {
