@@ -31,27 +31,49 @@ pub fn score_logits(logits: &[f32], targets: &[i64], classes: usize) -> (usize, 
     (correct, loss[0] as f64)
 }
 
+/// Evaluates parameters over datasets, keeping its executors (one per batch size met) from call to
+/// call, so a training run builds them once rather than every epoch.
+pub struct Evaluator {
+    device: Device,
+    model: Model,
+    batch: usize,
+    executors: Vec<Box<dyn Executor>>,
+}
+
+impl Evaluator {
+    pub fn new(device: &Device, model: &Model, batch: usize) -> Self {
+        Evaluator { device: device.clone(), model: model.clone(), batch, executors: Vec::new() }
+    }
+
+    /// Forward passes over every image of `ds` in batches (the last one smaller).
+    pub fn score(&mut self, params: &ParamSet, ds: &Arc<Dataset>) -> Result<Score> {
+        let dl = DataLoader::new(ds.clone(), Config::new(self.batch))?;
+        for e in &mut self.executors {
+            e.set_params(params)?;
+        }
+        let (mut correct, mut loss) = (0usize, 0f64);
+        for b in dl.epoch(0, 0) {
+            let i = match self.executors.iter().position(|e| e.plan().batch == b.len()) {
+                Some(i) => i,
+                None => {
+                    let mut e = graph::executor(&self.device, &self.model, b.len(), graph::Options::default())?;
+                    e.set_params(params)?;
+                    self.executors.push(e);
+                    self.executors.len() - 1
+                }
+            };
+            let ex = &mut self.executors[i];
+            let logits = ex.forward(&b.images)?;
+            let (c, l) = score_logits(&logits, &b.targets, ex.plan().classes);
+            correct += c;
+            loss += l;
+        }
+        let n = ds.len().max(1);
+        Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64 })
+    }
+}
+
 /// Forward passes over every image of `ds` in batches of `batch` (the last one smaller).
 pub fn evaluate(device: &Device, model: &Model, params: &ParamSet, ds: &Arc<Dataset>, batch: usize) -> Result<Score> {
-    let dl = DataLoader::new(ds.clone(), Config::new(batch))?;
-    let mut executors: Vec<Box<dyn Executor>> = Vec::new();
-    let (mut correct, mut loss) = (0usize, 0f64);
-    for b in dl.epoch(0, 0) {
-        let ex = match executors.iter().position(|e| e.plan().batch == b.len()) {
-            Some(i) => &mut executors[i],
-            None => {
-                let mut e = graph::executor(device, model, b.len(), graph::Options::default())?;
-                e.set_params(params)?;
-                executors.push(e);
-                executors.last_mut().unwrap()
-            }
-        };
-        let logits = ex.forward(&b.images)?;
-        let classes = ex.plan().classes;
-        let (c, l) = score_logits(&logits, &b.targets, classes);
-        correct += c;
-        loss += l;
-    }
-    let n = ds.len().max(1);
-    Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64 })
+    Evaluator::new(device, model, batch).score(params, ds)
 }

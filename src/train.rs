@@ -3,7 +3,7 @@
 
 use crate::data::loader::{Config as LoaderConfig, DataLoader};
 use crate::data::Dataset;
-use crate::eval::{evaluate, Score};
+use crate::eval::{Evaluator, Score};
 use crate::graph::{self, Executor};
 use crate::io::checkpoint::{self, Checkpoint, Meta};
 use crate::nn::Model;
@@ -75,6 +75,7 @@ pub struct Trainer {
     test: Arc<Dataset>,
     pub meta: Meta,
     pub history: Vec<EpochRecord>,
+    evaluator: Evaluator,
 }
 
 /// Removes temporary files a killed run left in the output folder (`.<name>.tmp<pid>-<n>`).
@@ -179,7 +180,20 @@ impl Trainer {
                 cfg.batch_size
             )));
         }
-        Ok(Trainer { device, model, cfg, out: out.to_path_buf(), ex, reference, loader, test, meta, history })
+        let evaluator = Evaluator::new(&device, &model, cfg.eval_batch);
+        Ok(Trainer {
+            device,
+            model,
+            cfg,
+            out: out.to_path_buf(),
+            ex,
+            reference,
+            loader,
+            test,
+            meta,
+            history,
+            evaluator,
+        })
     }
 
     pub fn batches_per_epoch(&self) -> u64 {
@@ -214,8 +228,9 @@ impl Trainer {
         self.ex.params()
     }
 
-    pub fn evaluate(&self) -> Result<Score> {
-        evaluate(&self.device, &self.model, &self.ex.params()?, &self.test, self.cfg.eval_batch)
+    pub fn evaluate(&mut self) -> Result<Score> {
+        let params = self.ex.params()?;
+        self.evaluator.score(&params, &self.test)
     }
 
     /// Trains until the configured epochs are done, `max_steps` is reached or `stop` is set.
