@@ -346,7 +346,7 @@ impl Gpu {
 
     /// Largest tensor (in f32 elements) one storage binding can hold on this device.
     pub fn max_binding_elems(&self) -> u64 {
-        let bytes = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        let bytes = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         bytes / 4
     }
 }

@@ -45,7 +45,7 @@ impl Kernel {
         views: &[&View],
         groups: u64,
     ) -> Result<Kernel> {
-        let max = gpu.limits.max_storage_buffer_binding_size as u64;
+        let max = gpu.limits.max_storage_buffer_binding_size;
         for (i, v) in views.iter().enumerate() {
             if v.bytes() > max {
                 return Err(Error::op(

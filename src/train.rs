@@ -280,7 +280,7 @@ impl Trainer {
                 loss_n += 1;
                 images += batch.len();
                 obs.step(step, loss, batch.len() as f64 / t.elapsed().as_secs_f64());
-                if self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step % k == 0) {
+                if self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step.is_multiple_of(k)) {
                     let p = self.save()?;
                     obs.checkpoint(&p);
                 }

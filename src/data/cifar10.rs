@@ -54,7 +54,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
 
 /// Parses one binary batch file: (images, labels).
 pub fn parse_bin(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(Error::file(
             path,
             format!("size {} is not a positive multiple of the {RECORD}-byte record (1 label + 3072 pixels); the file is truncated or not CIFAR-10", bytes.len()),

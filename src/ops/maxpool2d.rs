@@ -174,7 +174,7 @@ pub fn backward_cpu<T: Real>(g: &Geometry, indices: &[i32], dout: &[T]) -> Vec<T
     let mut dinp = vec![T::zero(); g.planes() * hw];
     dinp.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
         for o in plane * ohw..(plane + 1) * ohw {
-            d[indices[o] as usize] = d[indices[o] as usize] + dout[o];
+            d[indices[o] as usize] += dout[o];
         }
     });
     dinp
