@@ -126,8 +126,6 @@ fn train_eval_predict_and_show_work_together() {
         s(&data),
         "--out",
         s(&run),
-        "--batch-size",
-        "32",
         "--max-steps",
         "5",
         "--resume",
@@ -135,6 +133,7 @@ fn train_eval_predict_and_show_work_together() {
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("resuming at epoch 1 batch 3 (step 3)") && stdout.contains("--max-steps 5"), "{stdout}");
+    assert!(stdout.contains("batches of 32"), "a resume takes the checkpoint's batch size: {stdout}");
 
     let (code, stdout, stderr) = wgrad(&[
         "eval",

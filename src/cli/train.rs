@@ -17,21 +17,27 @@ pub struct Args {
     data: DataArgs,
     #[arg(long, default_value_t = 10)]
     epochs: u64,
-    #[arg(long = "batch-size", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    batch_size: u64,
-    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
-    lr: f32,
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    momentum: f32,
-    #[arg(long = "weight-decay", default_value_t = 0.0, allow_negative_numbers = true)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    dampening: f32,
+    /// Images per step [default: 64; with --resume, the checkpoint's].
+    #[arg(long = "batch-size", value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: Option<u64>,
+    /// SGD learning rate [default: 0.01; with --resume, the checkpoint's].
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f32>,
+    /// SGD momentum [default: 0; with --resume, the checkpoint's].
+    #[arg(long, allow_negative_numbers = true)]
+    momentum: Option<f32>,
+    /// SGD weight decay [default: 0; with --resume, the checkpoint's].
+    #[arg(long = "weight-decay", allow_negative_numbers = true)]
+    weight_decay: Option<f32>,
+    /// SGD dampening [default: 0; with --resume, the checkpoint's].
+    #[arg(long, allow_negative_numbers = true)]
+    dampening: Option<f32>,
+    /// Nesterov momentum [with --resume, the checkpoint's].
     #[arg(long)]
     nesterov: bool,
-    /// Seed of the initialisation and of the shuffling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Seed of the initialisation and of the shuffling [default: 0; with --resume, the checkpoint's].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Folder for checkpoints, metrics.json/csv and curves.png.
     #[arg(long, default_value = "runs/tudui")]
     out: PathBuf,
@@ -117,24 +123,34 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let train_ds = a.data.load(Split::Train)?;
     let test_ds = a.data.load(Split::Test)?;
-    let sgd = sgd::Config {
-        lr: a.lr,
-        momentum: a.momentum,
-        dampening: a.dampening,
-        weight_decay: a.weight_decay,
-        nesterov: a.nesterov,
+    // Settings not given on the command line: the checkpoint's when resuming, else PyTorch-style defaults.
+    let resumed = match &a.resume {
+        Some(p) => Some(crate::io::checkpoint::meta_of(p)?),
+        None => None,
     };
+    let from = |given: Option<f32>, saved: fn(&crate::io::checkpoint::Meta) -> f32, default: f32| {
+        given.or(resumed.as_ref().map(saved)).unwrap_or(default)
+    };
+    let sgd = sgd::Config {
+        lr: from(a.lr, |m| m.lr, 0.01),
+        momentum: from(a.momentum, |m| m.momentum, 0.0),
+        dampening: from(a.dampening, |m| m.dampening, 0.0),
+        weight_decay: from(a.weight_decay, |m| m.weight_decay, 0.0),
+        nesterov: a.nesterov || resumed.as_ref().is_some_and(|m| m.nesterov),
+    };
+    let batch_size = a.batch_size.or(resumed.as_ref().map(|m| m.batch_size)).unwrap_or(64);
+    let seed = a.seed.or(resumed.as_ref().map(|m| m.seed)).unwrap_or(0);
     let cfg = train::Config {
         epochs: a.epochs,
-        batch_size: a.batch_size as usize,
+        batch_size: batch_size as usize,
         sgd,
-        seed: a.seed,
+        seed,
         max_steps: a.max_steps,
         verify: a.verify,
         eval_batch: 256,
         checkpoint_every: a.checkpoint_every,
     };
-    let model = models::tudui(a.seed);
+    let model = models::tudui(seed);
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &a.out, a.resume.as_deref())?;
     println!(
         "training Tudui ({} parameters) on {}: {} epochs of {} batches of {}, SGD lr {} momentum {} weight decay {}{}",
@@ -142,10 +158,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         t.device.name(),
         a.epochs,
         t.batches_per_epoch(),
-        a.batch_size,
-        a.lr,
-        a.momentum,
-        a.weight_decay,
+        batch_size,
+        sgd.lr,
+        sgd.momentum,
+        sgd.weight_decay,
         if a.resume.is_some() {
             format!(", resuming at epoch {} batch {} (step {})", t.meta.epoch + 1, t.meta.batch, t.meta.step)
         } else {

@@ -171,6 +171,16 @@ pub fn load_weights(path: &Path, params: &mut ParamSet) -> Result<()> {
     state_dict::load_into(path, params)
 }
 
+/// The metadata of a checkpoint file, or of the newest complete checkpoint in a folder.
+pub fn meta_of(path: &Path) -> Result<Meta> {
+    let p = if path.is_dir() {
+        latest(path).ok_or_else(|| Error::file(path, "no complete checkpoint in this folder"))?
+    } else {
+        path.to_path_buf()
+    };
+    read_meta(&p, &File::read(&p)?)
+}
+
 /// Class names recorded in a checkpoint, if it is one.
 pub fn classes(path: &Path) -> Option<Vec<String>> {
     let p = if path.is_dir() { latest(path)? } else { path.to_path_buf() };
