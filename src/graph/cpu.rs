@@ -19,8 +19,10 @@ pub struct CpuExecutor {
     dacts: Vec<Vec<f32>>,
     indices: Vec<Vec<i32>>,
     logp: Vec<f32>,
-    /// Per-op times of the last step.
-    timings: Vec<KernelTime>,
+    /// Seconds per op of the last step, in the order of `ops` (forward, loss, backward, sgd).
+    timings: Vec<f64>,
+    /// Name, flops and bytes of each timed op, built once.
+    ops: Vec<(String, u64, u64)>,
 }
 
 impl CpuExecutor {
@@ -39,6 +41,7 @@ impl CpuExecutor {
             indices: vec![Vec::new(); l],
             logp: Vec::new(),
             timings: Vec::new(),
+            ops: op_labels(&plan, model.params.data.len()),
             plan,
         })
     }
@@ -79,13 +82,7 @@ impl CpuExecutor {
                 Geometry::Linear { n, cfg } => linear::forward_cpu(&cfg, n, x, w.unwrap(), b),
             };
             self.acts[i + 1] = out;
-            let flops = 2 * node_macs(&self.plan.nodes[i].geo);
-            self.timings.push(KernelTime {
-                name: self.plan.nodes[i].name.clone(),
-                seconds: t.elapsed().as_secs_f64(),
-                flops,
-                bytes: 0,
-            });
+            self.timings.push(t.elapsed().as_secs_f64());
         }
     }
 }
@@ -106,59 +103,48 @@ impl Executor for CpuExecutor {
         let (loss, logp) = cross_entropy::forward_cpu(self.act(l), tgt, &o, dims);
         self.dacts[l] = cross_entropy::backward_cpu(&logp, tgt, &[1.0], &o, dims);
         self.logp = logp;
-        self.timings.push(KernelTime { name: "loss".into(), seconds: t.elapsed().as_secs_f64(), flops: 0, bytes: 0 });
+        self.timings.push(t.elapsed().as_secs_f64());
         for i in (0..l).rev() {
             let t = Instant::now();
-            let node = self.plan.nodes[i].clone();
+            let (geo, weight, bias) = {
+                let n = &self.plan.nodes[i];
+                (n.geo, n.weight, n.bias)
+            };
             let need_dinp = i > 0;
-            let dout = self.dact(i + 1).to_vec();
-            let x = self.act(i);
-            let (dinp, dw, db) = match node.geo {
-                Geometry::Conv(g) => {
-                    let gr = conv2d::backward_cpu(
-                        &g,
-                        x,
-                        self.params.get(node.weight.unwrap()),
-                        &dout,
-                        need_dinp,
-                        node.bias.is_some(),
-                    );
-                    (gr.dinp, Some(gr.dweight), gr.dbias)
-                }
-                Geometry::Pool(g) => {
-                    (need_dinp.then(|| maxpool2d::backward_cpu(&g, &self.indices[i], &dout)), None, None)
-                }
-                Geometry::Flatten => (None, None, None),
-                Geometry::Linear { n, cfg } => {
-                    let gr = linear::backward_cpu(&cfg, n, x, self.params.get(node.weight.unwrap()), &dout, need_dinp);
-                    (gr.dinp, Some(gr.dweight), gr.dbias)
+            // Borrowed, not copied: everything read here is left untouched until the results land.
+            let (dinp, dw, db) = {
+                let dout = self.dact(i + 1);
+                let x = self.act(i);
+                match geo {
+                    Geometry::Conv(g) => {
+                        let w = self.params.get(weight.unwrap());
+                        let gr = conv2d::backward_cpu(&g, x, w, dout, need_dinp, bias.is_some());
+                        (gr.dinp, Some(gr.dweight), gr.dbias)
+                    }
+                    Geometry::Pool(g) => {
+                        (need_dinp.then(|| maxpool2d::backward_cpu(&g, &self.indices[i], dout)), None, None)
+                    }
+                    Geometry::Flatten => (None, None, None),
+                    Geometry::Linear { n, cfg } => {
+                        let gr = linear::backward_cpu(&cfg, n, x, self.params.get(weight.unwrap()), dout, need_dinp);
+                        (gr.dinp, Some(gr.dweight), gr.dbias)
+                    }
                 }
             };
-            if let (Some(k), Some(dw)) = (node.weight, dw) {
+            if let (Some(k), Some(dw)) = (weight, dw) {
                 self.grads.get_mut(k).copy_from_slice(&dw);
             }
-            if let (Some(k), Some(db)) = (node.bias, db) {
+            if let (Some(k), Some(db)) = (bias, db) {
                 self.grads.get_mut(k).copy_from_slice(&db);
             }
             self.dacts[i] = dinp.unwrap_or_default();
-            let flops = 2 * node_macs(&node.geo) * if i > 0 { 2 } else { 1 };
-            self.timings.push(KernelTime {
-                name: format!("{}.backward", node.name),
-                seconds: t.elapsed().as_secs_f64(),
-                flops,
-                bytes: 0,
-            });
+            self.timings.push(t.elapsed().as_secs_f64());
         }
         if let Some(s) = &self.opts.sgd {
             let t = Instant::now();
             sgd::step_cpu(s, self.steps == 0, &mut self.params.data, &self.grads.data, &mut self.momentum.data);
             self.steps += 1;
-            self.timings.push(KernelTime {
-                name: "sgd".into(),
-                seconds: t.elapsed().as_secs_f64(),
-                flops: 0,
-                bytes: 12 * self.params.data.len() as u64,
-            });
+            self.timings.push(t.elapsed().as_secs_f64());
         }
         Ok(Some(loss[0]))
     }
@@ -218,7 +204,17 @@ impl Executor for CpuExecutor {
 
     fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>> {
         self.step(images, targets, false)?;
-        Ok(self.timings.clone())
+        Ok(self
+            .ops
+            .iter()
+            .zip(&self.timings)
+            .map(|((name, flops, bytes), &seconds)| KernelTime {
+                name: name.clone(),
+                seconds,
+                flops: *flops,
+                bytes: *bytes,
+            })
+            .collect())
     }
 
     fn memory_bytes(&self) -> u64 {
@@ -228,6 +224,20 @@ impl Executor for CpuExecutor {
             + self.logp.len();
         4 * floats as u64
     }
+}
+
+/// The ops a step times, in order: each node's forward, the loss, each node's backward (last node
+/// first), the SGD update; with their floating-point work (a backward without an input gradient
+/// does half the work of one with it).
+fn op_labels(plan: &Plan, params: usize) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> =
+        plan.nodes.iter().map(|n| (n.name.clone(), 2 * node_macs(&n.geo), 0)).collect();
+    v.push(("loss".into(), 0, 0));
+    for (i, n) in plan.nodes.iter().enumerate().rev() {
+        v.push((format!("{}.backward", n.name), 2 * node_macs(&n.geo) * if i > 0 { 2 } else { 1 }, 0));
+    }
+    v.push(("sgd".into(), 0, 12 * params as u64));
+    v
 }
 
 /// Multiply-adds of a node's forward pass.
