@@ -11,9 +11,7 @@ fn main() -> anyhow::Result<()> {
     let (device, why) = Device::select(&DeviceOptions::from_env()?)?;
     println!("device: {why}");
     let tudui = models::tudui(0);
-    for (name, layer) in &tudui.net.layers {
-        println!("  ({name}): {}", layer.describe());
-    }
+    print!("{}", tudui.describe());
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let images: Vec<f32> = (0..64 * 3 * 32 * 32).map(|_| rng.random::<f32>()).collect();
@@ -22,11 +20,7 @@ fn main() -> anyhow::Result<()> {
     let mut ex = wgrad::executor(&device, &tudui, 64, ExecOptions::default())?;
     let loss = ex.step(&images, &targets, true)?.unwrap_or(f32::NAN);
     let plan = ex.plan();
-    println!(
-        "input {:?} -> output {:?}",
-        plan.input,
-        plan.nodes.last().map(|n| n.out_shape.clone()).unwrap_or_default()
-    );
+    println!("input {:?} -> output {:?}", plan.input, plan.shapes[plan.output]);
     println!("loss {loss:.4}");
     let grads = ex.grads()?;
     let norm: f32 = grads.data.iter().map(|g| g * g).sum::<f32>().sqrt();

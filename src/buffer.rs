@@ -61,6 +61,7 @@ impl Gpu {
             usage: STORAGE,
             mapped_at_creation: false,
         });
+        self.count_created(bytes);
         self.check(&format!("allocating {label}"))?;
         Ok(View { buffer: Arc::new(buffer), offset: 0, len: words })
     }
@@ -84,8 +85,33 @@ impl Gpu {
             contents: &contents,
             usage: STORAGE,
         });
+        self.count_created(contents.len() as u64);
         self.check(&format!("uploading {label}"))?;
         Ok(View { buffer: Arc::new(buffer), offset: 0, len: (bytes.len() / 4) as u64 })
+    }
+
+    /// A uniform buffer holding `bytes` (a kernel's `Params`).
+    pub fn uniform(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        self.count_created(buffer.size());
+        buffer
+    }
+
+    /// A MAP_READ buffer of `bytes` (at least 4) that copies land in, for [`Gpu::map_read`].
+    pub fn staging(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.count_created(buffer.size());
+        self.check(&format!("allocating {label}"))?;
+        Ok(buffer)
     }
 
     /// Overwrites a view with host data (through the queue: no allocation visible to the caller).
@@ -106,12 +132,7 @@ impl Gpu {
     /// Reads views back (off the hot path: tests, checks, checkpoints). One submit for all of them.
     pub fn read_many(&self, views: &[&View]) -> Result<Vec<Vec<f32>>> {
         let total: u64 = views.iter().map(|v| v.bytes()).sum();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: total.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging("readback", total)?;
         let mut enc = self.encoder("readback");
         let mut at = 0;
         for v in views {

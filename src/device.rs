@@ -198,6 +198,8 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     submits: AtomicU64,
+    /// Bytes of every buffer created through this context.
+    created: AtomicU64,
     split_target: std::sync::atomic::AtomicUsize,
 }
 
@@ -234,6 +236,7 @@ impl Gpu {
             errors,
             pipelines: Mutex::default(),
             submits: AtomicU64::new(0),
+            created: AtomicU64::new(0),
             // Big GPUs want many invocations per dispatch; CPU adapters (lavapipe) gain nothing
             // from splitting a reduction across them.
             split_target: std::sync::atomic::AtomicUsize::new(if info.device_type == wgpu::DeviceType::Cpu {
@@ -318,6 +321,14 @@ impl Gpu {
     /// Number of queue submits so far (a training step must add exactly one).
     pub fn submit_count(&self) -> u64 {
         self.submits.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of every buffer created so far through this context (storage, uniform, staging).
+    pub fn created_bytes(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+    pub(crate) fn count_created(&self, bytes: u64) {
+        self.created.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Submits one command buffer and reports any error the recording produced.

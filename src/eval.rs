@@ -56,7 +56,7 @@ impl Evaluator {
             let i = match self.executors.iter().position(|e| e.plan().batch == b.len()) {
                 Some(i) => i,
                 None => {
-                    let mut e = graph::executor(&self.device, &self.model, b.len(), graph::Options::default())?;
+                    let mut e = graph::executor(&self.device, &self.model, b.len(), graph::Options::inference())?;
                     e.set_params(params)?;
                     self.executors.push(e);
                     self.executors.len() - 1

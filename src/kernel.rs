@@ -6,7 +6,6 @@ use crate::buffer::View;
 use crate::device::Gpu;
 use crate::{Error, Result};
 use std::sync::Arc;
-use wgpu::util::DeviceExt;
 
 /// Largest workgroup count per grid dimension WebGPU guarantees.
 pub const MAX_GROUPS_PER_DIM: u64 = 65_535;
@@ -31,6 +30,8 @@ pub struct Kernel {
     /// Floating-point operations and bytes moved per dispatch (for the benchmark's rates).
     pub flops: u64,
     pub bytes: u64,
+    /// Size of its uniform `Params` buffer.
+    pub uniform_bytes: u64,
     _params: wgpu::Buffer,
 }
 
@@ -59,11 +60,7 @@ impl Kernel {
             }
         }
         let pipeline = gpu.pipeline(shader)?;
-        let params_buf = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(&format!("{label}.params")),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let params_buf = gpu.uniform(&format!("{label}.params"), bytemuck::bytes_of(params));
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params_buf.as_entire_binding() }];
         for (i, v) in views.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: v.binding() });
@@ -84,6 +81,7 @@ impl Kernel {
             groups: grid(groups),
             flops: 0,
             bytes,
+            uniform_bytes: params_buf.size(),
             _params: params_buf,
         })
     }
@@ -121,11 +119,73 @@ impl Program {
             k.record(&mut pass);
         }
     }
+    /// Times each kernel: GPU timestamp queries where the adapter has them, else wall-clock time per
+    /// kernel (one submit and wait each). For profiling, off the step path.
+    pub fn time(gpu: &Gpu, kernels: &[&Kernel]) -> Result<Vec<f64>> {
+        if kernels.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            let mut v = Vec::new();
+            for k in kernels {
+                let t = std::time::Instant::now();
+                let mut enc = gpu.encoder("profile");
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&k.label),
+                        timestamp_writes: None,
+                    });
+                    k.record(&mut pass);
+                }
+                gpu.submit(enc, "profile")?;
+                gpu.wait("profile")?;
+                v.push(t.elapsed().as_secs_f64());
+            }
+            return Ok(v);
+        }
+        let n = kernels.len() as u32;
+        let qs = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * n,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile timestamps"),
+            size: 16 * n as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        gpu.count_created(resolve.size());
+        let mut enc = gpu.encoder("profile");
+        for (i, k) in kernels.iter().enumerate() {
+            let tw = wgpu::ComputePassTimestampWrites {
+                query_set: &qs,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            };
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&k.label), timestamp_writes: Some(tw) });
+            k.record(&mut pass);
+        }
+        enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
+        gpu.submit(enc, "profile")?;
+        let raw = gpu.read(&View::whole(Arc::new(resolve)))?;
+        let tick = |i: usize| (raw[2 * i].to_bits() as u64) | ((raw[2 * i + 1].to_bits() as u64) << 32);
+        let period = gpu.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok((0..kernels.len()).map(|i| tick(2 * i + 1).saturating_sub(tick(2 * i)) as f64 * period).collect())
+    }
+
     /// Records, submits and waits: for one-off use (tests, examples), not the training step.
     pub fn run(&self, gpu: &Gpu, label: &str) -> Result<()> {
         let mut enc = gpu.encoder(label);
         self.record(&mut enc, label);
         gpu.submit(enc, label)?;
         gpu.wait(label)
+    }
+}
+
+impl From<Kernel> for Program {
+    fn from(k: Kernel) -> Program {
+        Program { kernels: vec![k] }
     }
 }

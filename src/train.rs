@@ -150,7 +150,7 @@ impl Trainer {
                 history.retain(|r| r.epoch < meta.epoch);
             }
         }
-        let opts = graph::Options { sgd: Some(cfg.sgd), keep_all: cfg.verify };
+        let opts = graph::Options { sgd: Some(cfg.sgd), keep_all: cfg.verify, seed: cfg.seed, ..Default::default() };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;
         let mut reference = if cfg.verify && !matches!(device, Device::Cpu) {
             Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?)

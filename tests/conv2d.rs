@@ -5,15 +5,18 @@
 mod common;
 use common::*;
 use rand::Rng;
+use std::sync::Arc;
+use wgrad::cpu::Real;
 use wgrad::ops::conv2d::*;
 use wgrad::testing::assert_close;
+use wgrad::{Device, Tensor};
 
-fn config(c: &Case) -> Config {
+fn config(c: &Case) -> Conv2d {
     let pair = |k: &str| {
         let v = c.usizes(k);
         (v[0], v[1])
     };
-    Config {
+    Conv2d {
         in_channels: c.meta["in_channels"].as_u64().unwrap() as usize,
         out_channels: c.meta["out_channels"].as_u64().unwrap() as usize,
         kernel: pair("kernel"),
@@ -24,38 +27,56 @@ fn config(c: &Case) -> Config {
     }
 }
 
-struct Out {
-    out: Vec<f32>,
-    dinp: Vec<f32>,
-    dweight: Vec<f32>,
-    dbias: Option<Vec<f32>>,
+struct Out<T> {
+    out: Vec<T>,
+    dinp: Vec<T>,
+    dweight: Vec<T>,
+    dbias: Option<Vec<T>>,
 }
 
-fn run_gpu(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>, dout: &[f32]) -> Out {
-    let (xv, wv, dv) =
-        (gpu.upload("inp", x).unwrap(), gpu.upload("weight", w).unwrap(), gpu.upload("dout", dout).unwrap());
-    let bv = b.map(|b| gpu.upload("bias", b).unwrap());
-    let out = gpu.zeros("out", dout.len() as u64).unwrap();
-    let dinp = gpu.zeros("dinp", x.len() as u64).unwrap();
-    let dweight = gpu.zeros("dweight", w.len() as u64).unwrap();
-    let dbias = b.map(|b| gpu.upload("dbias", &vec![f32::NAN; b.len()]).unwrap());
-    let mut prog = wgrad::kernel::Program::default();
-    prog.extend(forward_gpu(gpu, "conv", g, &xv, &wv, bv.as_ref(), &out).unwrap());
-    prog.extend(backward_gpu(gpu, "conv", g, &xv, &wv, &dv, Some(&dinp), &dweight, dbias.as_ref()).unwrap());
-    prog.run(gpu, "conv").unwrap();
-    let mut views = vec![&out, &dinp, &dweight];
-    if let Some(d) = &dbias {
-        views.push(d);
+fn forward<T: Real>(g: &Geometry, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
+    let mut out = vec![T::zero(); g.out_shape().iter().product()];
+    forward_cpu(g, &mut out, x, w, b);
+    out
+}
+
+/// The CPU path's forward and backward (the code the executor runs, in f32 or f64).
+fn run_cpu<T: Real>(g: &Geometry, x: &[T], w: &[T], b: Option<&[T]>, dout: &[T]) -> Out<T> {
+    let mut dinp = vec![T::zero(); x.len()];
+    let mut dweight = vec![T::zero(); w.len()];
+    let mut dbias = b.map(|b| vec![T::zero(); b.len()]);
+    backward_cpu(g, Some(&mut dinp), &mut dweight, dbias.as_deref_mut(), dout, x, w);
+    Out { out: forward(g, x, w, b), dinp, dweight, dbias }
+}
+
+/// The GPU kernels, through wgrad::functional.
+fn run_gpu(
+    gpu: &Arc<wgrad::Gpu>,
+    cfg: &Conv2d,
+    shape: &[usize],
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    dout: &[f32],
+) -> Out<f32> {
+    let g = cfg.geometry(shape).unwrap();
+    let t = |s: &[usize], v: &[f32]| Tensor::new(s, v.to_vec()).unwrap();
+    let (x, w, dout) = (t(shape, x), t(&cfg.weight_shape(), w), t(&g.out_shape(), dout));
+    let b = b.map(|b| t(&[b.len()], b));
+    let r = wgrad::functional::conv2d(&Device::Gpu(gpu.clone()), cfg, &x, &w, b.as_ref(), Some(&dout)).unwrap();
+    let mut dp = r.dparams.into_iter();
+    Out {
+        out: r.out.data,
+        dinp: r.dinputs[0].data.clone(),
+        dweight: dp.next().unwrap().data,
+        dbias: dp.next().map(|t| t.data),
     }
-    let mut r = gpu.read_many(&views).unwrap();
-    let dbias = b.map(|_| r.pop().unwrap());
-    Out { dweight: r.pop().unwrap(), dinp: r.pop().unwrap(), out: r.pop().unwrap(), dbias }
 }
 
 #[test]
 fn cpu_backward_matches_finite_differences() {
     let mut r = rng(10);
-    let cfg = Config {
+    let cfg = Conv2d {
         in_channels: 2,
         out_channels: 3,
         kernel: (3, 2),
@@ -68,14 +89,14 @@ fn cpu_backward_matches_finite_differences() {
     let x = to_f64(&uniform(&mut r, 2 * 2 * 5 * 6, -1.0, 1.0));
     let w = to_f64(&uniform(&mut r, 3 * 2 * 3 * 2, -1.0, 1.0));
     let b = to_f64(&uniform(&mut r, 3, -1.0, 1.0));
-    let out_len = forward_cpu(&g, &x, &w, Some(&b)).len();
+    let out_len = g.out_shape().iter().product();
     let dout = to_f64(&uniform(&mut r, out_len, -1.0, 1.0));
-    let grads = backward_cpu(&g, &x, &w, &dout, true, true);
+    let grads = run_cpu(&g, &x, &w, Some(&b), &dout);
     let h = 1e-6;
-    let num_x = numeric_grad(&x, h, |xs| dot(&dout, &forward_cpu(&g, xs, &w, Some(&b))));
-    let num_w = numeric_grad(&w, h, |ws| dot(&dout, &forward_cpu(&g, &x, ws, Some(&b))));
-    let num_b = numeric_grad(&b, h, |bs| dot(&dout, &forward_cpu(&g, &x, &w, Some(bs))));
-    assert_close("conv dinp", &grads.dinp.unwrap(), &num_x, 1e-6, 1e-8);
+    let num_x = numeric_grad(&x, h, |xs| dot(&dout, &forward(&g, xs, &w, Some(&b))));
+    let num_w = numeric_grad(&w, h, |ws| dot(&dout, &forward(&g, &x, ws, Some(&b))));
+    let num_b = numeric_grad(&b, h, |bs| dot(&dout, &forward(&g, &x, &w, Some(bs))));
+    assert_close("conv dinp", &grads.dinp, &num_x, 1e-6, 1e-8);
     assert_close("conv dweight", &grads.dweight, &num_w, 1e-6, 1e-8);
     assert_close("conv dbias", &grads.dbias.unwrap(), &num_b, 1e-6, 1e-8);
 }
@@ -91,15 +112,15 @@ fn cpu_and_gpu_match_pytorch() {
         let b = cfg.bias.then(|| c.f32("bias").1);
         let (_, dout) = c.f32("dout");
         let name = &c.name;
-        let cpu_out = forward_cpu(&g, &x, &w, b.as_deref());
-        let grads = backward_cpu(&g, &x, &w, &dout, true, cfg.bias);
+        let grads = run_cpu(&g, &x, &w, b.as_deref(), &dout);
+        let cpu_out = &grads.out;
         {
             let want = c.f32("out").1;
-            assert_close(&format!("{name} cpu out"), &cpu_out, &want, 1e-4, atol_of(&want, 1e-5));
+            assert_close(&format!("{name} cpu out"), cpu_out, &want, 1e-4, atol_of(&want, 1e-5));
         }
         {
             let want = c.f32("dinp").1;
-            assert_close(&format!("{name} cpu dinp"), &grads.dinp.unwrap(), &want, 1e-4, atol_of(&want, 1e-5));
+            assert_close(&format!("{name} cpu dinp"), &grads.dinp, &want, 1e-4, atol_of(&want, 1e-5));
         }
         {
             let want = c.f32("dweight").1;
@@ -108,11 +129,17 @@ fn cpu_and_gpu_match_pytorch() {
         if cfg.bias {
             {
                 let want = c.f32("dbias").1;
-                assert_close(&format!("{name} cpu dbias"), &grads.dbias.unwrap(), &want, 1e-4, atol_of(&want, 1e-5));
+                assert_close(
+                    &format!("{name} cpu dbias"),
+                    grads.dbias.as_ref().unwrap(),
+                    &want,
+                    1e-4,
+                    atol_of(&want, 1e-5),
+                );
             }
         }
         if let Some(gpu) = &gpu {
-            let o = run_gpu(gpu, &g, &x, &w, b.as_deref(), &dout);
+            let o = run_gpu(gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
             {
                 let want = c.f32("out").1;
                 assert_close(&format!("{name} gpu out"), &o.out, &want, 1e-4, atol_of(&want, 1e-5));
@@ -141,16 +168,16 @@ fn gpu_matches_cpu_on_random_configurations() {
     let mut r = rng(11);
     let mut configs = vec![
         // Tudui's conv2 at batch 2 (weight gradient split over the batch), and batch 64.
-        (Config::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
-        (Config::new(3, 6, 3).padding(1), [64, 3, 8, 8]),
-        (Config::new(1, 1, 1), [1, 1, 1, 1]),
+        (Conv2d::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
+        (Conv2d::new(3, 6, 3).padding(1), [64, 3, 8, 8]),
+        (Conv2d::new(1, 1, 1), [1, 1, 1, 1]),
     ];
     for _ in 0..12 {
         let k = [1, 3, 5][r.random_range(0..3)];
         let d = r.random_range(1..=2);
         let p = r.random_range(0..=2);
         let s = r.random_range(1..=2);
-        let cfg = Config {
+        let cfg = Conv2d {
             in_channels: r.random_range(1..=6),
             out_channels: r.random_range(1..=9),
             kernel: (k, [1, 3, 5][r.random_range(0..3)]),
@@ -170,13 +197,13 @@ fn gpu_matches_cpu_on_random_configurations() {
         let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
         let b = cfg.bias.then(|| uniform(&mut r, cfg.out_channels, -1.0, 1.0));
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
-        let want_out = forward_cpu(&g, &x, &w, b.as_deref());
-        let want = backward_cpu(&g, &x, &w, &dout, true, cfg.bias);
-        let o = run_gpu(&gpu, &g, &x, &w, b.as_deref(), &dout);
+        let want = run_cpu(&g, &x, &w, b.as_deref(), &dout);
+        let want_out = &want.out;
+        let o = run_gpu(&gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
         let name = format!("{cfg:?} on {shape:?}");
-        assert_close(&format!("{name} out"), &o.out, &want_out, 1e-4, atol_of(&want_out, 1e-5));
-        let wd = want.dinp.unwrap();
-        assert_close(&format!("{name} dinp"), &o.dinp, &wd, 1e-4, atol_of(&wd, 1e-5));
+        assert_close(&format!("{name} out"), &o.out, want_out, 1e-4, atol_of(want_out, 1e-5));
+        let wd = &want.dinp;
+        assert_close(&format!("{name} dinp"), &o.dinp, wd, 1e-4, atol_of(wd, 1e-5));
         assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
         if let (Some(got), Some(want)) = (o.dbias, want.dbias) {
             assert_close(&format!("{name} dbias"), &got, &want, 1e-4, atol_of(&want, 1e-5));
@@ -189,9 +216,9 @@ fn split_reductions_match_cpu() {
     let Some(gpu) = splitting_gpu() else { return };
     let mut r = rng(15);
     let configs = [
-        (Config::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
-        (Config::new(32, 64, 5).padding(2), [3, 32, 8, 8]),
-        (Config { stride: (2, 1), dilation: (1, 2), ..Config::new(5, 7, 3).padding(1) }, [2, 5, 9, 11]),
+        (Conv2d::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
+        (Conv2d::new(32, 64, 5).padding(2), [3, 32, 8, 8]),
+        (Conv2d::new(5, 7, 3).padding(1).stride((2, 1)).dilation((1, 2)), [2, 5, 9, 11]),
     ];
     for (cfg, shape) in configs {
         let g = cfg.geometry(&shape).unwrap();
@@ -199,20 +226,18 @@ fn split_reductions_match_cpu() {
         let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
         let b = uniform(&mut r, cfg.out_channels, -1.0, 1.0);
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
-        let want_out = forward_cpu(&g, &x, &w, Some(&b));
-        let want = backward_cpu(&g, &x, &w, &dout, true, true);
-        let o = run_gpu(&gpu, &g, &x, &w, Some(&b), &dout);
+        let want = run_cpu(&g, &x, &w, Some(&b), &dout);
+        let o = run_gpu(&gpu, &cfg, &shape, &x, &w, Some(&b), &dout);
         let name = format!("split {cfg:?} on {shape:?}");
-        assert_close(&format!("{name} out"), &o.out, &want_out, 1e-4, atol_of(&want_out, 1e-5));
-        let wd = want.dinp.unwrap();
-        assert_close(&format!("{name} dinp"), &o.dinp, &wd, 1e-4, atol_of(&wd, 1e-5));
+        assert_close(&format!("{name} out"), &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
+        assert_close(&format!("{name} dinp"), &o.dinp, &want.dinp, 1e-4, atol_of(&want.dinp, 1e-5));
         assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
     }
 }
 
 #[test]
 fn bad_input_is_an_error() {
-    let cfg = Config::new(3, 4, 5);
+    let cfg = Conv2d::new(3, 4, 5);
     let e = cfg.geometry(&[1, 3, 3, 3]).unwrap_err().to_string();
     assert!(
         e.contains("Conv2d(3, 4") && e.contains("larger than the padded input") && e.contains("[1, 3, 3, 3]"),
@@ -220,7 +245,7 @@ fn bad_input_is_an_error() {
     );
     let e = cfg.geometry(&[1, 2, 8, 8]).unwrap_err().to_string();
     assert!(e.contains("has 2 channels but the weight expects 3"), "{e}");
-    let e = Config { stride: (0, 1), ..cfg }.geometry(&[1, 3, 8, 8]).unwrap_err().to_string();
+    let e = cfg.stride((0, 1)).geometry(&[1, 3, 8, 8]).unwrap_err().to_string();
     assert!(e.contains("stride must be positive"), "{e}");
     assert!(cfg.geometry(&[3, 8, 8]).unwrap_err().to_string().contains("(N, C, H, W)"));
     assert!(cfg.geometry(&[0, 3, 8, 8]).unwrap_err().to_string().contains("empty batch"));
@@ -267,21 +292,21 @@ mod properties {
             kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
             ph in 0usize..3, pw in 0usize..3, dh in 1usize..3, dw in 1usize..3, seed in 0u64..1000,
         ) {
-            let cfg = Config { in_channels: ic, out_channels: oc, kernel: (kh, kw), stride: (sh, sw), padding: (ph, pw), dilation: (dh, dw), bias: false };
+            let cfg = Conv2d::new(ic, oc, (kh, kw)).stride((sh, sw)).padding((ph, pw)).dilation((dh, dw)).bias(false);
             let Ok(g) = cfg.geometry(&[n, ic, h, w]) else { return Ok(()) };
             let mut r = rng(seed);
             let x = to_f64(&uniform(&mut r, n * ic * h * w, -1.0, 1.0));
             let wt = to_f64(&uniform(&mut r, oc * ic * kh * kw, -1.0, 1.0));
-            let got = forward_cpu(&g, &x, &wt, None);
+            let got = forward(&g, &x, &wt, None);
             let want = direct_forward(&g, &x, &wt);
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 prop_assert!((a - b).abs() < 1e-9, "{cfg:?} on [{n}, {ic}, {h}, {w}]: out[{i}] = {a}, want {b}");
             }
             // The gradients are the adjoints: <dout, conv(x)> = <dx, x> and <dw, w> (bilinearity).
             let dout = to_f64(&uniform(&mut r, got.len(), -1.0, 1.0));
-            let gr = backward_cpu(&g, &x, &wt, &dout, true, false);
+            let gr = run_cpu(&g, &x, &wt, None, &dout);
             let lhs = dot(&dout, &got);
-            prop_assert!((dot(&gr.dinp.unwrap(), &x) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
+            prop_assert!((dot(&gr.dinp, &x) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
             prop_assert!((dot(&gr.dweight, &wt) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
         }
     }

@@ -32,22 +32,23 @@ impl Owned {
 
 /// Forward + backward on the GPU; returns (out, dinp).
 fn run_gpu(
-    gpu: &wgrad::Gpu,
+    gpu: &std::sync::Arc<wgrad::Gpu>,
     x: &[f32],
     tgt: Targets<'_, f32>,
     dout: &[f32],
     o: &Options,
     dims: (usize, usize, usize),
 ) -> (Vec<f32>, Vec<f32>) {
-    let xv = gpu.upload("inp", x).unwrap();
-    let tv = gpu.upload("tgt", &target_words(tgt)).unwrap();
-    let dinp = gpu.zeros("dinp", x.len() as u64).unwrap();
-    let k = build_gpu(gpu, "ce", &xv, &tv, matches!(tgt, Targets::Prob(_)), &dinp, o, dims).unwrap();
-    gpu.write(&k.dout, dout).unwrap();
-    k.forward.run(gpu, "ce").unwrap();
-    k.backward.run(gpu, "ce backward").unwrap();
-    let v = gpu.read_many(&[&k.out, &dinp]).unwrap();
-    (v[0].clone(), v[1].clone())
+    let (n, c, s) = dims;
+    let shape = if s == 1 { vec![n, c] } else { vec![n, c, s] };
+    let rows: Vec<usize> = if s == 1 { vec![n] } else { vec![n, s] };
+    let tgt_shape = if matches!(tgt, Targets::Prob(_)) { shape.clone() } else { rows.clone() };
+    let dshape = if o.reduction == Reduction::None { rows } else { vec![] };
+    let x = wgrad::Tensor::new(&shape, x.to_vec()).unwrap();
+    let dout = wgrad::Tensor::new(&dshape, dout.to_vec()).unwrap();
+    let r = wgrad::functional::cross_entropy(&wgrad::Device::Gpu(gpu.clone()), &x, tgt, &tgt_shape, o, Some(&dout))
+        .unwrap();
+    (r.out.data, r.dinputs[0].data.clone())
 }
 
 #[test]
@@ -164,8 +165,8 @@ fn binding_limit_is_an_error_not_a_crash() {
     // A view claiming more words than one binding may hold is refused before anything is dispatched.
     let x = gpu.zeros("inp", 4).unwrap();
     let huge = wgrad::buffer::View { len: gpu.limits.max_storage_buffer_binding_size as u64 / 4 + 1, ..x.clone() };
-    let dinp = gpu.zeros("dinp", 4).unwrap();
-    let r = build_gpu(&gpu, "ce", &huge, &x, false, &dinp, &Options::default(), (1, 4, 1));
+    let b = GpuBuffers { inp: &huge, tgt: &x, weight: &x, scratch: vec![&x; 4], out: &x, dout: &x, dinp: &x };
+    let r = forward_gpu(&gpu, "ce", &b, &Options::default(), (1, 4, 1), false);
     let e = r.err().expect("an oversized binding must be refused").to_string();
     assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
 }

@@ -7,39 +7,28 @@ mod common;
 use common::*;
 use wgrad::graph::Executor;
 use wgrad::io::safetensors::File;
-use wgrad::nn::{Layer, Model, Sequential};
-use wgrad::ops::{conv2d, linear, maxpool2d, sgd};
+use wgrad::nn::{Conv2d, Flatten, Linear, MaxPool2d, Model, Sequential};
+use wgrad::ops::interface::Mode;
+use wgrad::ops::sgd;
 use wgrad::testing::assert_close;
 use wgrad::{Device, ExecOptions};
 
+fn second_layers() -> Sequential {
+    Sequential::new()
+        .add("c1", Conv2d::new(1, 4, 3).stride(2).padding(1))
+        .add("p1", MaxPool2d::new(3).stride(2).padding(1).ceil_mode(true))
+        .add("c2", Conv2d::new(4, 6, (3, 1)).dilation((2, 1)).bias(false))
+        .add("flat", Flatten::new())
+        .add("fc", Linear::new(72, 7))
+        .add("out", Linear::new(7, 5))
+}
+
 fn second_net() -> Sequential {
-    Sequential::new("net")
-        .add("c1", Layer::Conv2d(conv2d::Config::new(1, 4, 3).stride(2).padding(1)))
-        .add(
-            "p1",
-            Layer::MaxPool2d(maxpool2d::Config {
-                stride: (2, 2),
-                padding: (1, 1),
-                ceil_mode: true,
-                ..maxpool2d::Config::new(3)
-            }),
-        )
-        .add(
-            "c2",
-            Layer::Conv2d(conv2d::Config {
-                kernel: (3, 1),
-                dilation: (2, 1),
-                bias: false,
-                ..conv2d::Config::new(4, 6, 1)
-            }),
-        )
-        .add("flat", Layer::Flatten)
-        .add("fc", Layer::Linear(linear::Config::new(72, 7)))
-        .add("out", Layer::Linear(linear::Config::new(7, 5)))
+    Sequential::new().add("net", second_layers())
 }
 
 fn second_model() -> Model {
-    let mut m = Model::init(second_net(), [1, 20, 20], 0);
+    let mut m = Model::new(&second_net(), [1, 20, 20], 0).unwrap();
     wgrad::io::state_dict::load_into(&data_path("second_init.safetensors"), &mut m.params).unwrap();
     m
 }
@@ -85,13 +74,11 @@ fn gpu_and_cpu_executors_agree_over_sgd_steps_and_reuse_changes_nothing() {
     let Some(gpu) = gpu() else { return };
     let model = second_model();
     let s = sgd::Config { momentum: 0.9, nesterov: true, weight_decay: 1e-3, ..sgd::Config::new(0.05) };
-    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, ExecOptions { sgd: Some(s), keep_all: false }).unwrap();
-    let mut reuse =
-        wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: false })
-            .unwrap();
-    let mut keep =
-        wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, ExecOptions { sgd: Some(s), keep_all: true })
-            .unwrap();
+    let reuse_opts = ExecOptions { sgd: Some(s), ..Default::default() };
+    let keep_opts = ExecOptions { keep_all: true, ..reuse_opts };
+    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, keep_opts).unwrap();
+    let mut reuse = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, reuse_opts).unwrap();
+    let mut keep = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, keep_opts).unwrap();
     assert!(reuse.bytes < keep.bytes, "buffer reuse should allocate less: {} vs {}", reuse.bytes, keep.bytes);
     let (images, targets) = second_batch();
     for step in 1..=4 {
@@ -114,12 +101,15 @@ fn gpu_and_cpu_executors_agree_over_sgd_steps_and_reuse_changes_nothing() {
 
 #[test]
 fn shape_errors_name_the_layer() {
-    let net = second_net().add("bad", Layer::Linear(linear::Config::new(6, 2)));
-    let e = wgrad::graph::Plan::new(&Model::init(net, [1, 20, 20], 0), 3).unwrap_err().to_string();
+    let plan = |net: &Sequential, input, batch| {
+        wgrad::graph::Plan::new(&Model::new(net, input, 0).unwrap(), batch, Mode::Train).map(|_| ())
+    };
+    let net = Sequential::new().add("net", second_layers().add("bad", Linear::new(6, 2)));
+    let e = plan(&net, [1, 20, 20], 3).unwrap_err().to_string();
     assert!(e.contains("net.bad") && e.contains("Linear(in_features=6") && e.contains("[3, 5]"), "{e}");
-    let e = wgrad::graph::Plan::new(&Model::init(second_net(), [2, 20, 20], 0), 3).unwrap_err().to_string();
+    let e = plan(&second_net(), [2, 20, 20], 3).unwrap_err().to_string();
     assert!(e.contains("net.c1") && e.contains("2 channels"), "{e}");
-    let e = wgrad::graph::Plan::new(&Model::init(second_net(), [1, 20, 20], 0), 0).unwrap_err().to_string();
+    let e = plan(&second_net(), [1, 20, 20], 0).unwrap_err().to_string();
     assert!(e.contains("batch size"), "{e}");
 }
 
@@ -138,8 +128,8 @@ fn bad_batches_are_errors() {
 
 #[test]
 fn a_model_missing_a_parameter_is_refused_by_name() {
-    let mut m = Model::init(second_net(), [1, 20, 20], 0);
+    let mut m = Model::new(&second_net(), [1, 20, 20], 0).unwrap();
     m.params.specs.retain(|s| s.key != "net.fc.weight");
-    let e = wgrad::graph::Plan::new(&m, 3).unwrap_err().to_string();
+    let e = wgrad::graph::Plan::new(&m, 3, Mode::Train).unwrap_err().to_string();
     assert!(e.contains("net.fc") && e.contains("no net.fc.weight"), "{e}");
 }

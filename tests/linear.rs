@@ -2,66 +2,74 @@
 
 mod common;
 use common::*;
+use std::sync::Arc;
+use wgrad::cpu::Real;
 use wgrad::ops::linear::*;
 use wgrad::testing::assert_close;
+use wgrad::{Device, Tensor};
 
-fn run_gpu(gpu: &wgrad::Gpu, c: &Config, n: usize, x: &[f32], w: &[f32], b: &[f32], dout: &[f32]) -> Vec<Vec<f32>> {
-    let (xv, wv, bv, dv) = (
-        gpu.upload("x", x).unwrap(),
-        gpu.upload("w", w).unwrap(),
-        gpu.upload("b", b).unwrap(),
-        gpu.upload("dout", dout).unwrap(),
-    );
-    let out = gpu.zeros("out", dout.len() as u64).unwrap();
-    let (dinp, dw, db) = (
-        gpu.zeros("dinp", x.len() as u64).unwrap(),
-        gpu.zeros("dw", w.len() as u64).unwrap(),
-        gpu.zeros("db", b.len() as u64).unwrap(),
-    );
-    let mut prog = wgrad::kernel::Program::default();
-    prog.extend(forward_gpu(gpu, "fc", c, n, &xv, &wv, Some(&bv), &out).unwrap());
-    prog.extend(backward_gpu(gpu, "fc", c, n, &xv, &wv, &dv, Some(&dinp), &dw, Some(&db)).unwrap());
-    prog.run(gpu, "fc").unwrap();
-    gpu.read_many(&[&out, &dinp, &dw, &db]).unwrap()
+/// [out, dinp, dweight, dbias] through wgrad::functional on the GPU.
+fn run_gpu(
+    gpu: &Arc<wgrad::Gpu>,
+    c: &Linear,
+    n: usize,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    dout: &[f32],
+) -> Vec<Vec<f32>> {
+    let t = |s: &[usize], v: &[f32]| Tensor::new(s, v.to_vec()).unwrap();
+    let (i, o) = (c.in_features, c.out_features);
+    let r = wgrad::functional::linear(
+        &Device::Gpu(gpu.clone()),
+        c,
+        &t(&[n, i], x),
+        &t(&[o, i], w),
+        Some(&t(&[o], b)),
+        Some(&t(&[n, o], dout)),
+    )
+    .unwrap();
+    vec![r.out.data, r.dinputs[0].data.clone(), r.dparams[0].data.clone(), r.dparams[1].data.clone()]
+}
+
+/// [out, dinp, dweight, dbias] on the CPU path.
+fn run_cpu<T: Real>(c: &Linear, n: usize, x: &[T], w: &[T], b: &[T], dout: &[T]) -> Vec<Vec<T>> {
+    let (mut dinp, mut dw, mut db) = (vec![T::zero(); x.len()], vec![T::zero(); w.len()], vec![T::zero(); b.len()]);
+    backward_cpu(c, n, Some(&mut dinp), &mut dw, Some(&mut db), dout, x, w);
+    vec![forward(c, n, x, w, Some(b)), dinp, dw, db]
+}
+
+fn forward<T: Real>(c: &Linear, n: usize, x: &[T], w: &[T], b: Option<&[T]>) -> Vec<T> {
+    let mut out = vec![T::zero(); n * c.out_features];
+    forward_cpu(c, n, &mut out, x, w, b);
+    out
 }
 
 #[test]
 fn cpu_backward_matches_finite_differences() {
     let mut r = rng(13);
-    let c = Config::new(5, 3);
+    let c = Linear::new(5, 3);
     let x = to_f64(&uniform(&mut r, 4 * 5, -1.0, 1.0));
     let w = to_f64(&uniform(&mut r, 15, -1.0, 1.0));
     let b = to_f64(&uniform(&mut r, 3, -1.0, 1.0));
     let dout = to_f64(&uniform(&mut r, 12, -1.0, 1.0));
-    let g = backward_cpu(&c, 4, &x, &w, &dout, true);
-    assert_close(
-        "dinp",
-        &g.dinp.unwrap(),
-        &numeric_grad(&x, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, v, &w, Some(&b)))),
-        1e-6,
-        1e-8,
-    );
+    let g = run_cpu(&c, 4, &x, &w, &b, &dout);
+    assert_close("dinp", &g[1], &numeric_grad(&x, 1e-6, |v| dot(&dout, &forward(&c, 4, v, &w, Some(&b)))), 1e-6, 1e-8);
     assert_close(
         "dweight",
-        &g.dweight,
-        &numeric_grad(&w, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, &x, v, Some(&b)))),
+        &g[2],
+        &numeric_grad(&w, 1e-6, |v| dot(&dout, &forward(&c, 4, &x, v, Some(&b)))),
         1e-6,
         1e-8,
     );
-    assert_close(
-        "dbias",
-        &g.dbias.unwrap(),
-        &numeric_grad(&b, 1e-6, |v| dot(&dout, &forward_cpu(&c, 4, &x, &w, Some(v)))),
-        1e-6,
-        1e-8,
-    );
+    assert_close("dbias", &g[3], &numeric_grad(&b, 1e-6, |v| dot(&dout, &forward(&c, 4, &x, &w, Some(v)))), 1e-6, 1e-8);
 }
 
 #[test]
 fn cpu_and_gpu_match_pytorch() {
     let gpu = gpu();
     for case in goldens("layers.safetensors", &["linear"]) {
-        let c = Config::new(
+        let c = Linear::new(
             case.meta["in_features"].as_u64().unwrap() as usize,
             case.meta["out_features"].as_u64().unwrap() as usize,
         );
@@ -69,8 +77,7 @@ fn cpu_and_gpu_match_pytorch() {
         let n = c.rows(&shape).unwrap();
         let (w, b, dout) = (case.f32("weight").1, case.f32("bias").1, case.f32("dout").1);
         let want = ["out", "dinp", "dweight", "dbias"].map(|k| case.f32(k).1);
-        let g = backward_cpu(&c, n, &x, &w, &dout, true);
-        let cpu = [forward_cpu(&c, n, &x, &w, Some(&b)), g.dinp.unwrap(), g.dweight, g.dbias.unwrap()];
+        let cpu = run_cpu(&c, n, &x, &w, &b, &dout);
         for (i, k) in ["out", "dinp", "dweight", "dbias"].iter().enumerate() {
             assert_close(&format!("{} cpu {k}", case.name), &cpu[i], &want[i], 1e-4, atol_of(&want[i], 1e-5));
         }
@@ -95,17 +102,16 @@ fn split_k_matches_cpu() {
     check_against_cpu(&gpu, 16);
 }
 
-fn check_against_cpu(gpu: &wgrad::Gpu, seed: u64) {
+fn check_against_cpu(gpu: &Arc<wgrad::Gpu>, seed: u64) {
     let mut r = rng(seed);
     for (n, i, o) in [(1, 1, 1), (3, 7, 5), (64, 1024, 64), (64, 64, 10), (130, 33, 17)] {
-        let c = Config::new(i, o);
+        let c = Linear::new(i, o);
         let x = uniform(&mut r, n * i, -1.0, 1.0);
         let w = uniform(&mut r, o * i, -1.0, 1.0);
         let b = uniform(&mut r, o, -1.0, 1.0);
         let dout = uniform(&mut r, n * o, -1.0, 1.0);
         let got = run_gpu(gpu, &c, n, &x, &w, &b, &dout);
-        let g = backward_cpu(&c, n, &x, &w, &dout, true);
-        let want = [forward_cpu(&c, n, &x, &w, Some(&b)), g.dinp.unwrap(), g.dweight, g.dbias.unwrap()];
+        let want = run_cpu(&c, n, &x, &w, &b, &dout);
         for (k, name) in ["out", "dinp", "dweight", "dbias"].iter().enumerate() {
             assert_close(&format!("({n}, {i}) -> {o} {name}"), &got[k], &want[k], 1e-4, atol_of(&want[k], 1e-5));
         }
@@ -114,9 +120,9 @@ fn check_against_cpu(gpu: &wgrad::Gpu, seed: u64) {
 
 #[test]
 fn bad_input_is_an_error() {
-    let c = Config::new(1024, 64);
+    let c = Linear::new(1024, 64);
     let e = c.rows(&[8, 1000]).unwrap_err().to_string();
-    assert!(e.contains("Linear(in_features=1024, out_features=64)") && e.contains("[8, 1000]"), "{e}");
+    assert!(e.contains("Linear(in_features=1024, out_features=64, bias=True)") && e.contains("[8, 1000]"), "{e}");
     assert!(c.rows(&[8, 4, 256]).is_err());
     assert!(c.rows(&[0, 1024]).unwrap_err().to_string().contains("empty"));
 }

@@ -4,15 +4,16 @@
 mod common;
 use common::*;
 use rand::Rng;
+use wgrad::cpu::Real;
 use wgrad::ops::maxpool2d::*;
 use wgrad::testing::assert_close;
 
-fn config(c: &Case) -> Config {
+fn config(c: &Case) -> MaxPool2d {
     let pair = |k: &str| {
         let v = c.usizes(k);
         (v[0], v[1])
     };
-    Config {
+    MaxPool2d {
         kernel: pair("kernel"),
         stride: pair("stride"),
         padding: pair("padding"),
@@ -27,12 +28,25 @@ fn run_gpu(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], dout: &[f32]) -> (Vec<f32>
     let out = gpu.zeros("out", dout.len() as u64).unwrap();
     let idx = gpu.zeros("indices", dout.len() as u64).unwrap();
     let dinp = gpu.zeros("dinp", x.len() as u64).unwrap();
-    let mut prog = wgrad::kernel::Program::default();
-    prog.push(forward_gpu(gpu, "pool", g, &xv, &out, &idx).unwrap());
-    prog.push(backward_gpu(gpu, "pool", g, &idx, &dv, &dinp).unwrap());
+    let mut prog = forward_gpu(gpu, "pool", g, &out, &idx, &xv).unwrap();
+    prog.extend(backward_gpu(gpu, "pool", g, &dinp, &dv, &idx).unwrap());
     prog.run(gpu, "pool").unwrap();
     let r = gpu.read_many(&[&out, &idx, &dinp]).unwrap();
     (r[0].clone(), r[1].iter().map(|v| v.to_bits() as i32).collect(), r[2].clone())
+}
+
+/// (out, indices) on the CPU path.
+fn forward<T: Real>(g: &Geometry, x: &[T]) -> (Vec<T>, Vec<i32>) {
+    let n = g.planes() * g.oh * g.ow;
+    let (mut out, mut idx) = (vec![T::zero(); n], vec![0; n]);
+    forward_cpu(g, &mut out, &mut idx, x);
+    (out, idx)
+}
+
+fn backward<T: Real>(g: &Geometry, idx: &[i32], dout: &[T]) -> Vec<T> {
+    let mut dinp = vec![T::zero(); g.planes() * g.h * g.w];
+    backward_cpu(g, &mut dinp, dout, idx);
+    dinp
 }
 
 #[test]
@@ -47,10 +61,10 @@ fn cpu_and_gpu_match_pytorch() {
         let want_idx: Vec<i32> = c.i64("indices").1.iter().map(|&v| v as i32).collect();
         let (_, dout) = c.f32("dout");
         let (_, want_d) = c.f32("dinp");
-        let (out, idx) = forward_cpu(&g, &x);
+        let (out, idx) = forward(&g, &x);
         assert_close(&format!("{} cpu out", c.name), &out, &want, 0.0, 0.0);
         assert_eq!(idx, want_idx, "{} cpu indices", c.name);
-        assert_close(&format!("{} cpu dinp", c.name), &backward_cpu(&g, &idx, &dout), &want_d, 1e-5, 1e-6);
+        assert_close(&format!("{} cpu dinp", c.name), &backward(&g, &idx, &dout), &want_d, 1e-5, 1e-6);
         if let Some(gpu) = &gpu {
             let (out, idx, dinp) = run_gpu(gpu, &g, &x, &dout);
             assert_close(&format!("{} gpu out", c.name), &out, &want, 0.0, 0.0);
@@ -63,9 +77,9 @@ fn cpu_and_gpu_match_pytorch() {
 #[test]
 fn nan_propagates_like_pytorch() {
     // torch.nn.functional.max_pool2d(x, 2, return_indices=True) on [[1, nan], [3, 2]] gives nan at index 1.
-    let g = Config::new(2).geometry(&[1, 1, 2, 2]).unwrap();
+    let g = MaxPool2d::new(2).geometry(&[1, 1, 2, 2]).unwrap();
     let x = [1.0f32, f32::NAN, 3.0, 2.0];
-    let (out, idx) = forward_cpu(&g, &x);
+    let (out, idx) = forward(&g, &x);
     assert!(out[0].is_nan() && idx[0] == 1, "cpu: {out:?} {idx:?}");
     if let Some(gpu) = gpu() {
         let (out, idx, _) = run_gpu(&gpu, &g, &x, &[1.0]);
@@ -80,7 +94,7 @@ fn gpu_matches_cpu_on_random_configurations() {
     let mut done = 0;
     while done < 15 {
         let k = r.random_range(1..=4);
-        let cfg = Config {
+        let cfg = MaxPool2d {
             kernel: (k, r.random_range(1..=4)),
             stride: (r.random_range(1..=3), r.random_range(1..=3)),
             padding: (r.random_range(0..=k / 2), 0),
@@ -93,24 +107,20 @@ fn gpu_matches_cpu_on_random_configurations() {
         // Small integers make ties common.
         let x: Vec<f32> = (0..shape.iter().product()).map(|_| r.random_range(-3..3) as f32).collect();
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
-        let (want, want_idx) = forward_cpu(&g, &x);
+        let (want, want_idx) = forward(&g, &x);
         let (out, idx, dinp) = run_gpu(&gpu, &g, &x, &dout);
         let name = format!("{cfg:?} on {shape:?}");
         assert_close(&format!("{name} out"), &out, &want, 0.0, 0.0);
         assert_eq!(idx, want_idx, "{name} indices");
-        assert_close(&format!("{name} dinp"), &dinp, &backward_cpu(&g, &want_idx, &dout), 1e-5, 1e-6);
+        assert_close(&format!("{name} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
         done += 1;
     }
 }
 
 #[test]
 fn output_size_follows_pytorch() {
-    let size = |h, k, s, p, ceil| {
-        Config { kernel: (k, k), stride: (s, s), padding: (p, p), dilation: (1, 1), ceil_mode: ceil }
-            .geometry(&[1, 1, h, h])
-            .unwrap()
-            .oh
-    };
+    let size =
+        |h, k, s, p, ceil| MaxPool2d::new(k).stride(s).padding(p).ceil_mode(ceil).geometry(&[1, 1, h, h]).unwrap().oh;
     assert_eq!(size(32, 2, 2, 0, false), 16);
     assert_eq!(size(7, 2, 2, 0, false), 3);
     assert_eq!(size(7, 2, 2, 0, true), 4);
@@ -121,11 +131,11 @@ fn output_size_follows_pytorch() {
 
 #[test]
 fn bad_input_is_an_error() {
-    let e = Config::new(5).geometry(&[1, 1, 3, 3]).unwrap_err().to_string();
+    let e = MaxPool2d::new(5).geometry(&[1, 1, 3, 3]).unwrap_err().to_string();
     assert!(e.contains("MaxPool2d") && e.contains("[1, 1, 3, 3]") && e.contains("empty"), "{e}");
-    let e = Config { stride: (0, 0), ..Config::new(2) }.geometry(&[1, 1, 4, 4]).unwrap_err().to_string();
+    let e = MaxPool2d::new(2).stride(0).geometry(&[1, 1, 4, 4]).unwrap_err().to_string();
     assert!(e.contains("stride must be positive"), "{e}");
-    let e = Config { padding: (2, 2), ..Config::new(3) }.geometry(&[1, 1, 8, 8]).unwrap_err().to_string();
+    let e = MaxPool2d::new(3).padding(2).geometry(&[1, 1, 8, 8]).unwrap_err().to_string();
     assert!(e.contains("half of the kernel"), "{e}");
-    assert!(Config::new(2).geometry(&[4, 4]).is_err());
+    assert!(MaxPool2d::new(2).geometry(&[4, 4]).is_err());
 }

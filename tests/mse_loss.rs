@@ -10,7 +10,7 @@ const SUITE: Suite = Suite {
     backward64: backward_cpu::<f64>,
     forward32: forward_cpu::<f32>,
     backward32: backward_cpu::<f32>,
-    build: build_gpu,
+    call: wgrad::functional::mse_loss,
 };
 
 #[test]

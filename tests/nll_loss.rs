@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use wgrad::ops::{log_softmax, nll_loss::*};
+
 use wgrad::testing::assert_close;
 use wgrad::Reduction;
 
@@ -30,28 +31,26 @@ fn cpu_backward_matches_finite_differences() {
     }
 }
 
-/// Runs log_softmax → nll_loss on the GPU; returns (out, dinp w.r.t. the logits).
+/// Runs log_softmax → nll_loss on the GPU (wgrad::functional); returns (out, dinp w.r.t. the logits).
 fn run_gpu(
-    gpu: &wgrad::Gpu,
+    gpu: &std::sync::Arc<wgrad::Gpu>,
     x: &[f32],
     tgt: &[i64],
     dout: &[f32],
     o: &Options,
     dims: (usize, usize, usize),
 ) -> (Vec<f32>, Vec<f32>) {
-    let n = x.len() as u64;
-    let xv = gpu.upload("inp", x).unwrap();
-    let logp = gpu.zeros("logp", n).unwrap();
-    let tv = gpu.upload("tgt", &tgt.iter().map(|&t| t as i32).collect::<Vec<_>>()).unwrap();
-    log_softmax::forward_gpu(gpu, "ls", &xv, &logp, dims).unwrap().run(gpu, "ls").unwrap();
-    let k = build_gpu(gpu, "nll", &logp, &tv, o, dims).unwrap();
-    gpu.write(&k.dout, dout).unwrap();
-    k.forward.run(gpu, "nll").unwrap();
-    k.backward.run(gpu, "nll backward").unwrap();
-    let dinp = gpu.zeros("dinp", n).unwrap();
-    log_softmax::backward_gpu(gpu, "ls", &logp, &k.dinp, &dinp, dims).unwrap().run(gpu, "ls backward").unwrap();
-    let v = gpu.read_many(&[&k.out, &dinp]).unwrap();
-    (v[0].clone(), v[1].clone())
+    use wgrad::{functional as F, Device, Tensor};
+    let (n, c, s) = dims;
+    let (shape, rows) = if s == 1 { (vec![n, c], vec![n]) } else { (vec![n, c, s], vec![n, s]) };
+    let device = Device::Gpu(gpu.clone());
+    let x = Tensor::new(&shape, x.to_vec()).unwrap();
+    let dshape = if o.reduction == Reduction::None { rows.clone() } else { vec![] };
+    let dout = Tensor::new(&dshape, dout.to_vec()).unwrap();
+    let logp = F::log_softmax(&device, &x, None).unwrap().out;
+    let nll = F::nll_loss(&device, &logp, tgt, &rows, o, Some(&dout)).unwrap();
+    let ls = F::log_softmax(&device, &x, Some(&nll.dinputs[0])).unwrap();
+    (nll.out.data, ls.dinputs[0].data.clone())
 }
 
 #[test]

@@ -14,7 +14,7 @@ use wgrad::{Device, ExecOptions};
 fn parity(device: Device) {
     let model = tudui_from_pytorch();
     let sgd = sgd::Config { momentum: 0.9, weight_decay: 5e-4, ..sgd::Config::new(0.01) };
-    let mut ex = wgrad::executor(&device, &model, 8, ExecOptions { sgd: Some(sgd), keep_all: false }).unwrap();
+    let mut ex = wgrad::executor(&device, &model, 8, ExecOptions { sgd: Some(sgd), ..Default::default() }).unwrap();
     let path = data_path("tudui_sgd_expected.safetensors");
     let want = File::read(&path).unwrap();
     let f = |k: &str| want.f32(&path, k).unwrap().1.to_vec();
@@ -62,7 +62,7 @@ fn a_training_step_is_one_submit() {
         gpu.clone(),
         &model,
         4,
-        ExecOptions { sgd: Some(sgd::Config::new(0.01)), keep_all: false },
+        ExecOptions { sgd: Some(sgd::Config::new(0.01)), ..Default::default() },
     )
     .unwrap();
     let (images, targets) = (vec![0.5f32; 4 * 3 * 32 * 32], vec![1i64, 2, 3, 4]);
@@ -138,7 +138,7 @@ fn init_is_pytorchs_uniform_bound_and_seeded() {
     for (i, s) in a.params.specs.iter().enumerate() {
         let fan_in: usize = if s.shape.len() == 4 {
             s.shape[1] * s.shape[2] * s.shape[3]
-        } else if s.is_bias {
+        } else if s.key.ends_with(".bias") {
             0
         } else {
             s.shape[1]

@@ -28,10 +28,6 @@ pub struct Args {
     device: DeviceArgs,
 }
 
-/// Work of one Tudui image: forward 24.71 MFLOP, a training step about 3× that.
-pub const FORWARD_FLOPS: f64 = 24_708_352.0;
-pub const STEP_FLOPS: f64 = 74_125_056.0;
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -63,7 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let startup = Instant::now();
     if let Device::Gpu(g) = &device {
-        for (name, _) in shaders::ALL {
+        for (name, _) in shaders::all() {
             g.pipeline(name)?;
         }
     }
@@ -74,7 +70,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if !a.json {
         println!("device: {}", device.name());
         if let Device::Gpu(_) = &device {
-            println!("start-up: {} pipelines created in {startup_ms:.1} ms", shaders::ALL.len());
+            println!("start-up: {} pipelines created in {startup_ms:.1} ms", shaders::all().len());
         } else {
             println!("CPU path: {} threads (RAYON_NUM_THREADS sets them)", rayon::current_num_threads());
         }
@@ -83,45 +79,52 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let bs = bs as usize;
         let images: Vec<f32> = (0..bs * 3 * 32 * 32).map(|_| rng.random_range(0..256) as f32 / 255.0).collect();
         let targets: Vec<i64> = (0..bs).map(|_| rng.random_range(0..10)).collect();
-        let opts = graph::Options { sgd: Some(sgd::Config::new(0.01)), keep_all: false };
+        let opts = graph::Options { sgd: Some(sgd::Config::new(0.01)), ..Default::default() };
+        // A training executor (train mode) and an inference one (eval mode), as `train` and `eval` build.
         let mut ex = graph::executor(&device, &model, bs, opts)?;
-        let mut time = |f: &mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>| -> crate::Result<Vec<f64>> {
+        let mut inf = graph::executor(&device, &model, bs, graph::Options::inference())?;
+        let time = |ex: &mut dyn Executor,
+                    f: &mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>|
+         -> crate::Result<Vec<f64>> {
             for _ in 0..a.warmup {
-                f(ex.as_mut())?;
+                f(ex)?;
                 ex.sync()?;
             }
             let mut v = Vec::new();
             for _ in 0..a.steps {
                 let t = Instant::now();
-                f(ex.as_mut())?;
+                f(ex)?;
                 ex.sync()?;
                 v.push(t.elapsed().as_secs_f64());
             }
             Ok(v)
         };
-        let train = median(time(&mut |e| e.step(&images, &targets, false).map(|_| ()))?);
-        let infer = median(time(&mut |e| e.forward(&images).map(|_| ()))?);
+        let train = median(time(ex.as_mut(), &mut |e| e.step(&images, &targets, false).map(|_| ()))?);
+        let infer = median(time(inf.as_mut(), &mut |e| e.forward(&images).map(|_| ()))?);
         let kernels = ex.profile(&images, &targets)?;
+        let (step_flops, forward_flops) = (ex.plan().step_flops() as f64, inf.plan().forward_flops() as f64);
         let r = serde_json::json!({
             "batch": bs,
             "train_images_per_s": bs as f64 / train,
             "infer_images_per_s": bs as f64 / infer,
             "train_ms_median": train * 1e3,
             "infer_ms_median": infer * 1e3,
-            "train_gflops": STEP_FLOPS * bs as f64 / train / 1e9,
-            "infer_gflops": FORWARD_FLOPS * bs as f64 / infer / 1e9,
+            "train_gflops": step_flops / train / 1e9,
+            "infer_gflops": forward_flops / infer / 1e9,
             "memory_bytes": ex.memory_bytes(),
+            "infer_memory_bytes": inf.memory_bytes(),
             "kernels": kernel_table(&kernels),
         });
         if !a.json {
             println!(
-                "batch {bs}: train {:.1} img/s ({:.2} ms/step median of {}, {:.1} GFLOP/s), inference {:.1} img/s, memory {:.1} MiB",
+                "batch {bs}: train {:.1} img/s ({:.2} ms/step median of {}, {:.1} GFLOP/s), inference {:.1} img/s, memory {:.1} MiB (inference {:.1} MiB)",
                 bs as f64 / train,
                 train * 1e3,
                 a.steps,
-                STEP_FLOPS * bs as f64 / train / 1e9,
+                step_flops / train / 1e9,
                 bs as f64 / infer,
-                ex.memory_bytes() as f64 / (1 << 20) as f64
+                ex.memory_bytes() as f64 / (1 << 20) as f64,
+                inf.memory_bytes() as f64 / (1 << 20) as f64
             );
             println!("  {:<34} {:>10} {:>6} {:>10} {:>8}", "kernel (one profiled step)", "ms", "%", "GFLOP/s", "GB/s");
             for k in r["kernels"].as_array().unwrap() {

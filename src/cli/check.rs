@@ -79,7 +79,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         None => None,
     };
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;
-    let opts = graph::Options { sgd, keep_all: a.verify };
+    let opts = graph::Options { sgd, keep_all: a.verify, ..Default::default() };
     let mut ex: Option<Box<dyn Executor>> = None;
     let mut reference: Option<Box<dyn Executor>> = None;
     let mut out = Vec::new();

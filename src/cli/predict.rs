@@ -30,7 +30,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     for p in &a.images {
         images.extend(load_image(p)?);
     }
-    let mut ex = graph::executor(&device, &model, a.images.len(), graph::Options::default())?;
+    let mut ex = graph::executor(&device, &model, a.images.len(), graph::Options::inference())?;
     let logits = ex.forward(&images)?;
     for (p, row) in a.images.iter().zip(logits.chunks(10)) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));

@@ -1,90 +1,199 @@
-//! The CPU path of the executor: the same plan computed with the ops' CPU code (f32).
+//! The CPU path of the executor: the schedule run with each op's CPU code (f32), over slots
+//! allocated once per executor (the same memory plan as the GPU's, without GPU scratch).
 
-use super::{loss_options, tensor_names, Executor, Geometry, KernelTime, Options, Plan};
-use crate::nn::{Model, ParamSet};
-use crate::ops::{conv2d, cross_entropy, linear, maxpool2d, sgd};
+use super::memory::{Request, Schedule, Task};
+use super::{loss_options, not_training, random_key, tensor_names, Executor, KernelTime, Options, Plan};
+use crate::nn::{split_disjoint, Model, ParamSet};
+use crate::ops::interface::{CpuBackward, CpuForward, Mode, RandomKey, Scratch};
+use crate::ops::{cross_entropy, sgd};
 use crate::Result;
 use std::time::Instant;
 
 pub struct CpuExecutor {
     plan: Plan,
+    sched: Schedule,
     opts: Options,
     params: ParamSet,
     grads: ParamSet,
     momentum: ParamSet,
+    /// Training steps taken (the optimizer's first step and Dropout's stream depend on it).
     steps: u64,
-    /// acts[0] is the input; acts[i + 1] the output of node i (empty for Flatten: a view of acts[i]).
-    acts: Vec<Vec<f32>>,
-    /// dacts[i + 1]: gradient w.r.t. the output of node i (empty for Flatten: it is dacts[i + 2]).
-    dacts: Vec<Vec<f32>>,
-    indices: Vec<Vec<i32>>,
-    logp: Vec<f32>,
-    /// Seconds per op of the last step, in the order of `ops` (forward, loss, backward, sgd).
+    slots: Vec<Vec<f32>>,
+    /// Seconds of each task of the last step, then the optimizer's.
     timings: Vec<f64>,
-    /// Name, flops and bytes of each timed op, built once.
-    ops: Vec<(String, u64, u64)>,
+    /// Name, flops and bytes of each timed task, built once.
+    labels: Vec<(String, u64, u64)>,
 }
 
 impl CpuExecutor {
     pub fn new(model: &Model, batch: usize, opts: Options) -> Result<Self> {
-        let plan = Plan::new(model, batch)?;
-        let l = plan.nodes.len();
-        let zeros = model.params.like(vec![0.0; model.params.data.len()])?;
+        let plan = Plan::new(model, batch, opts.mode)?;
+        let none = |_: usize| Scratch::default();
+        let sched = Schedule::new(
+            &plan,
+            &Request {
+                backward: opts.mode == Mode::Train,
+                keep_all: opts.keep_all,
+                scratch: &none,
+                loss_scratch: vec![(batch * plan.classes) as u64],
+            },
+        );
+        let slots = sched.slot_words.iter().map(|&w| vec![0.0; w as usize]).collect();
+        let grads = model.params.trainable_layout();
         Ok(CpuExecutor {
+            labels: labels(&plan, &sched, grads.data.len()),
             opts,
             params: model.params.clone(),
-            grads: zeros.clone(),
-            momentum: zeros,
+            momentum: grads.clone(),
+            grads,
             steps: 0,
-            acts: vec![Vec::new(); l + 1],
-            dacts: vec![Vec::new(); l + 1],
-            indices: vec![Vec::new(); l],
-            logp: Vec::new(),
+            slots,
             timings: Vec::new(),
-            ops: op_labels(&plan, model.params.data.len()),
             plan,
+            sched,
         })
     }
 
-    /// The tensor behind acts[i], following Flatten's views back.
-    fn act(&self, mut i: usize) -> &[f32] {
-        while i > 0 && matches!(self.plan.nodes[i - 1].geo, Geometry::Flatten) {
-            i -= 1;
-        }
-        &self.acts[i]
+    fn random(&self, i: usize) -> RandomKey {
+        RandomKey { key: random_key(self.opts.seed, i), step: self.steps }
     }
 
-    fn dact(&self, mut i: usize) -> &[f32] {
-        while i < self.plan.nodes.len() && matches!(self.plan.nodes[i].geo, Geometry::Flatten) {
-            i += 1;
-        }
-        &self.dacts[i]
-    }
-
-    fn run_forward(&mut self, images: &[f32]) {
-        self.acts[0].clear();
-        self.acts[0].extend_from_slice(images);
+    /// Runs the tasks of the schedule (forward ones only unless `train`), timing each.
+    fn run(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<Option<f32>> {
         self.timings.clear();
-        for i in 0..self.plan.nodes.len() {
+        let t0 = self.sched.value[0];
+        let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
+        self.slots[s][..w].copy_from_slice(images);
+        let mut loss = None;
+        for k in 0..self.sched.tasks.len() {
+            let task = self.sched.tasks[k];
             let t = Instant::now();
-            let node = &self.plan.nodes[i];
-            let w = node.weight.map(|k| self.params.get(k));
-            let b = node.bias.map(|k| self.params.get(k));
-            let x = self.act(i);
-            let out = match node.geo {
-                Geometry::Conv(g) => conv2d::forward_cpu(&g, x, w.unwrap(), b),
-                Geometry::Pool(g) => {
-                    let (out, idx) = maxpool2d::forward_cpu(&g, x);
-                    self.indices[i] = idx;
-                    out
-                }
-                Geometry::Flatten => Vec::new(),
-                Geometry::Linear { n, cfg } => linear::forward_cpu(&cfg, n, x, w.unwrap(), b),
-            };
-            self.acts[i + 1] = out;
+            match task {
+                Task::Forward(i) => self.forward_node(i),
+                Task::Loss => match targets {
+                    Some(targets) => loss = Some(self.loss(targets)),
+                    None => break,
+                },
+                Task::Accumulate(s) => self.accumulate(s),
+                Task::Backward(j) => self.backward_node(j),
+            }
             self.timings.push(t.elapsed().as_secs_f64());
         }
+        if self.plan.mode == Mode::Train {
+            for n in &self.plan.nodes {
+                for &c in &n.counters {
+                    self.params.set_counter(c, self.params.counter(c) + 1);
+                }
+            }
+        }
+        Ok(loss)
     }
+
+    fn forward_node(&mut self, i: usize) {
+        let random = self.random(i);
+        let CpuExecutor { plan, sched, params, slots, .. } = self;
+        let node = &plan.nodes[i];
+        let mut out = take(slots, sched, sched.value[i + 1]);
+        let mut saved: Vec<Vec<f32>> = sched.saved[i].iter().map(|&t| take(slots, sched, t)).collect();
+        {
+            let inputs = node.inputs.iter().map(|&v| tensor(slots, sched, sched.value[v])).collect();
+            let words = sched.words[sched.value[i + 1]] as usize;
+            let saved_w: Vec<usize> = sched.saved[i].iter().map(|&t| sched.words[t] as usize).collect();
+            node.node.forward_cpu(CpuForward {
+                inputs,
+                out: &mut out[..words],
+                state: params.entries_mut(&node.state),
+                saved: saved.iter_mut().zip(saved_w).map(|(v, w)| &mut v[..w]).collect(),
+                random,
+            });
+        }
+        put(slots, sched, sched.value[i + 1], out);
+        for (&t, v) in sched.saved[i].iter().zip(saved) {
+            put(slots, sched, t, v);
+        }
+    }
+
+    fn backward_node(&mut self, j: usize) {
+        let random = self.random(j);
+        let CpuExecutor { plan, sched, params, grads, slots, .. } = self;
+        let node = &plan.nodes[j];
+        let mut dinp: Vec<Option<Vec<f32>>> =
+            sched.dinputs[j].iter().map(|t| t.map(|t| take(slots, sched, t))).collect();
+        {
+            let words = |t: usize| sched.words[t] as usize;
+            // Only what the backward declared it reads is alive (and passed); the rest is empty.
+            let reads = node.node.backward_reads();
+            let read = |v: usize, yes: bool| if yes { tensor(slots, sched, sched.value[v]) } else { &[] };
+            node.node.backward_cpu(CpuBackward {
+                inputs: node.inputs.iter().map(|&v| read(v, reads.inputs)).collect(),
+                out: read(j + 1, reads.output),
+                dout: tensor(slots, sched, sched.grad[j + 1].unwrap()),
+                state: node.state.iter().map(|&k| params.get(k)).collect(),
+                saved: sched.saved[j].iter().map(|&t| tensor(slots, sched, t)).collect(),
+                dinputs: dinp
+                    .iter_mut()
+                    .zip(&sched.dinputs[j])
+                    .map(|(d, t)| d.as_mut().map(|d| &mut d[..words(t.unwrap())]))
+                    .collect(),
+                dparams: split_disjoint(
+                    &mut grads.data,
+                    &node.params.iter().map(|&k| params.range(k)).collect::<Vec<_>>(),
+                ),
+                random,
+            });
+        }
+        for (t, d) in sched.dinputs[j].iter().zip(dinp) {
+            if let (Some(t), Some(d)) = (t, d) {
+                put(slots, sched, *t, d);
+            }
+        }
+    }
+
+    /// Sums a value's gradient contributions in the schedule's order, as the GPU's `add` kernels do.
+    fn accumulate(&mut self, s: usize) {
+        let CpuExecutor { sched, slots, .. } = self;
+        for &(a, b, c) in &sched.sums[s].steps {
+            let mut out = take(slots, sched, c);
+            let n = sched.words[c] as usize;
+            let (x, y) = (tensor(slots, sched, a), tensor(slots, sched, b));
+            for ((o, &p), &q) in out[..n].iter_mut().zip(x).zip(y) {
+                *o = p + q;
+            }
+            put(slots, sched, c, out);
+        }
+    }
+
+    fn loss(&mut self, targets: &[i64]) -> f32 {
+        let CpuExecutor { plan, sched, slots, .. } = self;
+        let dims = (plan.batch, plan.classes, 1);
+        let o = loss_options();
+        let tgt = cross_entropy::Targets::Class(targets);
+        let logits = tensor(slots, sched, sched.value[plan.output]);
+        let (loss, logp) = cross_entropy::forward_cpu(logits, tgt, &o, dims);
+        let dlogits = cross_entropy::backward_cpu(&logp, tgt, &[1.0], &o, dims);
+        let lp = sched.loss_scratch[0];
+        let (s, w) = (sched.slot_of[lp], sched.words[lp] as usize);
+        slots[s][..w].copy_from_slice(&logp);
+        let d = sched.dlogits.unwrap();
+        let (s, w) = (sched.slot_of[d], sched.words[d] as usize);
+        slots[s][..w].copy_from_slice(&dlogits);
+        loss[0]
+    }
+}
+
+/// A tensor's words in its slot.
+fn tensor<'a>(slots: &'a [Vec<f32>], sched: &Schedule, t: usize) -> &'a [f32] {
+    &slots[sched.slot_of[t]][..sched.words[t] as usize]
+}
+
+/// Takes a tensor's slot out to write it while other slots are read (tensors alive at the same
+/// time never share a slot); [`put`] returns it.
+fn take(slots: &mut [Vec<f32>], sched: &Schedule, t: usize) -> Vec<f32> {
+    std::mem::take(&mut slots[sched.slot_of[t]])
+}
+
+fn put(slots: &mut [Vec<f32>], sched: &Schedule, t: usize, v: Vec<f32>) {
+    slots[sched.slot_of[t]] = v;
 }
 
 impl Executor for CpuExecutor {
@@ -93,83 +202,40 @@ impl Executor for CpuExecutor {
     }
 
     fn step(&mut self, images: &[f32], targets: &[i64], _want_loss: bool) -> Result<Option<f32>> {
-        self.plan.check_batch(images, targets)?;
-        self.run_forward(images);
-        let l = self.plan.nodes.len();
-        let dims = (self.plan.batch, self.plan.classes, 1);
-        let o = loss_options();
-        let tgt = cross_entropy::Targets::Class(targets);
-        let t = Instant::now();
-        let (loss, logp) = cross_entropy::forward_cpu(self.act(l), tgt, &o, dims);
-        self.dacts[l] = cross_entropy::backward_cpu(&logp, tgt, &[1.0], &o, dims);
-        self.logp = logp;
-        self.timings.push(t.elapsed().as_secs_f64());
-        for i in (0..l).rev() {
-            let t = Instant::now();
-            let (geo, weight, bias) = {
-                let n = &self.plan.nodes[i];
-                (n.geo, n.weight, n.bias)
-            };
-            let need_dinp = i > 0;
-            // Borrowed, not copied: everything read here is left untouched until the results land.
-            let (dinp, dw, db) = {
-                let dout = self.dact(i + 1);
-                let x = self.act(i);
-                match geo {
-                    Geometry::Conv(g) => {
-                        let w = self.params.get(weight.unwrap());
-                        let gr = conv2d::backward_cpu(&g, x, w, dout, need_dinp, bias.is_some());
-                        (gr.dinp, Some(gr.dweight), gr.dbias)
-                    }
-                    Geometry::Pool(g) => {
-                        (need_dinp.then(|| maxpool2d::backward_cpu(&g, &self.indices[i], dout)), None, None)
-                    }
-                    Geometry::Flatten => (None, None, None),
-                    Geometry::Linear { n, cfg } => {
-                        let gr = linear::backward_cpu(&cfg, n, x, self.params.get(weight.unwrap()), dout, need_dinp);
-                        (gr.dinp, Some(gr.dweight), gr.dbias)
-                    }
-                }
-            };
-            if let (Some(k), Some(dw)) = (weight, dw) {
-                self.grads.get_mut(k).copy_from_slice(&dw);
-            }
-            if let (Some(k), Some(db)) = (bias, db) {
-                self.grads.get_mut(k).copy_from_slice(&db);
-            }
-            self.dacts[i] = dinp.unwrap_or_default();
-            self.timings.push(t.elapsed().as_secs_f64());
+        if self.plan.mode != Mode::Train {
+            return Err(not_training());
         }
+        self.plan.check_batch(images, targets)?;
+        let loss = self.run(images, Some(targets))?;
         if let Some(s) = &self.opts.sgd {
             let t = Instant::now();
-            sgd::step_cpu(s, self.steps == 0, &mut self.params.data, &self.grads.data, &mut self.momentum.data);
-            self.steps += 1;
+            let n = self.grads.data.len();
+            sgd::step_cpu(s, self.steps == 0, &mut self.params.data[..n], &self.grads.data, &mut self.momentum.data);
             self.timings.push(t.elapsed().as_secs_f64());
         }
-        Ok(Some(loss[0]))
+        self.steps += 1;
+        Ok(loss)
     }
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        let want: usize = self.plan.input.iter().product();
-        if images.len() != want {
-            return Err(crate::Error::Graph(format!(
-                "images hold {} floats; a batch of shape {:?} needs {want}",
-                images.len(),
-                self.plan.input
-            )));
-        }
-        self.run_forward(images);
+        self.plan.check_images(images)?;
+        self.run(images, None)?;
         self.logits()
     }
 
     fn logits(&self) -> Result<Vec<f32>> {
-        Ok(self.act(self.plan.nodes.len()).to_vec())
+        Ok(tensor(&self.slots, &self.sched, self.sched.value[self.plan.output]).to_vec())
     }
     fn params(&self) -> Result<ParamSet> {
         Ok(self.params.clone())
     }
     fn set_params(&mut self, p: &ParamSet) -> Result<()> {
-        self.params = self.params.like(p.data.clone())?;
+        let mut q = self.params.like(p.data.clone())?;
+        q.counters.clone_from(&p.counters);
+        if q.counters.len() != self.params.counters.len() {
+            return Err(crate::Error::Graph("set_params: counters differ from the model's".into()));
+        }
+        self.params = q;
         Ok(())
     }
     fn grads(&self) -> Result<ParamSet> {
@@ -185,13 +251,10 @@ impl Executor for CpuExecutor {
     }
 
     fn tensors(&self) -> Result<Vec<(String, Vec<f32>)>> {
-        let l = self.plan.nodes.len();
-        let mut v: Vec<Vec<f32>> = (1..=l).map(|i| self.act(i).to_vec()).collect();
-        v.push(self.logp.clone());
-        for i in (0..l).rev() {
-            v.push(self.dact(i + 1).to_vec());
-        }
-        Ok(tensor_names(&self.plan).into_iter().zip(v).collect())
+        Ok(tensor_names(&self.plan, &self.sched)
+            .into_iter()
+            .map(|(name, t)| (name, tensor(&self.slots, &self.sched, t).to_vec()))
+            .collect())
     }
 
     fn describe(&self) -> String {
@@ -205,7 +268,7 @@ impl Executor for CpuExecutor {
     fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>> {
         self.step(images, targets, false)?;
         Ok(self
-            .ops
+            .labels
             .iter()
             .zip(&self.timings)
             .map(|((name, flops, bytes), &seconds)| KernelTime {
@@ -218,33 +281,34 @@ impl Executor for CpuExecutor {
     }
 
     fn memory_bytes(&self) -> u64 {
-        let floats: usize = self.acts.iter().chain(&self.dacts).map(|v| v.len()).sum::<usize>()
-            + self.indices.iter().map(|v| v.len()).sum::<usize>()
-            + 3 * self.params.data.len()
-            + self.logp.len();
-        4 * floats as u64
+        4 * (self.slots.iter().map(|v| v.len()).sum::<usize>()
+            + self.params.data.len()
+            + self.grads.data.len()
+            + self.momentum.data.len()) as u64
     }
 }
 
-/// The ops a step times, in order: each node's forward, the loss, each node's backward (last node
-/// first), the SGD update; with their floating-point work (a backward without an input gradient
-/// does half the work of one with it).
-fn op_labels(plan: &Plan, params: usize) -> Vec<(String, u64, u64)> {
-    let mut v: Vec<(String, u64, u64)> =
-        plan.nodes.iter().map(|n| (n.name.clone(), 2 * node_macs(&n.geo), 0)).collect();
-    v.push(("loss".into(), 0, 0));
-    for (i, n) in plan.nodes.iter().enumerate().rev() {
-        v.push((format!("{}.backward", n.name), 2 * node_macs(&n.geo) * if i > 0 { 2 } else { 1 }, 0));
-    }
-    v.push(("sgd".into(), 0, 12 * params as u64));
+/// The timed tasks of a step with their work: each node's forward, the loss, sums, each backward
+/// (last node first), then the optimizer.
+fn labels(plan: &Plan, sched: &Schedule, trainable: usize) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = sched
+        .tasks
+        .iter()
+        .map(|t| match *t {
+            Task::Forward(i) => (plan.nodes[i].name.clone(), plan.nodes[i].node.flops().forward, 0),
+            Task::Loss => ("loss".into(), 0, 0),
+            Task::Accumulate(s) => {
+                let v = sched.sums[s].value;
+                (format!("{}.grad_sum", plan.nodes[v - 1].name), 0, 12 * sched.words[sched.value[v]])
+            }
+            Task::Backward(j) => {
+                let n = &plan.nodes[j];
+                let f = n.node.flops();
+                let dinp = sched.dinputs[j].iter().any(|d| d.is_some());
+                (format!("{}.backward", n.name), f.backward_params + if dinp { f.backward_input } else { 0 }, 0)
+            }
+        })
+        .collect();
+    v.push(("sgd".into(), 0, 12 * trainable as u64));
     v
-}
-
-/// Multiply-adds of a node's forward pass.
-fn node_macs(g: &Geometry) -> u64 {
-    (match g {
-        Geometry::Conv(c) => c.macs(),
-        Geometry::Linear { n, cfg } => n * cfg.in_features * cfg.out_features,
-        _ => 0,
-    }) as u64
 }

@@ -1,263 +1,201 @@
-//! The GPU executor: every buffer, bind group and pipeline is made once in `new`; a training step
-//! records forward + loss + backward + SGD into one compute pass and one queue submit, and reads
-//! back the loss (4 bytes) only when asked.
+//! The GPU executor: the schedule's slots, every bind group and pipeline are made once in `new`; a
+//! training step records forward + loss + backward + the optimizer into one compute pass and one
+//! queue submit, and reads back the loss (4 bytes) only when asked.
 
-use super::memory::{assign, Life};
-use super::{loss_options, tensor_names, Executor, Geometry, KernelTime, Options, Plan};
+use super::memory::{Request, Schedule, Task};
+use super::{loss_options, not_training, random_key, tensor_names, Executor, KernelTime, Options, Plan};
 use crate::buffer::View;
 use crate::device::Gpu;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Program};
 use crate::nn::{Model, ParamSet};
-use crate::ops::{conv2d, cross_entropy, linear, maxpool2d, sgd};
+use crate::ops::interface::{GpuIo, Mode};
+use crate::ops::{add, cross_entropy, sgd};
 use crate::{Error, Result};
 use std::sync::Arc;
 
 pub struct GpuExecutor {
     gpu: Arc<Gpu>,
     plan: Plan,
+    sched: Schedule,
+    /// The host's copy of the model's entries (counters are kept here; f32 data lives on the GPU).
     layout: ParamSet,
+    grad_layout: ParamSet,
     params: View,
     grads: View,
     momentum: View,
-    input: View,
+    /// `[step_lo, step_hi]`, written before each step (Dropout's stream).
+    step_words: View,
     targets: View,
-    /// acts[k]: input (k = 0) or output of node k - 1, Flatten's being its input's view.
-    acts: Vec<View>,
-    /// dacts[k]: gradient w.r.t. acts[k] (None for the input).
-    dacts: Vec<Option<View>>,
-    logp: View,
+    /// A view of each planned tensor.
+    tensors: Vec<View>,
     loss: View,
     loss_staging: wgpu::Buffer,
     /// Where `forward` copies the logits to read them (same submit, no allocation per batch).
     logits_staging: wgpu::Buffer,
-    /// Forward kernels, then loss and backward: `kernels[..n_forward]` is inference.
+    /// Forward kernels, then loss, sums and backward: `kernels[..n_forward]` is the forward.
     kernels: Vec<Kernel>,
     n_forward: usize,
     sgd_first: Option<Kernel>,
     sgd_next: Option<Kernel>,
+    /// Training steps taken.
     steps: u64,
     targets_scratch: Vec<i32>,
-    /// Bytes of GPU memory this executor allocated.
+    /// Bytes of GPU memory this executor allocated (slots, persistent buffers, uniforms, staging).
     pub bytes: u64,
-}
-
-/// Follows Flatten's views: the activation index whose buffer acts[k] is.
-fn act_rep(plan: &Plan, mut k: usize) -> usize {
-    while k > 0 && matches!(plan.nodes[k - 1].geo, Geometry::Flatten) {
-        k -= 1;
-    }
-    k
-}
-
-/// The gradient index whose buffer dacts[k] is (Flatten's backward is a view too).
-fn dact_rep(plan: &Plan, mut k: usize) -> usize {
-    while k < plan.nodes.len() && matches!(plan.nodes[k].geo, Geometry::Flatten) {
-        k += 1;
-    }
-    k
 }
 
 impl GpuExecutor {
     /// Plans and builds everything for `batch`; errors name the batch size.
     pub fn new(gpu: Arc<Gpu>, model: &Model, batch: usize, opts: Options) -> Result<Self> {
-        let plan = Plan::new(model, batch)?;
-        Self::build(gpu, model, plan, opts).map_err(|e| match e {
+        let ctx = |e: Error| match e {
             Error::Graph(m) => Error::Graph(format!("building the GPU executor at batch {batch}: {m}")),
             other => Error::Graph(format!("building the GPU executor at batch {batch}: {other}")),
-        })
+        };
+        let plan = Plan::new(model, batch, opts.mode).map_err(ctx)?;
+        Self::build(gpu, model, plan, opts).map_err(ctx)
     }
 
     fn build(gpu: Arc<Gpu>, model: &Model, plan: Plan, opts: Options) -> Result<Self> {
+        let train = opts.mode == Mode::Train;
         let batch = plan.batch;
-        let l = plan.nodes.len();
-        let numel = |s: &[usize]| s.iter().product::<usize>();
-
-        // Schedule times: upload 0, forward of node i at 2(i+1), loss 2(l+1) (+1 for its backward),
-        // backward of node i at 2(l+2) + 2(l-1-i).
-        let fwd = |i: usize| 2 * (i + 1);
-        let loss_t = 2 * (l + 1);
-        let bwd = |i: usize| 2 * (l + 2) + 2 * (l - 1 - i);
-        let mut lives: Vec<Life> = Vec::new();
-        let mut act_life = vec![usize::MAX; l + 1];
-        let mut dact_life = vec![usize::MAX; l + 1];
-        let mut idx_life = vec![usize::MAX; l];
-        for k in 0..=l {
-            if act_rep(&plan, k) == k {
-                let words = if k == 0 { numel(&plan.input) } else { numel(&plan.nodes[k - 1].out_shape) };
-                act_life[k] = lives.len();
-                lives.push(Life { words, def: if k == 0 { 0 } else { fwd(k - 1) }, last: 0 });
-            }
-        }
-        for k in 1..=l {
-            if dact_rep(&plan, k) == k {
-                let words = numel(&plan.nodes[k - 1].out_shape);
-                dact_life[k] = lives.len();
-                lives.push(Life { words, def: if k == l { loss_t + 1 } else { bwd(k) }, last: 0 });
-            }
-        }
-        fn use_at(lives: &mut [Life], id: usize, t: usize) {
-            lives[id].last = lives[id].last.max(t);
-        }
-        for (i, node) in plan.nodes.iter().enumerate() {
-            use_at(&mut lives, act_life[act_rep(&plan, i)], fwd(i));
-            if node.backward_reads_input() {
-                use_at(&mut lives, act_life[act_rep(&plan, i)], bwd(i));
-            }
-            if !matches!(node.geo, Geometry::Flatten) {
-                use_at(&mut lives, dact_life[dact_rep(&plan, i + 1)], bwd(i));
-            }
-            if let Geometry::Pool(g) = node.geo {
-                idx_life[i] = lives.len();
-                lives.push(Life { words: g.planes() * g.oh * g.ow, def: fwd(i), last: bwd(i) });
-            }
-        }
-        // The logits stay readable after the step.
-        use_at(&mut lives, act_life[act_rep(&plan, l)], bwd(0) + 1);
-        for life in lives.iter_mut() {
-            life.last = life.last.max(life.def);
-        }
-        let (slot_of, slot_words) = assign(&lives, !opts.keep_all);
-        let slots: Vec<View> = slot_words
+        let dims = (batch, plan.classes, 1);
+        let scratch = |i: usize| {
+            let n = &plan.nodes[i];
+            let dinputs: Vec<bool> = n.inputs.iter().map(|&v| train && plan.needs_grad[v]).collect();
+            n.node.gpu_scratch(&gpu, &dinputs)
+        };
+        let sched = Schedule::new(
+            &plan,
+            &Request {
+                backward: train,
+                keep_all: opts.keep_all,
+                scratch: &scratch,
+                loss_scratch: cross_entropy::gpu_scratch(dims, loss_options().reduction),
+            },
+        );
+        let slots: Vec<View> = sched
+            .slot_words
             .iter()
             .enumerate()
-            .map(|(s, &w)| gpu.zeros(&format!("activation slot {s}"), w as u64))
+            .map(|(s, &w)| gpu.zeros(&format!("slot {s}"), w))
             .collect::<Result<_>>()?;
-        let view = |id: usize| View { len: lives[id].words as u64, ..slots[slot_of[id]].clone() };
-
-        let acts: Vec<View> = (0..=l).map(|k| view(act_life[act_rep(&plan, k)])).collect();
-        let dacts: Vec<Option<View>> = (0..=l).map(|k| (k > 0).then(|| view(dact_life[dact_rep(&plan, k)]))).collect();
-        let indices: Vec<Option<View>> =
-            (0..l).map(|i| (idx_life[i] != usize::MAX).then(|| view(idx_life[i]))).collect();
+        let tensors: Vec<View> =
+            (0..sched.words.len()).map(|t| View { len: sched.words[t], ..slots[sched.slot_of[t]].clone() }).collect();
 
         let layout = model.params.clone();
+        let grad_layout = layout.trainable_layout();
         let params = gpu.upload("params", &layout.data)?;
-        let grads = gpu.zeros("grads", layout.data.len() as u64)?;
-        let momentum = gpu.zeros("momentum", layout.data.len() as u64)?;
-        let pview = |v: &View, k: usize| v.slice(layout.offsets[k] as u64, layout.specs[k].numel() as u64);
+        let (grads, momentum) = if train {
+            (gpu.zeros("grads", grad_layout.data.len() as u64)?, gpu.zeros("momentum", grad_layout.data.len() as u64)?)
+        } else {
+            (gpu.zeros("grads", 1)?, gpu.zeros("momentum", 1)?)
+        };
+        let step_words = gpu.zeros("step", 2)?;
         let targets = gpu.zeros("targets", batch as u64)?;
+        let loss = gpu.zeros("loss", 1)?;
+        let pview = |v: &View, k: usize| v.slice(layout.offsets[k] as u64, layout.specs[k].numel() as u64);
 
         let mut kernels = Vec::new();
-        for (i, node) in plan.nodes.iter().enumerate() {
-            let w = node.weight.map(|k| pview(&params, k));
-            let b = node.bias.map(|k| pview(&params, k));
-            let (x, y) = (&acts[i], &acts[i + 1]);
-            match node.geo {
-                Geometry::Conv(g) => kernels
-                    .extend(conv2d::forward_gpu(&gpu, &node.name, &g, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels),
-                Geometry::Pool(g) => {
-                    kernels.push(maxpool2d::forward_gpu(&gpu, &node.name, &g, x, y, indices[i].as_ref().unwrap())?)
+        let mut n_forward = 0;
+        let mut loss_consts = None;
+        for task in &sched.tasks {
+            match *task {
+                Task::Forward(i) => {
+                    let n = &plan.nodes[i];
+                    let state: Vec<View> = n.state.iter().map(|&k| pview(&params, k)).collect();
+                    let io = GpuIo {
+                        label: &n.name,
+                        inputs: n.inputs.iter().map(|&v| &tensors[sched.value[v]]).collect(),
+                        out: &tensors[sched.value[i + 1]],
+                        state: state.iter().collect(),
+                        saved: sched.saved[i].iter().map(|&t| &tensors[t]).collect(),
+                        scratch: sched.scratch_forward[i].iter().map(|&t| &tensors[t]).collect(),
+                        dout: None,
+                        dinputs: Vec::new(),
+                        dparams: Vec::new(),
+                        step: &step_words,
+                        random_key: random_key(opts.seed, i),
+                    };
+                    kernels.extend(n.node.forward_gpu(&gpu, &io)?.kernels);
+                    n_forward = kernels.len();
                 }
-                Geometry::Flatten => {}
-                Geometry::Linear { n, cfg } => kernels.extend(
-                    linear::forward_gpu(&gpu, &node.name, &cfg, n, x, w.as_ref().unwrap(), b.as_ref(), y)?.kernels,
-                ),
-            }
-        }
-        let n_forward = kernels.len();
-        let dims = (batch, plan.classes, 1);
-        let ce = cross_entropy::build_gpu(
-            &gpu,
-            "loss",
-            &acts[l],
-            &targets,
-            false,
-            dacts[l].as_ref().unwrap(),
-            &loss_options(),
-            dims,
-        )?;
-        kernels.extend(ce.forward.kernels);
-        kernels.extend(ce.backward.kernels);
-        for (i, node) in plan.nodes.iter().enumerate().rev() {
-            let w = node.weight.map(|k| pview(&params, k));
-            let dw = node.weight.map(|k| pview(&grads, k));
-            let db = node.bias.map(|k| pview(&grads, k));
-            let dout = dacts[i + 1].as_ref().unwrap();
-            let dinp = if i > 0 { dacts[i].as_ref() } else { None };
-            match node.geo {
-                Geometry::Conv(g) => kernels.extend(
-                    conv2d::backward_gpu(
-                        &gpu,
-                        &node.name,
-                        &g,
-                        &acts[i],
-                        w.as_ref().unwrap(),
-                        dout,
-                        dinp,
-                        dw.as_ref().unwrap(),
-                        db.as_ref(),
-                    )?
-                    .kernels,
-                ),
-                Geometry::Pool(g) => {
-                    if let Some(dinp) = dinp {
-                        kernels.push(maxpool2d::backward_gpu(
-                            &gpu,
-                            &node.name,
-                            &g,
-                            indices[i].as_ref().unwrap(),
-                            dout,
-                            dinp,
-                        )?);
+                Task::Loss => {
+                    let weight = gpu.upload("loss.weight", &vec![1f32; plan.classes])?;
+                    let dout = gpu.upload("loss.dout", &[1f32])?;
+                    let b = cross_entropy::GpuBuffers {
+                        inp: &tensors[sched.value[plan.output]],
+                        tgt: &targets,
+                        weight: &weight,
+                        scratch: sched.loss_scratch.iter().map(|&t| &tensors[t]).collect(),
+                        out: &loss,
+                        dout: &dout,
+                        dinp: &tensors[sched.dlogits.unwrap()],
+                    };
+                    let o = loss_options();
+                    kernels.extend(cross_entropy::forward_gpu(&gpu, "loss", &b, &o, dims, false)?.kernels);
+                    kernels.extend(cross_entropy::backward_gpu(&gpu, "loss", &b, &o, dims, false)?.kernels);
+                    loss_consts = Some((weight, dout));
+                }
+                Task::Accumulate(s) => {
+                    let sum = &sched.sums[s];
+                    let label = format!("{}.grad_sum", plan.nodes[sum.value - 1].name);
+                    for &(a, b, c) in &sum.steps {
+                        kernels.push(add::add_gpu(&gpu, &label, &tensors[a], &tensors[b], &tensors[c])?);
                     }
                 }
-                Geometry::Flatten => {}
-                Geometry::Linear { n, cfg } => kernels.extend(
-                    linear::backward_gpu(
-                        &gpu,
-                        &node.name,
-                        &cfg,
-                        n,
-                        &acts[i],
-                        w.as_ref().unwrap(),
-                        dout,
-                        dinp,
-                        dw.as_ref().unwrap(),
-                        db.as_ref(),
-                    )?
-                    .kernels,
-                ),
+                Task::Backward(j) => {
+                    let n = &plan.nodes[j];
+                    let state: Vec<View> = n.state.iter().map(|&k| pview(&params, k)).collect();
+                    let dparams: Vec<View> = n.params.iter().map(|&k| pview(&grads, k)).collect();
+                    let io = GpuIo {
+                        label: &n.name,
+                        inputs: n.inputs.iter().map(|&v| &tensors[sched.value[v]]).collect(),
+                        out: &tensors[sched.value[j + 1]],
+                        state: state.iter().collect(),
+                        saved: sched.saved[j].iter().map(|&t| &tensors[t]).collect(),
+                        scratch: sched.scratch_backward[j].iter().map(|&t| &tensors[t]).collect(),
+                        dout: Some(&tensors[sched.grad[j + 1].unwrap()]),
+                        dinputs: sched.dinputs[j].iter().map(|t| t.map(|t| &tensors[t])).collect(),
+                        dparams: dparams.iter().collect(),
+                        step: &step_words,
+                        random_key: random_key(opts.seed, j),
+                    };
+                    kernels.extend(n.node.backward_gpu(&gpu, &io)?.kernels);
+                }
             }
         }
-        let (sgd_first, sgd_next) = match &opts.sgd {
-            Some(s) => (
-                Some(sgd::step_gpu(&gpu, s, true, &params, &grads, &momentum)?),
-                Some(sgd::step_gpu(&gpu, s, false, &params, &grads, &momentum)?),
+        let trainable = grads.slice(0, grad_layout.data.len() as u64);
+        let ptrain = params.slice(0, grad_layout.data.len() as u64);
+        let (sgd_first, sgd_next) = match (&opts.sgd, train) {
+            (Some(s), true) => (
+                Some(sgd::step_gpu(&gpu, s, true, &ptrain, &trainable, &momentum)?),
+                Some(sgd::step_gpu(&gpu, s, false, &ptrain, &trainable, &momentum)?),
             ),
-            None => (None, None),
+            _ => (None, None),
         };
-        let loss_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("loss readback"),
-            size: 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let logits_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("logits readback"),
-            size: acts[l].bytes().max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let loss_staging = gpu.staging("loss readback", 4)?;
+        let logits = &tensors[sched.value[plan.output]];
+        let logits_staging = gpu.staging("logits readback", logits.bytes())?;
         gpu.check("building the GPU executor")?;
-        let bytes = 4
-            * (slot_words.iter().sum::<usize>() as u64
-                + 3 * layout.data.len() as u64
-                + batch as u64
-                + ce.logp.len
-                + ce.out.len
-                + 1);
+        let uniforms: u64 = kernels.iter().chain(&sgd_first).chain(&sgd_next).map(|k| k.uniform_bytes).sum();
+        let consts = loss_consts.map_or(0, |(w, d)| w.bytes() + d.bytes());
+        let bytes = 4 * sched.planned_words()
+            + [&params, &grads, &momentum, &step_words, &targets, &loss].iter().map(|v| v.bytes()).sum::<u64>()
+            + consts
+            + uniforms
+            + loss_staging.size()
+            + logits_staging.size();
         Ok(GpuExecutor {
             gpu,
-            plan,
             layout,
+            grad_layout,
             params,
             grads,
             momentum,
-            input: acts[0].clone(),
+            step_words,
             targets,
-            acts,
-            dacts,
-            logp: ce.logp,
-            loss: ce.out,
+            tensors,
+            loss,
             loss_staging,
             logits_staging,
             kernels,
@@ -267,6 +205,8 @@ impl GpuExecutor {
             steps: 0,
             targets_scratch: vec![0; batch],
             bytes,
+            plan,
+            sched,
         })
     }
 
@@ -286,6 +226,37 @@ impl GpuExecutor {
     fn read_loss(&self) -> Result<f32> {
         Ok(self.gpu.map_read(&self.loss_staging, "reading the loss")?[0])
     }
+
+    /// Uploads a batch and the step counter (queue writes: no allocation).
+    fn upload(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
+        self.gpu.write(&self.tensors[self.sched.value[0]], images)?;
+        if let Some(targets) = targets {
+            for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {
+                *d = t as i32;
+            }
+            self.gpu.write(&self.targets, &self.targets_scratch)?;
+        }
+        self.gpu.write(&self.step_words, &[self.steps as u32, (self.steps >> 32) as u32])
+    }
+
+    /// Counters (`num_batches_tracked`) count train-mode forward passes.
+    fn count_forward(&mut self) {
+        if self.plan.mode == Mode::Train {
+            for n in &self.plan.nodes {
+                for &c in &n.counters {
+                    self.layout.set_counter(c, self.layout.counter(c) + 1);
+                }
+            }
+        }
+    }
+
+    fn optimizer(&self) -> Option<&Kernel> {
+        if self.steps == 0 {
+            self.sgd_first.as_ref()
+        } else {
+            self.sgd_next.as_ref()
+        }
+    }
 }
 
 impl Executor for GpuExecutor {
@@ -294,29 +265,23 @@ impl Executor for GpuExecutor {
     }
 
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>> {
-        self.plan.check_batch(images, targets)?;
-        for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {
-            *d = t as i32;
+        if self.plan.mode != Mode::Train {
+            return Err(not_training());
         }
-        self.gpu.write(&self.input, images)?;
-        self.gpu.write(&self.targets, &self.targets_scratch)?;
+        self.plan.check_batch(images, targets)?;
+        self.upload(images, Some(targets))?;
         let mut enc = self.gpu.encoder("train step");
         {
             let mut pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
-            for k in &self.kernels {
-                k.record(&mut pass);
-            }
-            let opt = if self.steps == 0 { &self.sgd_first } else { &self.sgd_next };
-            if let Some(k) = opt {
+            for k in self.kernels.iter().chain(self.optimizer()) {
                 k.record(&mut pass);
             }
         }
         enc.copy_buffer_to_buffer(&self.loss.buffer, self.loss.offset, &self.loss_staging, 0, 4);
         self.gpu.submit(enc, "train step")?;
-        if self.sgd_first.is_some() {
-            self.steps += 1;
-        }
+        self.steps += 1;
+        self.count_forward();
         if want_loss {
             return self.read_loss().map(Some);
         }
@@ -324,15 +289,8 @@ impl Executor for GpuExecutor {
     }
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        let want: usize = self.plan.input.iter().product();
-        if images.len() != want {
-            return Err(Error::Graph(format!(
-                "images hold {} floats; a batch of shape {:?} needs {want}",
-                images.len(),
-                self.plan.input
-            )));
-        }
-        self.gpu.write(&self.input, images)?;
+        self.plan.check_images(images)?;
+        self.upload(images, None)?;
         let mut enc = self.gpu.encoder("forward");
         {
             let mut pass =
@@ -341,46 +299,53 @@ impl Executor for GpuExecutor {
                 k.record(&mut pass);
             }
         }
-        let logits = &self.acts[self.plan.nodes.len()];
+        let logits = &self.tensors[self.sched.value[self.plan.output]];
+        let len = logits.len as usize;
         enc.copy_buffer_to_buffer(&logits.buffer, logits.offset, &self.logits_staging, 0, logits.bytes());
         self.gpu.submit(enc, "forward")?;
+        self.count_forward();
         let mut v = self.gpu.map_read(&self.logits_staging, "reading the logits")?;
-        v.truncate(logits.len as usize);
+        v.truncate(len);
         Ok(v)
     }
 
     fn logits(&self) -> Result<Vec<f32>> {
-        self.gpu.read(&self.acts[self.plan.nodes.len()])
+        self.gpu.read(&self.tensors[self.sched.value[self.plan.output]])
     }
     fn params(&self) -> Result<ParamSet> {
-        self.layout.like(self.gpu.read(&self.params)?)
+        let mut p = self.layout.like(self.gpu.read(&self.params)?)?;
+        p.counters.clone_from(&self.layout.counters);
+        Ok(p)
     }
     fn set_params(&mut self, p: &ParamSet) -> Result<()> {
-        let p = self.layout.like(p.data.clone())?;
-        self.gpu.write(&self.params, &p.data)
+        let mut q = self.layout.like(p.data.clone())?;
+        if p.counters.len() != q.counters.len() {
+            return Err(Error::Graph("set_params: counters differ from the model's".into()));
+        }
+        q.counters.clone_from(&p.counters);
+        self.gpu.write(&self.params, &q.data)?;
+        self.layout = q;
+        Ok(())
     }
     fn grads(&self) -> Result<ParamSet> {
-        self.layout.like(self.gpu.read(&self.grads)?)
+        self.grad_layout.like(self.gpu.read(&self.grads.slice(0, self.grad_layout.data.len() as u64))?)
     }
     fn optimizer_state(&self) -> Result<(ParamSet, u64)> {
-        Ok((self.layout.like(self.gpu.read(&self.momentum)?)?, self.steps))
+        let m = self.gpu.read(&self.momentum.slice(0, self.grad_layout.data.len() as u64))?;
+        Ok((self.grad_layout.like(m)?, self.steps))
     }
     fn set_optimizer_state(&mut self, momentum: &ParamSet, steps: u64) -> Result<()> {
-        let m = self.layout.like(momentum.data.clone())?;
-        self.gpu.write(&self.momentum, &m.data)?;
+        let m = self.grad_layout.like(momentum.data.clone())?;
+        self.gpu.write(&self.momentum.slice(0, m.data.len() as u64), &m.data)?;
         self.steps = steps;
         Ok(())
     }
 
     fn tensors(&self) -> Result<Vec<(String, Vec<f32>)>> {
-        let l = self.plan.nodes.len();
-        let mut views: Vec<&View> = self.acts[1..].iter().collect();
-        views.push(&self.logp);
-        for k in (1..=l).rev() {
-            views.push(self.dacts[k].as_ref().unwrap());
-        }
+        let names = tensor_names(&self.plan, &self.sched);
+        let views: Vec<&View> = names.iter().map(|(_, t)| &self.tensors[*t]).collect();
         let data = self.gpu.read_many(&views)?;
-        Ok(tensor_names(&self.plan).into_iter().zip(data).collect())
+        Ok(names.into_iter().map(|(n, _)| n).zip(data).collect())
     }
 
     fn describe(&self) -> String {
@@ -396,71 +361,20 @@ impl Executor for GpuExecutor {
     }
 
     fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>> {
+        if self.plan.mode != Mode::Train {
+            return Err(not_training());
+        }
         self.plan.check_batch(images, targets)?;
-        for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {
-            *d = t as i32;
-        }
-        self.gpu.write(&self.input, images)?;
-        self.gpu.write(&self.targets, &self.targets_scratch)?;
-        let opt = if self.steps == 0 { &self.sgd_first } else { &self.sgd_next };
-        let kernels: Vec<&Kernel> = self.kernels.iter().chain(opt.iter()).collect();
-        let times = if self.gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            let n = kernels.len() as u32;
-            let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("profile"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2 * n,
-            });
-            let resolve = Arc::new(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("profile timestamps"),
-                size: 16 * n as u64,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }));
-            let mut enc = self.gpu.encoder("profile");
-            for (i, k) in kernels.iter().enumerate() {
-                let tw = wgpu::ComputePassTimestampWrites {
-                    query_set: &qs,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                };
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&k.label),
-                    timestamp_writes: Some(tw),
-                });
-                k.record(&mut pass);
-            }
-            enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
-            self.gpu.submit(enc, "profile")?;
-            let raw = self.gpu.read(&View::whole(resolve))?;
-            let tick = |i: usize| (raw[2 * i].to_bits() as u64) | ((raw[2 * i + 1].to_bits() as u64) << 32);
-            let period = self.gpu.queue.get_timestamp_period() as f64 * 1e-9;
-            (0..kernels.len()).map(|i| tick(2 * i + 1).saturating_sub(tick(2 * i)) as f64 * period).collect::<Vec<_>>()
-        } else {
-            let mut v = Vec::new();
-            for k in &kernels {
-                let t = std::time::Instant::now();
-                let mut enc = self.gpu.encoder("profile");
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(&k.label),
-                        timestamp_writes: None,
-                    });
-                    k.record(&mut pass);
-                }
-                self.gpu.submit(enc, "profile")?;
-                self.gpu.wait("profile")?;
-                v.push(t.elapsed().as_secs_f64());
-            }
-            v
-        };
-        if self.sgd_first.is_some() {
-            self.steps += 1;
-        }
-        Ok(kernels
+        self.upload(images, Some(targets))?;
+        let kernels: Vec<&Kernel> = self.kernels.iter().chain(self.optimizer()).collect();
+        let times = Program::time(&self.gpu, &kernels)?;
+        let report = kernels
             .iter()
             .zip(times)
             .map(|(k, seconds)| KernelTime { name: k.label.clone(), seconds, flops: k.flops, bytes: k.bytes })
-            .collect())
+            .collect();
+        self.steps += 1;
+        self.count_forward();
+        Ok(report)
     }
 }

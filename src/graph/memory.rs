@@ -1,9 +1,20 @@
-//! Buffer planning: tensors whose lifetimes (in the step's schedule) do not overlap share a slot.
+//! The step's schedule and its memory plan. Every tensor a step touches (activations, saved
+//! tensors, gradients, gradient contributions, the loss's and every op's scratch) is declared here
+//! with its lifetime in the schedule, and tensors whose lifetimes do not overlap share a slot. The
+//! executors allocate the slots once and nothing else.
+//!
+//! Gradients: a value read by one node gets its gradient written by that node's backward (or is
+//! that node's output gradient itself, for Add and views). A value read by several nodes gets one
+//! contribution per reader, summed in a fixed order (readers in forward order) by an accumulation
+//! task before its producer's backward: the same bits every run, on every device.
+
+use super::plan::Plan;
+use crate::ops::interface::Scratch;
 
 /// A tensor to place: its size in words and the first and last times it is alive.
 #[derive(Clone, Copy, Debug)]
 pub struct Life {
-    pub words: usize,
+    pub words: u64,
     pub def: usize,
     pub last: usize,
 }
@@ -11,11 +22,11 @@ pub struct Life {
 /// Assigns each tensor a slot so that tensors sharing a slot never overlap in time (a tensor
 /// defined at the time another is last read does not share with it: one kernel reads the one and
 /// writes the other). Returns (slot of each tensor, size of each slot in words).
-pub fn assign(lives: &[Life], share: bool) -> (Vec<usize>, Vec<usize>) {
+pub fn assign(lives: &[Life], share: bool) -> (Vec<usize>, Vec<u64>) {
     let mut order: Vec<usize> = (0..lives.len()).collect();
     order.sort_by_key(|&i| (lives[i].def, std::cmp::Reverse(lives[i].words)));
     let mut slot_of = vec![usize::MAX; lives.len()];
-    let mut slots: Vec<(usize, usize)> = Vec::new(); // (busy until, words)
+    let mut slots: Vec<(usize, u64)> = Vec::new(); // (busy until, words)
     for i in order {
         let l = lives[i];
         let free = share.then(|| {
@@ -41,6 +52,236 @@ pub fn assign(lives: &[Life], share: bool) -> (Vec<usize>, Vec<usize>) {
         slot_of[i] = s;
     }
     (slot_of, slots.into_iter().map(|s| s.1).collect())
+}
+
+/// One unit of the step, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    Forward(usize),
+    /// CrossEntropyLoss forward and backward.
+    Loss,
+    /// Sums a value's gradient contributions ([`Schedule::sums`]`[i]`).
+    Accumulate(usize),
+    Backward(usize),
+}
+
+/// A value's gradient as the sum of its contributions: `steps` are (a, b, out) additions in order,
+/// the last writing the value's gradient.
+#[derive(Clone, Debug)]
+pub struct Sum {
+    pub value: usize,
+    pub terms: Vec<usize>,
+    pub steps: Vec<(usize, usize, usize)>,
+}
+
+/// The order of a step's work and where every tensor lives. Tensor ids index `words`, `slot_of`.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub tasks: Vec<Task>,
+    /// Size of each tensor in 32-bit words.
+    pub words: Vec<u64>,
+    pub slot_of: Vec<usize>,
+    pub slot_words: Vec<u64>,
+    /// Tensor of each value's data (a view shares its input's).
+    pub value: Vec<usize>,
+    /// Tensor of each value's complete gradient (training schedules only).
+    pub grad: Vec<Option<usize>>,
+    /// Per node and input: the tensor its backward writes (None: not needed, or it is the output
+    /// gradient itself).
+    pub dinputs: Vec<Vec<Option<usize>>>,
+    pub saved: Vec<Vec<usize>>,
+    pub scratch_forward: Vec<Vec<usize>>,
+    pub scratch_backward: Vec<Vec<usize>>,
+    /// The loss's scratch (what the device's loss kernels ask for) and the logits' gradient.
+    pub loss_scratch: Vec<usize>,
+    pub dlogits: Option<usize>,
+    pub sums: Vec<Sum>,
+    /// Time of each task's tensors' first and last use, for reports.
+    pub lives: Vec<Life>,
+}
+
+/// What to schedule.
+pub struct Request<'a> {
+    /// Forward, loss and backward (else forward only).
+    pub backward: bool,
+    /// Give every tensor its own slot (to read every activation and gradient after the step).
+    pub keep_all: bool,
+    /// Each node's scratch on the device that will run it.
+    pub scratch: &'a dyn Fn(usize) -> Scratch,
+    /// The loss's scratch on that device.
+    pub loss_scratch: Vec<u64>,
+}
+
+impl Schedule {
+    pub fn new(plan: &Plan, req: &Request<'_>) -> Schedule {
+        let n = plan.nodes.len();
+        let numel = |v: usize| plan.shapes[v].iter().product::<usize>() as u64;
+        let mut words: Vec<u64> = Vec::new();
+        fn new(words: &mut Vec<u64>, w: u64) -> usize {
+            words.push(w);
+            words.len() - 1
+        }
+        let mut value = vec![new(&mut words, numel(0))];
+        let mut saved = Vec::with_capacity(n);
+        let mut scratch_forward = Vec::with_capacity(n);
+        let mut scratch_backward = Vec::with_capacity(n);
+        for (i, node) in plan.nodes.iter().enumerate() {
+            let t = if node.node.is_view() { value[node.inputs[0]] } else { new(&mut words, numel(i + 1)) };
+            value.push(t);
+            saved.push(node.node.saved().into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
+            let s = (req.scratch)(i);
+            scratch_forward.push(s.forward.into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
+            let backward = req.backward && node.backward && !node.node.is_view();
+            let sb = if backward { s.backward } else { Vec::new() };
+            scratch_backward.push(sb.into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
+        }
+        let mut tasks: Vec<Task> = (0..n).filter(|&i| !plan.nodes[i].node.is_view()).map(Task::Forward).collect();
+        let mut grad = vec![None; plan.shapes.len()];
+        let mut dinputs: Vec<Vec<Option<usize>>> = plan.nodes.iter().map(|n| vec![None; n.inputs.len()]).collect();
+        let mut sums = Vec::new();
+        let mut loss_scratch = Vec::new();
+        let mut dlogits = None;
+        if req.backward {
+            // How many contributions each value's gradient has: one per backward reading it, and
+            // the loss's for the logits.
+            let mut count = vec![0usize; plan.shapes.len()];
+            count[plan.output] += 1;
+            for node in plan.nodes.iter().filter(|n| n.backward) {
+                for &v in node.inputs.iter().filter(|&&v| plan.needs_grad[v]) {
+                    count[v] += 1;
+                }
+            }
+            // contrib[v]: tensors holding v's contributions, in the order they are written.
+            let mut contrib: Vec<Vec<usize>> = vec![Vec::new(); plan.shapes.len()];
+            let edge = |words: &mut Vec<u64>,
+                        grad: &mut Vec<Option<usize>>,
+                        contrib: &mut Vec<Vec<usize>>,
+                        v: usize,
+                        alias: Option<usize>| {
+                let t = alias.unwrap_or_else(|| new(words, numel(v)));
+                if count[v] == 1 {
+                    grad[v] = Some(t);
+                }
+                contrib[v].push(t);
+                t
+            };
+            loss_scratch = req.loss_scratch.iter().map(|&w| new(&mut words, w)).collect();
+            tasks.push(Task::Loss);
+            dlogits = Some(edge(&mut words, &mut grad, &mut contrib, plan.output, None));
+            for (j, node) in plan.nodes.iter().enumerate().rev() {
+                if !node.backward {
+                    continue;
+                }
+                let out = j + 1;
+                if count[out] > 1 {
+                    // Written last reader first: summed in forward order.
+                    let terms: Vec<usize> = contrib_of(&contrib, out);
+                    let mut steps = Vec::new();
+                    let mut acc = terms[0];
+                    for &t in &terms[1..] {
+                        let dst = new(&mut words, numel(out));
+                        steps.push((acc, t, dst));
+                        acc = dst;
+                    }
+                    grad[out] = Some(acc);
+                    tasks.push(Task::Accumulate(sums.len()));
+                    sums.push(Sum { value: out, terms, steps });
+                }
+                let dout = grad[out].expect("every value needing a gradient receives one");
+                for (k, &v) in node.inputs.iter().enumerate() {
+                    if !plan.needs_grad[v] {
+                        continue;
+                    }
+                    let alias = node.node.grad_is_dout(k).then_some(dout);
+                    let t = edge(&mut words, &mut grad, &mut contrib, v, alias);
+                    if alias.is_none() {
+                        dinputs[j][k] = Some(t);
+                    }
+                }
+                if !node.node.is_view() {
+                    tasks.push(Task::Backward(j));
+                }
+            }
+        }
+
+        // Lifetimes: time 0 is the upload of the input, task k runs at time k + 1.
+        let mut lives: Vec<Life> = words.iter().map(|&w| Life { words: w, def: usize::MAX, last: 0 }).collect();
+        let mut touch = |t: usize, time: usize| {
+            lives[t].def = lives[t].def.min(time);
+            lives[t].last = lives[t].last.max(time);
+        };
+        touch(value[0], 0);
+        for (k, task) in tasks.iter().enumerate() {
+            let time = k + 1;
+            match *task {
+                Task::Forward(i) => {
+                    let node = &plan.nodes[i];
+                    node.inputs.iter().for_each(|&v| touch(value[v], time));
+                    touch(value[i + 1], time);
+                    saved[i].iter().chain(&scratch_forward[i]).for_each(|&t| touch(t, time));
+                }
+                Task::Loss => {
+                    touch(value[plan.output], time);
+                    loss_scratch.iter().chain(dlogits.iter()).for_each(|&t| touch(t, time));
+                }
+                Task::Accumulate(s) => {
+                    for &(a, b, c) in &sums[s].steps {
+                        [a, b, c].into_iter().for_each(|t| touch(t, time));
+                    }
+                }
+                Task::Backward(j) => {
+                    let node = &plan.nodes[j];
+                    let reads = node.node.backward_reads();
+                    touch(grad[j + 1].unwrap(), time);
+                    if reads.inputs {
+                        node.inputs.iter().for_each(|&v| touch(value[v], time));
+                    }
+                    if reads.output {
+                        touch(value[j + 1], time);
+                    }
+                    saved[j].iter().chain(&scratch_backward[j]).for_each(|&t| touch(t, time));
+                    dinputs[j].iter().flatten().for_each(|&t| touch(t, time));
+                }
+            }
+        }
+        // The logits stay readable after the step; a tensor nothing touches (the saved tensors of
+        // a forward-only schedule are still written) lives at its definition.
+        let end = tasks.len() + 1;
+        touch(value[plan.output], end);
+        for l in lives.iter_mut() {
+            if l.def == usize::MAX {
+                l.def = 0;
+            }
+            l.last = l.last.max(l.def);
+        }
+        let (slot_of, slot_words) = assign(&lives, !req.keep_all);
+        Schedule {
+            tasks,
+            words,
+            slot_of,
+            slot_words,
+            value,
+            grad,
+            dinputs,
+            saved,
+            scratch_forward,
+            scratch_backward,
+            loss_scratch,
+            dlogits,
+            sums,
+            lives,
+        }
+    }
+
+    /// Words of every slot together: the planned memory.
+    pub fn planned_words(&self) -> u64 {
+        self.slot_words.iter().sum()
+    }
+}
+
+/// The contributions gathered for `v`, in forward order of their readers.
+fn contrib_of(contrib: &[Vec<usize>], v: usize) -> Vec<usize> {
+    contrib[v].iter().rev().copied().collect()
 }
 
 #[cfg(test)]

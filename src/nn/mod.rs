@@ -1,175 +1,174 @@
-//! Networks as PyTorch writes them: a Sequential of named layers held under a prefix (Tudui's
-//! `model1`), so parameters are named by path (`model1.conv1.weight`), initialised like PyTorch's
-//! defaults from a seeded RNG, and stored in one flat [`ParamSet`].
+//! Networks as PyTorch writes them. A [`Module`] adds nodes to a graph in its `forward` (like
+//! `nn.Module.forward`); every layer ([`Conv2d`], [`ReLU`], [`BatchNorm2d`], …) is a module, a
+//! [`Sequential`] chains named children, and a residual block is a small struct whose `forward`
+//! branches and merges (see `examples/custom_network.rs`). Entries are named by the module path
+//! exactly as PyTorch names them (`layer2.0.downsample.1.running_var`), initialised like PyTorch's
+//! defaults from a seeded RNG and held in one flat [`ParamSet`].
 
 pub mod models;
 
-use crate::ops::{conv2d, linear, maxpool2d};
+use crate::graph::{Builder, Graph, Value};
+use crate::ops::interface::{Init, Role};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 
-/// A layer of a Sequential.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Layer {
-    Conv2d(conv2d::Config),
-    MaxPool2d(maxpool2d::Config),
-    /// nn.Flatten(): (N, C, H, W) -> (N, C*H*W), a view.
-    Flatten,
-    Linear(linear::Config),
+pub use crate::ops::{
+    AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU,
+};
+
+/// A piece of network: `forward` adds its nodes to the graph and returns its output.
+pub trait Module: Send + Sync {
+    fn forward(&self, g: &mut Builder, x: Value) -> Value;
 }
 
-impl Layer {
-    /// (name, shape) of the layer's parameters, in PyTorch's order.
-    pub fn params(&self) -> Vec<(&'static str, Vec<usize>)> {
-        match self {
-            Layer::Conv2d(c) => {
-                let mut v = vec![("weight", c.weight_shape().to_vec())];
-                if c.bias {
-                    v.push(("bias", vec![c.out_channels]));
-                }
-                v
-            }
-            Layer::Linear(c) => {
-                let mut v = vec![("weight", c.weight_shape().to_vec())];
-                if c.bias {
-                    v.push(("bias", vec![c.out_features]));
-                }
-                v
-            }
-            Layer::MaxPool2d(_) | Layer::Flatten => vec![],
-        }
-    }
-
-    /// Inputs per output: PyTorch's fan_in for its default init.
-    fn fan_in(&self) -> usize {
-        match self {
-            Layer::Conv2d(c) => c.in_channels * c.kernel.0 * c.kernel.1,
-            Layer::Linear(c) => c.in_features,
-            _ => 1,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Layer::Conv2d(c) => format!(
-                "Conv2d({}, {}, kernel_size={:?}, stride={:?}, padding={:?}{})",
-                c.in_channels,
-                c.out_channels,
-                c.kernel,
-                c.stride,
-                c.padding,
-                if c.dilation != (1, 1) { format!(", dilation={:?}", c.dilation) } else { String::new() }
-            ),
-            Layer::MaxPool2d(c) => format!(
-                "MaxPool2d(kernel_size={:?}, stride={:?}, padding={:?}{})",
-                c.kernel,
-                c.stride,
-                c.padding,
-                if c.ceil_mode { ", ceil_mode=True" } else { "" }
-            ),
-            Layer::Flatten => "Flatten()".into(),
-            Layer::Linear(c) => format!(
-                "Linear(in_features={}, out_features={}, bias={})",
-                c.in_features,
-                c.out_features,
-                if c.bias { "True" } else { "False" }
-            ),
-        }
-    }
-}
-
-/// nn.Sequential(OrderedDict(...)) held under a prefix, e.g. `model1`.
-#[derive(Clone, Debug, PartialEq)]
+/// nn.Sequential with named children (`nn.Sequential(OrderedDict(...))`; PyTorch names unnamed
+/// children "0", "1", …, which [`Sequential::push`] does too).
+#[derive(Clone, Default)]
 pub struct Sequential {
-    pub prefix: String,
-    pub layers: Vec<(String, Layer)>,
+    pub children: Vec<(String, Arc<dyn Module>)>,
 }
 
 impl Sequential {
-    pub fn new(prefix: &str) -> Self {
-        Sequential { prefix: prefix.into(), layers: vec![] }
+    pub fn new() -> Self {
+        Sequential::default()
     }
-    pub fn add(mut self, name: &str, layer: Layer) -> Self {
-        self.layers.push((name.into(), layer));
+    /// Appends a child under `name`.
+    pub fn add(mut self, name: &str, m: impl Module + 'static) -> Self {
+        self.children.push((name.into(), Arc::new(m)));
         self
     }
-    /// A layer's path, e.g. `model1.conv1`.
-    pub fn path(&self, i: usize) -> String {
-        if self.prefix.is_empty() {
-            self.layers[i].0.clone()
-        } else {
-            format!("{}.{}", self.prefix, self.layers[i].0)
-        }
-    }
-    /// Every parameter's key and shape, in state-dict order.
-    pub fn param_specs(&self) -> Vec<ParamSpec> {
-        let mut v = vec![];
-        for (i, (_, l)) in self.layers.iter().enumerate() {
-            for (kind, shape) in l.params() {
-                v.push(ParamSpec { key: format!("{}.{kind}", self.path(i)), shape, layer: i, is_bias: kind == "bias" });
-            }
-        }
-        v
+    /// Appends a child named by its index, as `nn.Sequential(a, b, c)` does.
+    pub fn push(self, m: impl Module + 'static) -> Self {
+        let name = self.children.len().to_string();
+        self.add(&name, m)
     }
 }
 
+impl Module for Sequential {
+    fn forward(&self, g: &mut Builder, mut x: Value) -> Value {
+        for (name, m) in &self.children {
+            x = g.call(name, m.as_ref(), x);
+        }
+        x
+    }
+}
+
+/// One entry of a state dict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
     pub key: String,
     pub shape: Vec<usize>,
-    /// Index of the layer in the Sequential.
-    pub layer: usize,
-    pub is_bias: bool,
+    pub role: Role,
+    pub init: Init,
+    /// Index of the graph node the entry belongs to.
+    pub node: usize,
 }
 
 impl ParamSpec {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+    pub fn is_param(&self) -> bool {
+        self.role == Role::Param
+    }
 }
 
-/// All parameters of a network in one flat vector; each starts at a multiple of 64 floats
-/// (256 bytes) so the GPU can bind it directly. Padding stays zero.
+/// A network's state dict in one flat vector: trainable parameters first (the optimizer and the
+/// gradients cover `data[..trainable]`), then f32 buffers; each entry starts at a multiple of 64
+/// floats (256 bytes) so the GPU can bind it directly, padding staying zero. Int64 counters
+/// (`num_batches_tracked`) live in `counters`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamSet {
     pub specs: Vec<ParamSpec>,
+    /// Start of each entry in `data`, or in `counters` for a [`Role::Counter`].
     pub offsets: Vec<usize>,
     pub data: Vec<f32>,
+    pub counters: Vec<i64>,
+    /// Words of `data` holding the trainable parameters.
+    pub trainable: usize,
 }
 
-/// Floats between parameter starts (256 bytes).
+/// Floats between entry starts (256 bytes).
 pub const PARAM_ALIGN: usize = 64;
 
 impl ParamSet {
     pub fn zeros(specs: Vec<ParamSpec>) -> Self {
-        let mut offsets = Vec::with_capacity(specs.len());
+        let mut offsets = vec![0; specs.len()];
+        let aligned = |s: &ParamSpec| s.numel().div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
         let mut at = 0;
-        for s in &specs {
-            offsets.push(at);
-            at += s.numel().div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
+        for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.is_param()) {
+            offsets[i] = at;
+            at += aligned(s);
         }
-        ParamSet { specs, offsets, data: vec![0.0; at.max(PARAM_ALIGN)] }
+        let trainable = at.max(PARAM_ALIGN);
+        at = trainable;
+        for (i, s) in specs.iter().enumerate().filter(|(_, s)| s.role == Role::Buffer) {
+            offsets[i] = at;
+            at += aligned(s);
+        }
+        let mut n_counters = 0;
+        for (i, _) in specs.iter().enumerate().filter(|(_, s)| s.role == Role::Counter) {
+            offsets[i] = n_counters;
+            n_counters += 1;
+        }
+        ParamSet { specs, offsets, data: vec![0.0; at], counters: vec![0; n_counters], trainable }
     }
 
     pub fn index(&self, key: &str) -> Option<usize> {
         self.specs.iter().position(|s| s.key == key)
     }
+    /// An f32 entry's values (empty for a counter).
     pub fn get(&self, i: usize) -> &[f32] {
-        &self.data[self.offsets[i]..][..self.specs[i].numel()]
+        match self.specs[i].role {
+            Role::Counter => &[],
+            _ => &self.data[self.offsets[i]..][..self.specs[i].numel()],
+        }
     }
     pub fn get_mut(&mut self, i: usize) -> &mut [f32] {
-        let n = self.specs[i].numel();
-        &mut self.data[self.offsets[i]..][..n]
+        match self.specs[i].role {
+            Role::Counter => &mut [],
+            _ => {
+                let n = self.specs[i].numel();
+                &mut self.data[self.offsets[i]..][..n]
+            }
+        }
+    }
+    /// (offset, length) of an f32 entry in `data`.
+    pub fn range(&self, i: usize) -> (usize, usize) {
+        match self.specs[i].role {
+            Role::Counter => (0, 0),
+            _ => (self.offsets[i], self.specs[i].numel()),
+        }
+    }
+    /// Several distinct f32 entries at once, mutable, in the order asked.
+    pub fn entries_mut(&mut self, idx: &[usize]) -> Vec<&mut [f32]> {
+        let ranges: Vec<(usize, usize)> = idx.iter().map(|&i| self.range(i)).collect();
+        split_disjoint(&mut self.data, &ranges)
+    }
+    /// A counter entry's value.
+    pub fn counter(&self, i: usize) -> i64 {
+        self.counters[self.offsets[i]]
+    }
+    pub fn set_counter(&mut self, i: usize, v: i64) {
+        let at = self.offsets[i];
+        self.counters[at] = v;
     }
     pub fn by_key(&self, key: &str) -> Option<&[f32]> {
         self.index(key).map(|i| self.get(i))
     }
-    /// Number of parameters (padding excluded).
+    /// Number of trainable parameters (`sum(p.numel() for p in model.parameters())`).
     pub fn count(&self) -> usize {
-        self.specs.iter().map(|s| s.numel()).sum()
+        self.specs.iter().filter(|s| s.is_param()).map(|s| s.numel()).sum()
     }
-    /// Same layout, other values: the flat gradient or momentum of these parameters.
+    /// The trainable entries only, zeroed: the layout of gradients and optimizer state.
+    pub fn trainable_layout(&self) -> ParamSet {
+        let (specs, offsets): (Vec<_>, Vec<_>) =
+            self.specs.iter().zip(&self.offsets).filter(|(s, _)| s.is_param()).map(|(s, &o)| (s.clone(), o)).unzip();
+        ParamSet { specs, offsets, data: vec![0.0; self.trainable], counters: Vec::new(), trainable: self.trainable }
+    }
+    /// Same layout, other values: a flat gradient or optimizer state of these entries.
     pub fn like(&self, data: Vec<f32>) -> Result<ParamSet> {
         if data.len() != self.data.len() {
             return Err(Error::Graph(format!(
@@ -178,30 +177,73 @@ impl ParamSet {
                 self.data.len()
             )));
         }
-        Ok(ParamSet { specs: self.specs.clone(), offsets: self.offsets.clone(), data })
+        Ok(ParamSet { data, ..self.clone() })
+    }
+    /// Whether every entry (counters aside) is finite; else the key of the first that is not.
+    pub fn first_non_finite(&self) -> Option<&str> {
+        (0..self.specs.len()).find(|&i| self.get(i).iter().any(|v| !v.is_finite())).map(|i| self.specs[i].key.as_str())
     }
 }
 
-/// A network with its parameters and the input it takes (C, H, W).
-#[derive(Clone, Debug)]
+/// Mutable slices of disjoint (offset, length) ranges of `data`, in the order given.
+pub fn split_disjoint<'a>(data: &'a mut [f32], ranges: &[(usize, usize)]) -> Vec<&'a mut [f32]> {
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| ranges[i].0);
+    let mut out: Vec<Option<&'a mut [f32]>> = (0..ranges.len()).map(|_| None).collect();
+    let mut rest = data;
+    let mut at = 0;
+    for i in order {
+        let (off, len) = ranges[i];
+        assert!(off >= at, "split_disjoint: ranges overlap");
+        let tail = std::mem::take(&mut rest);
+        let (_, tail) = tail.split_at_mut(off - at);
+        let (mine, tail) = tail.split_at_mut(len);
+        out[i] = Some(mine);
+        rest = tail;
+        at = off + len;
+    }
+    out.into_iter().map(|s| s.unwrap()).collect()
+}
+
+/// A network: its graph, the input it takes (C, H, W) and its state dict.
+#[derive(Clone)]
 pub struct Model {
-    pub net: Sequential,
+    pub graph: Arc<Graph>,
     pub input: [usize; 3],
     pub params: ParamSet,
 }
 
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("input", &self.input).field("nodes", &self.graph.nodes.len()).finish()
+    }
+}
+
 impl Model {
-    /// PyTorch's default init: weights kaiming_uniform(a=√5), i.e. U(±1/√fan_in), and biases
-    /// U(±1/√fan_in), drawn from ChaCha8 seeded with `seed`.
-    pub fn init(net: Sequential, input: [usize; 3], seed: u64) -> Model {
-        let mut params = ParamSet::zeros(net.param_specs());
+    /// Builds the graph of `module` on a (C, H, W) input and initialises every entry as PyTorch's
+    /// defaults do: U(±1/√fan_in) for Conv2d/Linear weights and biases, constants for BatchNorm,
+    /// drawn in state-dict order from ChaCha8 seeded with `seed`. Shapes are checked when the model
+    /// is planned at a batch size ([`crate::graph::Plan::new`]).
+    pub fn new(module: &dyn Module, input: [usize; 3], seed: u64) -> Result<Model> {
+        let graph = Builder::build(module)?;
+        let mut params = ParamSet::zeros(graph.param_specs());
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         for i in 0..params.specs.len() {
-            let bound = 1.0 / (net.layers[params.specs[i].layer].1.fan_in() as f32).sqrt();
-            for v in params.get_mut(i) {
-                *v = rng.random_range(-bound..=bound);
+            match params.specs[i].init {
+                Init::Uniform { fan_in } => {
+                    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                    for v in params.get_mut(i) {
+                        *v = rng.random_range(-bound..=bound);
+                    }
+                }
+                Init::Const(c) => params.get_mut(i).fill(c),
             }
         }
-        Model { net, input, params }
+        Ok(Model { graph: Arc::new(graph), input, params })
+    }
+
+    /// Like `print(model)`: one line per node, `(path): repr`.
+    pub fn describe(&self) -> String {
+        self.graph.nodes.iter().map(|n| format!("  ({}): {}\n", n.name, n.op.describe())).collect()
     }
 }

@@ -8,6 +8,8 @@ use crate::device::Gpu;
 use crate::kernel::Kernel;
 use crate::Result;
 
+crate::shaders!("bias_backward");
+
 #[repr(C)]
 #[allow(non_snake_case)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -22,9 +24,11 @@ pub fn layouts() -> Vec<ParamsLayout> {
     vec![crate::params_layout!("bias_backward", Params, [N, C, S, _pad])]
 }
 
-/// dbias: (C,) from dout: (N, C, S).
-pub fn backward_cpu<T: Real>(dout: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
-    (0..c).map(|ch| (0..n).flat_map(|i| dout[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied()).sum()).collect()
+/// dbias (C,), overwritten, from dout (N, C, S).
+pub fn backward_cpu<T: Real>(dbias: &mut [T], dout: &[T], n: usize, c: usize, s: usize) {
+    for (ch, d) in dbias.iter_mut().enumerate().take(c) {
+        *d = (0..n).flat_map(|i| dout[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied()).sum();
+    }
 }
 
 pub fn backward_gpu(gpu: &Gpu, label: &str, dout: &View, dbias: &View, n: usize, c: usize, s: usize) -> Result<Kernel> {

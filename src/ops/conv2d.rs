@@ -3,7 +3,8 @@
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl.
 //! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
 
-use super::{bias, sum_splits, Grads, ParamsLayout};
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Scratch};
+use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
@@ -13,9 +14,12 @@ use rayon::prelude::*;
 
 pub const OP: &str = "Conv2d";
 
-/// nn.Conv2d's arguments (groups = 1, padding_mode 'zeros').
+crate::shaders!("conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight");
+
+/// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
+/// (groups = 1, padding_mode 'zeros'). Sizes are (height, width); the builders take an int or a pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct Conv2d {
     pub in_channels: usize,
     pub out_channels: usize,
     pub kernel: (usize, usize),
@@ -25,25 +29,33 @@ pub struct Config {
     pub bias: bool,
 }
 
-impl Config {
+impl Conv2d {
     /// Conv2d(in, out, k) with PyTorch's defaults: stride 1, padding 0, dilation 1, bias.
-    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        Config {
+    pub fn new(in_channels: usize, out_channels: usize, kernel: impl IntoPair) -> Self {
+        Conv2d {
             in_channels,
             out_channels,
-            kernel: (kernel, kernel),
+            kernel: kernel.pair(),
             stride: (1, 1),
             padding: (0, 0),
             dilation: (1, 1),
             bias: true,
         }
     }
-    pub fn padding(mut self, p: usize) -> Self {
-        self.padding = (p, p);
+    pub fn stride(mut self, s: impl IntoPair) -> Self {
+        self.stride = s.pair();
         self
     }
-    pub fn stride(mut self, s: usize) -> Self {
-        self.stride = (s, s);
+    pub fn padding(mut self, p: impl IntoPair) -> Self {
+        self.padding = p.pair();
+        self
+    }
+    pub fn dilation(mut self, d: impl IntoPair) -> Self {
+        self.dilation = d.pair();
+        self
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
         self
     }
     pub fn weight_shape(&self) -> [usize; 4] {
@@ -52,12 +64,7 @@ impl Config {
 
     /// Checks an (N, C, H, W) input against the layer and returns the geometry of the convolution.
     pub fn geometry(&self, input: &[usize]) -> Result<Geometry> {
-        let op = || {
-            format!(
-                "{OP}({}, {}, kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?})",
-                self.in_channels, self.out_channels, self.kernel, self.stride, self.padding, self.dilation
-            )
-        };
+        let op = || self.describe();
         ensure_op!(input.len() == 4, op(), "expected an (N, C, H, W) input, got shape {input:?}");
         let [n, c, h, w] = [input[0], input[1], input[2], input[3]];
         ensure_op!(self.kernel.0 > 0 && self.kernel.1 > 0, op(), "kernel size must be positive");
@@ -104,6 +111,77 @@ impl Config {
             dh: self.dilation.0,
             dw: self.dilation.1,
         })
+    }
+}
+
+impl Op for Conv2d {
+    fn describe(&self) -> String {
+        format!(
+            "{OP}({}, {}, kernel_size={:?}, stride={:?}, padding={:?}{}{})",
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            self.stride,
+            self.padding,
+            if self.dilation != (1, 1) { format!(", dilation={:?}", self.dilation) } else { String::new() },
+            if self.bias { "" } else { ", bias=False" }
+        )
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        let init = Init::Uniform { fan_in: self.in_channels * self.kernel.0 * self.kernel.1 };
+        let mut v = vec![ParamDecl::param("weight", self.weight_shape().to_vec(), init)];
+        if self.bias {
+            v.push(ParamDecl::param("bias", vec![self.out_channels], init));
+        }
+        v
+    }
+    fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {
+        Ok(Box::new(Planned { g: self.geometry(inputs[0])?, bias: self.bias }))
+    }
+}
+
+/// A convolution at fixed shapes.
+struct Planned {
+    g: Geometry,
+    bias: bool,
+}
+
+impl Node for Planned {
+    fn out_shape(&self) -> Vec<usize> {
+        self.g.out_shape().to_vec()
+    }
+    fn flops(&self) -> Flops {
+        let f = 2 * self.g.macs() as u64;
+        Flops { forward: f, backward_input: f, backward_params: f }
+    }
+    fn gpu_scratch(&self, gpu: &Gpu, dinputs: &[bool]) -> Scratch {
+        let s = Splits::new(gpu, &self.g);
+        let g = &self.g;
+        let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
+        Scratch {
+            forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().collect(),
+            backward: part(s.dweight, g.oc * g.k())
+                .into_iter()
+                .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinputs[0]))
+                .collect(),
+        }
+    }
+    fn forward_cpu(&self, io: CpuForward<'_>) {
+        let bias = self.bias.then(|| &*io.state[1]);
+        forward_cpu(&self.g, io.out, io.inputs[0], io.state[0], bias);
+    }
+    fn backward_cpu(&self, io: CpuBackward<'_>) {
+        let mut dparams = io.dparams.into_iter();
+        let dweight = dparams.next().unwrap();
+        let dinp = io.dinputs.into_iter().next().flatten();
+        backward_cpu(&self.g, dinp, dweight, dparams.next(), io.dout, io.inputs[0], io.state[0]);
+    }
+    fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        forward_gpu(gpu, io.label, &self.g, io.out, io.inputs[0], io.state[0], io.state.get(1).copied(), &io.scratch)
+    }
+    fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
+        backward_gpu(gpu, io.label, &self.g, grads, io.dout.unwrap(), io.inputs[0], io.state[0], &io.scratch)
     }
 }
 
@@ -196,10 +274,9 @@ fn col2im<T: Real>(g: &Geometry, col: &[T], stride: usize, at: usize, dx: &mut [
     }
 }
 
-/// out: (N, OC, OH, OW) from inp (N, IC, H, W), weight (OC, IC, KH, KW), bias (OC,).
-pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<&[T]>) -> Vec<T> {
+/// out (N, OC, OH, OW), overwritten, from inp (N, IC, H, W), weight (OC, IC, KH, KW), bias (OC,).
+pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], weight: &[T], bias: Option<&[T]>) {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
-    let mut out = vec![T::zero(); g.n * out_sz];
     out.par_chunks_mut(CPU_CHUNK * out_sz).enumerate().for_each_init(
         || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]),
         |(col, tmp), (c, out_c)| {
@@ -237,93 +314,63 @@ pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<
             }
         },
     );
-    out
 }
 
-/// Gradients w.r.t. input (when `need_dinp`), weight and bias (when `has_bias`).
+/// Gradients w.r.t. the input (when `dinp` is given), the weight and the bias (when `dbias` is
+/// given), all overwritten, from dout (N, OC, OH, OW), inp and weight.
 pub fn backward_cpu<T: Real>(
     g: &Geometry,
+    dinp: Option<&mut [T]>,
+    dweight: &mut [T],
+    dbias: Option<&mut [T]>,
+    dout: &[T],
     inp: &[T],
     weight: &[T],
-    dout: &[T],
-    need_dinp: bool,
-    has_bias: bool,
-) -> Grads<T> {
+) {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
     let chunks = g.n.div_ceil(CPU_CHUNK);
-    // Per chunk of images: its dweight contribution and (optionally) its dinp; summed in chunk
-    // order below, so the result does not depend on rayon's scheduling.
-    let per_chunk: Vec<(Vec<T>, Vec<T>)> = (0..chunks)
-        .into_par_iter()
-        .map_init(
-            || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]),
-            |(col, dchunk), c| {
-                let n0 = c * CPU_CHUNK;
-                let nb = CPU_CHUNK.min(g.n - n0);
-                let cols = nb * ohw;
-                for b in 0..nb {
-                    im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
-                    for oc in 0..g.oc {
-                        dchunk[oc * cols + b * ohw..][..ohw]
-                            .copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
-                    }
-                }
-                let mut dw = vec![T::zero(); g.oc * k];
-                // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
-                T::gemm(
-                    g.oc,
-                    cols,
-                    k,
-                    T::one(),
-                    dchunk,
-                    cols as isize,
-                    1,
-                    col,
-                    1,
-                    cols as isize,
-                    T::zero(),
-                    &mut dw,
-                    k as isize,
-                    1,
-                );
-                let mut dx = Vec::new();
-                if need_dinp {
-                    // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
-                    T::gemm(
-                        k,
-                        g.oc,
-                        cols,
-                        T::one(),
-                        weight,
-                        1,
-                        k as isize,
-                        dchunk,
-                        cols as isize,
-                        1,
-                        T::zero(),
-                        col,
-                        cols as isize,
-                        1,
-                    );
-                    dx = vec![T::zero(); nb * in_sz];
-                    for b in 0..nb {
-                        col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
-                    }
-                }
-                (dw, dx)
-            },
-        )
-        .collect();
-    let mut dweight = vec![T::zero(); g.oc * k];
-    let mut dinp = need_dinp.then(|| Vec::with_capacity(g.n * in_sz));
-    for (dw, dx) in per_chunk {
-        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
-        if let Some(d) = dinp.as_mut() {
-            d.extend(dx);
+    let scratch = || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]);
+    // One chunk of images: its dweight contribution, and its dinp written in place when asked.
+    let chunk = |(col, dchunk): &mut (Vec<T>, Vec<T>), c: usize, dx: Option<&mut [T]>| -> Vec<T> {
+        let n0 = c * CPU_CHUNK;
+        let nb = CPU_CHUNK.min(g.n - n0);
+        let cols = nb * ohw;
+        for b in 0..nb {
+            im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
+            for oc in 0..g.oc {
+                dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
+            }
         }
+        let mut dw = vec![T::zero(); g.oc * k];
+        // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
+        T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), &mut dw, k as isize, 1);
+        if let Some(dx) = dx {
+            // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
+            T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
+            dx.fill(T::zero());
+            for b in 0..nb {
+                col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
+            }
+        }
+        dw
+    };
+    // Per-chunk weight gradients are summed in chunk order below, so the result does not depend on
+    // rayon's scheduling.
+    let per_chunk: Vec<Vec<T>> = match dinp {
+        Some(dinp) => dinp
+            .par_chunks_mut(CPU_CHUNK * in_sz)
+            .enumerate()
+            .map_init(scratch, |s, (c, dx)| chunk(s, c, Some(dx)))
+            .collect(),
+        None => (0..chunks).into_par_iter().map_init(scratch, |s, c| chunk(s, c, None)).collect(),
+    };
+    dweight.fill(T::zero());
+    for dw in per_chunk {
+        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
     }
-    let dbias = has_bias.then(|| bias::backward_cpu(dout, g.n, g.oc, ohw));
-    Grads { dinp, dweight, dbias }
+    if let Some(db) = dbias {
+        bias::backward_cpu(db, dout, g.n, g.oc, ohw);
+    }
 }
 
 #[repr(C)]
@@ -401,7 +448,36 @@ fn pixel_invocations(pixels: usize) -> usize {
     pixels.div_ceil(TILE_PIXELS)
 }
 
-/// A split product's kernel followed by the sum of its splits (or the kernel alone, writing `out`).
+/// How each product's reduction is split across invocations on an adapter: (splits, chunk) for the
+/// forward (over IC), the weight gradient (over N·OH·OW pixels) and the input gradient (over OC).
+/// On GPUs with more cores than a small layer has tiles the reductions are split and the
+/// partial results summed after (sum_splits); on CPU adapters never.
+struct Splits {
+    forward: (usize, usize),
+    dweight: (usize, usize),
+    dinp: (usize, usize),
+}
+
+impl Splits {
+    fn new(gpu: &Gpu, g: &Geometry) -> Splits {
+        let over = |tiles: usize, len: usize, out: usize| {
+            let splits = sum_splits::choose(gpu, tiles, len, out);
+            let chunk = len.div_ceil(splits);
+            (len.div_ceil(chunk), chunk)
+        };
+        let fwd_tiles = pixel_invocations(g.n * g.oh * g.ow) * g.oc.div_ceil(TILE_CHANNELS);
+        let dinp_tiles = pixel_invocations(g.n * g.h * g.w) * g.ic.div_ceil(TILE_CHANNELS);
+        Splits {
+            forward: over(fwd_tiles, g.ic, g.n * g.oc * g.oh * g.ow),
+            dweight: weight_splits(gpu, g),
+            dinp: over(dinp_tiles, g.oc, g.n * g.ic * g.h * g.w),
+        }
+    }
+}
+
+/// A split product's kernel followed by the sum of its splits into `out` (the kernel alone,
+/// writing `out`, when unsplit); `part` is the planner's scratch of splits × out words.
+#[allow(clippy::too_many_arguments)]
 fn split_product(
     gpu: &Gpu,
     label: &str,
@@ -409,53 +485,43 @@ fn split_product(
     p: &Params,
     inputs: &[&View],
     out: &View,
+    part: Option<&View>,
     splits: usize,
     invocations: usize,
     flops: u64,
 ) -> Result<Program> {
     let mut prog = Program::default();
     let groups = (invocations * splits).div_ceil(64) as u64;
+    let mut views = inputs.to_vec();
     if splits == 1 {
-        let mut views = inputs.to_vec();
         views.push(out);
         prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
-    } else {
-        let part = gpu.zeros(&format!("{label}.splits"), splits as u64 * out.len)?;
-        let mut views = inputs.to_vec();
-        views.push(&part);
-        prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
-        prog.push(sum_splits::gpu(gpu, label, &part, out, splits)?);
+        return Ok(prog);
     }
+    let part = part.ok_or_else(|| Error::op(label, format!("{shader} is split {splits} ways but was given no scratch")))?;
+    views.push(part);
+    prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
+    prog.push(sum_splits::gpu(gpu, label, part, out, splits)?);
     Ok(prog)
 }
 
-/// out = conv(inp, weight) + bias; on GPUs with more cores than a small layer has tiles, the
-/// input channels are split across invocations and summed after.
+/// out = conv(inp, weight) + bias, overwritten; `scratch` as [`Node::gpu_scratch`] asked.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_gpu(
     gpu: &Gpu,
     label: &str,
     g: &Geometry,
+    out: &View,
     inp: &View,
     weight: &View,
     bias: Option<&View>,
-    out: &View,
+    scratch: &[&View],
 ) -> Result<Program> {
     let tiles = pixel_invocations(g.n * g.oh * g.ow) * g.oc.div_ceil(TILE_CHANNELS);
-    let splits = sum_splits::choose(gpu, tiles, g.ic, g.n * g.oc * g.oh * g.ow);
-    let chunk = g.ic.div_ceil(splits);
-    let splits = g.ic.div_ceil(chunk);
+    let (splits, chunk) = Splits::new(gpu, g).forward;
     let p = params(g, bias.is_some(), splits, chunk);
-    split_product(
-        gpu,
-        label,
-        "conv2d_forward",
-        &p,
-        &[inp, weight, bias.unwrap_or(weight)],
-        out,
-        splits,
-        tiles,
-        2 * g.macs() as u64,
-    )
+    let inputs = [inp, weight, bias.unwrap_or(weight)];
+    split_product(gpu, label, "conv2d_forward", &p, &inputs, out, scratch.first().copied(), splits, tiles, 2 * g.macs() as u64)
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
@@ -469,43 +535,52 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     (pixels.div_ceil(chunk), chunk)
 }
 
-/// Kernels for dinp (if given), dweight and dbias (if given); all outputs are overwritten.
+/// Where a backward writes: dinp (if asked), dweight and dbias (if the layer has one), overwritten.
+pub struct GpuGrads<'a> {
+    pub dinp: Option<&'a View>,
+    pub dweight: &'a View,
+    pub dbias: Option<&'a View>,
+}
+
+/// The backward's kernels; `scratch` as [`Node::gpu_scratch`] asked.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_gpu(
     gpu: &Gpu,
     label: &str,
     g: &Geometry,
+    grads: GpuGrads<'_>,
+    dout: &View,
     inp: &View,
     weight: &View,
-    dout: &View,
-    dinp: Option<&View>,
-    dweight: &View,
-    dbias: Option<&View>,
+    scratch: &[&View],
 ) -> Result<Program> {
     let mut prog = Program::default();
-    if let Some(dbias) = dbias {
+    let mut scratch = scratch.iter().copied();
+    let s = Splits::new(gpu, g);
+    if let Some(dbias) = grads.dbias {
         prog.push(bias::backward_gpu(gpu, label, dout, dbias, g.n, g.oc, g.oh * g.ow)?);
     }
-    let (splits, chunk) = weight_splits(gpu, g);
+    let (splits, chunk) = s.dweight;
     let p = params(g, false, splits, chunk);
     let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
+    let part = if splits > 1 { scratch.next() } else { None };
     prog.extend(split_product(
         gpu,
         &format!("{label}.dweight"),
         "conv2d_backward_weight",
         &p,
         &[inp, dout],
-        dweight,
+        grads.dweight,
+        part,
         splits,
         tiles,
         2 * g.macs() as u64,
     )?);
-    if let Some(dinp) = dinp {
+    if let Some(dinp) = grads.dinp {
         let tiles = pixel_invocations(g.n * g.h * g.w) * g.ic.div_ceil(TILE_CHANNELS);
-        let splits = sum_splits::choose(gpu, tiles, g.oc, g.n * g.ic * g.h * g.w);
-        let chunk = g.oc.div_ceil(splits);
-        let splits = g.oc.div_ceil(chunk);
+        let (splits, chunk) = s.dinp;
         let p = params(g, false, splits, chunk);
+        let part = if splits > 1 { scratch.next() } else { None };
         prog.extend(split_product(
             gpu,
             &format!("{label}.dinp"),
@@ -513,6 +588,7 @@ pub fn backward_gpu(
             &p,
             &[weight, dout],
             dinp,
+            part,
             splits,
             tiles,
             2 * g.macs() as u64,

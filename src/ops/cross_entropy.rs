@@ -15,6 +15,8 @@ use crate::{ensure_op, Result};
 
 pub const OP: &str = "CrossEntropyLoss";
 
+crate::shaders!("cross_entropy_forward", "cross_entropy_backward");
+
 /// PyTorch's defaults: no weight, ignore_index -100, reduction 'mean', label_smoothing 0.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -182,67 +184,88 @@ pub fn target_words(tgt: Targets<'_, f32>) -> Vec<u32> {
     }
 }
 
-/// GPU kernels of CrossEntropyLoss; `dinp` (N, C, S) is the caller's (the executor's activation grad).
-pub struct Kernels {
-    pub forward: Program,
-    pub backward: Program,
-    /// (N, S) for 'none', (1,) otherwise.
-    pub out: View,
-    pub logp: View,
-    /// Upstream gradient, (N, S) or (1,); initialised to 1.
-    pub dout: View,
+/// Scratch words of the GPU kernels: the log-probabilities (N, C, S), then for 'sum' and 'mean'
+/// the per-row (loss, weight) pairs and the reduction's partials (the last is the final pair);
+/// for 'none' a 2-word placeholder the backward binds.
+pub fn gpu_scratch((n, c, s): (usize, usize, usize), reduction: Reduction) -> Vec<u64> {
+    let rows = (n * s) as u64;
+    let mut v = vec![(n * c * s) as u64];
+    if reduction == Reduction::None {
+        v.push(2);
+    } else {
+        v.push(2 * rows);
+        v.extend(reduce_sum::partial_words(rows));
+    }
+    v
 }
 
-/// `tgt` holds [`target_words`]; `prob` says which kind they are.
-#[allow(clippy::too_many_arguments)]
-pub fn build_gpu(
-    gpu: &Gpu,
-    label: &str,
-    inp: &View,
-    tgt: &View,
-    prob: bool,
-    dinp: &View,
-    o: &Options,
-    dims: (usize, usize, usize),
-) -> Result<Kernels> {
-    let (n_dim, c_dim, s_dim) = dims;
-    let rows = (n_dim * s_dim) as u64;
-    let weight = gpu.upload(&format!("{label}.weight"), &o.weight.clone().unwrap_or_else(|| vec![1.0; c_dim]))?;
-    let logp = gpu.zeros(&format!("{label}.logp"), (n_dim * c_dim * s_dim) as u64)?;
-    let p = Params {
-        rows: rows as u32,
-        C: c_dim as u32,
-        S: s_dim as u32,
+/// The buffers of CrossEntropyLoss's kernels, all the caller's.
+pub struct GpuBuffers<'a> {
+    /// Logits (N, C, S).
+    pub inp: &'a View,
+    /// [`target_words`].
+    pub tgt: &'a View,
+    /// Class weights (C,) (ones for none).
+    pub weight: &'a View,
+    /// As [`gpu_scratch`] says.
+    pub scratch: Vec<&'a View>,
+    /// The loss: (N, S) for 'none', (1,) otherwise.
+    pub out: &'a View,
+    /// Upstream gradient, shaped as `out`.
+    pub dout: &'a View,
+    /// (N, C, S), overwritten by the backward.
+    pub dinp: &'a View,
+}
+
+fn params(o: &Options, (n, c, s): (usize, usize, usize), prob: bool) -> Params {
+    Params {
+        rows: (n * s) as u32,
+        C: c as u32,
+        S: s as u32,
         reduction: o.reduction.code(),
         ignore_index: o.ignore_index.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
         smoothing: o.label_smoothing,
         prob_targets: prob as u32,
         _pad: 0,
-    };
-    let mut forward = Program::default();
-    let (out, stats, dout) = if o.reduction == Reduction::None {
-        let out = gpu.zeros(&format!("{label}.out"), rows)?;
-        forward.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[inp, tgt, &weight, &logp, &out], rows)?);
-        let stats = gpu.zeros(&format!("{label}.stats"), 2)?;
-        (out, stats, gpu.upload(&format!("{label}.dout"), &vec![1f32; rows as usize])?)
+    }
+}
+
+/// The forward: logp, then the loss (`prob`: the targets are probabilities).
+pub fn forward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    b: &GpuBuffers<'_>,
+    o: &Options,
+    dims: (usize, usize, usize),
+    prob: bool,
+) -> Result<Program> {
+    let p = params(o, dims, prob);
+    let rows = p.rows as u64;
+    let logp = b.scratch[0];
+    let mut prog = Program::default();
+    if o.reduction == Reduction::None {
+        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, b.out], rows)?);
     } else {
-        let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * rows)?;
-        forward.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[inp, tgt, &weight, &logp, &pairs], rows)?);
-        let out = gpu.zeros(&format!("{label}.out"), 1)?;
+        let pairs = b.scratch[1];
+        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, pairs], rows)?);
         let finish =
             if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
-        let (reduce, stats) = reduce_sum::build(gpu, label, &pairs, rows, finish, &out)?;
-        forward.extend(reduce);
-        (out, stats, gpu.upload(&format!("{label}.dout"), &[1f32])?)
-    };
-    let mut backward = Program::default();
-    backward.push(Kernel::new(
-        gpu,
-        "cross_entropy_backward",
-        &format!("{label}.backward"),
-        &p,
-        &[&logp, tgt, &weight, &dout, &stats, dinp],
-        rows,
-    )?);
-    Ok(Kernels { forward, backward, out, logp, dout })
+        prog.extend(reduce_sum::build(gpu, label, pairs, rows, finish, b.out, &b.scratch[2..])?);
+    }
+    Ok(prog)
+}
+
+/// The backward: dinp from logp, the targets, dout and (for 'mean') the summed weights.
+pub fn backward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    b: &GpuBuffers<'_>,
+    o: &Options,
+    dims: (usize, usize, usize),
+    prob: bool,
+) -> Result<Program> {
+    let p = params(o, dims, prob);
+    let stats = *b.scratch.last().unwrap();
+    let views = [b.scratch[0], b.tgt, b.weight, b.dout, stats, b.dinp];
+    Ok(Kernel::new(gpu, "cross_entropy_backward", &format!("{label}.backward"), &p, &views, p.rows as u64)?.into())
 }

@@ -67,50 +67,68 @@ pub fn upstream<T: Real>(dout: &[T], n: usize, reduction: Reduction) -> impl Fn(
     }
 }
 
-/// GPU kernels of an elementwise loss over views of `n` elements.
-pub struct Kernels {
-    pub forward: Program,
-    pub backward: Program,
-    /// The loss: (n,) for 'none', (1,) otherwise.
-    pub out: View,
-    /// Upstream gradient, (n,) or (1,); initialised to 1.
-    pub dout: View,
-    pub dinp: View,
+/// Scratch words of the GPU kernels over `n` elements: for 'sum' and 'mean' the per-element
+/// (loss, 1) pairs and the reduction's partials; none for 'none'.
+pub fn gpu_scratch(n: usize, reduction: Reduction) -> Vec<u64> {
+    if reduction == Reduction::None {
+        return Vec::new();
+    }
+    let mut v = vec![2 * n as u64];
+    v.extend(reduce_sum::partial_words(n as u64));
+    v
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn build(
+/// The buffers of an elementwise loss's kernels, all the caller's.
+pub struct GpuBuffers<'a> {
+    pub inp: &'a View,
+    pub tgt: &'a View,
+    /// As [`gpu_scratch`] says.
+    pub scratch: Vec<&'a View>,
+    /// (n,) for 'none', (1,) otherwise.
+    pub out: &'a View,
+    /// Upstream gradient, shaped as `out`.
+    pub dout: &'a View,
+    /// (n,), overwritten by the backward.
+    pub dinp: &'a View,
+}
+
+/// The forward of the loss whose kernels are `shaders` (forward, backward) over `n` elements.
+pub fn forward_gpu(
     gpu: &Gpu,
     shaders: (&'static str, &'static str),
     label: &str,
-    inp: &View,
-    tgt: &View,
+    b: &GpuBuffers<'_>,
     n: usize,
     reduction: Reduction,
-) -> Result<Kernels> {
-    let n64 = n as u64;
-    let groups = n64.div_ceil(256);
-    let mut forward = Program::default();
+) -> Result<Program> {
+    let groups = (n as u64).div_ceil(256);
     let fp = ForwardParams { n: n as u32, reduction: reduction.code(), _pad0: 0, _pad1: 0 };
-    let (out, dout) = if reduction == Reduction::None {
-        let out = gpu.zeros(&format!("{label}.out"), n64)?;
-        forward.push(Kernel::new(gpu, shaders.0, label, &fp, &[inp, tgt, &out], groups)?);
-        (out, gpu.upload(&format!("{label}.dout"), &vec![1f32; n])?)
+    let mut prog = Program::default();
+    if reduction == Reduction::None {
+        prog.push(Kernel::new(gpu, shaders.0, label, &fp, &[b.inp, b.tgt, b.out], groups)?);
     } else {
-        let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * n64)?;
-        forward.push(Kernel::new(gpu, shaders.0, label, &fp, &[inp, tgt, &pairs], groups)?);
-        let out = gpu.zeros(&format!("{label}.out"), 1)?;
+        let pairs = b.scratch[0];
+        prog.push(Kernel::new(gpu, shaders.0, label, &fp, &[b.inp, b.tgt, pairs], groups)?);
         // Each element's pair weight is 1, so 'mean' is Σ loss / n.
         let finish =
             if reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
-        let (reduce, _) = reduce_sum::build(gpu, label, &pairs, n64, finish, &out)?;
-        forward.extend(reduce);
-        (out, gpu.upload(&format!("{label}.dout"), &[1f32])?)
-    };
+        prog.extend(reduce_sum::build(gpu, label, pairs, n as u64, finish, b.out, &b.scratch[1..])?);
+    }
+    Ok(prog)
+}
+
+/// The backward: dinp from inp, tgt and dout.
+pub fn backward_gpu(
+    gpu: &Gpu,
+    shaders: (&'static str, &'static str),
+    label: &str,
+    b: &GpuBuffers<'_>,
+    n: usize,
+    reduction: Reduction,
+) -> Result<Program> {
     let scale = if reduction == Reduction::Mean { 1.0 / n as f32 } else { 1.0 };
     let bp = BackwardParams { n: n as u32, reduction: reduction.code(), scale, _pad: 0 };
-    let dinp = gpu.zeros(&format!("{label}.dinp"), n64)?;
-    let mut backward = Program::default();
-    backward.push(Kernel::new(gpu, shaders.1, &format!("{label}.backward"), &bp, &[inp, tgt, &dout, &dinp], groups)?);
-    Ok(Kernels { forward, backward, out, dout, dinp })
+    let label = format!("{label}.backward");
+    let views = [b.inp, b.tgt, b.dout, b.dinp];
+    Ok(Kernel::new(gpu, shaders.1, &label, &bp, &views, (n as u64).div_ceil(256))?.into())
 }

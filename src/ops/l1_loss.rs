@@ -1,18 +1,21 @@
 //! L1Loss (nn.L1Loss): |x - y|; the gradient where x == y is 0, as in PyTorch; reduction none|sum|mean (default mean).
 //! Shaders: l1_loss_forward.wgsl, l1_loss_backward.wgsl (+ reduce_sum.wgsl).
 
-use super::elementwise_loss::{self, Kernels};
+use super::elementwise_loss::{self, GpuBuffers};
 use super::{ParamsLayout, Reduction};
-use crate::buffer::View;
+use crate::kernel::Program;
 use crate::cpu::Real;
 use crate::device::Gpu;
 use crate::Result;
 
 pub const OP: &str = "L1Loss";
-pub const SHADERS: (&str, &str) = ("l1_loss_forward", "l1_loss_backward");
+
+crate::shaders!("l1_loss_forward", "l1_loss_backward");
+/// (forward, backward) kernel names.
+pub const KERNELS: (&str, &str) = ("l1_loss_forward", "l1_loss_backward");
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    elementwise_loss::layouts(SHADERS.0, SHADERS.1)
+    elementwise_loss::layouts(KERNELS.0, KERNELS.1)
 }
 
 pub fn check(inp: &[usize], tgt: &[usize]) -> Result<()> {
@@ -46,7 +49,12 @@ pub fn backward_cpu<T: Real>(inp: &[T], tgt: &[T], dout: &[T], reduction: Reduct
         .collect()
 }
 
-/// GPU kernels over `inp` and `tgt` views of `n` elements.
-pub fn build_gpu(gpu: &Gpu, label: &str, inp: &View, tgt: &View, n: usize, reduction: Reduction) -> Result<Kernels> {
-    elementwise_loss::build(gpu, SHADERS, label, inp, tgt, n, reduction)
+/// The forward's kernels over `n` elements (scratch: [`elementwise_loss::gpu_scratch`]).
+pub fn forward_gpu(gpu: &Gpu, label: &str, b: &GpuBuffers<'_>, n: usize, reduction: Reduction) -> Result<Program> {
+    elementwise_loss::forward_gpu(gpu, KERNELS, label, b, n, reduction)
+}
+
+/// The backward's kernel: dinp, overwritten.
+pub fn backward_gpu(gpu: &Gpu, label: &str, b: &GpuBuffers<'_>, n: usize, reduction: Reduction) -> Result<Program> {
+    elementwise_loss::backward_gpu(gpu, KERNELS, label, b, n, reduction)
 }

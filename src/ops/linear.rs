@@ -2,32 +2,40 @@
 //! dW = dyᵀ·x, db = Σ_n dy. Shaders: matmul.wgsl (strided, serves all three products) and
 //! bias_backward.wgsl. The CPU path uses matrixmultiply.
 
-use super::{bias, sum_splits, Grads, ParamsLayout};
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Scratch};
+use super::{bias, sum_splits, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
 use crate::kernel::{Kernel, Program};
-use crate::{ensure_op, Result};
+use crate::{ensure_op, Error, Result};
 
 pub const OP: &str = "Linear";
 
+crate::shaders!("matmul");
+
+/// nn.Linear(in_features, out_features, bias=True).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct Linear {
     pub in_features: usize,
     pub out_features: usize,
     pub bias: bool,
 }
 
-impl Config {
+impl Linear {
     pub fn new(in_features: usize, out_features: usize) -> Self {
-        Config { in_features, out_features, bias: true }
+        Linear { in_features, out_features, bias: true }
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
     }
     pub fn weight_shape(&self) -> [usize; 2] {
         [self.out_features, self.in_features]
     }
     /// Checks an (N, in_features) input; returns N.
     pub fn rows(&self, input: &[usize]) -> Result<usize> {
-        let op = format!("{OP}(in_features={}, out_features={})", self.in_features, self.out_features);
+        let op = self.describe();
         ensure_op!(self.in_features > 0 && self.out_features > 0, op, "feature counts must be positive");
         ensure_op!(input.len() == 2, op, "expected an (N, {}) input, got shape {input:?}", self.in_features);
         ensure_op!(
@@ -42,31 +50,129 @@ impl Config {
     }
 }
 
-/// out (N, OUT) = inp (N, IN) · weightᵀ + bias.
-pub fn forward_cpu<T: Real>(c: &Config, n: usize, inp: &[T], weight: &[T], bias: Option<&[T]>) -> Vec<T> {
-    let (i, o) = (c.in_features, c.out_features);
-    let mut out = vec![T::zero(); n * o];
-    if let Some(b) = bias {
-        out.chunks_mut(o).for_each(|row| row.copy_from_slice(b));
+impl Op for Linear {
+    fn describe(&self) -> String {
+        format!(
+            "{OP}(in_features={}, out_features={}, bias={})",
+            self.in_features,
+            self.out_features,
+            if self.bias { "True" } else { "False" }
+        )
     }
-    let beta = if bias.is_some() { T::one() } else { T::zero() };
-    T::gemm(n, i, o, T::one(), inp, i as isize, 1, weight, 1, i as isize, beta, &mut out, o as isize, 1);
-    out
+    fn params(&self) -> Vec<ParamDecl> {
+        let init = Init::Uniform { fan_in: self.in_features };
+        let mut v = vec![ParamDecl::param("weight", self.weight_shape().to_vec(), init)];
+        if self.bias {
+            v.push(ParamDecl::param("bias", vec![self.out_features], init));
+        }
+        v
+    }
+    fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {
+        Ok(Box::new(Planned { c: *self, n: self.rows(inputs[0])? }))
+    }
 }
 
-pub fn backward_cpu<T: Real>(c: &Config, n: usize, inp: &[T], weight: &[T], dout: &[T], need_dinp: bool) -> Grads<T> {
+/// A Linear layer at a batch of `n` rows.
+struct Planned {
+    c: Linear,
+    n: usize,
+}
+
+impl Planned {
+    /// (m, n, k) of the forward, weight-gradient and input-gradient products.
+    fn products(&self) -> [(usize, usize, usize); 3] {
+        let (n, i, o) = (self.n, self.c.in_features, self.c.out_features);
+        [(n, o, i), (o, i, n), (n, i, o)]
+    }
+}
+
+impl Node for Planned {
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c.out_features]
+    }
+    fn flops(&self) -> Flops {
+        let f = 2 * (self.n * self.c.in_features * self.c.out_features) as u64;
+        Flops { forward: f, backward_input: f, backward_params: f }
+    }
+    fn gpu_scratch(&self, gpu: &Gpu, dinputs: &[bool]) -> Scratch {
+        let part = |(m, n, k): (usize, usize, usize)| {
+            let (splits, _) = matmul_splits(gpu, (m, n, k));
+            (splits > 1).then_some((splits * m * n) as u64)
+        };
+        let [f, dw, di] = self.products();
+        Scratch {
+            forward: part(f).into_iter().collect(),
+            backward: part(dw).into_iter().chain(part(di).filter(|_| dinputs[0])).collect(),
+        }
+    }
+    fn forward_cpu(&self, io: CpuForward<'_>) {
+        let bias = self.c.bias.then(|| &*io.state[1]);
+        forward_cpu(&self.c, self.n, io.out, io.inputs[0], io.state[0], bias);
+    }
+    fn backward_cpu(&self, io: CpuBackward<'_>) {
+        let mut dparams = io.dparams.into_iter();
+        let dweight = dparams.next().unwrap();
+        let dinp = io.dinputs.into_iter().next().flatten();
+        backward_cpu(&self.c, self.n, dinp, dweight, dparams.next(), io.dout, io.inputs[0], io.state[0]);
+    }
+    fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let i = self.c.in_features;
+        let [f, _, _] = self.products();
+        let (inp, weight) = (io.inputs[0], io.state[0]);
+        matmul_gpu(gpu, io.label, f, inp, (i, 1), weight, (1, i), io.state.get(1).copied(), io.out, io.scratch.first().copied())
+    }
+    fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let (i, o) = (self.c.in_features, self.c.out_features);
+        let [_, dw, di] = self.products();
+        let (inp, weight, dout) = (io.inputs[0], io.state[0], io.dout.unwrap());
+        let mut scratch = io.scratch.iter().copied();
+        let mut part = |mnk| if matmul_splits(gpu, mnk).0 > 1 { scratch.next() } else { None };
+        let mut prog = Program::default();
+        let label = io.label;
+        prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout, (1, o), inp, (i, 1), None, io.dparams[0], part(dw))?);
+        if let Some(db) = io.dparams.get(1) {
+            prog.push(bias::backward_gpu(gpu, label, dout, db, self.n, o, 1)?);
+        }
+        if let Some(dinp) = io.dinput(0) {
+            prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout, (o, 1), weight, (i, 1), None, dinp, part(di))?);
+        }
+        Ok(prog)
+    }
+}
+
+/// out (N, OUT), overwritten, = inp (N, IN) · weightᵀ + bias.
+pub fn forward_cpu<T: Real>(c: &Linear, n: usize, out: &mut [T], inp: &[T], weight: &[T], bias: Option<&[T]>) {
     let (i, o) = (c.in_features, c.out_features);
-    let mut dweight = vec![T::zero(); o * i];
+    match bias {
+        Some(b) => out.chunks_mut(o).for_each(|row| row.copy_from_slice(b)),
+        None => out.fill(T::zero()),
+    }
+    T::gemm(n, i, o, T::one(), inp, i as isize, 1, weight, 1, i as isize, T::one(), out, o as isize, 1);
+}
+
+/// Gradients w.r.t. the input (when `dinp` is given), the weight and the bias (when `dbias` is
+/// given), overwritten, from dout (N, OUT), inp and weight.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_cpu<T: Real>(
+    c: &Linear,
+    n: usize,
+    dinp: Option<&mut [T]>,
+    dweight: &mut [T],
+    dbias: Option<&mut [T]>,
+    dout: &[T],
+    inp: &[T],
+    weight: &[T],
+) {
+    let (i, o) = (c.in_features, c.out_features);
     // dW (OUT, IN) = doutᵀ (OUT, N) · inp (N, IN)
-    T::gemm(o, n, i, T::one(), dout, 1, o as isize, inp, i as isize, 1, T::zero(), &mut dweight, i as isize, 1);
-    let dinp = need_dinp.then(|| {
-        let mut d = vec![T::zero(); n * i];
+    T::gemm(o, n, i, T::one(), dout, 1, o as isize, inp, i as isize, 1, T::zero(), dweight, i as isize, 1);
+    if let Some(d) = dinp {
         // dinp (N, IN) = dout (N, OUT) · W (OUT, IN)
-        T::gemm(n, o, i, T::one(), dout, o as isize, 1, weight, i as isize, 1, T::zero(), &mut d, i as isize, 1);
-        d
-    });
-    let dbias = c.bias.then(|| bias::backward_cpu(dout, n, o, 1));
-    Grads { dinp, dweight, dbias }
+        T::gemm(n, o, i, T::one(), dout, o as isize, 1, weight, i as isize, 1, T::zero(), d, i as isize, 1);
+    }
+    if let Some(db) = dbias {
+        bias::backward_cpu(db, dout, n, o, 1);
+    }
 }
 
 #[repr(C)]
@@ -95,8 +201,17 @@ pub fn layouts() -> Vec<ParamsLayout> {
     )]
 }
 
-/// c (m, n) = a·b (+ bias) where a[i, k] = a[i·sa.0 + k·sa.1] and b[k, j] = b[k·sb.0 + j·sb.1].
-/// On GPUs with more cores than the product has tiles, k is split and the splits summed after.
+/// How a product's reduction over k is split on an adapter: (splits, chunk). GPUs with more cores
+/// than the product has 4×4 tiles split it; CPU adapters never do.
+pub fn matmul_splits(gpu: &Gpu, (m, n, k): (usize, usize, usize)) -> (usize, usize) {
+    let tiles = m.div_ceil(4) * n.div_ceil(4);
+    let splits = sum_splits::choose(gpu, tiles, k.div_ceil(16), m * n);
+    let chunk = k.div_ceil(splits);
+    (k.div_ceil(chunk).max(1), chunk)
+}
+
+/// c (m, n) = a·b (+ bias), overwritten, where a[i, k] = a[i·sa.0 + k·sa.1] and
+/// b[k, j] = b[k·sb.0 + j·sb.1]; `part` is the scratch [`matmul_splits`] asks for when split.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_gpu(
     gpu: &Gpu,
@@ -108,12 +223,11 @@ pub fn matmul_gpu(
     sb: (usize, usize),
     bias: Option<&View>,
     c: &View,
+    part: Option<&View>,
 ) -> Result<Program> {
     let u = |v: usize| v as u32;
     let tiles = m.div_ceil(4) * n.div_ceil(4);
-    let splits = sum_splits::choose(gpu, tiles, k.div_ceil(16), m * n);
-    let chunk = k.div_ceil(splits);
-    let splits = k.div_ceil(chunk).max(1);
+    let (splits, chunk) = matmul_splits(gpu, (m, n, k));
     let p = MatmulParams {
         M: u(m),
         N: u(n),
@@ -134,48 +248,10 @@ pub fn matmul_gpu(
     if splits == 1 {
         prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], groups)?.flops(flops));
     } else {
-        let part = gpu.zeros(&format!("{label}.splits"), (splits * m * n) as u64)?;
-        prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), &part], groups)?.flops(flops));
-        prog.push(sum_splits::gpu(gpu, label, &part, c, splits)?);
-    }
-    Ok(prog)
-}
-
-pub fn forward_gpu(
-    gpu: &Gpu,
-    label: &str,
-    c: &Config,
-    n: usize,
-    inp: &View,
-    weight: &View,
-    bias: Option<&View>,
-    out: &View,
-) -> Result<Program> {
-    let (i, o) = (c.in_features, c.out_features);
-    matmul_gpu(gpu, label, (n, o, i), inp, (i, 1), weight, (1, i), bias, out)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn backward_gpu(
-    gpu: &Gpu,
-    label: &str,
-    c: &Config,
-    n: usize,
-    inp: &View,
-    weight: &View,
-    dout: &View,
-    dinp: Option<&View>,
-    dweight: &View,
-    dbias: Option<&View>,
-) -> Result<Program> {
-    let (i, o) = (c.in_features, c.out_features);
-    let mut prog = Program::default();
-    prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), (o, i, n), dout, (1, o), inp, (i, 1), None, dweight)?);
-    if let Some(db) = dbias {
-        prog.push(bias::backward_gpu(gpu, label, dout, db, n, o, 1)?);
-    }
-    if let Some(dinp) = dinp {
-        prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), (n, i, o), dout, (o, 1), weight, (i, 1), None, dinp)?);
+        let part =
+            part.ok_or_else(|| Error::op(label, format!("matmul is split {splits} ways but was given no scratch")))?;
+        prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), part], groups)?.flops(flops));
+        prog.push(sum_splits::gpu(gpu, label, part, c, splits)?);
     }
     Ok(prog)
 }

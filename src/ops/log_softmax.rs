@@ -11,6 +11,8 @@ use crate::{ensure_op, Result};
 
 pub const OP: &str = "LogSoftmax";
 
+crate::shaders!("log_softmax_forward", "log_softmax_backward");
+
 #[repr(C)]
 #[allow(non_snake_case)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

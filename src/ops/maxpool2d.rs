@@ -3,18 +3,22 @@
 //! propagation. The forward saves argmax indices; the backward gathers (no atomics).
 //! Shaders: maxpool2d_forward.wgsl, maxpool2d_backward.wgsl.
 
-use super::ParamsLayout;
+use super::interface::{CpuBackward, CpuForward, GpuIo, Mode, Node, Op, Reads};
+use super::{IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 pub const OP: &str = "MaxPool2d";
 
+crate::shaders!("maxpool2d_forward", "maxpool2d_backward");
+
+/// nn.MaxPool2d(kernel_size, stride=kernel_size, padding=0, dilation=1, ceil_mode=False).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct MaxPool2d {
     pub kernel: (usize, usize),
     pub stride: (usize, usize),
     pub padding: (usize, usize),
@@ -22,26 +26,32 @@ pub struct Config {
     pub ceil_mode: bool,
 }
 
-impl Config {
+impl MaxPool2d {
     /// MaxPool2d(k): stride k, padding 0, dilation 1, floor mode.
-    pub fn new(kernel: usize) -> Self {
-        Config {
-            kernel: (kernel, kernel),
-            stride: (kernel, kernel),
-            padding: (0, 0),
-            dilation: (1, 1),
-            ceil_mode: false,
-        }
+    pub fn new(kernel: impl IntoPair) -> Self {
+        let kernel = kernel.pair();
+        MaxPool2d { kernel, stride: kernel, padding: (0, 0), dilation: (1, 1), ceil_mode: false }
+    }
+    pub fn stride(mut self, s: impl IntoPair) -> Self {
+        self.stride = s.pair();
+        self
+    }
+    pub fn padding(mut self, p: impl IntoPair) -> Self {
+        self.padding = p.pair();
+        self
+    }
+    pub fn dilation(mut self, d: impl IntoPair) -> Self {
+        self.dilation = d.pair();
+        self
+    }
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
     }
 
     /// Checks an (N, C, H, W) input and returns the pooling geometry.
     pub fn geometry(&self, input: &[usize]) -> Result<Geometry> {
-        let op = || {
-            format!(
-                "{OP}(kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?}, ceil_mode={})",
-                self.kernel, self.stride, self.padding, self.dilation, self.ceil_mode
-            )
-        };
+        let op = || self.describe();
         ensure_op!(input.len() == 4, op(), "expected an (N, C, H, W) input, got shape {input:?}");
         let [n, c, h, w] = [input[0], input[1], input[2], input[3]];
         ensure_op!(self.kernel.0 > 0 && self.kernel.1 > 0, op(), "kernel size must be positive");
@@ -58,8 +68,8 @@ impl Config {
             "padding should be at most half of the kernel size"
         );
         ensure_op!(n * c > 0 && h > 0 && w > 0, op(), "empty input of shape {input:?}");
-        let oh = out_size(h, self.kernel.0, self.stride.0, self.padding.0, self.dilation.0, self.ceil_mode);
-        let ow = out_size(w, self.kernel.1, self.stride.1, self.padding.1, self.dilation.1, self.ceil_mode);
+        let oh = super::pool_out_size(h, self.kernel.0, self.stride.0, self.padding.0, self.dilation.0, self.ceil_mode);
+        let ow = super::pool_out_size(w, self.kernel.1, self.stride.1, self.padding.1, self.dilation.1, self.ceil_mode);
         match (oh, ow) {
             (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok(Geometry {
                 n,
@@ -85,19 +95,51 @@ impl Config {
     }
 }
 
-/// PyTorch's pooling_output_shape: in ceil mode the last window must start inside the input or
-/// the left padding.
-fn out_size(size: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<usize> {
-    let span = (size + 2 * p) as i64 - (d * (k - 1)) as i64 - 1;
-    if span < 0 {
-        return None;
+impl Op for MaxPool2d {
+    fn describe(&self) -> String {
+        format!(
+            "{OP}(kernel_size={:?}, stride={:?}, padding={:?}, dilation={:?}, ceil_mode={})",
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            if self.ceil_mode { "True" } else { "False" }
+        )
     }
-    let num = span + if ceil { s as i64 - 1 } else { 0 };
-    let mut out = num / s as i64 + 1;
-    if ceil && (out - 1) * s as i64 >= (size + p) as i64 {
-        out -= 1;
+    fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {
+        Ok(Box::new(self.geometry(inputs[0])?))
     }
-    Some(out as usize)
+}
+
+/// The forward saves the argmax indices; the backward reads only them and dout.
+impl Node for Geometry {
+    fn out_shape(&self) -> Vec<usize> {
+        Geometry::out_shape(self).to_vec()
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { inputs: false, output: false }
+    }
+    fn saved(&self) -> Vec<u64> {
+        vec![(self.planes() * self.oh * self.ow) as u64]
+    }
+    fn forward_cpu(&self, mut io: CpuForward<'_>) {
+        let indices: &mut [i32] = bytemuck::cast_slice_mut(&mut *io.saved[0]);
+        forward_cpu(self, io.out, indices, io.inputs[0]);
+    }
+    fn backward_cpu(&self, io: CpuBackward<'_>) {
+        if let Some(dinp) = io.dinputs.into_iter().next().flatten() {
+            backward_cpu(self, dinp, io.dout, bytemuck::cast_slice(io.saved[0]));
+        }
+    }
+    fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        forward_gpu(gpu, io.label, self, io.out, io.saved[0], io.inputs[0])
+    }
+    fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        match io.dinput(0) {
+            Some(dinp) => backward_gpu(gpu, io.label, self, dinp, io.dout.unwrap(), io.saved[0]),
+            None => Ok(Program::default()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,11 +169,10 @@ impl Geometry {
     }
 }
 
-/// (out, indices), both (N, C, OH, OW); indices are flat positions ih·W + iw in the input plane.
-pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T]) -> (Vec<T>, Vec<i32>) {
+/// out and indices, both (N, C, OH, OW) and overwritten, from inp (N, C, H, W); indices are flat
+/// positions ih·W + iw in the input plane.
+pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], idx: &mut [i32], inp: &[T]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut out = vec![T::zero(); g.planes() * ohw];
-    let mut idx = vec![0i32; g.planes() * ohw];
     // The kernel offsets k whose input position start + k·d lies in [0, size).
     let valid = |start: isize, k: usize, d: usize, size: usize| {
         let lo = if start < 0 { ((-start) as usize).div_ceil(d) } else { 0 };
@@ -165,19 +206,17 @@ pub fn forward_cpu<T: Real>(g: &Geometry, inp: &[T]) -> (Vec<T>, Vec<i32>) {
             }
         }
     });
-    (out, idx)
 }
 
-/// dinp (N, C, H, W): each output's gradient goes to the input element its index names.
-pub fn backward_cpu<T: Real>(g: &Geometry, indices: &[i32], dout: &[T]) -> Vec<T> {
+/// dinp (N, C, H, W), overwritten: each output's gradient goes to the input element its index names.
+pub fn backward_cpu<T: Real>(g: &Geometry, dinp: &mut [T], dout: &[T], indices: &[i32]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut dinp = vec![T::zero(); g.planes() * hw];
     dinp.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+        d.fill(T::zero());
         for o in plane * ohw..(plane + 1) * ohw {
             d[indices[o] as usize] += dout[o];
         }
     });
-    dinp
 }
 
 #[repr(C)]
@@ -231,21 +270,15 @@ fn params(g: &Geometry) -> Params {
     }
 }
 
-/// out and indices (i32) from inp.
-pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, inp: &View, out: &View, indices: &View) -> Result<Kernel> {
+/// out and indices (i32), overwritten, from inp.
+pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, out: &View, indices: &View, inp: &View) -> Result<Program> {
     let n = (g.planes() * g.oh * g.ow) as u64;
-    Kernel::new(gpu, "maxpool2d_forward", label, &params(g), &[inp, out, indices], n.div_ceil(256))
+    Ok(Kernel::new(gpu, "maxpool2d_forward", label, &params(g), &[inp, out, indices], n.div_ceil(256))?.into())
 }
 
-/// dinp (overwritten) from the forward's indices and dout.
-pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, indices: &View, dout: &View, dinp: &View) -> Result<Kernel> {
+/// dinp, overwritten, from dout and the forward's indices.
+pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, dinp: &View, dout: &View, indices: &View) -> Result<Program> {
     let n = (g.planes() * g.h * g.w) as u64;
-    Kernel::new(
-        gpu,
-        "maxpool2d_backward",
-        &format!("{label}.dinp"),
-        &params(g),
-        &[indices, dout, dinp],
-        n.div_ceil(256),
-    )
+    let label = format!("{label}.dinp");
+    Ok(Kernel::new(gpu, "maxpool2d_backward", &label, &params(g), &[indices, dout, dinp], n.div_ceil(256))?.into())
 }

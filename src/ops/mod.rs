@@ -2,19 +2,60 @@
 //! reference forward/backward (generic over f32 and f64) and the GPU kernel builders, which only
 //! create dispatches; running them is the caller's business (a test, or the graph executor).
 
-pub mod bias;
-pub mod conv2d;
-pub mod cross_entropy;
 pub mod elementwise_loss;
-pub mod l1_loss;
-pub mod linear;
-pub mod log_softmax;
-pub mod maxpool2d;
-pub mod mse_loss;
-pub mod nll_loss;
-pub mod reduce_sum;
-pub mod sgd;
-pub mod sum_splits;
+pub mod interface;
+
+/// Declares the WGSL kernels of an op module (`shaders/<name>.wgsl`), compiled into the binary.
+#[macro_export]
+macro_rules! shaders {
+    ($($name:literal),* $(,)?) => {
+        /// (name, WGSL source) of this module's kernels.
+        pub const SHADERS: &[(&str, &str)] =
+            &[$(($name, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name, ".wgsl")))),*];
+    };
+}
+
+/// The op modules: each defines `SHADERS` (with [`shaders!`]) and `layouts()` (its `Params`
+/// structs, which tests/shaders.rs checks against the WGSL). Registering an op is one entry here.
+macro_rules! registry {
+    ($($m:ident),* $(,)?) => {
+        $(pub mod $m;)*
+        /// (name, WGSL source) of every kernel of every op.
+        pub fn shaders() -> Vec<(&'static str, &'static str)> {
+            let mut v = Vec::new();
+            $(v.extend_from_slice($m::SHADERS);)*
+            v
+        }
+        /// Every shader's params layout, for the naga layout test.
+        pub fn params_layouts() -> Vec<ParamsLayout> {
+            let mut v = Vec::new();
+            $(v.extend($m::layouts());)*
+            v
+        }
+    };
+}
+
+registry!(
+    adaptive_avgpool2d,
+    add,
+    avgpool2d,
+    batchnorm2d,
+    bias,
+    conv2d,
+    cross_entropy,
+    dropout,
+    flatten,
+    l1_loss,
+    linear,
+    log_softmax,
+    maxpool2d,
+    mse_loss,
+    nll_loss,
+    reduce_sum,
+    relu,
+    sgd,
+    sum_splits,
+);
 
 use crate::cpu::Real;
 
@@ -46,12 +87,50 @@ impl Reduction {
     }
 }
 
-/// Gradients of a layer with parameters: dinp only when asked for (the first layer needs none).
-#[derive(Clone, Debug)]
-pub struct Grads<T> {
-    pub dinp: Option<Vec<T>>,
-    pub dweight: Vec<T>,
-    pub dbias: Option<Vec<T>>,
+pub use adaptive_avgpool2d::AdaptiveAvgPool2d;
+pub use add::Add;
+pub use avgpool2d::AvgPool2d;
+pub use batchnorm2d::BatchNorm2d;
+pub use conv2d::Conv2d;
+pub use dropout::Dropout;
+pub use flatten::Flatten;
+pub use linear::Linear;
+pub use maxpool2d::MaxPool2d;
+pub use relu::ReLU;
+
+/// A size PyTorch takes as an int or a pair: `kernel_size=3` or `kernel_size=(3, 1)`.
+pub trait IntoPair {
+    fn pair(self) -> (usize, usize);
+}
+impl IntoPair for usize {
+    fn pair(self) -> (usize, usize) {
+        (self, self)
+    }
+}
+impl IntoPair for (usize, usize) {
+    fn pair(self) -> (usize, usize) {
+        self
+    }
+}
+
+/// PyTorch's pooling_output_shape: in ceil mode the last window must start inside the input or
+/// the left padding.
+pub fn pool_out_size(size: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<usize> {
+    let span = (size + 2 * p) as i64 - (d * (k - 1)) as i64 - 1;
+    if span < 0 {
+        return None;
+    }
+    let num = span + if ceil { s as i64 - 1 } else { 0 };
+    let mut out = num / s as i64 + 1;
+    if ceil && (out - 1) * s as i64 >= (size + p) as i64 {
+        out -= 1;
+    }
+    Some(out as usize)
+}
+
+/// The number of workgroups of 256 invocations covering `n` elements (elementwise kernels).
+pub fn groups_256(n: usize) -> u64 {
+    (n as u64).div_ceil(256)
 }
 
 /// Sum in f64, whatever T is: the CPU reference should not lose bits the GPU's tree keeps.
@@ -76,22 +155,4 @@ macro_rules! params_layout {
             fields: vec![$((stringify!($field), std::mem::offset_of!($ty, $field))),*],
         }
     };
-}
-
-/// Every shader's params layout, for the naga layout test.
-pub fn params_layouts() -> Vec<ParamsLayout> {
-    let mut v = Vec::new();
-    v.extend(reduce_sum::layouts());
-    v.extend(l1_loss::layouts());
-    v.extend(mse_loss::layouts());
-    v.extend(log_softmax::layouts());
-    v.extend(nll_loss::layouts());
-    v.extend(cross_entropy::layouts());
-    v.extend(bias::layouts());
-    v.extend(conv2d::layouts());
-    v.extend(maxpool2d::layouts());
-    v.extend(linear::layouts());
-    v.extend(sgd::layouts());
-    v.extend(sum_splits::layouts());
-    v
 }

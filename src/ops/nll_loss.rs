@@ -13,6 +13,8 @@ use crate::{ensure_op, Result};
 
 pub const OP: &str = "NLLLoss";
 
+crate::shaders!("nll_loss_forward", "nll_loss_backward");
+
 /// PyTorch's defaults: no weight, ignore_index -100, reduction 'mean'.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -181,83 +183,90 @@ pub fn backward_cpu<T: Real>(
     dinp
 }
 
-/// GPU kernels of NLLLoss.
-pub struct Kernels {
-    pub forward: Program,
-    pub backward: Program,
-    /// (N, S) for 'none', (1,) otherwise.
-    pub out: View,
-    /// Upstream gradient, (N, S) or (1,); initialised to 1.
-    pub dout: View,
-    pub dinp: View,
+/// Scratch words of the GPU kernels: for 'sum' and 'mean' the per-row (loss, weight) pairs and
+/// the reduction's partials (the last is the final pair); for 'none' a 2-word placeholder.
+pub fn gpu_scratch((n, _, s): (usize, usize, usize), reduction: Reduction) -> Vec<u64> {
+    let rows = (n * s) as u64;
+    if reduction == Reduction::None {
+        return vec![2];
+    }
+    let mut v = vec![2 * rows];
+    v.extend(reduce_sum::partial_words(rows));
+    v
 }
 
-/// Kernels over `inp` (N, C, S) and i32 targets `tgt` (N, S); weight defaults to ones.
-pub fn build_gpu(
+/// The buffers of NLLLoss's kernels, all the caller's.
+pub struct GpuBuffers<'a> {
+    /// Log-probabilities (N, C, S).
+    pub inp: &'a View,
+    /// i32 targets (N, S).
+    pub tgt: &'a View,
+    /// Class weights (C,) (ones for none).
+    pub weight: &'a View,
+    /// As [`gpu_scratch`] says.
+    pub scratch: Vec<&'a View>,
+    /// (N, S) for 'none', (1,) otherwise.
+    pub out: &'a View,
+    pub dout: &'a View,
+    /// (N, C, S), overwritten by the backward.
+    pub dinp: &'a View,
+}
+
+fn ignore(o: &Options) -> i32 {
+    o.ignore_index.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+pub fn forward_gpu(
     gpu: &Gpu,
     label: &str,
-    inp: &View,
-    tgt: &View,
+    b: &GpuBuffers<'_>,
     o: &Options,
-    dims: (usize, usize, usize),
-) -> Result<Kernels> {
-    let (n_dim, c_dim, s_dim) = dims;
+    (n_dim, c_dim, s_dim): (usize, usize, usize),
+) -> Result<Program> {
     let rows = (n_dim * s_dim) as u64;
-    let weight = gpu.upload(&format!("{label}.weight"), &o.weight.clone().unwrap_or_else(|| vec![1.0; c_dim]))?;
-    let ignore = o.ignore_index.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
     let fp = ForwardParams {
         rows: rows as u32,
         C: c_dim as u32,
         S: s_dim as u32,
         reduction: o.reduction.code(),
-        ignore_index: ignore,
+        ignore_index: ignore(o),
         _pad0: 0,
         _pad1: 0,
         _pad2: 0,
     };
-    let mut forward = Program::default();
-    let (out, stats, dout) = if o.reduction == Reduction::None {
-        let out = gpu.zeros(&format!("{label}.out"), rows)?;
-        forward.push(Kernel::new(gpu, "nll_loss_forward", label, &fp, &[inp, tgt, &weight, &out], rows.div_ceil(256))?);
-        let stats = gpu.zeros(&format!("{label}.stats"), 2)?;
-        (out, stats, gpu.upload(&format!("{label}.dout"), &vec![1f32; rows as usize])?)
+    let mut prog = Program::default();
+    let groups = rows.div_ceil(256);
+    if o.reduction == Reduction::None {
+        prog.push(Kernel::new(gpu, "nll_loss_forward", label, &fp, &[b.inp, b.tgt, b.weight, b.out], groups)?);
     } else {
-        let pairs = gpu.zeros(&format!("{label}.pairs"), 2 * rows)?;
-        forward.push(Kernel::new(
-            gpu,
-            "nll_loss_forward",
-            label,
-            &fp,
-            &[inp, tgt, &weight, &pairs],
-            rows.div_ceil(256),
-        )?);
-        let out = gpu.zeros(&format!("{label}.out"), 1)?;
+        let pairs = b.scratch[0];
+        prog.push(Kernel::new(gpu, "nll_loss_forward", label, &fp, &[b.inp, b.tgt, b.weight, pairs], groups)?);
         let finish =
             if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
-        let (reduce, stats) = reduce_sum::build(gpu, label, &pairs, rows, finish, &out)?;
-        forward.extend(reduce);
-        (out, stats, gpu.upload(&format!("{label}.dout"), &[1f32])?)
-    };
+        prog.extend(reduce_sum::build(gpu, label, pairs, rows, finish, b.out, &b.scratch[1..])?);
+    }
+    Ok(prog)
+}
+
+pub fn backward_gpu(
+    gpu: &Gpu,
+    label: &str,
+    b: &GpuBuffers<'_>,
+    o: &Options,
+    (n_dim, c_dim, s_dim): (usize, usize, usize),
+) -> Result<Program> {
     let total = (n_dim * c_dim * s_dim) as u64;
     let bp = BackwardParams {
         n: total as u32,
         C: c_dim as u32,
         S: s_dim as u32,
         reduction: o.reduction.code(),
-        ignore_index: ignore,
+        ignore_index: ignore(o),
         _pad0: 0,
         _pad1: 0,
         _pad2: 0,
     };
-    let dinp = gpu.zeros(&format!("{label}.dinp"), total)?;
-    let mut backward = Program::default();
-    backward.push(Kernel::new(
-        gpu,
-        "nll_loss_backward",
-        &format!("{label}.backward"),
-        &bp,
-        &[tgt, &weight, &dout, &stats, &dinp],
-        total.div_ceil(256),
-    )?);
-    Ok(Kernels { forward, backward, out, dout, dinp })
+    let stats = *b.scratch.last().unwrap();
+    let views = [b.tgt, b.weight, b.dout, stats, b.dinp];
+    Ok(Kernel::new(gpu, "nll_loss_backward", &format!("{label}.backward"), &bp, &views, total.div_ceil(256))?.into())
 }

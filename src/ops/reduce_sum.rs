@@ -6,6 +6,8 @@ use crate::device::Gpu;
 use crate::kernel::{Kernel, Program};
 use crate::Result;
 
+crate::shaders!("reduce_sum");
+
 /// Pairs one workgroup reduces per pass.
 pub const PER_GROUP: u64 = 1024;
 
@@ -31,32 +33,44 @@ pub enum Finish {
     WeightedMean,
 }
 
-/// Kernels reducing `n` pairs in `pairs` (2n words) into `result[0]`; also returns the final pair
+/// Words of each pass's partial pairs when `n` pairs are reduced; the last pass's is the final pair
 /// (Σ value, Σ weight), which backward kernels read for 'mean'.
-pub fn build(gpu: &Gpu, label: &str, pairs: &View, n: u64, finish: Finish, result: &View) -> Result<(Program, View)> {
-    let mut prog = Program::default();
-    let mut src = pairs.clone();
+pub fn partial_words(n: u64) -> Vec<u64> {
+    let mut v = Vec::new();
     let mut len = n;
-    let mut pass = 0;
     loop {
         let groups = len.div_ceil(PER_GROUP).max(1);
+        v.push(2 * groups);
+        if groups == 1 {
+            return v;
+        }
+        len = groups;
+    }
+}
+
+/// Kernels reducing `n` pairs in `pairs` (2n words) into `result[0]`, through `partials` sized as
+/// [`partial_words`] says.
+pub fn build(
+    gpu: &Gpu,
+    label: &str,
+    pairs: &View,
+    n: u64,
+    finish: Finish,
+    result: &View,
+    partials: &[&View],
+) -> Result<Program> {
+    let mut prog = Program::default();
+    let mut src = pairs;
+    let mut len = n;
+    for (pass, dst) in partials.iter().enumerate() {
+        let groups = len.div_ceil(PER_GROUP).max(1);
         let is_last = groups == 1;
-        let dst = gpu.zeros(&format!("{label}.partial{pass}"), 2 * groups)?;
         let params =
             Params { n: len as u32, is_last: is_last as u32, mode: (finish == Finish::WeightedMean) as u32, _pad: 0 };
-        prog.push(Kernel::new(
-            gpu,
-            "reduce_sum",
-            &format!("{label}.reduce{pass}"),
-            &params,
-            &[&src, &dst, result],
-            groups,
-        )?);
-        if is_last {
-            return Ok((prog, dst));
-        }
+        let label = format!("{label}.reduce{pass}");
+        prog.push(Kernel::new(gpu, "reduce_sum", &label, &params, &[src, dst, result], groups)?);
         src = dst;
         len = groups;
-        pass += 1;
     }
+    Ok(prog)
 }

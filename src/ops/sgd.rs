@@ -10,6 +10,8 @@ use crate::{ensure_op, Result};
 
 pub const OP: &str = "SGD";
 
+crate::shaders!("sgd_step");
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
     pub lr: f32,

@@ -8,6 +8,8 @@ use crate::device::Gpu;
 use crate::kernel::Kernel;
 use crate::Result;
 
+crate::shaders!("sum_splits");
+
 #[repr(C)]
 #[allow(non_snake_case)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -1,9 +1,9 @@
 //! The checks L1Loss and MSELoss share (each op's test file calls them by name).
 
 use super::*;
-use wgrad::ops::elementwise_loss::Kernels;
+use wgrad::functional::Output;
 use wgrad::testing::assert_close;
-use wgrad::{Gpu, Reduction};
+use wgrad::{Device, Reduction, Tensor};
 
 pub struct Suite {
     pub golden_op: &'static str,
@@ -11,7 +11,8 @@ pub struct Suite {
     pub backward64: fn(&[f64], &[f64], &[f64], Reduction) -> Vec<f64>,
     pub forward32: fn(&[f32], &[f32], Reduction) -> Vec<f32>,
     pub backward32: fn(&[f32], &[f32], &[f32], Reduction) -> Vec<f32>,
-    pub build: fn(&Gpu, &str, &wgrad::buffer::View, &wgrad::buffer::View, usize, Reduction) -> wgrad::Result<Kernels>,
+    /// The functional call (wgrad::functional::l1_loss or mse_loss).
+    pub call: fn(&Device, &Tensor, &Tensor, Reduction, Option<&Tensor>) -> wgrad::Result<Output>,
 }
 
 const REDUCTIONS: [Reduction; 3] = [Reduction::None, Reduction::Sum, Reduction::Mean];
@@ -49,45 +50,41 @@ impl Suite {
 
     pub fn gpu_matches_cpu(&self) {
         let Some(gpu) = gpu() else { return };
+        let gpu = Device::Gpu(gpu);
         let mut r = rng(2);
         for &n in LENGTHS {
             let x = uniform(&mut r, n, -3.0, 3.0);
             let mut y = uniform(&mut r, n, -3.0, 3.0);
             y[0] = x[0];
-            let (xv, yv) = (gpu.upload("inp", &x).unwrap(), gpu.upload("tgt", &y).unwrap());
+            let (xt, yt) = (Tensor::new(&[n], x.clone()).unwrap(), Tensor::new(&[n], y.clone()).unwrap());
             for red in REDUCTIONS {
-                let k = (self.build)(&gpu, self.golden_op, &xv, &yv, n, red).unwrap();
-                let dout = uniform(&mut r, k.dout.len as usize, -1.0, 1.0);
-                gpu.write(&k.dout, &dout).unwrap();
-                k.forward.run(&gpu, "forward").unwrap();
-                k.backward.run(&gpu, "backward").unwrap();
-                let got = gpu.read_many(&[&k.out, &k.dinp]).unwrap();
+                let shape: &[usize] = if red == Reduction::None { &[n] } else { &[] };
+                let dout = Tensor::new(shape, uniform(&mut r, shape.iter().product(), -1.0, 1.0)).unwrap();
+                let got = (self.call)(&gpu, &xt, &yt, red, Some(&dout)).unwrap();
                 let name = format!("{} n={n} {red:?}", self.golden_op);
-                assert_close(&format!("{name} out"), &got[0], &(self.forward32)(&x, &y, red), 1e-5, 1e-6);
-                assert_close(&format!("{name} dinp"), &got[1], &(self.backward32)(&x, &y, &dout, red), 1e-5, 1e-12);
+                assert_close(&format!("{name} out"), &got.out.data, &(self.forward32)(&x, &y, red), 1e-5, 1e-6);
+                let want = (self.backward32)(&x, &y, &dout.data, red);
+                assert_close(&format!("{name} dinp"), &got.dinputs[0].data, &want, 1e-5, 1e-12);
             }
         }
     }
 
     pub fn gpu_matches_pytorch(&self) {
         let Some(gpu) = gpu() else { return };
+        let gpu = Device::Gpu(gpu);
         for c in goldens("losses.safetensors", &[self.golden_op]) {
             let red = reduction_of(&c);
-            let (_, x) = c.f32("inp");
-            let k = (self.build)(
-                &gpu,
-                &c.name,
-                &gpu.upload("inp", &x).unwrap(),
-                &gpu.upload("tgt", &c.f32("tgt").1).unwrap(),
-                x.len(),
-                red,
-            )
-            .unwrap();
-            gpu.write(&k.dout, &c.f32("dout").1).unwrap();
-            k.forward.run(&gpu, "forward").unwrap();
-            k.backward.run(&gpu, "backward").unwrap();
-            assert_close(&format!("{} out", c.name), &gpu.read(&k.out).unwrap(), &c.f32("out").1, 1e-5, 1e-7);
-            assert_close(&format!("{} dinp", c.name), &gpu.read(&k.dinp).unwrap(), &c.f32("dinp").1, 1e-4, 1e-7);
+            let (shape, x) = c.f32("inp");
+            let (tshape, y) = c.f32("tgt");
+            let (dshape, dout) = c.f32("dout");
+            let (x, y, dout) = (
+                Tensor::new(&shape, x).unwrap(),
+                Tensor::new(&tshape, y).unwrap(),
+                Tensor::new(&dshape, dout).unwrap(),
+            );
+            let got = (self.call)(&gpu, &x, &y, red, Some(&dout)).unwrap();
+            assert_close(&format!("{} out", c.name), &got.out.data, &c.f32("out").1, 1e-5, 1e-7);
+            assert_close(&format!("{} dinp", c.name), &got.dinputs[0].data, &c.f32("dinp").1, 1e-4, 1e-7);
         }
     }
 }

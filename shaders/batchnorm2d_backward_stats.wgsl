@@ -1,0 +1,73 @@
+// BatchNorm2d backward, step 1 of 3: per channel and chunk (as in batchnorm2d_forward_stats), the
+// sums of dout and of dout * xhat, xhat = (x - mean) * invstd; each invocation sums per_thread
+// values, then the workgroup adds its 256 partials as a tree.
+// inp, dout: (N, C, HW); mean, stat: (C,) as in batchnorm2d_forward.wgsl; partials: (C, chunks, 2)
+// [sum dout, sum dout*xhat], overwritten.
+// Dispatch: one workgroup of 256 per (channel, chunk): C*chunks workgroups (2-D grid).
+struct Params {
+    N: u32,
+    C: u32,
+    HW: u32,
+    chunks: u32,
+    per_thread: u32,
+    batch_stats: u32,
+    update_running: u32,
+    affine: u32,
+    eps: f32,
+    momentum: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> mean: array<f32>;
+@group(0) @binding(4) var<storage, read> stat: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> wdy: array<f32, 256>;
+var<workgroup> wdyx: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.C * p.chunks) {
+        return;
+    }
+    let c = g / p.chunks;
+    let k = g % p.chunks;
+    let M = p.N * p.HW;
+    var invstd = stat[c];
+    if (p.batch_stats == 0u) {
+        invstd = 1.0 / sqrt(stat[c] + p.eps);
+    }
+    let mu = mean[c];
+    let start = k * 256u * p.per_thread;
+    var sdy = 0.0;
+    var sdyx = 0.0;
+    for (var j = 0u; j < p.per_thread; j++) {
+        let m = start + j * 256u + li;
+        if (m < M) {
+            let at = ((m / p.HW) * p.C + c) * p.HW + m % p.HW;
+            let dy = dout[at];
+            sdy += dy;
+            sdyx += dy * (inp[at] - mu) * invstd;
+        }
+    }
+    wdy[li] = sdy;
+    wdyx[li] = sdyx;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            wdy[li] += wdy[li + s];
+            wdyx[li] += wdyx[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        partials[g * 2u] = wdy[0];
+        partials[g * 2u + 1u] = wdyx[0];
+    }
+}

@@ -1,0 +1,48 @@
+// BatchNorm2d, the normalisation: out = (x - mean[c]) * invstd[c] * weight[c] + bias[c] (without
+// weight and bias when affine = 0). With batch_stats = 1, mean and stat are the batch's mean and
+// invstd (from batchnorm2d_forward_finalize); else (eval mode) the running mean and variance, and
+// invstd = 1/sqrt(running_var + eps).
+// inp, out: (N, C, HW), out overwritten; mean, stat, weight, bias: (C,) (weight and bias are
+// placeholders when affine = 0).
+// Dispatch: one invocation per element; ceil(N*C*HW / 256) workgroups of 256 (2-D grid).
+struct Params {
+    N: u32,
+    C: u32,
+    HW: u32,
+    chunks: u32,
+    per_thread: u32,
+    batch_stats: u32,
+    update_running: u32,
+    affine: u32,
+    eps: f32,
+    momentum: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> mean: array<f32>;
+@group(0) @binding(3) var<storage, read> stat: array<f32>;
+@group(0) @binding(4) var<storage, read> weight: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (i >= p.N * p.C * p.HW) {
+        return;
+    }
+    let c = (i / p.HW) % p.C;
+    var invstd = stat[c];
+    if (p.batch_stats == 0u) {
+        invstd = 1.0 / sqrt(stat[c] + p.eps);
+    }
+    var y = (inp[i] - mean[c]) * invstd;
+    if (p.affine == 1u) {
+        y = y * weight[c] + bias[c];
+    }
+    out[i] = y;
+}

@@ -1,0 +1,78 @@
+// BatchNorm2d, train mode, step 1 of 3: per channel and chunk of its M = N*HW values, the count,
+// mean and sum of squared deviations (M2). Each invocation runs Welford over per_thread values
+// (strided by 256, so neighbours read neighbours), then the workgroup merges its 256 partials as a
+// tree (Chan et al.): accurate at any batch size, no long f32 sums.
+// inp: (N, C, HW); partials: (C, chunks, 3) [count, mean, M2], overwritten.
+// Dispatch: one workgroup of 256 per (channel, chunk): C*chunks workgroups (2-D grid); chunk k of
+// channel c covers m in [k*256*per_thread, (k+1)*256*per_thread) where m = n*HW + s.
+struct Params {
+    N: u32,
+    C: u32,
+    HW: u32,
+    chunks: u32,
+    per_thread: u32,
+    batch_stats: u32,
+    update_running: u32,
+    affine: u32,
+    eps: f32,
+    momentum: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+
+var<workgroup> wn: array<f32, 256>;
+var<workgroup> wmean: array<f32, 256>;
+var<workgroup> wm2: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p.C * p.chunks) {
+        return;
+    }
+    let c = g / p.chunks;
+    let k = g % p.chunks;
+    let M = p.N * p.HW;
+    let start = k * 256u * p.per_thread;
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var j = 0u; j < p.per_thread; j++) {
+        let m = start + j * 256u + li;
+        if (m < M) {
+            let x = inp[((m / p.HW) * p.C + c) * p.HW + m % p.HW];
+            n += 1.0;
+            let d = x - mean;
+            mean += d / n;
+            m2 += d * (x - mean);
+        }
+    }
+    wn[li] = n;
+    wmean[li] = mean;
+    wm2[li] = m2;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            let na = wn[li];
+            let nb = wn[li + s];
+            let nt = na + nb;
+            if (nt > 0.0) {
+                let d = wmean[li + s] - wmean[li];
+                wmean[li] += d * nb / nt;
+                wm2[li] += wm2[li + s] + d * d * na * nb / nt;
+                wn[li] = nt;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        partials[g * 3u] = wn[0];
+        partials[g * 3u + 1u] = wmean[0];
+        partials[g * 3u + 2u] = wm2[0];
+    }
+}

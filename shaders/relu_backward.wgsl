@@ -1,0 +1,25 @@
+// ReLU backward from the forward's output, as PyTorch's threshold_backward: dinp = 0 where
+// out <= 0 (the gradient at 0 is 0), else dout.
+// out, dout, dinp: (n,) f32; dinp is overwritten.
+// Dispatch: one invocation per element; ceil(n / 256) workgroups of 256 (2-D grid).
+struct Params {
+    n: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> out: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (i >= p.n) {
+        return;
+    }
+    dinp[i] = select(dout[i], 0.0, out[i] <= 0.0);
+}

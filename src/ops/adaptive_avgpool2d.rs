@@ -1,0 +1,170 @@
+//! AdaptiveAvgPool2d (nn.AdaptiveAvgPool2d(output_size)) for any output size (smaller, larger or
+//! equal to the input, dividing it or not): window o covers [floor(o·H/OH), ceil((o+1)·H/OH)) as in
+//! PyTorch. `None` in PyTorch's output_size (keep that dimension) is written as the input's size.
+//! Shaders: adaptive_avgpool2d_forward.wgsl, adaptive_avgpool2d_backward.wgsl.
+
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
+use super::{groups_256, IntoPair, ParamsLayout};
+use crate::cpu::Real;
+use crate::device::Gpu;
+use crate::kernel::{Kernel, Program};
+use crate::{ensure_op, Result};
+use rayon::prelude::*;
+use std::ops::Range;
+
+pub const OP: &str = "AdaptiveAvgPool2d";
+
+crate::shaders!("adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdaptiveAvgPool2d {
+    pub output_size: (usize, usize),
+}
+
+impl AdaptiveAvgPool2d {
+    /// AdaptiveAvgPool2d(1) averages each plane to one value (ResNet's global pooling).
+    pub fn new(output_size: impl IntoPair) -> Self {
+        AdaptiveAvgPool2d { output_size: output_size.pair() }
+    }
+}
+
+impl Op for AdaptiveAvgPool2d {
+    fn describe(&self) -> String {
+        format!("{OP}(output_size={:?})", self.output_size)
+    }
+    fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {
+        let input = inputs[0];
+        let op = self.describe();
+        ensure_op!(input.len() == 4, op, "expected an (N, C, H, W) input, got shape {input:?}");
+        ensure_op!(input.iter().all(|&d| d > 0), op, "empty input of shape {input:?}");
+        let (oh, ow) = self.output_size;
+        ensure_op!(oh > 0 && ow > 0, op, "output size must be positive, got {:?}", self.output_size);
+        Ok(Box::new(Geometry { n: input[0], c: input[1], h: input[2], w: input[3], oh, ow }))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Input positions window `o` of `n_out` covers along an axis of `size`.
+pub fn window(o: usize, size: usize, n_out: usize) -> Range<usize> {
+    (o * size) / n_out..((o + 1) * size).div_ceil(n_out)
+}
+
+/// Windows covering input position `x`.
+fn covering(x: usize, size: usize, n_out: usize) -> Range<usize> {
+    let first = (x * n_out) / size;
+    let mut last = first;
+    while last < n_out && window(last, size, n_out).start <= x {
+        last += 1;
+    }
+    first..last
+}
+
+impl Node for Geometry {
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.oh, self.ow]
+    }
+    fn flops(&self) -> Flops {
+        let f = (self.n * self.c * self.h * self.w) as u64;
+        Flops { forward: f, backward_input: f, backward_params: 0 }
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { inputs: false, output: false }
+    }
+    fn forward_cpu(&self, io: CpuForward<'_>) {
+        forward_cpu(self, io.out, io.inputs[0]);
+    }
+    fn backward_cpu(&self, io: CpuBackward<'_>) {
+        if let Some(dinp) = io.dinputs.into_iter().next().flatten() {
+            backward_cpu(self, dinp, io.dout);
+        }
+    }
+    fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let f = self.flops().forward;
+        let groups = groups_256(io.out.len as usize);
+        let k = Kernel::new(gpu, "adaptive_avgpool2d_forward", io.label, &params(self), &[io.inputs[0], io.out], groups)?;
+        Ok(k.flops(f).into())
+    }
+    fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let Some(dinp) = io.dinput(0) else { return Ok(Program::default()) };
+        let f = self.flops().backward_input;
+        let label = format!("{}.dinp", io.label);
+        let views = [io.dout.unwrap(), dinp];
+        let k = Kernel::new(gpu, "adaptive_avgpool2d_backward", &label, &params(self), &views, groups_256(dinp.len as usize))?;
+        Ok(k.flops(f).into())
+    }
+}
+
+/// out (N, C, OH, OW), overwritten: the mean of each window of inp (N, C, H, W).
+pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T]) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
+        let x = &inp[plane * hw..][..hw];
+        for oh in 0..g.oh {
+            let rows = window(oh, g.h, g.oh);
+            for ow in 0..g.ow {
+                let cols = window(ow, g.w, g.ow);
+                let mut acc = T::zero();
+                for h in rows.clone() {
+                    for w in cols.clone() {
+                        acc += x[h * g.w + w];
+                    }
+                }
+                o[oh * g.ow + ow] = acc / T::of((rows.len() * cols.len()) as f64);
+            }
+        }
+    });
+}
+
+/// dinp (N, C, H, W), overwritten: each element gathers dout / window size of its windows.
+pub fn backward_cpu<T: Real>(g: &Geometry, dinp: &mut [T], dout: &[T]) {
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    dinp.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+        let dy = &dout[plane * ohw..][..ohw];
+        for ih in 0..g.h {
+            for iw in 0..g.w {
+                let mut acc = T::zero();
+                for oh in covering(ih, g.h, g.oh) {
+                    let rows = window(oh, g.h, g.oh).len();
+                    for ow in covering(iw, g.w, g.ow) {
+                        let cols = window(ow, g.w, g.ow).len();
+                        acc += dy[oh * g.ow + ow] / T::of((rows * cols) as f64);
+                    }
+                }
+                d[ih * g.w + iw] = acc;
+            }
+        }
+    });
+}
+
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub planes: u32,
+    pub H: u32,
+    pub W: u32,
+    pub OH: u32,
+    pub OW: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    let l = |s| crate::params_layout!(s, Params, [planes, H, W, OH, OW, _pad0, _pad1, _pad2]);
+    vec![l("adaptive_avgpool2d_forward"), l("adaptive_avgpool2d_backward")]
+}
+
+fn params(g: &Geometry) -> Params {
+    let u = |v: usize| v as u32;
+    Params { planes: u(g.n * g.c), H: u(g.h), W: u(g.w), OH: u(g.oh), OW: u(g.ow), _pad0: 0, _pad1: 0, _pad2: 0 }
+}

@@ -1,0 +1,432 @@
+//! BatchNorm2d (nn.BatchNorm2d(num_features, eps=1e-5, momentum=0.1, affine=True,
+//! track_running_stats=True)). Train mode normalises with the batch's statistics over N·H·W (biased
+//! variance) and updates running_mean / running_var (unbiased variance) and num_batches_tracked as
+//! PyTorch does; eval mode uses the running statistics (or the batch's, without them). The backward
+//! goes through the batch statistics. The GPU reduces each channel in chunks with Welford's update
+//! and merges chunks with Chan's formula; the CPU path accumulates in f64: both stay accurate at
+//! batch 1024. Shaders: batchnorm2d_forward_stats, _forward_finalize, _forward (the normalisation),
+//! _backward_stats, _backward_finalize, _backward_input.
+
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
+use super::{groups_256, ParamsLayout};
+use crate::cpu::Real;
+use crate::device::Gpu;
+use crate::kernel::{Kernel, Program};
+use crate::{ensure_op, Error, Result};
+use rayon::prelude::*;
+
+pub const OP: &str = "BatchNorm2d";
+
+crate::shaders!(
+    "batchnorm2d_forward_stats",
+    "batchnorm2d_forward_finalize",
+    "batchnorm2d_forward",
+    "batchnorm2d_backward_stats",
+    "batchnorm2d_backward_finalize",
+    "batchnorm2d_backward_input",
+);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm2d {
+    pub num_features: usize,
+    pub eps: f32,
+    pub momentum: f32,
+    pub affine: bool,
+    pub track_running_stats: bool,
+}
+
+impl BatchNorm2d {
+    /// BatchNorm2d(num_features) with PyTorch's defaults.
+    pub fn new(num_features: usize) -> Self {
+        BatchNorm2d { num_features, eps: 1e-5, momentum: 0.1, affine: true, track_running_stats: true }
+    }
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+    pub fn track_running_stats(mut self, track: bool) -> Self {
+        self.track_running_stats = track;
+        self
+    }
+}
+
+impl Op for BatchNorm2d {
+    fn describe(&self) -> String {
+        let py = |b: bool| if b { "True" } else { "False" };
+        format!(
+            "{OP}({}, eps={}, momentum={}, affine={}, track_running_stats={})",
+            self.num_features,
+            self.eps,
+            self.momentum,
+            py(self.affine),
+            py(self.track_running_stats)
+        )
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        let c = vec![self.num_features];
+        let mut v = Vec::new();
+        if self.affine {
+            v.push(ParamDecl::param("weight", c.clone(), Init::Const(1.0)));
+            v.push(ParamDecl::param("bias", c.clone(), Init::Const(0.0)));
+        }
+        if self.track_running_stats {
+            v.push(ParamDecl::buffer("running_mean", c.clone(), Init::Const(0.0)));
+            v.push(ParamDecl::buffer("running_var", c, Init::Const(1.0)));
+            v.push(ParamDecl::counter("num_batches_tracked"));
+        }
+        v
+    }
+    fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
+        let input = inputs[0];
+        let op = self.describe();
+        ensure_op!(input.len() == 4, op, "expected an (N, C, H, W) input, got shape {input:?}");
+        ensure_op!(
+            input[1] == self.num_features,
+            op,
+            "input {input:?} has {} channels, the layer {}",
+            input[1],
+            self.num_features
+        );
+        ensure_op!(input.iter().all(|&d| d > 0), op, "empty input of shape {input:?}");
+        ensure_op!(self.eps > 0.0 && self.eps.is_finite(), op, "eps must be positive");
+        ensure_op!((0.0..=1.0).contains(&self.momentum), op, "momentum must be in [0, 1], got {}", self.momentum);
+        let batch_stats = mode == Mode::Train || !self.track_running_stats;
+        let m = input[0] * input[2] * input[3];
+        if batch_stats && m == 1 {
+            return Err(Error::op(op, format!("Expected more than 1 value per channel when training, got input size {input:?}")));
+        }
+        Ok(Box::new(Geometry {
+            n: input[0],
+            c: input[1],
+            hw: input[2] * input[3],
+            h: input[2],
+            w: input[3],
+            eps: self.eps,
+            momentum: self.momentum,
+            affine: self.affine,
+            batch_stats,
+            update_running: batch_stats && self.track_running_stats && mode == Mode::Train,
+            running: self.track_running_stats,
+        }))
+    }
+}
+
+/// A BatchNorm2d at fixed shapes and mode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Geometry {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub h: usize,
+    pub w: usize,
+    pub eps: f32,
+    pub momentum: f32,
+    pub affine: bool,
+    /// Normalise with the batch's statistics (train mode, or no running statistics).
+    pub batch_stats: bool,
+    /// Update the running statistics (train mode with running statistics).
+    pub update_running: bool,
+    /// The layer has running statistics.
+    pub running: bool,
+}
+
+/// Values per thread and chunks per channel of the GPU's reductions over M = N·HW values: up to
+/// 64 chunks of 256 invocations per channel.
+fn chunking(m: usize) -> (usize, usize) {
+    let per_thread = m.div_ceil(256 * 64).max(1);
+    (per_thread, m.div_ceil(256 * per_thread))
+}
+
+/// Where a node's state lives in `io.state`: (weight, bias, running_mean, running_var).
+fn state_index(g: &Geometry) -> (Option<usize>, Option<usize>, Option<usize>, Option<usize>) {
+    let a = g.affine as usize * 2;
+    if g.affine {
+        (Some(0), Some(1), g.running.then_some(a), g.running.then_some(a + 1))
+    } else {
+        (None, None, g.running.then_some(0), g.running.then_some(1))
+    }
+}
+
+impl Node for Geometry {
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.n, self.c, self.h, self.w]
+    }
+    fn flops(&self) -> Flops {
+        let e = (self.n * self.c * self.hw) as u64;
+        Flops { forward: 4 * e, backward_input: 4 * e, backward_params: 3 * e }
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { inputs: true, output: false }
+    }
+    fn saved(&self) -> Vec<u64> {
+        if self.batch_stats {
+            vec![self.c as u64, self.c as u64]
+        } else {
+            Vec::new()
+        }
+    }
+    fn gpu_scratch(&self, _gpu: &Gpu, _dinputs: &[bool]) -> Scratch {
+        let (_, chunks) = chunking(self.n * self.hw);
+        let c = self.c as u64;
+        let mut forward = Vec::new();
+        if self.batch_stats {
+            forward.push(3 * c * chunks as u64);
+            if !self.update_running {
+                forward.extend([c, c]);
+            }
+        }
+        let mut backward = vec![2 * c * chunks as u64, 2 * c];
+        if !self.affine {
+            backward.extend([1, 1]);
+        }
+        Scratch { forward, backward }
+    }
+    fn forward_cpu(&self, io: CpuForward<'_>) {
+        let (wi, bi, rmi, rvi) = state_index(self);
+        let mut state: Vec<Option<&mut [f32]>> = io.state.into_iter().map(Some).collect();
+        let mut take = |i: Option<usize>| i.and_then(|i| state[i].take());
+        let (w, b, rm, rv) = (take(wi), take(bi), take(rmi), take(rvi));
+        let mut saved = io.saved.into_iter();
+        let stats = if self.batch_stats { Some((saved.next().unwrap(), saved.next().unwrap())) } else { None };
+        forward_cpu(self, io.out, stats, io.inputs[0], w.as_deref(), b.as_deref(), rm, rv);
+    }
+    fn backward_cpu(&self, io: CpuBackward<'_>) {
+        let (wi, _, rmi, rvi) = state_index(self);
+        let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
+        let mut dparams = io.dparams.into_iter();
+        let (dw, db) = (dparams.next(), dparams.next());
+        let dinp = io.dinputs.into_iter().next().flatten();
+        backward_cpu(self, dinp, dw, db, io.dout, io.inputs[0], mean, stat, wi.map(|i| io.state[i]));
+    }
+    fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let (wi, bi, rmi, rvi) = state_index(self);
+        let (per_thread, chunks) = chunking(self.n * self.hw);
+        let p = params(self, per_thread, chunks);
+        let mut prog = Program::default();
+        let (mean, stat) = if self.batch_stats {
+            let label = io.label;
+            let partials = io.scratch[0];
+            let groups = (self.c * chunks) as u64;
+            let k = Kernel::new(gpu, "batchnorm2d_forward_stats", &format!("{label}.stats"), &p, &[io.inputs[0], partials], groups)?;
+            prog.push(k);
+            let (rm, rv) = if self.update_running {
+                (io.state[rmi.unwrap()], io.state[rvi.unwrap()])
+            } else {
+                (io.scratch[1], io.scratch[2])
+            };
+            let views = [partials, io.saved[0], io.saved[1], rm, rv];
+            let groups = (self.c as u64).div_ceil(64);
+            prog.push(Kernel::new(gpu, "batchnorm2d_forward_finalize", &format!("{label}.finalize"), &p, &views, groups)?);
+            (io.saved[0], io.saved[1])
+        } else {
+            (io.state[rmi.unwrap()], io.state[rvi.unwrap()])
+        };
+        let (w, b) = (wi.map_or(mean, |i| io.state[i]), bi.map_or(mean, |i| io.state[i]));
+        let views = [io.inputs[0], mean, stat, w, b, io.out];
+        let k = Kernel::new(gpu, "batchnorm2d_forward", io.label, &p, &views, groups_256(io.out.len as usize))?;
+        prog.push(k.flops(self.flops().forward));
+        Ok(prog)
+    }
+    fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let (wi, _, rmi, rvi) = state_index(self);
+        let (per_thread, chunks) = chunking(self.n * self.hw);
+        let p = params(self, per_thread, chunks);
+        let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
+        let (partials, sums) = (io.scratch[0], io.scratch[1]);
+        let (dw, db) = if self.affine { (io.dparams[0], io.dparams[1]) } else { (io.scratch[2], io.scratch[3]) };
+        let label = io.label;
+        let dout = io.dout.unwrap();
+        let mut prog = Program::default();
+        let views = [io.inputs[0], dout, mean, stat, partials];
+        let groups = (self.c * chunks) as u64;
+        let k = Kernel::new(gpu, "batchnorm2d_backward_stats", &format!("{label}.dstats"), &p, &views, groups)?;
+        prog.push(k.flops(self.flops().backward_params));
+        let views = [partials, sums, dw, db];
+        let groups = (self.c as u64).div_ceil(64);
+        prog.push(Kernel::new(gpu, "batchnorm2d_backward_finalize", &format!("{label}.dparams"), &p, &views, groups)?);
+        if let Some(dinp) = io.dinput(0) {
+            let w = wi.map_or(mean, |i| io.state[i]);
+            let views = [io.inputs[0], dout, mean, stat, w, sums, dinp];
+            let k = Kernel::new(gpu, "batchnorm2d_backward_input", &format!("{label}.dinp"), &p, &views, groups_256(dinp.len as usize))?;
+            prog.push(k.flops(self.flops().backward_input));
+        }
+        Ok(prog)
+    }
+}
+
+/// Per channel (in f64): mean and M2 = Σ (x - mean)², two passes over inp (N, C, HW).
+fn channel_stats<T: Real>(g: &Geometry, inp: &[T]) -> Vec<(f64, f64)> {
+    let f = |x: T| x.to_f64().unwrap_or(f64::NAN);
+    (0..g.c)
+        .into_par_iter()
+        .map(|c| {
+            let plane = |n: usize| &inp[(n * g.c + c) * g.hw..][..g.hw];
+            let m = (g.n * g.hw) as f64;
+            let mean = (0..g.n).map(|n| plane(n).iter().map(|&x| f(x)).sum::<f64>()).sum::<f64>() / m;
+            let m2 = (0..g.n).map(|n| plane(n).iter().map(|&x| (f(x) - mean).powi(2)).sum::<f64>()).sum::<f64>();
+            (mean, m2)
+        })
+        .collect()
+}
+
+/// out (N, C, H, W), overwritten. With batch statistics, `stats` receives (mean, invstd) per
+/// channel and the running statistics are updated when the layer says so; else `running` is read.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_cpu<T: Real>(
+    g: &Geometry,
+    out: &mut [T],
+    stats: Option<(&mut [T], &mut [T])>,
+    inp: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    running_mean: Option<&mut [T]>,
+    running_var: Option<&mut [T]>,
+) {
+    let (mean, invstd): (Vec<T>, Vec<T>) = if g.batch_stats {
+        let m = (g.n * g.hw) as f64;
+        let st = channel_stats(g, inp);
+        if g.update_running {
+            let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
+            let mo = T::of(g.momentum as f64);
+            for (c, &(mean, m2)) in st.iter().enumerate() {
+                rm[c] = mo * T::of(mean) + (T::one() - mo) * rm[c];
+                rv[c] = mo * T::of(m2 / (m - 1.0)) + (T::one() - mo) * rv[c];
+            }
+        }
+        let eps = g.eps as f64;
+        let mean: Vec<T> = st.iter().map(|s| T::of(s.0)).collect();
+        let invstd: Vec<T> = st.iter().map(|s| T::of(1.0 / (s.1 / m + eps).sqrt())).collect();
+        if let Some((sm, si)) = stats {
+            sm.copy_from_slice(&mean);
+            si.copy_from_slice(&invstd);
+        }
+        (mean, invstd)
+    } else {
+        let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
+        let eps = T::of(g.eps as f64);
+        (rm.to_vec(), rv.iter().map(|&v| T::one() / (v + eps).sqrt()).collect())
+    };
+    out.par_chunks_mut(g.hw).zip(inp.par_chunks(g.hw)).enumerate().for_each(|(plane, (o, x))| {
+        let c = plane % g.c;
+        let (w, b) = (weight.map_or(T::one(), |w| w[c]), bias.map_or(T::zero(), |b| b[c]));
+        for (o, &x) in o.iter_mut().zip(x) {
+            let y = (x - mean[c]) * invstd[c];
+            *o = if weight.is_some() { y * w + b } else { y };
+        }
+    });
+}
+
+/// Gradients w.r.t. the input (when `dinp` is given), weight and bias (when given), overwritten.
+/// `mean` and `stat` are the saved (mean, invstd) with batch statistics, else the running mean
+/// and variance.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_cpu<T: Real>(
+    g: &Geometry,
+    dinp: Option<&mut [T]>,
+    dweight: Option<&mut [T]>,
+    dbias: Option<&mut [T]>,
+    dout: &[T],
+    inp: &[T],
+    mean: &[T],
+    stat: &[T],
+    weight: Option<&[T]>,
+) {
+    let eps = T::of(g.eps as f64);
+    let invstd: Vec<T> = if g.batch_stats { stat.to_vec() } else { stat.iter().map(|&v| T::one() / (v + eps).sqrt()).collect() };
+    let f = |x: T| x.to_f64().unwrap_or(f64::NAN);
+    // Per channel, in f64: Σ dout and Σ dout·xhat.
+    let sums: Vec<(f64, f64)> = (0..g.c)
+        .into_par_iter()
+        .map(|c| {
+            let (mut sdy, mut sdyx) = (0f64, 0f64);
+            for n in 0..g.n {
+                let at = (n * g.c + c) * g.hw;
+                for (&dy, &x) in dout[at..at + g.hw].iter().zip(&inp[at..at + g.hw]) {
+                    sdy += f(dy);
+                    sdyx += f(dy) * (f(x) - f(mean[c])) * f(invstd[c]);
+                }
+            }
+            (sdy, sdyx)
+        })
+        .collect();
+    if let (Some(dw), Some(db)) = (dweight, dbias) {
+        for c in 0..g.c {
+            dw[c] = T::of(sums[c].1);
+            db[c] = T::of(sums[c].0);
+        }
+    }
+    let Some(dinp) = dinp else { return };
+    let m = (g.n * g.hw) as f64;
+    dinp.par_chunks_mut(g.hw).enumerate().for_each(|(plane, d)| {
+        let c = plane % g.c;
+        let at = plane * g.hw;
+        let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
+        let (mdy, mdyx) = (T::of(sums[c].0 / m), T::of(sums[c].1 / m));
+        for (i, d) in d.iter_mut().enumerate() {
+            let dy = dout[at + i];
+            *d = if g.batch_stats {
+                let xhat = (inp[at + i] - mean[c]) * invstd[c];
+                scale * (dy - mdy - xhat * mdyx)
+            } else {
+                dy * scale
+            };
+        }
+    });
+}
+
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub N: u32,
+    pub C: u32,
+    pub HW: u32,
+    pub chunks: u32,
+    pub per_thread: u32,
+    pub batch_stats: u32,
+    pub update_running: u32,
+    pub affine: u32,
+    pub eps: f32,
+    pub momentum: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    SHADERS
+        .iter()
+        .map(|(s, _)| {
+            crate::params_layout!(
+                s,
+                Params,
+                [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, _pad0, _pad1]
+            )
+        })
+        .collect()
+}
+
+fn params(g: &Geometry, per_thread: usize, chunks: usize) -> Params {
+    let u = |v: usize| v as u32;
+    Params {
+        N: u(g.n),
+        C: u(g.c),
+        HW: u(g.hw),
+        chunks: u(chunks),
+        per_thread: u(per_thread),
+        batch_stats: g.batch_stats as u32,
+        update_running: g.update_running as u32,
+        affine: g.affine as u32,
+        eps: g.eps,
+        momentum: g.momentum,
+        _pad0: 0,
+        _pad1: 0,
+    }
+}

@@ -1,0 +1,138 @@
+//! Dropout (nn.Dropout(p=0.5)): in train mode each element is zeroed with probability p and the
+//! rest scaled by 1/(1-p); in eval mode it is the identity (a view). The mask is a counter-based
+//! hash of (the node's key, the training step, the element's index) — the same bits on the CPU
+//! path and the GPU, the same sequence after a resume — and the backward recomputes it rather than
+//! storing it. (PyTorch's own masks come from its generator and cannot be reproduced: wgrad's have
+//! the same distribution and the same scaling.) Shaders: dropout_forward.wgsl, dropout_backward.wgsl.
+
+use super::flatten::View as Identity;
+use super::interface::{random_bits, CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, RandomKey, Reads};
+use super::{groups_256, ParamsLayout};
+use crate::buffer::View;
+use crate::cpu::Real;
+use crate::device::Gpu;
+use crate::kernel::{Kernel, Program};
+use crate::{ensure_op, Result};
+
+pub const OP: &str = "Dropout";
+
+crate::shaders!("dropout_forward", "dropout_backward");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub n: u32,
+    pub key0: u32,
+    pub key1: u32,
+    pub _pad0: u32,
+    pub p: f32,
+    pub scale: f32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+pub fn layouts() -> Vec<ParamsLayout> {
+    let l = |s| crate::params_layout!(s, Params, [n, key0, key1, _pad0, p, scale, _pad1, _pad2]);
+    vec![l("dropout_forward"), l("dropout_backward")]
+}
+
+/// nn.Dropout(p): p is the probability of an element being zeroed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    pub p: f32,
+}
+
+impl Default for Dropout {
+    fn default() -> Self {
+        Dropout { p: 0.5 }
+    }
+}
+
+impl Dropout {
+    pub fn new(p: f32) -> Self {
+        Dropout { p }
+    }
+}
+
+impl Op for Dropout {
+    fn describe(&self) -> String {
+        format!("{OP}(p={})", self.p)
+    }
+    fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
+        let p = self.p;
+        ensure_op!((0.0..=1.0).contains(&p), self.describe(), "dropout probability has to be between 0 and 1, but got {p}");
+        Ok(match mode {
+            Mode::Eval => Box::new(Identity(inputs[0].to_vec())),
+            Mode::Train => Box::new(Planned { shape: inputs[0].to_vec(), p }),
+        })
+    }
+}
+
+struct Planned {
+    shape: Vec<usize>,
+    p: f32,
+}
+
+impl Node for Planned {
+    fn out_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+    fn flops(&self) -> Flops {
+        let n = self.shape.iter().product::<usize>() as u64;
+        Flops { forward: n, backward_input: n, backward_params: 0 }
+    }
+    fn backward_reads(&self) -> Reads {
+        Reads { inputs: false, output: false }
+    }
+    fn forward_cpu(&self, io: CpuForward<'_>) {
+        forward_cpu(self.p, io.random, io.out, io.inputs[0]);
+    }
+    fn backward_cpu(&self, io: CpuBackward<'_>) {
+        if let Some(dinp) = io.dinputs.into_iter().next().flatten() {
+            backward_cpu(self.p, io.random, dinp, io.dout);
+        }
+    }
+    fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let views = [io.step, io.inputs[0], io.out];
+        kernel(gpu, "dropout_forward", io.label, self.p, io.random_key, &views)
+    }
+    fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        match io.dinput(0) {
+            Some(dinp) => {
+                let views = [io.step, io.dout.unwrap(), dinp];
+                kernel(gpu, "dropout_backward", &format!("{}.dinp", io.label), self.p, io.random_key, &views)
+            }
+            None => Ok(Program::default()),
+        }
+    }
+}
+
+/// Whether element `i` is kept at this step.
+pub fn keep(p: f32, random: RandomKey, i: usize) -> bool {
+    let u = (random_bits(random.key, random.step, i as u32) >> 8) as f32 * (1.0 / 16_777_216.0);
+    u >= p
+}
+
+/// 1/(1-p), the kept elements' scale.
+pub fn scale(p: f32) -> f32 {
+    1.0 / (1.0 - p)
+}
+
+/// out = inp / (1 - p) where kept, else 0; overwritten.
+pub fn forward_cpu<T: Real>(p: f32, random: RandomKey, out: &mut [T], inp: &[T]) {
+    let s = T::of(scale(p) as f64);
+    for (i, (o, &x)) in out.iter_mut().zip(inp).enumerate() {
+        *o = if keep(p, random, i) { x * s } else { T::zero() };
+    }
+}
+
+/// dinp = dout / (1 - p) where the forward kept the element, else 0; overwritten.
+pub fn backward_cpu<T: Real>(p: f32, random: RandomKey, dinp: &mut [T], dout: &[T]) {
+    forward_cpu(p, random, dinp, dout);
+}
+
+fn kernel(gpu: &Gpu, shader: &'static str, label: &str, p: f32, key: [u32; 2], views: &[&View; 3]) -> Result<Program> {
+    let n = views[2].len;
+    let params = Params { n: n as u32, key0: key[0], key1: key[1], _pad0: 0, p, scale: scale(p), _pad1: 0, _pad2: 0 };
+    Ok(Kernel::new(gpu, shader, label, &params, views, groups_256(n as usize))?.flops(n).into())
+}
