@@ -68,14 +68,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var c = li; c < p.C; c += 64u) {
         se += exp(inp[base + c * p.S] - mx);
     }
-    let lse = mx + log(tree_sum(li, se));
+    // log-probabilities as (x - max) - log(sum exp(x - max)), in that order, as log_softmax_forward.
+    let ls = log(tree_sum(li, se));
 
     let eps = p.smoothing;
     let uniform_q = eps / f32(p.C);
     var acc = 0.0;
     for (var c = li; c < p.C; c += 64u) {
         let i = base + c * p.S;
-        let lp = inp[i] - lse;
+        let lp = (inp[i] - mx) - ls;
         if (valid) {
             logp[i] = lp;
         }
@@ -99,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             } else {
                 let tc = u32(clamp(t, 0, i32(p.C) - 1));
                 w = weight[tc];
-                l = (1.0 - eps) * (-w * (inp[base + tc * p.S] - lse)) - uniform_q * wsum;
+                l = (1.0 - eps) * (-w * ((inp[base + tc * p.S] - mx) - ls)) - uniform_q * wsum;
             }
         }
         if (p.reduction == 0u) {

@@ -1,4 +1,5 @@
-// LogSoftmax over dim 1: out[n, c, s] = inp[n, c, s] - max - log(sum_c exp(inp[n, c, s] - max)).
+// LogSoftmax over dim 1: out[n, c, s] = (inp[n, c, s] - max) - log(sum_c exp(inp[n, c, s] - max)),
+// in that order (as PyTorch: subtracting max + log(sum) from x instead loses digits of small values).
 // inp, out: (N, C, S) f32 with S = d1 * d2 * ...; out is overwritten.
 // Dispatch: one workgroup of 64 per row (n, s), N * S workgroups (2-D grid past 65,535); the
 // invocations stride over C and combine max and sum as trees in workgroup memory.
@@ -50,10 +51,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
     }
-    let lse = mx + log(part[0]);
+    let ls = log(part[0]);
     if (valid) {
         for (var c = li; c < p.C; c += 64u) {
-            out[base + c * p.S] = inp[base + c * p.S] - lse;
+            out[base + c * p.S] = (inp[base + c * p.S] - mx) - ls;
         }
     }
 }

@@ -63,7 +63,14 @@ fn every_bad_input_is_one_clear_error() {
     let sd = data_path("tudui_init.safetensors");
     let b1 = data_path("tudui_batch1.safetensors");
     let tudui = wgrad::models::tudui(0);
-    let good = wgrad::io::state_dict::tensors(&tudui.params, "");
+    // Tudui's state dict holds f32 tensors only.
+    let good: Vec<(String, Vec<usize>, Vec<f32>)> = wgrad::io::state_dict::tensors(&tudui.params, "")
+        .into_iter()
+        .map(|(k, a)| match a {
+            wgrad::io::safetensors::Array::F32 { shape, data } => (k, shape, data),
+            other => panic!("{k}: {}", other.dtype()),
+        })
+        .collect();
 
     // --- files to break ---
     std::fs::write(p("empty.safetensors"), b"").unwrap();

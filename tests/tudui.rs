@@ -110,12 +110,12 @@ fn mismatched_state_dicts_list_every_problem() {
     let dir = tempdir();
     let p = dir.join("bad.safetensors");
     let m = wgrad::models::tudui(0);
+    use wgrad::io::safetensors::Array;
     let mut t = wgrad::io::state_dict::tensors(&m.params, "");
-    t.retain(|(k, _, _)| k != "model1.fc2.bias");
-    t[0].1 = vec![32, 3, 3, 3];
-    t[0].2.truncate(32 * 27);
-    t.push(("model1.fc3.weight".into(), vec![1], vec![0.0]));
-    wgrad::io::safetensors::write_f32(&p, &t, None).unwrap();
+    t.retain(|(k, _)| k != "model1.fc2.bias");
+    t[0].1 = Array::F32 { shape: vec![32, 3, 3, 3], data: vec![0.0; 32 * 27] };
+    t.push(("model1.fc3.weight".into(), Array::F32 { shape: vec![1], data: vec![0.0] }));
+    wgrad::io::safetensors::write(&p, &t, None).unwrap();
     let mut params = m.params.clone();
     let e = wgrad::io::state_dict::load_into(&p, &mut params).unwrap_err().to_string();
     for needle in [

@@ -4,7 +4,7 @@
 
 use super::DeviceArgs;
 use crate::graph::{self, Executor};
-use crate::io::safetensors::{write_f32, File};
+use crate::io::safetensors::{write, Array, File};
 use crate::io::state_dict;
 use crate::nn::models;
 use crate::ops::sgd;
@@ -109,8 +109,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let name = a.batches[i].display();
         let loss = e.step(images, targets, true).with_context(|| format!("step {step} on {name}"))?.unwrap_or(f32::NAN);
         println!("step {step}: loss {loss:.6}  ({name}, {n} images)");
-        out.push((format!("logits.{step}"), vec![*n, 10], e.logits()?));
-        out.push((format!("loss.{step}"), vec![], vec![loss]));
+        let classes = e.plan().classes;
+        out.push((format!("logits.{step}"), Array::F32 { shape: vec![*n, classes], data: e.logits()? }));
+        out.push((format!("loss.{step}"), Array::F32 { shape: vec![], data: vec![loss] }));
         let grads = e.grads()?;
         out.extend(state_dict::tensors(&grads, &format!("grad.{step}.")));
         if sgd.is_some() {
@@ -126,7 +127,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             bail!("step {step}: the loss is {loss} (run with --verify to find the first node that produced a non-finite value)");
         }
     }
-    write_f32(&a.out, &out, None)?;
+    write(&a.out, &out, None)?;
     println!("wrote {} tensors to {}", out.len(), a.out.display());
     if !all_ok {
         eprintln!(

@@ -5,7 +5,7 @@
 //! metadata (epoch, step, seed, hyper-parameters, dataset). The model file lands last, so its
 //! presence marks a complete checkpoint; a crash at any moment leaves the previous one intact.
 
-use super::safetensors::{write_f32, File};
+use super::safetensors::{write, File};
 use super::state_dict;
 use crate::nn::ParamSet;
 use crate::ops::sgd;
@@ -72,7 +72,7 @@ pub fn save(dir: &Path, ck: &Checkpoint) -> Result<PathBuf> {
     let meta: HashMap<String, String> =
         [(META_KEY.to_string(), serde_json::to_string(&ck.meta).expect("checkpoint metadata serializes"))].into();
     let model = model_path(dir, ck.meta.step);
-    write_f32(&optim_path(&model), &state_dict::tensors(&ck.momentum, "momentum."), Some(meta.clone()))?;
+    write(&optim_path(&model), &state_dict::tensors(&ck.momentum, "momentum."), Some(meta.clone()))?;
     state_dict::save(&model, &ck.params, Some(meta))?;
     Ok(model)
 }
@@ -149,7 +149,7 @@ pub fn load(path: &Path, layout: &ParamSet) -> Result<Checkpoint> {
             format!("belongs to another checkpoint than {} (step {} vs {})", model.display(), ometa.step, meta.step),
         ));
     }
-    let mut momentum = layout.like(vec![0.0; layout.data.len()])?;
+    let mut momentum = layout.trainable_layout();
     let renamed = File {
         tensors: of
             .tensors

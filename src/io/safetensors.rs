@@ -89,20 +89,38 @@ impl File {
     }
 }
 
-/// Writes f32 tensors (name, shape, data) and metadata atomically.
-pub fn write_f32(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-    metadata: Option<HashMap<String, String>>,
-) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| bytemuck::cast_slice(d).to_vec()).collect();
+/// Writes tensors and metadata atomically.
+pub fn write(path: &Path, tensors: &[(String, Array)], metadata: Option<HashMap<String, String>>) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, a)| match a {
+            Array::F32 { data, .. } => bytemuck::cast_slice(data).to_vec(),
+            Array::I64 { data, .. } => bytemuck::cast_slice(data).to_vec(),
+        })
+        .collect();
     let mut views = Vec::with_capacity(tensors.len());
-    for ((name, shape, _), b) in tensors.iter().zip(&bytes) {
-        let v = TensorView::new(Dtype::F32, shape.clone(), b)
+    for ((name, a), b) in tensors.iter().zip(&bytes) {
+        let dtype = match a {
+            Array::F32 { .. } => Dtype::F32,
+            Array::I64 { .. } => Dtype::I64,
+        };
+        let shape = a.shape().to_vec();
+        let v = TensorView::new(dtype, shape.clone(), b)
             .map_err(|e| Error::file(path, format!("tensor {name} of shape {shape:?}: {e}")))?;
         views.push((name.clone(), v));
     }
     let out =
         ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))?;
     write_atomic(path, &out)
+}
+
+/// Writes f32 tensors (name, shape, data) and metadata atomically: [`write`] for the common case.
+pub fn write_f32(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let t: Vec<(String, Array)> =
+        tensors.iter().map(|(n, s, d)| (n.clone(), Array::F32 { shape: s.clone(), data: d.clone() })).collect();
+    write(path, &t, metadata)
 }

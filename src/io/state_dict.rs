@@ -1,8 +1,9 @@
 //! State dicts in safetensors: what `safetensors.torch.save_file(model.state_dict(), path)` writes
 //! loads unchanged, and what wgrad writes `load_state_dict` accepts (same keys, shapes, F32).
 
-use super::safetensors::{write_f32, Array, File};
+use super::safetensors::{write, Array, File};
 use crate::nn::ParamSet;
+use crate::ops::interface::Role;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,13 +20,16 @@ pub fn load_into(path: &Path, params: &mut ParamSet) -> Result<()> {
 pub fn apply(path: &Path, file: &File, params: &mut ParamSet, is_param: impl Fn(&str) -> bool) -> Result<()> {
     let mut problems = Vec::new();
     for spec in &params.specs {
+        let want = if spec.role == Role::Counter { "I64" } else { "F32" };
         match file.tensors.get(&spec.key) {
             None => problems.push(format!("missing key {} (shape {:?})", spec.key, spec.shape)),
-            Some(Array::F32 { shape, .. }) if *shape != spec.shape => {
-                problems.push(format!("{} has shape {shape:?}, the model needs {:?}", spec.key, spec.shape))
+            Some(a) if a.dtype() != want => {
+                problems.push(format!("{} has dtype {}, expected {want}", spec.key, a.dtype()))
             }
-            Some(a @ Array::I64 { .. }) => problems.push(format!("{} has dtype {}, expected F32", spec.key, a.dtype())),
-            Some(Array::F32 { .. }) => {}
+            Some(a) if a.shape() != spec.shape => {
+                problems.push(format!("{} has shape {:?}, the model needs {:?}", spec.key, a.shape(), spec.shape))
+            }
+            Some(_) => {}
         }
     }
     let mut extra: Vec<&String> = file.tensors.keys().filter(|k| is_param(k) && params.index(k).is_none()).collect();
@@ -35,24 +39,32 @@ pub fn apply(path: &Path, file: &File, params: &mut ParamSet, is_param: impl Fn(
         return Err(Error::file(path, format!("state dict does not fit the model: {}", problems.join("; "))));
     }
     for i in 0..params.specs.len() {
-        if let Some(Array::F32 { data, .. }) = file.tensors.get(&params.specs[i].key) {
-            params.get_mut(i).copy_from_slice(data);
+        match file.tensors.get(&params.specs[i].key) {
+            Some(Array::F32 { data, .. }) => params.get_mut(i).copy_from_slice(data),
+            Some(Array::I64 { data, .. }) => params.set_counter(i, data[0]),
+            None => {}
         }
     }
     Ok(())
 }
 
-/// The parameters as (key, shape, data) tensors.
-pub fn tensors(params: &ParamSet, prefix: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+/// The state dict's entries as named tensors (counters as int64 scalars, as PyTorch writes them).
+pub fn tensors(params: &ParamSet, prefix: &str) -> Vec<(String, Array)> {
     params
         .specs
         .iter()
         .enumerate()
-        .map(|(i, s)| (format!("{prefix}{}", s.key), s.shape.clone(), params.get(i).to_vec()))
+        .map(|(i, s)| {
+            let a = match s.role {
+                Role::Counter => Array::I64 { shape: vec![], data: vec![params.counter(i)] },
+                _ => Array::F32 { shape: s.shape.clone(), data: params.get(i).to_vec() },
+            };
+            (format!("{prefix}{}", s.key), a)
+        })
         .collect()
 }
 
 /// Writes a state dict atomically.
 pub fn save(path: &Path, params: &ParamSet, metadata: Option<HashMap<String, String>>) -> Result<()> {
-    write_f32(path, &tensors(params, ""), metadata)
+    write(path, &tensors(params, ""), metadata)
 }

@@ -50,9 +50,10 @@ pub fn forward_cpu<T: Real>(inp: &[T], (n_dim, c_dim, s_dim): (usize, usize, usi
         for s in 0..s_dim {
             let x = |c| inp[at(c_dim, s_dim, n, c, s)];
             let mx = (0..c_dim).map(x).fold(T::neg_infinity(), T::max);
-            let lse = mx + (0..c_dim).map(|c| (x(c) - mx).exp()).sum::<T>().ln();
+            // (x - max) - log(Σ exp(x - max)), in that order, as PyTorch and the shaders.
+            let ls = (0..c_dim).map(|c| (x(c) - mx).exp()).sum::<T>().ln();
             for c in 0..c_dim {
-                out[at(c_dim, s_dim, n, c, s)] = x(c) - lse;
+                out[at(c_dim, s_dim, n, c, s)] = (x(c) - mx) - ls;
             }
         }
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod elementwise_loss;
+pub mod layer;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

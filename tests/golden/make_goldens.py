@@ -218,10 +218,227 @@ def second_net():
     save_file(expected, os.path.join(OUT, 'second_expected.safetensors'))
 
 
+def relu_add():
+    """ReLU (with exact zeros, whose gradient is 0, and a NaN) and Add."""
+    torch.manual_seed(1)
+    t, m = {}, {}
+    for name, x in [('relu_4d', torch.randn(2, 3, 4, 5)), ('relu_zeros_nan', torch.tensor([[-1., 0., 2., float('nan'), 0., -0.5]]))]:
+        x = x.clone().requires_grad_(True)
+        y = F.relu(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        m[name] = dict(op='relu')
+    a = torch.randn(2, 3, 4, 4, requires_grad=True)
+    b = torch.randn(2, 3, 4, 4, requires_grad=True)
+    y = a + b
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    t.update({'add.a': a, 'add.b': b, 'add.out': y, 'add.dout': dy, 'add.da': a.grad, 'add.db': b.grad})
+    m['add'] = dict(op='add')
+    save('relu_add.safetensors', t, m)
+
+
+def batchnorm():
+    """BatchNorm2d in train mode (batch statistics, running statistics updated), in eval mode
+    (running statistics), without affine or running statistics, at a large N*H*W with a large mean
+    (where a one-pass f32 variance loses every digit), and at batch 1."""
+    torch.manual_seed(2)
+    t, m = {}, {}
+
+    def case(name, shape, train, scale=1.0, offset=0.0, **kw):
+        bn = nn.BatchNorm2d(shape[1], **kw)
+        with torch.no_grad():
+            if bn.affine:
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.5, 0.5)
+            if bn.track_running_stats:
+                bn.running_mean.uniform_(-0.5, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.num_batches_tracked.fill_(3)
+        before = {k: v.clone() for k, v in bn.state_dict().items()}
+        bn.train(train)
+        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
+        y = bn(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        for k, v in before.items():
+            t[f'{name}.before.{k}'] = v
+        for k, v in bn.state_dict().items():
+            t[f'{name}.after.{k}'] = v
+        if bn.affine:
+            t[f'{name}.dweight'], t[f'{name}.dbias'] = bn.weight.grad, bn.bias.grad
+        m[name] = dict(op='batchnorm2d', num_features=shape[1], eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+                       track_running_stats=bn.track_running_stats, train=train)
+
+    case('bn_train', (4, 3, 5, 6), True)
+    case('bn_eval', (4, 3, 5, 6), False)
+    case('bn_momentum_eps', (3, 2, 4, 4), True, momentum=0.3, eps=1e-3)
+    case('bn_no_affine_no_stats', (5, 2, 3, 3), True, affine=False, track_running_stats=False)
+    case('bn_no_stats_eval', (5, 2, 3, 3), False, track_running_stats=False)
+    case('bn_batch1', (1, 2, 3, 3), True)
+    case('bn_large_offset', (64, 2, 32, 32), True, scale=0.1, offset=10.0)
+    save('batchnorm2d.safetensors', t, m)
+
+
+def pools():
+    """AvgPool2d (padding counted or not, ceil_mode, divisor_override) and AdaptiveAvgPool2d (1x1,
+    output sizes that do not divide the input, larger than the input)."""
+    torch.manual_seed(3)
+    t, m = {}, {}
+    pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]
+
+    def avg(name, shape, k, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+        x = torch.randn(*shape, requires_grad=True)
+        y = F.avg_pool2d(x, k, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        m[name] = dict(op='avgpool2d', kernel=pair(k), stride=pair(stride if stride is not None else k),
+                       padding=pair(padding), ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                       divisor_override=divisor_override)
+
+    avg('avg_k2', (2, 3, 8, 8), 2)
+    avg('avg_k3_s2_p1', (2, 2, 7, 7), 3, 2, 1)
+    avg('avg_k3_s2_p1_nopad', (2, 2, 7, 7), 3, 2, 1, count_include_pad=False)
+    avg('avg_ceil_k3_s2_p1', (1, 2, 6, 6), 3, 2, 1, ceil_mode=True)
+    avg('avg_ceil_nopad', (1, 2, 6, 6), 3, 2, 1, ceil_mode=True, count_include_pad=False)
+    avg('avg_rect_divisor', (2, 1, 7, 9), (3, 2), (2, 3), (1, 1), divisor_override=5)
+
+    def adaptive(name, shape, out):
+        x = torch.randn(*shape, requires_grad=True)
+        y = F.adaptive_avg_pool2d(x, out)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        m[name] = dict(op='adaptive_avgpool2d', output_size=pair(out))
+
+    adaptive('adaptive_1', (2, 4, 8, 8), 1)
+    adaptive('adaptive_7x5_to_3x2', (2, 2, 7, 5), (3, 2))
+    adaptive('adaptive_4_to_6', (1, 2, 4, 4), 6)
+    adaptive('adaptive_6x6_to_2x3', (1, 3, 6, 6), (2, 3))
+    save('pools.safetensors', t, m)
+
+
+M32 = 0xffffffff
+
+
+def _mix(x):
+    x = x & M32
+    x ^= x >> 16
+    x = (x * 0x7feb352d) & M32
+    x ^= x >> 15
+    x = (x * 0x846ca68b) & M32
+    x ^= x >> 16
+    return x
+
+
+def dropout_keep(key, step, n, p):
+    """wgrad's Dropout mask (ops::interface::random_bits), written again here so the goldens pin it."""
+    import numpy as np
+    h = _mix(np.arange(n, dtype=np.uint64))
+    h = _mix(h ^ np.uint64(step >> 32))
+    h = _mix(h ^ np.uint64(step & M32))
+    h = _mix(h ^ np.uint64(key[1]))
+    h = _mix(h ^ np.uint64(key[0]))
+    u = (h >> np.uint64(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    return torch.from_numpy(u >= np.float32(p))
+
+
+def dropout():
+    """Dropout(p) in train mode as PyTorch's formula with wgrad's mask: out = x * mask / (1 - p)."""
+    torch.manual_seed(4)
+    t, m = {}, {}
+    for name, p, key, step in [('dropout_p05', 0.5, (12345, 678), 0), ('dropout_p02_step', 0.2, (7, 0), 2**32 + 5),
+                               ('dropout_p1', 1.0, (1, 2), 3)]:
+        x = torch.randn(3, 4, 5, 6, requires_grad=True)
+        mask = dropout_keep(key, step, x.numel(), p).reshape(x.shape).float()
+        y = x * mask / (1 - p) if p < 1 else x * mask
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        m[name] = dict(op='dropout', p=p, key=list(key), step=step)
+    save('dropout.safetensors', t, m)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResidualNet(nn.Module):
+    """A small ResNet: stem, an identity block and a projection block, global average pool, fc."""
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8, 1), BasicBlock(8, 16, 2))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer1(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def residual():
+    """Two SGD steps (lr 0.05, momentum 0.9, weight decay 5e-4) of ResidualNet on 3x8x8 batches of 4:
+    logits, loss, every gradient, and every state-dict entry (running statistics included) after
+    each step."""
+    torch.manual_seed(5)
+    model = ResidualNet()
+    save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, os.path.join(OUT, 'residual_init.safetensors'))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    expected, batches = {}, {}
+    model.train()
+    for i in (1, 2):
+        images = torch.randn(4, 3, 8, 8)
+        targets = torch.randint(0, 10, (4,))
+        batches[f'images.{i}'], batches[f'targets.{i}'] = images, targets
+        opt.zero_grad()
+        logits = model(images)
+        loss = F.cross_entropy(logits, targets)
+        loss.backward()
+        expected[f'logits.{i}'] = logits.detach().clone()
+        expected[f'loss.{i}'] = loss.detach().clone()
+        for k, p in model.named_parameters():
+            expected[f'grad.{i}.{k}'] = p.grad.detach().clone()
+        opt.step()
+        for k, v in model.state_dict().items():
+            expected[f'param.{i}.{k}'] = v.detach().clone()
+    model.eval()
+    with torch.no_grad():
+        expected['eval_logits'] = model(batches['images.1']).clone()
+    save_file(batches, os.path.join(OUT, 'residual_batches.safetensors'))
+    save_file(expected, os.path.join(OUT, 'residual_expected.safetensors'))
+
+
 if __name__ == '__main__':
     os.makedirs(OUT, exist_ok=True)
     losses()
     layers()
     tudui()
     second_net()
+    relu_add()
+    batchnorm()
+    pools()
+    dropout()
+    residual()
     print('goldens written to', os.path.abspath(OUT))
