@@ -64,8 +64,8 @@ impl Op for BatchNorm2d {
         format!(
             "{OP}({}, eps={}, momentum={}, affine={}, track_running_stats={})",
             self.num_features,
-            self.eps,
-            self.momentum,
+            super::py_float(self.eps),
+            super::py_float(self.momentum),
             py(self.affine),
             py(self.track_running_stats)
         )

@@ -56,7 +56,7 @@ impl Dropout {
 
 impl Op for Dropout {
     fn describe(&self) -> String {
-        format!("{OP}(p={})", self.p)
+        format!("{OP}(p={})", super::py_float(self.p))
     }
     fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
         let p = self.p;

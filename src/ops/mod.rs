@@ -16,10 +16,16 @@ macro_rules! shaders {
 }
 
 /// The op modules: each defines `SHADERS` (with [`shaders!`]) and `layouts()` (its `Params`
-/// structs, which tests/shaders.rs checks against the WGSL). Registering an op is one entry here.
+/// structs, which tests/shaders.rs checks against the WGSL); `module => Layer` also exports the
+/// layer type (as `wgrad::nn::Layer`). Registering an op is its one line here.
 macro_rules! registry {
-    ($($m:ident),* $(,)?) => {
+    ($($m:ident $(=> $layer:ident)?),* $(,)?) => {
         $(pub mod $m;)*
+        $($(pub use $m::$layer;)?)*
+        /// The layer types, re-exported by [`crate::nn`].
+        pub mod layers {
+            $($(pub use super::$m::$layer;)?)*
+        }
         /// (name, WGSL source) of every kernel of every op.
         pub fn shaders() -> Vec<(&'static str, &'static str)> {
             let mut v = Vec::new();
@@ -36,23 +42,23 @@ macro_rules! registry {
 }
 
 registry!(
-    adaptive_avgpool2d,
-    add,
-    avgpool2d,
-    batchnorm2d,
+    adaptive_avgpool2d => AdaptiveAvgPool2d,
+    add => Add,
+    avgpool2d => AvgPool2d,
+    batchnorm2d => BatchNorm2d,
     bias,
-    conv2d,
+    conv2d => Conv2d,
     cross_entropy,
-    dropout,
-    flatten,
+    dropout => Dropout,
+    flatten => Flatten,
     l1_loss,
-    linear,
+    linear => Linear,
     log_softmax,
-    maxpool2d,
+    maxpool2d => MaxPool2d,
     mse_loss,
     nll_loss,
     reduce_sum,
-    relu,
+    relu => ReLU,
     sgd,
     sum_splits,
 );
@@ -87,17 +93,6 @@ impl Reduction {
     }
 }
 
-pub use adaptive_avgpool2d::AdaptiveAvgPool2d;
-pub use add::Add;
-pub use avgpool2d::AvgPool2d;
-pub use batchnorm2d::BatchNorm2d;
-pub use conv2d::Conv2d;
-pub use dropout::Dropout;
-pub use flatten::Flatten;
-pub use linear::Linear;
-pub use maxpool2d::MaxPool2d;
-pub use relu::ReLU;
-
 /// A size PyTorch takes as an int or a pair: `kernel_size=3` or `kernel_size=(3, 1)`.
 pub trait IntoPair {
     fn pair(self) -> (usize, usize);
@@ -126,6 +121,23 @@ pub fn pool_out_size(size: usize, k: usize, s: usize, p: usize, d: usize, ceil: 
         out -= 1;
     }
     Some(out as usize)
+}
+
+/// A float as Python's repr writes it (`0.1`, `1e-05`), for PyTorch-style layer descriptions.
+pub fn py_float(v: f32) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        let s = format!("{v:e}");
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{v}")
+    }
 }
 
 /// The number of workgroups of 256 invocations covering `n` elements (elementwise kernels).
