@@ -21,37 +21,29 @@ pub struct Life {
 
 /// Assigns each tensor a slot so that tensors sharing a slot never overlap in time (a tensor
 /// defined at the time another is last read does not share with it: one kernel reads the one and
-/// writes the other). Returns (slot of each tensor, size of each slot in words).
+/// writes the other). Greedy by size: the largest tensors take slots first, and each smaller one
+/// goes into the first slot free over its whole lifetime. Returns (slot of each tensor, size of
+/// each slot in words).
 pub fn assign(lives: &[Life], share: bool) -> (Vec<usize>, Vec<u64>) {
     let mut order: Vec<usize> = (0..lives.len()).collect();
-    order.sort_by_key(|&i| (lives[i].def, std::cmp::Reverse(lives[i].words)));
+    order.sort_by_key(|&i| (std::cmp::Reverse(lives[i].words), lives[i].def, i));
     let mut slot_of = vec![usize::MAX; lives.len()];
-    let mut slots: Vec<(usize, u64)> = Vec::new(); // (busy until, words)
+    // Per slot: its size and the lifetimes placed in it.
+    let mut slots: Vec<(u64, Vec<(usize, usize)>)> = Vec::new();
+    let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 <= b.1 && b.0 <= a.1;
     for i in order {
         let l = lives[i];
-        let free = share.then(|| {
-            // Best fit: the free slot whose size is closest to what is needed, preferring ones large enough.
-            (0..slots.len()).filter(|&s| slots[s].0 < l.def).min_by_key(|&s| {
-                let w = slots[s].1;
-                if w >= l.words {
-                    (0, w - l.words)
-                } else {
-                    (1, l.words - w)
-                }
-            })
+        let span = (l.def, l.last);
+        let free =
+            if share { slots.iter().position(|(_, used)| used.iter().all(|&u| !overlaps(u, span))) } else { None };
+        let s = free.unwrap_or_else(|| {
+            slots.push((l.words, Vec::new()));
+            slots.len() - 1
         });
-        let s = match free.flatten() {
-            Some(s) => s,
-            None => {
-                slots.push((0, 0));
-                slots.len() - 1
-            }
-        };
-        slots[s].0 = l.last;
-        slots[s].1 = slots[s].1.max(l.words);
+        slots[s].1.push(span);
         slot_of[i] = s;
     }
-    (slot_of, slots.into_iter().map(|s| s.1).collect())
+    (slot_of, slots.into_iter().map(|s| s.0).collect())
 }
 
 /// One unit of the step, in order.
@@ -277,6 +269,15 @@ impl Schedule {
     pub fn planned_words(&self) -> u64 {
         self.slot_words.iter().sum()
     }
+
+    /// The most words alive at one time (views counted once): no assignment can use less.
+    pub fn peak_live_words(&self) -> u64 {
+        let end = self.lives.iter().map(|l| l.last).max().unwrap_or(0);
+        (0..=end)
+            .map(|t| self.lives.iter().filter(|l| l.def <= t && t <= l.last).map(|l| l.words).sum::<u64>())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// The contributions gathered for `v`, in forward order of their readers.
@@ -299,7 +300,7 @@ mod tests {
         assert_eq!(slot, vec![0, 1, 0]);
         assert_eq!(sizes, vec![10, 5]);
         let (slot, sizes) = assign(&lives, false);
-        assert_eq!(slot, vec![0, 1, 2]);
-        assert_eq!(sizes, vec![10, 5, 8]);
+        assert_eq!(slot, vec![0, 2, 1]);
+        assert_eq!(sizes, vec![10, 8, 5]);
     }
 }
