@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use wgrad::data::synthetic;
 use wgrad::graph::{Builder, Value};
 use wgrad::nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, Model, Module, ReLU, Sequential};
-use wgrad::ops::sgd;
+use wgrad::optim::{Optimizer, Sgd};
 use wgrad::{Device, DeviceOptions, ExecOptions};
 
 /// out = relu(bn2(conv2(relu(bn1(conv1(x))))) + x), as in PyTorch:
@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         images.extend(rec[1..].iter().map(|&b| b as f32 / 255.0));
     }
 
-    let opts = ExecOptions { sgd: Some(sgd::Config { momentum: 0.9, ..sgd::Config::new(0.05) }), ..Default::default() };
+    let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
     let mut ex = wgrad::executor(&device, &model, batch, opts)?;
     let per = batch * 3 * 32 * 32;
     for step in 0..40 {

@@ -1,26 +1,39 @@
 // torch.optim.SGD's update over every parameter at once (parameters, gradients and momentum
 // buffers are each one flat buffer with the same layout):
 //   d = grad + weight_decay * param
-//   momentum != 0: buf = d on the first step, else momentum * buf + (1 - dampening) * d;
+//   momentum != 0: buf = d on the first step (st.step == 0), else momentum * buf + (1 - dampening) * d;
 //                  d = d + momentum * buf (nesterov) or buf
-//   param -= lr * d
-// param, buf: (n,) f32, updated in place; grad: (n,) f32.
+//   param -= lr * d, with this step's learning rate st.lr (the schedule's)
+// st: the step's words (see optim::StepWords); param, buf: (n,) f32, updated in place; grad: (n,) f32.
 // Dispatch: ceil(n / 256) workgroups of 256 (2-D grid past 65,535), one element per invocation.
+// one_minus_dampening is 1 - dampening rounded once from double on the host, as PyTorch's alpha.
 struct Params {
     n: u32,
-    first_step: u32,
     nesterov: u32,
-    _pad: u32,
-    lr: f32,
+    _pad0: u32,
+    _pad1: u32,
     momentum: f32,
-    dampening: f32,
+    one_minus_dampening: f32,
     weight_decay: f32,
+    _pad2: u32,
+}
+
+struct Step {
+    step_lo: u32,
+    step_hi: u32,
+    lr: f32,
+    step_size: f32,
+    bias_correction2_sqrt: f32,
+    decay: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> buf: array<f32>;
+@group(0) @binding(1) var<storage, read> st: Step;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> buf: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -35,8 +48,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     if (p.momentum != 0.0) {
         var b = d;
-        if (p.first_step == 0u) {
-            b = p.momentum * buf[i] + (1.0 - p.dampening) * d;
+        if (st.step_lo != 0u || st.step_hi != 0u) {
+            b = p.momentum * buf[i] + p.one_minus_dampening * d;
         }
         buf[i] = b;
         if (p.nesterov == 1u) {
@@ -45,5 +58,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             d = b;
         }
     }
-    param[i] -= p.lr * d;
+    param[i] -= st.lr * d;
 }

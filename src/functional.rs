@@ -497,16 +497,16 @@ pub fn cross_entropy(
             let b = cross_entropy::GpuBuffers {
                 inp: &x,
                 tgt: &tv,
+                prob_targets: matches!(tgt, cross_entropy::Targets::Prob(_)),
                 weight: &weight,
                 scratch: scratch.iter().collect(),
                 out: &out,
                 dout: &dv,
                 dinp: &dinp,
             };
-            let prob = matches!(tgt, cross_entropy::Targets::Prob(_));
-            let mut prog = cross_entropy::forward_gpu(g, "cross_entropy", &b, o, dims, prob)?;
+            let mut prog = cross_entropy::forward_gpu(g, "cross_entropy", &b, o, dims)?;
             if d.is_some() {
-                prog.extend(cross_entropy::backward_gpu(g, "cross_entropy", &b, o, dims, prob)?);
+                prog.extend(cross_entropy::backward_gpu(g, "cross_entropy", &b, o, dims)?);
             }
             prog.run(g, "cross_entropy")?;
             let r = g.read_many(&[&out, &dinp])?;

@@ -19,6 +19,7 @@ pub mod io;
 pub mod kernel;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod plot;
 pub mod shaders;
 pub mod tensor;

@@ -1,4 +1,4 @@
-//! Training: epochs of SGD steps over a DataLoader, an evaluation on the test split after each
+//! Training: epochs of optimizer steps over a DataLoader, an evaluation on the test split after each
 //! epoch, a checkpoint per epoch (and when stopped), metrics for curves, exact resume.
 
 use crate::data::loader::{Config as LoaderConfig, DataLoader};
@@ -6,8 +6,9 @@ use crate::data::Dataset;
 use crate::eval::{Evaluator, Score};
 use crate::graph::{self, Executor};
 use crate::io::checkpoint::{self, Checkpoint, Meta};
+use crate::nn::models::ModelKind;
 use crate::nn::Model;
-use crate::ops::sgd;
+use crate::optim::{LrSchedule, Optimizer};
 use crate::{Device, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -17,9 +18,11 @@ use std::time::Instant;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
+    pub model: ModelKind,
     pub epochs: u64,
     pub batch_size: usize,
-    pub sgd: sgd::Config,
+    pub optimizer: Optimizer,
+    pub schedule: LrSchedule,
     pub seed: u64,
     /// Stop (with a checkpoint) once this many steps have been taken in total.
     pub max_steps: Option<u64>,
@@ -104,7 +107,7 @@ impl Trainer {
         out: &Path,
         resume: Option<&Path>,
     ) -> Result<Trainer> {
-        cfg.sgd.check()?;
+        cfg.optimizer.check()?;
         clean_temporaries(out);
         if cfg.epochs == 0 && cfg.max_steps.is_none() {
             return Err(Error::Graph("--epochs must be at least 1".into()));
@@ -117,50 +120,66 @@ impl Trainer {
             optimizer_steps: 0,
             seed: cfg.seed,
             batch_size: cfg.batch_size as u64,
-            lr: cfg.sgd.lr,
-            momentum: cfg.sgd.momentum,
-            dampening: cfg.sgd.dampening,
-            weight_decay: cfg.sgd.weight_decay,
-            nesterov: cfg.sgd.nesterov,
+            model: cfg.model.name().into(),
+            optimizer: Some(cfg.optimizer),
+            schedule: cfg.schedule,
+            lr: None,
+            momentum: None,
+            dampening: None,
+            weight_decay: None,
+            nesterov: None,
             dataset: train.name.clone(),
             classes: train.classes.clone(),
         };
-        let mut momentum = None;
+        let mut optimizer = None;
         let mut history = Vec::new();
         if let Some(p) = resume {
             let ck = checkpoint::load(p, &model.params)?;
             if ck.meta.batch_size != cfg.batch_size as u64
                 || ck.meta.seed != cfg.seed
-                || ck.meta.sgd() != cfg.sgd
+                || ck.meta.optimizer() != cfg.optimizer
+                || ck.meta.schedule != cfg.schedule
+                || ck.meta.model != cfg.model.name()
                 || ck.meta.dataset != train.name
             {
                 return Err(Error::file(
                     p,
                     format!(
-                        "the checkpoint was trained with batch size {}, seed {}, {:?} on {}; resume with the same settings",
-                        ck.meta.batch_size, ck.meta.seed, ck.meta.sgd(), ck.meta.dataset
+                        "the checkpoint was trained as {} with batch size {}, seed {}, {}, lr schedule {} on {}; resume with the same settings",
+                        ck.meta.model,
+                        ck.meta.batch_size,
+                        ck.meta.seed,
+                        ck.meta.optimizer().describe(),
+                        ck.meta.schedule.describe(),
+                        ck.meta.dataset
                     ),
                 ));
             }
             model.params = ck.params;
-            momentum = Some(ck.momentum);
+            optimizer = Some(ck.optimizer);
             meta = ck.meta;
             if let Ok(bytes) = std::fs::read(metrics_path(out)) {
                 history = serde_json::from_slice::<Vec<EpochRecord>>(&bytes).unwrap_or_default();
                 history.retain(|r| r.epoch < meta.epoch);
             }
         }
-        let opts = graph::Options { sgd: Some(cfg.sgd), keep_all: cfg.verify, seed: cfg.seed, ..Default::default() };
+        let opts = graph::Options {
+            optimizer: Some(cfg.optimizer),
+            schedule: cfg.schedule,
+            keep_all: cfg.verify,
+            seed: cfg.seed,
+            ..Default::default()
+        };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;
         let mut reference = if cfg.verify && !matches!(device, Device::Cpu) {
             Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?)
         } else {
             None
         };
-        if let Some(m) = &momentum {
-            ex.set_optimizer_state(m, meta.optimizer_steps)?;
+        if let Some(state) = &optimizer {
+            ex.set_optimizer_state(state)?;
             if let Some(r) = reference.as_mut() {
-                r.set_optimizer_state(m, meta.optimizer_steps)?;
+                r.set_optimizer_state(state)?;
             }
         }
         // drop_last: every step has the executor's batch size (as the step count and resume assume).
@@ -201,9 +220,9 @@ impl Trainer {
     }
 
     pub fn save(&mut self) -> Result<PathBuf> {
-        let (momentum, steps) = self.ex.optimizer_state()?;
-        self.meta.optimizer_steps = steps;
-        let ck = Checkpoint { params: self.ex.params()?, momentum, meta: self.meta.clone() };
+        let optimizer = self.ex.optimizer_state()?;
+        self.meta.optimizer_steps = optimizer.steps;
+        let ck = Checkpoint { params: self.ex.params()?, optimizer, meta: self.meta.clone() };
         let p = checkpoint::save(&self.out, &ck)?;
         checkpoint::prune(&self.out, 2);
         Ok(p)

@@ -194,7 +194,7 @@ fn ctrl_c_saves_at_a_step_boundary_and_exits_0() {
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("training Tudui"), "{first}");
+    assert!(first.starts_with("training tudui"), "{first}");
     std::thread::sleep(std::time::Duration::from_millis(700));
     let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());

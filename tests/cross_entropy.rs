@@ -165,8 +165,17 @@ fn binding_limit_is_an_error_not_a_crash() {
     // A view claiming more words than one binding may hold is refused before anything is dispatched.
     let x = gpu.zeros("inp", 4).unwrap();
     let huge = wgrad::buffer::View { len: gpu.limits.max_storage_buffer_binding_size as u64 / 4 + 1, ..x.clone() };
-    let b = GpuBuffers { inp: &huge, tgt: &x, weight: &x, scratch: vec![&x; 4], out: &x, dout: &x, dinp: &x };
-    let r = forward_gpu(&gpu, "ce", &b, &Options::default(), (1, 4, 1), false);
+    let b = GpuBuffers {
+        inp: &huge,
+        tgt: &x,
+        prob_targets: false,
+        weight: &x,
+        scratch: vec![&x; 4],
+        out: &x,
+        dout: &x,
+        dinp: &x,
+    };
+    let r = forward_gpu(&gpu, "ce", &b, &Options::default(), (1, 4, 1));
     let e = r.err().expect("an oversized binding must be refused").to_string();
     assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
 }

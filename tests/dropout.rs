@@ -11,7 +11,7 @@ use rand::Rng;
 use wgrad::functional::Call;
 use wgrad::nn::{Dropout, Flatten, Linear, Model, ReLU, Sequential};
 use wgrad::ops::interface::{Mode, Op, RandomKey};
-use wgrad::ops::sgd;
+use wgrad::optim::{Optimizer, Sgd};
 use wgrad::{Device, ExecOptions, Tensor};
 
 fn key(c: &Case) -> RandomKey {
@@ -96,7 +96,7 @@ fn a_network_with_dropout_trains_the_same_on_both_devices_and_after_a_resume() {
     let mut r = rng(52);
     let batches: Vec<(Vec<f32>, Vec<i64>)> =
         (0..4).map(|_| (uniform(&mut r, 8 * 48, -1.0, 1.0), (0..8).map(|_| r.random_range(0..5)).collect())).collect();
-    let opts = ExecOptions { sgd: Some(sgd::Config::new(0.1)), seed: 9, ..Default::default() };
+    let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.1))), seed: 9, ..Default::default() };
     let losses = |device: &Device| {
         let mut ex = wgrad::executor(device, &net(), 8, opts).unwrap();
         batches.iter().map(|(x, t)| ex.step(x, t, true).unwrap().unwrap()).collect::<Vec<f32>>()
@@ -109,8 +109,7 @@ fn a_network_with_dropout_trains_the_same_on_both_devices_and_after_a_resume() {
     }
     let mut resumed = wgrad::executor(&Device::Cpu, &net(), 8, opts).unwrap();
     resumed.set_params(&first.params().unwrap()).unwrap();
-    let (m, steps) = first.optimizer_state().unwrap();
-    resumed.set_optimizer_state(&m, steps).unwrap();
+    resumed.set_optimizer_state(&first.optimizer_state().unwrap()).unwrap();
     let tail: Vec<f32> = batches[2..].iter().map(|(x, t)| resumed.step(x, t, true).unwrap().unwrap()).collect();
     assert_eq!(tail, cpu[2..], "a resumed run must draw the masks the uninterrupted one drew");
     if let Some(g) = gpu() {

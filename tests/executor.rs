@@ -9,7 +9,7 @@ use wgrad::graph::Executor;
 use wgrad::io::safetensors::File;
 use wgrad::nn::{Conv2d, Flatten, Linear, MaxPool2d, Model, Sequential};
 use wgrad::ops::interface::Mode;
-use wgrad::ops::sgd;
+use wgrad::optim::{Optimizer, Sgd};
 use wgrad::testing::assert_close;
 use wgrad::{Device, ExecOptions};
 
@@ -73,8 +73,8 @@ fn second_network_matches_pytorch_on_gpu() {
 fn gpu_and_cpu_executors_agree_over_sgd_steps_and_reuse_changes_nothing() {
     let Some(gpu) = gpu() else { return };
     let model = second_model();
-    let s = sgd::Config { momentum: 0.9, nesterov: true, weight_decay: 1e-3, ..sgd::Config::new(0.05) };
-    let reuse_opts = ExecOptions { sgd: Some(s), ..Default::default() };
+    let s = Sgd::new(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3);
+    let reuse_opts = ExecOptions { optimizer: Some(Optimizer::Sgd(s)), ..Default::default() };
     let keep_opts = ExecOptions { keep_all: true, ..reuse_opts };
     let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, keep_opts).unwrap();
     let mut reuse = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, reuse_opts).unwrap();

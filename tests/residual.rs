@@ -12,7 +12,7 @@ use wgrad::graph::Executor;
 use wgrad::io::safetensors::{Array, File};
 use wgrad::nn::models::BasicBlock;
 use wgrad::nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Model, ReLU, Sequential};
-use wgrad::ops::sgd;
+use wgrad::optim::{Optimizer, Sgd};
 use wgrad::testing::assert_close;
 use wgrad::{Device, ExecOptions};
 
@@ -39,13 +39,14 @@ fn batch(i: usize) -> (Vec<f32>, Vec<i64>) {
     (f.f32(&p, &format!("images.{i}")).unwrap().1.to_vec(), f.i64(&p, &format!("targets.{i}")).unwrap().1.to_vec())
 }
 
-fn sgd() -> sgd::Config {
-    sgd::Config { momentum: 0.9, weight_decay: 5e-4, ..sgd::Config::new(0.05) }
+fn sgd() -> Optimizer {
+    Optimizer::Sgd(Sgd::new(0.05).momentum(0.9).weight_decay(5e-4))
 }
 
 fn parity(device: Device) {
     let model = model();
-    let mut ex = wgrad::executor(&device, &model, 4, ExecOptions { sgd: Some(sgd()), ..Default::default() }).unwrap();
+    let mut ex =
+        wgrad::executor(&device, &model, 4, ExecOptions { optimizer: Some(sgd()), ..Default::default() }).unwrap();
     let path = data_path("residual_expected.safetensors");
     let want = File::read(&path).unwrap();
     let f = |k: &str| want.f32(&path, k).unwrap().1.to_vec();
@@ -125,7 +126,7 @@ fn a_training_step_is_one_submit() {
         gpu.clone(),
         &model(),
         4,
-        ExecOptions { sgd: Some(sgd()), ..Default::default() },
+        ExecOptions { optimizer: Some(sgd()), ..Default::default() },
     )
     .unwrap();
     let (images, targets) = batch(1);
@@ -146,7 +147,7 @@ fn summed_gradients_are_the_same_bits_every_run() {
     }
     for device in devices {
         let run = || {
-            let opts = ExecOptions { sgd: Some(sgd()), ..Default::default() };
+            let opts = ExecOptions { optimizer: Some(sgd()), ..Default::default() };
             let mut ex = wgrad::executor(&device, &model(), 4, opts).unwrap();
             for i in [1, 2, 1] {
                 let (images, targets) = batch(i);
@@ -177,7 +178,7 @@ fn memory_reported_is_every_buffer_the_executor_created() {
             gpu.set_split_target(1 << 16);
         }
         for (model, batch) in [(model(), 4), (wgrad::models::tudui(0), 8)] {
-            for opts in [ExecOptions { sgd: Some(sgd()), ..Default::default() }, ExecOptions::inference()] {
+            for opts in [ExecOptions { optimizer: Some(sgd()), ..Default::default() }, ExecOptions::inference()] {
                 let before = gpu.created_bytes();
                 let ex = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, batch, opts).unwrap();
                 let created = gpu.created_bytes() - before;

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use wgrad::data::{load, Dataset, DatasetKind, Split, IMAGE_BYTES};
 use wgrad::io::checkpoint;
-use wgrad::ops::sgd;
+use wgrad::optim::{Optimizer, Sgd};
 use wgrad::train::{Config, Outcome, Quiet, Trainer};
 use wgrad::{models, Device};
 
@@ -24,9 +24,11 @@ fn synthetic(split: Split, n: usize) -> Arc<Dataset> {
 
 fn config(epochs: u64, max_steps: Option<u64>) -> Config {
     Config {
+        model: wgrad::nn::models::ModelKind::Tudui,
         epochs,
         batch_size: 16,
-        sgd: sgd::Config { momentum: 0.9, weight_decay: 5e-4, ..sgd::Config::new(0.01) },
+        optimizer: Optimizer::Sgd(Sgd::new(0.01).momentum(0.9).weight_decay(5e-4)),
+        schedule: Default::default(),
         seed: 3,
         max_steps,
         verify: false,
@@ -87,8 +89,7 @@ fn resume_is_bit_exact_on_the_gpu() {
 #[test]
 fn a_short_run_learns_the_synthetic_set() {
     let out = tempdir();
-    let cfg =
-        Config { batch_size: 32, sgd: sgd::Config { momentum: 0.9, ..sgd::Config::new(0.01) }, ..config(1, None) };
+    let cfg = Config { batch_size: 32, optimizer: Optimizer::Sgd(Sgd::new(0.01).momentum(0.9)), ..config(1, None) };
     let mut t = Trainer::new(
         Device::Cpu,
         models::tudui(0),
@@ -130,7 +131,7 @@ fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoin
     t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
     let good = checkpoint::latest(&out).unwrap();
     let before = std::fs::read(&good).unwrap();
-    let cfg = Config { sgd: sgd::Config::new(1e30), verify: true, ..config(3, None) };
+    let cfg = Config { optimizer: Optimizer::Sgd(Sgd::new(1e30)), verify: true, ..config(3, None) };
     let mut bad = Trainer::new(
         Device::Cpu,
         models::tudui(3),
@@ -163,7 +164,7 @@ fn checkpoints_hold_pytorchs_state_dict_and_the_optimizer_apart() {
     let loaded = checkpoint::load(&ck, &models::tudui(0).params).unwrap();
     assert_eq!(loaded.meta.step, 2);
     assert_eq!(loaded.meta.optimizer_steps, 2);
-    assert!(loaded.momentum.data.iter().any(|&m| m != 0.0));
+    assert!(loaded.optimizer.buffers[0].1.data.iter().any(|&m| m != 0.0));
     // A plain state dict loads as weights but cannot be resumed.
     let e = checkpoint::load(&data_path("tudui_init.safetensors"), &models::tudui(0).params).err().unwrap().to_string();
     assert!(e.contains("not a wgrad checkpoint"), "{e}");

@@ -7,14 +7,15 @@ mod common;
 use common::*;
 use wgrad::graph::Executor;
 use wgrad::io::safetensors::File;
-use wgrad::ops::sgd;
+use wgrad::optim::{Optimizer, Sgd};
 use wgrad::testing::assert_close;
 use wgrad::{Device, ExecOptions};
 
 fn parity(device: Device) {
     let model = tudui_from_pytorch();
-    let sgd = sgd::Config { momentum: 0.9, weight_decay: 5e-4, ..sgd::Config::new(0.01) };
-    let mut ex = wgrad::executor(&device, &model, 8, ExecOptions { sgd: Some(sgd), ..Default::default() }).unwrap();
+    let sgd = Optimizer::Sgd(Sgd::new(0.01).momentum(0.9).weight_decay(5e-4));
+    let mut ex =
+        wgrad::executor(&device, &model, 8, ExecOptions { optimizer: Some(sgd), ..Default::default() }).unwrap();
     let path = data_path("tudui_sgd_expected.safetensors");
     let want = File::read(&path).unwrap();
     let f = |k: &str| want.f32(&path, k).unwrap().1.to_vec();
@@ -62,7 +63,7 @@ fn a_training_step_is_one_submit() {
         gpu.clone(),
         &model,
         4,
-        ExecOptions { sgd: Some(sgd::Config::new(0.01)), ..Default::default() },
+        ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.01))), ..Default::default() },
     )
     .unwrap();
     let (images, targets) = (vec![0.5f32; 4 * 3 * 32 * 32], vec![1i64, 2, 3, 4]);

@@ -1,18 +1,40 @@
-//! `wgrad bench`: training-step (forward + loss + backward + SGD) and inference images/s of Tudui,
-//! median over timed steps after warm-up; per-kernel times (GPU timestamp queries where the adapter
+//! `wgrad bench`: training-step (forward + loss + backward + the optimizer's step) and inference
+//! images/s of each model (`--model`, or `all`), median over timed steps after warm-up; per-kernel times (GPU timestamp queries where the adapter
 //! has them, else wall-clock per kernel or per CPU op) with GFLOP/s or GB/s; pipeline creation
 //! time; the executor's memory.
 
 use super::DeviceArgs;
 use crate::graph::{self, Executor, KernelTime};
-use crate::nn::models;
-use crate::ops::sgd;
+use crate::nn::models::ModelKind;
+use crate::optim::{Adam, Optimizer, Sgd};
 use crate::{shaders, Device};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchModel {
+    Tudui,
+    CifarNet,
+    Resnet20,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchOptimizer {
+    /// SGD(lr=0.01), as ../shared/bench/pytorch_models.py.
+    Sgd,
+    /// Adam(lr=1e-3).
+    Adam,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
+    /// The networks to measure: tudui, cifar-net, resnet20 or all (comma-separated).
+    #[arg(long, value_enum, default_value = "tudui", value_delimiter = ',')]
+    model: Vec<BenchModel>,
+    /// The optimizer of the training step.
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: BenchOptimizer,
     /// Comma-separated batch sizes.
     #[arg(long = "batch-sizes", default_value = "64,256", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
     batch_sizes: Vec<u64>,
@@ -64,22 +86,35 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
     }
     let startup_ms = startup.elapsed().as_secs_f64() * 1e3;
-    let model = models::tudui(0);
+    let mut models: Vec<ModelKind> = Vec::new();
+    for m in &a.model {
+        let add: &[ModelKind] = match m {
+            BenchModel::Tudui => &[ModelKind::Tudui],
+            BenchModel::CifarNet => &[ModelKind::CifarNet],
+            BenchModel::Resnet20 => &[ModelKind::Resnet20],
+            BenchModel::All => &ModelKind::ALL,
+        };
+        models.extend(add.iter().filter(|k| !models.contains(k)).collect::<Vec<_>>());
+    }
+    let optimizer = match a.optimizer {
+        BenchOptimizer::Sgd => Optimizer::Sgd(Sgd::new(0.01)),
+        BenchOptimizer::Adam => Optimizer::Adam(Adam::new(1e-3)),
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut results = Vec::new();
     if !a.json {
-        println!("device: {}", device.name());
         if let Device::Gpu(_) = &device {
             println!("start-up: {} pipelines created in {startup_ms:.1} ms", shaders::all().len());
         } else {
             println!("CPU path: {} threads (RAYON_NUM_THREADS sets them)", rayon::current_num_threads());
         }
     }
-    for &bs in &a.batch_sizes {
+    for (&kind, &bs) in models.iter().flat_map(|k| a.batch_sizes.iter().map(move |b| (k, b))) {
+        let model = kind.build(0);
         let bs = bs as usize;
         let images: Vec<f32> = (0..bs * 3 * 32 * 32).map(|_| rng.random_range(0..256) as f32 / 255.0).collect();
         let targets: Vec<i64> = (0..bs).map(|_| rng.random_range(0..10)).collect();
-        let opts = graph::Options { sgd: Some(sgd::Config::new(0.01)), ..Default::default() };
+        let opts = graph::Options { optimizer: Some(optimizer), ..Default::default() };
         // A training executor (train mode) and an inference one (eval mode), as `train` and `eval` build.
         let mut ex = graph::executor(&device, &model, bs, opts)?;
         let mut inf = graph::executor(&device, &model, bs, graph::Options::inference())?;
@@ -104,6 +139,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let kernels = ex.profile(&images, &targets)?;
         let (step_flops, forward_flops) = (ex.plan().step_flops() as f64, inf.plan().forward_flops() as f64);
         let r = serde_json::json!({
+            "model": kind.name(),
             "batch": bs,
             "train_images_per_s": bs as f64 / train,
             "infer_images_per_s": bs as f64 / infer,
@@ -117,7 +153,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         });
         if !a.json {
             println!(
-                "batch {bs}: train {:.1} img/s ({:.2} ms/step median of {}, {:.1} GFLOP/s), inference {:.1} img/s, memory {:.1} MiB (inference {:.1} MiB)",
+                "{} batch {bs}: train {:.1} img/s ({:.2} ms/step median of {}, {:.1} GFLOP/s), inference {:.1} img/s, memory {:.1} MiB (inference {:.1} MiB)",
+                kind.name(),
                 bs as f64 / train,
                 train * 1e3,
                 a.steps,
@@ -146,6 +183,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             "device": device.name(),
             "kind": if matches!(device, Device::Cpu) { "cpu" } else { "gpu" },
             "threads": rayon::current_num_threads(),
+            "optimizer": optimizer.describe(),
             "startup_ms": startup_ms,
             "results": results,
         });

@@ -1,19 +1,21 @@
-//! `wgrad check`: Tudui on a PyTorch state dict and given batches; writes logits.i, loss.i,
-//! grad.i.<key> (and param.i.<key> after each SGD step) to compare with PyTorch. `--verify` runs
-//! the same steps on the CPU path and reports every activation's and gradient's error.
+//! `wgrad check`: a model (`--model`) on a PyTorch state dict and given batches, in train mode;
+//! writes logits.i, loss.i, grad.i.<key> (and, with an optimizer, param.i.<key> for every
+//! state-dict entry after each step) to compare with PyTorch. `--verify` runs the same steps on
+//! the CPU path and reports every activation's and gradient's error.
 
+use super::model_args::{ModelArgs, OptimArgs};
 use super::DeviceArgs;
 use crate::graph::{self, Executor};
 use crate::io::safetensors::{write, Array, File};
 use crate::io::state_dict;
-use crate::nn::models;
-use crate::ops::sgd;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// State dict (safetensors) with Tudui's keys, e.g. from safetensors.torch.save_file(model.state_dict(), path).
+    #[command(flatten)]
+    model: ModelArgs,
+    /// State dict (safetensors) with the model's keys, e.g. from safetensors.torch.save_file(model.state_dict(), path).
     #[arg(long)]
     weights: PathBuf,
     /// Batch files (safetensors) holding `images` (f32, N×3×32×32) and `targets` (i64, N); repeat for several steps.
@@ -22,17 +24,9 @@ pub struct Args {
     /// Output file (safetensors).
     #[arg(long)]
     out: PathBuf,
-    /// Take an SGD step after each batch with this learning rate.
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f32>,
-    #[arg(long, default_value_t = 0.0, requires = "lr", allow_negative_numbers = true)]
-    momentum: f32,
-    #[arg(long = "weight-decay", default_value_t = 0.0, requires = "lr", allow_negative_numbers = true)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = 0.0, requires = "lr", allow_negative_numbers = true)]
-    dampening: f32,
-    #[arg(long, requires = "lr")]
-    nesterov: bool,
+    /// With --optimizer or --lr, an optimizer step follows each batch.
+    #[command(flatten)]
+    optim: OptimArgs,
     /// Run the same steps on the CPU path and compare every activation and gradient.
     #[arg(long)]
     verify: bool,
@@ -62,24 +56,13 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let mut model = models::tudui(0);
+    let kind = a.model.kind(None);
+    let mut model = kind.build(0);
     state_dict::load_into(&a.weights, &mut model.params)?;
-    let sgd = match a.lr {
-        Some(lr) => {
-            let c = sgd::Config {
-                lr,
-                momentum: a.momentum,
-                dampening: a.dampening,
-                weight_decay: a.weight_decay,
-                nesterov: a.nesterov,
-            };
-            c.check()?;
-            Some(c)
-        }
-        None => None,
-    };
+    let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
+    let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;
-    let opts = graph::Options { sgd, keep_all: a.verify, ..Default::default() };
+    let opts = graph::Options { optimizer, schedule, keep_all: a.verify, ..Default::default() };
     let mut ex: Option<Box<dyn Executor>> = None;
     let mut reference: Option<Box<dyn Executor>> = None;
     let mut out = Vec::new();
@@ -91,16 +74,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             let mut next = graph::executor(&device, &model, *n, opts)?;
             if let Some(prev) = &ex {
                 next.set_params(&prev.params()?)?;
-                let (m, s) = prev.optimizer_state()?;
-                next.set_optimizer_state(&m, s)?;
+                next.set_optimizer_state(&prev.optimizer_state()?)?;
             }
             ex = Some(next);
             if a.verify {
                 let mut r = graph::executor(&crate::Device::Cpu, &model, *n, opts)?;
                 if let Some(prev) = &reference {
                     r.set_params(&prev.params()?)?;
-                    let (m, s) = prev.optimizer_state()?;
-                    r.set_optimizer_state(&m, s)?;
+                    r.set_optimizer_state(&prev.optimizer_state()?)?;
                 }
                 reference = Some(r);
             }
@@ -114,7 +95,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         out.push((format!("loss.{step}"), Array::F32 { shape: vec![], data: vec![loss] }));
         let grads = e.grads()?;
         out.extend(state_dict::tensors(&grads, &format!("grad.{step}.")));
-        if sgd.is_some() {
+        if optimizer.is_some() {
             out.extend(state_dict::tensors(&e.params()?, &format!("param.{step}.")));
         }
         if let Some(r) = reference.as_mut() {

@@ -1,15 +1,17 @@
 //! `wgrad eval`: accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a split.
 
+use super::model_args::ModelArgs;
 use super::{data_args::DataArgs, DeviceArgs};
 use crate::data::Split;
 use crate::eval::evaluate;
 use crate::io::checkpoint;
-use crate::nn::models;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// State dict or wgrad checkpoint (safetensors) with Tudui's keys.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// State dict or wgrad checkpoint (safetensors) with the model's keys.
     #[arg(long)]
     weights: PathBuf,
     #[command(flatten)]
@@ -27,14 +29,15 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let mut model = models::tudui(0);
+    let kind = a.model.kind(Some(&a.weights));
+    let mut model = kind.build(0);
     checkpoint::load_weights(&a.weights, &mut model.params)?;
     let ds = a.data.load(a.split)?;
     let s = evaluate(&device, &model, &model.params, &ds, a.batch_size as usize)?;
     if a.json {
         let v = serde_json::json!({
             "dataset": ds.name, "split": format!("{:?}", a.split).to_lowercase(), "synthetic": ds.synthetic,
-            "images": s.images, "accuracy": s.accuracy, "loss": s.loss, "device": device.name(),
+            "images": s.images, "accuracy": s.accuracy, "loss": s.loss, "device": device.name(), "model": kind.name(),
         });
         println!("{v}");
     } else {

@@ -6,6 +6,7 @@ mod check;
 mod data_args;
 mod devices;
 mod eval;
+mod model_args;
 mod predict;
 mod show;
 mod train;

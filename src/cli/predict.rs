@@ -1,16 +1,19 @@
 //! `wgrad predict`: top-3 classes with probabilities for PNG/JPEG images of any size, resized to
 //! 32×32 (bilinear), with a state dict or checkpoint.
 
+use super::model_args::ModelArgs;
 use super::DeviceArgs;
 use crate::data::cifar10::CLASSES;
 use crate::data::image::load_image;
 use crate::graph;
 use crate::io::checkpoint;
-use crate::nn::models;
+use crate::ops::log_softmax;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
     /// State dict or wgrad checkpoint (file, or a folder of checkpoints).
     #[arg(long)]
     weights: PathBuf,
@@ -23,8 +26,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let mut model = models::tudui(0);
+    let mut model = a.model.kind(Some(&a.weights)).build(0);
     checkpoint::load_weights(&a.weights, &mut model.params)?;
+    // Class names: the checkpoint's dataset's, else CIFAR-10's (for a plain state dict).
     let classes = checkpoint::classes(&a.weights).unwrap_or_else(|| CLASSES.iter().map(|s| s.to_string()).collect());
     let mut images = Vec::new();
     for p in &a.images {
@@ -32,17 +36,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     let mut ex = graph::executor(&device, &model, a.images.len(), graph::Options::inference())?;
     let logits = ex.forward(&images)?;
-    for (p, row) in a.images.iter().zip(logits.chunks(10)) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        let mut ranked: Vec<(usize, f32)> = exp.iter().map(|e| e / sum).enumerate().collect();
+    let n_classes = ex.plan().classes;
+    let logp = log_softmax::forward_cpu(&logits, (a.images.len(), n_classes, 1));
+    for (p, row) in a.images.iter().zip(logp.chunks(n_classes)) {
+        let mut ranked: Vec<(usize, f32)> = row.iter().map(|lp| lp.exp()).enumerate().collect();
         ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
-        let top: Vec<String> = ranked
-            .iter()
-            .take(3)
-            .map(|(c, pr)| format!("{} {:.1}%", classes.get(*c).map_or("?", |s| s.as_str()), 100.0 * pr))
-            .collect();
+        let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
+        let top: Vec<String> =
+            ranked.iter().take(3).map(|&(c, pr)| format!("{} {:.1}%", name(c), 100.0 * pr)).collect();
         println!("{}: {}", p.display(), top.join(", "));
     }
     Ok(0)

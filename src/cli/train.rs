@@ -1,11 +1,11 @@
-//! `wgrad train`: SGD on Tudui with a progress bar per epoch, a line per epoch (train loss, test
+//! `wgrad train`: a model (`--model`) with SGD, Adam or AdamW, a progress bar per epoch, a line per epoch (train loss, test
 //! loss, test accuracy, time), a checkpoint per epoch, curves, exact resume; Ctrl-C saves at the
 //! next step boundary and exits 0.
 
+use super::model_args::{ModelArgs, OptimArgs};
 use super::{data_args::DataArgs, DeviceArgs};
 use crate::data::Split;
-use crate::nn::models;
-use crate::ops::sgd;
+use crate::nn::models::ModelKind;
 use crate::train::{self, EpochRecord, Observer, Outcome, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -14,33 +14,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
     data: DataArgs,
     #[arg(long, default_value_t = 10)]
     epochs: u64,
     /// Images per step [default: 64; with --resume, the checkpoint's].
     #[arg(long = "batch-size", value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: Option<u64>,
-    /// SGD learning rate [default: 0.01; with --resume, the checkpoint's].
-    #[arg(long, allow_negative_numbers = true)]
-    lr: Option<f32>,
-    /// SGD momentum [default: 0; with --resume, the checkpoint's].
-    #[arg(long, allow_negative_numbers = true)]
-    momentum: Option<f32>,
-    /// SGD weight decay [default: 0; with --resume, the checkpoint's].
-    #[arg(long = "weight-decay", allow_negative_numbers = true)]
-    weight_decay: Option<f32>,
-    /// SGD dampening [default: 0; with --resume, the checkpoint's].
-    #[arg(long, allow_negative_numbers = true)]
-    dampening: Option<f32>,
-    /// Nesterov momentum [with --resume, the checkpoint's].
-    #[arg(long)]
-    nesterov: bool,
-    /// Seed of the initialisation and of the shuffling [default: 0; with --resume, the checkpoint's].
+    /// With --resume, every setting not given is the checkpoint's.
+    #[command(flatten)]
+    optim: OptimArgs,
+    /// Seed of the initialisation, the shuffling and Dropout's masks [default: 0; with --resume,
+    /// the checkpoint's].
     #[arg(long)]
     seed: Option<u64>,
-    /// Folder for checkpoints, metrics.json/csv and curves.png.
-    #[arg(long, default_value = "runs/tudui")]
-    out: PathBuf,
+    /// Folder for checkpoints, metrics.json/csv and curves.png [default: runs/<model>].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue from a checkpoint file, or from the newest complete checkpoint in a folder.
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -128,40 +119,43 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Some(p) => Some(crate::io::checkpoint::meta_of(p)?),
         None => None,
     };
-    let from = |given: Option<f32>, saved: fn(&crate::io::checkpoint::Meta) -> f32, default: f32| {
-        given.or(resumed.as_ref().map(saved)).unwrap_or(default)
-    };
-    let sgd = sgd::Config {
-        lr: from(a.lr, |m| m.lr, 0.01),
-        momentum: from(a.momentum, |m| m.momentum, 0.0),
-        dampening: from(a.dampening, |m| m.dampening, 0.0),
-        weight_decay: from(a.weight_decay, |m| m.weight_decay, 0.0),
-        nesterov: a.nesterov || resumed.as_ref().is_some_and(|m| m.nesterov),
+    let kind = match (a.model.model, &resumed) {
+        (Some(k), _) => k,
+        (None, Some(m)) => ModelKind::parse(&m.model)
+            .ok_or_else(|| anyhow::anyhow!("the checkpoint's model {:?} is not one wgrad knows", m.model))?,
+        (None, None) => ModelKind::default(),
     };
     let batch_size = a.batch_size.or(resumed.as_ref().map(|m| m.batch_size)).unwrap_or(64);
     let seed = a.seed.or(resumed.as_ref().map(|m| m.seed)).unwrap_or(0);
+    let optimizer = a.optim.optimizer(resumed.as_ref().map(|m| m.optimizer()))?;
+    let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
+    let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
+    let schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
     let cfg = train::Config {
+        model: kind,
         epochs: a.epochs,
         batch_size: batch_size as usize,
-        sgd,
+        optimizer,
+        schedule,
         seed,
         max_steps: a.max_steps,
         verify: a.verify,
         eval_batch: 256,
         checkpoint_every: a.checkpoint_every,
     };
-    let model = models::tudui(seed);
-    let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &a.out, a.resume.as_deref())?;
+    let model = kind.build(seed);
+    let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
-        "training Tudui ({} parameters) on {}: {} epochs of {} batches of {}, SGD lr {} momentum {} weight decay {}{}",
+        "training {} ({} parameters) on {}: {} epochs of {} batches of {}, {}, lr schedule {}{}",
+        kind.name(),
         t.model.params.count(),
         t.device.name(),
         a.epochs,
         t.batches_per_epoch(),
         batch_size,
-        sgd.lr,
-        sgd.momentum,
-        sgd.weight_decay,
+        optimizer.describe(),
+        schedule.describe(),
         if a.resume.is_some() {
             format!(", resuming at epoch {} batch {} (step {})", t.meta.epoch + 1, t.meta.batch, t.meta.step)
         } else {
@@ -182,13 +176,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     match outcome {
         Outcome::Finished => {
-            println!("done after {} steps; metrics, curves and checkpoints in {}", t.meta.step, a.out.display())
+            println!("done after {} steps; metrics, curves and checkpoints in {}", t.meta.step, out.display())
         }
         Outcome::Interrupted => {
-            println!("interrupted at step {}; resume with --resume {}", t.meta.step, a.out.display())
+            println!("interrupted at step {}; resume with --resume {}", t.meta.step, out.display())
         }
         Outcome::MaxSteps => {
-            println!("stopped at --max-steps {}; resume with --resume {}", t.meta.step, a.out.display())
+            println!("stopped at --max-steps {}; resume with --resume {}", t.meta.step, out.display())
         }
     }
     Ok(0)

@@ -2,10 +2,11 @@
 //! allocated once per executor (the same memory plan as the GPU's, without GPU scratch).
 
 use super::memory::{Request, Schedule, Task};
-use super::{loss_options, not_training, random_key, tensor_names, Executor, KernelTime, Options, Plan};
+use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
 use crate::nn::{split_disjoint, Model, ParamSet};
 use crate::ops::interface::{CpuBackward, CpuForward, Mode, RandomKey, Scratch};
-use crate::ops::{cross_entropy, sgd};
+use crate::ops::{adam, cross_entropy, sgd};
+use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
 use std::time::Instant;
 
@@ -15,8 +16,9 @@ pub struct CpuExecutor {
     opts: Options,
     params: ParamSet,
     grads: ParamSet,
-    momentum: ParamSet,
-    /// Training steps taken (the optimizer's first step and Dropout's stream depend on it).
+    /// The optimizer's state buffers ([`Optimizer::state_names`]).
+    state: Vec<ParamSet>,
+    /// Training steps taken (the optimizer's step count and Dropout's stream follow it).
     steps: u64,
     slots: Vec<Vec<f32>>,
     /// Seconds of each task of the last step, then the optimizer's.
@@ -40,11 +42,12 @@ impl CpuExecutor {
         );
         let slots = sched.slot_words.iter().map(|&w| vec![0.0; w as usize]).collect();
         let grads = model.params.trainable_layout();
+        let n_state = opts.optimizer.map_or(0, |o| o.state_names().len());
         Ok(CpuExecutor {
             labels: labels(&plan, &sched, grads.data.len()),
             opts,
             params: model.params.clone(),
-            momentum: grads.clone(),
+            state: vec![grads.clone(); if opts.mode == Mode::Train { n_state } else { 0 }],
             grads,
             steps: 0,
             slots,
@@ -207,10 +210,21 @@ impl Executor for CpuExecutor {
         }
         self.plan.check_batch(images, targets)?;
         let loss = self.run(images, Some(targets))?;
-        if let Some(s) = &self.opts.sgd {
+        if let Some(opt) = self.opts.optimizer {
             let t = Instant::now();
             let n = self.grads.data.len();
-            sgd::step_cpu(s, self.steps == 0, &mut self.params.data[..n], &self.grads.data, &mut self.momentum.data);
+            let words = opt.step_words(&self.opts.schedule, self.steps);
+            let (param, grad) = (&mut self.params.data[..n], &self.grads.data);
+            match (opt, self.state.as_mut_slice()) {
+                (Optimizer::Sgd(c), [buf]) => sgd::step_cpu(&c, &words, param, grad, &mut buf.data),
+                (Optimizer::Adam(c), [m, v]) => {
+                    adam::step_cpu(&c, Decay::L2, &words, param, grad, &mut m.data, &mut v.data)
+                }
+                (Optimizer::AdamW(c), [m, v]) => {
+                    adam::step_cpu(&c, Decay::Decoupled, &words, param, grad, &mut m.data, &mut v.data)
+                }
+                _ => unreachable!("the state buffers are made for the optimizer"),
+            }
             self.timings.push(t.elapsed().as_secs_f64());
         }
         self.steps += 1;
@@ -241,12 +255,19 @@ impl Executor for CpuExecutor {
     fn grads(&self) -> Result<ParamSet> {
         Ok(self.grads.clone())
     }
-    fn optimizer_state(&self) -> Result<(ParamSet, u64)> {
-        Ok((self.momentum.clone(), self.steps))
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        let names = self.opts.optimizer.map_or(&[][..], |o| o.state_names());
+        Ok(OptimizerState {
+            steps: self.steps,
+            buffers: names.iter().zip(&self.state).map(|(n, b)| (n.to_string(), b.clone())).collect(),
+        })
     }
-    fn set_optimizer_state(&mut self, momentum: &ParamSet, steps: u64) -> Result<()> {
-        self.momentum = self.momentum.like(momentum.data.clone())?;
-        self.steps = steps;
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let bufs = state_buffers(self.opts.optimizer.as_ref(), &self.grads, state)?;
+        if self.plan.mode == Mode::Train {
+            self.state = bufs;
+        }
+        self.steps = state.steps;
         Ok(())
     }
 
@@ -284,7 +305,7 @@ impl Executor for CpuExecutor {
         4 * (self.slots.iter().map(|v| v.len()).sum::<usize>()
             + self.params.data.len()
             + self.grads.data.len()
-            + self.momentum.data.len()) as u64
+            + self.state.iter().map(|b| b.data.len()).sum::<usize>()) as u64
     }
 }
 
@@ -309,6 +330,6 @@ fn labels(plan: &Plan, sched: &Schedule, trainable: usize) -> Vec<(String, u64, 
             }
         })
         .collect();
-    v.push(("sgd".into(), 0, 12 * trainable as u64));
+    v.push(("optimizer".into(), 0, 16 * trainable as u64));
     v
 }

@@ -3,13 +3,14 @@
 //! queue submit, and reads back the loss (4 bytes) only when asked.
 
 use super::memory::{Request, Schedule, Task};
-use super::{loss_options, not_training, random_key, tensor_names, Executor, KernelTime, Options, Plan};
+use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
 use crate::buffer::View;
 use crate::device::Gpu;
 use crate::kernel::{Kernel, Program};
 use crate::nn::{Model, ParamSet};
-use crate::ops::interface::{GpuIo, Mode};
-use crate::ops::{add, cross_entropy, sgd};
+use crate::ops::interface::{GpuIo, Mode, StepWords};
+use crate::ops::{adam, add, cross_entropy, sgd};
+use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::{Error, Result};
 use std::sync::Arc;
 
@@ -22,9 +23,11 @@ pub struct GpuExecutor {
     grad_layout: ParamSet,
     params: View,
     grads: View,
-    momentum: View,
-    /// `[step_lo, step_hi]`, written before each step (Dropout's stream).
+    /// The optimizer's state buffers ([`Optimizer::state_names`]).
+    state: Vec<View>,
+    /// The running step's [`StepWords`], written before each step.
     step_words: View,
+    opts: Options,
     targets: View,
     /// A view of each planned tensor.
     tensors: Vec<View>,
@@ -35,8 +38,7 @@ pub struct GpuExecutor {
     /// Forward kernels, then loss, sums and backward: `kernels[..n_forward]` is the forward.
     kernels: Vec<Kernel>,
     n_forward: usize,
-    sgd_first: Option<Kernel>,
-    sgd_next: Option<Kernel>,
+    optimizer: Option<Kernel>,
     /// Training steps taken.
     steps: u64,
     targets_scratch: Vec<i32>,
@@ -85,12 +87,13 @@ impl GpuExecutor {
         let layout = model.params.clone();
         let grad_layout = layout.trainable_layout();
         let params = gpu.upload("params", &layout.data)?;
-        let (grads, momentum) = if train {
-            (gpu.zeros("grads", grad_layout.data.len() as u64)?, gpu.zeros("momentum", grad_layout.data.len() as u64)?)
-        } else {
-            (gpu.zeros("grads", 1)?, gpu.zeros("momentum", 1)?)
+        let trainable = grad_layout.data.len() as u64;
+        let grads = gpu.zeros("grads", if train { trainable } else { 1 })?;
+        let state: Vec<View> = match (&opts.optimizer, train) {
+            (Some(o), true) => o.state_names().iter().map(|n| gpu.zeros(n, trainable)).collect::<Result<_>>()?,
+            _ => Vec::new(),
         };
-        let step_words = gpu.zeros("step", 2)?;
+        let step_words = gpu.zeros("step", (std::mem::size_of::<StepWords>() / 4) as u64)?;
         let targets = gpu.zeros("targets", batch as u64)?;
         let loss = gpu.zeros("loss", 1)?;
         let pview = |v: &View, k: usize| v.slice(layout.offsets[k] as u64, layout.specs[k].numel() as u64);
@@ -125,6 +128,7 @@ impl GpuExecutor {
                     let b = cross_entropy::GpuBuffers {
                         inp: &tensors[sched.value[plan.output]],
                         tgt: &targets,
+                        prob_targets: false,
                         weight: &weight,
                         scratch: sched.loss_scratch.iter().map(|&t| &tensors[t]).collect(),
                         out: &loss,
@@ -132,8 +136,8 @@ impl GpuExecutor {
                         dinp: &tensors[sched.dlogits.unwrap()],
                     };
                     let o = loss_options();
-                    kernels.extend(cross_entropy::forward_gpu(&gpu, "loss", &b, &o, dims, false)?.kernels);
-                    kernels.extend(cross_entropy::backward_gpu(&gpu, "loss", &b, &o, dims, false)?.kernels);
+                    kernels.extend(cross_entropy::forward_gpu(&gpu, "loss", &b, &o, dims)?.kernels);
+                    kernels.extend(cross_entropy::backward_gpu(&gpu, "loss", &b, &o, dims)?.kernels);
                     loss_consts = Some((weight, dout));
                 }
                 Task::Accumulate(s) => {
@@ -164,23 +168,23 @@ impl GpuExecutor {
                 }
             }
         }
-        let trainable = grads.slice(0, grad_layout.data.len() as u64);
-        let ptrain = params.slice(0, grad_layout.data.len() as u64);
-        let (sgd_first, sgd_next) = match (&opts.sgd, train) {
-            (Some(s), true) => (
-                Some(sgd::step_gpu(&gpu, s, true, &ptrain, &trainable, &momentum)?),
-                Some(sgd::step_gpu(&gpu, s, false, &ptrain, &trainable, &momentum)?),
-            ),
-            _ => (None, None),
+        let (p, g) = (params.slice(0, trainable), grads.slice(0, trainable));
+        let optimizer = match (opts.optimizer, state.as_slice()) {
+            (Some(Optimizer::Sgd(c)), [buf]) => Some(sgd::step_gpu(&gpu, &c, &step_words, &p, &g, buf)?),
+            (Some(Optimizer::Adam(c)), [m, v]) => Some(adam::step_gpu(&gpu, &c, Decay::L2, &step_words, &p, &g, m, v)?),
+            (Some(Optimizer::AdamW(c)), [m, v]) => {
+                Some(adam::step_gpu(&gpu, &c, Decay::Decoupled, &step_words, &p, &g, m, v)?)
+            }
+            _ => None,
         };
         let loss_staging = gpu.staging("loss readback", 4)?;
         let logits = &tensors[sched.value[plan.output]];
         let logits_staging = gpu.staging("logits readback", logits.bytes())?;
         gpu.check("building the GPU executor")?;
-        let uniforms: u64 = kernels.iter().chain(&sgd_first).chain(&sgd_next).map(|k| k.uniform_bytes).sum();
+        let uniforms: u64 = kernels.iter().chain(&optimizer).map(|k| k.uniform_bytes).sum();
         let consts = loss_consts.map_or(0, |(w, d)| w.bytes() + d.bytes());
         let bytes = 4 * sched.planned_words()
-            + [&params, &grads, &momentum, &step_words, &targets, &loss].iter().map(|v| v.bytes()).sum::<u64>()
+            + [&params, &grads, &step_words, &targets, &loss].into_iter().chain(&state).map(|v| v.bytes()).sum::<u64>()
             + consts
             + uniforms
             + loss_staging.size()
@@ -191,8 +195,9 @@ impl GpuExecutor {
             grad_layout,
             params,
             grads,
-            momentum,
+            state,
             step_words,
+            opts,
             targets,
             tensors,
             loss,
@@ -200,8 +205,7 @@ impl GpuExecutor {
             logits_staging,
             kernels,
             n_forward,
-            sgd_first,
-            sgd_next,
+            optimizer,
             steps: 0,
             targets_scratch: vec![0; batch],
             bytes,
@@ -216,11 +220,7 @@ impl GpuExecutor {
 
     /// Kernel labels in recording order (forward, loss, backward, optimizer).
     pub fn kernel_labels(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.kernels.iter().map(|k| k.label.clone()).collect();
-        if let Some(k) = &self.sgd_next {
-            v.push(k.label.clone());
-        }
-        v
+        self.kernels.iter().chain(&self.optimizer).map(|k| k.label.clone()).collect()
     }
 
     fn read_loss(&self) -> Result<f32> {
@@ -236,7 +236,13 @@ impl GpuExecutor {
             }
             self.gpu.write(&self.targets, &self.targets_scratch)?;
         }
-        self.gpu.write(&self.step_words, &[self.steps as u32, (self.steps >> 32) as u32])
+        let words = match &self.opts.optimizer {
+            Some(o) => o.step_words(&self.opts.schedule, self.steps),
+            None => {
+                StepWords { step_lo: self.steps as u32, step_hi: (self.steps >> 32) as u32, ..StepWords::default() }
+            }
+        };
+        self.gpu.write(&self.step_words, bytemuck::bytes_of(&words))
     }
 
     /// Counters (`num_batches_tracked`) count train-mode forward passes.
@@ -247,14 +253,6 @@ impl GpuExecutor {
                     self.layout.set_counter(c, self.layout.counter(c) + 1);
                 }
             }
-        }
-    }
-
-    fn optimizer(&self) -> Option<&Kernel> {
-        if self.steps == 0 {
-            self.sgd_first.as_ref()
-        } else {
-            self.sgd_next.as_ref()
         }
     }
 }
@@ -274,7 +272,7 @@ impl Executor for GpuExecutor {
         {
             let mut pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
-            for k in self.kernels.iter().chain(self.optimizer()) {
+            for k in self.kernels.iter().chain(&self.optimizer) {
                 k.record(&mut pass);
             }
         }
@@ -330,14 +328,22 @@ impl Executor for GpuExecutor {
     fn grads(&self) -> Result<ParamSet> {
         self.grad_layout.like(self.gpu.read(&self.grads.slice(0, self.grad_layout.data.len() as u64))?)
     }
-    fn optimizer_state(&self) -> Result<(ParamSet, u64)> {
-        let m = self.gpu.read(&self.momentum.slice(0, self.grad_layout.data.len() as u64))?;
-        Ok((self.grad_layout.like(m)?, self.steps))
+    fn optimizer_state(&self) -> Result<OptimizerState> {
+        let names = self.opts.optimizer.map_or(&[][..], |o| o.state_names());
+        let data = self.gpu.read_many(&self.state.iter().collect::<Vec<_>>())?;
+        let buffers = names
+            .iter()
+            .zip(data)
+            .map(|(n, d)| Ok((n.to_string(), self.grad_layout.like(d)?)))
+            .collect::<Result<_>>()?;
+        Ok(OptimizerState { steps: self.steps, buffers })
     }
-    fn set_optimizer_state(&mut self, momentum: &ParamSet, steps: u64) -> Result<()> {
-        let m = self.grad_layout.like(momentum.data.clone())?;
-        self.gpu.write(&self.momentum.slice(0, m.data.len() as u64), &m.data)?;
-        self.steps = steps;
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()> {
+        let bufs = state_buffers(self.opts.optimizer.as_ref(), &self.grad_layout, state)?;
+        for (v, b) in self.state.iter().zip(&bufs) {
+            self.gpu.write(v, &b.data)?;
+        }
+        self.steps = state.steps;
         Ok(())
     }
 
@@ -366,7 +372,7 @@ impl Executor for GpuExecutor {
         }
         self.plan.check_batch(images, targets)?;
         self.upload(images, Some(targets))?;
-        let kernels: Vec<&Kernel> = self.kernels.iter().chain(self.optimizer()).collect();
+        let kernels: Vec<&Kernel> = self.kernels.iter().chain(&self.optimizer).collect();
         let times = Program::time(&self.gpu, &kernels)?;
         let report = kernels
             .iter()

@@ -17,15 +17,18 @@ pub use plan::{Plan, PlannedNode};
 pub use verify::{compare, Comparison, Row, VERIFY_TOL};
 
 use crate::nn::{Model, ParamSet};
+use crate::ops::cross_entropy;
 use crate::ops::interface::Mode;
-use crate::ops::{cross_entropy, sgd};
+use crate::optim::{LrSchedule, Optimizer, OptimizerState};
 use crate::{Error, Result};
 
 /// How an executor steps.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// The optimizer; None: forward, loss and backward only.
-    pub sgd: Option<sgd::Config>,
+    pub optimizer: Option<Optimizer>,
+    /// The learning rate of each step (constant by default).
+    pub schedule: LrSchedule,
     /// Keep every activation and gradient alive to the end of the step (for --verify) instead of
     /// reusing buffers whose lifetimes do not overlap.
     pub keep_all: bool,
@@ -62,9 +65,11 @@ pub trait Executor {
     fn set_params(&mut self, p: &ParamSet) -> Result<()>;
     /// Flat parameter gradients of the last step (same layout as the parameters).
     fn grads(&self) -> Result<ParamSet>;
-    /// Flat momentum buffers and how many optimizer steps were taken.
-    fn optimizer_state(&self) -> Result<(ParamSet, u64)>;
-    fn set_optimizer_state(&mut self, momentum: &ParamSet, steps: u64) -> Result<()>;
+    /// The optimizer's buffers and the number of training steps taken (Dropout's stream and the
+    /// optimizer's step count both follow it).
+    fn optimizer_state(&self) -> Result<OptimizerState>;
+    /// Restores what [`Executor::optimizer_state`] gave (buffers absent from `state` are zeroed).
+    fn set_optimizer_state(&mut self, state: &OptimizerState) -> Result<()>;
     /// Every activation and activation gradient of the last step, by name, in execution order
     /// (complete only with `Options::keep_all`).
     fn tensors(&self) -> Result<Vec<(String, Vec<f32>)>>;
@@ -111,6 +116,28 @@ pub fn random_key(seed: u64, i: usize) -> [u32; 2] {
     [(seed as u32) ^ (i as u32).wrapping_mul(0x9e37_79b9), (seed >> 32) as u32]
 }
 
+/// The optimizer state buffers named in `state` copied into `layout`-shaped buffers, in the
+/// optimizer's order (zeros where `state` lacks one); an error for an unknown name.
+pub(crate) fn state_buffers(
+    opt: Option<&Optimizer>,
+    layout: &ParamSet,
+    state: &OptimizerState,
+) -> Result<Vec<ParamSet>> {
+    let names = opt.map_or(&[][..], |o| o.state_names());
+    if let Some((n, _)) = state.buffers.iter().find(|(n, _)| !names.contains(&n.as_str())) {
+        return Err(Error::Graph(format!(
+            "optimizer state {n:?} does not belong to this optimizer (it keeps {names:?})"
+        )));
+    }
+    names
+        .iter()
+        .map(|n| match state.buffers.iter().find(|(m, _)| m == n) {
+            Some((_, b)) => layout.like(b.data.clone()),
+            None => Ok(layout.clone()),
+        })
+        .collect()
+}
+
 /// The error of calling `step` on an inference executor.
 pub(crate) fn not_training() -> Error {
     Error::Graph("this executor was built for inference (eval mode): it has no backward".into())
@@ -118,8 +145,8 @@ pub(crate) fn not_training() -> Error {
 
 /// Builds an executor on a device.
 pub fn executor(device: &crate::Device, model: &Model, batch: usize, opts: Options) -> Result<Box<dyn Executor>> {
-    if let Some(s) = &opts.sgd {
-        s.check()?;
+    if let Some(o) = &opts.optimizer {
+        o.check()?;
     }
     Ok(match device {
         crate::Device::Cpu => Box::new(cpu::CpuExecutor::new(model, batch, opts)?),

@@ -1,6 +1,7 @@
 //! Checkpoints. A checkpoint is a pair of safetensors files, each written atomically (temporary
 //! file, fsync, rename), optimizer state first: `checkpoint-<step>.optim.safetensors` holds the
-//! SGD momentum buffers, then `checkpoint-<step>.safetensors` holds exactly the model's state dict
+//! optimizer's buffers (`momentum.<key>` for SGD, `exp_avg.<key>` and `exp_avg_sq.<key>` for
+//! Adam and AdamW), then `checkpoint-<step>.safetensors` holds exactly the model's state dict
 //! (PyTorch's keys: `model.load_state_dict(safetensors.torch.load_file(path))` accepts it) and the
 //! metadata (epoch, step, seed, hyper-parameters, dataset). The model file lands last, so its
 //! presence marks a complete checkpoint; a crash at any moment leaves the previous one intact.
@@ -8,7 +9,7 @@
 use super::safetensors::{write, File};
 use super::state_dict;
 use crate::nn::ParamSet;
-use crate::ops::sgd;
+use crate::optim::{LrSchedule, Optimizer, OptimizerState, Sgd};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -26,35 +27,56 @@ pub struct Meta {
     pub batch: u64,
     /// Training steps taken so far.
     pub step: u64,
-    /// SGD steps taken (the momentum buffer starts as the gradient on the first).
+    /// Optimizer steps taken (SGD's momentum buffer starts as the gradient on the first; Adam's
+    /// bias correction counts them).
     pub optimizer_steps: u64,
-    /// Seed of the initialisation and of the per-epoch shuffling.
+    /// Seed of the initialisation, the per-epoch shuffling and Dropout's masks.
     pub seed: u64,
     pub batch_size: u64,
-    pub lr: f32,
-    pub momentum: f32,
-    pub dampening: f32,
-    pub weight_decay: f32,
-    pub nesterov: bool,
+    /// The network (`--model`); checkpoints written before models could be chosen are Tudui's.
+    #[serde(default = "tudui")]
+    pub model: String,
+    /// The optimizer; checkpoints written before it was recorded hold SGD's settings below.
+    #[serde(default)]
+    pub optimizer: Option<Optimizer>,
+    #[serde(default)]
+    pub schedule: LrSchedule,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dampening: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
     pub dataset: String,
     pub classes: Vec<String>,
 }
 
+fn tudui() -> String {
+    "tudui".into()
+}
+
 impl Meta {
-    pub fn sgd(&self) -> sgd::Config {
-        sgd::Config {
-            lr: self.lr,
-            momentum: self.momentum,
-            dampening: self.dampening,
-            weight_decay: self.weight_decay,
-            nesterov: self.nesterov,
-        }
+    /// The optimizer the run used.
+    pub fn optimizer(&self) -> Optimizer {
+        self.optimizer.unwrap_or_else(|| {
+            Optimizer::Sgd(Sgd {
+                lr: self.lr.unwrap_or(0.01),
+                momentum: self.momentum.unwrap_or(0.0),
+                dampening: self.dampening.unwrap_or(0.0),
+                weight_decay: self.weight_decay.unwrap_or(0.0),
+                nesterov: self.nesterov.unwrap_or(false),
+            })
+        })
     }
 }
 
 pub struct Checkpoint {
     pub params: ParamSet,
-    pub momentum: ParamSet,
+    pub optimizer: OptimizerState,
     pub meta: Meta,
 }
 
@@ -72,7 +94,9 @@ pub fn save(dir: &Path, ck: &Checkpoint) -> Result<PathBuf> {
     let meta: HashMap<String, String> =
         [(META_KEY.to_string(), serde_json::to_string(&ck.meta).expect("checkpoint metadata serializes"))].into();
     let model = model_path(dir, ck.meta.step);
-    write(&optim_path(&model), &state_dict::tensors(&ck.momentum, "momentum."), Some(meta.clone()))?;
+    let state: Vec<_> =
+        ck.optimizer.buffers.iter().flat_map(|(name, b)| state_dict::tensors(b, &format!("{name}."))).collect();
+    write(&optim_path(&model), &state, Some(meta.clone()))?;
     state_dict::save(&model, &ck.params, Some(meta))?;
     Ok(model)
 }
@@ -149,17 +173,24 @@ pub fn load(path: &Path, layout: &ParamSet) -> Result<Checkpoint> {
             format!("belongs to another checkpoint than {} (step {} vs {})", model.display(), ometa.step, meta.step),
         ));
     }
-    let mut momentum = layout.trainable_layout();
-    let renamed = File {
-        tensors: of
-            .tensors
-            .into_iter()
-            .map(|(k, v)| (k.strip_prefix("momentum.").map(String::from).unwrap_or(k), v))
-            .collect(),
-        metadata: of.metadata,
-    };
-    state_dict::apply(&op, &renamed, &mut momentum, |_| true)?;
-    Ok(Checkpoint { params, momentum, meta })
+    let mut buffers = Vec::new();
+    for name in meta.optimizer().state_names() {
+        let mut buf = layout.trainable_layout();
+        let prefix = format!("{name}.");
+        let renamed = File {
+            tensors: of
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                .collect(),
+            metadata: HashMap::new(),
+        };
+        state_dict::apply(&op, &renamed, &mut buf, |_| true)
+            .map_err(|e| Error::file(&op, format!("optimizer state {name}: {e}")))?;
+        buffers.push((name.to_string(), buf));
+    }
+    let optimizer = OptimizerState { steps: meta.optimizer_steps, buffers };
+    Ok(Checkpoint { params, optimizer, meta })
 }
 
 /// Loads parameters from a state dict or a checkpoint's model file (or a folder of checkpoints).

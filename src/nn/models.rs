@@ -146,6 +146,39 @@ pub fn resnet20(seed: u64) -> Model {
     build(&resnet_cifar(16, 3, 10), seed)
 }
 
+/// The built-in networks by name (`--model`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    #[default]
+    Tudui,
+    CifarNet,
+    Resnet20,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 3] = [ModelKind::Tudui, ModelKind::CifarNet, ModelKind::Resnet20];
+    /// The model initialised like PyTorch from `seed`.
+    pub fn build(self, seed: u64) -> Model {
+        match self {
+            ModelKind::Tudui => tudui(seed),
+            ModelKind::CifarNet => cifar_net(seed),
+            ModelKind::Resnet20 => resnet20(seed),
+        }
+    }
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Tudui => "tudui",
+            ModelKind::CifarNet => "cifar-net",
+            ModelKind::Resnet20 => "resnet20",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
 /// A built-in network's model (their graphs are valid by construction).
 fn build(net: &dyn Module, seed: u64) -> Model {
     Model::new(net, [3, 32, 32], seed).expect("a built-in network builds")

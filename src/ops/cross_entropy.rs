@@ -205,6 +205,8 @@ pub struct GpuBuffers<'a> {
     pub inp: &'a View,
     /// [`target_words`].
     pub tgt: &'a View,
+    /// Whether `tgt` holds class probabilities (N, C, S) rather than class indices (N, S).
+    pub prob_targets: bool,
     /// Class weights (C,) (ones for none).
     pub weight: &'a View,
     /// As [`gpu_scratch`] says.
@@ -217,7 +219,7 @@ pub struct GpuBuffers<'a> {
     pub dinp: &'a View,
 }
 
-fn params(o: &Options, (n, c, s): (usize, usize, usize), prob: bool) -> Params {
+fn params(o: &Options, (n, c, s): (usize, usize, usize), prob_targets: bool) -> Params {
     Params {
         rows: (n * s) as u32,
         C: c as u32,
@@ -225,21 +227,20 @@ fn params(o: &Options, (n, c, s): (usize, usize, usize), prob: bool) -> Params {
         reduction: o.reduction.code(),
         ignore_index: o.ignore_index.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
         smoothing: o.label_smoothing,
-        prob_targets: prob as u32,
+        prob_targets: prob_targets as u32,
         _pad: 0,
     }
 }
 
-/// The forward: logp, then the loss (`prob`: the targets are probabilities).
+/// The forward: logp, then the loss.
 pub fn forward_gpu(
     gpu: &Gpu,
     label: &str,
     b: &GpuBuffers<'_>,
     o: &Options,
     dims: (usize, usize, usize),
-    prob: bool,
 ) -> Result<Program> {
-    let p = params(o, dims, prob);
+    let p = params(o, dims, b.prob_targets);
     let rows = p.rows as u64;
     let logp = b.scratch[0];
     let mut prog = Program::default();
@@ -262,9 +263,8 @@ pub fn backward_gpu(
     b: &GpuBuffers<'_>,
     o: &Options,
     dims: (usize, usize, usize),
-    prob: bool,
 ) -> Result<Program> {
-    let p = params(o, dims, prob);
+    let p = params(o, dims, b.prob_targets);
     let stats = *b.scratch.last().unwrap();
     let views = [b.scratch[0], b.tgt, b.weight, b.dout, stats, b.dinp];
     Ok(Kernel::new(gpu, "cross_entropy_backward", &format!("{label}.backward"), &p, &views, p.rows as u64)?.into())

@@ -99,6 +99,33 @@ pub struct RandomKey {
     pub step: u64,
 }
 
+/// The words of the running step every step-dependent kernel reads (Dropout's stream, the
+/// optimizers' scalars), rewritten with one queue write before each step; f32 scalars are computed
+/// on the host in double precision and rounded once, as PyTorch's Python scalars are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StepWords {
+    /// Training steps taken before this one.
+    pub step_lo: u32,
+    pub step_hi: u32,
+    /// This step's learning rate.
+    pub lr: f32,
+    /// Adam: lr / (1 - beta1^t), t = step + 1.
+    pub step_size: f32,
+    /// Adam: sqrt(1 - beta2^t).
+    pub bias_correction2_sqrt: f32,
+    /// AdamW: 1 - lr · weight_decay.
+    pub decay: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+impl StepWords {
+    pub fn step(&self) -> u64 {
+        self.step_lo as u64 | (self.step_hi as u64) << 32
+    }
+}
+
 /// An op kind: a layer's configuration, as PyTorch's `nn.Module` constructor takes it.
 pub trait Op: std::fmt::Debug + Send + Sync {
     /// PyTorch's repr, e.g. `Conv2d(3, 32, kernel_size=(5, 5), stride=(1, 1), padding=(2, 2))`.
@@ -193,8 +220,8 @@ pub struct GpuIo<'a> {
     pub dout: Option<&'a View>,
     pub dinputs: Vec<Option<&'a View>>,
     pub dparams: Vec<&'a View>,
-    /// `[key0, key1, step_lo, step_hi]` of the running step, rewritten before each step
-    /// (see [`RandomKey`]); `random_key` holds this node's key.
+    /// The running step's [`StepWords`] (Dropout reads the step; see [`RandomKey`]);
+    /// `random_key` holds this node's key.
     pub step: &'a View,
     pub random_key: [u32; 2],
 }

@@ -42,6 +42,7 @@ macro_rules! registry {
 }
 
 registry!(
+    adam,
     adaptive_avgpool2d => AdaptiveAvgPool2d,
     add => Add,
     avgpool2d => AvgPool2d,

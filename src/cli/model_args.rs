@@ -1,0 +1,196 @@
+//! --model, and the optimizer and learning-rate schedule flags shared by `train` and `check`.
+
+use crate::io::checkpoint;
+use crate::nn::models::ModelKind;
+use crate::optim::{Adam, LrSchedule, Optimizer, Schedule, Sgd};
+use anyhow::bail;
+use std::path::Path;
+
+/// --model, defaulting to a checkpoint's network.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// The network: tudui, cifar-net or resnet20 [default: the checkpoint's, else tudui].
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+}
+
+impl ModelArgs {
+    /// The model asked for, else the one a wgrad checkpoint at `weights` records, else Tudui.
+    pub fn kind(&self, weights: Option<&Path>) -> ModelKind {
+        self.model
+            .or_else(|| weights.and_then(|w| checkpoint::meta_of(w).ok()).and_then(|m| ModelKind::parse(&m.model)))
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScheduleKind {
+    Constant,
+    Cosine,
+    Step,
+}
+
+/// The optimizer and its settings, as torch.optim takes them. Unset values: the checkpoint's when
+/// resuming, else PyTorch's defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OptimArgs {
+    /// sgd, adam or adamw [default: sgd].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Learning rate [default: 0.01 for SGD, 0.001 for Adam and AdamW].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// SGD momentum [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+    /// SGD dampening [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub dampening: Option<f32>,
+    /// SGD Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay: SGD and Adam add it to the gradient, AdamW decays the weights [default: 0;
+    /// AdamW 0.01].
+    #[arg(long = "weight-decay", allow_negative_numbers = true)]
+    pub weight_decay: Option<f32>,
+    /// Adam and AdamW betas, as B1,B2 [default: 0.9,0.999].
+    #[arg(long, value_delimiter = ',', num_args = 1, allow_negative_numbers = true)]
+    pub betas: Option<Vec<f32>>,
+    /// Adam and AdamW eps [default: 1e-8].
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f32>,
+    /// How the learning rate changes, per step: constant, cosine (CosineAnnealingLR down to --lr-min
+    /// over the run) or step (StepLR: × --lr-gamma every --lr-step-size steps) [default: constant].
+    #[arg(long = "lr-schedule", value_enum)]
+    pub lr_schedule: Option<ScheduleKind>,
+    /// Linear warmup over the first N steps, before the schedule [default: 0].
+    #[arg(long = "warmup-steps")]
+    pub warmup_steps: Option<u64>,
+    /// StepLR's step size, in steps.
+    #[arg(long = "lr-step-size", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lr_step_size: Option<u64>,
+    /// StepLR's gamma [default: 0.1].
+    #[arg(long = "lr-gamma", allow_negative_numbers = true)]
+    pub lr_gamma: Option<f32>,
+    /// CosineAnnealingLR's eta_min [default: 0].
+    #[arg(long = "lr-min", allow_negative_numbers = true)]
+    pub lr_min: Option<f32>,
+}
+
+impl OptimArgs {
+    /// Whether any optimizer flag was given (`check` takes a step only then).
+    pub fn given(&self) -> bool {
+        self.optimizer.is_some() || self.lr.is_some()
+    }
+
+    /// The optimizer: the flags given, over `saved` (a checkpoint's), over PyTorch's defaults.
+    pub fn optimizer(&self, saved: Option<Optimizer>) -> anyhow::Result<Optimizer> {
+        let kind = match (self.optimizer, saved) {
+            (Some(k), _) => k,
+            (None, Some(Optimizer::Sgd(_))) | (None, None) => OptimizerKind::Sgd,
+            (None, Some(Optimizer::Adam(_))) => OptimizerKind::Adam,
+            (None, Some(Optimizer::AdamW(_))) => OptimizerKind::Adamw,
+        };
+        let o = match kind {
+            OptimizerKind::Sgd => {
+                for (flag, given) in [("--betas", self.betas.is_some()), ("--eps", self.eps.is_some())] {
+                    if given {
+                        bail!("{flag} applies to Adam and AdamW, not SGD");
+                    }
+                }
+                let base = match saved {
+                    Some(Optimizer::Sgd(s)) => s,
+                    _ => Sgd::new(0.01),
+                };
+                Optimizer::Sgd(Sgd {
+                    lr: self.lr.unwrap_or(base.lr),
+                    momentum: self.momentum.unwrap_or(base.momentum),
+                    dampening: self.dampening.unwrap_or(base.dampening),
+                    weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+                    nesterov: self.nesterov || base.nesterov,
+                })
+            }
+            OptimizerKind::Adam | OptimizerKind::Adamw => {
+                let sgd_only = [
+                    ("--momentum", self.momentum.is_some()),
+                    ("--dampening", self.dampening.is_some()),
+                    ("--nesterov", self.nesterov),
+                ];
+                if let Some((flag, _)) = sgd_only.iter().find(|f| f.1) {
+                    bail!("{flag} applies to SGD, not Adam or AdamW");
+                }
+                let adamw = kind == OptimizerKind::Adamw;
+                let base = match saved {
+                    Some(Optimizer::Adam(a)) if !adamw => a,
+                    Some(Optimizer::AdamW(a)) if adamw => a,
+                    _ if adamw => Adam::adamw(0.001),
+                    _ => Adam::new(0.001),
+                };
+                let betas = match self.betas.as_deref() {
+                    None => base.betas,
+                    Some(&[b1, b2]) => (b1, b2),
+                    Some(v) => bail!("--betas takes two values, B1,B2; got {v:?}"),
+                };
+                let a = Adam {
+                    lr: self.lr.unwrap_or(base.lr),
+                    betas,
+                    eps: self.eps.unwrap_or(base.eps),
+                    weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+                };
+                if adamw {
+                    Optimizer::AdamW(a)
+                } else {
+                    Optimizer::Adam(a)
+                }
+            }
+        };
+        o.check()?;
+        Ok(o)
+    }
+
+    /// The schedule: the flags given, over `saved`, over a constant rate; a cosine schedule
+    /// anneals over `total_steps` (after the warmup).
+    pub fn schedule(&self, saved: Option<LrSchedule>, total_steps: u64) -> anyhow::Result<LrSchedule> {
+        let base = saved.unwrap_or_default();
+        let warmup_steps = self.warmup_steps.unwrap_or(base.warmup_steps);
+        let kind = self.lr_schedule.unwrap_or(match base.schedule {
+            Schedule::Constant => ScheduleKind::Constant,
+            Schedule::Cosine { .. } => ScheduleKind::Cosine,
+            Schedule::Step { .. } => ScheduleKind::Step,
+        });
+        let schedule = match (kind, base.schedule) {
+            (ScheduleKind::Constant, _) => Schedule::Constant,
+            (ScheduleKind::Cosine, Schedule::Cosine { t_max, eta_min }) if self.lr_schedule.is_none() => {
+                Schedule::Cosine { t_max, eta_min: self.lr_min.unwrap_or(eta_min) }
+            }
+            (ScheduleKind::Cosine, _) => Schedule::Cosine {
+                t_max: total_steps.saturating_sub(warmup_steps).max(1),
+                eta_min: self.lr_min.unwrap_or(0.0),
+            },
+            (ScheduleKind::Step, saved) => {
+                let (s0, g0) = match saved {
+                    Schedule::Step { step_size, gamma } => (Some(step_size), gamma),
+                    _ => (None, 0.1),
+                };
+                let Some(step_size) = self.lr_step_size.or(s0) else {
+                    bail!("--lr-schedule step needs --lr-step-size N (steps between decays)");
+                };
+                Schedule::Step { step_size, gamma: self.lr_gamma.unwrap_or(g0) }
+            }
+        };
+        if !matches!(schedule, Schedule::Step { .. }) && (self.lr_step_size.is_some() || self.lr_gamma.is_some()) {
+            bail!("--lr-step-size and --lr-gamma apply to --lr-schedule step");
+        }
+        if !matches!(schedule, Schedule::Cosine { .. }) && self.lr_min.is_some() {
+            bail!("--lr-min applies to --lr-schedule cosine");
+        }
+        Ok(LrSchedule { schedule, warmup_steps })
+    }
+}
