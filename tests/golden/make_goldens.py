@@ -430,6 +430,147 @@ def residual():
     save_file(expected, os.path.join(OUT, 'residual_expected.safetensors'))
 
 
+class CifarNet(nn.Module):
+    """The network of PyTorch's "Training a Classifier" CIFAR-10 tutorial."""
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class ResNet20(nn.Module):
+    """He et al. 2016, section 4.2: 3 stages x 3 basic blocks, 16/32/64 channels, projection shortcuts."""
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(BasicBlock(16, 16, 1), BasicBlock(16, 16, 1), BasicBlock(16, 16, 1))
+        self.layer2 = nn.Sequential(BasicBlock(16, 32, 2), BasicBlock(32, 32, 1), BasicBlock(32, 32, 1))
+        self.layer3 = nn.Sequential(BasicBlock(32, 64, 2), BasicBlock(64, 64, 1), BasicBlock(64, 64, 1))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _batches(n):
+    """The Tudui batches (8 images each) that `wgrad check` reads."""
+    from safetensors.torch import load_file
+    return [load_file(os.path.join(OUT, f'tudui_batch{i}.safetensors')) for i in range(1, n + 1)]
+
+
+def _rel_l2(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def _steps(model, make_opt, n, init=None, save_state=False):
+    """`n` train-mode steps of `model` with the optimizer `make_opt(params)` on the Tudui batches,
+    written as `wgrad check` writes them (logits.i, loss.i, grad.i.<key>, param.i.<key> for every
+    state-dict entry). Each step is also taken in float64 from the same float32 state; the metadata
+    `f32_error` gives, per tensor, PyTorch float32's relative L2 distance from that float64 result:
+    how well float32 can be expected to agree at all (BatchNorm in train mode at initialisation
+    amplifies rounding). With `save_state`, the optimizer's buffers after each step but the last go
+    in as state.i.<name>.<key> (momentum, exp_avg, exp_avg_sq), so a test can start step i + 1 from
+    PyTorch's own state."""
+    import copy
+    if init is not None:
+        save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, os.path.join(OUT, init))
+    opt = make_opt(model.parameters())
+    expected, errors = {}, {}
+    model.train()
+    for i, b in enumerate(_batches(n), 1):
+        model64 = copy.deepcopy(model).double()
+        opt64 = make_opt(model64.parameters())
+        sd = copy.deepcopy(opt.state_dict())
+        for st in sd['state'].values():
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.is_floating_point() and k != 'step':
+                    st[k] = v.double()
+        opt64.load_state_dict(sd)
+        for m, o, images in [(model, opt, b['images']), (model64, opt64, b['images'].double())]:
+            o.zero_grad()
+            m.train()
+            logits = m(images)
+            loss = F.cross_entropy(logits, b['targets'])
+            loss.backward()
+            if m is model:
+                expected[f'logits.{i}'] = logits.detach().clone()
+                expected[f'loss.{i}'] = loss.detach().clone()
+                for k, p in model.named_parameters():
+                    expected[f'grad.{i}.{k}'] = p.grad.detach().clone()
+            else:
+                errors[f'logits.{i}'] = _rel_l2(expected[f'logits.{i}'], logits.detach())
+                for k, p in model64.named_parameters():
+                    errors[f'grad.{i}.{k}'] = _rel_l2(expected[f'grad.{i}.{k}'], p.grad)
+            o.step()
+        for k, v in model.state_dict().items():
+            expected[f'param.{i}.{k}'] = v.detach().clone()
+        for k, v in model64.state_dict().items():
+            if v.is_floating_point():
+                errors[f'param.{i}.{k}'] = _rel_l2(expected[f'param.{i}.{k}'], v)
+        if save_state and i < n:
+            names = {'momentum_buffer': 'momentum', 'exp_avg': 'exp_avg', 'exp_avg_sq': 'exp_avg_sq'}
+            for k, p in model.named_parameters():
+                for sk, v in opt.state[p].items():
+                    if sk in names:
+                        expected[f'state.{i}.{names[sk]}.{k}'] = v.detach().clone()
+    return expected, {'f32_error': json.dumps(errors)}
+
+
+def models_and_optimizers():
+    """cifar-net with SGD (momentum, weight decay) and resnet20 with SGD and with AdamW over 2
+    steps; Tudui with Adam and with AdamW over 3 steps; resnet20's eval-mode logits and loss with
+    the running statistics its SGD steps left."""
+    def write(name, em):
+        save_file(em[0], os.path.join(OUT, name), metadata=em[1])
+
+    torch.manual_seed(6)
+    net = CifarNet()
+    write('cifar_net_sgd_expected.safetensors',
+          _steps(net, lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, weight_decay=5e-4), 2, init='cifar_net_init.safetensors'))
+
+    torch.manual_seed(7)
+    net = ResNet20()
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    e, meta = _steps(net, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4), 2, init='resnet20_init.safetensors',
+                     save_state=True)
+    # Eval mode with the running statistics after two steps, on the third batch.
+    net.eval()
+    b = _batches(3)[2]
+    with torch.no_grad():
+        logits = net(b['images'])
+    e['eval_logits'] = logits.clone()
+    e['eval_loss'] = F.cross_entropy(logits, b['targets']).reshape(())
+    write('resnet20_sgd_expected.safetensors', (e, meta))
+    net.load_state_dict(init)
+    write('resnet20_adamw_expected.safetensors',
+          _steps(net, lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.05), 2, save_state=True))
+
+    from safetensors.torch import load_file
+    tudui_init = load_file(os.path.join(OUT, 'tudui_init.safetensors'))
+    for name, make in [('adam', lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.8, 0.99), eps=1e-7, weight_decay=1e-3)),
+                       ('adamw', lambda p: torch.optim.AdamW(p, lr=2e-3))]:
+        model = Tudui()
+        model.load_state_dict(tudui_init)
+        write(f'tudui_{name}_expected.safetensors', _steps(model, make, 3))
+
+
 if __name__ == '__main__':
     os.makedirs(OUT, exist_ok=True)
     losses()
@@ -441,4 +582,5 @@ if __name__ == '__main__':
     pools()
     dropout()
     residual()
+    models_and_optimizers()
     print('goldens written to', os.path.abspath(OUT))
