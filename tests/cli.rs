@@ -205,3 +205,87 @@ fn ctrl_c_saves_at_a_step_boundary_and_exits_0() {
     let ck = wgrad::io::checkpoint::latest(&run).expect("a checkpoint saved on Ctrl-C");
     wgrad::io::checkpoint::load(&ck, &wgrad::models::tudui(0).params).unwrap();
 }
+
+#[test]
+fn check_takes_the_model_and_the_optimizer() {
+    let dir = tempdir();
+    let out = dir.join("out.safetensors");
+    let (b1, b2) = (data_path("tudui_batch1.safetensors"), data_path("tudui_batch2.safetensors"));
+    // cifar-net with SGD over two batches, as PyTorch.
+    let (code, _, stderr) = wgrad(&[
+        "check",
+        "--model",
+        "cifar-net",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&data_path("cifar_net_init.safetensors")),
+        "--batch",
+        s(&b1),
+        "--batch",
+        s(&b2),
+        "--out",
+        s(&out),
+        "--lr",
+        "0.01",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "5e-4",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (got, wp) = (File::read(&out).unwrap(), data_path("cifar_net_sgd_expected.safetensors"));
+    let want = File::read(&wp).unwrap();
+    for k in want.tensors.keys() {
+        let w = want.f32(&wp, k).unwrap().1;
+        assert_close(&format!("check cifar-net {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
+    }
+    // resnet20 with AdamW: one step, every state-dict entry written (int64 counters included).
+    let (code, stdout, stderr) = wgrad(&[
+        "check",
+        "--model",
+        "resnet20",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&data_path("resnet20_init.safetensors")),
+        "--batch",
+        s(&b1),
+        "--out",
+        s(&out),
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "1e-3",
+        "--weight-decay",
+        "0.05",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("step 1: loss"), "{stdout}");
+    let (got, wp) = (File::read(&out).unwrap(), data_path("resnet20_adamw_expected.safetensors"));
+    let want = File::read(&wp).unwrap();
+    assert_close("resnet20 loss.1", got.f32(&out, "loss.1").unwrap().1, want.f32(&wp, "loss.1").unwrap().1, 1e-5, 1e-6);
+    let params: Vec<&String> = got.tensors.keys().filter(|k| k.starts_with("param.1.")).collect();
+    assert_eq!(params.len(), 128, "every state-dict entry of resnet20");
+    assert_eq!(got.i64(&out, "param.1.layer3.2.bn2.num_batches_tracked").unwrap().1, &[1]);
+    // Settings that belong to another optimizer are refused.
+    let (code, _, stderr) = wgrad(&[
+        "check",
+        "--model",
+        "resnet20",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&data_path("resnet20_init.safetensors")),
+        "--batch",
+        s(&b1),
+        "--out",
+        s(&out),
+        "--optimizer",
+        "adam",
+        "--momentum",
+        "0.9",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--momentum applies to SGD"), "{stderr}");
+}

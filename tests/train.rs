@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use wgrad::data::{load, Dataset, DatasetKind, Split, IMAGE_BYTES};
 use wgrad::io::checkpoint;
-use wgrad::optim::{Optimizer, Sgd};
+use wgrad::optim::{LrSchedule, Optimizer, Schedule, Sgd};
 use wgrad::train::{Config, Outcome, Quiet, Trainer};
 use wgrad::{models, Device};
 
@@ -40,7 +40,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
 fn trainer(device: &Device, out: &std::path::Path, cfg: Config, resume: Option<&std::path::Path>) -> Trainer {
     Trainer::new(
         device.clone(),
-        models::tudui(cfg.seed),
+        cfg.model.build(cfg.seed),
         synthetic(Split::Train, 64),
         synthetic(Split::Test, 32),
         cfg,
@@ -51,15 +51,20 @@ fn trainer(device: &Device, out: &std::path::Path, cfg: Config, resume: Option<&
 }
 
 fn resume_is_exact(device: Device) {
-    // 64 images in batches of 16: 4 steps an epoch; stop after 6 (mid-epoch 2), resume to 3 epochs.
+    resume_is_exact_with(device, |c| c)
+}
+
+/// 64 images in batches of 16: 4 steps an epoch; stop after 6 (mid-epoch 2), resume to 3 epochs;
+/// the parameters equal 12 straight steps' bit for bit.
+fn resume_is_exact_with(device: Device, cfg: impl Fn(Config) -> Config) {
     let straight_dir = tempdir();
-    let mut straight = trainer(&device, &straight_dir, config(3, None), None);
+    let mut straight = trainer(&device, &straight_dir, cfg(config(3, None)), None);
     assert_eq!(straight.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
     let split_dir = tempdir();
-    let mut first = trainer(&device, &split_dir, config(3, Some(6)), None);
+    let mut first = trainer(&device, &split_dir, cfg(config(3, Some(6))), None);
     assert_eq!(first.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::MaxSteps);
     drop(first);
-    let mut second = trainer(&device, &split_dir, config(3, None), Some(&split_dir));
+    let mut second = trainer(&device, &split_dir, cfg(config(3, None)), Some(&split_dir));
     assert_eq!((second.meta.epoch, second.meta.batch, second.meta.step), (1, 2, 6));
     assert_eq!(second.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
     assert_eq!(second.meta.step, 12);
@@ -84,6 +89,48 @@ fn resume_is_bit_exact_on_the_cpu_path() {
 fn resume_is_bit_exact_on_the_gpu() {
     let Some(gpu) = gpu() else { return };
     resume_is_exact(Device::Gpu(gpu));
+}
+
+/// ResNet-20 with Adam under a cosine schedule with warmup: the optimizer's two moment buffers,
+/// its step count, BatchNorm's running statistics and the schedule all carry over a resume.
+fn resnet20_adam(c: Config) -> Config {
+    Config {
+        model: wgrad::nn::models::ModelKind::Resnet20,
+        optimizer: Optimizer::Adam(wgrad::optim::Adam::new(1e-3)),
+        schedule: LrSchedule { schedule: Schedule::Cosine { t_max: 10, eta_min: 1e-5 }, warmup_steps: 2 },
+        ..c
+    }
+}
+
+#[test]
+fn resume_is_bit_exact_with_adam_on_resnet20_on_the_cpu_path() {
+    resume_is_exact_with(Device::Cpu, resnet20_adam);
+}
+
+#[test]
+fn resume_is_bit_exact_with_adam_on_resnet20_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    resume_is_exact_with(Device::Gpu(gpu), resnet20_adam);
+}
+
+#[test]
+fn a_resume_with_other_settings_is_refused_naming_them() {
+    let out = tempdir();
+    let mut t = trainer(&Device::Cpu, &out, config(1, Some(1)), None);
+    t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+    let e = Trainer::new(
+        Device::Cpu,
+        models::tudui(3),
+        synthetic(Split::Train, 64),
+        synthetic(Split::Test, 32),
+        resnet20_adam(config(1, None)),
+        &out,
+        Some(&out),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("trained as tudui") && e.contains("SGD(lr=0.01"), "{e}");
 }
 
 #[test]

@@ -571,6 +571,31 @@ def models_and_optimizers():
         write(f'tudui_{name}_expected.safetensors', _steps(model, make, 3))
 
 
+def optimizers():
+    """torch.optim.SGD (momentum, dampening, nesterov, weight decay), Adam and AdamW on one tensor
+    over three steps with given gradients: the parameter after each step."""
+    torch.manual_seed(8)
+    t, m = {}, {}
+    cases = [('sgd_plain', 'sgd', dict(lr=0.1)),
+             ('sgd_momentum_dampening', 'sgd', dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=1e-2)),
+             ('sgd_nesterov', 'sgd', dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=5e-4)),
+             ('adam', 'adam', dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=1e-2)),
+             ('adamw', 'adamw', dict(lr=1e-2, weight_decay=0.1))]
+    for name, kind, kw in cases:
+        p = torch.randn(1000, requires_grad=True)
+        t[f'{name}.param0'] = p.detach().clone()
+        opt = {'sgd': torch.optim.SGD, 'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[kind]([p], **kw)
+        for i in (1, 2, 3):
+            g = torch.randn(1000) * (0.1 if i == 2 else 1.0)
+            g[:10] = 0.0
+            t[f'{name}.grad{i}'] = g
+            p.grad = g.clone()
+            opt.step()
+            t[f'{name}.param{i}'] = p.detach().clone()
+        m[name] = dict(op=kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()})
+    save('optimizers.safetensors', t, m)
+
+
 if __name__ == '__main__':
     os.makedirs(OUT, exist_ok=True)
     losses()
@@ -583,4 +608,5 @@ if __name__ == '__main__':
     dropout()
     residual()
     models_and_optimizers()
+    optimizers()
     print('goldens written to', os.path.abspath(OUT))
