@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""PyTorch's side of the Fashion-MNIST comparison: Tudui, 1 epoch, batch 64, SGD lr 0.01 momentum 0.9,
-on the same data as `wgrad train --dataset fashion-mnist` (28×28 zero-padded to 32×32, channel
-replicated, ToTensor, shuffled), then test accuracy.
+"""PyTorch's side of the Fashion-MNIST comparison (benches/fashion_mnist.sh runs both sides): a
+model trained for some epochs on the same data as `wgrad train --dataset fashion-mnist` (28×28
+zero-padded to 32×32, channel replicated, ToTensor, shuffled, last partial batch dropped), then
+test accuracy. The networks are tests/golden/make_goldens.py's, the ones the goldens come from.
 
-    python3 benches/fashion_mnist_pytorch.py [--threads 2] [--epochs 1]
+    python3 benches/fashion_mnist_pytorch.py --model cifar-net --optimizer adam --lr 1e-3 --seed 0
 """
-import argparse, gzip, os, time
-from collections import OrderedDict
+import argparse, gzip, json, os, sys, time
 import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests', 'golden'))
+from make_goldens import CifarNet, ResNet20, Tudui  # noqa: E402
+
 DIR = '/usr/share/datasets/fashion-mnist'
+MODELS = {'tudui': Tudui, 'cifar-net': CifarNet, 'resnet20': ResNet20}
 
 
 def load(prefix):
@@ -26,38 +30,50 @@ def load(prefix):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument('--model', default='tudui', choices=list(MODELS))
+    ap.add_argument('--optimizer', default='sgd', choices=['sgd', 'adam'])
+    ap.add_argument('--lr', type=float, default=0.01)
+    ap.add_argument('--momentum', type=float, default=0.0)
+    ap.add_argument('--weight-decay', type=float, default=0.0)
+    ap.add_argument('--batch-size', type=int, default=64)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--epochs', type=int, default=1)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--json', action='store_true', help='print one JSON line with the last epoch')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    model = nn.Sequential(OrderedDict([
-        ('conv1', nn.Conv2d(3, 32, 5, padding=2)), ('pool1', nn.MaxPool2d(2)),
-        ('conv2', nn.Conv2d(32, 32, 5, padding=2)), ('pool2', nn.MaxPool2d(2)),
-        ('conv3', nn.Conv2d(32, 64, 5, padding=2)), ('pool3', nn.MaxPool2d(2)),
-        ('flatten', nn.Flatten()), ('fc1', nn.Linear(1024, 64)), ('fc2', nn.Linear(64, 10))]))
+    model = MODELS[a.model]()
     xtr, ytr = load('train')
     xte, yte = load('t10k')
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = (torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
+           if a.optimizer == 'sgd' else torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.weight_decay))
     loss_fn = nn.CrossEntropyLoss()
+    bs = a.batch_size
     for epoch in range(a.epochs):
         t0 = time.time()
+        model.train()
         perm = torch.randperm(len(xtr))
         total, n = 0.0, 0
-        for i in range(0, len(xtr) - 63, 64):
-            idx = perm[i:i + 64]
+        for i in range(0, len(xtr) - bs + 1, bs):
+            idx = perm[i:i + bs]
             opt.zero_grad()
             loss = loss_fn(model(xtr[idx]), ytr[idx])
             loss.backward()
             opt.step()
             total += loss.item()
             n += 1
+        model.eval()
         with torch.no_grad():
             logits = torch.cat([model(xte[i:i + 256]) for i in range(0, len(xte), 256)])
         acc = (logits.argmax(1) == yte).float().mean().item()
         test_loss = loss_fn(logits, yte).item()
-        print(f'epoch {epoch + 1}: train loss {total / n:.4f}  test loss {test_loss:.4f}  test accuracy {100 * acc:.2f}%  {time.time() - t0:.1f} s')
+        secs = time.time() - t0
+        if a.json:
+            if epoch == a.epochs - 1:
+                print(json.dumps(dict(model=a.model, seed=a.seed, test_accuracy=acc, test_loss=test_loss, seconds=secs)))
+        else:
+            print(f'epoch {epoch + 1}: train loss {total / n:.4f}  test loss {test_loss:.4f}  test accuracy {100 * acc:.2f}%  {secs:.1f} s')
 
 
 if __name__ == '__main__':

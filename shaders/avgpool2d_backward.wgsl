@@ -21,6 +21,9 @@ struct Params {
     _pad2: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dinp: array<f32>;
@@ -52,10 +55,10 @@ fn covering(x: i32, k: u32, s: u32, pad: u32, n_out: u32) -> vec2<i32> {
     return vec2<i32>(lo, hi);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let i = (wid.x + wid.y * nwg.x) * WG + li;
     let HW = p.H * p.W;
     if (i >= p.planes * HW) {
         return;

@@ -19,6 +19,9 @@ struct Params {
     _pad1: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
@@ -26,10 +29,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> stat: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> wdy: array<f32, 256>;
-var<workgroup> wdyx: array<f32, 256>;
+var<workgroup> wdy: array<f32, WG>;
+var<workgroup> wdyx: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let g = wid.x + wid.y * nwg.x;
@@ -44,11 +47,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         invstd = 1.0 / sqrt(stat[c] + p.eps);
     }
     let mu = mean[c];
-    let start = k * 256u * p.per_thread;
+    let start = k * WG * p.per_thread;
     var sdy = 0.0;
     var sdyx = 0.0;
     for (var j = 0u; j < p.per_thread; j++) {
-        let m = start + j * 256u + li;
+        let m = start + j * WG + li;
         if (m < M) {
             let at = ((m / p.HW) * p.C + c) * p.HW + m % p.HW;
             let dy = dout[at];
@@ -59,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     wdy[li] = sdy;
     wdyx[li] = sdyx;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             wdy[li] += wdy[li + s];
             wdyx[li] += wdyx[li + s];

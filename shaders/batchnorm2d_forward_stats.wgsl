@@ -20,15 +20,18 @@ struct Params {
     _pad1: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> wn: array<f32, 256>;
-var<workgroup> wmean: array<f32, 256>;
-var<workgroup> wm2: array<f32, 256>;
+var<workgroup> wn: array<f32, WG>;
+var<workgroup> wmean: array<f32, WG>;
+var<workgroup> wm2: array<f32, WG>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let g = wid.x + wid.y * nwg.x;
@@ -38,12 +41,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let c = g / p.chunks;
     let k = g % p.chunks;
     let M = p.N * p.HW;
-    let start = k * 256u * p.per_thread;
+    let start = k * WG * p.per_thread;
     var n = 0.0;
     var mean = 0.0;
     var m2 = 0.0;
     for (var j = 0u; j < p.per_thread; j++) {
-        let m = start + j * 256u + li;
+        let m = start + j * WG + li;
         if (m < M) {
             let x = inp[((m / p.HW) * p.C + c) * p.HW + m % p.HW];
             n += 1.0;
@@ -56,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     wmean[li] = mean;
     wm2[li] = m2;
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             let na = wn[li];
             let nb = wn[li + s];

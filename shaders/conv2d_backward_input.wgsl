@@ -30,30 +30,35 @@ struct Params {
     _pad1: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
 const TP: u32 = 8u;
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
+const TC: u32 = 8u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let g = (wid.x + wid.y * nwg.x) * 64u + li;
+    let g = (wid.x + wid.y * nwg.x) * WG + li;
     let HW = p.H * p.W;
     let P = p.N * HW;
     // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
     // pixels: with L = ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
     let L = (P + TP - 1u) / TP;
-    let tiles = L * ((p.IC + 7u) / 8u);
+    let tiles = L * ((p.IC + TC - 1u) / TC);
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
     let oc_end = min((s + 1u) * p.chunk, p.OC);
-    let ic0 = (t / L) * 8u;
+    let ic0 = (t / L) * TC;
     let q0 = t % L;
     let OHW = p.OH * p.OW;
     let KK = p.KH * p.KW;

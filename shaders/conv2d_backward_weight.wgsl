@@ -28,28 +28,33 @@ struct Params {
     _pad1: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 const TK: u32 = 8u;
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
+const TC: u32 = 8u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let t = (wid.x + wid.y * nwg.x) * 64u + li;
+    let t = (wid.x + wid.y * nwg.x) * WG + li;
     let KK = p.KH * p.KW;
     let K = p.IC * KK;
     // k goes to invocations with a stride, so neighbouring invocations read neighbouring inputs:
     // with tiles_k = ceil(K / TK) invocations per channel tile, invocation l takes l + tiles_k j.
     let tiles_k = (K + TK - 1u) / TK;
-    let tiles_oc = (p.OC + 7u) / 8u;
+    let tiles_oc = (p.OC + TC - 1u) / TC;
     if (t >= p.splits * tiles_oc * tiles_k) {
         return;
     }
     let s = t / (tiles_oc * tiles_k);
-    let oc0 = ((t / tiles_k) % tiles_oc) * 8u;
+    let oc0 = ((t / tiles_k) % tiles_oc) * TC;
     let k0 = t % tiles_k;
     let OHW = p.OH * p.OW;
     let HW = p.H * p.W;

@@ -28,6 +28,9 @@ struct Params {
     _pad1: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
@@ -35,23 +38,25 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TP: u32 = 8u;
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
+const TC: u32 = 8u;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let g = (wid.x + wid.y * nwg.x) * 64u + li;
+    let g = (wid.x + wid.y * nwg.x) * WG + li;
     let OHW = p.OH * p.OW;
     let P = p.N * OHW;
     // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
     // pixels: with L = ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
     let L = (P + TP - 1u) / TP;
-    let tiles = L * ((p.OC + 7u) / 8u);
+    let tiles = L * ((p.OC + TC - 1u) / TC);
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
-    let oc0 = (t / L) * 8u;
+    let oc0 = (t / L) * TC;
     let q0 = t % L;
     let ic_end = min((s + 1u) * p.chunk, p.IC);
     let HW = p.H * p.W;

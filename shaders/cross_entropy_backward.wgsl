@@ -17,6 +17,9 @@ struct Params {
     _pad: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logp: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<u32>;
@@ -25,7 +28,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read> stats: array<vec2<f32>>;
 @group(0) @binding(6) var<storage, read_write> dinp: array<f32>;
 
-var<workgroup> part: array<f32, 64>;
+var<workgroup> part: array<f32, WG>;
 
 fn dlogp(c: u32, i: u32, g: f32, t: i32) -> f32 {
     let eps = p.smoothing;
@@ -43,7 +46,7 @@ fn dlogp(c: u32, i: u32, g: f32, t: i32) -> f32 {
     return -g * v;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let row = wid.x + wid.y * nwg.x;
@@ -65,12 +68,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 
     var acc = 0.0;
-    for (var c = li; c < p.C; c += 64u) {
+    for (var c = li; c < p.C; c += WG) {
         acc += dlogp(c, base + c * p.S, g, t);
     }
     part[li] = acc;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             part[li] += part[li + s];
         }
@@ -78,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let total = part[0];
     if (valid) {
-        for (var c = li; c < p.C; c += 64u) {
+        for (var c = li; c < p.C; c += WG) {
             let i = base + c * p.S;
             dinp[i] = dlogp(c, i, g, t) - exp(logp[i]) * total;
         }

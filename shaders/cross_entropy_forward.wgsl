@@ -18,6 +18,9 @@ struct Params {
     _pad: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<u32>;
@@ -25,12 +28,12 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> logp: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-var<workgroup> part: array<f32, 64>;
+var<workgroup> part: array<f32, WG>;
 
 fn tree_sum(li: u32, v: f32) -> f32 {
     part[li] = v;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             part[li] += part[li + s];
         }
@@ -41,7 +44,7 @@ fn tree_sum(li: u32, v: f32) -> f32 {
     return total;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let row = wid.x + wid.y * nwg.x;
@@ -50,12 +53,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = (r / p.S) * p.C * p.S + r % p.S;
 
     var m = bitcast<f32>(0xff800000u); // -inf
-    for (var c = li; c < p.C; c += 64u) {
+    for (var c = li; c < p.C; c += WG) {
         m = max(m, inp[base + c * p.S]);
     }
     part[li] = m;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             part[li] = max(part[li], part[li + s]);
         }
@@ -65,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
 
     var se = 0.0;
-    for (var c = li; c < p.C; c += 64u) {
+    for (var c = li; c < p.C; c += WG) {
         se += exp(inp[base + c * p.S] - mx);
     }
     // log-probabilities as (x - max) - log(sum exp(x - max)), in that order, as log_softmax_forward.
@@ -74,7 +77,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let eps = p.smoothing;
     let uniform_q = eps / f32(p.C);
     var acc = 0.0;
-    for (var c = li; c < p.C; c += 64u) {
+    for (var c = li; c < p.C; c += WG) {
         let i = base + c * p.S;
         let lp = (inp[i] - mx) - ls;
         if (valid) {

@@ -10,13 +10,16 @@ struct Params {
     _pad: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> part: array<f32, 64>;
+var<workgroup> part: array<f32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let row = wid.x + wid.y * nwg.x;
@@ -25,12 +28,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = (r / p.S) * p.C * p.S + r % p.S;
 
     var m = bitcast<f32>(0xff800000u); // -inf
-    for (var c = li; c < p.C; c += 64u) {
+    for (var c = li; c < p.C; c += WG) {
         m = max(m, inp[base + c * p.S]);
     }
     part[li] = m;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             part[li] = max(part[li], part[li + s]);
         }
@@ -40,12 +43,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
 
     var se = 0.0;
-    for (var c = li; c < p.C; c += 64u) {
+    for (var c = li; c < p.C; c += WG) {
         se += exp(inp[base + c * p.S] - mx);
     }
     part[li] = se;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
             part[li] += part[li + s];
         }
@@ -53,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let ls = log(part[0]);
     if (valid) {
-        for (var c = li; c < p.C; c += 64u) {
+        for (var c = li; c < p.C; c += WG) {
             out[base + c * p.S] = (inp[base + c * p.S] - mx) - ls;
         }
     }

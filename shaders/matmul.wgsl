@@ -21,26 +21,31 @@ struct Params {
     _pad1: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+// Rows and columns of c per invocation: the vec4 accumulators (ops::linear::MATMUL_TILE).
+const T: u32 = 4u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let g = (wid.x + wid.y * nwg.x) * 64u + li;
-    let tiles_n = (p.N + 3u) / 4u;
-    let tiles = tiles_n * ((p.M + 3u) / 4u);
+    let g = (wid.x + wid.y * nwg.x) * WG + li;
+    let tiles_n = (p.N + T - 1u) / T;
+    let tiles = tiles_n * ((p.M + T - 1u) / T);
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
     let k_end = min((s + 1u) * p.chunk, p.K);
-    let m0 = (t / tiles_n) * 4u;
-    let n0 = (t % tiles_n) * 4u;
+    let m0 = (t / tiles_n) * T;
+    let n0 = (t % tiles_n) * T;
     let ms = vec4<u32>(min(m0, p.M - 1u), min(m0 + 1u, p.M - 1u), min(m0 + 2u, p.M - 1u), min(m0 + 3u, p.M - 1u));
     let ns = vec4<u32>(min(n0, p.N - 1u), min(n0 + 1u, p.N - 1u), min(n0 + 2u, p.N - 1u), min(n0 + 3u, p.N - 1u));
     let ar = ms * p.sam;

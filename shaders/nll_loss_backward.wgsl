@@ -14,6 +14,9 @@ struct Params {
     _pad2: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> tgt: array<i32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
@@ -21,10 +24,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> stats: array<vec2<f32>>;
 @group(0) @binding(5) var<storage, read_write> dinp: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let i = (wid.x + wid.y * nwg.x) * WG + li;
     if (i >= p.n) {
         return;
     }

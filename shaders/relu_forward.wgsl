@@ -8,17 +8,23 @@ struct Params {
     _pad2: u32,
 }
 
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 256u;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    let i = (wid.x + wid.y * nwg.x) * WG + li;
     if (i >= p.n) {
         return;
     }
     let x = inp[i];
-    out[i] = select(x, 0.0, x < 0.0);
+    // NaN passes through. Tested on the bits: GL compilers may fold `x < 0 ? 0 : x` into max(x, 0),
+    // which gives 0 for NaN.
+    let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+    out[i] = select(select(x, 0.0, x < 0.0), x, nan);
 }

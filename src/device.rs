@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 /// Which kind of device to run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DeviceKind {
-    /// The best GPU adapter (discrete > integrated > virtual > software), else the CPU path.
+    /// The best hardware GPU adapter (discrete > integrated > virtual), else the CPU path: a
+    /// software adapter (lavapipe, llvmpipe, WARP, SwiftShader) runs WGSL on the CPU far slower
+    /// than the CPU path, so it is used only when asked for (`gpu`, or `--adapter` naming it).
     #[default]
     Auto,
     /// A wgpu adapter (a software one such as lavapipe included); an error if there is none.
@@ -120,13 +122,20 @@ fn candidates(backend: BackendChoice) -> Vec<wgpu::Adapter> {
 pub fn list_adapters(opts: &DeviceOptions) -> (Vec<AdapterSummary>, Option<usize>) {
     let list = candidates(opts.backend);
     let infos: Vec<_> = list.iter().map(|a| summary(&a.get_info())).collect();
-    let chosen = if opts.kind == DeviceKind::Cpu { None } else { pick(&list, opts.adapter.as_deref()) };
+    let chosen = if opts.kind == DeviceKind::Cpu { None } else { pick(&list, opts.adapter.as_deref(), opts.kind) };
     (infos, chosen)
 }
 
-fn pick(list: &[wgpu::Adapter], name: Option<&str>) -> Option<usize> {
+/// Whether an adapter runs on the CPU in software (lavapipe, llvmpipe, WARP, SwiftShader).
+pub fn is_software(t: wgpu::DeviceType) -> bool {
+    t == wgpu::DeviceType::Cpu
+}
+
+/// The adapter to use: the named one (software ones included), else the best; with `Auto` a
+/// software adapter is never picked unless named.
+fn pick(list: &[wgpu::Adapter], name: Option<&str>, kind: DeviceKind) -> Option<usize> {
     match name {
-        None => (!list.is_empty()).then_some(0),
+        None => list.iter().position(|a| kind != DeviceKind::Auto || !is_software(a.get_info().device_type)),
         Some(s) => {
             let s = s.to_lowercase();
             list.iter().position(|a| a.get_info().name.to_lowercase().contains(&s))
@@ -148,26 +157,32 @@ impl Device {
             return Ok((Device::Cpu, "CPU path (--device cpu)".into()));
         }
         let list = candidates(opts.backend);
-        let idx = pick(&list, opts.adapter.as_deref());
+        let idx = pick(&list, opts.adapter.as_deref(), opts.kind);
         match (idx, opts.kind) {
             (Some(i), _) => {
                 let gpu = Gpu::new(&list[i])?;
-                let why = format!("GPU: {}", gpu.describe());
+                let why = match (opts.kind, &opts.adapter) {
+                    (_, Some(a)) => format!("GPU: {} (--adapter {a:?})", gpu.describe()),
+                    (DeviceKind::Gpu, None) => format!("GPU: {} (--device gpu)", gpu.describe()),
+                    _ => format!("GPU: {} (the best hardware adapter)", gpu.describe()),
+                };
                 Ok((Device::Gpu(Arc::new(gpu)), why))
             }
             (None, kind) => {
+                let names = || list.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
                 let what = match (&opts.adapter, list.is_empty()) {
                     (_, true) => format!("no wgpu adapter found on backend {:?}", opts.backend),
-                    (Some(a), false) => format!(
-                        "no adapter's name contains {a:?}; found: {}",
-                        list.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ")
+                    (Some(a), false) => format!("no adapter's name contains {a:?}; found: {}", names()),
+                    (None, false) => format!(
+                        "the only adapters are software ones ({}), which run WGSL on the CPU far slower than \
+                         the CPU path; --device gpu uses them",
+                        names()
                     ),
-                    (None, false) => unreachable!("pick returns the first adapter when no name is given"),
                 };
                 if kind == DeviceKind::Gpu || opts.adapter.is_some() {
                     Err(Error::Device(what))
                 } else {
-                    Ok((Device::Cpu, format!("CPU path ({what}; falling back)")))
+                    Ok((Device::Cpu, format!("CPU path: {what}")))
                 }
             }
         }
@@ -248,11 +263,13 @@ impl Gpu {
         })
     }
 
-    /// The first adapter `auto` would pick, if any (used by tests).
+    /// The adapter `--device gpu` would pick (a software one where it is the only one), if any:
+    /// what the tests run on. WGRAD_BACKEND and WGRAD_ADAPTER choose as they do for the commands.
     pub fn default_adapter() -> Result<Option<Gpu>> {
-        let list = candidates(BackendChoice::Auto);
-        match list.first() {
-            Some(a) => Gpu::new(a).map(Some),
+        let env = DeviceOptions::from_env()?;
+        let list = candidates(env.backend);
+        match pick(&list, env.adapter.as_deref(), DeviceKind::Gpu) {
+            Some(i) => Gpu::new(&list[i]).map(Some),
             None => Ok(None),
         }
     }
@@ -277,8 +294,9 @@ impl Gpu {
         if let Some(p) = cache.get(name) {
             return Ok(p.clone());
         }
-        let source = shaders::source(name)
-            .ok_or_else(|| Error::Gpu { context: format!("pipeline {name}"), msg: "no such shader".into() })?;
+        let source = shaders::get(name)
+            .ok_or_else(|| Error::Gpu { context: format!("pipeline {name}"), msg: "no such shader".into() })?
+            .source;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         // Bounds checks stay on: no kernel can touch memory outside its bindings. Loop bounding and
         // integer-division checks are off (they cost lavapipe 1.4x): every loop in shaders/ runs

@@ -47,7 +47,18 @@ impl Evaluator {
 
     /// Forward passes over every image of `ds` in batches (the last one smaller).
     pub fn score(&mut self, params: &ParamSet, ds: &Arc<Dataset>) -> Result<Score> {
+        self.score_with(params, ds, &mut |_, _| {})
+    }
+
+    /// [`Evaluator::score`], calling `progress(batches done, batches)` after each batch.
+    pub fn score_with(
+        &mut self,
+        params: &ParamSet,
+        ds: &Arc<Dataset>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Score> {
         let dl = DataLoader::new(ds.clone(), Config::new(self.batch))?;
+        let total = dl.len() as u64;
         for e in &mut self.executors {
             e.set_params(params)?;
         }
@@ -67,6 +78,7 @@ impl Evaluator {
             let (c, l) = score_logits(&logits, &b.targets, ex.plan().classes);
             correct += c;
             loss += l;
+            progress(b.index as u64 + 1, total);
         }
         let n = ds.len().max(1);
         Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64 })

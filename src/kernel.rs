@@ -21,6 +21,15 @@ pub fn grid(groups: u64) -> [u32; 3] {
     }
 }
 
+/// How many workgroups a dispatch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// One invocation per unit of work: ceil(n / the shader's workgroup size) workgroups.
+    Invocations(u64),
+    /// One workgroup per unit of work (a row, a channel, a chunk).
+    Workgroups(u64),
+}
+
 pub struct Kernel {
     pub label: String,
     pub shader: &'static str,
@@ -36,16 +45,23 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Builds a dispatch of `shader` over `groups` workgroups with `params` and storage `views`.
-    /// Every view is checked against the adapter's storage binding limit first.
+    /// Builds a dispatch of `shader` with `params` and storage `views`. Every view is checked
+    /// against the adapter's storage binding limit first.
     pub fn new<P: bytemuck::Pod>(
         gpu: &Gpu,
         shader: &'static str,
         label: &str,
         params: &P,
         views: &[&View],
-        groups: u64,
+        dispatch: Dispatch,
     ) -> Result<Kernel> {
+        let wg = crate::shaders::get(shader)
+            .ok_or_else(|| Error::op(label, format!("no shader named {shader}")))?
+            .workgroup as u64;
+        let groups = match dispatch {
+            Dispatch::Invocations(n) => n.div_ceil(wg),
+            Dispatch::Workgroups(n) => n,
+        };
         let max = gpu.limits.max_storage_buffer_binding_size;
         for (i, v) in views.iter().enumerate() {
             if v.bytes() > max {

@@ -78,6 +78,8 @@ pub struct Trainer {
     test: Arc<Dataset>,
     pub meta: Meta,
     pub history: Vec<EpochRecord>,
+    /// The checkpoint file the run resumed from.
+    pub resumed_from: Option<PathBuf>,
     evaluator: Evaluator,
 }
 
@@ -132,9 +134,12 @@ impl Trainer {
             classes: train.classes.clone(),
         };
         let mut optimizer = None;
+        let mut resumed_from = None;
         let mut history = Vec::new();
         if let Some(p) = resume {
-            let ck = checkpoint::load(p, &model.params)?;
+            let file = checkpoint::resolve(p)?;
+            let ck = checkpoint::load(&file, &model.params)?;
+            resumed_from = Some(file);
             if ck.meta.batch_size != cfg.batch_size as u64
                 || ck.meta.seed != cfg.seed
                 || ck.meta.optimizer() != cfg.optimizer
@@ -211,6 +216,7 @@ impl Trainer {
             test,
             meta,
             history,
+            resumed_from,
             evaluator,
         })
     }

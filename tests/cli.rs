@@ -86,7 +86,8 @@ fn devices_lists_adapters_and_the_choice() {
     assert_eq!(code, 0);
     assert!(stdout.contains("wgrad would use: CPU path"), "{stdout}");
     if gpu().is_some() {
-        let (code, stdout, _) = wgrad(&["devices"]);
+        // An adapter (lavapipe, on CI): --device gpu takes it whatever its kind.
+        let (code, stdout, _) = wgrad(&["devices", "--device", "gpu"]);
         assert_eq!(code, 0);
         assert!(
             stdout.contains("* [0]") && stdout.contains("backend=") && stdout.contains("wgrad would use: GPU"),
@@ -132,7 +133,12 @@ fn train_eval_predict_and_show_work_together() {
         s(&run),
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains("resuming at epoch 1 batch 3 (step 3)") && stdout.contains("--max-steps 5"), "{stdout}");
+    assert!(
+        stdout.contains("resuming from ")
+            && stdout.contains("checkpoint-000000003.safetensors at epoch 1 batch 3 (step 3)")
+            && stdout.contains("--max-steps 5"),
+        "{stdout}"
+    );
     assert!(stdout.contains("batches of 32"), "a resume takes the checkpoint's batch size: {stdout}");
 
     let (code, stdout, stderr) = wgrad(&[
@@ -288,4 +294,42 @@ fn check_takes_the_model_and_the_optimizer() {
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("--momentum applies to SGD"), "{stderr}");
+}
+
+#[test]
+fn progress_is_plain_lines_where_stderr_is_not_a_terminal() {
+    let dir = tempdir();
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let (code, _, stderr) = wgrad(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data-dir",
+        s(&data),
+        "--out",
+        s(&run),
+        "--batch-size",
+        "256",
+        "--max-steps",
+        "9",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // 10,000 synthetic images in batches of 256: 39 steps an epoch, a line every tenth (4 steps).
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("epoch 1 ")).collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("epoch 1 4/39 (10%): step 4, loss ") && lines[0].contains("img/s, eta "), "{stderr}");
+    assert!(!stderr.contains('\r'), "no carriage-return bars in a log: {stderr:?}");
+}
+
+#[test]
+fn auto_never_picks_a_software_adapter() {
+    let (code, stdout, _) = wgrad(&["devices"]);
+    assert!(code == 0 || code == 1, "{stdout}");
+    let software = stdout.lines().any(|l| l.contains("(software (runs on the CPU))"));
+    let hardware = stdout.lines().any(|l| l.contains("(hardware)"));
+    if software && !hardware {
+        assert!(stdout.contains("wgrad would use: CPU path: the only adapters are software ones"), "{stdout}");
+        let (_, stdout, _) = wgrad(&["devices", "--device", "gpu"]);
+        assert!(stdout.contains("wgrad would use: GPU: ") && stdout.contains("(--device gpu)"), "{stdout}");
+    }
 }

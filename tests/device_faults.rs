@@ -39,7 +39,7 @@ fn a_validation_error_is_an_error_naming_the_kernel() {
     // l1_loss_forward binds three storage buffers; a bind group with one fails wgpu's validation.
     drop(l1_sum(&g, "fine", &a, &a, 4));
     let params = wgrad::ops::elementwise_loss::ForwardParams { n: 4, reduction: 0, _pad0: 0, _pad1: 0 };
-    let e = Kernel::new(&g, "l1_loss_forward", "broken_kernel", &params, &[&a], 1)
+    let e = Kernel::new(&g, "l1_loss_forward", "broken_kernel", &params, &[&a], wgrad::kernel::Dispatch::Workgroups(1))
         .err()
         .expect("a missing binding must be an error")
         .to_string();

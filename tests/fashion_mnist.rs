@@ -9,8 +9,12 @@ use wgrad::data::Split;
 
 #[test]
 fn loads_the_installed_dataset_padded_to_32x32() {
-    let dir = fashion_mnist::find(std::path::Path::new("/nonexistent"))
-        .expect("apt-get install dataset-fashion-mnist (see .ci/run)");
+    let Ok(dir) = fashion_mnist::find(std::path::Path::new("/nonexistent")) else {
+        return skip(
+            "Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
+            "WGRAD_REQUIRE_DATASETS",
+        );
+    };
     assert_eq!(dir, std::path::PathBuf::from(SYSTEM_DIR));
     let test = fashion_mnist::load(&dir, Split::Test).unwrap();
     assert_eq!(test.len(), 10_000);

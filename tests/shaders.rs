@@ -1,22 +1,29 @@
-//! Every shader parses and validates with naga (no GPU needed), and every Rust `Params` struct has
-//! exactly the size and field offsets of the WGSL `struct Params`.
+//! Every shader, without a GPU: it parses and validates with naga; its Rust `Params` struct has
+//! exactly the WGSL `struct Params`'s size and field offsets; its workgroup size and the constants
+//! the host code assumes (tile sizes) are the WGSL's; it fits WebGPU's default limits (what a
+//! browser grants and the lowest any backend offers); and it translates, as wgpu would, to SPIR-V
+//! (Vulkan), MSL (Metal), HLSL (DX12) and GLSL ES 3.1 (GL), so a shader that would fail only on a
+//! Mac, on Windows or in a browser fails here.
 
+use naga::back::{glsl, hlsl, msl, spv};
+use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
 use wgrad::ops::params_layouts;
 use wgrad::shaders::all;
 
-fn module(name: &str, src: &str) -> naga::Module {
+fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let m = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&m)
         .unwrap_or_else(|e| panic!("{name}.wgsl fails validation: {e:?}"));
-    m
+    (m, info)
 }
 
 #[test]
 fn every_shader_parses_and_validates() {
-    for (name, src) in all() {
-        module(name, src);
-        assert!(src.contains("fn main("), "{name}.wgsl has no `main` entry point");
+    for s in all() {
+        let (m, _) = module(s.name, s.source);
+        assert!(m.entry_points.iter().any(|e| e.name == "main"), "{}.wgsl has no `main` entry point", s.name);
     }
 }
 
@@ -26,19 +33,20 @@ fn every_shader_file_is_registered() {
     for e in std::fs::read_dir(dir).unwrap() {
         let path = e.unwrap().path();
         let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
-        assert!(all().iter().any(|(n, _)| *n == stem), "shaders/{stem}.wgsl is not listed by any op (crate::shaders!)");
+        assert!(all().iter().any(|s| s.name == stem), "shaders/{stem}.wgsl is not listed by any op (crate::shaders!)");
     }
 }
 
 #[test]
 fn params_structs_match_wgsl_layout() {
     let layouts = params_layouts();
-    for (name, src) in all() {
+    for s in all() {
+        let name = s.name;
         let layout = layouts
             .iter()
-            .find(|l| l.shader == *name)
+            .find(|l| l.shader == name)
             .unwrap_or_else(|| panic!("{name}.wgsl has no Rust params layout in ops::params_layouts()"));
-        let m = module(name, src);
+        let (m, _) = module(name, s.source);
         let (members, span) = m
             .types
             .iter()
@@ -52,4 +60,148 @@ fn params_structs_match_wgsl_layout() {
         let rust: Vec<(String, usize)> = layout.fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
         assert_eq!(wgsl, rust, "{name}: field names/offsets differ between WGSL and Rust");
     }
+}
+
+/// The u32 value of a module-scope `const` of the WGSL.
+fn wgsl_const(m: &naga::Module, name: &str) -> Option<u32> {
+    m.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).and_then(|(_, c)| {
+        match m.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => Some(v),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn workgroup_sizes_and_tile_constants_are_declared_once() {
+    let layouts = params_layouts();
+    for s in all() {
+        let (m, _) = module(s.name, s.source);
+        let ep = m.entry_points.iter().find(|e| e.name == "main").unwrap();
+        assert_eq!(
+            ep.workgroup_size,
+            [s.workgroup, 1, 1],
+            "{}: the WGSL's workgroup size differs from its shaders! entry (dispatches would miss work)",
+            s.name
+        );
+        assert_eq!(wgsl_const(&m, "WG"), Some(s.workgroup), "{}: `const WG` differs from its shaders! entry", s.name);
+        for l in layouts.iter().filter(|l| l.shader == s.name) {
+            for &(c, v) in &l.consts {
+                assert_eq!(wgsl_const(&m, c), Some(v), "{}: WGSL const {c} differs from the Rust side's {v}", s.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_shader_fits_webgpus_default_limits() {
+    let lim = wgpu::Limits::default();
+    for s in all() {
+        let (m, info) = module(s.name, s.source);
+        let (mut storage, mut uniform) = (0u32, 0u32);
+        let mut workgroup_bytes = 0u32;
+        let layouter = {
+            let mut l = naga::proc::Layouter::default();
+            l.update(m.to_ctx()).unwrap();
+            l
+        };
+        for (_, g) in m.global_variables.iter() {
+            match g.space {
+                naga::AddressSpace::Storage { .. } => storage += 1,
+                naga::AddressSpace::Uniform => uniform += 1,
+                naga::AddressSpace::WorkGroup => workgroup_bytes += layouter[g.ty].size,
+                _ => {}
+            }
+        }
+        let _ = info;
+        let name = s.name;
+        assert!(
+            storage <= lim.max_storage_buffers_per_shader_stage,
+            "{name}: {storage} storage buffers > {}",
+            lim.max_storage_buffers_per_shader_stage
+        );
+        assert!(uniform <= lim.max_uniform_buffers_per_shader_stage, "{name}: {uniform} uniform buffers");
+        assert!(storage + uniform <= lim.max_bindings_per_bind_group, "{name}: too many bindings");
+        assert!(
+            workgroup_bytes <= lim.max_compute_workgroup_storage_size,
+            "{name}: {workgroup_bytes} bytes of workgroup memory"
+        );
+        let [x, y, z] = m.entry_points[0].workgroup_size;
+        assert!(
+            x * y * z <= lim.max_compute_invocations_per_workgroup
+                && x <= lim.max_compute_workgroup_size_x
+                && y <= lim.max_compute_workgroup_size_y
+                && z <= lim.max_compute_workgroup_size_z,
+            "{name}: workgroup ({x}, {y}, {z}) beyond WebGPU's defaults"
+        );
+    }
+}
+
+/// Runtime checks as wgrad creates its pipelines (device.rs): bounds checks on, loop bounding and
+/// integer-division checks off.
+fn policies() -> BoundsCheckPolicies {
+    BoundsCheckPolicies {
+        index: BoundsCheckPolicy::Restrict,
+        buffer: BoundsCheckPolicy::Restrict,
+        image_load: BoundsCheckPolicy::Restrict,
+        binding_array: BoundsCheckPolicy::Unchecked,
+    }
+}
+
+/// Translates one shader for every backend; the first error names the shader and the backend.
+fn translate(name: &str, src: &str) -> Result<(), String> {
+    let (m, info) = module(name, src);
+    let ep = |stage| Some((stage, "main".to_string()));
+    let spv_opts = spv::Options {
+        lang_version: (1, 0),
+        bounds_check_policies: policies(),
+        force_loop_bounding: false,
+        emit_int_div_checks: false,
+        ..spv::Options::default()
+    };
+    let spv_pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into() };
+    spv::write_vec(&m, &info, &spv_opts, Some(&spv_pipeline)).map_err(|e| format!("{name}: SPIR-V (Vulkan): {e}"))?;
+    let msl_opts = msl::Options {
+        lang_version: (2, 0),
+        bounds_check_policies: policies(),
+        force_loop_bounding: false,
+        emit_int_div_checks: false,
+        ..msl::Options::default()
+    };
+    let msl_pipeline = msl::PipelineOptions { entry_point: ep(naga::ShaderStage::Compute), ..Default::default() };
+    msl::write_string(&m, &info, &msl_opts, &msl_pipeline).map_err(|e| format!("{name}: MSL (Metal): {e}"))?;
+    let hlsl_opts =
+        hlsl::Options { shader_model: hlsl::ShaderModel::V6_0, force_loop_bounding: false, ..hlsl::Options::default() };
+    let hlsl_pipeline = hlsl::PipelineOptions { entry_point: ep(naga::ShaderStage::Compute) };
+    let mut out = String::new();
+    hlsl::Writer::new(&mut out, &hlsl_opts, &hlsl_pipeline)
+        .write(&m, &info, None)
+        .map_err(|e| format!("{name}: HLSL (DX12): {e}"))?;
+    let glsl_opts = glsl::Options { version: glsl::Version::new_gles(310), ..glsl::Options::default() };
+    let glsl_pipeline =
+        glsl::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into(), multiview: None };
+    let mut out = String::new();
+    glsl::Writer::new(&mut out, &m, &info, &glsl_opts, &glsl_pipeline, policies())
+        .and_then(|mut w| w.write().map(|_| ()))
+        .map_err(|e| format!("{name}: GLSL ES 3.1 (GL): {e}"))?;
+    Ok(())
+}
+
+#[test]
+fn every_shader_translates_for_vulkan_metal_dx12_and_gl() {
+    for s in all() {
+        translate(s.name, s.source).unwrap();
+    }
+}
+
+#[test]
+fn a_shader_broken_for_one_backend_fails_the_translation() {
+    // 64-bit floats parse and validate with the capability, but MSL (and GLSL ES) have none.
+    let src = "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+               @compute @workgroup_size(1) fn main() { let x: f64 = 1.0lf; out[0] = f32(x); }";
+    let m = naga::front::wgsl::parse_str(src).unwrap();
+    let info = Validator::new(ValidationFlags::all(), Capabilities::FLOAT64).validate(&m).unwrap();
+    let msl_pipeline =
+        msl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, "main".into())), ..Default::default() };
+    assert!(msl::write_string(&m, &info, &msl::Options::default(), &msl_pipeline).is_err(), "MSL should refuse f64");
 }

@@ -3,6 +3,7 @@
 //! has them, else wall-clock per kernel or per CPU op) with GFLOP/s or GB/s; pipeline creation
 //! time; the executor's memory.
 
+use super::progress::Progress;
 use super::DeviceArgs;
 use crate::graph::{self, Executor, KernelTime};
 use crate::nn::models::ModelKind;
@@ -81,8 +82,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let startup = Instant::now();
     if let Device::Gpu(g) = &device {
-        for (name, _) in shaders::all() {
-            g.pipeline(name)?;
+        for s in shaders::all() {
+            g.pipeline(s.name)?;
         }
     }
     let startup_ms = startup.elapsed().as_secs_f64() * 1e3;
@@ -118,24 +119,31 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         // A training executor (train mode) and an inference one (eval mode), as `train` and `eval` build.
         let mut ex = graph::executor(&device, &model, bs, opts)?;
         let mut inf = graph::executor(&device, &model, bs, graph::Options::inference())?;
-        let time = |ex: &mut dyn Executor,
-                    f: &mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>|
+        let runs = a.warmup + a.steps;
+        let mut progress = Progress::new(&format!("{} batch {bs}", kind.name()), 2 * runs, 0);
+        let mut done = 0;
+        let mut time = |what: &str,
+                        ex: &mut dyn Executor,
+                        f: &mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>|
          -> crate::Result<Vec<f64>> {
-            for _ in 0..a.warmup {
-                f(ex)?;
-                ex.sync()?;
-            }
             let mut v = Vec::new();
-            for _ in 0..a.steps {
+            for i in 0..runs {
                 let t = Instant::now();
                 f(ex)?;
                 ex.sync()?;
-                v.push(t.elapsed().as_secs_f64());
+                let secs = t.elapsed().as_secs_f64();
+                if i >= a.warmup {
+                    v.push(secs);
+                }
+                done += 1;
+                let phase = if i < a.warmup { "warm-up" } else { "timed" };
+                progress.set(done, done, || format!("{what} {phase}, {:.1} ms", 1e3 * secs));
             }
             Ok(v)
         };
-        let train = median(time(ex.as_mut(), &mut |e| e.step(&images, &targets, false).map(|_| ()))?);
-        let infer = median(time(inf.as_mut(), &mut |e| e.forward(&images).map(|_| ()))?);
+        let train = median(time("train", ex.as_mut(), &mut |e| e.step(&images, &targets, false).map(|_| ()))?);
+        let infer = median(time("inference", inf.as_mut(), &mut |e| e.forward(&images).map(|_| ()))?);
+        drop(progress);
         let kernels = ex.profile(&images, &targets)?;
         let (step_flops, forward_flops) = (ex.plan().step_flops() as f64, inf.plan().forward_flops() as f64);
         let r = serde_json::json!({

@@ -17,8 +17,16 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     for (i, ad) in list.iter().enumerate() {
         let mark = if Some(i) == chosen { "*" } else { " " };
-        println!("{mark} [{i}] {}  backend={}  type={}  driver={}", ad.name, ad.backend, ad.device_type, ad.driver);
+        let kind = if ad.device_type == "Cpu" { "software (runs on the CPU)" } else { "hardware" };
+        println!(
+            "{mark} [{i}] {}  backend={}  type={} ({kind})  driver={}",
+            ad.name, ad.backend, ad.device_type, ad.driver
+        );
     }
+    println!(
+        "--device auto takes the best hardware adapter (discrete > integrated > virtual), else the CPU path; \
+         a software adapter only with --device gpu or --adapter naming it"
+    );
     match crate::Device::select(&opts) {
         Ok((_, why)) => {
             println!("wgrad would use: {why}");

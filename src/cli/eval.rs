@@ -1,9 +1,10 @@
 //! `wgrad eval`: accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a split.
 
 use super::model_args::ModelArgs;
+use super::progress::Progress;
 use super::{data_args::DataArgs, DeviceArgs};
 use crate::data::Split;
-use crate::eval::evaluate;
+use crate::eval::Evaluator;
 use crate::io::checkpoint;
 use std::path::PathBuf;
 
@@ -33,7 +34,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut model = kind.build(0);
     checkpoint::load_weights(&a.weights, &mut model.params)?;
     let ds = a.data.load(a.split)?;
-    let s = evaluate(&device, &model, &model.params, &ds, a.batch_size as usize)?;
+    let mut progress: Option<Progress> = None;
+    let s =
+        Evaluator::new(&device, &model, a.batch_size as usize).score_with(&model.params, &ds, &mut |done, total| {
+            let p = progress.get_or_insert_with(|| Progress::new("eval", total, 0));
+            p.set(done, done, || format!("batch {done}"));
+        })?;
+    drop(progress);
     if a.json {
         let v = serde_json::json!({
             "dataset": ds.name, "split": format!("{:?}", a.split).to_lowercase(), "synthetic": ds.synthetic,

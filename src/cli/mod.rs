@@ -8,6 +8,7 @@ mod devices;
 mod eval;
 mod model_args;
 mod predict;
+mod progress;
 mod show;
 mod train;
 

@@ -3,11 +3,11 @@
 //! next step boundary and exits 0.
 
 use super::model_args::{ModelArgs, OptimArgs};
+use super::progress::Progress;
 use super::{data_args::DataArgs, DeviceArgs};
 use crate::data::Split;
 use crate::nn::models::ModelKind;
 use crate::train::{self, EpochRecord, Observer, Outcome, Trainer};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -49,36 +49,30 @@ pub struct Args {
 }
 
 struct Bars {
-    bar: Option<ProgressBar>,
+    progress: Option<Progress>,
     loss: f64,
     n: u64,
+    first: u64,
 }
 
 impl Observer for Bars {
     fn epoch_start(&mut self, epoch: u64, batches: u64, first: u64) {
-        let bar = ProgressBar::new(batches);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}", epoch + 1));
-        bar.set_position(first);
-        self.bar = Some(bar);
+        self.progress = Some(Progress::new(&format!("epoch {}", epoch + 1), batches, first));
         self.loss = 0.0;
         self.n = 0;
+        self.first = first;
     }
-    fn step(&mut self, _step: u64, loss: f32, images_per_s: f64) {
+    fn step(&mut self, step: u64, loss: f32, images_per_s: f64) {
         self.loss += loss as f64;
         self.n += 1;
-        if let Some(b) = &self.bar {
-            b.set_message(format!("loss {:.4} {images_per_s:.0} img/s", self.loss / self.n as f64));
-            b.inc(1);
+        let mean = self.loss / self.n as f64;
+        if let Some(p) = &mut self.progress {
+            p.set(self.first + self.n, self.n, || format!("step {step}, loss {mean:.4}, {images_per_s:.0} img/s"));
         }
     }
     fn epoch_end(&mut self, r: &EpochRecord) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
+        if let Some(mut p) = self.progress.take() {
+            p.finish();
         }
         println!(
             "epoch {:3}: train loss {:.4}  test loss {:.4}  test accuracy {:6.2}%  {:.1} s ({:.0} img/s)",
@@ -91,19 +85,20 @@ impl Observer for Bars {
         );
     }
     fn checkpoint(&mut self, p: &Path) {
-        if let Some(b) = &self.bar {
-            b.suspend(|| println!("checkpoint: {}", p.display()));
-        } else {
-            println!("checkpoint: {}", p.display());
-        }
+        self.line(&format!("checkpoint: {}", p.display()));
     }
     fn verify(&mut self, step: u64, c: &crate::graph::Comparison) {
         if let Some(w) = c.worst() {
-            let line = format!("verify step {step}: worst {} scaled error {:.2e}", w.name, w.scaled);
-            match &self.bar {
-                Some(b) => b.suspend(|| println!("{line}")),
-                None => println!("{line}"),
-            }
+            self.line(&format!("verify step {step}: worst {} scaled error {:.2e}", w.name, w.scaled));
+        }
+    }
+}
+
+impl Bars {
+    fn line(&self, line: &str) {
+        match &self.progress {
+            Some(p) => p.println(line),
+            None => println!("{line}"),
         }
     }
 }
@@ -156,10 +151,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         batch_size,
         optimizer.describe(),
         schedule.describe(),
-        if a.resume.is_some() {
-            format!(", resuming at epoch {} batch {} (step {})", t.meta.epoch + 1, t.meta.batch, t.meta.step)
-        } else {
-            String::new()
+        match &t.resumed_from {
+            Some(p) => format!(
+                ", resuming from {} at epoch {} batch {} (step {})",
+                p.display(),
+                t.meta.epoch + 1,
+                t.meta.batch,
+                t.meta.step
+            ),
+            None => String::new(),
         }
     );
     let _ = ctrlc::set_handler(|| {
@@ -169,11 +169,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
         eprintln!("\nCtrl-C: saving a checkpoint at the next step boundary (press again to quit at once)");
     });
-    let mut obs = Bars { bar: None, loss: 0.0, n: 0 };
+    let mut obs = Bars { progress: None, loss: 0.0, n: 0, first: 0 };
     let outcome = t.run(&STOP, &mut obs)?;
-    if let Some(b) = obs.bar.take() {
-        b.finish_and_clear();
-    }
+    drop(obs);
     match outcome {
         Outcome::Finished => {
             println!("done after {} steps; metrics, curves and checkpoints in {}", t.meta.step, out.display())

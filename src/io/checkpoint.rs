@@ -153,13 +153,18 @@ pub fn read_meta(path: &Path, f: &File) -> Result<Meta> {
     serde_json::from_str(json).map_err(|e| Error::file(path, format!("unreadable checkpoint metadata: {e}")))
 }
 
+/// The checkpoint a path names: the file itself, or the newest complete checkpoint in a folder.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        latest(path).ok_or_else(|| Error::file(path, "no complete checkpoint in this folder"))
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
 /// Loads a checkpoint given its model file, or the newest complete one in a folder.
 pub fn load(path: &Path, layout: &ParamSet) -> Result<Checkpoint> {
-    let model = if path.is_dir() {
-        latest(path).ok_or_else(|| Error::file(path, "no complete checkpoint in this folder"))?
-    } else {
-        path.to_path_buf()
-    };
+    let model = resolve(path)?;
     let mf = File::read(&model)?;
     let meta = read_meta(&model, &mf)?;
     let mut params = layout.clone();

@@ -5,16 +5,16 @@
 //! Shader: adam_step.wgsl, one dispatch over all parameters.
 
 use super::interface::StepWords;
-use super::{groups_256, ParamsLayout};
+use super::{ParamsLayout};
 use crate::buffer::View;
 use crate::device::Gpu;
-use crate::kernel::Kernel;
+use crate::kernel::{Dispatch, Kernel};
 use crate::{ensure_op, Result};
 use serde::{Deserialize, Serialize};
 
 pub const OP: &str = "Adam";
 
-crate::shaders!("adam_step");
+crate::shaders!(adam_step: 256);
 
 /// torch.optim.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0); AdamW takes the same
 /// arguments (its weight_decay defaults to 1e-2).
@@ -147,5 +147,5 @@ pub fn step_gpu(
     };
     let views = [step, param, grad, exp_avg, exp_avg_sq];
     let label = if decay == Decay::Decoupled { "adamw.step" } else { "adam.step" };
-    Kernel::new(gpu, "adam_step", label, &p, &views, groups_256(param.len as usize))
+    Kernel::new(gpu, "adam_step", label, &p, &views, Dispatch::Invocations(param.len))
 }

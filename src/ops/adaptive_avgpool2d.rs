@@ -4,17 +4,17 @@
 //! Shaders: adaptive_avgpool2d_forward.wgsl, adaptive_avgpool2d_backward.wgsl.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
-use super::{groups_256, IntoPair, ParamsLayout};
+use super::{IntoPair, ParamsLayout};
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Result};
 use rayon::prelude::*;
 use std::ops::Range;
 
 pub const OP: &str = "AdaptiveAvgPool2d";
 
-crate::shaders!("adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward");
+crate::shaders!(adaptive_avgpool2d_forward: 256, adaptive_avgpool2d_backward: 256);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdaptiveAvgPool2d {
@@ -89,7 +89,7 @@ impl Node for Geometry {
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let f = self.flops().forward;
-        let groups = groups_256(io.out.len as usize);
+        let groups = Dispatch::Invocations(io.out.len);
         let k = Kernel::new(gpu, "adaptive_avgpool2d_forward", io.label, &params(self), &[io.inputs[0], io.out], groups)?;
         Ok(k.flops(f).into())
     }
@@ -98,7 +98,7 @@ impl Node for Geometry {
         let f = self.flops().backward_input;
         let label = format!("{}.dinp", io.label);
         let views = [io.dout.unwrap(), dinp];
-        let k = Kernel::new(gpu, "adaptive_avgpool2d_backward", &label, &params(self), &views, groups_256(dinp.len as usize))?;
+        let k = Kernel::new(gpu, "adaptive_avgpool2d_backward", &label, &params(self), &views, Dispatch::Invocations(dinp.len))?;
         Ok(k.flops(f).into())
     }
 }

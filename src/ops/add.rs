@@ -3,16 +3,16 @@
 //! value's gradient contributions).
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
-use super::{groups_256, ParamsLayout};
+use super::{ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Result};
 
 pub const OP: &str = "Add";
 
-crate::shaders!("add_forward");
+crate::shaders!(add_forward: 256);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -82,5 +82,5 @@ pub fn forward_cpu<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
 /// out = a + b, overwritten (`out` must be another buffer than `a` and `b`).
 pub fn add_gpu(gpu: &Gpu, label: &str, a: &View, b: &View, out: &View) -> Result<Kernel> {
     let p = Params { n: out.len as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
-    Ok(Kernel::new(gpu, "add_forward", label, &p, &[a, b, out], groups_256(out.len as usize))?.flops(out.len))
+    Ok(Kernel::new(gpu, "add_forward", label, &p, &[a, b, out], Dispatch::Invocations(out.len))?.flops(out.len))
 }

@@ -4,17 +4,17 @@
 //! Shaders: avgpool2d_forward.wgsl, avgpool2d_backward.wgsl.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
-use super::{groups_256, pool_out_size, IntoPair, ParamsLayout};
+use super::{pool_out_size, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 pub const OP: &str = "AvgPool2d";
 
-crate::shaders!("avgpool2d_forward", "avgpool2d_backward");
+crate::shaders!(avgpool2d_forward: 256, avgpool2d_backward: 256);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvgPool2d {
@@ -298,13 +298,13 @@ fn params(g: &Geometry) -> Params {
 /// out, overwritten, from inp.
 pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, out: &View, inp: &View) -> Result<Program> {
     let f = Node::flops(g).forward;
-    Ok(Kernel::new(gpu, "avgpool2d_forward", label, &params(g), &[inp, out], groups_256(out.len as usize))?.flops(f).into())
+    Ok(Kernel::new(gpu, "avgpool2d_forward", label, &params(g), &[inp, out], Dispatch::Invocations(out.len))?.flops(f).into())
 }
 
 /// dinp, overwritten, from dout.
 pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, dinp: &View, dout: &View) -> Result<Program> {
     let label = format!("{label}.dinp");
     let f = Node::flops(g).backward_input;
-    let groups = groups_256(dinp.len as usize);
+    let groups = Dispatch::Invocations(dinp.len);
     Ok(Kernel::new(gpu, "avgpool2d_backward", &label, &params(g), &[dout, dinp], groups)?.flops(f).into())
 }

@@ -8,22 +8,22 @@
 //! _backward_stats, _backward_finalize, _backward_input.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
-use super::{groups_256, ParamsLayout};
+use super::{ParamsLayout};
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 pub const OP: &str = "BatchNorm2d";
 
 crate::shaders!(
-    "batchnorm2d_forward_stats",
-    "batchnorm2d_forward_finalize",
-    "batchnorm2d_forward",
-    "batchnorm2d_backward_stats",
-    "batchnorm2d_backward_finalize",
-    "batchnorm2d_backward_input",
+    batchnorm2d_forward_stats: 256,
+    batchnorm2d_forward_finalize: 64,
+    batchnorm2d_forward: 256,
+    batchnorm2d_backward_stats: 256,
+    batchnorm2d_backward_finalize: 64,
+    batchnorm2d_backward_input: 256,
 );
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -214,7 +214,7 @@ impl Node for Geometry {
         let (mean, stat) = if self.batch_stats {
             let label = io.label;
             let partials = io.scratch[0];
-            let groups = (self.c * chunks) as u64;
+            let groups = Dispatch::Workgroups((self.c * chunks) as u64);
             let k = Kernel::new(gpu, "batchnorm2d_forward_stats", &format!("{label}.stats"), &p, &[io.inputs[0], partials], groups)?;
             prog.push(k);
             let (rm, rv) = if self.update_running {
@@ -223,7 +223,7 @@ impl Node for Geometry {
                 (io.scratch[1], io.scratch[2])
             };
             let views = [partials, io.saved[0], io.saved[1], rm, rv];
-            let groups = (self.c as u64).div_ceil(64);
+            let groups = Dispatch::Invocations(self.c as u64);
             prog.push(Kernel::new(gpu, "batchnorm2d_forward_finalize", &format!("{label}.finalize"), &p, &views, groups)?);
             (io.saved[0], io.saved[1])
         } else {
@@ -231,7 +231,7 @@ impl Node for Geometry {
         };
         let (w, b) = (wi.map_or(mean, |i| io.state[i]), bi.map_or(mean, |i| io.state[i]));
         let views = [io.inputs[0], mean, stat, w, b, io.out];
-        let k = Kernel::new(gpu, "batchnorm2d_forward", io.label, &p, &views, groups_256(io.out.len as usize))?;
+        let k = Kernel::new(gpu, "batchnorm2d_forward", io.label, &p, &views, Dispatch::Invocations(io.out.len))?;
         prog.push(k.flops(self.flops().forward));
         Ok(prog)
     }
@@ -246,16 +246,16 @@ impl Node for Geometry {
         let dout = io.dout.unwrap();
         let mut prog = Program::default();
         let views = [io.inputs[0], dout, mean, stat, partials];
-        let groups = (self.c * chunks) as u64;
+        let groups = Dispatch::Workgroups((self.c * chunks) as u64);
         let k = Kernel::new(gpu, "batchnorm2d_backward_stats", &format!("{label}.dstats"), &p, &views, groups)?;
         prog.push(k.flops(self.flops().backward_params));
         let views = [partials, sums, dw, db];
-        let groups = (self.c as u64).div_ceil(64);
+        let groups = Dispatch::Invocations(self.c as u64);
         prog.push(Kernel::new(gpu, "batchnorm2d_backward_finalize", &format!("{label}.dparams"), &p, &views, groups)?);
         if let Some(dinp) = io.dinput(0) {
             let w = wi.map_or(mean, |i| io.state[i]);
             let views = [io.inputs[0], dout, mean, stat, w, sums, dinp];
-            let k = Kernel::new(gpu, "batchnorm2d_backward_input", &format!("{label}.dinp"), &p, &views, groups_256(dinp.len as usize))?;
+            let k = Kernel::new(gpu, "batchnorm2d_backward_input", &format!("{label}.dinp"), &p, &views, Dispatch::Invocations(dinp.len))?;
             prog.push(k.flops(self.flops().backward_input));
         }
         Ok(prog)
@@ -403,9 +403,9 @@ pub struct Params {
 pub fn layouts() -> Vec<ParamsLayout> {
     SHADERS
         .iter()
-        .map(|(s, _)| {
+        .map(|s| {
             crate::params_layout!(
-                s,
+                s.name,
                 Params,
                 [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, _pad0, _pad1]
             )

@@ -5,10 +5,10 @@ use super::ParamsLayout;
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::Kernel;
+use crate::kernel::{Dispatch, Kernel};
 use crate::Result;
 
-crate::shaders!("bias_backward");
+crate::shaders!(bias_backward: 256);
 
 #[repr(C)]
 #[allow(non_snake_case)]
@@ -33,5 +33,5 @@ pub fn backward_cpu<T: Real>(dbias: &mut [T], dout: &[T], n: usize, c: usize, s:
 
 pub fn backward_gpu(gpu: &Gpu, label: &str, dout: &View, dbias: &View, n: usize, c: usize, s: usize) -> Result<Kernel> {
     let p = Params { N: n as u32, C: c as u32, S: s as u32, _pad: 0 };
-    Kernel::new(gpu, "bias_backward", &format!("{label}.dbias"), &p, &[dout, dbias], c as u64)
+    Kernel::new(gpu, "bias_backward", &format!("{label}.dbias"), &p, &[dout, dbias], Dispatch::Workgroups(c as u64))
 }

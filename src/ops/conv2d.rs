@@ -8,13 +8,13 @@ use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 pub const OP: &str = "Conv2d";
 
-crate::shaders!("conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight");
+crate::shaders!(conv2d_forward: 64, conv2d_backward_input: 64, conv2d_backward_weight: 64);
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
 /// (groups = 1, padding_mode 'zeros'). Sizes are (height, width); the builders take an int or a pair.
@@ -407,7 +407,11 @@ pub fn layouts() -> Vec<ParamsLayout> {
             [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, _pad0, _pad1]
         )
     };
-    vec![l("conv2d_forward"), l("conv2d_backward_input"), l("conv2d_backward_weight")]
+    vec![
+        l("conv2d_forward").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
+        l("conv2d_backward_input").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
+        l("conv2d_backward_weight").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
+    ]
 }
 
 fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
@@ -491,7 +495,7 @@ fn split_product(
     flops: u64,
 ) -> Result<Program> {
     let mut prog = Program::default();
-    let groups = (invocations * splits).div_ceil(64) as u64;
+    let groups = Dispatch::Invocations((invocations * splits) as u64);
     let mut views = inputs.to_vec();
     if splits == 1 {
         views.push(out);

@@ -9,13 +9,13 @@ use super::{reduce_sum, ParamsLayout, Reduction};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::tensor::split_class_dim;
 use crate::{ensure_op, Result};
 
 pub const OP: &str = "CrossEntropyLoss";
 
-crate::shaders!("cross_entropy_forward", "cross_entropy_backward");
+crate::shaders!(cross_entropy_forward: 64, cross_entropy_backward: 64);
 
 /// PyTorch's defaults: no weight, ignore_index -100, reduction 'mean', label_smoothing 0.
 #[derive(Clone, Debug)]
@@ -245,10 +245,10 @@ pub fn forward_gpu(
     let logp = b.scratch[0];
     let mut prog = Program::default();
     if o.reduction == Reduction::None {
-        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, b.out], rows)?);
+        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, b.out], Dispatch::Workgroups(rows))?);
     } else {
         let pairs = b.scratch[1];
-        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, pairs], rows)?);
+        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, pairs], Dispatch::Workgroups(rows))?);
         let finish =
             if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
         prog.extend(reduce_sum::build(gpu, label, pairs, rows, finish, b.out, &b.scratch[2..])?);
@@ -267,5 +267,5 @@ pub fn backward_gpu(
     let p = params(o, dims, b.prob_targets);
     let stats = *b.scratch.last().unwrap();
     let views = [b.scratch[0], b.tgt, b.weight, b.dout, stats, b.dinp];
-    Ok(Kernel::new(gpu, "cross_entropy_backward", &format!("{label}.backward"), &p, &views, p.rows as u64)?.into())
+    Ok(Kernel::new(gpu, "cross_entropy_backward", &format!("{label}.backward"), &p, &views, Dispatch::Workgroups(p.rows as u64))?.into())
 }

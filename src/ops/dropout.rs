@@ -7,16 +7,16 @@
 
 use super::flatten::View as Identity;
 use super::interface::{random_bits, CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, RandomKey, Reads};
-use super::{groups_256, ParamsLayout};
+use super::{ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Result};
 
 pub const OP: &str = "Dropout";
 
-crate::shaders!("dropout_forward", "dropout_backward");
+crate::shaders!(dropout_forward: 256, dropout_backward: 256);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -134,5 +134,5 @@ pub fn backward_cpu<T: Real>(p: f32, random: RandomKey, dinp: &mut [T], dout: &[
 fn kernel(gpu: &Gpu, shader: &'static str, label: &str, p: f32, key: [u32; 2], views: &[&View; 3]) -> Result<Program> {
     let n = views[2].len;
     let params = Params { n: n as u32, key0: key[0], key1: key[1], _pad0: 0, p, scale: scale(p), _pad1: 0, _pad2: 0 };
-    Ok(Kernel::new(gpu, shader, label, &params, views, groups_256(n as usize))?.flops(n).into())
+    Ok(Kernel::new(gpu, shader, label, &params, views, Dispatch::Invocations(n))?.flops(n).into())
 }

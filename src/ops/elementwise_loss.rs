@@ -5,7 +5,7 @@ use super::{reduce_sum, sum_f64, ParamsLayout, Reduction};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Result};
 
 #[repr(C)]
@@ -101,7 +101,7 @@ pub fn forward_gpu(
     n: usize,
     reduction: Reduction,
 ) -> Result<Program> {
-    let groups = (n as u64).div_ceil(256);
+    let groups = Dispatch::Invocations(n as u64);
     let fp = ForwardParams { n: n as u32, reduction: reduction.code(), _pad0: 0, _pad1: 0 };
     let mut prog = Program::default();
     if reduction == Reduction::None {
@@ -130,5 +130,5 @@ pub fn backward_gpu(
     let bp = BackwardParams { n: n as u32, reduction: reduction.code(), scale, _pad: 0 };
     let label = format!("{label}.backward");
     let views = [b.inp, b.tgt, b.dout, b.dinp];
-    Ok(Kernel::new(gpu, shaders.1, &label, &bp, &views, (n as u64).div_ceil(256))?.into())
+    Ok(Kernel::new(gpu, shaders.1, &label, &bp, &views, Dispatch::Invocations(n as u64))?.into())
 }

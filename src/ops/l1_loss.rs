@@ -10,7 +10,7 @@ use crate::Result;
 
 pub const OP: &str = "L1Loss";
 
-crate::shaders!("l1_loss_forward", "l1_loss_backward");
+crate::shaders!(l1_loss_forward: 256, l1_loss_backward: 256);
 /// (forward, backward) kernel names.
 pub const KERNELS: (&str, &str) = ("l1_loss_forward", "l1_loss_backward");
 

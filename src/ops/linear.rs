@@ -7,12 +7,12 @@ use super::{bias, sum_splits, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 
 pub const OP: &str = "Linear";
 
-crate::shaders!("matmul");
+crate::shaders!(matmul: 64);
 
 /// nn.Linear(in_features, out_features, bias=True).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,18 +193,22 @@ pub struct MatmulParams {
     pub _pad1: u32,
 }
 
+/// Rows and columns of the product per matmul invocation (T in matmul.wgsl: vec4 accumulators).
+pub const MATMUL_TILE: usize = 4;
+
 pub fn layouts() -> Vec<ParamsLayout> {
     vec![crate::params_layout!(
         "matmul",
         MatmulParams,
         [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, _pad0, _pad1]
-    )]
+    )
+    .consts(&[("T", MATMUL_TILE)])]
 }
 
 /// How a product's reduction over k is split on an adapter: (splits, chunk). GPUs with more cores
 /// than the product has 4×4 tiles split it; CPU adapters never do.
 pub fn matmul_splits(gpu: &Gpu, (m, n, k): (usize, usize, usize)) -> (usize, usize) {
-    let tiles = m.div_ceil(4) * n.div_ceil(4);
+    let tiles = m.div_ceil(MATMUL_TILE) * n.div_ceil(MATMUL_TILE);
     let splits = sum_splits::choose(gpu, tiles, k.div_ceil(16), m * n);
     let chunk = k.div_ceil(splits);
     (k.div_ceil(chunk).max(1), chunk)
@@ -226,7 +230,7 @@ pub fn matmul_gpu(
     part: Option<&View>,
 ) -> Result<Program> {
     let u = |v: usize| v as u32;
-    let tiles = m.div_ceil(4) * n.div_ceil(4);
+    let tiles = m.div_ceil(MATMUL_TILE) * n.div_ceil(MATMUL_TILE);
     let (splits, chunk) = matmul_splits(gpu, (m, n, k));
     let p = MatmulParams {
         M: u(m),
@@ -243,7 +247,7 @@ pub fn matmul_gpu(
         _pad1: 0,
     };
     let mut prog = Program::default();
-    let groups = (tiles * splits).div_ceil(64) as u64;
+    let groups = Dispatch::Invocations((tiles * splits) as u64);
     let flops = 2 * (m * n * k) as u64;
     if splits == 1 {
         prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], groups)?.flops(flops));

@@ -5,13 +5,13 @@ use super::ParamsLayout;
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::tensor::split_class_dim;
 use crate::{ensure_op, Result};
 
 pub const OP: &str = "LogSoftmax";
 
-crate::shaders!("log_softmax_forward", "log_softmax_backward");
+crate::shaders!(log_softmax_forward: 64, log_softmax_backward: 64);
 
 #[repr(C)]
 #[allow(non_snake_case)]
@@ -83,7 +83,7 @@ fn params((n, c, s): (usize, usize, usize)) -> Params {
 pub fn forward_gpu(gpu: &Gpu, label: &str, inp: &View, out: &View, dims: (usize, usize, usize)) -> Result<Program> {
     let p = params(dims);
     let mut prog = Program::default();
-    prog.push(Kernel::new(gpu, "log_softmax_forward", label, &p, &[inp, out], p.rows as u64)?);
+    prog.push(Kernel::new(gpu, "log_softmax_forward", label, &p, &[inp, out], Dispatch::Workgroups(p.rows as u64))?);
     Ok(prog)
 }
 
@@ -104,7 +104,7 @@ pub fn backward_gpu(
         &format!("{label}.backward"),
         &p,
         &[out, dout, dinp],
-        p.rows as u64,
+        Dispatch::Workgroups(p.rows as u64),
     )?);
     Ok(prog)
 }

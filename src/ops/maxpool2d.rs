@@ -8,13 +8,13 @@ use super::{IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 pub const OP: &str = "MaxPool2d";
 
-crate::shaders!("maxpool2d_forward", "maxpool2d_backward");
+crate::shaders!(maxpool2d_forward: 256, maxpool2d_backward: 256);
 
 /// nn.MaxPool2d(kernel_size, stride=kernel_size, padding=0, dilation=1, ceil_mode=False).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,12 +273,12 @@ fn params(g: &Geometry) -> Params {
 /// out and indices (i32), overwritten, from inp.
 pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, out: &View, indices: &View, inp: &View) -> Result<Program> {
     let n = (g.planes() * g.oh * g.ow) as u64;
-    Ok(Kernel::new(gpu, "maxpool2d_forward", label, &params(g), &[inp, out, indices], n.div_ceil(256))?.into())
+    Ok(Kernel::new(gpu, "maxpool2d_forward", label, &params(g), &[inp, out, indices], Dispatch::Invocations(n))?.into())
 }
 
 /// dinp, overwritten, from dout and the forward's indices.
 pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, dinp: &View, dout: &View, indices: &View) -> Result<Program> {
     let n = (g.planes() * g.h * g.w) as u64;
     let label = format!("{label}.dinp");
-    Ok(Kernel::new(gpu, "maxpool2d_backward", &label, &params(g), &[indices, dout, dinp], n.div_ceil(256))?.into())
+    Ok(Kernel::new(gpu, "maxpool2d_backward", &label, &params(g), &[indices, dout, dinp], Dispatch::Invocations(n))?.into())
 }

@@ -5,13 +5,26 @@
 pub mod elementwise_loss;
 pub mod interface;
 
-/// Declares the WGSL kernels of an op module (`shaders/<name>.wgsl`), compiled into the binary.
+/// A WGSL kernel: its name (`shaders/<name>.wgsl`), its source, and its workgroup size (its
+/// `const WG`; tests/shaders.rs checks the two agree), from which dispatches are counted.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub workgroup: u32,
+}
+
+/// Declares the WGSL kernels of an op module with their workgroup sizes, compiled into the
+/// binary: `shaders!(relu_forward: 256, relu_backward: 256);`.
 #[macro_export]
 macro_rules! shaders {
-    ($($name:literal),* $(,)?) => {
-        /// (name, WGSL source) of this module's kernels.
-        pub const SHADERS: &[(&str, &str)] =
-            &[$(($name, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name, ".wgsl")))),*];
+    ($($name:ident: $wg:literal),* $(,)?) => {
+        /// This module's kernels.
+        pub const SHADERS: &[$crate::ops::Shader] = &[$($crate::ops::Shader {
+            name: stringify!($name),
+            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", stringify!($name), ".wgsl")),
+            workgroup: $wg,
+        }),*];
     };
 }
 
@@ -26,8 +39,8 @@ macro_rules! registry {
         pub mod layers {
             $($(pub use super::$m::$layer;)?)*
         }
-        /// (name, WGSL source) of every kernel of every op.
-        pub fn shaders() -> Vec<(&'static str, &'static str)> {
+        /// Every kernel of every op.
+        pub fn shaders() -> Vec<Shader> {
             let mut v = Vec::new();
             $(v.extend_from_slice($m::SHADERS);)*
             v
@@ -141,11 +154,6 @@ pub fn py_float(v: f32) -> String {
     }
 }
 
-/// The number of workgroups of 256 invocations covering `n` elements (elementwise kernels).
-pub fn groups_256(n: usize) -> u64 {
-    (n as u64).div_ceil(256)
-}
-
 /// Sum in f64, whatever T is: the CPU reference should not lose bits the GPU's tree keeps.
 pub(crate) fn sum_f64<T: Real>(xs: impl Iterator<Item = T>) -> f64 {
     xs.map(|x| x.to_f64().unwrap_or(f64::NAN)).sum()
@@ -157,6 +165,16 @@ pub struct ParamsLayout {
     pub shader: &'static str,
     pub size: usize,
     pub fields: Vec<(&'static str, usize)>,
+    /// WGSL `const`s the Rust side depends on (tile sizes), with the values it assumes.
+    pub consts: Vec<(&'static str, u32)>,
+}
+
+impl ParamsLayout {
+    /// Declares WGSL constants whose values the host code assumes (checked by tests/shaders.rs).
+    pub fn consts(mut self, consts: &[(&'static str, usize)]) -> Self {
+        self.consts = consts.iter().map(|&(n, v)| (n, v as u32)).collect();
+        self
+    }
 }
 
 #[macro_export]
@@ -166,6 +184,7 @@ macro_rules! params_layout {
             shader: $shader,
             size: std::mem::size_of::<$ty>(),
             fields: vec![$((stringify!($field), std::mem::offset_of!($ty, $field))),*],
+            consts: Vec::new(),
         }
     };
 }

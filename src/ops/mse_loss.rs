@@ -10,7 +10,7 @@ use crate::Result;
 
 pub const OP: &str = "MSELoss";
 
-crate::shaders!("mse_loss_forward", "mse_loss_backward");
+crate::shaders!(mse_loss_forward: 256, mse_loss_backward: 256);
 /// (forward, backward) kernel names.
 pub const KERNELS: (&str, &str) = ("mse_loss_forward", "mse_loss_backward");
 

@@ -7,13 +7,13 @@ use super::{reduce_sum, sum_f64, ParamsLayout, Reduction};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::tensor::split_class_dim;
 use crate::{ensure_op, Result};
 
 pub const OP: &str = "NLLLoss";
 
-crate::shaders!("nll_loss_forward", "nll_loss_backward");
+crate::shaders!(nll_loss_forward: 256, nll_loss_backward: 256);
 
 /// PyTorch's defaults: no weight, ignore_index -100, reduction 'mean'.
 #[derive(Clone, Debug)]
@@ -235,7 +235,7 @@ pub fn forward_gpu(
         _pad2: 0,
     };
     let mut prog = Program::default();
-    let groups = rows.div_ceil(256);
+    let groups = Dispatch::Invocations(rows);
     if o.reduction == Reduction::None {
         prog.push(Kernel::new(gpu, "nll_loss_forward", label, &fp, &[b.inp, b.tgt, b.weight, b.out], groups)?);
     } else {
@@ -268,5 +268,5 @@ pub fn backward_gpu(
     };
     let stats = *b.scratch.last().unwrap();
     let views = [b.tgt, b.weight, b.dout, stats, b.dinp];
-    Ok(Kernel::new(gpu, "nll_loss_backward", &format!("{label}.backward"), &bp, &views, total.div_ceil(256))?.into())
+    Ok(Kernel::new(gpu, "nll_loss_backward", &format!("{label}.backward"), &bp, &views, Dispatch::Invocations(total))?.into())
 }

@@ -3,10 +3,10 @@
 use super::ParamsLayout;
 use crate::buffer::View;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::Result;
 
-crate::shaders!("reduce_sum");
+crate::shaders!(reduce_sum: 256);
 
 /// Pairs one workgroup reduces per pass.
 pub const PER_GROUP: u64 = 1024;
@@ -21,7 +21,7 @@ pub struct Params {
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    vec![crate::params_layout!("reduce_sum", Params, [n, is_last, mode, _pad])]
+    vec![crate::params_layout!("reduce_sum", Params, [n, is_last, mode, _pad]).consts(&[("PER_GROUP", PER_GROUP as usize)])]
 }
 
 /// How the final pair becomes the scalar.
@@ -68,7 +68,7 @@ pub fn build(
         let params =
             Params { n: len as u32, is_last: is_last as u32, mode: (finish == Finish::WeightedMean) as u32, _pad: 0 };
         let label = format!("{label}.reduce{pass}");
-        prog.push(Kernel::new(gpu, "reduce_sum", &label, &params, &[src, dst, result], groups)?);
+        prog.push(Kernel::new(gpu, "reduce_sum", &label, &params, &[src, dst, result], Dispatch::Workgroups(groups))?);
         src = dst;
         len = groups;
     }

@@ -3,16 +3,16 @@
 //! Shaders: relu_forward.wgsl, relu_backward.wgsl.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
-use super::{groups_256, ParamsLayout};
+use super::{ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
-use crate::kernel::{Kernel, Program};
+use crate::kernel::{Dispatch, Kernel, Program};
 use crate::Result;
 
 pub const OP: &str = "ReLU";
 
-crate::shaders!("relu_forward", "relu_backward");
+crate::shaders!(relu_forward: 256, relu_backward: 256);
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -93,11 +93,11 @@ fn params(n: u64) -> Params {
 
 pub fn forward_gpu(gpu: &Gpu, label: &str, out: &View, inp: &View) -> Result<Program> {
     let n = out.len;
-    Ok(Kernel::new(gpu, "relu_forward", label, &params(n), &[inp, out], groups_256(n as usize))?.flops(n).into())
+    Ok(Kernel::new(gpu, "relu_forward", label, &params(n), &[inp, out], Dispatch::Invocations(n))?.flops(n).into())
 }
 
 pub fn backward_gpu(gpu: &Gpu, label: &str, dinp: &View, dout: &View, out: &View) -> Result<Program> {
     let n = dinp.len;
     let label = format!("{label}.dinp");
-    Ok(Kernel::new(gpu, "relu_backward", &label, &params(n), &[out, dout, dinp], groups_256(n as usize))?.flops(n).into())
+    Ok(Kernel::new(gpu, "relu_backward", &label, &params(n), &[out, dout, dinp], Dispatch::Invocations(n))?.flops(n).into())
 }

@@ -4,16 +4,16 @@
 //! Shader: sgd_step.wgsl, one dispatch over all parameters (one flat buffer).
 
 use super::interface::StepWords;
-use super::{groups_256, ParamsLayout};
+use super::{ParamsLayout};
 use crate::buffer::View;
 use crate::device::Gpu;
-use crate::kernel::Kernel;
+use crate::kernel::{Dispatch, Kernel};
 use crate::{ensure_op, Result};
 use serde::{Deserialize, Serialize};
 
 pub const OP: &str = "SGD";
 
-crate::shaders!("sgd_step");
+crate::shaders!(sgd_step: 256);
 
 /// torch.optim.SGD(lr, momentum=0, dampening=0, weight_decay=0, nesterov=False).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,5 +119,5 @@ pub fn step_gpu(gpu: &Gpu, c: &Sgd, step: &View, param: &View, grad: &View, buf:
         weight_decay: c.weight_decay,
         _pad2: 0,
     };
-    Kernel::new(gpu, "sgd_step", "sgd.step", &p, &[step, param, grad, buf], groups_256(param.len as usize))
+    Kernel::new(gpu, "sgd_step", "sgd.step", &p, &[step, param, grad, buf], Dispatch::Invocations(param.len))
 }

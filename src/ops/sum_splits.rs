@@ -5,10 +5,10 @@
 use super::ParamsLayout;
 use crate::buffer::View;
 use crate::device::Gpu;
-use crate::kernel::Kernel;
+use crate::kernel::{Dispatch, Kernel};
 use crate::Result;
 
-crate::shaders!("sum_splits");
+crate::shaders!(sum_splits: 256);
 
 #[repr(C)]
 #[allow(non_snake_case)]
@@ -27,7 +27,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
 /// out (M,) = Σ_s part[s·M ..].
 pub fn gpu(gpu: &Gpu, label: &str, part: &View, out: &View, splits: usize) -> Result<Kernel> {
     let p = Params { M: out.len as u32, splits: splits as u32, _pad0: 0, _pad1: 0 };
-    Kernel::new(gpu, "sum_splits", &format!("{label}.sum_splits"), &p, &[part, out], out.len.div_ceil(256))
+    Kernel::new(gpu, "sum_splits", &format!("{label}.sum_splits"), &p, &[part, out], Dispatch::Invocations(out.len))
 }
 
 /// How many ways to split a reduction of `len` steps so that `invocations` (unsplit) reach the

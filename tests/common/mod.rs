@@ -9,8 +9,26 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, OnceLock};
 use wgrad::Gpu;
 
-/// The adapter `--device auto` would pick, shared by every test in a binary. None (with a printed
-/// reason) when there is no adapter, unless WGRAD_REQUIRE_GPU=1, which makes that a failure.
+/// Skips the running test for want of `what`: says so on stderr (with the test's name) and
+/// appends the name to the file WGRAD_SKIP_LOG names, so .ci/run counts skipped tests apart from
+/// passed ones. With `require` set (CI sets WGRAD_REQUIRE_GPU=1, WGRAD_REQUIRE_DATASETS=1), a skip
+/// is a failure instead.
+pub fn skip(what: &str, require: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but {what}");
+    }
+    eprintln!("skipped: {test}: {what} (set {require}=1 to make this an error)");
+    if let Some(log) = std::env::var_os("WGRAD_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{test}: {what}");
+        }
+    }
+}
+
+/// The adapter `--device gpu` would pick (WGRAD_BACKEND and WGRAD_ADAPTER choose, as for the
+/// commands), shared by every test in a binary; None when there is none (see [`skip`]).
 pub fn gpu() -> Option<Arc<Gpu>> {
     static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
     let g = GPU
@@ -27,10 +45,10 @@ pub fn gpu() -> Option<Arc<Gpu>> {
         })
         .clone();
     if g.is_none() {
-        if std::env::var("WGRAD_REQUIRE_GPU").as_deref() == Ok("1") {
-            panic!("WGRAD_REQUIRE_GPU=1 but no wgpu adapter is available (install mesa-vulkan-drivers for lavapipe)");
-        }
-        eprintln!("skipping GPU test: no wgpu adapter found (set WGRAD_REQUIRE_GPU=1 to make this an error)");
+        skip(
+            "no wgpu adapter is available (apt-get install mesa-vulkan-drivers libvulkan1 gives lavapipe)",
+            "WGRAD_REQUIRE_GPU",
+        );
     }
     g
 }
