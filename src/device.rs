@@ -55,20 +55,35 @@ pub struct DeviceOptions {
     pub adapter: Option<String>,
 }
 
+/// The one parser of `--device` and WGRAD_DEVICE: case-insensitive; empty means the default.
+pub fn parse_device_kind(s: &str) -> std::result::Result<DeviceKind, String> {
+    parse_choice(s, "auto, gpu or cpu")
+}
+
+/// The one parser of `--backend` and WGRAD_BACKEND: case-insensitive; empty means the default.
+pub fn parse_backend(s: &str) -> std::result::Result<BackendChoice, String> {
+    parse_choice(s, "auto, vulkan, metal, dx12 or gl")
+}
+
+fn parse_choice<T: clap::ValueEnum + Default>(s: &str, expected: &str) -> std::result::Result<T, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(T::default());
+    }
+    T::from_str(s, true).map_err(|_| format!("{s:?}: expected {expected}"))
+}
+
 impl DeviceOptions {
     pub fn from_env() -> Result<Self> {
-        use clap::ValueEnum;
-        let parse = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+        let var = |name: &str| std::env::var(name).ok();
         let mut o = DeviceOptions::default();
-        if let Some(v) = parse("WGRAD_DEVICE") {
-            o.kind = DeviceKind::from_str(&v, true)
-                .map_err(|_| Error::Device(format!("WGRAD_DEVICE={v}: expected auto, gpu or cpu")))?;
+        if let Some(v) = var("WGRAD_DEVICE") {
+            o.kind = parse_device_kind(&v).map_err(|e| Error::Device(format!("WGRAD_DEVICE={e}")))?;
         }
-        if let Some(v) = parse("WGRAD_BACKEND") {
-            o.backend = BackendChoice::from_str(&v, true)
-                .map_err(|_| Error::Device(format!("WGRAD_BACKEND={v}: expected auto, vulkan, metal, dx12 or gl")))?;
+        if let Some(v) = var("WGRAD_BACKEND") {
+            o.backend = parse_backend(&v).map_err(|e| Error::Device(format!("WGRAD_BACKEND={e}")))?;
         }
-        o.adapter = parse("WGRAD_ADAPTER");
+        o.adapter = var("WGRAD_ADAPTER").filter(|v| !v.trim().is_empty());
         Ok(o)
     }
 }

@@ -1,4 +1,5 @@
-//! Training curves as a PNG: train and test loss, and test accuracy, per epoch. plotters draws the
+//! Training curves as a PNG: the loss per step (smoothed) and per epoch (train and test), and test
+//! accuracy per epoch. plotters draws the
 //! axes and lines; labels use the 8×8 bitmap font (no system fonts needed on headless machines).
 
 use crate::train::EpochRecord;
@@ -51,17 +52,37 @@ fn axes_labels(chart: &Chart<'_>, x_max: f64, y: (f64, f64), y_fmt: fn(f64) -> S
     }
 }
 
-/// Writes the curves to `path` (atomically).
-pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
-    if history.is_empty() {
+/// The per-step losses smoothed as TensorBoard does (an exponential moving average with weight
+/// `weight`, debiased), at x = step / steps_per_epoch.
+pub fn smoothed(steps: &[(u64, f32)], steps_per_epoch: u64, weight: f64) -> Vec<(f64, f64)> {
+    let (mut avg, mut norm) = (0.0, 0.0);
+    steps
+        .iter()
+        .map(|&(step, loss)| {
+            avg = avg * weight + (1.0 - weight) * loss as f64;
+            norm = norm * weight + (1.0 - weight);
+            (step as f64 / steps_per_epoch.max(1) as f64, avg / norm)
+        })
+        .collect()
+}
+
+/// Writes the curves to `path` (atomically): `history` per epoch, `steps` as (step, loss).
+pub fn curves(path: &Path, history: &[EpochRecord], steps: &[(u64, f32)], steps_per_epoch: u64) -> Result<()> {
+    if history.is_empty() && steps.is_empty() {
         return Ok(());
     }
     let (w, h) = (900u32, 420u32);
     let mut buf = vec![0u8; (w * h * 3) as usize];
-    let x_max = history.iter().map(|r| r.epoch as f64 + 1.0).fold(1.0, f64::max);
-    let max_loss =
-        history.iter().flat_map(|r| [r.train_loss, r.test_loss]).filter(|v| v.is_finite()).fold(0.0, f64::max) * 1.1
-            + 1e-9;
+    let per_step = smoothed(steps, steps_per_epoch, 0.9);
+    let x_max = history.iter().map(|r| r.epoch as f64 + 1.0).chain(per_step.last().map(|p| p.0)).fold(1.0, f64::max);
+    let max_loss = history
+        .iter()
+        .flat_map(|r| [r.train_loss, r.test_loss])
+        .chain(per_step.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        * 1.1
+        + 1e-9;
     let ep = |r: &EpochRecord| r.epoch as f64 + 1.0;
     let (blue, red, green) = (RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44));
     let mut labels: Vec<Label> = Vec::new();
@@ -85,6 +106,8 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
             let (xe, ye) = chart.backend_coord(&(x_max, 0.0));
             labels.push((xe as i64 - 40, ye as i64 + 18, "epoch".into(), [0, 0, 0]));
             if i == 0 {
+                let light = RGBColor(158, 202, 225);
+                chart.draw_series(LineSeries::new(per_step.iter().copied(), light.stroke_width(1)))?;
                 chart.draw_series(LineSeries::new(
                     history.iter().map(|r| (ep(r), r.train_loss)),
                     blue.stroke_width(2),
@@ -92,8 +115,9 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
                 chart
                     .draw_series(LineSeries::new(history.iter().map(|r| (ep(r), r.test_loss)), red.stroke_width(2)))?;
                 chart.draw_series(history.iter().map(|r| Circle::new((ep(r), r.test_loss), 3, red.filled())))?;
-                labels.push((xe as i64 - 60, y0 as i64 + 6, "train".into(), [31, 119, 180]));
-                labels.push((xe as i64 - 60, y0 as i64 + 18, "test".into(), [214, 39, 40]));
+                labels.push((xe as i64 - 124, y0 as i64 + 6, "train (epoch)".into(), [31, 119, 180]));
+                labels.push((xe as i64 - 124, y0 as i64 + 18, "train (step)".into(), [120, 170, 200]));
+                labels.push((xe as i64 - 124, y0 as i64 + 30, "test".into(), [214, 39, 40]));
                 axes_labels(&chart, x_max, (0.0, y_max), |v| format!("{v:.2}"), labels);
             } else {
                 chart.draw_series(LineSeries::new(

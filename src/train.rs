@@ -80,17 +80,91 @@ pub struct Trainer {
     pub history: Vec<EpochRecord>,
     /// The checkpoint file the run resumed from.
     pub resumed_from: Option<PathBuf>,
+    /// The newest checkpoint written (or resumed from): all finite.
+    pub last_checkpoint: Option<PathBuf>,
+    /// The output folder's lock, held for the run.
+    _lock: crate::io::DirLock,
+    steps: StepLog,
     evaluator: Evaluator,
 }
 
-/// Removes temporary files a killed run left in the output folder (`.<name>.tmp<pid>-<n>`).
+/// Removes the temporary files a killed wgrad run left in the output folder: wgrad's own names
+/// (`.<name>.tmp<pid>-<n>`) of processes no longer running, nothing else.
 fn clean_temporaries(out: &Path) {
     for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(".tmp") {
+        if crate::io::stale_temporary(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// steps.csv: one line per optimizer step (`step,epoch,loss,lr`), appended and flushed as each
+/// step ends, so it can be followed live; on resume it is cut back (atomically) to the
+/// checkpoint's step before the run appends to it. The per-step losses are kept for the curves.
+struct StepLog {
+    file: std::io::BufWriter<std::fs::File>,
+    losses: Vec<(u64, f32)>,
+}
+
+/// The header of steps.csv.
+pub const STEPS_HEADER: &str = "step,epoch,loss,lr";
+
+impl StepLog {
+    /// Starts the log in `out`, keeping the lines of steps up to `keep_through` (0 for a new run).
+    fn open(out: &Path, keep_through: u64) -> Result<StepLog> {
+        let path = steps_path(out);
+        let mut text = format!("{STEPS_HEADER}\n");
+        let mut losses = Vec::new();
+        if keep_through > 0 {
+            for (step, line) in read_steps(&path).unwrap_or_default() {
+                if step <= keep_through {
+                    losses.push((step, line.1));
+                    text += &line.0;
+                    text.push('\n');
+                }
+            }
+        }
+        crate::io::write_atomic(&path, text.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::file(&path, format!("cannot append: {e}")))?;
+        Ok(StepLog { file: std::io::BufWriter::new(file), losses })
+    }
+
+    fn push(&mut self, out: &Path, step: u64, epoch: u64, loss: f32, lr: f64) -> Result<()> {
+        use std::io::Write;
+        self.losses.push((step, loss));
+        writeln!(self.file, "{step},{epoch},{loss},{lr}")
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::file(steps_path(out), format!("cannot write: {e}")))
+    }
+}
+
+/// The lines of a steps.csv with their step and loss; a line that does not parse (a torn last
+/// line) ends the list.
+fn read_steps(path: &Path) -> Option<Vec<(u64, (String, f32))>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut v = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(step), Some(loss)) =
+            (f.first().and_then(|x| x.parse::<u64>().ok()), f.get(2).and_then(|x| x.parse::<f32>().ok()))
+        else {
+            break;
+        };
+        if f.len() != 4 {
+            break;
+        }
+        v.push((step, (line.to_string(), loss)));
+    }
+    Some(v)
+}
+
+/// The per-step log written next to the checkpoints.
+pub fn steps_path(out: &Path) -> PathBuf {
+    out.join("steps.csv")
 }
 
 /// The metrics file written next to the checkpoints (and read back on resume).
@@ -110,9 +184,11 @@ impl Trainer {
         resume: Option<&Path>,
     ) -> Result<Trainer> {
         cfg.optimizer.check()?;
-        clean_temporaries(out);
-        if cfg.epochs == 0 && cfg.max_steps.is_none() {
+        if cfg.epochs == 0 {
             return Err(Error::Graph("--epochs must be at least 1".into()));
+        }
+        if cfg.max_steps == Some(0) {
+            return Err(Error::Graph("--max-steps must be at least 1".into()));
         }
         let mut model = model;
         let mut meta = Meta {
@@ -160,6 +236,18 @@ impl Trainer {
                     ),
                 ));
             }
+            if let Some(m) = cfg.max_steps.filter(|&m| ck.meta.step >= m) {
+                return Err(Error::file(
+                    p,
+                    format!("the checkpoint is at step {}, already at --max-steps {m}: nothing to train", ck.meta.step),
+                ));
+            }
+            if let Some(key) = ck.params.first_non_finite() {
+                return Err(Error::file(
+                    p,
+                    format!("{key} holds NaN or infinite values; a run cannot continue from it"),
+                ));
+            }
             model.params = ck.params;
             optimizer = Some(ck.optimizer);
             meta = ck.meta;
@@ -205,6 +293,12 @@ impl Trainer {
             )));
         }
         let evaluator = Evaluator::new(&device, &model, cfg.eval_batch);
+        // Everything checked: the output folder is made (or refused), locked for this run (which
+        // also proves it writable), and cleared of what killed runs left.
+        crate::io::prepare_output_dir(out)?;
+        let lock = crate::io::lock_dir(out)?;
+        clean_temporaries(out);
+        let steps = StepLog::open(out, meta.step)?;
         Ok(Trainer {
             device,
             model,
@@ -216,8 +310,11 @@ impl Trainer {
             test,
             meta,
             history,
+            last_checkpoint: resumed_from.clone(),
             resumed_from,
             evaluator,
+            _lock: lock,
+            steps,
         })
     }
 
@@ -225,13 +322,46 @@ impl Trainer {
         self.loader.len() as u64
     }
 
+    /// Writes a checkpoint, unless a parameter, buffer or optimizer state is not finite: a
+    /// checkpoint is always one a run can continue from.
     pub fn save(&mut self) -> Result<PathBuf> {
         let optimizer = self.ex.optimizer_state()?;
+        let params = self.ex.params()?;
+        let bad = params.first_non_finite().map(|k| k.to_string()).or_else(|| {
+            optimizer
+                .buffers
+                .iter()
+                .find_map(|(n, b)| b.first_non_finite().map(|k| format!("the optimizer's {n} of {k}")))
+        });
+        if let Some(bad) = bad {
+            return Err(Error::Graph(format!(
+                "at step {}, {bad} is no longer finite (the learning rate or weight decay may be too large); \
+                 no checkpoint was written{}",
+                self.meta.step,
+                self.kept()
+            )));
+        }
         self.meta.optimizer_steps = optimizer.steps;
-        let ck = Checkpoint { params: self.ex.params()?, optimizer, meta: self.meta.clone() };
+        let ck = Checkpoint { params, optimizer, meta: self.meta.clone() };
         let p = checkpoint::save(&self.out, &ck)?;
         checkpoint::prune(&self.out, 2);
+        self.last_checkpoint = Some(p.clone());
+        self.write_metrics()?;
         Ok(p)
+    }
+
+    /// What a stopped run leaves: "; the last good checkpoint is <path>" or that there is none.
+    fn kept(&self) -> String {
+        match &self.last_checkpoint {
+            Some(p) => format!("; the last good checkpoint is {}", p.display()),
+            None => match checkpoint::latest(&self.out) {
+                Some(p) => format!(
+                    "; no checkpoint of this run was written (the folder's newest, {}, is from an earlier run)",
+                    p.display()
+                ),
+                None => "; no checkpoint of this run was written".into(),
+            },
+        }
     }
 
     fn write_metrics(&self) -> Result<()> {
@@ -245,7 +375,7 @@ impl Trainer {
             );
         }
         crate::io::write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
-        crate::plot::curves(&self.out.join("curves.png"), &self.history)
+        crate::plot::curves(&self.out.join("curves.png"), &self.history, &self.steps.losses, self.batches_per_epoch())
     }
 
     /// Current parameters (read back from the device).
@@ -282,7 +412,11 @@ impl Trainer {
                     r.step(&batch.images, &batch.targets, false)?;
                 }
                 if !loss.is_finite() {
-                    let mut msg = format!("the loss became {loss} at step {step} (epoch {epoch}, batch {}); training stopped, the last good checkpoint is kept", batch.index);
+                    let mut msg = format!(
+                        "the loss became {loss} at step {step} (epoch {epoch}, batch {}); training stopped{}",
+                        batch.index,
+                        self.kept()
+                    );
                     if let Some(first) = self.first_non_finite()? {
                         msg += &format!("; the first non-finite value appeared in {first}");
                     } else if !self.cfg.verify {
@@ -304,6 +438,8 @@ impl Trainer {
                 loss_sum += loss as f64;
                 loss_n += 1;
                 images += batch.len();
+                let lr = self.cfg.schedule.lr(self.cfg.optimizer.lr() as f64, step - 1);
+                self.steps.push(&self.out, step, epoch, loss, lr)?;
                 obs.step(step, loss, batch.len() as f64 / t.elapsed().as_secs_f64());
                 if self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step.is_multiple_of(k)) {
                     let p = self.save()?;
@@ -331,7 +467,6 @@ impl Trainer {
             self.history.push(rec.clone());
             obs.epoch_end(&rec);
             let p = self.save()?;
-            self.write_metrics()?;
             obs.checkpoint(&p);
         }
         Ok(Outcome::Finished)

@@ -423,7 +423,7 @@ fn every_bad_input_is_one_clear_error() {
             &["nope.safetensors"],
         ),
         // train: flags and resume
-        case("train batch size 0", &["train", "--batch-size", "0"], &["--batch-size"]),
+        case("train batch size 0", &["train", "--batch-size", "0"], &["--batch-size", "must be at least 1"]),
         case(
             "negative learning rate",
             &[
@@ -507,7 +507,7 @@ fn every_bad_input_is_one_clear_error() {
                 "--epochs",
                 "0",
             ],
-            &["--epochs must be at least 1"],
+            &["--epochs", "must be at least 1"],
         ),
         // devices and flags
         case("unknown device", &["devices", "--device", "tpu"], &["--device", "tpu"]),
@@ -518,8 +518,8 @@ fn every_bad_input_is_one_clear_error() {
             &["no-such-gpu-anywhere"],
         ),
         case("bad WGRAD_DEVICE", &["devices"], &["--device", "quantum"]),
-        case("bench batch size 0", &["bench", "--batch-sizes", "0"], &["--batch-sizes"]),
-        case("bench zero steps", &["bench", "--steps", "0"], &["--steps"]),
+        case("bench batch size 0", &["bench", "--batch-sizes", "0"], &["--batch-sizes", "must be at least 1"]),
+        case("bench zero steps", &["bench", "--steps", "0"], &["--steps", "must be at least 1"]),
         // show
         case(
             "show into a missing folder",

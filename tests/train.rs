@@ -54,16 +54,41 @@ fn resume_is_exact(device: Device) {
     resume_is_exact_with(device, |c| c)
 }
 
+/// Records each step's loss as the loop reports it.
+struct Losses(Vec<(u64, f32)>);
+impl wgrad::train::Observer for Losses {
+    fn step(&mut self, step: u64, loss: f32, _: f64) {
+        self.0.push((step, loss));
+    }
+}
+
 /// 64 images in batches of 16: 4 steps an epoch; stop after 6 (mid-epoch 2), resume to 3 epochs;
-/// the parameters equal 12 straight steps' bit for bit.
+/// the parameters equal 12 straight steps' bit for bit, and so does steps.csv (after a killed
+/// run's extra and torn lines).
 fn resume_is_exact_with(device: Device, cfg: impl Fn(Config) -> Config) {
     let straight_dir = tempdir();
     let mut straight = trainer(&device, &straight_dir, cfg(config(3, None)), None);
-    assert_eq!(straight.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
+    let mut losses = Losses(Vec::new());
+    assert_eq!(straight.run(&AtomicBool::new(false), &mut losses).unwrap(), Outcome::Finished);
+    let steps_csv = std::fs::read_to_string(straight_dir.join("steps.csv")).unwrap();
+    let lines: Vec<&str> = steps_csv.lines().collect();
+    assert_eq!(lines[0], "step,epoch,loss,lr");
+    assert_eq!(lines.len(), 13, "{steps_csv}");
+    for (line, (step, loss)) in lines[1..].iter().zip(&losses.0) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[0].parse::<u64>().unwrap(), *step);
+        assert_eq!(f[1].parse::<u64>().unwrap(), (step - 1) / 4, "{line}");
+        assert_eq!(f[2].parse::<f32>().unwrap().to_bits(), loss.to_bits(), "{line}");
+        let c = cfg(config(3, None));
+        assert_eq!(f[3].parse::<f64>().unwrap(), c.schedule.lr(c.optimizer.lr() as f64, step - 1), "{line}");
+    }
     let split_dir = tempdir();
     let mut first = trainer(&device, &split_dir, cfg(config(3, Some(6))), None);
     assert_eq!(first.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::MaxSteps);
     drop(first);
+    // A run killed after step 7 (past the checkpoint) while writing step 8.
+    let mut f = std::fs::OpenOptions::new().append(true).open(split_dir.join("steps.csv")).unwrap();
+    std::io::Write::write_all(&mut f, b"7,1,2.25,0.01\n8,1,2.").unwrap();
     let mut second = trainer(&device, &split_dir, cfg(config(3, None)), Some(&split_dir));
     assert_eq!((second.meta.epoch, second.meta.batch, second.meta.step), (1, 2, 6));
     assert_eq!(second.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
@@ -76,6 +101,7 @@ fn resume_is_exact_with(device: Device, cfg: impl Fn(Config) -> Config) {
         "{}: 6 steps + resume differ from 12 straight steps in {differing} parameters",
         device.name()
     );
+    assert_eq!(std::fs::read_to_string(split_dir.join("steps.csv")).unwrap(), steps_csv);
     // The epoch records after the resume match the straight run's too.
     assert_eq!(straight.history.last().unwrap().test_loss, second.history.last().unwrap().test_loss);
 }
@@ -156,7 +182,9 @@ fn a_short_run_learns_the_synthetic_set() {
         100.0 * after
     );
     assert!(after > 0.3, "test accuracy {after} after one epoch; chance is 0.1");
-    assert!(out.join("curves.png").exists() && out.join("metrics.csv").exists() && out.join("metrics.json").exists());
+    for f in ["curves.png", "metrics.csv", "metrics.json", "steps.csv"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
 }
 
 #[test]
@@ -165,6 +193,7 @@ fn the_stop_flag_saves_and_a_resume_continues() {
     let mut t = trainer(&Device::Cpu, &out, config(1, None), None);
     assert_eq!(t.run(&AtomicBool::new(true), &mut Quiet).unwrap(), Outcome::Interrupted);
     let ck = checkpoint::latest(&out).expect("a checkpoint on interrupt");
+    drop(t);
     let mut r = trainer(&Device::Cpu, &out, config(1, None), Some(&ck));
     assert_eq!(r.meta.step, 0);
     assert_eq!(r.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::Finished);
@@ -178,6 +207,7 @@ fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoin
     t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
     let good = checkpoint::latest(&out).unwrap();
     let before = std::fs::read(&good).unwrap();
+    drop(t);
     let cfg = Config { optimizer: Optimizer::Sgd(Sgd::new(1e30)), verify: true, ..config(3, None) };
     let mut bad = Trainer::new(
         Device::Cpu,
@@ -190,7 +220,8 @@ fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoin
     )
     .unwrap();
     let e = bad.run(&AtomicBool::new(false), &mut Quiet).unwrap_err().to_string();
-    assert!(e.contains("at step") && e.contains("last good checkpoint"), "{e}");
+    assert!(e.contains("at step") && e.contains("no checkpoint of this run was written"), "{e}");
+    assert!(e.contains(&format!("the folder's newest, {}, is from an earlier run", good.display())), "{e}");
     assert!(e.contains("first non-finite value appeared in model1."), "{e}");
     assert_eq!(checkpoint::latest(&out).unwrap(), good);
     assert_eq!(std::fs::read(&good).unwrap(), before);

@@ -37,10 +37,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: BenchOptimizer,
     /// Comma-separated batch sizes.
-    #[arg(long = "batch-sizes", default_value = "64,256", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "batch-sizes", default_value = "64,256", value_delimiter = ',', value_parser = super::positive)]
     batch_sizes: Vec<u64>,
     /// Timed steps per measurement (the median is reported).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 20, value_parser = super::positive)]
     steps: u64,
     #[arg(long, default_value_t = 3)]
     warmup: u64,

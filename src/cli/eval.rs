@@ -19,7 +19,7 @@ pub struct Args {
     data: DataArgs,
     #[arg(long, value_enum, default_value = "test")]
     split: Split,
-    #[arg(long = "batch-size", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "batch-size", default_value_t = 256, value_parser = super::positive)]
     batch_size: u64,
     /// Print one JSON object (accuracy as a fraction, loss, images, dataset, split, synthetic).
     #[arg(long)]

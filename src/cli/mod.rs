@@ -35,7 +35,8 @@ enum Command {
     Check(check::Args),
     /// Accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a dataset split.
     Eval(eval::Args),
-    /// Train Tudui with SGD: progress bars, a checkpoint per epoch, curves, exact resume.
+    /// Train a model (Tudui, cifar-net, resnet20) with SGD, Adam or AdamW: progress, a checkpoint per
+    /// epoch, curves, exact resume.
     Train(train::Args),
     /// Top-3 classes of PNG/JPEG images with a state dict or checkpoint.
     Predict(predict::Args),
@@ -48,11 +49,13 @@ enum Command {
 /// --device, --backend and --adapter, with WGRAD_DEVICE, WGRAD_BACKEND and WGRAD_ADAPTER.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// auto: the best GPU adapter, else the CPU path; gpu: a wgpu adapter or an error; cpu: the CPU path.
-    #[arg(long, env = "WGRAD_DEVICE", value_enum, default_value = "auto")]
+    /// auto: the best hardware GPU adapter, else the CPU path; gpu: a wgpu adapter (software ones
+    /// included) or an error; cpu: the CPU path [possible values: auto, gpu, cpu; any case].
+    #[arg(long, env = "WGRAD_DEVICE", value_parser = crate::device::parse_device_kind, default_value = "auto")]
     pub device: DeviceKind,
-    /// Which wgpu backend to search (auto: Vulkan, Metal, DX12; GL only if they have none).
-    #[arg(long, env = "WGRAD_BACKEND", value_enum, default_value = "auto")]
+    /// Which wgpu backend to search (auto: Vulkan, Metal, DX12; GL only if they have none)
+    /// [possible values: auto, vulkan, metal, dx12, gl; any case].
+    #[arg(long, env = "WGRAD_BACKEND", value_parser = crate::device::parse_backend, default_value = "auto")]
     pub backend: BackendChoice,
     /// Use the adapter whose name contains this text (case-insensitive).
     #[arg(long, env = "WGRAD_ADAPTER")]
@@ -99,5 +102,14 @@ pub fn main() -> i32 {
             eprintln!("error: {e:#}");
             1
         }
+    }
+}
+
+/// clap's parser for counts that must be at least 1 (epochs, steps, batch sizes).
+fn positive(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("not a whole number: {e}")),
     }
 }

@@ -74,7 +74,7 @@ pub struct OptimArgs {
     #[arg(long = "warmup-steps")]
     pub warmup_steps: Option<u64>,
     /// StepLR's step size, in steps.
-    #[arg(long = "lr-step-size", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "lr-step-size", value_parser = super::positive)]
     pub lr_step_size: Option<u64>,
     /// StepLR's gamma [default: 0.1].
     #[arg(long = "lr-gamma", allow_negative_numbers = true)]

@@ -34,9 +34,23 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     for p in &a.images {
         images.extend(load_image(p)?);
     }
-    let mut ex = graph::executor(&device, &model, a.images.len(), graph::Options::inference())?;
-    let logits = ex.forward(&images)?;
-    let n_classes = ex.plan().classes;
+    // In batches of at most 256 images, so any number of pictures fits the adapter's limits.
+    const CHUNK: usize = 256;
+    let per_image = 3 * 32 * 32;
+    let mut executors: Vec<Box<dyn graph::Executor>> = Vec::new();
+    let mut logits = Vec::new();
+    for chunk in images.chunks(CHUNK * per_image) {
+        let n = chunk.len() / per_image;
+        let ex = match executors.iter().position(|e| e.plan().batch == n) {
+            Some(i) => &mut executors[i],
+            None => {
+                executors.push(graph::executor(&device, &model, n, graph::Options::inference())?);
+                executors.last_mut().unwrap()
+            }
+        };
+        logits.extend(ex.forward(chunk)?);
+    }
+    let n_classes = executors[0].plan().classes;
     let logp = log_softmax::forward_cpu(&logits, (a.images.len(), n_classes, 1));
     for (p, row) in a.images.iter().zip(logp.chunks(n_classes)) {
         let mut ranked: Vec<(usize, f32)> = row.iter().map(|lp| lp.exp()).enumerate().collect();

@@ -44,6 +44,7 @@ pub fn grid(ds: &Dataset) -> image::RgbImage {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
+    crate::io::check_output_file(&a.out)?;
     let ds = a.data.load(a.split)?;
     let img = grid(&ds);
     let mut png = Vec::new();

@@ -17,10 +17,11 @@ pub struct Args {
     model: ModelArgs,
     #[command(flatten)]
     data: DataArgs,
-    #[arg(long, default_value_t = 10)]
+    /// Passes over the training set (with --max-steps, whichever ends first).
+    #[arg(long, default_value_t = 10, value_parser = super::positive)]
     epochs: u64,
     /// Images per step [default: 64; with --resume, the checkpoint's].
-    #[arg(long = "batch-size", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "batch-size", value_parser = super::positive)]
     batch_size: Option<u64>,
     /// With --resume, every setting not given is the checkpoint's.
     #[command(flatten)]
@@ -29,17 +30,18 @@ pub struct Args {
     /// the checkpoint's].
     #[arg(long)]
     seed: Option<u64>,
-    /// Folder for checkpoints, metrics.json/csv and curves.png [default: runs/<model>].
+    /// Folder for checkpoints, metrics.json/csv, steps.csv and curves.png [default: runs/<model>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from a checkpoint file, or from the newest complete checkpoint in a folder.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Stop after this many steps in total (saving a checkpoint).
-    #[arg(long = "max-steps")]
+    /// Stop after this many steps in total, counting a resumed run's earlier steps (saving a
+    /// checkpoint).
+    #[arg(long = "max-steps", value_parser = super::positive)]
     max_steps: Option<u64>,
     /// Also write a checkpoint every N steps (one per epoch is always written).
-    #[arg(long = "checkpoint-every", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long = "checkpoint-every", value_parser = super::positive)]
     checkpoint_every: Option<u64>,
     /// Run every step on the CPU path too and stop at the first difference beyond tolerance.
     #[arg(long)]
@@ -162,12 +164,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             None => String::new(),
         }
     );
+    // Ctrl-C, SIGTERM (what schedulers, `timeout` and container runtimes send) and SIGHUP: save at
+    // the next step boundary and exit 0.
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            eprintln!("\nsecond interrupt: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: saving a checkpoint at the next step boundary (press again to quit at once)");
+        eprintln!("\ninterrupted: saving a checkpoint at the next step boundary (interrupt again to quit at once)");
     });
     let mut obs = Bars { progress: None, loss: 0.0, n: 0, first: 0 };
     let outcome = t.run(&STOP, &mut obs)?;

@@ -223,14 +223,19 @@ fn class_names_pickle(folder: &Path) -> Result<Vec<String>> {
     let Some(Value::List(names)) = get(&dict, "label_names") else {
         return Err(Error::file(&p, "no list b'label_names'"));
     };
-    names
+    let names: Vec<String> = names
         .iter()
         .map(|v| match v {
             Value::Bytes(b) => Ok(String::from_utf8_lossy(b).into_owned()),
             Value::String(s) => Ok(s.clone()),
             other => Err(Error::file(&p, format!("a class name is {}", kind(other)))),
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // The same rule as batches.meta.txt: labels are 0..9, so there are ten names.
+    if names.len() != 10 {
+        return Err(Error::file(&p, format!("expected 10 class names in b'label_names', found {}", names.len())));
+    }
+    Ok(names)
 }
 
 pub fn load_py(folder: &Path, split: Split) -> Result<Dataset> {

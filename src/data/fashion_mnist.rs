@@ -35,7 +35,8 @@ pub const MAX_DECOMPRESSED: u64 = 256 << 20;
 /// Decompresses a gzip file fully; a stream cut short is an error naming the file.
 pub fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    // Every member: `cat a.gz b.gz` is a valid gzip file of both.
+    flate2::read::MultiGzDecoder::new(bytes)
         .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
         .map_err(|e| Error::file(path, format!("not a complete gzip stream: {e}")))?;

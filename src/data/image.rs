@@ -4,8 +4,10 @@
 use crate::{Error, Result};
 use std::path::Path;
 
-/// Largest width or height accepted, and the most memory a decoder may take.
+/// Largest width or height accepted, the most pixels (checked before decoding: a 169-byte JPEG may
+/// declare 10000×10000), and the most memory a decoder may take.
 const MAX_SIDE: u32 = 16_384;
+pub const MAX_PIXELS: u64 = 40_000_000;
 const MAX_ALLOC: u64 = 512 << 20;
 
 /// Reads an image of any size as a 3×32×32 tensor in [0, 1] (ToTensor after Resize((32, 32))).
@@ -24,6 +26,16 @@ pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     if reader.format().is_none() {
         return Err(Error::file(path, "not a PNG or JPEG image"));
+    }
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .and_then(|r| r.into_dimensions().map_err(std::io::Error::other))
+        .map_err(|e| Error::file(path, format!("cannot decode: {e}")))?;
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(Error::file(
+            path,
+            format!("the image declares {w}×{h} = {} pixels, over the limit of {MAX_PIXELS}", w as u64 * h as u64),
+        ));
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);

@@ -71,6 +71,14 @@ pub fn default_data_dir() -> PathBuf {
 /// `download`); Fashion-MNIST in `dir` or /usr/share/datasets/fashion-mnist; the synthetic set is
 /// generated (deterministically) into `dir`/wgrad-synthetic-cifar10 when missing.
 pub fn load(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
+    let ds = load_any(kind, dir, split, download)?;
+    if ds.is_empty() {
+        return Err(Error::file(&ds.source, format!("the {:?} split of {} holds no images", split, ds.name)));
+    }
+    Ok(ds)
+}
+
+fn load_any(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
     match kind {
         DatasetKind::Cifar10 => {
             if download && cifar10::find(dir).is_none() {

@@ -1,8 +1,11 @@
-//! A check that runs before unpickling: it walks a pickle's opcodes without building anything and
-//! counts the values unpickling would create, memo references included (serde-pickle resolves them
-//! by cloning, so a small file of nested references can expand to gigabytes: fuzzing found a
-//! 1.1 KB pickle that did). Unsupported opcodes (persistent ids, extension registry, out-of-band
-//! buffers) and expansions past a budget are errors naming the offset.
+//! A check that runs before unpickling: it walks a pickle's opcodes without building any value,
+//! keeps the shape of what unpickling would build (which container holds which objects, shared
+//! through the memo as Python shares them), and counts the values the result expands to when every
+//! memo reference becomes a copy, as serde-pickle makes it. Containers memoized before they are
+//! filled (how Python writes lists) are counted at their final size: a 400 KB file of references to
+//! a list filled after it was memoized would otherwise expand to 10^10 values. Unsupported opcodes
+//! (persistent ids, extension registry, out-of-band buffers), cycles and expansions past a budget
+//! are errors naming the offset.
 
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -13,15 +16,26 @@ use std::path::Path;
 pub const MAX_VALUES: u64 = 1 << 20;
 pub const MAX_BYTES: u64 = 256 << 20;
 
-const MARK: u64 = u64::MAX;
+/// A stack entry: a mark, or an object (an index into `Scan::nodes`).
+const MARK: usize = usize::MAX;
+
+/// What unpickling builds: a value counting `own` values itself (a scalar or a container: 1) and
+/// holding other objects.
+#[derive(Default)]
+struct Node {
+    own: u64,
+    children: Vec<usize>,
+}
 
 struct Scan<'a> {
     path: &'a Path,
     data: &'a [u8],
     at: usize,
-    stack: Vec<u64>,
-    memo: HashMap<u64, u64>,
-    values: u64,
+    stack: Vec<usize>,
+    nodes: Vec<Node>,
+    memo: HashMap<u64, usize>,
+    /// Every object a memo reference copies, once per reference.
+    copies: Vec<usize>,
     bytes: u64,
 }
 
@@ -44,28 +58,28 @@ impl<'a> Scan<'a> {
         self.at += n + 1;
         Ok(&rest[..n])
     }
-    fn push(&mut self, size: u64) -> Result<()> {
-        self.values = self.values.saturating_add(size);
-        if self.values > MAX_VALUES {
-            return Err(self.err(format!("it would create more than {MAX_VALUES} values (nested memo references?)")));
-        }
-        self.stack.push(size);
-        Ok(())
+    /// Pushes a new object holding `children`.
+    fn new_node(&mut self, children: Vec<usize>) {
+        self.nodes.push(Node { own: 1, children });
+        self.stack.push(self.nodes.len() - 1);
     }
-    fn pop(&mut self) -> Result<u64> {
+    fn pop(&mut self) -> Result<usize> {
         match self.stack.pop() {
             Some(MARK) | None => Err(self.err("stack underflow")),
             Some(v) => Ok(v),
         }
     }
-    /// Pops down to the last mark; returns the summed sizes.
-    fn pop_mark(&mut self) -> Result<u64> {
-        let mut sum = 0u64;
+    /// Pops down to the last mark; returns the objects above it, oldest first.
+    fn pop_mark(&mut self) -> Result<Vec<usize>> {
+        let mut items = Vec::new();
         loop {
             match self.stack.pop() {
                 None => return Err(self.err("no mark")),
-                Some(MARK) => return Ok(sum),
-                Some(v) => sum = sum.saturating_add(v),
+                Some(MARK) => {
+                    items.reverse();
+                    return Ok(items);
+                }
+                Some(v) => items.push(v),
             }
         }
     }
@@ -76,11 +90,14 @@ impl<'a> Scan<'a> {
         if self.bytes > MAX_BYTES {
             return Err(self.err(format!("it holds more than {MAX_BYTES} bytes of strings")));
         }
-        self.push(1)
+        self.new_node(Vec::new());
+        Ok(())
     }
-    fn grow_top(&mut self, by: u64) -> Result<()> {
-        let top = self.pop()?;
-        self.push(top.saturating_add(by))
+    /// Adds objects to the container on top of the stack (it stays there).
+    fn extend_top(&mut self, items: Vec<usize>) -> Result<()> {
+        let top = *self.stack.last().filter(|&&v| v != MARK).ok_or_else(|| self.err("append to nothing"))?;
+        self.nodes[top].children.extend(items);
+        Ok(())
     }
     fn memo_put(&mut self, key: u64) -> Result<()> {
         let top = *self.stack.last().filter(|&&v| v != MARK).ok_or_else(|| self.err("memo put of nothing"))?;
@@ -88,70 +105,127 @@ impl<'a> Scan<'a> {
         Ok(())
     }
     fn memo_get(&mut self, key: u64) -> Result<()> {
-        let size = *self.memo.get(&key).ok_or_else(|| self.err(format!("memo key {key} was never put")))?;
-        self.push(size)
+        let id = *self.memo.get(&key).ok_or_else(|| self.err(format!("memo key {key} was never put")))?;
+        self.copies.push(id);
+        self.stack.push(id);
+        Ok(())
     }
     fn text_number(&mut self) -> Result<u64> {
         let l = self.line()?;
         std::str::from_utf8(l).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| self.err("bad memo key"))
     }
+
+    /// Values object `id` expands to with every shared object copied, up to the budget; an error
+    /// for a structure that contains itself.
+    fn expanded(&self, id: usize, sizes: &mut HashMap<usize, Option<u64>>) -> Result<u64> {
+        // Iterative post-order: None marks an object being expanded (a cycle if met again).
+        let mut todo = vec![(id, false)];
+        while let Some((n, done)) = todo.pop() {
+            if done {
+                let total = self.nodes[n]
+                    .children
+                    .iter()
+                    .fold(self.nodes[n].own, |t, c| t.saturating_add(sizes[c].unwrap_or(u64::MAX)));
+                sizes.insert(n, Some(total.min(MAX_VALUES + 1)));
+                continue;
+            }
+            match sizes.get(&n) {
+                Some(Some(_)) => continue,
+                Some(None) => return Err(self.err("it builds a structure that contains itself")),
+                None => {}
+            }
+            sizes.insert(n, None);
+            todo.push((n, true));
+            for &c in &self.nodes[n].children {
+                match sizes.get(&c) {
+                    Some(Some(_)) => {}
+                    Some(None) => return Err(self.err("it builds a structure that contains itself")),
+                    None => todo.push((c, false)),
+                }
+            }
+        }
+        Ok(sizes[&id].unwrap_or(u64::MAX))
+    }
+
+    /// At STOP: the result's expanded size plus every memo copy's, against the budget.
+    fn finish(&self) -> Result<()> {
+        let root = *self.stack.last().filter(|&&v| v != MARK).ok_or_else(|| self.err("nothing to return"))?;
+        let mut sizes = HashMap::new();
+        let mut total = self.expanded(root, &mut sizes)?;
+        for &c in &self.copies {
+            total = total.saturating_add(self.expanded(c, &mut sizes)?);
+            if total > MAX_VALUES {
+                break;
+            }
+        }
+        if total > MAX_VALUES {
+            return Err(self
+                .err(format!("it would create more than {MAX_VALUES} values (memo references copy what they name)")));
+        }
+        Ok(())
+    }
 }
 
 /// Errors for pickles unpickling would choke on; Ok for anything the unpickler may safely try.
 pub fn check(path: &Path, data: &[u8]) -> Result<()> {
-    let mut s = Scan { path, data, at: 0, stack: Vec::new(), memo: HashMap::new(), values: 0, bytes: 0 };
+    let mut s = Scan {
+        path,
+        data,
+        at: 0,
+        stack: Vec::new(),
+        nodes: Vec::new(),
+        memo: HashMap::new(),
+        copies: Vec::new(),
+        bytes: 0,
+    };
     loop {
         let op = *s.take(1)?.first().unwrap_or(&0);
         match op {
-            b'.' => return Ok(()),
+            b'.' => return s.finish(),
             b'(' => s.stack.push(MARK),
             b'0' => drop(s.pop()?),
             b'1' => drop(s.pop_mark()?),
             b'2' => {
                 let top = s.pop()?;
-                s.push(top)?;
-                s.push(top)?
+                s.copies.push(top);
+                s.stack.extend([top, top]);
             }
-            b'}' | b']' | b')' | b'N' | 0x88 | 0x89 | 0x8f => s.push(1)?,
+            b'}' | b']' | b')' | b'N' | 0x88 | 0x89 | 0x8f => s.new_node(Vec::new()),
             b'a' => {
                 let v = s.pop()?;
-                s.grow_top(v)?
+                s.extend_top(vec![v])?
             }
             b'e' | b'u' | 0x90 => {
-                let sum = s.pop_mark()?;
-                s.grow_top(sum)?
+                let items = s.pop_mark()?;
+                s.extend_top(items)?
             }
             b's' => {
                 let (v, k) = (s.pop()?, s.pop()?);
-                s.grow_top(v.saturating_add(k))?
+                s.extend_top(vec![k, v])?
             }
-            b't' | b'l' | b'd' | 0x91 => {
-                let sum = s.pop_mark()?;
-                s.push(sum.saturating_add(1))?
+            b't' | b'l' | b'd' | 0x91 | b'o' => {
+                let items = s.pop_mark()?;
+                s.new_node(items)
             }
             0x85 => {
                 let a = s.pop()?;
-                s.push(a + 1)?
+                s.new_node(vec![a])
             }
             0x86 => {
-                let (a, b) = (s.pop()?, s.pop()?);
-                s.push(a.saturating_add(b).saturating_add(1))?
+                let (b, a) = (s.pop()?, s.pop()?);
+                s.new_node(vec![a, b])
             }
             0x87 => {
-                let (a, b, c) = (s.pop()?, s.pop()?, s.pop()?);
-                s.push(a.saturating_add(b).saturating_add(c).saturating_add(1))?
+                let (c, b, a) = (s.pop()?, s.pop()?, s.pop()?);
+                s.new_node(vec![a, b, c])
             }
             b'R' | b'b' | 0x81 | 0x93 => {
-                let (a, b) = (s.pop()?, s.pop()?);
-                s.push(a.saturating_add(b))?
+                let (b, a) = (s.pop()?, s.pop()?);
+                s.new_node(vec![a, b])
             }
             0x92 => {
-                let (a, b, c) = (s.pop()?, s.pop()?, s.pop()?);
-                s.push(a.saturating_add(b).saturating_add(c))?
-            }
-            b'o' => {
-                let sum = s.pop_mark()?;
-                s.push(sum.saturating_add(1))?
+                let (c, b, a) = (s.pop()?, s.pop()?, s.pop()?);
+                s.new_node(vec![a, b, c])
             }
             0x94 => {
                 let key = s.memo.len() as u64;
@@ -159,19 +233,19 @@ pub fn check(path: &Path, data: &[u8]) -> Result<()> {
             }
             b'K' => {
                 s.take(1)?;
-                s.push(1)?
+                s.new_node(Vec::new())
             }
             b'M' => {
                 s.take(2)?;
-                s.push(1)?
+                s.new_node(Vec::new())
             }
             b'J' => {
                 s.take(4)?;
-                s.push(1)?
+                s.new_node(Vec::new())
             }
             b'G' => {
                 s.take(8)?;
-                s.push(1)?
+                s.new_node(Vec::new())
             }
             0x80 => drop(s.take(1)?),
             0x95 => drop(s.take(8)?),
@@ -214,18 +288,18 @@ pub fn check(path: &Path, data: &[u8]) -> Result<()> {
             b'c' => {
                 s.line()?;
                 s.line()?;
-                s.push(1)?
+                s.new_node(Vec::new())
             }
             b'i' => {
                 s.line()?;
                 s.line()?;
-                let sum = s.pop_mark()?;
-                s.push(sum.saturating_add(1))?
+                let items = s.pop_mark()?;
+                s.new_node(items)
             }
             b'I' | b'L' | b'F' | b'S' | b'V' => {
                 let n = s.line()?.len() as u64;
                 s.bytes = s.bytes.saturating_add(n);
-                s.push(1)?
+                s.new_node(Vec::new())
             }
             other => return Err(s.err(format!("unsupported opcode {other:#04x}"))),
         }

@@ -40,7 +40,7 @@ impl CpuExecutor {
                 loss_scratch: vec![(batch * plan.classes) as u64],
             },
         );
-        let slots = sched.slot_words.iter().map(|&w| vec![0.0; w as usize]).collect();
+        let slots = allocate(&sched.slot_words, batch, plan.input.iter().product::<usize>() as u64)?;
         let grads = model.params.trainable_layout();
         let n_state = opts.optimizer.map_or(0, |o| o.state_names().len());
         Ok(CpuExecutor {
@@ -181,6 +181,96 @@ impl CpuExecutor {
         let (s, w) = (sched.slot_of[d], sched.words[d] as usize);
         slots[s][..w].copy_from_slice(&dlogits);
         loss[0]
+    }
+}
+
+/// The slots, allocated without aborting: the CPU path checks what it needs (the slots, room for
+/// the data loader's batches in flight, and headroom for the per-step work) against what the
+/// process may still take ([`memory_budget`]) first, says which batch size would fit, and
+/// allocates fallibly in case the check was optimistic.
+fn allocate(slot_words: &[u64], batch: usize, input_words: u64) -> Result<Vec<Vec<f32>>> {
+    let bytes = 4 * slot_words.iter().sum::<u64>();
+    let needed = bytes + 3 * 4 * input_words;
+    let budget = memory_budget();
+    let fail = |why: String| {
+        let per_image = (needed as f64 / batch as f64) * (1.0 + HEADROOM);
+        let fits = budget.map_or(0.0, |(b, _)| (b.saturating_sub(RESERVE) as f64 / per_image).floor());
+        crate::Error::Graph(format!(
+            "the CPU path needs {} for a batch of {batch} (activations, gradients and scratch: {}; \
+             the data loader's batches: {}) but {why}; {}",
+            human_bytes(needed),
+            human_bytes(bytes),
+            human_bytes(needed - bytes),
+            if fits >= 1.0 {
+                format!("a batch size of about {fits} would fit")
+            } else {
+                "not even a batch of 1 fits".to_string()
+            }
+        ))
+    };
+    if let Some((avail, what)) = budget {
+        if (needed as f64 * (1.0 + HEADROOM)) as u64 + RESERVE > avail {
+            return Err(fail(format!("{what} leaves {} (with headroom for the step's own work)", human_bytes(avail))));
+        }
+    }
+    let mut slots = Vec::with_capacity(slot_words.len());
+    for &w in slot_words {
+        let mut v: Vec<f32> = Vec::new();
+        v.try_reserve_exact(w as usize).map_err(|_| fail(format!("allocating {} failed", human_bytes(4 * w))))?;
+        v.resize(w as usize, 0.0);
+        slots.push(v);
+    }
+    Ok(slots)
+}
+
+/// Room kept beyond the planned buffers: a fraction of them for each step's own work (threads'
+/// im2col panels, loss rows), and a fixed amount for everything else the process holds.
+const HEADROOM: f64 = 0.125;
+const RESERVE: u64 = 128 << 20;
+
+/// How many more bytes this process may take, and what bounds it (Linux): the least of available
+/// RAM and swap, the address-space limit (`ulimit -v`) less what is mapped, and the cgroup's
+/// memory limit (containers) less its usage. None where nothing is known.
+pub fn memory_budget() -> Option<(u64, &'static str)> {
+    let mut best: Option<(u64, &'static str)> = None;
+    let mut take = |b: Option<u64>, what: &'static str| {
+        if let Some(b) = b {
+            if best.is_none_or(|(x, _)| b < x) {
+                best = Some((b, what));
+            }
+        }
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let kib = |text: &Option<String>, name: &str| -> Option<u64> {
+        text.as_ref()?
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    };
+    take(
+        kib(&meminfo, "MemAvailable:").map(|a| (a + kib(&meminfo, "SwapFree:").unwrap_or(0)) * 1024),
+        "the system's available memory",
+    );
+    let limits = std::fs::read_to_string("/proc/self/limits").ok();
+    let address_space = limits.as_ref().and_then(|l| {
+        l.lines().find(|l| l.starts_with("Max address space"))?.split_whitespace().nth(3)?.parse::<u64>().ok()
+    });
+    let status = std::fs::read_to_string("/proc/self/status").ok();
+    if let (Some(limit), Some(mapped)) = (address_space, kib(&status, "VmSize:")) {
+        take(Some(limit.saturating_sub(mapped * 1024)), "the address-space limit (ulimit -v)");
+    }
+    let cgroup = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok()?.trim().parse::<u64>().ok();
+    if let (Some(max), Some(current)) = (cgroup("memory.max"), cgroup("memory.current")) {
+        take(Some(max.saturating_sub(current)), "the container's memory limit (cgroup memory.max)");
+    }
+    best
+}
+
+pub(crate) fn human_bytes(b: u64) -> String {
+    match b {
+        0..=1_048_575 => format!("{:.1} KiB", b as f64 / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+        _ => format!("{:.2} GiB", b as f64 / 1_073_741_824.0),
     }
 }
 

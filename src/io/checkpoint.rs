@@ -198,13 +198,15 @@ pub fn load(path: &Path, layout: &ParamSet) -> Result<Checkpoint> {
     Ok(Checkpoint { params, optimizer, meta })
 }
 
-/// Loads parameters from a state dict or a checkpoint's model file (or a folder of checkpoints).
+/// Loads parameters from a state dict or a checkpoint's model file (or a folder of checkpoints),
+/// refusing weights that hold NaN or infinities (naming the first such tensor).
 pub fn load_weights(path: &Path, params: &mut ParamSet) -> Result<()> {
-    if path.is_dir() {
-        let p = latest(path).ok_or_else(|| Error::file(path, "no complete checkpoint in this folder"))?;
-        return state_dict::load_into(&p, params);
+    let p = resolve(path)?;
+    state_dict::load_into(&p, params)?;
+    if let Some(key) = params.first_non_finite() {
+        return Err(Error::file(&p, format!("{key} holds NaN or infinite values; these weights cannot be evaluated")));
     }
-    state_dict::load_into(path, params)
+    Ok(())
 }
 
 /// The metadata of a checkpoint file, or of the newest complete checkpoint in a folder.
