@@ -186,7 +186,11 @@ impl Device {
             (None, kind) => {
                 let names = || list.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
                 let what = match (&opts.adapter, list.is_empty()) {
-                    (_, true) => format!("no wgpu adapter found on backend {:?}", opts.backend),
+                    (None, true) => format!("no wgpu adapter found on backend {:?}", opts.backend),
+                    (Some(a), true) => format!(
+                        "no adapter's name contains {a:?}: no wgpu adapter found at all on backend {:?}",
+                        opts.backend
+                    ),
                     (Some(a), false) => format!("no adapter's name contains {a:?}; found: {}", names()),
                     (None, false) => format!(
                         "the only adapters are software ones ({}), which run WGSL on the CPU far slower than \
