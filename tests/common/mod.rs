@@ -14,11 +14,21 @@ use wgrad::Gpu;
 /// passed ones. With `require` set (CI sets WGRAD_REQUIRE_GPU=1, WGRAD_REQUIRE_DATASETS=1), a skip
 /// is a failure instead.
 pub fn skip(what: &str, require: &str) {
-    let test = std::thread::current().name().unwrap_or("?").to_string();
+    // binary::test, e.g. relu::cpu_and_gpu_match_pytorch (the binary is relu-<hash>).
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().split('-').next().unwrap_or("").to_string()))
+        .unwrap_or_default();
+    let test = format!("{bin}::{}", std::thread::current().name().unwrap_or("?"));
     if std::env::var(require).as_deref() == Ok("1") {
         panic!("{require}=1 but {what}");
     }
-    eprintln!("skipped: {test}: {what} (set {require}=1 to make this an error)");
+    // Straight to the process's stderr: libtest captures eprintln! of passing tests, and a skip
+    // must be seen.
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "skipped: {test}: {what} (set {require}=1 to make this an error)");
+    }
     if let Some(log) = std::env::var_os("WGRAD_SKIP_LOG") {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
