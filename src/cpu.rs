@@ -1,11 +1,28 @@
 //! The CPU path's numeric type: every CPU reference is generic over f32 (what runs) and f64 (what
 //! the finite-difference tests check), so the code that is tested is the code that runs.
+//!
+//! Also what the ops' CPU loops share: the build's baseline is SSE2, so hot loops are compiled
+//! again for AVX2 and AVX-512 and picked at run time (`#[multiversion(targets = "simd")]`);
+//! reductions keep several independent partial sums (they vectorize, in a fixed order, so every
+//! run gives the same bits); elementwise loops run on rayon in chunks of [`PAR_CHUNK`].
 
 use num_traits::Float;
 use std::iter::Sum;
 
+pub use multiversion::multiversion;
+
+/// Elements per rayon task in elementwise loops: enough work to dwarf a task's hand-off (about a
+/// microsecond), few enough that a layer's tensor splits between the threads.
+pub const PAR_CHUNK: usize = 1 << 14;
+
+/// Planes (rows of `len` elements) per rayon task, so that a task holds about [`PAR_CHUNK`] elements.
+pub fn planes_per_task(len: usize) -> usize {
+    (PAR_CHUNK / len.max(1)).max(1)
+}
+
 pub trait Real: Float + Sum + std::ops::AddAssign + Send + Sync + Default + std::fmt::Debug + 'static {
     fn of(v: f64) -> Self;
+    fn f64(self) -> f64;
     /// C (m×n) = alpha·A (m×k)·B (k×n) + beta·C with arbitrary strides (row, column) for each.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -31,6 +48,10 @@ macro_rules! impl_real {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 v as $t
+            }
+            #[inline(always)]
+            fn f64(self) -> f64 {
+                self as f64
             }
             fn gemm(
                 m: usize,
@@ -71,3 +92,84 @@ macro_rules! impl_real {
 }
 impl_real!(f32, matrixmultiply::sgemm);
 impl_real!(f64, matrixmultiply::dgemm);
+
+/// Partial sums per reduction: 8 f64 lanes (one AVX-512 register, two AVX2 ones).
+const LANES: usize = 8;
+
+#[inline(always)]
+fn combine(acc: [f64; LANES], tail: f64) -> f64 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Σ x in f64.
+#[multiversion(targets = "simd")]
+pub fn sum<T: Real>(x: &[T]) -> f64 {
+    let mut acc = [0f64; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] += c[l].f64();
+        }
+    }
+    combine(acc, it.remainder().iter().map(|v| v.f64()).sum())
+}
+
+/// Σ (x - mean)² in f64.
+#[multiversion(targets = "simd")]
+pub fn sum_sq_dev<T: Real>(x: &[T], mean: f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            let d = c[l].f64() - mean;
+            acc[l] += d * d;
+        }
+    }
+    combine(acc, it.remainder().iter().map(|v| (v.f64() - mean).powi(2)).sum())
+}
+
+/// (Σ dy, Σ dy·(x - mean)) in f64.
+#[multiversion(targets = "simd")]
+pub fn sum_dy_dyx<T: Real>(dy: &[T], x: &[T], mean: f64) -> (f64, f64) {
+    let (mut a, mut b) = ([0f64; LANES], [0f64; LANES]);
+    let n = dy.len().min(x.len()) / LANES * LANES;
+    for (cd, cx) in dy[..n].chunks_exact(LANES).zip(x[..n].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let d = cd[l].f64();
+            a[l] += d;
+            b[l] += d * (cx[l].f64() - mean);
+        }
+    }
+    let (mut ta, mut tb) = (0.0, 0.0);
+    for (d, x) in dy[n..].iter().zip(&x[n..]) {
+        ta += d.f64();
+        tb += d.f64() * (x.f64() - mean);
+    }
+    (combine(a, ta), combine(b, tb))
+}
+
+/// Runs `f(plane index, plane)` over the planes (consecutive runs of `len` elements) of `out` on
+/// the thread pool, in tasks of about [`PAR_CHUNK`] elements.
+pub fn par_planes<T: Send>(out: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    use rayon::prelude::*;
+    let per = planes_per_task(len);
+    out.par_chunks_mut(per * len.max(1)).enumerate().for_each(|(t, chunk)| {
+        for (i, p) in chunk.chunks_mut(len.max(1)).enumerate() {
+            f(t * per + i, p);
+        }
+    });
+}
+
+/// out = a + b, elementwise, on the thread pool.
+pub fn add<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
+    use rayon::prelude::*;
+    #[multiversion(targets = "simd")]
+    fn add_chunk<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = x + y;
+        }
+    }
+    out.par_chunks_mut(PAR_CHUNK)
+        .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
+        .for_each(|(o, (a, b))| add_chunk(o, a, b));
+}

@@ -158,10 +158,7 @@ impl CpuExecutor {
         for &(a, b, c) in &sched.sums[s].steps {
             let mut out = take(slots, sched, c);
             let n = sched.words[c] as usize;
-            let (x, y) = (tensor(slots, sched, a), tensor(slots, sched, b));
-            for ((o, &p), &q) in out[..n].iter_mut().zip(x).zip(y) {
-                *o = p + q;
-            }
+            crate::cpu::add(&mut out[..n], tensor(slots, sched, a), tensor(slots, sched, b));
             put(slots, sched, c, out);
         }
     }

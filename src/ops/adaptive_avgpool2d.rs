@@ -9,7 +9,6 @@ use crate::cpu::Real;
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Result};
-use rayon::prelude::*;
 use std::ops::Range;
 
 pub const OP: &str = "AdaptiveAvgPool2d";
@@ -106,7 +105,7 @@ impl Node for Geometry {
 /// out (N, C, OH, OW), overwritten: the mean of each window of inp (N, C, H, W).
 pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
+    crate::cpu::par_planes(out, ohw, |plane, o| {
         let x = &inp[plane * hw..][..hw];
         for oh in 0..g.oh {
             let rows = window(oh, g.h, g.oh);
@@ -127,7 +126,7 @@ pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T]) {
 /// dinp (N, C, H, W), overwritten: each element gathers dout / window size of its windows.
 pub fn backward_cpu<T: Real>(g: &Geometry, dinp: &mut [T], dout: &[T]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    dinp.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+    crate::cpu::par_planes(dinp, hw, |plane, d| {
         let dy = &dout[plane * ohw..][..ohw];
         for ih in 0..g.h {
             for iw in 0..g.w {

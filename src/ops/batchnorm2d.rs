@@ -9,7 +9,7 @@
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::{ParamsLayout};
-use crate::cpu::Real;
+use crate::cpu::{multiversion, par_planes, Real};
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
@@ -264,14 +264,13 @@ impl Node for Geometry {
 
 /// Per channel (in f64): mean and M2 = Σ (x - mean)², two passes over inp (N, C, HW).
 fn channel_stats<T: Real>(g: &Geometry, inp: &[T]) -> Vec<(f64, f64)> {
-    let f = |x: T| x.to_f64().unwrap_or(f64::NAN);
     (0..g.c)
         .into_par_iter()
         .map(|c| {
             let plane = |n: usize| &inp[(n * g.c + c) * g.hw..][..g.hw];
             let m = (g.n * g.hw) as f64;
-            let mean = (0..g.n).map(|n| plane(n).iter().map(|&x| f(x)).sum::<f64>()).sum::<f64>() / m;
-            let m2 = (0..g.n).map(|n| plane(n).iter().map(|&x| (f(x) - mean).powi(2)).sum::<f64>()).sum::<f64>();
+            let mean = (0..g.n).map(|n| crate::cpu::sum(plane(n))).sum::<f64>() / m;
+            let m2 = (0..g.n).map(|n| crate::cpu::sum_sq_dev(plane(n), mean)).sum::<f64>();
             (mean, m2)
         })
         .collect()
@@ -314,13 +313,17 @@ pub fn forward_cpu<T: Real>(
         let eps = T::of(g.eps as f64);
         (rm.to_vec(), rv.iter().map(|&v| T::one() / (v + eps).sqrt()).collect())
     };
-    out.par_chunks_mut(g.hw).zip(inp.par_chunks(g.hw)).enumerate().for_each(|(plane, (o, x))| {
-        let c = plane % g.c;
-        let (w, b) = (weight.map_or(T::one(), |w| w[c]), bias.map_or(T::zero(), |b| b[c]));
-        for (o, &x) in o.iter_mut().zip(x) {
-            let y = (x - mean[c]) * invstd[c];
-            *o = if weight.is_some() { y * w + b } else { y };
+    #[multiversion(targets = "simd")]
+    fn normalize<T: Real>(o: &mut [T], x: &[T], mean: T, invstd: T, affine: Option<(T, T)>) {
+        match affine {
+            Some((w, b)) => o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x - mean) * invstd * w + b),
+            None => o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x - mean) * invstd),
         }
+    }
+    par_planes(out, g.hw, |p, o| {
+        let c = p % g.c;
+        let affine = weight.map(|w| (w[c], bias.map_or(T::zero(), |b| b[c])));
+        normalize(o, &inp[p * g.hw..][..g.hw], mean[c], invstd[c], affine);
     });
 }
 
@@ -341,20 +344,18 @@ pub fn backward_cpu<T: Real>(
 ) {
     let eps = T::of(g.eps as f64);
     let invstd: Vec<T> = if g.batch_stats { stat.to_vec() } else { stat.iter().map(|&v| T::one() / (v + eps).sqrt()).collect() };
-    let f = |x: T| x.to_f64().unwrap_or(f64::NAN);
-    // Per channel, in f64: Σ dout and Σ dout·xhat.
+    // Per channel, in f64: Σ dout and Σ dout·xhat (= invstd · Σ dout·(x - mean)).
     let sums: Vec<(f64, f64)> = (0..g.c)
         .into_par_iter()
         .map(|c| {
             let (mut sdy, mut sdyx) = (0f64, 0f64);
             for n in 0..g.n {
                 let at = (n * g.c + c) * g.hw;
-                for (&dy, &x) in dout[at..at + g.hw].iter().zip(&inp[at..at + g.hw]) {
-                    sdy += f(dy);
-                    sdyx += f(dy) * (f(x) - f(mean[c])) * f(invstd[c]);
-                }
+                let (a, b) = crate::cpu::sum_dy_dyx(&dout[at..at + g.hw], &inp[at..at + g.hw], mean[c].f64());
+                sdy += a;
+                sdyx += b;
             }
-            (sdy, sdyx)
+            (sdy, sdyx * invstd[c].f64())
         })
         .collect();
     if let (Some(dw), Some(db)) = (dweight, dbias) {
@@ -365,20 +366,24 @@ pub fn backward_cpu<T: Real>(
     }
     let Some(dinp) = dinp else { return };
     let m = (g.n * g.hw) as f64;
-    dinp.par_chunks_mut(g.hw).enumerate().for_each(|(plane, d)| {
-        let c = plane % g.c;
-        let at = plane * g.hw;
+    #[multiversion(targets = "simd")]
+    #[allow(clippy::too_many_arguments)]
+    fn plane<T: Real>(d: &mut [T], dy: &[T], x: &[T], batch_stats: bool, mean: T, invstd: T, scale: T, mdy: T, mdyx: T) {
+        if batch_stats {
+            for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
+                let xhat = (x - mean) * invstd;
+                *d = scale * (dy - mdy - xhat * mdyx);
+            }
+        } else {
+            d.iter_mut().zip(dy).for_each(|(d, &dy)| *d = dy * scale);
+        }
+    }
+    par_planes(dinp, g.hw, |p, d| {
+        let (c, at) = (p % g.c, p * g.hw);
         let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
         let (mdy, mdyx) = (T::of(sums[c].0 / m), T::of(sums[c].1 / m));
-        for (i, d) in d.iter_mut().enumerate() {
-            let dy = dout[at + i];
-            *d = if g.batch_stats {
-                let xhat = (inp[at + i] - mean[c]) * invstd[c];
-                scale * (dy - mdy - xhat * mdyx)
-            } else {
-                dy * scale
-            };
-        }
+        let (dy, x) = (&dout[at..at + g.hw], &inp[at..at + g.hw]);
+        plane(d, dy, x, g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
     });
 }
 

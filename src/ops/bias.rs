@@ -27,7 +27,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
 /// dbias (C,), overwritten, from dout (N, C, S).
 pub fn backward_cpu<T: Real>(dbias: &mut [T], dout: &[T], n: usize, c: usize, s: usize) {
     for (ch, d) in dbias.iter_mut().enumerate().take(c) {
-        *d = (0..n).flat_map(|i| dout[(i * c + ch) * s..(i * c + ch + 1) * s].iter().copied()).sum();
+        *d = T::of((0..n).map(|i| crate::cpu::sum(&dout[(i * c + ch) * s..(i * c + ch + 1) * s])).sum());
     }
 }
 

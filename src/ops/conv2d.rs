@@ -6,7 +6,7 @@
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Scratch};
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
-use crate::cpu::Real;
+use crate::cpu::{multiversion, Real};
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
@@ -225,6 +225,7 @@ const CPU_CHUNK: usize = 8;
 
 /// Writes image x (IC, H, W) as columns [at, at + OH·OW) of col (IC·KH·KW rows of `stride`);
 /// padding reads as zero.
+#[multiversion(targets = "simd")]
 fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T], stride: usize, at: usize) {
     let ohw = g.oh * g.ow;
     for ic in 0..g.ic {
@@ -250,6 +251,7 @@ fn im2col<T: Real>(g: &Geometry, x: &[T], col: &mut [T], stride: usize, at: usiz
 }
 
 /// The adjoint of im2col: adds columns [at, at + OH·OW) of col back into dx (IC, H, W).
+#[multiversion(targets = "simd")]
 fn col2im<T: Real>(g: &Geometry, col: &[T], stride: usize, at: usize, dx: &mut [T]) {
     let ohw = g.oh * g.ow;
     for ic in 0..g.ic {

@@ -6,7 +6,7 @@
 use super::interface::{CpuBackward, CpuForward, GpuIo, Mode, Node, Op, Reads};
 use super::{IntoPair, ParamsLayout};
 use crate::buffer::View;
-use crate::cpu::Real;
+use crate::cpu::{multiversion, Real};
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
@@ -173,45 +173,94 @@ impl Geometry {
 /// positions ih·W + iw in the input plane.
 pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], idx: &mut [i32], inp: &[T]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let tiled = g.tiled();
+    let planes = crate::cpu::planes_per_task(hw);
+    out.par_chunks_mut(planes * ohw).zip(idx.par_chunks_mut(planes * ohw)).enumerate().for_each(|(c, (out, idx))| {
+        for (p, (out, idx)) in out.chunks_mut(ohw).zip(idx.chunks_mut(ohw)).enumerate() {
+            let x = &inp[(c * planes + p) * hw..][..hw];
+            if tiled {
+                tiled_plane(g, out, idx, x);
+            } else {
+                plane(g, out, idx, x);
+            }
+        }
+    });
+}
+
+impl Geometry {
+    /// Whether the windows tile the input: kernel = stride, no padding or dilation, and no
+    /// ceil_mode window running past the input (MaxPool2d(2) on even sizes and the like).
+    pub fn tiled(&self) -> bool {
+        self.kh == self.sh
+            && self.kw == self.sw
+            && self.ph == 0
+            && self.pw == 0
+            && self.dh == 1
+            && self.dw == 1
+            && self.oh * self.kh <= self.h
+            && self.ow * self.kw <= self.w
+    }
+}
+
+/// One plane, any geometry: the definition the fast path is tested against.
+fn plane<T: Real>(g: &Geometry, out: &mut [T], idx: &mut [i32], x: &[T]) {
     // The kernel offsets k whose input position start + k·d lies in [0, size).
     let valid = |start: isize, k: usize, d: usize, size: usize| {
         let lo = if start < 0 { ((-start) as usize).div_ceil(d) } else { 0 };
         let hi = if start >= size as isize { 0 } else { k.min((size as isize - 1 - start) as usize / d + 1) };
         lo..hi.max(lo)
     };
-    const PLANES: usize = 16;
-    out.par_chunks_mut(PLANES * ohw).zip(idx.par_chunks_mut(PLANES * ohw)).enumerate().for_each(|(c, (out, idx))| {
-        for p in 0..out.len() / ohw {
-            let x = &inp[(c * PLANES + p) * hw..][..hw];
-            for oh in 0..g.oh {
-                let h0 = (oh * g.sh) as isize - g.ph as isize;
-                for ow in 0..g.ow {
-                    let w0 = (ow * g.sw) as isize - g.pw as isize;
-                    let (mut best, mut at) = (T::neg_infinity(), usize::MAX);
-                    // Row-major over the window, as PyTorch: ties keep the first maximum, NaN wins.
-                    for kh in valid(h0, g.kh, g.dh, g.h) {
-                        let row = (h0 + (kh * g.dh) as isize) as usize * g.w;
-                        for kw in valid(w0, g.kw, g.dw, g.w) {
-                            let i = row + (w0 + (kw * g.dw) as isize) as usize;
-                            let v = x[i];
-                            if at == usize::MAX || v > best || v.is_nan() {
-                                best = v;
-                                at = i;
-                            }
-                        }
+    for oh in 0..g.oh {
+        let h0 = (oh * g.sh) as isize - g.ph as isize;
+        for ow in 0..g.ow {
+            let w0 = (ow * g.sw) as isize - g.pw as isize;
+            let (mut best, mut at) = (T::neg_infinity(), usize::MAX);
+            // Row-major over the window, as PyTorch: ties keep the first maximum, NaN wins.
+            for kh in valid(h0, g.kh, g.dh, g.h) {
+                let row = (h0 + (kh * g.dh) as isize) as usize * g.w;
+                for kw in valid(w0, g.kw, g.dw, g.w) {
+                    let i = row + (w0 + (kw * g.dw) as isize) as usize;
+                    let v = x[i];
+                    if at == usize::MAX || v > best || v.is_nan() {
+                        best = v;
+                        at = i;
                     }
-                    out[p * ohw + oh * g.ow + ow] = best;
-                    idx[p * ohw + oh * g.ow + ow] = at as i32;
                 }
             }
+            out[oh * g.ow + ow] = best;
+            idx[oh * g.ow + ow] = at as i32;
         }
-    });
+    }
+}
+
+/// One plane of windows that tile the input (kernel = stride, no padding or dilation): the same
+/// result as the general loop, without its bounds arithmetic.
+#[multiversion(targets = "simd")]
+fn tiled_plane<T: Real>(g: &Geometry, out: &mut [T], idx: &mut [i32], x: &[T]) {
+    for oh in 0..g.oh {
+        for ow in 0..g.ow {
+            let first = oh * g.sh * g.w + ow * g.sw;
+            let (mut best, mut at) = (x[first], first);
+            for kh in 0..g.kh {
+                let row = first + kh * g.w;
+                for (kw, &v) in x[row..row + g.kw].iter().enumerate() {
+                    // Row-major over the window, as PyTorch: ties keep the first maximum, NaN wins.
+                    if v > best || v.is_nan() {
+                        best = v;
+                        at = row + kw;
+                    }
+                }
+            }
+            out[oh * g.ow + ow] = best;
+            idx[oh * g.ow + ow] = at as i32;
+        }
+    }
 }
 
 /// dinp (N, C, H, W), overwritten: each output's gradient goes to the input element its index names.
 pub fn backward_cpu<T: Real>(g: &Geometry, dinp: &mut [T], dout: &[T], indices: &[i32]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    dinp.par_chunks_mut(hw).enumerate().for_each(|(plane, d)| {
+    crate::cpu::par_planes(dinp, hw, |plane, d| {
         d.fill(T::zero());
         for o in plane * ohw..(plane + 1) * ohw {
             d[indices[o] as usize] += dout[o];
@@ -281,4 +330,36 @@ pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, dinp: &View, dout: &Vi
     let n = (g.planes() * g.h * g.w) as u64;
     let label = format!("{label}.dinp");
     Ok(Kernel::new(gpu, "maxpool2d_backward", &label, &params(g), &[indices, dout, dinp], Dispatch::Invocations(n))?.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The tiled fast path equals the general loop, ties and NaN included.
+    #[test]
+    fn tiled_windows_match_the_general_loop() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for k in 1..=4 {
+            for (h, w) in [(k, k), (2 * k, 3 * k), (5 * k + k - 1, 4 * k), (7, 9)] {
+                let pool = MaxPool2d::new(k);
+                let Ok(g) = pool.geometry(&[1, 1, h, w]) else { continue };
+                assert!(g.tiled(), "{g:?}");
+                // Few distinct values (ties), and some NaN.
+                let x: Vec<f32> = (0..h * w)
+                    .map(|_| match rng.random_range(0..10) {
+                        0 => f32::NAN,
+                        v => (v % 4) as f32,
+                    })
+                    .collect();
+                let n = g.oh * g.ow;
+                let (mut a, mut ia, mut b, mut ib) = (vec![0f32; n], vec![0i32; n], vec![0f32; n], vec![0i32; n]);
+                tiled_plane(&g, &mut a, &mut ia, &x);
+                plane(&g, &mut b, &mut ib, &x);
+                assert_eq!(ia, ib, "{g:?}");
+                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{g:?}");
+            }
+        }
+    }
 }

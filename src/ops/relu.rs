@@ -5,10 +5,11 @@
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
 use super::{ParamsLayout};
 use crate::buffer::View;
-use crate::cpu::Real;
+use crate::cpu::{multiversion, Real, PAR_CHUNK};
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::Result;
+use rayon::prelude::*;
 
 pub const OP: &str = "ReLU";
 
@@ -75,16 +76,26 @@ impl Node for Planned {
 
 /// out = max(inp, 0), overwritten; NaN stays NaN.
 pub fn forward_cpu<T: Real>(out: &mut [T], inp: &[T]) {
-    for (o, &x) in out.iter_mut().zip(inp) {
-        *o = if x < T::zero() { T::zero() } else { x };
+    #[multiversion(targets = "simd")]
+    fn chunk<T: Real>(out: &mut [T], inp: &[T]) {
+        for (o, &x) in out.iter_mut().zip(inp) {
+            *o = if x < T::zero() { T::zero() } else { x };
+        }
     }
+    out.par_chunks_mut(PAR_CHUNK).zip(inp.par_chunks(PAR_CHUNK)).for_each(|(o, x)| chunk(o, x));
 }
 
 /// dinp = dout where out > 0, else 0; overwritten.
 pub fn backward_cpu<T: Real>(dinp: &mut [T], dout: &[T], out: &[T]) {
-    for ((d, &g), &y) in dinp.iter_mut().zip(dout).zip(out) {
-        *d = if y <= T::zero() { T::zero() } else { g };
+    #[multiversion(targets = "simd")]
+    fn chunk<T: Real>(dinp: &mut [T], dout: &[T], out: &[T]) {
+        for ((d, &g), &y) in dinp.iter_mut().zip(dout).zip(out) {
+            *d = if y <= T::zero() { T::zero() } else { g };
+        }
     }
+    dinp.par_chunks_mut(PAR_CHUNK)
+        .zip(dout.par_chunks(PAR_CHUNK).zip(out.par_chunks(PAR_CHUNK)))
+        .for_each(|(d, (g, y))| chunk(d, g, y));
 }
 
 fn params(n: u64) -> Params {
