@@ -75,6 +75,9 @@ pub fn layer(
             let mut out = vec![0f32; numel(&out_shape)];
             let mut st: Vec<Vec<f32>> = state.iter().map(|t| t.data.clone()).collect();
             let mut saved: Vec<Vec<f32>> = node.saved().iter().map(|&w| vec![0f32; w as usize]).collect();
+            let scratch = node.cpu_scratch(&dinputs_wanted);
+            let buffers = |words: &[u64]| words.iter().map(|&w| vec![0f32; w as usize]).collect::<Vec<_>>();
+            let (mut fwd_scratch, mut bwd_scratch) = (buffers(&scratch.forward), buffers(&scratch.backward));
             if node.is_view() {
                 out.copy_from_slice(&inputs[0].data);
             } else {
@@ -83,6 +86,7 @@ pub fn layer(
                     out: &mut out,
                     state: st.iter_mut().map(|v| v.as_mut_slice()).collect(),
                     saved: saved.iter_mut().map(|v| v.as_mut_slice()).collect(),
+                    scratch: fwd_scratch.iter_mut().map(|v| v.as_mut_slice()).collect(),
                     random: call.random,
                 });
             }
@@ -102,6 +106,7 @@ pub fn layer(
                         .map(|(k, v)| (!node.grad_is_dout(k)).then_some(v.as_mut_slice()))
                         .collect(),
                     dparams: dp.iter_mut().map(|v| v.as_mut_slice()).collect(),
+                    scratch: bwd_scratch.iter_mut().map(|v| v.as_mut_slice()).collect(),
                     random: call.random,
                 });
                 for (k, v) in di.iter_mut().enumerate() {

@@ -4,7 +4,7 @@
 use super::memory::{Request, Schedule, Task};
 use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
 use crate::nn::{split_disjoint, Model, ParamSet};
-use crate::ops::interface::{CpuBackward, CpuForward, Mode, RandomKey, Scratch};
+use crate::ops::interface::{CpuBackward, CpuForward, Mode, RandomKey};
 use crate::ops::{adam, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
@@ -30,13 +30,18 @@ pub struct CpuExecutor {
 impl CpuExecutor {
     pub fn new(model: &Model, batch: usize, opts: Options) -> Result<Self> {
         let plan = Plan::new(model, batch, opts.mode)?;
-        let none = |_: usize| Scratch::default();
+        let train = opts.mode == Mode::Train;
+        let scratch = |i: usize| {
+            let n = &plan.nodes[i];
+            let dinputs: Vec<bool> = n.inputs.iter().map(|&v| train && plan.needs_grad[v]).collect();
+            n.node.cpu_scratch(&dinputs)
+        };
         let sched = Schedule::new(
             &plan,
             &Request {
-                backward: opts.mode == Mode::Train,
+                backward: train,
                 keep_all: opts.keep_all,
-                scratch: &none,
+                scratch: &scratch,
                 loss_scratch: vec![(batch * plan.classes) as u64],
             },
         );
@@ -98,6 +103,7 @@ impl CpuExecutor {
         let node = &plan.nodes[i];
         let mut out = take(slots, sched, sched.value[i + 1]);
         let mut saved: Vec<Vec<f32>> = sched.saved[i].iter().map(|&t| take(slots, sched, t)).collect();
+        let mut scratch: Vec<Vec<f32>> = sched.scratch_forward[i].iter().map(|&t| take(slots, sched, t)).collect();
         {
             let inputs = node.inputs.iter().map(|&v| tensor(slots, sched, sched.value[v])).collect();
             let words = sched.words[sched.value[i + 1]] as usize;
@@ -107,8 +113,16 @@ impl CpuExecutor {
                 out: &mut out[..words],
                 state: params.entries_mut(&node.state),
                 saved: saved.iter_mut().zip(saved_w).map(|(v, w)| &mut v[..w]).collect(),
+                scratch: scratch
+                    .iter_mut()
+                    .zip(&sched.scratch_forward[i])
+                    .map(|(v, &t)| &mut v[..sched.words[t] as usize])
+                    .collect(),
                 random,
             });
+        }
+        for (&t, v) in sched.scratch_forward[i].iter().zip(scratch) {
+            put(slots, sched, t, v);
         }
         put(slots, sched, sched.value[i + 1], out);
         for (&t, v) in sched.saved[i].iter().zip(saved) {
@@ -122,6 +136,7 @@ impl CpuExecutor {
         let node = &plan.nodes[j];
         let mut dinp: Vec<Option<Vec<f32>>> =
             sched.dinputs[j].iter().map(|t| t.map(|t| take(slots, sched, t))).collect();
+        let mut scratch: Vec<Vec<f32>> = sched.scratch_backward[j].iter().map(|&t| take(slots, sched, t)).collect();
         {
             let words = |t: usize| sched.words[t] as usize;
             // Only what the backward declared it reads is alive (and passed); the rest is empty.
@@ -142,8 +157,16 @@ impl CpuExecutor {
                     &mut grads.data,
                     &node.params.iter().map(|&k| params.range(k)).collect::<Vec<_>>(),
                 ),
+                scratch: scratch
+                    .iter_mut()
+                    .zip(&sched.scratch_backward[j])
+                    .map(|(v, &t)| &mut v[..sched.words[t] as usize])
+                    .collect(),
                 random,
             });
+        }
+        for (&t, v) in sched.scratch_backward[j].iter().zip(scratch) {
+            put(slots, sched, t, v);
         }
         for (t, d) in sched.dinputs[j].iter().zip(dinp) {
             if let (Some(t), Some(d)) = (t, d) {

@@ -171,6 +171,11 @@ pub trait Node: Send + Sync {
     fn gpu_scratch(&self, _gpu: &Gpu, _dinputs: &[bool]) -> Scratch {
         Scratch::default()
     }
+    /// Scratch the CPU path's fast kernels need (padded copies, packed weights), planned with the
+    /// tensors as the GPU's is; `dinputs` as for [`Node::gpu_scratch`].
+    fn cpu_scratch(&self, _dinputs: &[bool]) -> Scratch {
+        Scratch::default()
+    }
     fn forward_cpu(&self, io: CpuForward<'_>);
     fn backward_cpu(&self, io: CpuBackward<'_>);
     /// Records the forward's kernels (none for views); every buffer comes from `io`.
@@ -187,6 +192,9 @@ pub struct CpuForward<'a> {
     /// Parameters and buffers (f32 entries, in declaration order); buffers are updated in train mode.
     pub state: Vec<&'a mut [f32]>,
     pub saved: Vec<&'a mut [f32]>,
+    /// This pass's scratch, sized as [`Node::cpu_scratch`] asked (empty where a caller gives none:
+    /// the op then takes its plain path).
+    pub scratch: Vec<&'a mut [f32]>,
     pub random: RandomKey,
 }
 
@@ -203,6 +211,8 @@ pub struct CpuBackward<'a> {
     pub dinputs: Vec<Option<&'a mut [f32]>>,
     /// Gradients of the [`Role::Param`] entries, in order, overwritten.
     pub dparams: Vec<&'a mut [f32]>,
+    /// As in [`CpuForward::scratch`].
+    pub scratch: Vec<&'a mut [f32]>,
     pub random: RandomKey,
 }
 

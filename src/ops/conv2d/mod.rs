@@ -12,6 +12,8 @@ use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
+mod direct;
+
 pub const OP: &str = "Conv2d";
 
 crate::shaders!(conv2d_forward: 64, conv2d_backward_input: 64, conv2d_backward_weight: 64);
@@ -166,15 +168,39 @@ impl Node for Planned {
                 .collect(),
         }
     }
-    fn forward_cpu(&self, io: CpuForward<'_>) {
-        let bias = self.bias.then(|| &*io.state[1]);
-        forward_cpu(&self.g, io.out, io.inputs[0], io.state[0], bias);
+    fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
+        let Some(isa) = direct::applies(&self.g) else { return Scratch::default() };
+        let mut backward = direct::backward_weight_scratch(isa, &self.g);
+        if dinputs.first() == Some(&true) {
+            backward.extend(direct::backward_input_scratch(isa, &self.g));
+        }
+        Scratch { forward: direct::forward_scratch(isa, &self.g), backward }
     }
-    fn backward_cpu(&self, io: CpuBackward<'_>) {
+    fn forward_cpu(&self, mut io: CpuForward<'_>) {
+        let bias = self.bias.then(|| &*io.state[1]);
+        match direct::applies(&self.g) {
+            Some(isa) if !io.scratch.is_empty() => {
+                direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, &mut io.scratch)
+            }
+            _ => forward_cpu(&self.g, io.out, io.inputs[0], io.state[0], bias),
+        }
+    }
+    fn backward_cpu(&self, mut io: CpuBackward<'_>) {
         let mut dparams = io.dparams.into_iter();
         let dweight = dparams.next().unwrap();
+        let dbias = dparams.next();
         let dinp = io.dinputs.into_iter().next().flatten();
-        backward_cpu(&self.g, dinp, dweight, dparams.next(), io.dout, io.inputs[0], io.state[0]);
+        let Some(isa) = direct::applies(&self.g).filter(|_| !io.scratch.is_empty()) else {
+            return backward_cpu(&self.g, dinp, dweight, dbias, io.dout, io.inputs[0], io.state[0]);
+        };
+        let (dw_scratch, dx_scratch) = io.scratch.split_at_mut(3);
+        direct::backward_weight(isa, &self.g, dweight, io.dout, io.inputs[0], dw_scratch);
+        if let Some(dinp) = dinp {
+            direct::backward_input(isa, &self.g, dinp, io.dout, io.state[0], dx_scratch);
+        }
+        if let Some(db) = dbias {
+            bias::backward_cpu(db, io.dout, self.g.n, self.g.oc, self.g.oh * self.g.ow);
+        }
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         forward_gpu(gpu, io.label, &self.g, io.out, io.inputs[0], io.state[0], io.state.get(1).copied(), &io.scratch)
