@@ -388,6 +388,25 @@ impl Gpu {
         self.check(context)
     }
 
+    /// Blocks until one submission has finished (later ones keep running), then reports errors.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex, context: &str) -> Result<()> {
+        let r = self.device.poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None });
+        if let Err(e) = r {
+            self.check(context)?;
+            return Err(Error::Gpu { context: context.into(), msg: e.to_string() });
+        }
+        self.check(context)
+    }
+
+    /// Runs the callbacks of finished work without blocking, then reports errors.
+    pub fn poll(&self, context: &str) -> Result<()> {
+        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+            self.check(context)?;
+            return Err(Error::Gpu { context: context.into(), msg: e.to_string() });
+        }
+        self.check(context)
+    }
+
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
         self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }

@@ -11,6 +11,7 @@ use crate::nn::Model;
 use crate::optim::{LrSchedule, Optimizer};
 use crate::{Device, Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +67,24 @@ pub trait Observer {
 
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// A step submitted whose loss has not been taken in yet.
+struct Pending {
+    step: u64,
+    epoch: u64,
+    batch: usize,
+    lr: f64,
+    images: usize,
+}
+
+/// One epoch's running sums and the steps still in flight.
+struct EpochRun {
+    started: Instant,
+    pending: VecDeque<Pending>,
+    loss_sum: f64,
+    loss_n: u64,
+    images: usize,
+}
 
 pub struct Trainer {
     pub device: Device,
@@ -389,6 +408,11 @@ impl Trainer {
     }
 
     /// Trains until the configured epochs are done, `max_steps` is reached or `stop` is set.
+    ///
+    /// Steps are queued: the device runs a few steps ahead of the losses the host has read
+    /// ([`Executor::step_queued`]), and each loss is checked (finite), logged and shown as it
+    /// arrives. Every checkpoint waits for all of them first, so it never holds a step whose loss
+    /// was not checked. With --verify every step is run and compared one at a time.
     pub fn run(&mut self, stop: &AtomicBool, obs: &mut dyn Observer) -> Result<Outcome> {
         let per_epoch = self.batches_per_epoch();
         while self.meta.epoch < self.cfg.epochs || self.cfg.max_steps.is_some_and(|m| self.meta.step < m) {
@@ -397,72 +421,68 @@ impl Trainer {
             }
             let epoch = self.meta.epoch;
             obs.epoch_start(epoch, per_epoch, self.meta.batch);
-            let started = Instant::now();
-            let (mut loss_sum, mut loss_n, mut images) = (0f64, 0u64, 0usize);
+            let mut run =
+                EpochRun { started: Instant::now(), pending: VecDeque::new(), loss_sum: 0.0, loss_n: 0, images: 0 };
             for batch in self.loader.epoch(epoch, self.meta.batch as usize) {
                 if stop.load(Ordering::SeqCst) {
+                    self.finish_queued(&mut run, obs)?;
                     let p = self.save()?;
                     obs.checkpoint(&p);
                     return Ok(Outcome::Interrupted);
                 }
-                let t = Instant::now();
                 let step = self.meta.step + 1;
-                let loss = self.ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN);
-                if let Some(r) = self.reference.as_mut() {
-                    r.step(&batch.images, &batch.targets, false)?;
-                }
-                if !loss.is_finite() {
-                    let mut msg = format!(
-                        "the loss became {loss} at step {step} (epoch {epoch}, batch {}); training stopped{}",
-                        batch.index,
-                        self.kept()
-                    );
-                    if let Some(first) = self.first_non_finite()? {
-                        msg += &format!("; the first non-finite value appeared in {first}");
-                    } else if !self.cfg.verify {
-                        msg += "; run with --verify to find the node that produced it";
-                    }
-                    return Err(Error::Graph(msg));
-                }
-                if let Some(r) = &self.reference {
-                    let c = crate::graph::compare(self.ex.as_ref(), r.as_ref())?;
-                    obs.verify(step, &c);
-                    if !c.ok() {
-                        return Err(Error::Graph(format!(
-                            "--verify: step {step} differs from the CPU path beyond tolerance:\n{c}"
-                        )));
-                    }
-                }
-                self.meta.step = step;
-                self.meta.batch = batch.index as u64 + 1;
-                loss_sum += loss as f64;
-                loss_n += 1;
-                images += batch.len();
                 let lr = self.cfg.schedule.lr(self.cfg.optimizer.lr() as f64, step - 1);
-                self.steps.push(&self.out, step, epoch, loss, lr)?;
-                obs.step(step, loss, batch.len() as f64 / t.elapsed().as_secs_f64());
+                run.pending.push_back(Pending { step, epoch, batch: batch.index, lr, images: batch.len() });
+                if self.reference.is_some() {
+                    let loss = self.ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN);
+                    if let Some(r) = self.reference.as_mut() {
+                        r.step(&batch.images, &batch.targets, false)?;
+                    }
+                    self.meta.step = step;
+                    self.meta.batch = batch.index as u64 + 1;
+                    self.arrived(&mut run, loss, obs)?;
+                    if let Some(r) = &self.reference {
+                        let c = crate::graph::compare(self.ex.as_ref(), r.as_ref())?;
+                        obs.verify(step, &c);
+                        if !c.ok() {
+                            return Err(Error::Graph(format!(
+                                "--verify: step {step} differs from the CPU path beyond tolerance:\n{c}"
+                            )));
+                        }
+                    }
+                } else {
+                    let losses = self.ex.step_queued(&batch.images, &batch.targets)?;
+                    self.meta.step = step;
+                    self.meta.batch = batch.index as u64 + 1;
+                    for loss in losses {
+                        self.arrived(&mut run, loss, obs)?;
+                    }
+                }
                 if self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step.is_multiple_of(k)) {
+                    self.finish_queued(&mut run, obs)?;
                     let p = self.save()?;
                     obs.checkpoint(&p);
                 }
                 if self.cfg.max_steps.is_some_and(|m| step >= m) {
+                    self.finish_queued(&mut run, obs)?;
                     let p = self.save()?;
                     obs.checkpoint(&p);
                     return Ok(Outcome::MaxSteps);
                 }
             }
-            let seconds = started.elapsed().as_secs_f64();
+            self.finish_queued(&mut run, obs)?;
+            let seconds = run.started.elapsed().as_secs_f64();
             let score = self.evaluate()?;
             self.meta.epoch += 1;
             self.meta.batch = 0;
             let rec = EpochRecord {
                 epoch,
                 steps: self.meta.step,
-                train_loss: loss_sum / loss_n.max(1) as f64,
+                train_loss: run.loss_sum / run.loss_n.max(1) as f64,
                 test_loss: score.loss,
                 test_accuracy: score.accuracy,
                 seconds,
-                images_per_s: images as f64 / seconds,
+                images_per_s: run.images as f64 / seconds,
             };
             self.history.push(rec.clone());
             obs.epoch_end(&rec);
@@ -470,6 +490,45 @@ impl Trainer {
             obs.checkpoint(&p);
         }
         Ok(Outcome::Finished)
+    }
+
+    /// Waits for the queued steps and takes in their losses.
+    fn finish_queued(&mut self, run: &mut EpochRun, obs: &mut dyn Observer) -> Result<()> {
+        for loss in self.ex.finish_queued()? {
+            self.arrived(run, loss, obs)?;
+        }
+        if let Some(p) = run.pending.front() {
+            return Err(Error::Graph(format!("the loss of step {} never came back from the device", p.step)));
+        }
+        Ok(())
+    }
+
+    /// The loss of the oldest pending step: checked, added to the epoch's mean, logged, shown.
+    fn arrived(&mut self, run: &mut EpochRun, loss: f32, obs: &mut dyn Observer) -> Result<()> {
+        let Some(p) = run.pending.pop_front() else {
+            return Err(Error::Graph("the device returned a loss for a step that was not queued".into()));
+        };
+        if !loss.is_finite() {
+            let mut msg = format!(
+                "the loss became {loss} at step {} (epoch {}, batch {}); training stopped{}",
+                p.step,
+                p.epoch,
+                p.batch,
+                self.kept()
+            );
+            if let Some(first) = self.first_non_finite()? {
+                msg += &format!("; the first non-finite value appeared in {first}");
+            } else if !self.cfg.verify {
+                msg += "; run with --verify to find the node that produced it";
+            }
+            return Err(Error::Graph(msg));
+        }
+        run.loss_sum += loss as f64;
+        run.loss_n += 1;
+        run.images += p.images;
+        self.steps.push(&self.out, p.step, p.epoch, loss, p.lr)?;
+        obs.step(p.step, loss, run.images as f64 / run.started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// With --verify: the first activation or gradient (in execution order) holding NaN or Inf.

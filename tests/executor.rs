@@ -133,3 +133,33 @@ fn a_model_missing_a_parameter_is_refused_by_name() {
     let e = wgrad::graph::Plan::new(&m, 3, Mode::Train).unwrap_err().to_string();
     assert!(e.contains("net.fc") && e.contains("no net.fc.weight"), "{e}");
 }
+
+#[test]
+fn queued_steps_return_every_loss_in_order_with_the_same_bits() {
+    let Some(gpu) = gpu() else { return };
+    let model = second_model();
+    let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
+    let mut sync = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts).unwrap();
+    let mut queued = wgrad::executor(&Device::Gpu(gpu), &model, 3, opts).unwrap();
+    let (images, targets) = second_batch();
+    let steps = 3 * wgrad::graph::gpu::LOSS_RING + 2;
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    for step in 0..steps {
+        // A different batch every step, so that losses out of order would show.
+        let x: Vec<f32> = images.iter().map(|v| v * (1.0 + 0.1 * step as f32)).collect();
+        want.push(sync.step(&x, &targets, true).unwrap().unwrap());
+        got.extend(queued.step_queued(&x, &targets).unwrap());
+        assert!(got.len() + wgrad::graph::gpu::LOSS_RING > step, "step {step}: only {} losses back", got.len());
+    }
+    got.extend(queued.finish_queued().unwrap());
+    assert!(queued.finish_queued().unwrap().is_empty(), "a second finish returns nothing");
+    assert_eq!(
+        got.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+        want.iter().map(|l| l.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(queued.params().unwrap().data, sync.params().unwrap().data);
+    // The CPU path gives each step's loss at once.
+    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, opts).unwrap();
+    assert_eq!(cpu.step_queued(&images, &targets).unwrap().len(), 1);
+    assert!(cpu.finish_queued().unwrap().is_empty());
+}

@@ -273,3 +273,31 @@ fn the_same_seed_gives_bit_identical_parameters_on_the_gpu() {
     let Some(gpu) = gpu() else { return };
     same_seed_same_bits(Device::Gpu(gpu));
 }
+
+/// On the GPU steps are queued and their losses read a few steps late: the error still names the
+/// first step whose loss was not finite (the CPU path reads each at once), steps.csv holds exactly
+/// the steps before it, and no checkpoint is written.
+#[test]
+fn queued_gpu_steps_stop_at_the_first_non_finite_loss() {
+    let Some(gpu) = gpu() else { return };
+    let stop_step = |device: Device| {
+        let out = tempdir();
+        let cfg = Config { optimizer: Optimizer::Sgd(Sgd::new(1e30)), ..config(3, None) };
+        let mut t = trainer(&device, &out, cfg, None);
+        let e = t.run(&AtomicBool::new(false), &mut Quiet).unwrap_err().to_string();
+        assert!(e.contains("run with --verify"), "{e}");
+        let step: u64 = e.split("at step ").nth(1).and_then(|s| s.split(' ').next()).unwrap().parse().unwrap();
+        let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+        assert_eq!(
+            csv.lines().count() as u64,
+            step,
+            "{}: steps.csv should end before step {step}:\n{csv}",
+            device.name()
+        );
+        assert!(checkpoint::latest(&out).is_none(), "{}: a checkpoint was written", device.name());
+        step
+    };
+    let on_gpu = stop_step(Device::Gpu(gpu));
+    assert_eq!(on_gpu, stop_step(Device::Cpu));
+    assert!(on_gpu < 12, "the loss stayed finite for {on_gpu} steps");
+}

@@ -14,6 +14,16 @@ use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::{Error, Result};
 use std::sync::Arc;
 
+/// Steps that may run ahead of the loss the host has read (`Executor::step_queued`).
+pub const LOSS_RING: usize = 4;
+
+/// A submitted step whose loss is being mapped.
+struct Queued {
+    slot: usize,
+    index: wgpu::SubmissionIndex,
+    mapped: Arc<std::sync::Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>,
+}
+
 pub struct GpuExecutor {
     gpu: Arc<Gpu>,
     plan: Plan,
@@ -33,6 +43,12 @@ pub struct GpuExecutor {
     tensors: Vec<View>,
     loss: View,
     loss_staging: wgpu::Buffer,
+    /// Staging buffers the queued steps' losses are copied into, used in turn and read a few
+    /// steps late (see [`Executor::step_queued`]).
+    loss_ring: Vec<wgpu::Buffer>,
+    /// Steps submitted whose loss has not been read yet, oldest first.
+    queued: std::collections::VecDeque<Queued>,
+    queued_total: u64,
     /// Where `forward` copies the logits to read them (same submit, no allocation per batch).
     logits_staging: wgpu::Buffer,
     /// Forward kernels, then loss, sums and backward: `kernels[..n_forward]` is the forward.
@@ -178,6 +194,7 @@ impl GpuExecutor {
             _ => None,
         };
         let loss_staging = gpu.staging("loss readback", 4)?;
+        let loss_ring = (0..LOSS_RING).map(|_| gpu.staging("queued loss readback", 4)).collect::<Result<Vec<_>>>()?;
         let logits = &tensors[sched.value[plan.output]];
         let logits_staging = gpu.staging("logits readback", logits.bytes())?;
         gpu.check("building the GPU executor")?;
@@ -188,6 +205,7 @@ impl GpuExecutor {
             + consts
             + uniforms
             + loss_staging.size()
+            + loss_ring.iter().map(|b| b.size()).sum::<u64>()
             + logits_staging.size();
         Ok(GpuExecutor {
             gpu,
@@ -202,6 +220,9 @@ impl GpuExecutor {
             tensors,
             loss,
             loss_staging,
+            loss_ring,
+            queued: Default::default(),
+            queued_total: 0,
             logits_staging,
             kernels,
             n_forward,
@@ -221,6 +242,57 @@ impl GpuExecutor {
     /// Kernel labels in recording order (forward, loss, backward, optimizer).
     pub fn kernel_labels(&self) -> Vec<String> {
         self.kernels.iter().chain(&self.optimizer).map(|k| k.label.clone()).collect()
+    }
+
+    /// Uploads the batch and records and submits one training step whose loss lands in `staging`.
+    fn submit_step(
+        &mut self,
+        images: &[f32],
+        targets: &[i64],
+        staging: &wgpu::Buffer,
+    ) -> Result<wgpu::SubmissionIndex> {
+        if self.plan.mode != Mode::Train {
+            return Err(not_training());
+        }
+        self.plan.check_batch(images, targets)?;
+        self.upload(images, Some(targets))?;
+        let mut enc = self.gpu.encoder("train step");
+        {
+            let mut pass = enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
+            for k in self.kernels.iter().chain(&self.optimizer) {
+                k.record(&mut pass);
+            }
+        }
+        enc.copy_buffer_to_buffer(&self.loss.buffer, self.loss.offset, staging, 0, 4);
+        let index = self.gpu.submit(enc, "train step")?;
+        self.steps += 1;
+        self.count_forward();
+        Ok(index)
+    }
+
+    /// Moves the losses of the oldest queued steps whose staging buffers are mapped into `out`,
+    /// in step order.
+    fn collect_losses(&mut self, out: &mut Vec<f32>) -> Result<()> {
+        while let Some(q) = self.queued.front() {
+            let state = q.mapped.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let err = |msg: String| Error::Gpu { context: "reading a queued loss".into(), msg };
+            match state {
+                None => break,
+                Some(Err(e)) => return Err(err(e.to_string())),
+                Some(Ok(())) => {
+                    let buf = &self.loss_ring[q.slot];
+                    let loss = {
+                        let mapped = buf.slice(..).get_mapped_range().map_err(|e| err(e.to_string()))?;
+                        bytemuck::cast_slice::<u8, f32>(&mapped)[0]
+                    };
+                    buf.unmap();
+                    out.push(loss);
+                    self.queued.pop_front();
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read_loss(&self) -> Result<f32> {
@@ -263,27 +335,50 @@ impl Executor for GpuExecutor {
     }
 
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>> {
-        if self.plan.mode != Mode::Train {
-            return Err(not_training());
-        }
-        self.plan.check_batch(images, targets)?;
-        self.upload(images, Some(targets))?;
-        let mut enc = self.gpu.encoder("train step");
-        {
-            let mut pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
-            for k in self.kernels.iter().chain(&self.optimizer) {
-                k.record(&mut pass);
-            }
-        }
-        enc.copy_buffer_to_buffer(&self.loss.buffer, self.loss.offset, &self.loss_staging, 0, 4);
-        self.gpu.submit(enc, "train step")?;
-        self.steps += 1;
-        self.count_forward();
+        self.submit_step(images, targets, &self.loss_staging.clone())?;
         if want_loss {
             return self.read_loss().map(Some);
         }
         Ok(None)
+    }
+
+    fn step_queued(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<f32>> {
+        let mut losses = Vec::new();
+        if self.queued.len() == LOSS_RING {
+            // The oldest slot is needed again: wait for its step only (later ones keep running).
+            let index = self.queued[0].index.clone();
+            self.gpu.wait_for(index, "reading a queued loss")?;
+            self.collect_losses(&mut losses)?;
+        }
+        let slot = (self.queued_total % LOSS_RING as u64) as usize;
+        let staging = self.loss_ring[slot].clone();
+        let index = self.submit_step(images, targets, &staging)?;
+        let mapped = Arc::new(std::sync::Mutex::new(None));
+        let to = mapped.clone();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            *to.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        });
+        self.queued.push_back(Queued { slot, index, mapped });
+        self.queued_total += 1;
+        self.gpu.poll("reading a queued loss")?;
+        self.collect_losses(&mut losses)?;
+        Ok(losses)
+    }
+
+    fn finish_queued(&mut self) -> Result<Vec<f32>> {
+        let mut losses = Vec::new();
+        if self.queued.is_empty() {
+            return Ok(losses);
+        }
+        self.gpu.wait("reading the queued losses")?;
+        self.collect_losses(&mut losses)?;
+        if !self.queued.is_empty() {
+            return Err(Error::Gpu {
+                context: "reading the queued losses".into(),
+                msg: format!("{} loss readbacks never completed", self.queued.len()),
+            });
+        }
+        Ok(losses)
     }
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
