@@ -433,11 +433,13 @@ impl Trainer {
                 let step = self.meta.step + 1;
                 let lr = self.cfg.schedule.lr(self.cfg.optimizer.lr() as f64, step - 1);
                 run.pending.push_back(Pending { step, epoch, batch: batch.index, lr, images: batch.len() });
-                if self.reference.is_some() {
+                if let Some(r) = self.reference.as_mut() {
+                    // Each step is verified from the device's state: two float32 runs of a
+                    // network like ResNet-20 drift apart over a few steps (tests/models.rs).
+                    r.set_params(&self.ex.params()?)?;
+                    r.set_optimizer_state(&self.ex.optimizer_state()?)?;
+                    r.step(&batch.images, &batch.targets, false)?;
                     let loss = self.ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN);
-                    if let Some(r) = self.reference.as_mut() {
-                        r.step(&batch.images, &batch.targets, false)?;
-                    }
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;
                     self.arrived(&mut run, loss, obs)?;

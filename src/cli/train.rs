@@ -91,7 +91,7 @@ impl Observer for Bars {
     }
     fn verify(&mut self, step: u64, c: &crate::graph::Comparison) {
         if let Some(w) = c.worst() {
-            self.line(&format!("verify step {step}: worst {} scaled error {:.2e}", w.name, w.scaled));
+            self.line(&format!("verify step {step}: worst {} relative L2 error {:.2e}", w.name, w.rel_l2));
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod verify;
 
 pub use builder::{Builder, Graph, GraphNode, Value};
 pub use plan::{Plan, PlannedNode};
-pub use verify::{compare, Comparison, Row, VERIFY_TOL};
+pub use verify::{compare, Comparison, Row, VERIFY_GRAD_TOL, VERIFY_TOL};
 
 use crate::nn::{Model, ParamSet};
 use crate::ops::cross_entropy;
