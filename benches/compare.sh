@@ -7,6 +7,9 @@
 #
 #   benches/compare.sh [BATCH]          (default 64; run from the repository root, after cargo build --release)
 #
+# It starts with every model (tudui, cifar-net, resnet20) on the CPU path against PyTorch CPU, train
+# and inference, 1 and 2 threads, batch 64 and 256, with peak memory (benches/compare_models.py).
+#
 # Burn 0.22 (../shared/bench/burn-tudui) is built outside this project, once (about 40 minutes cold on
 # 2 cores): cp -r ../shared/bench/burn-tudui /tmp/ && (cd /tmp/burn-tudui && cargo build --release).
 # Set BURN_DIR if it lives elsewhere; without it the Burn rows are skipped and say so.
@@ -21,6 +24,9 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$OUT}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 [ -x "$W" ] || { echo "build wgrad first: cargo build --release"; exit 1; }
+echo "== every model, CPU path vs PyTorch CPU"
+python3 benches/compare_models.py --wgrad "$W" --pybench "${PYBENCH_MODELS:-../shared/bench/pytorch_models.py}"
+echo "== Tudui against every peer, batch $BATCH"
 for t in 1 2; do
   RAYON_NUM_THREADS=$t "$W" bench --device cpu --batch-sizes "$BATCH" --steps 20 --json > "$OUT/wgrad_cpu_$t.json" 2>/dev/null
 done

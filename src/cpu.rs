@@ -20,7 +20,9 @@ pub fn planes_per_task(len: usize) -> usize {
     (PAR_CHUNK / len.max(1)).max(1)
 }
 
-pub trait Real: Float + Sum + std::ops::AddAssign + Send + Sync + Default + std::fmt::Debug + 'static {
+pub trait Real:
+    Float + Sum + std::ops::AddAssign + Send + Sync + Default + std::fmt::Debug + bytemuck::Pod + 'static
+{
     fn of(v: f64) -> Self;
     fn f64(self) -> f64;
     /// C (m×n) = alpha·A (m×k)·B (k×n) + beta·C with arbitrary strides (row, column) for each.
@@ -41,6 +43,25 @@ pub trait Real: Float + Sum + std::ops::AddAssign + Send + Sync + Default + std:
         rsc: isize,
         csc: isize,
     );
+}
+
+thread_local! {
+    /// Each thread's spare scratch buffers (see [`with_scratch`]).
+    static POOL: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` zeroed elements of scratch memory lent by this thread's pool: buffers are
+/// kept after use, so once every size has been seen (the first training step) nothing is
+/// allocated. For what an op needs during one call (per-channel statistics, im2col panels) where
+/// the executor's planned scratch does not reach: the generic f64 references and rayon's workers.
+pub fn with_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+    let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    buf.clear();
+    buf.resize(words, 0);
+    let r = f(&mut bytemuck::cast_slice_mut::<u64, T>(&mut buf)[..len]);
+    POOL.with(|p| p.borrow_mut().push(buf));
+    r
 }
 
 macro_rules! impl_real {

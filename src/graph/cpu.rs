@@ -4,7 +4,7 @@
 use super::memory::{Request, Schedule, Task};
 use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
 use crate::nn::{split_disjoint, Model, ParamSet};
-use crate::ops::interface::{CpuBackward, CpuForward, Mode, RandomKey};
+use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Mode, RandomKey};
 use crate::ops::{adam, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
@@ -102,12 +102,12 @@ impl CpuExecutor {
         let CpuExecutor { plan, sched, params, slots, .. } = self;
         let node = &plan.nodes[i];
         let mut out = take(slots, sched, sched.value[i + 1]);
-        let mut saved: Vec<Vec<f32>> = sched.saved[i].iter().map(|&t| take(slots, sched, t)).collect();
-        let mut scratch: Vec<Vec<f32>> = sched.scratch_forward[i].iter().map(|&t| take(slots, sched, t)).collect();
+        let mut saved: Bufs<Vec<f32>> = sched.saved[i].iter().map(|&t| take(slots, sched, t)).collect();
+        let mut scratch: Bufs<Vec<f32>> = sched.scratch_forward[i].iter().map(|&t| take(slots, sched, t)).collect();
         {
             let inputs = node.inputs.iter().map(|&v| tensor(slots, sched, sched.value[v])).collect();
             let words = sched.words[sched.value[i + 1]] as usize;
-            let saved_w: Vec<usize> = sched.saved[i].iter().map(|&t| sched.words[t] as usize).collect();
+            let saved_w: Bufs<usize> = sched.saved[i].iter().map(|&t| sched.words[t] as usize).collect();
             node.node.forward_cpu(CpuForward {
                 inputs,
                 out: &mut out[..words],
@@ -134,9 +134,9 @@ impl CpuExecutor {
         let random = self.random(j);
         let CpuExecutor { plan, sched, params, grads, slots, .. } = self;
         let node = &plan.nodes[j];
-        let mut dinp: Vec<Option<Vec<f32>>> =
+        let mut dinp: Bufs<Option<Vec<f32>>> =
             sched.dinputs[j].iter().map(|t| t.map(|t| take(slots, sched, t))).collect();
-        let mut scratch: Vec<Vec<f32>> = sched.scratch_backward[j].iter().map(|&t| take(slots, sched, t)).collect();
+        let mut scratch: Bufs<Vec<f32>> = sched.scratch_backward[j].iter().map(|&t| take(slots, sched, t)).collect();
         {
             let words = |t: usize| sched.words[t] as usize;
             // Only what the backward declared it reads is alive (and passed); the rest is empty.
@@ -155,7 +155,7 @@ impl CpuExecutor {
                     .collect(),
                 dparams: split_disjoint(
                     &mut grads.data,
-                    &node.params.iter().map(|&k| params.range(k)).collect::<Vec<_>>(),
+                    &node.params.iter().map(|&k| params.range(k)).collect::<Bufs<_>>(),
                 ),
                 scratch: scratch
                     .iter_mut()
@@ -189,18 +189,19 @@ impl CpuExecutor {
     fn loss(&mut self, targets: &[i64]) -> f32 {
         let CpuExecutor { plan, sched, slots, .. } = self;
         let dims = (plan.batch, plan.classes, 1);
-        let o = loss_options();
-        let tgt = cross_entropy::Targets::Class(targets);
-        let logits = tensor(slots, sched, sched.value[plan.output]);
-        let (loss, logp) = cross_entropy::forward_cpu(logits, tgt, &o, dims);
-        let dlogits = cross_entropy::backward_cpu(&logp, tgt, &[1.0], &o, dims);
-        let lp = sched.loss_scratch[0];
-        let (s, w) = (sched.slot_of[lp], sched.words[lp] as usize);
-        slots[s][..w].copy_from_slice(&logp);
-        let d = sched.dlogits.unwrap();
-        let (s, w) = (sched.slot_of[d], sched.words[d] as usize);
-        slots[s][..w].copy_from_slice(&dlogits);
-        loss[0]
+        let (lp, d) = (sched.loss_scratch[0], sched.dlogits.unwrap());
+        let (mut logp, mut dlogits) = (take(slots, sched, lp), take(slots, sched, d));
+        let loss = cross_entropy::loss_and_grad_into(
+            tensor(slots, sched, sched.value[plan.output]),
+            cross_entropy::Targets::Class(targets),
+            &loss_options(),
+            dims,
+            &mut logp[..sched.words[lp] as usize],
+            &mut dlogits[..sched.words[d] as usize],
+        );
+        put(slots, sched, lp, logp);
+        put(slots, sched, d, dlogits);
+        loss
     }
 }
 

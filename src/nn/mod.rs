@@ -143,8 +143,8 @@ impl ParamSet {
         }
     }
     /// Several distinct f32 entries at once, mutable, in the order asked.
-    pub fn entries_mut(&mut self, idx: &[usize]) -> Vec<&mut [f32]> {
-        let ranges: Vec<(usize, usize)> = idx.iter().map(|&i| self.range(i)).collect();
+    pub fn entries_mut(&mut self, idx: &[usize]) -> crate::ops::interface::Bufs<&mut [f32]> {
+        let ranges: crate::ops::interface::Bufs<(usize, usize)> = idx.iter().map(|&i| self.range(i)).collect();
         split_disjoint(&mut self.data, &ranges)
     }
     /// A counter entry's value.
@@ -186,10 +186,13 @@ impl ParamSet {
 }
 
 /// Mutable slices of disjoint (offset, length) ranges of `data`, in the order given.
-pub fn split_disjoint<'a>(data: &'a mut [f32], ranges: &[(usize, usize)]) -> Vec<&'a mut [f32]> {
-    let mut order: Vec<usize> = (0..ranges.len()).collect();
-    order.sort_by_key(|&i| ranges[i].0);
-    let mut out: Vec<Option<&'a mut [f32]>> = (0..ranges.len()).map(|_| None).collect();
+pub fn split_disjoint<'a>(
+    data: &'a mut [f32],
+    ranges: &[(usize, usize)],
+) -> crate::ops::interface::Bufs<&'a mut [f32]> {
+    let mut order: crate::ops::interface::Bufs<usize> = (0..ranges.len()).collect();
+    order.sort_unstable_by_key(|&i| ranges[i].0);
+    let mut out: crate::ops::interface::Bufs<Option<&'a mut [f32]>> = (0..ranges.len()).map(|_| None).collect();
     let mut rest = data;
     let mut at = 0;
     for i in order {

@@ -191,7 +191,7 @@ impl Node for Geometry {
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
         let (wi, bi, rmi, rvi) = state_index(self);
-        let mut state: Vec<Option<&mut [f32]>> = io.state.into_iter().map(Some).collect();
+        let mut state: crate::ops::interface::Bufs<Option<&mut [f32]>> = io.state.into_iter().map(Some).collect();
         let mut take = |i: Option<usize>| i.and_then(|i| state[i].take());
         let (w, b, rm, rv) = (take(wi), take(bi), take(rmi), take(rvi));
         let mut saved = io.saved.into_iter();
@@ -262,18 +262,17 @@ impl Node for Geometry {
     }
 }
 
-/// Per channel (in f64): mean and M2 = Σ (x - mean)², two passes over inp (N, C, HW).
-fn channel_stats<T: Real>(g: &Geometry, inp: &[T]) -> Vec<(f64, f64)> {
-    (0..g.c)
-        .into_par_iter()
-        .map(|c| {
-            let plane = |n: usize| &inp[(n * g.c + c) * g.hw..][..g.hw];
-            let m = (g.n * g.hw) as f64;
-            let mean = (0..g.n).map(|n| crate::cpu::sum(plane(n))).sum::<f64>() / m;
-            let m2 = (0..g.n).map(|n| crate::cpu::sum_sq_dev(plane(n), mean)).sum::<f64>();
-            (mean, m2)
-        })
-        .collect()
+/// Per channel (in f64): mean and M2 = Σ (x - mean)², two passes over inp (N, C, HW), into
+/// `st` (C pairs).
+fn channel_stats<T: Real>(g: &Geometry, inp: &[T], st: &mut [f64]) {
+    st.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
+        let plane = |n: usize| &inp[(n * g.c + c) * g.hw..][..g.hw];
+        let m = (g.n * g.hw) as f64;
+        let mean = (0..g.n).map(|n| crate::cpu::sum(plane(n))).sum::<f64>() / m;
+        let m2 = (0..g.n).map(|n| crate::cpu::sum_sq_dev(plane(n), mean)).sum::<f64>();
+        s[0] = mean;
+        s[1] = m2;
+    });
 }
 
 /// out (N, C, H, W), overwritten. With batch statistics, `stats` receives (mean, invstd) per
@@ -289,30 +288,42 @@ pub fn forward_cpu<T: Real>(
     running_mean: Option<&mut [T]>,
     running_var: Option<&mut [T]>,
 ) {
-    let (mean, invstd): (Vec<T>, Vec<T>) = if g.batch_stats {
-        let m = (g.n * g.hw) as f64;
-        let st = channel_stats(g, inp);
-        if g.update_running {
-            let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
-            let mo = T::of(g.momentum as f64);
-            for (c, &(mean, m2)) in st.iter().enumerate() {
-                rm[c] = mo * T::of(mean) + (T::one() - mo) * rm[c];
-                rv[c] = mo * T::of(m2 / (m - 1.0)) + (T::one() - mo) * rv[c];
+    crate::cpu::with_scratch::<T, _>(2 * g.c, |mi| {
+        let (mean, invstd) = mi.split_at_mut(g.c);
+        if g.batch_stats {
+            let m = (g.n * g.hw) as f64;
+            crate::cpu::with_scratch::<f64, _>(2 * g.c, |st| {
+                channel_stats(g, inp, st);
+                let st = || st.chunks_exact(2);
+                if g.update_running {
+                    let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
+                    let mo = T::of(g.momentum as f64);
+                    for (c, s) in st().enumerate() {
+                        rm[c] = mo * T::of(s[0]) + (T::one() - mo) * rm[c];
+                        rv[c] = mo * T::of(s[1] / (m - 1.0)) + (T::one() - mo) * rv[c];
+                    }
+                }
+                let eps = g.eps as f64;
+                for (c, s) in st().enumerate() {
+                    mean[c] = T::of(s[0]);
+                    invstd[c] = T::of(1.0 / (s[1] / m + eps).sqrt());
+                }
+            });
+            if let Some((sm, si)) = stats {
+                sm.copy_from_slice(mean);
+                si.copy_from_slice(invstd);
             }
+        } else {
+            let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
+            let eps = T::of(g.eps as f64);
+            mean.copy_from_slice(rm);
+            invstd.iter_mut().zip(rv.iter()).for_each(|(i, &v)| *i = T::one() / (v + eps).sqrt());
         }
-        let eps = g.eps as f64;
-        let mean: Vec<T> = st.iter().map(|s| T::of(s.0)).collect();
-        let invstd: Vec<T> = st.iter().map(|s| T::of(1.0 / (s.1 / m + eps).sqrt())).collect();
-        if let Some((sm, si)) = stats {
-            sm.copy_from_slice(&mean);
-            si.copy_from_slice(&invstd);
-        }
-        (mean, invstd)
-    } else {
-        let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
-        let eps = T::of(g.eps as f64);
-        (rm.to_vec(), rv.iter().map(|&v| T::one() / (v + eps).sqrt()).collect())
-    };
+        normalize_all(g, out, inp, mean, invstd, weight, bias);
+    });
+}
+
+fn normalize_all<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], mean: &[T], invstd: &[T], weight: Option<&[T]>, bias: Option<&[T]>) {
     #[multiversion(targets = "simd")]
     fn normalize<T: Real>(o: &mut [T], x: &[T], mean: T, invstd: T, affine: Option<(T, T)>) {
         match affine {
@@ -343,25 +354,49 @@ pub fn backward_cpu<T: Real>(
     weight: Option<&[T]>,
 ) {
     let eps = T::of(g.eps as f64);
-    let invstd: Vec<T> = if g.batch_stats { stat.to_vec() } else { stat.iter().map(|&v| T::one() / (v + eps).sqrt()).collect() };
-    // Per channel, in f64: Σ dout and Σ dout·xhat (= invstd · Σ dout·(x - mean)).
-    let sums: Vec<(f64, f64)> = (0..g.c)
-        .into_par_iter()
-        .map(|c| {
-            let (mut sdy, mut sdyx) = (0f64, 0f64);
-            for n in 0..g.n {
-                let at = (n * g.c + c) * g.hw;
-                let (a, b) = crate::cpu::sum_dy_dyx(&dout[at..at + g.hw], &inp[at..at + g.hw], mean[c].f64());
-                sdy += a;
-                sdyx += b;
+    crate::cpu::with_scratch::<T, _>(g.c, |invstd| {
+        crate::cpu::with_scratch::<f64, _>(2 * g.c, |sums| {
+            match g.batch_stats {
+                true => invstd.copy_from_slice(stat),
+                false => invstd.iter_mut().zip(stat).for_each(|(i, &v)| *i = T::one() / (v + eps).sqrt()),
             }
-            (sdy, sdyx * invstd[c].f64())
+            backward_with(g, dinp, dweight, dbias, dout, inp, mean, invstd, weight, sums);
         })
-        .collect();
+    });
+}
+
+/// [`backward_cpu`] given invstd per channel, with room for the per-channel sums (2C).
+#[allow(clippy::too_many_arguments)]
+fn backward_with<T: Real>(
+    g: &Geometry,
+    dinp: Option<&mut [T]>,
+    dweight: Option<&mut [T]>,
+    dbias: Option<&mut [T]>,
+    dout: &[T],
+    inp: &[T],
+    mean: &[T],
+    invstd: &[T],
+    weight: Option<&[T]>,
+    sums: &mut [f64],
+) {
+    // Per channel, in f64: Σ dout and Σ dout·xhat (= invstd · Σ dout·(x - mean)).
+    sums.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
+        let (mut sdy, mut sdyx) = (0f64, 0f64);
+        for n in 0..g.n {
+            let at = (n * g.c + c) * g.hw;
+            let (a, b) = crate::cpu::sum_dy_dyx(&dout[at..at + g.hw], &inp[at..at + g.hw], mean[c].f64());
+            sdy += a;
+            sdyx += b;
+        }
+        s[0] = sdy;
+        s[1] = sdyx * invstd[c].f64();
+    });
+    let sums: &[f64] = sums;
+    let sums = |c: usize| (sums[2 * c], sums[2 * c + 1]);
     if let (Some(dw), Some(db)) = (dweight, dbias) {
         for c in 0..g.c {
-            dw[c] = T::of(sums[c].1);
-            db[c] = T::of(sums[c].0);
+            dw[c] = T::of(sums(c).1);
+            db[c] = T::of(sums(c).0);
         }
     }
     let Some(dinp) = dinp else { return };
@@ -381,7 +416,7 @@ pub fn backward_cpu<T: Real>(
     par_planes(dinp, g.hw, |p, d| {
         let (c, at) = (p % g.c, p * g.hw);
         let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
-        let (mdy, mdyx) = (T::of(sums[c].0 / m), T::of(sums[c].1 / m));
+        let (mdy, mdyx) = (T::of(sums(c).0 / m), T::of(sums(c).1 / m));
         let (dy, x) = (&dout[at..at + g.hw], &inp[at..at + g.hw]);
         plane(d, dy, x, g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
     });

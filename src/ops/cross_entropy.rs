@@ -5,7 +5,7 @@
 
 use super::log_softmax::{self, at};
 use super::nll_loss::{check_class_targets, reduce_pairs, row_upstream};
-use super::{reduce_sum, ParamsLayout, Reduction};
+use super::{reduce_sum, sum_f64, ParamsLayout, Reduction};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
@@ -94,42 +94,38 @@ pub fn check<T: Real>(
     }
 }
 
-fn weights<T: Real>(o: &Options, c: usize) -> Vec<T> {
-    match &o.weight {
-        Some(w) => w.iter().map(|&x| T::of(x as f64)).collect(),
-        None => vec![T::one(); c],
+fn weight<T: Real>(o: &Options, c: usize) -> T {
+    o.weight.as_ref().map_or(T::one(), |w| T::of(w[c] as f64))
+}
+
+/// Row r's (loss, weight) given log-probabilities, as in PyTorch's cross_entropy.
+fn row_pair<T: Real>(logp: &[T], tgt: Targets<'_, T>, o: &Options, (_, c_dim, s_dim): (usize, usize, usize), r: usize) -> (T, T) {
+    let eps = T::of(o.label_smoothing as f64);
+    let uq = eps / T::of(c_dim as f64);
+    let (n, s) = (r / s_dim, r % s_dim);
+    let lp = |c| logp[at(c_dim, s_dim, n, c, s)];
+    match tgt {
+        Targets::Prob(q) => {
+            let l: T =
+                (0..c_dim).map(|c| weight::<T>(o, c) * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c)).sum();
+            (-l, T::one())
+        }
+        Targets::Class(t) if t[r] == o.ignore_index => (T::zero(), T::zero()),
+        Targets::Class(t) => {
+            let t = t[r] as usize;
+            let smooth: T = (0..c_dim).map(|c| weight::<T>(o, c) * lp(c)).sum();
+            ((T::one() - eps) * (-weight::<T>(o, t) * lp(t)) - uq * smooth, weight(o, t))
+        }
     }
 }
 
-/// Per row: (loss, weight) given log-probabilities, as in PyTorch's cross_entropy.
-fn row_pairs<T: Real>(
-    logp: &[T],
-    tgt: Targets<'_, T>,
-    o: &Options,
-    (n_dim, c_dim, s_dim): (usize, usize, usize),
-) -> Vec<(T, T)> {
-    let w = weights::<T>(o, c_dim);
-    let eps = T::of(o.label_smoothing as f64);
-    let uq = eps / T::of(c_dim as f64);
-    (0..n_dim * s_dim)
-        .map(|r| {
-            let (n, s) = (r / s_dim, r % s_dim);
-            let lp = |c| logp[at(c_dim, s_dim, n, c, s)];
-            match tgt {
-                Targets::Prob(q) => {
-                    let l: T =
-                        (0..c_dim).map(|c| w[c] * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c)).sum();
-                    (-l, T::one())
-                }
-                Targets::Class(t) if t[r] == o.ignore_index => (T::zero(), T::zero()),
-                Targets::Class(t) => {
-                    let t = t[r] as usize;
-                    let smooth: T = (0..c_dim).map(|c| w[c] * lp(c)).sum();
-                    ((T::one() - eps) * (-w[t] * lp(t)) - uq * smooth, w[t])
-                }
-            }
-        })
-        .collect()
+fn row_pairs<'a, T: Real>(
+    logp: &'a [T],
+    tgt: Targets<'a, T>,
+    o: &'a Options,
+    dims: (usize, usize, usize),
+) -> impl Iterator<Item = (T, T)> + Clone + 'a {
+    (0..dims.0 * dims.2).map(move |r| row_pair(logp, tgt, o, dims, r))
 }
 
 /// Returns (loss, logp): loss (N, d...) for 'none' else (1,); logp (N, C, S).
@@ -140,7 +136,7 @@ pub fn forward_cpu<T: Real>(
     dims: (usize, usize, usize),
 ) -> (Vec<T>, Vec<T>) {
     let logp = log_softmax::forward_cpu(inp, dims);
-    let loss = reduce_pairs(row_pairs(&logp, tgt, o, dims), o.reduction);
+    let loss = reduce_pairs(row_pairs(&logp, tgt, o, dims).collect(), o.reduction);
     (loss, logp)
 }
 
@@ -152,28 +148,63 @@ pub fn backward_cpu<T: Real>(
     o: &Options,
     dims: (usize, usize, usize),
 ) -> Vec<T> {
+    let mut dinp = vec![T::zero(); logp.len()];
+    backward_into(logp, tgt, dout, o, dims, &mut dinp);
+    dinp
+}
+
+/// [`backward_cpu`] into `dinp` (N, C, S), overwritten.
+pub fn backward_into<T: Real>(
+    logp: &[T],
+    tgt: Targets<'_, T>,
+    dout: &[T],
+    o: &Options,
+    dims: (usize, usize, usize),
+    dinp: &mut [T],
+) {
     let (n_dim, c_dim, s_dim) = dims;
-    let w = weights::<T>(o, c_dim);
     let eps = T::of(o.label_smoothing as f64);
     let uq = eps / T::of(c_dim as f64);
-    let pairs = row_pairs(logp, tgt, o, dims);
-    let up = row_upstream(dout, pairs.iter().map(|p| p.1), o.reduction);
-    let mut dlogp = vec![T::zero(); logp.len()];
+    let up = row_upstream(dout, row_pairs(logp, tgt, o, dims).map(|p| p.1), o.reduction);
+    // dinp holds dlogp first, then log-softmax's backward turns it into dinp in place.
     for r in 0..n_dim * s_dim {
         let (n, s) = (r / s_dim, r % s_dim);
         for c in 0..c_dim {
             let i = at(c_dim, s_dim, n, c, s);
-            dlogp[i] = match tgt {
-                Targets::Prob(q) => -up(r) * w[c] * ((T::one() - eps) * q[i] + uq),
+            let w = weight::<T>(o, c);
+            dinp[i] = match tgt {
+                Targets::Prob(q) => -up(r) * w * ((T::one() - eps) * q[i] + uq),
                 Targets::Class(t) if t[r] == o.ignore_index => T::zero(),
                 Targets::Class(t) => {
-                    let hit = if t[r] as usize == c { (T::one() - eps) * w[c] } else { T::zero() };
-                    -up(r) * (uq * w[c] + hit)
+                    let hit = if t[r] as usize == c { (T::one() - eps) * w } else { T::zero() };
+                    -up(r) * (uq * w + hit)
                 }
             };
         }
     }
-    log_softmax::backward_cpu(logp, &dlogp, dims)
+    log_softmax::backward_in_place(logp, dinp, dims);
+}
+
+/// The loss with a 'sum' or 'mean' reduction, its log-probabilities into `logp` and the gradient
+/// of the loss into `dinp` (both (N, C, S), overwritten), allocating nothing: what the training
+/// step's loss runs.
+pub fn loss_and_grad_into<T: Real>(
+    inp: &[T],
+    tgt: Targets<'_, T>,
+    o: &Options,
+    dims: (usize, usize, usize),
+    logp: &mut [T],
+    dinp: &mut [T],
+) -> T {
+    assert!(o.reduction != Reduction::None, "loss_and_grad_into: the loss must be reduced to a scalar");
+    log_softmax::forward_into(inp, dims, logp);
+    let pairs = row_pairs(logp, tgt, o, dims);
+    let loss = match o.reduction {
+        Reduction::Sum => T::of(sum_f64(pairs.map(|p| p.0))),
+        _ => T::of(sum_f64(pairs.clone().map(|p| p.0)) / sum_f64(pairs.map(|p| p.1))),
+    };
+    backward_into(logp, tgt, &[T::one()], o, dims, dinp);
+    loss
 }
 
 /// Targets as the 32-bit words the shaders read: i32 class indices or f32 probabilities.

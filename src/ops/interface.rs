@@ -186,33 +186,37 @@ pub trait Node: Send + Sync {
 }
 
 /// The buffers of a forward on the CPU path.
+/// The few buffers an op's CPU pass takes of one kind (inputs, saved tensors, scratch…), inline:
+/// the CPU path allocates nothing per step.
+pub type Bufs<T> = smallvec::SmallVec<[T; 6]>;
+
 pub struct CpuForward<'a> {
-    pub inputs: Vec<&'a [f32]>,
+    pub inputs: Bufs<&'a [f32]>,
     pub out: &'a mut [f32],
     /// Parameters and buffers (f32 entries, in declaration order); buffers are updated in train mode.
-    pub state: Vec<&'a mut [f32]>,
-    pub saved: Vec<&'a mut [f32]>,
+    pub state: Bufs<&'a mut [f32]>,
+    pub saved: Bufs<&'a mut [f32]>,
     /// This pass's scratch, sized as [`Node::cpu_scratch`] asked (empty where a caller gives none:
     /// the op then takes its plain path).
-    pub scratch: Vec<&'a mut [f32]>,
+    pub scratch: Bufs<&'a mut [f32]>,
     pub random: RandomKey,
 }
 
 /// The buffers of a backward on the CPU path. `inputs` and `out` are empty unless
 /// [`Node::backward_reads`] declares them (their memory may hold other tensors by then).
 pub struct CpuBackward<'a> {
-    pub inputs: Vec<&'a [f32]>,
+    pub inputs: Bufs<&'a [f32]>,
     pub out: &'a [f32],
     pub dout: &'a [f32],
-    pub state: Vec<&'a [f32]>,
-    pub saved: Vec<&'a [f32]>,
+    pub state: Bufs<&'a [f32]>,
+    pub saved: Bufs<&'a [f32]>,
     /// Gradient of each input, overwritten; None where no gradient is needed (the network's input)
     /// or where it is `dout` itself ([`Node::grad_is_dout`]).
-    pub dinputs: Vec<Option<&'a mut [f32]>>,
+    pub dinputs: Bufs<Option<&'a mut [f32]>>,
     /// Gradients of the [`Role::Param`] entries, in order, overwritten.
-    pub dparams: Vec<&'a mut [f32]>,
+    pub dparams: Bufs<&'a mut [f32]>,
     /// As in [`CpuForward::scratch`].
-    pub scratch: Vec<&'a mut [f32]>,
+    pub scratch: Bufs<&'a mut [f32]>,
     pub random: RandomKey,
 }
 

@@ -44,8 +44,14 @@ pub fn at(c_dim: usize, s_dim: usize, n: usize, c: usize, s: usize) -> usize {
 }
 
 /// out: (N, C, S)
-pub fn forward_cpu<T: Real>(inp: &[T], (n_dim, c_dim, s_dim): (usize, usize, usize)) -> Vec<T> {
+pub fn forward_cpu<T: Real>(inp: &[T], dims: (usize, usize, usize)) -> Vec<T> {
     let mut out = vec![T::zero(); inp.len()];
+    forward_into(inp, dims, &mut out);
+    out
+}
+
+/// [`forward_cpu`] into `out` (N, C, S), overwritten.
+pub fn forward_into<T: Real>(inp: &[T], (n_dim, c_dim, s_dim): (usize, usize, usize), out: &mut [T]) {
     for n in 0..n_dim {
         for s in 0..s_dim {
             let x = |c| inp[at(c_dim, s_dim, n, c, s)];
@@ -57,22 +63,26 @@ pub fn forward_cpu<T: Real>(inp: &[T], (n_dim, c_dim, s_dim): (usize, usize, usi
             }
         }
     }
-    out
 }
 
 /// dinp = dout - exp(out) * Σ_c dout; all (N, C, S).
-pub fn backward_cpu<T: Real>(out: &[T], dout: &[T], (n_dim, c_dim, s_dim): (usize, usize, usize)) -> Vec<T> {
-    let mut dinp = vec![T::zero(); out.len()];
+pub fn backward_cpu<T: Real>(out: &[T], dout: &[T], dims: (usize, usize, usize)) -> Vec<T> {
+    let mut dinp = dout.to_vec();
+    backward_in_place(out, &mut dinp, dims);
+    dinp
+}
+
+/// [`backward_cpu`] in place: `d` holds dout and becomes dinp.
+pub fn backward_in_place<T: Real>(out: &[T], d: &mut [T], (n_dim, c_dim, s_dim): (usize, usize, usize)) {
     for n in 0..n_dim {
         for s in 0..s_dim {
             let idx = |c| at(c_dim, s_dim, n, c, s);
-            let total: T = (0..c_dim).map(|c| dout[idx(c)]).sum();
+            let total: T = (0..c_dim).map(|c| d[idx(c)]).sum();
             for c in 0..c_dim {
-                dinp[idx(c)] = dout[idx(c)] - out[idx(c)].exp() * total;
+                d[idx(c)] = d[idx(c)] - out[idx(c)].exp() * total;
             }
         }
     }
-    dinp
 }
 
 fn params((n, c, s): (usize, usize, usize)) -> Params {

@@ -6,7 +6,7 @@
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Scratch};
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
-use crate::cpu::{multiversion, Real};
+use crate::cpu::{multiversion, with_scratch, Real};
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
@@ -305,9 +305,8 @@ fn col2im<T: Real>(g: &Geometry, col: &[T], stride: usize, at: usize, dx: &mut [
 /// out (N, OC, OH, OW), overwritten, from inp (N, IC, H, W), weight (OC, IC, KH, KW), bias (OC,).
 pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], weight: &[T], bias: Option<&[T]>) {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
-    out.par_chunks_mut(CPU_CHUNK * out_sz).enumerate().for_each_init(
-        || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]),
-        |(col, tmp), (c, out_c)| {
+    out.par_chunks_mut(CPU_CHUNK * out_sz).enumerate().for_each(|(c, out_c)| {
+        with_scratch::<T, _>(k * CPU_CHUNK * ohw, |col| with_scratch::<T, _>(g.oc * CPU_CHUNK * ohw, |tmp| {
             let nb = out_c.len() / out_sz;
             let cols = nb * ohw;
             for b in 0..nb {
@@ -340,8 +339,8 @@ pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], weight: &[T]
                     }
                 }
             }
-        },
-    );
+        }))
+    });
 }
 
 /// Gradients w.r.t. the input (when `dinp` is given), the weight and the bias (when `dbias` is
@@ -357,45 +356,46 @@ pub fn backward_cpu<T: Real>(
 ) {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
     let chunks = g.n.div_ceil(CPU_CHUNK);
-    let scratch = || (vec![T::zero(); k * CPU_CHUNK * ohw], vec![T::zero(); g.oc * CPU_CHUNK * ohw]);
-    // One chunk of images: its dweight contribution, and its dinp written in place when asked.
-    let chunk = |(col, dchunk): &mut (Vec<T>, Vec<T>), c: usize, dx: Option<&mut [T]>| -> Vec<T> {
-        let n0 = c * CPU_CHUNK;
-        let nb = CPU_CHUNK.min(g.n - n0);
-        let cols = nb * ohw;
-        for b in 0..nb {
-            im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
-            for oc in 0..g.oc {
-                dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
-            }
-        }
-        let mut dw = vec![T::zero(); g.oc * k];
-        // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
-        T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), &mut dw, k as isize, 1);
-        if let Some(dx) = dx {
-            // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
-            T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
-            dx.fill(T::zero());
-            for b in 0..nb {
-                col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
-            }
-        }
-        dw
+    // One chunk of images: its dweight contribution into `dw`, and its dinp written in place
+    // when asked.
+    let chunk = |c: usize, dw: &mut [T], dx: Option<&mut [T]>| {
+        with_scratch::<T, _>(k * CPU_CHUNK * ohw, |col| {
+            with_scratch::<T, _>(g.oc * CPU_CHUNK * ohw, |dchunk| {
+                let n0 = c * CPU_CHUNK;
+                let nb = CPU_CHUNK.min(g.n - n0);
+                let cols = nb * ohw;
+                for b in 0..nb {
+                    im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
+                    for oc in 0..g.oc {
+                        dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
+                    }
+                }
+                // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
+                T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), dw, k as isize, 1);
+                if let Some(dx) = dx {
+                    // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
+                    T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
+                    dx.fill(T::zero());
+                    for b in 0..nb {
+                        col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
+                    }
+                }
+            })
+        })
     };
     // Per-chunk weight gradients are summed in chunk order below, so the result does not depend on
     // rayon's scheduling.
-    let per_chunk: Vec<Vec<T>> = match dinp {
-        Some(dinp) => dinp
-            .par_chunks_mut(CPU_CHUNK * in_sz)
-            .enumerate()
-            .map_init(scratch, |s, (c, dx)| chunk(s, c, Some(dx)))
-            .collect(),
-        None => (0..chunks).into_par_iter().map_init(scratch, |s, c| chunk(s, c, None)).collect(),
-    };
-    dweight.fill(T::zero());
-    for dw in per_chunk {
-        dweight.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
-    }
+    with_scratch::<T, _>(chunks * g.oc * k, |per_chunk| {
+        let parts = per_chunk.par_chunks_mut(g.oc * k);
+        match dinp {
+            Some(dinp) => parts.zip(dinp.par_chunks_mut(CPU_CHUNK * in_sz)).enumerate().for_each(|(c, (dw, dx))| chunk(c, dw, Some(dx))),
+            None => parts.enumerate().for_each(|(c, dw)| chunk(c, dw, None)),
+        }
+        dweight.fill(T::zero());
+        for dw in per_chunk.chunks_exact(g.oc * k) {
+            dweight.iter_mut().zip(dw).for_each(|(a, &b)| *a += b);
+        }
+    });
     if let Some(db) = dbias {
         bias::backward_cpu(db, dout, g.n, g.oc, ohw);
     }
