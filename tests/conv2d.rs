@@ -232,6 +232,8 @@ fn split_reductions_match_cpu() {
         assert_close(&format!("{name} out"), &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
         assert_close(&format!("{name} dinp"), &o.dinp, &want.dinp, 1e-4, atol_of(&want.dinp, 1e-5));
         assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
+        let (got, want) = (o.dbias.unwrap(), want.dbias.unwrap());
+        assert_close(&format!("{name} dbias"), &got, &want, 1e-4, atol_of(&want, 1e-5));
     }
 }
 

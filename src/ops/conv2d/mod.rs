@@ -162,8 +162,10 @@ impl Node for Planned {
         let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
         Scratch {
             forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().collect(),
-            backward: part(s.dweight, g.oc * g.k())
+            backward: part(bias::splits(gpu, g.n, g.oc), g.oc)
+                .filter(|_| self.bias)
                 .into_iter()
+                .chain(part(s.dweight, g.oc * g.k()))
                 .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinputs[0]))
                 .collect(),
         }
@@ -590,7 +592,8 @@ pub fn backward_gpu(
     let mut scratch = scratch.iter().copied();
     let s = Splits::new(gpu, g);
     if let Some(dbias) = grads.dbias {
-        prog.push(bias::backward_gpu(gpu, label, dout, dbias, g.n, g.oc, g.oh * g.ow)?);
+        let part = if bias::splits(gpu, g.n, g.oc).0 > 1 { scratch.next() } else { None };
+        prog.extend(bias::backward_gpu(gpu, label, dout, dbias, part, g.n, g.oc, g.oh * g.ow)?);
     }
     let (splits, chunk) = s.dweight;
     let p = params(g, false, splits, chunk);
