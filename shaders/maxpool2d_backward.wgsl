@@ -3,9 +3,13 @@
 // oh = (ih + PH - kh*DH) / SH, ow = (iw + PW - kw*DW) / SW exact and in range, and
 // indices[plane, oh, ow] == ih*W + iw, of dout[plane, oh, ow].
 // indices, dout: (N*C, OH, OW); dinp: (N*C, H, W), overwritten.
-// When windows cannot overlap (disjoint = 1: stride >= dilated kernel, as in MaxPool2d(2)), the one
-// candidate window is computed directly instead of looping over the kernel.
-// Dispatch: one invocation per input element; ceil(count / 256) workgroups of 256 (2-D grid).
+// When windows cannot overlap (disjoint = 1: stride >= dilated kernel), the one candidate window is
+// computed directly instead of looping over the kernel. When they tile the input exactly
+// (disjoint = 2: kernel = stride, no padding or dilation, H = OH*KH and W = OW*KW, as MaxPool2d(2)
+// on even sizes), each invocation takes one window instead and writes its KH*KW elements: a
+// quarter of the invocations and index arithmetic for 2x2 windows.
+// Dispatch: one invocation per input element (per window when disjoint = 2); ceil(count / 256)
+// workgroups of 256 (2-D grid).
 struct Params {
     planes: u32,
     H: u32,
@@ -38,6 +42,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) li: u32) {
     let i = (wid.x + wid.y * nwg.x) * WG + li;
     let HW = p.H * p.W;
+    if (p.disjoint == 2u) {
+        let OHW = p.OH * p.OW;
+        if (i >= p.planes * OHW) {
+            return;
+        }
+        let r = i % OHW;
+        let base = (i / OHW) * HW + (r / p.OW) * p.KH * p.W + (r % p.OW) * p.KW;
+        let at = i32(base % HW);
+        let hit = indices[i];
+        let d = dout[i];
+        for (var kh = 0u; kh < p.KH; kh++) {
+            for (var kw = 0u; kw < p.KW; kw++) {
+                let off = kh * p.W + kw;
+                dinp[base + off] = select(0.0, d, hit == at + i32(off));
+            }
+        }
+        return;
+    }
     if (i >= p.planes * HW) {
         return;
     }

@@ -115,6 +115,20 @@ fn gpu_matches_cpu_on_random_configurations() {
         assert_close(&format!("{name} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
         done += 1;
     }
+    // Windows that tile the input exactly take the backward's per-window path.
+    for (kernel, shape) in
+        [((2, 2), [2, 3, 8, 6]), ((3, 2), [1, 2, 9, 4]), ((1, 1), [1, 1, 3, 5]), ((4, 3), [64, 1, 8, 9])]
+    {
+        let cfg = MaxPool2d::new(kernel);
+        let g = cfg.geometry(&shape).unwrap();
+        assert!(g.tiles_exactly(), "{g:?}");
+        let x: Vec<f32> = (0..shape.iter().product()).map(|_| r.random_range(-3..3) as f32).collect();
+        let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
+        let (_, want_idx) = forward(&g, &x);
+        let (_, idx, dinp) = run_gpu(&gpu, &g, &x, &dout);
+        assert_eq!(idx, want_idx, "{cfg:?} on {shape:?} indices");
+        assert_close(&format!("{cfg:?} on {shape:?} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
+    }
 }
 
 #[test]

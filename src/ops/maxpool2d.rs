@@ -200,6 +200,10 @@ impl Geometry {
             && self.oh * self.kh <= self.h
             && self.ow * self.kw <= self.w
     }
+    /// Whether the windows tile the input with nothing left over: every element in one window.
+    pub fn tiles_exactly(&self) -> bool {
+        self.tiled() && self.oh * self.kh == self.h && self.ow * self.kw == self.w
+    }
 }
 
 /// One plane, any geometry: the definition the fast path is tested against.
@@ -313,7 +317,11 @@ fn params(g: &Geometry) -> Params {
         PW: u(g.pw),
         DH: u(g.dh),
         DW: u(g.dw),
-        disjoint: (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32,
+        disjoint: if g.tiles_exactly() {
+            2
+        } else {
+            (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32
+        },
         _pad1: 0,
         _pad2: 0,
     }
@@ -327,7 +335,10 @@ pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, out: &View, indices: &V
 
 /// dinp, overwritten, from dout and the forward's indices.
 pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, dinp: &View, dout: &View, indices: &View) -> Result<Program> {
-    let n = (g.planes() * g.h * g.w) as u64;
+    let n = match g.tiles_exactly() {
+        true => g.planes() * g.oh * g.ow,
+        false => g.planes() * g.h * g.w,
+    } as u64;
     let label = format!("{label}.dinp");
     Ok(Kernel::new(gpu, "maxpool2d_backward", &label, &params(g), &[indices, dout, dinp], Dispatch::Invocations(n))?.into())
 }
