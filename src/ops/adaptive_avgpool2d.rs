@@ -128,6 +128,11 @@ pub fn backward_cpu<T: Real>(g: &Geometry, dinp: &mut [T], dout: &[T]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     crate::cpu::par_planes(dinp, hw, |plane, d| {
         let dy = &dout[plane * ohw..][..ohw];
+        if ohw == 1 {
+            // Global pooling (ResNet's head): one window of every element.
+            d.fill(dy[0] / T::of(hw as f64));
+            return;
+        }
         for ih in 0..g.h {
             for iw in 0..g.w {
                 let mut acc = T::zero();
