@@ -240,8 +240,14 @@ pub struct Gpu {
 impl Gpu {
     /// Opens the adapter with its own limits (not the defaults) and captures every device error.
     pub fn new(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        Gpu::with_limits(adapter, adapter.limits())
+    }
+
+    /// Opens the adapter asking only for `limits`: `wgpu::Limits::default()` are WebGPU's defaults,
+    /// what a browser gives every page, so a device opened with them shows whether every pipeline
+    /// and binding fits there.
+    pub fn with_limits(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> Result<Gpu> {
         let info = adapter.get_info();
-        let limits = adapter.limits();
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgrad"),
@@ -285,10 +291,18 @@ impl Gpu {
     /// The adapter `--device gpu` would pick (a software one where it is the only one), if any:
     /// what the tests run on. WGRAD_BACKEND and WGRAD_ADAPTER choose as they do for the commands.
     pub fn default_adapter() -> Result<Option<Gpu>> {
+        Gpu::default_adapter_with(None)
+    }
+
+    /// [`Gpu::default_adapter`] opened with `limits` instead of the adapter's own.
+    pub fn default_adapter_with(limits: Option<wgpu::Limits>) -> Result<Option<Gpu>> {
         let env = DeviceOptions::from_env()?;
         let list = candidates(env.backend);
         match pick(&list, env.adapter.as_deref(), DeviceKind::Gpu) {
-            Some(i) => Gpu::new(&list[i]).map(Some),
+            Some(i) => {
+                let limits = limits.unwrap_or_else(|| list[i].limits());
+                Gpu::with_limits(&list[i], limits).map(Some)
+            }
             None => Ok(None),
         }
     }

@@ -1,0 +1,51 @@
+//! Everything wgrad runs fits WebGPU's default limits (`wgpu::Limits::default()`: what a browser
+//! gives every page, e.g. 8 storage buffers per shader stage, 16 KiB of workgroup memory, 256
+//! invocations per workgroup, 128 MiB per storage binding): every shader's pipeline is created on
+//! a device opened with only those limits, and every model trains and infers there, with the split
+//! reductions of big GPUs on too. Device errors are captured and returned, so a pipeline or bind
+//! group past a limit fails the test with wgpu's message.
+
+mod common;
+use common::*;
+use wgrad::nn::models::ModelKind;
+use wgrad::optim::{Adam, Optimizer, Sgd};
+use wgrad::{Device, ExecOptions, Gpu};
+
+fn webgpu_device() -> Option<std::sync::Arc<Gpu>> {
+    gpu()?;
+    Some(std::sync::Arc::new(Gpu::default_adapter_with(Some(wgpu::Limits::default())).unwrap()?))
+}
+
+#[test]
+fn every_pipeline_fits_webgpus_default_limits() {
+    let Some(gpu) = webgpu_device() else { return };
+    assert_eq!(gpu.limits.max_storage_buffers_per_shader_stage, 8);
+    for s in wgrad::shaders::all() {
+        if let Err(e) = gpu.pipeline(s.name) {
+            panic!("{} does not fit WebGPU's default limits: {e}", s.name);
+        }
+    }
+}
+
+#[test]
+fn every_model_runs_within_webgpus_default_limits() {
+    let Some(gpu) = webgpu_device() else { return };
+    let n = 4;
+    let images: Vec<f32> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let targets: Vec<i64> = (0..n as i64).collect();
+    for split_target in [0, 1 << 16] {
+        gpu.set_split_target(split_target);
+        for kind in [ModelKind::Tudui, ModelKind::CifarNet, ModelKind::Resnet20] {
+            let model = kind.build(0);
+            for optimizer in [Optimizer::Sgd(Sgd::new(0.01).momentum(0.9)), Optimizer::Adam(Adam::new(1e-3))] {
+                let opts = ExecOptions { optimizer: Some(optimizer), ..Default::default() };
+                let mut ex = wgrad::executor(&Device::Gpu(gpu.clone()), &model, n, opts)
+                    .unwrap_or_else(|e| panic!("{} ({optimizer:?}): {e}", kind.name()));
+                let loss = ex.step(&images, &targets, true).unwrap().unwrap();
+                assert!(loss.is_finite(), "{}: loss {loss}", kind.name());
+            }
+            let mut inf = wgrad::executor(&Device::Gpu(gpu.clone()), &model, n, ExecOptions::inference()).unwrap();
+            assert_eq!(inf.forward(&images).unwrap().len(), n * 10);
+        }
+    }
+}
