@@ -164,7 +164,7 @@ fn binding_limit_is_an_error_not_a_crash() {
     let Some(gpu) = gpu() else { return };
     // A view claiming more words than one binding may hold is refused before anything is dispatched.
     let x = gpu.zeros("inp", 4).unwrap();
-    let huge = wgrad::buffer::View { len: gpu.limits.max_storage_buffer_binding_size as u64 / 4 + 1, ..x.clone() };
+    let huge = wgrad::buffer::View { len: gpu.limits.max_storage_buffer_binding_size / 4 + 1, ..x.clone() };
     let b = GpuBuffers {
         inp: &huge,
         tgt: &x,

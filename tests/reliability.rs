@@ -45,7 +45,7 @@ fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
-fn check_args<'a>(out: &'a Path) -> Vec<String> {
+fn check_args(out: &Path) -> Vec<String> {
     [
         "check",
         "--device",

@@ -22,12 +22,9 @@ pub const CLASSES: [&str; 10] =
 
 /// The layout folder under (or at) `dir`, if either exists.
 pub fn find(dir: &Path) -> Option<PathBuf> {
-    for cand in [dir.join(PY_FOLDER), dir.join(BIN_FOLDER), dir.to_path_buf()] {
-        if cand.join("test_batch.bin").exists() || cand.join("test_batch").exists() {
-            return Some(cand);
-        }
-    }
-    None
+    [dir.join(PY_FOLDER), dir.join(BIN_FOLDER), dir.to_path_buf()]
+        .into_iter()
+        .find(|cand| cand.join("test_batch.bin").exists() || cand.join("test_batch").exists())
 }
 
 fn files(split: Split, ext: &str) -> Vec<String> {
@@ -93,14 +90,11 @@ pub fn load_bin(folder: &Path, split: Split) -> Result<Dataset> {
     load_split(folder, split, ".bin", parse_bin, class_names_txt(folder)?)
 }
 
+/// A file's parser: (images, labels) from its path and bytes.
+type Parser = fn(&Path, &[u8]) -> Result<(Vec<u8>, Vec<u8>)>;
+
 /// Reads a split's files (`ext` after each name) with `parse` and joins them.
-fn load_split(
-    folder: &Path,
-    split: Split,
-    ext: &str,
-    parse: fn(&Path, &[u8]) -> Result<(Vec<u8>, Vec<u8>)>,
-    classes: Vec<String>,
-) -> Result<Dataset> {
+fn load_split(folder: &Path, split: Split, ext: &str, parse: Parser, classes: Vec<String>) -> Result<Dataset> {
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for f in files(split, ext) {
         let p = folder.join(&f);

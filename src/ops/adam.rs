@@ -120,6 +120,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
 }
 
 /// The update kernel; `step` holds the step's [`StepWords`], rewritten before each step.
+#[allow(clippy::too_many_arguments)]
 pub fn step_gpu(
     gpu: &Gpu,
     c: &Adam,

@@ -39,17 +39,15 @@ pub fn splits(gpu: &Gpu, n: usize, c: usize) -> (usize, usize) {
     (n.div_ceil(chunk.max(1)), chunk.max(1))
 }
 
-/// dbias (C,), overwritten, from dout (N, C, S); split over images as [`splits`] says when `part`
-/// (the planner's splits × C words) is given.
+/// dbias (C,), overwritten, from dout (N, C, S); split over images as [`splits`] says when
+/// `part` (the planner's splits × C words) is given.
 pub fn backward_gpu(
     gpu: &Gpu,
     label: &str,
     dout: &View,
     dbias: &View,
     part: Option<&View>,
-    n: usize,
-    c: usize,
-    s: usize,
+    (n, c, s): (usize, usize, usize),
 ) -> Result<Program> {
     let (splits, chunk) = match part {
         Some(_) => splits(gpu, n, c),

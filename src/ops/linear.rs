@@ -131,7 +131,7 @@ impl Node for Planned {
         let label = io.label;
         prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout, (1, o), inp, (i, 1), None, io.dparams[0], part(dw))?);
         if let Some(db) = io.dparams.get(1) {
-            prog.extend(bias::backward_gpu(gpu, label, dout, db, None, self.n, o, 1)?);
+            prog.extend(bias::backward_gpu(gpu, label, dout, db, None, (self.n, o, 1))?);
         }
         if let Some(dinp) = io.dinput(0) {
             prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout, (o, 1), weight, (i, 1), None, dinp, part(di))?);

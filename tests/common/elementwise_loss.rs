@@ -5,12 +5,16 @@ use wgrad::functional::Output;
 use wgrad::testing::assert_close;
 use wgrad::{Device, Reduction, Tensor};
 
+/// The CPU forward (input, target, reduction) and backward (input, target, dout, reduction).
+type Forward<T> = fn(&[T], &[T], Reduction) -> Vec<T>;
+type Backward<T> = fn(&[T], &[T], &[T], Reduction) -> Vec<T>;
+
 pub struct Suite {
     pub golden_op: &'static str,
-    pub forward64: fn(&[f64], &[f64], Reduction) -> Vec<f64>,
-    pub backward64: fn(&[f64], &[f64], &[f64], Reduction) -> Vec<f64>,
-    pub forward32: fn(&[f32], &[f32], Reduction) -> Vec<f32>,
-    pub backward32: fn(&[f32], &[f32], &[f32], Reduction) -> Vec<f32>,
+    pub forward64: Forward<f64>,
+    pub backward64: Backward<f64>,
+    pub forward32: Forward<f32>,
+    pub backward32: Backward<f32>,
     /// The functional call (wgrad::functional::l1_loss or mse_loss).
     pub call: fn(&Device, &Tensor, &Tensor, Reduction, Option<&Tensor>) -> wgrad::Result<Output>,
 }

@@ -64,6 +64,7 @@ pub fn run(device: &Device, op: &dyn Op, inputs: &[&Tensor], state: &[&Tensor], 
 }
 
 /// Checks the CPU path and (when there is an adapter) the GPU against `want`.
+#[allow(clippy::too_many_arguments)]
 pub fn check_devices(
     name: &str,
     op: &dyn Op,
@@ -81,6 +82,7 @@ pub fn check_devices(
 }
 
 /// Checks the GPU against the CPU path on the same call.
+#[allow(clippy::too_many_arguments)]
 pub fn gpu_matches_cpu(
     name: &str,
     gpu: &std::sync::Arc<wgrad::Gpu>,

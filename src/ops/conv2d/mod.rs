@@ -593,7 +593,7 @@ pub fn backward_gpu(
     let s = Splits::new(gpu, g);
     if let Some(dbias) = grads.dbias {
         let part = if bias::splits(gpu, g.n, g.oc).0 > 1 { scratch.next() } else { None };
-        prog.extend(bias::backward_gpu(gpu, label, dout, dbias, part, g.n, g.oc, g.oh * g.ow)?);
+        prog.extend(bias::backward_gpu(gpu, label, dout, dbias, part, (g.n, g.oc, g.oh * g.ow))?);
     }
     let (splits, chunk) = s.dweight;
     let p = params(g, false, splits, chunk);
