@@ -50,15 +50,16 @@ thread_local! {
     static POOL: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` on `len` zeroed elements of scratch memory lent by this thread's pool: buffers are
-/// kept after use, so once every size has been seen (the first training step) nothing is
-/// allocated. For what an op needs during one call (per-channel statistics, im2col panels) where
+/// Runs `f` on `len` elements of scratch memory lent by this thread's pool, holding whatever an
+/// earlier use left there (callers write before they read): buffers are kept after use, so once
+/// every size has been seen (the first training step) nothing is allocated or cleared. For what an op needs during one call (per-channel statistics, im2col panels) where
 /// the executor's planned scratch does not reach: the generic f64 references and rayon's workers.
 pub fn with_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     let words = (len * std::mem::size_of::<T>()).div_ceil(8);
     let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
-    buf.clear();
-    buf.resize(words, 0);
+    if buf.len() < words {
+        buf.resize(words, 0);
+    }
     let r = f(&mut bytemuck::cast_slice_mut::<u64, T>(&mut buf)[..len]);
     POOL.with(|p| p.borrow_mut().push(buf));
     r

@@ -423,6 +423,8 @@ impl Trainer {
             obs.epoch_start(epoch, per_epoch, self.meta.batch);
             let mut run =
                 EpochRun { started: Instant::now(), pending: VecDeque::new(), loss_sum: 0.0, loss_n: 0, images: 0 };
+            // The losses each queued step gives back (reused: nothing allocated per step).
+            let mut losses = Vec::with_capacity(graph::gpu::LOSS_RING);
             for batch in self.loader.epoch(epoch, self.meta.batch as usize) {
                 if stop.load(Ordering::SeqCst) {
                     self.finish_queued(&mut run, obs)?;
@@ -453,10 +455,11 @@ impl Trainer {
                         }
                     }
                 } else {
-                    let losses = self.ex.step_queued(&batch.images, &batch.targets)?;
+                    losses.clear();
+                    self.ex.step_queued(&batch.images, &batch.targets, &mut losses)?;
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;
-                    for loss in losses {
+                    for &loss in &losses {
                         self.arrived(&mut run, loss, obs)?;
                     }
                 }
@@ -496,7 +499,9 @@ impl Trainer {
 
     /// Waits for the queued steps and takes in their losses.
     fn finish_queued(&mut self, run: &mut EpochRun, obs: &mut dyn Observer) -> Result<()> {
-        for loss in self.ex.finish_queued()? {
+        let mut losses = Vec::new();
+        self.ex.finish_queued(&mut losses)?;
+        for loss in losses {
             self.arrived(run, loss, obs)?;
         }
         if let Some(p) = run.pending.front() {

@@ -17,11 +17,13 @@ use std::sync::Arc;
 /// Steps that may run ahead of the loss the host has read (`Executor::step_queued`).
 pub const LOSS_RING: usize = 4;
 
+/// Where a ring slot's map callback leaves its result (one per slot, made with the executor).
+type Mapped = Arc<std::sync::Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
+
 /// A submitted step whose loss is being mapped.
 struct Queued {
     slot: usize,
     index: wgpu::SubmissionIndex,
-    mapped: Arc<std::sync::Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>,
 }
 
 pub struct GpuExecutor {
@@ -46,6 +48,7 @@ pub struct GpuExecutor {
     /// Staging buffers the queued steps' losses are copied into, used in turn and read a few
     /// steps late (see [`Executor::step_queued`]).
     loss_ring: Vec<wgpu::Buffer>,
+    ring_mapped: Vec<Mapped>,
     /// Steps submitted whose loss has not been read yet, oldest first.
     queued: std::collections::VecDeque<Queued>,
     queued_total: u64,
@@ -221,6 +224,7 @@ impl GpuExecutor {
             loss,
             loss_staging,
             loss_ring,
+            ring_mapped: (0..LOSS_RING).map(|_| Mapped::default()).collect(),
             queued: Default::default(),
             queued_total: 0,
             logits_staging,
@@ -275,7 +279,7 @@ impl GpuExecutor {
     /// in step order.
     fn collect_losses(&mut self, out: &mut Vec<f32>) -> Result<()> {
         while let Some(q) = self.queued.front() {
-            let state = q.mapped.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let state = self.ring_mapped[q.slot].lock().unwrap_or_else(|e| e.into_inner()).take();
             let err = |msg: String| Error::Gpu { context: "reading a queued loss".into(), msg };
             match state {
                 None => break,
@@ -342,43 +346,39 @@ impl Executor for GpuExecutor {
         Ok(None)
     }
 
-    fn step_queued(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<f32>> {
-        let mut losses = Vec::new();
+    fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<f32>) -> Result<()> {
         if self.queued.len() == LOSS_RING {
             // The oldest slot is needed again: wait for its step only (later ones keep running).
             let index = self.queued[0].index.clone();
             self.gpu.wait_for(index, "reading a queued loss")?;
-            self.collect_losses(&mut losses)?;
+            self.collect_losses(losses)?;
         }
         let slot = (self.queued_total % LOSS_RING as u64) as usize;
         let staging = self.loss_ring[slot].clone();
         let index = self.submit_step(images, targets, &staging)?;
-        let mapped = Arc::new(std::sync::Mutex::new(None));
-        let to = mapped.clone();
+        let to = self.ring_mapped[slot].clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             *to.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         });
-        self.queued.push_back(Queued { slot, index, mapped });
+        self.queued.push_back(Queued { slot, index });
         self.queued_total += 1;
         self.gpu.poll("reading a queued loss")?;
-        self.collect_losses(&mut losses)?;
-        Ok(losses)
+        self.collect_losses(losses)
     }
 
-    fn finish_queued(&mut self) -> Result<Vec<f32>> {
-        let mut losses = Vec::new();
+    fn finish_queued(&mut self, losses: &mut Vec<f32>) -> Result<()> {
         if self.queued.is_empty() {
-            return Ok(losses);
+            return Ok(());
         }
         self.gpu.wait("reading the queued losses")?;
-        self.collect_losses(&mut losses)?;
+        self.collect_losses(losses)?;
         if !self.queued.is_empty() {
             return Err(Error::Gpu {
                 context: "reading the queued losses".into(),
                 msg: format!("{} loss readbacks never completed", self.queued.len()),
             });
         }
-        Ok(losses)
+        Ok(())
     }
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {

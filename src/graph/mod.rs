@@ -59,13 +59,15 @@ pub trait Executor {
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>>;
     /// A training step whose loss is read later, so the host prepares the next batch while the
     /// device runs this one: returns the losses of earlier queued steps that have finished since
-    /// the last call, oldest first (at most a few steps behind; the CPU path returns this step's).
-    fn step_queued(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<f32>> {
-        Ok(self.step(images, targets, true)?.into_iter().collect())
+    /// the last call, oldest first, appended to `losses` (at most a few steps behind; the CPU path
+    /// gives this step's).
+    fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<f32>) -> Result<()> {
+        losses.extend(self.step(images, targets, true)?);
+        Ok(())
     }
-    /// Waits for every queued step and returns the losses not returned yet, oldest first.
-    fn finish_queued(&mut self) -> Result<Vec<f32>> {
-        Ok(Vec::new())
+    /// Waits for every queued step and appends the losses not given yet to `losses`, oldest first.
+    fn finish_queued(&mut self, _losses: &mut Vec<f32>) -> Result<()> {
+        Ok(())
     }
     /// Forward only; returns the logits (N, classes).
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>>;

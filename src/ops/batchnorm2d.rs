@@ -360,67 +360,51 @@ pub fn backward_cpu<T: Real>(
                 true => invstd.copy_from_slice(stat),
                 false => invstd.iter_mut().zip(stat).for_each(|(i, &v)| *i = T::one() / (v + eps).sqrt()),
             }
-            backward_with(g, dinp, dweight, dbias, dout, inp, mean, invstd, weight, sums);
+            // Per channel, in f64: Σ dout and Σ dout·xhat (= invstd · Σ dout·(x - mean)).
+            sums.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
+                let (mut sdy, mut sdyx) = (0f64, 0f64);
+                for n in 0..g.n {
+                    let at = (n * g.c + c) * g.hw;
+                    let (a, b) = crate::cpu::sum_dy_dyx(&dout[at..at + g.hw], &inp[at..at + g.hw], mean[c].f64());
+                    sdy += a;
+                    sdyx += b;
+                }
+                s[0] = sdy;
+                s[1] = sdyx * invstd[c].f64();
+            });
+            let sums: &[f64] = sums;
+            let sums = |c: usize| (sums[2 * c], sums[2 * c + 1]);
+            if let (Some(dw), Some(db)) = (dweight, dbias) {
+                for c in 0..g.c {
+                    dw[c] = T::of(sums(c).1);
+                    db[c] = T::of(sums(c).0);
+                }
+            }
+            let Some(dinp) = dinp else { return };
+            let m = (g.n * g.hw) as f64;
+            #[multiversion(targets = "simd")]
+            #[allow(clippy::too_many_arguments)]
+            fn plane<T: Real>(d: &mut [T], dy: &[T], x: &[T], batch_stats: bool, mean: T, invstd: T, scale: T, mdy: T, mdyx: T) {
+                if batch_stats {
+                    for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
+                        let xhat = (x - mean) * invstd;
+                        *d = scale * (dy - mdy - xhat * mdyx);
+                    }
+                } else {
+                    d.iter_mut().zip(dy).for_each(|(d, &dy)| *d = dy * scale);
+                }
+            }
+            par_planes(dinp, g.hw, |p, d| {
+                let (c, at) = (p % g.c, p * g.hw);
+                let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
+                let (mdy, mdyx) = (T::of(sums(c).0 / m), T::of(sums(c).1 / m));
+                let (dy, x) = (&dout[at..at + g.hw], &inp[at..at + g.hw]);
+                plane(d, dy, x, g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
+            });
         })
     });
 }
 
-/// [`backward_cpu`] given invstd per channel, with room for the per-channel sums (2C).
-#[allow(clippy::too_many_arguments)]
-fn backward_with<T: Real>(
-    g: &Geometry,
-    dinp: Option<&mut [T]>,
-    dweight: Option<&mut [T]>,
-    dbias: Option<&mut [T]>,
-    dout: &[T],
-    inp: &[T],
-    mean: &[T],
-    invstd: &[T],
-    weight: Option<&[T]>,
-    sums: &mut [f64],
-) {
-    // Per channel, in f64: Σ dout and Σ dout·xhat (= invstd · Σ dout·(x - mean)).
-    sums.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
-        let (mut sdy, mut sdyx) = (0f64, 0f64);
-        for n in 0..g.n {
-            let at = (n * g.c + c) * g.hw;
-            let (a, b) = crate::cpu::sum_dy_dyx(&dout[at..at + g.hw], &inp[at..at + g.hw], mean[c].f64());
-            sdy += a;
-            sdyx += b;
-        }
-        s[0] = sdy;
-        s[1] = sdyx * invstd[c].f64();
-    });
-    let sums: &[f64] = sums;
-    let sums = |c: usize| (sums[2 * c], sums[2 * c + 1]);
-    if let (Some(dw), Some(db)) = (dweight, dbias) {
-        for c in 0..g.c {
-            dw[c] = T::of(sums(c).1);
-            db[c] = T::of(sums(c).0);
-        }
-    }
-    let Some(dinp) = dinp else { return };
-    let m = (g.n * g.hw) as f64;
-    #[multiversion(targets = "simd")]
-    #[allow(clippy::too_many_arguments)]
-    fn plane<T: Real>(d: &mut [T], dy: &[T], x: &[T], batch_stats: bool, mean: T, invstd: T, scale: T, mdy: T, mdyx: T) {
-        if batch_stats {
-            for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
-                let xhat = (x - mean) * invstd;
-                *d = scale * (dy - mdy - xhat * mdyx);
-            }
-        } else {
-            d.iter_mut().zip(dy).for_each(|(d, &dy)| *d = dy * scale);
-        }
-    }
-    par_planes(dinp, g.hw, |p, d| {
-        let (c, at) = (p % g.c, p * g.hw);
-        let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
-        let (mdy, mdyx) = (T::of(sums(c).0 / m), T::of(sums(c).1 / m));
-        let (dy, x) = (&dout[at..at + g.hw], &inp[at..at + g.hw]);
-        plane(d, dy, x, g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
-    });
-}
 
 #[repr(C)]
 #[allow(non_snake_case)]
