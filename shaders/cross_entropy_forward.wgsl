@@ -52,7 +52,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let r = min(row, p.rows - 1u);
     let base = (r / p.S) * p.C * p.S + r % p.S;
 
-    var m = bitcast<f32>(0xff800000u); // -inf
+    // The lowest finite f32, not -inf: WGSL has no infinite constant (Chromium's compiler refuses
+    // bitcast<f32>(0xff800000u)). Rows of finite logits give the same maximum either way.
+    var m = -0x1.fffffep+127f;
     for (var c = li; c < p.C; c += WG) {
         m = max(m, inp[base + c * p.S]);
     }

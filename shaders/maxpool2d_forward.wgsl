@@ -47,7 +47,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let h0 = i32(((i % OHW) / p.OW) * p.SH) - i32(p.PH);
     let w0 = i32((i % p.OW) * p.SW) - i32(p.PW);
     let base = plane * p.H * p.W;
-    var best = bitcast<f32>(0xff800000u); // -inf
+    // Any start: the first element of the window replaces it (best_at < 0), and every window holds
+    // one (padding is at most half the kernel). WGSL has no infinite constant for -inf.
+    var best = 0.0;
     var best_at = -1;
     for (var kh = 0u; kh < p.KH; kh++) {
         let ih = h0 + i32(kh * p.DH);

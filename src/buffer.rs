@@ -1,7 +1,7 @@
 //! GPU buffers: a [`View`] is a range of 32-bit words in a storage buffer, the unit every kernel
 //! binds. Parameters live packed in one buffer, so views carry an offset.
 
-use crate::device::Gpu;
+use crate::device::{blocking, Gpu};
 use crate::{Error, Result};
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
@@ -131,6 +131,12 @@ impl Gpu {
 
     /// Reads views back (off the hot path: tests, checks, checkpoints). One submit for all of them.
     pub fn read_many(&self, views: &[&View]) -> Result<Vec<Vec<f32>>> {
+        blocking("reading buffers", self.read_many_async(views))
+    }
+
+    /// [`Gpu::read_many`] without blocking (the browser's form, where a read must yield to the
+    /// event loop for the map to complete).
+    pub async fn read_many_async(&self, views: &[&View]) -> Result<Vec<Vec<f32>>> {
         let total: u64 = views.iter().map(|v| v.bytes()).sum();
         let staging = self.staging("readback", total)?;
         let mut enc = self.encoder("readback");
@@ -142,7 +148,7 @@ impl Gpu {
             at += v.bytes();
         }
         self.submit(enc, "readback")?;
-        let all = self.map_read(&staging, "readback")?;
+        let all = self.map_read_async(&staging, "readback").await?;
         let mut out = Vec::with_capacity(views.len());
         let mut at = 0usize;
         for v in views {
@@ -155,18 +161,29 @@ impl Gpu {
     /// A MAP_READ buffer's contents as f32 words, once submitted work has filled it: maps, waits,
     /// copies out and unmaps, so the buffer can be filled again (staging buffers are reused).
     pub fn map_read(&self, staging: &wgpu::Buffer, context: &str) -> Result<Vec<f32>> {
+        blocking(context, self.map_read_async(staging, context))
+    }
+
+    /// [`Gpu::map_read`] without blocking: natively the device is polled until the map completes;
+    /// in the browser the map completes while the caller yields to the event loop.
+    pub async fn map_read_async(&self, staging: &wgpu::Buffer, context: &str) -> Result<Vec<f32>> {
         let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         self.wait(context)?;
         let err = |msg: String| Error::Gpu { context: context.into(), msg };
-        match rx.recv() {
+        match rx.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(err(e.to_string())),
+            Ok(Err(e)) => {
+                self.check(context)?;
+                return Err(err(e.to_string()));
+            }
             Err(_) => return Err(err("map callback never ran".into())),
         }
+        // Errors the device reported while the step ran (in the browser they arrive meanwhile).
+        self.check(context)?;
         let words = {
             let mapped = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
             bytemuck::cast_slice::<u8, f32>(&mapped).to_vec()

@@ -34,6 +34,7 @@ pub enum BackendChoice {
 }
 
 impl BackendChoice {
+    #[cfg(not(target_arch = "wasm32"))]
     fn backends(self) -> wgpu::Backends {
         match self {
             BackendChoice::Auto => wgpu::Backends::PRIMARY,
@@ -97,6 +98,7 @@ pub struct AdapterSummary {
     pub driver: String,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(t: wgpu::DeviceType) -> u8 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -107,6 +109,7 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
     AdapterSummary {
         name: info.name.clone(),
@@ -116,6 +119,7 @@ fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
@@ -124,6 +128,7 @@ fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 }
 
 /// Adapters for a backend choice, best first; with `Auto`, GL only when the primary backends have none.
+#[cfg(not(target_arch = "wasm32"))]
 fn candidates(backend: BackendChoice) -> Vec<wgpu::Adapter> {
     let mut list = enumerate(backend.backends());
     if list.is_empty() && backend == BackendChoice::Auto {
@@ -134,6 +139,7 @@ fn candidates(backend: BackendChoice) -> Vec<wgpu::Adapter> {
 }
 
 /// Every adapter wgpu finds for the choice, best first, and the index wgrad would pick (None: CPU path).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(opts: &DeviceOptions) -> (Vec<AdapterSummary>, Option<usize>) {
     let list = candidates(opts.backend);
     let infos: Vec<_> = list.iter().map(|a| summary(&a.get_info())).collect();
@@ -148,6 +154,7 @@ pub fn is_software(t: wgpu::DeviceType) -> bool {
 
 /// The adapter to use: the named one (software ones included), else the best; with `Auto` a
 /// software adapter is never picked unless named.
+#[cfg(not(target_arch = "wasm32"))]
 fn pick(list: &[wgpu::Adapter], name: Option<&str>, kind: DeviceKind) -> Option<usize> {
     match name {
         None => list.iter().position(|a| kind != DeviceKind::Auto || !is_software(a.get_info().device_type)),
@@ -167,6 +174,7 @@ pub enum Device {
 
 impl Device {
     /// Chooses a device; the string says what was chosen and why (e.g. the CPU fallback).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn select(opts: &DeviceOptions) -> Result<(Device, String)> {
         if opts.kind == DeviceKind::Cpu {
             return Ok((Device::Cpu, "CPU path (--device cpu)".into()));
@@ -222,6 +230,27 @@ impl Device {
     }
 }
 
+/// Runs a GPU future (a buffer read) to completion: natively by blocking, the device polled
+/// inside it; in the browser a read completes only once the page yields to the event loop, so the
+/// blocking forms say to use the async ones (`Gpu::read_many_async`, `GpuExecutor::train_step`).
+pub fn blocking<T>(context: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = context;
+        pollster::block_on(f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        drop(f);
+        Err(Error::Gpu {
+            context: context.into(),
+            msg: "a blocking read cannot run in the browser: use the async form (Gpu::read_many_async, \
+                  GpuExecutor::train_step, GpuExecutor::forward_async, GpuExecutor::params_async)"
+                .into(),
+        })
+    }
+}
+
 /// A GPU device with its queue, limits, captured errors and pipeline cache.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -239,6 +268,7 @@ pub struct Gpu {
 
 impl Gpu {
     /// Opens the adapter with its own limits (not the defaults) and captures every device error.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(adapter: &wgpu::Adapter) -> Result<Gpu> {
         Gpu::with_limits(adapter, adapter.limits())
     }
@@ -246,7 +276,14 @@ impl Gpu {
     /// Opens the adapter asking only for `limits`: `wgpu::Limits::default()` are WebGPU's defaults,
     /// what a browser gives every page, so a device opened with them shows whether every pipeline
     /// and binding fits there.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_limits(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> Result<Gpu> {
+        pollster::block_on(Gpu::open(adapter, limits))
+    }
+
+    /// Opens the adapter asking for `limits` (what [`Gpu::with_limits`] does, without blocking:
+    /// the browser's form).
+    pub async fn open(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> Result<Gpu> {
         let info = adapter.get_info();
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let desc = wgpu::DeviceDescriptor {
@@ -255,7 +292,9 @@ impl Gpu {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| Error::Device(format!("cannot open {}: {e}", info.name)))?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
@@ -290,11 +329,13 @@ impl Gpu {
 
     /// The adapter `--device gpu` would pick (a software one where it is the only one), if any:
     /// what the tests run on. WGRAD_BACKEND and WGRAD_ADAPTER choose as they do for the commands.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn default_adapter() -> Result<Option<Gpu>> {
         Gpu::default_adapter_with(None)
     }
 
     /// [`Gpu::default_adapter`] opened with `limits` instead of the adapter's own.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn default_adapter_with(limits: Option<wgpu::Limits>) -> Result<Option<Gpu>> {
         let env = DeviceOptions::from_env()?;
         let list = candidates(env.backend);
@@ -351,8 +392,22 @@ impl Gpu {
             compilation_options: Default::default(),
             cache: None,
         });
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu { context: format!("creating pipeline {name}"), msg: e.to_string() });
+        }
+        // The browser reports a pipeline's errors later: they join the captured errors, which
+        // every submit and read checks.
+        #[cfg(target_arch = "wasm32")]
+        {
+            let sink = self.errors.clone();
+            // Popped now (scopes nest: the browser wants them popped in order), awaited later.
+            let popped = scope.pop();
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Some(e) = popped.await {
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).push(format!("creating pipeline {name}: {e}"));
+                }
+            });
         }
         self.check(&format!("creating pipeline {name}"))?;
         let p = Arc::new(pipeline);

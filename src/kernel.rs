@@ -144,7 +144,7 @@ impl Program {
         if !gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
             let mut v = Vec::new();
             for k in kernels {
-                let t = std::time::Instant::now();
+                let t = web_time::Instant::now();
                 let mut enc = gpu.encoder("profile");
                 {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -6,7 +6,12 @@
 //! Data flows one way: host tensors → GPU views → kernels recorded in order into one submit →
 //! a few bytes read back. Ops ([`ops`]) know nothing of graphs.
 
+// In the browser wgpu's handles are neither Send nor Sync (one thread); the Arcs that share them
+// across threads natively are plain shared handles there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
 pub mod buffer;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod cpu;
 pub mod data;
@@ -20,10 +25,12 @@ pub mod kernel;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 pub mod shaders;
 pub mod tensor;
 pub mod testing;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 
 pub use device::{BackendChoice, Device, DeviceKind, DeviceOptions, Gpu};

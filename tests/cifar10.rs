@@ -97,3 +97,61 @@ fn py2_data_of_the_wrong_length_is_an_error() {
     let e = cifar10::parse_pickle(&f, &bytes).unwrap_err().to_string();
     assert!(e.contains("shape [8, 3072] needs 24576 bytes"), "{e}");
 }
+
+/// What a browser page hands over: the files' names and bytes, as batches or as the archive.
+fn bin_files() -> Vec<(String, Vec<u8>)> {
+    let dir = cifar10::find(&fixture("bin")).unwrap();
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn files_given_in_memory_read_as_the_folder_does() {
+    let files = bin_files();
+    // The archive as CIFAR-10's site packs it: cifar-10-batches-bin/<file>.
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (name, bytes) in &files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), bytes.as_slice()).unwrap();
+    }
+    let archive = vec![("cifar-10-binary.tar.gz".to_string(), tar.into_inner().unwrap().finish().unwrap())];
+    let pickles: Vec<(String, Vec<u8>)> = std::fs::read_dir(cifar10::find(&fixture("py3")).unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (format!("some/folder/{}", p.file_name().unwrap().to_string_lossy()), std::fs::read(&p).unwrap()))
+        .collect();
+    for split in [Split::Train, Split::Test] {
+        let want = cifar10::load(&fixture("bin"), split).unwrap();
+        for (what, given) in [("batches", &files), ("archive", &archive), ("pickles", &pickles)] {
+            let got = cifar10::from_files(split, given).unwrap();
+            assert_eq!(got.images, want.images, "{split:?} from the {what}");
+            assert_eq!(got.labels, want.labels, "{split:?} from the {what}");
+            assert_eq!(got.classes, want.classes, "{split:?} from the {what}");
+        }
+    }
+}
+
+#[test]
+fn files_given_in_memory_without_a_batch_are_a_clear_error() {
+    let only_test: Vec<_> = bin_files().into_iter().filter(|(n, _)| n == "test_batch.bin").collect();
+    assert!(cifar10::from_files(Split::Test, &only_test).is_ok());
+    let e = cifar10::from_files(Split::Train, &only_test).unwrap_err().to_string();
+    assert!(
+        e.contains("no CIFAR-10 Train batch") && e.contains("data_batch_1.bin") && e.contains("test_batch.bin"),
+        "{e}"
+    );
+    let truncated = vec![("data_batch_1.bin".to_string(), vec![0u8; 100])];
+    let e = cifar10::from_files(Split::Train, &truncated).unwrap_err().to_string();
+    assert!(e.starts_with("data_batch_1.bin: size 100"), "{e}");
+    let not_gzip = vec![("cifar-10-binary.tar.gz".to_string(), b"not gzip".to_vec())];
+    let e = cifar10::from_files(Split::Train, &not_gzip).unwrap_err().to_string();
+    assert!(e.contains("cifar-10-binary.tar.gz: not a readable .tar.gz archive"), "{e}");
+}

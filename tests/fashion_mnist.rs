@@ -78,3 +78,20 @@ fn a_label_out_of_range_names_its_offset() {
     let e = fashion_mnist::load(&dir, Split::Test).unwrap_err().to_string();
     assert!(e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("label 12 at index 5 (offset 13)"), "{e}");
 }
+
+#[test]
+fn files_given_in_memory_read_as_the_folder_does() {
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.extend((0..3 * 28 * 28).map(|i| (i % 251) as u8));
+    let labels = vec![0, 0, 8, 1, 0, 0, 0, 3, 9, 0, 4];
+    let dir = tempdir();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&images)).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&labels)).unwrap();
+    let want = fashion_mnist::load(&dir, Split::Test).unwrap();
+    let (ip, lp) = (std::path::Path::new("picked/images.gz"), std::path::Path::new("picked/labels.gz"));
+    let got = fashion_mnist::from_gz(Split::Test, (ip, &gz(&images)), (lp, &gz(&labels))).unwrap();
+    assert_eq!((got.images, got.labels, got.classes), (want.images, want.labels, want.classes));
+    // Errors name the file as the caller named it.
+    let e = fashion_mnist::from_gz(Split::Test, (ip, &gz(&images)), (lp, &gz(&labels[..10]))).unwrap_err();
+    assert!(e.to_string().starts_with("picked/labels.gz: "), "{e}");
+}

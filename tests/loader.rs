@@ -77,4 +77,11 @@ fn the_synthetic_set_is_deterministic_balanced_and_says_so() {
     synthetic::write(&other.join("y"), synthetic::SEED + 1).unwrap();
     assert_ne!(a.images, wgrad::data::cifar10::load_bin(&other.join("y"), Split::Test).unwrap().images);
     assert_eq!(load(DatasetKind::Synthetic, &dir, Split::Train, false).unwrap().len(), 5 * synthetic::PER_FILE);
+    // The browser's copy, generated in memory, is the CLI's to the byte.
+    for split in [Split::Train, Split::Test] {
+        let files = load(DatasetKind::Synthetic, &dir, split, false).unwrap();
+        let memory = synthetic::generate(synthetic::SEED, split).unwrap();
+        assert_eq!((memory.images, memory.labels), (files.images, files.labels), "{split:?}");
+        assert_eq!((memory.name, memory.classes, memory.synthetic), (files.name, files.classes, true));
+    }
 }

@@ -104,6 +104,20 @@ fn state_dict_keys_are_pytorchs() {
     wgrad::io::state_dict::save(&out, &from_pt, None).unwrap();
     let back = File::read(&out).unwrap();
     assert_eq!(back.tensors, pt.tensors, "a state dict written by wgrad must equal PyTorch's");
+    // The browser's download is the same file, in memory; PyTorch's bytes load from memory too.
+    let bytes = wgrad::io::state_dict::to_bytes(&from_pt, None).unwrap();
+    assert_eq!(bytes, std::fs::read(&out).unwrap());
+    let mut from_bytes = m.params.clone();
+    wgrad::io::state_dict::load_bytes(
+        "picked.safetensors",
+        &std::fs::read(data_path("tudui_init.safetensors")).unwrap(),
+        &mut from_bytes,
+    )
+    .unwrap();
+    assert_eq!(from_bytes, from_pt);
+    let e = wgrad::io::state_dict::load_bytes("picked.safetensors", &bytes[..bytes.len() - 1], &mut from_bytes)
+        .unwrap_err();
+    assert!(e.to_string().starts_with("picked.safetensors: "), "{e}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod eval;
 mod model_args;
 mod predict;
 mod progress;
+mod serve;
 mod show;
 mod train;
 
@@ -44,6 +45,8 @@ enum Command {
     Bench(bench::Args),
     /// Write a PNG grid of the first 64 images of a split with their class names.
     Show(show::Args),
+    /// Serve the browser page (web/dist, built by web/build.sh) on 127.0.0.1.
+    Serve(serve::Args),
 }
 
 /// --device, --backend and --adapter, with WGRAD_DEVICE, WGRAD_BACKEND and WGRAD_ADAPTER.
@@ -95,6 +98,7 @@ pub fn main() -> i32 {
         Command::Train(a) => train::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(code) => code,

@@ -27,7 +27,7 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
         .find(|cand| cand.join("test_batch.bin").exists() || cand.join("test_batch").exists())
 }
 
-fn files(split: Split, ext: &str) -> Vec<String> {
+fn files_of(split: Split, ext: &str) -> Vec<String> {
     match split {
         Split::Train => (1..=5).map(|i| format!("data_batch_{i}{ext}")).collect(),
         Split::Test => vec![format!("test_batch{ext}")],
@@ -96,7 +96,7 @@ type Parser = fn(&Path, &[u8]) -> Result<(Vec<u8>, Vec<u8>)>;
 /// Reads a split's files (`ext` after each name) with `parse` and joins them.
 fn load_split(folder: &Path, split: Split, ext: &str, parse: Parser, classes: Vec<String>) -> Result<Dataset> {
     let (mut images, mut labels) = (Vec::new(), Vec::new());
-    for f in files(split, ext) {
+    for f in files_of(split, ext) {
         let p = folder.join(&f);
         let (i, l) = parse(&p, &read(&p)?)?;
         images.extend(i);
@@ -234,4 +234,77 @@ fn class_names_pickle(folder: &Path) -> Result<Vec<String>> {
 
 pub fn load_py(folder: &Path, split: Split) -> Result<Dataset> {
     load_split(folder, split, "", parse_pickle, class_names_pickle(folder)?)
+}
+
+/// Largest file taken out of an archive (CIFAR-10's batches are 30.7 MB each).
+const MAX_ENTRY: u64 = 64 << 20;
+
+/// A split from files handed over in memory (a browser page's file picker): CIFAR-10's binary
+/// batches (`data_batch_1.bin` … `test_batch.bin`, by name), their Python pickles (`data_batch_1`
+/// … `test_batch`), or the binary archive `cifar-10-binary.tar.gz` itself. Names are matched on
+/// their last path component; errors name the file.
+pub fn from_files(split: Split, files: &[(String, Vec<u8>)]) -> Result<Dataset> {
+    let base = |n: &str| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, bytes) in files {
+        if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            let path = Path::new(name);
+            let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+            let bad = |e: std::io::Error| Error::file(path, format!("not a readable .tar.gz archive: {e}"));
+            for entry in archive.entries().map_err(bad)? {
+                let mut entry = entry.map_err(bad)?;
+                let inner = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+                let short = base(&inner);
+                if !(short.starts_with("data_batch_") || short.starts_with("test_batch")) {
+                    continue;
+                }
+                if entry.size() > MAX_ENTRY {
+                    return Err(Error::file(
+                        path,
+                        format!("{inner} holds {} bytes; CIFAR-10's batches hold 30730000", entry.size()),
+                    ));
+                }
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                std::io::Read::read_to_end(&mut entry, &mut data).map_err(bad)?;
+                entries.push((short, data));
+            }
+        } else {
+            entries.push((base(name), bytes.clone()));
+        }
+    }
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    let mut found = 0;
+    for (ext, parse) in [(".bin", parse_bin as Parser), ("", parse_pickle as Parser)] {
+        for want in files_of(split, ext) {
+            if let Some((name, bytes)) = entries.iter().find(|(n, _)| *n == want) {
+                let (i, l) = parse(Path::new(name), bytes)?;
+                images.extend(i);
+                labels.extend(l);
+                found += 1;
+            }
+        }
+        if found > 0 {
+            break;
+        }
+    }
+    if found == 0 {
+        let given: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::file(
+            given.join(", "),
+            format!(
+                "no CIFAR-10 {split:?} batch among these files: expected {} (or the archive cifar-10-binary.tar.gz)",
+                files_of(split, ".bin").join(", ")
+            ),
+        ));
+    }
+    let classes = CLASSES.iter().map(|s| s.to_string()).collect();
+    Ok(Dataset {
+        name: "CIFAR-10".into(),
+        split,
+        images,
+        labels,
+        classes,
+        synthetic: false,
+        source: "files given".into(),
+    })
 }

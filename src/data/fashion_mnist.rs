@@ -79,16 +79,25 @@ pub fn load(folder: &Path, split: Split) -> Result<Dataset> {
     let prefix = if split == Split::Train { "train" } else { "t10k" };
     let ip = folder.join(format!("{prefix}-images-idx3-ubyte.gz"));
     let lp = folder.join(format!("{prefix}-labels-idx1-ubyte.gz"));
-    let (idims, pixels) = parse_idx(&ip, &gunzip(&ip, &read(&ip)?)?, 3)?;
-    let (ldims, labels) = parse_idx(&lp, &gunzip(&lp, &read(&lp)?)?, 1)?;
+    let mut ds = from_gz(split, (&ip, &read(&ip)?), (&lp, &read(&lp)?))?;
+    ds.source = folder.into();
+    Ok(ds)
+}
+
+/// A split from its two gzipped IDX files' bytes (images, labels), each with the path or name
+/// errors give for it: what [`load`] reads, and what a browser page is handed.
+pub fn from_gz(split: Split, images: (&Path, &[u8]), labels: (&Path, &[u8])) -> Result<Dataset> {
+    let ((ip, ibytes), (lp, lbytes)) = (images, labels);
+    let (idims, pixels) = parse_idx(ip, &gunzip(ip, ibytes)?, 3)?;
+    let (ldims, labels) = parse_idx(lp, &gunzip(lp, lbytes)?, 1)?;
     if idims[1] != 28 || idims[2] != 28 {
-        return Err(Error::file(&ip, format!("images are {}×{}, expected 28×28", idims[1], idims[2])));
+        return Err(Error::file(ip, format!("images are {}×{}, expected 28×28", idims[1], idims[2])));
     }
     if ldims[0] != idims[0] {
-        return Err(Error::file(&lp, format!("{} labels for {} images in {}", ldims[0], idims[0], ip.display())));
+        return Err(Error::file(lp, format!("{} labels for {} images in {}", ldims[0], idims[0], ip.display())));
     }
     if let Some(i) = labels.iter().position(|&l| l >= 10) {
-        return Err(Error::file(&lp, format!("label {} at index {i} (offset {}); labels are 0..9", labels[i], 8 + i)));
+        return Err(Error::file(lp, format!("label {} at index {i} (offset {}); labels are 0..9", labels[i], 8 + i)));
     }
     let n = idims[0];
     let mut images = vec![0u8; n * IMAGE_BYTES];
@@ -108,6 +117,6 @@ pub fn load(folder: &Path, split: Split) -> Result<Dataset> {
         labels,
         classes: CLASSES.iter().map(|s| s.to_string()).collect(),
         synthetic: false,
-        source: folder.into(),
+        source: ip.into(),
     })
 }

@@ -3,6 +3,7 @@
 //! prepares the next batch on another thread.
 
 pub mod cifar10;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod download;
 pub mod fashion_mnist;
 pub mod image;
@@ -82,6 +83,7 @@ fn load_any(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Resu
     match kind {
         DatasetKind::Cifar10 => {
             if download && cifar10::find(dir).is_none() {
+                #[cfg(not(target_arch = "wasm32"))]
                 download::cifar10(dir)?;
             }
             cifar10::load(dir, split)

@@ -7,8 +7,8 @@
 //! its brightness, the stripes' phase and contrast, an 8×8 patch at a random place and per-pixel
 //! noise. Colour narrows a class down to two or three; the stripes' orientation and period decide.
 
-use super::cifar10::{CLASSES, RECORD};
-use super::{IMAGE_BYTES, SIDE};
+use super::cifar10::{parse_bin, CLASSES, RECORD};
+use super::{Dataset, Split, IMAGE_BYTES, SIDE};
 use crate::io::write_atomic;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -52,17 +52,46 @@ pub fn record(rng: &mut ChaCha8Rng, label: u8) -> Vec<u8> {
     rec
 }
 
+/// The bytes of file `f` of the set (0..5: data_batch_1..5.bin, 5: test_batch.bin).
+pub fn file_bytes(seed: u64, f: usize) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(f as u64));
+    let mut bytes = Vec::with_capacity(PER_FILE * RECORD);
+    for i in 0..PER_FILE {
+        bytes.extend(record(&mut rng, (i % 10) as u8));
+    }
+    bytes
+}
+
 /// Writes data_batch_1..5.bin, test_batch.bin and batches.meta.txt into `dir`, atomically per file.
 pub fn write(dir: &Path, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e}")))?;
     let names: Vec<String> = (1..=5).map(|i| format!("data_batch_{i}.bin")).chain([TEST_FILE.to_string()]).collect();
     for (f, name) in names.iter().enumerate() {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(f as u64));
-        let mut bytes = Vec::with_capacity(PER_FILE * RECORD);
-        for i in 0..PER_FILE {
-            bytes.extend(record(&mut rng, (i % 10) as u8));
-        }
-        write_atomic(&dir.join(name), &bytes)?;
+        write_atomic(&dir.join(name), &file_bytes(seed, f))?;
     }
     write_atomic(&dir.join("batches.meta.txt"), (CLASSES.join("\n") + "\n").as_bytes())
+}
+
+/// A split generated in memory: the same images and labels as the files [`write`] writes (what a
+/// browser page trains on without touching a disk).
+pub fn generate(seed: u64, split: Split) -> Result<Dataset> {
+    let files = match split {
+        Split::Train => 0..5,
+        Split::Test => 5..6,
+    };
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for f in files {
+        let (i, l) = parse_bin(Path::new(FOLDER), &file_bytes(seed, f))?;
+        images.extend(i);
+        labels.extend(l);
+    }
+    Ok(Dataset {
+        name: "synthetic".into(),
+        split,
+        images,
+        labels,
+        classes: CLASSES.iter().map(|s| s.to_string()).collect(),
+        synthetic: true,
+        source: format!("seed {seed} (generated in memory)").into(),
+    })
 }

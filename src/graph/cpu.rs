@@ -8,7 +8,7 @@ use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Mode, RandomKey};
 use crate::ops::{adam, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
-use std::time::Instant;
+use web_time::Instant;
 
 pub struct CpuExecutor {
     plan: Plan,

@@ -5,7 +5,7 @@
 use super::memory::{Request, Schedule, Task};
 use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
 use crate::buffer::View;
-use crate::device::Gpu;
+use crate::device::{blocking, Gpu};
 use crate::kernel::{Kernel, Program};
 use crate::nn::{Model, ParamSet};
 use crate::ops::interface::{GpuIo, Mode, StepWords};
@@ -299,8 +299,42 @@ impl GpuExecutor {
         Ok(())
     }
 
-    fn read_loss(&self) -> Result<f32> {
-        Ok(self.gpu.map_read(&self.loss_staging, "reading the loss")?[0])
+    /// One training step whose loss is read without blocking: the form the browser uses (where
+    /// `Executor::step` cannot wait), and what `step` runs natively.
+    pub async fn train_step(&mut self, images: &[f32], targets: &[i64]) -> Result<f32> {
+        let staging = self.loss_staging.clone();
+        self.submit_step(images, targets, &staging)?;
+        Ok(self.gpu.map_read_async(&staging, "reading the loss").await?[0])
+    }
+
+    /// Forward only, the logits (N, classes) read without blocking (see [`GpuExecutor::train_step`]).
+    pub async fn forward_async(&mut self, images: &[f32]) -> Result<Vec<f32>> {
+        self.plan.check_images(images)?;
+        self.upload(images, None)?;
+        let mut enc = self.gpu.encoder("forward");
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            for k in &self.kernels[..self.n_forward] {
+                k.record(&mut pass);
+            }
+        }
+        let logits = &self.tensors[self.sched.value[self.plan.output]];
+        let len = logits.len as usize;
+        enc.copy_buffer_to_buffer(&logits.buffer, logits.offset, &self.logits_staging, 0, logits.bytes());
+        self.gpu.submit(enc, "forward")?;
+        self.count_forward();
+        let mut v = self.gpu.map_read_async(&self.logits_staging, "reading the logits").await?;
+        v.truncate(len);
+        Ok(v)
+    }
+
+    /// The parameters and buffers, read without blocking (see [`GpuExecutor::train_step`]).
+    pub async fn params_async(&self) -> Result<ParamSet> {
+        let data = self.gpu.read_many_async(&[&self.params]).await?.pop().unwrap_or_default();
+        let mut p = self.layout.like(data)?;
+        p.counters.clone_from(&self.layout.counters);
+        Ok(p)
     }
 
     /// Uploads a batch and the step counter (queue writes: no allocation).
@@ -339,10 +373,10 @@ impl Executor for GpuExecutor {
     }
 
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>> {
-        self.submit_step(images, targets, &self.loss_staging.clone())?;
         if want_loss {
-            return self.read_loss().map(Some);
+            return blocking("a training step", self.train_step(images, targets)).map(Some);
         }
+        self.submit_step(images, targets, &self.loss_staging.clone())?;
         Ok(None)
     }
 
@@ -382,33 +416,14 @@ impl Executor for GpuExecutor {
     }
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        self.plan.check_images(images)?;
-        self.upload(images, None)?;
-        let mut enc = self.gpu.encoder("forward");
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
-            for k in &self.kernels[..self.n_forward] {
-                k.record(&mut pass);
-            }
-        }
-        let logits = &self.tensors[self.sched.value[self.plan.output]];
-        let len = logits.len as usize;
-        enc.copy_buffer_to_buffer(&logits.buffer, logits.offset, &self.logits_staging, 0, logits.bytes());
-        self.gpu.submit(enc, "forward")?;
-        self.count_forward();
-        let mut v = self.gpu.map_read(&self.logits_staging, "reading the logits")?;
-        v.truncate(len);
-        Ok(v)
+        blocking("a forward pass", self.forward_async(images))
     }
 
     fn logits(&self) -> Result<Vec<f32>> {
         self.gpu.read(&self.tensors[self.sched.value[self.plan.output]])
     }
     fn params(&self) -> Result<ParamSet> {
-        let mut p = self.layout.like(self.gpu.read(&self.params)?)?;
-        p.counters.clone_from(&self.layout.counters);
-        Ok(p)
+        blocking("reading the parameters", self.params_async())
     }
     fn set_params(&mut self, p: &ParamSet) -> Result<()> {
         let mut q = self.layout.like(p.data.clone())?;

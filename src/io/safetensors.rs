@@ -91,6 +91,16 @@ impl File {
 
 /// Writes tensors and metadata atomically.
 pub fn write(path: &Path, tensors: &[(String, Array)], metadata: Option<HashMap<String, String>>) -> Result<()> {
+    write_atomic(path, &serialize(path, tensors, metadata)?)
+}
+
+/// The bytes of a safetensors file holding `tensors` and `metadata` (errors name `path`, the file
+/// they are meant for).
+pub fn serialize(
+    path: &Path,
+    tensors: &[(String, Array)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, a)| match a {
@@ -109,9 +119,7 @@ pub fn write(path: &Path, tensors: &[(String, Array)], metadata: Option<HashMap<
             .map_err(|e| Error::file(path, format!("tensor {name} of shape {shape:?}: {e}")))?;
         views.push((name.clone(), v));
     }
-    let out =
-        ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))?;
-    write_atomic(path, &out)
+    ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))
 }
 
 /// Writes f32 tensors (name, shape, data) and metadata atomically: [`write`] for the common case.

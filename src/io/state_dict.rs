@@ -1,7 +1,7 @@
 //! State dicts in safetensors: what `safetensors.torch.save_file(model.state_dict(), path)` writes
 //! loads unchanged, and what wgrad writes `load_state_dict` accepts (same keys, shapes, F32).
 
-use super::safetensors::{write, Array, File};
+use super::safetensors::{serialize, write, Array, File};
 use crate::nn::ParamSet;
 use crate::ops::interface::Role;
 use crate::{Error, Result};
@@ -67,4 +67,15 @@ pub fn tensors(params: &ParamSet, prefix: &str) -> Vec<(String, Array)> {
 /// Writes a state dict atomically.
 pub fn save(path: &Path, params: &ParamSet, metadata: Option<HashMap<String, String>>) -> Result<()> {
     write(path, &tensors(params, ""), metadata)
+}
+
+/// A state dict file's bytes (what [`save`] writes; a browser page offers them as a download).
+pub fn to_bytes(params: &ParamSet, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+    serialize(Path::new("state dict"), &tensors(params, ""), metadata)
+}
+
+/// Fills `params` from a state dict file's bytes (`name` is what errors call it).
+pub fn load_bytes(name: &str, bytes: &[u8], params: &mut ParamSet) -> Result<()> {
+    let path = Path::new(name);
+    apply(path, &File::parse(path, bytes)?, params, |_| true)
 }

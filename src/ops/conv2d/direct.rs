@@ -16,6 +16,9 @@
 //! Two builds of each kernel are picked at run time: AVX-512VL (32 vector registers: larger
 //! tiles) and AVX2. Elsewhere, and for other geometries, Conv2d uses im2col + GEMM.
 
+// Off x86_64 no build of these kernels exists and isa() finds none: the planning code is unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use super::Geometry;
 use rayon::prelude::*;
 
@@ -182,13 +185,16 @@ fn convolve(isa: Isa, g: &Geometry, p: Padded, out: &mut [f32], xp: &[f32], wp: 
     let (ohw, img) = (g.oh * g.ow, p.image(g));
     out.par_chunks_mut(g.oc * ohw).enumerate().for_each(|(n, out)| {
         let x = &xp[n * img..][..img];
-        // SAFETY: isa() saw the features these builds use.
+        // SAFETY: isa() saw the features these builds use (it finds none off x86_64).
+        #[cfg(target_arch = "x86_64")]
         unsafe {
             match isa {
                 Isa::Avx512 => image_avx512(g, p, out, x, wp, bias),
                 Isa::Avx2 => image_avx2(g, p, out, x, wp, bias),
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {p:?}, {}, {})", out.len() + x.len() + wp.len(), bias.is_some());
     });
 }
 
@@ -360,8 +366,13 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
     // dout (N, OC, OH·OW) → (N, OH·OW, OCP), zero beyond OC.
     dyt[..g.n * ohw * ocp].par_chunks_mut(ohw * ocp).enumerate().for_each(|(n, t)| {
         let src = &dout[n * g.oc * ohw..][..g.oc * ohw];
-        // SAFETY: isa() saw AVX2.
-        unsafe { transpose(g.oc, ohw, ocp, src, t) };
+        // SAFETY: isa() saw AVX2 (it finds nothing off x86_64).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            transpose(g.oc, ohw, ocp, src, t)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("direct convolution without x86_64 kernels ({}, {})", src.len(), t.len());
     });
     let chunks = g.n.div_ceil(CHUNK);
     let (xp, dyt) = (&*xp, &*dyt);
@@ -371,6 +382,7 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
         let images = c * CHUNK..(c * CHUNK + CHUNK).min(g.n);
         part.fill(0.0);
         // SAFETY: isa() saw the features these builds use.
+        #[cfg(target_arch = "x86_64")]
         unsafe {
             match (isa, nov) {
                 (Isa::Avx512, 2) => dw_avx512_2(g, p, images, xp, dyt, ocp, part),
@@ -379,6 +391,8 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
                 (Isa::Avx2, _) => dw_avx2_1(g, p, images, xp, dyt, ocp, part),
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {nov}, {p:?}, {images:?}, {}, {})", xp.len() + dyt.len(), ocp);
     });
     // A part holds tile by tile: [k group][channel vector][k in group][lane]. The chunks are
     // added in order into the gradient (OC, K).
