@@ -2,11 +2,15 @@
 //! headless Chromium opens it with WebGPU on its software adapter (SwiftShader) and trains every
 //! model on the synthetic set from the URL query. The per-step losses must equal the native CPU
 //! path's (`wgrad train --device cpu`'s steps.csv) and the state dict the page offers for download
-//! must hold the CPU path's weights under PyTorch's keys. A screenshot of the page after training
-//! is kept in target/browser/ (a CI artifact), with the state dicts the page produced.
+//! must hold the CPU path's weights under PyTorch's keys. Then, through the page's own inputs: that
+//! state dict loaded into a fresh page predicts what `wgrad predict` predicts, and Fashion-MNIST's
+//! four files picked in the form train cifar-net as `wgrad train --dataset fashion-mnist` does. A
+//! screenshot of the page after each training run and the state dicts it produced are kept in
+//! target/browser/ (CI artifacts); where PyTorch is installed they are loaded into its modules with
+//! strict=True (tests/browser_state_dict.py).
 //!
 //! Skips (fails under WGRAD_REQUIRE_GPU=1) when Chromium, wasm-bindgen or the wasm32 target is
-//! missing; .ci/run installs them.
+//! missing; .ci/run installs them. WGRAD_BROWSER_MODELS=tudui,fashion-mnist runs some parts only.
 
 mod common;
 
@@ -33,7 +37,6 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// on the CPU, slowly: Tudui's step of 64 takes about 6 s on 2 cores, ResNet-20's of 16 about 20 s).
 /// ResNet-20 for 2 steps, as its PyTorch goldens (tests/models.rs): two float32 runs of it drift
 /// apart, through BatchNorm's batch statistics, by about 1e-3 in the third step's loss.
-/// WGRAD_BROWSER_MODELS=tudui,resnet20 runs some only.
 const RUNS: &[(&str, usize, usize)] = &[("tudui", 20, 64), ("cifar-net", 10, 64), ("resnet20", 2, 16)];
 
 fn chromium() -> Option<PathBuf> {
@@ -147,16 +150,26 @@ fn open_browser(profile: &Path, url: &str) -> (Reaped, Page) {
 
 /// The losses of `wgrad train --device cpu` over `steps` steps of `batch` (its steps.csv), and its weights.
 fn cpu_run(model: &str, steps: usize, batch: usize, out: &Path) -> (Vec<f64>, wgrad::nn::ParamSet) {
-    let data = out.join("data");
-    let run = out.join(model);
+    cpu_run_on("synthetic", &out.join("data"), model, steps, batch, &out.join(model))
+}
+
+/// [`cpu_run`] on a dataset (`--dataset`, `--data-dir`), into `run`.
+fn cpu_run_on(
+    dataset: &str,
+    data: &Path,
+    model: &str,
+    steps: usize,
+    batch: usize,
+    run: &Path,
+) -> (Vec<f64>, wgrad::nn::ParamSet) {
     let st = Command::new(WGRAD)
-        .args(["train", "--dataset", "synthetic", "--seed", "0", "--device", "cpu"])
+        .args(["train", "--dataset", dataset, "--seed", "0", "--device", "cpu"])
         .args(["--batch-size", &batch.to_string()])
         .args(["--model", model, "--max-steps", &steps.to_string()])
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .arg("--out")
-        .arg(&run)
+        .arg(run)
         .output()
         .expect("run wgrad train");
     assert!(st.status.success(), "wgrad train: {}", String::from_utf8_lossy(&st.stderr));
@@ -164,7 +177,7 @@ fn cpu_run(model: &str, steps: usize, batch: usize, out: &Path) -> (Vec<f64>, wg
     let losses: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect();
     assert_eq!(losses.len(), steps);
     let mut params = wgrad::nn::models::ModelKind::parse(model).unwrap().build(0).params;
-    let ck = wgrad::io::checkpoint::latest(&run).expect("a checkpoint");
+    let ck = wgrad::io::checkpoint::latest(run).expect("a checkpoint");
     wgrad::io::checkpoint::load_weights(&ck, &mut params).unwrap();
     (losses, params)
 }
@@ -275,8 +288,147 @@ fn page_trains_every_model_like_the_cpu_path() {
             "{model}: the page's weights differ from the CPU path's by {off:.2e} (relative L2), training moved them {moved:.2e}"
         );
         assert_eq!(web_params.counters, cpu_params.counters, "{model}: num_batches_tracked");
+        if model == "tudui" {
+            load_and_predict(&mut page, &base, &file, &scratch);
+        }
+    }
+    if chosen("fashion-mnist") {
+        fashion_mnist_from_picked_files(&base, &scratch);
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    // The files the page produced, loaded into PyTorch's modules with strict=True, where PyTorch is
+    // installed (CI has none: the keys and shapes are checked above against wgrad's, which the
+    // PyTorch-parity tests hold to PyTorch's).
+    let script = Path::new(ROOT).join("tests/browser_state_dict.py");
+    let torch = Command::new("python3").args(["-c", "import torch, safetensors"]).output();
+    if torch.is_ok_and(|o| o.status.success()) {
+        let out = Command::new("python3").arg(&script).arg(&artifacts).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprint!("{text}");
+        assert!(out.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    } else {
+        eprintln!("PyTorch is not installed: {} was not run", script.display());
+    }
+}
+
+/// A fresh page (no run): the state dict the page gave is loaded through the "Load a state dict"
+/// input, a picture through the "Predict" input; the page's top-3 must be `wgrad predict`'s.
+fn load_and_predict(page: &mut Page, base: &str, weights: &Path, scratch: &Path) {
+    page.call("Page.navigate", serde_json::json!({ "url": base }));
+    wait_for(page, "typeof window.wgradStateDict === 'function'", "the page to start");
+    // The synthetic test set's first image, as a PNG.
+    let ds = wgrad::data::synthetic::generate(wgrad::data::synthetic::SEED, wgrad::data::Split::Test).unwrap();
+    let img = ds.image(0);
+    let rgb = image::RgbImage::from_fn(32, 32, |x, y| {
+        let at = (y * 32 + x) as usize;
+        image::Rgb([img[at], img[1024 + at], img[2048 + at]])
+    });
+    let picture = scratch.join("picture.png");
+    rgb.save(&picture).unwrap();
+    set_file(page, "weights", weights);
+    wait_for(page, "document.getElementById('status').textContent.startsWith('loaded')", "the state dict to load");
+    set_file(page, "picture", &picture);
+    wait_for(page, "document.querySelectorAll('#guesses li').length === 3", "the prediction");
+    let web = page.eval("[...document.querySelectorAll('#guesses li')].map(li => li.textContent).join(', ')");
+    let out = Command::new(WGRAD)
+        .args(["predict", "--model", "tudui", "--device", "cpu", "--weights"])
+        .arg(weights)
+        .arg(&picture)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "wgrad predict: {}", String::from_utf8_lossy(&out.stderr));
+    let cli = String::from_utf8_lossy(&out.stdout);
+    let cli = cli.trim().rsplit(": ").next().unwrap().to_string();
+    eprintln!("tudui: the page predicts {web}; wgrad predict: {cli}");
+    let parse = |s: &str| -> Vec<(String, f64)> {
+        s.split(", ")
+            .map(|g| {
+                let (c, p) = g.rsplit_once(' ').unwrap();
+                (c.to_string(), p.trim_end_matches('%').parse().unwrap())
+            })
+            .collect()
+    };
+    let (w, c) = (parse(web.as_str().unwrap()), parse(&cli));
+    assert_eq!(
+        w.iter().map(|g| &g.0).collect::<Vec<_>>(),
+        c.iter().map(|g| &g.0).collect::<Vec<_>>(),
+        "{web} vs {cli}"
+    );
+    assert!(w.iter().zip(&c).all(|(a, b)| (a.1 - b.1).abs() <= 0.11), "{web} vs {cli}");
+}
+
+/// Fashion-MNIST's four files picked in the page's form (as a visitor picks them), then Train:
+/// cifar-net's losses must be `wgrad train --dataset fashion-mnist`'s.
+fn fashion_mnist_from_picked_files(base: &str, scratch: &Path) {
+    let Ok(dir) = wgrad::data::fashion_mnist::find(Path::new("/nonexistent")) else {
+        return common::skip(
+            "Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
+            "WGRAD_REQUIRE_DATASETS",
+        );
+    };
+    let steps = 3;
+    let url = format!("{base}?model=cifar-net&dataset=fashion-mnist&seed=0&batch=64&steps={steps}&eval=250");
+    let (_browser, mut page) = open_browser(&scratch.join("profile-fashion-mnist"), &url);
+    wait_for(&mut page, "typeof window.wgradStateDict === 'function'", "the page to start");
+    let files: Vec<PathBuf> = [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .collect();
+    set_files(&mut page, "files", &files);
+    page.eval("document.getElementById('train').click()");
+    let started = Instant::now();
+    wait_for(&mut page, "document.title === 'wgrad: done'", "cifar-net to train on Fashion-MNIST");
+    let result = page.eval("document.getElementById('result').textContent");
+    let result: serde_json::Value = serde_json::from_str(result.as_str().unwrap()).unwrap();
+    let web: Vec<f64> = result["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let (cpu, _) = cpu_run_on("fashion-mnist", &dir, "cifar-net", steps, 64, &scratch.join("fashion-mnist"));
+    eprintln!(
+        "fashion-mnist (files picked in the page): cifar-net {steps} steps, losses {web:?} (CPU path {cpu:?}), {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(web.len(), cpu.len());
+    for (i, (w, c)) in web.iter().zip(&cpu).enumerate() {
+        assert!(
+            (w - c).abs() <= 1e-4 * c.abs(),
+            "fashion-mnist: step {} loss {w} in the browser, {c} on the CPU path",
+            i + 1
+        );
+    }
+}
+
+fn set_file(page: &mut Page, input: &str, file: &Path) {
+    set_files(page, input, &[file.to_path_buf()]);
+}
+
+fn set_files(page: &mut Page, input: &str, files: &[PathBuf]) {
+    let r = page
+        .call("Runtime.evaluate", serde_json::json!({ "expression": format!("document.getElementById('{input}')") }));
+    let object = r["result"]["objectId"].as_str().expect("the input element").to_string();
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.canonicalize().unwrap()).collect();
+    page.call("DOM.setFileInputFiles", serde_json::json!({ "files": paths, "objectId": object }));
+}
+
+/// Polls a JavaScript condition until it holds (120 s at most); a page error fails at once.
+fn wait_for(page: &mut Page, condition: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        if page.eval(&format!("(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()"))
+            == true
+        {
+            return;
+        }
+        let error = page.eval(
+            "document.getElementById('error')?.hidden === false ? document.getElementById('error').textContent : ''",
+        );
+        assert_eq!(error, "", "waiting for {what}");
+        assert!(start.elapsed() < Duration::from_secs(120), "waited 120 s for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

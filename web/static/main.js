@@ -51,17 +51,20 @@ function draw() {
     g.fillText("no steps yet", w / 2 - 30, h / 2);
     return;
   }
-  const hi = Math.max(...losses) * 1.05;
+  // The range of the losses, padded: a loss moving from 2.30 to 2.26 must be visible.
+  const [top, bot] = [Math.max(...losses), Math.min(...losses)];
+  const pad = Math.max((top - bot) * 0.1, 1e-3);
+  const [hi, lo] = [top + pad, Math.max(bot - pad, 0)];
   const n = Math.max(losses.length, 2);
   const x = (i) => left + ((w - left - 10) * i) / (n - 1);
-  const y = (v) => 8 + (h - bottom - 8) * (1 - v / hi);
+  const y = (v) => 8 + (h - bottom - 8) * (1 - (v - lo) / (hi - lo));
   g.strokeStyle = "#ddd";
   g.beginPath();
   for (let k = 0; k <= 4; k++) {
-    const v = (hi * k) / 4;
+    const v = lo + ((hi - lo) * k) / 4;
     g.moveTo(left, y(v));
     g.lineTo(w - 10, y(v));
-    g.fillText(v.toFixed(2), 4, y(v) + 4);
+    g.fillText(v.toFixed(3), 4, y(v) + 4);
   }
   g.stroke();
   g.fillText(`step ${losses.length}`, w - 70, h - 6);
@@ -236,7 +239,7 @@ async function predict(file) {
     $("guesses").innerHTML = "";
     for (const g of guesses) {
       const li = document.createElement("li");
-      li.textContent = `${g.class}: ${(100 * g.probability).toFixed(1)} %`;
+      li.textContent = `${g.class} ${(100 * g.probability).toFixed(1)}%`;
       $("guesses").appendChild(li);
     }
   } catch (e) {
