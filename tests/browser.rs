@@ -110,8 +110,12 @@ impl Page {
 
 /// Opens Chromium on `url` and connects to its page.
 fn open_browser(profile: &Path, url: &str) -> (Reaped, Page) {
+    open_browser_with(CHROMIUM_FLAGS, profile, url)
+}
+
+fn open_browser_with(flags: &[&str], profile: &Path, url: &str) -> (Reaped, Page) {
     let child = Command::new(chromium().unwrap())
-        .args(CHROMIUM_FLAGS)
+        .args(flags)
         .arg("--remote-debugging-port=0")
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(url)
@@ -212,6 +216,20 @@ fn page_trains_every_model_like_the_cpu_path() {
 
     let only = std::env::var("WGRAD_BROWSER_MODELS").ok();
     let chosen = |m: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x.trim() == m));
+    // Without WebGPU's flags this Chromium has no adapter: the page must say so, not stay blank.
+    {
+        let (_browser, mut page) = open_browser_with(&["--no-sandbox"], &scratch.join("profile-no-gpu"), &base);
+        let start = Instant::now();
+        while page.eval("document.title") != "wgrad: error" {
+            assert!(start.elapsed() < Duration::from_secs(60), "the page without an adapter did not say so");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let error = page.eval("document.getElementById('error').textContent");
+        assert!(error.as_str().unwrap().contains("gave wgrad no GPU to use"), "{error}");
+        let visible =
+            page.eval("!document.getElementById('error').hidden && document.getElementById('adapter').textContent");
+        assert_eq!(visible, "Adapter: none");
+    }
     for &(model, steps, batch) in RUNS.iter().filter(|r| chosen(r.0)) {
         let url =
             format!("{base}?model={model}&dataset=synthetic&seed=0&batch={batch}&steps={steps}&eval=250&autorun=1");

@@ -268,10 +268,17 @@ async function main() {
   }
   fillFromQuery();
   try {
-    gpu = await Gpu.request();
+    // Some browsers leave the request unanswered where WebGPU is blocked: give up after 20 s.
+    const silence = new Promise((_, reject) =>
+      setTimeout(() => reject(new Error("the request for an adapter got no answer in 20 s")), 20000),
+    );
+    gpu = await Promise.race([Gpu.request(), silence]);
   } catch (e) {
     $("adapter").textContent = "Adapter: none";
-    showError(`WebGPU is present but gave no usable device: ${errorText(e)}`);
+    showError(
+      "This browser has WebGPU but gave wgrad no GPU to use: it may support none of this machine's " +
+        `GPUs, or WebGPU may be turned off in its settings or flags. (${errorText(e)})`,
+    );
     return;
   }
   // GPUAdapterInfo's vendor and architecture (wgpu passes on only the description).
