@@ -37,7 +37,9 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// on the CPU, slowly: Tudui's step of 64 takes about 6 s on 2 cores, ResNet-20's of 16 about 20 s).
 /// ResNet-20 for 2 steps, as its PyTorch goldens (tests/models.rs): two float32 runs of it drift
 /// apart, through BatchNorm's batch statistics, by about 1e-3 in the third step's loss.
-const RUNS: &[(&str, usize, usize)] = &[("tudui", 20, 64), ("cifar-net", 10, 64), ("resnet20", 2, 16)];
+/// The last number is how many test images the page evaluates after training.
+const RUNS: &[(&str, usize, usize, usize)] =
+    &[("tudui", 20, 64, 250), ("cifar-net", 10, 64, 250), ("resnet20", 2, 16, 64)];
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WGRAD_CHROMIUM") {
@@ -230,9 +232,9 @@ fn page_trains_every_model_like_the_cpu_path() {
             page.eval("!document.getElementById('error').hidden && document.getElementById('adapter').textContent");
         assert_eq!(visible, "Adapter: none");
     }
-    for &(model, steps, batch) in RUNS.iter().filter(|r| chosen(r.0)) {
+    for &(model, steps, batch, eval) in RUNS.iter().filter(|r| chosen(r.0)) {
         let url =
-            format!("{base}?model={model}&dataset=synthetic&seed=0&batch={batch}&steps={steps}&eval=250&autorun=1");
+            format!("{base}?model={model}&dataset=synthetic&seed=0&batch={batch}&steps={steps}&eval={eval}&autorun=1");
         let profile = scratch.join(format!("profile-{model}"));
         let (_browser, mut page) = open_browser(&profile, &url);
         let started = Instant::now();
@@ -260,7 +262,7 @@ fn page_trains_every_model_like_the_cpu_path() {
         assert_eq!(title, "wgrad: done", "{model}: {}", result_text);
         let result: serde_json::Value = serde_json::from_str(result_text.as_str().unwrap()).unwrap();
         eprintln!(
-            "{model}: {} steps in the browser on {}: {:.0} ms per step ({:.3} steps/s), test accuracy {:.3} (250 images), {:.1} s in all",
+            "{model}: {} steps in the browser on {}: {:.0} ms per step ({:.3} steps/s), test accuracy {:.3} ({eval} images), {:.1} s in all",
             result["steps"],
             result["adapter"],
             result["ms_per_step"].as_f64().unwrap(),

@@ -215,7 +215,11 @@ fn allocate(slot_words: &[u64], batch: usize, input_words: u64) -> Result<Vec<Ve
     let budget = memory_budget();
     let fail = |why: String| {
         let per_image = (needed as f64 / batch as f64) * (1.0 + HEADROOM);
-        let fits = budget.map_or(0.0, |(b, _)| (b.saturating_sub(RESERVE) as f64 / per_image).floor());
+        // 2% below the linear estimate: the batch-independent buffers (parameters, optimizer
+        // state) are spread over this batch's images, which makes the estimate a little
+        // optimistic for a smaller batch, and the room a process has varies slightly from run to
+        // run (a suggestion at the edge once failed by one image).
+        let fits = budget.map_or(0.0, |(b, _)| (0.98 * b.saturating_sub(RESERVE) as f64 / per_image).floor());
         crate::Error::Graph(format!(
             "the CPU path needs {} for a batch of {batch} (activations, gradients and scratch: {}; \
              the data loader's batches: {}) but {why}; {}",
