@@ -5,6 +5,10 @@ zero-padded to 32×32, channel replicated, ToTensor, shuffled, last partial batc
 test accuracy. The networks are tests/golden/make_goldens.py's, the ones the goldens come from.
 
     python3 benches/fashion_mnist_pytorch.py --model cifar-net --optimizer adam --lr 1e-3 --seed 0
+
+With --start-dir D (one epoch), the run's initial state dict (D/init.safetensors), its shuffled
+order (D/order.bin, int64) and its per-step losses (D/pytorch_losses.txt) are written there, for
+benches/fashion_mnist_matched.rs to train wgrad from the same start over the same batches.
 """
 import argparse, gzip, json, os, sys, time
 import numpy as np
@@ -40,10 +44,16 @@ def main():
     ap.add_argument('--epochs', type=int, default=1)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--json', action='store_true', help='print one JSON line with the last epoch')
+    ap.add_argument('--start-dir', help='write the initial state dict, the order and the losses here (1 epoch)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = MODELS[a.model]()
+    if a.start_dir:
+        from safetensors.torch import save_file
+        os.makedirs(a.start_dir, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(a.start_dir, 'init.safetensors'))
+    step_losses = []
     xtr, ytr = load('train')
     xte, yte = load('t10k')
     opt = (torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
@@ -54,6 +64,8 @@ def main():
         t0 = time.time()
         model.train()
         perm = torch.randperm(len(xtr))
+        if a.start_dir:
+            perm.numpy().astype('<i8').tofile(os.path.join(a.start_dir, 'order.bin'))
         total, n = 0.0, 0
         for i in range(0, len(xtr) - bs + 1, bs):
             idx = perm[i:i + bs]
@@ -62,6 +74,7 @@ def main():
             loss.backward()
             opt.step()
             total += loss.item()
+            step_losses.append(loss.item())
             n += 1
         model.eval()
         with torch.no_grad():
@@ -69,6 +82,9 @@ def main():
         acc = (logits.argmax(1) == yte).float().mean().item()
         test_loss = loss_fn(logits, yte).item()
         secs = time.time() - t0
+        if a.start_dir:
+            with open(os.path.join(a.start_dir, 'pytorch_losses.txt'), 'w') as f:
+                f.write(''.join(f'{v!r}\n' for v in step_losses))
         if a.json:
             if epoch == a.epochs - 1:
                 print(json.dumps(dict(model=a.model, seed=a.seed, test_accuracy=acc, test_loss=test_loss, seconds=secs)))
