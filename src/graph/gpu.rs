@@ -275,6 +275,31 @@ impl GpuExecutor {
         Ok(index)
     }
 
+    /// Waits for the oldest queued step and takes its loss (and any later ones already mapped).
+    /// Its map callback can run a moment after this thread's poll returns: when other threads
+    /// poll the same device, whichever poll collects a callback runs it. So this polls again
+    /// until the callback has run, for at most 10 s.
+    fn take_oldest(&mut self, losses: &mut Vec<f32>, context: &str) -> Result<()> {
+        let Some(oldest) = self.queued.front() else { return Ok(()) };
+        self.gpu.wait_for(oldest.index.clone(), context)?;
+        let start = web_time::Instant::now();
+        let before = self.queued.len();
+        loop {
+            self.collect_losses(losses)?;
+            if self.queued.len() < before {
+                return Ok(());
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(Error::Gpu {
+                    context: context.into(),
+                    msg: format!("{} loss readbacks never completed", self.queued.len()),
+                });
+            }
+            std::thread::yield_now();
+            self.gpu.poll(context)?;
+        }
+    }
+
     /// Moves the losses of the oldest queued steps whose staging buffers are mapped into `out`,
     /// in step order.
     fn collect_losses(&mut self, out: &mut Vec<f32>) -> Result<()> {
@@ -383,9 +408,7 @@ impl Executor for GpuExecutor {
     fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<f32>) -> Result<()> {
         if self.queued.len() == LOSS_RING {
             // The oldest slot is needed again: wait for its step only (later ones keep running).
-            let index = self.queued[0].index.clone();
-            self.gpu.wait_for(index, "reading a queued loss")?;
-            self.collect_losses(losses)?;
+            self.take_oldest(losses, "reading a queued loss")?;
         }
         let slot = (self.queued_total % LOSS_RING as u64) as usize;
         let staging = self.loss_ring[slot].clone();
@@ -405,12 +428,8 @@ impl Executor for GpuExecutor {
             return Ok(());
         }
         self.gpu.wait("reading the queued losses")?;
-        self.collect_losses(losses)?;
-        if !self.queued.is_empty() {
-            return Err(Error::Gpu {
-                context: "reading the queued losses".into(),
-                msg: format!("{} loss readbacks never completed", self.queued.len()),
-            });
+        while !self.queued.is_empty() {
+            self.take_oldest(losses, "reading the queued losses")?;
         }
         Ok(())
     }
