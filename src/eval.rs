@@ -22,6 +22,20 @@ pub fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) }).0
 }
 
+/// The `k` most probable classes of each row of `logits` (N, classes), with their softmax
+/// probabilities, most probable first: what `wgrad predict` and the browser page show.
+pub fn top_classes(logits: &[f32], classes: usize, k: usize) -> Vec<Vec<(usize, f32)>> {
+    let logp = crate::ops::log_softmax::forward_cpu(logits, (logits.len() / classes.max(1), classes, 1));
+    logp.chunks(classes.max(1))
+        .map(|row| {
+            let mut ranked: Vec<(usize, f32)> = row.iter().map(|lp| lp.exp()).enumerate().collect();
+            ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+            ranked.truncate(k);
+            ranked
+        })
+        .collect()
+}
+
 /// Adds a batch's logits to running totals: (correct, summed loss).
 pub fn score_logits(logits: &[f32], targets: &[i64], classes: usize) -> (usize, f64) {
     let n = targets.len();
@@ -88,4 +102,22 @@ impl Evaluator {
 /// Forward passes over every image of `ds` in batches of `batch` (the last one smaller).
 pub fn evaluate(device: &Device, model: &Model, params: &ParamSet, ds: &Arc<Dataset>, batch: usize) -> Result<Score> {
     Evaluator::new(device, model, batch).score(params, ds)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn top_classes_ranks_each_row_by_softmax_probability() {
+        // Row 0: softmax of [0, ln 2, ln 4, ln 1] = [1, 2, 4, 1] / 8; row 1 ties keep index order.
+        let logits = [0.0, 2f32.ln(), 4f32.ln(), 0.0, 1.0, 1.0, 0.0, 0.0];
+        let top = super::top_classes(&logits, 4, 3);
+        let want = [vec![(2, 0.5), (1, 0.25), (0, 0.125)], vec![(0, 0.365_529), (1, 0.365_529), (2, 0.134_471)]];
+        assert_eq!(top.len(), 2);
+        for (got, want) in top.iter().zip(&want) {
+            assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want.iter().map(|w| w.0).collect::<Vec<_>>());
+            for (g, w) in got.iter().zip(want) {
+                assert!((g.1 - w.1).abs() < 1e-5, "{got:?}");
+            }
+        }
+    }
 }

@@ -5,9 +5,9 @@ use super::model_args::ModelArgs;
 use super::DeviceArgs;
 use crate::data::cifar10::CLASSES;
 use crate::data::image::load_image;
+use crate::eval::top_classes;
 use crate::graph;
 use crate::io::checkpoint;
-use crate::ops::log_softmax;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -51,13 +51,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         logits.extend(ex.forward(chunk)?);
     }
     let n_classes = executors[0].plan().classes;
-    let logp = log_softmax::forward_cpu(&logits, (a.images.len(), n_classes, 1));
-    for (p, row) in a.images.iter().zip(logp.chunks(n_classes)) {
-        let mut ranked: Vec<(usize, f32)> = row.iter().map(|lp| lp.exp()).enumerate().collect();
-        ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+    for (p, ranked) in a.images.iter().zip(top_classes(&logits, n_classes, 3)) {
         let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
-        let top: Vec<String> =
-            ranked.iter().take(3).map(|&(c, pr)| format!("{} {:.1}%", name(c), 100.0 * pr)).collect();
+        let top: Vec<String> = ranked.iter().map(|&(c, pr)| format!("{} {:.1}%", name(c), 100.0 * pr)).collect();
         println!("{}: {}", p.display(), top.join(", "));
     }
     Ok(0)

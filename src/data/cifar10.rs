@@ -245,7 +245,10 @@ const MAX_ENTRY: u64 = 64 << 20;
 /// their last path component; errors name the file.
 pub fn from_files(split: Split, files: &[(String, Vec<u8>)]) -> Result<Dataset> {
     let base = |n: &str| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string();
-    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    // The names this split reads, in either layout: only those are kept (an archive holds both
+    // splits), and files handed over are borrowed, not copied.
+    let wanted: Vec<String> = files_of(split, ".bin").into_iter().chain(files_of(split, "")).collect();
+    let mut entries: Vec<(String, std::borrow::Cow<[u8]>)> = Vec::new();
     for (name, bytes) in files {
         if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
             let path = Path::new(name);
@@ -255,7 +258,7 @@ pub fn from_files(split: Split, files: &[(String, Vec<u8>)]) -> Result<Dataset> 
                 let mut entry = entry.map_err(bad)?;
                 let inner = entry.path().map_err(bad)?.to_string_lossy().into_owned();
                 let short = base(&inner);
-                if !(short.starts_with("data_batch_") || short.starts_with("test_batch")) {
+                if !wanted.contains(&short) {
                     continue;
                 }
                 if entry.size() > MAX_ENTRY {
@@ -266,10 +269,10 @@ pub fn from_files(split: Split, files: &[(String, Vec<u8>)]) -> Result<Dataset> 
                 }
                 let mut data = Vec::with_capacity(entry.size() as usize);
                 std::io::Read::read_to_end(&mut entry, &mut data).map_err(bad)?;
-                entries.push((short, data));
+                entries.push((short, data.into()));
             }
-        } else {
-            entries.push((base(name), bytes.clone()));
+        } else if wanted.contains(&base(name)) {
+            entries.push((base(name), bytes.as_slice().into()));
         }
     }
     let (mut images, mut labels) = (Vec::new(), Vec::new());

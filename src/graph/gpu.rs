@@ -424,10 +424,6 @@ impl Executor for GpuExecutor {
     }
 
     fn finish_queued(&mut self, losses: &mut Vec<f32>) -> Result<()> {
-        if self.queued.is_empty() {
-            return Ok(());
-        }
-        self.gpu.wait("reading the queued losses")?;
         while !self.queued.is_empty() {
             self.take_oldest(losses, "reading the queued losses")?;
         }

@@ -31,7 +31,6 @@ use wgrad::graph::gpu::GpuExecutor;
 use wgrad::graph::{self, Executor};
 use wgrad::io::state_dict;
 use wgrad::models::ModelKind;
-use wgrad::ops::log_softmax;
 use wgrad::optim::{Adam, LrSchedule, Optimizer, Sgd};
 use wgrad::{Model, Result};
 
@@ -382,11 +381,17 @@ impl Inner {
         let n = self.eval_images;
         let loader = DataLoader::new(self.test.clone(), LoaderConfig::new(EVAL_BATCH))?;
         let order: Vec<usize> = (0..n).collect();
+        // The batch sizes met (whole batches, then the rest), each executor given the weights once.
+        let mut sizes = vec![n.min(EVAL_BATCH), n % EVAL_BATCH];
+        sizes.retain(|&s| s > 0);
+        sizes.dedup();
+        for size in sizes {
+            self.inference(size)?.set_params(&params)?;
+        }
         let (mut correct, mut loss) = (0usize, 0f64);
         for b in 0..n.div_ceil(EVAL_BATCH) {
             let batch = loader.batch(&order, b);
             let ex = self.inference(batch.len())?;
-            ex.set_params(&params)?;
             let logits = ex.forward_async(&batch.images).await?;
             let (c, l) = wgrad::eval::score_logits(&logits, &batch.targets, ex.plan().classes);
             correct += c;
@@ -402,13 +407,9 @@ impl Inner {
         let ex = self.inference(1)?;
         ex.set_params(&params)?;
         let logits = ex.forward_async(&image).await?;
-        let classes = logits.len();
-        let logp = log_softmax::forward_cpu(&logits, (1, classes, 1));
-        let mut ranked: Vec<(usize, f32)> = logp.iter().map(|lp| lp.exp()).enumerate().collect();
-        ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let ranked = wgrad::eval::top_classes(&logits, logits.len(), 3).pop().unwrap_or_default();
         Ok(ranked
             .into_iter()
-            .take(3)
             .map(|(i, p)| Guess {
                 class: self.classes.get(i).cloned().unwrap_or_else(|| i.to_string()),
                 probability: p,
