@@ -89,6 +89,15 @@ impl DeviceOptions {
     }
 }
 
+/// WGRAD_CONV_KERNELS's convolution kernels, or the default.
+fn conv_kernels_from_env() -> Result<ConvKernels> {
+    match std::env::var("WGRAD_CONV_KERNELS") {
+        Ok(v) if !v.trim().is_empty() => <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true)
+            .map_err(|_| Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked or tiled"))),
+        _ => Ok(ConvKernels::default()),
+    }
+}
+
 /// One adapter as `wgrad devices` lists it.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
@@ -264,7 +273,27 @@ pub struct Gpu {
     /// Bytes of every buffer created through this context.
     created: AtomicU64,
     split_target: std::sync::atomic::AtomicUsize,
+    conv_kernels: std::sync::atomic::AtomicU8,
 }
+
+/// Which convolution kernels a device's programs are built with: `RegisterBlocked` on every adapter,
+/// unless WGRAD_CONV_KERNELS=register-blocked|tiled says otherwise (to compare them on one adapter);
+/// tests run both through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
+/// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md); on CPU
+/// adapters (lavapipe) barriers cost more than the reuse gains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConvKernels {
+    /// Each invocation computes 8 channels x 8 pixels from loads the cache serves; no workgroup
+    /// memory, no barriers (conv2d_forward.wgsl, conv2d_backward_input.wgsl,
+    /// conv2d_backward_weight.wgsl).
+    #[default]
+    RegisterBlocked,
+    /// A workgroup stages 32 channels x 128 columns of the implicit GEMM in workgroup memory per
+    /// 16 reduction steps (conv2d_forward_tiled.wgsl, conv2d_backward_input_tiled.wgsl,
+    /// conv2d_backward_weight_tiled.wgsl).
+    Tiled,
+}
+
 
 impl Gpu {
     /// Opens the adapter with its own limits (not the defaults) and captures every device error.
@@ -323,6 +352,7 @@ impl Gpu {
             } else {
                 65_536
             }),
+            conv_kernels: std::sync::atomic::AtomicU8::new(conv_kernels_from_env()? as u8),
             info,
         })
     }
@@ -422,6 +452,19 @@ impl Gpu {
     }
     pub fn set_split_target(&self, invocations: usize) {
         self.split_target.store(invocations, Ordering::Relaxed);
+    }
+
+    /// The convolution kernels programs built from now on use.
+    pub fn conv_kernels(&self) -> ConvKernels {
+        match self.conv_kernels.load(Ordering::Relaxed) {
+            0 => ConvKernels::RegisterBlocked,
+            _ => ConvKernels::Tiled,
+        }
+    }
+    /// Chooses the convolution kernels for programs built from now on (tests run both on one
+    /// adapter).
+    pub fn set_conv_kernels(&self, k: ConvKernels) {
+        self.conv_kernels.store(k as u8, Ordering::Relaxed);
     }
 
     /// Number of queue submits so far (a training step must add exactly one).

@@ -165,10 +165,22 @@ fn cpu_and_gpu_match_pytorch() {
 #[test]
 fn gpu_matches_cpu_on_random_configurations() {
     let Some(gpu) = gpu() else { return };
+    random_configurations(&gpu);
+}
+
+#[test]
+fn other_conv_kernels_match_cpu_on_random_configurations() {
+    let Some(gpu) = other_conv_kernels_gpu(false) else { return };
+    random_configurations(&gpu);
+}
+
+fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
     let mut r = rng(11);
     let mut configs = vec![
         // Tudui's conv2 at batch 2 (weight gradient split over the batch), and batch 64.
         (Conv2d::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
+        // More than one workgroup tile of channels (32) and of columns (128), both partial.
+        (Conv2d::new(35, 40, 3).padding(1).stride(2), [3, 35, 13, 11]),
         (Conv2d::new(3, 6, 3).padding(1), [64, 3, 8, 8]),
         (Conv2d::new(1, 1, 1), [1, 1, 1, 1]),
     ];
@@ -199,8 +211,8 @@ fn gpu_matches_cpu_on_random_configurations() {
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
         let want = run_cpu(&g, &x, &w, b.as_deref(), &dout);
         let want_out = &want.out;
-        let o = run_gpu(&gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
-        let name = format!("{cfg:?} on {shape:?}");
+        let o = run_gpu(gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
+        let name = format!("{cfg:?} on {shape:?} ({:?})", gpu.conv_kernels());
         assert_close(&format!("{name} out"), &o.out, want_out, 1e-4, atol_of(want_out, 1e-5));
         let wd = &want.dinp;
         assert_close(&format!("{name} dinp"), &o.dinp, wd, 1e-4, atol_of(wd, 1e-5));
@@ -214,6 +226,16 @@ fn gpu_matches_cpu_on_random_configurations() {
 #[test]
 fn split_reductions_match_cpu() {
     let Some(gpu) = splitting_gpu() else { return };
+    split_reductions(&gpu);
+}
+
+#[test]
+fn other_conv_kernels_split_reductions_match_cpu() {
+    let Some(gpu) = other_conv_kernels_gpu(true) else { return };
+    split_reductions(&gpu);
+}
+
+fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
     let mut r = rng(15);
     let configs = [
         (Conv2d::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
@@ -227,8 +249,8 @@ fn split_reductions_match_cpu() {
         let b = uniform(&mut r, cfg.out_channels, -1.0, 1.0);
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
         let want = run_cpu(&g, &x, &w, Some(&b), &dout);
-        let o = run_gpu(&gpu, &cfg, &shape, &x, &w, Some(&b), &dout);
-        let name = format!("split {cfg:?} on {shape:?}");
+        let o = run_gpu(gpu, &cfg, &shape, &x, &w, Some(&b), &dout);
+        let name = format!("split {cfg:?} on {shape:?} ({:?})", gpu.conv_kernels());
         assert_close(&format!("{name} out"), &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
         assert_close(&format!("{name} dinp"), &o.dinp, &want.dinp, 1e-4, atol_of(&want.dinp, 1e-5));
         assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));

@@ -148,6 +148,9 @@ fn devices() -> Vec<Device> {
     if let Some(g) = gpu() {
         v.push(Device::Gpu(g));
     }
+    if let Some(g) = other_conv_kernels_gpu(false) {
+        v.push(Device::Gpu(g));
+    }
     v
 }
 

@@ -54,6 +54,12 @@ fn gpu_with_split_reductions_matches_pytorch() {
 }
 
 #[test]
+fn gpu_with_the_other_conv_kernels_matches_pytorch() {
+    let Some(gpu) = other_conv_kernels_gpu(false) else { return };
+    parity(Device::Gpu(gpu));
+}
+
+#[test]
 fn a_training_step_is_one_submit() {
     // A GPU of its own: the shared one counts the submits of tests running beside this one.
     let Some(_) = gpu() else { return };

@@ -104,8 +104,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut results = Vec::new();
     if !a.json {
-        if let Device::Gpu(_) = &device {
-            println!("start-up: {} pipelines created in {startup_ms:.1} ms", shaders::all().len());
+        if let Device::Gpu(gpu) = &device {
+            println!(
+                "start-up: {} pipelines created in {startup_ms:.1} ms; {:?} convolution kernels (WGRAD_CONV_KERNELS)",
+                shaders::all().len(),
+                gpu.conv_kernels()
+            );
         } else {
             println!("CPU path: {} threads (RAYON_NUM_THREADS sets them)", rayon::current_num_threads());
         }

@@ -186,6 +186,24 @@ pub fn tempdir() -> std::path::PathBuf {
     d
 }
 
+/// A GPU of its own built with the convolution kernels the default one does not use (the
+/// workgroup-memory ones unless WGRAD_CONV_KERNELS says otherwise), so that both variants run the
+/// parity tests on one adapter;
+/// `split` also splits reductions as [`splitting_gpu`] does.
+pub fn other_conv_kernels_gpu(split: bool) -> Option<Arc<Gpu>> {
+    gpu()?;
+    let g = Gpu::default_adapter().ok()??;
+    let other = match g.conv_kernels() {
+        wgrad::ConvKernels::Tiled => wgrad::ConvKernels::RegisterBlocked,
+        wgrad::ConvKernels::RegisterBlocked => wgrad::ConvKernels::Tiled,
+    };
+    g.set_conv_kernels(other);
+    if split {
+        g.set_split_target(1 << 16);
+    }
+    Some(Arc::new(g))
+}
+
 /// A GPU of its own that splits reductions as a big GPU would (lavapipe otherwise never does), so
 /// the split kernels and sum_splits are tested here too.
 pub fn splitting_gpu() -> Option<Arc<Gpu>> {

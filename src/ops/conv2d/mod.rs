@@ -7,7 +7,7 @@ use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, 
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::{multiversion, with_scratch, Real};
-use crate::device::Gpu;
+use crate::device::{ConvKernels, Gpu};
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
@@ -16,7 +16,14 @@ mod direct;
 
 pub const OP: &str = "Conv2d";
 
-crate::shaders!(conv2d_forward: 64, conv2d_backward_input: 64, conv2d_backward_weight: 64);
+crate::shaders!(
+    conv2d_forward: 64,
+    conv2d_backward_input: 64,
+    conv2d_backward_weight: 64,
+    conv2d_forward_tiled: 64,
+    conv2d_backward_input_tiled: 64,
+    conv2d_backward_weight_tiled: 64,
+);
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
 /// (groups = 1, padding_mode 'zeros'). Sizes are (height, width); the builders take an int or a pair.
@@ -441,6 +448,9 @@ pub fn layouts() -> Vec<ParamsLayout> {
         l("conv2d_forward").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_input").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_weight").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
+        l("conv2d_forward_tiled").consts(TILED),
+        l("conv2d_backward_input_tiled").consts(TILED),
+        l("conv2d_backward_weight_tiled").consts(TILED),
     ]
 }
 
@@ -477,9 +487,47 @@ const TILE_CHANNELS: usize = 8;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
 
-/// Invocations covering `pixels` for one channel tile (each takes 8, strided; see the shaders).
-fn pixel_invocations(pixels: usize) -> usize {
-    pixels.div_ceil(TILE_PIXELS)
+/// The workgroup-memory kernels' tile (BM rows (channels) x BN columns, BK reduction steps per
+/// stage) and invocations per workgroup.
+const TILED_BM: usize = 32;
+const TILED_BN: usize = 128;
+const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
+const TILED_WG: usize = 64;
+
+/// One of the three products of a convolution: `rows` (output channels, or input channels for the
+/// input gradient) by `cols` (pixels, or IC·KH·KW for the weight gradient), each unit of work a
+/// block of rows x cols; the shader and its invocations per split follow from the kernels chosen.
+#[derive(Clone, Copy)]
+struct Product {
+    shader: &'static str,
+    invocations: usize,
+}
+
+impl Product {
+    fn new(kernels: ConvKernels, name: &'static [&'static str; 2], rows: usize, cols: usize, block: (usize, usize)) -> Product {
+        match kernels {
+            ConvKernels::RegisterBlocked => {
+                Product { shader: name[0], invocations: rows.div_ceil(block.0) * cols.div_ceil(block.1) }
+            }
+            ConvKernels::Tiled => Product {
+                shader: name[1],
+                invocations: rows.div_ceil(TILED_BM) * cols.div_ceil(TILED_BN) * TILED_WG,
+            },
+        }
+    }
+    fn forward(kernels: ConvKernels, g: &Geometry) -> Product {
+        let pixels = g.n * g.oh * g.ow;
+        Product::new(kernels, &["conv2d_forward", "conv2d_forward_tiled"], g.oc, pixels, (TILE_CHANNELS, TILE_PIXELS))
+    }
+    fn dinp(kernels: ConvKernels, g: &Geometry) -> Product {
+        let pixels = g.n * g.h * g.w;
+        let names = &["conv2d_backward_input", "conv2d_backward_input_tiled"];
+        Product::new(kernels, names, g.ic, pixels, (TILE_CHANNELS, TILE_PIXELS))
+    }
+    fn dweight(kernels: ConvKernels, g: &Geometry) -> Product {
+        let names = &["conv2d_backward_weight", "conv2d_backward_weight_tiled"];
+        Product::new(kernels, names, g.oc, g.k(), (TILE_CHANNELS, WEIGHT_TILE_K))
+    }
 }
 
 /// How each product's reduction is split across invocations on an adapter: (splits, chunk) for the
@@ -494,17 +542,16 @@ struct Splits {
 
 impl Splits {
     fn new(gpu: &Gpu, g: &Geometry) -> Splits {
-        let over = |tiles: usize, len: usize, out: usize| {
-            let splits = sum_splits::choose(gpu, tiles, len, out);
+        let over = |invocations: usize, len: usize, out: usize| {
+            let splits = sum_splits::choose(gpu, invocations, len, out);
             let chunk = len.div_ceil(splits);
             (len.div_ceil(chunk), chunk)
         };
-        let fwd_tiles = pixel_invocations(g.n * g.oh * g.ow) * g.oc.div_ceil(TILE_CHANNELS);
-        let dinp_tiles = pixel_invocations(g.n * g.h * g.w) * g.ic.div_ceil(TILE_CHANNELS);
+        let k = gpu.conv_kernels();
         Splits {
-            forward: over(fwd_tiles, g.ic, g.n * g.oc * g.oh * g.ow),
+            forward: over(Product::forward(k, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow),
             dweight: weight_splits(gpu, g),
-            dinp: over(dinp_tiles, g.oc, g.n * g.ic * g.h * g.w),
+            dinp: over(Product::dinp(k, g).invocations, g.oc, g.n * g.ic * g.h * g.w),
         }
     }
 }
@@ -551,20 +598,27 @@ pub fn forward_gpu(
     bias: Option<&View>,
     scratch: &[&View],
 ) -> Result<Program> {
-    let tiles = pixel_invocations(g.n * g.oh * g.ow) * g.oc.div_ceil(TILE_CHANNELS);
+    let prod = Product::forward(gpu.conv_kernels(), g);
     let (splits, chunk) = Splits::new(gpu, g).forward;
     let p = params(g, bias.is_some(), splits, chunk);
     let inputs = [inp, weight, bias.unwrap_or(weight)];
-    split_product(gpu, label, "conv2d_forward", &p, &inputs, out, scratch.first().copied(), splits, tiles, 2 * g.macs() as u64)
+    let part = scratch.first().copied();
+    split_product(gpu, label, prod.shader, &p, &inputs, out, part, splits, prod.invocations, 2 * g.macs() as u64)
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
-/// invocations to fill a GPU, at least 256 pixels per split, the partials within one binding.
+/// invocations to fill a GPU (32,768 register-blocked ones; 1,024 tiled workgroups), at least 256
+/// pixels per split, the partials within one binding.
 pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
-    let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
+    let kernels = gpu.conv_kernels();
+    let target = match kernels {
+        ConvKernels::RegisterBlocked => 32_768,
+        ConvKernels::Tiled => 1_024 * TILED_WG,
+    };
+    let invocations = Product::dweight(kernels, g).invocations;
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
-    let splits = 32_768usize.div_ceil(tiles).min(pixels.div_ceil(256)).min(max_by_memory).max(1);
+    let splits = target.div_ceil(invocations).min(pixels.div_ceil(256)).min(max_by_memory).max(1);
     let chunk = pixels.div_ceil(splits);
     (pixels.div_ceil(chunk), chunk)
 }
@@ -597,35 +651,35 @@ pub fn backward_gpu(
     }
     let (splits, chunk) = s.dweight;
     let p = params(g, false, splits, chunk);
-    let tiles = g.oc.div_ceil(TILE_CHANNELS) * g.k().div_ceil(WEIGHT_TILE_K);
+    let prod = Product::dweight(gpu.conv_kernels(), g);
     let part = if splits > 1 { scratch.next() } else { None };
     prog.extend(split_product(
         gpu,
         &format!("{label}.dweight"),
-        "conv2d_backward_weight",
+        prod.shader,
         &p,
         &[inp, dout],
         grads.dweight,
         part,
         splits,
-        tiles,
+        prod.invocations,
         2 * g.macs() as u64,
     )?);
     if let Some(dinp) = grads.dinp {
-        let tiles = pixel_invocations(g.n * g.h * g.w) * g.ic.div_ceil(TILE_CHANNELS);
+        let prod = Product::dinp(gpu.conv_kernels(), g);
         let (splits, chunk) = s.dinp;
         let p = params(g, false, splits, chunk);
         let part = if splits > 1 { scratch.next() } else { None };
         prog.extend(split_product(
             gpu,
             &format!("{label}.dinp"),
-            "conv2d_backward_input",
+            prod.shader,
             &p,
             &[weight, dout],
             dinp,
             part,
             splits,
-            tiles,
+            prod.invocations,
             2 * g.macs() as u64,
         )?);
     }
