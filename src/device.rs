@@ -294,7 +294,6 @@ pub enum ConvKernels {
     Tiled,
 }
 
-
 impl Gpu {
     /// Opens the adapter with its own limits (not the defaults) and captures every device error.
     #[cfg(not(target_arch = "wasm32"))]
