@@ -60,7 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let q0 = t % L;
     let ic_end = min((s + 1u) * p.chunk, p.IC);
     let HW = p.H * p.W;
-    let K = p.IC * p.KH * p.KW;
+    let KK = p.KH * p.KW;
+    let K = p.IC * KK;
 
     var xbase: array<u32, TP>;
     var ih0: array<i32, TP>;
@@ -80,19 +81,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     var acc: array<vec4<f32>, TP>;
     var acc_hi: array<vec4<f32>, TP>;
-    for (var ic = s * p.chunk; ic < ic_end; ic++) {
-        for (var kh = 0u; kh < p.KH; kh++) {
-            for (var kw = 0u; kw < p.KW; kw++) {
-                let k = (ic * p.KH + kh) * p.KW + kw;
+    // Kernel offsets outermost: each pixel's input offset and padding test are worked out once per
+    // (kh, kw), not once per input channel.
+    for (var kh = 0u; kh < p.KH; kh++) {
+        for (var kw = 0u; kw < p.KW; kw++) {
+            var xoff: array<i32, TP>;
+            for (var j = 0u; j < TP; j++) {
+                let ih = ih0[j] + i32(kh * p.DH);
+                let iw = iw0[j] + i32(kw * p.DW);
+                let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
+                xoff[j] = select(-1, ih * i32(p.W) + iw, ok);
+            }
+            let kk = kh * p.KW + kw;
+            for (var ic = s * p.chunk; ic < ic_end; ic++) {
+                let k = ic * KK + kk;
                 let a = vec4<f32>(weight[wrow.x + k], weight[wrow.y + k], weight[wrow.z + k], weight[wrow.w + k]);
                 let a_hi = vec4<f32>(weight[wrow_hi.x + k], weight[wrow_hi.y + k], weight[wrow_hi.z + k], weight[wrow_hi.w + k]);
-                let dh = i32(kh * p.DH);
-                let dw = i32(kw * p.DW);
                 for (var j = 0u; j < TP; j++) {
-                    let ih = ih0[j] + dh;
-                    let iw = iw0[j] + dw;
-                    let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-                    let x = select(0.0, inp[xbase[j] + ic * HW + u32(select(0, ih * i32(p.W) + iw, ok))], ok);
+                    let ok = xoff[j] >= 0;
+                    let x = select(0.0, inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))], ok);
                     acc[j] = fma(a, vec4<f32>(x), acc[j]);
                     acc_hi[j] = fma(a_hi, vec4<f32>(x), acc_hi[j]);
                 }
