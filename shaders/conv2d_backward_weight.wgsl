@@ -77,30 +77,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var q = s * p.chunk;
     var n = q / OHW;
     var oh = (q % OHW) / p.OW;
-    var ow = q % p.OW;
+    var ow0 = q % p.OW;
     var acc: array<vec4<f32>, TK>;
     var acc_hi: array<vec4<f32>, TK>;
-    for (; q < q_end; q++) {
-        let db = n * p.OC * OHW + oh * p.OW + ow;
-        let d = vec4<f32>(dout[db + doc.x], dout[db + doc.y], dout[db + doc.z], dout[db + doc.w]);
-        let d_hi = vec4<f32>(dout[db + doc_hi.x], dout[db + doc_hi.y], dout[db + doc_hi.z], dout[db + doc_hi.w]);
-        let xb = n * p.IC * HW;
+    // Output row by output row: each k's input row offset (or -1 where that row is padding) is
+    // worked out once per row, and the loop over the row's pixels has no branches.
+    while (q < q_end) {
+        let ow_end = min(p.OW, ow0 + (q_end - q));
+        var row: array<i32, TK>;
         for (var j = 0u; j < TK; j++) {
             let ih = i32(oh * p.SH) + dh[j];
-            let iw = i32(ow * p.SW) + dw[j];
-            let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-            let x = select(0.0, inp[xb + xoff[j] + u32(select(0, ih * i32(p.W) + iw, ok))], ok);
-            acc[j] = fma(d, vec4<f32>(x), acc[j]);
-            acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
+            row[j] = select(-1, i32(xoff[j]) + ih * i32(p.W), ih >= 0 && ih < i32(p.H));
         }
-        ow += 1u;
-        if (ow == p.OW) {
-            ow = 0u;
-            oh += 1u;
-            if (oh == p.OH) {
-                oh = 0u;
-                n += 1u;
+        let db = n * p.OC * OHW + oh * p.OW;
+        let xb = n * p.IC * HW;
+        for (var ow = ow0; ow < ow_end; ow++) {
+            let d = vec4<f32>(dout[db + ow + doc.x], dout[db + ow + doc.y], dout[db + ow + doc.z], dout[db + ow + doc.w]);
+            let d_hi = vec4<f32>(dout[db + ow + doc_hi.x], dout[db + ow + doc_hi.y], dout[db + ow + doc_hi.z],
+                                 dout[db + ow + doc_hi.w]);
+            let iw0 = i32(ow * p.SW);
+            for (var j = 0u; j < TK; j++) {
+                let iw = iw0 + dw[j];
+                let ok = row[j] >= 0 && iw >= 0 && iw < i32(p.W);
+                let x = select(0.0, inp[xb + u32(select(0, row[j] + iw, ok))], ok);
+                acc[j] = fma(d, vec4<f32>(x), acc[j]);
+                acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
             }
+        }
+        q += ow_end - ow0;
+        ow0 = 0u;
+        oh += 1u;
+        if (oh == p.OH) {
+            oh = 0u;
+            n += 1u;
         }
     }
 

@@ -241,6 +241,8 @@ fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
         (Conv2d::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
         (Conv2d::new(32, 64, 5).padding(2), [3, 32, 8, 8]),
         (Conv2d::new(5, 7, 3).padding(1).stride((2, 1)).dilation((1, 2)), [2, 5, 9, 11]),
+        // 429 output pixels in two chunks of 215: the weight gradient's split ends mid-row.
+        (Conv2d::new(4, 8, 3).padding(1), [3, 4, 13, 11]),
     ];
     for (cfg, shape) in configs {
         let g = cfg.geometry(&shape).unwrap();
