@@ -494,9 +494,10 @@ const TILED_BN: usize = 128;
 const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
 const TILED_WG: usize = 64;
 
-/// One of the three products of a convolution: `rows` (output channels, or input channels for the
-/// input gradient) by `cols` (pixels, or IC·KH·KW for the weight gradient), each unit of work a
-/// block of rows x cols; the shader and its invocations per split follow from the kernels chosen.
+/// One of a convolution's three products (forward, input gradient, weight gradient), a GEMM of
+/// `rows` (output channels; input channels for the input gradient) by `cols` (output pixels; input
+/// pixels for the input gradient, IC·KH·KW for the weight gradient): the shader of the chosen
+/// kernels and the invocations one split of it runs.
 #[derive(Clone, Copy)]
 struct Product {
     shader: &'static str,
@@ -504,13 +505,15 @@ struct Product {
 }
 
 impl Product {
-    fn new(kernels: ConvKernels, name: &'static [&'static str; 2], rows: usize, cols: usize, block: (usize, usize)) -> Product {
+    /// `names`: the register-blocked and the tiled shader; `block`: the (rows, cols) one
+    /// register-blocked invocation computes.
+    fn new(kernels: ConvKernels, names: &'static [&'static str; 2], rows: usize, cols: usize, block: (usize, usize)) -> Product {
         match kernels {
             ConvKernels::RegisterBlocked => {
-                Product { shader: name[0], invocations: rows.div_ceil(block.0) * cols.div_ceil(block.1) }
+                Product { shader: names[0], invocations: rows.div_ceil(block.0) * cols.div_ceil(block.1) }
             }
             ConvKernels::Tiled => Product {
-                shader: name[1],
+                shader: names[1],
                 invocations: rows.div_ceil(TILED_BM) * cols.div_ceil(TILED_BN) * TILED_WG,
             },
         }
