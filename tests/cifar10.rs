@@ -36,7 +36,9 @@ fn data_dir_may_hold_the_layout_folder_or_be_it() {
     assert!(e.contains("no CIFAR-10 here") && e.contains("--download"), "{e}");
 }
 
-fn copy_layout(kind: &str) -> PathBuf {
+/// A copy of a fixture's layout in a fresh folder (kept while the returned guard lives) and the path
+/// of its batches' folder.
+fn copy_layout(kind: &str) -> (TestDir, PathBuf) {
     let src = fixture(kind);
     let dst = tempdir();
     let folder = std::fs::read_dir(&src).unwrap().next().unwrap().unwrap().path();
@@ -46,12 +48,12 @@ fn copy_layout(kind: &str) -> PathBuf {
         let p = e.unwrap().path();
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
-    to
+    (dst, to)
 }
 
 #[test]
 fn bad_binary_files_are_clear_errors() {
-    let dir = copy_layout("bin");
+    let (_copy, dir) = copy_layout("bin");
     let f = dir.join("test_batch.bin");
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
@@ -69,7 +71,7 @@ fn bad_binary_files_are_clear_errors() {
 
 #[test]
 fn bad_pickles_are_clear_errors() {
-    let dir = copy_layout("py3");
+    let (_copy, dir) = copy_layout("py3");
     let f = dir.join("test_batch");
     let p = |bytes: &[u8]| cifar10::parse_pickle(&f, bytes).unwrap_err().to_string();
     // A dict without b'data' (Python 3 protocol 2, as pickle.dumps({b'labels': [1]}, protocol=2) writes it).
@@ -88,7 +90,7 @@ fn bad_pickles_are_clear_errors() {
 
 #[test]
 fn py2_data_of_the_wrong_length_is_an_error() {
-    let dir = copy_layout("py2");
+    let (_copy, dir) = copy_layout("py2");
     let f = dir.join("test_batch");
     let mut bytes = std::fs::read(&f).unwrap();
     // The shape (7, 3072) is stored as M\x07\x00 M\x00\x0c: claim 8 images instead.

@@ -153,7 +153,7 @@ fn train_removes_only_its_own_stale_temporaries_and_only_after_checking_argument
 // --- C. the pickle guard undercounts lists memoized before they are filled ------------------------
 
 /// A copy of the Python 3 CIFAR-10 fixture whose test_batch is `test_batch`.
-fn cifar_py3_with(test_batch: &[u8]) -> PathBuf {
+fn cifar_py3_with(test_batch: &[u8]) -> TestDir {
     let d = tempdir();
     let src = data_path("cifar10/py3/cifar-10-batches-py");
     let dst = d.join("cifar-10-batches-py");

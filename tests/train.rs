@@ -14,9 +14,13 @@ use wgrad::{models, Device};
 
 /// The first `n` images of a split of the synthetic set.
 fn synthetic(split: Split, n: usize) -> Arc<Dataset> {
-    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(tempdir);
-    let mut ds = load(DatasetKind::Synthetic, dir, split, false).unwrap();
+    // Generated once per test binary (into a folder removed right after) and kept in memory.
+    static SETS: std::sync::OnceLock<[Dataset; 2]> = std::sync::OnceLock::new();
+    let sets = SETS.get_or_init(|| {
+        let dir = tempdir();
+        [Split::Train, Split::Test].map(|s| load(DatasetKind::Synthetic, &dir, s, false).unwrap())
+    });
+    let mut ds = sets[(split == Split::Test) as usize].clone();
     ds.images.truncate(n * IMAGE_BYTES);
     ds.labels.truncate(n);
     Arc::new(ds)

@@ -175,15 +175,38 @@ pub fn tudui_batch(i: usize) -> (Vec<f32>, Vec<i64>) {
     (f.f32(&p, "images").unwrap().1.to_vec(), f.i64(&p, "targets").unwrap().1.to_vec())
 }
 
-/// A fresh, empty folder under the target directory (removed at the next run).
-pub fn tempdir() -> std::path::PathBuf {
+/// A fresh, empty folder in the system's temporary directory, removed with everything in it when the
+/// returned guard is dropped (at the end of the test, passing or failing). Derefs to its path.
+pub fn tempdir() -> TestDir {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let d =
         std::env::temp_dir().join(format!("wgrad-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TestDir(d)
+}
+
+/// A test's own temporary folder (see [`tempdir`]).
+pub struct TestDir(std::path::PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TestDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A GPU of its own built with the convolution kernels the default one does not use (the
