@@ -20,7 +20,11 @@ fn synthetic(split: Split, n: usize) -> Arc<Dataset> {
         let dir = tempdir();
         [Split::Train, Split::Test].map(|s| load(DatasetKind::Synthetic, &dir, s, false).unwrap())
     });
-    let mut ds = sets[(split == Split::Test) as usize].clone();
+    let mut ds = sets[match split {
+        Split::Train => 0,
+        Split::Test => 1,
+    }]
+    .clone();
     ds.images.truncate(n * IMAGE_BYTES);
     ds.labels.truncate(n);
     Arc::new(ds)

@@ -211,27 +211,29 @@ impl Drop for TestDir {
 
 /// A GPU of its own built with the convolution kernels the default one does not use (the
 /// workgroup-memory ones unless WGRAD_CONV_KERNELS says otherwise), so that both variants run the
-/// parity tests on one adapter;
-/// `split` also splits reductions as [`splitting_gpu`] does.
+/// parity tests on one adapter; `split` also splits reductions as [`splitting_gpu`] does.
 pub fn other_conv_kernels_gpu(split: bool) -> Option<Arc<Gpu>> {
-    gpu()?;
-    let g = Gpu::default_adapter().ok()??;
-    let other = match g.conv_kernels() {
-        wgrad::ConvKernels::Tiled => wgrad::ConvKernels::RegisterBlocked,
-        wgrad::ConvKernels::RegisterBlocked => wgrad::ConvKernels::Tiled,
-    };
-    g.set_conv_kernels(other);
-    if split {
-        g.set_split_target(1 << 16);
-    }
-    Some(Arc::new(g))
+    own_gpu(|g| {
+        g.set_conv_kernels(match g.conv_kernels() {
+            wgrad::ConvKernels::Tiled => wgrad::ConvKernels::RegisterBlocked,
+            wgrad::ConvKernels::RegisterBlocked => wgrad::ConvKernels::Tiled,
+        });
+        if split {
+            g.set_split_target(1 << 16);
+        }
+    })
 }
 
 /// A GPU of its own that splits reductions as a big GPU would (lavapipe otherwise never does), so
 /// the split kernels and sum_splits are tested here too.
 pub fn splitting_gpu() -> Option<Arc<Gpu>> {
+    own_gpu(|g| g.set_split_target(1 << 16))
+}
+
+/// The adapter [`gpu`] uses, opened again for one test's settings (the shared one stays as it is).
+fn own_gpu(configure: impl FnOnce(&Gpu)) -> Option<Arc<Gpu>> {
     gpu()?;
     let g = Gpu::default_adapter().ok()??;
-    g.set_split_target(1 << 16);
+    configure(&g);
     Some(Arc::new(g))
 }

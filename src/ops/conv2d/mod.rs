@@ -491,8 +491,8 @@ const WEIGHT_TILE_K: usize = 8;
 /// stage) and invocations per workgroup.
 const TILED_BM: usize = 32;
 const TILED_BN: usize = 128;
-const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
 const TILED_WG: usize = 64;
+const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
 
 /// One of a convolution's three products (forward, input gradient, weight gradient), a GEMM of
 /// `rows` (output channels; input channels for the input gradient) by `cols` (output pixels; input
