@@ -26,16 +26,21 @@ struct Params {
     has_bias: u32,
     splits: u32,
     chunk: u32,
-    _pad0: u32,
+    scale_at: u32,
     _pad1: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 64u;
 
+// The operands' element type; the kernel's `_f16` variant reads them as f16 (crate::shaders).
+alias operand = f32;
+// scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
+const UNSCALED: u32 = 0xffffffffu;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read> weight: array<operand>;
+@group(0) @binding(2) var<storage, read> dout: array<operand>;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
 const TP: u32 = 8u;
@@ -101,11 +106,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let wk_hi = wic_hi + vec4<u32>(kh * p.KW + kw);
             for (var oc = s * p.chunk; oc < oc_end; oc++) {
                 let wo = oc * p.IC * KK;
-                let a = vec4<f32>(weight[wo + wk.x], weight[wo + wk.y], weight[wo + wk.z], weight[wo + wk.w]);
-                let a_hi = vec4<f32>(weight[wo + wk_hi.x], weight[wo + wk_hi.y], weight[wo + wk_hi.z], weight[wo + wk_hi.w]);
+                let a = vec4<f32>(f32(weight[wo + wk.x]), f32(weight[wo + wk.y]), f32(weight[wo + wk.z]), f32(weight[wo + wk.w]));
+                let a_hi = vec4<f32>(f32(weight[wo + wk_hi.x]), f32(weight[wo + wk_hi.y]), f32(weight[wo + wk_hi.z]), f32(weight[wo + wk_hi.w]));
                 for (var j = 0u; j < TP; j++) {
                     let ok = doff[j] >= 0;
-                    let d = select(0.0, dout[dbase[j] + oc * OHW + u32(max(doff[j], 0))], ok);
+                    let d = select(0.0, f32(dout[dbase[j] + oc * OHW + u32(max(doff[j], 0))]), ok);
                     acc[j] = fma(a, vec4<f32>(d), acc[j]);
                     acc_hi[j] = fma(a_hi, vec4<f32>(d), acc_hi[j]);
                 }
@@ -113,16 +118,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
 
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    var unscale = 1.0;
+    if (p.scale_at != UNSCALED) {
+        unscale = exp2(-f32(dout[p.scale_at]));
+    }
     for (var j = 0u; j < TP; j++) {
         let q = q0 + L * j;
         if (q < P) {
             let o = s * P * p.IC + (q / HW) * p.IC * HW + q % HW;
             for (var i = 0u; i < 4u; i++) {
                 if (ic0 + i < p.IC) {
-                    dinp[o + (ic0 + i) * HW] = acc[j][i];
+                    dinp[o + (ic0 + i) * HW] = acc[j][i] * unscale;
                 }
                 if (ic0 + 4u + i < p.IC) {
-                    dinp[o + (ic0 + 4u + i) * HW] = acc_hi[j][i];
+                    dinp[o + (ic0 + 4u + i) * HW] = acc_hi[j][i] * unscale;
                 }
             }
         }

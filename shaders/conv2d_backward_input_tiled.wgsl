@@ -26,7 +26,7 @@ struct Params {
     has_bias: u32,
     splits: u32,
     chunk: u32,
-    _pad0: u32,
+    scale_at: u32,
     _pad1: u32,
 }
 

@@ -24,16 +24,21 @@ struct Params {
     has_bias: u32,
     splits: u32,
     chunk: u32,
-    _pad0: u32,
+    scale_at: u32,
     _pad1: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 64u;
 
+// The operands' element type; the kernel's `_f16` variant reads them as f16 (crate::shaders).
+alias operand = f32;
+// scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
+const UNSCALED: u32 = 0xffffffffu;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<operand>;
+@group(0) @binding(2) var<storage, read> dout: array<operand>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 const TK: u32 = 8u;
@@ -92,14 +97,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let db = n * p.OC * OHW + oh * p.OW;
         let xb = n * p.IC * HW;
         for (var ow = ow0; ow < ow_end; ow++) {
-            let d = vec4<f32>(dout[db + ow + doc.x], dout[db + ow + doc.y], dout[db + ow + doc.z], dout[db + ow + doc.w]);
-            let d_hi = vec4<f32>(dout[db + ow + doc_hi.x], dout[db + ow + doc_hi.y], dout[db + ow + doc_hi.z],
-                                 dout[db + ow + doc_hi.w]);
+            let d = vec4<f32>(f32(dout[db + ow + doc.x]), f32(dout[db + ow + doc.y]), f32(dout[db + ow + doc.z]), f32(dout[db + ow + doc.w]));
+            let d_hi = vec4<f32>(f32(dout[db + ow + doc_hi.x]), f32(dout[db + ow + doc_hi.y]), f32(dout[db + ow + doc_hi.z]),
+                                 f32(dout[db + ow + doc_hi.w]));
             let iw0 = i32(ow * p.SW);
             for (var j = 0u; j < TK; j++) {
                 let iw = iw0 + dw[j];
                 let ok = row[j] >= 0 && iw >= 0 && iw < i32(p.W);
-                let x = select(0.0, inp[xb + u32(select(0, row[j] + iw, ok))], ok);
+                let x = select(0.0, f32(inp[xb + u32(select(0, row[j] + iw, ok))]), ok);
                 acc[j] = fma(d, vec4<f32>(x), acc[j]);
                 acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
             }
@@ -113,16 +118,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
 
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    var unscale = 1.0;
+    if (p.scale_at != UNSCALED) {
+        unscale = exp2(-f32(dout[p.scale_at]));
+    }
     let base = s * p.OC * K;
     for (var j = 0u; j < TK; j++) {
         let k = k0 + tiles_k * j;
         if (k < K) {
             for (var i = 0u; i < 4u; i++) {
                 if (oc0 + i < p.OC) {
-                    part[base + (oc0 + i) * K + k] = acc[j][i];
+                    part[base + (oc0 + i) * K + k] = acc[j][i] * unscale;
                 }
                 if (oc0 + 4u + i < p.OC) {
-                    part[base + (oc0 + 4u + i) * K + k] = acc_hi[j][i];
+                    part[base + (oc0 + 4u + i) * K + k] = acc_hi[j][i] * unscale;
                 }
             }
         }

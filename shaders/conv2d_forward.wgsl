@@ -24,16 +24,19 @@ struct Params {
     has_bias: u32,
     splits: u32,
     chunk: u32,
-    _pad0: u32,
+    scale_at: u32,
     _pad1: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 64u;
 
+// The operands' element type; the kernel's `_f16` variant reads them as f16 (crate::shaders).
+alias operand = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<operand>;
+@group(0) @binding(2) var<storage, read> weight: array<operand>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -95,11 +98,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let kk = kh * p.KW + kw;
             for (var ic = s * p.chunk; ic < ic_end; ic++) {
                 let k = ic * KK + kk;
-                let a = vec4<f32>(weight[wrow.x + k], weight[wrow.y + k], weight[wrow.z + k], weight[wrow.w + k]);
-                let a_hi = vec4<f32>(weight[wrow_hi.x + k], weight[wrow_hi.y + k], weight[wrow_hi.z + k], weight[wrow_hi.w + k]);
+                let a = vec4<f32>(f32(weight[wrow.x + k]), f32(weight[wrow.y + k]), f32(weight[wrow.z + k]), f32(weight[wrow.w + k]));
+                let a_hi = vec4<f32>(f32(weight[wrow_hi.x + k]), f32(weight[wrow_hi.y + k]), f32(weight[wrow_hi.z + k]), f32(weight[wrow_hi.w + k]));
                 for (var j = 0u; j < TP; j++) {
                     let ok = xoff[j] >= 0;
-                    let x = select(0.0, inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))], ok);
+                    let x = select(0.0, f32(inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))]), ok);
                     acc[j] = fma(a, vec4<f32>(x), acc[j]);
                     acc_hi[j] = fma(a_hi, vec4<f32>(x), acc_hi[j]);
                 }

@@ -17,7 +17,7 @@ struct Params {
     sbn: u32,
     splits: u32,
     chunk: u32,
-    _pad0: u32,
+    scale_at: u32,
     _pad1: u32,
 }
 
@@ -26,9 +26,14 @@ const WG: u32 = 64u;
 // Rows and columns of c per invocation: the vec4 accumulators (ops::linear::MATMUL_TILE).
 const T: u32 = 4u;
 
+// The operands' element type; the kernel's `_f16` variant reads them as f16 (crate::shaders).
+alias operand = f32;
+// scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
+const UNSCALED: u32 = 0xffffffffu;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<operand>;
+@group(0) @binding(2) var<storage, read> b: array<operand>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -57,17 +62,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var k = s * p.chunk; k < k_end; k++) {
         let ak = k * p.sak;
         let bk = k * p.sbk;
-        let bv = vec4<f32>(b[bk + bc.x], b[bk + bc.y], b[bk + bc.z], b[bk + bc.w]);
-        acc0 = fma(vec4<f32>(a[ar.x + ak]), bv, acc0);
-        acc1 = fma(vec4<f32>(a[ar.y + ak]), bv, acc1);
-        acc2 = fma(vec4<f32>(a[ar.z + ak]), bv, acc2);
-        acc3 = fma(vec4<f32>(a[ar.w + ak]), bv, acc3);
+        let bv = vec4<f32>(f32(b[bk + bc.x]), f32(b[bk + bc.y]), f32(b[bk + bc.z]), f32(b[bk + bc.w]));
+        acc0 = fma(vec4<f32>(f32(a[ar.x + ak])), bv, acc0);
+        acc1 = fma(vec4<f32>(f32(a[ar.y + ak])), bv, acc1);
+        acc2 = fma(vec4<f32>(f32(a[ar.z + ak])), bv, acc2);
+        acc3 = fma(vec4<f32>(f32(a[ar.w + ak])), bv, acc3);
+    }
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    var unscale = 1.0;
+    if (p.scale_at != UNSCALED) {
+        unscale = exp2(-f32(a[p.scale_at]));
     }
     var bb = vec4<f32>(0.0);
     if (p.has_bias == 1u && s == 0u) {
         bb = vec4<f32>(bias[ns.x], bias[ns.y], bias[ns.z], bias[ns.w]);
     }
-    let rows = array<vec4<f32>, 4>(acc0 + bb, acc1 + bb, acc2 + bb, acc3 + bb);
+    let rows = array<vec4<f32>, 4>(acc0 * unscale + bb, acc1 * unscale + bb, acc2 * unscale + bb, acc3 * unscale + bb);
     for (var i = 0u; i < 4u; i++) {
         if (m0 + i < p.M) {
             for (var j = 0u; j < 4u; j++) {

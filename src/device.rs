@@ -54,11 +54,18 @@ pub struct DeviceOptions {
     pub backend: BackendChoice,
     /// Case-insensitive substring of the adapter's name.
     pub adapter: Option<String>,
+    /// The precision programs on the chosen GPU are built in (mixed needs a GPU with f16 shaders).
+    pub precision: Precision,
 }
 
 /// The one parser of `--device` and WGRAD_DEVICE: case-insensitive; empty means the default.
 pub fn parse_device_kind(s: &str) -> std::result::Result<DeviceKind, String> {
     parse_choice(s, "auto, gpu or cpu")
+}
+
+/// The one parser of `--precision` and WGRAD_PRECISION: case-insensitive; empty means f32.
+pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    parse_choice(s, "f32 or mixed")
 }
 
 /// The one parser of `--backend` and WGRAD_BACKEND: case-insensitive; empty means the default.
@@ -85,6 +92,9 @@ impl DeviceOptions {
             o.backend = parse_backend(&v).map_err(|e| Error::Device(format!("WGRAD_BACKEND={e}")))?;
         }
         o.adapter = var("WGRAD_ADAPTER").filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("WGRAD_PRECISION") {
+            o.precision = parse_precision(&v).map_err(|e| Error::Device(format!("WGRAD_PRECISION={e}")))?;
+        }
         Ok(o)
     }
 }
@@ -186,6 +196,11 @@ impl Device {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn select(opts: &DeviceOptions) -> Result<(Device, String)> {
         if opts.kind == DeviceKind::Cpu {
+            if opts.precision == Precision::Mixed {
+                return Err(Error::Device(
+                    "--precision mixed runs on a GPU; the CPU path (--device cpu) computes in f32".into(),
+                ));
+            }
             return Ok((Device::Cpu, "CPU path (--device cpu)".into()));
         }
         let list = candidates(opts.backend);
@@ -193,6 +208,7 @@ impl Device {
         match (idx, opts.kind) {
             (Some(i), _) => {
                 let gpu = Gpu::new(&list[i])?;
+                gpu.set_precision(opts.precision)?;
                 let why = match (opts.kind, &opts.adapter) {
                     (_, Some(a)) => format!("GPU: {} (--adapter {a:?})", gpu.describe()),
                     (DeviceKind::Gpu, None) => format!("GPU: {} (--device gpu)", gpu.describe()),
@@ -217,6 +233,10 @@ impl Device {
                 };
                 if kind == DeviceKind::Gpu || opts.adapter.is_some() {
                     Err(Error::Device(what))
+                } else if opts.precision == Precision::Mixed {
+                    Err(Error::Device(format!(
+                        "--precision mixed runs on a GPU and none was found ({what}); the CPU path computes in f32"
+                    )))
                 } else {
                     Ok((Device::Cpu, format!("CPU path: {what}")))
                 }
@@ -274,6 +294,21 @@ pub struct Gpu {
     created: AtomicU64,
     split_target: std::sync::atomic::AtomicUsize,
     conv_kernels: std::sync::atomic::AtomicU8,
+    precision: std::sync::atomic::AtomicU8,
+}
+
+/// What the convolution and linear kernels compute in (`--precision`, WGRAD_PRECISION).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// Every tensor and every product in f32.
+    #[default]
+    F32,
+    /// Conv2d and Linear read their operands (inputs, weights, output gradients) staged in f16 and
+    /// accumulate in f32; every other tensor, the master weights and the optimizer stay f32. Output
+    /// gradients are scaled per tensor by a power of two before they are rounded to f16, so
+    /// nothing overflows and small gradients keep their bits (ops::cast_f16). Needs the adapter's
+    /// SHADER_F16 feature; the CPU path computes in f32 only.
+    Mixed,
 }
 
 /// Which convolution kernels a device's programs are built with: `RegisterBlocked` on every adapter,
@@ -313,7 +348,7 @@ impl Gpu {
     /// the browser's form).
     pub async fn open(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> Result<Gpu> {
         let info = adapter.get_info();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features: features,
@@ -352,6 +387,7 @@ impl Gpu {
                 65_536
             }),
             conv_kernels: std::sync::atomic::AtomicU8::new(conv_kernels_from_env()? as u8),
+            precision: std::sync::atomic::AtomicU8::new(Precision::F32 as u8),
             info,
         })
     }
@@ -464,6 +500,26 @@ impl Gpu {
     /// adapter).
     pub fn set_conv_kernels(&self, k: ConvKernels) {
         self.conv_kernels.store(k as u8, Ordering::Relaxed);
+    }
+
+    /// The precision programs built from now on compute in.
+    pub fn precision(&self) -> Precision {
+        match self.precision.load(Ordering::Relaxed) {
+            0 => Precision::F32,
+            _ => Precision::Mixed,
+        }
+    }
+    /// Chooses the precision of programs built from now on; mixed needs the SHADER_F16 feature.
+    pub fn set_precision(&self, p: Precision) -> Result<()> {
+        if p == Precision::Mixed && !self.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::Device(format!(
+                "--precision mixed needs f16 in shaders (wgpu's SHADER_F16 feature), which {} does not offer; \
+                 use --precision f32",
+                self.describe()
+            )));
+        }
+        self.precision.store(p as u8, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Number of queue submits so far (a training step must add exactly one).

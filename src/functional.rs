@@ -137,7 +137,7 @@ pub fn layer(
             let saved: Vec<View> = node.saved().iter().map(|&w| g.zeros("saved", w)).collect::<Result<_>>()?;
             let scratch = node.gpu_scratch(g, &dinputs_wanted);
             let zeros = |ws: &[u64]| ws.iter().map(|&w| g.zeros("scratch", w)).collect::<Result<Vec<_>>>();
-            let (sf, sb) = (zeros(&scratch.forward)?, zeros(&scratch.backward)?);
+            let (sf, sb, kept) = (zeros(&scratch.forward)?, zeros(&scratch.backward)?, zeros(&scratch.kept)?);
             let step = g.upload("step", &[call.random.step as u32, (call.random.step >> 32) as u32])?;
             let dout_v = dout.map(|d| up("dout", d)).transpose()?;
             let dins: Vec<View> = if dout.is_some() {
@@ -157,6 +157,7 @@ pub fn layer(
                 state: st.iter().collect(),
                 saved: saved.iter().collect(),
                 scratch: sf.iter().collect(),
+                kept: kept.iter().collect(),
                 dout: dout_v.as_ref(),
                 dinputs: dins.iter().enumerate().map(|(k, v)| (!node.grad_is_dout(k)).then_some(v)).collect(),
                 dparams: dps.iter().collect(),

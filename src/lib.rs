@@ -33,7 +33,7 @@ pub mod testing;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 
-pub use device::{BackendChoice, ConvKernels, Device, DeviceKind, DeviceOptions, Gpu};
+pub use device::{BackendChoice, ConvKernels, Device, DeviceKind, DeviceOptions, Gpu, Precision};
 pub use error::{Error, Result};
 pub use graph::{executor, Executor, Options as ExecOptions};
 pub use nn::{models, Model};

@@ -333,3 +333,42 @@ fn auto_never_picks_a_software_adapter() {
         assert!(stdout.contains("wgrad would use: GPU: ") && stdout.contains("(--device gpu)"), "{stdout}");
     }
 }
+
+#[test]
+fn precision_mixed_runs_on_a_gpu_and_says_what_it_cannot_do() {
+    let (code, _, stderr) = wgrad(&["bench", "--device", "cpu", "--precision", "mixed", "--batch-sizes", "2"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--precision mixed runs on a GPU"), "{stderr}");
+    let (code, _, stderr) = wgrad(&["bench", "--precision", "half"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("f32 or mixed"), "{stderr}");
+    let dir = tempdir();
+    let batch = data_path("tudui_batch1.safetensors");
+    let weights = data_path("tudui_init.safetensors");
+    let out = dir.join("out.safetensors");
+    let args =
+        ["check", "--weights", s(&weights), "--batch", s(&batch), "--out", s(&out), "--precision", "mixed", "--verify"];
+    let (code, _, stderr) = wgrad(&args);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("cannot judge --precision mixed"), "{stderr}");
+    assert!(!out.exists(), "nothing is written when the arguments are refused");
+    if gpu().is_none() {
+        return;
+    }
+    let (code, stdout, stderr) = wgrad(&[
+        "bench",
+        "--device",
+        "gpu",
+        "--precision",
+        "mixed",
+        "--model",
+        "tudui",
+        "--batch-sizes",
+        "2",
+        "--steps",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("Mixed precision"), "{stdout}");
+    assert!(stdout.contains("model1.conv2.dout.f16"), "the per-kernel table lists the casts: {stdout}");
+}

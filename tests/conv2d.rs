@@ -209,10 +209,10 @@ fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
         let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
         let b = cfg.bias.then(|| uniform(&mut r, cfg.out_channels, -1.0, 1.0));
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
-        let want = run_cpu(&g, &x, &w, b.as_deref(), &dout);
+        let want = expected(gpu, &g, &x, &w, b.as_deref(), &dout);
         let want_out = &want.out;
         let o = run_gpu(gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
-        let name = format!("{cfg:?} on {shape:?} ({:?})", gpu.conv_kernels());
+        let name = format!("{cfg:?} on {shape:?} ({:?}, {:?})", gpu.conv_kernels(), gpu.precision());
         assert_close(&format!("{name} out"), &o.out, want_out, 1e-4, atol_of(want_out, 1e-5));
         let wd = &want.dinp;
         assert_close(&format!("{name} dinp"), &o.dinp, wd, 1e-4, atol_of(wd, 1e-5));
@@ -221,6 +221,27 @@ fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
             assert_close(&format!("{name} dbias"), &got, &want, 1e-4, atol_of(&want, 1e-5));
         }
     }
+}
+
+#[test]
+fn mixed_precision_matches_cpu_on_random_configurations() {
+    let Some(gpu) = mixed_precision_gpu(false) else { return };
+    random_configurations(&gpu);
+}
+
+#[test]
+fn mixed_precision_split_reductions_match_cpu() {
+    let Some(gpu) = mixed_precision_gpu(true) else { return };
+    split_reductions(&gpu);
+}
+
+/// The CPU path's results for what `gpu`'s kernels compute: in mixed precision the products take
+/// the operands rounded to f16 (the output gradient scaled), the bias gradient the f32 one.
+fn expected(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>, dout: &[f32]) -> Out<f32> {
+    let (xr, wr, dr) = as_products_read(gpu, x, w, dout);
+    let mut want = run_cpu(g, &xr, &wr, b, &dr);
+    want.dbias = run_cpu(g, x, w, b, dout).dbias;
+    want
 }
 
 #[test]
@@ -250,9 +271,9 @@ fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
         let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
         let b = uniform(&mut r, cfg.out_channels, -1.0, 1.0);
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
-        let want = run_cpu(&g, &x, &w, Some(&b), &dout);
+        let want = expected(gpu, &g, &x, &w, Some(&b), &dout);
         let o = run_gpu(gpu, &cfg, &shape, &x, &w, Some(&b), &dout);
-        let name = format!("split {cfg:?} on {shape:?} ({:?})", gpu.conv_kernels());
+        let name = format!("split {cfg:?} on {shape:?} ({:?}, {:?})", gpu.conv_kernels(), gpu.precision());
         assert_close(&format!("{name} out"), &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
         assert_close(&format!("{name} dinp"), &o.dinp, &want.dinp, 1e-4, atol_of(&want.dinp, 1e-5));
         assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));

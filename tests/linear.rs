@@ -102,6 +102,20 @@ fn split_k_matches_cpu() {
     check_against_cpu(&gpu, 16);
 }
 
+#[test]
+fn mixed_precision_matches_cpu() {
+    let Some(gpu) = mixed_precision_gpu(false) else { return };
+    check_against_cpu(&gpu, 17);
+}
+
+#[test]
+fn mixed_precision_split_k_matches_cpu() {
+    let Some(gpu) = mixed_precision_gpu(true) else { return };
+    check_against_cpu(&gpu, 18);
+}
+
+/// In mixed precision the products take the operands rounded to f16 (the output gradient scaled;
+/// see common::as_products_read), the bias gradient the f32 output gradient.
 fn check_against_cpu(gpu: &Arc<wgrad::Gpu>, seed: u64) {
     let mut r = rng(seed);
     for (n, i, o) in [(1, 1, 1), (3, 7, 5), (64, 1024, 64), (64, 64, 10), (130, 33, 17)] {
@@ -111,9 +125,17 @@ fn check_against_cpu(gpu: &Arc<wgrad::Gpu>, seed: u64) {
         let b = uniform(&mut r, o, -1.0, 1.0);
         let dout = uniform(&mut r, n * o, -1.0, 1.0);
         let got = run_gpu(gpu, &c, n, &x, &w, &b, &dout);
-        let want = run_cpu(&c, n, &x, &w, &b, &dout);
+        let (xr, wr, dr) = as_products_read(gpu, &x, &w, &dout);
+        let mut want = run_cpu(&c, n, &xr, &wr, &b, &dr);
+        want[3] = run_cpu(&c, n, &x, &w, &b, &dout).swap_remove(3);
         for (k, name) in ["out", "dinp", "dweight", "dbias"].iter().enumerate() {
-            assert_close(&format!("({n}, {i}) -> {o} {name}"), &got[k], &want[k], 1e-4, atol_of(&want[k], 1e-5));
+            assert_close(
+                &format!("({n}, {i}) -> {o} {name} ({:?})", gpu.precision()),
+                &got[k],
+                &want[k],
+                1e-4,
+                atol_of(&want[k], 1e-5),
+            );
         }
     }
 }

@@ -13,7 +13,8 @@ use wgrad::shaders::all;
 
 fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let m = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    let caps = if src.starts_with("enable f16;") { Capabilities::SHADER_FLOAT16 } else { Capabilities::empty() };
+    let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&m)
         .unwrap_or_else(|e| panic!("{name}.wgsl fails validation: {e:?}"));
     (m, info)
@@ -44,7 +45,7 @@ fn params_structs_match_wgsl_layout() {
         let name = s.name;
         let layout = layouts
             .iter()
-            .find(|l| l.shader == name)
+            .find(|l| l.shader == s.variant_of.unwrap_or(name))
             .unwrap_or_else(|| panic!("{name}.wgsl has no Rust params layout in ops::params_layouts()"));
         let (m, _) = module(name, s.source);
         let (members, span) = m
@@ -85,7 +86,7 @@ fn workgroup_sizes_and_tile_constants_are_declared_once() {
             s.name
         );
         assert_eq!(wgsl_const(&m, "WG"), Some(s.workgroup), "{}: `const WG` differs from its shaders! entry", s.name);
-        for l in layouts.iter().filter(|l| l.shader == s.name) {
+        for l in layouts.iter().filter(|l| l.shader == s.variant_of.unwrap_or(s.name)) {
             for &(c, v) in &l.consts {
                 assert_eq!(wgsl_const(&m, c), Some(v), "{}: WGSL const {c} differs from the Rust side's {v}", s.name);
             }
@@ -170,13 +171,19 @@ fn translate(name: &str, src: &str) -> Result<(), String> {
     };
     let msl_pipeline = msl::PipelineOptions { entry_point: ep(naga::ShaderStage::Compute), ..Default::default() };
     msl::write_string(&m, &info, &msl_opts, &msl_pipeline).map_err(|e| format!("{name}: MSL (Metal): {e}"))?;
-    let hlsl_opts =
-        hlsl::Options { shader_model: hlsl::ShaderModel::V6_0, force_loop_bounding: false, ..hlsl::Options::default() };
+    // f16 needs shader model 6.2 on DX12 (what wgpu asks for with SHADER_F16); GL has no f16, and
+    // wgpu offers SHADER_F16 on no GL adapter.
+    let f16 = src.starts_with("enable f16;");
+    let shader_model = if f16 { hlsl::ShaderModel::V6_2 } else { hlsl::ShaderModel::V6_0 };
+    let hlsl_opts = hlsl::Options { shader_model, force_loop_bounding: false, ..hlsl::Options::default() };
     let hlsl_pipeline = hlsl::PipelineOptions { entry_point: ep(naga::ShaderStage::Compute) };
     let mut out = String::new();
     hlsl::Writer::new(&mut out, &hlsl_opts, &hlsl_pipeline)
         .write(&m, &info, None)
         .map_err(|e| format!("{name}: HLSL (DX12): {e}"))?;
+    if f16 {
+        return Ok(());
+    }
     let glsl_opts = glsl::Options { version: glsl::Version::new_gles(310), ..glsl::Options::default() };
     let glsl_pipeline =
         glsl::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into(), multiview: None };

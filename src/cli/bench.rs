@@ -82,11 +82,18 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let startup = Instant::now();
     if let Device::Gpu(g) = &device {
-        for s in shaders::all() {
+        // The f16 kernels only where they run (a device without SHADER_F16 cannot build them).
+        for s in shaders::all().iter().filter(|s| g.precision() == crate::Precision::Mixed || !s.needs_f16()) {
             g.pipeline(s.name)?;
         }
     }
     let startup_ms = startup.elapsed().as_secs_f64() * 1e3;
+    let pipelines = match &device {
+        Device::Gpu(g) => {
+            shaders::all().iter().filter(|s| g.precision() == crate::Precision::Mixed || !s.needs_f16()).count()
+        }
+        Device::Cpu => 0,
+    };
     let mut models: Vec<ModelKind> = Vec::new();
     for m in &a.model {
         let add: &[ModelKind] = match m {
@@ -106,9 +113,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if !a.json {
         if let Device::Gpu(gpu) = &device {
             println!(
-                "start-up: {} pipelines created in {startup_ms:.1} ms; {:?} convolution kernels (WGRAD_CONV_KERNELS)",
-                shaders::all().len(),
-                gpu.conv_kernels()
+                "start-up: {pipelines} pipelines created in {startup_ms:.1} ms; {:?} convolution kernels \
+                 (WGRAD_CONV_KERNELS); {:?} precision (--precision)",
+                gpu.conv_kernels(),
+                gpu.precision()
             );
         } else {
             println!("CPU path: {} threads (RAYON_NUM_THREADS sets them)", rayon::current_num_threads());

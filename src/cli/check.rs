@@ -56,6 +56,7 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::io::check_output_file(&a.out)?;
+    a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
     let kind = a.model.kind(None);
     let mut model = kind.build(0);

@@ -63,6 +63,10 @@ pub struct DeviceArgs {
     /// Use the adapter whose name contains this text (case-insensitive).
     #[arg(long, env = "WGRAD_ADAPTER")]
     pub adapter: Option<String>,
+    /// f32: every product in f32; mixed: Conv2d and Linear read f16 operands and accumulate in
+    /// f32, master weights f32 (GPU only, needs f16 shaders) [possible values: f32, mixed].
+    #[arg(long, env = "WGRAD_PRECISION", value_parser = crate::device::parse_precision, default_value = "f32")]
+    pub precision: crate::Precision,
 }
 
 impl DeviceArgs {
@@ -71,7 +75,21 @@ impl DeviceArgs {
             kind: self.device,
             backend: self.backend,
             adapter: self.adapter.clone().filter(|s| !s.is_empty()),
+            precision: self.precision,
         }
+    }
+    /// `--verify` compares every tensor with the CPU path's f32 at f32's tolerances; mixed
+    /// precision moves activations by f16's rounding (~5e-4) and, where that flips a ReLU or a
+    /// max-pool choice, gradients by far more, so the two are not asked together
+    /// (tests/tudui.rs holds mixed precision's own tolerance).
+    pub fn check_verify(&self, verify: bool) -> anyhow::Result<()> {
+        if verify && self.precision == crate::Precision::Mixed {
+            anyhow::bail!(
+                "--verify compares with the CPU path's f32 at f32 tolerances and cannot judge --precision mixed; \
+                 verify with --precision f32"
+            );
+        }
+        Ok(())
     }
     /// Selects the device and says which on stderr.
     pub fn select(&self) -> crate::Result<Device> {

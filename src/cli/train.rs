@@ -108,6 +108,7 @@ impl Bars {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
+    a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
     let train_ds = a.data.load(Split::Train)?;
     let test_ds = a.data.load(Split::Test)?;

@@ -42,6 +42,7 @@ impl CpuExecutor {
                 backward: train,
                 keep_all: opts.keep_all,
                 scratch: &scratch,
+                reads: &|i| plan.nodes[i].node.backward_reads(),
                 loss_scratch: vec![(batch * plan.classes) as u64],
             },
         );

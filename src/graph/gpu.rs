@@ -91,6 +91,7 @@ impl GpuExecutor {
                 backward: train,
                 keep_all: opts.keep_all,
                 scratch: &scratch,
+                reads: &|i| plan.nodes[i].node.gpu_backward_reads(&gpu),
                 loss_scratch: cross_entropy::gpu_scratch(dims, loss_options().reduction),
             },
         );
@@ -132,6 +133,7 @@ impl GpuExecutor {
                         state: state.iter().collect(),
                         saved: sched.saved[i].iter().map(|&t| &tensors[t]).collect(),
                         scratch: sched.scratch_forward[i].iter().map(|&t| &tensors[t]).collect(),
+                        kept: sched.kept[i].iter().map(|&t| &tensors[t]).collect(),
                         dout: None,
                         dinputs: Vec::new(),
                         dparams: Vec::new(),
@@ -177,6 +179,7 @@ impl GpuExecutor {
                         state: state.iter().collect(),
                         saved: sched.saved[j].iter().map(|&t| &tensors[t]).collect(),
                         scratch: sched.scratch_backward[j].iter().map(|&t| &tensors[t]).collect(),
+                        kept: sched.kept[j].iter().map(|&t| &tensors[t]).collect(),
                         dout: Some(&tensors[sched.grad[j + 1].unwrap()]),
                         dinputs: sched.dinputs[j].iter().map(|t| t.map(|t| &tensors[t])).collect(),
                         dparams: dparams.iter().collect(),

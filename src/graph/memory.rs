@@ -9,7 +9,7 @@
 //! task before its producer's backward: the same bits every run, on every device.
 
 use super::plan::Plan;
-use crate::ops::interface::Scratch;
+use crate::ops::interface::{Reads, Scratch};
 
 /// A tensor to place: its size in words and the first and last times it is alive.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +84,8 @@ pub struct Schedule {
     pub saved: Vec<Vec<usize>>,
     pub scratch_forward: Vec<Vec<usize>>,
     pub scratch_backward: Vec<Vec<usize>>,
+    /// Per node: its [`Scratch::kept`] tensors.
+    pub kept: Vec<Vec<usize>>,
     /// The loss's scratch (what the device's loss kernels ask for) and the logits' gradient.
     pub loss_scratch: Vec<usize>,
     pub dlogits: Option<usize>,
@@ -100,6 +102,8 @@ pub struct Request<'a> {
     pub keep_all: bool,
     /// Each node's scratch on the device that will run it.
     pub scratch: &'a dyn Fn(usize) -> Scratch,
+    /// What each node's backward reads on that device.
+    pub reads: &'a dyn Fn(usize) -> Reads,
     /// The loss's scratch on that device.
     pub loss_scratch: Vec<u64>,
 }
@@ -117,12 +121,14 @@ impl Schedule {
         let mut saved = Vec::with_capacity(n);
         let mut scratch_forward = Vec::with_capacity(n);
         let mut scratch_backward = Vec::with_capacity(n);
+        let mut kept = Vec::with_capacity(n);
         for (i, node) in plan.nodes.iter().enumerate() {
             let t = if node.node.is_view() { value[node.inputs[0]] } else { new(&mut words, numel(i + 1)) };
             value.push(t);
             saved.push(node.node.saved().into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
             let s = (req.scratch)(i);
             scratch_forward.push(s.forward.into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
+            kept.push(s.kept.into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
             let backward = req.backward && node.backward && !node.node.is_view();
             let sb = if backward { s.backward } else { Vec::new() };
             scratch_backward.push(sb.into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
@@ -210,7 +216,7 @@ impl Schedule {
                     let node = &plan.nodes[i];
                     node.inputs.iter().for_each(|&v| touch(value[v], time));
                     touch(value[i + 1], time);
-                    saved[i].iter().chain(&scratch_forward[i]).for_each(|&t| touch(t, time));
+                    saved[i].iter().chain(&scratch_forward[i]).chain(&kept[i]).for_each(|&t| touch(t, time));
                 }
                 Task::Loss => {
                     touch(value[plan.output], time);
@@ -223,7 +229,7 @@ impl Schedule {
                 }
                 Task::Backward(j) => {
                     let node = &plan.nodes[j];
-                    let reads = node.node.backward_reads();
+                    let reads = (req.reads)(j);
                     touch(grad[j + 1].unwrap(), time);
                     if reads.inputs {
                         node.inputs.iter().for_each(|&v| touch(value[v], time));
@@ -231,7 +237,7 @@ impl Schedule {
                     if reads.output {
                         touch(value[j + 1], time);
                     }
-                    saved[j].iter().chain(&scratch_backward[j]).for_each(|&t| touch(t, time));
+                    saved[j].iter().chain(&scratch_backward[j]).chain(&kept[j]).for_each(|&t| touch(t, time));
                     dinputs[j].iter().flatten().for_each(|&t| touch(t, time));
                 }
             }
@@ -258,6 +264,7 @@ impl Schedule {
             saved,
             scratch_forward,
             scratch_backward,
+            kept,
             loss_scratch,
             dlogits,
             sums,

@@ -187,7 +187,7 @@ impl Node for Geometry {
         if !self.affine {
             backward.extend([1, 1]);
         }
-        Scratch { forward, backward }
+        Scratch { forward, backward, kept: Vec::new() }
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
         let (wi, bi, rmi, rvi) = state_index(self);

@@ -88,6 +88,9 @@ pub struct Reads {
 pub struct Scratch {
     pub forward: Vec<u64>,
     pub backward: Vec<u64>,
+    /// Written by the forward and read by the backward (GPU only: the f16 copies of a
+    /// mixed-precision product's operands); alive from one to the other, as saved tensors are.
+    pub kept: Vec<u64>,
 }
 
 /// The counter-based random stream of a train step (Dropout): the same bits on the CPU path and
@@ -161,6 +164,11 @@ pub trait Node: Send + Sync {
     fn backward_reads(&self) -> Reads {
         Reads { inputs: true, output: false }
     }
+    /// What the backward's GPU kernels read on this adapter, at its current precision (a
+    /// mixed-precision product reads its kept f16 copies instead of its inputs).
+    fn gpu_backward_reads(&self, _gpu: &Gpu) -> Reads {
+        self.backward_reads()
+    }
     /// Sizes (32-bit words) of the tensors the train-mode forward saves for the backward besides
     /// inputs and output (max-pool indices, batch statistics).
     fn saved(&self) -> Vec<u64> {
@@ -231,6 +239,8 @@ pub struct GpuIo<'a> {
     pub saved: Vec<&'a View>,
     /// This pass's scratch, sized as [`Node::gpu_scratch`] asked.
     pub scratch: Vec<&'a View>,
+    /// The node's [`Scratch::kept`] tensors (the same in its forward and backward).
+    pub kept: Vec<&'a View>,
     pub dout: Option<&'a View>,
     pub dinputs: Vec<Option<&'a View>>,
     pub dparams: Vec<&'a View>,

@@ -1,12 +1,14 @@
 //! Linear (nn.Linear): y = x·Wᵀ + b with W stored (out, in) as in PyTorch; backward dx = dy·W,
 //! dW = dyᵀ·x, db = Σ_n dy. Shaders: matmul.wgsl (strided, serves all three products) and
-//! bias_backward.wgsl. The CPU path uses matrixmultiply.
+//! bias_backward.wgsl. The CPU path uses matrixmultiply. With [`Precision::Mixed`] the products
+//! run matmul_f16 on f16 copies of the input, the weight and the output gradient (ops::cast_f16).
 
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Scratch};
+use super::cast_f16::{self, Operands};
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::{bias, sum_splits, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
-use crate::device::Gpu;
+use crate::device::{Gpu, Precision};
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 
@@ -100,9 +102,25 @@ impl Node for Planned {
             (splits > 1).then_some((splits * m * n) as u64)
         };
         let [f, dw, di] = self.products();
-        Scratch {
+        let mut scratch = Scratch {
             forward: part(f).into_iter().collect(),
             backward: part(dw).into_iter().chain(part(di).filter(|_| dinputs[0])).collect(),
+            kept: Vec::new(),
+        };
+        if gpu.precision() == Precision::Mixed {
+            // f16 copies: the input and the weight (kept for the backward), the output gradient
+            // and its maxima (the backward's last two).
+            let (i, o) = (self.c.in_features, self.c.out_features);
+            scratch.kept = vec![cast_f16::words(self.n * i), cast_f16::words(o * i)];
+            scratch.backward.extend([cast_f16::words(self.n * o), cast_f16::parts_words(self.n * o)]);
+        }
+        scratch
+    }
+    fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
+        match gpu.precision() {
+            // The kept f16 copies, not the input.
+            Precision::Mixed => Reads { inputs: false, output: false },
+            Precision::F32 => self.backward_reads(),
         }
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
@@ -116,25 +134,49 @@ impl Node for Planned {
         backward_cpu(&self.c, self.n, dinp, dweight, dparams.next(), io.dout, io.inputs[0], io.state[0]);
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
-        let i = self.c.in_features;
+        let (i, o) = (self.c.in_features, self.c.out_features);
         let [f, _, _] = self.products();
-        let (inp, weight) = (io.inputs[0], io.state[0]);
-        matmul_gpu(gpu, io.label, f, inp, (i, 1), weight, (1, i), io.state.get(1).copied(), io.out, io.scratch.first().copied())
+        let (bias, part) = (io.state.get(1).copied(), io.scratch.first().copied());
+        let [x16, w16] = match (gpu.precision(), io.kept.as_slice()) {
+            (Precision::F32, _) => {
+                let (inp, weight) = (io.inputs[0], io.state[0]);
+                return matmul_gpu(gpu, io.label, f, inp, (i, 1), weight, (1, i), bias, io.out, part, Operands::F32);
+            }
+            (Precision::Mixed, &[x, w]) => [x, w],
+            (Precision::Mixed, k) => return Err(Error::op(io.label, format!("mixed precision given {} kept tensors, not 2", k.len()))),
+        };
+        let mut prog = cast_f16::gpu(gpu, &format!("{}.input", io.label), io.inputs[0], self.n * i, x16, None)?;
+        prog.extend(cast_f16::gpu(gpu, &format!("{}.weight", io.label), io.state[0], o * i, w16, None)?);
+        let ops = Operands::F16 { scale_at: cast_f16::UNSCALED };
+        prog.extend(matmul_gpu(gpu, io.label, f, x16, (i, 1), w16, (1, i), bias, io.out, part, ops)?);
+        Ok(prog)
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (i, o) = (self.c.in_features, self.c.out_features);
         let [_, dw, di] = self.products();
-        let (inp, weight, dout) = (io.inputs[0], io.state[0], io.dout.unwrap());
-        let mut scratch = io.scratch.iter().copied();
-        let mut part = |mnk| if matmul_splits(gpu, mnk).0 > 1 { scratch.next() } else { None };
+        let dout = io.dout.unwrap();
         let mut prog = Program::default();
         let label = io.label;
-        prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout, (1, o), inp, (i, 1), None, io.dparams[0], part(dw))?);
+        let (inp, weight, dout_op, scratch, ops) = match (gpu.precision(), io.kept.as_slice(), io.scratch.len()) {
+            (Precision::F32, _, _) => (io.inputs[0], io.state[0], dout, &io.scratch[..], Operands::F32),
+            (Precision::Mixed, &[x, w], n) if n >= 2 => {
+                let (d16, parts) = (io.scratch[n - 2], io.scratch[n - 1]);
+                prog.extend(cast_f16::gpu(gpu, &format!("{label}.dout"), dout, self.n * o, d16, Some(parts))?);
+                (x, w, d16, &io.scratch[..n - 2], Operands::F16 { scale_at: (self.n * o) as u32 })
+            }
+            (Precision::Mixed, k, n) => {
+                return Err(Error::op(label, format!("mixed precision given {} kept and {n} scratch tensors", k.len())))
+            }
+        };
+        let mut scratch = scratch.iter().copied();
+        let mut part = |mnk| if matmul_splits(gpu, mnk).0 > 1 { scratch.next() } else { None };
+        let dweight = io.dparams[0];
+        prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout_op, (1, o), inp, (i, 1), None, dweight, part(dw), ops)?);
         if let Some(db) = io.dparams.get(1) {
             prog.extend(bias::backward_gpu(gpu, label, dout, db, None, (self.n, o, 1))?);
         }
         if let Some(dinp) = io.dinput(0) {
-            prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout, (o, 1), weight, (i, 1), None, dinp, part(di))?);
+            prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout_op, (o, 1), weight, (i, 1), None, dinp, part(di), ops)?);
         }
         Ok(prog)
     }
@@ -189,7 +231,8 @@ pub struct MatmulParams {
     pub sbn: u32,
     pub splits: u32,
     pub chunk: u32,
-    pub _pad0: u32,
+    /// Where a's scale exponent is (ops::cast_f16; UNSCALED: nowhere).
+    pub scale_at: u32,
     pub _pad1: u32,
 }
 
@@ -200,7 +243,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
     vec![crate::params_layout!(
         "matmul",
         MatmulParams,
-        [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, _pad0, _pad1]
+        [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, scale_at, _pad1]
     )
     .consts(&[("T", MATMUL_TILE)])]
 }
@@ -215,7 +258,8 @@ pub fn matmul_splits(gpu: &Gpu, (m, n, k): (usize, usize, usize)) -> (usize, usi
 }
 
 /// c (m, n) = a·b (+ bias), overwritten, where a[i, k] = a[i·sa.0 + k·sa.1] and
-/// b[k, j] = b[k·sb.0 + j·sb.1]; `part` is the scratch [`matmul_splits`] asks for when split.
+/// b[k, j] = b[k·sb.0 + j·sb.1]; `part` is the scratch [`matmul_splits`] asks for when split; a
+/// and b are f32 or f16 copies as `ops` says.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_gpu(
     gpu: &Gpu,
@@ -228,7 +272,9 @@ pub fn matmul_gpu(
     bias: Option<&View>,
     c: &View,
     part: Option<&View>,
+    ops: Operands,
 ) -> Result<Program> {
+    let shader = ops.shader(label, "matmul")?;
     let u = |v: usize| v as u32;
     let tiles = m.div_ceil(MATMUL_TILE) * n.div_ceil(MATMUL_TILE);
     let (splits, chunk) = matmul_splits(gpu, (m, n, k));
@@ -243,18 +289,18 @@ pub fn matmul_gpu(
         sbn: u(sb.1),
         splits: u(splits),
         chunk: u(chunk),
-        _pad0: 0,
+        scale_at: ops.scale_at(),
         _pad1: 0,
     };
     let mut prog = Program::default();
     let groups = Dispatch::Invocations((tiles * splits) as u64);
     let flops = 2 * (m * n * k) as u64;
     if splits == 1 {
-        prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), c], groups)?.flops(flops));
+        prog.push(Kernel::new(gpu, shader, label, &p, &[a, b, bias.unwrap_or(a), c], groups)?.flops(flops));
     } else {
         let part =
-            part.ok_or_else(|| Error::op(label, format!("matmul is split {splits} ways but was given no scratch")))?;
-        prog.push(Kernel::new(gpu, "matmul", label, &p, &[a, b, bias.unwrap_or(a), part], groups)?.flops(flops));
+            part.ok_or_else(|| Error::op(label, format!("{shader} is split {splits} ways but was given no scratch")))?;
+        prog.push(Kernel::new(gpu, shader, label, &p, &[a, b, bias.unwrap_or(a), part], groups)?.flops(flops));
         prog.push(sum_splits::gpu(gpu, label, part, c, splits)?);
     }
     Ok(prog)

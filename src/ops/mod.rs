@@ -12,6 +12,15 @@ pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
     pub workgroup: u32,
+    /// For an f16-operand variant (`conv2d_forward_f16`), the kernel it is made from.
+    pub variant_of: Option<&'static str>,
+}
+
+impl Shader {
+    /// Whether the kernel uses f16 (`enable f16;`): the device needs the SHADER_F16 feature.
+    pub fn needs_f16(&self) -> bool {
+        self.source.starts_with("enable f16;")
+    }
 }
 
 /// Declares the WGSL kernels of an op module with their workgroup sizes, compiled into the
@@ -24,6 +33,7 @@ macro_rules! shaders {
             name: stringify!($name),
             source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", stringify!($name), ".wgsl")),
             workgroup: $wg,
+            variant_of: None,
         }),*];
     };
 }
@@ -61,6 +71,7 @@ registry!(
     avgpool2d => AvgPool2d,
     batchnorm2d => BatchNorm2d,
     bias,
+    cast_f16,
     conv2d => Conv2d,
     cross_entropy,
     dropout => Dropout,

@@ -230,6 +230,47 @@ pub fn splitting_gpu() -> Option<Arc<Gpu>> {
     own_gpu(|g| g.set_split_target(1 << 16))
 }
 
+/// A GPU of its own computing in mixed precision (`split`: splitting reductions as
+/// [`splitting_gpu`] does); None, said as a skip, where the adapter has no f16 shaders.
+pub fn mixed_precision_gpu(split: bool) -> Option<Arc<Gpu>> {
+    let g = own_gpu(|g| {
+        if split {
+            g.set_split_target(1 << 16);
+        }
+    })?;
+    match g.set_precision(wgrad::Precision::Mixed) {
+        Ok(()) => Some(g),
+        Err(e) => {
+            skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16");
+            None
+        }
+    }
+}
+
+/// `v` rounded to f16 and back, as a mixed-precision product reads an input or a weight.
+pub fn f16_rounded(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()
+}
+
+/// `v` as a mixed-precision product reads an output gradient: scaled by 2^e so that its largest
+/// magnitude m lands in [2^14, 2^15) (e = 15 - frexp(m).exp), rounded to f16, scaled back.
+pub fn f16_scaled(v: &[f32]) -> Vec<f32> {
+    let m = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    // frexp's exponent of a normal m: m = f · 2^exp with f in [0.5, 1).
+    let e = if m > 0.0 { (15 - (((m.to_bits() >> 23) & 0xff) as i32 - 126)).clamp(-100, 100) } else { 0 };
+    let s = 2f64.powi(e);
+    v.iter().map(|&x| (half::f16::from_f64(x as f64 * s).to_f64() / s) as f32).collect()
+}
+
+/// The operands (input, weight, output gradient) as `gpu`'s products read them: rounded as
+/// [`f16_rounded`] and [`f16_scaled`] say in mixed precision, else as they are.
+pub fn as_products_read(gpu: &Gpu, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    match gpu.precision() {
+        wgrad::Precision::Mixed => (f16_rounded(x), f16_rounded(w), f16_scaled(dout)),
+        wgrad::Precision::F32 => (x.to_vec(), w.to_vec(), dout.to_vec()),
+    }
+}
+
 /// The adapter [`gpu`] uses, opened again for one test's settings (the shared one stays as it is).
 fn own_gpu(configure: impl FnOnce(&Gpu)) -> Option<Arc<Gpu>> {
     gpu()?;

@@ -2,12 +2,15 @@
 //! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl.
 //! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
+//! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
+//! input, the weight and the output gradient (ops::cast_f16), the register-blocked kernels only.
 
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Scratch};
+use super::cast_f16::{self, Operands};
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::{multiversion, with_scratch, Real};
-use crate::device::{ConvKernels, Gpu};
+use crate::device::{ConvKernels, Gpu, Precision};
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
@@ -167,7 +170,7 @@ impl Node for Planned {
         let s = Splits::new(gpu, &self.g);
         let g = &self.g;
         let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
-        Scratch {
+        let mut scratch = Scratch {
             forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().collect(),
             backward: part(bias::splits(gpu, g.n, g.oc), g.oc)
                 .filter(|_| self.bias)
@@ -175,6 +178,22 @@ impl Node for Planned {
                 .chain(part(s.dweight, g.oc * g.k()))
                 .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinputs[0]))
                 .collect(),
+            kept: Vec::new(),
+        };
+        if gpu.precision() == Precision::Mixed {
+            // f16 copies: the input and the weight (kept for the backward), the output gradient
+            // and its maxima (the backward's last two).
+            let dout = g.n * g.oc * g.oh * g.ow;
+            scratch.kept = vec![cast_f16::words(g.n * g.ic * g.h * g.w), cast_f16::words(g.oc * g.k())];
+            scratch.backward.extend([cast_f16::words(dout), cast_f16::parts_words(dout)]);
+        }
+        scratch
+    }
+    fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
+        match gpu.precision() {
+            // The kept f16 copies, not the input.
+            Precision::Mixed => Reads { inputs: false, output: false },
+            Precision::F32 => self.backward_reads(),
         }
     }
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
@@ -183,7 +202,7 @@ impl Node for Planned {
         if dinputs.first() == Some(&true) {
             backward.extend(direct::backward_input_scratch(isa, &self.g));
         }
-        Scratch { forward: direct::forward_scratch(isa, &self.g), backward }
+        Scratch { forward: direct::forward_scratch(isa, &self.g), backward, kept: Vec::new() }
     }
     fn forward_cpu(&self, mut io: CpuForward<'_>) {
         let bias = self.bias.then(|| &*io.state[1]);
@@ -212,11 +231,39 @@ impl Node for Planned {
         }
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
-        forward_gpu(gpu, io.label, &self.g, io.out, io.inputs[0], io.state[0], io.state.get(1).copied(), &io.scratch)
+        let g = &self.g;
+        let bias = io.state.get(1).copied();
+        let [x16, w16] = match (gpu.precision(), io.kept.as_slice()) {
+            (Precision::F32, _) => {
+                return forward_gpu(gpu, io.label, g, io.out, io.inputs[0], io.state[0], bias, &io.scratch, Operands::F32)
+            }
+            (Precision::Mixed, &[x, w]) => [x, w],
+            (Precision::Mixed, k) => return Err(Error::op(io.label, format!("mixed precision given {} kept tensors, not 2", k.len()))),
+        };
+        let mut prog = cast_f16::gpu(gpu, &format!("{}.input", io.label), io.inputs[0], g.n * g.ic * g.h * g.w, x16, None)?;
+        prog.extend(cast_f16::gpu(gpu, &format!("{}.weight", io.label), io.state[0], g.oc * g.k(), w16, None)?);
+        let ops = Operands::F16 { scale_at: cast_f16::UNSCALED };
+        prog.extend(forward_gpu(gpu, io.label, g, io.out, x16, w16, bias, &io.scratch, ops)?);
+        Ok(prog)
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
+        let g = &self.g;
         let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
-        backward_gpu(gpu, io.label, &self.g, grads, io.dout.unwrap(), io.inputs[0], io.state[0], &io.scratch)
+        let dout = io.dout.unwrap();
+        let (x16, w16, d16, parts, scratch) = match (gpu.precision(), io.kept.as_slice(), io.scratch.len()) {
+            (Precision::F32, _, _) => {
+                return backward_gpu(gpu, io.label, g, grads, dout, dout, io.inputs[0], io.state[0], &io.scratch, Operands::F32)
+            }
+            (Precision::Mixed, &[x, w], n) if n >= 2 => (x, w, io.scratch[n - 2], io.scratch[n - 1], &io.scratch[..n - 2]),
+            (Precision::Mixed, k, n) => {
+                return Err(Error::op(io.label, format!("mixed precision given {} kept and {n} scratch tensors", k.len())))
+            }
+        };
+        let dout_n = g.n * g.oc * g.oh * g.ow;
+        let mut prog = cast_f16::gpu(gpu, &format!("{}.dout", io.label), dout, dout_n, d16, Some(parts))?;
+        let ops = Operands::F16 { scale_at: dout_n as u32 };
+        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, d16, x16, w16, scratch, ops)?);
+        Ok(prog)
     }
 }
 
@@ -432,7 +479,8 @@ pub struct Params {
     pub has_bias: u32,
     pub splits: u32,
     pub chunk: u32,
-    pub _pad0: u32,
+    /// Where the output gradient's scale exponent is (ops::cast_f16; UNSCALED: nowhere).
+    pub scale_at: u32,
     pub _pad1: u32,
 }
 
@@ -441,7 +489,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
         crate::params_layout!(
             s,
             Params,
-            [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, _pad0, _pad1]
+            [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, scale_at, _pad1]
         )
     };
     vec![
@@ -454,7 +502,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
     ]
 }
 
-fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
+fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize, ops: Operands) -> Params {
     let u = |v: usize| v as u32;
     Params {
         N: u(g.n),
@@ -475,7 +523,7 @@ fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize) -> Params {
         has_bias: has_bias as u32,
         splits: u(splits),
         chunk: u(chunk),
-        _pad0: 0,
+        scale_at: ops.scale_at(),
         _pad1: 0,
     }
 }
@@ -493,6 +541,15 @@ const TILED_BM: usize = 32;
 const TILED_BN: usize = 128;
 const TILED_WG: usize = 64;
 const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
+
+/// The kernels a device's programs use: its choice ([`Gpu::conv_kernels`]), the register-blocked
+/// ones in mixed precision (the tiled ones have no f16 variants).
+fn kernels(gpu: &Gpu) -> ConvKernels {
+    match gpu.precision() {
+        Precision::F32 => gpu.conv_kernels(),
+        Precision::Mixed => ConvKernels::RegisterBlocked,
+    }
+}
 
 /// One of a convolution's three products (forward, input gradient, weight gradient), a GEMM of
 /// `rows` (output channels; input channels for the input gradient) by `cols` (output pixels; input
@@ -550,7 +607,7 @@ impl Splits {
             let chunk = len.div_ceil(splits);
             (len.div_ceil(chunk), chunk)
         };
-        let k = gpu.conv_kernels();
+        let k = kernels(gpu);
         Splits {
             forward: over(Product::forward(k, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow),
             dweight: weight_splits(gpu, g),
@@ -589,7 +646,8 @@ fn split_product(
     Ok(prog)
 }
 
-/// out = conv(inp, weight) + bias, overwritten; `scratch` as [`Node::gpu_scratch`] asked.
+/// out = conv(inp, weight) + bias, overwritten; `scratch` as [`Node::gpu_scratch`] asked (less
+/// the f16 copies); `inp` and `weight` are f32 or f16 copies as `ops` says.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_gpu(
     gpu: &Gpu,
@@ -600,13 +658,15 @@ pub fn forward_gpu(
     weight: &View,
     bias: Option<&View>,
     scratch: &[&View],
+    ops: Operands,
 ) -> Result<Program> {
-    let prod = Product::forward(gpu.conv_kernels(), g);
+    let prod = Product::forward(kernels(gpu), g);
     let (splits, chunk) = Splits::new(gpu, g).forward;
-    let p = params(g, bias.is_some(), splits, chunk);
+    let p = params(g, bias.is_some(), splits, chunk, ops);
+    let shader = ops.shader(label, prod.shader)?;
     let inputs = [inp, weight, bias.unwrap_or(weight)];
     let part = scratch.first().copied();
-    split_product(gpu, label, prod.shader, &p, &inputs, out, part, splits, prod.invocations, 2 * g.macs() as u64)
+    split_product(gpu, label, shader, &p, &inputs, out, part, splits, prod.invocations, 2 * g.macs() as u64)
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
@@ -614,7 +674,7 @@ pub fn forward_gpu(
 /// pixels per split, the partials within one binding.
 pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
-    let kernels = gpu.conv_kernels();
+    let kernels = kernels(gpu);
     let target = match kernels {
         ConvKernels::RegisterBlocked => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
@@ -633,7 +693,9 @@ pub struct GpuGrads<'a> {
     pub dbias: Option<&'a View>,
 }
 
-/// The backward's kernels; `scratch` as [`Node::gpu_scratch`] asked.
+/// The backward's kernels; `scratch` as [`Node::gpu_scratch`] asked (less the f16 copies). The
+/// bias gradient reads `dout`; the two products read `dout_op`, `inp` and `weight`, f32 tensors or
+/// f16 copies as `ops` says.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_gpu(
     gpu: &Gpu,
@@ -641,9 +703,11 @@ pub fn backward_gpu(
     g: &Geometry,
     grads: GpuGrads<'_>,
     dout: &View,
+    dout_op: &View,
     inp: &View,
     weight: &View,
     scratch: &[&View],
+    ops: Operands,
 ) -> Result<Program> {
     let mut prog = Program::default();
     let mut scratch = scratch.iter().copied();
@@ -653,15 +717,16 @@ pub fn backward_gpu(
         prog.extend(bias::backward_gpu(gpu, label, dout, dbias, part, (g.n, g.oc, g.oh * g.ow))?);
     }
     let (splits, chunk) = s.dweight;
-    let p = params(g, false, splits, chunk);
-    let prod = Product::dweight(gpu.conv_kernels(), g);
+    let p = params(g, false, splits, chunk, ops);
+    let prod = Product::dweight(kernels(gpu), g);
     let part = if splits > 1 { scratch.next() } else { None };
+    let dweight_label = format!("{label}.dweight");
     prog.extend(split_product(
         gpu,
-        &format!("{label}.dweight"),
-        prod.shader,
+        &dweight_label,
+        ops.shader(&dweight_label, prod.shader)?,
         &p,
-        &[inp, dout],
+        &[inp, dout_op],
         grads.dweight,
         part,
         splits,
@@ -669,16 +734,17 @@ pub fn backward_gpu(
         2 * g.macs() as u64,
     )?);
     if let Some(dinp) = grads.dinp {
-        let prod = Product::dinp(gpu.conv_kernels(), g);
+        let prod = Product::dinp(kernels(gpu), g);
         let (splits, chunk) = s.dinp;
-        let p = params(g, false, splits, chunk);
+        let p = params(g, false, splits, chunk, ops);
         let part = if splits > 1 { scratch.next() } else { None };
+        let dinp_label = format!("{label}.dinp");
         prog.extend(split_product(
             gpu,
-            &format!("{label}.dinp"),
-            prod.shader,
+            &dinp_label,
+            ops.shader(&dinp_label, prod.shader)?,
             &p,
-            &[weight, dout],
+            &[weight, dout_op],
             dinp,
             part,
             splits,

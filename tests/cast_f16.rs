@@ -1,0 +1,67 @@
+//! cast_f16 (mixed precision's staging of f32 tensors as f16): the unscaled cast rounds as
+//! IEEE round-to-nearest-even does; the scaled cast puts the largest magnitude in [2^14, 2^15),
+//! stores its exponent after the data, keeps gradients far below f16's smallest normal (6.1e-5)
+//! to f16's precision, and overflows nothing where values pass f16's largest (65,504).
+
+mod common;
+use common::*;
+use wgrad::ops::cast_f16;
+use wgrad::testing::assert_close;
+
+/// The f16 values and, when scaled, the exponent the kernels wrote for `x`.
+fn cast(gpu: &wgrad::Gpu, x: &[f32], scaled: bool) -> (Vec<f32>, Option<i32>) {
+    let n = x.len();
+    let inp = gpu.upload("x", x).unwrap();
+    let out = gpu.zeros("x16", cast_f16::words(n)).unwrap();
+    let parts = gpu.zeros("parts", cast_f16::parts_words(n)).unwrap();
+    cast_f16::gpu(gpu, "cast", &inp, n, &out, scaled.then_some(&parts)).unwrap().run(gpu, "cast").unwrap();
+    let halves: Vec<f32> = gpu
+        .read(&out)
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            let b = w.to_bits();
+            [half::f16::from_bits(b as u16).to_f32(), half::f16::from_bits((b >> 16) as u16).to_f32()]
+        })
+        .collect();
+    (halves[..n].to_vec(), scaled.then(|| halves[n] as i32))
+}
+
+#[test]
+fn unscaled_cast_rounds_to_nearest_even() {
+    let Some(gpu) = mixed_precision_gpu(false) else { return };
+    let mut r = rng(40);
+    // Odd length (the last word half used), values across f16's normal range, and exact ties.
+    let mut x = uniform(&mut r, 3_001, -100.0, 100.0);
+    x.extend([1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), 0.0, -0.0, 65_504.0]);
+    let (got, e) = cast(&gpu, &x, false);
+    assert_eq!(e, None);
+    assert_close("unscaled cast", &got, &f16_rounded(&x), 0.0, 0.0);
+}
+
+#[test]
+fn scaled_cast_keeps_small_gradients_and_overflows_nothing() {
+    let Some(gpu) = mixed_precision_gpu(false) else { return };
+    let mut r = rng(41);
+    // Per-element gradients of a mean over a large batch: ~1e-7, subnormal or zero in plain f16;
+    // then values past f16's largest finite; more than one workgroup of parts.
+    for (lo, hi, n) in [(-3e-7f32, 3e-7f32, 70_001usize), (-2e6, 2e6, 1_000), (-1.0, 1.0, 5)] {
+        let x = uniform(&mut r, n, lo, hi);
+        let (got, e) = cast(&gpu, &x, true);
+        let e = e.unwrap();
+        let m = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let top = m as f64 * 2f64.powi(e);
+        assert!(
+            (16_384.0..32_768.0).contains(&top),
+            "[{lo}, {hi}]: max {m} scaled by 2^{e} = {top}, not in [2^14, 2^15)"
+        );
+        assert!(got.iter().all(|v| v.is_finite()), "[{lo}, {hi}]: a scaled value overflowed f16");
+        let unscaled: Vec<f32> = got.iter().map(|&v| (v as f64 / 2f64.powi(e)) as f32).collect();
+        assert_close(&format!("[{lo}, {hi}] scaled cast"), &unscaled, &f16_scaled(&x), 0.0, 0.0);
+        // f16's precision (2^-11 relative) for everything above a thousandth of the largest.
+        assert_close(&format!("[{lo}, {hi}] against f32"), &unscaled, &x, 2f64.powi(-11), 1e-3 * m as f64);
+    }
+    // All zeros: exponent 0, zeros out.
+    let (got, e) = cast(&gpu, &[0.0; 9], true);
+    assert_eq!((got, e), (vec![0.0; 9], Some(0)));
+}
