@@ -1,6 +1,7 @@
 // The largest |x| of a tensor, in parts: part[g] = max |x[i]| over the elements workgroup g visits
-// (i = g*WG + li, stepping by the grid's invocations), the first pass of cast_f16's scaling.
-// x: (n,) f32; part: (groups,) f32, overwritten (ops::cast_f16::MAX_PARTS at most).
+// (i = g*WG + li, stepping by the grid's invocations). cast_f16's scaling runs it twice: over the
+// tensor into at most ops::cast_f16::MAX_PARTS parts, then over those with one workgroup.
+// x: (n,) f32; part: (groups,) f32, overwritten.
 // Dispatch: `groups` workgroups of 256 (one row of the grid), grid-strided over x.
 struct Params {
     n: u32,

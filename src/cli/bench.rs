@@ -81,19 +81,15 @@ fn kernel_table(times: &[KernelTime]) -> Vec<serde_json::Value> {
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let startup = Instant::now();
+    let mut pipelines = 0;
     if let Device::Gpu(g) = &device {
         // The f16 kernels only where they run (a device without SHADER_F16 cannot build them).
         for s in shaders::all().iter().filter(|s| g.precision() == crate::Precision::Mixed || !s.needs_f16()) {
             g.pipeline(s.name)?;
+            pipelines += 1;
         }
     }
     let startup_ms = startup.elapsed().as_secs_f64() * 1e3;
-    let pipelines = match &device {
-        Device::Gpu(g) => {
-            shaders::all().iter().filter(|s| g.precision() == crate::Precision::Mixed || !s.needs_f16()).count()
-        }
-        Device::Cpu => 0,
-    };
     let mut models: Vec<ModelKind> = Vec::new();
     for m in &a.model {
         let add: &[ModelKind] = match m {

@@ -1,7 +1,8 @@
 //! Staging f32 tensors as f16 for [`Precision::Mixed`](crate::Precision::Mixed): Conv2d and Linear
 //! cast their input and weight (forward) and their output gradient (backward) with these kernels
 //! and run the `_f16` variants of their product kernels on the copies (see [`crate::shaders`]).
-//! Shaders: cast_f16_absmax.wgsl (the largest |x|, in parts), cast_f16.wgsl (the cast).
+//! Shaders: cast_f16_absmax.wgsl (the largest |x|: twice, over the tensor then over its parts),
+//! cast_f16.wgsl (the cast).
 //!
 //! An output gradient is scaled by a power of two 2^e chosen on the device from its largest
 //! magnitude, so that the largest lands just below 2^15: no value overflows f16, and small
@@ -10,21 +11,19 @@
 //! what they accumulate by 2^-e. It is PyTorch AMP's loss scaling, chosen per tensor and per step,
 //! so nothing is skipped and nothing is tuned.
 
+use super::interface::{GpuIo, Reads, Scratch};
 use super::ParamsLayout;
 use crate::buffer::View;
-use crate::device::Gpu;
+use crate::device::{Gpu, Precision};
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{Error, Result};
 
 crate::shaders!(cast_f16_absmax: 256, cast_f16: 256);
 
-/// Workgroups of the max pass, and so the parts the cast reduces (the shader's loop takes any
-/// number; this keeps the cast's per-workgroup reduction short).
+/// Workgroups of the first max pass, and so the parts the second (one workgroup) reduces.
 pub const MAX_PARTS: u64 = 256;
-/// Workgroups of the cast (grid-strided beyond): each scaled one first reduces the parts, with
-/// barriers, so not more than a GPU needs to stream (lavapipe, where barriers are dear: Tudui's
-/// `conv1.dout.f16` at batch 64 took 33 ms with 4,096 workgroups).
-const CAST_GROUPS: u64 = 1_024;
+/// Workgroups of the cast (grid-strided beyond).
+const CAST_GROUPS: u64 = 4_096;
 
 /// Where a product kernel finds no scale (its `scale_at`): operands in f32, or unscaled.
 pub const UNSCALED: u32 = u32::MAX;
@@ -42,7 +41,7 @@ pub struct AbsmaxParams {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CastParams {
     pub n: u32,
-    pub parts: u32,
+    pub scaled: u32,
     pub _pad0: u32,
     pub _pad1: u32,
 }
@@ -50,7 +49,7 @@ pub struct CastParams {
 pub fn layouts() -> Vec<ParamsLayout> {
     vec![
         crate::params_layout!("cast_f16_absmax", AbsmaxParams, [n, _pad0, _pad1, _pad2]),
-        crate::params_layout!("cast_f16", CastParams, [n, parts, _pad0, _pad1]),
+        crate::params_layout!("cast_f16", CastParams, [n, scaled, _pad0, _pad1]),
     ]
 }
 
@@ -59,14 +58,21 @@ pub fn words(n: usize) -> u64 {
     (n as u64 + 1).div_ceil(2)
 }
 
-/// The scratch words of a scaled cast's maxima.
-pub fn parts_words(n: usize) -> u64 {
+/// The first max pass's workgroups, one part each.
+fn part_count(n: usize) -> u64 {
     (n as u64).div_ceil(256).clamp(1, MAX_PARTS)
 }
 
-/// Kernels writing `out` = f16(x) (`n` elements; [`words`] of them), scaled when `parts` (scratch
-/// of [`parts_words`]) is given: then `out[n]` holds the exponent e and the values are x·2^e.
-pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, parts: Option<&View>) -> Result<Program> {
+/// The scratch a scaled cast of `n` elements takes: its parts' maxima, and their largest (apart:
+/// one pass reads the first while it writes the second, which WebGPU allows only across buffers).
+pub fn scaling_words(n: usize) -> [u64; 2] {
+    [part_count(n), 1]
+}
+
+/// Kernels writing `out` = f16(x) (`n` elements; [`words`] of them), scaled when `scaling`
+/// (scratch sized as [`scaling_words`] says) is given: then `out[n]` holds the exponent e and the
+/// values are x·2^e.
+pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, scaling: Option<[&View; 2]>) -> Result<Program> {
     if x.len < n as u64 || out.len < words(n) {
         return Err(Error::op(
             label,
@@ -74,21 +80,104 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, parts: Option
         ));
     }
     let mut prog = Program::default();
+    if let Some([parts, top]) = scaling {
+        let absmax = |len: u64, from: &View, to: &View, groups: u64| {
+            let p = AbsmaxParams { n: len as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
+            Kernel::new(gpu, "cast_f16_absmax", &format!("{label}.absmax"), &p, &[from, to], Dispatch::Workgroups(groups))
+        };
+        prog.push(absmax(n as u64, x, parts, part_count(n))?);
+        prog.push(absmax(part_count(n), parts, top, 1)?);
+    }
+    let top = scaling.map(|[_, top]| top);
+    let p = CastParams { n: n as u32, scaled: top.is_some() as u32, _pad0: 0, _pad1: 0 };
     let groups = (n as u64).div_ceil(256).clamp(1, CAST_GROUPS);
-    let parts_n = match parts {
-        Some(part) => {
-            let parts_n = parts_words(n);
-            let p = AbsmaxParams { n: n as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
-            let k = Kernel::new(gpu, "cast_f16_absmax", &format!("{label}.absmax"), &p, &[x, part], Dispatch::Workgroups(parts_n))?;
-            prog.push(k);
-            parts_n
-        }
-        None => 0,
-    };
-    let p = CastParams { n: n as u32, parts: parts_n as u32, _pad0: 0, _pad1: 0 };
-    let part = parts.unwrap_or(x);
-    prog.push(Kernel::new(gpu, "cast_f16", &format!("{label}.f16"), &p, &[x, part, out], Dispatch::Workgroups(groups))?);
+    let views = [x, top.unwrap_or(x), out];
+    prog.push(Kernel::new(gpu, "cast_f16", &format!("{label}.f16"), &p, &views, Dispatch::Workgroups(groups))?);
     Ok(prog)
+}
+
+/// The elements of a product op's (Conv2d's, Linear's) operands: its input, its weight and its
+/// output gradient.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub input: usize,
+    pub weight: usize,
+    pub dout: usize,
+}
+
+/// Adds what a product op needs on `gpu` for its operands to `scratch`: in mixed precision the
+/// f16 copies of its input and weight (kept from the forward for the backward), and the output
+/// gradient's copy with its scaling scratch (the backward's last three).
+pub fn product_scratch(gpu: &Gpu, sizes: Sizes, scratch: &mut Scratch) {
+    if gpu.precision() == Precision::Mixed {
+        scratch.kept = vec![words(sizes.input), words(sizes.weight)];
+        scratch.backward.push(words(sizes.dout));
+        scratch.backward.extend(scaling_words(sizes.dout));
+    }
+}
+
+/// What a product op's backward reads on `gpu`, given what it reads in f32: in mixed precision
+/// the kept copies, not the input.
+pub fn product_backward_reads(gpu: &Gpu, f32_reads: Reads) -> Reads {
+    match gpu.precision() {
+        Precision::F32 => f32_reads,
+        Precision::Mixed => Reads { inputs: false, output: false },
+    }
+}
+
+/// A product op's operands as its kernels read them on a device.
+pub struct Staged<'a> {
+    /// The casts that make the f16 copies (none in f32).
+    pub prog: Program,
+    pub input: &'a View,
+    pub weight: &'a View,
+    /// The output gradient (in a backward).
+    pub dout: Option<&'a View>,
+    pub ops: Operands,
+    /// The node's scratch less the copies' (what the product kernels themselves asked for).
+    pub scratch: &'a [&'a View],
+}
+
+/// The kept copies of a mixed-precision product, checked.
+fn kept<'a>(io: &'a GpuIo<'_>) -> Result<[&'a View; 2]> {
+    match io.kept.as_slice() {
+        &[x, w] => Ok([x, w]),
+        k => Err(Error::op(io.label, format!("mixed precision given {} kept tensors, not 2", k.len()))),
+    }
+}
+
+/// The forward's operands: the input and weight, or in mixed precision their f16 copies (cast
+/// into the kept tensors [`product_scratch`] asked for).
+pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
+    let (input, weight) = (io.inputs[0], io.state[0]);
+    if gpu.precision() == Precision::F32 {
+        let prog = Program::default();
+        return Ok(Staged { prog, input, weight, dout: None, ops: Operands::F32, scratch: &io.scratch });
+    }
+    let [x16, w16] = kept(io)?;
+    let mut prog = self::gpu(gpu, &format!("{}.input", io.label), input, sizes.input, x16, None)?;
+    prog.extend(self::gpu(gpu, &format!("{}.weight", io.label), weight, sizes.weight, w16, None)?);
+    let ops = Operands::F16 { scale_at: UNSCALED };
+    Ok(Staged { prog, input: x16, weight: w16, dout: None, ops, scratch: &io.scratch })
+}
+
+/// The backward's operands: the input, weight and output gradient, or in mixed precision the kept
+/// copies and the output gradient's scaled f16 copy (cast into the backward scratch's last three).
+pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
+    let dout = io.dout.ok_or_else(|| Error::op(io.label, "a backward given no output gradient"))?;
+    if gpu.precision() == Precision::F32 {
+        let (input, weight, prog) = (io.inputs[0], io.state[0], Program::default());
+        return Ok(Staged { prog, input, weight, dout: Some(dout), ops: Operands::F32, scratch: &io.scratch });
+    }
+    let [x16, w16] = kept(io)?;
+    let n = io.scratch.len();
+    let Some(own) = n.checked_sub(3) else {
+        return Err(Error::op(io.label, format!("mixed precision given {n} backward scratch tensors, fewer than 3")));
+    };
+    let [d16, parts, top] = [io.scratch[own], io.scratch[own + 1], io.scratch[own + 2]];
+    let prog = self::gpu(gpu, &format!("{}.dout", io.label), dout, sizes.dout, d16, Some([parts, top]))?;
+    let ops = Operands::F16 { scale_at: sizes.dout as u32 };
+    Ok(Staged { prog, input: x16, weight: w16, dout: Some(d16), ops, scratch: &io.scratch[..own] })
 }
 
 /// What a product kernel (conv2d, matmul) reads: f32 tensors, or f16 copies made by [`gpu`] (its

@@ -1,6 +1,6 @@
 //! Linear (nn.Linear): y = x·Wᵀ + b with W stored (out, in) as in PyTorch; backward dx = dy·W,
 //! dW = dyᵀ·x, db = Σ_n dy. Shaders: matmul.wgsl (strided, serves all three products) and
-//! bias_backward.wgsl. The CPU path uses matrixmultiply. With [`Precision::Mixed`] the products
+//! bias_backward.wgsl. The CPU path uses matrixmultiply. With [`Precision::Mixed`](crate::Precision::Mixed) the products
 //! run matmul_f16 on f16 copies of the input, the weight and the output gradient (ops::cast_f16).
 
 use super::cast_f16::{self, Operands};
@@ -8,7 +8,7 @@ use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, 
 use super::{bias, sum_splits, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
-use crate::device::{Gpu, Precision};
+use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{ensure_op, Error, Result};
 
@@ -82,6 +82,10 @@ struct Planned {
 
 impl Planned {
     /// (m, n, k) of the forward, weight-gradient and input-gradient products.
+    fn sizes(&self) -> cast_f16::Sizes {
+        let (i, o) = (self.c.in_features, self.c.out_features);
+        cast_f16::Sizes { input: self.n * i, weight: o * i, dout: self.n * o }
+    }
     fn products(&self) -> [(usize, usize, usize); 3] {
         let (n, i, o) = (self.n, self.c.in_features, self.c.out_features);
         [(n, o, i), (o, i, n), (n, i, o)]
@@ -107,21 +111,11 @@ impl Node for Planned {
             backward: part(dw).into_iter().chain(part(di).filter(|_| dinputs[0])).collect(),
             kept: Vec::new(),
         };
-        if gpu.precision() == Precision::Mixed {
-            // f16 copies: the input and the weight (kept for the backward), the output gradient
-            // and its maxima (the backward's last two).
-            let (i, o) = (self.c.in_features, self.c.out_features);
-            scratch.kept = vec![cast_f16::words(self.n * i), cast_f16::words(o * i)];
-            scratch.backward.extend([cast_f16::words(self.n * o), cast_f16::parts_words(self.n * o)]);
-        }
+        cast_f16::product_scratch(gpu, self.sizes(), &mut scratch);
         scratch
     }
     fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
-        match gpu.precision() {
-            // The kept f16 copies, not the input.
-            Precision::Mixed => Reads { inputs: false, output: false },
-            Precision::F32 => self.backward_reads(),
-        }
+        cast_f16::product_backward_reads(gpu, self.backward_reads())
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
         let bias = self.c.bias.then(|| &*io.state[1]);
@@ -134,49 +128,29 @@ impl Node for Planned {
         backward_cpu(&self.c, self.n, dinp, dweight, dparams.next(), io.dout, io.inputs[0], io.state[0]);
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
-        let (i, o) = (self.c.in_features, self.c.out_features);
+        let i = self.c.in_features;
         let [f, _, _] = self.products();
         let (bias, part) = (io.state.get(1).copied(), io.scratch.first().copied());
-        let [x16, w16] = match (gpu.precision(), io.kept.as_slice()) {
-            (Precision::F32, _) => {
-                let (inp, weight) = (io.inputs[0], io.state[0]);
-                return matmul_gpu(gpu, io.label, f, inp, (i, 1), weight, (1, i), bias, io.out, part, Operands::F32);
-            }
-            (Precision::Mixed, &[x, w]) => [x, w],
-            (Precision::Mixed, k) => return Err(Error::op(io.label, format!("mixed precision given {} kept tensors, not 2", k.len()))),
-        };
-        let mut prog = cast_f16::gpu(gpu, &format!("{}.input", io.label), io.inputs[0], self.n * i, x16, None)?;
-        prog.extend(cast_f16::gpu(gpu, &format!("{}.weight", io.label), io.state[0], o * i, w16, None)?);
-        let ops = Operands::F16 { scale_at: cast_f16::UNSCALED };
-        prog.extend(matmul_gpu(gpu, io.label, f, x16, (i, 1), w16, (1, i), bias, io.out, part, ops)?);
+        let s = cast_f16::stage_forward(gpu, io, self.sizes())?;
+        let mut prog = s.prog;
+        prog.extend(matmul_gpu(gpu, io.label, f, s.input, (i, 1), s.weight, (1, i), bias, io.out, part, s.ops)?);
         Ok(prog)
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (i, o) = (self.c.in_features, self.c.out_features);
         let [_, dw, di] = self.products();
-        let dout = io.dout.unwrap();
-        let mut prog = Program::default();
         let label = io.label;
-        let (inp, weight, dout_op, scratch, ops) = match (gpu.precision(), io.kept.as_slice(), io.scratch.len()) {
-            (Precision::F32, _, _) => (io.inputs[0], io.state[0], dout, &io.scratch[..], Operands::F32),
-            (Precision::Mixed, &[x, w], n) if n >= 2 => {
-                let (d16, parts) = (io.scratch[n - 2], io.scratch[n - 1]);
-                prog.extend(cast_f16::gpu(gpu, &format!("{label}.dout"), dout, self.n * o, d16, Some(parts))?);
-                (x, w, d16, &io.scratch[..n - 2], Operands::F16 { scale_at: (self.n * o) as u32 })
-            }
-            (Precision::Mixed, k, n) => {
-                return Err(Error::op(label, format!("mixed precision given {} kept and {n} scratch tensors", k.len())))
-            }
-        };
-        let mut scratch = scratch.iter().copied();
+        let s = cast_f16::stage_backward(gpu, io, self.sizes())?;
+        let (mut prog, dout_op) = (s.prog, s.dout.unwrap());
+        let mut scratch = s.scratch.iter().copied();
         let mut part = |mnk| if matmul_splits(gpu, mnk).0 > 1 { scratch.next() } else { None };
-        let dweight = io.dparams[0];
-        prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout_op, (1, o), inp, (i, 1), None, dweight, part(dw), ops)?);
+        let (dweight, ops) = (io.dparams[0], s.ops);
+        prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout_op, (1, o), s.input, (i, 1), None, dweight, part(dw), ops)?);
         if let Some(db) = io.dparams.get(1) {
-            prog.extend(bias::backward_gpu(gpu, label, dout, db, None, (self.n, o, 1))?);
+            prog.extend(bias::backward_gpu(gpu, label, io.dout.unwrap(), db, None, (self.n, o, 1))?);
         }
         if let Some(dinp) = io.dinput(0) {
-            prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout_op, (o, 1), weight, (i, 1), None, dinp, part(di), ops)?);
+            prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout_op, (o, 1), s.weight, (i, 1), None, dinp, part(di), ops)?);
         }
         Ok(prog)
     }

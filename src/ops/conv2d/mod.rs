@@ -180,21 +180,11 @@ impl Node for Planned {
                 .collect(),
             kept: Vec::new(),
         };
-        if gpu.precision() == Precision::Mixed {
-            // f16 copies: the input and the weight (kept for the backward), the output gradient
-            // and its maxima (the backward's last two).
-            let dout = g.n * g.oc * g.oh * g.ow;
-            scratch.kept = vec![cast_f16::words(g.n * g.ic * g.h * g.w), cast_f16::words(g.oc * g.k())];
-            scratch.backward.extend([cast_f16::words(dout), cast_f16::parts_words(dout)]);
-        }
+        cast_f16::product_scratch(gpu, g.sizes(), &mut scratch);
         scratch
     }
     fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
-        match gpu.precision() {
-            // The kept f16 copies, not the input.
-            Precision::Mixed => Reads { inputs: false, output: false },
-            Precision::F32 => self.backward_reads(),
-        }
+        cast_f16::product_backward_reads(gpu, self.backward_reads())
     }
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
         let Some(isa) = direct::applies(&self.g) else { return Scratch::default() };
@@ -231,38 +221,18 @@ impl Node for Planned {
         }
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
-        let g = &self.g;
-        let bias = io.state.get(1).copied();
-        let [x16, w16] = match (gpu.precision(), io.kept.as_slice()) {
-            (Precision::F32, _) => {
-                return forward_gpu(gpu, io.label, g, io.out, io.inputs[0], io.state[0], bias, &io.scratch, Operands::F32)
-            }
-            (Precision::Mixed, &[x, w]) => [x, w],
-            (Precision::Mixed, k) => return Err(Error::op(io.label, format!("mixed precision given {} kept tensors, not 2", k.len()))),
-        };
-        let mut prog = cast_f16::gpu(gpu, &format!("{}.input", io.label), io.inputs[0], g.n * g.ic * g.h * g.w, x16, None)?;
-        prog.extend(cast_f16::gpu(gpu, &format!("{}.weight", io.label), io.state[0], g.oc * g.k(), w16, None)?);
-        let ops = Operands::F16 { scale_at: cast_f16::UNSCALED };
-        prog.extend(forward_gpu(gpu, io.label, g, io.out, x16, w16, bias, &io.scratch, ops)?);
+        let (g, bias) = (&self.g, io.state.get(1).copied());
+        let s = cast_f16::stage_forward(gpu, io, g.sizes())?;
+        let mut prog = s.prog;
+        prog.extend(forward_gpu(gpu, io.label, g, io.out, s.input, s.weight, bias, s.scratch, s.ops)?);
         Ok(prog)
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let g = &self.g;
         let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
-        let dout = io.dout.unwrap();
-        let (x16, w16, d16, parts, scratch) = match (gpu.precision(), io.kept.as_slice(), io.scratch.len()) {
-            (Precision::F32, _, _) => {
-                return backward_gpu(gpu, io.label, g, grads, dout, dout, io.inputs[0], io.state[0], &io.scratch, Operands::F32)
-            }
-            (Precision::Mixed, &[x, w], n) if n >= 2 => (x, w, io.scratch[n - 2], io.scratch[n - 1], &io.scratch[..n - 2]),
-            (Precision::Mixed, k, n) => {
-                return Err(Error::op(io.label, format!("mixed precision given {} kept and {n} scratch tensors", k.len())))
-            }
-        };
-        let dout_n = g.n * g.oc * g.oh * g.ow;
-        let mut prog = cast_f16::gpu(gpu, &format!("{}.dout", io.label), dout, dout_n, d16, Some(parts))?;
-        let ops = Operands::F16 { scale_at: dout_n as u32 };
-        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, d16, x16, w16, scratch, ops)?);
+        let s = cast_f16::stage_backward(gpu, io, g.sizes())?;
+        let (mut prog, dout) = (s.prog, io.dout.unwrap());
+        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, s.scratch, s.ops)?);
         Ok(prog)
     }
 }
@@ -294,6 +264,10 @@ impl Geometry {
     /// IC·KH·KW, the GEMM's reduction length.
     pub fn k(&self) -> usize {
         self.ic * self.kh * self.kw
+    }
+    /// The elements of the input, the weight and the output (gradient).
+    pub fn sizes(&self) -> cast_f16::Sizes {
+        cast_f16::Sizes { input: self.n * self.ic * self.h * self.w, weight: self.oc * self.k(), dout: self.n * self.oc * self.oh * self.ow }
     }
     /// Multiply-adds of the forward pass.
     pub fn macs(&self) -> usize {
