@@ -25,7 +25,9 @@ struct Params {
     splits: u32,
     chunk: u32,
     scale_at: u32,
-    _pad1: u32,
+    // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
+    // dimension, a multiple of 64 in the `_subgroups` variant.
+    stride: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
@@ -45,6 +47,18 @@ const TK: u32 = 8u;
 // Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
 const TC: u32 = 8u;
 
+// The tile's eight operands (its channels' output gradients at offsets `at` and `at_hi`), one load each. The kernel's
+// `_subgroups` variant (crate::shaders) has each invocation of a subgroup load one of them and
+// broadcast it: on lavapipe every load costs a loop over the SIMD lanes.
+fn tile_operands(at: vec4<u32>, at_hi: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(vec4<f32>(tile_operand(at.x), tile_operand(at.y), tile_operand(at.z), tile_operand(at.w)),
+                               vec4<f32>(tile_operand(at_hi.x), tile_operand(at_hi.y), tile_operand(at_hi.z), tile_operand(at_hi.w)));
+}
+
+fn tile_operand(i: u32) -> f32 {
+    return f32(dout[i]);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -52,8 +66,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let KK = p.KH * p.KW;
     let K = p.IC * KK;
     // k goes to invocations with a stride, so neighbouring invocations read neighbouring inputs:
-    // with tiles_k = ceil(K / TK) invocations per channel tile, invocation l takes l + tiles_k j.
-    let tiles_k = (K + TK - 1u) / TK;
+    // with tiles_k >= ceil(K / TK) invocations per channel tile, invocation l takes l + tiles_k j.
+    let tiles_k = p.stride;
     let tiles_oc = (p.OC + TC - 1u) / TC;
     if (t >= p.splits * tiles_oc * tiles_k) {
         return;
@@ -97,16 +111,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let db = n * p.OC * OHW + oh * p.OW;
         let xb = n * p.IC * HW;
         for (var ow = ow0; ow < ow_end; ow++) {
-            let d = vec4<f32>(f32(dout[db + ow + doc.x]), f32(dout[db + ow + doc.y]), f32(dout[db + ow + doc.z]), f32(dout[db + ow + doc.w]));
-            let d_hi = vec4<f32>(f32(dout[db + ow + doc_hi.x]), f32(dout[db + ow + doc_hi.y]), f32(dout[db + ow + doc_hi.z]),
-                                 f32(dout[db + ow + doc_hi.w]));
+            let d = tile_operands(doc + (db + ow), doc_hi + (db + ow));
             let iw0 = i32(ow * p.SW);
             for (var j = 0u; j < TK; j++) {
                 let iw = iw0 + dw[j];
                 let ok = row[j] >= 0 && iw >= 0 && iw < i32(p.W);
                 let x = select(0.0, f32(inp[xb + u32(select(0, row[j] + iw, ok))]), ok);
-                acc[j] = fma(d, vec4<f32>(x), acc[j]);
-                acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
+                acc[j] = fma(d[0], vec4<f32>(x), acc[j]);
+                acc_hi[j] = fma(d[1], vec4<f32>(x), acc_hi[j]);
             }
         }
         q += ow_end - ow0;

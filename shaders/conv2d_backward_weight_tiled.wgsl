@@ -27,7 +27,7 @@ struct Params {
     splits: u32,
     chunk: u32,
     scale_at: u32,
-    _pad1: u32,
+    stride: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry): 4 along channels x 16

@@ -25,7 +25,9 @@ struct Params {
     splits: u32,
     chunk: u32,
     scale_at: u32,
-    _pad1: u32,
+    // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
+    // dimension, a multiple of 64 in the `_subgroups` variant.
+    stride: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
@@ -44,6 +46,18 @@ const TP: u32 = 8u;
 // Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
 const TC: u32 = 8u;
 
+// The tile's eight operands (its channels' weights at offsets `at` and `at_hi`), one load each. The kernel's
+// `_subgroups` variant (crate::shaders) has each invocation of a subgroup load one of them and
+// broadcast it: on lavapipe every load costs a loop over the SIMD lanes.
+fn tile_operands(at: vec4<u32>, at_hi: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(vec4<f32>(tile_operand(at.x), tile_operand(at.y), tile_operand(at.z), tile_operand(at.w)),
+                               vec4<f32>(tile_operand(at_hi.x), tile_operand(at_hi.y), tile_operand(at_hi.z), tile_operand(at_hi.w)));
+}
+
+fn tile_operand(i: u32) -> f32 {
+    return f32(weight[i]);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -51,8 +65,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let OHW = p.OH * p.OW;
     let P = p.N * OHW;
     // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
-    // pixels: with L = ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
-    let L = (P + TP - 1u) / TP;
+    // pixels: with L >= ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
+    let L = p.stride;
     let tiles = L * ((p.OC + TC - 1u) / TC);
     if (g >= tiles * p.splits) {
         return;
@@ -98,13 +112,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let kk = kh * p.KW + kw;
             for (var ic = s * p.chunk; ic < ic_end; ic++) {
                 let k = ic * KK + kk;
-                let a = vec4<f32>(f32(weight[wrow.x + k]), f32(weight[wrow.y + k]), f32(weight[wrow.z + k]), f32(weight[wrow.w + k]));
-                let a_hi = vec4<f32>(f32(weight[wrow_hi.x + k]), f32(weight[wrow_hi.y + k]), f32(weight[wrow_hi.z + k]), f32(weight[wrow_hi.w + k]));
+                let a = tile_operands(wrow + k, wrow_hi + k);
                 for (var j = 0u; j < TP; j++) {
                     let ok = xoff[j] >= 0;
                     let x = select(0.0, f32(inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))]), ok);
-                    acc[j] = fma(a, vec4<f32>(x), acc[j]);
-                    acc_hi[j] = fma(a_hi, vec4<f32>(x), acc_hi[j]);
+                    acc[j] = fma(a[0], vec4<f32>(x), acc[j]);
+                    acc_hi[j] = fma(a[1], vec4<f32>(x), acc_hi[j]);
                 }
             }
         }

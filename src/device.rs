@@ -99,12 +99,13 @@ impl DeviceOptions {
     }
 }
 
-/// WGRAD_CONV_KERNELS's convolution kernels, or the default.
-fn conv_kernels_from_env() -> Result<ConvKernels> {
+/// WGRAD_CONV_KERNELS's convolution kernels, if it names some.
+fn conv_kernels_from_env() -> Result<Option<ConvKernels>> {
     match std::env::var("WGRAD_CONV_KERNELS") {
         Ok(v) if !v.trim().is_empty() => <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true)
-            .map_err(|_| Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked or tiled"))),
-        _ => Ok(ConvKernels::default()),
+            .map(Some)
+            .map_err(|_| Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups or tiled"))),
+        _ => Ok(None),
     }
 }
 
@@ -311,22 +312,32 @@ pub enum Precision {
     Mixed,
 }
 
-/// Which convolution kernels a device's programs are built with: `RegisterBlocked` on every adapter,
-/// unless WGRAD_CONV_KERNELS=register-blocked|tiled says otherwise (to compare them on one adapter);
-/// tests run both through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
+/// Which convolution kernels a device's programs are built with: `Subgroups` on CPU adapters that
+/// offer them (lavapipe), `RegisterBlocked` on every other adapter, unless WGRAD_CONV_KERNELS=
+/// register-blocked|subgroups|tiled says otherwise (to compare them on one adapter); tests run every
+/// one the adapter offers through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
 /// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md); on CPU
-/// adapters (lavapipe) barriers cost more than the reuse gains.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// adapters barriers cost more than the reuse gains, and every storage load is a loop over the SIMD
+/// lanes, which the `Subgroups` kernels make fewer of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvKernels {
     /// Each invocation computes 8 channels x 8 pixels from loads the cache serves; no workgroup
     /// memory, no barriers (conv2d_forward.wgsl, conv2d_backward_input.wgsl,
     /// conv2d_backward_weight.wgsl).
-    #[default]
     RegisterBlocked,
+    /// The register-blocked kernels' `_subgroups` variants: the eight operands a tile shares across
+    /// its invocations (weights; output gradients in the weight gradient) are loaded once per
+    /// subgroup, one per invocation, and broadcast (crate::shaders). Needs wgpu's SUBGROUP feature
+    /// and subgroups of at least 8 invocations.
+    Subgroups,
     /// A workgroup stages 32 channels x 128 columns of the implicit GEMM in workgroup memory per
     /// 16 reduction steps (conv2d_forward_tiled.wgsl, conv2d_backward_input_tiled.wgsl,
     /// conv2d_backward_weight_tiled.wgsl).
     Tiled,
+}
+
+impl ConvKernels {
+    const ALL: [ConvKernels; 3] = [ConvKernels::RegisterBlocked, ConvKernels::Subgroups, ConvKernels::Tiled];
 }
 
 impl Gpu {
@@ -348,7 +359,12 @@ impl Gpu {
     /// the browser's form).
     pub async fn open(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> Result<Gpu> {
         let info = adapter.get_info();
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        // Subgroups only where naga translates the kernels: a browser compiles WGSL itself and
+        // wants `enable subgroups;`, which naga does not parse yet.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        #[cfg(not(target_arch = "wasm32"))]
+        let wanted = wanted | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features: features,
@@ -370,7 +386,7 @@ impl Gpu {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(format!("device lost ({reason:?}): {msg}"));
             }
         });
-        Ok(Gpu {
+        let gpu = Gpu {
             device,
             queue,
             limits,
@@ -386,10 +402,19 @@ impl Gpu {
             } else {
                 65_536
             }),
-            conv_kernels: std::sync::atomic::AtomicU8::new(conv_kernels_from_env()? as u8),
+            conv_kernels: std::sync::atomic::AtomicU8::new(ConvKernels::RegisterBlocked as u8),
             precision: std::sync::atomic::AtomicU8::new(Precision::F32 as u8),
             info,
-        })
+        };
+        let kernels = match conv_kernels_from_env()? {
+            Some(k) => k,
+            None if gpu.info.device_type == wgpu::DeviceType::Cpu && gpu.offers(ConvKernels::Subgroups) => {
+                ConvKernels::Subgroups
+            }
+            None => ConvKernels::RegisterBlocked,
+        };
+        gpu.set_conv_kernels(kernels)?;
+        Ok(gpu)
     }
 
     /// The adapter `--device gpu` would pick (a software one where it is the only one), if any:
@@ -491,15 +516,41 @@ impl Gpu {
 
     /// The convolution kernels programs built from now on use.
     pub fn conv_kernels(&self) -> ConvKernels {
-        match self.conv_kernels.load(Ordering::Relaxed) {
-            0 => ConvKernels::RegisterBlocked,
-            _ => ConvKernels::Tiled,
+        ConvKernels::ALL[self.conv_kernels.load(Ordering::Relaxed) as usize]
+    }
+    /// Chooses the convolution kernels for programs built from now on (tests run every one the
+    /// adapter offers); an error where the adapter cannot run them.
+    pub fn set_conv_kernels(&self, k: ConvKernels) -> Result<()> {
+        if !self.offers(k) {
+            return Err(Error::Device(format!(
+                "{k:?} convolution kernels need wgpu's SUBGROUP feature with subgroups of at least 8 invocations; \
+                 {} {}, with subgroups of {} to {}",
+                self.describe(),
+                if self.features.contains(wgpu::Features::SUBGROUP) { "offers it" } else { "offers no SUBGROUP" },
+                self.info.subgroup_min_size,
+                self.info.subgroup_max_size,
+            )));
+        }
+        self.conv_kernels.store(k as u8, Ordering::Relaxed);
+        Ok(())
+    }
+    /// Whether this device can run `k`.
+    pub fn offers(&self, k: ConvKernels) -> bool {
+        match k {
+            ConvKernels::RegisterBlocked | ConvKernels::Tiled => true,
+            // The kernels broadcast from invocations 0-7 of each subgroup.
+            ConvKernels::Subgroups => {
+                self.features.contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= 8
+            }
         }
     }
-    /// Chooses the convolution kernels for programs built from now on (tests run both on one
-    /// adapter).
-    pub fn set_conv_kernels(&self, k: ConvKernels) {
-        self.conv_kernels.store(k as u8, Ordering::Relaxed);
+    /// The most invocations a subgroup of this adapter has (what wgpu reports; 128 at most).
+    pub fn subgroup_max_size(&self) -> u32 {
+        self.info.subgroup_max_size
+    }
+    /// Every convolution kernel variant this device can run.
+    pub fn conv_kernels_offered(&self) -> Vec<ConvKernels> {
+        ConvKernels::ALL.into_iter().filter(|&k| self.offers(k)).collect()
     }
 
     /// The precision programs built from now on compute in.

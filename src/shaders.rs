@@ -5,6 +5,12 @@
 //! A kernel whose operands are declared `array<operand>` (with the line `alias operand = f32;`,
 //! every read converted with `f32(...)`) also exists as `<name>_f16`: the same source reading f16
 //! operands (`enable f16;`, `alias operand = f16;`), for [`crate::Precision::Mixed`].
+//!
+//! A kernel that reads its tile's eight operands through `fn tile_operands` (the register-blocked
+//! convolution kernels) also exists as `<name>_subgroups`: each invocation of a subgroup loads one
+//! of the eight and `subgroupBroadcast` hands them round, for adapters with wgpu's SUBGROUP feature
+//! and subgroups of at least 8 ([`crate::ConvKernels::Subgroups`]). Its dispatch must keep every
+//! subgroup within one tile of channels (the kernels' `stride`, a multiple of 64).
 
 pub use crate::ops::Shader;
 use std::sync::OnceLock;
@@ -12,11 +18,48 @@ use std::sync::OnceLock;
 /// The line that makes a kernel's operand type switchable.
 pub const OPERAND_F32: &str = "alias operand = f32;";
 
-/// Every kernel, the f16-operand variants included.
+/// The line of a kernel that reads its tile's operands one load each.
+pub const TILE_OPERANDS: &str = "fn tile_operands(at: vec4<u32>, at_hi: vec4<u32>) -> array<vec4<f32>, 2> {";
+/// The `_subgroups` variant's reader, put before the kernel's own (renamed `tile_operands_each`).
+const TILE_OPERANDS_SUBGROUPS: &str = "var<private> lane: u32;
+
+fn tile_operands(at: vec4<u32>, at_hi: vec4<u32>) -> array<vec4<f32>, 2> {
+    let c = lane % 8u;
+    let v = tile_operand(select(at_hi[c % 4u], at[c % 4u], c < 4u));
+    return array<vec4<f32>, 2>(
+        vec4<f32>(subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u)),
+        vec4<f32>(subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u)));
+}
+
+fn tile_operands_each(at: vec4<u32>, at_hi: vec4<u32>) -> array<vec4<f32>, 2> {";
+/// The end of the kernels' entry-point parameters, and the `_subgroups` variant's.
+const ENTRY_END: &str = "@builtin(local_invocation_index) li: u32) {";
+const ENTRY_END_SUBGROUPS: &str =
+    "@builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sg_lane: u32) {\n    lane = sg_lane;";
+
+/// `shader`'s `_subgroups` variant, if it reads its tile's operands through `tile_operands`.
+fn subgroups_variant(shader: &Shader) -> Option<Shader> {
+    if !shader.source.contains(TILE_OPERANDS) {
+        return None;
+    }
+    assert_eq!(shader.source.matches(ENTRY_END).count(), 1, "{}: its entry point must end with {ENTRY_END:?}", shader.name);
+    let source = shader.source.replacen(TILE_OPERANDS, TILE_OPERANDS_SUBGROUPS, 1).replacen(ENTRY_END, ENTRY_END_SUBGROUPS, 1);
+    Some(Shader {
+        // Made once per process, for the process's lifetime: a fixed set of strings.
+        name: Box::leak(format!("{}_subgroups", shader.name).into_boxed_str()),
+        source: Box::leak(source.into_boxed_str()),
+        workgroup: shader.workgroup,
+        variant_of: Some(shader.name),
+    })
+}
+
+/// Every kernel, the `_subgroups` and f16-operand variants included.
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
         let mut v = crate::ops::shaders();
+        let subgroups: Vec<Shader> = v.iter().filter_map(subgroups_variant).collect();
+        v.extend(subgroups);
         let variants: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
@@ -28,7 +71,7 @@ pub fn all() -> &'static [Shader] {
                         .into_boxed_str(),
                 ),
                 workgroup: s.workgroup,
-                variant_of: Some(s.name),
+                variant_of: Some(s.variant_of.unwrap_or(s.name)),
             })
             .collect();
         v.extend(variants);
@@ -43,5 +86,11 @@ pub fn get(name: &str) -> Option<&'static Shader> {
 /// The name of `shader`'s f16-operand variant (`conv2d_forward` → `conv2d_forward_f16`).
 pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
     let want = format!("{shader}_f16");
+    all().iter().find(|s| s.name == want).map(|s| s.name)
+}
+
+/// The name of `shader`'s `_subgroups` variant (`conv2d_forward` → `conv2d_forward_subgroups`).
+pub fn subgroups_variant_name(shader: &'static str) -> Option<&'static str> {
+    let want = format!("{shader}_subgroups");
     all().iter().find(|s| s.name == want).map(|s| s.name)
 }

@@ -170,8 +170,9 @@ fn gpu_matches_cpu_on_random_configurations() {
 
 #[test]
 fn other_conv_kernels_match_cpu_on_random_configurations() {
-    let Some(gpu) = other_conv_kernels_gpu(false) else { return };
-    random_configurations(&gpu);
+    for gpu in other_conv_kernels_gpus(false) {
+        random_configurations(&gpu);
+    }
 }
 
 fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
@@ -229,6 +230,17 @@ fn mixed_precision_matches_cpu_on_random_configurations() {
     random_configurations(&gpu);
 }
 
+/// Mixed precision with each other kernel variant (the tiled choice computes with the
+/// register-blocked kernels' f16 variants).
+#[test]
+fn mixed_precision_other_conv_kernels_match_cpu() {
+    for gpu in other_conv_kernels_gpus(true) {
+        if gpu.set_precision(wgrad::Precision::Mixed).is_ok() {
+            random_configurations(&gpu);
+        }
+    }
+}
+
 #[test]
 fn mixed_precision_split_reductions_match_cpu() {
     let Some(gpu) = mixed_precision_gpu(true) else { return };
@@ -252,8 +264,9 @@ fn split_reductions_match_cpu() {
 
 #[test]
 fn other_conv_kernels_split_reductions_match_cpu() {
-    let Some(gpu) = other_conv_kernels_gpu(true) else { return };
-    split_reductions(&gpu);
+    for gpu in other_conv_kernels_gpus(true) {
+        split_reductions(&gpu);
+    }
 }
 
 fn split_reductions(gpu: &Arc<wgrad::Gpu>) {

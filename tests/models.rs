@@ -148,9 +148,7 @@ fn devices() -> Vec<Device> {
     if let Some(g) = gpu() {
         v.push(Device::Gpu(g));
     }
-    if let Some(g) = other_conv_kernels_gpu(false) {
-        v.push(Device::Gpu(g));
-    }
+    v.extend(other_conv_kernels_gpus(false).into_iter().map(Device::Gpu));
     v
 }
 

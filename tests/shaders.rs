@@ -13,11 +13,18 @@ use wgrad::shaders::all;
 
 fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let m = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
-    let caps = if src.starts_with("enable f16;") { Capabilities::SHADER_FLOAT16 } else { Capabilities::empty() };
+    let mut caps = Capabilities::empty();
+    caps.set(Capabilities::SHADER_FLOAT16, src.starts_with("enable f16;"));
+    caps.set(Capabilities::SUBGROUP, uses_subgroups(src));
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&m)
         .unwrap_or_else(|e| panic!("{name}.wgsl fails validation: {e:?}"));
     (m, info)
+}
+
+/// Whether a kernel uses subgroup operations (the `_subgroups` variants; crate::shaders).
+fn uses_subgroups(src: &str) -> bool {
+    src.contains("@builtin(subgroup_invocation_id)")
 }
 
 #[test]
@@ -153,8 +160,10 @@ fn policies() -> BoundsCheckPolicies {
 fn translate(name: &str, src: &str) -> Result<(), String> {
     let (m, info) = module(name, src);
     let ep = |stage| Some((stage, "main".to_string()));
+    // Subgroup operations need SPIR-V 1.3 (what wgpu asks for with SUBGROUP).
+    let subgroups = uses_subgroups(src);
     let spv_opts = spv::Options {
-        lang_version: (1, 0),
+        lang_version: if subgroups { (1, 3) } else { (1, 0) },
         bounds_check_policies: policies(),
         force_loop_bounding: false,
         emit_int_div_checks: false,
@@ -172,7 +181,7 @@ fn translate(name: &str, src: &str) -> Result<(), String> {
     let msl_pipeline = msl::PipelineOptions { entry_point: ep(naga::ShaderStage::Compute), ..Default::default() };
     msl::write_string(&m, &info, &msl_opts, &msl_pipeline).map_err(|e| format!("{name}: MSL (Metal): {e}"))?;
     // f16 needs shader model 6.2 on DX12 (what wgpu asks for with SHADER_F16); GL has no f16, and
-    // wgpu offers SHADER_F16 on no GL adapter.
+    // wgpu offers SHADER_F16 on no GL adapter, nor SUBGROUP.
     let f16 = src.starts_with("enable f16;");
     let shader_model = if f16 { hlsl::ShaderModel::V6_2 } else { hlsl::ShaderModel::V6_0 };
     let hlsl_opts = hlsl::Options { shader_model, force_loop_bounding: false, ..hlsl::Options::default() };
@@ -181,7 +190,7 @@ fn translate(name: &str, src: &str) -> Result<(), String> {
     hlsl::Writer::new(&mut out, &hlsl_opts, &hlsl_pipeline)
         .write(&m, &info, None)
         .map_err(|e| format!("{name}: HLSL (DX12): {e}"))?;
-    if f16 {
+    if f16 || subgroups {
         return Ok(());
     }
     let glsl_opts = glsl::Options { version: glsl::Version::new_gles(310), ..glsl::Options::default() };

@@ -83,8 +83,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let startup = Instant::now();
     let mut pipelines = 0;
     if let Device::Gpu(g) = &device {
-        // The f16 kernels only where they run (a device without SHADER_F16 cannot build them).
-        for s in shaders::all().iter().filter(|s| g.precision() == crate::Precision::Mixed || !s.needs_f16()) {
+        // The f16 and subgroup kernels only where they run (a device without SHADER_F16 or
+        // SUBGROUP cannot build them).
+        let runs = |s: &&shaders::Shader| {
+            (g.precision() == crate::Precision::Mixed || !s.needs_f16())
+                && (g.offers(crate::ConvKernels::Subgroups) || !s.needs_subgroups())
+        };
+        for s in shaders::all().iter().filter(runs) {
             g.pipeline(s.name)?;
             pipelines += 1;
         }

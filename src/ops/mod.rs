@@ -12,7 +12,8 @@ pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
     pub workgroup: u32,
-    /// For an f16-operand variant (`conv2d_forward_f16`), the kernel it is made from.
+    /// For a variant (`conv2d_forward_f16`, `conv2d_forward_subgroups`,
+    /// `conv2d_forward_subgroups_f16`; see crate::shaders), the kernel file it is made from.
     pub variant_of: Option<&'static str>,
 }
 
@@ -20,6 +21,10 @@ impl Shader {
     /// Whether the kernel uses f16 (`enable f16;`): the device needs the SHADER_F16 feature.
     pub fn needs_f16(&self) -> bool {
         self.source.starts_with("enable f16;")
+    }
+    /// Whether the kernel uses subgroup operations: the device needs the SUBGROUP feature.
+    pub fn needs_subgroups(&self) -> bool {
+        self.source.contains("@builtin(subgroup_invocation_id)")
     }
 }
 

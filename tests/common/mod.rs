@@ -209,19 +209,23 @@ impl Drop for TestDir {
     }
 }
 
-/// A GPU of its own built with the convolution kernels the default one does not use (the
-/// workgroup-memory ones unless WGRAD_CONV_KERNELS says otherwise), so that both variants run the
-/// parity tests on one adapter; `split` also splits reductions as [`splitting_gpu`] does.
-pub fn other_conv_kernels_gpu(split: bool) -> Option<Arc<Gpu>> {
-    own_gpu(|g| {
-        g.set_conv_kernels(match g.conv_kernels() {
-            wgrad::ConvKernels::Tiled => wgrad::ConvKernels::RegisterBlocked,
-            wgrad::ConvKernels::RegisterBlocked => wgrad::ConvKernels::Tiled,
-        });
-        if split {
-            g.set_split_target(1 << 16);
-        }
-    })
+/// GPUs of their own, one for each convolution kernel variant the adapter offers besides the one
+/// the default GPU uses (register-blocked, subgroups, tiled; WGRAD_CONV_KERNELS picks the default),
+/// so that every variant runs the parity tests on one adapter; `split` also splits reductions as
+/// [`splitting_gpu`] does.
+pub fn other_conv_kernels_gpus(split: bool) -> Vec<Arc<Gpu>> {
+    let Some(default) = gpu() else { return Vec::new() };
+    let others = default.conv_kernels_offered().into_iter().filter(|&k| k != default.conv_kernels());
+    others
+        .filter_map(|k| {
+            own_gpu(|g| {
+                g.set_conv_kernels(k).unwrap();
+                if split {
+                    g.set_split_target(1 << 16);
+                }
+            })
+        })
+        .collect()
 }
 
 /// A GPU of its own that splits reductions as a big GPU would (lavapipe otherwise never does), so

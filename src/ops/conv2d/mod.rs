@@ -3,7 +3,8 @@
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl.
 //! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
 //! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
-//! input, the weight and the output gradient (ops::cast_f16), the register-blocked kernels only.
+//! input, the weight and the output gradient (ops::cast_f16), the register-blocked kernels (or
+//! their `_subgroups` variants) only.
 
 use super::cast_f16::{self, Operands};
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
@@ -455,7 +456,8 @@ pub struct Params {
     pub chunk: u32,
     /// Where the output gradient's scale exponent is (ops::cast_f16; UNSCALED: nowhere).
     pub scale_at: u32,
-    pub _pad1: u32,
+    /// Invocations per tile of channels ([`Product::stride`]; the tiled kernels ignore it).
+    pub stride: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
@@ -463,7 +465,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
         crate::params_layout!(
             s,
             Params,
-            [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, scale_at, _pad1]
+            [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, scale_at, stride]
         )
     };
     vec![
@@ -476,7 +478,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
     ]
 }
 
-fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize, ops: Operands) -> Params {
+fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: usize, ops: Operands) -> Params {
     let u = |v: usize| v as u32;
     Params {
         N: u(g.n),
@@ -498,7 +500,7 @@ fn params(g: &Geometry, has_bias: bool, splits: usize, chunk: usize, ops: Operan
         splits: u(splits),
         chunk: u(chunk),
         scale_at: ops.scale_at(),
-        _pad1: 0,
+        stride: u(prod.stride),
     }
 }
 
@@ -508,6 +510,8 @@ const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
+/// The register-blocked kernels' workgroup size (their shaders! entries above).
+const BLOCKED_WG: usize = 64;
 
 /// The workgroup-memory kernels' tile (BM rows (channels) x BN columns, BK reduction steps per
 /// stage) and invocations per workgroup.
@@ -517,11 +521,11 @@ const TILED_WG: usize = 64;
 const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
 
 /// The kernels a device's programs use: its choice ([`Gpu::conv_kernels`]), the register-blocked
-/// ones in mixed precision (the tiled ones have no f16 variants).
+/// ones in mixed precision where it chose the tiled ones (which have no f16 variants).
 fn kernels(gpu: &Gpu) -> ConvKernels {
-    match gpu.precision() {
-        Precision::F32 => gpu.conv_kernels(),
-        Precision::Mixed => ConvKernels::RegisterBlocked,
+    match (gpu.precision(), gpu.conv_kernels()) {
+        (Precision::Mixed, ConvKernels::Tiled) => ConvKernels::RegisterBlocked,
+        (_, k) => k,
     }
 }
 
@@ -533,34 +537,45 @@ fn kernels(gpu: &Gpu) -> ConvKernels {
 struct Product {
     shader: &'static str,
     invocations: usize,
+    /// The register-blocked kernels' invocations per tile of channels: one per block of columns,
+    /// rounded up for the `_subgroups` variants to whole subgroups (so that a subgroup never spans
+    /// two tiles, whose shared operands differ).
+    stride: usize,
 }
 
 impl Product {
-    /// `names`: the register-blocked and the tiled shader; `block`: the (rows, cols) one
-    /// register-blocked invocation computes.
-    fn new(kernels: ConvKernels, names: &'static [&'static str; 2], rows: usize, cols: usize, block: (usize, usize)) -> Product {
-        match kernels {
-            ConvKernels::RegisterBlocked => {
-                Product { shader: names[0], invocations: rows.div_ceil(block.0) * cols.div_ceil(block.1) }
+    /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups` and `Tiled`, in that
+    /// order; `block`: the (rows, cols) one register-blocked invocation computes.
+    fn new(gpu: &Gpu, names: &'static [&'static str; 3], rows: usize, cols: usize, block: (usize, usize)) -> Product {
+        let blocked = |shader: &'static str, stride: usize| Product { shader, invocations: rows.div_ceil(block.0) * stride, stride };
+        match kernels(gpu) {
+            ConvKernels::RegisterBlocked => blocked(names[0], cols.div_ceil(block.1)),
+            // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
+            // adapter seen; Vulkan leaves it open), and lie within it.
+            ConvKernels::Subgroups => {
+                let subgroup = (gpu.subgroup_max_size() as usize).clamp(1, BLOCKED_WG);
+                blocked(names[1], cols.div_ceil(block.1).next_multiple_of(subgroup))
             }
             ConvKernels::Tiled => Product {
-                shader: names[1],
+                shader: names[2],
                 invocations: rows.div_ceil(TILED_BM) * cols.div_ceil(TILED_BN) * TILED_WG,
+                stride: 0,
             },
         }
     }
-    fn forward(kernels: ConvKernels, g: &Geometry) -> Product {
+    fn forward(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.oh * g.ow;
-        Product::new(kernels, &["conv2d_forward", "conv2d_forward_tiled"], g.oc, pixels, (TILE_CHANNELS, TILE_PIXELS))
+        let names = &["conv2d_forward", "conv2d_forward_subgroups", "conv2d_forward_tiled"];
+        Product::new(gpu, names, g.oc, pixels, (TILE_CHANNELS, TILE_PIXELS))
     }
-    fn dinp(kernels: ConvKernels, g: &Geometry) -> Product {
+    fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
-        let names = &["conv2d_backward_input", "conv2d_backward_input_tiled"];
-        Product::new(kernels, names, g.ic, pixels, (TILE_CHANNELS, TILE_PIXELS))
+        let names = &["conv2d_backward_input", "conv2d_backward_input_subgroups", "conv2d_backward_input_tiled"];
+        Product::new(gpu, names, g.ic, pixels, (TILE_CHANNELS, TILE_PIXELS))
     }
-    fn dweight(kernels: ConvKernels, g: &Geometry) -> Product {
-        let names = &["conv2d_backward_weight", "conv2d_backward_weight_tiled"];
-        Product::new(kernels, names, g.oc, g.k(), (TILE_CHANNELS, WEIGHT_TILE_K))
+    fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
+        let names = &["conv2d_backward_weight", "conv2d_backward_weight_subgroups", "conv2d_backward_weight_tiled"];
+        Product::new(gpu, names, g.oc, g.k(), (TILE_CHANNELS, WEIGHT_TILE_K))
     }
 }
 
@@ -581,11 +596,10 @@ impl Splits {
             let chunk = len.div_ceil(splits);
             (len.div_ceil(chunk), chunk)
         };
-        let k = kernels(gpu);
         Splits {
-            forward: over(Product::forward(k, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow),
+            forward: over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow),
             dweight: weight_splits(gpu, g),
-            dinp: over(Product::dinp(k, g).invocations, g.oc, g.n * g.ic * g.h * g.w),
+            dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w),
         }
     }
 }
@@ -634,9 +648,9 @@ pub fn forward_gpu(
     scratch: &[&View],
     ops: Operands,
 ) -> Result<Program> {
-    let prod = Product::forward(kernels(gpu), g);
+    let prod = Product::forward(gpu, g);
     let (splits, chunk) = Splits::new(gpu, g).forward;
-    let p = params(g, bias.is_some(), splits, chunk, ops);
+    let p = params(g, &prod, bias.is_some(), splits, chunk, ops);
     let shader = ops.shader(label, prod.shader)?;
     let inputs = [inp, weight, bias.unwrap_or(weight)];
     let part = scratch.first().copied();
@@ -650,10 +664,10 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
     let kernels = kernels(gpu);
     let target = match kernels {
-        ConvKernels::RegisterBlocked => 32_768,
+        ConvKernels::RegisterBlocked | ConvKernels::Subgroups => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
     };
-    let invocations = Product::dweight(kernels, g).invocations;
+    let invocations = Product::dweight(gpu, g).invocations;
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
     let splits = target.div_ceil(invocations).min(pixels.div_ceil(256)).min(max_by_memory).max(1);
     let chunk = pixels.div_ceil(splits);
@@ -691,8 +705,8 @@ pub fn backward_gpu(
         prog.extend(bias::backward_gpu(gpu, label, dout, dbias, part, (g.n, g.oc, g.oh * g.ow))?);
     }
     let (splits, chunk) = s.dweight;
-    let p = params(g, false, splits, chunk, ops);
-    let prod = Product::dweight(kernels(gpu), g);
+    let prod = Product::dweight(gpu, g);
+    let p = params(g, &prod, false, splits, chunk, ops);
     let part = if splits > 1 { scratch.next() } else { None };
     let dweight_label = format!("{label}.dweight");
     prog.extend(split_product(
@@ -708,9 +722,9 @@ pub fn backward_gpu(
         2 * g.macs() as u64,
     )?);
     if let Some(dinp) = grads.dinp {
-        let prod = Product::dinp(kernels(gpu), g);
+        let prod = Product::dinp(gpu, g);
         let (splits, chunk) = s.dinp;
-        let p = params(g, false, splits, chunk, ops);
+        let p = params(g, &prod, false, splits, chunk, ops);
         let part = if splits > 1 { scratch.next() } else { None };
         let dinp_label = format!("{label}.dinp");
         prog.extend(split_product(
