@@ -468,10 +468,14 @@ pub fn layouts() -> Vec<ParamsLayout> {
             [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, scale_at, stride]
         )
     };
+    let (sub, sub_dweight) = SUBGROUPS_TILE_CHANNELS;
     vec![
         l("conv2d_forward").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_input").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_weight").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
+        l("conv2d_forward_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", sub)]),
+        l("conv2d_backward_input_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", sub)]),
+        l("conv2d_backward_weight_subgroups").consts(&[("TK", WEIGHT_TILE_K), ("TC", sub_dweight)]),
         l("conv2d_forward_tiled").consts(TILED),
         l("conv2d_backward_input_tiled").consts(TILED),
         l("conv2d_backward_weight_tiled").consts(TILED),
@@ -504,10 +508,16 @@ fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: us
     }
 }
 
-/// Pixels and channels per invocation of conv2d_forward and conv2d_backward_input (TP and the two
-/// vec4 accumulators in the shaders), and output channels per conv2d_backward_weight invocation.
+/// Pixels and channels per invocation of conv2d_forward and conv2d_backward_input (TP and TC in the
+/// shaders), and output channels per conv2d_backward_weight invocation; the `_subgroups` variants'
+/// tile has SUBGROUPS_TILE_CHANNELS.
 const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
+/// The `_subgroups` variants' channels per tile: forward and input gradient, weight gradient (a
+/// multiple of 8; each invocation of a subgroup loads one in eight of a tile's shared operands).
+/// On lavapipe 16 reads half as many shared operands per FMA in the first two; the weight gradient
+/// ran 3x slower with 16 than with 8.
+const SUBGROUPS_TILE_CHANNELS: (usize, usize) = (16, 8);
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
 /// The register-blocked kernels' workgroup size (their shaders! entries above).
@@ -545,16 +555,27 @@ struct Product {
 
 impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups` and `Tiled`, in that
-    /// order; `block`: the (rows, cols) one register-blocked invocation computes.
-    fn new(gpu: &Gpu, names: &'static [&'static str; 3], rows: usize, cols: usize, block: (usize, usize)) -> Product {
-        let blocked = |shader: &'static str, stride: usize| Product { shader, invocations: rows.div_ceil(block.0) * stride, stride };
+    /// order; `block`: the columns one register-blocked invocation computes (of a tile's channels:
+    /// TILE_CHANNELS, or `subgroups_tile` in the `_subgroups` variant).
+    fn new(
+        gpu: &Gpu,
+        names: &'static [&'static str; 3],
+        (rows, cols): (usize, usize),
+        block: usize,
+        subgroups_tile: usize,
+    ) -> Product {
+        let blocked = |shader: &'static str, channels: usize, stride: usize| Product {
+            shader,
+            invocations: rows.div_ceil(channels) * stride,
+            stride,
+        };
         match kernels(gpu) {
-            ConvKernels::RegisterBlocked => blocked(names[0], cols.div_ceil(block.1)),
+            ConvKernels::RegisterBlocked => blocked(names[0], TILE_CHANNELS, cols.div_ceil(block)),
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
             ConvKernels::Subgroups => {
                 let subgroup = (gpu.subgroup_max_size() as usize).clamp(1, BLOCKED_WG);
-                blocked(names[1], cols.div_ceil(block.1).next_multiple_of(subgroup))
+                blocked(names[1], subgroups_tile, cols.div_ceil(block).next_multiple_of(subgroup))
             }
             ConvKernels::Tiled => Product {
                 shader: names[2],
@@ -566,16 +587,16 @@ impl Product {
     fn forward(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.oh * g.ow;
         let names = &["conv2d_forward", "conv2d_forward_subgroups", "conv2d_forward_tiled"];
-        Product::new(gpu, names, g.oc, pixels, (TILE_CHANNELS, TILE_PIXELS))
+        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0)
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
         let names = &["conv2d_backward_input", "conv2d_backward_input_subgroups", "conv2d_backward_input_tiled"];
-        Product::new(gpu, names, g.ic, pixels, (TILE_CHANNELS, TILE_PIXELS))
+        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0)
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &["conv2d_backward_weight", "conv2d_backward_weight_subgroups", "conv2d_backward_weight_tiled"];
-        Product::new(gpu, names, g.oc, g.k(), (TILE_CHANNELS, WEIGHT_TILE_K))
+        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1)
     }
 }
 
