@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 pub const OPERAND_F32: &str = "alias operand = f32;";
 
 /// The line of a kernel that reads its tile's operands one load each.
-pub const TILE_OPERANDS: &str = "fn tile_operands(rows: array<vec4<u32>, TV>, at: u32) -> array<vec4<f32>, TV> {";
+const TILE_OPERANDS: &str = "fn tile_operands(rows: array<vec4<u32>, TV>, at: u32) -> array<vec4<f32>, TV> {";
 /// The `_subgroups` variant's reader, put before the kernel's own (renamed `tile_operands_each`).
 const TILE_OPERANDS_SUBGROUPS: &str = "var<private> lane: u32;
 
@@ -44,8 +44,9 @@ const ENTRY_END: &str = "@builtin(local_invocation_index) li: u32) {";
 const ENTRY_END_SUBGROUPS: &str =
     "@builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) sg_lane: u32) {\n    lane = sg_lane;";
 
-/// `shader`'s `_subgroups` variant, if it reads its tile's operands through `tile_operands`.
-fn subgroups_variant(shader: &Shader) -> Option<Shader> {
+/// `shader`'s `_subgroups` variant, if it reads its tile's operands through `tile_operands`;
+/// `layouts`: every kernel's params layout (the variant's declares its tile constants).
+fn subgroups_variant(shader: &Shader, layouts: &[crate::ops::ParamsLayout]) -> Option<Shader> {
     if !shader.source.contains(TILE_OPERANDS) {
         return None;
     }
@@ -53,7 +54,6 @@ fn subgroups_variant(shader: &Shader) -> Option<Shader> {
     let name = format!("{}_subgroups", shader.name);
     let mut source = shader.source.replacen(TILE_OPERANDS, TILE_OPERANDS_SUBGROUPS, 1).replacen(ENTRY_END, ENTRY_END_SUBGROUPS, 1);
     // The variant's tile constants are those its params layout declares (its own tile shape).
-    let layouts = crate::ops::params_layouts();
     let consts = layouts.iter().find(|l| l.shader == name).map_or(&[][..], |l| &l.consts[..]);
     for &(c, v) in consts {
         let line = |src: &str| src.lines().find(|l| l.starts_with(&format!("const {c}: u32 = "))).map(str::to_string);
@@ -74,7 +74,8 @@ pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
         let mut v = crate::ops::shaders();
-        let subgroups: Vec<Shader> = v.iter().filter_map(subgroups_variant).collect();
+        let layouts = crate::ops::params_layouts();
+        let subgroups: Vec<Shader> = v.iter().filter_map(|s| subgroups_variant(s, &layouts)).collect();
         v.extend(subgroups);
         let variants: Vec<Shader> = v
             .iter()
@@ -105,8 +106,3 @@ pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
     all().iter().find(|s| s.name == want).map(|s| s.name)
 }
 
-/// The name of `shader`'s `_subgroups` variant (`conv2d_forward` → `conv2d_forward_subgroups`).
-pub fn subgroups_variant_name(shader: &'static str) -> Option<&'static str> {
-    let want = format!("{shader}_subgroups");
-    all().iter().find(|s| s.name == want).map(|s| s.name)
-}
