@@ -28,7 +28,7 @@ struct Params {
     chunk: u32,
     scale_at: u32,
     // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of 64 in the `_subgroups` variant.
+    // dimension.
     stride: u32,
 }
 
@@ -46,35 +46,8 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
 const TP: u32 = 8u;
-// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s.
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
 const TC: u32 = 8u;
-const TV: u32 = TC / 4u;
-
-// The tile's TC operands (its channels' weights), channel c's at rows[c / 4][c % 4] + at, one
-// load each. The kernel's `_subgroups` variant (crate::shaders) has each invocation of a subgroup
-// load TC / 8 of them and broadcast them: on lavapipe every load is a loop over the SIMD lanes.
-fn tile_operands(rows: array<vec4<u32>, TV>, at: u32) -> array<vec4<f32>, TV> {
-    var v: array<vec4<f32>, TV>;
-    for (var i = 0u; i < TV; i++) {
-        let r = rows[i] + at;
-        v[i] = vec4<f32>(tile_operand(r.x), tile_operand(r.y), tile_operand(r.z), tile_operand(r.w));
-    }
-    return v;
-}
-
-// The rows of tile_operands: channel first + c's (clamped to `last`) times `step`.
-fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
-    var rows: array<vec4<u32>, TV>;
-    for (var i = 0u; i < TV; i++) {
-        let c = vec4<u32>(first + 4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-        rows[i] = min(c, vec4<u32>(last)) * step;
-    }
-    return rows;
-}
-
-fn tile_operand(i: u32) -> f32 {
-    return f32(weight[i]);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -107,9 +80,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         ih[j] = i32(r / p.W);
         iw[j] = i32(r % p.W);
     }
-    let wic = tile_rows(ic0, p.IC - 1u, KK);
-    // acc[j][i]: column j's channels 4i to 4i + 3.
-    var acc: array<array<vec4<f32>, TV>, TP>;
+    let last = p.IC - 1u;
+    let wic = vec4<u32>(min(ic0, last), min(ic0 + 1u, last), min(ic0 + 2u, last), min(ic0 + 3u, last)) * KK;
+    let wic_hi = vec4<u32>(min(ic0 + 4u, last), min(ic0 + 5u, last), min(ic0 + 6u, last), min(ic0 + 7u, last)) * KK;
+
+    var acc: array<vec4<f32>, TP>;
+    var acc_hi: array<vec4<f32>, TP>;
     for (var kh = 0u; kh < p.KH; kh++) {
         for (var kw = 0u; kw < p.KW; kw++) {
             var doff: array<i32, TP>;
@@ -128,15 +104,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let ok = th >= 0 && tw >= 0 && on_grid && oh < i32(p.OH) && ow < i32(p.OW);
                 doff[j] = select(-1, oh * i32(p.OW) + ow, ok);
             }
-            let kk = kh * p.KW + kw;
+            let wk = wic + vec4<u32>(kh * p.KW + kw);
+            let wk_hi = wic_hi + vec4<u32>(kh * p.KW + kw);
             for (var oc = s * p.chunk; oc < oc_end; oc++) {
-                let a = tile_operands(wic, oc * p.IC * KK + kk);
+                let wo = oc * p.IC * KK;
+                let a = vec4<f32>(f32(weight[wo + wk.x]), f32(weight[wo + wk.y]), f32(weight[wo + wk.z]), f32(weight[wo + wk.w]));
+                let a_hi = vec4<f32>(f32(weight[wo + wk_hi.x]), f32(weight[wo + wk_hi.y]), f32(weight[wo + wk_hi.z]), f32(weight[wo + wk_hi.w]));
                 for (var j = 0u; j < TP; j++) {
                     let ok = doff[j] >= 0;
                     let d = select(0.0, f32(dout[dbase[j] + oc * OHW + u32(max(doff[j], 0))]), ok);
-                    for (var i = 0u; i < TV; i++) {
-                        acc[j][i] = fma(a[i], vec4<f32>(d), acc[j][i]);
-                    }
+                    acc[j] = fma(a, vec4<f32>(d), acc[j]);
+                    acc_hi[j] = fma(a_hi, vec4<f32>(d), acc_hi[j]);
                 }
             }
         }
@@ -151,14 +129,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let q = q0 + L * j;
         if (q < P) {
             let o = s * P * p.IC + (q / HW) * p.IC * HW + q % HW;
-            // Loops of at most four (see conv2d_forward.wgsl).
-            for (var i = 0u; i < TV; i++) {
-                let v = acc[j][i] * unscale;
-                for (var e = 0u; e < 4u; e++) {
-                    let c = ic0 + 4u * i + e;
-                    if (c < p.IC) {
-                        dinp[o + c * HW] = v[e];
-                    }
+            for (var i = 0u; i < 4u; i++) {
+                if (ic0 + i < p.IC) {
+                    dinp[o + (ic0 + i) * HW] = acc[j][i] * unscale;
+                }
+                if (ic0 + 4u + i < p.IC) {
+                    dinp[o + (ic0 + 4u + i) * HW] = acc_hi[j][i] * unscale;
                 }
             }
         }

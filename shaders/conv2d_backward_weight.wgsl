@@ -26,7 +26,7 @@ struct Params {
     chunk: u32,
     scale_at: u32,
     // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of 64 in the `_subgroups` variant.
+    // dimension.
     stride: u32,
 }
 
@@ -44,35 +44,8 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 const TK: u32 = 8u;
-// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s.
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
 const TC: u32 = 8u;
-const TV: u32 = TC / 4u;
-
-// The tile's TC operands (its channels' output gradients), channel c's at rows[c / 4][c % 4] + at, one
-// load each. The kernel's `_subgroups` variant (crate::shaders) has each invocation of a subgroup
-// load TC / 8 of them and broadcast them: on lavapipe every load is a loop over the SIMD lanes.
-fn tile_operands(rows: array<vec4<u32>, TV>, at: u32) -> array<vec4<f32>, TV> {
-    var v: array<vec4<f32>, TV>;
-    for (var i = 0u; i < TV; i++) {
-        let r = rows[i] + at;
-        v[i] = vec4<f32>(tile_operand(r.x), tile_operand(r.y), tile_operand(r.z), tile_operand(r.w));
-    }
-    return v;
-}
-
-// The rows of tile_operands: channel first + c's (clamped to `last`) times `step`.
-fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
-    var rows: array<vec4<u32>, TV>;
-    for (var i = 0u; i < TV; i++) {
-        let c = vec4<u32>(first + 4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-        rows[i] = min(c, vec4<u32>(last)) * step;
-    }
-    return rows;
-}
-
-fn tile_operand(i: u32) -> f32 {
-    return f32(dout[i]);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -103,15 +76,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
         dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
     }
+    let last = p.OC - 1u;
+    let doc = vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last)) * OHW;
+    let doc_hi = vec4<u32>(min(oc0 + 4u, last), min(oc0 + 5u, last), min(oc0 + 6u, last), min(oc0 + 7u, last)) * OHW;
 
     let q_end = min((s + 1u) * p.chunk, P);
     var q = s * p.chunk;
     var n = q / OHW;
     var oh = (q % OHW) / p.OW;
     var ow0 = q % p.OW;
-    let doc = tile_rows(oc0, p.OC - 1u, OHW);
-    // acc[j][i]: column j's channels 4i to 4i + 3.
-    var acc: array<array<vec4<f32>, TV>, TK>;
+    var acc: array<vec4<f32>, TK>;
+    var acc_hi: array<vec4<f32>, TK>;
     // Output row by output row: each k's input row offset (or -1 where that row is padding) is
     // worked out once per row, and the loop over the row's pixels has no branches.
     while (q < q_end) {
@@ -124,15 +99,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let db = n * p.OC * OHW + oh * p.OW;
         let xb = n * p.IC * HW;
         for (var ow = ow0; ow < ow_end; ow++) {
-            let d = tile_operands(doc, db + ow);
+            let d = vec4<f32>(f32(dout[db + ow + doc.x]), f32(dout[db + ow + doc.y]), f32(dout[db + ow + doc.z]), f32(dout[db + ow + doc.w]));
+            let d_hi = vec4<f32>(f32(dout[db + ow + doc_hi.x]), f32(dout[db + ow + doc_hi.y]), f32(dout[db + ow + doc_hi.z]),
+                                 f32(dout[db + ow + doc_hi.w]));
             let iw0 = i32(ow * p.SW);
             for (var j = 0u; j < TK; j++) {
                 let iw = iw0 + dw[j];
                 let ok = row[j] >= 0 && iw >= 0 && iw < i32(p.W);
                 let x = select(0.0, f32(inp[xb + u32(select(0, row[j] + iw, ok))]), ok);
-                for (var i = 0u; i < TV; i++) {
-                    acc[j][i] = fma(d[i], vec4<f32>(x), acc[j][i]);
-                }
+                acc[j] = fma(d, vec4<f32>(x), acc[j]);
+                acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
             }
         }
         q += ow_end - ow0;
@@ -153,14 +129,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var j = 0u; j < TK; j++) {
         let k = k0 + tiles_k * j;
         if (k < K) {
-            // Loops of at most four (see conv2d_forward.wgsl).
-            for (var i = 0u; i < TV; i++) {
-                let v = acc[j][i] * unscale;
-                for (var e = 0u; e < 4u; e++) {
-                    let c = oc0 + 4u * i + e;
-                    if (c < p.OC) {
-                        part[base + c * K + k] = v[e];
-                    }
+            for (var i = 0u; i < 4u; i++) {
+                if (oc0 + i < p.OC) {
+                    part[base + (oc0 + i) * K + k] = acc[j][i] * unscale;
+                }
+                if (oc0 + 4u + i < p.OC) {
+                    part[base + (oc0 + 4u + i) * K + k] = acc_hi[j][i] * unscale;
                 }
             }
         }

@@ -26,7 +26,7 @@ struct Params {
     chunk: u32,
     scale_at: u32,
     // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of 64 in the `_subgroups` variant.
+    // dimension.
     stride: u32,
 }
 
@@ -43,35 +43,8 @@ alias operand = f32;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TP: u32 = 8u;
-// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s.
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
 const TC: u32 = 8u;
-const TV: u32 = TC / 4u;
-
-// The tile's TC operands (its channels' weights), channel c's at rows[c / 4][c % 4] + at, one
-// load each. The kernel's `_subgroups` variant (crate::shaders) has each invocation of a subgroup
-// load TC / 8 of them and broadcast them: on lavapipe every load is a loop over the SIMD lanes.
-fn tile_operands(rows: array<vec4<u32>, TV>, at: u32) -> array<vec4<f32>, TV> {
-    var v: array<vec4<f32>, TV>;
-    for (var i = 0u; i < TV; i++) {
-        let r = rows[i] + at;
-        v[i] = vec4<f32>(tile_operand(r.x), tile_operand(r.y), tile_operand(r.z), tile_operand(r.w));
-    }
-    return v;
-}
-
-// The rows of tile_operands: channel first + c's (clamped to `last`) times `step`.
-fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
-    var rows: array<vec4<u32>, TV>;
-    for (var i = 0u; i < TV; i++) {
-        let c = vec4<u32>(first + 4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-        rows[i] = min(c, vec4<u32>(last)) * step;
-    }
-    return rows;
-}
-
-fn tile_operand(i: u32) -> f32 {
-    return f32(weight[i]);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -105,10 +78,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         ih0[j] = i32((r / p.OW) * p.SH) - i32(p.PH);
         iw0[j] = i32((r % p.OW) * p.SW) - i32(p.PW);
     }
+    let last = p.OC - 1u;
+    let ocs = vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last));
+    let ocs_hi = vec4<u32>(min(oc0 + 4u, last), min(oc0 + 5u, last), min(oc0 + 6u, last), min(oc0 + 7u, last));
+    let wrow = ocs * K;
+    let wrow_hi = ocs_hi * K;
 
-    let wrow = tile_rows(oc0, p.OC - 1u, K);
-    // acc[j][i]: column j's channels 4i to 4i + 3.
-    var acc: array<array<vec4<f32>, TV>, TP>;
+    var acc: array<vec4<f32>, TP>;
+    var acc_hi: array<vec4<f32>, TP>;
     // Kernel offsets outermost: each pixel's input offset and padding test are worked out once per
     // (kh, kw), not once per input channel.
     for (var kh = 0u; kh < p.KH; kh++) {
@@ -123,38 +100,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let kk = kh * p.KW + kw;
             for (var ic = s * p.chunk; ic < ic_end; ic++) {
                 let k = ic * KK + kk;
-                let a = tile_operands(wrow, k);
+                let a = vec4<f32>(f32(weight[wrow.x + k]), f32(weight[wrow.y + k]), f32(weight[wrow.z + k]), f32(weight[wrow.w + k]));
+                let a_hi = vec4<f32>(f32(weight[wrow_hi.x + k]), f32(weight[wrow_hi.y + k]), f32(weight[wrow_hi.z + k]), f32(weight[wrow_hi.w + k]));
                 for (var j = 0u; j < TP; j++) {
                     let ok = xoff[j] >= 0;
                     let x = select(0.0, f32(inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))]), ok);
-                    for (var i = 0u; i < TV; i++) {
-                        acc[j][i] = fma(a[i], vec4<f32>(x), acc[j][i]);
-                    }
+                    acc[j] = fma(a, vec4<f32>(x), acc[j]);
+                    acc_hi[j] = fma(a_hi, vec4<f32>(x), acc_hi[j]);
                 }
             }
         }
     }
 
-    var b: array<vec4<f32>, TV>;
+    var b = vec4<f32>(0.0);
+    var b_hi = vec4<f32>(0.0);
     if (p.has_bias == 1u && s == 0u) {
-        let rows = tile_rows(oc0, p.OC - 1u, 1u);
-        for (var i = 0u; i < TV; i++) {
-            b[i] = vec4<f32>(bias[rows[i].x], bias[rows[i].y], bias[rows[i].z], bias[rows[i].w]);
-        }
+        b = vec4<f32>(bias[ocs.x], bias[ocs.y], bias[ocs.z], bias[ocs.w]);
+        b_hi = vec4<f32>(bias[ocs_hi.x], bias[ocs_hi.y], bias[ocs_hi.z], bias[ocs_hi.w]);
     }
     for (var j = 0u; j < TP; j++) {
         let q = q0 + L * j;
         if (q < P) {
             let o = s * P * p.OC + (q / OHW) * p.OC * OHW + q % OHW;
-            // Loops of at most four over the vec4s and their components: small enough to unroll,
-            // which keeps `acc` in registers (an index that stays variable would not).
-            for (var i = 0u; i < TV; i++) {
-                let v = acc[j][i] + b[i];
-                for (var e = 0u; e < 4u; e++) {
-                    let c = oc0 + 4u * i + e;
-                    if (c < p.OC) {
-                        out[o + c * OHW] = v[e];
-                    }
+            let v = acc[j] + b;
+            let v_hi = acc_hi[j] + b_hi;
+            for (var i = 0u; i < 4u; i++) {
+                if (oc0 + i < p.OC) {
+                    out[o + (oc0 + i) * OHW] = v[i];
+                }
+                if (oc0 + 4u + i < p.OC) {
+                    out[o + (oc0 + 4u + i) * OHW] = v_hi[i];
                 }
             }
         }

@@ -12,8 +12,7 @@ pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
     pub workgroup: u32,
-    /// For a variant (`conv2d_forward_f16`, `conv2d_forward_subgroups`,
-    /// `conv2d_forward_subgroups_f16`; see crate::shaders), the kernel file it is made from.
+    /// For an f16-operand variant (`conv2d_forward_f16`), the kernel it is made from.
     pub variant_of: Option<&'static str>,
 }
 

@@ -1,10 +1,11 @@
 //! Conv2d (nn.Conv2d, NCHW, groups = 1): kernel (KH, KW), stride, zero padding, dilation, optional
 //! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
-//! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl.
+//! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl; their
+//! `_subgroups` forms for CPU adapters and `_tiled` forms ([`ConvKernels`]).
 //! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
 //! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
-//! input, the weight and the output gradient (ops::cast_f16), the register-blocked kernels (or
-//! their `_subgroups` variants) only.
+//! input, the weight and the output gradient (ops::cast_f16), the register-blocked kernels or their
+//! `_subgroups` forms only.
 
 use super::cast_f16::{self, Operands};
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
@@ -24,6 +25,9 @@ crate::shaders!(
     conv2d_forward: 64,
     conv2d_backward_input: 64,
     conv2d_backward_weight: 64,
+    conv2d_forward_subgroups: 64,
+    conv2d_backward_input_subgroups: 64,
+    conv2d_backward_weight_subgroups: 64,
     conv2d_forward_tiled: 64,
     conv2d_backward_input_tiled: 64,
     conv2d_backward_weight_tiled: 64,

@@ -1,0 +1,174 @@
+// Conv2d backward w.r.t. the weight, split over the batch: for split s,
+//   part[s, oc, k] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
+//   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
+// inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
+// split, part is dweight itself; otherwise sum_splits adds the splits in order.
+// Dispatch: one invocation per (split, 8 output channels, 8 k); ceil(count / 64) workgroups of 64
+// (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
+// The `_subgroups` form of conv2d_backward_weight.wgsl, for CPU adapters with subgroups of at least 8
+// (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
+// subgroup and broadcast (tile_operands), and the tile has 8 channels; the dispatch keeps every
+// subgroup within one tile (`stride`, the invocations per tile, a multiple of the subgroup size).
+// Accumulators are acc[j][i] with loops of at most 4 or 8, which lavapipe unrolls into registers
+// (an NVIDIA compiler did not: docs/PERFORMANCE.md, history 14), hence a kernel of its own.
+struct Params {
+    N: u32,
+    IC: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    has_bias: u32,
+    splits: u32,
+    chunk: u32,
+    scale_at: u32,
+    // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
+    // dimension, a multiple of 64 in the `_subgroups` variant.
+    stride: u32,
+}
+
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
+// The operands' element type; the kernel's `_f16` variant reads them as f16 (crate::shaders).
+alias operand = f32;
+// scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
+const UNSCALED: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<operand>;
+@group(0) @binding(2) var<storage, read> dout: array<operand>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+
+const TK: u32 = 8u;
+// Channels per tile (ops::conv2d::SUBGROUPS_TILE_CHANNELS), held as TV vec4s.
+const TC: u32 = 8u;
+const TV: u32 = TC / 4u;
+
+// The tile's TC shared operands (its channels' output gradients), channel c's at rows[c / 4][c % 4] + at:
+// invocation `lane` of each subgroup loads channels lane % 8, lane % 8 + 8, ... and
+// subgroupBroadcast hands them round. On lavapipe every storage load is a loop over the SIMD lanes,
+// so one load per invocation instead of TC saves most of them. Only vec4 components are chosen per
+// invocation: an array index that varied per invocation would put the array in scratch memory.
+fn tile_operands(rows: array<vec4<u32>, TV>, at: u32, lane: u32) -> array<vec4<f32>, TV> {
+    let c = lane % 8u;
+    var v: array<vec4<f32>, TV>;
+    for (var h = 0u; h < TV; h += 2u) {
+        let m = f32(dout[select(rows[h + 1u][c % 4u], rows[h][c % 4u], c < 4u) + at]);
+        v[h] = vec4<f32>(subgroupBroadcast(m, 0u), subgroupBroadcast(m, 1u), subgroupBroadcast(m, 2u), subgroupBroadcast(m, 3u));
+        v[h + 1u] = vec4<f32>(subgroupBroadcast(m, 4u), subgroupBroadcast(m, 5u), subgroupBroadcast(m, 6u), subgroupBroadcast(m, 7u));
+    }
+    return v;
+}
+
+// The rows of tile_operands: channel first + c's (clamped to `last`) times `step`.
+fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
+    var rows: array<vec4<u32>, TV>;
+    for (var i = 0u; i < TV; i++) {
+        let c = vec4<u32>(first + 4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
+        rows[i] = min(c, vec4<u32>(last)) * step;
+    }
+    return rows;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    let t = (wid.x + wid.y * nwg.x) * WG + li;
+    let KK = p.KH * p.KW;
+    let K = p.IC * KK;
+    // k goes to invocations with a stride, so neighbouring invocations read neighbouring inputs:
+    // with tiles_k >= ceil(K / TK) invocations per channel tile, invocation l takes l + tiles_k j.
+    let tiles_k = p.stride;
+    let tiles_oc = (p.OC + TC - 1u) / TC;
+    if (t >= p.splits * tiles_oc * tiles_k) {
+        return;
+    }
+    let s = t / (tiles_oc * tiles_k);
+    let oc0 = ((t / tiles_k) % tiles_oc) * TC;
+    let k0 = t % tiles_k;
+    let OHW = p.OH * p.OW;
+    let HW = p.H * p.W;
+    let P = p.N * OHW;
+
+    var xoff: array<u32, TK>;
+    var dh: array<i32, TK>;
+    var dw: array<i32, TK>;
+    for (var j = 0u; j < TK; j++) {
+        let k = min(k0 + tiles_k * j, K - 1u);
+        xoff[j] = (k / KK) * HW;
+        dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
+        dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
+    }
+
+    let q_end = min((s + 1u) * p.chunk, P);
+    var q = s * p.chunk;
+    var n = q / OHW;
+    var oh = (q % OHW) / p.OW;
+    var ow0 = q % p.OW;
+    let doc = tile_rows(oc0, p.OC - 1u, OHW);
+    // acc[j][i]: column j's channels 4i to 4i + 3.
+    var acc: array<array<vec4<f32>, TV>, TK>;
+    // Output row by output row: each k's input row offset (or -1 where that row is padding) is
+    // worked out once per row, and the loop over the row's pixels has no branches.
+    while (q < q_end) {
+        let ow_end = min(p.OW, ow0 + (q_end - q));
+        var row: array<i32, TK>;
+        for (var j = 0u; j < TK; j++) {
+            let ih = i32(oh * p.SH) + dh[j];
+            row[j] = select(-1, i32(xoff[j]) + ih * i32(p.W), ih >= 0 && ih < i32(p.H));
+        }
+        let db = n * p.OC * OHW + oh * p.OW;
+        let xb = n * p.IC * HW;
+        for (var ow = ow0; ow < ow_end; ow++) {
+            let d = tile_operands(doc, db + ow, lane);
+            let iw0 = i32(ow * p.SW);
+            for (var j = 0u; j < TK; j++) {
+                let iw = iw0 + dw[j];
+                let ok = row[j] >= 0 && iw >= 0 && iw < i32(p.W);
+                let x = select(0.0, f32(inp[xb + u32(select(0, row[j] + iw, ok))]), ok);
+                for (var i = 0u; i < TV; i++) {
+                    acc[j][i] = fma(d[i], vec4<f32>(x), acc[j][i]);
+                }
+            }
+        }
+        q += ow_end - ow0;
+        ow0 = 0u;
+        oh += 1u;
+        if (oh == p.OH) {
+            oh = 0u;
+            n += 1u;
+        }
+    }
+
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    var unscale = 1.0;
+    if (p.scale_at != UNSCALED) {
+        unscale = exp2(-f32(dout[p.scale_at]));
+    }
+    let base = s * p.OC * K;
+    for (var j = 0u; j < TK; j++) {
+        let k = k0 + tiles_k * j;
+        if (k < K) {
+            // Loops of at most four (see conv2d_forward.wgsl).
+            for (var i = 0u; i < TV; i++) {
+                let v = acc[j][i] * unscale;
+                for (var e = 0u; e < 4u; e++) {
+                    let c = oc0 + 4u * i + e;
+                    if (c < p.OC) {
+                        part[base + c * K + k] = v[e];
+                    }
+                }
+            }
+        }
+    }
+}
