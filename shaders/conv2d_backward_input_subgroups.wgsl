@@ -4,13 +4,12 @@
 // weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten; with
 // splits > 1 the output channels are split in chunks of `chunk`, dinp is (splits, N, IC, H, W) and
 // sum_splits adds them.
-// Dispatch: one invocation per split and tile of 8 input channels x 8 input pixels (over n, ih, iw,
-// strided across invocations);
+// Dispatch: one invocation per split and tile of 16 input channels x 8 input pixels (over n, ih, iw,
+// strided across `stride` invocations per tile of channels, a multiple of the subgroup size);
 // ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
 // The `_subgroups` form of conv2d_backward_input.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
-// subgroup and broadcast (tile_operands), and the tile has 16 channels; the dispatch keeps every
-// subgroup within one tile (`stride`, the invocations per tile, a multiple of the subgroup size).
+// subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
 // Accumulators are acc[j][i] with loops of at most 4 or 8, which lavapipe unrolls into registers
 // (an NVIDIA compiler did not: docs/PERFORMANCE.md, history 14), hence a kernel of its own.
 struct Params {
@@ -34,7 +33,7 @@ struct Params {
     chunk: u32,
     scale_at: u32,
     // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of 64 in the `_subgroups` variant.
+    // dimension, a multiple of the subgroup size.
     stride: u32,
 }
 

@@ -3,12 +3,12 @@
 //   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
 // split, part is dweight itself; otherwise sum_splits adds the splits in order.
-// Dispatch: one invocation per (split, 8 output channels, 8 k); ceil(count / 64) workgroups of 64
-// (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
+// Dispatch: one invocation per (split, 8 output channels, 8 k), the k strided across `stride`
+// invocations per tile of channels (a multiple of the subgroup size); ceil(count / 64) workgroups
+// of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
 // The `_subgroups` form of conv2d_backward_weight.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
-// subgroup and broadcast (tile_operands), and the tile has 8 channels; the dispatch keeps every
-// subgroup within one tile (`stride`, the invocations per tile, a multiple of the subgroup size).
+// subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
 // Accumulators are acc[j][i] with loops of at most 4 or 8, which lavapipe unrolls into registers
 // (an NVIDIA compiler did not: docs/PERFORMANCE.md, history 14), hence a kernel of its own.
 struct Params {
@@ -32,7 +32,7 @@ struct Params {
     chunk: u32,
     scale_at: u32,
     // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of 64 in the `_subgroups` variant.
+    // dimension, a multiple of the subgroup size.
     stride: u32,
 }
 

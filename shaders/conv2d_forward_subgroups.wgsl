@@ -2,13 +2,13 @@
 //   sum_{ic, kh, kw} weight[oc, ic, kh, kw] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
-// Dispatch: one invocation per split and tile of 8 output channels x 8 output pixels, the pixels counted over
-// (n, oh, ow) together and strided across invocations; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
-// no workgroup memory; out-of-range rows are clamped on read and skipped on write.
+// Dispatch: one invocation per split and tile of 16 output channels x 8 output pixels, the pixels
+// counted over (n, oh, ow) together and strided across `stride` invocations per tile of channels
+// (a multiple of the subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
+// Register-blocked, no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 // The `_subgroups` form of conv2d_forward.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
-// subgroup and broadcast (tile_operands), and the tile has 16 channels; the dispatch keeps every
-// subgroup within one tile (`stride`, the invocations per tile, a multiple of the subgroup size).
+// subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
 // Accumulators are acc[j][i] with loops of at most 4 or 8, which lavapipe unrolls into registers
 // (an NVIDIA compiler did not: docs/PERFORMANCE.md, history 14), hence a kernel of its own.
 struct Params {
@@ -32,7 +32,7 @@ struct Params {
     chunk: u32,
     scale_at: u32,
     // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of 64 in the `_subgroups` variant.
+    // dimension, a multiple of the subgroup size.
     stride: u32,
 }
 

@@ -325,10 +325,12 @@ pub enum ConvKernels {
     /// memory, no barriers (conv2d_forward.wgsl, conv2d_backward_input.wgsl,
     /// conv2d_backward_weight.wgsl).
     RegisterBlocked,
-    /// The register-blocked kernels' `_subgroups` variants: the eight operands a tile shares across
-    /// its invocations (weights; output gradients in the weight gradient) are loaded once per
-    /// subgroup, one per invocation, and broadcast (crate::shaders). Needs wgpu's SUBGROUP feature
-    /// and subgroups of at least 8 invocations.
+    /// Register-blocked kernels for CPU adapters: the operands a tile of channels shares across its
+    /// invocations (weights; output gradients in the weight gradient) are loaded once per subgroup,
+    /// one in eight per invocation, and broadcast; 16 channels per tile in the forward and input
+    /// gradient (conv2d_forward_subgroups.wgsl, conv2d_backward_input_subgroups.wgsl,
+    /// conv2d_backward_weight_subgroups.wgsl). Needs wgpu's SUBGROUP feature and subgroups of at
+    /// least 8 invocations.
     Subgroups,
     /// A workgroup stages 32 channels x 128 columns of the implicit GEMM in workgroup memory per
     /// 16 reduction steps (conv2d_forward_tiled.wgsl, conv2d_backward_input_tiled.wgsl,

@@ -513,11 +513,11 @@ fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: us
 }
 
 /// Pixels and channels per invocation of conv2d_forward and conv2d_backward_input (TP and TC in the
-/// shaders), and output channels per conv2d_backward_weight invocation; the `_subgroups` variants'
+/// shaders), and output channels per conv2d_backward_weight invocation; the `_subgroups` kernels'
 /// tile has SUBGROUPS_TILE_CHANNELS.
 const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
-/// The `_subgroups` variants' channels per tile: forward and input gradient, weight gradient (a
+/// The `_subgroups` kernels' channels per tile: forward and input gradient, weight gradient (a
 /// multiple of 8; each invocation of a subgroup loads one in eight of a tile's shared operands).
 /// On lavapipe 16 reads half as many shared operands per FMA in the first two; the weight gradient
 /// ran 3x slower with 16 than with 8.
@@ -552,7 +552,7 @@ struct Product {
     shader: &'static str,
     invocations: usize,
     /// The register-blocked kernels' invocations per tile of channels: one per block of columns,
-    /// rounded up for the `_subgroups` variants to whole subgroups (so that a subgroup never spans
+    /// rounded up for the `_subgroups` kernels to whole subgroups (so that a subgroup never spans
     /// two tiles, whose shared operands differ).
     stride: usize,
 }
@@ -560,7 +560,7 @@ struct Product {
 impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups` and `Tiled`, in that
     /// order; `block`: the columns one register-blocked invocation computes (of a tile's channels:
-    /// TILE_CHANNELS, or `subgroups_tile` in the `_subgroups` variant).
+    /// TILE_CHANNELS, or `subgroups_tile` in the `_subgroups` kernels).
     fn new(
         gpu: &Gpu,
         names: &'static [&'static str; 3],
