@@ -22,7 +22,7 @@ fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     (m, info)
 }
 
-/// Whether a kernel uses subgroup operations (the `_subgroups` variants; crate::shaders).
+/// Whether a kernel uses subgroup operations (the `_subgroups` convolution kernels).
 fn uses_subgroups(src: &str) -> bool {
     src.contains("@builtin(subgroup_invocation_id)")
 }
@@ -50,7 +50,9 @@ fn params_structs_match_wgsl_layout() {
     let layouts = params_layouts();
     for s in all() {
         let name = s.name;
-        let layout = layout_of(&layouts, s)
+        let layout = layouts
+            .iter()
+            .find(|l| l.shader == s.variant_of.unwrap_or(name))
             .unwrap_or_else(|| panic!("{name}.wgsl has no Rust params layout in ops::params_layouts()"));
         let (m, _) = module(name, s.source);
         let (members, span) = m
@@ -66,15 +68,6 @@ fn params_structs_match_wgsl_layout() {
         let rust: Vec<(String, usize)> = layout.fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
         assert_eq!(wgsl, rust, "{name}: field names/offsets differ between WGSL and Rust");
     }
-}
-
-/// A kernel's Rust params layout: its own, its f16 variant's kernel's (`x_f16` has `x`'s constants),
-/// or the file's it is made from.
-fn layout_of<'a>(layouts: &'a [wgrad::ops::ParamsLayout], s: &wgrad::ops::Shader) -> Option<&'a wgrad::ops::ParamsLayout> {
-    let own = |name: &str| layouts.iter().find(|l| l.shader == name);
-    own(s.name)
-        .or_else(|| s.name.strip_suffix("_f16").and_then(own))
-        .or_else(|| s.variant_of.and_then(own))
 }
 
 /// The u32 value of a module-scope `const` of the WGSL.
@@ -100,8 +93,10 @@ fn workgroup_sizes_and_tile_constants_are_declared_once() {
             s.name
         );
         assert_eq!(wgsl_const(&m, "WG"), Some(s.workgroup), "{}: `const WG` differs from its shaders! entry", s.name);
-        for &(c, v) in layout_of(&layouts, s).map_or(&[][..], |l| &l.consts[..]) {
-            assert_eq!(wgsl_const(&m, c), Some(v), "{}: WGSL const {c} differs from the Rust side's {v}", s.name);
+        for l in layouts.iter().filter(|l| l.shader == s.variant_of.unwrap_or(s.name)) {
+            for &(c, v) in &l.consts {
+                assert_eq!(wgsl_const(&m, c), Some(v), "{}: WGSL const {c} differs from the Rust side's {v}", s.name);
+            }
         }
     }
 }
