@@ -102,9 +102,11 @@ impl DeviceOptions {
 /// WGRAD_CONV_KERNELS's convolution kernels, if it names some.
 fn conv_kernels_from_env() -> Result<Option<ConvKernels>> {
     match std::env::var("WGRAD_CONV_KERNELS") {
-        Ok(v) if !v.trim().is_empty() => <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true)
-            .map(Some)
-            .map_err(|_| Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups or tiled"))),
+        Ok(v) if !v.trim().is_empty() => {
+            <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
+                Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups or tiled"))
+            })
+        }
         _ => Ok(None),
     }
 }
