@@ -296,6 +296,24 @@ fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
     }
 }
 
+/// Every kernel family the adapter offers can be chosen; one it lacks (subgroups without wgpu's
+/// SUBGROUP feature, as on GL) is refused with a message naming the adapter.
+#[test]
+fn conv_kernels_the_adapter_lacks_are_refused() {
+    let Some(_) = gpu() else { return };
+    let g = wgrad::Gpu::default_adapter().unwrap().unwrap();
+    for k in [wgrad::ConvKernels::RegisterBlocked, wgrad::ConvKernels::Subgroups, wgrad::ConvKernels::Tiled] {
+        match g.set_conv_kernels(k) {
+            Ok(()) => assert!(g.offers(k) && g.conv_kernels() == k, "{k:?} chosen though not offered"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!g.offers(k), "{k:?} offered but refused: {e}");
+                assert!(e.contains("SUBGROUP") && e.contains(&g.describe()), "{e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_input_is_an_error() {
     let cfg = Conv2d::new(3, 4, 5);
