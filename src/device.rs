@@ -104,7 +104,7 @@ fn conv_kernels_from_env() -> Result<Option<ConvKernels>> {
     match std::env::var("WGRAD_CONV_KERNELS") {
         Ok(v) if !v.trim().is_empty() => {
             <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
-                Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups or tiled"))
+                Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups, tiled or cooperative-matrix"))
             })
         }
         _ => Ok(None),
@@ -298,6 +298,9 @@ pub struct Gpu {
     split_target: std::sync::atomic::AtomicUsize,
     conv_kernels: std::sync::atomic::AtomicU8,
     precision: std::sync::atomic::AtomicU8,
+    /// The cooperative-matrix tile (8 or 16) the `_cooperative_matrix` kernels run with here, if any
+    /// ([`cooperative_tile`]).
+    cooperative_tile: Option<u32>,
 }
 
 /// What the convolution and linear kernels compute in (`--precision`, WGRAD_PRECISION).
@@ -320,7 +323,8 @@ pub enum Precision {
 /// one the adapter offers through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
 /// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md); on CPU
 /// adapters barriers cost more than the reuse gains, and every storage load is a loop over the SIMD
-/// lanes, which the `Subgroups` kernels make fewer of.
+/// lanes, which the `Subgroups` kernels make fewer of. `CooperativeMatrix`, the default where the
+/// adapter offers it on a GPU, changes the kernels of mixed precision only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvKernels {
     /// Each invocation computes 8 channels x 8 pixels from loads the cache serves; no workgroup
@@ -338,10 +342,39 @@ pub enum ConvKernels {
     /// 16 reduction steps (conv2d_forward_tiled.wgsl, conv2d_backward_input_tiled.wgsl,
     /// conv2d_backward_weight_tiled.wgsl).
     Tiled,
+    /// In mixed precision, the products multiply f16 tiles into f32 accumulators on cooperative
+    /// matrices (tensor cores on NVIDIA; conv2d_forward_cooperative_matrix.wgsl,
+    /// conv2d_backward_input_cooperative_matrix.wgsl, conv2d_backward_weight_cooperative_matrix.wgsl);
+    /// in f32, the register-blocked kernels. Needs wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX feature
+    /// with 8x8x8 f16 products into f32 on subgroups of 8 (lavapipe, Mesa 25 and later) or
+    /// 16x16x16 ones on subgroups of 32 (NVIDIA).
+    CooperativeMatrix,
 }
 
 impl ConvKernels {
-    const ALL: [ConvKernels; 3] = [ConvKernels::RegisterBlocked, ConvKernels::Subgroups, ConvKernels::Tiled];
+    const ALL: [ConvKernels; 4] =
+        [ConvKernels::RegisterBlocked, ConvKernels::Subgroups, ConvKernels::Tiled, ConvKernels::CooperativeMatrix];
+}
+
+/// The cooperative-matrix tile the `_cooperative_matrix` kernels can run with on `adapter`: 8 where
+/// it multiplies 8x8x8 f16 matrices into f32 on subgroups of exactly 8 invocations, 16 where it
+/// does so 16x16x16 on subgroups of exactly 32 (what the kernels' two variants are written for).
+#[cfg(not(target_arch = "wasm32"))]
+fn cooperative_tile(adapter: &wgpu::Adapter) -> Option<u32> {
+    let info = adapter.get_info();
+    let wanted = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SHADER_F16;
+    if !adapter.features().contains(wanted) || info.subgroup_min_size != info.subgroup_max_size {
+        return None;
+    }
+    let props = adapter.cooperative_matrix_properties();
+    [(8, 8), (16, 32)].into_iter().find_map(|(tile, subgroup)| {
+        let offered = props.iter().any(|m| {
+            (m.m_size, m.n_size, m.k_size) == (tile, tile, tile)
+                && m.ab_type == wgpu::CooperativeScalarType::F16
+                && m.cr_type == wgpu::CooperativeScalarType::F32
+        });
+        (offered && info.subgroup_min_size == subgroup).then_some(tile)
+    })
 }
 
 impl Gpu {
@@ -368,11 +401,26 @@ impl Gpu {
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
         #[cfg(not(target_arch = "wasm32"))]
         let wanted = wanted | wgpu::Features::SUBGROUP;
-        let features = adapter.features() & wanted;
+        // Cooperative matrices where the kernels can use them (native only: wgpu does not offer
+        // them to the browser).
+        #[cfg(not(target_arch = "wasm32"))]
+        let cooperative_tile = cooperative_tile(adapter);
+        #[cfg(target_arch = "wasm32")]
+        let cooperative_tile = None;
+        let mut features = adapter.features() & wanted;
+        let mut experimental = wgpu::ExperimentalFeatures::disabled();
+        if cooperative_tile.is_some() {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+            // SAFETY: wgpu asks its users to acknowledge that its experimental features may have
+            // bugs; wgrad uses only cooperative matrices, in the three kernels the parity tests run
+            // (tests/conv2d.rs, on lavapipe in CI).
+            experimental = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features: features,
             required_limits: limits.clone(),
+            experimental_features: experimental,
             ..Default::default()
         };
         let (device, queue) = adapter
@@ -408,6 +456,7 @@ impl Gpu {
             }),
             conv_kernels: std::sync::atomic::AtomicU8::new(ConvKernels::RegisterBlocked as u8),
             precision: std::sync::atomic::AtomicU8::new(Precision::F32 as u8),
+            cooperative_tile,
             info,
         };
         let kernels = match conv_kernels_from_env()? {
@@ -415,6 +464,7 @@ impl Gpu {
             None if gpu.info.device_type == wgpu::DeviceType::Cpu && gpu.offers(ConvKernels::Subgroups) => {
                 ConvKernels::Subgroups
             }
+            None if gpu.offers(ConvKernels::CooperativeMatrix) => ConvKernels::CooperativeMatrix,
             None => ConvKernels::RegisterBlocked,
         };
         gpu.set_conv_kernels(kernels)?;
@@ -525,6 +575,17 @@ impl Gpu {
     /// Chooses the convolution kernels for programs built from now on (tests run every one the
     /// adapter offers); an error where the adapter cannot run them.
     pub fn set_conv_kernels(&self, k: ConvKernels) -> Result<()> {
+        if k == ConvKernels::CooperativeMatrix && !self.offers(k) {
+            return Err(Error::Device(format!(
+                "cooperative-matrix convolution kernels need wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX feature with \
+                 8x8x8 f16 products into f32 on subgroups of 8, or 16x16x16 ones on subgroups of 32; {} {}, with \
+                 subgroups of {} to {}",
+                self.describe(),
+                if self.features.contains(wgpu::Features::SHADER_F16) { "has f16 shaders" } else { "has no f16 shaders" },
+                self.info.subgroup_min_size,
+                self.info.subgroup_max_size,
+            )));
+        }
         if !self.offers(k) {
             return Err(Error::Device(format!(
                 "{k:?} convolution kernels need wgpu's SUBGROUP feature with subgroups of at least 8 invocations; \
@@ -546,7 +607,13 @@ impl Gpu {
             ConvKernels::Subgroups => {
                 self.features.contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= 8
             }
+            ConvKernels::CooperativeMatrix => self.cooperative_tile.is_some(),
         }
+    }
+    /// The cooperative-matrix tile (8 or 16) of the `_cooperative_matrix` kernels on this device,
+    /// if it can run them.
+    pub fn cooperative_tile(&self) -> Option<u32> {
+        self.cooperative_tile
     }
     /// The most invocations a subgroup of this adapter has (what wgpu reports; 128 at most).
     pub fn subgroup_max_size(&self) -> u32 {

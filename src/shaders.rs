@@ -5,6 +5,10 @@
 //! A kernel whose operands are declared `array<operand>` (with the line `alias operand = f32;`,
 //! every read converted with `f32(...)`) also exists as `<name>_f16`: the same source reading f16
 //! operands (`enable f16;`, `alias operand = f16;`), for [`crate::Precision::Mixed`].
+//!
+//! A cooperative-matrix kernel (`enable wgpu_cooperative_matrix;`) is written for 8 x 8 tiles and
+//! subgroups of 8 (lavapipe); its `<name>_16x16` variant has 16 x 16 tiles and subgroups of 32
+//! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced.
 
 pub use crate::ops::Shader;
 use std::sync::OnceLock;
@@ -12,7 +16,15 @@ use std::sync::OnceLock;
 /// The line that makes a kernel's operand type switchable.
 pub const OPERAND_F32: &str = "alias operand = f32;";
 
-/// Every kernel, the f16-operand variants included.
+/// What a cooperative-matrix kernel's `_16x16` variant replaces: its tile, its subgroup size and
+/// its matrix types.
+pub const COOPERATIVE_16X16: [(&str, &str); 3] = [
+    ("const T: u32 = 8u;", "const T: u32 = 16u;"),
+    ("const SG: u32 = 8u;", "const SG: u32 = 32u;"),
+    ("coop_mat8x8<", "coop_mat16x16<"),
+];
+
+/// Every kernel, the f16-operand and 16 x 16 variants included.
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
@@ -31,7 +43,21 @@ pub fn all() -> &'static [Shader] {
                 variant_of: Some(s.name),
             })
             .collect();
+        let tiles: Vec<Shader> = v
+            .iter()
+            .filter(|s| s.needs_cooperative_matrix())
+            .map(|s| Shader {
+                name: Box::leak(format!("{}_16x16", s.name).into_boxed_str()),
+                source: Box::leak(
+                    COOPERATIVE_16X16.iter().fold(s.source.to_string(), |src, (from, to)| src.replace(from, to)).into_boxed_str(),
+                ),
+                // Four subgroups of 32 instead of four of 8.
+                workgroup: s.workgroup * 4,
+                variant_of: Some(s.name),
+            })
+            .collect();
         v.extend(variants);
+        v.extend(tiles);
         v
     })
 }
@@ -44,4 +70,17 @@ pub fn get(name: &str) -> Option<&'static Shader> {
 pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
     let want = format!("{shader}_f16");
     all().iter().find(|s| s.name == want).map(|s| s.name)
+}
+
+/// The cooperative-matrix kernel `shader` (written for 8 x 8 tiles) for tiles of `tile`: itself,
+/// or its `_16x16` variant.
+pub fn cooperative_variant(shader: &'static str, tile: u32) -> Option<&'static str> {
+    match tile {
+        8 => get(shader).map(|s| s.name),
+        16 => {
+            let want = format!("{shader}_16x16");
+            all().iter().find(|s| s.name == want).map(|s| s.name)
+        }
+        _ => None,
+    }
 }

@@ -231,7 +231,7 @@ fn mixed_precision_matches_cpu_on_random_configurations() {
 }
 
 /// Mixed precision with each other kernel variant (the tiled choice computes with the
-/// register-blocked kernels' f16 variants).
+/// register-blocked kernels' f16 variants; cooperative matrices where the adapter has them).
 #[test]
 fn mixed_precision_other_conv_kernels_match_cpu() {
     for gpu in other_conv_kernels_gpus(true) {
@@ -302,15 +302,31 @@ fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
 fn conv_kernels_the_adapter_lacks_are_refused() {
     let Some(_) = gpu() else { return };
     let g = wgrad::Gpu::default_adapter().unwrap().unwrap();
-    for k in [wgrad::ConvKernels::RegisterBlocked, wgrad::ConvKernels::Subgroups, wgrad::ConvKernels::Tiled] {
+    use wgrad::ConvKernels::*;
+    for k in [RegisterBlocked, Subgroups, Tiled, CooperativeMatrix] {
         match g.set_conv_kernels(k) {
             Ok(()) => assert!(g.offers(k) && g.conv_kernels() == k, "{k:?} chosen though not offered"),
             Err(e) => {
                 let e = e.to_string();
                 assert!(!g.offers(k), "{k:?} offered but refused: {e}");
-                assert!(e.contains("SUBGROUP") && e.contains(&g.describe()), "{e}");
+                let feature = if k == CooperativeMatrix { "EXPERIMENTAL_COOPERATIVE_MATRIX" } else { "SUBGROUP" };
+                assert!(e.contains(feature) && e.contains(&g.describe()), "{e}");
             }
         }
+    }
+}
+
+/// Where CI says the adapter multiplies cooperative matrices (Mesa 26's lavapipe,
+/// .ci/cooperative-matrix sets WGRAD_REQUIRE_COOPERATIVE_MATRIX=1), the kernels must be offered, so
+/// that the tests above run them rather than pass without them.
+#[test]
+fn cooperative_matrix_kernels_run_where_required() {
+    let Some(g) = gpu() else { return };
+    if !g.offers(wgrad::ConvKernels::CooperativeMatrix) {
+        skip(
+            &format!("{} offers no cooperative matrices the kernels can use", g.describe()),
+            "WGRAD_REQUIRE_COOPERATIVE_MATRIX",
+        );
     }
 }
 

@@ -16,6 +16,7 @@ fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let mut caps = Capabilities::empty();
     caps.set(Capabilities::SHADER_FLOAT16, src.starts_with("enable f16;"));
     caps.set(Capabilities::SUBGROUP, uses_subgroups(src));
+    caps.set(Capabilities::COOPERATIVE_MATRIX, uses_cooperative_matrices(src));
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&m)
         .unwrap_or_else(|e| panic!("{name}.wgsl fails validation: {e:?}"));
@@ -25,6 +26,13 @@ fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
 /// Whether a kernel uses subgroup operations (the `_subgroups` convolution kernels).
 fn uses_subgroups(src: &str) -> bool {
     src.contains("@builtin(subgroup_invocation_id)")
+}
+
+/// Whether a kernel multiplies cooperative matrices (the `_cooperative_matrix` convolution
+/// kernels): wgpu offers them on Vulkan (and, 8 x 8 f32 only, on Metal, where wgrad does not run
+/// them: Gpu::cooperative_tile), so they are translated to SPIR-V only.
+fn uses_cooperative_matrices(src: &str) -> bool {
+    src.contains("enable wgpu_cooperative_matrix;")
 }
 
 #[test]
@@ -160,10 +168,18 @@ fn policies() -> BoundsCheckPolicies {
 fn translate(name: &str, src: &str) -> Result<(), String> {
     let (m, info) = module(name, src);
     let ep = |stage| Some((stage, "main".to_string()));
-    // Subgroup operations need SPIR-V 1.3 (what wgpu asks for with SUBGROUP).
+    // Subgroup operations need SPIR-V 1.3 (what wgpu asks for with SUBGROUP); cooperative
+    // matrices come with Vulkan 1.3 drivers, which wgpu gives SPIR-V 1.6.
     let subgroups = uses_subgroups(src);
+    let cooperative = uses_cooperative_matrices(src);
     let spv_opts = spv::Options {
-        lang_version: if subgroups { (1, 3) } else { (1, 0) },
+        lang_version: if cooperative {
+            (1, 6)
+        } else if subgroups {
+            (1, 3)
+        } else {
+            (1, 0)
+        },
         bounds_check_policies: policies(),
         force_loop_bounding: false,
         emit_int_div_checks: false,
@@ -171,6 +187,9 @@ fn translate(name: &str, src: &str) -> Result<(), String> {
     };
     let spv_pipeline = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: "main".into() };
     spv::write_vec(&m, &info, &spv_opts, Some(&spv_pipeline)).map_err(|e| format!("{name}: SPIR-V (Vulkan): {e}"))?;
+    if cooperative {
+        return Ok(());
+    }
     let msl_opts = msl::Options {
         lang_version: (2, 0),
         bounds_check_policies: policies(),

@@ -83,11 +83,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let startup = Instant::now();
     let mut pipelines = 0;
     if let Device::Gpu(g) = &device {
-        // The f16 and subgroup kernels only where they run (a device without SHADER_F16 or
-        // SUBGROUP cannot build them).
+        // The f16, subgroup and cooperative-matrix kernels only where they run (a device without
+        // SHADER_F16, SUBGROUP or cooperative matrices of their tile cannot build them).
         let runs = |s: &&shaders::Shader| {
             (g.precision() == crate::Precision::Mixed || !s.needs_f16())
                 && (g.offers(crate::ConvKernels::Subgroups) || !s.needs_subgroups())
+                && s.cooperative_tile().is_none_or(|t| g.cooperative_tile() == Some(t))
         };
         for s in shaders::all().iter().filter(runs) {
             g.pipeline(s.name)?;

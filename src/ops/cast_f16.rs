@@ -190,10 +190,12 @@ pub enum Operands {
 }
 
 impl Operands {
-    /// The kernel to run: `shader` or its `_f16` variant.
+    /// The kernel to run: `shader` or its `_f16` variant (`shader` itself where it reads f16
+    /// only: the cooperative-matrix kernels).
     pub fn shader(self, label: &str, shader: &'static str) -> Result<&'static str> {
         match self {
             Operands::F32 => Ok(shader),
+            Operands::F16 { .. } if crate::shaders::get(shader).is_some_and(|s| s.needs_f16()) => Ok(shader),
             Operands::F16 { .. } => crate::shaders::f16_variant(shader)
                 .ok_or_else(|| Error::op(label, format!("{shader} has no f16-operand variant"))),
         }

@@ -25,6 +25,22 @@ impl Shader {
     pub fn needs_subgroups(&self) -> bool {
         self.source.contains("@builtin(subgroup_invocation_id)")
     }
+    /// Whether the kernel multiplies cooperative matrices: the device needs wgpu's
+    /// EXPERIMENTAL_COOPERATIVE_MATRIX feature with the kernel's tile size.
+    pub fn needs_cooperative_matrix(&self) -> bool {
+        self.source.contains("enable wgpu_cooperative_matrix;")
+    }
+    /// The cooperative-matrix tile a kernel multiplies (8 or 16; see crate::shaders), if any: it
+    /// runs where the device's [`Gpu::cooperative_tile`](crate::Gpu::cooperative_tile) is the same.
+    pub fn cooperative_tile(&self) -> Option<u32> {
+        if !self.needs_cooperative_matrix() {
+            None
+        } else if self.source.contains("coop_mat16x16<") {
+            Some(16)
+        } else {
+            Some(8)
+        }
+    }
 }
 
 /// Declares the WGSL kernels of an op module with their workgroup sizes, compiled into the

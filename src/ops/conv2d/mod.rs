@@ -1,11 +1,12 @@
 //! Conv2d (nn.Conv2d, NCHW, groups = 1): kernel (KH, KW), stride, zero padding, dilation, optional
 //! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl; their
-//! `_subgroups` forms for CPU adapters and `_tiled` forms ([`ConvKernels`]).
+//! `_subgroups` forms for CPU adapters, `_tiled` forms and, for mixed precision, `_cooperative_matrix`
+//! forms ([`ConvKernels`]).
 //! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
 //! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
-//! input, the weight and the output gradient (ops::cast_f16), the register-blocked kernels or their
-//! `_subgroups` forms only.
+//! input, the weight and the output gradient (ops::cast_f16): the register-blocked kernels, their
+//! `_subgroups` forms, or the `_cooperative_matrix` kernels, which read f16 only.
 
 use super::cast_f16::{self, Operands};
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
@@ -31,6 +32,9 @@ crate::shaders!(
     conv2d_forward_tiled: 64,
     conv2d_backward_input_tiled: 64,
     conv2d_backward_weight_tiled: 64,
+    conv2d_forward_cooperative_matrix: 32,
+    conv2d_backward_input_cooperative_matrix: 32,
+    conv2d_backward_weight_cooperative_matrix: 32,
 );
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
@@ -483,6 +487,9 @@ pub fn layouts() -> Vec<ParamsLayout> {
         l("conv2d_forward_tiled").consts(TILED),
         l("conv2d_backward_input_tiled").consts(TILED),
         l("conv2d_backward_weight_tiled").consts(TILED),
+        l("conv2d_forward_cooperative_matrix"),
+        l("conv2d_backward_input_cooperative_matrix"),
+        l("conv2d_backward_weight_cooperative_matrix"),
     ]
 }
 
@@ -535,12 +542,25 @@ const TILED_WG: usize = 64;
 const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
 
 /// The kernels a device's programs use: its choice ([`Gpu::conv_kernels`]), the register-blocked
-/// ones in mixed precision where it chose the tiled ones (which have no f16 variants).
+/// ones in mixed precision where it chose the tiled ones (which have no f16 variants) and in f32
+/// where it chose cooperative matrices (which multiply f16 only).
 fn kernels(gpu: &Gpu) -> ConvKernels {
     match (gpu.precision(), gpu.conv_kernels()) {
-        (Precision::Mixed, ConvKernels::Tiled) => ConvKernels::RegisterBlocked,
+        (Precision::Mixed, ConvKernels::Tiled) | (Precision::F32, ConvKernels::CooperativeMatrix) => {
+            ConvKernels::RegisterBlocked
+        }
         (_, k) => k,
     }
+}
+
+/// The `_cooperative_matrix` kernel `name` for this device's tile (its `_16x16` variant on
+/// NVIDIA), and the output rows and columns one workgroup of it computes (4 tiles by 4) with its
+/// invocations (4 subgroups).
+fn cooperative(gpu: &Gpu, name: &'static str) -> (&'static str, usize, usize) {
+    let tile = gpu.cooperative_tile().unwrap_or(8);
+    let shader = crate::shaders::cooperative_variant(name, tile).unwrap_or(name);
+    let wg = crate::shaders::get(shader).map_or(32, |s| s.workgroup as usize);
+    (shader, 4 * tile as usize, wg)
 }
 
 /// One of a convolution's three products (forward, input gradient, weight gradient), a GEMM of
@@ -558,12 +578,12 @@ struct Product {
 }
 
 impl Product {
-    /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups` and `Tiled`, in that
-    /// order; `block`: the columns one register-blocked invocation computes (of a tile's channels:
+    /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups`, `Tiled` and
+    /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation computes (of a tile's channels:
     /// TILE_CHANNELS, or `subgroups_tile` in the `_subgroups` kernels).
     fn new(
         gpu: &Gpu,
-        names: &'static [&'static str; 3],
+        names: &'static [&'static str; 4],
         (rows, cols): (usize, usize),
         block: usize,
         subgroups_tile: usize,
@@ -586,20 +606,39 @@ impl Product {
                 invocations: rows.div_ceil(TILED_BM) * cols.div_ceil(TILED_BN) * TILED_WG,
                 stride: 0,
             },
+            ConvKernels::CooperativeMatrix => {
+                let (shader, tile, wg) = cooperative(gpu, names[3]);
+                Product { shader, invocations: rows.div_ceil(tile) * cols.div_ceil(tile) * wg, stride: 0 }
+            }
         }
     }
     fn forward(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.oh * g.ow;
-        let names = &["conv2d_forward", "conv2d_forward_subgroups", "conv2d_forward_tiled"];
+        let names = &[
+            "conv2d_forward",
+            "conv2d_forward_subgroups",
+            "conv2d_forward_tiled",
+            "conv2d_forward_cooperative_matrix",
+        ];
         Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0)
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
-        let names = &["conv2d_backward_input", "conv2d_backward_input_subgroups", "conv2d_backward_input_tiled"];
+        let names = &[
+            "conv2d_backward_input",
+            "conv2d_backward_input_subgroups",
+            "conv2d_backward_input_tiled",
+            "conv2d_backward_input_cooperative_matrix",
+        ];
         Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0)
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
-        let names = &["conv2d_backward_weight", "conv2d_backward_weight_subgroups", "conv2d_backward_weight_tiled"];
+        let names = &[
+            "conv2d_backward_weight",
+            "conv2d_backward_weight_subgroups",
+            "conv2d_backward_weight_tiled",
+            "conv2d_backward_weight_cooperative_matrix",
+        ];
         Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1)
     }
 }
@@ -683,14 +722,15 @@ pub fn forward_gpu(
 }
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
-/// invocations to fill a GPU (32,768 register-blocked ones; 1,024 tiled workgroups), at least 256
-/// pixels per split, the partials within one binding.
+/// invocations to fill a GPU (32,768 register-blocked ones; 1,024 tiled or cooperative-matrix
+/// workgroups), at least 256 pixels per split, the partials within one binding.
 pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
     let kernels = kernels(gpu);
     let target = match kernels {
         ConvKernels::RegisterBlocked | ConvKernels::Subgroups => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
+        ConvKernels::CooperativeMatrix => 1_024 * cooperative(gpu, "conv2d_backward_weight_cooperative_matrix").2,
     };
     let invocations = Product::dweight(gpu, g).invocations;
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);

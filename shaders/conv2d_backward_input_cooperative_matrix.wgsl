@@ -1,0 +1,174 @@
+enable f16;
+enable wgpu_cooperative_matrix;
+// Conv2d backward w.r.t. the input on cooperative matrices, for mixed precision
+// (ConvKernels::CooperativeMatrix): the GEMM
+//   dinp[n, ic, h, w] = sum_r weight[oc, ic, kh, kw] * dout[n, oc, oh, ow],  r = (oc, kh, kw),
+// over the (oc, kh, kw) with h = oh*SH - PH + kh*DH and w = ow*SW - PW + kw*DW for an output pixel
+// (oh, ow), with f16 operands (ops::cast_f16's copies; the output gradient scaled by 2^e, e at
+// scale_at) and f32 accumulators. weight: (OC, IC, KH, KW) f16; dout: (N, OC, OH, OW) f16;
+// dinp: (N, IC, H, W) overwritten, or split s's partial sums at s * N*IC*H*W when the OC reduction
+// is split in chunks.
+// Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
+// of BM input channels x BN input pixels (over (n, h, w) together), pixel tiles fastest; 2-D grid
+// past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32.
+struct Params {
+    N: u32,
+    IC: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    has_bias: u32,
+    splits: u32,
+    chunk: u32,
+    scale_at: u32,
+    stride: u32,
+}
+
+const T: u32 = 8u;
+const SG: u32 = 8u;
+alias tile_a = coop_mat8x8<f16, A>;
+alias tile_b = coop_mat8x8<f16, B>;
+alias tile_c = coop_mat8x8<f32, C>;
+// Invocations per workgroup (Rust declares the same in its shaders! entry): four subgroups.
+const WG: u32 = 4u * SG;
+// Output channels, output pixels and reduction rows per stage (ops::conv2d::COOPERATIVE_TILES).
+const BM: u32 = 4u * T;
+const BN: u32 = 4u * T;
+const BK: u32 = 2u * T;
+
+// scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
+const UNSCALED: u32 = 0xffffffffu;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> weight: array<f16>;
+@group(0) @binding(2) var<storage, read> dout: array<f16>;
+@group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
+
+var<workgroup> As: array<f16, BM * BK>; // [m][r], rows of BK
+var<workgroup> Bs: array<f16, BK * BN>; // [r][q], rows of BN
+var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    let HW = p.H * p.W;
+    let P = p.N * HW;
+    let ptiles = (P + BN - 1u) / BN;
+    let tiles = ptiles * ((p.IC + BM - 1u) / BM);
+    if (g >= tiles * p.splits) {
+        return;
+    }
+    let s = g / tiles;
+    let t = g % tiles;
+    let m0 = (t / ptiles) * BM;
+    let n0 = (t % ptiles) * BN;
+    let OHW = p.OH * p.OW;
+    let KHW = p.KH * p.KW;
+    let k_begin = s * p.chunk * KHW;
+    let k_end = min((s + 1u) * p.chunk, p.OC) * KHW;
+
+    // The input pixel whose column this invocation stages (WG is a multiple of BN): n0 + bq, at
+    // rows bk + WG / BN * e.
+    let bq = li % BN;
+    let bk = li / BN;
+    let q = n0 + bq;
+    let qok = q < P;
+    let r = min(q, P - 1u) % HW;
+    let dbase = (min(q, P - 1u) / HW) * p.OC * OHW;
+    let hp = i32(r / p.W + p.PH);
+    let wp = i32(r % p.W + p.PW);
+    // The reduction column of the weight it stages (WG is a multiple of BK): k0 + ak, input
+    // channels am + WG / BK * e.
+    let ak = li % BK;
+    let am = li / BK;
+
+    let sg = li / SG;
+    let lane = li % SG;
+    let sm = sg / 2u;
+    let sn = sg % 2u;
+    let slot = sg * T * T;
+    for (var e = 0u; e < T * T / SG; e++) {
+        Cs[slot + lane + e * SG] = 0.0;
+    }
+    workgroupBarrier();
+    var c00 = coopLoadT<tile_c>(&Cs[slot], T);
+    var c01 = c00;
+    var c10 = c00;
+    var c11 = c00;
+
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        let k = k0 + ak;
+        let wrow = (min(k, k_end - 1u) / KHW) * p.IC * KHW + min(k, k_end - 1u) % KHW;
+        for (var e = 0u; e < BM * BK / WG; e++) {
+            let m = am + (WG / BK) * e;
+            let ok = m0 + m < p.IC && k < k_end;
+            As[m * BK + ak] = select(0.0h, weight[select(0u, wrow + (m0 + m) * KHW, ok)], ok);
+        }
+        for (var e = 0u; e < BK * BN / WG; e++) {
+            let kk = bk + (WG / BN) * e;
+            let kr = min(k0 + kk, k_end - 1u);
+            let rr = kr % KHW;
+            // The output pixel (oh, ow) that reads this input pixel through tap (kh, kw), if any.
+            let th = hp - i32((rr / p.KW) * p.DH);
+            let tw = wp - i32((rr % p.KW) * p.DW);
+            let oh = u32(max(th, 0)) / p.SH;
+            let ow = u32(max(tw, 0)) / p.SW;
+            let ok = qok && k0 + kk < k_end && th >= 0 && tw >= 0 && u32(th) % p.SH == 0u && u32(tw) % p.SW == 0u
+                && oh < p.OH && ow < p.OW;
+            let d = dout[select(0u, dbase + (kr / KHW) * OHW + oh * p.OW + ow, ok)];
+            Bs[kk * BN + bq] = select(0.0h, d, ok);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk += T) {
+            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
+            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);
+            let b0 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn) * T], BN);
+            let b1 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn + 1u) * T], BN);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+        }
+        workgroupBarrier();
+    }
+
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    var unscale = 1.0;
+    if (p.scale_at != UNSCALED) {
+        unscale = exp2(-f32(dout[p.scale_at]));
+    }
+    // Tile i of this subgroup's 2 x 2: rows (input channels) from m0 + (2 sm + i / 2) T, columns
+    // (input pixels) from n0 + (2 sn + i % 2) T.
+    for (var i = 0u; i < 4u; i++) {
+        if (i == 0u) {
+            coopStoreT(c00, &Cs[slot], T);
+        } else if (i == 1u) {
+            coopStoreT(c01, &Cs[slot], T);
+        } else if (i == 2u) {
+            coopStoreT(c10, &Cs[slot], T);
+        } else {
+            coopStoreT(c11, &Cs[slot], T);
+        }
+        workgroupBarrier();
+        for (var e = 0u; e < T * T / SG; e++) {
+            let idx = lane + e * SG;
+            let ic = m0 + (2u * sm + i / 2u) * T + idx / T;
+            let qi = n0 + (2u * sn + i % 2u) * T + idx % T;
+            if (ic < p.IC && qi < P) {
+                dinp[s * P * p.IC + (qi / HW) * p.IC * HW + ic * HW + qi % HW] = Cs[slot + idx] * unscale;
+            }
+        }
+        workgroupBarrier();
+    }
+}

@@ -1,0 +1,172 @@
+enable f16;
+enable wgpu_cooperative_matrix;
+// Conv2d forward on cooperative matrices (tensor cores on NVIDIA), for mixed precision
+// (ConvKernels::CooperativeMatrix): the implicit GEMM
+//   out[n, oc, oh, ow] = bias[oc] + sum_k weight[oc, k] * col[k, (n, oh, ow)],
+//   k = (ic, kh, kw), col[k, q] = inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (zero padding),
+// with f16 operands (the f16 copies ops::cast_f16 stages) and f32 accumulators.
+// inp: (N, IC, H, W) f16; weight: (OC, IC, KH, KW) f16; bias: (OC,) f32 (read when has_bias);
+// out: (N, OC, OH, OW) overwritten, or split s's partial sums at s * N*OC*OH*OW when the IC
+// reduction is split in chunks.
+// Dispatch: one workgroup per split and tile of BM output channels x BN output pixels (pixels over
+// (n, oh, ow) together), pixel tiles fastest; 2-D grid past 65,535. Each stage stages BK reduction
+// rows of the weight (BM x BK) and of col (BK x BN) in workgroup memory, zero where out of range;
+// four subgroups, 2 x 2 over the workgroup's tile, multiply 2 x 2 tiles of T x T each. Results
+// leave through workgroup memory, one tile per subgroup at a time, so that ragged edges are skipped.
+// As written, T = 8 with subgroups of 8 (lavapipe); its `_16x16` variant (crate::shaders) has
+// T = 16 with subgroups of 32 (NVIDIA). The host runs a variant only where the adapter multiplies
+// T x T x T f16 matrices into f32 with subgroups of exactly SG invocations, which are taken to be
+// aligned runs of the workgroup (as on every adapter seen).
+struct Params {
+    N: u32,
+    IC: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OH: u32,
+    OW: u32,
+    KH: u32,
+    KW: u32,
+    SH: u32,
+    SW: u32,
+    PH: u32,
+    PW: u32,
+    DH: u32,
+    DW: u32,
+    has_bias: u32,
+    splits: u32,
+    chunk: u32,
+    scale_at: u32,
+    stride: u32,
+}
+
+const T: u32 = 8u;
+const SG: u32 = 8u;
+alias tile_a = coop_mat8x8<f16, A>;
+alias tile_b = coop_mat8x8<f16, B>;
+alias tile_c = coop_mat8x8<f32, C>;
+// Invocations per workgroup (Rust declares the same in its shaders! entry): four subgroups.
+const WG: u32 = 4u * SG;
+// Output channels, output pixels and reduction rows per stage (ops::conv2d::COOPERATIVE_TILES).
+const BM: u32 = 4u * T;
+const BN: u32 = 4u * T;
+const BK: u32 = 2u * T;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f16>;
+@group(0) @binding(2) var<storage, read> weight: array<f16>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> As: array<f16, BM * BK>; // [m][k], rows of BK
+var<workgroup> Bs: array<f16, BK * BN>; // [k][q], rows of BN
+var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    let OHW = p.OH * p.OW;
+    let P = p.N * OHW;
+    let ptiles = (P + BN - 1u) / BN;
+    let tiles = ptiles * ((p.OC + BM - 1u) / BM);
+    if (g >= tiles * p.splits) {
+        return;
+    }
+    let s = g / tiles;
+    let t = g % tiles;
+    let m0 = (t / ptiles) * BM;
+    let n0 = (t % ptiles) * BN;
+    let HW = p.H * p.W;
+    let KHW = p.KH * p.KW;
+    let K = p.IC * KHW;
+    let k_begin = s * p.chunk * KHW;
+    let k_end = min((s + 1u) * p.chunk, p.IC) * KHW;
+
+    // The column of col this invocation stages (WG is a multiple of BN): pixel n0 + bq, at rows
+    // bk + WG / BN * e.
+    let bq = li % BN;
+    let bk = li / BN;
+    let q = n0 + bq;
+    let qok = q < P;
+    let r = min(q, P - 1u) % OHW;
+    let xbase = (min(q, P - 1u) / OHW) * p.IC * HW;
+    let ih0 = i32((r / p.OW) * p.SH) - i32(p.PH);
+    let iw0 = i32((r % p.OW) * p.SW) - i32(p.PW);
+    // The weight column it stages (WG is a multiple of BK): k0 + ak, channels am + WG / BK * e.
+    let ak = li % BK;
+    let am = li / BK;
+
+    let sg = li / SG;
+    let lane = li % SG;
+    let sm = sg / 2u;
+    let sn = sg % 2u;
+    let slot = sg * T * T;
+    for (var e = 0u; e < T * T / SG; e++) {
+        Cs[slot + lane + e * SG] = 0.0;
+    }
+    workgroupBarrier();
+    var c00 = coopLoadT<tile_c>(&Cs[slot], T);
+    var c01 = c00;
+    var c10 = c00;
+    var c11 = c00;
+
+    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        let k = k0 + ak;
+        for (var e = 0u; e < BM * BK / WG; e++) {
+            let m = am + (WG / BK) * e;
+            let ok = m0 + m < p.OC && k < k_end;
+            As[m * BK + ak] = select(0.0h, weight[select(0u, (m0 + m) * K + k, ok)], ok);
+        }
+        for (var e = 0u; e < BK * BN / WG; e++) {
+            let kk = bk + (WG / BN) * e;
+            let kr = min(k0 + kk, k_end - 1u);
+            let rr = kr % KHW;
+            let ih = ih0 + i32((rr / p.KW) * p.DH);
+            let iw = iw0 + i32((rr % p.KW) * p.DW);
+            let ok = qok && k0 + kk < k_end && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
+            let x = inp[xbase + (kr / KHW) * HW + u32(select(0, ih * i32(p.W) + iw, ok))];
+            Bs[kk * BN + bq] = select(0.0h, x, ok);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk += T) {
+            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
+            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);
+            let b0 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn) * T], BN);
+            let b1 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn + 1u) * T], BN);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+        }
+        workgroupBarrier();
+    }
+
+    // Tile i of this subgroup's 2 x 2: rows (channels) from m0 + (2 sm + i / 2) T, columns
+    // (pixels) from n0 + (2 sn + i % 2) T.
+    for (var i = 0u; i < 4u; i++) {
+        if (i == 0u) {
+            coopStoreT(c00, &Cs[slot], T);
+        } else if (i == 1u) {
+            coopStoreT(c01, &Cs[slot], T);
+        } else if (i == 2u) {
+            coopStoreT(c10, &Cs[slot], T);
+        } else {
+            coopStoreT(c11, &Cs[slot], T);
+        }
+        workgroupBarrier();
+        for (var e = 0u; e < T * T / SG; e++) {
+            let idx = lane + e * SG;
+            let oc = m0 + (2u * sm + i / 2u) * T + idx / T;
+            let qo = n0 + (2u * sn + i % 2u) * T + idx % T;
+            if (oc < p.OC && qo < P) {
+                var v = Cs[slot + idx];
+                if (p.has_bias == 1u && s == 0u) {
+                    v += bias[oc];
+                }
+                out[s * P * p.OC + (qo / OHW) * p.OC * OHW + oc * OHW + qo % OHW] = v;
+            }
+        }
+        workgroupBarrier();
+    }
+}
