@@ -114,6 +114,18 @@ fn mixed_precision_split_k_matches_cpu() {
     check_against_cpu(&gpu, 18);
 }
 
+/// Mixed precision with each other convolution kernel family: where that is cooperative matrices,
+/// Linear runs its products on the convolution's `_cooperative_matrix` kernels (a 1x1 convolution).
+#[test]
+fn mixed_precision_other_conv_kernels_match_cpu() {
+    for gpu in other_conv_kernels_gpus(true) {
+        match gpu.set_precision(wgrad::Precision::Mixed) {
+            Ok(()) => check_against_cpu(&gpu, 19),
+            Err(e) => return skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16"),
+        }
+    }
+}
+
 /// In mixed precision the products take the operands rounded to f16 (the output gradient scaled;
 /// see common::as_products_read), the bias gradient the f32 output gradient.
 fn check_against_cpu(gpu: &Arc<wgrad::Gpu>, seed: u64) {

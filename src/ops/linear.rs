@@ -1,11 +1,13 @@
 //! Linear (nn.Linear): y = x·Wᵀ + b with W stored (out, in) as in PyTorch; backward dx = dy·W,
 //! dW = dyᵀ·x, db = Σ_n dy. Shaders: matmul.wgsl (strided, serves all three products) and
 //! bias_backward.wgsl. The CPU path uses matrixmultiply. With [`Precision::Mixed`](crate::Precision::Mixed) the products
-//! run matmul_f16 on f16 copies of the input, the weight and the output gradient (ops::cast_f16).
+//! run matmul_f16 on f16 copies of the input, the weight and the output gradient (ops::cast_f16),
+//! or, where the device multiplies on cooperative matrices, the convolution's
+//! `_cooperative_matrix` kernels: a Linear layer is a 1x1 convolution of (N, IN, 1, 1) images.
 
 use super::cast_f16::{self, Operands};
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
-use super::{bias, sum_splits, ParamsLayout};
+use super::{bias, conv2d, sum_splits, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
@@ -86,6 +88,13 @@ impl Planned {
         let (i, o) = (self.c.in_features, self.c.out_features);
         cast_f16::Sizes { input: self.n * i, weight: o * i, dout: self.n * o }
     }
+    /// The layer as a 1x1 convolution of (N, IN, 1, 1) into (N, OUT, 1, 1): the same memory
+    /// layouts, the weight (OUT, IN, 1, 1) included.
+    fn as_conv(&self) -> conv2d::Geometry {
+        let (n, ic, oc) = (self.n, self.c.in_features, self.c.out_features);
+        let (h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw) = (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1);
+        conv2d::Geometry { n, ic, h, w, oc, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw }
+    }
     fn products(&self) -> [(usize, usize, usize); 3] {
         let (n, i, o) = (self.n, self.c.in_features, self.c.out_features);
         [(n, o, i), (o, i, n), (n, i, o)]
@@ -101,6 +110,11 @@ impl Node for Planned {
         Flops { forward: f, backward_input: f, backward_params: f }
     }
     fn gpu_scratch(&self, gpu: &Gpu, dinputs: &[bool]) -> Scratch {
+        if conv2d::runs_cooperative_matrices(gpu) {
+            let mut scratch = conv2d::product_scratch(gpu, &self.as_conv(), dinputs[0]);
+            cast_f16::product_scratch(gpu, self.sizes(), &mut scratch);
+            return scratch;
+        }
         let part = |(m, n, k): (usize, usize, usize)| {
             let (splits, _) = matmul_splits(gpu, (m, n, k));
             (splits > 1).then_some((splits * m * n) as u64)
@@ -133,6 +147,11 @@ impl Node for Planned {
         let (bias, part) = (io.state.get(1).copied(), io.scratch.first().copied());
         let s = cast_f16::stage_forward(gpu, io, self.sizes())?;
         let mut prog = s.prog;
+        if conv2d::runs_cooperative_matrices(gpu) {
+            let g = self.as_conv();
+            prog.extend(conv2d::forward_gpu(gpu, io.label, &g, io.out, s.input, s.weight, bias, s.scratch, s.ops)?);
+            return Ok(prog);
+        }
         prog.extend(matmul_gpu(gpu, io.label, f, s.input, (i, 1), s.weight, (1, i), bias, io.out, part, s.ops)?);
         Ok(prog)
     }
@@ -142,13 +161,19 @@ impl Node for Planned {
         let label = io.label;
         let s = cast_f16::stage_backward(gpu, io, self.sizes())?;
         let (mut prog, dout_op) = (s.prog, s.dout.unwrap());
+        if let Some(db) = io.dparams.get(1) {
+            prog.extend(bias::backward_gpu(gpu, label, io.dout.unwrap(), db, None, (self.n, o, 1))?);
+        }
+        if conv2d::runs_cooperative_matrices(gpu) {
+            let grads = conv2d::GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: None };
+            let g = self.as_conv();
+            prog.extend(conv2d::backward_gpu(gpu, label, &g, grads, io.dout.unwrap(), dout_op, s.input, s.weight, s.scratch, s.ops)?);
+            return Ok(prog);
+        }
         let mut scratch = s.scratch.iter().copied();
         let mut part = |mnk| if matmul_splits(gpu, mnk).0 > 1 { scratch.next() } else { None };
         let (dweight, ops) = (io.dparams[0], s.ops);
         prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout_op, (1, o), s.input, (i, 1), None, dweight, part(dw), ops)?);
-        if let Some(db) = io.dparams.get(1) {
-            prog.extend(bias::backward_gpu(gpu, label, io.dout.unwrap(), db, None, (self.n, o, 1))?);
-        }
         if let Some(dinp) = io.dinput(0) {
             prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout_op, (o, 1), s.weight, (i, 1), None, dinp, part(di), ops)?);
         }

@@ -176,19 +176,12 @@ impl Node for Planned {
         Flops { forward: f, backward_input: f, backward_params: f }
     }
     fn gpu_scratch(&self, gpu: &Gpu, dinputs: &[bool]) -> Scratch {
-        let s = Splits::new(gpu, &self.g);
         let g = &self.g;
-        let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
-        let mut scratch = Scratch {
-            forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().collect(),
-            backward: part(bias::splits(gpu, g.n, g.oc), g.oc)
-                .filter(|_| self.bias)
-                .into_iter()
-                .chain(part(s.dweight, g.oc * g.k()))
-                .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinputs[0]))
-                .collect(),
-            kept: Vec::new(),
-        };
+        let (bias_splits, _) = bias::splits(gpu, g.n, g.oc);
+        let mut scratch = product_scratch(gpu, g, dinputs[0]);
+        if self.bias && bias_splits > 1 {
+            scratch.backward.insert(0, (bias_splits * g.oc) as u64);
+        }
         cast_f16::product_scratch(gpu, g.sizes(), &mut scratch);
         scratch
     }
@@ -553,10 +546,16 @@ fn kernels(gpu: &Gpu) -> ConvKernels {
     }
 }
 
+/// Whether `gpu`'s programs multiply on cooperative matrices (mixed precision with
+/// [`ConvKernels::CooperativeMatrix`]); Linear then runs its products on these kernels too.
+pub fn runs_cooperative_matrices(gpu: &Gpu) -> bool {
+    kernels(gpu) == ConvKernels::CooperativeMatrix
+}
+
 /// The `_cooperative_matrix` kernel `name` for this device's tile (its `_16x16` variant on
 /// NVIDIA), and the output rows and columns one workgroup of it computes (4 tiles by 4) with its
 /// invocations (4 subgroups).
-fn cooperative(gpu: &Gpu, name: &'static str) -> (&'static str, usize, usize) {
+fn cooperative_shader(gpu: &Gpu, name: &'static str) -> (&'static str, usize, usize) {
     let tile = gpu.cooperative_tile().unwrap_or(8);
     let shader = crate::shaders::cooperative_variant(name, tile).unwrap_or(name);
     let wg = crate::shaders::get(shader).map_or(32, |s| s.workgroup as usize);
@@ -607,7 +606,7 @@ impl Product {
                 stride: 0,
             },
             ConvKernels::CooperativeMatrix => {
-                let (shader, tile, wg) = cooperative(gpu, names[3]);
+                let (shader, tile, wg) = cooperative_shader(gpu, names[3]);
                 Product { shader, invocations: rows.div_ceil(tile) * cols.div_ceil(tile) * wg, stride: 0 }
             }
         }
@@ -640,6 +639,19 @@ impl Product {
             "conv2d_backward_weight_cooperative_matrix",
         ];
         Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1)
+    }
+}
+
+/// The partial sums the products of `g` take where their reductions are split: the forward's, then
+/// the weight gradient's and (when `dinp`) the input gradient's, in the order [`forward_gpu`] and
+/// [`backward_gpu`] take them after the bias gradient's.
+pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
+    let s = Splits::new(gpu, g);
+    let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
+    Scratch {
+        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().collect(),
+        backward: part(s.dweight, g.oc * g.k()).into_iter().chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp)).collect(),
+        kept: Vec::new(),
     }
 }
 
@@ -730,7 +742,7 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let target = match kernels {
         ConvKernels::RegisterBlocked | ConvKernels::Subgroups => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
-        ConvKernels::CooperativeMatrix => 1_024 * cooperative(gpu, "conv2d_backward_weight_cooperative_matrix").2,
+        ConvKernels::CooperativeMatrix => 1_024 * cooperative_shader(gpu, "conv2d_backward_weight_cooperative_matrix").2,
     };
     let invocations = Product::dweight(gpu, g).invocations;
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
