@@ -104,7 +104,9 @@ fn conv_kernels_from_env() -> Result<Option<ConvKernels>> {
     match std::env::var("WGRAD_CONV_KERNELS") {
         Ok(v) if !v.trim().is_empty() => {
             <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
-                Error::Device(format!("WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups, tiled or cooperative-matrix"))
+                Error::Device(format!(
+                    "WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups, tiled or cooperative-matrix"
+                ))
             })
         }
         _ => Ok(None),
@@ -581,7 +583,11 @@ impl Gpu {
                  8x8x8 f16 products into f32 on subgroups of 8, or 16x16x16 ones on subgroups of 32; {} {}, with \
                  subgroups of {} to {}",
                 self.describe(),
-                if self.features.contains(wgpu::Features::SHADER_F16) { "has f16 shaders" } else { "has no f16 shaders" },
+                if self.features.contains(wgpu::Features::SHADER_F16) {
+                    "has f16 shaders"
+                } else {
+                    "has no f16 shaders"
+                },
                 self.info.subgroup_min_size,
                 self.info.subgroup_max_size,
             )));

@@ -49,7 +49,10 @@ pub fn all() -> &'static [Shader] {
             .map(|s| Shader {
                 name: Box::leak(format!("{}_16x16", s.name).into_boxed_str()),
                 source: Box::leak(
-                    COOPERATIVE_16X16.iter().fold(s.source.to_string(), |src, (from, to)| src.replace(from, to)).into_boxed_str(),
+                    COOPERATIVE_16X16
+                        .iter()
+                        .fold(s.source.to_string(), |src, (from, to)| src.replace(from, to))
+                        .into_boxed_str(),
                 ),
                 // Four subgroups of 32 instead of four of 8.
                 workgroup: s.workgroup * 4,
