@@ -300,9 +300,9 @@ pub struct Gpu {
     split_target: std::sync::atomic::AtomicUsize,
     conv_kernels: std::sync::atomic::AtomicU8,
     precision: std::sync::atomic::AtomicU8,
-    /// The cooperative-matrix tile (8 or 16) the `_cooperative_matrix` kernels run with here, if any
-    /// ([`cooperative_tile`]).
-    cooperative_tile: Option<u32>,
+    /// The cooperative-matrix tile (8 or 16) the `_cooperative_matrix` kernels run with here, 0 for
+    /// none ([`cooperative_tile`]).
+    cooperative_tile: std::sync::atomic::AtomicU32,
 }
 
 /// What the convolution and linear kernels compute in (`--precision`, WGRAD_PRECISION).
@@ -458,7 +458,7 @@ impl Gpu {
             }),
             conv_kernels: std::sync::atomic::AtomicU8::new(ConvKernels::RegisterBlocked as u8),
             precision: std::sync::atomic::AtomicU8::new(Precision::F32 as u8),
-            cooperative_tile,
+            cooperative_tile: std::sync::atomic::AtomicU32::new(cooperative_tile.unwrap_or(0)),
             info,
         };
         let kernels = match conv_kernels_from_env()? {
@@ -613,13 +613,29 @@ impl Gpu {
             ConvKernels::Subgroups => {
                 self.features.contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= 8
             }
-            ConvKernels::CooperativeMatrix => self.cooperative_tile.is_some(),
+            ConvKernels::CooperativeMatrix => self.cooperative_tile().is_some(),
         }
     }
     /// The cooperative-matrix tile (8 or 16) of the `_cooperative_matrix` kernels on this device,
     /// if it can run them.
     pub fn cooperative_tile(&self) -> Option<u32> {
-        self.cooperative_tile
+        Some(self.cooperative_tile.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+    /// For tests on lavapipe only: runs the 16 x 16 variant of the `_cooperative_matrix` kernels
+    /// (written for NVIDIA's subgroups of 32) where the adapter offers 8 x 8 tiles on subgroups of
+    /// 8. That is outside what the adapter advertises; lavapipe lowers cooperative matrices of any
+    /// size to plain code and runs it, each of its subgroups in one of 32 computing the same tiles,
+    /// so CI checks the variant no GPU here can run. An error on any other adapter.
+    #[doc(hidden)]
+    pub fn force_cooperative_tile_16_on_lavapipe(&self) -> Result<()> {
+        if self.cooperative_tile() != Some(8) || !self.info.name.starts_with("llvmpipe") {
+            return Err(Error::Device(format!(
+                "the 16x16 cooperative-matrix kernels can be forced only on lavapipe with 8x8 cooperative matrices, not {}",
+                self.describe()
+            )));
+        }
+        self.cooperative_tile.store(16, Ordering::Relaxed);
+        Ok(())
     }
     /// The most invocations a subgroup of this adapter has (what wgpu reports; 128 at most).
     pub fn subgroup_max_size(&self) -> u32 {

@@ -276,7 +276,7 @@ pub fn as_products_read(gpu: &Gpu, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f
 }
 
 /// The adapter [`gpu`] uses, opened again for one test's settings (the shared one stays as it is).
-fn own_gpu(configure: impl FnOnce(&Gpu)) -> Option<Arc<Gpu>> {
+pub fn own_gpu(configure: impl FnOnce(&Gpu)) -> Option<Arc<Gpu>> {
     gpu()?;
     let g = Gpu::default_adapter().ok()??;
     configure(&g);
