@@ -616,6 +616,13 @@ impl Gpu {
             ConvKernels::CooperativeMatrix => self.cooperative_tile().is_some(),
         }
     }
+    /// Whether this device can build `shader`: f16, subgroups and cooperative matrices of its tile
+    /// where it uses them.
+    pub fn can_build(&self, shader: &shaders::Shader) -> bool {
+        (self.features.contains(wgpu::Features::SHADER_F16) || !shader.needs_f16())
+            && (self.offers(ConvKernels::Subgroups) || !shader.needs_subgroups())
+            && shader.cooperative_tile().is_none_or(|t| self.cooperative_tile() == Some(t))
+    }
     /// The cooperative-matrix tile (8 or 16) of the `_cooperative_matrix` kernels on this device,
     /// if it can run them.
     pub fn cooperative_tile(&self) -> Option<u32> {

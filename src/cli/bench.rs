@@ -83,13 +83,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let startup = Instant::now();
     let mut pipelines = 0;
     if let Device::Gpu(g) = &device {
-        // The f16, subgroup and cooperative-matrix kernels only where they run (a device without
-        // SHADER_F16, SUBGROUP or cooperative matrices of their tile cannot build them).
-        let runs = |s: &&shaders::Shader| {
-            (g.precision() == crate::Precision::Mixed || !s.needs_f16())
-                && (g.offers(crate::ConvKernels::Subgroups) || !s.needs_subgroups())
-                && s.cooperative_tile().is_none_or(|t| g.cooperative_tile() == Some(t))
-        };
+        // The kernels the device can build, the f16 ones in mixed precision only.
+        let runs =
+            |s: &&shaders::Shader| (g.precision() == crate::Precision::Mixed || !s.needs_f16()) && g.can_build(s);
         for s in shaders::all().iter().filter(runs) {
             g.pipeline(s.name)?;
             pipelines += 1;
@@ -114,9 +110,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut results = Vec::new();
     if !a.json {
         if let Device::Gpu(gpu) = &device {
+            let tile = gpu.cooperative_tile().map_or(String::new(), |t| format!(", cooperative matrices {t}x{t}"));
             println!(
                 "start-up: {pipelines} pipelines created in {startup_ms:.1} ms; {:?} convolution kernels \
-                 (WGRAD_CONV_KERNELS); {:?} precision (--precision)",
+                 (WGRAD_CONV_KERNELS{tile}); {:?} precision (--precision)",
                 gpu.conv_kernels(),
                 gpu.precision()
             );
