@@ -206,6 +206,16 @@ impl Trainer {
         if cfg.epochs == 0 {
             return Err(Error::Graph("--epochs must be at least 1".into()));
         }
+        // --verify judges at f32's tolerances (cli::DeviceArgs::check_verify says why).
+        if let Device::Gpu(g) = &device {
+            if cfg.verify && g.precision() == crate::Precision::Mixed {
+                return Err(Error::Graph(
+                    "--verify compares with the CPU path's f32 at f32 tolerances and cannot judge --precision mixed; \
+                     verify with --precision f32"
+                        .into(),
+                ));
+            }
+        }
         if cfg.max_steps == Some(0) {
             return Err(Error::Graph("--max-steps must be at least 1".into()));
         }

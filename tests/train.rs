@@ -208,6 +208,20 @@ fn the_stop_flag_saves_and_a_resume_continues() {
     assert_eq!(r.meta.step, 4);
 }
 
+/// The library refuses what the command line refuses: --verify (f32 tolerances) on a GPU computing
+/// in mixed precision.
+#[test]
+fn verify_with_mixed_precision_is_refused() {
+    let Some(gpu) = mixed_precision_gpu(false) else { return };
+    let out = tempdir();
+    let cfg = Config { verify: true, ..config(1, None) };
+    let model = models::tudui(3);
+    let r =
+        Trainer::new(Device::Gpu(gpu), model, synthetic(Split::Train, 64), synthetic(Split::Test, 32), cfg, &out, None);
+    let e = r.err().expect("--verify with mixed precision was accepted").to_string();
+    assert!(e.contains("cannot judge --precision mixed"), "{e}");
+}
+
 #[test]
 fn a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_last_checkpoint() {
     let out = tempdir();
