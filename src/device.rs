@@ -348,7 +348,7 @@ pub enum ConvKernels {
     /// matrices (tensor cores on NVIDIA; conv2d_forward_cooperative_matrix.wgsl,
     /// conv2d_backward_input_cooperative_matrix.wgsl, conv2d_backward_weight_cooperative_matrix.wgsl);
     /// in f32, the register-blocked kernels. Needs wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX feature
-    /// with 8x8x8 f16 products into f32 on subgroups of 8 (lavapipe, Mesa 25 and later) or
+    /// with 8x8x8 f16 products into f32 on subgroups of 8 (recent lavapipe: Mesa 26.2 has them, 22.3 not) or
     /// 16x16x16 ones on subgroups of 32 (NVIDIA).
     CooperativeMatrix,
 }
