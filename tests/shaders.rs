@@ -9,36 +9,26 @@ use naga::back::{glsl, hlsl, msl, spv};
 use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use wgrad::ops::params_layouts;
-use wgrad::shaders::all;
+use wgrad::shaders::{all, Shader};
 
-fn module(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+/// A kernel parsed and validated with the capabilities it declares it needs (wgrad::ops::Shader).
+fn module(s: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
+    let (name, src) = (s.name, s.source);
     let m = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
     let mut caps = Capabilities::empty();
-    caps.set(Capabilities::SHADER_FLOAT16, src.starts_with("enable f16;"));
-    caps.set(Capabilities::SUBGROUP, uses_subgroups(src));
-    caps.set(Capabilities::COOPERATIVE_MATRIX, uses_cooperative_matrices(src));
+    caps.set(Capabilities::SHADER_FLOAT16, s.needs_f16());
+    caps.set(Capabilities::SUBGROUP, s.needs_subgroups());
+    caps.set(Capabilities::COOPERATIVE_MATRIX, s.needs_cooperative_matrix());
     let info = Validator::new(ValidationFlags::all(), caps)
         .validate(&m)
         .unwrap_or_else(|e| panic!("{name}.wgsl fails validation: {e:?}"));
     (m, info)
 }
 
-/// Whether a kernel uses subgroup operations (the `_subgroups` convolution kernels).
-fn uses_subgroups(src: &str) -> bool {
-    src.contains("@builtin(subgroup_invocation_id)")
-}
-
-/// Whether a kernel multiplies cooperative matrices (the `_cooperative_matrix` convolution
-/// kernels): wgpu offers them on Vulkan (and, 8 x 8 f32 only, on Metal, where wgrad does not run
-/// them: Gpu::cooperative_tile), so they are translated to SPIR-V only.
-fn uses_cooperative_matrices(src: &str) -> bool {
-    src.contains("enable wgpu_cooperative_matrix;")
-}
-
 #[test]
 fn every_shader_parses_and_validates() {
     for s in all() {
-        let (m, _) = module(s.name, s.source);
+        let (m, _) = module(s);
         assert!(m.entry_points.iter().any(|e| e.name == "main"), "{}.wgsl has no `main` entry point", s.name);
     }
 }
@@ -62,7 +52,7 @@ fn params_structs_match_wgsl_layout() {
             .iter()
             .find(|l| l.shader == s.variant_of.unwrap_or(name))
             .unwrap_or_else(|| panic!("{name}.wgsl has no Rust params layout in ops::params_layouts()"));
-        let (m, _) = module(name, s.source);
+        let (m, _) = module(s);
         let (members, span) = m
             .types
             .iter()
@@ -92,7 +82,7 @@ fn wgsl_const(m: &naga::Module, name: &str) -> Option<u32> {
 fn workgroup_sizes_and_tile_constants_are_declared_once() {
     let layouts = params_layouts();
     for s in all() {
-        let (m, _) = module(s.name, s.source);
+        let (m, _) = module(s);
         let ep = m.entry_points.iter().find(|e| e.name == "main").unwrap();
         assert_eq!(
             ep.workgroup_size,
@@ -113,7 +103,7 @@ fn workgroup_sizes_and_tile_constants_are_declared_once() {
 fn every_shader_fits_webgpus_default_limits() {
     let lim = wgpu::Limits::default();
     for s in all() {
-        let (m, info) = module(s.name, s.source);
+        let (m, info) = module(s);
         let (mut storage, mut uniform) = (0u32, 0u32);
         let mut workgroup_bytes = 0u32;
         let layouter = {
@@ -165,13 +155,16 @@ fn policies() -> BoundsCheckPolicies {
 }
 
 /// Translates one shader for every backend; the first error names the shader and the backend.
-fn translate(name: &str, src: &str) -> Result<(), String> {
-    let (m, info) = module(name, src);
+/// Cooperative-matrix kernels are translated to SPIR-V only: wgpu offers cooperative matrices on
+/// Vulkan and (8 x 8 f32 only) on Metal, where wgrad does not run them (Gpu::cooperative_tile).
+fn translate(s: &Shader) -> Result<(), String> {
+    let name = s.name;
+    let (m, info) = module(s);
     let ep = |stage| Some((stage, "main".to_string()));
     // Subgroup operations need SPIR-V 1.3 (what wgpu asks for with SUBGROUP); cooperative
     // matrices come with Vulkan 1.3 drivers, which wgpu gives SPIR-V 1.6.
-    let subgroups = uses_subgroups(src);
-    let cooperative = uses_cooperative_matrices(src);
+    let subgroups = s.needs_subgroups();
+    let cooperative = s.needs_cooperative_matrix();
     let spv_opts = spv::Options {
         lang_version: if cooperative {
             (1, 6)
@@ -201,7 +194,7 @@ fn translate(name: &str, src: &str) -> Result<(), String> {
     msl::write_string(&m, &info, &msl_opts, &msl_pipeline).map_err(|e| format!("{name}: MSL (Metal): {e}"))?;
     // f16 needs shader model 6.2 on DX12 (what wgpu asks for with SHADER_F16); GL has no f16, and
     // wgpu offers SHADER_F16 on no GL adapter, nor SUBGROUP.
-    let f16 = src.starts_with("enable f16;");
+    let f16 = s.needs_f16();
     let shader_model = if f16 { hlsl::ShaderModel::V6_2 } else { hlsl::ShaderModel::V6_0 };
     let hlsl_opts = hlsl::Options { shader_model, force_loop_bounding: false, ..hlsl::Options::default() };
     let hlsl_pipeline = hlsl::PipelineOptions { entry_point: ep(naga::ShaderStage::Compute) };
@@ -225,7 +218,7 @@ fn translate(name: &str, src: &str) -> Result<(), String> {
 #[test]
 fn every_shader_translates_for_vulkan_metal_dx12_and_gl() {
     for s in all() {
-        translate(s.name, s.source).unwrap();
+        translate(s).unwrap();
     }
 }
 
