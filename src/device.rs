@@ -514,9 +514,9 @@ impl Gpu {
         if let Some(p) = cache.get(name) {
             return Ok(p.clone());
         }
-        let source = shaders::get(name)
-            .ok_or_else(|| Error::Gpu { context: format!("pipeline {name}"), msg: "no such shader".into() })?
-            .source;
+        let shader = shaders::get(name)
+            .ok_or_else(|| Error::Gpu { context: format!("pipeline {name}"), msg: "no such shader".into() })?;
+        let source = shader.source;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         // Bounds checks stay on: no kernel can touch memory outside its bindings. Loop bounding and
         // integer-division checks are off (they cost lavapipe 1.4x): every loop in shaders/ runs
@@ -540,7 +540,12 @@ impl Gpu {
         });
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu { context: format!("creating pipeline {name}"), msg: e.to_string() });
+            let mut msg = e.to_string();
+            if shader.needs_cooperative_matrix() {
+                // The newest kernels, and an experimental wgpu feature: say how to do without.
+                msg += "\n(WGRAD_CONV_KERNELS=register-blocked runs mixed precision without cooperative matrices)";
+            }
+            return Err(Error::Gpu { context: format!("creating pipeline {name}"), msg });
         }
         // The browser reports a pipeline's errors later: they join the captured errors, which
         // every submit and read checks.

@@ -342,6 +342,22 @@ fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
     random_configurations(&gpu);
 }
 
+/// A cooperative-matrix kernel that cannot be built (here: on an adapter without cooperative
+/// matrices, where wgrad never builds one unasked) fails with wgpu's message and how to do without.
+#[test]
+fn a_cooperative_matrix_kernel_that_fails_to_build_says_how_to_do_without() {
+    // A device of its own: the failed build goes through its error scope, apart from other tests.
+    let Some(g) = own_gpu(|_| {}) else { return };
+    if g.offers(wgrad::ConvKernels::CooperativeMatrix) {
+        // It builds here (the tests above run it).
+        return;
+    }
+    let e =
+        g.pipeline("conv2d_forward_cooperative_matrix").err().expect("built without cooperative matrices").to_string();
+    assert!(e.contains("creating pipeline conv2d_forward_cooperative_matrix"), "{e}");
+    assert!(e.contains("WGRAD_CONV_KERNELS=register-blocked"), "{e}");
+}
+
 /// Where CI says the adapter multiplies cooperative matrices (Mesa 26's lavapipe,
 /// .ci/cooperative-matrix sets WGRAD_REQUIRE_COOPERATIVE_MATRIX=1), the kernels must be offered, so
 /// that the tests above run them rather than pass without them.
