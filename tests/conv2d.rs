@@ -353,7 +353,7 @@ fn a_cooperative_matrix_kernel_that_fails_to_build_says_how_to_do_without() {
         return;
     }
     let e =
-        g.pipeline("conv2d_forward_cooperative_matrix").err().expect("built without cooperative matrices").to_string();
+        g.pipeline("conv2d_forward_cooperative_matrix").expect_err("built without cooperative matrices").to_string();
     assert!(e.contains("creating pipeline conv2d_forward_cooperative_matrix"), "{e}");
     assert!(e.contains("WGRAD_CONV_KERNELS=register-blocked"), "{e}");
 }
