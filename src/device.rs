@@ -120,6 +120,9 @@ pub struct AdapterSummary {
     pub backend: String,
     pub device_type: String,
     pub driver: String,
+    /// What `--precision mixed` computes on there: on cooperative matrices (and their tile), on f16
+    /// FMA kernels, or nothing (no f16 in shaders: f32 only).
+    pub mixed_precision: String,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -134,12 +137,19 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let mixed_precision = match cooperative_tile(adapter) {
+        Some(t) => format!("mixed on cooperative matrices {t}x{t}"),
+        None if adapter.features().contains(wgpu::Features::SHADER_F16) => "mixed on f16 FMA kernels".into(),
+        None => "f32 only (no f16 in shaders)".into(),
+    };
     AdapterSummary {
         name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        mixed_precision,
     }
 }
 
@@ -166,7 +176,7 @@ fn candidates(backend: BackendChoice) -> Vec<wgpu::Adapter> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(opts: &DeviceOptions) -> (Vec<AdapterSummary>, Option<usize>) {
     let list = candidates(opts.backend);
-    let infos: Vec<_> = list.iter().map(|a| summary(&a.get_info())).collect();
+    let infos: Vec<_> = list.iter().map(summary).collect();
     let chosen = if opts.kind == DeviceKind::Cpu { None } else { pick(&list, opts.adapter.as_deref(), opts.kind) };
     (infos, chosen)
 }

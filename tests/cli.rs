@@ -93,6 +93,16 @@ fn devices_lists_adapters_and_the_choice() {
             stdout.contains("* [0]") && stdout.contains("backend=") && stdout.contains("wgrad would use: GPU"),
             "{stdout}"
         );
+        // What --precision mixed would compute on, as the device itself finds it.
+        let g = gpu().unwrap();
+        let mixed = match g.cooperative_tile() {
+            Some(t) => format!("precision: f32, mixed on cooperative matrices {t}x{t}"),
+            None if g.features.contains(wgpu::Features::SHADER_F16) => {
+                "precision: f32, mixed on f16 FMA kernels".into()
+            }
+            None => "precision: f32, f32 only (no f16 in shaders)".into(),
+        };
+        assert!(stdout.lines().any(|l| l.starts_with("* [0]") && l.contains(&mixed)), "{mixed}: {stdout}");
     }
     let (code, stdout, _) = wgrad(&["devices", "--adapter", "no-such-adapter-anywhere"]);
     assert_eq!(code, 1);
@@ -319,6 +329,25 @@ fn progress_is_plain_lines_where_stderr_is_not_a_terminal() {
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(lines[0].starts_with("epoch 1 4/39 (10%): step 4, loss ") && lines[0].contains("img/s, eta "), "{stderr}");
     assert!(!stderr.contains('\r'), "no carriage-return bars in a log: {stderr:?}");
+}
+
+/// `wgrad devices | head -1`: output into a pipe nobody reads ends the command quietly (by
+/// SIGPIPE, as other Unix tools end), not with a panic's backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(["devices", "--device", "cpu"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", out.status);
 }
 
 #[test]

@@ -19,8 +19,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let mark = if Some(i) == chosen { "*" } else { " " };
         let kind = if ad.device_type == "Cpu" { "software (runs on the CPU)" } else { "hardware" };
         println!(
-            "{mark} [{i}] {}  backend={}  type={} ({kind})  driver={}",
-            ad.name, ad.backend, ad.device_type, ad.driver
+            "{mark} [{i}] {}  backend={}  type={} ({kind})  driver={}  precision: f32, {}",
+            ad.name, ad.backend, ad.device_type, ad.driver, ad.mixed_precision
         );
     }
     println!(

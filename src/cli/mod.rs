@@ -108,6 +108,16 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    // A closed stdout (`wgrad devices | head -1`) ends a command quietly, as it ends other Unix
+    // tools, where println! would panic. The server keeps Rust's default (SIGPIPE ignored): a
+    // client that hangs up is an error on its connection, not the end of the process.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_)) {
+        // SAFETY: before any thread or device exists; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Devices(a) => devices::run(a),
         Command::Check(a) => check::run(a),
