@@ -578,8 +578,9 @@ struct Product {
 
 impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups`, `Tiled` and
-    /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation computes (of a tile's channels:
-    /// TILE_CHANNELS, or `subgroups_tile` in the `_subgroups` kernels).
+    /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation
+    /// computes (of a tile's channels: TILE_CHANNELS, or `subgroups_tile` in the `_subgroups`
+    /// kernels).
     fn new(
         gpu: &Gpu,
         names: &'static [&'static str; 4],
