@@ -592,27 +592,25 @@ impl Gpu {
     /// Chooses the convolution kernels for programs built from now on (tests run every one the
     /// adapter offers); an error where the adapter cannot run them.
     pub fn set_conv_kernels(&self, k: ConvKernels) -> Result<()> {
-        if k == ConvKernels::CooperativeMatrix && !self.offers(k) {
-            return Err(Error::Device(format!(
-                "cooperative-matrix convolution kernels need wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX feature with \
-                 8x8x8 f16 products into f32 on subgroups of 8, or 16x16x16 ones on subgroups of 32; {} {}, with \
-                 subgroups of {} to {}",
-                self.describe(),
-                if self.features.contains(wgpu::Features::SHADER_F16) {
-                    "has f16 shaders"
-                } else {
-                    "has no f16 shaders"
-                },
-                self.info.subgroup_min_size,
-                self.info.subgroup_max_size,
-            )));
-        }
         if !self.offers(k) {
+            let (needs, has) = match k {
+                ConvKernels::CooperativeMatrix => (
+                    "wgpu's EXPERIMENTAL_COOPERATIVE_MATRIX feature with 8x8x8 f16 products into f32 on subgroups \
+                     of 8, or 16x16x16 ones on subgroups of 32",
+                    if self.features.contains(wgpu::Features::SHADER_F16) {
+                        "has f16 shaders"
+                    } else {
+                        "has no f16 shaders"
+                    },
+                ),
+                _ => (
+                    "wgpu's SUBGROUP feature with subgroups of at least 8 invocations",
+                    if self.features.contains(wgpu::Features::SUBGROUP) { "offers it" } else { "offers no SUBGROUP" },
+                ),
+            };
             return Err(Error::Device(format!(
-                "{k:?} convolution kernels need wgpu's SUBGROUP feature with subgroups of at least 8 invocations; \
-                 {} {}, with subgroups of {} to {}",
+                "{k:?} convolution kernels need {needs}; {} {has}, with subgroups of {} to {}",
                 self.describe(),
-                if self.features.contains(wgpu::Features::SUBGROUP) { "offers it" } else { "offers no SUBGROUP" },
                 self.info.subgroup_min_size,
                 self.info.subgroup_max_size,
             )));
