@@ -10,7 +10,8 @@ enable wgpu_cooperative_matrix;
 // is split in chunks.
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM input channels x BN input pixels (over (n, h, w) together), pixel tiles fastest; 2-D grid
-// past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32.
+// past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32. The (oc, kh, kw)
+// of a stage's reduction rows are worked out once per row (Rows), not once per staged element.
 struct Params {
     N: u32,
     IC: u32,
@@ -57,6 +58,18 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * BK>; // [m][r], rows of BK
 var<workgroup> Bs: array<f16, BK * BN>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
+// The current stage's reduction rows r = (oc, kh, kw), as (oc * OH*OW, kh * DH, kw * DW,
+// oc * IC*KH*KW + kh * KW + kw).
+var<workgroup> Rows: array<vec4<u32>, BK>;
+
+// Reduction row r (clamped to the split's last row; the caller tests r < k_end itself).
+fn row(r: u32, k_end: u32) -> vec4<u32> {
+    let KHW = p.KH * p.KW;
+    let kr = min(r, k_end - 1u);
+    let oc = kr / KHW;
+    let rr = kr % KHW;
+    return vec4<u32>(oc * p.OH * p.OW, (rr / p.KW) * p.DH, (rr % p.KW) * p.DW, oc * p.IC * KHW + rr);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -101,6 +114,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = 0u; e < T * T / SG; e++) {
         Cs[slot + lane + e * SG] = 0.0;
     }
+    if (li < BK) {
+        Rows[li] = row(k_begin + li, k_end);
+    }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
     var c01 = c00;
@@ -109,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
         let k = k0 + ak;
-        let wrow = (min(k, k_end - 1u) / KHW) * p.IC * KHW + min(k, k_end - 1u) % KHW;
+        let wrow = Rows[ak].w;
         for (var e = 0u; e < BM * BK / WG; e++) {
             let m = am + (WG / BK) * e;
             let ok = m0 + m < p.IC && k < k_end;
@@ -117,19 +133,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bk + (WG / BN) * e;
-            let kr = min(k0 + kk, k_end - 1u);
-            let rr = kr % KHW;
+            let rw = Rows[kk];
             // The output pixel (oh, ow) that reads this input pixel through tap (kh, kw), if any.
-            let th = hp - i32((rr / p.KW) * p.DH);
-            let tw = wp - i32((rr % p.KW) * p.DW);
-            let oh = u32(max(th, 0)) / p.SH;
-            let ow = u32(max(tw, 0)) / p.SW;
-            let ok = qok && k0 + kk < k_end && th >= 0 && tw >= 0 && u32(th) % p.SH == 0u && u32(tw) % p.SW == 0u
-                && oh < p.OH && ow < p.OW;
-            let d = dout[select(0u, dbase + (kr / KHW) * OHW + oh * p.OW + ow, ok)];
+            let th = hp - i32(rw.y);
+            let tw = wp - i32(rw.z);
+            var oh = u32(max(th, 0));
+            var ow = u32(max(tw, 0));
+            var ok = qok && k0 + kk < k_end && th >= 0 && tw >= 0;
+            // Uniform: strided convolutions divide, the others (most) need not.
+            if (p.SH != 1u || p.SW != 1u) {
+                ok = ok && oh % p.SH == 0u && ow % p.SW == 0u;
+                oh /= p.SH;
+                ow /= p.SW;
+            }
+            ok = ok && oh < p.OH && ow < p.OW;
+            let d = dout[select(0u, dbase + rw.x + oh * p.OW + ow, ok)];
             Bs[kk * BN + bq] = select(0.0h, d, ok);
         }
         workgroupBarrier();
+        // The next stage's rows: Rows is read again only after this stage's closing barrier.
+        if (li < BK) {
+            Rows[li] = row(k0 + BK + li, k_end);
+        }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
             let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);

@@ -9,7 +9,8 @@ enable wgpu_cooperative_matrix;
 // IC*KH*KW), overwritten (dweight itself with one split; otherwise sum_splits adds the splits).
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM output channels x BN weight columns k, k tiles fastest; 2-D grid past 65,535; the `_16x16`
-// variant (crate::shaders) has T = 16 with subgroups of 32.
+// variant (crate::shaders) has T = 16 with subgroups of 32. The (n, oh, ow) of a stage's pixel rows
+// are worked out once per row (Rows), not once per staged element.
 struct Params {
     N: u32,
     IC: u32,
@@ -56,6 +57,18 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * BK>; // [m][q], rows of BK
 var<workgroup> Bs: array<f16, BK * BN>; // [q][k], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
+// The current stage's pixel rows q = (n, oh, ow), as (n * IC*H*W, oh * SH, ow * SW,
+// n * OC*OH*OW + oh * OW + ow).
+var<workgroup> Rows: array<vec4<u32>, BK>;
+
+// Pixel row q (clamped to the split's last pixel; the caller tests q < q_end itself).
+fn row(q: u32, q_end: u32) -> vec4<u32> {
+    let OHW = p.OH * p.OW;
+    let qr = min(q, q_end - 1u);
+    let n = qr / OHW;
+    let pix = qr % OHW;
+    return vec4<u32>(n * p.IC * p.H * p.W, (pix / p.OW) * p.SH, (pix % p.OW) * p.SW, n * p.OC * OHW + pix);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -101,6 +114,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = 0u; e < T * T / SG; e++) {
         Cs[slot + lane + e * SG] = 0.0;
     }
+    if (li < BK) {
+        Rows[li] = row(q_begin + li, q_end);
+    }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
     var c01 = c00;
@@ -109,8 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     for (var q0 = q_begin; q0 < q_end; q0 += BK) {
         let qa = q0 + ak;
-        let qac = min(qa, q_end - 1u);
-        let drow = (qac / OHW) * p.OC * OHW + qac % OHW;
+        let drow = Rows[ak].w;
         for (var e = 0u; e < BM * BK / WG; e++) {
             let m = am + (WG / BK) * e;
             let ok = m0 + m < p.OC && qa < q_end;
@@ -118,15 +133,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bq + (WG / BN) * e;
-            let qb = min(q0 + kk, q_end - 1u);
-            let pix = qb % OHW;
-            let ih = i32((pix / p.OW) * p.SH) + dh;
-            let iw = i32((pix % p.OW) * p.SW) + dw;
+            let rw = Rows[kk];
+            let ih = i32(rw.y) + dh;
+            let iw = i32(rw.z) + dw;
             let ok = kok && q0 + kk < q_end && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-            let x = inp[(qb / OHW) * p.IC * HW + xoff + u32(select(0, ih * i32(p.W) + iw, ok))];
+            let x = inp[rw.x + xoff + u32(select(0, ih * i32(p.W) + iw, ok))];
             Bs[kk * BN + bcol] = select(0.0h, x, ok);
         }
         workgroupBarrier();
+        // The next stage's rows: Rows is read again only after this stage's closing barrier.
+        if (li < BK) {
+            Rows[li] = row(q0 + BK + li, q_end);
+        }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
             let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);

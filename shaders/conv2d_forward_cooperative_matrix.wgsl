@@ -11,6 +11,7 @@ enable wgpu_cooperative_matrix;
 // Dispatch: one workgroup per split and tile of BM output channels x BN output pixels (pixels over
 // (n, oh, ow) together), pixel tiles fastest; 2-D grid past 65,535. Each stage stages BK reduction
 // rows of the weight (BM x BK) and of col (BK x BN) in workgroup memory, zero where out of range;
+// the (ic, kh, kw) of its rows are worked out once per row (Rows), not once per staged element;
 // four subgroups, 2 x 2 over the workgroup's tile, multiply 2 x 2 tiles of T x T each. Results
 // leave through workgroup memory, one tile per subgroup at a time, so that ragged edges are skipped.
 // As written, T = 8 with subgroups of 8 (lavapipe); its `_16x16` variant (crate::shaders) has
@@ -61,6 +62,16 @@ const BK: u32 = 2u * T;
 var<workgroup> As: array<f16, BM * BK>; // [m][k], rows of BK
 var<workgroup> Bs: array<f16, BK * BN>; // [k][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
+// The current stage's reduction rows k = (ic, kh, kw), as (ic * H*W, kh * DH, kw * DW, 0).
+var<workgroup> Rows: array<vec4<u32>, BK>;
+
+// Reduction row k of col (clamped to the split's last row; the caller tests k < k_end itself).
+fn row(k: u32, k_end: u32) -> vec4<u32> {
+    let KHW = p.KH * p.KW;
+    let kr = min(k, k_end - 1u);
+    let rr = kr % KHW;
+    return vec4<u32>((kr / KHW) * p.H * p.W, (rr / p.KW) * p.DH, (rr % p.KW) * p.DW, 0u);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -105,6 +116,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = 0u; e < T * T / SG; e++) {
         Cs[slot + lane + e * SG] = 0.0;
     }
+    if (li < BK) {
+        Rows[li] = row(k_begin + li, k_end);
+    }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
     var c01 = c00;
@@ -120,15 +134,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bk + (WG / BN) * e;
-            let kr = min(k0 + kk, k_end - 1u);
-            let rr = kr % KHW;
-            let ih = ih0 + i32((rr / p.KW) * p.DH);
-            let iw = iw0 + i32((rr % p.KW) * p.DW);
+            let rw = Rows[kk];
+            let ih = ih0 + i32(rw.y);
+            let iw = iw0 + i32(rw.z);
             let ok = qok && k0 + kk < k_end && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-            let x = inp[xbase + (kr / KHW) * HW + u32(select(0, ih * i32(p.W) + iw, ok))];
+            let x = inp[xbase + rw.x + u32(select(0, ih * i32(p.W) + iw, ok))];
             Bs[kk * BN + bq] = select(0.0h, x, ok);
         }
         workgroupBarrier();
+        // The next stage's rows: Rows is read again only after this stage's closing barrier.
+        if (li < BK) {
+            Rows[li] = row(k0 + BK + li, k_end);
+        }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
             let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);

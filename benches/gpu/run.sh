@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs on a lent GPU machine, from the project root, after benches/gpu/pack.sh here: builds nothing.
+# Writes everything it prints under $OUT (the device tool brings that folder back), in this order,
+# each stage chosen by STAGES (default: all of them, about 2 minutes on an H200):
+#   tests    the GPU parity test binaries, with f16 and (where the adapter has them) cooperative
+#            matrices required, so that a kernel family that silently fell back fails
+#   check    `wgrad check --verify` for every model: two training steps on the GPU against the CPU path
+#   bench    `wgrad bench` for every model at 64, 256 and 1024: f32 (default kernels, then the
+#            tiled ones), mixed precision with each kernel family
+#   pytorch  ../shared/bench/pytorch_models.py at the same batches, in the same call, for ratios
+# Compare only numbers from one call: the card's and PyTorch's speed vary between calls.
+#
+#     STAGES="tests bench pytorch" BATCHES=64,1024 benches/gpu/run.sh
+set -u
+cd "$(dirname "$0")/../.."
+out=${OUT:-$PWD/.gpu/out}
+mkdir -p "$out"
+stages=${STAGES:-tests check bench pytorch}
+batches=${BATCHES:-64,256,1024}
+steps=${STEPS:-30}
+has() { [[ " $stages " == *" $1 "* ]]; }
+log() { tee -a "$out/$1"; }
+
+# The binaries pack.sh built here.
+python3 -m tarfile -e .gpu/bin.tar.xz .gpu/ || exit 1
+# The Vulkan loader and glvnd beside NVIDIA's driver (../shared/gpu/README.md).
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg}
+mkdir -p "$XDG_RUNTIME_DIR"
+chmod 700 "$XDG_RUNTIME_DIR"
+# The test binaries read tests/data under the path they were built in.
+built=$(cat .gpu/manifest-dir)
+if [ "$built" != "$PWD" ] && [ ! -e "$built" ]; then
+  mkdir -p "$(dirname "$built")" && ln -s "$PWD" "$built"
+fi
+
+{
+  echo "commit $(cat .gpu/commit), $(date -u +%FT%TZ)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
+  .gpu/wgrad devices 2>&1
+} | log devices.txt
+if ! grep -qi nvidia "$out/devices.txt"; then
+  { ls /usr/local/nvidia/share/vulkan/icd.d/; ldconfig -p | grep -i vulkan; } 2>&1 | log devices.txt
+fi
+# Cooperative matrices are required by the tests only where `wgrad devices` says the adapter has them.
+coop=0
+grep -q 'cooperative matrices' "$out/devices.txt" && coop=1
+
+status=0
+if has tests; then
+  for t in .gpu/tests/*; do
+    echo "== $(basename "$t")" | log tests.txt
+    WGRAD_REQUIRE_GPU=1 WGRAD_REQUIRE_F16=1 WGRAD_REQUIRE_COOPERATIVE_MATRIX=$coop "$t" 2>&1 |
+      grep -E '^test |test result|panicked|FAILED|skipped' | log tests.txt
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  done
+fi
+if has check; then
+  for m in tudui cifar_net resnet20; do
+    echo "== check --verify ${m/_/-}" | log check.txt
+    .gpu/wgrad check --device gpu --model "${m/_/-}" --weights "tests/data/${m}_init.safetensors" \
+      --batch tests/data/tudui_batch1.safetensors --batch tests/data/tudui_batch2.safetensors \
+      --out "/tmp/check-$m.safetensors" --verify > "/tmp/check-$m.txt" 2>&1
+    rc=$?
+    { tail -4 "/tmp/check-$m.txt"; echo "exit status $rc"; } | log check.txt
+    [ "$rc" -eq 0 ] || status=1
+  done
+fi
+if has bench; then
+  bench() {
+    echo "== $*" | log bench.txt
+    env "$@" .gpu/wgrad bench --device gpu --model all --batch-sizes "$batches" --steps "$steps" \
+      --warmup 5 2>&1 | grep -v ' eta [0-9]' | log bench.txt
+  }
+  bench WGRAD_PRECISION=f32
+  bench WGRAD_PRECISION=f32 WGRAD_CONV_KERNELS=tiled
+  [ "$coop" -eq 1 ] && bench WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix
+  bench WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=register-blocked
+  bench WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=subgroups
+fi
+if has pytorch; then
+  python3 .gl/pytorch_models.py --model tudui cifar-net resnet20 --device cuda \
+    --batch-sizes ${batches//,/ } --steps "$steps" 2>&1 | log pytorch.txt
+fi
+exit $status
