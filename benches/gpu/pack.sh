@@ -29,7 +29,8 @@ if [ ! -f .gl/pytorch_models.py ]; then
 fi
 
 cargo build --release --quiet
-rm -rf .gpu
+# Only what this script writes is replaced: run.sh's results under .gpu/out stay.
+rm -f .gpu/bin.tar.xz .gpu/commit .gpu/manifest-dir
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p .gpu "$stage/tests"
