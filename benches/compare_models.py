@@ -6,7 +6,7 @@
 For each model, batch size and thread count, one `wgrad bench --device cpu` process and one
 PyTorch process (../shared/bench/pytorch_models.py, or $PYBENCH_MODELS) are run one after the other, so
 the two see the same machine; each reports train-step and inference images/s (median of the timed
-steps), and the peak resident memory of each process is read from the kernel (wait4's ru_maxrss).
+steps, the batch already in place: PyTorch's script makes its tensors once), and the peak resident memory of each process is read from the kernel (wait4's ru_maxrss).
 Prints a markdown table with the ratios. Run from the repository root after `cargo build --release`.
 """
 import argparse, json, os, subprocess, sys, tempfile
@@ -50,7 +50,8 @@ for model in a.models:
                     _, p_rss = run([sys.executable, a.pybench, "--device", "cpu", "--model", model, "--batch-sizes",
                                     str(batch), "--threads", str(t), "--steps", str(a.steps), "--json", j.name], env)
                     tr = {r["mode"]: r["images_per_s"] for r in json.load(open(j.name))["rows"]}
-            rows.append((model, batch, t, w["train_images_per_s"], tr.get("train"), w["infer_images_per_s"],
+            # PyTorch's script moves its batch once: wgrad's steps on the batch already in place.
+            rows.append((model, batch, t, w["train_resident_images_per_s"], tr.get("train"), w["infer_resident_images_per_s"],
                          tr.get("infer"), w_rss, p_rss))
             print(f"{model} batch {batch} threads {t}: done", file=sys.stderr)
 

@@ -401,3 +401,42 @@ fn precision_mixed_runs_on_a_gpu_and_says_what_it_cannot_do() {
     assert!(stdout.contains("Mixed precision"), "{stdout}");
     assert!(stdout.contains("model1.conv2.dout.f16"), "the per-kernel table lists the casts: {stdout}");
 }
+
+#[test]
+fn bench_json_reports_steps_with_and_without_the_upload() {
+    let (code, stdout, stderr) = wgrad(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--model",
+        "cifar-net",
+        "--batch-sizes",
+        "2,3",
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.iter().map(|r| r["batch"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 3]);
+    for r in results {
+        for key in [
+            "train_images_per_s",
+            "train_resident_images_per_s",
+            "infer_images_per_s",
+            "infer_resident_images_per_s",
+            "train_resident_ms_median",
+            "infer_resident_ms_median",
+        ] {
+            let x = r[key].as_f64().unwrap_or(f64::NAN);
+            assert!(x.is_finite() && x > 0.0, "{key} = {}: {r}", r[key]);
+        }
+        let batch = r["batch"].as_f64().unwrap();
+        let rate = r["train_resident_images_per_s"].as_f64().unwrap();
+        let ms = r["train_resident_ms_median"].as_f64().unwrap();
+        assert!((rate * ms / 1e3 - batch).abs() < 1e-6 * batch, "rate and time of one step agree: {r}");
+    }
+}

@@ -168,3 +168,78 @@ fn queued_steps_return_every_loss_in_order_with_the_same_bits() {
     cpu.finish_queued(&mut one).unwrap();
     assert_eq!(one.len(), 1);
 }
+
+/// `step_resident` and `forward_resident` run on the batch the last `step` or `forward` left on
+/// the device: the same results as uploading it again, on both devices, in train and eval mode.
+fn resident_batch_runs_like_a_new_upload(device: Device) {
+    let model = second_model();
+    let (images, targets) = second_batch();
+    let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
+    let mut uploaded = wgrad::executor(&device, &model, 3, opts).unwrap();
+    let mut resident = wgrad::executor(&device, &model, 3, opts).unwrap();
+    let dev = resident.describe();
+    for step in 0..3 {
+        let want = uploaded.step(&images, &targets, true).unwrap().unwrap();
+        let got = if step == 0 { resident.step(&images, &targets, true) } else { resident.step_resident(true) };
+        assert_eq!(got.unwrap().unwrap().to_bits(), want.to_bits(), "{dev}: loss of step {step}");
+    }
+    assert_eq!(resident.params().unwrap().data, uploaded.params().unwrap().data, "{dev}");
+    // The batch outlives the step: a forward on it again sees the same images after the
+    // schedule's slots were reused.
+    let mut eval = wgrad::executor(&device, &model, 3, ExecOptions::inference()).unwrap();
+    let want = eval.forward(&images).unwrap();
+    for _ in 0..2 {
+        assert_eq!(eval.forward_resident().unwrap(), want, "{dev}: eval-mode forward on the resident images");
+    }
+    let other: Vec<f32> = images.iter().map(|v| 1.0 - v).collect();
+    let changed = eval.forward(&other).unwrap();
+    assert_ne!(changed, want, "{dev}");
+    assert_eq!(eval.forward_resident().unwrap(), changed, "{dev}: the newest images are the resident ones");
+}
+
+#[test]
+fn resident_batch_runs_like_a_new_upload_on_cpu() {
+    resident_batch_runs_like_a_new_upload(Device::Cpu);
+}
+
+#[test]
+fn resident_batch_runs_like_a_new_upload_on_gpu() {
+    let Some(gpu) = gpu() else { return };
+    resident_batch_runs_like_a_new_upload(Device::Gpu(gpu));
+}
+
+fn resident_runs_without_a_batch_are_errors(device: Device) {
+    let model = second_model();
+    let (images, targets) = second_batch();
+    let mut ex = wgrad::executor(&device, &model, 3, ExecOptions::default()).unwrap();
+    let dev = ex.describe();
+    let e = ex.step_resident(false).unwrap_err().to_string();
+    assert!(e.contains("step_resident: no batch with targets"), "{dev}: {e}");
+    let e = ex.forward_resident().unwrap_err().to_string();
+    assert!(e.contains("forward_resident: no batch"), "{dev}: {e}");
+    // `forward` uploads images without targets: the targets of an earlier step do not pair with them.
+    ex.step(&images, &targets, false).unwrap();
+    ex.forward(&images).unwrap();
+    let e = ex.step_resident(false).unwrap_err().to_string();
+    assert!(e.contains("`forward` uploads images only"), "{dev}: {e}");
+    // A rejected batch leaves nothing to run on.
+    ex.step(&images, &targets, false).unwrap();
+    assert!(ex.step(&images, &[0, 9, 1], false).is_err());
+    let e = ex.step_resident(false).unwrap_err().to_string();
+    assert!(e.contains("no batch with targets"), "{dev}: {e}");
+    let mut eval = wgrad::executor(&device, &model, 3, ExecOptions::inference()).unwrap();
+    eval.forward(&images).unwrap();
+    let e = eval.step_resident(false).unwrap_err().to_string();
+    assert!(e.contains("built for inference"), "{dev}: {e}");
+}
+
+#[test]
+fn resident_runs_without_a_batch_are_errors_on_cpu() {
+    resident_runs_without_a_batch_are_errors(Device::Cpu);
+}
+
+#[test]
+fn resident_runs_without_a_batch_are_errors_on_gpu() {
+    let Some(gpu) = gpu() else { return };
+    resident_runs_without_a_batch_are_errors(Device::Gpu(gpu));
+}

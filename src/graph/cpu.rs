@@ -2,7 +2,9 @@
 //! allocated once per executor (the same memory plan as the GPU's, without GPU scratch).
 
 use super::memory::{Request, Schedule, Task};
-use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
+use super::{
+    loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan, Resident,
+};
 use crate::nn::{split_disjoint, Model, ParamSet};
 use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Mode, RandomKey};
 use crate::ops::{adam, cross_entropy, sgd};
@@ -21,6 +23,10 @@ pub struct CpuExecutor {
     /// Training steps taken (the optimizer's step count and Dropout's stream follow it).
     steps: u64,
     slots: Vec<Vec<f32>>,
+    /// The targets of the batch in the input slot (a training step's).
+    targets: Vec<i64>,
+    /// What of a batch the slots hold (`step_resident` and `forward_resident` run on it).
+    resident: Resident,
     /// Seconds of each task of the last step, then the optimizer's.
     timings: Vec<f64>,
     /// Name, flops and bytes of each timed task, built once.
@@ -57,6 +63,8 @@ impl CpuExecutor {
             grads,
             steps: 0,
             slots,
+            targets: Vec::with_capacity(batch),
+            resident: Resident::Nothing,
             timings: Vec::new(),
             plan,
             sched,
@@ -67,19 +75,37 @@ impl CpuExecutor {
         RandomKey { key: random_key(self.opts.seed, i), step: self.steps }
     }
 
-    /// Runs the tasks of the schedule (forward ones only unless `train`), timing each.
-    fn run(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<Option<f32>> {
-        self.timings.clear();
+    /// Checks a batch and copies it into the input slot, with its targets for a training step.
+    fn load(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
+        self.resident = Resident::Nothing;
+        match targets {
+            Some(_) if self.plan.mode != Mode::Train => return Err(not_training()),
+            Some(targets) => self.plan.check_batch(images, targets)?,
+            None => self.plan.check_images(images)?,
+        }
         let t0 = self.sched.value[0];
         let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
         self.slots[s][..w].copy_from_slice(images);
+        if let Some(targets) = targets {
+            self.targets.clear();
+            self.targets.extend_from_slice(targets);
+        }
+        self.resident = if targets.is_some() { Resident::Batch } else { Resident::Images };
+        Ok(())
+    }
+
+    /// Runs the tasks of the schedule on the loaded batch (forward ones only unless `train`),
+    /// timing each.
+    fn run(&mut self, train: bool) -> Result<Option<f32>> {
+        self.timings.clear();
+        let targets = if train { Some(std::mem::take(&mut self.targets)) } else { None };
         let mut loss = None;
         for k in 0..self.sched.tasks.len() {
             let task = self.sched.tasks[k];
             let t = Instant::now();
             match task {
                 Task::Forward(i) => self.forward_node(i),
-                Task::Loss => match targets {
+                Task::Loss => match &targets {
                     Some(targets) => loss = Some(self.loss(targets)),
                     None => break,
                 },
@@ -87,6 +113,9 @@ impl CpuExecutor {
                 Task::Backward(j) => self.backward_node(j),
             }
             self.timings.push(t.elapsed().as_secs_f64());
+        }
+        if let Some(targets) = targets {
+            self.targets = targets;
         }
         if self.plan.mode == Mode::Train {
             for n in &self.plan.nodes {
@@ -320,12 +349,17 @@ impl Executor for CpuExecutor {
         &self.plan
     }
 
-    fn step(&mut self, images: &[f32], targets: &[i64], _want_loss: bool) -> Result<Option<f32>> {
+    fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>> {
+        self.load(images, Some(targets))?;
+        self.step_resident(want_loss)
+    }
+
+    fn step_resident(&mut self, _want_loss: bool) -> Result<Option<f32>> {
         if self.plan.mode != Mode::Train {
             return Err(not_training());
         }
-        self.plan.check_batch(images, targets)?;
-        let loss = self.run(images, Some(targets))?;
+        self.resident.check_batch()?;
+        let loss = self.run(true)?;
         if let Some(opt) = self.opts.optimizer {
             let t = Instant::now();
             let n = self.grads.data.len();
@@ -348,8 +382,13 @@ impl Executor for CpuExecutor {
     }
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        self.plan.check_images(images)?;
-        self.run(images, None)?;
+        self.load(images, None)?;
+        self.forward_resident()
+    }
+
+    fn forward_resident(&mut self) -> Result<Vec<f32>> {
+        self.resident.check_images()?;
+        self.run(false)?;
         self.logits()
     }
 

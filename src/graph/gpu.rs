@@ -3,7 +3,9 @@
 //! queue submit, and reads back the loss (4 bytes) only when asked.
 
 use super::memory::{Request, Schedule, Task};
-use super::{loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan};
+use super::{
+    loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan, Resident,
+};
 use crate::buffer::View;
 use crate::device::{blocking, Gpu};
 use crate::kernel::{Kernel, Program};
@@ -61,6 +63,8 @@ pub struct GpuExecutor {
     /// Training steps taken.
     steps: u64,
     targets_scratch: Vec<i32>,
+    /// What of a batch the device holds (`step_resident` and `forward_resident` run on it).
+    resident: Resident,
     /// Bytes of GPU memory this executor allocated (slots, persistent buffers, uniforms, staging).
     pub bytes: u64,
 }
@@ -236,6 +240,7 @@ impl GpuExecutor {
             optimizer,
             steps: 0,
             targets_scratch: vec![0; batch],
+            resident: Resident::Nothing,
             bytes,
             plan,
             sched,
@@ -251,18 +256,14 @@ impl GpuExecutor {
         self.kernels.iter().chain(&self.optimizer).map(|k| k.label.clone()).collect()
     }
 
-    /// Uploads the batch and records and submits one training step whose loss lands in `staging`.
-    fn submit_step(
-        &mut self,
-        images: &[f32],
-        targets: &[i64],
-        staging: &wgpu::Buffer,
-    ) -> Result<wgpu::SubmissionIndex> {
+    /// Records and submits one training step on the batch on the device, its loss copied into
+    /// `staging`.
+    fn submit_step(&mut self, staging: &wgpu::Buffer) -> Result<wgpu::SubmissionIndex> {
         if self.plan.mode != Mode::Train {
             return Err(not_training());
         }
-        self.plan.check_batch(images, targets)?;
-        self.upload(images, Some(targets))?;
+        self.resident.check_batch()?;
+        self.write_step_words()?;
         let mut enc = self.gpu.encoder("train step");
         {
             let mut pass = enc
@@ -330,15 +331,27 @@ impl GpuExecutor {
     /// One training step whose loss is read without blocking: the form the browser uses (where
     /// `Executor::step` cannot wait), and what `step` runs natively.
     pub async fn train_step(&mut self, images: &[f32], targets: &[i64]) -> Result<f32> {
+        self.upload(images, Some(targets))?;
+        self.train_step_resident().await
+    }
+
+    /// [`GpuExecutor::train_step`] on the batch already on the device.
+    async fn train_step_resident(&mut self) -> Result<f32> {
         let staging = self.loss_staging.clone();
-        self.submit_step(images, targets, &staging)?;
+        self.submit_step(&staging)?;
         Ok(self.gpu.map_read_async(&staging, "reading the loss").await?[0])
     }
 
     /// Forward only, the logits (N, classes) read without blocking (see [`GpuExecutor::train_step`]).
     pub async fn forward_async(&mut self, images: &[f32]) -> Result<Vec<f32>> {
-        self.plan.check_images(images)?;
         self.upload(images, None)?;
+        self.forward_resident_async().await
+    }
+
+    /// [`GpuExecutor::forward_async`] on the images already on the device.
+    async fn forward_resident_async(&mut self) -> Result<Vec<f32>> {
+        self.resident.check_images()?;
+        self.write_step_words()?;
         let mut enc = self.gpu.encoder("forward");
         {
             let mut pass =
@@ -365,8 +378,15 @@ impl GpuExecutor {
         Ok(p)
     }
 
-    /// Uploads a batch and the step counter (queue writes: no allocation).
+    /// Checks and uploads a batch, with its targets for a training step (queue writes: no
+    /// allocation). The images stay on the device until the next batch replaces them.
     fn upload(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
+        self.resident = Resident::Nothing;
+        match targets {
+            Some(_) if self.plan.mode != Mode::Train => return Err(not_training()),
+            Some(targets) => self.plan.check_batch(images, targets)?,
+            None => self.plan.check_images(images)?,
+        }
         self.gpu.write(&self.tensors[self.sched.value[0]], images)?;
         if let Some(targets) = targets {
             for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {
@@ -374,6 +394,12 @@ impl GpuExecutor {
             }
             self.gpu.write(&self.targets, &self.targets_scratch)?;
         }
+        self.resident = if targets.is_some() { Resident::Batch } else { Resident::Images };
+        Ok(())
+    }
+
+    /// Writes the running step's counter and learning rate (a queue write: no allocation).
+    fn write_step_words(&self) -> Result<()> {
         let words = match &self.opts.optimizer {
             Some(o) => o.step_words(&self.opts.schedule, self.steps),
             None => {
@@ -401,10 +427,15 @@ impl Executor for GpuExecutor {
     }
 
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>> {
+        self.upload(images, Some(targets))?;
+        self.step_resident(want_loss)
+    }
+
+    fn step_resident(&mut self, want_loss: bool) -> Result<Option<f32>> {
         if want_loss {
-            return blocking("a training step", self.train_step(images, targets)).map(Some);
+            return blocking("a training step", self.train_step_resident()).map(Some);
         }
-        self.submit_step(images, targets, &self.loss_staging.clone())?;
+        self.submit_step(&self.loss_staging.clone())?;
         Ok(None)
     }
 
@@ -415,7 +446,8 @@ impl Executor for GpuExecutor {
         }
         let slot = (self.queued_total % LOSS_RING as u64) as usize;
         let staging = self.loss_ring[slot].clone();
-        let index = self.submit_step(images, targets, &staging)?;
+        self.upload(images, Some(targets))?;
+        let index = self.submit_step(&staging)?;
         let to = self.ring_mapped[slot].clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             *to.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
@@ -435,6 +467,10 @@ impl Executor for GpuExecutor {
 
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>> {
         blocking("a forward pass", self.forward_async(images))
+    }
+
+    fn forward_resident(&mut self) -> Result<Vec<f32>> {
+        blocking("a forward pass", self.forward_resident_async())
     }
 
     fn logits(&self) -> Result<Vec<f32>> {
@@ -495,11 +531,8 @@ impl Executor for GpuExecutor {
     }
 
     fn profile(&mut self, images: &[f32], targets: &[i64]) -> Result<Vec<KernelTime>> {
-        if self.plan.mode != Mode::Train {
-            return Err(not_training());
-        }
-        self.plan.check_batch(images, targets)?;
         self.upload(images, Some(targets))?;
+        self.write_step_words()?;
         let kernels: Vec<&Kernel> = self.kernels.iter().chain(&self.optimizer).collect();
         let times = Program::time(&self.gpu, &kernels)?;
         let report = kernels

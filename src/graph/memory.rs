@@ -242,10 +242,13 @@ impl Schedule {
                 }
             }
         }
-        // The logits stay readable after the step; a tensor nothing touches (the saved tensors of
-        // a forward-only schedule are still written) lives at its definition.
+        // The logits stay readable after the step, and the batch stays on the device until the
+        // next one replaces it (`Executor::step_resident` runs on it again); a tensor nothing
+        // touches (the saved tensors of a forward-only schedule are still written) lives at its
+        // definition.
         let end = tasks.len() + 1;
         touch(value[plan.output], end);
+        touch(value[0], end);
         for l in lives.iter_mut() {
             if l.def == usize::MAX {
                 l.def = 0;

@@ -69,8 +69,15 @@ pub trait Executor {
     fn finish_queued(&mut self, _losses: &mut Vec<f32>) -> Result<()> {
         Ok(())
     }
+    /// [`Executor::step`] on the batch already on the device (the last one `step` uploaded), not
+    /// copied there again: how PyTorch's and Burn's benchmarks time a step, their batch moved to
+    /// the device once (`wgrad bench` reports both). An error before any batch with targets.
+    fn step_resident(&mut self, want_loss: bool) -> Result<Option<f32>>;
     /// Forward only; returns the logits (N, classes).
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>>;
+    /// [`Executor::forward`] on the images already on the device (the last ones `step` or
+    /// `forward` uploaded). An error before any batch.
+    fn forward_resident(&mut self) -> Result<Vec<f32>>;
     /// Logits of the last step or forward.
     fn logits(&self) -> Result<Vec<f32>>;
     fn params(&self) -> Result<ParamSet>;
@@ -148,6 +155,39 @@ pub(crate) fn state_buffers(
             None => Ok(layout.clone()),
         })
         .collect()
+}
+
+/// What of a batch an executor holds on its device: the images stay there until the next batch
+/// replaces them (the memory plan keeps the input alive to the end of every step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resident {
+    Nothing,
+    /// Images (uploaded by `forward`).
+    Images,
+    /// Images and targets (uploaded by `step`).
+    Batch,
+}
+
+impl Resident {
+    pub(crate) fn check_images(self) -> Result<()> {
+        match self {
+            Resident::Nothing => Err(Error::Graph(
+                "forward_resident: no batch on the device yet (run `forward` or `step` on one first)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn check_batch(self) -> Result<()> {
+        match self {
+            Resident::Batch => Ok(()),
+            _ => Err(Error::Graph(
+                "step_resident: no batch with targets on the device (run `step` on one first; `forward` \
+                 uploads images only)"
+                    .into(),
+            )),
+        }
+    }
 }
 
 /// The error of calling `step` on an inference executor.
