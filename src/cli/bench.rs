@@ -135,33 +135,41 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let runs = a.warmup + a.steps;
         let mut progress = Progress::new(&format!("{} batch {bs}", kind.name()), 4 * runs, 0);
         let mut done = 0;
+        // Each step uploading its batch, as `wgrad train` runs, and the same step on the batch
+        // already on the device, as PyTorch's and Burn's benchmarks time theirs: taken in turn,
+        // so that both see the machine's same phases.
         let mut time = |what: &str,
                         ex: &mut dyn Executor,
-                        f: &mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>|
-         -> crate::Result<Vec<f64>> {
-            let mut v = Vec::new();
+                        mut steps: [&mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>; 2]|
+         -> crate::Result<[Vec<f64>; 2]> {
+            let mut times = [Vec::new(), Vec::new()];
             for i in 0..runs {
-                let t = Instant::now();
-                f(ex)?;
-                ex.sync()?;
-                let secs = t.elapsed().as_secs_f64();
-                if i >= a.warmup {
-                    v.push(secs);
+                for (f, v) in steps.iter_mut().zip(&mut times) {
+                    let t = Instant::now();
+                    f(ex)?;
+                    ex.sync()?;
+                    let secs = t.elapsed().as_secs_f64();
+                    if i >= a.warmup {
+                        v.push(secs);
+                    }
+                    done += 1;
+                    let phase = if i < a.warmup { "warm-up" } else { "timed" };
+                    progress.set(done, done, || format!("{what} {phase}, {:.1} ms", 1e3 * secs));
                 }
-                done += 1;
-                let phase = if i < a.warmup { "warm-up" } else { "timed" };
-                progress.set(done, done, || format!("{what} {phase}, {:.1} ms", 1e3 * secs));
             }
-            Ok(v)
+            Ok(times)
         };
-        // Each step uploads its batch, as `wgrad train` runs; then the same steps on the batch
-        // already on the device, as PyTorch's and Burn's benchmarks time theirs.
-        let train_times = time("train", ex.as_mut(), &mut |e| e.step(&images, &targets, false).map(|_| ()))?;
-        let train_resident =
-            median(time("train, batch on the device", ex.as_mut(), &mut |e| e.step_resident(false).map(|_| ()))?);
-        let infer_times = time("inference", inf.as_mut(), &mut |e| e.forward(&images).map(|_| ()))?;
-        let infer_resident =
-            median(time("inference, batch on the device", inf.as_mut(), &mut |e| e.forward_resident().map(|_| ()))?);
+        let [train_times, train_resident] = time(
+            "train",
+            ex.as_mut(),
+            [&mut |e| e.step(&images, &targets, false).map(|_| ()), &mut |e| e.step_resident(false).map(|_| ())],
+        )?;
+        let [infer_times, infer_resident] = time(
+            "inference",
+            inf.as_mut(),
+            [&mut |e| e.forward(&images).map(|_| ()), &mut |e| e.forward_resident().map(|_| ())],
+        )?;
+        let (train_resident, infer_resident) = (median(train_resident), median(infer_resident));
         let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let (train_min, infer_min) = (fastest(&train_times), fastest(&infer_times));
         let (train, infer) = (median(train_times), median(infer_times));
