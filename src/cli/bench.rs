@@ -53,6 +53,9 @@ pub struct Args {
     device: DeviceArgs,
 }
 
+/// One timed run of an executor (a step or a forward pass).
+type TimedStep<'a> = dyn FnMut(&mut dyn Executor) -> crate::Result<()> + 'a;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -138,27 +141,25 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         // Each step uploading its batch, as `wgrad train` runs, and the same step on the batch
         // already on the device, as PyTorch's and Burn's benchmarks time theirs: taken in turn,
         // so that both see the machine's same phases.
-        let mut time = |what: &str,
-                        ex: &mut dyn Executor,
-                        mut steps: [&mut dyn FnMut(&mut dyn Executor) -> crate::Result<()>; 2]|
-         -> crate::Result<[Vec<f64>; 2]> {
-            let mut times = [Vec::new(), Vec::new()];
-            for i in 0..runs {
-                for (f, v) in steps.iter_mut().zip(&mut times) {
-                    let t = Instant::now();
-                    f(ex)?;
-                    ex.sync()?;
-                    let secs = t.elapsed().as_secs_f64();
-                    if i >= a.warmup {
-                        v.push(secs);
+        let mut time =
+            |what: &str, ex: &mut dyn Executor, mut steps: [&mut TimedStep; 2]| -> crate::Result<[Vec<f64>; 2]> {
+                let mut times = [Vec::new(), Vec::new()];
+                for i in 0..runs {
+                    for (f, v) in steps.iter_mut().zip(&mut times) {
+                        let t = Instant::now();
+                        f(ex)?;
+                        ex.sync()?;
+                        let secs = t.elapsed().as_secs_f64();
+                        if i >= a.warmup {
+                            v.push(secs);
+                        }
+                        done += 1;
+                        let phase = if i < a.warmup { "warm-up" } else { "timed" };
+                        progress.set(done, done, || format!("{what} {phase}, {:.1} ms", 1e3 * secs));
                     }
-                    done += 1;
-                    let phase = if i < a.warmup { "warm-up" } else { "timed" };
-                    progress.set(done, done, || format!("{what} {phase}, {:.1} ms", 1e3 * secs));
                 }
-            }
-            Ok(times)
-        };
+                Ok(times)
+            };
         let [train_times, train_resident] = time(
             "train",
             ex.as_mut(),
