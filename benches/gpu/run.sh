@@ -5,9 +5,11 @@
 #   tests    the GPU parity test binaries, with f16 and (where the adapter has them) cooperative
 #            matrices required, so that a kernel family that silently fell back fails
 #   check    `wgrad check --verify` for every model: two training steps on the GPU against the CPU path
-#   bench    `wgrad bench` for every model at 64, 256 and 1024: f32 (default kernels, then the
-#            tiled ones), mixed precision with each kernel family
+#   bench    `wgrad bench --json` for every model at 64, 256 and 1024: f32 (default kernels, then
+#            the tiled ones), mixed precision with each kernel family (bench-LABEL.json)
 #   pytorch  ../shared/bench/pytorch_models.py at the same batches, in the same call, for ratios
+#            (pytorch.json), and its peak CUDA memory (benches/gpu/pytorch_memory.py)
+# then benches/gpu/table.py makes the tables of docs/PERFORMANCE.md from them (summary.md).
 # Compare only numbers from one call: the card's and PyTorch's speed vary between calls.
 #
 #     STAGES="tests bench pytorch" BATCHES=64,1024 benches/gpu/run.sh
@@ -70,19 +72,33 @@ if has check; then
   done
 fi
 if has bench; then
+  # bench LABEL VAR=VALUE...: one configuration, its results in bench-LABEL.json, what it says
+  # besides (errors, skips) in bench.txt.
   bench() {
-    echo "== $*" | log bench.txt
+    local label=$1
+    shift
+    echo "== $label: $*" | log bench.txt
+    local err
+    err=$(mktemp)
     env "$@" .gpu/wgrad bench --device gpu --model all --batch-sizes "$batches" --steps "$steps" \
-      --warmup 5 2>&1 | grep -v ' eta [0-9]' | log bench.txt
+      --warmup 5 --json > "$out/bench-$label.json" 2> "$err"
+    local rc=$?
+    grep -v ' eta [0-9]' "$err" | log bench.txt
+    rm -f "$err"
+    [ "$rc" -eq 0 ] || { echo "exit status $rc" | log bench.txt; status=1; }
   }
-  bench WGRAD_PRECISION=f32
-  bench WGRAD_PRECISION=f32 WGRAD_CONV_KERNELS=tiled
-  [ "$coop" -eq 1 ] && bench WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix
-  bench WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=register-blocked
-  bench WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=subgroups
+  bench f32 WGRAD_PRECISION=f32
+  bench f32-tiled WGRAD_PRECISION=f32 WGRAD_CONV_KERNELS=tiled
+  [ "$coop" -eq 1 ] && bench mixed-cooperative-matrix WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix
+  bench mixed-register-blocked WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=register-blocked
+  bench mixed-subgroups WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=subgroups
 fi
 if has pytorch; then
-  python3 .gl/pytorch_models.py --model tudui cifar-net resnet20 --device cuda \
-    --batch-sizes ${batches//,/ } --steps "$steps" 2>&1 | log pytorch.txt
+  python3 .gl/pytorch_models.py --model tudui cifar-net resnet20 --device "${TORCH_DEVICE:-cuda}" \
+    --batch-sizes ${batches//,/ } --steps "$steps" --json "$out/pytorch.json" 2>&1 | log pytorch.txt
+  python3 benches/gpu/pytorch_memory.py --models-py .gl/pytorch_models.py --device "${TORCH_DEVICE:-cuda}" \
+    --batch-sizes ${batches//,/ } --json "$out/pytorch_memory.json" 2>&1 | log pytorch.txt
 fi
+python3 benches/gpu/table.py "$out" > "$out/summary.md" 2>&1
+cat "$out/summary.md"
 exit $status
