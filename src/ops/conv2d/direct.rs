@@ -3,9 +3,10 @@
 //! register-tiled kernels that run near the FMA units' peak.
 //!
 //! - Forward: the input is copied once into a zero-padded layout whose rows are long enough for
-//!   whole 8-wide vectors; each kernel call keeps a tile of NO output channels × NV vectors of 8
-//!   output pixels in registers and walks IC·KH·KW, each step one load per pixel vector and one
-//!   broadcast weight per channel. Weights are packed once per call, NO channels side by side.
+//!   whole vectors (of 16 pixels on AVX-512 where rows are longer than 8, else of 8); each kernel
+//!   call keeps a tile of NO output channels × NV vectors of output pixels in registers and walks
+//!   IC·KH·KW, each step one load per pixel vector and one broadcast weight per channel. Weights
+//!   are packed once per call, NO channels side by side.
 //! - Input gradient: the same kernel, as the forward convolution of the padded output gradient
 //!   with the flipped, transposed weight (a stride-1 transposed convolution is a convolution).
 //! - Weight gradient: an outer-product kernel: for each output pixel, NOV vectors of 8 output
@@ -13,8 +14,9 @@
 //!   (k = (ic, kh, kw) at fixed offsets from the pixel), accumulated over a chunk of images; chunks'
 //!   sums are added in chunk order, so the result does not depend on the thread count.
 //!
-//! Two builds of each kernel are picked at run time: AVX-512VL (32 vector registers: larger
-//! tiles) and AVX2. Elsewhere, and for other geometries, Conv2d uses im2col + GEMM.
+//! Two builds of each kernel are picked at run time: AVX-512 (32 vector registers: larger tiles;
+//! 16-lane vectors in the forward) and AVX2. Elsewhere, and for other geometries, Conv2d uses
+//! im2col + GEMM.
 
 // Off x86_64 no build of these kernels exists and isa() finds none: the planning code is unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -57,8 +59,20 @@ pub fn applies(g: &Geometry) -> Option<Isa> {
     isa().filter(|_| shape)
 }
 
-/// Vector width in f32 lanes.
+/// Vector width in f32 lanes (the weight gradient's, and the forward's but on AVX-512 rows of
+/// more than 8 pixels).
 const V: usize = 8;
+
+/// Output pixels per vector of the forward kernels (and the input gradient's, a forward
+/// convolution of its own geometry): 16 (one AVX-512 register) where the CPU has AVX-512 and the
+/// rows are longer than 8 pixels, else 8 (an AVX register; an 8-pixel row would fill half of a
+/// 16-lane one).
+fn forward_lanes(isa: Isa, g: &Geometry) -> usize {
+    match isa {
+        Isa::Avx512 if g.ow > V => 2 * V,
+        _ => V,
+    }
+}
 
 /// Output channels per forward tile (weights are packed in groups of this many).
 const fn tile_channels(isa: Isa) -> usize {
@@ -69,7 +83,7 @@ const fn tile_channels(isa: Isa) -> usize {
 }
 
 /// The zero-padded layout of a convolution's input: per channel `hp` rows of `wp` floats, wide
-/// enough that every 8-wide vector of output pixels reads inside its row.
+/// enough that every vector of `lanes` output pixels reads inside its row.
 #[derive(Clone, Copy, Debug)]
 struct Padded {
     hp: usize,
@@ -79,8 +93,8 @@ struct Padded {
 }
 
 impl Padded {
-    fn of(g: &Geometry) -> Padded {
-        let owr = g.ow.div_ceil(V) * V;
+    fn of(g: &Geometry, lanes: usize) -> Padded {
+        let owr = g.ow.div_ceil(lanes) * lanes;
         Padded { hp: g.h + 2 * g.ph, wp: owr + g.kw - 1, owr }
     }
     fn plane(&self) -> usize {
@@ -114,7 +128,7 @@ fn packed_weights(g: &Geometry, isa: Isa) -> usize {
 
 /// Scratch words of the forward: the padded batch and the packed weights.
 pub fn forward_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
-    vec![(g.n * Padded::of(g).image(g)) as u64, packed_weights(g, isa) as u64]
+    vec![(g.n * Padded::of(g, forward_lanes(isa, g)).image(g)) as u64, packed_weights(g, isa) as u64]
 }
 
 /// Copies x (N, IC, H, W) into the padded layout (zeros around).
@@ -153,7 +167,7 @@ fn pack(g: &Geometry, no: usize, w: impl Fn(usize, usize, usize, usize) -> f32, 
 
 /// out (N, OC, OH, OW), overwritten, from x (N, IC, H, W), weight (OC, IC, KH, KW) and bias.
 pub fn forward(isa: Isa, g: &Geometry, out: &mut [f32], x: &[f32], weight: &[f32], bias: Option<&[f32]>, scratch: &mut [&mut [f32]]) {
-    let p = Padded::of(g);
+    let p = Padded::of(g, forward_lanes(isa, g));
     let [xp, wp] = scratch else { panic!("conv2d direct forward: expected 2 scratch buffers") };
     pad(g, p, x, xp);
     let (k, kk) = (g.k(), g.kh * g.kw);
@@ -165,7 +179,7 @@ pub fn forward(isa: Isa, g: &Geometry, out: &mut [f32], x: &[f32], weight: &[f32
 /// The input gradient dinp (N, IC, H, W), overwritten, from dout and weight.
 pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
     let t = transposed(g);
-    let p = Padded::of(&t);
+    let p = Padded::of(&t, forward_lanes(isa, &t));
     let [dp, wp] = scratch else { panic!("conv2d direct input gradient: expected 2 scratch buffers") };
     pad(&t, p, dout, dp);
     let (k, kk) = (g.k(), g.kh * g.kw);
@@ -177,7 +191,7 @@ pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], we
 /// Scratch words of the input gradient: the padded output gradient and the packed weight.
 pub fn backward_input_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
     let t = transposed(g);
-    vec![(t.n * Padded::of(&t).image(&t)) as u64, packed_weights(&t, isa) as u64]
+    vec![(t.n * Padded::of(&t, forward_lanes(isa, &t)).image(&t)) as u64, packed_weights(&t, isa) as u64]
 }
 
 /// The convolution proper, over padded input and packed weights, in parallel over images.
@@ -188,9 +202,10 @@ fn convolve(isa: Isa, g: &Geometry, p: Padded, out: &mut [f32], xp: &[f32], wp: 
         // SAFETY: isa() saw the features these builds use (it finds none off x86_64).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            match isa {
-                Isa::Avx512 => image_avx512(g, p, out, x, wp, bias),
-                Isa::Avx2 => image_avx2(g, p, out, x, wp, bias),
+            match (isa, forward_lanes(isa, g)) {
+                (Isa::Avx512, 16) => image_avx512_16(g, p, out, x, wp, bias),
+                (Isa::Avx512, _) => image_avx512(g, p, out, x, wp, bias),
+                (Isa::Avx2, _) => image_avx2(g, p, out, x, wp, bias),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -199,16 +214,19 @@ fn convolve(isa: Isa, g: &Geometry, p: Padded, out: &mut [f32], xp: &[f32], wp: 
 }
 
 /// One image: every (channel block, vector block) tile.
+/// Built once per vector type: `$lanes` f32 lanes in a `$vec`, with its intrinsics.
 macro_rules! image_fn {
-    ($name:ident, $features:literal, $no:literal, $nv:literal) => {
+    ($name:ident, $features:literal, $no:literal, $nv:literal, $lanes:literal, $vec:ident, $setzero:ident,
+     $set1:ident, $loadu:ident, $fmadd:ident, $storeu:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         unsafe fn $name(g: &Geometry, p: Padded, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>) {
             use std::arch::x86_64::*;
             const NO: usize = $no;
             const NV: usize = $nv;
+            const L: usize = $lanes;
             let k = g.k();
-            let vpr = p.owr / V; // vectors per output row
+            let vpr = p.owr / L; // vectors per output row
             let nvec = g.oh * vpr;
             let ohw = g.oh * g.ow;
             let xptr = x.as_ptr();
@@ -227,10 +245,10 @@ macro_rules! image_fn {
                     let nv = NV.min(nvec - v0);
                     let mut offs = [0usize; NV];
                     for (j, off) in offs.iter_mut().enumerate().take(nv) {
-                        let (r, c) = ((v0 + j) / vpr, (v0 + j) % vpr * V);
+                        let (r, c) = ((v0 + j) / vpr, (v0 + j) % vpr * L);
                         *off = r * p.wp + c;
                     }
-                    let mut acc = [[_mm256_setzero_ps(); NV]; NO];
+                    let mut acc = [[$setzero(); NV]; NO];
                     match nv {
                         NV => tile::<NO, NV>(xptr, &offs, g, p, w.as_ptr(), &init, &mut acc),
                         _ => tile_tail::<NO, NV>(nv, xptr, &offs, g, p, w.as_ptr(), &init, &mut acc),
@@ -239,13 +257,13 @@ macro_rules! image_fn {
                     for o in 0..NO.min(g.oc - b * NO) {
                         let plane = &mut out[(b * NO + o) * ohw..][..ohw];
                         for j in 0..nv {
-                            let (r, c) = ((v0 + j) / vpr, (v0 + j) % vpr * V);
+                            let (r, c) = ((v0 + j) / vpr, (v0 + j) % vpr * L);
                             let dst = &mut plane[r * g.ow + c..];
-                            if c + V <= g.ow {
-                                _mm256_storeu_ps(dst.as_mut_ptr(), acc[o][j]);
+                            if c + L <= g.ow {
+                                $storeu(dst.as_mut_ptr(), acc[o][j]);
                             } else {
-                                let mut lanes = [0f32; V];
-                                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[o][j]);
+                                let mut lanes = [0f32; L];
+                                $storeu(lanes.as_mut_ptr(), acc[o][j]);
                                 dst[..g.ow - c].copy_from_slice(&lanes[..g.ow - c]);
                             }
                         }
@@ -263,12 +281,12 @@ macro_rules! image_fn {
                 p: Padded,
                 w: *const f32,
                 init: &[f32; NO],
-                acc: &mut [[__m256; NV]; NO],
+                acc: &mut [[$vec; NV]; NO],
             ) {
-                let mut a = [[_mm256_setzero_ps(); NV]; NO];
+                let mut a = [[$setzero(); NV]; NO];
                 for o in 0..NO {
                     for v in 0..NV {
-                        a[o][v] = _mm256_set1_ps(init[o]);
+                        a[o][v] = $set1(init[o]);
                     }
                 }
                 let mut wptr = w;
@@ -277,14 +295,14 @@ macro_rules! image_fn {
                     for kh in 0..g.kh {
                         let row = cbase.add(kh * p.wp);
                         for kw in 0..g.kw {
-                            let mut xv = [_mm256_setzero_ps(); NV];
+                            let mut xv = [$setzero(); NV];
                             for v in 0..NV {
-                                xv[v] = _mm256_loadu_ps(row.add(offs[v] + kw));
+                                xv[v] = $loadu(row.add(offs[v] + kw));
                             }
                             for o in 0..NO {
-                                let wv = _mm256_broadcast_ss(&*wptr.add(o));
+                                let wv = $set1(*wptr.add(o));
                                 for v in 0..NV {
-                                    a[o][v] = _mm256_fmadd_ps(wv, xv[v], a[o][v]);
+                                    a[o][v] = $fmadd(wv, xv[v], a[o][v]);
                                 }
                             }
                             wptr = wptr.add(NO);
@@ -305,10 +323,10 @@ macro_rules! image_fn {
                 p: Padded,
                 w: *const f32,
                 init: &[f32; NO],
-                acc: &mut [[__m256; NV]; NO],
+                acc: &mut [[$vec; NV]; NO],
             ) {
                 for j in 0..nv {
-                    let mut one = [[_mm256_setzero_ps(); 1]; NO];
+                    let mut one = [[$setzero(); 1]; NO];
                     tile::<NO, 1>(x, &[offs[j]], g, p, w, init, &mut one);
                     for o in 0..NO {
                         acc[o][j] = one[o][0];
@@ -319,8 +337,12 @@ macro_rules! image_fn {
     };
 }
 
-image_fn!(image_avx512, "avx2,fma,avx512f,avx512vl", 8, 3);
-image_fn!(image_avx2, "avx2,fma", 6, 2);
+image_fn!(image_avx512_16, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
+    _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
+image_fn!(image_avx512, "avx2,fma,avx512f,avx512vl", 8, 3, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps,
+    _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
+image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+    _mm256_fmadd_ps, _mm256_storeu_ps);
 
 /// Images per weight-gradient chunk: each chunk's sum is formed apart and the chunks are added in
 /// order (fixed, not the thread count, so results are the same bits on any machine).
@@ -352,14 +374,14 @@ fn dw_k(isa: Isa, g: &Geometry) -> usize {
 /// Scratch words of the weight gradient: the padded input, the transposed output gradient and
 /// each chunk's sums.
 pub fn backward_weight_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
-    let p = Padded::of(g);
+    let p = Padded::of(g, V);
     let ocp = dw_channels(isa, g);
     vec![(g.n * p.image(g)) as u64, (g.n * g.oh * g.ow * ocp) as u64, (g.n.div_ceil(CHUNK) * ocp * dw_k(isa, g)) as u64]
 }
 
 /// The weight gradient dweight (OC, IC, KH, KW), overwritten, from dout and x.
 pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32], x: &[f32], scratch: &mut [&mut [f32]]) {
-    let p = Padded::of(g);
+    let p = Padded::of(g, V);
     let [xp, dyt, parts] = scratch else { panic!("conv2d direct weight gradient: expected 3 scratch buffers") };
     pad(g, p, x, xp);
     let (ohw, k, ocp) = (g.oh * g.ow, g.k(), dw_channels(isa, g));
