@@ -10,12 +10,13 @@
 //! - Input gradient: the same kernel, as the forward convolution of the padded output gradient
 //!   with the flipped, transposed weight (a stride-1 transposed convolution is a convolution).
 //! - Weight gradient: an outer-product kernel: for each output pixel, NOV vectors of 8 output
-//!   channels (the gradient transposed to pixel-major) times NK scalars of the padded input
+//!   channels (the gradient transposed to pixel-major; on AVX-512 two of them to a 16-lane
+//!   register where there are more than 8 channels) times NK scalars of the padded input
 //!   (k = (ic, kh, kw) at fixed offsets from the pixel), accumulated over a chunk of images; chunks'
 //!   sums are added in chunk order, so the result does not depend on the thread count.
 //!
 //! Two builds of each kernel are picked at run time: AVX-512 (32 vector registers: larger tiles;
-//! 16-lane vectors in the forward) and AVX2. Elsewhere, and for other geometries, Conv2d uses
+//! 16-lane vectors) and AVX2. Elsewhere, and for other geometries, Conv2d uses
 //! im2col + GEMM.
 
 // Off x86_64 no build of these kernels exists and isa() finds none: the planning code is unused.
@@ -348,14 +349,16 @@ image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set
 /// order (fixed, not the thread count, so results are the same bits on any machine).
 const CHUNK: usize = 8;
 
-/// Channel vectors (of 8) per weight-gradient tile, and k values per tile, for this geometry.
+/// Channel vectors (of 8) per weight-gradient tile, and k values per tile, for this geometry. On
+/// AVX-512, tiles of more than 8 channels are held in 16-lane registers, two 8-channel vectors in
+/// each.
 fn dw_tile(isa: Isa, g: &Geometry) -> (usize, usize) {
-    let two = g.oc > V;
-    match (isa, two) {
-        (Isa::Avx512, true) => (2, 12),
-        (Isa::Avx512, false) => (1, 24),
-        (Isa::Avx2, true) => (2, 6),
-        (Isa::Avx2, false) => (1, 12),
+    match isa {
+        Isa::Avx512 if g.oc > 2 * V => (4, 12),
+        Isa::Avx512 if g.oc > V => (2, 24),
+        Isa::Avx512 => (1, 24),
+        Isa::Avx2 if g.oc > V => (2, 6),
+        Isa::Avx2 => (1, 12),
     }
 }
 
@@ -407,6 +410,7 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match (isa, nov) {
+                (Isa::Avx512, 4) => dw_avx512_4(g, p, images, xp, dyt, ocp, part),
                 (Isa::Avx512, 2) => dw_avx512_2(g, p, images, xp, dyt, ocp, part),
                 (Isa::Avx512, _) => dw_avx512_1(g, p, images, xp, dyt, ocp, part),
                 (Isa::Avx2, 2) => dw_avx2_2(g, p, images, xp, dyt, ocp, part),
@@ -486,9 +490,12 @@ unsafe fn transpose(oc: usize, px: usize, ocp: usize, src: &[f32], t: &mut [f32]
 }
 
 /// One chunk of images: part += Σ over their pixels of dyt[pixel] ⊗ x at the k offsets, tile by
-/// tile ([k group][channel vector][k in group][lane]).
+/// tile ([k group][channel vector][k in group][lane]). Built once per register type: `$reg` holds
+/// `$per` of the tile's 8-channel vectors (the channels are adjacent in dyt), read from and written
+/// back to their places in `part` by `$load` and `$store`.
 macro_rules! dw_fn {
-    ($name:ident, $features:literal, $nov:literal, $nk:literal) => {
+    ($name:ident, $features:literal, $nov:literal, $nk:literal, $reg:ident, $per:literal, $setzero:ident,
+     $loadu:ident, $set1:ident, $fmadd:ident, $load:ident, $store:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         unsafe fn $name(
@@ -503,6 +510,8 @@ macro_rules! dw_fn {
             use std::arch::x86_64::*;
             const NOV: usize = $nov;
             const NK: usize = $nk;
+            // Registers per tile, each `$per` channel vectors.
+            const NR: usize = NOV / $per;
             let (k, ohw, img) = (g.k(), g.oh * g.ow, p.image(g));
             // The offset of k = (ic, kh, kw) from a pixel's position in the padded input.
             let off = |kk: usize| {
@@ -528,31 +537,31 @@ macro_rules! dw_fn {
                         for ov in (0..ovs).step_by(NOV) {
                             let base_tile = part.as_mut_ptr().add(((k0 / NK) * ovs + ov) * NK * V);
                             let tile = |v: usize| base_tile.add(v * NK * V);
-                            let mut acc = [[_mm256_setzero_ps(); NK]; NOV];
-                            for v in 0..NOV {
+                            let mut acc = [[$setzero(); NK]; NR];
+                            for v in 0..NR {
                                 for j in 0..NK {
-                                    acc[v][j] = _mm256_loadu_ps(tile(v).add(j * V));
+                                    acc[v][j] = $load(|i| tile(v * $per + i).add(j * V));
                                 }
                             }
                             for oh in r0..r1 {
                                 for ow in 0..g.ow {
                                     let px = oh * g.ow + ow;
                                     let base = x.add(oh * p.wp + ow);
-                                    let mut dv = [_mm256_setzero_ps(); NOV];
-                                    for v in 0..NOV {
-                                        dv[v] = _mm256_loadu_ps(d.add(px * ocp + (ov + v) * V));
+                                    let mut dv = [$setzero(); NR];
+                                    for v in 0..NR {
+                                        dv[v] = $loadu(d.add(px * ocp + (ov + v * $per) * V));
                                     }
                                     for j in 0..NK {
-                                        let xv = _mm256_broadcast_ss(&*base.add(offs[j]));
-                                        for v in 0..NOV {
-                                            acc[v][j] = _mm256_fmadd_ps(dv[v], xv, acc[v][j]);
+                                        let xv = $set1(*base.add(offs[j]));
+                                        for v in 0..NR {
+                                            acc[v][j] = $fmadd(dv[v], xv, acc[v][j]);
                                         }
                                     }
                                 }
                             }
-                            for v in 0..NOV {
+                            for v in 0..NR {
                                 for j in 0..NK {
-                                    _mm256_storeu_ps(tile(v).add(j * V), acc[v][j]);
+                                    $store(acc[v][j], |i| tile(v * $per + i).add(j * V));
                                 }
                             }
                         }
@@ -563,10 +572,49 @@ macro_rules! dw_fn {
     };
 }
 
-dw_fn!(dw_avx512_2, "avx2,fma,avx512f,avx512vl", 2, 12);
-dw_fn!(dw_avx512_1, "avx2,fma,avx512f,avx512vl", 1, 24);
-dw_fn!(dw_avx2_2, "avx2,fma", 2, 6);
-dw_fn!(dw_avx2_1, "avx2,fma", 1, 12);
+/// An 8-lane vector of a weight-gradient tile, read from its place (`at(0)`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load8(at: impl Fn(usize) -> *mut f32) -> std::arch::x86_64::__m256 {
+    std::arch::x86_64::_mm256_loadu_ps(at(0))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store8(v: std::arch::x86_64::__m256, at: impl Fn(usize) -> *mut f32) {
+    std::arch::x86_64::_mm256_storeu_ps(at(0), v)
+}
+
+/// Two 8-lane vectors of a weight-gradient tile, read from their places (`at(0)`, `at(1)`) into one
+/// 16-lane register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[inline]
+unsafe fn load16(at: impl Fn(usize) -> *mut f32) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let lo = _mm512_castps256_ps512(_mm256_loadu_ps(at(0)));
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), _mm256_castps_pd(_mm256_loadu_ps(at(1)))))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[inline]
+unsafe fn store16(v: std::arch::x86_64::__m512, at: impl Fn(usize) -> *mut f32) {
+    use std::arch::x86_64::*;
+    _mm256_storeu_ps(at(0), _mm512_castps512_ps256(v));
+    _mm256_storeu_ps(at(1), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+}
+
+dw_fn!(dw_avx512_4, "avx2,fma,avx512f,avx512vl", 4, 12, __m512, 2, _mm512_setzero_ps, _mm512_loadu_ps,
+    _mm512_set1_ps, _mm512_fmadd_ps, load16, store16);
+dw_fn!(dw_avx512_2, "avx2,fma,avx512f,avx512vl", 2, 24, __m512, 2, _mm512_setzero_ps, _mm512_loadu_ps,
+    _mm512_set1_ps, _mm512_fmadd_ps, load16, store16);
+dw_fn!(dw_avx512_1, "avx2,fma,avx512f,avx512vl", 1, 24, __m256, 1, _mm256_setzero_ps, _mm256_loadu_ps,
+    _mm256_set1_ps, _mm256_fmadd_ps, load8, store8);
+dw_fn!(dw_avx2_2, "avx2,fma", 2, 6, __m256, 1, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps,
+    _mm256_fmadd_ps, load8, store8);
+dw_fn!(dw_avx2_1, "avx2,fma", 1, 12, __m256, 1, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps,
+    _mm256_fmadd_ps, load8, store8);
 
 #[cfg(test)]
 mod tests {
