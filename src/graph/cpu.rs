@@ -78,11 +78,7 @@ impl CpuExecutor {
     /// Checks a batch and copies it into the input slot, with its targets for a training step.
     fn load(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
         self.resident = Resident::Nothing;
-        match targets {
-            Some(_) if self.plan.mode != Mode::Train => return Err(not_training()),
-            Some(targets) => self.plan.check_batch(images, targets)?,
-            None => self.plan.check_images(images)?,
-        }
+        self.plan.check_input(images, targets)?;
         let t0 = self.sched.value[0];
         let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
         self.slots[s][..w].copy_from_slice(images);

@@ -382,11 +382,7 @@ impl GpuExecutor {
     /// allocation). The images stay on the device until the next batch replaces them.
     fn upload(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
         self.resident = Resident::Nothing;
-        match targets {
-            Some(_) if self.plan.mode != Mode::Train => return Err(not_training()),
-            Some(targets) => self.plan.check_batch(images, targets)?,
-            None => self.plan.check_images(images)?,
-        }
+        self.plan.check_input(images, targets)?;
         self.gpu.write(&self.tensors[self.sched.value[0]], images)?;
         if let Some(targets) = targets {
             for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {

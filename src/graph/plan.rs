@@ -148,8 +148,18 @@ impl Plan {
             .sum()
     }
 
+    /// Checks what an executor is given to upload: images, with targets for a training step (an
+    /// error on an inference plan).
+    pub fn check_input(&self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
+        match targets {
+            Some(_) if self.mode != Mode::Train => Err(super::not_training()),
+            Some(targets) => self.check_batch(images, targets),
+            None => self.check_images(images),
+        }
+    }
+
     /// Checks images against the input shape.
-    pub fn check_images(&self, images: &[f32]) -> Result<()> {
+    fn check_images(&self, images: &[f32]) -> Result<()> {
         let want: usize = self.input.iter().product();
         if images.len() != want {
             return Err(Error::Graph(format!(
@@ -162,7 +172,7 @@ impl Plan {
     }
 
     /// Checks a batch: image count and values' length, and targets in [0, classes).
-    pub fn check_batch(&self, images: &[f32], targets: &[i64]) -> Result<()> {
+    fn check_batch(&self, images: &[f32], targets: &[i64]) -> Result<()> {
         self.check_images(images)?;
         if targets.len() != self.batch {
             return Err(Error::Graph(format!("{} targets for a batch of {}", targets.len(), self.batch)));
