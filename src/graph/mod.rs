@@ -69,14 +69,15 @@ pub trait Executor {
     fn finish_queued(&mut self, _losses: &mut Vec<f32>) -> Result<()> {
         Ok(())
     }
-    /// [`Executor::step`] on the batch already on the device (the last one `step` uploaded), not
-    /// copied there again: how PyTorch's and Burn's benchmarks time a step, their batch moved to
-    /// the device once (`wgrad bench` reports both). An error before any batch with targets.
+    /// [`Executor::step`] on the batch already on the device (the last one given to the
+    /// executor), not copied there again: how PyTorch's and Burn's benchmarks time a step, their
+    /// batch moved to the device once (`wgrad bench` reports both). An error unless that batch
+    /// came with targets (`forward` uploads images only) and passed its checks.
     fn step_resident(&mut self, want_loss: bool) -> Result<Option<f32>>;
     /// Forward only; returns the logits (N, classes).
     fn forward(&mut self, images: &[f32]) -> Result<Vec<f32>>;
-    /// [`Executor::forward`] on the images already on the device (the last ones `step` or
-    /// `forward` uploaded). An error before any batch.
+    /// [`Executor::forward`] on the images already on the device (the last ones given to the
+    /// executor). An error unless they passed their checks.
     fn forward_resident(&mut self) -> Result<Vec<f32>>;
     /// Logits of the last step or forward.
     fn logits(&self) -> Result<Vec<f32>>;
