@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine, from the project root, after benches/gpu/pack.sh here: builds nothing.
 # Writes everything it prints under $OUT (the device tool brings that folder back), in this order,
-# each stage chosen by STAGES (default: all of them, about 2 minutes on an H200):
+# each stage chosen by STAGES (default: all of them, about 3 minutes on an H200 since bench times
+# every step twice, with and without its upload):
 #   tests    the GPU parity test binaries, with f16 and (where the adapter has them) cooperative
 #            matrices required, so that a kernel family that silently fell back fails
 #   check    `wgrad check --verify` for every model: two training steps on the GPU against the CPU path
