@@ -45,7 +45,7 @@ fn run_cpu<T: Real>(g: &Geometry, x: &[T], w: &[T], b: Option<&[T]>, dout: &[T])
     let mut dinp = vec![T::zero(); x.len()];
     let mut dweight = vec![T::zero(); w.len()];
     let mut dbias = b.map(|b| vec![T::zero(); b.len()]);
-    backward_cpu(g, Some(&mut dinp), &mut dweight, dbias.as_deref_mut(), dout, x, w);
+    backward_cpu(g, Some(&mut dinp), Some(&mut dweight), dbias.as_deref_mut(), dout, x, w);
     Out { out: forward(g, x, w, b), dinp, dweight, dbias }
 }
 

@@ -1,14 +1,14 @@
-//! The CPU path's direct convolution, for the convolutions CNNs are made of (stride 1, dilation 1,
-//! padding below the kernel size) in f32 on x86-64 with AVX2 and FMA: no im2col matrix, and
+//! The CPU path's direct convolution in f32 on x86-64 with AVX2 and FMA: no im2col matrix, and
 //! register-tiled kernels that run near the FMA units' peak.
 //!
-//! - Forward: the input is copied once into a zero-padded layout whose rows are long enough for
-//!   whole vectors (of 16 pixels on AVX-512 where rows are longer than 8, else of 8); each kernel
-//!   call keeps a tile of NO output channels × NV vectors of output pixels in registers and walks
+//! - Forward: the input is copied once into a zero-padded [`Layout`] in which every vector of
+//!   output pixels meets its input, at each kernel tap, as one contiguous load; each kernel call
+//!   keeps a tile of NO output channels × NV vectors of output pixels in registers and walks
 //!   IC·KH·KW, each step one load per pixel vector and one broadcast weight per channel. Weights
 //!   are packed once per call, NO channels side by side.
-//! - Input gradient: the same kernel, as the forward convolution of the padded output gradient
-//!   with the flipped, transposed weight (a stride-1 transposed convolution is a convolution).
+//! - Input gradient (stride 1, dilation 1, padding below the kernel): the same kernel, as the
+//!   forward convolution of the padded output gradient with the flipped, transposed weight (such a
+//!   transposed convolution is a convolution). Other geometries take it from im2col + GEMM.
 //! - Weight gradient: an outer-product kernel: for each output pixel, NOV vectors of 8 output
 //!   channels (the gradient transposed to pixel-major; on AVX-512 two of them to a 16-lane
 //!   register where there are more than 8 channels) times NK scalars of the padded input
@@ -16,8 +16,7 @@
 //!   sums are added in chunk order, so the result does not depend on the thread count.
 //!
 //! Two builds of each kernel are picked at run time: AVX-512 (32 vector registers: larger tiles;
-//! 16-lane vectors) and AVX2. Elsewhere, and for other geometries, Conv2d uses
-//! im2col + GEMM.
+//! 16-lane vectors) and AVX2. Elsewhere Conv2d uses im2col + GEMM.
 
 // Off x86_64 no build of these kernels exists and isa() finds none: the planning code is unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -53,27 +52,30 @@ pub fn isa() -> Option<Isa> {
     })
 }
 
-/// The kernels that compute this convolution directly, if any: stride 1, dilation 1 and padding
-/// below the kernel size (so the input gradient is a convolution too), on a CPU with AVX2.
-pub fn applies(g: &Geometry) -> Option<Isa> {
-    let shape = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ph < g.kh && g.pw < g.kw;
-    isa().filter(|_| shape)
+fn unit(g: &Geometry) -> bool {
+    g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1
 }
 
-/// Vector width in f32 lanes (the weight gradient's, and the forward's but on AVX-512 rows of
-/// more than 8 pixels).
+/// The kernels that compute this convolution's forward directly, if any: every geometry with unit
+/// stride and dilation; strided or dilated ones where output rows have at least 4 pixels (narrower
+/// ones would leave most vector lanes idle, and im2col + GEMM does better).
+pub fn forward_applies(g: &Geometry) -> Option<Isa> {
+    isa().filter(|_| unit(g) || g.ow >= 4)
+}
+
+/// The kernels that compute this convolution's input gradient directly, if any: stride 1,
+/// dilation 1 and padding below the kernel size, so that it is a convolution too.
+pub fn input_gradient_applies(g: &Geometry) -> Option<Isa> {
+    isa().filter(|_| unit(g) && g.ph < g.kh && g.pw < g.kw)
+}
+
+/// The kernels that compute this convolution's weight gradient directly: every geometry.
+pub fn weight_gradient_applies(_g: &Geometry) -> Option<Isa> {
+    isa()
+}
+
+/// Vector width in f32 lanes (the weight gradient's, and AVX2's forward).
 const V: usize = 8;
-
-/// Output pixels per vector of the forward kernels (and the input gradient's, a forward
-/// convolution of its own geometry): 16 (one AVX-512 register) where the CPU has AVX-512 and the
-/// rows are longer than 8 pixels, else 8 (an AVX register; an 8-pixel row would fill half of a
-/// 16-lane one).
-fn forward_lanes(isa: Isa, g: &Geometry) -> usize {
-    match isa {
-        Isa::Avx512 if g.ow > V => 2 * V,
-        _ => V,
-    }
-}
 
 /// Output channels per forward tile (weights are packed in groups of this many).
 const fn tile_channels(isa: Isa) -> usize {
@@ -83,26 +85,123 @@ const fn tile_channels(isa: Isa) -> usize {
     }
 }
 
-/// The zero-padded layout of a convolution's input: per channel `hp` rows of `wp` floats, wide
-/// enough that every vector of `lanes` output pixels reads inside its row.
+/// Where the forward kernels find their input: the image copied once, zero-padded, into planes of
+/// `hp` rows of `wp` floats, in which output vector `v` meets the input of kernel tap (kh, kw) at
+/// `offset(v) + kh·DH·wp + tap(kw)`, contiguous for all its lanes.
+///
+/// - A row holds SW column phases of `seg` floats each, phase p column i being padded column
+///   i·SW + p: a strided tap reads consecutive floats of one phase. With stride 1 a row is the
+///   padded row, long enough for whole vectors, and a tap is a shift.
+/// - On AVX-512 a vector holds 16 output pixels, or, where rows have at most 8, two rows of 8:
+///   its upper half reads the padded row SH further down (`pair`).
 #[derive(Clone, Copy, Debug)]
-struct Padded {
+struct Layout {
+    /// Output pixels per vector: 16 (one AVX-512 register) on AVX-512, else 8.
+    lanes: usize,
+    /// Two output rows of up to 8 pixels per vector.
+    paired: bool,
     hp: usize,
+    /// Floats per column phase of a row.
+    seg: usize,
+    /// Floats per row: SW phases.
     wp: usize,
-    /// Output row length rounded up to whole vectors.
+    /// Output row length rounded up to whole vectors (paired: 8).
     owr: usize,
 }
 
-impl Padded {
-    fn of(g: &Geometry, lanes: usize) -> Padded {
-        let owr = g.ow.div_ceil(lanes) * lanes;
-        Padded { hp: g.h + 2 * g.ph, wp: owr + g.kw - 1, owr }
+impl Layout {
+    fn of(isa: Isa, g: &Geometry) -> Layout {
+        let lanes = match isa {
+            Isa::Avx512 => 2 * V,
+            Isa::Avx2 => V,
+        };
+        let paired = isa == Isa::Avx512 && g.ow <= V;
+        let owr = if paired { V } else { g.ow.div_ceil(lanes) * lanes };
+        let seg = owr + (g.kw - 1) * g.dw / g.sw;
+        // The padded image's rows, and where paired with an odd number of output rows, those the
+        // last vector's idle upper half reads.
+        let rows = if paired { (2 * g.oh.div_ceil(2) - 1) * g.sh + (g.kh - 1) * g.dh + 1 } else { 0 };
+        Layout { lanes, paired, hp: (g.h + 2 * g.ph).max(rows), seg, wp: g.sw * seg, owr }
     }
     fn plane(&self) -> usize {
         self.hp * self.wp
     }
     fn image(&self, g: &Geometry) -> usize {
         g.ic * self.plane()
+    }
+    /// What the kernels need to walk it.
+    fn walk(&self, g: &Geometry) -> Walk {
+        Walk { plane: self.plane(), khs: g.dh * self.wp, seg: self.seg, sw: g.sw, dw: g.dw, pair: g.sh * self.wp }
+    }
+    /// Vectors per image plane of the output.
+    fn vectors(&self, g: &Geometry) -> usize {
+        match self.paired {
+            true => g.oh.div_ceil(2),
+            false => g.oh * self.owr / self.lanes,
+        }
+    }
+    /// Where vector v's input starts at tap (0, 0).
+    fn offset(&self, g: &Geometry, v: usize) -> usize {
+        let vpr = self.owr / self.lanes;
+        match self.paired {
+            true => 2 * v * g.sh * self.wp,
+            false => (v / vpr) * g.sh * self.wp + (v % vpr) * self.lanes,
+        }
+    }
+    /// Where vector v's lanes go in an output plane: up to two runs of (offset, first lane, count).
+    fn runs(&self, g: &Geometry, v: usize) -> [(usize, usize, usize); 2] {
+        match self.paired {
+            true => {
+                let second = if 2 * v + 1 < g.oh { g.ow } else { 0 };
+                [(2 * v * g.ow, 0, g.ow), ((2 * v + 1) * g.ow, V, second)]
+            }
+            false => {
+                let vpr = self.owr / self.lanes;
+                let (r, c) = (v / vpr, v % vpr * self.lanes);
+                [(r * g.ow + c, 0, self.lanes.min(g.ow - c)), (0, 0, 0)]
+            }
+        }
+    }
+    /// Copies x (N, IC, H, W) into this layout (zeros around).
+    fn fill(&self, g: &Geometry, x: &[f32], xp: &mut [f32]) {
+        let (hw, img, plane) = (g.h * g.w, self.image(g), self.plane());
+        // A kernel one row high reads every SH-th row only, one column wide phase 0 only (a 1×1
+        // stride-2 convolution a quarter of its input): the others are left as they are.
+        let row_step = if g.kh == 1 { g.sh } else { 1 };
+        let phases = if g.kw == 1 { 1 } else { g.sw };
+        // Phase p's float i is input column i·SW + p - PW: those inside the image are i0..i1,
+        // from column `first` on.
+        let span = |p: usize| {
+            let shift = p as isize - g.pw as isize;
+            let i0 = ((-shift).max(0) as usize).div_ceil(g.sw).min(self.seg);
+            let i1 = ((g.w as isize - shift).max(0) as usize).div_ceil(g.sw).clamp(i0, self.seg);
+            (i0, i1, ((i0 * g.sw) as isize + shift).max(0) as usize)
+        };
+        xp[..g.n * img].par_chunks_mut(img).enumerate().for_each(|(n, dst)| {
+            for c in 0..g.ic {
+                let src = &x[(n * g.ic + c) * hw..][..hw];
+                let dst = &mut dst[c * plane..][..plane];
+                for p in 0..phases {
+                    let (i0, i1, first) = span(p);
+                    for (q, row) in dst.chunks_exact_mut(self.wp).enumerate().step_by(row_step) {
+                        let d = &mut row[p * self.seg..][..self.seg];
+                        let r = q.wrapping_sub(g.ph);
+                        if r >= g.h {
+                            d.fill(0.0);
+                            continue;
+                        }
+                        let s = &src[r * g.w..][..g.w];
+                        d[..i0].fill(0.0);
+                        match g.sw {
+                            _ if i1 == i0 => {}
+                            1 => d[i0..i1].copy_from_slice(&s[first..][..i1 - i0]),
+                            sw => d[i0..i1].iter_mut().zip(s[first..].iter().step_by(sw)).for_each(|(v, &a)| *v = a),
+                        }
+                        d[i1..].fill(0.0);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -127,21 +226,23 @@ fn packed_weights(g: &Geometry, isa: Isa) -> usize {
     g.oc.div_ceil(no) * no * g.k()
 }
 
-/// Scratch words of the forward: the padded batch and the packed weights.
+/// Scratch words of the forward: the batch in its layout and the packed weights.
 pub fn forward_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
-    vec![(g.n * Padded::of(g, forward_lanes(isa, g)).image(g)) as u64, packed_weights(g, isa) as u64]
+    vec![(g.n * Layout::of(isa, g).image(g)) as u64, packed_weights(g, isa) as u64]
 }
 
-/// Copies x (N, IC, H, W) into the padded layout (zeros around).
-fn pad(g: &Geometry, p: Padded, x: &[f32], xp: &mut [f32]) {
-    let (hw, img) = (g.h * g.w, p.image(g));
+/// Copies x (N, IC, H, W) into planes of `hp` rows of `wp` floats, the image at (PH, PW), zeros
+/// around.
+fn pad(g: &Geometry, hp: usize, wp: usize, x: &[f32], xp: &mut [f32]) {
+    let (hw, plane) = (g.h * g.w, hp * wp);
+    let img = g.ic * plane;
     xp[..g.n * img].par_chunks_mut(img).enumerate().for_each(|(n, dst)| {
         dst.fill(0.0);
         for c in 0..g.ic {
             let src = &x[(n * g.ic + c) * hw..][..hw];
-            let plane = &mut dst[c * p.plane()..][..p.plane()];
+            let plane = &mut dst[c * plane..][..plane];
             for (h, row) in src.chunks_exact(g.w).enumerate() {
-                plane[(h + g.ph) * p.wp + g.pw..][..g.w].copy_from_slice(row);
+                plane[(h + g.ph) * wp + g.pw..][..g.w].copy_from_slice(row);
             }
         }
     });
@@ -168,49 +269,49 @@ fn pack(g: &Geometry, no: usize, w: impl Fn(usize, usize, usize, usize) -> f32, 
 
 /// out (N, OC, OH, OW), overwritten, from x (N, IC, H, W), weight (OC, IC, KH, KW) and bias.
 pub fn forward(isa: Isa, g: &Geometry, out: &mut [f32], x: &[f32], weight: &[f32], bias: Option<&[f32]>, scratch: &mut [&mut [f32]]) {
-    let p = Padded::of(g, forward_lanes(isa, g));
+    let l = Layout::of(isa, g);
     let [xp, wp] = scratch else { panic!("conv2d direct forward: expected 2 scratch buffers") };
-    pad(g, p, x, xp);
+    l.fill(g, x, xp);
     let (k, kk) = (g.k(), g.kh * g.kw);
     let no = tile_channels(isa);
     pack(g, no, |o, i, kh, kw| weight[o * k + i * kk + kh * g.kw + kw], wp);
-    convolve(isa, g, p, out, xp, wp, bias);
+    convolve(isa, g, l, out, xp, wp, bias);
 }
 
 /// The input gradient dinp (N, IC, H, W), overwritten, from dout and weight.
 pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
     let t = transposed(g);
-    let p = Padded::of(&t, forward_lanes(isa, &t));
+    let l = Layout::of(isa, &t);
     let [dp, wp] = scratch else { panic!("conv2d direct input gradient: expected 2 scratch buffers") };
-    pad(&t, p, dout, dp);
+    l.fill(&t, dout, dp);
     let (k, kk) = (g.k(), g.kh * g.kw);
     // w'(ic, oc, kh, kw) = w(oc, ic, KH-1-kh, KW-1-kw)
     pack(&t, tile_channels(isa), |i, o, kh, kw| weight[o * k + i * kk + (g.kh - 1 - kh) * g.kw + (g.kw - 1 - kw)], wp);
-    convolve(isa, &t, p, dinp, dp, wp, None);
+    convolve(isa, &t, l, dinp, dp, wp, None);
 }
 
-/// Scratch words of the input gradient: the padded output gradient and the packed weight.
+/// Scratch words of the input gradient: the output gradient in its layout and the packed weight.
 pub fn backward_input_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
     let t = transposed(g);
-    vec![(t.n * Padded::of(&t, forward_lanes(isa, &t)).image(&t)) as u64, packed_weights(&t, isa) as u64]
+    vec![(t.n * Layout::of(isa, &t).image(&t)) as u64, packed_weights(&t, isa) as u64]
 }
 
-/// The convolution proper, over padded input and packed weights, in parallel over images.
-fn convolve(isa: Isa, g: &Geometry, p: Padded, out: &mut [f32], xp: &[f32], wp: &[f32], bias: Option<&[f32]>) {
-    let (ohw, img) = (g.oh * g.ow, p.image(g));
+/// The convolution proper, over the laid-out input and packed weights, in parallel over images.
+fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: &[f32], bias: Option<&[f32]>) {
+    let (ohw, img) = (g.oh * g.ow, l.image(g));
     out.par_chunks_mut(g.oc * ohw).enumerate().for_each(|(n, out)| {
         let x = &xp[n * img..][..img];
         // SAFETY: isa() saw the features these builds use (it finds none off x86_64).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            match (isa, forward_lanes(isa, g)) {
-                (Isa::Avx512, 16) => image_avx512_16(g, p, out, x, wp, bias),
-                (Isa::Avx512, _) => image_avx512(g, p, out, x, wp, bias),
-                (Isa::Avx2, _) => image_avx2(g, p, out, x, wp, bias),
+            match (isa, l.paired) {
+                (Isa::Avx512, false) => image_avx512(g, l, out, x, wp, bias),
+                (Isa::Avx512, true) => image_avx512_paired(g, l, out, x, wp, bias),
+                (Isa::Avx2, _) => image_avx2(g, l, out, x, wp, bias),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {p:?}, {}, {})", out.len() + x.len() + wp.len(), bias.is_some());
+        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {l:?}, {}, {})", out.len() + x.len() + wp.len(), bias.is_some());
     });
 }
 
@@ -218,18 +319,19 @@ fn convolve(isa: Isa, g: &Geometry, p: Padded, out: &mut [f32], xp: &[f32], wp: 
 /// Built once per vector type: `$lanes` f32 lanes in a `$vec`, with its intrinsics.
 macro_rules! image_fn {
     ($name:ident, $features:literal, $no:literal, $nv:literal, $lanes:literal, $vec:ident, $setzero:ident,
-     $set1:ident, $loadu:ident, $fmadd:ident, $storeu:ident) => {
+     $set1:ident, $load:ident, $fmadd:ident, $storeu:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        unsafe fn $name(g: &Geometry, p: Padded, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>) {
+        unsafe fn $name(g: &Geometry, l: Layout, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>) {
             use std::arch::x86_64::*;
             const NO: usize = $no;
             const NV: usize = $nv;
             const L: usize = $lanes;
+            debug_assert_eq!(l.lanes, L);
             let k = g.k();
-            let vpr = p.owr / L; // vectors per output row
-            let nvec = g.oh * vpr;
+            let nvec = l.vectors(g);
             let ohw = g.oh * g.ow;
+            let walk = l.walk(g);
             let xptr = x.as_ptr();
             for b in 0..g.oc.div_ceil(NO) {
                 let w = &wp[b * NO * k..][..NO * k];
@@ -244,28 +346,29 @@ macro_rules! image_fn {
                 let mut v0 = 0;
                 while v0 < nvec {
                     let nv = NV.min(nvec - v0);
-                    let mut offs = [0usize; NV];
-                    for (j, off) in offs.iter_mut().enumerate().take(nv) {
-                        let (r, c) = ((v0 + j) / vpr, (v0 + j) % vpr * L);
-                        *off = r * p.wp + c;
+                    let (mut offs, mut runs) = ([0usize; NV], [[(0, 0, 0); 2]; NV]);
+                    for j in 0..nv {
+                        offs[j] = l.offset(g, v0 + j);
+                        runs[j] = l.runs(g, v0 + j);
                     }
                     let mut acc = [[$setzero(); NV]; NO];
                     match nv {
-                        NV => tile::<NO, NV>(xptr, &offs, g, p, w.as_ptr(), &init, &mut acc),
-                        _ => tile_tail::<NO, NV>(nv, xptr, &offs, g, p, w.as_ptr(), &init, &mut acc),
+                        NV => tile::<NO, NV>(xptr, &offs, g, walk, w.as_ptr(), &init, &mut acc),
+                        _ => tile_tail::<NO, NV>(nv, xptr, &offs, g, walk, w.as_ptr(), &init, &mut acc),
                     }
-                    // Store the tile: whole vectors straight, the row's last one lane by lane.
+                    // Store the tile: whole vectors straight, others run by run.
                     for o in 0..NO.min(g.oc - b * NO) {
                         let plane = &mut out[(b * NO + o) * ohw..][..ohw];
                         for j in 0..nv {
-                            let (r, c) = ((v0 + j) / vpr, (v0 + j) % vpr * L);
-                            let dst = &mut plane[r * g.ow + c..];
-                            if c + L <= g.ow {
-                                $storeu(dst.as_mut_ptr(), acc[o][j]);
-                            } else {
-                                let mut lanes = [0f32; L];
-                                $storeu(lanes.as_mut_ptr(), acc[o][j]);
-                                dst[..g.ow - c].copy_from_slice(&lanes[..g.ow - c]);
+                            match runs[j] {
+                                [(at, 0, L), (_, _, 0)] => $storeu(plane[at..][..L].as_mut_ptr(), acc[o][j]),
+                                runs => {
+                                    let mut lanes = [0f32; L];
+                                    $storeu(lanes.as_mut_ptr(), acc[o][j]);
+                                    for (at, first, count) in runs {
+                                        plane[at..][..count].copy_from_slice(&lanes[first..][..count]);
+                                    }
+                                }
                             }
                         }
                     }
@@ -273,13 +376,13 @@ macro_rules! image_fn {
                 }
             }
 
-            /// NO channels × NV vectors: Σ over (ic, kh, kw) of weight × shifted input.
+            /// NO channels × NV vectors: Σ over (ic, kh, kw) of weight × input.
             #[inline(always)]
             unsafe fn tile<const NO: usize, const NV: usize>(
                 x: *const f32,
                 offs: &[usize; NV],
                 g: &Geometry,
-                p: Padded,
+                walk: Walk,
                 w: *const f32,
                 init: &[f32; NO],
                 acc: &mut [[$vec; NV]; NO],
@@ -292,13 +395,16 @@ macro_rules! image_fn {
                 }
                 let mut wptr = w;
                 for c in 0..g.ic {
-                    let cbase = x.add(c * p.plane());
+                    let cbase = x.add(c * walk.plane);
                     for kh in 0..g.kh {
-                        let row = cbase.add(kh * p.wp);
-                        for kw in 0..g.kw {
+                        let row = cbase.add(kh * walk.khs);
+                        // Tap kw reads column phase kw·DW mod SW, shifted by kw·DW / SW.
+                        let (mut phase, mut shift) = (0, 0);
+                        for _ in 0..g.kw {
+                            let at = row.add(phase * walk.seg + shift);
                             let mut xv = [$setzero(); NV];
                             for v in 0..NV {
-                                xv[v] = $loadu(row.add(offs[v] + kw));
+                                xv[v] = $load(at.add(offs[v]), walk.pair);
                             }
                             for o in 0..NO {
                                 let wv = $set1(*wptr.add(o));
@@ -307,6 +413,11 @@ macro_rules! image_fn {
                                 }
                             }
                             wptr = wptr.add(NO);
+                            phase += walk.dw;
+                            while phase >= walk.sw {
+                                phase -= walk.sw;
+                                shift += 1;
+                            }
                         }
                     }
                 }
@@ -321,14 +432,14 @@ macro_rules! image_fn {
                 x: *const f32,
                 offs: &[usize; NV],
                 g: &Geometry,
-                p: Padded,
+                walk: Walk,
                 w: *const f32,
                 init: &[f32; NO],
                 acc: &mut [[$vec; NV]; NO],
             ) {
                 for j in 0..nv {
                     let mut one = [[$setzero(); 1]; NO];
-                    tile::<NO, 1>(x, &[offs[j]], g, p, w, init, &mut one);
+                    tile::<NO, 1>(x, &[offs[j]], g, walk, w, init, &mut one);
                     for o in 0..NO {
                         acc[o][j] = one[o][0];
                     }
@@ -338,11 +449,52 @@ macro_rules! image_fn {
     };
 }
 
-image_fn!(image_avx512_16, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-    _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
-image_fn!(image_avx512, "avx2,fma,avx512f,avx512vl", 8, 3, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps,
-    _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
-image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+/// What the forward tile needs of a [`Layout`]: the plane size and the taps' strides.
+#[derive(Clone, Copy)]
+struct Walk {
+    plane: usize,
+    /// Offset of the next kernel row.
+    khs: usize,
+    /// A row's column phases: `sw` of `seg` floats.
+    seg: usize,
+    sw: usize,
+    /// Dilation across columns.
+    dw: usize,
+    /// Offset of a paired vector's upper half.
+    pair: usize,
+}
+
+/// A vector of 16 consecutive floats (the pair offset unused).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[inline]
+unsafe fn load_x16(p: *const f32, _pair: usize) -> std::arch::x86_64::__m512 {
+    std::arch::x86_64::_mm512_loadu_ps(p)
+}
+
+/// Two rows of 8: floats p..p+8 in the lower half, p+pair..p+pair+8 in the upper.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[inline]
+unsafe fn load_pair(p: *const f32, pair: usize) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let lo = _mm512_castps256_ps512(_mm256_loadu_ps(p));
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), _mm256_castps_pd(_mm256_loadu_ps(p.add(pair)))))
+}
+
+/// A vector of 8 consecutive floats (the pair offset unused).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load_x8(p: *const f32, _pair: usize) -> std::arch::x86_64::__m256 {
+    std::arch::x86_64::_mm256_loadu_ps(p)
+}
+
+image_fn!(image_avx512, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
+    load_x16, _mm512_fmadd_ps, _mm512_storeu_ps);
+image_fn!(image_avx512_paired, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
+    load_pair, _mm512_fmadd_ps, _mm512_storeu_ps);
+image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps, load_x8,
     _mm256_fmadd_ps, _mm256_storeu_ps);
 
 /// Images per weight-gradient chunk: each chunk's sum is formed apart and the chunks are added in
@@ -374,19 +526,38 @@ fn dw_k(isa: Isa, g: &Geometry) -> usize {
     g.k().div_ceil(nk) * nk
 }
 
+/// The zero-padded input of the weight gradient: per channel `hp` rows of `wp` floats.
+#[derive(Clone, Copy, Debug)]
+struct Padded {
+    hp: usize,
+    wp: usize,
+}
+
+impl Padded {
+    fn of(g: &Geometry) -> Padded {
+        Padded { hp: g.h + 2 * g.ph, wp: g.w + 2 * g.pw }
+    }
+    fn plane(&self) -> usize {
+        self.hp * self.wp
+    }
+    fn image(&self, g: &Geometry) -> usize {
+        g.ic * self.plane()
+    }
+}
+
 /// Scratch words of the weight gradient: the padded input, the transposed output gradient and
 /// each chunk's sums.
 pub fn backward_weight_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
-    let p = Padded::of(g, V);
+    let p = Padded::of(g);
     let ocp = dw_channels(isa, g);
     vec![(g.n * p.image(g)) as u64, (g.n * g.oh * g.ow * ocp) as u64, (g.n.div_ceil(CHUNK) * ocp * dw_k(isa, g)) as u64]
 }
 
 /// The weight gradient dweight (OC, IC, KH, KW), overwritten, from dout and x.
 pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32], x: &[f32], scratch: &mut [&mut [f32]]) {
-    let p = Padded::of(g, V);
+    let p = Padded::of(g);
     let [xp, dyt, parts] = scratch else { panic!("conv2d direct weight gradient: expected 3 scratch buffers") };
-    pad(g, p, x, xp);
+    pad(g, p.hp, p.wp, x, xp);
     let (ohw, k, ocp) = (g.oh * g.ow, g.k(), dw_channels(isa, g));
     // dout (N, OC, OH·OW) → (N, OH·OW, OCP), zero beyond OC.
     dyt[..g.n * ohw * ocp].par_chunks_mut(ohw * ocp).enumerate().for_each(|(n, t)| {
@@ -516,7 +687,7 @@ macro_rules! dw_fn {
             // The offset of k = (ic, kh, kw) from a pixel's position in the padded input.
             let off = |kk: usize| {
                 let (ic, r) = (kk / (g.kh * g.kw), kk % (g.kh * g.kw));
-                ic * p.plane() + (r / g.kw) * p.wp + r % g.kw
+                ic * p.plane() + (r / g.kw) * g.dh * p.wp + r % g.kw * g.dw
             };
             let ovs = ocp / V;
             // Output rows per block: about 256 pixels, whose transposed gradient stays in L1
@@ -546,7 +717,7 @@ macro_rules! dw_fn {
                             for oh in r0..r1 {
                                 for ow in 0..g.ow {
                                     let px = oh * g.ow + ow;
-                                    let base = x.add(oh * p.wp + ow);
+                                    let base = x.add(oh * g.sh * p.wp + ow * g.sw);
                                     let mut dv = [$setzero(); NR];
                                     for v in 0..NR {
                                         dv[v] = $loadu(d.add(px * ocp + (ov + v * $per) * V));
@@ -644,42 +815,77 @@ mod tests {
         Ok(())
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Forward, input and weight gradients equal the f64 definition (im2col + GEMM in f64,
-        /// itself tested against the loop definition in tests/conv2d.rs): batches over a chunk,
-        /// channel counts off the tile sizes, rows that end mid-vector, scratch full of NaN.
-        #[test]
-        fn direct_kernels_equal_the_definition(
-            n in 1usize..19, ic in 1usize..11, oc in 1usize..20, h in 1usize..21, w in 1usize..21,
-            kh in 1usize..6, kw in 1usize..6, ph in 0usize..3, pw in 0usize..3, seed in 0u64..1000,
-        ) {
-            let cfg = Conv2d::new(ic, oc, (kh, kw)).padding((ph.min(kh - 1), pw.min(kw - 1)));
-            let Ok(g) = cfg.geometry(&[n, ic, h, w]) else { return Ok(()) };
-            prop_assume!(g.ph < g.kh && g.pw < g.kw);
-            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let mut u = |len: usize| (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
-            let (x, wt, b) = (u(n * ic * h * w), u(oc * g.k()), u(oc));
-            let dout = u(n * oc * g.oh * g.ow);
-            let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-            let mut want = vec![0f64; dout.len()];
-            forward_cpu(&g, &mut want, &f64s(&x), &f64s(&wt), Some(&f64s(&b)));
-            let (mut dx64, mut dw64) = (vec![0f64; x.len()], vec![0f64; wt.len()]);
-            backward_cpu(&g, Some(&mut dx64), &mut dw64, None, &f64s(&dout), &f64s(&x), &f64s(&wt));
-            for isa in builds() {
-                let mut out = vec![f32::NAN; dout.len()];
-                let mut s = buffers(&forward_scratch(isa, &g));
-                forward(isa, &g, &mut out, &x, &wt, Some(&b), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
-                close(&format!("{isa:?} forward"), &out, &want)?;
+    /// Forward, input and weight gradients of one geometry against the f64 definition (im2col +
+    /// GEMM in f64, itself tested against the loop definition in tests/conv2d.rs), for each build
+    /// this CPU runs, with scratch full of NaN. The input gradient where it applies (unit stride
+    /// and dilation, padding below the kernel); the forward and the weight gradient everywhere.
+    fn check(cfg: Conv2d, input: [usize; 4], seed: u64) -> std::result::Result<(), TestCaseError> {
+        let Ok(g) = cfg.geometry(&input) else { return Ok(()) };
+        let (n, ic, h, w, oc) = (g.n, g.ic, g.h, g.w, g.oc);
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut u = |len: usize| (0..len).map(|_| r.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+        let (x, wt, b) = (u(n * ic * h * w), u(oc * g.k()), u(oc));
+        let dout = u(n * oc * g.oh * g.ow);
+        let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        let mut want = vec![0f64; dout.len()];
+        forward_cpu(&g, &mut want, &f64s(&x), &f64s(&wt), Some(&f64s(&b)));
+        let (mut dx64, mut dw64) = (vec![0f64; x.len()], vec![0f64; wt.len()]);
+        backward_cpu(&g, Some(&mut dx64), Some(&mut dw64), None, &f64s(&dout), &f64s(&x), &f64s(&wt));
+        for isa in builds() {
+            let mut out = vec![f32::NAN; dout.len()];
+            let mut s = buffers(&forward_scratch(isa, &g));
+            forward(isa, &g, &mut out, &x, &wt, Some(&b), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+            close(&format!("{isa:?} forward {g:?}"), &out, &want)?;
+            if unit(&g) && g.ph < g.kh && g.pw < g.kw {
                 let mut dx = vec![f32::NAN; x.len()];
                 let mut s = buffers(&backward_input_scratch(isa, &g));
                 backward_input(isa, &g, &mut dx, &dout, &wt, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
-                close(&format!("{isa:?} input gradient"), &dx, &dx64)?;
-                let mut dw = vec![f32::NAN; wt.len()];
-                let mut s = buffers(&backward_weight_scratch(isa, &g));
-                backward_weight(isa, &g, &mut dw, &dout, &x, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
-                close(&format!("{isa:?} weight gradient"), &dw, &dw64)?;
+                close(&format!("{isa:?} input gradient {g:?}"), &dx, &dx64)?;
             }
+            let mut dw = vec![f32::NAN; wt.len()];
+            let mut s = buffers(&backward_weight_scratch(isa, &g));
+            backward_weight(isa, &g, &mut dw, &dout, &x, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+            close(&format!("{isa:?} weight gradient {g:?}"), &dw, &dw64)?;
+        }
+        Ok(())
+    }
+
+    /// The layouts and tiles every CNN here meets, named: 16-pixel vectors with a partial last
+    /// one, two 8-pixel rows per vector (an odd number of rows, and rows shorter than 8), strided
+    /// and dilated gathers, 1×1 stride-2 (ResNet's downsample), and channel counts that fill the
+    /// weight gradient's 4-vector tile with a partial last vector.
+    #[test]
+    fn direct_kernels_equal_the_definition_on_named_layouts() {
+        let cases = [
+            (Conv2d::new(3, 17, 3).padding(1), [2, 3, 9, 9]),
+            (Conv2d::new(5, 33, 3).padding(1), [9, 5, 20, 21]),
+            (Conv2d::new(16, 16, 3).padding(1), [3, 16, 8, 8]),
+            (Conv2d::new(7, 9, 3).padding(1), [2, 7, 7, 5]),
+            (Conv2d::new(4, 10, (3, 2)), [2, 4, 9, 4]),
+            (Conv2d::new(16, 32, 3).padding(1).stride(2), [2, 16, 16, 16]),
+            (Conv2d::new(32, 64, 3).padding(1).stride(2), [9, 32, 16, 16]),
+            (Conv2d::new(16, 32, 1).stride(2).bias(false), [2, 16, 32, 32]),
+            (Conv2d::new(3, 5, 3).padding(2).dilation(2), [2, 3, 11, 12]),
+            (Conv2d::new(3, 6, (5, 3)).padding((4, 1)).stride((2, 3)).dilation((1, 2)), [3, 3, 13, 25]),
+        ];
+        for (i, (cfg, input)) in cases.into_iter().enumerate() {
+            check(cfg, input, i as u64).unwrap();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        /// The same on random geometries: batches over a chunk, channel counts off the tile
+        /// sizes, rows that end mid-vector; half of them unit stride and dilation, the rest
+        /// strided, dilated or both, with any padding.
+        #[test]
+        fn direct_kernels_equal_the_definition(
+            n in 1usize..19, ic in 1usize..11, oc in 1usize..20, h in 1usize..21, w in 1usize..21,
+            kh in 1usize..6, kw in 1usize..6, ph in 0usize..4, pw in 0usize..4,
+            sd in prop_oneof![Just([1usize; 4]), [1usize..4, 1usize..4, 1usize..3, 1usize..3]], seed in 0u64..1000,
+        ) {
+            let cfg = Conv2d::new(ic, oc, (kh, kw)).padding((ph, pw)).stride((sd[0], sd[1])).dilation((sd[2], sd[3]));
+            check(cfg, [n, ic, h, w], seed)?;
         }
     }
 }

@@ -3,7 +3,8 @@
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl; their
 //! `_subgroups` forms for CPU adapters, `_tiled` forms and, for mixed precision, `_cooperative_matrix`
 //! forms ([`ConvKernels`]).
-//! The CPU path is im2col + GEMM (matrixmultiply), parallel over the batch (rayon).
+//! The CPU path runs direct convolutions on x86-64 with AVX2 (`direct`), else im2col + GEMM
+//! (matrixmultiply), parallel over the batch (rayon).
 //! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
 //! input, the weight and the output gradient (ops::cast_f16): the register-blocked kernels, their
 //! `_subgroups` forms, or the `_cooperative_matrix` kernels, which read f16 only.
@@ -189,16 +190,18 @@ impl Node for Planned {
         cast_f16::product_backward_reads(gpu, self.backward_reads())
     }
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
-        let Some(isa) = direct::applies(&self.g) else { return Scratch::default() };
-        let mut backward = direct::backward_weight_scratch(isa, &self.g);
-        if dinputs.first() == Some(&true) {
-            backward.extend(direct::backward_input_scratch(isa, &self.g));
+        let g = &self.g;
+        let forward = direct::forward_applies(g).map_or_else(Vec::new, |isa| direct::forward_scratch(isa, g));
+        let mut backward = direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
+        match direct::input_gradient_applies(g) {
+            Some(isa) if dinputs.first() == Some(&true) && !backward.is_empty() => backward.extend(direct::backward_input_scratch(isa, g)),
+            _ => {}
         }
-        Scratch { forward: direct::forward_scratch(isa, &self.g), backward, kept: Vec::new() }
+        Scratch { forward, backward, kept: Vec::new() }
     }
     fn forward_cpu(&self, mut io: CpuForward<'_>) {
         let bias = self.bias.then(|| &*io.state[1]);
-        match direct::applies(&self.g) {
+        match direct::forward_applies(&self.g) {
             Some(isa) if !io.scratch.is_empty() => {
                 direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, &mut io.scratch)
             }
@@ -206,20 +209,24 @@ impl Node for Planned {
         }
     }
     fn backward_cpu(&self, mut io: CpuBackward<'_>) {
+        let g = &self.g;
         let mut dparams = io.dparams.into_iter();
         let dweight = dparams.next().unwrap();
         let dbias = dparams.next();
         let dinp = io.dinputs.into_iter().next().flatten();
-        let Some(isa) = direct::applies(&self.g).filter(|_| !io.scratch.is_empty()) else {
-            return backward_cpu(&self.g, dinp, dweight, dbias, io.dout, io.inputs[0], io.state[0]);
+        let Some(isa) = direct::weight_gradient_applies(g).filter(|_| io.scratch.len() >= 3) else {
+            return backward_cpu(g, dinp, Some(dweight), dbias, io.dout, io.inputs[0], io.state[0]);
         };
         let (dw_scratch, dx_scratch) = io.scratch.split_at_mut(3);
-        direct::backward_weight(isa, &self.g, dweight, io.dout, io.inputs[0], dw_scratch);
+        direct::backward_weight(isa, g, dweight, io.dout, io.inputs[0], dw_scratch);
         if let Some(dinp) = dinp {
-            direct::backward_input(isa, &self.g, dinp, io.dout, io.state[0], dx_scratch);
+            match direct::input_gradient_applies(g) {
+                Some(isa) if dx_scratch.len() == 2 => direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch),
+                _ => backward_cpu(g, Some(dinp), None, None, io.dout, io.inputs[0], io.state[0]),
+            }
         }
         if let Some(db) = dbias {
-            bias::backward_cpu(db, io.dout, self.g.n, self.g.oc, self.g.oh * self.g.ow);
+            bias::backward_cpu(db, io.dout, g.n, g.oc, g.oh * g.ow);
         }
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
@@ -375,12 +382,12 @@ pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], weight: &[T]
     });
 }
 
-/// Gradients w.r.t. the input (when `dinp` is given), the weight and the bias (when `dbias` is
-/// given), all overwritten, from dout (N, OC, OH, OW), inp and weight.
+/// Gradients w.r.t. the input, the weight and the bias, each when given, all overwritten, from
+/// dout (N, OC, OH, OW), inp and weight.
 pub fn backward_cpu<T: Real>(
     g: &Geometry,
     dinp: Option<&mut [T]>,
-    dweight: &mut [T],
+    dweight: Option<&mut [T]>,
     dbias: Option<&mut [T]>,
     dout: &[T],
     inp: &[T],
@@ -388,22 +395,26 @@ pub fn backward_cpu<T: Real>(
 ) {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
     let chunks = g.n.div_ceil(CPU_CHUNK);
-    // One chunk of images: its dweight contribution into `dw`, and its dinp written in place
+    // One chunk of images: its dweight contribution into `dw` and its dinp written in place, each
     // when asked.
-    let chunk = |c: usize, dw: &mut [T], dx: Option<&mut [T]>| {
+    let chunk = |c: usize, dw: Option<&mut [T]>, dx: Option<&mut [T]>| {
         with_scratch::<T, _>(k * CPU_CHUNK * ohw, |col| {
             with_scratch::<T, _>(g.oc * CPU_CHUNK * ohw, |dchunk| {
                 let n0 = c * CPU_CHUNK;
                 let nb = CPU_CHUNK.min(g.n - n0);
                 let cols = nb * ohw;
                 for b in 0..nb {
-                    im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
+                    if dw.is_some() {
+                        im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
+                    }
                     for oc in 0..g.oc {
                         dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
                     }
                 }
-                // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
-                T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), dw, k as isize, 1);
+                if let Some(dw) = dw {
+                    // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
+                    T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), dw, k as isize, 1);
+                }
                 if let Some(dx) = dx {
                     // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
                     T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
@@ -415,19 +426,26 @@ pub fn backward_cpu<T: Real>(
             })
         })
     };
-    // Per-chunk weight gradients are summed in chunk order below, so the result does not depend on
-    // rayon's scheduling.
-    with_scratch::<T, _>(chunks * g.oc * k, |per_chunk| {
-        let parts = per_chunk.par_chunks_mut(g.oc * k);
-        match dinp {
-            Some(dinp) => parts.zip(dinp.par_chunks_mut(CPU_CHUNK * in_sz)).enumerate().for_each(|(c, (dw, dx))| chunk(c, dw, Some(dx))),
-            None => parts.enumerate().for_each(|(c, dw)| chunk(c, dw, None)),
+    match dweight {
+        // Per-chunk weight gradients are summed in chunk order below, so the result does not
+        // depend on rayon's scheduling.
+        Some(dweight) => with_scratch::<T, _>(chunks * g.oc * k, |per_chunk| {
+            let parts = per_chunk.par_chunks_mut(g.oc * k);
+            match dinp {
+                Some(dinp) => parts.zip(dinp.par_chunks_mut(CPU_CHUNK * in_sz)).enumerate().for_each(|(c, (dw, dx))| chunk(c, Some(dw), Some(dx))),
+                None => parts.enumerate().for_each(|(c, dw)| chunk(c, Some(dw), None)),
+            }
+            dweight.fill(T::zero());
+            for dw in per_chunk.chunks_exact(g.oc * k) {
+                dweight.iter_mut().zip(dw).for_each(|(a, &b)| *a += b);
+            }
+        }),
+        None => {
+            if let Some(dinp) = dinp {
+                dinp.par_chunks_mut(CPU_CHUNK * in_sz).enumerate().for_each(|(c, dx)| chunk(c, None, Some(dx)));
+            }
         }
-        dweight.fill(T::zero());
-        for dw in per_chunk.chunks_exact(g.oc * k) {
-            dweight.iter_mut().zip(dw).for_each(|(a, &b)| *a += b);
-        }
-    });
+    }
     if let Some(db) = dbias {
         bias::backward_cpu(db, dout, g.n, g.oc, ohw);
     }
