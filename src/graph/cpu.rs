@@ -1,12 +1,12 @@
 //! The CPU path of the executor: the schedule run with each op's CPU code (f32), over slots
 //! allocated once per executor (the same memory plan as the GPU's, without GPU scratch).
 
-use super::memory::{Request, Schedule, Task};
+use super::memory::{Folds, Request, Schedule, Task};
 use super::{
     loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan, Resident,
 };
 use crate::nn::{split_disjoint, Model, ParamSet};
-use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Mode, RandomKey};
+use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Epilogue, Mode, RandomKey};
 use crate::ops::{adam, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
@@ -31,6 +31,12 @@ pub struct CpuExecutor {
     timings: Vec<f64>,
     /// Name, flops and bytes of each timed task, built once.
     labels: Vec<(String, u64, u64)>,
+    /// Nodes an inference executor folds into the Conv2d before them (eval-mode BatchNorm2d and
+    /// ReLU): none when training or keeping every tensor.
+    folds: Folds,
+    /// Per node with an affine node folded into it: that node's (scale, shift), worked out from its
+    /// state at each forward.
+    affine: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 impl CpuExecutor {
@@ -42,6 +48,7 @@ impl CpuExecutor {
             let dinputs: Vec<bool> = n.inputs.iter().map(|&v| train && plan.needs_grad[v]).collect();
             n.node.cpu_scratch(&dinputs)
         };
+        let folds = if train || opts.keep_all { Folds::none(&plan) } else { Folds::of(&plan) };
         let sched = Schedule::new(
             &plan,
             &Request {
@@ -50,8 +57,17 @@ impl CpuExecutor {
                 scratch: &scratch,
                 reads: &|i| plan.nodes[i].node.backward_reads(),
                 loss_scratch: vec![(batch * plan.classes) as u64],
+                folds: Some(&folds).filter(|_| !train),
             },
         );
+        let affine = folds
+            .affine
+            .iter()
+            .map(|a| {
+                let c = a.map_or(0, |j| plan.shapes[j + 1][1]);
+                (vec![0.0; c], vec![0.0; c])
+            })
+            .collect();
         let slots = allocate(&sched.slot_words, batch, plan.input.iter().product::<usize>() as u64)?;
         let grads = model.params.trainable_layout();
         let n_state = opts.optimizer.map_or(0, |o| o.state_names().len());
@@ -68,6 +84,8 @@ impl CpuExecutor {
             timings: Vec::new(),
             plan,
             sched,
+            folds,
+            affine,
         })
     }
 
@@ -125,16 +143,23 @@ impl CpuExecutor {
 
     fn forward_node(&mut self, i: usize) {
         let random = self.random(i);
-        let CpuExecutor { plan, sched, params, slots, .. } = self;
+        let CpuExecutor { plan, sched, params, slots, folds, affine, .. } = self;
         let node = &plan.nodes[i];
-        let mut out = take(slots, sched, sched.value[i + 1]);
+        let written = sched.value[sched.writes[i]];
+        let mut out = take(slots, sched, written);
         let mut saved: Bufs<Vec<f32>> = sched.saved[i].iter().map(|&t| take(slots, sched, t)).collect();
         let mut scratch: Bufs<Vec<f32>> = sched.scratch_forward[i].iter().map(|&t| take(slots, sched, t)).collect();
         {
             let inputs = node.inputs.iter().map(|&v| tensor(slots, sched, sched.value[v])).collect();
-            let words = sched.words[sched.value[i + 1]] as usize;
+            let words = sched.words[written] as usize;
             let saved_w: Bufs<usize> = sched.saved[i].iter().map(|&t| sched.words[t] as usize).collect();
-            node.node.forward_cpu(CpuForward {
+            let (scale, shift) = &mut affine[i];
+            if let Some(j) = folds.affine[i] {
+                let state: Bufs<&[f32]> = plan.nodes[j].state.iter().map(|&k| params.get(k)).collect();
+                plan.nodes[j].node.affine_cpu(&state, scale, shift);
+            }
+            let ep = Epilogue { affine: folds.affine[i].map(|_| (&scale[..], &shift[..])), relu: folds.relu[i] };
+            let io = CpuForward {
                 inputs,
                 out: &mut out[..words],
                 state: params.entries_mut(&node.state),
@@ -145,12 +170,16 @@ impl CpuExecutor {
                     .map(|(v, &t)| &mut v[..sched.words[t] as usize])
                     .collect(),
                 random,
-            });
+            };
+            match ep.affine.is_some() || ep.relu {
+                true => node.node.forward_cpu_fused(io, &ep),
+                false => node.node.forward_cpu(io),
+            }
         }
         for (&t, v) in sched.scratch_forward[i].iter().zip(scratch) {
             put(slots, sched, t, v);
         }
-        put(slots, sched, sched.value[i + 1], out);
+        put(slots, sched, written, out);
         for (&t, v) in sched.saved[i].iter().zip(saved) {
             put(slots, sched, t, v);
         }
@@ -483,4 +512,62 @@ fn labels(plan: &Plan, sched: &Schedule, trainable: usize) -> Vec<(String, u64, 
         .collect();
     v.push(("optimizer".into(), 0, 16 * trainable as u64));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Executor;
+    use crate::nn::models::{cifar_net, resnet20};
+    use rand::{Rng, SeedableRng};
+
+    /// Inference folds every eval-mode BatchNorm2d and ReLU that follows a Conv2d into it, and the
+    /// logits equal those of an executor that folds nothing (`keep_all`) within f32 rounding, with
+    /// BatchNorm's running statistics and affine parameters far from their initial values.
+    #[test]
+    fn inference_folds_batchnorm_and_relu_into_convolutions() {
+        // ResNet-20: 21 BatchNorm2d (the stem's, two per block, two downsamples) and 10 ReLU (the
+        // stem's and each block's first); cifar-net: the ReLU after each of its two convolutions.
+        for (mut model, folded) in [(resnet20(3), 31), (cifar_net(3), 2)] {
+            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            for i in 0..model.params.specs.len() {
+                let key = model.params.specs[i].key.clone();
+                let bn = key.contains("bn") || key.contains("downsample.1");
+                let range = match key.rsplit('.').next() {
+                    Some("running_var") => 0.3f32..3.0,
+                    Some("running_mean") | Some("weight") | Some("bias") if bn => -2.0..2.0,
+                    _ => continue,
+                };
+                model.params.get_mut(i).iter_mut().for_each(|v| *v = r.random_range(range.clone()));
+            }
+            let images: Vec<f32> = (0..4 * 3 * 32 * 32).map(|_| r.random_range(0.0..1.0)).collect();
+            let mut fused = CpuExecutor::new(&model, 4, Options::inference()).unwrap();
+            let mut plain = CpuExecutor::new(&model, 4, Options { keep_all: true, ..Options::inference() }).unwrap();
+            assert_eq!(fused.folds.folded.iter().filter(|&&f| f).count(), folded);
+            assert!(plain.folds.folded.iter().all(|&f| !f));
+            let forwards = |e: &CpuExecutor| e.sched.tasks.iter().filter(|t| matches!(t, Task::Forward(_))).count();
+            assert_eq!(forwards(&fused) + folded, forwards(&plain));
+            let same = |a: &[f32], b: &[f32]| {
+                let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    assert!((x - y).abs() <= 1e-5 * scale, "logit {i}: folded {x}, unfolded {y} (scale {scale})");
+                }
+            };
+            let first = fused.forward(&images).unwrap();
+            same(&first, &plain.forward(&images).unwrap());
+            // New running statistics: the map is worked out again at the next forward.
+            let mut p = model.params.clone();
+            let means: Vec<usize> = (0..p.specs.len()).filter(|&i| p.specs[i].key.ends_with("running_mean")).collect();
+            for i in means {
+                p.get_mut(i).iter_mut().for_each(|v| *v += 0.5);
+            }
+            fused.set_params(&p).unwrap();
+            plain.set_params(&p).unwrap();
+            let second = fused.forward(&images).unwrap();
+            same(&second, &plain.forward(&images).unwrap());
+            if folded > 2 {
+                assert!(first.iter().zip(&second).any(|(a, b)| a != b), "new statistics changed nothing");
+            }
+        }
+    }
 }

@@ -97,6 +97,7 @@ impl GpuExecutor {
                 scratch: &scratch,
                 reads: &|i| plan.nodes[i].node.gpu_backward_reads(&gpu),
                 loss_scratch: cross_entropy::gpu_scratch(dims, loss_options().reduction),
+                folds: None,
             },
         );
         let slots: Vec<View> = sched

@@ -9,7 +9,7 @@
 //! task before its producer's backward: the same bits every run, on every device.
 
 use super::plan::Plan;
-use crate::ops::interface::{Reads, Scratch};
+use crate::ops::interface::{Fusible, Reads, Scratch};
 
 /// A tensor to place: its size in words and the first and last times it is alive.
 #[derive(Clone, Copy, Debug)]
@@ -92,6 +92,65 @@ pub struct Schedule {
     pub sums: Vec<Sum>,
     /// Time of each task's tensors' first and last use, for reports.
     pub lives: Vec<Life>,
+    /// The value each node's forward writes ([`Folds::writes`]).
+    pub writes: Vec<usize>,
+}
+
+/// Nodes an inference schedule folds into the node producing their input, whose forward applies
+/// them as an epilogue ([`crate::ops::interface::Node::takes_epilogue`]): eval-mode BatchNorm2d and
+/// ReLU after a Conv2d on the CPU path. Their outputs are never written: the producer writes the
+/// last one's.
+#[derive(Clone, Debug)]
+pub struct Folds {
+    /// Node i runs inside its producer's forward: no task of its own.
+    pub folded: Vec<bool>,
+    /// The value node i's forward writes: i + 1, or the output of the last node folded into it.
+    pub writes: Vec<usize>,
+    /// The affine node (eval-mode BatchNorm2d) folded into node i, if any.
+    pub affine: Vec<Option<usize>>,
+    /// Whether a ReLU is folded into node i (after the affine node, if both).
+    pub relu: Vec<bool>,
+}
+
+impl Folds {
+    /// No node folded.
+    pub fn none(plan: &Plan) -> Folds {
+        let n = plan.nodes.len();
+        Folds { folded: vec![false; n], writes: (1..=n).collect(), affine: vec![None; n], relu: vec![false; n] }
+    }
+
+    /// Each node taking an epilogue folds in the chain after it: an affine node, then a ReLU,
+    /// each the only reader of the value before it (which is not the network's output).
+    pub fn of(plan: &Plan) -> Folds {
+        let mut f = Folds::none(plan);
+        let mut readers = vec![Vec::new(); plan.shapes.len()];
+        for (j, n) in plan.nodes.iter().enumerate() {
+            for &v in &n.inputs {
+                readers[v].push(j);
+            }
+        }
+        for i in 0..plan.nodes.len() {
+            if f.folded[i] || !plan.nodes[i].node.takes_epilogue() {
+                continue;
+            }
+            let mut v = i + 1;
+            while let [j] = readers[v][..] {
+                let next = &plan.nodes[j];
+                if v == plan.output || next.inputs.len() != 1 {
+                    break;
+                }
+                match next.node.fusible() {
+                    Some(Fusible::Affine) if f.affine[i].is_none() && !f.relu[i] => f.affine[i] = Some(j),
+                    Some(Fusible::Relu) if !f.relu[i] => f.relu[i] = true,
+                    _ => break,
+                }
+                f.folded[j] = true;
+                v = j + 1;
+            }
+            f.writes[i] = v;
+        }
+        f
+    }
 }
 
 /// What to schedule.
@@ -106,6 +165,8 @@ pub struct Request<'a> {
     pub reads: &'a dyn Fn(usize) -> Reads,
     /// The loss's scratch on that device.
     pub loss_scratch: Vec<u64>,
+    /// Nodes folded into others (forward-only schedules).
+    pub folds: Option<&'a Folds>,
 }
 
 impl Schedule {
@@ -133,7 +194,18 @@ impl Schedule {
             let sb = if backward { s.backward } else { Vec::new() };
             scratch_backward.push(sb.into_iter().map(|w| new(&mut words, w)).collect::<Vec<_>>());
         }
-        let mut tasks: Vec<Task> = (0..n).filter(|&i| !plan.nodes[i].node.is_view()).map(Task::Forward).collect();
+        let none = Folds::none(plan);
+        let folds = req.folds.unwrap_or(&none);
+        assert!(!req.backward || req.folds.is_none(), "a training schedule folds no nodes");
+        // The outputs of folded nodes and of producers that write a later value are never written.
+        let written = |v: usize| (0..n).any(|k| !folds.folded[k] && folds.writes[k] == v);
+        for (i, node) in plan.nodes.iter().enumerate() {
+            if !node.node.is_view() && !written(i + 1) {
+                words[value[i + 1]] = 0;
+            }
+        }
+        let mut tasks: Vec<Task> =
+            (0..n).filter(|&i| !plan.nodes[i].node.is_view() && !folds.folded[i]).map(Task::Forward).collect();
         let mut grad = vec![None; plan.shapes.len()];
         let mut dinputs: Vec<Vec<Option<usize>>> = plan.nodes.iter().map(|n| vec![None; n.inputs.len()]).collect();
         let mut sums = Vec::new();
@@ -215,7 +287,7 @@ impl Schedule {
                 Task::Forward(i) => {
                     let node = &plan.nodes[i];
                     node.inputs.iter().for_each(|&v| touch(value[v], time));
-                    touch(value[i + 1], time);
+                    touch(value[folds.writes[i]], time);
                     saved[i].iter().chain(&scratch_forward[i]).chain(&kept[i]).for_each(|&t| touch(t, time));
                 }
                 Task::Loss => {
@@ -272,6 +344,7 @@ impl Schedule {
             dlogits,
             sums,
             lives,
+            writes: folds.writes.clone(),
         }
     }
 

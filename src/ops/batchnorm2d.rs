@@ -7,7 +7,7 @@
 //! batch 1024. Shaders: batchnorm2d_forward_stats, _forward_finalize, _forward (the normalisation),
 //! _backward_stats, _backward_finalize, _backward_input.
 
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
+use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch, Fusible};
 use super::{ParamsLayout};
 use crate::cpu::{multiversion, par_planes, Real};
 use crate::device::Gpu;
@@ -197,6 +197,19 @@ impl Node for Geometry {
         let mut saved = io.saved.into_iter();
         let stats = if self.batch_stats { Some((saved.next().unwrap(), saved.next().unwrap())) } else { None };
         forward_cpu(self, io.out, stats, io.inputs[0], w.as_deref(), b.as_deref(), rm, rv);
+    }
+    fn fusible(&self) -> Option<Fusible> {
+        (!self.batch_stats).then_some(Fusible::Affine)
+    }
+    fn affine_cpu(&self, state: &[&[f32]], scale: &mut [f32], shift: &mut [f32]) {
+        // (x - mean) / sqrt(var + eps) · weight + bias = x · scale + shift
+        let (wi, bi, rmi, rvi) = state_index(self);
+        let (rm, rv) = (state[rmi.unwrap()], state[rvi.unwrap()]);
+        for c in 0..self.c {
+            let s = wi.map_or(1.0, |i| state[i][c]) / (rv[c] + self.eps).sqrt();
+            scale[c] = s;
+            shift[c] = bi.map_or(0.0, |i| state[i][c]) - rm[c] * s;
+        }
     }
     fn backward_cpu(&self, io: CpuBackward<'_>) {
         let (wi, _, rmi, rvi) = state_index(self);

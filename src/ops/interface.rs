@@ -9,6 +9,7 @@ use crate::buffer::View;
 use crate::device::Gpu;
 use crate::kernel::Program;
 use crate::Result;
+use rayon::prelude::*;
 
 /// `model.train()` or `model.eval()`: BatchNorm2d normalises with the batch's statistics (and
 /// updates the running ones) in train mode and with the running statistics in eval mode; Dropout
@@ -186,11 +187,75 @@ pub trait Node: Send + Sync {
     }
     fn forward_cpu(&self, io: CpuForward<'_>);
     fn backward_cpu(&self, io: CpuBackward<'_>);
+    /// What this node is as an [`Epilogue`] of the node producing its one input, if the CPU path's
+    /// inference may fold it into that node's forward: an eval-mode BatchNorm2d (a per-channel
+    /// affine map), ReLU.
+    fn fusible(&self) -> Option<Fusible> {
+        None
+    }
+    /// A [`Fusible::Affine`] node's map from its state (as [`CpuForward::state`] orders it):
+    /// `y = x · scale[c] + shift[c]`.
+    fn affine_cpu(&self, _state: &[&[f32]], _scale: &mut [f32], _shift: &mut [f32]) {
+        unreachable!("affine_cpu of a node that is not Fusible::Affine")
+    }
+    /// Whether [`Node::forward_cpu_fused`] applies the epilogue as it writes its output (and the CPU
+    /// path's inference should fold the nodes after it).
+    fn takes_epilogue(&self) -> bool {
+        false
+    }
+    /// The forward with `ep` applied to every element of the (N, C, …) output (called only where
+    /// [`Node::takes_epilogue`]).
+    fn forward_cpu_fused(&self, _io: CpuForward<'_>, _ep: &Epilogue<'_>) {
+        unreachable!("forward_cpu_fused of a node that takes no epilogue")
+    }
     /// Records the forward's kernels (none for views); every buffer comes from `io`.
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program>;
     /// Records the backward's kernels: the gradients `io.dinputs` asks for and `io.dparams`,
     /// overwritten.
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program>;
+}
+
+/// What a node folded into its producer's forward computes ([`Node::fusible`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fusible {
+    Affine,
+    Relu,
+}
+
+/// A per-channel affine map, then optionally ReLU, applied by a node as it writes its (N, C, …)
+/// output: the work of the eval-mode BatchNorm2d and ReLU after it, without their passes over
+/// memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// (scale, shift) per channel; None: the identity.
+    pub affine: Option<(&'a [f32], &'a [f32])>,
+    pub relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// One value of channel `c`: as BatchNorm2d's affine map, then ReLU (NaN passed through).
+    #[inline(always)]
+    pub fn value(&self, c: usize, x: f32) -> f32 {
+        let y = match self.affine {
+            Some((s, t)) => x * s[c] + t[c],
+            None => x,
+        };
+        if self.relu && y < 0.0 {
+            0.0
+        } else {
+            y
+        }
+    }
+    /// Applies the epilogue in place to an (N, C, …) tensor of `channels` planes of `plane` values
+    /// per image.
+    pub fn apply(&self, out: &mut [f32], channels: usize, plane: usize) {
+        if plane == 0 {
+            return;
+        }
+        out.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, o)| o.iter_mut().for_each(|v| *v = self.value(p % channels, *v)));
+    }
 }
 
 /// The buffers of a forward on the CPU path.
@@ -279,4 +344,28 @@ pub fn random_bits(key: [u32; 2], step: u64, index: u32) -> u32 {
     h = mix(h ^ step as u32);
     h = mix(h ^ key[1]);
     mix(h ^ key[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Epilogue;
+
+    /// The epilogue's map on a (2, 2, 3) tensor: each channel's affine map, then ReLU, which
+    /// keeps NaN and -0.0 as ReLU does.
+    #[test]
+    fn epilogue_applies_each_channels_map_then_relu() {
+        let (scale, shift) = ([2.0, -1.0], [1.0, 0.5]);
+        let x = [0.0, -1.0, 3.0, 1.0, 2.0, f32::NAN, -0.5, 0.25, 1.0, -0.0, 4.0, 0.0];
+        let mut out = x;
+        Epilogue { affine: Some((&scale, &shift)), relu: false }.apply(&mut out, 2, 3);
+        let want = [1.0, -1.0, 7.0, -0.5, -1.5, f32::NAN, 0.0, 1.5, 3.0, 0.5, -3.5, 0.5];
+        assert_eq!(format!("{out:?}"), format!("{want:?}"));
+        let mut out = x;
+        Epilogue { affine: Some((&scale, &shift)), relu: true }.apply(&mut out, 2, 3);
+        let want = [1.0, 0.0, 7.0, 0.0, 0.0, f32::NAN, 0.0, 1.5, 3.0, 0.5, 0.0, 0.5];
+        assert_eq!(format!("{out:?}"), format!("{want:?}"));
+        let mut out = [-0.0f32, -1.0];
+        Epilogue { affine: None, relu: true }.apply(&mut out, 1, 2);
+        assert_eq!(format!("{out:?}"), "[-0.0, 0.0]");
+    }
 }

@@ -2,7 +2,7 @@
 //! (dinp = dout where out > 0, else 0: the gradient at 0 is 0, as PyTorch's).
 //! Shaders: relu_forward.wgsl, relu_backward.wgsl.
 
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
+use super::interface::{CpuBackward, CpuForward, Flops, Fusible, GpuIo, Mode, Node, Op, Reads};
 use super::{ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::{multiversion, Real, PAR_CHUNK};
@@ -57,6 +57,9 @@ impl Node for Planned {
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
         forward_cpu(io.out, io.inputs[0]);
+    }
+    fn fusible(&self) -> Option<Fusible> {
+        Some(Fusible::Relu)
     }
     fn backward_cpu(&self, io: CpuBackward<'_>) {
         if let Some(dinp) = io.dinputs.into_iter().next().flatten() {

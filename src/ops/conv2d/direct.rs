@@ -22,6 +22,7 @@
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 use super::Geometry;
+use crate::ops::interface::Epilogue;
 use rayon::prelude::*;
 
 /// Which build of the kernels this CPU runs.
@@ -267,15 +268,26 @@ fn pack(g: &Geometry, no: usize, w: impl Fn(usize, usize, usize, usize) -> f32, 
     }
 }
 
-/// out (N, OC, OH, OW), overwritten, from x (N, IC, H, W), weight (OC, IC, KH, KW) and bias.
-pub fn forward(isa: Isa, g: &Geometry, out: &mut [f32], x: &[f32], weight: &[f32], bias: Option<&[f32]>, scratch: &mut [&mut [f32]]) {
+/// out (N, OC, OH, OW), overwritten, from x (N, IC, H, W), weight (OC, IC, KH, KW) and bias, with
+/// the epilogue applied as the tiles are stored.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    isa: Isa,
+    g: &Geometry,
+    out: &mut [f32],
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    ep: &Epilogue<'_>,
+    scratch: &mut [&mut [f32]],
+) {
     let l = Layout::of(isa, g);
     let [xp, wp] = scratch else { panic!("conv2d direct forward: expected 2 scratch buffers") };
     l.fill(g, x, xp);
     let (k, kk) = (g.k(), g.kh * g.kw);
     let no = tile_channels(isa);
     pack(g, no, |o, i, kh, kw| weight[o * k + i * kk + kh * g.kw + kw], wp);
-    convolve(isa, g, l, out, xp, wp, bias);
+    convolve(isa, g, l, out, xp, wp, bias, ep);
 }
 
 /// The input gradient dinp (N, IC, H, W), overwritten, from dout and weight.
@@ -287,7 +299,7 @@ pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], we
     let (k, kk) = (g.k(), g.kh * g.kw);
     // w'(ic, oc, kh, kw) = w(oc, ic, KH-1-kh, KW-1-kw)
     pack(&t, tile_channels(isa), |i, o, kh, kw| weight[o * k + i * kk + (g.kh - 1 - kh) * g.kw + (g.kw - 1 - kw)], wp);
-    convolve(isa, &t, l, dinp, dp, wp, None);
+    convolve(isa, &t, l, dinp, dp, wp, None, &Epilogue::default());
 }
 
 /// Scratch words of the input gradient: the output gradient in its layout and the packed weight.
@@ -297,7 +309,8 @@ pub fn backward_input_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
 }
 
 /// The convolution proper, over the laid-out input and packed weights, in parallel over images.
-fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: &[f32], bias: Option<&[f32]>) {
+#[allow(clippy::too_many_arguments)]
+fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
     let (ohw, img) = (g.oh * g.ow, l.image(g));
     out.par_chunks_mut(g.oc * ohw).enumerate().for_each(|(n, out)| {
         let x = &xp[n * img..][..img];
@@ -305,13 +318,13 @@ fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: 
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match (isa, l.paired) {
-                (Isa::Avx512, false) => image_avx512(g, l, out, x, wp, bias),
-                (Isa::Avx512, true) => image_avx512_paired(g, l, out, x, wp, bias),
-                (Isa::Avx2, _) => image_avx2(g, l, out, x, wp, bias),
+                (Isa::Avx512, false) => image_avx512(g, l, out, x, wp, bias, ep),
+                (Isa::Avx512, true) => image_avx512_paired(g, l, out, x, wp, bias, ep),
+                (Isa::Avx2, _) => image_avx2(g, l, out, x, wp, bias, ep),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {l:?}, {}, {})", out.len() + x.len() + wp.len(), bias.is_some());
+        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {l:?}, {}, {}, {ep:?})", out.len() + x.len() + wp.len(), bias.is_some());
     });
 }
 
@@ -319,10 +332,11 @@ fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: 
 /// Built once per vector type: `$lanes` f32 lanes in a `$vec`, with its intrinsics.
 macro_rules! image_fn {
     ($name:ident, $features:literal, $no:literal, $nv:literal, $lanes:literal, $vec:ident, $setzero:ident,
-     $set1:ident, $load:ident, $fmadd:ident, $storeu:ident) => {
+     $set1:ident, $load:ident, $fmadd:ident, $max:ident, $storeu:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        unsafe fn $name(g: &Geometry, l: Layout, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>) {
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(g: &Geometry, l: Layout, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
             use std::arch::x86_64::*;
             const NO: usize = $no;
             const NV: usize = $nv;
@@ -356,15 +370,25 @@ macro_rules! image_fn {
                         NV => tile::<NO, NV>(xptr, &offs, g, walk, w.as_ptr(), &init, &mut acc),
                         _ => tile_tail::<NO, NV>(nv, xptr, &offs, g, walk, w.as_ptr(), &init, &mut acc),
                     }
-                    // Store the tile: whole vectors straight, others run by run.
+                    // Store the tile through the epilogue: whole vectors straight, others run by
+                    // run.
                     for o in 0..NO.min(g.oc - b * NO) {
                         let plane = &mut out[(b * NO + o) * ohw..][..ohw];
+                        let affine = ep.affine.map(|(s, t)| ($set1(s[b * NO + o]), $set1(t[b * NO + o])));
                         for j in 0..nv {
+                            let mut v = acc[o][j];
+                            if let Some((s, t)) = affine {
+                                v = $fmadd(v, s, t);
+                            }
+                            if ep.relu {
+                                // max(0, v): v where v is NaN, as ReLU.
+                                v = $max($setzero(), v);
+                            }
                             match runs[j] {
-                                [(at, 0, L), (_, _, 0)] => $storeu(plane[at..][..L].as_mut_ptr(), acc[o][j]),
+                                [(at, 0, L), (_, _, 0)] => $storeu(plane[at..][..L].as_mut_ptr(), v),
                                 runs => {
                                     let mut lanes = [0f32; L];
-                                    $storeu(lanes.as_mut_ptr(), acc[o][j]);
+                                    $storeu(lanes.as_mut_ptr(), v);
                                     for (at, first, count) in runs {
                                         plane[at..][..count].copy_from_slice(&lanes[first..][..count]);
                                     }
@@ -491,11 +515,11 @@ unsafe fn load_x8(p: *const f32, _pair: usize) -> std::arch::x86_64::__m256 {
 }
 
 image_fn!(image_avx512, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-    load_x16, _mm512_fmadd_ps, _mm512_storeu_ps);
+    load_x16, _mm512_fmadd_ps, _mm512_max_ps, _mm512_storeu_ps);
 image_fn!(image_avx512_paired, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-    load_pair, _mm512_fmadd_ps, _mm512_storeu_ps);
+    load_pair, _mm512_fmadd_ps, _mm512_max_ps, _mm512_storeu_ps);
 image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps, load_x8,
-    _mm256_fmadd_ps, _mm256_storeu_ps);
+    _mm256_fmadd_ps, _mm256_max_ps, _mm256_storeu_ps);
 
 /// Images per weight-gradient chunk: each chunk's sum is formed apart and the chunks are added in
 /// order (fixed, not the thread count, so results are the same bits on any machine).
@@ -834,7 +858,7 @@ mod tests {
         for isa in builds() {
             let mut out = vec![f32::NAN; dout.len()];
             let mut s = buffers(&forward_scratch(isa, &g));
-            forward(isa, &g, &mut out, &x, &wt, Some(&b), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+            forward(isa, &g, &mut out, &x, &wt, Some(&b), &Epilogue::default(), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
             close(&format!("{isa:?} forward {g:?}"), &out, &want)?;
             if unit(&g) && g.ph < g.kh && g.pw < g.kw {
                 let mut dx = vec![f32::NAN; x.len()];

@@ -10,7 +10,7 @@
 //! `_subgroups` forms, or the `_cooperative_matrix` kernels, which read f16 only.
 
 use super::cast_f16::{self, Operands};
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
+use super::interface::{CpuBackward, CpuForward, Epilogue, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::{multiversion, with_scratch, Real};
@@ -199,13 +199,24 @@ impl Node for Planned {
         }
         Scratch { forward, backward, kept: Vec::new() }
     }
-    fn forward_cpu(&self, mut io: CpuForward<'_>) {
+    fn forward_cpu(&self, io: CpuForward<'_>) {
+        self.forward_cpu_fused(io, &Epilogue::default());
+    }
+    fn takes_epilogue(&self) -> bool {
+        true
+    }
+    fn forward_cpu_fused(&self, mut io: CpuForward<'_>, ep: &Epilogue<'_>) {
         let bias = self.bias.then(|| &*io.state[1]);
         match direct::forward_applies(&self.g) {
             Some(isa) if !io.scratch.is_empty() => {
-                direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, &mut io.scratch)
+                direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
             }
-            _ => forward_cpu(&self.g, io.out, io.inputs[0], io.state[0], bias),
+            _ => {
+                forward_cpu(&self.g, io.out, io.inputs[0], io.state[0], bias);
+                if ep.affine.is_some() || ep.relu {
+                    ep.apply(io.out, self.g.oc, self.g.oh * self.g.ow);
+                }
+            }
         }
     }
     fn backward_cpu(&self, mut io: CpuBackward<'_>) {
