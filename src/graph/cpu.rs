@@ -57,7 +57,7 @@ impl CpuExecutor {
                 scratch: &scratch,
                 reads: &|i| plan.nodes[i].node.backward_reads(),
                 loss_scratch: vec![(batch * plan.classes) as u64],
-                folds: Some(&folds).filter(|_| !train),
+                folds: Some(&folds),
             },
         );
         let affine = folds

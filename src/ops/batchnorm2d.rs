@@ -7,8 +7,10 @@
 //! batch 1024. Shaders: batchnorm2d_forward_stats, _forward_finalize, _forward (the normalisation),
 //! _backward_stats, _backward_finalize, _backward_input.
 
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch, Fusible};
-use super::{ParamsLayout};
+use super::interface::{
+    CpuBackward, CpuForward, Flops, Fusible, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch,
+};
+use super::ParamsLayout;
 use crate::cpu::{multiversion, par_planes, Real};
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel, Program};

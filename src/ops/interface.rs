@@ -9,7 +9,6 @@ use crate::buffer::View;
 use crate::device::Gpu;
 use crate::kernel::Program;
 use crate::Result;
-use rayon::prelude::*;
 
 /// `model.train()` or `model.eval()`: BatchNorm2d normalises with the batch's statistics (and
 /// updates the running ones) in train mode and with the running statistics in eval mode; Dropout
@@ -252,9 +251,7 @@ impl Epilogue<'_> {
         if plane == 0 {
             return;
         }
-        out.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(p, o)| o.iter_mut().for_each(|v| *v = self.value(p % channels, *v)));
+        crate::cpu::par_planes(out, plane, |p, o| o.iter_mut().for_each(|v| *v = self.value(p % channels, *v)));
     }
 }
 
