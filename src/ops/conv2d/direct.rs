@@ -6,9 +6,11 @@
 //!   keeps a tile of NO output channels × NV vectors of output pixels in registers and walks
 //!   IC·KH·KW, each step one load per pixel vector and one broadcast weight per channel. Weights
 //!   are packed once per call, NO channels side by side.
-//! - Input gradient (stride 1, dilation 1, padding below the kernel): the same kernel, as the
-//!   forward convolution of the padded output gradient with the flipped, transposed weight (such a
-//!   transposed convolution is a convolution). Other geometries take it from im2col + GEMM.
+//! - Input gradient (dilation 1): the same kernel, as forward convolutions of the padded output
+//!   gradient with the flipped, transposed weight: one with stride 1 (such a transposed
+//!   convolution is a convolution), else one per sub-pixel phase (the input positions ≡ (a, b)
+//!   modulo the stride receive the taps ≡ (a + PH, b + PW), a stride-1 convolution each). Dilated
+//!   geometries take it from im2col + GEMM.
 //! - Weight gradient: an outer-product kernel: for each output pixel, NOV vectors of 8 output
 //!   channels (the gradient transposed to pixel-major; on AVX-512 two of them to a 16-lane
 //!   register where there are more than 8 channels) times NK scalars of the padded input
@@ -64,10 +66,12 @@ pub fn forward_applies(g: &Geometry) -> Option<Isa> {
     isa().filter(|_| unit(g) || g.ow >= 4)
 }
 
-/// The kernels that compute this convolution's input gradient directly, if any: stride 1,
-/// dilation 1 and padding below the kernel size, so that it is a convolution too.
+/// The kernels that compute this convolution's input gradient directly, if any: every geometry
+/// with dilation 1 (any stride and padding), phase by phase ([`Phase`]), but strided 1×1 ones:
+/// their one phase is a plain GEMM that im2col + GEMM does as fast or faster (ResNet's 1×1
+/// stride-2 downsample, 64 channels at 8×8: 0.27 against 0.44 ms).
 pub fn input_gradient_applies(g: &Geometry) -> Option<Isa> {
-    isa().filter(|_| unit(g) && g.ph < g.kh && g.pw < g.kw)
+    isa().filter(|_| g.dh == 1 && g.dw == 1 && (g.kh * g.kw > 1 || (g.sh == 1 && g.sw == 1)))
 }
 
 /// The kernels that compute this convolution's weight gradient directly: every geometry.
@@ -149,17 +153,18 @@ impl Layout {
             false => (v / vpr) * g.sh * self.wp + (v % vpr) * self.lanes,
         }
     }
-    /// Where vector v's lanes go in an output plane: up to two runs of (offset, first lane, count).
-    fn runs(&self, g: &Geometry, v: usize) -> [(usize, usize, usize); 2] {
+    /// Where vector v's lanes go in an output plane: up to two runs of (offset of the first
+    /// pixel in `d`, first lane, count).
+    fn runs(&self, g: &Geometry, d: Dest, v: usize) -> [(usize, usize, usize); 2] {
         match self.paired {
             true => {
                 let second = if 2 * v + 1 < g.oh { g.ow } else { 0 };
-                [(2 * v * g.ow, 0, g.ow), ((2 * v + 1) * g.ow, V, second)]
+                [(d.at(2 * v, 0), 0, g.ow), (d.at(2 * v + 1, 0), V, second)]
             }
             false => {
                 let vpr = self.owr / self.lanes;
                 let (r, c) = (v / vpr, v % vpr * self.lanes);
-                [(r * g.ow + c, 0, self.lanes.min(g.ow - c)), (0, 0, 0)]
+                [(d.at(r, c), 0, self.lanes.min(g.ow - c)), (0, 0, 0)]
             }
         }
     }
@@ -203,22 +208,6 @@ impl Layout {
                 }
             }
         });
-    }
-}
-
-/// The geometry of the input gradient as a forward convolution: dout (N, OC, OH, OW) padded by
-/// (KH-1-PH, KW-1-PW) convolved with the flipped, transposed weight gives dinp (N, IC, H, W).
-fn transposed(g: &Geometry) -> Geometry {
-    Geometry {
-        ic: g.oc,
-        h: g.oh,
-        w: g.ow,
-        oc: g.ic,
-        oh: g.h,
-        ow: g.w,
-        ph: g.kh - 1 - g.ph,
-        pw: g.kw - 1 - g.pw,
-        ..*g
     }
 }
 
@@ -290,42 +279,159 @@ pub fn forward(
     convolve(isa, g, l, out, xp, wp, bias, ep);
 }
 
-/// The input gradient dinp (N, IC, H, W), overwritten, from dout and weight.
-pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
-    let t = transposed(g);
-    let l = Layout::of(isa, &t);
-    let [dp, wp] = scratch else { panic!("conv2d direct input gradient: expected 2 scratch buffers") };
-    l.fill(&t, dout, dp);
-    let (k, kk) = (g.k(), g.kh * g.kw);
-    // w'(ic, oc, kh, kw) = w(oc, ic, KH-1-kh, KW-1-kw)
-    pack(&t, tile_channels(isa), |i, o, kh, kw| weight[o * k + i * kk + (g.kh - 1 - kh) * g.kw + (g.kw - 1 - kw)], wp);
-    convolve(isa, &t, l, dinp, dp, wp, None, &Epilogue::default());
+/// One phase of the input gradient along one dimension (kernel K, padding P, stride S, input
+/// length `len`): the input positions S·i + a (i < n) receive Σ over t < taps of
+/// dout[i + t - pad] · w[S·(taps-1-t) + r], a stride-1 correlation of the output gradient with
+/// the taps ≡ r (mod S), flipped. With stride 1 the one phase is the whole transposed convolution
+/// (taps = K, pad = K-1-P). `pad` is negative where the phase starts past dout's first value.
+#[derive(Clone, Copy, Debug)]
+struct Phase {
+    a: usize,
+    n: usize,
+    taps: usize,
+    r: usize,
+    pad: isize,
 }
 
-/// Scratch words of the input gradient: the output gradient in its layout and the packed weight.
+impl Phase {
+    /// Phase a (< S, < len) of a dimension.
+    fn of(k: usize, p: usize, s: usize, len: usize, a: usize) -> Phase {
+        let r = (a + p) % s;
+        let taps = if r < k { (k - r).div_ceil(s) } else { 0 };
+        Phase { a, n: (len - a).div_ceil(s), taps, r, pad: taps as isize - 1 - ((a + p) / s) as isize }
+    }
+    /// Where the phase's first tap of its first output lies in a buffer padded by `lead`.
+    fn origin(&self, lead: usize) -> usize {
+        (lead as isize - self.pad) as usize
+    }
+}
+
+/// The row phases and column phases of a geometry's input gradient.
+fn row_phases(g: &Geometry) -> impl Iterator<Item = Phase> + '_ {
+    (0..g.sh.min(g.h)).map(|a| Phase::of(g.kh, g.ph, g.sh, g.h, a))
+}
+
+fn col_phases(g: &Geometry) -> impl Iterator<Item = Phase> + '_ {
+    (0..g.sw.min(g.w)).map(|b| Phase::of(g.kw, g.pw, g.sw, g.w, b))
+}
+
+/// The (row, column) phases that receive any taps, row-major.
+fn phase_pairs(g: &Geometry) -> impl Iterator<Item = (Phase, Phase)> + '_ {
+    row_phases(g).flat_map(move |pa| col_phases(g).map(move |pb| (pa, pb))).filter(|(pa, pb)| pa.taps > 0 && pb.taps > 0)
+}
+
+/// A phase as a forward convolution: dout's channels in, the input's out, its taps as the kernel
+/// (the padding is the shared layout's).
+fn phase_geometry(g: &Geometry, pa: Phase, pb: Phase) -> Geometry {
+    Geometry {
+        n: g.n,
+        ic: g.oc,
+        h: g.oh,
+        w: g.ow,
+        oc: g.ic,
+        oh: pa.n,
+        ow: pb.n,
+        kh: pa.taps,
+        kw: pb.taps,
+        sh: 1,
+        sw: 1,
+        ph: 0,
+        pw: 0,
+        dh: 1,
+        dw: 1,
+    }
+}
+
+/// The output gradient's layout that every phase reads, at its own origin: zero-padded by the
+/// largest pad above and to the left, and far enough below and to the right for every phase's
+/// vectors; with `fill`'s geometry (dout as an image padded by those leads).
+fn gradient_layout(isa: Isa, g: &Geometry) -> (Geometry, Layout, usize, usize) {
+    let top = row_phases(g).filter(|p| p.taps > 0).map(|p| p.pad.max(0) as usize).max().unwrap_or(0);
+    let left = col_phases(g).filter(|p| p.taps > 0).map(|p| p.pad.max(0) as usize).max().unwrap_or(0);
+    let (mut hp, mut seg) = (top + g.oh, left + g.ow);
+    let mut lanes = V;
+    for (pa, pb) in phase_pairs(g) {
+        let l = Layout::of(isa, &phase_geometry(g, pa, pb));
+        lanes = l.lanes;
+        let rows = if l.paired { 2 * pa.n.div_ceil(2) } else { pa.n };
+        hp = hp.max(pa.origin(top) + rows + pa.taps - 1);
+        seg = seg.max(pb.origin(left) + l.owr + pb.taps - 1);
+    }
+    let carrier = Geometry { ic: g.oc, h: g.oh, w: g.ow, ph: top, pw: left, ..phase_geometry(g, row_phases(g).next().unwrap(), col_phases(g).next().unwrap()) };
+    (carrier, Layout { lanes, paired: false, hp, seg, wp: seg, owr: seg }, top, left)
+}
+
+/// The input gradient dinp (N, IC, H, W), overwritten, from dout and weight: phase by phase (one
+/// with stride 1), each a forward convolution over the shared layout of dout with its taps of the
+/// flipped, transposed weight, each writing its own rows and columns of the input gradient.
+pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
+    let (carrier, shared, top, left) = gradient_layout(isa, g);
+    let [dp, wp] = scratch else { panic!("conv2d direct input gradient: expected 2 scratch buffers") };
+    shared.fill(&carrier, dout, dp);
+    let (k, kk, no) = (g.k(), g.kh * g.kw, tile_channels(isa));
+    let mut at = 0;
+    for (pa, pb) in phase_pairs(g) {
+        let t = phase_geometry(g, pa, pb);
+        // w'(ic, oc, th, tw) = w(oc, ic, S·(taps-1-th) + r, …)
+        let tap = |th: usize, tw: usize| (g.sh * (pa.taps - 1 - th) + pa.r) * g.kw + g.sw * (pb.taps - 1 - tw) + pb.r;
+        pack(&t, no, |i, o, th, tw| weight[o * k + i * kk + tap(th, tw)], &mut wp[at..]);
+        at += packed_weights(&t, isa);
+    }
+    let (dp, wp) = (&*dp, &*wp);
+    let (hw, img) = (g.h * g.w, shared.image(&carrier));
+    let silent = phase_pairs(g).count() < g.sh.min(g.h) * g.sw.min(g.w);
+    dinp[..g.n * g.ic * hw].par_chunks_mut(g.ic * hw).enumerate().for_each(|(n, dimg)| {
+        if silent {
+            // Positions no tap reaches (a 2×2 kernel's, with stride 3) have zero gradient.
+            dimg.fill(0.0);
+        }
+        let mut at = 0;
+        for (pa, pb) in phase_pairs(g) {
+            let t = phase_geometry(g, pa, pb);
+            let l = Layout { hp: shared.hp, seg: shared.seg, wp: shared.wp, ..Layout::of(isa, &t) };
+            let x = &dp[n * img + pa.origin(top) * shared.wp + pb.origin(left)..(n + 1) * img];
+            let w = &wp[at..];
+            at += packed_weights(&t, isa);
+            // The kernels read through pointers: the last float the last vector reads is inside.
+            let reach = l.offset(&t, l.vectors(&t) - 1) + (t.kh - 1) * l.wp + t.kw - 1 + if l.paired { l.wp + V } else { l.lanes };
+            debug_assert!((t.ic - 1) * l.plane() + reach <= x.len(), "{g:?} phase {pa:?} {pb:?} reads past its layout");
+            // Phase pixel (i, j) is input pixel (S·i + a, S·j + b).
+            let d = Dest { plane: hw, origin: pa.a * g.w + pb.a, row: g.sh * g.w, col: g.sw };
+            image(isa, &t, l, d, dimg, x, w, None, &Epilogue::default());
+        }
+    });
+}
+
+/// Scratch words of the input gradient: the output gradient in its layout and every phase's
+/// packed weights.
 pub fn backward_input_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
-    let t = transposed(g);
-    vec![(t.n * Layout::of(isa, &t).image(&t)) as u64, packed_weights(&t, isa) as u64]
+    let (carrier, shared, _, _) = gradient_layout(isa, g);
+    let packed: usize = phase_pairs(g).map(|(pa, pb)| packed_weights(&phase_geometry(g, pa, pb), isa)).sum();
+    vec![(g.n * shared.image(&carrier)) as u64, packed as u64]
+}
+
+/// One image of a convolution over the laid-out input and packed weights, by the build `isa`
+/// names.
+#[allow(clippy::too_many_arguments)]
+fn image(isa: Isa, g: &Geometry, l: Layout, d: Dest, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+    // SAFETY: isa() saw the features these builds use (it finds none off x86_64).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match (isa, l.paired) {
+            (Isa::Avx512, false) => image_avx512(g, l, d, out, x, wp, bias, ep),
+            (Isa::Avx512, true) => image_avx512_paired(g, l, d, out, x, wp, bias, ep),
+            (Isa::Avx2, _) => image_avx2(g, l, d, out, x, wp, bias, ep),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("direct convolution without x86_64 kernels ({isa:?}, {l:?}, {d:?}, {}, {}, {ep:?})", out.len() + x.len() + wp.len(), bias.is_some());
 }
 
 /// The convolution proper, over the laid-out input and packed weights, in parallel over images.
 #[allow(clippy::too_many_arguments)]
 fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
     let (ohw, img) = (g.oh * g.ow, l.image(g));
-    out.par_chunks_mut(g.oc * ohw).enumerate().for_each(|(n, out)| {
-        let x = &xp[n * img..][..img];
-        // SAFETY: isa() saw the features these builds use (it finds none off x86_64).
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            match (isa, l.paired) {
-                (Isa::Avx512, false) => image_avx512(g, l, out, x, wp, bias, ep),
-                (Isa::Avx512, true) => image_avx512_paired(g, l, out, x, wp, bias, ep),
-                (Isa::Avx2, _) => image_avx2(g, l, out, x, wp, bias, ep),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {l:?}, {}, {}, {ep:?})", out.len() + x.len() + wp.len(), bias.is_some());
-    });
+    out.par_chunks_mut(g.oc * ohw).enumerate().for_each(|(n, out)| image(isa, g, l, Dest::dense(g), out, &xp[n * img..][..img], wp, bias, ep));
 }
 
 /// One image: every (channel block, vector block) tile.
@@ -336,7 +442,7 @@ macro_rules! image_fn {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $name(g: &Geometry, l: Layout, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+        unsafe fn $name(g: &Geometry, l: Layout, d: Dest, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
             use std::arch::x86_64::*;
             const NO: usize = $no;
             const NV: usize = $nv;
@@ -344,7 +450,6 @@ macro_rules! image_fn {
             debug_assert_eq!(l.lanes, L);
             let k = g.k();
             let nvec = l.vectors(g);
-            let ohw = g.oh * g.ow;
             let walk = l.walk(g);
             let xptr = x.as_ptr();
             for b in 0..g.oc.div_ceil(NO) {
@@ -363,7 +468,7 @@ macro_rules! image_fn {
                     let (mut offs, mut runs) = ([0usize; NV], [[(0, 0, 0); 2]; NV]);
                     for j in 0..nv {
                         offs[j] = l.offset(g, v0 + j);
-                        runs[j] = l.runs(g, v0 + j);
+                        runs[j] = l.runs(g, d, v0 + j);
                     }
                     let mut acc = [[$setzero(); NV]; NO];
                     match nv {
@@ -373,7 +478,7 @@ macro_rules! image_fn {
                     // Store the tile through the epilogue: whole vectors straight, others run by
                     // run.
                     for o in 0..NO.min(g.oc - b * NO) {
-                        let plane = &mut out[(b * NO + o) * ohw..][..ohw];
+                        let plane = &mut out[(b * NO + o) * d.plane..];
                         let affine = ep.affine.map(|(s, t)| ($set1(s[b * NO + o]), $set1(t[b * NO + o])));
                         for j in 0..nv {
                             let mut v = acc[o][j];
@@ -385,12 +490,15 @@ macro_rules! image_fn {
                                 v = $max($setzero(), v);
                             }
                             match runs[j] {
-                                [(at, 0, L), (_, _, 0)] => $storeu(plane[at..][..L].as_mut_ptr(), v),
+                                [(at, 0, L), (_, _, 0)] if d.col == 1 => $storeu(plane[at..][..L].as_mut_ptr(), v),
                                 runs => {
                                     let mut lanes = [0f32; L];
                                     $storeu(lanes.as_mut_ptr(), v);
-                                    for (at, first, count) in runs {
-                                        plane[at..][..count].copy_from_slice(&lanes[first..][..count]);
+                                    for (at, first, count) in runs.into_iter().filter(|r| r.2 > 0) {
+                                        match d.col {
+                                            1 => plane[at..][..count].copy_from_slice(&lanes[first..][..count]),
+                                            col => plane[at..].iter_mut().step_by(col).zip(&lanes[first..][..count]).for_each(|(o, &v)| *o = v),
+                                        }
                                     }
                                 }
                             }
@@ -471,6 +579,26 @@ macro_rules! image_fn {
             }
         }
     };
+}
+
+/// Where a convolution's output pixel (r, c) of channel o goes: `o·plane + origin + r·row +
+/// c·col` (the input gradient's strided phases write every SH-th row and SW-th column).
+#[derive(Clone, Copy, Debug)]
+struct Dest {
+    plane: usize,
+    origin: usize,
+    row: usize,
+    col: usize,
+}
+
+impl Dest {
+    /// Planes of OH rows of OW pixels.
+    fn dense(g: &Geometry) -> Dest {
+        Dest { plane: g.oh * g.ow, origin: 0, row: g.ow, col: 1 }
+    }
+    fn at(&self, r: usize, c: usize) -> usize {
+        self.origin + r * self.row + c * self.col
+    }
 }
 
 /// What the forward tile needs of a [`Layout`]: the plane size and the taps' strides.
@@ -860,7 +988,7 @@ mod tests {
             let mut s = buffers(&forward_scratch(isa, &g));
             forward(isa, &g, &mut out, &x, &wt, Some(&b), &Epilogue::default(), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
             close(&format!("{isa:?} forward {g:?}"), &out, &want)?;
-            if unit(&g) && g.ph < g.kh && g.pw < g.kw {
+            if input_gradient_applies(&g).is_some() {
                 let mut dx = vec![f32::NAN; x.len()];
                 let mut s = buffers(&backward_input_scratch(isa, &g));
                 backward_input(isa, &g, &mut dx, &dout, &wt, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
@@ -877,7 +1005,9 @@ mod tests {
     /// The layouts and tiles every CNN here meets, named: 16-pixel vectors with a partial last
     /// one, two 8-pixel rows per vector (an odd number of rows, and rows shorter than 8), strided
     /// and dilated gathers, 1×1 stride-2 (ResNet's downsample), and channel counts that fill the
-    /// weight gradient's 4-vector tile with a partial last vector.
+    /// weight gradient's 4-vector tile with a partial last vector; input gradients of strides 2
+    /// and 3 whose phases have different taps, a phase that starts past the output gradient's
+    /// first row (padding 2 of a 3×3 kernel), and positions no tap reaches.
     #[test]
     fn direct_kernels_equal_the_definition_on_named_layouts() {
         let cases = [
@@ -891,6 +1021,9 @@ mod tests {
             (Conv2d::new(16, 32, 1).stride(2).bias(false), [2, 16, 32, 32]),
             (Conv2d::new(3, 5, 3).padding(2).dilation(2), [2, 3, 11, 12]),
             (Conv2d::new(3, 6, (5, 3)).padding((4, 1)).stride((2, 3)).dilation((1, 2)), [3, 3, 13, 25]),
+            (Conv2d::new(3, 6, (5, 4)).padding((2, 0)).stride((2, 3)), [3, 3, 13, 25]),
+            (Conv2d::new(4, 5, 3).padding(2).stride(2), [2, 4, 7, 9]),
+            (Conv2d::new(2, 3, 2).stride(3), [2, 2, 7, 8]),
         ];
         for (i, (cfg, input)) in cases.into_iter().enumerate() {
             check(cfg, input, i as u64).unwrap();
