@@ -15,7 +15,10 @@
 //!   channels (the gradient transposed to pixel-major; on AVX-512 two of them to a 16-lane
 //!   register where there are more than 8 channels) times NK scalars of the padded input
 //!   (k = (ic, kh, kw) at fixed offsets from the pixel), accumulated over a chunk of images; chunks'
-//!   sums are added in chunk order, so the result does not depend on the thread count.
+//!   sums are added in chunk order, so the result does not depend on the thread count. Layers of
+//!   at most 16 channels (on AVX-512, unit column stride, even rows) go over pixel pairs instead:
+//!   a register holds 8 channels × a pair's 2 pixels, times the pair's two inputs at k broadcast
+//!   as one 64-bit value.
 //!
 //! Two builds of each kernel are picked at run time: AVX-512 (32 vector registers: larger tiles;
 //! 16-lane vectors) and AVX2. Elsewhere Conv2d uses im2col + GEMM.
@@ -653,11 +656,29 @@ image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set
 /// order (fixed, not the thread count, so results are the same bits on any machine).
 const CHUNK: usize = 8;
 
+/// Whether the weight gradient runs over pixel pairs ([`dw_avx512_pairs`]): on AVX-512, for at
+/// most 16 output channels (which fill a 16-lane register only with two pixels), unit column
+/// stride and even output rows (a pair's inputs are adjacent floats).
+fn dw_pairs(isa: Isa, g: &Geometry) -> bool {
+    isa == Isa::Avx512 && g.oc <= 2 * V && g.sw == 1 && g.ow.is_multiple_of(2)
+}
+
+/// Floats a weight-gradient part keeps per (channel, k): the pair kernel's two pixels apart.
+fn dw_lanes(isa: Isa, g: &Geometry) -> usize {
+    if dw_pairs(isa, g) {
+        2
+    } else {
+        1
+    }
+}
+
 /// Channel vectors (of 8) per weight-gradient tile, and k values per tile, for this geometry. On
 /// AVX-512, tiles of more than 8 channels are held in 16-lane registers, two 8-channel vectors in
-/// each.
+/// each; pixel pairs hold one 8-channel vector × 2 pixels per register.
 fn dw_tile(isa: Isa, g: &Geometry) -> (usize, usize) {
     match isa {
+        Isa::Avx512 if dw_pairs(isa, g) && g.oc > V => (2, 12),
+        Isa::Avx512 if dw_pairs(isa, g) => (1, 24),
         Isa::Avx512 if g.oc > 2 * V => (4, 12),
         Isa::Avx512 if g.oc > V => (2, 24),
         Isa::Avx512 => (1, 24),
@@ -702,7 +723,8 @@ impl Padded {
 pub fn backward_weight_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
     let p = Padded::of(g);
     let ocp = dw_channels(isa, g);
-    vec![(g.n * p.image(g)) as u64, (g.n * g.oh * g.ow * ocp) as u64, (g.n.div_ceil(CHUNK) * ocp * dw_k(isa, g)) as u64]
+    let part = ocp * dw_k(isa, g) * dw_lanes(isa, g);
+    vec![(g.n * p.image(g)) as u64, (g.n * g.oh * g.ow * ocp) as u64, (g.n.div_ceil(CHUNK) * part) as u64]
 }
 
 /// The weight gradient dweight (OC, IC, KH, KW), overwritten, from dout and x.
@@ -711,13 +733,17 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
     let [xp, dyt, parts] = scratch else { panic!("conv2d direct weight gradient: expected 3 scratch buffers") };
     pad(g, p.hp, p.wp, x, xp);
     let (ohw, k, ocp) = (g.oh * g.ow, g.k(), dw_channels(isa, g));
-    // dout (N, OC, OH·OW) → (N, OH·OW, OCP), zero beyond OC.
+    let (pairs, lanes) = (dw_pairs(isa, g), dw_lanes(isa, g));
+    // dout (N, OC, OH·OW) → (N, OH·OW, OCP), zero beyond OC; for pixel pairs (N, OH·OW/2, OCP, 2).
     dyt[..g.n * ohw * ocp].par_chunks_mut(ohw * ocp).enumerate().for_each(|(n, t)| {
         let src = &dout[n * g.oc * ohw..][..g.oc * ohw];
-        // SAFETY: isa() saw AVX2 (it finds nothing off x86_64).
+        // SAFETY: isa() saw AVX2, and AVX-512 where there are pairs (it finds nothing off x86_64).
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            transpose(g.oc, ohw, ocp, src, t)
+            transpose(g.oc, ohw, ocp, src, t);
+            if pairs {
+                interleave_pairs(ocp, ohw, t);
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("direct convolution without x86_64 kernels ({}, {})", src.len(), t.len());
@@ -726,13 +752,16 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
     let (xp, dyt) = (&*xp, &*dyt);
     let (nov, nk) = dw_tile(isa, g);
     let kp = dw_k(isa, g);
-    parts[..chunks * ocp * kp].par_chunks_mut(ocp * kp).enumerate().for_each(|(c, part)| {
+    let part_len = ocp * kp * lanes;
+    parts[..chunks * part_len].par_chunks_mut(part_len).enumerate().for_each(|(c, part)| {
         let images = c * CHUNK..(c * CHUNK + CHUNK).min(g.n);
         part.fill(0.0);
         // SAFETY: isa() saw the features these builds use.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match (isa, nov) {
+                (Isa::Avx512, 2) if pairs => dw_avx512_pairs::<2, 12>(g, p, images, xp, dyt, part),
+                (Isa::Avx512, 1) if pairs => dw_avx512_pairs::<1, 24>(g, p, images, xp, dyt, part),
                 (Isa::Avx512, 4) => dw_avx512_4(g, p, images, xp, dyt, ocp, part),
                 (Isa::Avx512, 2) => dw_avx512_2(g, p, images, xp, dyt, ocp, part),
                 (Isa::Avx512, _) => dw_avx512_1(g, p, images, xp, dyt, ocp, part),
@@ -743,15 +772,17 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("direct convolution without x86_64 kernels ({isa:?}, {nov}, {p:?}, {images:?}, {}, {})", xp.len() + dyt.len(), ocp);
     });
-    // A part holds tile by tile: [k group][channel vector][k in group][lane]. The chunks are
-    // added in order into the gradient (OC, K).
-    let at = |oc: usize, kk: usize| (((kk / nk) * (ocp / V) + oc / V) * nk + kk % nk) * V + oc % V;
+    // A part holds tile by tile: [k group][channel vector][k in group][lane] (a lane being a
+    // channel, or for pixel pairs a channel's two pixels). The chunks are added in order into the
+    // gradient (OC, K).
+    let at = |oc: usize, kk: usize| ((((kk / nk) * (ocp / V) + oc / V) * nk + kk % nk) * V + oc % V) * lanes;
+    let lane_sum = |i: usize| if pairs { parts[i] + parts[i + 1] } else { parts[i] };
     dweight[..g.oc * k].par_chunks_mut(k).enumerate().for_each(|(oc, row)| {
         for (kk, d) in row.iter_mut().enumerate() {
             let i = at(oc, kk);
-            let mut sum = parts[i];
+            let mut sum = lane_sum(i);
             for c in 1..chunks {
-                sum += parts[c * ocp * kp + i];
+                sum += lane_sum(c * part_len + i);
             }
             *d = sum;
         }
@@ -808,6 +839,100 @@ unsafe fn transpose(oc: usize, px: usize, ocp: usize, src: &[f32], t: &mut [f32]
     for p in 0..px {
         for o in oc8..ocp {
             t[p * ocp + o] = if o < oc { src[o * px + p] } else { 0.0 };
+        }
+    }
+}
+
+/// t (P, OCP), transposed pixel-major, → (P/2, OCP, 2) in place: each pixel pair's two rows of
+/// OCP (8 or 16) channels interleaved, channel by channel.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn interleave_pairs(ocp: usize, px: usize, t: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let t = &mut t[..px * ocp];
+    match ocp {
+        8 => {
+            let idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            for q in t.chunks_exact_mut(16) {
+                _mm512_storeu_ps(q.as_mut_ptr(), _mm512_permutexvar_ps(idx, _mm512_loadu_ps(q.as_ptr())));
+            }
+        }
+        _ => {
+            debug_assert_eq!(ocp, 16);
+            let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            for q in t.chunks_exact_mut(32) {
+                let (a, b) = (_mm512_loadu_ps(q.as_ptr()), _mm512_loadu_ps(q.as_ptr().add(16)));
+                _mm512_storeu_ps(q.as_mut_ptr(), _mm512_permutex2var_ps(a, lo, b));
+                _mm512_storeu_ps(q.as_mut_ptr().add(16), _mm512_permutex2var_ps(a, hi, b));
+            }
+        }
+    }
+}
+
+/// The weight gradient of one chunk of images over pixel pairs (see [`dw_pairs`]): NR registers of
+/// 8 channels × a pair's 2 pixels (lane 2c + e) times NK 64-bit broadcasts of the pair's two
+/// inputs at k, so each broadcast feeds NR FMAs of 16 useful lanes (the per-channel kernels' 16
+/// channels would feed one). The two pixels' sums stay apart in `part` ([k group][NR][NK][16]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn dw_avx512_pairs<const NR: usize, const NK: usize>(
+    g: &Geometry,
+    p: Padded,
+    images: std::ops::Range<usize>,
+    xp: &[f32],
+    dyt: &[f32],
+    part: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (k, ohw, img, ocp) = (g.k(), g.oh * g.ow, p.image(g), NR * V);
+    let off = |kk: usize| {
+        let (ic, r) = (kk / (g.kh * g.kw), kk % (g.kh * g.kw));
+        ic * p.plane() + (r / g.kw) * g.dh * p.wp + r % g.kw * g.dw
+    };
+    let rows = (256 / g.ow.max(1)).clamp(1, g.oh);
+    for n in images {
+        let x = xp.as_ptr().add(n * img);
+        let d = dyt.as_ptr().add(n * ohw * ocp);
+        for r0 in (0..g.oh).step_by(rows) {
+            let r1 = (r0 + rows).min(g.oh);
+            for k0 in (0..k).step_by(NK) {
+                let nk = NK.min(k - k0);
+                let mut offs = [0usize; NK];
+                for (j, o) in offs.iter_mut().enumerate() {
+                    *o = off(k0 + j.min(nk - 1));
+                }
+                let tile = part.as_mut_ptr().add((k0 / NK) * NR * NK * 2 * V);
+                let mut acc = [[_mm512_setzero_ps(); NK]; NR];
+                for v in 0..NR {
+                    for j in 0..NK {
+                        acc[v][j] = _mm512_loadu_ps(tile.add((v * NK + j) * 2 * V));
+                    }
+                }
+                for oh in r0..r1 {
+                    for ow in (0..g.ow).step_by(2) {
+                        let q = (oh * g.ow + ow) / 2;
+                        let base = x.add(oh * g.sh * p.wp + ow);
+                        let mut dv = [_mm512_setzero_ps(); NR];
+                        for v in 0..NR {
+                            dv[v] = _mm512_loadu_ps(d.add((q * ocp + v * V) * 2));
+                        }
+                        for j in 0..NK {
+                            let pair = (base.add(offs[j]) as *const f64).read_unaligned();
+                            let xv = _mm512_castpd_ps(_mm512_set1_pd(pair));
+                            for v in 0..NR {
+                                acc[v][j] = _mm512_fmadd_ps(dv[v], xv, acc[v][j]);
+                            }
+                        }
+                    }
+                }
+                for v in 0..NR {
+                    for j in 0..NK {
+                        _mm512_storeu_ps(tile.add((v * NK + j) * 2 * V), acc[v][j]);
+                    }
+                }
+            }
         }
     }
 }
@@ -1007,7 +1132,8 @@ mod tests {
     /// and dilated gathers, 1×1 stride-2 (ResNet's downsample), and channel counts that fill the
     /// weight gradient's 4-vector tile with a partial last vector; input gradients of strides 2
     /// and 3 whose phases have different taps, a phase that starts past the output gradient's
-    /// first row (padding 2 of a 3×3 kernel), and positions no tap reaches.
+    /// first row (padding 2 of a 3×3 kernel), and positions no tap reaches; the weight gradient
+    /// over pixel pairs with one register of channels (6, and a row stride) and two (16).
     #[test]
     fn direct_kernels_equal_the_definition_on_named_layouts() {
         let cases = [
@@ -1024,6 +1150,7 @@ mod tests {
             (Conv2d::new(3, 6, (5, 4)).padding((2, 0)).stride((2, 3)), [3, 3, 13, 25]),
             (Conv2d::new(4, 5, 3).padding(2).stride(2), [2, 4, 7, 9]),
             (Conv2d::new(2, 3, 2).stride(3), [2, 2, 7, 8]),
+            (Conv2d::new(3, 6, 3).padding(1).stride((2, 1)), [2, 3, 6, 10]),
         ];
         for (i, (cfg, input)) in cases.into_iter().enumerate() {
             check(cfg, input, i as u64).unwrap();
