@@ -182,6 +182,57 @@ pub fn par_planes<T: Send>(out: &mut [T], len: usize, f: impl Fn(usize, &mut [T]
     });
 }
 
+/// An (N, C, HW) tensor lent channel by channel to parallel tasks: a task that has computed a
+/// channel's statistics goes on to write that channel's planes while what it read of them is still
+/// in its core's cache (BatchNorm2d in training).
+pub struct Channels<'a, T> {
+    ptr: *mut T,
+    n: usize,
+    c: usize,
+    hw: usize,
+    _tensor: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: Channels lends disjoint planes of a buffer it borrows mutably; `channel`'s contract
+// keeps each channel's planes with one task at a time.
+unsafe impl<T: Send> Send for Channels<'_, T> {}
+unsafe impl<T: Send> Sync for Channels<'_, T> {}
+
+impl<'a, T> Channels<'a, T> {
+    pub fn new(out: &'a mut [T], n: usize, c: usize, hw: usize) -> Self {
+        assert!(out.len() >= n * c * hw, "Channels: a buffer of {} for ({n}, {c}, {hw})", out.len());
+        Channels { ptr: out.as_mut_ptr(), n, c, hw, _tensor: std::marker::PhantomData }
+    }
+    /// Channel `ch`'s planes.
+    ///
+    /// # Safety
+    /// No two live [`ChannelPlanes`] may be of the same channel (one task per channel).
+    pub unsafe fn channel(&self, ch: usize) -> ChannelPlanes<'_, T> {
+        assert!(ch < self.c, "Channels: channel {ch} of {}", self.c);
+        ChannelPlanes { ptr: self.ptr, n: self.n, c: self.c, hw: self.hw, ch, _tensor: std::marker::PhantomData }
+    }
+}
+
+/// One channel's planes of a [`Channels`], one at a time.
+pub struct ChannelPlanes<'a, T> {
+    ptr: *mut T,
+    n: usize,
+    c: usize,
+    hw: usize,
+    ch: usize,
+    _tensor: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<T> ChannelPlanes<'_, T> {
+    /// Image `i`'s plane of this channel.
+    pub fn plane(&mut self, i: usize) -> &mut [T] {
+        assert!(i < self.n, "Channels: image {i} of {}", self.n);
+        // SAFETY: plane (i, ch) lies inside the buffer `Channels::new` checked, and only this
+        // channel's ChannelPlanes, borrowed mutably here, lends it.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add((i * self.c + self.ch) * self.hw), self.hw) }
+    }
+}
+
 /// out = a + b, elementwise, on the thread pool.
 pub fn add<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
     use rayon::prelude::*;

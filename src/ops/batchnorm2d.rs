@@ -278,8 +278,10 @@ impl Node for Geometry {
 }
 
 /// Per channel (in f64): mean and M2 = Σ (x - mean)², two passes over inp (N, C, HW), into
-/// `st` (C pairs).
-fn channel_stats<T: Real>(g: &Geometry, inp: &[T], st: &mut [f64]) {
+/// `st` (C pairs); then, in the same task, out's planes of that channel normalised (while the
+/// channel's input is still in this core's cache).
+fn channel_stats_normalize<T: Real>(g: &Geometry, inp: &[T], st: &mut [f64], out: &mut [T], weight: Option<&[T]>, bias: Option<&[T]>) {
+    let out = crate::cpu::Channels::new(out, g.n, g.c, g.hw);
     st.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
         let plane = |n: usize| &inp[(n * g.c + c) * g.hw..][..g.hw];
         let m = (g.n * g.hw) as f64;
@@ -287,7 +289,19 @@ fn channel_stats<T: Real>(g: &Geometry, inp: &[T], st: &mut [f64]) {
         let m2 = (0..g.n).map(|n| crate::cpu::sum_sq_dev(plane(n), mean)).sum::<f64>();
         s[0] = mean;
         s[1] = m2;
+        let (mean, invstd) = (T::of(mean), invstd(m2, m, g.eps));
+        let affine = weight.map(|w| (w[c], bias.map_or(T::zero(), |b| b[c])));
+        // SAFETY: one task per channel (par_chunks_mut hands each c out once).
+        let mut planes = unsafe { out.channel(c) };
+        for n in 0..g.n {
+            normalize(planes.plane(n), plane(n), mean, invstd, affine);
+        }
     });
+}
+
+/// 1 / sqrt(M2 / m + eps), from f64 statistics.
+fn invstd<T: Real>(m2: f64, m: f64, eps: f32) -> T {
+    T::of(1.0 / (m2 / m + eps as f64).sqrt())
 }
 
 /// out (N, C, H, W), overwritten. With batch statistics, `stats` receives (mean, invstd) per
@@ -308,7 +322,7 @@ pub fn forward_cpu<T: Real>(
         if g.batch_stats {
             let m = (g.n * g.hw) as f64;
             crate::cpu::with_scratch::<f64, _>(2 * g.c, |st| {
-                channel_stats(g, inp, st);
+                channel_stats_normalize(g, inp, st, out, weight, bias);
                 let st = || st.chunks_exact(2);
                 if g.update_running {
                     let (rm, rv) = (running_mean.unwrap(), running_var.unwrap());
@@ -318,10 +332,9 @@ pub fn forward_cpu<T: Real>(
                         rv[c] = mo * T::of(s[1] / (m - 1.0)) + (T::one() - mo) * rv[c];
                     }
                 }
-                let eps = g.eps as f64;
                 for (c, s) in st().enumerate() {
                     mean[c] = T::of(s[0]);
-                    invstd[c] = T::of(1.0 / (s[1] / m + eps).sqrt());
+                    invstd[c] = self::invstd(s[1], m, g.eps);
                 }
             });
             if let Some((sm, si)) = stats {
@@ -333,19 +346,22 @@ pub fn forward_cpu<T: Real>(
             let eps = T::of(g.eps as f64);
             mean.copy_from_slice(rm);
             invstd.iter_mut().zip(rv.iter()).for_each(|(i, &v)| *i = T::one() / (v + eps).sqrt());
+            normalize_all(g, out, inp, mean, invstd, weight, bias);
         }
-        normalize_all(g, out, inp, mean, invstd, weight, bias);
     });
 }
 
-fn normalize_all<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], mean: &[T], invstd: &[T], weight: Option<&[T]>, bias: Option<&[T]>) {
-    #[multiversion(targets = "simd")]
-    fn normalize<T: Real>(o: &mut [T], x: &[T], mean: T, invstd: T, affine: Option<(T, T)>) {
-        match affine {
-            Some((w, b)) => o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x - mean) * invstd * w + b),
-            None => o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x - mean) * invstd),
-        }
+/// o = (x - mean) · invstd (· w + b), one plane.
+#[multiversion(targets = "simd")]
+fn normalize<T: Real>(o: &mut [T], x: &[T], mean: T, invstd: T, affine: Option<(T, T)>) {
+    match affine {
+        Some((w, b)) => o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x - mean) * invstd * w + b),
+        None => o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x - mean) * invstd),
     }
+}
+
+/// Every plane normalised with the given statistics (eval mode: the running ones).
+fn normalize_all<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], mean: &[T], invstd: &[T], weight: Option<&[T]>, bias: Option<&[T]>) {
     par_planes(out, g.hw, |p, o| {
         let c = p % g.c;
         let affine = weight.map(|w| (w[c], bias.map_or(T::zero(), |b| b[c])));
@@ -375,17 +391,35 @@ pub fn backward_cpu<T: Real>(
                 true => invstd.copy_from_slice(stat),
                 false => invstd.iter_mut().zip(stat).for_each(|(i, &v)| *i = T::one() / (v + eps).sqrt()),
             }
+            let m = (g.n * g.hw) as f64;
+            let plane_of = |c: usize, n: usize| (n * g.c + c) * g.hw..(n * g.c + c + 1) * g.hw;
+            // dinp's planes of channel c from its sums: in the task that made them with batch
+            // statistics (the channel's dout and input still in this core's cache), else on
+            // their own.
+            let dinp_channel = |c: usize, sdy: f64, sdyx: f64, planes: &mut crate::cpu::ChannelPlanes<'_, T>| {
+                let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
+                let (mdy, mdyx) = (T::of(sdy / m), T::of(sdyx / m));
+                for n in 0..g.n {
+                    let r = plane_of(c, n);
+                    dinp_plane(planes.plane(n), &dout[r.clone()], &inp[r], g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
+                }
+            };
+            let dinp = dinp.map(|d| crate::cpu::Channels::new(d, g.n, g.c, g.hw));
             // Per channel, in f64: Σ dout and Σ dout·xhat (= invstd · Σ dout·(x - mean)).
             sums.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
                 let (mut sdy, mut sdyx) = (0f64, 0f64);
                 for n in 0..g.n {
-                    let at = (n * g.c + c) * g.hw;
-                    let (a, b) = crate::cpu::sum_dy_dyx(&dout[at..at + g.hw], &inp[at..at + g.hw], mean[c].f64());
+                    let r = plane_of(c, n);
+                    let (a, b) = crate::cpu::sum_dy_dyx(&dout[r.clone()], &inp[r], mean[c].f64());
                     sdy += a;
                     sdyx += b;
                 }
                 s[0] = sdy;
                 s[1] = sdyx * invstd[c].f64();
+                if let Some(d) = dinp.as_ref().filter(|_| g.batch_stats) {
+                    // SAFETY: one task per channel (par_chunks_mut hands each c out once).
+                    dinp_channel(c, s[0], s[1], &mut unsafe { d.channel(c) });
+                }
             });
             let sums: &[f64] = sums;
             let sums = |c: usize| (sums[2 * c], sums[2 * c + 1]);
@@ -395,31 +429,30 @@ pub fn backward_cpu<T: Real>(
                     db[c] = T::of(sums(c).0);
                 }
             }
-            let Some(dinp) = dinp else { return };
-            let m = (g.n * g.hw) as f64;
-            #[multiversion(targets = "simd")]
-            #[allow(clippy::too_many_arguments)]
-            fn plane<T: Real>(d: &mut [T], dy: &[T], x: &[T], batch_stats: bool, mean: T, invstd: T, scale: T, mdy: T, mdyx: T) {
-                if batch_stats {
-                    for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
-                        let xhat = (x - mean) * invstd;
-                        *d = scale * (dy - mdy - xhat * mdyx);
-                    }
-                } else {
-                    d.iter_mut().zip(dy).for_each(|(d, &dy)| *d = dy * scale);
-                }
+            if let Some(d) = dinp.as_ref().filter(|_| !g.batch_stats) {
+                (0..g.c).into_par_iter().for_each(|c| {
+                    // SAFETY: one task per channel.
+                    dinp_channel(c, sums(c).0, sums(c).1, &mut unsafe { d.channel(c) });
+                });
             }
-            par_planes(dinp, g.hw, |p, d| {
-                let (c, at) = (p % g.c, p * g.hw);
-                let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
-                let (mdy, mdyx) = (T::of(sums(c).0 / m), T::of(sums(c).1 / m));
-                let (dy, x) = (&dout[at..at + g.hw], &inp[at..at + g.hw]);
-                plane(d, dy, x, g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
-            });
         })
     });
 }
 
+/// One plane of the input gradient: scale · (dy - mean(dy) - xhat · mean(dy · xhat)) with batch
+/// statistics, else scale · dy.
+#[multiversion(targets = "simd")]
+#[allow(clippy::too_many_arguments)]
+fn dinp_plane<T: Real>(d: &mut [T], dy: &[T], x: &[T], batch_stats: bool, mean: T, invstd: T, scale: T, mdy: T, mdyx: T) {
+    if batch_stats {
+        for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
+            let xhat = (x - mean) * invstd;
+            *d = scale * (dy - mdy - xhat * mdyx);
+        }
+    } else {
+        d.iter_mut().zip(dy).for_each(|(d, &dy)| *d = dy * scale);
+    }
+}
 
 #[repr(C)]
 #[allow(non_snake_case)]
