@@ -235,14 +235,27 @@ impl<T> ChannelPlanes<'_, T> {
 
 /// out = a + b, elementwise, on the thread pool.
 pub fn add<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
+    add_then(out, a, b, false)
+}
+
+/// out = relu(a + b) (a NaN sum stays NaN, as ReLU leaves it), elementwise, on the thread pool.
+pub fn add_relu<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
+    add_then(out, a, b, true)
+}
+
+fn add_then<T: Real>(out: &mut [T], a: &[T], b: &[T], relu: bool) {
     use rayon::prelude::*;
     #[multiversion(targets = "simd")]
-    fn add_chunk<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = x + y;
+    fn add_chunk<T: Real>(out: &mut [T], a: &[T], b: &[T], relu: bool) {
+        match relu {
+            false => out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = x + y),
+            true => out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| {
+                let v = x + y;
+                *o = if v < T::zero() { T::zero() } else { v };
+            }),
         }
     }
     out.par_chunks_mut(PAR_CHUNK)
         .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
-        .for_each(|(o, (a, b))| add_chunk(o, a, b));
+        .for_each(|(o, (a, b))| add_chunk(o, a, b, relu));
 }

@@ -2,8 +2,8 @@
 //! both inputs' gradients are the output's gradient. Shader: add_forward.wgsl (also used to sum a
 //! value's gradient contributions).
 
-use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, Reads};
-use super::{ParamsLayout};
+use super::interface::{CpuBackward, CpuForward, Epilogue, Flops, GpuIo, Mode, Node, Op, Reads};
+use super::ParamsLayout;
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;
@@ -62,6 +62,22 @@ impl Node for Planned {
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
         forward_cpu(io.out, io.inputs[0], io.inputs[1]);
+    }
+    /// Inference folds the ReLU after a residual sum into it (one pass: relu(a + b)).
+    fn takes_epilogue(&self) -> bool {
+        true
+    }
+    fn forward_cpu_fused(&self, io: CpuForward<'_>, ep: &Epilogue<'_>) {
+        let (a, b) = (io.inputs[0], io.inputs[1]);
+        match ep.affine {
+            None if ep.relu => crate::cpu::add_relu(io.out, a, b),
+            None => forward_cpu(io.out, a, b),
+            Some(_) => {
+                forward_cpu(io.out, a, b);
+                let channels = self.0.get(1).copied().unwrap_or(1);
+                ep.apply(io.out, channels, self.0.iter().skip(2).product());
+            }
+        }
     }
     fn backward_cpu(&self, _io: CpuBackward<'_>) {}
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
