@@ -538,9 +538,10 @@ mod tests {
         }
     }
 
-    /// Inference folds every eval-mode BatchNorm2d and ReLU that follows a Conv2d (or an Add) into it, and the
-    /// logits equal those of an executor that folds nothing (`keep_all`) within f32 rounding, with
-    /// BatchNorm's running statistics and affine parameters far from their initial values.
+    /// Inference folds every eval-mode BatchNorm2d and ReLU that follows a Conv2d (or an Add) into
+    /// it, and the logits equal those of an executor that folds nothing (`keep_all`) within f32
+    /// rounding, with BatchNorm's running statistics and affine parameters far from their initial
+    /// values.
     #[test]
     fn inference_folds_batchnorm_and_relu_into_convolutions() {
         // ResNet-20: 21 BatchNorm2d (the stem's, two per block, two downsamples) and 10 ReLU (the
