@@ -716,6 +716,16 @@ impl Padded {
     fn image(&self, g: &Geometry) -> usize {
         g.ic * self.plane()
     }
+    /// The offsets of k0..k0+NK (k = (ic, kh, kw)) from a pixel's position in the padded input;
+    /// past the last k it is repeated (its sums are computed and never read).
+    fn offsets<const NK: usize>(&self, g: &Geometry, k0: usize) -> [usize; NK] {
+        let last = g.k() - 1;
+        std::array::from_fn(|j| {
+            let kk = (k0 + j).min(last);
+            let (ic, r) = (kk / (g.kh * g.kw), kk % (g.kh * g.kw));
+            ic * self.plane() + (r / g.kw) * g.dh * self.wp + r % g.kw * g.dw
+        })
+    }
 }
 
 /// Scratch words of the weight gradient: the padded input, the transposed output gradient and
@@ -887,10 +897,6 @@ unsafe fn dw_avx512_pairs<const NR: usize, const NK: usize>(
 ) {
     use std::arch::x86_64::*;
     let (k, ohw, img, ocp) = (g.k(), g.oh * g.ow, p.image(g), NR * V);
-    let off = |kk: usize| {
-        let (ic, r) = (kk / (g.kh * g.kw), kk % (g.kh * g.kw));
-        ic * p.plane() + (r / g.kw) * g.dh * p.wp + r % g.kw * g.dw
-    };
     let rows = (256 / g.ow.max(1)).clamp(1, g.oh);
     for n in images {
         let x = xp.as_ptr().add(n * img);
@@ -898,11 +904,7 @@ unsafe fn dw_avx512_pairs<const NR: usize, const NK: usize>(
         for r0 in (0..g.oh).step_by(rows) {
             let r1 = (r0 + rows).min(g.oh);
             for k0 in (0..k).step_by(NK) {
-                let nk = NK.min(k - k0);
-                let mut offs = [0usize; NK];
-                for (j, o) in offs.iter_mut().enumerate() {
-                    *o = off(k0 + j.min(nk - 1));
-                }
+                let offs: [usize; NK] = p.offsets(g, k0);
                 let tile = part.as_mut_ptr().add((k0 / NK) * NR * NK * 2 * V);
                 let mut acc = [[_mm512_setzero_ps(); NK]; NR];
                 for v in 0..NR {
@@ -961,11 +963,6 @@ macro_rules! dw_fn {
             // Registers per tile, each `$per` channel vectors.
             const NR: usize = NOV / $per;
             let (k, ohw, img) = (g.k(), g.oh * g.ow, p.image(g));
-            // The offset of k = (ic, kh, kw) from a pixel's position in the padded input.
-            let off = |kk: usize| {
-                let (ic, r) = (kk / (g.kh * g.kw), kk % (g.kh * g.kw));
-                ic * p.plane() + (r / g.kw) * g.dh * p.wp + r % g.kw * g.dw
-            };
             let ovs = ocp / V;
             // Output rows per block: about 256 pixels, whose transposed gradient stays in L1
             // while every tile passes over them.
@@ -976,12 +973,7 @@ macro_rules! dw_fn {
                 for r0 in (0..g.oh).step_by(rows) {
                     let r1 = (r0 + rows).min(g.oh);
                     for k0 in (0..k).step_by(NK) {
-                        let nk = NK.min(k - k0);
-                        // Past the last k, repeat it (its sums are computed and never read).
-                        let mut offs = [0usize; NK];
-                        for (j, o) in offs.iter_mut().enumerate() {
-                            *o = off(k0 + j.min(nk - 1));
-                        }
+                        let offs: [usize; NK] = p.offsets(g, k0);
                         for ov in (0..ovs).step_by(NOV) {
                             let base_tile = part.as_mut_ptr().add(((k0 / NK) * ovs + ov) * NK * V);
                             let tile = |v: usize| base_tile.add(v * NK * V);
