@@ -264,24 +264,26 @@ fn tiled_plane<T: Real>(g: &Geometry, out: &mut [T], idx: &mut [i32], x: &[T]) {
     }
 }
 
-/// [`tiled_plane`] for 2×2 windows (MaxPool2d(2)), branch-free so that a row of windows
-/// vectorizes: the same comparisons in the same order (a later value replaces the best when it is
-/// greater or NaN).
+/// [`tiled_plane`] for 2×2 windows (MaxPool2d(2)), branch-free and over zipped pairs of each row
+/// (no index arithmetic) so that a row of windows vectorizes: the same comparisons in the same
+/// order (a later value replaces the best when it is greater or NaN).
 #[inline(always)]
 fn pairs<T: Real>(g: &Geometry, out: &mut [T], idx: &mut [i32], x: &[T]) {
+    let w = g.w as i32;
     for oh in 0..g.oh {
         let r0 = 2 * oh * g.w;
         let (top, bottom) = (&x[r0..r0 + 2 * g.ow], &x[r0 + g.w..r0 + g.w + 2 * g.ow]);
         let (o, ix) = (&mut out[oh * g.ow..(oh + 1) * g.ow], &mut idx[oh * g.ow..(oh + 1) * g.ow]);
-        for ow in 0..g.ow {
-            let (mut best, mut at) = (top[2 * ow], 0i32);
-            for (k, v) in [(1i32, top[2 * ow + 1]), (g.w as i32, bottom[2 * ow]), (g.w as i32 + 1, bottom[2 * ow + 1])] {
+        let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (ow, ((o, ix), (t, b))) in o.iter_mut().zip(ix.iter_mut()).zip(windows).enumerate() {
+            let (mut best, mut at) = (t[0], 0i32);
+            for (k, v) in [(1i32, t[1]), (w, b[0]), (w + 1, b[1])] {
                 let take = v > best || v.is_nan();
                 best = if take { v } else { best };
                 at = if take { k } else { at };
             }
-            o[ow] = best;
-            ix[ow] = (r0 + 2 * ow) as i32 + at;
+            *o = best;
+            *ix = (r0 + 2 * ow) as i32 + at;
         }
     }
 }
