@@ -20,6 +20,7 @@ use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 mod direct;
+mod winograd;
 
 pub const OP: &str = "Conv2d";
 
@@ -191,7 +192,11 @@ impl Node for Planned {
     }
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
         let g = &self.g;
-        let forward = direct::forward_applies(g).map_or_else(Vec::new, |isa| direct::forward_scratch(isa, g));
+        let forward = match direct::forward_applies(g) {
+            _ if winograd::applies(direct::isa(), g) => winograd::scratch(g),
+            Some(isa) => direct::forward_scratch(isa, g),
+            None => Vec::new(),
+        };
         let mut backward = direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
         match direct::input_gradient_applies(g) {
             Some(isa) if dinputs.first() == Some(&true) && !backward.is_empty() => backward.extend(direct::backward_input_scratch(isa, g)),
@@ -208,6 +213,9 @@ impl Node for Planned {
     fn forward_cpu_fused(&self, mut io: CpuForward<'_>, ep: &Epilogue<'_>) {
         let bias = self.bias.then(|| &*io.state[1]);
         match direct::forward_applies(&self.g) {
+            _ if winograd::applies(direct::isa(), &self.g) && !io.scratch.is_empty() => {
+                winograd::forward(&self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
+            }
             Some(isa) if !io.scratch.is_empty() => {
                 direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
             }

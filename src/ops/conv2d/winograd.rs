@@ -1,0 +1,310 @@
+//! The CPU path's Winograd F(2×2, 3×3) forward for stride-1 3×3 convolutions with padding 1, on
+//! AVX-512: each 2×2 block of output pixels (a tile) comes from the 4×4 input patch around it as
+//! Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the products are 16 per tile and input channel instead of 36.
+//! Image by image, so that its transformed tiles stay in cache: each input channel's tiles are
+//! transformed in passes over all of them (the rows' even and odd columns apart, Bᵀ along the
+//! columns, then along the rows), then 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ]
+//! (IC × tiles), one per position ξ of the 4×4 patch, run with 16-tile vectors, and each output
+//! channel's tiles are transformed back (Aᵀ along the columns, then the rows) with the bias and
+//! the epilogue. The weights are transformed once per call. Layers of fewer than 32 input channels
+//! and the input gradient keep the direct kernels (direct.rs).
+
+// Off x86_64 no build of these kernels exists: the planning code is unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use super::direct::Isa;
+use super::Geometry;
+use crate::ops::interface::Epilogue;
+use rayon::prelude::*;
+
+/// Tiles per vector.
+const L: usize = 16;
+
+/// Whether the Winograd forward takes this geometry: 3×3, stride 1, dilation 1, padding 1 (so the
+/// output has the input's size), even sizes, a multiple of 16 tiles per image, at least 32 input
+/// channels (below that the products gain nothing on the direct kernels) and output channels a
+/// multiple of 16, on AVX-512.
+pub fn applies(isa: Option<Isa>, g: &Geometry) -> bool {
+    isa == Some(Isa::Avx512)
+        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw) == (3, 3, 1, 1, 1, 1, 1, 1)
+        && g.h.is_multiple_of(2)
+        && g.w.is_multiple_of(2)
+        && (g.h / 2 * g.w / 2).is_multiple_of(L)
+        && g.ic >= 32
+        && g.oc.is_multiple_of(16)
+}
+
+/// Workspaces: one per task, each an image's transformed input and products, and the transforms'
+/// rows (12 per tile).
+fn workspaces(g: &Geometry) -> usize {
+    rayon::current_num_threads().clamp(1, g.n)
+}
+
+fn tiles(g: &Geometry) -> usize {
+    g.h / 2 * g.w / 2
+}
+
+/// Scratch words: the transformed weights, then the workspaces.
+pub fn scratch(g: &Geometry) -> Vec<u64> {
+    let t = tiles(g);
+    vec![(16 * g.ic * g.oc) as u64, (workspaces(g) * (16 * (g.ic + g.oc) + 12) * t) as u64]
+}
+
+/// out (N, OC, H, W), overwritten, from x (N, IC, H, W), weight (OC, IC, 3, 3) and bias, with the
+/// epilogue applied as the output tiles are stored.
+pub fn forward(
+    g: &Geometry,
+    out: &mut [f32],
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    ep: &Epilogue<'_>,
+    scratch: &mut [&mut [f32]],
+) {
+    let [u, work] = scratch else { panic!("conv2d winograd forward: expected 2 scratch buffers") };
+    transform_weights(g, weight, u);
+    let u: &[f32] = u;
+    let t = tiles(g);
+    let per = (16 * (g.ic + g.oc) + 12) * t;
+    // As many workspaces as the plan made (the thread count when it was made).
+    let nw = (work.len() / per).clamp(1, g.n);
+    let (img_in, img_out) = (g.ic * g.h * g.w, g.oc * g.h * g.w);
+    let per_task = g.n.div_ceil(nw);
+    out[..g.n * img_out]
+        .par_chunks_mut(per_task * img_out)
+        .zip(work[..nw * per].par_chunks_mut(per))
+        .enumerate()
+        .for_each(|(task, (out, work))| {
+            let (v, rest) = work.split_at_mut(16 * g.ic * t);
+            let (m, rows) = rest.split_at_mut(16 * g.oc * t);
+            for (i, out) in out.chunks_exact_mut(img_out).enumerate() {
+                let n = task * per_task + i;
+                transform_input(g, &x[n * img_in..][..img_in], v, rows);
+                // SAFETY: the CPU has AVX-512 (applies), and the slices hold 16 · IC · T,
+                // 16 · IC · OC and 16 · OC · T floats.
+                unsafe { products(g, u, v, m) };
+                transform_output(g, m, out, bias, ep, rows);
+            }
+        });
+}
+
+/// u[ξ][ic][oc] = (G g Gᵀ)[ξ] for g = weight[oc][ic], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
+fn transform_weights(g: &Geometry, weight: &[f32], u: &mut [f32]) {
+    let (ic, oc) = (g.ic, g.oc);
+    for i in 0..ic {
+        for o in 0..oc {
+            let w = &weight[(o * ic + i) * 9..][..9];
+            // G g: 4 × 3.
+            let mut a = [[0f32; 3]; 4];
+            for c in 0..3 {
+                let (w0, w1, w2) = (w[c], w[3 + c], w[6 + c]);
+                a[0][c] = w0;
+                a[1][c] = 0.5 * (w0 + w1 + w2);
+                a[2][c] = 0.5 * (w0 - w1 + w2);
+                a[3][c] = w2;
+            }
+            for (r, row) in a.iter().enumerate() {
+                let (w0, w1, w2) = (row[0], row[1], row[2]);
+                let t = [w0, 0.5 * (w0 + w1 + w2), 0.5 * (w0 - w1 + w2), w2];
+                for (c, &v) in t.iter().enumerate() {
+                    u[((r * 4 + c) * ic + i) * oc + o] = v;
+                }
+            }
+        }
+    }
+}
+
+/// v[ξ][ic][tile] from one image x (IC, H, W), tiles row-major. Per channel, in passes over whole
+/// rows of tiles so that every loop runs over T (or T/TH) floats: the rows' even and odd columns
+/// apart (by row parity), Bᵀ along the columns, then Bᵀ along the rows.
+#[crate::cpu::multiversion(targets = "simd")]
+fn transform_input(g: &Geometry, x: &[f32], v: &mut [f32], rows: &mut [f32]) {
+    let (tw, th, t) = (g.w / 2, g.h / 2, tiles(g));
+    // e[p][r·tw + m] = x[2r + p][2m], o likewise at 2m + 1; then hc[j][p][·] the column
+    // transforms (d_j at tile m is x[·][2m - 1 + j]: odd of m - 1, even, odd, even of m + 1).
+    let (eo, hc) = rows[..12 * t].split_at_mut(4 * t);
+    let (e, o) = eo.split_at_mut(2 * t);
+    for c in 0..g.ic {
+        let plane = &x[c * g.h * g.w..][..g.h * g.w];
+        for (y, row) in plane.chunks_exact(g.w).enumerate() {
+            let at = (y & 1) * t + (y >> 1) * tw;
+            for ((e, o), p) in e[at..at + tw].iter_mut().zip(&mut o[at..at + tw]).zip(row.chunks_exact(2)) {
+                *e = p[0];
+                *o = p[1];
+            }
+        }
+        let (h0, rest) = hc.split_at_mut(2 * t);
+        let (h1, rest) = rest.split_at_mut(2 * t);
+        let (h2, h3) = rest.split_at_mut(2 * t);
+        let n = 2 * t;
+        for q in 0..n {
+            h1[q] = e[q] + o[q];
+            h2[q] = o[q] - e[q];
+            h0[q] = -o[q];
+            h3[q] = e[q];
+        }
+        for q in 1..n {
+            h0[q] += o[q - 1];
+        }
+        for q in 0..n - 1 {
+            h3[q] -= e[q + 1];
+        }
+        // Undo what crossed from one row of tiles to the next (the image's zero padding).
+        for r in 1..2 * th {
+            h0[r * tw] -= o[r * tw - 1];
+            h3[r * tw - 1] += e[r * tw];
+        }
+        for (j, h) in [&*h0, &*h1, &*h2, &*h3].into_iter().enumerate() {
+            // Rows 2r - 1 + i of tile row r: odd of r - 1, even, odd, even of r + 1.
+            let (ev, od) = (&h[..t], &h[t..2 * t]);
+            let dst = |a: usize| ((a * 4 + j) * g.ic + c) * t;
+            let v0 = &mut v[dst(0)..][..t];
+            for q in 0..tw {
+                v0[q] = -od[q];
+            }
+            for q in tw..t {
+                v0[q] = od[q - tw] - od[q];
+            }
+            let v1 = &mut v[dst(1)..][..t];
+            for q in 0..t {
+                v1[q] = ev[q] + od[q];
+            }
+            let v2 = &mut v[dst(2)..][..t];
+            for q in 0..t {
+                v2[q] = od[q] - ev[q];
+            }
+            let v3 = &mut v[dst(3)..][..t];
+            for q in 0..t - tw {
+                v3[q] = ev[q] - ev[q + tw];
+            }
+            v3[t - tw..].copy_from_slice(&ev[t - tw..]);
+        }
+    }
+}
+
+/// m[ξ][oc][tile] = Σ_ic u[ξ][ic][oc] · v[ξ][ic][tile], with 16-tile vectors: KB channels × TV
+/// vectors per register tile.
+#[target_feature(enable = "avx512f")]
+unsafe fn products(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
+    let t = tiles(g);
+    match t / L {
+        1 => products_tile::<1, 16>(g, u, v, m),
+        2 | 6 | 10 | 14 => products_tile::<2, 8>(g, u, v, m),
+        _ if (t / L).is_multiple_of(4) => products_tile::<4, 4>(g, u, v, m),
+        _ => products_tile::<1, 16>(g, u, v, m),
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn products_tile<const TV: usize, const KB: usize>(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (ic, oc, t) = (g.ic, g.oc, tiles(g));
+    debug_assert!(u.len() >= 16 * ic * oc && v.len() >= 16 * ic * t && m.len() >= 16 * oc * t);
+    for xi in 0..16 {
+        let (u, v, m) = (u.as_ptr().add(xi * ic * oc), v.as_ptr().add(xi * ic * t), m.as_mut_ptr().add(xi * oc * t));
+        for t0 in (0..t).step_by(TV * L) {
+            for k0 in (0..oc).step_by(KB) {
+                let mut acc = [[_mm512_setzero_ps(); TV]; KB];
+                for c in 0..ic {
+                    let vv: [__m512; TV] = std::array::from_fn(|j| _mm512_loadu_ps(v.add(c * t + t0 + j * L)));
+                    let uc = u.add(c * oc + k0);
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        let b = _mm512_set1_ps(*uc.add(k));
+                        for j in 0..TV {
+                            a[j] = _mm512_fmadd_ps(b, vv[j], a[j]);
+                        }
+                    }
+                }
+                for (k, a) in acc.iter().enumerate() {
+                    for (j, &a) in a.iter().enumerate() {
+                        _mm512_storeu_ps(m.add((k0 + k) * t + t0 + j * L), a);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// out (OC, H, W) of one image from m[ξ][oc][tile], bias and epilogue applied. Aᵀ = [1 1 1 0;
+/// 0 1 -1 -1] along the columns of each patch row, then along the rows, over all tiles at once.
+#[crate::cpu::multiversion(targets = "simd")]
+fn transform_output(g: &Geometry, m: &[f32], out: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>, rows: &mut [f32]) {
+    let (tw, th, t) = (g.w / 2, g.h / 2, tiles(g));
+    let (sc, y) = rows[..12 * t].split_at_mut(8 * t);
+    for k in 0..g.oc {
+        // ep.value(k, v + b) = clamp(v · s + sh) with s, sh per channel.
+        let (s, sh) = match ep.affine {
+            Some((s, sh)) => (s[k], bias.map_or(0.0, |b| b[k]) * s[k] + sh[k]),
+            None => (1.0, bias.map_or(0.0, |b| b[k])),
+        };
+        let relu = ep.relu;
+        let mrow = |xi: usize| &m[(xi * g.oc + k) * t..][..t];
+        // sc[2a + dx]: the patch row a along its columns.
+        for a in 0..4 {
+            let (m0, m1, m2, m3) = (mrow(4 * a), mrow(4 * a + 1), mrow(4 * a + 2), mrow(4 * a + 3));
+            let (s0, s1) = sc[2 * a * t..][..2 * t].split_at_mut(t);
+            for q in 0..t {
+                s0[q] = m0[q] + m1[q] + m2[q];
+                s1[q] = m1[q] - m2[q] - m3[q];
+            }
+        }
+        // y[2dy + dx] along the rows, the epilogue applied.
+        for dx in 0..2 {
+            let col = |a: usize| &sc[(2 * a + dx) * t..][..t];
+            let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+            let (y0, y1) = y[2 * dx * t..][..2 * t].split_at_mut(t);
+            for q in 0..t {
+                let (a, b) = ((c0[q] + c1[q] + c2[q]) * s + sh, (c1[q] - c2[q] - c3[q]) * s + sh);
+                y0[q] = if relu && a < 0.0 { 0.0 } else { a };
+                y1[q] = if relu && b < 0.0 { 0.0 } else { b };
+            }
+        }
+        let plane = &mut out[k * g.h * g.w..][..g.h * g.w];
+        for r in 0..th {
+            for dy in 0..2 {
+                let (l, rr) = (&y[dy * t + r * tw..][..tw], &y[(2 + dy) * t + r * tw..][..tw]);
+                let orow = &mut plane[(2 * r + dy) * g.w..][..g.w];
+                for ((p, &a), &b) in orow.chunks_exact_mut(2).zip(l).zip(rr) {
+                    p[0] = a;
+                    p[1] = b;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{forward_cpu, Conv2d};
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn run(cfg: Conv2d, input: [usize; 4], seed: u64) {
+        let Some(isa) = super::super::direct::isa() else { return };
+        let g = cfg.geometry(&input).unwrap();
+        if !applies(Some(isa), &g) {
+            eprintln!("skipped: no AVX-512 here or {g:?} not taken");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let x: Vec<f32> = (0..g.n * g.ic * g.h * g.w).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w: Vec<f32> = (0..g.oc * g.k()).map(|_| rng.random_range(-0.2..0.2)).collect();
+        let b: Vec<f32> = (0..g.oc).map(|_| rng.random_range(-0.5..0.5)).collect();
+        let mut want = vec![0f32; g.n * g.oc * g.oh * g.ow];
+        forward_cpu(&g, &mut want, &x, &w, Some(&b));
+        let mut got = vec![f32::NAN; want.len()];
+        let mut s: Vec<Vec<f32>> = scratch(&g).iter().map(|&n| vec![f32::NAN; n as usize]).collect();
+        forward(&g, &mut got, &x, &w, Some(&b), &Epilogue::default(), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{i}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn winograd_equals_the_direct_definition() {
+        run(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 1);
+        run(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 2);
+        run(Conv2d::new(32, 16, 3).padding(1), [1, 32, 8, 32], 3);
+        run(Conv2d::new(48, 32, 3).padding(1), [2, 48, 16, 8], 4);
+    }
+}
