@@ -199,8 +199,10 @@ impl Node for Planned {
         };
         let mut backward = direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
         match direct::input_gradient_applies(g) {
-            Some(isa) if dinputs.first() == Some(&true) && !backward.is_empty() => backward.extend(direct::backward_input_scratch(isa, g)),
-            _ => {}
+            _ if dinputs.first() != Some(&true) || backward.is_empty() => {}
+            _ if winograd::input_gradient_applies(direct::isa(), g) => backward.extend(winograd::scratch(&winograd::transposed(g))),
+            Some(isa) => backward.extend(direct::backward_input_scratch(isa, g)),
+            None => {}
         }
         Scratch { forward, backward, kept: Vec::new() }
     }
@@ -240,6 +242,9 @@ impl Node for Planned {
         direct::backward_weight(isa, g, dweight, io.dout, io.inputs[0], dw_scratch);
         if let Some(dinp) = dinp {
             match direct::input_gradient_applies(g) {
+                _ if dx_scratch.len() == 2 && winograd::input_gradient_applies(direct::isa(), g) => {
+                    winograd::backward_input(g, dinp, io.dout, io.state[0], dx_scratch)
+                }
                 Some(isa) if dx_scratch.len() == 2 => direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch),
                 _ => backward_cpu(g, Some(dinp), None, None, io.dout, io.inputs[0], io.state[0]),
             }

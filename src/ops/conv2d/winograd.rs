@@ -6,8 +6,9 @@
 //! columns, then along the rows), then 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ]
 //! (IC × tiles), one per position ξ of the 4×4 patch, run with 16-tile vectors, and each output
 //! channel's tiles are transformed back (Aᵀ along the columns, then the rows) with the bias and
-//! the epilogue. The weights are transformed once per call. Layers of fewer than 32 input channels
-//! and the input gradient keep the direct kernels (direct.rs).
+//! the epilogue. The weights are transformed once per call. The input gradient is the same
+//! convolution of the output gradient with the flipped, transposed weight ([`transposed`]). Layers
+//! of fewer than 32 channels keep the direct kernels (direct.rs), as does every weight gradient.
 
 // Off x86_64 no build of these kernels exists: the planning code is unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -50,6 +51,18 @@ pub fn scratch(g: &Geometry) -> Vec<u64> {
     vec![(16 * g.ic * g.oc) as u64, (workspaces(g) * (16 * (g.ic + g.oc) + 12) * t) as u64]
 }
 
+/// The geometry of the input gradient as a convolution: the output gradient (N, OC, H, W) with
+/// the flipped, transposed weight w'(ic, oc, kh, kw) = w(oc, ic, 2 - kh, 2 - kw), padding 1.
+pub fn transposed(g: &Geometry) -> Geometry {
+    Geometry { ic: g.oc, oc: g.ic, ..*g }
+}
+
+/// Whether the input gradient runs through the Winograd kernel (as the convolution
+/// [`transposed`] gives).
+pub fn input_gradient_applies(isa: Option<Isa>, g: &Geometry) -> bool {
+    applies(isa, g) && applies(isa, &transposed(g))
+}
+
 /// out (N, OC, H, W), overwritten, from x (N, IC, H, W), weight (OC, IC, 3, 3) and bias, with the
 /// epilogue applied as the output tiles are stored.
 pub fn forward(
@@ -62,8 +75,23 @@ pub fn forward(
     scratch: &mut [&mut [f32]],
 ) {
     let [u, work] = scratch else { panic!("conv2d winograd forward: expected 2 scratch buffers") };
-    transform_weights(g, weight, u);
-    let u: &[f32] = u;
+    transform_weights(g, |o, i, r| weight[(o * g.ic + i) * 9 + r], u);
+    convolve(g, out, x, u, work, bias, ep);
+}
+
+/// dinp (N, IC, H, W), overwritten, from dout (N, OC, H, W) and weight (OC, IC, 3, 3): the
+/// convolution of the output gradient with the flipped, transposed weight ([`transposed`]), with
+/// that geometry's [`scratch`].
+pub fn backward_input(g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
+    let t = transposed(g);
+    let [u, work] = scratch else { panic!("conv2d winograd input gradient: expected 2 scratch buffers") };
+    // w'(i, o, r) with i < t.oc = IC and o < t.ic = OC, r = 3·kh + kw: w(o, i, 8 - r).
+    transform_weights(&t, |i, o, r| weight[(o * g.ic + i) * 9 + 8 - r], u);
+    convolve(&t, dinp, dout, u, work, None, &Epilogue::default());
+}
+
+/// The convolution from the transformed weights `u`, over the workspaces `work`.
+fn convolve(g: &Geometry, out: &mut [f32], x: &[f32], u: &[f32], work: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
     let t = tiles(g);
     let per = (16 * (g.ic + g.oc) + 12) * t;
     // As many workspaces as the plan made (the thread count when it was made).
@@ -88,12 +116,12 @@ pub fn forward(
         });
 }
 
-/// u[ξ][ic][oc] = (G g Gᵀ)[ξ] for g = weight[oc][ic], G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
-fn transform_weights(g: &Geometry, weight: &[f32], u: &mut [f32]) {
+/// u[ξ][ic][oc] = (G g Gᵀ)[ξ] for g = weight(oc, ic, 3·kh + kw), G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
+fn transform_weights(g: &Geometry, weight: impl Fn(usize, usize, usize) -> f32, u: &mut [f32]) {
     let (ic, oc) = (g.ic, g.oc);
     for i in 0..ic {
         for o in 0..oc {
-            let w = &weight[(o * ic + i) * 9..][..9];
+            let w: [f32; 9] = std::array::from_fn(|r| weight(o, i, r));
             // G g: 4 × 3.
             let mut a = [[0f32; 3]; 4];
             for c in 0..3 {
@@ -298,6 +326,35 @@ mod tests {
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{i}: {a} vs {b}");
         }
+    }
+
+    /// The input gradient against im2col + GEMM's.
+    fn run_dx(cfg: Conv2d, input: [usize; 4], seed: u64) {
+        let Some(isa) = super::super::direct::isa() else { return };
+        let g = cfg.geometry(&input).unwrap();
+        if !input_gradient_applies(Some(isa), &g) {
+            eprintln!("skipped: no AVX-512 here or {g:?} not taken");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let x: Vec<f32> = (0..g.n * g.ic * g.h * g.w).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w: Vec<f32> = (0..g.oc * g.k()).map(|_| rng.random_range(-0.2..0.2)).collect();
+        let dout: Vec<f32> = (0..g.n * g.oc * g.oh * g.ow).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut want = vec![0f32; x.len()];
+        super::super::backward_cpu(&g, Some(&mut want), None, None, &dout, &x, &w);
+        let mut got = vec![f32::NAN; x.len()];
+        let mut s: Vec<Vec<f32>> = scratch(&transposed(&g)).iter().map(|&n| vec![f32::NAN; n as usize]).collect();
+        backward_input(&g, &mut got, &dout, &w, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{i}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn winograd_input_gradient_equals_the_definition() {
+        run_dx(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 5);
+        run_dx(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 6);
+        run_dx(Conv2d::new(32, 48, 3).padding(1), [2, 32, 16, 8], 7);
     }
 
     #[test]
