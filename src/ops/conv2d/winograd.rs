@@ -212,6 +212,7 @@ fn transform_input(g: &Geometry, x: &[f32], v: &mut [f32], rows: &mut [f32]) {
 
 /// m[ξ][oc][tile] = Σ_ic u[ξ][ic][oc] · v[ξ][ic][tile], with 16-tile vectors: KB channels × TV
 /// vectors per register tile.
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn products(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
     let t = tiles(g);
@@ -223,6 +224,7 @@ unsafe fn products(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn products_tile<const TV: usize, const KB: usize>(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
     use std::arch::x86_64::*;
@@ -251,6 +253,12 @@ unsafe fn products_tile<const TV: usize, const KB: usize>(g: &Geometry, u: &[f32
             }
         }
     }
+}
+
+/// Off x86_64 [`applies`] is never true (no AVX-512 build exists): nothing calls this.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn products(_: &Geometry, _: &[f32], _: &[f32], _: &mut [f32]) {
+    unreachable!("the Winograd products run on x86_64 only")
 }
 
 /// out (OC, H, W) of one image from m[ξ][oc][tile], bias and epilogue applied. Aᵀ = [1 1 1 0;
