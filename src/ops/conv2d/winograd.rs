@@ -315,44 +315,36 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    fn run(cfg: Conv2d, input: [usize; 4], seed: u64) {
+    /// The forward (or, with `dx`, the input gradient) against im2col + GEMM's.
+    fn check(cfg: Conv2d, input: [usize; 4], seed: u64, dx: bool) {
         let Some(isa) = super::super::direct::isa() else { return };
         let g = cfg.geometry(&input).unwrap();
-        if !applies(Some(isa), &g) {
+        if !(if dx { input_gradient_applies(Some(isa), &g) } else { applies(Some(isa), &g) }) {
             eprintln!("skipped: no AVX-512 here or {g:?} not taken");
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let x: Vec<f32> = (0..g.n * g.ic * g.h * g.w).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w: Vec<f32> = (0..g.oc * g.k()).map(|_| rng.random_range(-0.2..0.2)).collect();
-        let b: Vec<f32> = (0..g.oc).map(|_| rng.random_range(-0.5..0.5)).collect();
-        let mut want = vec![0f32; g.n * g.oc * g.oh * g.ow];
-        forward_cpu(&g, &mut want, &x, &w, Some(&b));
-        let mut got = vec![f32::NAN; want.len()];
-        let mut s: Vec<Vec<f32>> = scratch(&g).iter().map(|&n| vec![f32::NAN; n as usize]).collect();
-        forward(&g, &mut got, &x, &w, Some(&b), &Epilogue::default(), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
-        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{i}: {a} vs {b}");
-        }
-    }
-
-    /// The input gradient against im2col + GEMM's.
-    fn run_dx(cfg: Conv2d, input: [usize; 4], seed: u64) {
-        let Some(isa) = super::super::direct::isa() else { return };
-        let g = cfg.geometry(&input).unwrap();
-        if !input_gradient_applies(Some(isa), &g) {
-            eprintln!("skipped: no AVX-512 here or {g:?} not taken");
-            return;
-        }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let x: Vec<f32> = (0..g.n * g.ic * g.h * g.w).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w: Vec<f32> = (0..g.oc * g.k()).map(|_| rng.random_range(-0.2..0.2)).collect();
-        let dout: Vec<f32> = (0..g.n * g.oc * g.oh * g.ow).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let mut want = vec![0f32; x.len()];
-        super::super::backward_cpu(&g, Some(&mut want), None, None, &dout, &x, &w);
-        let mut got = vec![f32::NAN; x.len()];
-        let mut s: Vec<Vec<f32>> = scratch(&transposed(&g)).iter().map(|&n| vec![f32::NAN; n as usize]).collect();
-        backward_input(&g, &mut got, &dout, &w, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+        let mut random = |n: usize, r: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-r..r)).collect() };
+        let x = random(g.n * g.ic * g.h * g.w, 1.0);
+        let w = random(g.oc * g.k(), 0.2);
+        let b = random(g.oc, 0.5);
+        let dout = random(g.n * g.oc * g.oh * g.ow, 1.0);
+        let mut s: Vec<Vec<f32>> =
+            scratch(&if dx { transposed(&g) } else { g }).iter().map(|&n| vec![f32::NAN; n as usize]).collect();
+        let mut s: Vec<&mut [f32]> = s.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let (want, got) = if dx {
+            let mut want = vec![0f32; x.len()];
+            super::super::backward_cpu(&g, Some(&mut want), None, None, &dout, &x, &w);
+            let mut got = vec![f32::NAN; x.len()];
+            backward_input(&g, &mut got, &dout, &w, &mut s);
+            (want, got)
+        } else {
+            let mut want = vec![0f32; dout.len()];
+            forward_cpu(&g, &mut want, &x, &w, Some(&b));
+            let mut got = vec![f32::NAN; dout.len()];
+            forward(&g, &mut got, &x, &w, Some(&b), &Epilogue::default(), &mut s);
+            (want, got)
+        };
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{i}: {a} vs {b}");
         }
@@ -360,16 +352,16 @@ mod tests {
 
     #[test]
     fn winograd_input_gradient_equals_the_definition() {
-        run_dx(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 5);
-        run_dx(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 6);
-        run_dx(Conv2d::new(32, 48, 3).padding(1), [2, 32, 16, 8], 7);
+        check(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 5, true);
+        check(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 6, true);
+        check(Conv2d::new(32, 48, 3).padding(1), [2, 32, 16, 8], 7, true);
     }
 
     #[test]
     fn winograd_equals_the_direct_definition() {
-        run(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 1);
-        run(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 2);
-        run(Conv2d::new(32, 16, 3).padding(1), [1, 32, 8, 32], 3);
-        run(Conv2d::new(48, 32, 3).padding(1), [2, 48, 16, 8], 4);
+        check(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 1, false);
+        check(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 2, false);
+        check(Conv2d::new(32, 16, 3).padding(1), [1, 32, 8, 32], 3, false);
+        check(Conv2d::new(48, 32, 3).padding(1), [2, 48, 16, 8], 4, false);
     }
 }
