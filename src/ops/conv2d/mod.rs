@@ -22,6 +22,29 @@ use rayon::prelude::*;
 mod direct;
 mod winograd;
 
+/// The CPU kernels that run a pass of a geometry, chosen in one place so that the planned scratch
+/// and the pass agree (None: im2col + GEMM).
+#[derive(Clone, Copy)]
+enum CpuKernel {
+    Winograd,
+    Direct(direct::Isa),
+}
+
+impl CpuKernel {
+    fn forward(g: &Geometry) -> Option<CpuKernel> {
+        match direct::forward_applies(g) {
+            _ if winograd::applies(direct::isa(), g) => Some(CpuKernel::Winograd),
+            isa => isa.map(CpuKernel::Direct),
+        }
+    }
+    fn input_gradient(g: &Geometry) -> Option<CpuKernel> {
+        match direct::input_gradient_applies(g) {
+            _ if winograd::input_gradient_applies(direct::isa(), g) => Some(CpuKernel::Winograd),
+            isa => isa.map(CpuKernel::Direct),
+        }
+    }
+}
+
 pub const OP: &str = "Conv2d";
 
 crate::shaders!(
@@ -192,17 +215,18 @@ impl Node for Planned {
     }
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
         let g = &self.g;
-        let forward = match direct::forward_applies(g) {
-            _ if winograd::applies(direct::isa(), g) => winograd::scratch(g),
-            Some(isa) => direct::forward_scratch(isa, g),
+        let forward = match CpuKernel::forward(g) {
+            Some(CpuKernel::Winograd) => winograd::scratch(g),
+            Some(CpuKernel::Direct(isa)) => direct::forward_scratch(isa, g),
             None => Vec::new(),
         };
         let mut backward = direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
-        match direct::input_gradient_applies(g) {
-            _ if dinputs.first() != Some(&true) || backward.is_empty() => {}
-            _ if winograd::input_gradient_applies(direct::isa(), g) => backward.extend(winograd::scratch(&winograd::transposed(g))),
-            Some(isa) => backward.extend(direct::backward_input_scratch(isa, g)),
-            None => {}
+        if dinputs.first() == Some(&true) && !backward.is_empty() {
+            match CpuKernel::input_gradient(g) {
+                Some(CpuKernel::Winograd) => backward.extend(winograd::scratch(&winograd::transposed(g))),
+                Some(CpuKernel::Direct(isa)) => backward.extend(direct::backward_input_scratch(isa, g)),
+                None => {}
+            }
         }
         Scratch { forward, backward, kept: Vec::new() }
     }
@@ -214,11 +238,11 @@ impl Node for Planned {
     }
     fn forward_cpu_fused(&self, mut io: CpuForward<'_>, ep: &Epilogue<'_>) {
         let bias = self.bias.then(|| &*io.state[1]);
-        match direct::forward_applies(&self.g) {
-            _ if winograd::applies(direct::isa(), &self.g) && !io.scratch.is_empty() => {
+        match CpuKernel::forward(&self.g) {
+            Some(CpuKernel::Winograd) if !io.scratch.is_empty() => {
                 winograd::forward(&self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
             }
-            Some(isa) if !io.scratch.is_empty() => {
+            Some(CpuKernel::Direct(isa)) if !io.scratch.is_empty() => {
                 direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
             }
             _ => {
@@ -241,11 +265,11 @@ impl Node for Planned {
         let (dw_scratch, dx_scratch) = io.scratch.split_at_mut(3);
         direct::backward_weight(isa, g, dweight, io.dout, io.inputs[0], dw_scratch);
         if let Some(dinp) = dinp {
-            match direct::input_gradient_applies(g) {
-                _ if dx_scratch.len() == 2 && winograd::input_gradient_applies(direct::isa(), g) => {
-                    winograd::backward_input(g, dinp, io.dout, io.state[0], dx_scratch)
+            match CpuKernel::input_gradient(g) {
+                Some(CpuKernel::Winograd) if dx_scratch.len() == 2 => winograd::backward_input(g, dinp, io.dout, io.state[0], dx_scratch),
+                Some(CpuKernel::Direct(isa)) if dx_scratch.len() == 2 => {
+                    direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch)
                 }
-                Some(isa) if dx_scratch.len() == 2 => direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch),
                 _ => backward_cpu(g, Some(dinp), None, None, io.dout, io.inputs[0], io.state[0]),
             }
         }

@@ -35,8 +35,7 @@ pub fn applies(isa: Option<Isa>, g: &Geometry) -> bool {
         && g.oc.is_multiple_of(16)
 }
 
-/// Workspaces: one per task, each an image's transformed input and products, and the transforms'
-/// rows (12 per tile).
+/// Workspaces: one per task ([`workspace_words`] each).
 fn workspaces(g: &Geometry) -> usize {
     rayon::current_num_threads().clamp(1, g.n)
 }
@@ -45,10 +44,15 @@ fn tiles(g: &Geometry) -> usize {
     g.h / 2 * g.w / 2
 }
 
+/// Words of one workspace: an image's transformed input (16 · IC per tile), products (16 · OC)
+/// and the transforms' rows (12).
+fn workspace_words(g: &Geometry) -> usize {
+    (16 * (g.ic + g.oc) + 12) * tiles(g)
+}
+
 /// Scratch words: the transformed weights, then the workspaces.
 pub fn scratch(g: &Geometry) -> Vec<u64> {
-    let t = tiles(g);
-    vec![(16 * g.ic * g.oc) as u64, (workspaces(g) * (16 * (g.ic + g.oc) + 12) * t) as u64]
+    vec![(16 * g.ic * g.oc) as u64, (workspaces(g) * workspace_words(g)) as u64]
 }
 
 /// The geometry of the input gradient as a convolution: the output gradient (N, OC, H, W) with
@@ -93,7 +97,7 @@ pub fn backward_input(g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f3
 /// The convolution from the transformed weights `u`, over the workspaces `work`.
 fn convolve(g: &Geometry, out: &mut [f32], x: &[f32], u: &[f32], work: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
     let t = tiles(g);
-    let per = (16 * (g.ic + g.oc) + 12) * t;
+    let per = workspace_words(g);
     // As many workspaces as the plan made (the thread count when it was made).
     let nw = (work.len() / per).clamp(1, g.n);
     let (img_in, img_out) = (g.ic * g.h * g.w, g.oc * g.h * g.w);
