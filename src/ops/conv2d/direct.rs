@@ -37,25 +37,39 @@ pub enum Isa {
     Avx2,
 }
 
-/// The kernels this CPU can run, detected once.
+/// The kernels this CPU can run, detected once, no further than `WGRAD_CPU_ISA` allows (as
+/// oneDNN's `ONEDNN_MAX_CPU_ISA`): `avx512` (the default), `avx2`, or `none` for im2col + GEMM
+/// everywhere; so that a machine with AVX-512 can test and time what CPUs without it run.
 pub fn isa() -> Option<Isa> {
     static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var("WGRAD_CPU_DIRECT").as_deref() == Ok("0") {
-                return None;
+        let cap = std::env::var("WGRAD_CPU_ISA").ok();
+        let cap = match cap.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("avx512") => Some(Isa::Avx512),
+            Some("avx2") => Some(Isa::Avx2),
+            Some("none") => None,
+            Some(other) => {
+                eprintln!("wgrad: WGRAD_CPU_ISA={other:?} is not avx512, avx2 or none; using what the CPU has");
+                Some(Isa::Avx512)
             }
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-                return Some(Isa::Avx512);
-            }
-            if avx2 {
-                return Some(Isa::Avx2);
-            }
-        }
-        None
+        };
+        cap.and_then(|cap| detected().map(|found| if found == Isa::Avx512 { cap } else { found }))
     })
+}
+
+/// The best kernels this CPU has.
+fn detected() -> Option<Isa> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+            return Some(Isa::Avx512);
+        }
+        if avx2 {
+            return Some(Isa::Avx2);
+        }
+    }
+    None
 }
 
 fn unit(g: &Geometry) -> bool {
@@ -913,20 +927,23 @@ unsafe fn dw_avx512_pairs<const NR: usize, const NK: usize>(
                     }
                 }
                 for oh in r0..r1 {
+                    // As in dw_fn: one pointer per k along the row, indexed by the pixel alone.
+                    let row = x.add(oh * g.sh * p.wp);
+                    let src: [*const f32; NK] = std::array::from_fn(|j| row.add(offs[j]));
+                    let mut dp = d.add(oh * g.ow * ocp);
                     for ow in (0..g.ow).step_by(2) {
-                        let q = (oh * g.ow + ow) / 2;
-                        let base = x.add(oh * g.sh * p.wp + ow);
                         let mut dv = [_mm512_setzero_ps(); NR];
                         for v in 0..NR {
-                            dv[v] = _mm512_loadu_ps(d.add((q * ocp + v * V) * 2));
+                            dv[v] = _mm512_loadu_ps(dp.add(v * 2 * V));
                         }
                         for j in 0..NK {
-                            let pair = (base.add(offs[j]) as *const f64).read_unaligned();
+                            let pair = (src[j].add(ow) as *const f64).read_unaligned();
                             let xv = _mm512_castpd_ps(_mm512_set1_pd(pair));
                             for v in 0..NR {
                                 acc[v][j] = _mm512_fmadd_ps(dv[v], xv, acc[v][j]);
                             }
                         }
+                        dp = dp.add(2 * ocp);
                     }
                 }
                 for v in 0..NR {
@@ -984,19 +1001,25 @@ macro_rules! dw_fn {
                                 }
                             }
                             for oh in r0..r1 {
+                                // Each k's input along this output row, and the row's gradient:
+                                // one pointer each, indexed by the pixel alone (two-term
+                                // addresses keep the loop's pointers in registers).
+                                let row = x.add(oh * g.sh * p.wp);
+                                let src: [*const f32; NK] = std::array::from_fn(|j| row.add(offs[j]));
+                                let mut dp = d.add(oh * g.ow * ocp + ov * V);
                                 for ow in 0..g.ow {
-                                    let px = oh * g.ow + ow;
-                                    let base = x.add(oh * g.sh * p.wp + ow * g.sw);
+                                    let i = ow * g.sw;
                                     let mut dv = [$setzero(); NR];
                                     for v in 0..NR {
-                                        dv[v] = $loadu(d.add(px * ocp + (ov + v * $per) * V));
+                                        dv[v] = $loadu(dp.add(v * $per * V));
                                     }
                                     for j in 0..NK {
-                                        let xv = $set1(*base.add(offs[j]));
+                                        let xv = $set1(*src[j].add(i));
                                         for v in 0..NR {
                                             acc[v][j] = $fmadd(dv[v], xv, acc[v][j]);
                                         }
                                     }
+                                    dp = dp.add(ocp);
                                 }
                             }
                             for v in 0..NR {
