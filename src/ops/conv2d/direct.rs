@@ -72,6 +72,16 @@ fn detected() -> Option<Isa> {
     None
 }
 
+/// Every build this CPU can run, for tests: AVX-512 machines test the AVX2 build too.
+#[cfg(test)]
+pub(super) fn builds() -> Vec<Isa> {
+    match isa() {
+        Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
+        Some(Isa::Avx2) => vec![Isa::Avx2],
+        None => Vec::new(),
+    }
+}
+
 fn unit(g: &Geometry) -> bool {
     g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1
 }
@@ -1091,13 +1101,6 @@ mod tests {
     }
 
     /// Both builds this CPU runs (AVX-512 machines run the AVX2 one too).
-    fn builds() -> Vec<Isa> {
-        match isa() {
-            Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
-            Some(Isa::Avx2) => vec![Isa::Avx2],
-            None => Vec::new(),
-        }
-    }
 
     fn close(what: &str, got: &[f32], want: &[f64]) -> std::result::Result<(), TestCaseError> {
         let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));

@@ -26,20 +26,20 @@ mod winograd;
 /// and the pass agree (None: im2col + GEMM).
 #[derive(Clone, Copy)]
 enum CpuKernel {
-    Winograd,
+    Winograd(direct::Isa),
     Direct(direct::Isa),
 }
 
 impl CpuKernel {
     fn forward(g: &Geometry) -> Option<CpuKernel> {
         match direct::forward_applies(g) {
-            _ if winograd::applies(direct::isa(), g) => Some(CpuKernel::Winograd),
+            Some(isa) if winograd::applies(Some(isa), g) => Some(CpuKernel::Winograd(isa)),
             isa => isa.map(CpuKernel::Direct),
         }
     }
     fn input_gradient(g: &Geometry) -> Option<CpuKernel> {
         match direct::input_gradient_applies(g) {
-            _ if winograd::input_gradient_applies(direct::isa(), g) => Some(CpuKernel::Winograd),
+            Some(isa) if winograd::input_gradient_applies(Some(isa), g) => Some(CpuKernel::Winograd(isa)),
             isa => isa.map(CpuKernel::Direct),
         }
     }
@@ -216,14 +216,14 @@ impl Node for Planned {
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
         let g = &self.g;
         let forward = match CpuKernel::forward(g) {
-            Some(CpuKernel::Winograd) => winograd::scratch(g),
+            Some(CpuKernel::Winograd(_)) => winograd::scratch(g),
             Some(CpuKernel::Direct(isa)) => direct::forward_scratch(isa, g),
             None => Vec::new(),
         };
         let mut backward = direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
         if dinputs.first() == Some(&true) && !backward.is_empty() {
             match CpuKernel::input_gradient(g) {
-                Some(CpuKernel::Winograd) => backward.extend(winograd::scratch(&winograd::transposed(g))),
+                Some(CpuKernel::Winograd(_)) => backward.extend(winograd::scratch(&winograd::transposed(g))),
                 Some(CpuKernel::Direct(isa)) => backward.extend(direct::backward_input_scratch(isa, g)),
                 None => {}
             }
@@ -239,8 +239,8 @@ impl Node for Planned {
     fn forward_cpu_fused(&self, mut io: CpuForward<'_>, ep: &Epilogue<'_>) {
         let bias = self.bias.then(|| &*io.state[1]);
         match CpuKernel::forward(&self.g) {
-            Some(CpuKernel::Winograd) if !io.scratch.is_empty() => {
-                winograd::forward(&self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
+            Some(CpuKernel::Winograd(isa)) if !io.scratch.is_empty() => {
+                winograd::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
             }
             Some(CpuKernel::Direct(isa)) if !io.scratch.is_empty() => {
                 direct::forward(isa, &self.g, io.out, io.inputs[0], io.state[0], bias, ep, &mut io.scratch)
@@ -266,7 +266,7 @@ impl Node for Planned {
         direct::backward_weight(isa, g, dweight, io.dout, io.inputs[0], dw_scratch);
         if let Some(dinp) = dinp {
             match CpuKernel::input_gradient(g) {
-                Some(CpuKernel::Winograd) if dx_scratch.len() == 2 => winograd::backward_input(g, dinp, io.dout, io.state[0], dx_scratch),
+                Some(CpuKernel::Winograd(isa)) if dx_scratch.len() == 2 => winograd::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch),
                 Some(CpuKernel::Direct(isa)) if dx_scratch.len() == 2 => {
                     direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch)
                 }

@@ -1,14 +1,15 @@
 //! The CPU path's Winograd F(2×2, 3×3) forward for stride-1 3×3 convolutions with padding 1, on
-//! AVX-512: each 2×2 block of output pixels (a tile) comes from the 4×4 input patch around it as
-//! Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the products are 16 per tile and input channel instead of 36.
-//! Image by image, so that its transformed tiles stay in cache: each input channel's tiles are
+//! AVX-512 and AVX2: each 2×2 block of output pixels (a tile) comes from the 4×4 input patch around
+//! it as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the products are 16 per tile and input channel instead of
+//! 36. Image by image, so that its transformed tiles stay in cache: each input channel's tiles are
 //! transformed in passes over all of them (the rows' even and odd columns apart, Bᵀ along the
 //! columns, then along the rows), then 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ]
-//! (IC × tiles), one per position ξ of the 4×4 patch, run with 16-tile vectors, and each output
-//! channel's tiles are transformed back (Aᵀ along the columns, then the rows) with the bias and
-//! the epilogue. The weights are transformed once per call. The input gradient is the same
-//! convolution of the output gradient with the flipped, transposed weight ([`transposed`]). Layers
-//! of fewer than 32 channels keep the direct kernels (direct.rs), as does every weight gradient.
+//! (IC × tiles), one per position ξ of the 4×4 patch, run with vectors of 16 tiles (8 on AVX2),
+//! and each output channel's tiles are transformed back (Aᵀ along the columns, then the rows) with
+//! the bias and the epilogue. The weights are transformed once per call. The input gradient is the
+//! same convolution of the output gradient with the flipped, transposed weight ([`transposed`]).
+//! Layers of fewer than 16 channels keep the direct kernels (direct.rs), as does every weight
+//! gradient.
 
 // Off x86_64 no build of these kernels exists: the planning code is unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -22,16 +23,16 @@ use rayon::prelude::*;
 const L: usize = 16;
 
 /// Whether the Winograd forward takes this geometry: 3×3, stride 1, dilation 1, padding 1 (so the
-/// output has the input's size), even sizes, a multiple of 16 tiles per image, at least 32 input
-/// channels (below that the products gain nothing on the direct kernels) and output channels a
-/// multiple of 16, on AVX-512.
+/// output has the input's size), even sizes, a multiple of 16 tiles per image, at least 16 input
+/// channels (the transforms' cost is per channel, the products' gain per channel pair) and output
+/// channels a multiple of 16, on a CPU with direct kernels (AVX2 or AVX-512).
 pub fn applies(isa: Option<Isa>, g: &Geometry) -> bool {
-    isa == Some(Isa::Avx512)
+    isa.is_some()
         && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw) == (3, 3, 1, 1, 1, 1, 1, 1)
         && g.h.is_multiple_of(2)
         && g.w.is_multiple_of(2)
         && (g.h / 2 * g.w / 2).is_multiple_of(L)
-        && g.ic >= 32
+        && g.ic >= 16
         && g.oc.is_multiple_of(16)
 }
 
@@ -70,6 +71,7 @@ pub fn input_gradient_applies(isa: Option<Isa>, g: &Geometry) -> bool {
 /// out (N, OC, H, W), overwritten, from x (N, IC, H, W), weight (OC, IC, 3, 3) and bias, with the
 /// epilogue applied as the output tiles are stored.
 pub fn forward(
+    isa: Isa,
     g: &Geometry,
     out: &mut [f32],
     x: &[f32],
@@ -80,22 +82,23 @@ pub fn forward(
 ) {
     let [u, work] = scratch else { panic!("conv2d winograd forward: expected 2 scratch buffers") };
     transform_weights(g, |o, i, r| weight[(o * g.ic + i) * 9 + r], u);
-    convolve(g, out, x, u, work, bias, ep);
+    convolve(isa, g, out, x, u, work, bias, ep);
 }
 
 /// dinp (N, IC, H, W), overwritten, from dout (N, OC, H, W) and weight (OC, IC, 3, 3): the
 /// convolution of the output gradient with the flipped, transposed weight ([`transposed`]), with
 /// that geometry's [`scratch`].
-pub fn backward_input(g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
+pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
     let t = transposed(g);
     let [u, work] = scratch else { panic!("conv2d winograd input gradient: expected 2 scratch buffers") };
     // w'(i, o, r) with i < t.oc = IC and o < t.ic = OC, r = 3·kh + kw: w(o, i, 8 - r).
     transform_weights(&t, |i, o, r| weight[(o * g.ic + i) * 9 + 8 - r], u);
-    convolve(&t, dinp, dout, u, work, None, &Epilogue::default());
+    convolve(isa, &t, dinp, dout, u, work, None, &Epilogue::default());
 }
 
 /// The convolution from the transformed weights `u`, over the workspaces `work`.
-fn convolve(g: &Geometry, out: &mut [f32], x: &[f32], u: &[f32], work: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+#[allow(clippy::too_many_arguments)]
+fn convolve(isa: Isa, g: &Geometry, out: &mut [f32], x: &[f32], u: &[f32], work: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
     let t = tiles(g);
     let per = workspace_words(g);
     // As many workspaces as the plan made (the thread count when it was made).
@@ -112,9 +115,9 @@ fn convolve(g: &Geometry, out: &mut [f32], x: &[f32], u: &[f32], work: &mut [f32
             for (i, out) in out.chunks_exact_mut(img_out).enumerate() {
                 let n = task * per_task + i;
                 transform_input(g, &x[n * img_in..][..img_in], v, rows);
-                // SAFETY: the CPU has AVX-512 (applies), and the slices hold 16 · IC · T,
+                // SAFETY: the CPU has `isa` (applies), and the slices hold 16 · IC · T,
                 // 16 · IC · OC and 16 · OC · T floats.
-                unsafe { products(g, u, v, m) };
+                unsafe { products(isa, g, u, v, m) };
                 transform_output(g, m, out, bias, ep, rows);
             }
         });
@@ -214,54 +217,67 @@ fn transform_input(g: &Geometry, x: &[f32], v: &mut [f32], rows: &mut [f32]) {
     }
 }
 
-/// m[ξ][oc][tile] = Σ_ic u[ξ][ic][oc] · v[ξ][ic][tile], with 16-tile vectors: KB channels × TV
-/// vectors per register tile.
+/// m[ξ][oc][tile] = Σ_ic u[ξ][ic][oc] · v[ξ][ic][tile], with vectors of tiles (16 on AVX-512, 8
+/// on AVX2): KB channels × TV vectors per register tile.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn products(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
+unsafe fn products(isa: Isa, g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
     let t = tiles(g);
-    match t / L {
-        1 => products_tile::<1, 16>(g, u, v, m),
-        2 | 6 | 10 | 14 => products_tile::<2, 8>(g, u, v, m),
-        _ if (t / L).is_multiple_of(4) => products_tile::<4, 4>(g, u, v, m),
-        _ => products_tile::<1, 16>(g, u, v, m),
+    match isa {
+        Isa::Avx512 => match t / L {
+            1 => products_avx512::<1, 16>(g, u, v, m),
+            2 | 6 | 10 | 14 => products_avx512::<2, 8>(g, u, v, m),
+            _ if (t / L).is_multiple_of(4) => products_avx512::<4, 4>(g, u, v, m),
+            _ => products_avx512::<1, 16>(g, u, v, m),
+        },
+        // 16 registers: 4 channels × 2 vectors of 8 tiles, 2 loads and a broadcast.
+        Isa::Avx2 => products_avx2::<2, 4>(g, u, v, m),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn products_tile<const TV: usize, const KB: usize>(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let (ic, oc, t) = (g.ic, g.oc, tiles(g));
-    debug_assert!(u.len() >= 16 * ic * oc && v.len() >= 16 * ic * t && m.len() >= 16 * oc * t);
-    for xi in 0..16 {
-        let (u, v, m) = (u.as_ptr().add(xi * ic * oc), v.as_ptr().add(xi * ic * t), m.as_mut_ptr().add(xi * oc * t));
-        for t0 in (0..t).step_by(TV * L) {
-            for k0 in (0..oc).step_by(KB) {
-                let mut acc = [[_mm512_setzero_ps(); TV]; KB];
-                for c in 0..ic {
-                    let vv: [__m512; TV] = std::array::from_fn(|j| _mm512_loadu_ps(v.add(c * t + t0 + j * L)));
-                    let uc = u.add(c * oc + k0);
-                    for (k, a) in acc.iter_mut().enumerate() {
-                        let b = _mm512_set1_ps(*uc.add(k));
-                        for j in 0..TV {
-                            a[j] = _mm512_fmadd_ps(b, vv[j], a[j]);
+/// One build of the products: `$reg` vectors of `$lanes` tiles.
+macro_rules! products_fn {
+    ($name:ident, $features:literal, $lanes:literal, $setzero:ident, $loadu:ident, $set1:ident, $fmadd:ident, $storeu:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const TV: usize, const KB: usize>(g: &Geometry, u: &[f32], v: &[f32], m: &mut [f32]) {
+            use std::arch::x86_64::*;
+            const LANES: usize = $lanes;
+            let (ic, oc, t) = (g.ic, g.oc, tiles(g));
+            debug_assert!(u.len() >= 16 * ic * oc && v.len() >= 16 * ic * t && m.len() >= 16 * oc * t);
+            debug_assert!(t.is_multiple_of(TV * LANES) && oc.is_multiple_of(KB));
+            for xi in 0..16 {
+                let (u, v, m) = (u.as_ptr().add(xi * ic * oc), v.as_ptr().add(xi * ic * t), m.as_mut_ptr().add(xi * oc * t));
+                for t0 in (0..t).step_by(TV * LANES) {
+                    for k0 in (0..oc).step_by(KB) {
+                        let mut acc = [[$setzero(); TV]; KB];
+                        for c in 0..ic {
+                            let vv: [_; TV] = std::array::from_fn(|j| $loadu(v.add(c * t + t0 + j * LANES)));
+                            let uc = u.add(c * oc + k0);
+                            for (k, a) in acc.iter_mut().enumerate() {
+                                let b = $set1(*uc.add(k));
+                                for j in 0..TV {
+                                    a[j] = $fmadd(b, vv[j], a[j]);
+                                }
+                            }
                         }
-                    }
-                }
-                for (k, a) in acc.iter().enumerate() {
-                    for (j, &a) in a.iter().enumerate() {
-                        _mm512_storeu_ps(m.add((k0 + k) * t + t0 + j * L), a);
+                        for (k, a) in acc.iter().enumerate() {
+                            for (j, &a) in a.iter().enumerate() {
+                                $storeu(m.add((k0 + k) * t + t0 + j * LANES), a);
+                            }
+                        }
                     }
                 }
             }
         }
-    }
+    };
 }
 
-/// Off x86_64 [`applies`] is never true (no AVX-512 build exists): nothing calls this.
+products_fn!(products_avx512, "avx512f", 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
+products_fn!(products_avx2, "avx2,fma", 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
+
+/// Off x86_64 [`applies`] is never true (there is no [`Isa`]): nothing calls this.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn products(_: &Geometry, _: &[f32], _: &[f32], _: &mut [f32]) {
+unsafe fn products(_: Isa, _: &Geometry, _: &[f32], _: &[f32], _: &mut [f32]) {
     unreachable!("the Winograd products run on x86_64 only")
 }
 
@@ -319,14 +335,21 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The forward (or, with `dx`, the input gradient) against im2col + GEMM's.
+    /// The forward (or, with `dx`, the input gradient) against im2col + GEMM's, in every build
+    /// this CPU runs.
     fn check(cfg: Conv2d, input: [usize; 4], seed: u64, dx: bool) {
-        let Some(isa) = super::super::direct::isa() else { return };
-        let g = cfg.geometry(&input).unwrap();
-        if !(if dx { input_gradient_applies(Some(isa), &g) } else { applies(Some(isa), &g) }) {
-            eprintln!("skipped: no AVX-512 here or {g:?} not taken");
-            return;
+        let builds = super::super::direct::builds();
+        if builds.is_empty() {
+            eprintln!("skipped: no AVX2 here");
         }
+        for isa in builds {
+            check_build(isa, cfg, input, seed, dx);
+        }
+    }
+
+    fn check_build(isa: Isa, cfg: Conv2d, input: [usize; 4], seed: u64, dx: bool) {
+        let g = cfg.geometry(&input).unwrap();
+        assert!(if dx { input_gradient_applies(Some(isa), &g) } else { applies(Some(isa), &g) }, "{g:?} not taken");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut random = |n: usize, r: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-r..r)).collect() };
         let x = random(g.n * g.ic * g.h * g.w, 1.0);
@@ -340,17 +363,17 @@ mod tests {
             let mut want = vec![0f32; x.len()];
             super::super::backward_cpu(&g, Some(&mut want), None, None, &dout, &x, &w);
             let mut got = vec![f32::NAN; x.len()];
-            backward_input(&g, &mut got, &dout, &w, &mut s);
+            backward_input(isa, &g, &mut got, &dout, &w, &mut s);
             (want, got)
         } else {
             let mut want = vec![0f32; dout.len()];
             forward_cpu(&g, &mut want, &x, &w, Some(&b));
             let mut got = vec![f32::NAN; dout.len()];
-            forward(&g, &mut got, &x, &w, Some(&b), &Epilogue::default(), &mut s);
+            forward(isa, &g, &mut got, &x, &w, Some(&b), &Epilogue::default(), &mut s);
             (want, got)
         };
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{i}: {a} vs {b}");
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{isa:?} {i}: {a} vs {b}");
         }
     }
 
@@ -359,6 +382,7 @@ mod tests {
         check(Conv2d::new(32, 32, 3).padding(1), [3, 32, 16, 16], 5, true);
         check(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 6, true);
         check(Conv2d::new(32, 48, 3).padding(1), [2, 32, 16, 8], 7, true);
+        check(Conv2d::new(16, 16, 3).padding(1), [2, 16, 32, 32], 8, true);
     }
 
     #[test]
@@ -367,5 +391,6 @@ mod tests {
         check(Conv2d::new(64, 64, 3).padding(1), [2, 64, 8, 8], 2, false);
         check(Conv2d::new(32, 16, 3).padding(1), [1, 32, 8, 32], 3, false);
         check(Conv2d::new(48, 32, 3).padding(1), [2, 48, 16, 8], 4, false);
+        check(Conv2d::new(16, 16, 3).padding(1), [2, 16, 32, 32], 9, false);
     }
 }
