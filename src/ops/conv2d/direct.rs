@@ -1100,8 +1100,6 @@ mod tests {
         words.iter().map(|&w| vec![f32::NAN; w as usize]).collect()
     }
 
-    /// Both builds this CPU runs (AVX-512 machines run the AVX2 one too).
-
     fn close(what: &str, got: &[f32], want: &[f64]) -> std::result::Result<(), TestCaseError> {
         let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
         for (i, (&a, &b)) in got.iter().zip(want).enumerate() {

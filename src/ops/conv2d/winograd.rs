@@ -70,6 +70,7 @@ pub fn input_gradient_applies(isa: Option<Isa>, g: &Geometry) -> bool {
 
 /// out (N, OC, H, W), overwritten, from x (N, IC, H, W), weight (OC, IC, 3, 3) and bias, with the
 /// epilogue applied as the output tiles are stored.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     isa: Isa,
     g: &Geometry,
