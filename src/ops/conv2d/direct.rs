@@ -451,7 +451,7 @@ fn image(isa: Isa, g: &Geometry, l: Layout, d: Dest, out: &mut [f32], x: &[f32],
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("direct convolution without x86_64 kernels ({isa:?}, {l:?}, {d:?}, {}, {}, {ep:?})", out.len() + x.len() + wp.len(), bias.is_some());
+    unreachable!("direct convolution without x86_64 kernels ({isa:?}, {g:?}, {l:?}, {d:?}, {}, {}, {ep:?})", out.len() + x.len() + wp.len(), bias.is_some());
 }
 
 /// The convolution proper, over the laid-out input and packed weights, in parallel over images.
