@@ -1,9 +1,9 @@
 //! The CPU path's Winograd F(2×2, 3×3) forward for stride-1 3×3 convolutions with padding 1, on
 //! AVX-512 and AVX2: each 2×2 block of output pixels (a tile) comes from the 4×4 input patch around
 //! it as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the products are 16 per tile and input channel instead of
-//! 36. Image by image, so that its transformed tiles stay in cache: each input channel's tiles are
-//! transformed in passes over all of them (the rows' even and odd columns apart, Bᵀ along the
-//! columns, then along the rows), then 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ]
+//! 36. Image by image, so that its transformed tiles stay in cache: the input is transformed in two
+//! passes over the whole image (Bᵀ along the columns of each row pair, then along the rows), then
+//! 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ]
 //! (IC × tiles), one per position ξ of the 4×4 patch, run with vectors of 16 tiles (8 on AVX2),
 //! and each output channel's tiles are transformed back (Aᵀ along the columns, then the rows) with
 //! the bias and the epilogue. The weights are transformed once per call. The input gradient is the
@@ -23,14 +23,15 @@ use rayon::prelude::*;
 const L: usize = 16;
 
 /// Whether the Winograd forward takes this geometry: 3×3, stride 1, dilation 1, padding 1 (so the
-/// output has the input's size), even sizes, a multiple of 16 tiles per image, at least 16 input
+/// output has the input's size), an even height, a width of 8, 16, 32 or 64 (the column pass is
+/// built for each: [`columns`]), a multiple of 16 tiles per image, at least 16 input
 /// channels (the transforms' cost is per channel, the products' gain per channel pair) and output
 /// channels a multiple of 16, on a CPU with direct kernels (AVX2 or AVX-512).
 pub fn applies(isa: Option<Isa>, g: &Geometry) -> bool {
     isa.is_some()
         && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw) == (3, 3, 1, 1, 1, 1, 1, 1)
         && g.h.is_multiple_of(2)
-        && g.w.is_multiple_of(2)
+        && matches!(g.w, 8 | 16 | 32 | 64)
         && (g.h / 2 * g.w / 2).is_multiple_of(L)
         && g.ic >= 16
         && g.oc.is_multiple_of(16)
@@ -46,9 +47,9 @@ fn tiles(g: &Geometry) -> usize {
 }
 
 /// Words of one workspace: an image's transformed input (16 · IC per tile), products (16 · OC)
-/// and the transforms' rows (12).
+/// and the transforms' rows (the input's 8 per tile of a channel group, the output's 12).
 fn workspace_words(g: &Geometry) -> usize {
-    (16 * (g.ic + g.oc) + 12) * tiles(g)
+    (16 * (g.ic + g.oc) + 12.max(8 * channel_group(g))) * tiles(g)
 }
 
 /// Scratch words: the transformed weights, then the workspaces.
@@ -150,70 +151,88 @@ fn transform_weights(g: &Geometry, weight: impl Fn(usize, usize, usize) -> f32, 
     }
 }
 
-/// v[ξ][ic][tile] from one image x (IC, H, W), tiles row-major. Per channel, in passes over whole
-/// rows of tiles so that every loop runs over T (or T/TH) floats: the rows' even and odd columns
-/// apart (by row parity), Bᵀ along the columns, then Bᵀ along the rows.
+/// Input channels per pass of the input transform: about 512 tiles, so that the pass's rows
+/// (8 floats a tile) stay in the L1 cache between its two steps while its loops stay long.
+fn channel_group(g: &Geometry) -> usize {
+    (512 / tiles(g)).clamp(1, g.ic)
+}
+
+/// v[ξ][ic][tile] from one image x (IC, H, W), tiles row-major, in passes over groups of
+/// channels ([`channel_group`]), so that per-channel and per-row work does not dominate small
+/// planes: Bᵀ along the columns of each pair of rows ([`columns`]), then Bᵀ along the rows, each
+/// v[ξ] one flat loop over the group's tiles with a fix for the first or last row of tiles of
+/// each channel.
 #[crate::cpu::multiversion(targets = "simd")]
 fn transform_input(g: &Geometry, x: &[f32], v: &mut [f32], rows: &mut [f32]) {
-    let (tw, th, t) = (g.w / 2, g.h / 2, tiles(g));
-    // e[p][r·tw + m] = x[2r + p][2m], o likewise at 2m + 1; then hc[j][p][·] the column
-    // transforms (d_j at tile m is x[·][2m - 1 + j]: odd of m - 1, even, odd, even of m + 1).
-    let (eo, hc) = rows[..12 * t].split_at_mut(4 * t);
-    let (e, o) = eo.split_at_mut(2 * t);
-    for c in 0..g.ic {
-        let plane = &x[c * g.h * g.w..][..g.h * g.w];
-        for (y, row) in plane.chunks_exact(g.w).enumerate() {
-            let at = (y & 1) * t + (y >> 1) * tw;
-            for ((e, o), p) in e[at..at + tw].iter_mut().zip(&mut o[at..at + tw]).zip(row.chunks_exact(2)) {
-                *e = p[0];
-                *o = p[1];
+    let (tw, t, hw) = (g.w / 2, tiles(g), g.h * g.w);
+    let group = channel_group(g);
+    for c0 in (0..g.ic).step_by(group) {
+        let gc = group.min(g.ic - c0);
+        let n = gc * t;
+        let h = &mut rows[..8 * n];
+        let x = &x[c0 * hw..][..gc * hw];
+        match tw {
+            4 => columns::<4>(x, n, h),
+            8 => columns::<8>(x, n, h),
+            16 => columns::<16>(x, n, h),
+            32 => columns::<32>(x, n, h),
+            _ => unreachable!("conv2d winograd: {tw} tiles per row (applies() takes 4, 8, 16 and 32)"),
+        }
+        // v[ξ] of channels c0.. (ξ = 4a + j).
+        let at = |xi: usize| (xi * g.ic + c0) * t;
+        for j in 0..4 {
+            // Rows 2r - 1 + i of tile row r: odd of r - 1, even, odd, even of r + 1 (zero outside).
+            let (ev, od) = h[2 * j * n..][..2 * n].split_at(n);
+            let v0 = &mut v[at(j)..][..n];
+            for k in tw..n {
+                v0[k] = od[k - tw] - od[k];
+            }
+            for (v0, od) in v0.chunks_exact_mut(t).zip(od.chunks_exact(t)) {
+                for (d, &s) in v0[..tw].iter_mut().zip(&od[..tw]) {
+                    *d = -s;
+                }
+            }
+            let v1 = &mut v[at(4 + j)..][..n];
+            for k in 0..n {
+                v1[k] = ev[k] + od[k];
+            }
+            let v2 = &mut v[at(8 + j)..][..n];
+            for k in 0..n {
+                v2[k] = od[k] - ev[k];
+            }
+            let v3 = &mut v[at(12 + j)..][..n];
+            for k in 0..n - tw {
+                v3[k] = ev[k] - ev[k + tw];
+            }
+            for (v3, ev) in v3.chunks_exact_mut(t).zip(ev.chunks_exact(t)) {
+                v3[t - tw..].copy_from_slice(&ev[t - tw..]);
             }
         }
-        let (h0, rest) = hc.split_at_mut(2 * t);
-        let (h1, rest) = rest.split_at_mut(2 * t);
-        let (h2, h3) = rest.split_at_mut(2 * t);
-        let n = 2 * t;
-        for q in 0..n {
-            h1[q] = e[q] + o[q];
-            h2[q] = o[q] - e[q];
-            h0[q] = -o[q];
-            h3[q] = e[q];
-        }
-        for q in 1..n {
-            h0[q] += o[q - 1];
-        }
-        for q in 0..n - 1 {
-            h3[q] -= e[q + 1];
-        }
-        // Undo what crossed from one row of tiles to the next (the image's zero padding).
-        for r in 1..2 * th {
-            h0[r * tw] -= o[r * tw - 1];
-            h3[r * tw - 1] += e[r * tw];
-        }
-        for (j, h) in [&*h0, &*h1, &*h2, &*h3].into_iter().enumerate() {
-            // Rows 2r - 1 + i of tile row r: odd of r - 1, even, odd, even of r + 1.
-            let (ev, od) = (&h[..t], &h[t..2 * t]);
-            let dst = |a: usize| ((a * 4 + j) * g.ic + c) * t;
-            let v0 = &mut v[dst(0)..][..t];
-            for q in 0..tw {
-                v0[q] = -od[q];
+    }
+}
+
+/// Bᵀ along the columns of every row of x (channels of rows of 2 · TW floats, N = channels × tiles):
+/// h[j][p][c][r][m] (each [j][p] block N floats) for input row 2r + p, d_j at tile m being the
+/// row's column 2m - 1 + j (zero outside). One row pair per step, its length known to the compiler.
+#[inline(always)]
+fn columns<const TW: usize>(x: &[f32], n: usize, h: &mut [f32]) {
+    let w = 2 * TW;
+    let (h0, rest) = h.split_at_mut(2 * n);
+    let (h1, rest) = rest.split_at_mut(2 * n);
+    let (h2, h3) = rest.split_at_mut(2 * n);
+    for (b, pair) in x.chunks_exact(2 * w).enumerate() {
+        for p in 0..2 {
+            let row = &pair[p * w..][..w];
+            let e: [f32; TW] = std::array::from_fn(|m| row[2 * m]);
+            let o: [f32; TW] = std::array::from_fn(|m| row[2 * m + 1]);
+            let at = p * n + b * TW;
+            let (h0, h1, h2, h3) = (&mut h0[at..][..TW], &mut h1[at..][..TW], &mut h2[at..][..TW], &mut h3[at..][..TW]);
+            for m in 0..TW {
+                h0[m] = if m > 0 { o[m - 1] } else { 0.0 } - o[m];
+                h1[m] = e[m] + o[m];
+                h2[m] = o[m] - e[m];
+                h3[m] = e[m] - if m + 1 < TW { e[m + 1] } else { 0.0 };
             }
-            for q in tw..t {
-                v0[q] = od[q - tw] - od[q];
-            }
-            let v1 = &mut v[dst(1)..][..t];
-            for q in 0..t {
-                v1[q] = ev[q] + od[q];
-            }
-            let v2 = &mut v[dst(2)..][..t];
-            for q in 0..t {
-                v2[q] = od[q] - ev[q];
-            }
-            let v3 = &mut v[dst(3)..][..t];
-            for q in 0..t - tw {
-                v3[q] = ev[q] - ev[q + tw];
-            }
-            v3[t - tw..].copy_from_slice(&ev[t - tw..]);
         }
     }
 }
@@ -393,5 +412,8 @@ mod tests {
         check(Conv2d::new(32, 16, 3).padding(1), [1, 32, 8, 32], 3, false);
         check(Conv2d::new(48, 32, 3).padding(1), [2, 48, 16, 8], 4, false);
         check(Conv2d::new(16, 16, 3).padding(1), [2, 16, 32, 32], 9, false);
+        check(Conv2d::new(16, 32, 3).padding(1), [1, 16, 2, 64], 10, false);
     }
 }
+
+
