@@ -50,14 +50,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let start = k * WG * p.per_thread;
     var sdy = 0.0;
     var sdyx = 0.0;
+    // m = start + j * WG + li, walked as (image, position) = (m / HW, m % HW) without a division
+    // per value (CPU adapters run integer division lane by lane).
+    var m = start + li;
+    var img = m / p.HW;
+    var pos = m % p.HW;
     for (var j = 0u; j < p.per_thread; j++) {
-        let m = start + j * WG + li;
         if (m < M) {
-            let at = ((m / p.HW) * p.C + c) * p.HW + m % p.HW;
+            let at = (img * p.C + c) * p.HW + pos;
             let dy = dout[at];
             sdy += dy;
             sdyx += dy * (inp[at] - mu) * invstd;
         }
+        m += WG;
+        pos += WG % p.HW;
+        let wrap = pos >= p.HW;
+        pos = select(pos, pos - p.HW, wrap);
+        img += WG / p.HW + select(0u, 1u, wrap);
     }
     wdy[li] = sdy;
     wdyx[li] = sdyx;

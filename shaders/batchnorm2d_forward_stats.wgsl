@@ -45,15 +45,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var n = 0.0;
     var mean = 0.0;
     var m2 = 0.0;
+    // m = start + j * WG + li, walked as (image, position) = (m / HW, m % HW) without a division
+    // per value (CPU adapters run integer division lane by lane).
+    var m = start + li;
+    var img = m / p.HW;
+    var pos = m % p.HW;
     for (var j = 0u; j < p.per_thread; j++) {
-        let m = start + j * WG + li;
         if (m < M) {
-            let x = inp[((m / p.HW) * p.C + c) * p.HW + m % p.HW];
+            let x = inp[(img * p.C + c) * p.HW + pos];
             n += 1.0;
             let d = x - mean;
             mean += d / n;
             m2 += d * (x - mean);
         }
+        m += WG;
+        pos += WG % p.HW;
+        let wrap = pos >= p.HW;
+        pos = select(pos, pos - p.HW, wrap);
+        img += WG / p.HW + select(0u, 1u, wrap);
     }
     wn[li] = n;
     wmean[li] = mean;

@@ -48,6 +48,11 @@ fn cpu_and_gpu_match_pytorch() {
         };
         let call = Call { mode, ..Call::default() };
         check_devices(&c.name, &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call, &want, REDUCTION);
+        // The chunking a big GPU uses (lavapipe's own takes up to 64 values a thread).
+        if let Some(g) = splitting_gpu() {
+            let got = run(&wgrad::Device::Gpu(g), &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call);
+            compare(&format!("{} gpu, split", c.name), &got, &want, REDUCTION);
+        }
     }
 }
 
@@ -108,13 +113,27 @@ fn cpu_backward_matches_finite_differences() {
 
 #[test]
 fn gpu_matches_cpu_on_random_shapes_and_at_batch_1024() {
-    let Some(gpu) = gpu() else { return };
+    // Both chunkings of the statistics: the CPU adapter's (up to 64 values a thread) and a big
+    // GPU's (up to 64 chunks a channel).
+    for gpu in gpu().into_iter().chain(splitting_gpu()) {
+        random_shapes_and_batch_1024(&gpu);
+    }
+}
+
+fn random_shapes_and_batch_1024(gpu: &std::sync::Arc<wgrad::Gpu>) {
     let mut r = rng(31);
-    // Odd sizes, one spatial element, and batch 1024 with values around 1 ± 0.1 (262,144 values per
-    // channel: a one-pass f32 Σx² − (Σx)²/M would lose most of the variance).
-    for (shape, scale, offset) in
-        [([3, 5, 7, 9], 1.0, 0.0), ([2, 3, 1, 1], 1.0, 0.5), ([1, 4, 5, 5], 2.0, -1.0), ([1024, 2, 16, 16], 0.1, 1.0)]
-    {
+    // Odd sizes, one spatial element, batch 1024 with values around 1 ± 0.1 (262,144 values per
+    // channel: a one-pass f32 Σx² − (Σx)²/M would lose most of the variance), and more.
+    for (shape, scale, offset) in [
+        ([3, 5, 7, 9], 1.0, 0.0),
+        ([2, 3, 1, 1], 1.0, 0.5),
+        ([1, 4, 5, 5], 2.0, -1.0),
+        ([1024, 2, 16, 16], 0.1, 1.0),
+        // Many values a thread over planes smaller and larger than a workgroup's 256 that do
+        // not divide it: the statistics' walk over (image, position) wraps mid-plane.
+        ([64, 3, 7, 9], 1.0, 0.0),
+        ([8, 2, 30, 30], 1.0, 0.25),
+    ] {
         let c = shape[1];
         let x = Tensor::new(
             &shape,
@@ -132,8 +151,8 @@ fn gpu_matches_cpu_on_random_shapes_and_at_batch_1024() {
         for mode in [Mode::Train, Mode::Eval] {
             let call = Call { mode, ..Call::default() };
             gpu_matches_cpu(
-                &format!("{shape:?} {mode:?}"),
-                &gpu,
+                &format!("{shape:?} {mode:?} (split target {})", gpu.split_target()),
+                gpu,
                 &BatchNorm2d::new(c),
                 &[&x],
                 &st,
@@ -150,7 +169,12 @@ fn batch_statistics_are_accurate_at_batch_1024() {
     // With momentum 1 the running statistics become the batch's mean and unbiased variance: on the
     // GPU (f32 Welford per chunk, Chan's merge) they match the CPU path's f64 sums to 1e-5 for
     // values around 10 ± 0.06, where the variance is 3e-5 of the mean square.
-    let Some(gpu) = gpu() else { return };
+    for gpu in gpu().into_iter().chain(splitting_gpu()) {
+        accurate_at_batch_1024(gpu);
+    }
+}
+
+fn accurate_at_batch_1024(gpu: std::sync::Arc<wgrad::Gpu>) {
     let mut r = rng(32);
     let shape = [1024, 2, 16, 16];
     let x = Tensor::new(&shape, uniform(&mut r, shape.iter().product(), -0.1, 0.1).iter().map(|v| v + 10.0).collect())

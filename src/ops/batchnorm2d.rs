@@ -140,10 +140,16 @@ pub struct Geometry {
     pub running: bool,
 }
 
-/// Values per thread and chunks per channel of the GPU's reductions over M = N·HW values: up to
-/// 64 chunks of 256 invocations per channel.
-fn chunking(m: usize) -> (usize, usize) {
-    let per_thread = m.div_ceil(256 * 64).max(1);
+/// Values per thread and chunks per channel of the GPU's reductions over M = N·HW values. GPUs
+/// that split reductions (`Gpu::split_target`) get up to 64 chunks of 256 invocations per
+/// channel, as many workgroups as they can use. CPU adapters (lavapipe, SwiftShader) run each
+/// workgroup's barriers on one core: there a workgroup takes up to 64 values a thread (16,384),
+/// so that the barriers are not most of its work.
+fn chunking(gpu: &Gpu, m: usize) -> (usize, usize) {
+    let per_thread = match gpu.split_target() {
+        0 => m.div_ceil(256).clamp(1, 64),
+        _ => m.div_ceil(256 * 64).max(1),
+    };
     (per_thread, m.div_ceil(256 * per_thread))
 }
 
@@ -175,8 +181,8 @@ impl Node for Geometry {
             Vec::new()
         }
     }
-    fn gpu_scratch(&self, _gpu: &Gpu, _dinputs: &[bool]) -> Scratch {
-        let (_, chunks) = chunking(self.n * self.hw);
+    fn gpu_scratch(&self, gpu: &Gpu, _dinputs: &[bool]) -> Scratch {
+        let (_, chunks) = chunking(gpu, self.n * self.hw);
         let c = self.c as u64;
         let mut forward = Vec::new();
         if self.batch_stats {
@@ -223,7 +229,7 @@ impl Node for Geometry {
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, bi, rmi, rvi) = state_index(self);
-        let (per_thread, chunks) = chunking(self.n * self.hw);
+        let (per_thread, chunks) = chunking(gpu, self.n * self.hw);
         let p = params(self, per_thread, chunks);
         let mut prog = Program::default();
         let (mean, stat) = if self.batch_stats {
@@ -252,7 +258,7 @@ impl Node for Geometry {
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, _, rmi, rvi) = state_index(self);
-        let (per_thread, chunks) = chunking(self.n * self.hw);
+        let (per_thread, chunks) = chunking(gpu, self.n * self.hw);
         let p = params(self, per_thread, chunks);
         let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
         let (partials, sums) = (io.scratch[0], io.scratch[1]);
