@@ -414,6 +414,14 @@ mod tests {
         check(Conv2d::new(16, 16, 3).padding(1), [2, 16, 32, 32], 9, false);
         check(Conv2d::new(16, 32, 3).padding(1), [1, 16, 2, 64], 10, false);
     }
+
+    /// Widths the column pass is not built for (its 4, 8, 16 or 32 tiles a row) stay with the
+    /// direct kernels: `transform_input` would refuse them.
+    #[test]
+    fn winograd_leaves_other_widths_to_the_direct_kernels() {
+        for (w, taken) in [(8, true), (64, true), (4, false), (12, false), (24, false), (48, false), (128, false)] {
+            let g = Conv2d::new(16, 16, 3).padding(1).geometry(&[1, 16, 16, w]).unwrap();
+            assert_eq!(applies(Some(Isa::Avx2), &g), taken, "width {w}");
+        }
+    }
 }
-
-
