@@ -1,15 +1,14 @@
 //! The CPU path's Winograd F(2×2, 3×3) forward for stride-1 3×3 convolutions with padding 1, on
 //! AVX-512 and AVX2: each 2×2 block of output pixels (a tile) comes from the 4×4 input patch around
 //! it as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the products are 16 per tile and input channel instead of
-//! 36. Image by image, so that its transformed tiles stay in cache: the input is transformed in two
-//! passes over the whole image (Bᵀ along the columns of each row pair, then along the rows), then
-//! 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ]
-//! (IC × tiles), one per position ξ of the 4×4 patch, run with vectors of 16 tiles (8 on AVX2),
-//! and each output channel's tiles are transformed back (Aᵀ along the columns, then the rows) with
-//! the bias and the epilogue. The weights are transformed once per call. The input gradient is the
-//! same convolution of the output gradient with the flipped, transposed weight ([`transposed`]).
-//! Layers of fewer than 16 channels keep the direct kernels (direct.rs), as does every weight
-//! gradient.
+//! 36. Image by image, so that its transformed tiles stay in cache: the input is transformed in
+//! passes over groups of channels (Bᵀ along the columns of each row pair, then along the rows),
+//! then 16 products M[ξ] (OC × tiles) = U[ξ] (OC × IC) · V[ξ] (IC × tiles), one per position ξ of
+//! the 4×4 patch, run with vectors of 16 tiles (8 on AVX2), and each output channel's tiles are
+//! transformed back (Aᵀ along the columns, then the rows) with the bias and the epilogue. The
+//! weights are transformed once per call. The input gradient is the same convolution of the output
+//! gradient with the flipped, transposed weight ([`transposed`]). Layers of fewer than 16 channels
+//! keep the direct kernels (direct.rs), as does every weight gradient.
 
 // Off x86_64 no build of these kernels exists: the planning code is unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -176,7 +175,7 @@ fn transform_input(g: &Geometry, x: &[f32], v: &mut [f32], rows: &mut [f32]) {
             8 => columns::<8>(x, n, h),
             16 => columns::<16>(x, n, h),
             32 => columns::<32>(x, n, h),
-            _ => unreachable!("conv2d winograd: {tw} tiles per row (applies() takes 4, 8, 16 and 32)"),
+            _ => unreachable!("conv2d winograd: {tw} tiles per row (applies() takes widths of 8, 16, 32 and 64)"),
         }
         // v[ξ] of channels c0.. (ξ = 4a + j).
         let at = |xi: usize| (xi * g.ic + c0) * t;
