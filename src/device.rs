@@ -210,6 +210,8 @@ impl Device {
     /// Chooses a device; the string says what was chosen and why (e.g. the CPU fallback).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn select(opts: &DeviceOptions) -> Result<(Device, String)> {
+        // The CPU path may run either way (auto falls back to it): a bad cap is refused up front.
+        crate::ops::conv2d::check_cpu_isa_env()?;
         if opts.kind == DeviceKind::Cpu {
             if opts.precision == Precision::Mixed {
                 return Err(Error::Device(

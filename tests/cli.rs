@@ -440,3 +440,34 @@ fn bench_json_reports_steps_with_and_without_the_upload() {
         assert!((rate * ms / 1e3 - batch).abs() < 1e-6 * batch, "rate and time of one step agree: {r}");
     }
 }
+
+#[test]
+fn a_cpu_isa_cap_that_names_no_kernels_is_refused() {
+    let run = |isa: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+            .args([
+                "bench",
+                "--device",
+                "cpu",
+                "--model",
+                "cifar-net",
+                "--batch-sizes",
+                "2",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+            ])
+            .env("WGRAD_CPU_ISA", isa)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run("avx3");
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("WGRAD_CPU_ISA=\"avx3\": expected avx512, avx2 or none"), "{stderr}");
+    for isa in ["avx2", "none", "AVX512"] {
+        let (code, stderr) = run(isa);
+        assert_eq!(code, Some(0), "WGRAD_CPU_ISA={isa}: {stderr}");
+    }
+}

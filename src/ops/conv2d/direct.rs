@@ -43,18 +43,25 @@ pub enum Isa {
 pub fn isa() -> Option<Isa> {
     static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = std::env::var("WGRAD_CPU_ISA").ok();
-        let cap = match cap.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("avx512") => Some(Isa::Avx512),
-            Some("avx2") => Some(Isa::Avx2),
-            Some("none") => None,
-            Some(other) => {
-                eprintln!("wgrad: WGRAD_CPU_ISA={other:?} is not avx512, avx2 or none; using what the CPU has");
-                Some(Isa::Avx512)
-            }
-        };
+        // Device::select refuses a bad value before anything runs; a library caller that skips it
+        // is told here, once.
+        let cap = cap_from_env().unwrap_or_else(|e| {
+            eprintln!("wgrad: {e}; using what the CPU has");
+            Some(Isa::Avx512)
+        });
         cap.and_then(|cap| detected().map(|found| if found == Isa::Avx512 { cap } else { found }))
     })
+}
+
+/// WGRAD_CPU_ISA's cap: Some(Avx512) (no cap) when unset, None for `none`.
+pub fn cap_from_env() -> crate::Result<Option<Isa>> {
+    let Ok(v) = std::env::var("WGRAD_CPU_ISA") else { return Ok(Some(Isa::Avx512)) };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "avx512" => Ok(Some(Isa::Avx512)),
+        "avx2" => Ok(Some(Isa::Avx2)),
+        "none" => Ok(None),
+        _ => Err(crate::Error::Device(format!("WGRAD_CPU_ISA={v:?}: expected avx512, avx2 or none"))),
+    }
 }
 
 /// The best kernels this CPU has.

@@ -45,6 +45,12 @@ impl CpuKernel {
     }
 }
 
+/// Refuses a WGRAD_CPU_ISA value that names no kernels (the commands call this as they read the
+/// environment).
+pub fn check_cpu_isa_env() -> Result<()> {
+    direct::cap_from_env().map(|_| ())
+}
+
 pub const OP: &str = "Conv2d";
 
 crate::shaders!(
