@@ -15,7 +15,7 @@ struct Params {
     affine: u32,
     eps: f32,
     momentum: f32,
-    _pad0: u32,
+    per_invocation: u32,
     _pad1: u32,
 }
 

@@ -3,7 +3,9 @@
 // statistics (eval mode) they are constants: dinp = dout * weight * invstd. weight is 1 when
 // affine = 0.
 // inp, dout, dinp: (N, C, HW), dinp overwritten; mean, stat, weight: (C,); sums: (2, C).
-// Dispatch: one invocation per element; ceil(N*C*HW / 256) workgroups of 256 (2-D grid).
+// Dispatch: one invocation per run of per_invocation consecutive elements of one plane (HW is a
+// multiple of it; CPU adapters take 4, so that each run gathers its channel's values once);
+// ceil(N*C*HW / (256*per_invocation)) workgroups of 256 (2-D grid).
 struct Params {
     N: u32,
     C: u32,
@@ -15,7 +17,7 @@ struct Params {
     affine: u32,
     eps: f32,
     momentum: f32,
-    _pad0: u32,
+    per_invocation: u32,
     _pad1: u32,
 }
 
@@ -34,11 +36,11 @@ const WG: u32 = 256u;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + li;
-    if (i >= p.N * p.C * p.HW) {
+    let i0 = ((wid.x + wid.y * nwg.x) * WG + li) * p.per_invocation;
+    if (i0 >= p.N * p.C * p.HW) {
         return;
     }
-    let c = (i / p.HW) % p.C;
+    let c = (i0 / p.HW) % p.C;
     var scale = stat[c];
     if (p.batch_stats == 0u) {
         scale = 1.0 / sqrt(stat[c] + p.eps);
@@ -46,11 +48,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p.affine == 1u) {
         scale *= weight[c];
     }
+    let end = i0 + p.per_invocation;
     if (p.batch_stats == 0u) {
-        dinp[i] = dout[i] * scale;
+        for (var i = i0; i < end; i++) {
+            dinp[i] = dout[i] * scale;
+        }
         return;
     }
     let M = f32(p.N * p.HW);
-    let xhat = (inp[i] - mean[c]) * stat[c];
-    dinp[i] = scale * (dout[i] - sums[c] / M - xhat * (sums[p.C + c] / M));
+    let m = mean[c];
+    let invstd = stat[c];
+    let mdy = sums[c] / M;
+    let mdyx = sums[p.C + c] / M;
+    for (var i = i0; i < end; i++) {
+        let xhat = (inp[i] - m) * invstd;
+        dinp[i] = scale * (dout[i] - mdy - xhat * mdyx);
+    }
 }

@@ -4,7 +4,9 @@
 // invstd = 1/sqrt(running_var + eps).
 // inp, out: (N, C, HW), out overwritten; mean, stat, weight, bias: (C,) (weight and bias are
 // placeholders when affine = 0).
-// Dispatch: one invocation per element; ceil(N*C*HW / 256) workgroups of 256 (2-D grid).
+// Dispatch: one invocation per run of per_invocation consecutive elements of one plane (HW is a
+// multiple of it; CPU adapters take 4, so that each run gathers its channel's values once);
+// ceil(N*C*HW / (256*per_invocation)) workgroups of 256 (2-D grid).
 struct Params {
     N: u32,
     C: u32,
@@ -16,7 +18,7 @@ struct Params {
     affine: u32,
     eps: f32,
     momentum: f32,
-    _pad0: u32,
+    per_invocation: u32,
     _pad1: u32,
 }
 
@@ -34,18 +36,27 @@ const WG: u32 = 256u;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + li;
-    if (i >= p.N * p.C * p.HW) {
+    let i0 = ((wid.x + wid.y * nwg.x) * WG + li) * p.per_invocation;
+    if (i0 >= p.N * p.C * p.HW) {
         return;
     }
-    let c = (i / p.HW) % p.C;
+    let c = (i0 / p.HW) % p.C;
     var invstd = stat[c];
     if (p.batch_stats == 0u) {
         invstd = 1.0 / sqrt(stat[c] + p.eps);
     }
-    var y = (inp[i] - mean[c]) * invstd;
+    let m = mean[c];
+    var w = 1.0;
+    var b = 0.0;
     if (p.affine == 1u) {
-        y = y * weight[c] + bias[c];
+        w = weight[c];
+        b = bias[c];
     }
-    out[i] = y;
+    for (var i = i0; i < i0 + p.per_invocation; i++) {
+        var y = (inp[i] - m) * invstd;
+        if (p.affine == 1u) {
+            y = y * w + b;
+        }
+        out[i] = y;
+    }
 }

@@ -153,6 +153,18 @@ fn chunking(gpu: &Gpu, m: usize) -> (usize, usize) {
     (per_thread, m.div_ceil(256 * per_thread))
 }
 
+/// Consecutive elements of one plane per invocation of the normalisation and the input gradient:
+/// 4 on CPU adapters where planes hold whole runs of 4 (each run gathers its channel's values and
+/// works out its channel once: lavapipe runs every load and integer division lane by lane), else
+/// 1 (one element per invocation, what GPUs coalesce best).
+fn per_invocation(gpu: &Gpu, hw: usize) -> usize {
+    if gpu.split_target() == 0 && hw.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
 /// Where a node's state lives in `io.state`: (weight, bias, running_mean, running_var).
 fn state_index(g: &Geometry) -> (Option<usize>, Option<usize>, Option<usize>, Option<usize>) {
     let a = g.affine as usize * 2;
@@ -230,7 +242,7 @@ impl Node for Geometry {
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, bi, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self.n * self.hw);
-        let p = params(self, per_thread, chunks);
+        let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
         let mut prog = Program::default();
         let (mean, stat) = if self.batch_stats {
             let label = io.label;
@@ -252,14 +264,15 @@ impl Node for Geometry {
         };
         let (w, b) = (wi.map_or(mean, |i| io.state[i]), bi.map_or(mean, |i| io.state[i]));
         let views = [io.inputs[0], mean, stat, w, b, io.out];
-        let k = Kernel::new(gpu, "batchnorm2d_forward", io.label, &p, &views, Dispatch::Invocations(io.out.len))?;
+        let runs = io.out.len / p.per_invocation as u64;
+        let k = Kernel::new(gpu, "batchnorm2d_forward", io.label, &p, &views, Dispatch::Invocations(runs))?;
         prog.push(k.flops(self.flops().forward));
         Ok(prog)
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, _, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self.n * self.hw);
-        let p = params(self, per_thread, chunks);
+        let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
         let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
         let (partials, sums) = (io.scratch[0], io.scratch[1]);
         let (dw, db) = if self.affine { (io.dparams[0], io.dparams[1]) } else { (io.scratch[2], io.scratch[3]) };
@@ -276,7 +289,8 @@ impl Node for Geometry {
         if let Some(dinp) = io.dinput(0) {
             let w = wi.map_or(mean, |i| io.state[i]);
             let views = [io.inputs[0], dout, mean, stat, w, sums, dinp];
-            let k = Kernel::new(gpu, "batchnorm2d_backward_input", &format!("{label}.dinp"), &p, &views, Dispatch::Invocations(dinp.len))?;
+            let runs = dinp.len / p.per_invocation as u64;
+            let k = Kernel::new(gpu, "batchnorm2d_backward_input", &format!("{label}.dinp"), &p, &views, Dispatch::Invocations(runs))?;
             prog.push(k.flops(self.flops().backward_input));
         }
         Ok(prog)
@@ -474,7 +488,7 @@ pub struct Params {
     pub affine: u32,
     pub eps: f32,
     pub momentum: f32,
-    pub _pad0: u32,
+    pub per_invocation: u32,
     pub _pad1: u32,
 }
 
@@ -485,13 +499,13 @@ pub fn layouts() -> Vec<ParamsLayout> {
             crate::params_layout!(
                 s.name,
                 Params,
-                [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, _pad0, _pad1]
+                [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, per_invocation, _pad1]
             )
         })
         .collect()
 }
 
-fn params(g: &Geometry, per_thread: usize, chunks: usize) -> Params {
+fn params(g: &Geometry, per_thread: usize, chunks: usize, per_invocation: usize) -> Params {
     let u = |v: usize| v as u32;
     Params {
         N: u(g.n),
@@ -504,7 +518,7 @@ fn params(g: &Geometry, per_thread: usize, chunks: usize) -> Params {
         affine: g.affine as u32,
         eps: g.eps,
         momentum: g.momentum,
-        _pad0: 0,
+        per_invocation: u(per_invocation),
         _pad1: 0,
     }
 }
