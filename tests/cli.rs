@@ -9,7 +9,12 @@ use wgrad::io::safetensors::File;
 use wgrad::testing::assert_close;
 
 fn wgrad(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).output().unwrap();
+    wgrad_with_env(args, &[])
+}
+
+/// `wgrad` with these environment variables set.
+fn wgrad_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).envs(env.iter().copied()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -443,31 +448,13 @@ fn bench_json_reports_steps_with_and_without_the_upload() {
 
 #[test]
 fn a_cpu_isa_cap_that_names_no_kernels_is_refused() {
-    let run = |isa: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_wgrad"))
-            .args([
-                "bench",
-                "--device",
-                "cpu",
-                "--model",
-                "cifar-net",
-                "--batch-sizes",
-                "2",
-                "--steps",
-                "1",
-                "--warmup",
-                "0",
-            ])
-            .env("WGRAD_CPU_ISA", isa)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    let (code, stderr) = run("avx3");
-    assert_ne!(code, Some(0), "{stderr}");
+    let bench =
+        ["bench", "--device", "cpu", "--model", "cifar-net", "--batch-sizes", "2", "--steps", "1", "--warmup", "0"];
+    let (code, _, stderr) = wgrad_with_env(&bench, &[("WGRAD_CPU_ISA", "avx3")]);
+    assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("WGRAD_CPU_ISA=\"avx3\": expected avx512, avx2 or none"), "{stderr}");
     for isa in ["avx2", "none", "AVX512"] {
-        let (code, stderr) = run(isa);
-        assert_eq!(code, Some(0), "WGRAD_CPU_ISA={isa}: {stderr}");
+        let (code, _, stderr) = wgrad_with_env(&bench, &[("WGRAD_CPU_ISA", isa)]);
+        assert_eq!(code, 0, "WGRAD_CPU_ISA={isa}: {stderr}");
     }
 }

@@ -49,6 +49,7 @@ pub fn isa() -> Option<Isa> {
             eprintln!("wgrad: {e}; using what the CPU has");
             Some(Isa::Avx512)
         });
+        // The lesser of the cap and what the CPU has.
         cap.and_then(|cap| detected().map(|found| if found == Isa::Avx512 { cap } else { found }))
     })
 }

@@ -33,20 +33,20 @@ enum CpuKernel {
 impl CpuKernel {
     fn forward(g: &Geometry) -> Option<CpuKernel> {
         match direct::forward_applies(g) {
-            Some(isa) if winograd::applies(Some(isa), g) => Some(CpuKernel::Winograd(isa)),
+            Some(isa) if winograd::applies(g) => Some(CpuKernel::Winograd(isa)),
             isa => isa.map(CpuKernel::Direct),
         }
     }
     fn input_gradient(g: &Geometry) -> Option<CpuKernel> {
         match direct::input_gradient_applies(g) {
-            Some(isa) if winograd::input_gradient_applies(Some(isa), g) => Some(CpuKernel::Winograd(isa)),
+            Some(isa) if winograd::input_gradient_applies(g) => Some(CpuKernel::Winograd(isa)),
             isa => isa.map(CpuKernel::Direct),
         }
     }
 }
 
-/// Refuses a WGRAD_CPU_ISA value that names no kernels (the commands call this as they read the
-/// environment).
+/// Refuses a WGRAD_CPU_ISA value that names no kernels (Device::select calls this before it
+/// chooses).
 pub fn check_cpu_isa_env() -> Result<()> {
     direct::cap_from_env().map(|_| ())
 }

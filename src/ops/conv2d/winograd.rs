@@ -25,10 +25,10 @@ const L: usize = 16;
 /// output has the input's size), an even height, a width of 8, 16, 32 or 64 (the column pass is
 /// built for each: [`columns`]), a multiple of 16 tiles per image, at least 16 input
 /// channels (the transforms' cost is per channel, the products' gain per channel pair) and output
-/// channels a multiple of 16, on a CPU with direct kernels (AVX2 or AVX-512).
-pub fn applies(isa: Option<Isa>, g: &Geometry) -> bool {
-    isa.is_some()
-        && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw) == (3, 3, 1, 1, 1, 1, 1, 1)
+/// channels a multiple of 16. The kernels are built for the CPUs the direct ones are (AVX2 and
+/// AVX-512): CpuKernel asks this only where those run.
+pub fn applies(g: &Geometry) -> bool {
+    (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw) == (3, 3, 1, 1, 1, 1, 1, 1)
         && g.h.is_multiple_of(2)
         && matches!(g.w, 8 | 16 | 32 | 64)
         && (g.h / 2 * g.w / 2).is_multiple_of(L)
@@ -64,8 +64,8 @@ pub fn transposed(g: &Geometry) -> Geometry {
 
 /// Whether the input gradient runs through the Winograd kernel (as the convolution
 /// [`transposed`] gives).
-pub fn input_gradient_applies(isa: Option<Isa>, g: &Geometry) -> bool {
-    applies(isa, g) && applies(isa, &transposed(g))
+pub fn input_gradient_applies(g: &Geometry) -> bool {
+    applies(g) && applies(&transposed(g))
 }
 
 /// out (N, OC, H, W), overwritten, from x (N, IC, H, W), weight (OC, IC, 3, 3) and bias, with the
@@ -368,7 +368,7 @@ mod tests {
 
     fn check_build(isa: Isa, cfg: Conv2d, input: [usize; 4], seed: u64, dx: bool) {
         let g = cfg.geometry(&input).unwrap();
-        assert!(if dx { input_gradient_applies(Some(isa), &g) } else { applies(Some(isa), &g) }, "{g:?} not taken");
+        assert!(if dx { input_gradient_applies(&g) } else { applies(&g) }, "{g:?} not taken");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut random = |n: usize, r: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-r..r)).collect() };
         let x = random(g.n * g.ic * g.h * g.w, 1.0);
@@ -420,7 +420,7 @@ mod tests {
     fn winograd_leaves_other_widths_to_the_direct_kernels() {
         for (w, taken) in [(8, true), (64, true), (4, false), (12, false), (24, false), (48, false), (128, false)] {
             let g = Conv2d::new(16, 16, 3).padding(1).geometry(&[1, 16, 16, w]).unwrap();
-            assert_eq!(applies(Some(Isa::Avx2), &g), taken, "width {w}");
+            assert_eq!(applies(&g), taken, "width {w}");
         }
     }
 }
