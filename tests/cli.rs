@@ -458,3 +458,13 @@ fn a_cpu_isa_cap_that_names_no_kernels_is_refused() {
         assert_eq!(code, 0, "WGRAD_CPU_ISA={isa}: {stderr}");
     }
 }
+
+#[test]
+fn a_batch_too_large_for_memory_is_refused_before_anything_is_allocated() {
+    // 100 million images: 1.2 TB of input alone, which bench once allocated before the executor
+    // refused the batch (an allocation abort).
+    let (code, _, stderr) =
+        wgrad(&["bench", "--device", "cpu", "--model", "tudui", "--batch-sizes", "100000000", "--steps", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error: the CPU path needs") && stderr.contains("a batch size of about"), "{stderr}");
+}

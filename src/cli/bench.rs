@@ -129,12 +129,21 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     for (&kind, &bs) in models.iter().flat_map(|k| a.batch_sizes.iter().map(move |b| (k, b))) {
         let model = kind.build(0);
         let bs = bs as usize;
-        let images: Vec<f32> = (0..bs * 3 * 32 * 32).map(|_| rng.random_range(0..256) as f32 / 255.0).collect();
-        let targets: Vec<i64> = (0..bs).map(|_| rng.random_range(0..10)).collect();
         let opts = graph::Options { optimizer: Some(optimizer), ..Default::default() };
-        // A training executor (train mode) and an inference one (eval mode), as `train` and `eval` build.
+        // A training executor (train mode) and an inference one (eval mode), as `train` and `eval`
+        // build; first, since they refuse a batch the device has no memory for.
         let mut ex = graph::executor(&device, &model, bs, opts)?;
         let mut inf = graph::executor(&device, &model, bs, graph::Options::inference())?;
+        let numel = bs * 3 * 32 * 32;
+        let mut images: Vec<f32> = Vec::new();
+        images.try_reserve_exact(numel).map_err(|_| {
+            anyhow::anyhow!(
+                "bench: no host memory for a batch of {bs} images ({:.2} GiB)",
+                (numel * 4) as f64 / (1u64 << 30) as f64
+            )
+        })?;
+        images.extend((0..numel).map(|_| rng.random_range(0..256) as f32 / 255.0));
+        let targets: Vec<i64> = (0..bs).map(|_| rng.random_range(0..10)).collect();
         let runs = a.warmup + a.steps;
         let mut progress = Progress::new(&format!("{} batch {bs}", kind.name()), 4 * runs, 0);
         let mut done = 0;
