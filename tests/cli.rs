@@ -468,3 +468,31 @@ fn a_batch_too_large_for_memory_is_refused_before_anything_is_allocated() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("error: the CPU path needs") && stderr.contains("a batch size of about"), "{stderr}");
 }
+
+#[test]
+fn a_pytorch_state_dict_picks_its_model_and_a_wrong_model_is_named() {
+    let dir = tempdir();
+    let data = dir.join("data");
+    let weights = data_path("resnet20_init.safetensors");
+    let eval = |model: Option<&str>| {
+        let mut args = vec!["eval", "--weights", s(&weights), "--dataset", "synthetic", "--data-dir", s(&data)];
+        args.extend(["--device", "cpu", "--batch-size", "500", "--json"]);
+        if let Some(m) = model {
+            args.extend(["--model", m]);
+        }
+        wgrad(&args)
+    };
+    // Without --model, the network whose keys and shapes the file holds (it has no wgrad metadata).
+    let (code, stdout, stderr) = eval(None);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["model"], "resnet20", "{v}");
+    // With the wrong --model: a few of the problems, how many there are, and the --model to pass.
+    let (code, _, stderr) = eval(Some("tudui"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("missing key model1.conv1.weight (shape [32, 3, 5, 5])"), "{stderr}");
+    assert!(stderr.contains("unexpected key bn1.bias"), "{stderr}");
+    assert!(stderr.contains("138 problems in all: 10 of the model's 10 keys missing, 128 unexpected"), "{stderr}");
+    assert!(stderr.contains("(it is a state dict of resnet20: pass --model resnet20)"), "{stderr}");
+    assert!(stderr.lines().count() < 5 && stderr.len() < 2000, "the first few problems only: {stderr}");
+}

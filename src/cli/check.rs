@@ -58,9 +58,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::io::check_output_file(&a.out)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
-    let kind = a.model.kind(None);
+    let kind = a.model.kind(Some(&a.weights));
     let mut model = kind.build(0);
-    state_dict::load_into(&a.weights, &mut model.params)?;
+    state_dict::load_into(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
     let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;

@@ -32,7 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let kind = a.model.kind(Some(&a.weights));
     let mut model = kind.build(0);
-    checkpoint::load_weights(&a.weights, &mut model.params)?;
+    checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     let ds = a.data.load(a.split)?;
     let mut progress: Option<Progress> = None;
     let s =

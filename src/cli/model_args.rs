@@ -1,6 +1,7 @@
 //! --model, and the optimizer and learning-rate schedule flags shared by `train` and `check`.
 
-use crate::io::checkpoint;
+use crate::io::safetensors::File;
+use crate::io::{checkpoint, state_dict};
 use crate::nn::models::ModelKind;
 use crate::optim::{Adam, LrSchedule, Optimizer, Schedule, Sgd};
 use anyhow::bail;
@@ -9,17 +10,44 @@ use std::path::Path;
 /// --model, defaulting to a checkpoint's network.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// The network: tudui, cifar-net or resnet20 [default: the checkpoint's, else tudui].
+    /// The network: tudui, cifar-net or resnet20 [default: the checkpoint's, else the one whose state dict --weights holds, else tudui].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
 }
 
 impl ModelArgs {
-    /// The model asked for, else the one a wgrad checkpoint at `weights` records, else Tudui.
+    /// The model asked for, else the one a wgrad checkpoint at `weights` records, else the one
+    /// whose state dict `weights` holds (one written by PyTorch), else Tudui.
     pub fn kind(&self, weights: Option<&Path>) -> ModelKind {
         self.model
             .or_else(|| weights.and_then(|w| checkpoint::meta_of(w).ok()).and_then(|m| ModelKind::parse(&m.model)))
+            .or_else(|| weights.and_then(fitting))
             .unwrap_or_default()
+    }
+
+    /// `err`, from loading `weights` into `kind`, with the --model to pass where the file holds
+    /// another built-in network's state dict.
+    pub fn hint(&self, kind: ModelKind, weights: &Path, err: crate::Error) -> anyhow::Error {
+        match fitting(weights) {
+            Some(other) if other != kind => {
+                anyhow::anyhow!("{err}\n(it is a state dict of {0}: pass --model {0})", other.name())
+            }
+            _ => err.into(),
+        }
+    }
+}
+
+/// The one built-in network whose state dict (every key, shape and dtype, nothing more) the
+/// safetensors file at `weights` (or the newest checkpoint in that folder) holds.
+fn fitting(weights: &Path) -> Option<ModelKind> {
+    let path = checkpoint::resolve(weights).ok()?;
+    let file = File::read(&path).ok()?;
+    let mut fits = ModelKind::ALL
+        .into_iter()
+        .filter(|k| state_dict::apply(&path, &file, &mut k.build(0).params, |_| true).is_ok());
+    match (fits.next(), fits.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
     }
 }
 

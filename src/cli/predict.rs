@@ -26,8 +26,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let mut model = a.model.kind(Some(&a.weights)).build(0);
-    checkpoint::load_weights(&a.weights, &mut model.params)?;
+    let kind = a.model.kind(Some(&a.weights));
+    let mut model = kind.build(0);
+    checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     // Class names: the checkpoint's dataset's, else CIFAR-10's (for a plain state dict).
     let classes = checkpoint::classes(&a.weights).unwrap_or_else(|| CLASSES.iter().map(|s| s.to_string()).collect());
     let mut images = Vec::new();

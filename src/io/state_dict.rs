@@ -18,25 +18,42 @@ pub fn load_into(path: &Path, params: &mut ParamSet) -> Result<()> {
 /// Fills `params` from the tensors of `file` for which `is_param(key)` holds (a checkpoint also
 /// holds optimizer state); every problem goes into one error.
 pub fn apply(path: &Path, file: &File, params: &mut ParamSet, is_param: impl Fn(&str) -> bool) -> Result<()> {
-    let mut problems = Vec::new();
+    // The model's keys that are missing or differ, then the file's keys the model lacks.
+    let (mut wrong, mut missing) = (Vec::new(), 0);
     for spec in &params.specs {
         let want = if spec.role == Role::Counter { "I64" } else { "F32" };
         match file.tensors.get(&spec.key) {
-            None => problems.push(format!("missing key {} (shape {:?})", spec.key, spec.shape)),
+            None => {
+                missing += 1;
+                wrong.push(format!("missing key {} (shape {:?})", spec.key, spec.shape))
+            }
             Some(a) if a.dtype() != want => {
-                problems.push(format!("{} has dtype {}, expected {want}", spec.key, a.dtype()))
+                wrong.push(format!("{} has dtype {}, expected {want}", spec.key, a.dtype()))
             }
             Some(a) if a.shape() != spec.shape => {
-                problems.push(format!("{} has shape {:?}, the model needs {:?}", spec.key, a.shape(), spec.shape))
+                wrong.push(format!("{} has shape {:?}, the model needs {:?}", spec.key, a.shape(), spec.shape))
             }
             Some(_) => {}
         }
     }
     let mut extra: Vec<&String> = file.tensors.keys().filter(|k| is_param(k) && params.index(k).is_none()).collect();
     extra.sort();
-    problems.extend(extra.into_iter().map(|k| format!("unexpected key {k}")));
-    if !problems.is_empty() {
-        return Err(Error::file(path, format!("state dict does not fit the model: {}", problems.join("; "))));
+    if !wrong.is_empty() || !extra.is_empty() {
+        // A state dict of another network misses every key: the first few of each kind say enough.
+        const SHOWN: usize = 8;
+        let mut shown: Vec<String> = wrong.iter().take(SHOWN).cloned().collect();
+        shown.extend(extra.iter().take(SHOWN).map(|k| format!("unexpected key {k}")));
+        let mut msg = shown.join("; ");
+        if wrong.len() > SHOWN || extra.len() > SHOWN {
+            let counts = [
+                (missing, format!("{missing} of the model's {} keys missing", params.specs.len())),
+                (wrong.len() - missing, format!("{} of the wrong shape or dtype", wrong.len() - missing)),
+                (extra.len(), format!("{} unexpected", extra.len())),
+            ];
+            let counts: Vec<String> = counts.into_iter().filter(|c| c.0 > 0).map(|c| c.1).collect();
+            msg += &format!("; … {} problems in all: {}", wrong.len() + extra.len(), counts.join(", "));
+        }
+        return Err(Error::file(path, format!("state dict does not fit the model: {msg}")));
     }
     for i in 0..params.specs.len() {
         match file.tensors.get(&params.specs[i].key) {
