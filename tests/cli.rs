@@ -496,3 +496,29 @@ fn a_pytorch_state_dict_picks_its_model_and_a_wrong_model_is_named() {
     assert!(stderr.contains("(it is a state dict of resnet20: pass --model resnet20)"), "{stderr}");
     assert!(stderr.lines().count() < 5 && stderr.len() < 2000, "the first few problems only: {stderr}");
 }
+
+#[test]
+fn train_refuses_bad_settings_before_it_reads_or_makes_data() {
+    let dir = tempdir();
+    let data = dir.join("data");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", s(&data)];
+        args.extend(["--max-steps", "1"]);
+        args.extend(extra);
+        wgrad(&args)
+    };
+    let out = dir.join("run");
+    for (extra, says) in [
+        (&["--out", s(&file)][..], "cannot write into it: it is a regular file, not a directory"),
+        (&["--out", s(&out), "--lr-schedule", "step"][..], "--lr-schedule step needs --lr-step-size"),
+        (&["--out", s(&out), "--lr-min", "0.1"][..], "--lr-min applies to --lr-schedule cosine"),
+    ] {
+        let (code, _, stderr) = train(extra);
+        assert_eq!(code, 1, "{extra:?}: {stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(!data.exists() && !out.exists(), "{extra:?}: nothing is made before the settings are checked");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a folder");
+}

@@ -110,9 +110,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 pub fn run(a: Args) -> anyhow::Result<i32> {
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
-    let train_ds = a.data.load(Split::Train)?;
-    let test_ds = a.data.load(Split::Test)?;
-    // Settings not given on the command line: the checkpoint's when resuming, else PyTorch-style defaults.
+    // Settings not given on the command line: the checkpoint's when resuming, else PyTorch-style
+    // defaults; all checked before the data is read (or generated).
     let resumed = match &a.resume {
         Some(p) => Some(crate::io::checkpoint::meta_of(p)?),
         None => None,
@@ -126,10 +125,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let batch_size = a.batch_size.or(resumed.as_ref().map(|m| m.batch_size)).unwrap_or(64);
     let seed = a.seed.or(resumed.as_ref().map(|m| m.seed)).unwrap_or(0);
     let optimizer = a.optim.optimizer(resumed.as_ref().map(|m| m.optimizer()))?;
+    // The step count sets only a cosine schedule's length: its flags are checked here already.
+    a.optim.schedule(resumed.as_ref().map(|m| m.schedule), u64::MAX)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
+    crate::io::check_output_dir(&out)?;
+    let train_ds = a.data.load(Split::Train)?;
+    let test_ds = a.data.load(Split::Test)?;
     let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
     let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
     let schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
     let cfg = train::Config {
         model: kind,
         epochs: a.epochs,

@@ -55,12 +55,21 @@ pub fn check_output_file(path: &Path) -> Result<()> {
 
 /// An output folder: created if missing; anything else than a directory there is refused.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    match check_output_dir(dir) {
+        Ok(()) if !dir.is_dir() => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e}")))
+        }
+        r => r,
+    }
+}
+
+/// Refuses an output folder that [`prepare_output_dir`] would refuse (a file, something
+/// unreadable), creating nothing: for commands to check before their long work.
+pub fn check_output_dir(dir: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(m) => Err(Error::file(dir, format!("cannot write into it: it is {}, not a directory", kind_of(&m)))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create: {e}")))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::file(dir, format!("cannot inspect: {e}"))),
     }
 }
