@@ -31,8 +31,8 @@ struct Cli {
 enum Command {
     /// List the adapters wgpu finds and mark the one wgrad would use.
     Devices(devices::Args),
-    /// Run forward, loss, backward (and SGD steps) of Tudui on given batches and write every
-    /// output and gradient, to compare with PyTorch.
+    /// Run forward, loss, backward (and optimizer steps) of a model on given batches and write every
+    /// output and gradient, to compare with PyTorch (--verify: with the CPU path).
     Check(check::Args),
     /// Accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a dataset split.
     Eval(eval::Args),
