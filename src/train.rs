@@ -245,23 +245,31 @@ impl Trainer {
             let file = checkpoint::resolve(p)?;
             let ck = checkpoint::load(&file, &model.params)?;
             resumed_from = Some(file);
-            if ck.meta.batch_size != cfg.batch_size as u64
-                || ck.meta.seed != cfg.seed
-                || ck.meta.optimizer() != cfg.optimizer
-                || ck.meta.schedule != cfg.schedule
-                || ck.meta.model != cfg.model.name()
-                || ck.meta.dataset != train.name
-            {
+            // Each setting the run differs in: (what, the checkpoint's, this run's).
+            let m = &ck.meta;
+            let differ: Vec<String> = [
+                (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
+                (
+                    m.batch_size == cfg.batch_size as u64,
+                    "batch size",
+                    m.batch_size.to_string(),
+                    cfg.batch_size.to_string(),
+                ),
+                (m.seed == cfg.seed, "seed", m.seed.to_string(), cfg.seed.to_string()),
+                (m.optimizer() == cfg.optimizer, "optimizer", m.optimizer().describe(), cfg.optimizer.describe()),
+                (m.schedule == cfg.schedule, "lr schedule", m.schedule.describe(), cfg.schedule.describe()),
+                (m.dataset == train.name, "dataset", m.dataset.clone(), train.name.clone()),
+            ]
+            .into_iter()
+            .filter(|d| !d.0)
+            .map(|(_, what, was, now)| format!("{what} {was} (this run: {now})"))
+            .collect();
+            if !differ.is_empty() {
                 return Err(Error::file(
                     p,
                     format!(
-                        "the checkpoint was trained as {} with batch size {}, seed {}, {}, lr schedule {} on {}; resume with the same settings",
-                        ck.meta.model,
-                        ck.meta.batch_size,
-                        ck.meta.seed,
-                        ck.meta.optimizer().describe(),
-                        ck.meta.schedule.describe(),
-                        ck.meta.dataset
+                        "the checkpoint was trained with {}; resume with the same settings (leave them out to take the checkpoint's)",
+                        differ.join(", ")
                     ),
                 ));
             }

@@ -522,3 +522,41 @@ fn train_refuses_bad_settings_before_it_reads_or_makes_data() {
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"not a folder");
 }
+
+#[test]
+fn a_resumed_run_keeps_its_dataset_and_folder_and_eval_takes_its_dataset() {
+    let dir = tempdir();
+    // A data folder where the default dataset would be CIFAR-10 (a 7-batch copy of its layout).
+    let data = dir.join("data");
+    let bin = data.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for e in std::fs::read_dir(data_path("cifar10/bin/cifar-10-batches-bin")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), bin.join(e.file_name())).unwrap();
+    }
+    let run = dir.join("run");
+    let common = ["--device", "cpu", "--data-dir", s(&data), "--batch-size", "4"];
+    let mut first = vec!["train", "--dataset", "synthetic", "--out", s(&run), "--max-steps", "1"];
+    first.extend(common);
+    let (code, _, stderr) = wgrad(&first);
+    assert_eq!(code, 0, "{stderr}");
+    // No --dataset and no --out: the checkpoint's dataset, and on in its folder.
+    let mut second = vec!["train", "--resume", s(&run), "--max-steps", "2"];
+    second.extend(common);
+    let (code, stdout, stderr) = wgrad(&second);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("data: synthetic Train split"), "{stderr}");
+    assert!(run.join("checkpoint-000000002.safetensors").is_file(), "{stdout}");
+    assert!(stdout.contains(&format!("resume with --resume {}", run.display())), "{stdout}");
+    let (code, stdout, stderr) =
+        wgrad(&["eval", "--weights", s(&run), "--device", "cpu", "--data-dir", s(&data), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["dataset"], "synthetic", "{v}");
+    // Asked for another dataset, the resume is refused, naming it.
+    let mut third = vec!["train", "--resume", s(&run), "--max-steps", "3", "--dataset", "cifar10"];
+    third.extend(common);
+    let (code, _, stderr) = wgrad(&third);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("dataset synthetic (this run: CIFAR-10)"), "{stderr}");
+}

@@ -164,7 +164,11 @@ fn a_resume_with_other_settings_is_refused_naming_them() {
     .err()
     .unwrap()
     .to_string();
-    assert!(e.contains("trained as tudui") && e.contains("SGD(lr=0.01"), "{e}");
+    // Each setting that differs, with both values; the same ones are left out.
+    assert!(e.contains("model tudui (this run: resnet20)"), "{e}");
+    assert!(e.contains("optimizer SGD(lr=0.01") && e.contains("(this run: Adam(lr=0.001"), "{e}");
+    assert!(e.contains("lr schedule constant (this run: "), "{e}");
+    assert!(!e.contains("batch size") && !e.contains("seed") && !e.contains("dataset"), "{e}");
 }
 
 #[test]

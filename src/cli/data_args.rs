@@ -8,7 +8,8 @@ use std::sync::Arc;
 pub struct DataArgs {
     /// cifar10 (either official layout under --data-dir), fashion-mnist (IDX .gz; also found in
     /// /usr/share/datasets/fashion-mnist) or synthetic (generated, CIFAR-10 binary format).
-    /// Without it: CIFAR-10 if it is under --data-dir (or --download is given), else synthetic.
+    /// Without it: a checkpoint's own (eval, train --resume), else CIFAR-10 if it is under
+    /// --data-dir (or --download is given), else synthetic.
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
     /// Folder holding the data (CIFAR-10: the folder that contains cifar-10-batches-py/ or -bin/).
@@ -20,6 +21,12 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// These arguments with `recorded` (a checkpoint's dataset) as the dataset where none is given.
+    pub fn defaulting_to(mut self, recorded: Option<&str>) -> DataArgs {
+        self.dataset = self.dataset.or_else(|| recorded.and_then(DatasetKind::from_name));
+        self
+    }
+
     /// The dataset asked for, or the default: CIFAR-10 when present (or to be downloaded), else
     /// the synthetic set, saying so.
     pub fn kind(&self) -> DatasetKind {

@@ -33,7 +33,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let kind = a.model.kind(Some(&a.weights));
     let mut model = kind.build(0);
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
-    let ds = a.data.load(a.split)?;
+    // A checkpoint is evaluated on its own dataset unless --dataset says otherwise.
+    let recorded = checkpoint::meta_of(&a.weights).ok().map(|m| m.dataset);
+    let ds = a.data.defaulting_to(recorded.as_deref()).load(a.split)?;
     let mut progress: Option<Progress> = None;
     let s =
         Evaluator::new(&device, &model, a.batch_size as usize).score_with(&model.params, &ds, &mut |done, total| {

@@ -30,7 +30,8 @@ pub struct Args {
     /// the checkpoint's].
     #[arg(long)]
     seed: Option<u64>,
-    /// Folder for checkpoints, metrics.json/csv, steps.csv and curves.png [default: runs/<model>].
+    /// Folder for checkpoints, metrics.json/csv, steps.csv and curves.png [default: with --resume,
+    /// the checkpoint's folder; else runs/<model>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from a checkpoint file, or from the newest complete checkpoint in a folder.
@@ -127,10 +128,16 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let optimizer = a.optim.optimizer(resumed.as_ref().map(|m| m.optimizer()))?;
     // The step count sets only a cosine schedule's length: its flags are checked here already.
     a.optim.schedule(resumed.as_ref().map(|m| m.schedule), u64::MAX)?;
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
+    // A resumed run goes on where it was (runs/<model> could be another run's).
+    let resumed_dir = a.resume.as_deref().map(|p| match p.is_dir() {
+        true => p.to_path_buf(),
+        false => p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+    });
+    let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
     crate::io::check_output_dir(&out)?;
-    let train_ds = a.data.load(Split::Train)?;
-    let test_ds = a.data.load(Split::Test)?;
+    let data = a.data.clone().defaulting_to(resumed.as_ref().map(|m| m.dataset.as_str()));
+    let train_ds = data.load(Split::Train)?;
+    let test_ds = data.load(Split::Test)?;
     let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
     let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
     let schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;

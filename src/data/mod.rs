@@ -32,6 +32,18 @@ pub enum DatasetKind {
     Synthetic,
 }
 
+impl DatasetKind {
+    /// The kind whose sets are called `name` ([`Dataset::name`], which checkpoints record).
+    pub fn from_name(name: &str) -> Option<DatasetKind> {
+        match name {
+            "CIFAR-10" => Some(DatasetKind::Cifar10),
+            "Fashion-MNIST" => Some(DatasetKind::FashionMnist),
+            "synthetic" => Some(DatasetKind::Synthetic),
+            _ => None,
+        }
+    }
+}
+
 /// Images as bytes (N, 3, 32, 32), channel-planar, with labels and class names.
 #[derive(Clone, Debug)]
 pub struct Dataset {
