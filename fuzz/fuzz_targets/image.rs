@@ -3,5 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = wgrad::data::image::decode_image(std::path::Path::new("fuzz.png"), data);
+    for framing in [wgrad::data::image::Framing::Colour, wgrad::data::image::Framing::Grey28] {
+        let _ = wgrad::data::image::decode_image(std::path::Path::new("fuzz.png"), data, framing);
+    }
 });

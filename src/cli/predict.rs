@@ -1,10 +1,11 @@
-//! `wgrad predict`: top-3 classes with probabilities for PNG/JPEG images of any size, resized to
-//! 32×32 (bilinear), with a state dict or checkpoint.
+//! `wgrad predict`: top-3 classes with probabilities for PNG/JPEG images of any size, framed as
+//! the checkpoint's dataset framed its images (CIFAR-10: colour, resized to 32×32, bilinear;
+//! Fashion-MNIST: grey, 28×28 padded to 32×32), with a state dict or checkpoint.
 
 use super::model_args::ModelArgs;
 use super::DeviceArgs;
 use crate::data::cifar10::CLASSES;
-use crate::data::image::load_image;
+use crate::data::image::{load_image, Framing};
 use crate::eval::top_classes;
 use crate::graph;
 use crate::io::checkpoint;
@@ -29,11 +30,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let kind = a.model.kind(Some(&a.weights));
     let mut model = kind.build(0);
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
-    // Class names: the checkpoint's dataset's, else CIFAR-10's (for a plain state dict).
-    let classes = checkpoint::classes(&a.weights).unwrap_or_else(|| CLASSES.iter().map(|s| s.to_string()).collect());
+    // Class names and framing: the checkpoint's dataset's, else CIFAR-10's (for a plain state dict).
+    let meta = checkpoint::meta_of(&a.weights).ok();
+    let classes = meta.as_ref().map_or_else(|| CLASSES.iter().map(|s| s.to_string()).collect(), |m| m.classes.clone());
+    let framing = meta.as_ref().map_or(Framing::Colour, |m| Framing::of_dataset(&m.dataset));
     let mut images = Vec::new();
     for p in &a.images {
-        images.extend(load_image(p)?);
+        images.extend(load_image(p, framing)?);
     }
     // In batches of at most 256 images, so any number of pictures fits the adapter's limits.
     const CHUNK: usize = 256;

@@ -218,10 +218,3 @@ pub fn meta_of(path: &Path) -> Result<Meta> {
     };
     read_meta(&p, &File::read(&p)?)
 }
-
-/// Class names recorded in a checkpoint, if it is one.
-pub fn classes(path: &Path) -> Option<Vec<String>> {
-    let p = if path.is_dir() { latest(path)? } else { path.to_path_buf() };
-    let f = File::read(&p).ok()?;
-    read_meta(&p, &f).ok().map(|m| m.classes)
-}

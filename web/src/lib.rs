@@ -25,6 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
+use wgrad::data::image::Framing;
 use wgrad::data::loader::{Config as LoaderConfig, DataLoader};
 use wgrad::data::{cifar10, fashion_mnist, synthetic, Dataset, Split};
 use wgrad::graph::gpu::GpuExecutor;
@@ -201,6 +202,8 @@ struct Inner {
     loader: DataLoader,
     test: Arc<Dataset>,
     classes: Vec<String>,
+    /// How a picture to predict is made into an input: as the dataset's images were.
+    framing: Framing,
     eval_images: usize,
     /// Inference executors by batch size, built on first use.
     inference: HashMap<usize, GpuExecutor>,
@@ -280,6 +283,7 @@ impl Run {
                 loader,
                 test: data.test.clone(),
                 classes: data.train.classes.clone(),
+                framing: Framing::of_dataset(&data.train.name),
                 eval_images,
                 inference: HashMap::new(),
                 order,
@@ -313,7 +317,7 @@ impl Run {
         with(&self.inner, |r| Box::pin(r.evaluate()))
     }
 
-    /// The top-3 classes of a PNG or JPEG (resized to 32×32 as `wgrad predict` does): resolves to
+    /// The top-3 classes of a PNG or JPEG (framed as the dataset's images, as `wgrad predict` does): resolves to
     /// JSON [{class, probability}].
     pub fn predict(&self, name: String, bytes: Vec<u8>) -> Promise {
         with(&self.inner, move |r| Box::pin(async move { r.predict(&name, &bytes).await }))
@@ -402,7 +406,7 @@ impl Inner {
     }
 
     async fn predict(&mut self, name: &str, bytes: &[u8]) -> Result<Vec<Guess>> {
-        let image = wgrad::data::image::decode_image(Path::new(name), bytes)?;
+        let image = wgrad::data::image::decode_image(Path::new(name), bytes, self.framing)?;
         let params = self.train.params_async().await?;
         let ex = self.inference(1)?;
         ex.set_params(&params)?;
