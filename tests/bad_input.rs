@@ -123,6 +123,7 @@ fn every_bad_input_is_one_clear_error() {
     extra.push(("model1.fc3.weight".into(), vec![2], vec![0.0; 2]));
     write_tensors(&p("extra_key.safetensors"), &extra);
     std::fs::create_dir_all(p("a_directory.safetensors")).unwrap();
+    std::fs::create_dir_all(p("empty_run")).unwrap();
 
     batch(
         &p("nan_batch.safetensors"),
@@ -488,7 +489,7 @@ fn every_bad_input_is_one_clear_error() {
                 "--out",
                 &sds("run_e"),
                 "--resume",
-                &sds("data"),
+                &sds("empty_run"),
             ],
             &["no complete checkpoint"],
         ),
