@@ -10,7 +10,8 @@ use std::path::Path;
 /// --model, defaulting to a checkpoint's network.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// The network: tudui, cifar-net or resnet20 [default: the checkpoint's, else the one whose state dict --weights holds, else tudui].
+    /// The network: tudui, cifar-net or resnet20 [default: the checkpoint's, else the one whose
+    /// state dict --weights holds, else tudui].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
 }

@@ -6,7 +6,7 @@
 //! and the array's bytes are py2 strings); a file re-saved by Python 3 stores bytes through
 //! `_codecs.encode`: both are read.
 
-use super::{read, Dataset, Split, IMAGE_BYTES};
+use super::{read, Dataset, DatasetKind, Split, IMAGE_BYTES};
 use crate::{Error, Result};
 use serde_pickle::{DeOptions, HashableValue, Value};
 use std::collections::BTreeMap;
@@ -102,7 +102,15 @@ fn load_split(folder: &Path, split: Split, ext: &str, parse: Parser, classes: Ve
         images.extend(i);
         labels.extend(l);
     }
-    Ok(Dataset { name: "CIFAR-10".into(), split, images, labels, classes, synthetic: false, source: folder.into() })
+    Ok(Dataset {
+        name: DatasetKind::Cifar10.name().into(),
+        split,
+        images,
+        labels,
+        classes,
+        synthetic: false,
+        source: folder.into(),
+    })
 }
 
 fn get<'a>(dict: &'a Dict, key: &str) -> Option<&'a Value> {
@@ -302,7 +310,7 @@ pub fn from_files(split: Split, files: &[(String, Vec<u8>)]) -> Result<Dataset> 
     }
     let classes = CLASSES.iter().map(|s| s.to_string()).collect();
     Ok(Dataset {
-        name: "CIFAR-10".into(),
+        name: DatasetKind::Cifar10.name().into(),
         split,
         images,
         labels,

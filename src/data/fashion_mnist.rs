@@ -2,7 +2,7 @@
 //! /usr/share/datasets/fashion-mnist. Each 28×28 image is zero-padded by 2 pixels on each side and
 //! its channel replicated, giving 3×32×32 so Tudui trains on it unchanged.
 
-use super::{read, Dataset, Split, IMAGE_BYTES, SIDE};
+use super::{read, Dataset, DatasetKind, Split, IMAGE_BYTES, SIDE};
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ pub fn from_gz(split: Split, images: (&Path, &[u8]), labels: (&Path, &[u8])) -> 
         }
     }
     Ok(Dataset {
-        name: "Fashion-MNIST".into(),
+        name: DatasetKind::FashionMnist.name().into(),
         split,
         images,
         labels,

@@ -25,8 +25,8 @@ pub enum Framing {
 impl Framing {
     /// The framing of the dataset called `name` ([`crate::data::Dataset::name`]).
     pub fn of_dataset(name: &str) -> Framing {
-        match name {
-            "Fashion-MNIST" => Framing::Grey28,
+        match crate::data::DatasetKind::from_name(name) {
+            Some(crate::data::DatasetKind::FashionMnist) => Framing::Grey28,
             _ => Framing::Colour,
         }
     }

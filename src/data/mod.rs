@@ -33,14 +33,20 @@ pub enum DatasetKind {
 }
 
 impl DatasetKind {
-    /// The kind whose sets are called `name` ([`Dataset::name`], which checkpoints record).
-    pub fn from_name(name: &str) -> Option<DatasetKind> {
-        match name {
-            "CIFAR-10" => Some(DatasetKind::Cifar10),
-            "Fashion-MNIST" => Some(DatasetKind::FashionMnist),
-            "synthetic" => Some(DatasetKind::Synthetic),
-            _ => None,
+    pub const ALL: [DatasetKind; 3] = [DatasetKind::Cifar10, DatasetKind::FashionMnist, DatasetKind::Synthetic];
+
+    /// What its sets are called ([`Dataset::name`], which checkpoints record).
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "CIFAR-10",
+            DatasetKind::FashionMnist => "Fashion-MNIST",
+            DatasetKind::Synthetic => "synthetic",
         }
+    }
+
+    /// The kind whose sets are called `name`.
+    pub fn from_name(name: &str) -> Option<DatasetKind> {
+        DatasetKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -107,7 +113,7 @@ fn load_any(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Resu
                 synthetic::write(&d, synthetic::SEED)?;
             }
             let mut ds = cifar10::load_bin(&d, split)?;
-            ds.name = "synthetic".into();
+            ds.name = DatasetKind::Synthetic.name().into();
             ds.synthetic = true;
             Ok(ds)
         }

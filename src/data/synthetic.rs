@@ -8,7 +8,7 @@
 //! noise. Colour narrows a class down to two or three; the stripes' orientation and period decide.
 
 use super::cifar10::{parse_bin, CLASSES, RECORD};
-use super::{Dataset, Split, IMAGE_BYTES, SIDE};
+use super::{Dataset, DatasetKind, Split, IMAGE_BYTES, SIDE};
 use crate::io::write_atomic;
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -86,7 +86,7 @@ pub fn generate(seed: u64, split: Split) -> Result<Dataset> {
         labels.extend(l);
     }
     Ok(Dataset {
-        name: "synthetic".into(),
+        name: DatasetKind::Synthetic.name().into(),
         split,
         images,
         labels,
