@@ -560,3 +560,26 @@ fn a_resumed_run_keeps_its_dataset_and_folder_and_eval_takes_its_dataset() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("dataset synthetic (this run: CIFAR-10)"), "{stderr}");
 }
+
+#[test]
+fn predict_names_the_classes_of_the_dataset_it_is_told() {
+    let dir = tempdir();
+    let img = dir.join("pic.png");
+    image::RgbImage::from_fn(30, 50, |x, y| image::Rgb([(x * 8) as u8, (y * 5) as u8, 90])).save(&img).unwrap();
+    let weights = data_path("tudui_init.safetensors");
+    let top3 = |stdout: &str| -> Vec<String> {
+        let line = stdout.lines().next().unwrap_or_default();
+        let list = line.split_once(": ").map_or("", |p| p.1);
+        list.split(", ").map(|g| g.rsplit_once(' ').map_or(g, |p| p.0).to_string()).collect()
+    };
+    let (code, stdout, stderr) = wgrad(&["predict", "--weights", s(&weights), s(&img), "--device", "cpu"]);
+    assert_eq!(code, 0, "{stderr}");
+    let cifar = wgrad::data::DatasetKind::Cifar10.classes();
+    assert!(top3(&stdout).iter().all(|c| cifar.contains(&c.as_str())), "{stdout}");
+    let args = ["predict", "--weights", s(&weights), s(&img), "--device", "cpu", "--dataset", "fashion-mnist"];
+    let (code, stdout, stderr) = wgrad(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let fashion = wgrad::data::DatasetKind::FashionMnist.classes();
+    let got = top3(&stdout);
+    assert!(got.len() == 3 && got.iter().all(|c| fashion.contains(&c.as_str())), "{stdout}");
+}

@@ -4,8 +4,8 @@
 
 use super::model_args::ModelArgs;
 use super::DeviceArgs;
-use crate::data::cifar10::CLASSES;
 use crate::data::image::{load_image, Framing};
+use crate::data::DatasetKind;
 use crate::eval::top_classes;
 use crate::graph;
 use crate::io::checkpoint;
@@ -21,6 +21,10 @@ pub struct Args {
     /// PNG or JPEG files.
     #[arg(required = true)]
     images: Vec<PathBuf>,
+    /// The dataset the network learnt from, for its class names and how its images were framed
+    /// (fashion-mnist: grey, 28×28 padded to 32×32) [default: a checkpoint's, else cifar10].
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -30,10 +34,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let kind = a.model.kind(Some(&a.weights));
     let mut model = kind.build(0);
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
-    // Class names and framing: the checkpoint's dataset's, else CIFAR-10's (for a plain state dict).
+    // Class names and framing: --dataset's, else the checkpoint's dataset's, else CIFAR-10's.
     let meta = checkpoint::meta_of(&a.weights).ok();
-    let classes = meta.as_ref().map_or_else(|| CLASSES.iter().map(|s| s.to_string()).collect(), |m| m.classes.clone());
-    let framing = meta.as_ref().map_or(Framing::Colour, |m| Framing::of_dataset(&m.dataset));
+    let (classes, framing) = match (a.dataset, &meta) {
+        (Some(k), _) => (k.classes().map(String::from).to_vec(), Framing::of_dataset(k.name())),
+        (None, Some(m)) => (m.classes.clone(), Framing::of_dataset(&m.dataset)),
+        (None, None) => (DatasetKind::Cifar10.classes().map(String::from).to_vec(), Framing::Colour),
+    };
     let mut images = Vec::new();
     for p in &a.images {
         images.extend(load_image(p, framing)?);

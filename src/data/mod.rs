@@ -44,6 +44,14 @@ impl DatasetKind {
         }
     }
 
+    /// Its class names (the synthetic set's are CIFAR-10's).
+    pub fn classes(self) -> [&'static str; 10] {
+        match self {
+            DatasetKind::FashionMnist => fashion_mnist::CLASSES,
+            DatasetKind::Cifar10 | DatasetKind::Synthetic => cifar10::CLASSES,
+        }
+    }
+
     /// The kind whose sets are called `name`.
     pub fn from_name(name: &str) -> Option<DatasetKind> {
         DatasetKind::ALL.into_iter().find(|k| k.name() == name)
