@@ -188,7 +188,8 @@ fn train_eval_predict_and_show_work_together() {
     let (code, _, stderr) = wgrad(&["show", "--dataset", "synthetic", "--data-dir", s(&data), "--out", s(&grid)]);
     assert_eq!(code, 0, "{stderr}");
     let g = image::open(&grid).unwrap();
-    assert_eq!((g.width(), g.height()), (8 * 68, 8 * 78));
+    // Cells as wide as "automobile" (10 characters of 8 pixels) and a margin of 8.
+    assert_eq!((g.width(), g.height()), (8 * 88, 8 * 78));
 }
 
 #[test]

@@ -18,17 +18,23 @@ pub struct Args {
 }
 
 const SCALE: usize = 2;
-const CELL_W: usize = SIDE * SCALE + 4;
 const TEXT_H: usize = 10;
 const CELL_H: usize = SIDE * SCALE + TEXT_H + 4;
+/// Pixels per character of [`draw_text`]'s font.
+const CHAR_W: usize = 8;
 
-/// The grid as an image: up to 64 images, 8 per row, each with its class name.
+/// The grid as an image: up to 64 images, 8 per row, each with its class name (cells as wide as
+/// the longest name, "T-shirt/top", needs).
 pub fn grid(ds: &Dataset) -> image::RgbImage {
     let n = ds.len().min(64);
     let rows = n.div_ceil(8).max(1);
-    let mut img = image::RgbImage::from_pixel((8 * CELL_W) as u32, (rows * CELL_H) as u32, image::Rgb([24, 24, 24]));
+    let longest = ds.classes.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    let cell_w = (SIDE * SCALE).max(CHAR_W * longest) + 8;
+    let mut img = image::RgbImage::from_pixel((8 * cell_w) as u32, (rows * CELL_H) as u32, image::Rgb([24, 24, 24]));
     for i in 0..n {
-        let (cx, cy) = ((i % 8) * CELL_W + 2, (i / 8) * CELL_H + 2);
+        let (x0, cy) = ((i % 8) * cell_w + 4, (i / 8) * CELL_H + 2);
+        // The picture centred in its cell, the name from the cell's left edge.
+        let cx = x0 + (cell_w - 8 - SIDE * SCALE) / 2;
         let pixels = ds.image(i);
         for y in 0..SIDE * SCALE {
             for x in 0..SIDE * SCALE {
@@ -37,8 +43,8 @@ pub fn grid(ds: &Dataset) -> image::RgbImage {
                 img.put_pixel((cx + x) as u32, (cy + y) as u32, image::Rgb(rgb));
             }
         }
-        let name: String = ds.classes[ds.labels[i] as usize].chars().take(CELL_W / 8).collect();
-        draw_text(&mut img, cx as i64, (cy + SIDE * SCALE + 1) as i64, &name, [255, 255, 255]);
+        let name = &ds.classes[ds.labels[i] as usize];
+        draw_text(&mut img, x0 as i64, (cy + SIDE * SCALE + 1) as i64, name, [255, 255, 255]);
     }
     img
 }
