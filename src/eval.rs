@@ -8,13 +8,30 @@ use crate::ops::cross_entropy;
 use crate::{Device, Result};
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Score {
     pub images: usize,
     /// Fraction of images whose largest logit is their label.
     pub accuracy: f64,
     /// Mean CrossEntropyLoss.
     pub loss: f64,
+    /// Each label's images and how many of them were classified right (as the accuracy per class
+    /// of PyTorch's "Training a Classifier" tutorial).
+    pub per_class: Vec<ClassScore>,
+}
+
+/// One label's part of a [`Score`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassScore {
+    pub images: usize,
+    pub correct: usize,
+}
+
+impl ClassScore {
+    /// Fraction of the label's images classified right (0 for a label with none).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.images.max(1) as f64
+    }
 }
 
 /// Index of the largest value (the first, on ties).
@@ -77,6 +94,7 @@ impl Evaluator {
             e.set_params(params)?;
         }
         let (mut correct, mut loss) = (0usize, 0f64);
+        let mut per_class: Vec<ClassScore> = Vec::new();
         for b in dl.epoch(0, 0) {
             let i = match self.executors.iter().position(|e| e.plan().batch == b.len()) {
                 Some(i) => i,
@@ -89,13 +107,21 @@ impl Evaluator {
             };
             let ex = &mut self.executors[i];
             let logits = ex.forward(&b.images)?;
-            let (c, l) = score_logits(&logits, &b.targets, ex.plan().classes);
+            let classes = ex.plan().classes;
+            let (c, l) = score_logits(&logits, &b.targets, classes);
             correct += c;
             loss += l;
+            per_class.resize(classes, ClassScore::default());
+            for (row, &t) in logits.chunks(classes).zip(&b.targets) {
+                if let Some(s) = usize::try_from(t).ok().and_then(|t| per_class.get_mut(t)) {
+                    s.images += 1;
+                    s.correct += usize::from(argmax(row) as i64 == t);
+                }
+            }
             progress(b.index as u64 + 1, total);
         }
         let n = ds.len().max(1);
-        Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64 })
+        Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64, per_class })
     }
 }
 

@@ -174,6 +174,14 @@ fn train_eval_predict_and_show_work_together() {
         v["accuracy"].as_f64().unwrap() >= 0.0 && v["loss"].as_f64().unwrap() > 0.0 && v["synthetic"] == true,
         "{v}"
     );
+    // Per class: CIFAR-10's names in order, and together they are the whole split and its accuracy.
+    let per_class = v["per_class"].as_array().unwrap();
+    let names: Vec<&str> = per_class.iter().map(|c| c["class"].as_str().unwrap()).collect();
+    assert_eq!(names, wgrad::data::DatasetKind::Synthetic.classes(), "{v}");
+    let images: u64 = per_class.iter().map(|c| c["images"].as_u64().unwrap()).sum();
+    assert_eq!(images, v["images"].as_u64().unwrap(), "{v}");
+    let correct: f64 = per_class.iter().map(|c| c["accuracy"].as_f64().unwrap() * c["images"].as_f64().unwrap()).sum();
+    assert!((correct / images as f64 - v["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{v}");
 
     let img = dir.join("pic.png");
     image::RgbImage::from_fn(57, 41, |x, y| image::Rgb([(x * 4) as u8, (y * 6) as u8, 128])).save(&img).unwrap();

@@ -21,7 +21,8 @@ pub struct Args {
     split: Split,
     #[arg(long = "batch-size", default_value_t = 256, value_parser = super::positive)]
     batch_size: u64,
-    /// Print one JSON object (accuracy as a fraction, loss, images, dataset, split, synthetic).
+    /// Print one JSON object (accuracy as a fraction, loss, images, dataset, split, synthetic, and
+    /// per_class: each class's name, images and accuracy).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -43,10 +44,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             p.set(done, done, || format!("batch {done}"));
         })?;
     drop(progress);
+    let class = |c: usize| ds.classes.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
     if a.json {
+        let per_class: Vec<serde_json::Value> = (s.per_class.iter().enumerate())
+            .map(|(c, p)| serde_json::json!({"class": class(c), "images": p.images, "accuracy": p.accuracy()}))
+            .collect();
         let v = serde_json::json!({
             "dataset": ds.name, "split": format!("{:?}", a.split).to_lowercase(), "synthetic": ds.synthetic,
             "images": s.images, "accuracy": s.accuracy, "loss": s.loss, "device": device.name(), "model": kind.name(),
+            "per_class": per_class,
         });
         println!("{v}");
     } else {
@@ -58,6 +64,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             s.images,
             s.loss
         );
+        for (c, p) in s.per_class.iter().enumerate() {
+            println!("  {:<12} {:6.2}% ({} images)", class(c), 100.0 * p.accuracy(), p.images);
+        }
     }
     Ok(0)
 }
