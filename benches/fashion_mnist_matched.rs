@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let mut losses = Vec::with_capacity(loader.len());
     let t0 = std::time::Instant::now();
     for b in 0..loader.len() {
-        let batch = loader.batch(&order, b);
+        let batch = loader.batch(0, &order, b);
         losses.push(ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN) as f64);
     }
     let score = wgrad::eval::evaluate(&Device::Cpu, &model, &ex.params()?, &test, 256)?;

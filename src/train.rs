@@ -33,6 +33,8 @@ pub struct Config {
     pub eval_batch: usize,
     /// Also write a checkpoint every this many steps (besides one per epoch).
     pub checkpoint_every: Option<u64>,
+    /// Random crops and flips of the training images (`loader::Config::augment`).
+    pub augment: bool,
 }
 
 /// One epoch's line.
@@ -181,6 +183,10 @@ fn read_steps(path: &Path) -> Option<Vec<(u64, (String, f32))>> {
     Some(v)
 }
 
+fn on_off(b: bool) -> String {
+    if b { "on" } else { "off" }.to_string()
+}
+
 /// The per-step log written next to the checkpoints.
 pub fn steps_path(out: &Path) -> PathBuf {
     out.join("steps.csv")
@@ -237,6 +243,7 @@ impl Trainer {
             nesterov: None,
             dataset: train.name.clone(),
             classes: train.classes.clone(),
+            augment: cfg.augment,
         };
         let mut optimizer = None;
         let mut resumed_from = None;
@@ -259,6 +266,7 @@ impl Trainer {
                 (m.optimizer() == cfg.optimizer, "optimizer", m.optimizer().describe(), cfg.optimizer.describe()),
                 (m.schedule == cfg.schedule, "lr schedule", m.schedule.describe(), cfg.schedule.describe()),
                 (m.dataset == train.name, "dataset", m.dataset.clone(), train.name.clone()),
+                (m.augment == cfg.augment, "augmentation", on_off(m.augment), on_off(cfg.augment)),
             ]
             .into_iter()
             .filter(|d| !d.0)
@@ -321,6 +329,7 @@ impl Trainer {
                 seed: cfg.seed,
                 drop_last: true,
                 normalize: None,
+                augment: cfg.augment,
             },
         )?;
         if loader.is_empty() {

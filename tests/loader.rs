@@ -85,3 +85,55 @@ fn the_synthetic_set_is_deterministic_balanced_and_says_so() {
         assert_eq!((memory.name, memory.classes, memory.synthetic), (files.name, files.classes, true));
     }
 }
+
+/// The 3×32×32 image `img` cropped at (dy, dx) of its zero-padded 40×40 copy, then mirrored or
+/// not: torchvision's RandomCrop(32, padding=4) and RandomHorizontalFlip(), written plainly.
+fn cropped(img: &[u8], dy: usize, dx: usize, flip: bool) -> Vec<u8> {
+    let mut out = vec![0u8; 3 * 32 * 32];
+    for c in 0..3 {
+        for y in 0..32 {
+            for x in 0..32 {
+                let (py, px) = (y + dy, if flip { 31 - x } else { x } + dx);
+                if (4..36).contains(&py) && (4..36).contains(&px) {
+                    out[(c * 32 + y) * 32 + x] = img[(c * 32 + py - 4) * 32 + px - 4];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn augmentation_crops_and_flips_each_image_from_the_seed_epoch_and_batch() {
+    let ds = dataset();
+    let cfg = Config { shuffle: true, seed: 5, augment: true, ..Config::new(8) };
+    let dl = DataLoader::new(ds.clone(), cfg).unwrap();
+    let (order, batches): (Vec<usize>, Vec<_>) = (dl.order(2), dl.epoch(2, 0).collect());
+    let mut seen = std::collections::HashSet::new();
+    let (mut only_flipped, mut only_unflipped) = (0, 0);
+    for (k, &i) in order.iter().enumerate() {
+        let got: Vec<u8> =
+            batches[k / 8].images[(k % 8) * 3072..][..3072].iter().map(|&v| (v * 255.0).round() as u8).collect();
+        let all = (0..=8).flat_map(|dy| (0..=8).flat_map(move |dx| [(dy, dx, false), (dy, dx, true)]));
+        let found: Vec<_> = all.filter(|&(dy, dx, f)| cropped(ds.image(i), dy, dx, f) == got).collect();
+        assert!(!found.is_empty(), "image {i} (position {k}) is no crop and flip of the original");
+        only_flipped += usize::from(found.iter().all(|f| f.2));
+        only_unflipped += usize::from(found.iter().all(|f| !f.2));
+        seen.extend(found);
+    }
+    assert!(seen.len() > 20, "the crops vary: {seen:?}");
+    assert!(only_flipped > 5 && only_unflipped > 5, "mirrored about half the time: {only_flipped}, {only_unflipped}");
+    let (dys, dxs): (Vec<usize>, Vec<usize>) = seen.iter().map(|s| (s.0, s.1)).unzip();
+    for d in [dys, dxs] {
+        assert!(d.iter().min() < Some(&2) && d.iter().max() > Some(&6), "offsets over 0..=8: {d:?}");
+    }
+    // The same (seed, epoch, batch) gives the same images, from any starting batch; another
+    // epoch other ones.
+    let again: Vec<_> = dl.epoch(2, 3).collect();
+    assert_eq!(again[0].images, batches[3].images);
+    assert_ne!(dl.batch(3, &order, 3).images, batches[3].images);
+    // Off, the images are the originals.
+    let plain = DataLoader::new(ds.clone(), Config { augment: false, ..cfg }).unwrap();
+    let b = plain.batch(2, &order, 0);
+    assert_eq!(b.images[..3072].iter().map(|&v| (v * 255.0).round() as u8).collect::<Vec<_>>(), ds.image(order[0]));
+}

@@ -42,6 +42,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
         verify: false,
         eval_batch: 32,
         checkpoint_every: None,
+        augment: false,
     }
 }
 
@@ -148,6 +149,11 @@ fn resume_is_bit_exact_with_adam_on_resnet20_on_the_gpu() {
 }
 
 #[test]
+fn resume_is_bit_exact_with_augmentation_on_the_cpu_path() {
+    resume_is_exact_with(Device::Cpu, |c| Config { augment: true, ..c });
+}
+
+#[test]
 fn a_resume_with_other_settings_is_refused_naming_them() {
     let out = tempdir();
     let mut t = trainer(&Device::Cpu, &out, config(1, Some(1)), None);
@@ -169,6 +175,7 @@ fn a_resume_with_other_settings_is_refused_naming_them() {
     assert!(e.contains("optimizer SGD(lr=0.01") && e.contains("(this run: Adam(lr=0.001"), "{e}");
     assert!(e.contains("lr schedule constant (this run: "), "{e}");
     assert!(!e.contains("batch size") && !e.contains("seed") && !e.contains("dataset"), "{e}");
+    assert!(!e.contains("augmentation"), "{e}");
 }
 
 #[test]

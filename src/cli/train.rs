@@ -44,6 +44,11 @@ pub struct Args {
     /// Also write a checkpoint every N steps (one per epoch is always written).
     #[arg(long = "checkpoint-every", value_parser = super::positive)]
     checkpoint_every: Option<u64>,
+    /// Randomly crop (32×32 of the image padded by 4) and mirror each training image, as
+    /// torchvision's RandomCrop(32, padding=4) and RandomHorizontalFlip() (He et al.'s CIFAR-10
+    /// training) [default: off; with --resume, the checkpoint's].
+    #[arg(long)]
+    augment: bool,
     /// Run every step on the CPU path too and stop at the first difference beyond tolerance.
     #[arg(long)]
     verify: bool,
@@ -152,17 +157,19 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         verify: a.verify,
         eval_batch: 256,
         checkpoint_every: a.checkpoint_every,
+        augment: a.augment || resumed.as_ref().is_some_and(|m| m.augment),
     };
     let model = kind.build(seed);
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
-        "training {} ({} parameters) on {}: {} epochs of {} batches of {}, {}, lr schedule {}{}",
+        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}, lr schedule {}{}",
         kind.name(),
         t.model.params.count(),
         t.device.name(),
         a.epochs,
         t.batches_per_epoch(),
         batch_size,
+        if t.meta.augment { " (random crops and flips)" } else { "" },
         optimizer.describe(),
         schedule.describe(),
         match &t.resumed_from {

@@ -1,6 +1,7 @@
-//! DataLoader: batch_size, shuffle with a seed (a new permutation each epoch), drop_last,
-//! ToTensor (u8 / 255 → f32, N×3×32×32) and optional Normalize(mean, std). The next batch is
-//! prepared on another thread while the current step runs.
+//! DataLoader: batch_size, shuffle with a seed (a new permutation each epoch), drop_last, the
+//! optional augmentation of CIFAR-10 training (RandomCrop(32, padding=4), then
+//! RandomHorizontalFlip()), ToTensor (u8 / 255 → f32, N×3×32×32) and optional Normalize(mean,
+//! std). The next batch is prepared on another thread while the current step runs.
 
 use super::{Dataset, IMAGE_BYTES, SIDE};
 use rand::seq::SliceRandom;
@@ -18,12 +19,16 @@ pub struct Config {
     pub drop_last: bool,
     /// transforms.Normalize(mean, std) per channel, after ToTensor.
     pub normalize: Option<([f32; 3], [f32; 3])>,
+    /// transforms.RandomCrop(32, padding=4) then RandomHorizontalFlip() per image, before
+    /// ToTensor, as He et al. (2016, §4.2) train on CIFAR-10: drawn from (seed, epoch, batch), so
+    /// a resumed run sees the same images.
+    pub augment: bool,
 }
 
 impl Config {
     /// DataLoader(dataset, batch_size) with PyTorch's defaults: no shuffle, keep the last batch.
     pub fn new(batch_size: usize) -> Self {
-        Config { batch_size, shuffle: false, seed: 0, drop_last: false, normalize: None }
+        Config { batch_size, shuffle: false, seed: 0, drop_last: false, normalize: None, augment: false }
     }
 }
 
@@ -94,14 +99,22 @@ impl DataLoader {
         idx
     }
 
-    /// Builds batch `b` of an epoch's order.
-    pub fn batch(&self, order: &[usize], b: usize) -> Batch {
+    /// Builds batch `b` of `epoch`'s order.
+    pub fn batch(&self, epoch: u64, order: &[usize], b: usize) -> Batch {
         let bs = self.cfg.batch_size;
         let ids = &order[b * bs..((b + 1) * bs).min(order.len())];
         let mut images = Vec::with_capacity(ids.len() * IMAGE_BYTES);
         let plane = SIDE * SIDE;
+        // Each batch's crops and flips from its own stream of the seed's generator.
+        let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ AUGMENT_SEED);
+        rng.set_stream((epoch << 32) | b as u64);
+        let mut moved = [0u8; IMAGE_BYTES];
         for &i in ids {
-            let img = self.ds.image(i);
+            let mut img = self.ds.image(i);
+            if self.cfg.augment {
+                crop_and_flip(img, &mut moved, &mut rng);
+                img = &moved;
+            }
             for c in 0..3 {
                 let (m, s) = self.cfg.normalize.map_or((0.0, 1.0), |(m, s)| (m[c], s[c]));
                 images.extend(img[c * plane..(c + 1) * plane].iter().map(|&p| (p as f32 / 255.0 - m) / s));
@@ -119,12 +132,40 @@ impl DataLoader {
         let worker = std::thread::spawn(move || {
             let order = me.order(epoch);
             for b in start..count {
-                if tx.send(me.batch(&order, b)).is_err() {
+                if tx.send(me.batch(epoch, &order, b)).is_err() {
                     return;
                 }
             }
         });
         Epoch { rx: Some(rx), worker: Some(worker) }
+    }
+}
+
+/// Mixed into the seed of the augmentation's generator, so that it draws apart from the shuffle's.
+const AUGMENT_SEED: u64 = 0x5EED_C0DE_A4A4_1F1F;
+
+/// RandomCrop(32, padding=4) (zeros around) then RandomHorizontalFlip() of one CHW image into
+/// `out`: its top-left corner at (dy, dx) of the padded 40×40 image, each uniform in 0..=8 as
+/// torchvision draws them, then a mirror with probability 1/2.
+fn crop_and_flip(img: &[u8], out: &mut [u8; IMAGE_BYTES], rng: &mut ChaCha8Rng) {
+    use rand::Rng;
+    const PAD: usize = 4;
+    let (dy, dx) = (rng.random_range(0..=2 * PAD), rng.random_range(0..=2 * PAD));
+    let flip = rng.random_bool(0.5);
+    for c in 0..3 {
+        for y in 0..SIDE {
+            let row = &mut out[(c * SIDE + y) * SIDE..][..SIDE];
+            // Output row y is padded row y + dy, input row y + dy − PAD.
+            let Some(src) = (y + dy).checked_sub(PAD).filter(|&r| r < SIDE) else {
+                row.fill(0);
+                continue;
+            };
+            let src = &img[(c * SIDE + src) * SIDE..][..SIDE];
+            for (x, v) in row.iter_mut().enumerate() {
+                let xc = if flip { SIDE - 1 - x } else { x };
+                *v = (xc + dx).checked_sub(PAD).filter(|&s| s < SIDE).map_or(0, |s| src[s]);
+            }
+        }
     }
 }
 

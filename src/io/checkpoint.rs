@@ -53,6 +53,10 @@ pub struct Meta {
     pub nesterov: Option<bool>,
     pub dataset: String,
     pub classes: Vec<String>,
+    /// Whether the training images were randomly cropped and flipped (`--augment`); checkpoints
+    /// written before it was recorded were not.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 fn tudui() -> String {

@@ -260,7 +260,14 @@ impl Run {
         // As `wgrad train`: shuffled from the seed, a new order each epoch, whole batches only.
         let loader = DataLoader::new(
             data.train.clone(),
-            LoaderConfig { batch_size: s.batch, shuffle: true, seed: s.seed, drop_last: true, normalize: None },
+            LoaderConfig {
+                batch_size: s.batch,
+                shuffle: true,
+                seed: s.seed,
+                drop_last: true,
+                normalize: None,
+                augment: false,
+            },
         )
         .map_err(js_err)?;
         if loader.is_empty() {
@@ -356,7 +363,7 @@ impl Inner {
             self.batch = 0;
             self.order = self.loader.order(self.epoch);
         }
-        let b = self.loader.batch(&self.order, self.batch);
+        let b = self.loader.batch(self.epoch, &self.order, self.batch);
         let lr = self.schedule.lr(self.optimizer.lr() as f64, self.step);
         let loss = self.train.train_step(&b.images, &b.targets).await?;
         self.batch += 1;
@@ -394,7 +401,7 @@ impl Inner {
         }
         let (mut correct, mut loss) = (0usize, 0f64);
         for b in 0..n.div_ceil(EVAL_BATCH) {
-            let batch = loader.batch(&order, b);
+            let batch = loader.batch(0, &order, b);
             let ex = self.inference(batch.len())?;
             let logits = ex.forward_async(&batch.images).await?;
             let (c, l) = wgrad::eval::score_logits(&logits, &batch.targets, ex.plan().classes);
