@@ -35,6 +35,9 @@ pub struct Config {
     pub checkpoint_every: Option<u64>,
     /// Random crops and flips of the training images (`loader::Config::augment`).
     pub augment: bool,
+    /// The training loss's label smoothing (`graph::Options::label_smoothing`); the test loss is
+    /// plain CrossEntropyLoss.
+    pub label_smoothing: f32,
 }
 
 /// One epoch's line.
@@ -244,6 +247,7 @@ impl Trainer {
             dataset: train.name.clone(),
             classes: train.classes.clone(),
             augment: cfg.augment,
+            label_smoothing: cfg.label_smoothing,
         };
         let mut optimizer = None;
         let mut resumed_from = None;
@@ -267,6 +271,12 @@ impl Trainer {
                 (m.schedule == cfg.schedule, "lr schedule", m.schedule.describe(), cfg.schedule.describe()),
                 (m.dataset == train.name, "dataset", m.dataset.clone(), train.name.clone()),
                 (m.augment == cfg.augment, "augmentation", on_off(m.augment), on_off(cfg.augment)),
+                (
+                    m.label_smoothing == cfg.label_smoothing,
+                    "label smoothing",
+                    m.label_smoothing.to_string(),
+                    cfg.label_smoothing.to_string(),
+                ),
             ]
             .into_iter()
             .filter(|d| !d.0)
@@ -306,6 +316,7 @@ impl Trainer {
             schedule: cfg.schedule,
             keep_all: cfg.verify,
             seed: cfg.seed,
+            label_smoothing: cfg.label_smoothing,
             ..Default::default()
         };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;

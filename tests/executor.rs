@@ -243,3 +243,48 @@ fn resident_runs_without_a_batch_are_errors_on_gpu() {
     let Some(gpu) = gpu() else { return };
     resident_runs_without_a_batch_are_errors(Device::Gpu(gpu));
 }
+
+/// CrossEntropyLoss(label_smoothing=0.2) as the training loss: the step's loss and the last
+/// layer's bias gradient (the sum over the batch of the logits' gradient) are the op's.
+fn label_smoothing_reaches_the_loss(device: Device) {
+    let model = second_model();
+    let opts = ExecOptions { label_smoothing: 0.2, ..Default::default() };
+    let mut ex = wgrad::executor(&device, &model, 3, opts).unwrap();
+    let (images, targets) = second_batch();
+    let loss = ex.step(&images, &targets, true).unwrap().unwrap();
+    let logits = ex.logits().unwrap();
+    let o = wgrad::ops::cross_entropy::Options { label_smoothing: 0.2, ..Default::default() };
+    let (mut logp, mut dlogits) = (vec![0f32; logits.len()], vec![0f32; logits.len()]);
+    let targets_ = wgrad::ops::cross_entropy::Targets::Class(&targets);
+    let want = wgrad::ops::cross_entropy::loss_and_grad_into(&logits, targets_, &o, (3, 5, 1), &mut logp, &mut dlogits);
+    let plain = wgrad::ops::cross_entropy::Options::default();
+    let unsmoothed = wgrad::ops::cross_entropy::loss_and_grad_into(
+        &logits,
+        targets_,
+        &plain,
+        (3, 5, 1),
+        &mut logp,
+        &mut [0f32; 15],
+    );
+    assert!((want - unsmoothed).abs() > 1e-3, "the smoothing changes this loss: {want} {unsmoothed}");
+    let dev = ex.describe();
+    assert_close(&format!("{dev}: smoothed loss"), &[loss], &[want], 1e-5, 1e-6);
+    let grads = ex.grads().unwrap();
+    let k = grads.specs.iter().position(|s| s.key == "net.out.bias").unwrap();
+    let db: Vec<f32> = (0..5).map(|c| (0..3).map(|n| dlogits[n * 5 + c]).sum()).collect();
+    assert_close(&format!("{dev}: net.out.bias gradient"), grads.get(k), &db, 1e-4, 1e-6);
+    let bad = ExecOptions { label_smoothing: 1.5, ..Default::default() };
+    let e = wgrad::executor(&device, &model, 3, bad).err().unwrap().to_string();
+    assert!(e.contains("label_smoothing must be between 0.0 and 1.0, got 1.5"), "{e}");
+}
+
+#[test]
+fn label_smoothing_reaches_the_loss_on_cpu() {
+    label_smoothing_reaches_the_loss(Device::Cpu);
+}
+
+#[test]
+fn label_smoothing_reaches_the_loss_on_gpu() {
+    let Some(gpu) = gpu() else { return };
+    label_smoothing_reaches_the_loss(Device::Gpu(gpu));
+}

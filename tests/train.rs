@@ -43,6 +43,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
         eval_batch: 32,
         checkpoint_every: None,
         augment: false,
+        label_smoothing: 0.0,
     }
 }
 

@@ -49,6 +49,10 @@ pub struct Args {
     /// training) [default: off; with --resume, the checkpoint's].
     #[arg(long)]
     augment: bool,
+    /// CrossEntropyLoss's label_smoothing for the training loss, in [0, 1] (the test loss stays
+    /// plain) [default: 0; with --resume, the checkpoint's].
+    #[arg(long = "label-smoothing", allow_negative_numbers = true)]
+    label_smoothing: Option<f32>,
     /// Run every step on the CPU path too and stop at the first difference beyond tolerance.
     #[arg(long)]
     verify: bool,
@@ -131,6 +135,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let batch_size = a.batch_size.or(resumed.as_ref().map(|m| m.batch_size)).unwrap_or(64);
     let seed = a.seed.or(resumed.as_ref().map(|m| m.seed)).unwrap_or(0);
     let optimizer = a.optim.optimizer(resumed.as_ref().map(|m| m.optimizer()))?;
+    let label_smoothing = a.label_smoothing.or(resumed.as_ref().map(|m| m.label_smoothing)).unwrap_or(0.0);
+    crate::graph::check_label_smoothing(label_smoothing)?;
     // The step count sets only a cosine schedule's length: its flags are checked here already.
     a.optim.schedule(resumed.as_ref().map(|m| m.schedule), u64::MAX)?;
     // A resumed run goes on where it was (runs/<model> could be another run's).
@@ -158,11 +164,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         eval_batch: 256,
         checkpoint_every: a.checkpoint_every,
         augment: a.augment || resumed.as_ref().is_some_and(|m| m.augment),
+        label_smoothing,
     };
     let model = kind.build(seed);
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
-        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}, lr schedule {}{}",
+        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}, lr schedule {}{}{}",
         kind.name(),
         t.model.params.count(),
         t.device.name(),
@@ -172,6 +179,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         if t.meta.augment { " (random crops and flips)" } else { "" },
         optimizer.describe(),
         schedule.describe(),
+        match label_smoothing {
+            0.0 => String::new(),
+            ls => format!(", CrossEntropyLoss(label_smoothing={ls})"),
+        },
         match &t.resumed_from {
             Some(p) => format!(
                 ", resuming from {} at epoch {} batch {} (step {})",

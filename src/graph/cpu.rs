@@ -242,14 +242,14 @@ impl CpuExecutor {
     }
 
     fn loss(&mut self, targets: &[i64]) -> f32 {
-        let CpuExecutor { plan, sched, slots, .. } = self;
+        let CpuExecutor { plan, sched, slots, opts, .. } = self;
         let dims = (plan.batch, plan.classes, 1);
         let (lp, d) = (sched.loss_scratch[0], sched.dlogits.unwrap());
         let (mut logp, mut dlogits) = (take(slots, sched, lp), take(slots, sched, d));
         let loss = cross_entropy::loss_and_grad_into(
             tensor(slots, sched, sched.value[plan.output]),
             cross_entropy::Targets::Class(targets),
-            &loss_options(),
+            &loss_options(opts),
             dims,
             &mut logp[..sched.words[lp] as usize],
             &mut dlogits[..sched.words[d] as usize],

@@ -96,7 +96,7 @@ impl GpuExecutor {
                 keep_all: opts.keep_all,
                 scratch: &scratch,
                 reads: &|i| plan.nodes[i].node.gpu_backward_reads(&gpu),
-                loss_scratch: cross_entropy::gpu_scratch(dims, loss_options().reduction),
+                loss_scratch: cross_entropy::gpu_scratch(dims, loss_options(&opts).reduction),
                 folds: None,
             },
         );
@@ -161,7 +161,7 @@ impl GpuExecutor {
                         dout: &dout,
                         dinp: &tensors[sched.dlogits.unwrap()],
                     };
-                    let o = loss_options();
+                    let o = loss_options(&opts);
                     kernels.extend(cross_entropy::forward_gpu(&gpu, "loss", &b, &o, dims)?.kernels);
                     kernels.extend(cross_entropy::backward_gpu(&gpu, "loss", &b, &o, dims)?.kernels);
                     loss_consts = Some((weight, dout));

@@ -38,6 +38,8 @@ pub struct Options {
     pub mode: Mode,
     /// Seed of the random stream (Dropout's masks).
     pub seed: u64,
+    /// The loss's `label_smoothing` (CrossEntropyLoss(label_smoothing=…)), in [0, 1].
+    pub label_smoothing: f32,
 }
 
 impl Options {
@@ -47,9 +49,18 @@ impl Options {
     }
 }
 
-/// The loss every executor computes: CrossEntropyLoss with PyTorch's defaults.
-pub fn loss_options() -> cross_entropy::Options {
-    cross_entropy::Options::default()
+/// Refuses a label smoothing outside [0, 1], as PyTorch does.
+pub fn check_label_smoothing(v: f32) -> Result<()> {
+    match (0.0..=1.0).contains(&v) {
+        true => Ok(()),
+        false => Err(Error::Graph(format!("CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, got {v}"))),
+    }
+}
+
+/// The loss every executor computes: CrossEntropyLoss with PyTorch's defaults but the label
+/// smoothing `opts` asks for.
+pub fn loss_options(opts: &Options) -> cross_entropy::Options {
+    cross_entropy::Options { label_smoothing: opts.label_smoothing, ..Default::default() }
 }
 
 /// What both executors offer; the GPU one keeps everything on the device until asked.
@@ -201,6 +212,7 @@ pub fn executor(device: &crate::Device, model: &Model, batch: usize, opts: Optio
     if let Some(o) = &opts.optimizer {
         o.check()?;
     }
+    check_label_smoothing(opts.label_smoothing)?;
     Ok(match device {
         crate::Device::Cpu => Box::new(cpu::CpuExecutor::new(model, batch, opts)?),
         crate::Device::Gpu(g) => Box::new(gpu::GpuExecutor::new(g.clone(), model, batch, opts)?),

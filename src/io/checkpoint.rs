@@ -57,6 +57,10 @@ pub struct Meta {
     /// written before it was recorded were not.
     #[serde(default)]
     pub augment: bool,
+    /// The training loss's label smoothing (`--label-smoothing`; 0 in checkpoints written before
+    /// it was recorded).
+    #[serde(default)]
+    pub label_smoothing: f32,
 }
 
 fn tudui() -> String {
