@@ -258,14 +258,8 @@ fn label_smoothing_reaches_the_loss(device: Device) {
     let targets_ = wgrad::ops::cross_entropy::Targets::Class(&targets);
     let want = wgrad::ops::cross_entropy::loss_and_grad_into(&logits, targets_, &o, (3, 5, 1), &mut logp, &mut dlogits);
     let plain = wgrad::ops::cross_entropy::Options::default();
-    let unsmoothed = wgrad::ops::cross_entropy::loss_and_grad_into(
-        &logits,
-        targets_,
-        &plain,
-        (3, 5, 1),
-        &mut logp,
-        &mut [0f32; 15],
-    );
+    let unsmoothed =
+        wgrad::ops::cross_entropy::loss_and_grad_into(&logits, targets_, &plain, (3, 5, 1), &mut logp, &mut [0f32; 15]);
     assert!((want - unsmoothed).abs() > 1e-3, "the smoothing changes this loss: {want} {unsmoothed}");
     let dev = ex.describe();
     assert_close(&format!("{dev}: smoothed loss"), &[loss], &[want], 1e-5, 1e-6);

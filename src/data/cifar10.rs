@@ -102,15 +102,12 @@ fn load_split(folder: &Path, split: Split, ext: &str, parse: Parser, classes: Ve
         images.extend(i);
         labels.extend(l);
     }
-    Ok(Dataset {
-        name: DatasetKind::Cifar10.name().into(),
-        split,
-        images,
-        labels,
-        classes,
-        synthetic: false,
-        source: folder.into(),
-    })
+    Ok(dataset(split, images, labels, classes, folder.into()))
+}
+
+/// A split of CIFAR-10 read from `source`.
+fn dataset(split: Split, images: Vec<u8>, labels: Vec<u8>, classes: Vec<String>, source: PathBuf) -> Dataset {
+    Dataset { name: DatasetKind::Cifar10.name().into(), split, images, labels, classes, synthetic: false, source }
 }
 
 fn get<'a>(dict: &'a Dict, key: &str) -> Option<&'a Value> {
@@ -309,13 +306,5 @@ pub fn from_files(split: Split, files: &[(String, Vec<u8>)]) -> Result<Dataset> 
         ));
     }
     let classes = CLASSES.iter().map(|s| s.to_string()).collect();
-    Ok(Dataset {
-        name: DatasetKind::Cifar10.name().into(),
-        split,
-        images,
-        labels,
-        classes,
-        synthetic: false,
-        source: "files given".into(),
-    })
+    Ok(dataset(split, images, labels, classes, "files given".into()))
 }
