@@ -106,13 +106,16 @@ impl DataLoader {
         let mut images = Vec::with_capacity(ids.len() * IMAGE_BYTES);
         let plane = SIDE * SIDE;
         // Each batch's crops and flips from its own stream of the seed's generator.
-        let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ AUGMENT_SEED);
-        rng.set_stream((epoch << 32) | b as u64);
+        let mut rng = self.cfg.augment.then(|| {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ AUGMENT_SEED);
+            rng.set_stream((epoch << 32) | b as u64);
+            rng
+        });
         let mut moved = [0u8; IMAGE_BYTES];
         for &i in ids {
             let mut img = self.ds.image(i);
-            if self.cfg.augment {
-                crop_and_flip(img, &mut moved, &mut rng);
+            if let Some(rng) = rng.as_mut() {
+                crop_and_flip(img, &mut moved, rng);
                 img = &moved;
             }
             for c in 0..3 {
