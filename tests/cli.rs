@@ -592,3 +592,29 @@ fn predict_names_the_classes_of_the_dataset_it_is_told() {
     let got = top3(&stdout);
     assert!(got.len() == 3 && got.iter().all(|c| fashion.contains(&c.as_str())), "{stdout}");
 }
+
+#[test]
+fn check_takes_the_label_smoothing() {
+    let dir = tempdir();
+    let out = dir.join("out.safetensors");
+    let weights = data_path("tudui_init.safetensors");
+    let batch = data_path("tudui_batch1.safetensors");
+    let args = ["check", "--device", "cpu", "--weights", s(&weights), "--batch", s(&batch), "--out", s(&out)];
+    let (code, _, stderr) = wgrad(&[&args[..], &["--label-smoothing", "0.1"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let f = File::read(&out).unwrap();
+    let (logits, loss) = (f.f32(&out, "logits.1").unwrap().1.to_vec(), f.f32(&out, "loss.1").unwrap().1[0]);
+    let targets = File::read(&batch).unwrap().i64(&batch, "targets").unwrap().1.to_vec();
+    let o = wgrad::ops::cross_entropy::Options { label_smoothing: 0.1, ..Default::default() };
+    let n = targets.len();
+    let t = wgrad::ops::cross_entropy::Targets::Class(&targets);
+    let (want, _) = wgrad::ops::cross_entropy::forward_cpu(&logits, t, &o, (n, 10, 1));
+    assert_close("check --label-smoothing 0.1: loss", &[loss], &want, 1e-6, 1e-7);
+    let plain = wgrad::ops::cross_entropy::forward_cpu(&logits, t, &Default::default(), (n, 10, 1)).0;
+    assert!((plain[0] - loss).abs() > 1e-3, "smoothed {loss} against plain {}", plain[0]);
+    std::fs::remove_file(&out).unwrap();
+    let (code, _, stderr) = wgrad(&[&args[..], &["--label-smoothing", "-0.1"]].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("label_smoothing must be between 0.0 and 1.0, got -0.1"), "{stderr}");
+    assert!(!out.exists());
+}

@@ -27,6 +27,9 @@ pub struct Args {
     /// With --optimizer or --lr, an optimizer step follows each batch.
     #[command(flatten)]
     optim: OptimArgs,
+    /// CrossEntropyLoss's label_smoothing, in [0, 1] [default: 0].
+    #[arg(long = "label-smoothing", default_value_t = 0.0, allow_negative_numbers = true)]
+    label_smoothing: f32,
     /// Run the same steps on the CPU path and compare every activation and gradient.
     #[arg(long)]
     verify: bool,
@@ -56,6 +59,7 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::io::check_output_file(&a.out)?;
+    graph::check_label_smoothing(a.label_smoothing)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
     let kind = a.model.kind(Some(&a.weights));
@@ -64,7 +68,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
     let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;
-    let opts = graph::Options { optimizer, schedule, keep_all: a.verify, ..Default::default() };
+    let opts = graph::Options {
+        optimizer,
+        schedule,
+        keep_all: a.verify,
+        label_smoothing: a.label_smoothing,
+        ..Default::default()
+    };
     let mut ex: Option<Box<dyn Executor>> = None;
     let mut reference: Option<Box<dyn Executor>> = None;
     let mut out = Vec::new();
