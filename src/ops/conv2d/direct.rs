@@ -444,7 +444,12 @@ fn gradient_layout(isa: Isa, g: &Geometry) -> (Geometry, Layout, usize, usize) {
 /// flipped, transposed weight, each writing its own rows and columns of the input gradient.
 pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
     let (carrier, shared, top, left) = gradient_layout(isa, g);
-    let [dp, wp] = scratch else { panic!("conv2d direct input gradient: expected 2 scratch buffers") };
+    // With a column stride, a third buffer holds each image's phases computed dense.
+    let (dp, wp, dense) = match scratch {
+        [dp, wp] if g.sw == 1 => (dp, wp, None),
+        [dp, wp, dense] if g.sw > 1 => (dp, wp, Some(dense)),
+        _ => panic!("conv2d direct input gradient: expected {} scratch buffers", 2 + usize::from(g.sw > 1)),
+    };
     shared.fill(&carrier, dout, dp);
     let (k, kk, no) = (g.k(), g.kh * g.kw, tile_channels(isa));
     let mut at = 0;
@@ -458,7 +463,7 @@ pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], we
     let (dp, wp) = (&*dp, &*wp);
     let (hw, img) = (g.h * g.w, shared.image(&carrier));
     let silent = phase_pairs(g).count() < g.sh.min(g.h) * g.sw.min(g.w);
-    dinp[..g.n * g.ic * hw].par_chunks_mut(g.ic * hw).enumerate().for_each(|(n, dimg)| {
+    let image_of = |n: usize, dimg: &mut [f32], dense: Option<&mut [f32]>| {
         if silent {
             // Positions no tap reaches (a 2×2 kernel's, with stride 3) have zero gradient.
             dimg.fill(0.0);
@@ -474,28 +479,33 @@ pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], we
             image(isa, &t, l, d, out, x, &wp[at..], None, &Epilogue::default());
         };
         let mut at = 0;
-        if g.sw == 1 {
+        let Some(dense) = dense else {
             for (pa, pb) in phase_pairs(g) {
                 // Phase pixel (i, j) is input pixel (S·i + a, j).
                 run(pa, pb, at, Dest { plane: hw, origin: pa.a * g.w, row: g.sh * g.w, col: 1 }, dimg);
                 at += packed_weights(&phase_geometry(g, pa, pb), isa);
             }
             return;
-        }
+        };
         // With a column stride, each phase's pixels are every SW-th of a row: the phases are
         // computed dense, with whole-vector stores (scalar stores SW apart cost l2.0.conv1 of
         // ResNet-20 a third of its time), then interleaved.
-        crate::cpu::with_scratch::<f32, _>(g.ic * hw, |dense| {
-            let mut off = 0;
-            for (pa, pb) in phase_pairs(g) {
-                let t = phase_geometry(g, pa, pb);
-                run(pa, pb, at, Dest::dense(&t), &mut dense[off..]);
-                at += packed_weights(&t, isa);
-                off += g.ic * pa.n * pb.n;
-            }
-            interleave(g, dense, dimg);
-        });
-    });
+        let mut off = 0;
+        for (pa, pb) in phase_pairs(g) {
+            let t = phase_geometry(g, pa, pb);
+            run(pa, pb, at, Dest::dense(&t), &mut dense[off..]);
+            at += packed_weights(&t, isa);
+            off += g.ic * pa.n * pb.n;
+        }
+        interleave(g, dense, dimg);
+    };
+    let dinp = dinp[..g.n * g.ic * hw].par_chunks_mut(g.ic * hw).enumerate();
+    match dense {
+        Some(d) => dinp
+            .zip(d[..g.n * g.ic * hw].par_chunks_mut(g.ic * hw))
+            .for_each(|((n, dimg), dense)| image_of(n, dimg, Some(dense))),
+        None => dinp.for_each(|(n, dimg)| image_of(n, dimg, None)),
+    }
 }
 
 /// The input gradient's image from its phases computed dense ([`phase_pairs`]' order, each
@@ -546,12 +556,16 @@ fn interleave(g: &Geometry, dense: &[f32], dimg: &mut [f32]) {
     }
 }
 
-/// Scratch words of the input gradient: the output gradient in its layout and every phase's
-/// packed weights.
+/// Scratch words of the input gradient: the output gradient in its layout, every phase's packed
+/// weights and, with a column stride, the phases computed dense (the input gradient's size).
 pub fn backward_input_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
     let (carrier, shared, _, _) = gradient_layout(isa, g);
     let packed: usize = phase_pairs(g).map(|(pa, pb)| packed_weights(&phase_geometry(g, pa, pb), isa)).sum();
-    vec![(g.n * shared.image(&carrier)) as u64, packed as u64]
+    let mut words = vec![(g.n * shared.image(&carrier)) as u64, packed as u64];
+    if g.sw > 1 {
+        words.push((g.n * g.ic * g.h * g.w) as u64);
+    }
+    words
 }
 
 /// One image of a convolution over the laid-out input and packed weights, by the build `isa`

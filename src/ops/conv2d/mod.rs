@@ -273,7 +273,7 @@ impl Node for Planned {
         if let Some(dinp) = dinp {
             match CpuKernel::input_gradient(g) {
                 Some(CpuKernel::Winograd(isa)) if dx_scratch.len() == 2 => winograd::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch),
-                Some(CpuKernel::Direct(isa)) if dx_scratch.len() == 2 => {
+                Some(CpuKernel::Direct(isa)) if dx_scratch.len() >= 2 => {
                     direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch)
                 }
                 _ => backward_cpu(g, Some(dinp), None, None, io.dout, io.inputs[0], io.state[0]),
