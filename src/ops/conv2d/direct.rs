@@ -268,14 +268,16 @@ fn split_pairs(s: &[f32], pw: usize, seg: usize, row: &mut [f32]) {
     let even = even.get_mut(pw / 2..).unwrap_or_default();
     let odd = odd.get_mut(pw.div_ceil(2)..).unwrap_or_default();
     let pairs = s.len() / 2;
-    match (even.len() >= pairs, odd.len() >= pairs) {
-        (true, true) => {
+    // Whole pairs where both segments (or the one, where the row holds phase 0 only) take them;
+    // else element by element, as far as each segment reaches.
+    match (even.len() >= pairs, odd.len() >= pairs, odd.is_empty()) {
+        (true, true, _) => {
             for ((e, o), p) in even.iter_mut().zip(odd.iter_mut()).zip(s.chunks_exact(2)) {
                 *e = p[0];
                 *o = p[1];
             }
         }
-        (true, false) => even.iter_mut().zip(s.chunks_exact(2)).for_each(|(e, p)| *e = p[0]),
+        (true, false, true) => even.iter_mut().zip(s.chunks_exact(2)).for_each(|(e, p)| *e = p[0]),
         _ => {
             even.iter_mut().zip(s.iter().step_by(2)).for_each(|(e, &v)| *e = v);
             odd.iter_mut().zip(s[1..].iter().step_by(2)).for_each(|(o, &v)| *o = v);
@@ -1281,6 +1283,17 @@ mod tests {
     /// and 3 whose phases have different taps, a phase that starts past the output gradient's
     /// first row (padding 2 of a 3×3 kernel), and positions no tap reaches; the weight gradient
     /// over pixel pairs with one register of channels (6, and a row stride) and two (16).
+    /// Stride 2 with an odd padding: the odd columns' segment (phase 0, from float 1) is one float
+    /// shorter than the even columns' (phase 1), and still takes every column it reaches.
+    #[test]
+    fn split_pairs_fills_a_shorter_odd_segment_as_far_as_it_reaches() {
+        let s = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let mut row = [0f32; 8];
+        split_pairs(&s, 1, 4, &mut row);
+        // Phase 0 float i is input column 2i − 1 (column 7 lies past it); phase 1 float i is 2i.
+        assert_eq!(row, [0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]);
+    }
+
     #[test]
     fn direct_kernels_equal_the_definition_on_named_layouts() {
         let cases = [
