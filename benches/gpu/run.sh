@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine, from the project root, after benches/gpu/pack.sh here: builds nothing.
-# Writes everything it prints under $OUT (the device tool brings that folder back), in this order,
+# Writes everything it prints under .gpu/out, and, where the device tool set $OUT, its archive there
+# (results.tgz; unpack it with `tar -xzf`), in this order,
 # each stage chosen by STAGES (default: all of them, about 3 minutes on an H200 since bench times
 # every step twice, with and without its upload):
 #   tests    the GPU parity test binaries, with f16 and (where the adapter has them) cooperative
@@ -16,8 +17,14 @@
 #     STAGES="tests bench pytorch" BATCHES=64,1024 benches/gpu/run.sh
 set -u
 cd "$(dirname "$0")/../.."
-out=${OUT:-$PWD/.gpu/out}
+out=$PWD/.gpu/out
+rm -rf "$out"
 mkdir -p "$out"
+# The device tool brings back at most 8 files from $OUT: everything goes there as one archive
+# (results.tgz, also when the call is cut short) beside summary.md.
+if [ -n "${OUT:-}" ]; then
+  trap 'tar -czf "$OUT/results.tgz" -C "$out" . && cp "$out/summary.md" "$OUT/" 2> /dev/null' EXIT
+fi
 stages=${STAGES:-tests check bench pytorch}
 batches=${BATCHES:-64,256,1024}
 steps=${STEPS:-30}
