@@ -46,6 +46,11 @@ const WG: u32 = 4u * SG;
 const BM: u32 = 4u * T;
 const BN: u32 = 4u * T;
 const BK: u32 = 2u * T;
+// Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
+// different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
+const PAD: u32 = 8u;
+const AK: u32 = BK + PAD; // As's row stride
+const BQ: u32 = BN + PAD; // Bs's row stride
 
 // scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
 const UNSCALED: u32 = 0xffffffffu;
@@ -55,8 +60,8 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> dout: array<f16>;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
-var<workgroup> As: array<f16, BM * BK>; // [m][r], rows of BK
-var<workgroup> Bs: array<f16, BK * BN>; // [r][q], rows of BN
+var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
+var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // The current stage's reduction rows r = (oc, kh, kw), as (oc * OH*OW, kh * DH, kw * DW,
 // oc * IC*KH*KW + kh * KW + kw).
@@ -129,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < BM * BK / WG; e++) {
             let m = am + (WG / BK) * e;
             let ok = m0 + m < p.IC && k < k_end;
-            As[m * BK + ak] = select(0.0h, weight[select(0u, wrow + (m0 + m) * KHW, ok)], ok);
+            As[m * AK + ak] = select(0.0h, weight[select(0u, wrow + (m0 + m) * KHW, ok)], ok);
         }
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bk + (WG / BN) * e;
@@ -148,7 +153,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
             ok = ok && oh < p.OH && ow < p.OW;
             let d = dout[select(0u, dbase + rw.x + oh * p.OW + ow, ok)];
-            Bs[kk * BN + bq] = select(0.0h, d, ok);
+            Bs[kk * BQ + bq] = select(0.0h, d, ok);
         }
         workgroupBarrier();
         // The next stage's rows: Rows is read again only after this stage's closing barrier.
@@ -156,10 +161,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             Rows[li] = row(k0 + BK + li, k_end);
         }
         for (var kk = 0u; kk < BK; kk += T) {
-            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
-            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);
-            let b0 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn) * T], BN);
-            let b1 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn + 1u) * T], BN);
+            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
+            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK + kk], AK);
+            let b0 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn) * T], BQ);
+            let b1 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn + 1u) * T], BQ);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);

@@ -52,6 +52,11 @@ const WG: u32 = 4u * SG;
 const BM: u32 = 4u * T;
 const BN: u32 = 4u * T;
 const BK: u32 = 2u * T;
+// Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
+// different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
+const PAD: u32 = 8u;
+const AK: u32 = BK + PAD; // As's row stride
+const BQ: u32 = BN + PAD; // Bs's row stride
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f16>;
@@ -59,8 +64,8 @@ const BK: u32 = 2u * T;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> As: array<f16, BM * BK>; // [m][k], rows of BK
-var<workgroup> Bs: array<f16, BK * BN>; // [k][q], rows of BN
+var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
+var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // The current stage's reduction rows k = (ic, kh, kw), as (ic * H*W, kh * DH, kw * DW, 0).
 var<workgroup> Rows: array<vec4<u32>, BK>;
@@ -130,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < BM * BK / WG; e++) {
             let m = am + (WG / BK) * e;
             let ok = m0 + m < p.OC && k < k_end;
-            As[m * BK + ak] = select(0.0h, weight[select(0u, (m0 + m) * K + k, ok)], ok);
+            As[m * AK + ak] = select(0.0h, weight[select(0u, (m0 + m) * K + k, ok)], ok);
         }
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bk + (WG / BN) * e;
@@ -139,7 +144,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let iw = iw0 + i32(rw.z);
             let ok = qok && k0 + kk < k_end && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
             let x = inp[xbase + rw.x + u32(select(0, ih * i32(p.W) + iw, ok))];
-            Bs[kk * BN + bq] = select(0.0h, x, ok);
+            Bs[kk * BQ + bq] = select(0.0h, x, ok);
         }
         workgroupBarrier();
         // The next stage's rows: Rows is read again only after this stage's closing barrier.
@@ -147,10 +152,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             Rows[li] = row(k0 + BK + li, k_end);
         }
         for (var kk = 0u; kk < BK; kk += T) {
-            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * BK + kk], BK);
-            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * BK + kk], BK);
-            let b0 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn) * T], BN);
-            let b1 = coopLoadT<tile_b>(&Bs[kk * BN + (2u * sn + 1u) * T], BN);
+            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
+            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK + kk], AK);
+            let b0 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn) * T], BQ);
+            let b1 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn + 1u) * T], BQ);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);

@@ -140,7 +140,7 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
     let info = adapter.get_info();
     let mixed_precision = match cooperative_tile(adapter) {
-        Some(t) => format!("mixed on cooperative matrices {t}x{t}"),
+        Some(t) => format!("mixed on f16 FMA kernels or cooperative matrices {t}x{t}"),
         None if adapter.features().contains(wgpu::Features::SHADER_F16) => "mixed on f16 FMA kernels".into(),
         None => "f32 only (no f16 in shaders)".into(),
     };
@@ -335,10 +335,11 @@ pub enum Precision {
 /// offer them (lavapipe), `RegisterBlocked` on every other adapter, unless WGRAD_CONV_KERNELS=
 /// register-blocked|subgroups|tiled says otherwise (to compare them on one adapter); tests run every
 /// one the adapter offers through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
-/// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md); on CPU
-/// adapters barriers cost more than the reuse gains, and every storage load is a loop over the SIMD
-/// lanes, which the `Subgroups` kernels make fewer of. `CooperativeMatrix`, the default where the
-/// adapter offers it on a GPU, changes the kernels of mixed precision only.
+/// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md), in mixed
+/// precision too, against `CooperativeMatrix` (1.2–1.7× at batch 1024, 2026-12-04), which is
+/// therefore chosen only by name; on CPU adapters barriers cost more than the reuse gains, and every
+/// storage load is a loop over the SIMD lanes, which the `Subgroups` kernels make fewer of.
+/// `CooperativeMatrix` changes the kernels of mixed precision only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvKernels {
     /// Each invocation computes 8 channels x 8 pixels from loads the cache serves; no workgroup
@@ -478,7 +479,6 @@ impl Gpu {
             None if gpu.info.device_type == wgpu::DeviceType::Cpu && gpu.offers(ConvKernels::Subgroups) => {
                 ConvKernels::Subgroups
             }
-            None if gpu.offers(ConvKernels::CooperativeMatrix) => ConvKernels::CooperativeMatrix,
             None => ConvKernels::RegisterBlocked,
         };
         gpu.set_conv_kernels(kernels)?;

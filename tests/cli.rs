@@ -101,7 +101,7 @@ fn devices_lists_adapters_and_the_choice() {
         // What --precision mixed would compute on, as the device itself finds it.
         let g = gpu().unwrap();
         let mixed = match g.cooperative_tile() {
-            Some(t) => format!("precision: f32, mixed on cooperative matrices {t}x{t}"),
+            Some(t) => format!("precision: f32, mixed on f16 FMA kernels or cooperative matrices {t}x{t}"),
             None if g.features.contains(wgpu::Features::SHADER_F16) => {
                 "precision: f32, mixed on f16 FMA kernels".into()
             }
