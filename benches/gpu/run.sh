@@ -33,14 +33,7 @@ log() { tee -a "$out/$1"; }
 
 # The binaries pack.sh built here.
 python3 -m tarfile -e .gpu/bin.tar.xz .gpu/ || exit 1
-# The Vulkan loader and glvnd beside NVIDIA's driver (../shared/gpu/README.md).
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg}
-mkdir -p "$XDG_RUNTIME_DIR"
-chmod 700 "$XDG_RUNTIME_DIR"
+. benches/gpu/loader.sh
 # The test binaries read tests/data under the path they were built in.
 built=$(cat .gpu/manifest-dir)
 if [ "$built" != "$PWD" ] && [ ! -e "$built" ]; then

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# A/B runs of kernel variants on a lent GPU: several builds of `wgrad`, timed in turn in one call
+# (a card's speed moves between calls; builds compared within one call can be told apart).
+#
+# Here, in the project root:
+#   benches/gpu/ab.sh pack LABEL SED [LABEL SED]...
+# builds the release `wgrad` once per variant, with the sed script SED applied to the shaders that
+# AB_SHADERS names (a glob; default shaders/*.wgsl; an empty SED builds the tree as it is; a SED
+# that changes none of them is refused). The shaders are restored after each build, also when one
+# fails. The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what pack.sh downloads.
+# There, with carry [".gpu/ab.tar.xz", ".gl"] (nothing else is needed):
+#   benches/gpu/ab.sh run
+# runs ROUNDS (default 2) rounds of `wgrad bench --device gpu --json`, every build in turn, on
+# MODELS (default all) at BATCHES (default 1024) for STEPS (default 20) timed steps, in the
+# environment AB_ENV (such as "WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix"); then
+# prints each build's median step per model and batch (batch on the device), round by round, and
+# its longest kernels; everything is archived into $OUT/ab.tgz where the device tool set $OUT.
+#
+#     AB_SHADERS='shaders/conv2d_*_cooperative_matrix.wgsl' benches/gpu/ab.sh pack \
+#         pad8 '' pad0 's/^const PAD: u32 = 8u;/const PAD: u32 = 0u;/'
+#     # there:
+#     AB_ENV="WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix" benches/gpu/ab.sh run
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+die() { echo "ab.sh: $*" >&2; exit 1; }
+
+pack() {
+  [ $# -ge 2 ] && [ $(($# % 2)) -eq 0 ] || die "pack takes pairs of LABEL and SED script"
+  ls .gl/libvulkan1_*.deb > /dev/null 2>&1 || die "no Vulkan loader in .gl: run benches/gpu/pack.sh once"
+  shopt -s nullglob
+  # shellcheck disable=SC2206 # the glob is meant to expand
+  files=(${AB_SHADERS:-shaders/*.wgsl})
+  [ ${#files[@]} -gt 0 ] || die "no file matches AB_SHADERS=${AB_SHADERS:-}"
+  keep=$(mktemp -d)
+  stage=$(mktemp -d)
+  local i
+  for i in "${!files[@]}"; do cp "${files[$i]}" "$keep/$i"; done
+  # Restored as copies (new modification times), so that the next build compiles them again.
+  restore() { for i in "${!files[@]}"; do cp "$keep/$i" "${files[$i]}"; done; }
+  trap 'restore; rm -rf "$keep" "$stage"' EXIT
+  local labels=()
+  while [ $# -gt 0 ]; do
+    local label=$1 script=$2
+    shift 2
+    [[ $label =~ ^[A-Za-z0-9_-]+$ ]] || die "label $label: letters, digits, - and _ only"
+    if [ -n "$script" ]; then
+      local changed=0
+      for i in "${!files[@]}"; do
+        sed -i -e "$script" "${files[$i]}" || die "$label: sed failed"
+        cmp -s "${files[$i]}" "$keep/$i" || changed=1
+      done
+      [ $changed -eq 1 ] || die "$label: the sed script changes none of ${files[*]}"
+    fi
+    echo "building $label"
+    cargo build --release --quiet --bin wgrad || die "$label: the build failed"
+    cp target/release/wgrad "$stage/wgrad-$label"
+    restore
+    labels+=("$label")
+  done
+  echo "${labels[*]}" > "$stage/labels"
+  git describe --always --dirty > "$stage/commit"
+  mkdir -p .gpu
+  tar -cJf .gpu/ab.tar.xz -C "$stage" .
+  echo "packed ${labels[*]} ($(cat "$stage/commit")): $(du -h .gpu/ab.tar.xz | cut -f1) in .gpu/ab.tar.xz"
+}
+
+run() {
+  local out=$PWD/.gpu/ab-out bin=/tmp/wgrad-ab
+  rm -rf "$out" "$bin"
+  mkdir -p "$out" "$bin"
+  # Expanded now: $out is this function's.
+  [ -n "${OUT:-}" ] && trap "tar -czf '$OUT/ab.tgz' -C '$out' ." EXIT
+  python3 -m tarfile -e .gpu/ab.tar.xz "$bin" || die "cannot unpack .gpu/ab.tar.xz"
+  . benches/gpu/loader.sh
+  local labels round l
+  labels=$(cat "$bin/labels")
+  echo "builds: $labels (commit $(cat "$bin/commit")); environment: ${AB_ENV:-none}"
+  for round in $(seq 1 "${ROUNDS:-2}"); do
+    for l in $labels; do
+      # shellcheck disable=SC2086 # AB_ENV is a list of VAR=VALUE words
+      env ${AB_ENV:-} "$bin/wgrad-$l" bench --device gpu --model "${MODELS:-all}" \
+        --batch-sizes "${BATCHES:-1024}" --steps "${STEPS:-20}" --warmup 5 --json \
+        > "$out/$l-$round.json" 2> "$out/$l-$round.err" ||
+        { echo "$l, round $round: exit status $?"; grep -v ' eta [0-9]' "$out/$l-$round.err" | tail -5; }
+    done
+  done
+  python3 - "$out" $labels << 'PY' | tee "$out/summary.md"
+import json, os, statistics, sys
+out, labels = sys.argv[1], sys.argv[2:]
+runs = {}  # (label, model, batch) -> [ms per round]
+kernels = {}
+for name in sorted(os.listdir(out)):
+    if not name.endswith(".json"):
+        continue
+    label, _ = name[:-5].rsplit("-", 1)
+    try:
+        with open(os.path.join(out, name)) as f:
+            b = json.load(f)
+    except (OSError, ValueError):
+        continue
+    for r in b["results"]:
+        runs.setdefault((label, r["model"], r["batch"]), []).append(r["train_resident_ms_median"])
+        kernels.setdefault(label, (r["model"], r["batch"], r["kernels"]))
+keys = sorted({(m, bs) for (_, m, bs) in runs}, key=lambda k: (k[0], k[1]))
+print("| model | batch | " + " | ".join(f"{l}: train ms (rounds)" for l in labels) + " |")
+print("| --- | --- |" + " --- |" * len(labels))
+for m, bs in keys:
+    cells = []
+    for l in labels:
+        v = runs.get((l, m, bs))
+        cells.append("–" if not v else f"{statistics.median(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
+    print(f"| {m} | {bs} | " + " | ".join(cells) + " |")
+for l in labels:
+    if l in kernels:
+        m, bs, ks = kernels[l]
+        top = sorted(ks, key=lambda k: -k["ms"])[:8]
+        print(f"- {l}, {m} at {bs}, longest kernels (ms): " + ", ".join(f"`{k['name']}` {k['ms']:.3f}" for k in top))
+PY
+}
+
+case "${1:-}" in
+  pack) shift; pack "$@" ;;
+  run) run ;;
+  *) die "usage: benches/gpu/ab.sh pack LABEL SED [LABEL SED]... | benches/gpu/ab.sh run" ;;
+esac
