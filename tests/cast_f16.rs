@@ -13,7 +13,7 @@ fn cast(gpu: &wgrad::Gpu, x: &[f32], scaled: bool) -> (Vec<f32>, Option<i32>) {
     let n = x.len();
     let inp = gpu.upload("x", x).unwrap();
     let out = gpu.zeros("x16", cast_f16::words(n)).unwrap();
-    let [parts, top] = cast_f16::scaling_words(n).map(|w| gpu.zeros("scaling", w).unwrap());
+    let [parts, top] = cast_f16::scaling_words(gpu, n).map(|w| gpu.zeros("scaling", w).unwrap());
     cast_f16::gpu(gpu, "cast", &inp, n, &out, scaled.then_some([&parts, &top])).unwrap().run(gpu, "cast").unwrap();
     let halves: Vec<f32> = gpu
         .read(&out)
@@ -44,8 +44,10 @@ fn scaled_cast_keeps_small_gradients_and_overflows_nothing() {
     let Some(gpu) = mixed_precision_gpu(false) else { return };
     let mut r = rng(41);
     // Per-element gradients of a mean over a large batch: ~1e-7, subnormal or zero in plain f16;
-    // then values past f16's largest finite; more than one workgroup of parts.
-    for (lo, hi, n) in [(-3e-7f32, 3e-7f32, 70_001usize), (-2e6, 2e6, 1_000), (-1.0, 1.0, 5)] {
+    // then values past f16's largest finite; more than one workgroup of parts; more elements than
+    // the first max pass has invocations (it strides over the grid).
+    let strided = cast_f16::max_parts(&gpu) as usize * 256 + 1_001;
+    for (lo, hi, n) in [(-3e-7f32, 3e-7f32, 70_001usize), (-2e6, 2e6, 1_000), (-1.0, 1.0, 5), (-1.0, 1.0, strided)] {
         let mut x = uniform(&mut r, n, lo, hi);
         // The largest magnitude in the last element: only the last workgroup of the first max
         // pass sees it.

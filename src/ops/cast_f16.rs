@@ -20,8 +20,17 @@ use crate::{Error, Result};
 
 crate::shaders!(cast_f16_absmax: 256, cast_f16: 256);
 
-/// Workgroups of the first max pass, and so the parts the second (one workgroup) reduces.
-pub const MAX_PARTS: u64 = 256;
+/// The most workgroups of the first max pass on `gpu`, and so the parts the second (one workgroup)
+/// reduces: on GPUs as many as the cast's, so that both read at the memory's speed (with 256, an
+/// H200 read Tudui's `conv1.dout` at 640 GB/s against the cast's 2,550); on CPU adapters 256, since
+/// each workgroup's reduction costs its barriers there (lavapipe took 5× as long with 4,096).
+pub fn max_parts(gpu: &Gpu) -> u64 {
+    if crate::device::is_software(gpu.info.device_type) {
+        256
+    } else {
+        CAST_GROUPS
+    }
+}
 /// Workgroups of the cast (grid-strided beyond).
 const CAST_GROUPS: u64 = 4_096;
 
@@ -59,14 +68,14 @@ pub fn words(n: usize) -> u64 {
 }
 
 /// The first max pass's workgroups, one part each.
-fn part_count(n: usize) -> u64 {
-    (n as u64).div_ceil(256).clamp(1, MAX_PARTS)
+fn part_count(gpu: &Gpu, n: usize) -> u64 {
+    (n as u64).div_ceil(256).clamp(1, max_parts(gpu))
 }
 
 /// The scratch a scaled cast of `n` elements takes: its parts' maxima, and their largest (apart:
 /// one pass reads the first while it writes the second, which WebGPU allows only across buffers).
-pub fn scaling_words(n: usize) -> [u64; 2] {
-    [part_count(n), 1]
+pub fn scaling_words(gpu: &Gpu, n: usize) -> [u64; 2] {
+    [part_count(gpu, n), 1]
 }
 
 /// Kernels writing `out` = f16(x) (`n` elements; [`words`] of them), scaled when `scaling`
@@ -85,8 +94,15 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, scaling: Opti
             let p = AbsmaxParams { n: len as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
             Kernel::new(gpu, "cast_f16_absmax", &format!("{label}.absmax"), &p, &[from, to], Dispatch::Workgroups(groups))
         };
-        prog.push(absmax(n as u64, x, parts, part_count(n))?);
-        prog.push(absmax(part_count(n), parts, top, 1)?);
+        let parts_len = part_count(gpu, n);
+        if parts.len < parts_len || top.len < 1 {
+            return Err(Error::op(
+                label,
+                format!("cast_f16 scaling of {n} elements given {} and {} scratch words, not {parts_len} and 1", parts.len, top.len),
+            ));
+        }
+        prog.push(absmax(n as u64, x, parts, parts_len)?);
+        prog.push(absmax(parts_len, parts, top, 1)?);
     }
     let top = scaling.map(|[_, top]| top);
     let p = CastParams { n: n as u32, scaled: top.is_some() as u32, _pad0: 0, _pad1: 0 };
@@ -112,7 +128,7 @@ pub fn product_scratch(gpu: &Gpu, sizes: Sizes, scratch: &mut Scratch) {
     if gpu.precision() == Precision::Mixed {
         scratch.kept = vec![words(sizes.input), words(sizes.weight)];
         scratch.backward.push(words(sizes.dout));
-        scratch.backward.extend(scaling_words(sizes.dout));
+        scratch.backward.extend(scaling_words(gpu, sizes.dout));
     }
 }
 
