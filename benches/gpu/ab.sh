@@ -4,10 +4,10 @@
 #
 # Here, in the project root:
 #   benches/gpu/ab.sh pack LABEL SED [LABEL SED]...
-# builds the release `wgrad` once per variant, with the sed script SED applied to the shaders that
-# AB_SHADERS names (a glob; default shaders/*.wgsl; an empty SED builds the tree as it is; a SED
-# that changes none of them is refused). The shaders are restored after each build, also when one
-# fails. The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what pack.sh downloads.
+# builds the release `wgrad` once per variant, with the sed script SED applied to the files that
+# AB_FILES names (a glob, shaders or Rust sources; default shaders/*.wgsl; an empty SED builds the
+# tree as it is; a SED that changes none of them is refused). The files are restored after each
+# build, also when one fails. The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what pack.sh downloads.
 # There, with carry [".gpu/ab.tar.xz", ".gl"] (nothing else is needed):
 #   benches/gpu/ab.sh run
 # runs ROUNDS (default 2) rounds of `wgrad bench --device gpu --json`, every build in turn, on
@@ -16,7 +16,7 @@
 # prints each build's median step per model and batch (batch on the device), round by round, and
 # its longest kernels; everything is archived into $OUT/ab.tgz where the device tool set $OUT.
 #
-#     AB_SHADERS='shaders/conv2d_*_cooperative_matrix.wgsl' benches/gpu/ab.sh pack \
+#     AB_FILES='shaders/conv2d_*_cooperative_matrix.wgsl' benches/gpu/ab.sh pack \
 #         pad8 '' pad0 's/^const PAD: u32 = 8u;/const PAD: u32 = 0u;/'
 #     # there:
 #     AB_ENV="WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix" benches/gpu/ab.sh run
@@ -29,8 +29,8 @@ pack() {
   ls .gl/libvulkan1_*.deb > /dev/null 2>&1 || die "no Vulkan loader in .gl: run benches/gpu/pack.sh once"
   shopt -s nullglob
   # shellcheck disable=SC2206 # the glob is meant to expand
-  files=(${AB_SHADERS:-shaders/*.wgsl})
-  [ ${#files[@]} -gt 0 ] || die "no file matches AB_SHADERS=${AB_SHADERS:-}"
+  files=(${AB_FILES:-shaders/*.wgsl})
+  [ ${#files[@]} -gt 0 ] || die "no file matches AB_FILES=${AB_FILES:-}"
   keep=$(mktemp -d)
   stage=$(mktemp -d)
   local i
