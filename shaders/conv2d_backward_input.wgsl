@@ -7,6 +7,11 @@
 // Dispatch: one invocation per split and tile of 8 input channels x 8 input pixels (over n, ih, iw,
 // strided across invocations);
 // ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
+// Strided convolutions whose input sides are multiples of their strides (undilated) take their
+// input pixels by sub-pixel phase (ih % SH, iw % SW), the phases one after the other, each strided
+// across its invocations: an invocation's pixels then share a phase, and it visits only the taps
+// that reach that phase (a quarter of a 3x3 stride-2 kernel's, on average) where it multiplied
+// zeros for the others. ops::conv2d::phased says the same.
 struct Params {
     N: u32,
     IC: u32,
@@ -66,28 +71,44 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = g % tiles;
     let oc_end = min((s + 1u) * p.chunk, p.OC);
     let ic0 = (t / L) * TC;
-    let q0 = t % L;
     let OHW = p.OH * p.OW;
     let KK = p.KH * p.KW;
+
+    // The phase (ph, pw) of this invocation's pixels, and their grid: every SY-th row and SX-th
+    // column from it (one phase of the whole input, SY = SX = 1, unless phased).
+    let phased = (p.SH > 1u || p.SW > 1u) && p.DH == 1u && p.DW == 1u && p.H % p.SH == 0u && p.W % p.SW == 0u;
+    let SY = select(1u, p.SH, phased);
+    let SX = select(1u, p.SW, phased);
+    let LP = L / (SY * SX);
+    let phase = (t % L) / LP;
+    let ph = phase / SX;
+    let pw = phase % SX;
+    let q0 = (t % L) % LP;
+    let HP = p.H / SY;
+    let WP = p.W / SX;
+    let PP = p.N * HP * WP;
 
     var dbase: array<u32, TP>;
     var ih: array<i32, TP>;
     var iw: array<i32, TP>;
     for (var j = 0u; j < TP; j++) {
-        let q = min(q0 + L * j, P - 1u);
-        let r = q % HW;
-        dbase[j] = (q / HW) * p.OC * OHW;
-        ih[j] = i32(r / p.W);
-        iw[j] = i32(r % p.W);
+        let q = min(q0 + LP * j, PP - 1u);
+        let r = q % (HP * WP);
+        dbase[j] = (q / (HP * WP)) * p.OC * OHW;
+        ih[j] = i32((r / WP) * SY + ph);
+        iw[j] = i32((r % WP) * SX + pw);
     }
+    // The taps that reach the phase: kh with (ih + PH - kh) a multiple of SY (every tap when SY = 1).
+    let kh0 = (ph + p.PH) % SY;
+    let kw0 = (pw + p.PW) % SX;
     let last = p.IC - 1u;
     let wic = vec4<u32>(min(ic0, last), min(ic0 + 1u, last), min(ic0 + 2u, last), min(ic0 + 3u, last)) * KK;
     let wic_hi = vec4<u32>(min(ic0 + 4u, last), min(ic0 + 5u, last), min(ic0 + 6u, last), min(ic0 + 7u, last)) * KK;
 
     var acc: array<vec4<f32>, TP>;
     var acc_hi: array<vec4<f32>, TP>;
-    for (var kh = 0u; kh < p.KH; kh++) {
-        for (var kw = 0u; kw < p.KW; kw++) {
+    for (var kh = kh0; kh < p.KH; kh += SY) {
+        for (var kw = kw0; kw < p.KW; kw += SX) {
             var doff: array<i32, TP>;
             for (var j = 0u; j < TP; j++) {
                 let th = ih[j] + i32(p.PH) - i32(kh * p.DH);
@@ -126,9 +147,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         unscale = exp2(-f32(dout[p.scale_at]));
     }
     for (var j = 0u; j < TP; j++) {
-        let q = q0 + L * j;
-        if (q < P) {
-            let o = s * P * p.IC + (q / HW) * p.IC * HW + q % HW;
+        let q = q0 + LP * j;
+        if (q < PP) {
+            let o = s * P * p.IC + (q / (HP * WP)) * p.IC * HW + u32(ih[j]) * p.W + u32(iw[j]);
             for (var i = 0u; i < 4u; i++) {
                 if (ic0 + i < p.IC) {
                     dinp[o + (ic0 + i) * HW] = acc[j][i] * unscale;

@@ -12,6 +12,9 @@
 // subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
 // Accumulators are acc[j][i] with loops of at most 4 or 8, which lavapipe unrolls into registers
 // (an NVIDIA compiler did not: docs/PERFORMANCE.md, history 14), hence a kernel of its own.
+// Strided convolutions take their input pixels by sub-pixel phase as conv2d_backward_input.wgsl
+// does, each phase's invocations a multiple of the subgroup size (so that a subgroup's invocations
+// visit the same taps).
 struct Params {
     N: u32,
     IC: u32,
@@ -98,25 +101,40 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = g % tiles;
     let oc_end = min((s + 1u) * p.chunk, p.OC);
     let ic0 = (t / L) * TC;
-    let q0 = t % L;
     let OHW = p.OH * p.OW;
     let KK = p.KH * p.KW;
+
+    // The phase (ph, pw) of this invocation's pixels and their grid (conv2d_backward_input.wgsl).
+    let phased = (p.SH > 1u || p.SW > 1u) && p.DH == 1u && p.DW == 1u && p.H % p.SH == 0u && p.W % p.SW == 0u;
+    let SY = select(1u, p.SH, phased);
+    let SX = select(1u, p.SW, phased);
+    let LP = L / (SY * SX);
+    let phase = (t % L) / LP;
+    let ph = phase / SX;
+    let pw = phase % SX;
+    let q0 = (t % L) % LP;
+    let HP = p.H / SY;
+    let WP = p.W / SX;
+    let PP = p.N * HP * WP;
 
     var dbase: array<u32, TP>;
     var ih: array<i32, TP>;
     var iw: array<i32, TP>;
     for (var j = 0u; j < TP; j++) {
-        let q = min(q0 + L * j, P - 1u);
-        let r = q % HW;
-        dbase[j] = (q / HW) * p.OC * OHW;
-        ih[j] = i32(r / p.W);
-        iw[j] = i32(r % p.W);
+        let q = min(q0 + LP * j, PP - 1u);
+        let r = q % (HP * WP);
+        dbase[j] = (q / (HP * WP)) * p.OC * OHW;
+        ih[j] = i32((r / WP) * SY + ph);
+        iw[j] = i32((r % WP) * SX + pw);
     }
+    // The taps that reach the phase: kh with (ih + PH - kh) a multiple of SY (every tap when SY = 1).
+    let kh0 = (ph + p.PH) % SY;
+    let kw0 = (pw + p.PW) % SX;
     let wic = tile_rows(ic0, p.IC - 1u, KK);
     // acc[j][i]: column j's channels 4i to 4i + 3.
     var acc: array<array<vec4<f32>, TV>, TP>;
-    for (var kh = 0u; kh < p.KH; kh++) {
-        for (var kw = 0u; kw < p.KW; kw++) {
+    for (var kh = kh0; kh < p.KH; kh += SY) {
+        for (var kw = kw0; kw < p.KW; kw += SX) {
             var doff: array<i32, TP>;
             for (var j = 0u; j < TP; j++) {
                 let th = ih[j] + i32(p.PH) - i32(kh * p.DH);
@@ -153,9 +171,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         unscale = exp2(-f32(dout[p.scale_at]));
     }
     for (var j = 0u; j < TP; j++) {
-        let q = q0 + L * j;
-        if (q < P) {
-            let o = s * P * p.IC + (q / HW) * p.IC * HW + q % HW;
+        let q = q0 + LP * j;
+        if (q < PP) {
+            let o = s * P * p.IC + (q / (HP * WP)) * p.IC * HW + u32(ih[j]) * p.W + u32(iw[j]);
             // Loops of at most four (see conv2d_forward.wgsl).
             for (var i = 0u; i < TV; i++) {
                 let v = acc[j][i] * unscale;

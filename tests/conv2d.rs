@@ -184,6 +184,12 @@ fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
         (Conv2d::new(35, 40, 3).padding(1).stride(2), [3, 35, 13, 11]),
         (Conv2d::new(3, 6, 3).padding(1), [64, 3, 8, 8]),
         (Conv2d::new(1, 1, 1), [1, 1, 1, 1]),
+        // Strided with input sides multiples of the strides: the register-blocked input gradient
+        // takes its pixels by sub-pixel phase. ResNet's downsampling 3x3; a 1x1 whose three other
+        // phases no tap reaches (their gradient is zero); unequal strides and a 5x5.
+        (Conv2d::new(5, 9, 3).padding(1).stride(2), [2, 5, 8, 8]),
+        (Conv2d::new(6, 4, 1).stride(2), [3, 6, 8, 10]),
+        (Conv2d { stride: (3, 2), ..Conv2d::new(3, 7, 5).padding(2) }, [2, 3, 9, 8]),
     ];
     for _ in 0..12 {
         let k = [1, 3, 5][r.random_range(0..3)];
@@ -276,6 +282,8 @@ fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
         (Conv2d::new(32, 32, 5).padding(2), [2, 32, 16, 16]),
         (Conv2d::new(32, 64, 5).padding(2), [3, 32, 8, 8]),
         (Conv2d::new(5, 7, 3).padding(1).stride((2, 1)).dilation((1, 2)), [2, 5, 9, 11]),
+        // The input gradient by sub-pixel phase, its output channels split.
+        (Conv2d::new(32, 16, 3).padding(1).stride(2), [2, 32, 8, 8]),
         // 429 output pixels in two chunks of 215: the weight gradient's split ends mid-row.
         (Conv2d::new(4, 8, 3).padding(1), [3, 4, 13, 11]),
     ];

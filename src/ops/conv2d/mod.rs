@@ -670,8 +670,7 @@ impl Product {
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
             ConvKernels::Subgroups => {
-                let subgroup = (gpu.subgroup_max_size() as usize).clamp(1, BLOCKED_WG);
-                blocked(names[1], subgroups_tile, cols.div_ceil(block).next_multiple_of(subgroup))
+                blocked(names[1], subgroups_tile, cols.div_ceil(block).next_multiple_of(subgroup_rounding(gpu)))
             }
             ConvKernels::Tiled => Product {
                 shader: names[2],
@@ -702,7 +701,21 @@ impl Product {
             "conv2d_backward_input_tiled",
             "conv2d_backward_input_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0)
+        let mut prod = Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0);
+        if phased(g) {
+            // Each sub-pixel phase's pixels strided over invocations of their own (a multiple of
+            // the subgroup size in the `_subgroups` kernel, as Product::new rounds).
+            let phases = g.sh * g.sw;
+            let per_phase = (pixels / phases).div_ceil(TILE_PIXELS);
+            let (channels, per_phase) = match kernels(gpu) {
+                ConvKernels::RegisterBlocked => (TILE_CHANNELS, per_phase),
+                ConvKernels::Subgroups => (SUBGROUPS_TILE_CHANNELS.0, per_phase.next_multiple_of(subgroup_rounding(gpu))),
+                ConvKernels::Tiled | ConvKernels::CooperativeMatrix => return prod,
+            };
+            prod.stride = phases * per_phase;
+            prod.invocations = g.ic.div_ceil(channels) * prod.stride;
+        }
+        prod
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
@@ -713,6 +726,20 @@ impl Product {
         ];
         Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1)
     }
+}
+
+/// What the `_subgroups` kernels round their invocations per tile of channels up to: the
+/// adapter's largest subgroup, so that no subgroup spans two tiles.
+fn subgroup_rounding(gpu: &Gpu) -> usize {
+    (gpu.subgroup_max_size() as usize).clamp(1, BLOCKED_WG)
+}
+
+/// Whether the register-blocked input gradients (`conv2d_backward_input` and its `_subgroups`
+/// form) of `g` take their input pixels by sub-pixel phase (strided, undilated, input sides
+/// multiples of the strides), visiting only the taps that reach each phase: the shaders decide the
+/// same from their parameters.
+fn phased(g: &Geometry) -> bool {
+    (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.h % g.sh == 0 && g.w % g.sw == 0
 }
 
 /// The partial sums the products of `g` take where their reductions are split: the forward's, then
