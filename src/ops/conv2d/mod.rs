@@ -739,7 +739,7 @@ fn subgroup_rounding(gpu: &Gpu) -> usize {
 /// multiples of the strides), visiting only the taps that reach each phase: the shaders decide the
 /// same from their parameters.
 fn phased(g: &Geometry) -> bool {
-    (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.h % g.sh == 0 && g.w % g.sw == 0
+    (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.h.is_multiple_of(g.sh) && g.w.is_multiple_of(g.sw)
 }
 
 /// The partial sums the products of `g` take where their reductions are split: the forward's, then
