@@ -610,8 +610,11 @@ impl Gpu {
                     if self.features.contains(wgpu::Features::SUBGROUP) { "offers it" } else { "offers no SUBGROUP" },
                 ),
             };
+            // Named as WGRAD_CONV_KERNELS spells them.
+            let name =
+                clap::ValueEnum::to_possible_value(&k).map_or_else(|| format!("{k:?}"), |v| v.get_name().to_string());
             return Err(Error::Device(format!(
-                "{k:?} convolution kernels need {needs}; {} {has}, with subgroups of {} to {}",
+                "the {name} convolution kernels need {needs}; {} {has}, with subgroups of {} to {}",
                 self.describe(),
                 self.info.subgroup_min_size,
                 self.info.subgroup_max_size,

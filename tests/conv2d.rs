@@ -317,8 +317,13 @@ fn conv_kernels_the_adapter_lacks_are_refused() {
             Err(e) => {
                 let e = e.to_string();
                 assert!(!g.offers(k), "{k:?} offered but refused: {e}");
-                let feature = if k == CooperativeMatrix { "EXPERIMENTAL_COOPERATIVE_MATRIX" } else { "SUBGROUP" };
-                assert!(e.contains(feature) && e.contains(&g.describe()), "{e}");
+                let (feature, name) = if k == CooperativeMatrix {
+                    ("EXPERIMENTAL_COOPERATIVE_MATRIX", "the cooperative-matrix convolution kernels")
+                } else {
+                    ("SUBGROUP", "the subgroups convolution kernels")
+                };
+                // Named as WGRAD_CONV_KERNELS spells them.
+                assert!(e.contains(feature) && e.contains(&g.describe()) && e.contains(name), "{e}");
             }
         }
     }
