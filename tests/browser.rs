@@ -37,9 +37,13 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// on the CPU, slowly: Tudui's step of 64 takes about 6 s on 2 cores, ResNet-20's of 16 about 20 s).
 /// ResNet-20 for 2 steps, as its PyTorch goldens (tests/models.rs): two float32 runs of it drift
 /// apart, through BatchNorm's batch statistics, by about 1e-3 in the third step's loss.
-/// The last number is how many test images the page evaluates after training.
-const RUNS: &[(&str, usize, usize, usize)] =
-    &[("tudui", 20, 64, 250), ("cifar-net", 10, 64, 250), ("resnet20", 2, 16, 64)];
+/// Then how many test images the page evaluates after training, and whether the run augments its
+/// images and smooths its labels by 0.1 (the page's form and `wgrad train --augment
+/// --label-smoothing 0.1`).
+const RUNS: &[(&str, usize, usize, usize, bool)] =
+    &[("tudui", 20, 64, 250, false), ("cifar-net", 10, 64, 250, true), ("resnet20", 2, 16, 64, false)];
+/// The query and the `wgrad train` flags of an augmented run with smoothed labels.
+const AUGMENTED: (&str, [&str; 3]) = ("&augment=1&label_smoothing=0.1", ["--augment", "--label-smoothing", "0.1"]);
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WGRAD_CHROMIUM") {
@@ -155,8 +159,8 @@ fn open_browser_with(flags: &[&str], profile: &Path, url: &str) -> (Reaped, Page
 }
 
 /// The losses of `wgrad train --device cpu` over `steps` steps of `batch` (its steps.csv), and its weights.
-fn cpu_run(model: &str, steps: usize, batch: usize, out: &Path) -> (Vec<f64>, wgrad::nn::ParamSet) {
-    cpu_run_on("synthetic", &out.join("data"), model, steps, batch, &out.join(model))
+fn cpu_run(model: &str, steps: usize, batch: usize, flags: &[&str], out: &Path) -> (Vec<f64>, wgrad::nn::ParamSet) {
+    cpu_run_on("synthetic", &out.join("data"), model, steps, batch, flags, &out.join(model))
 }
 
 /// [`cpu_run`] on a dataset (`--dataset`, `--data-dir`), into `run`.
@@ -166,11 +170,13 @@ fn cpu_run_on(
     model: &str,
     steps: usize,
     batch: usize,
+    flags: &[&str],
     run: &Path,
 ) -> (Vec<f64>, wgrad::nn::ParamSet) {
     let st = Command::new(WGRAD)
         .args(["train", "--dataset", dataset, "--seed", "0", "--device", "cpu"])
         .args(["--batch-size", &batch.to_string()])
+        .args(flags)
         .args(["--model", model, "--max-steps", &steps.to_string()])
         .arg("--data-dir")
         .arg(data)
@@ -232,9 +238,11 @@ fn page_trains_every_model_like_the_cpu_path() {
             page.eval("!document.getElementById('error').hidden && document.getElementById('adapter').textContent");
         assert_eq!(visible, "Adapter: none");
     }
-    for &(model, steps, batch, eval) in RUNS.iter().filter(|r| chosen(r.0)) {
-        let url =
-            format!("{base}?model={model}&dataset=synthetic&seed=0&batch={batch}&steps={steps}&eval={eval}&autorun=1");
+    for &(model, steps, batch, eval, augmented) in RUNS.iter().filter(|r| chosen(r.0)) {
+        let (query, flags): (&str, &[&str]) = if augmented { (AUGMENTED.0, &AUGMENTED.1) } else { ("", &[]) };
+        let url = format!(
+            "{base}?model={model}&dataset=synthetic&seed=0&batch={batch}&steps={steps}&eval={eval}&autorun=1{query}"
+        );
         let profile = scratch.join(format!("profile-{model}"));
         let (_browser, mut page) = open_browser(&profile, &url);
         let started = Instant::now();
@@ -275,7 +283,7 @@ fn page_trains_every_model_like_the_cpu_path() {
         assert!(result["adapter"].as_str().is_some_and(|a| !a.is_empty()));
         let web_losses: Vec<f64> = result["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
 
-        let (cpu_losses, cpu_params) = cpu_run(model, steps, batch, &scratch);
+        let (cpu_losses, cpu_params) = cpu_run(model, steps, batch, flags, &scratch);
         assert_eq!(web_losses.len(), cpu_losses.len(), "{model}: steps");
         for (i, (w, c)) in web_losses.iter().zip(&cpu_losses).enumerate() {
             let rel = (w - c).abs() / c.abs().max(1e-12);
@@ -406,7 +414,7 @@ fn fashion_mnist_from_picked_files(base: &str, scratch: &Path) {
     let result = page.eval("document.getElementById('result').textContent");
     let result: serde_json::Value = serde_json::from_str(result.as_str().unwrap()).unwrap();
     let web: Vec<f64> = result["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let (cpu, _) = cpu_run_on("fashion-mnist", &dir, "cifar-net", steps, 64, &scratch.join("fashion-mnist"));
+    let (cpu, _) = cpu_run_on("fashion-mnist", &dir, "cifar-net", steps, 64, &[], &scratch.join("fashion-mnist"));
     eprintln!(
         "fashion-mnist (files picked in the page): cifar-net {steps} steps, losses {web:?} (CPU path {cpu:?}), {:.1} s",
         started.elapsed().as_secs_f64()

@@ -166,6 +166,13 @@ struct Settings {
     seed: u64,
     /// Test images per evaluation (default: the whole test split).
     eval_images: Option<usize>,
+    /// RandomCrop(32, padding=4) and RandomHorizontalFlip() per training image, as `wgrad train
+    /// --augment` (default: off).
+    #[serde(default)]
+    augment: bool,
+    /// CrossEntropyLoss(label_smoothing=…), as `wgrad train --label-smoothing` (default: 0).
+    #[serde(default)]
+    label_smoothing: f32,
 }
 
 #[derive(Serialize)]
@@ -240,7 +247,8 @@ fn with<T: Serialize + 'static>(
 #[wasm_bindgen]
 impl Run {
     /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, seed,
-    /// eval_images) on `data`, initialised as `wgrad train --seed` initialises it.
+    /// eval_images, augment, label_smoothing) on `data`, initialised as `wgrad train --seed`
+    /// initialises it.
     pub fn create(gpu: &Gpu, data: &Data, settings: &str) -> std::result::Result<Run, JsValue> {
         let s: Settings = serde_json::from_str(settings).map_err(|e| js_err(format!("settings {settings}: {e}")))?;
         let kind = ModelKind::parse(&s.model)
@@ -253,9 +261,16 @@ impl Run {
             o => return Err(js_err(format!("optimizer {o:?}: expected sgd, adam or adamw"))),
         };
         optimizer.check().map_err(js_err)?;
+        graph::check_label_smoothing(s.label_smoothing).map_err(js_err)?;
         let schedule = LrSchedule::default();
         let model = kind.build(s.seed);
-        let opts = graph::Options { optimizer: Some(optimizer), schedule, seed: s.seed, ..Default::default() };
+        let opts = graph::Options {
+            optimizer: Some(optimizer),
+            schedule,
+            seed: s.seed,
+            label_smoothing: s.label_smoothing,
+            ..Default::default()
+        };
         let train = GpuExecutor::new(gpu.gpu.clone(), &model, s.batch, opts).map_err(js_err)?;
         // As `wgrad train`: shuffled from the seed, a new order each epoch, whole batches only.
         let loader = DataLoader::new(
@@ -266,7 +281,7 @@ impl Run {
                 seed: s.seed,
                 drop_last: true,
                 normalize: None,
-                augment: false,
+                augment: s.augment,
             },
         )
         .map_err(js_err)?;

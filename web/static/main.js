@@ -2,7 +2,7 @@
 // weights in and out, and predictions. The engine is the wasm module (web/src/lib.rs).
 //
 // The URL query sets the form (?model=tudui&dataset=synthetic&seed=0&batch=64&steps=20&autorun=1,
-// also optimizer, lr, eval); when a run ends, document.title becomes "wgrad: done" (or
+// also optimizer, lr, eval, augment=1, label_smoothing); when a run ends, document.title becomes "wgrad: done" (or
 // "wgrad: error") and #result holds a JSON summary.
 import init, { Gpu, Data, Run, modelNames } from "./wgrad_web.js";
 
@@ -90,6 +90,8 @@ function settings() {
     lr: num("lr"),
     seed: num("seed") ?? 0,
     eval_images: num("eval"),
+    augment: $("augment").checked,
+    label_smoothing: num("label_smoothing") ?? 0,
   };
 }
 
@@ -105,6 +107,8 @@ function fillFromQuery() {
   set("seed", "seed");
   set("steps", "steps");
   set("eval", "eval");
+  set("label_smoothing", "label_smoothing");
+  if (query.has("augment")) $("augment").checked = query.get("augment") === "1";
   $("files-label").hidden = $("dataset").value === "synthetic";
 }
 
