@@ -6,8 +6,9 @@
 #   benches/gpu/ab.sh pack LABEL SED [LABEL SED]...
 # builds the release `wgrad` once per variant, with the sed script SED applied to the files that
 # AB_FILES names (a glob, shaders or Rust sources; default shaders/*.wgsl; an empty SED builds the
-# tree as it is; a SED that changes none of them is refused). The files are restored after each
-# build, also when one fails. The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what pack.sh downloads.
+# tree as it is; a SED that changes none of them is refused); each variant's shaders must pass
+# naga's validation and translation (tests/shaders.rs). The files are restored after each build,
+# also when one fails. The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what pack.sh downloads.
 # There, with carry [".gpu/ab.tar.xz", ".gl"] (nothing else is needed):
 #   benches/gpu/ab.sh run
 # runs ROUNDS (default 2) rounds of `wgrad bench --device gpu --json`, every build in turn, on
@@ -53,6 +54,13 @@ pack() {
     fi
     echo "building $label"
     cargo build --release --quiet --bin wgrad || die "$label: the build failed"
+    # WGSL is compiled when pipelines are made, on the GPU machine: validate and translate every
+    # shader here (tests/shaders.rs, a few seconds), so that no device time goes to a broken variant.
+    # Not its WebGPU-limits test: a variant may try what only a native adapter allows.
+    cargo test --release --quiet --test shaders -- every_shader_parses_and_validates \
+      every_shader_translates_for_vulkan_metal_dx12_and_gl > "$stage/shaders-$label.log" 2>&1 ||
+      { tail -20 "$stage/shaders-$label.log" >&2; die "$label: tests/shaders.rs fails on this variant"; }
+    rm -f "$stage/shaders-$label.log"
     cp target/release/wgrad "$stage/wgrad-$label"
     restore
     labels+=("$label")
