@@ -4,7 +4,9 @@
 #
 # Here, in the project root:
 #   benches/gpu/ab.sh pack LABEL SED [LABEL SED]...
-# builds the release `wgrad` once per variant, with the sed script SED applied to the files that
+# builds the release `wgrad` once per variant: with SED @REV, the git revision REV as it was
+# (in a worktree of its own, built into target/ab-rev: the first such build compiles every
+# dependency, a few minutes); otherwise the working tree with the sed script SED applied to the files that
 # AB_FILES names (a glob, shaders or Rust sources; default shaders/*.wgsl; an empty SED builds the
 # tree as it is; a SED that changes none of them is refused); each variant's shaders must pass
 # naga's validation and translation (tests/shaders.rs). The files are restored after each build,
@@ -44,6 +46,11 @@ pack() {
     local label=$1 script=$2
     shift 2
     [[ $label =~ ^[A-Za-z0-9_-]+$ ]] || die "label $label: letters, digits, - and _ only"
+    if [[ $script == @* ]]; then
+      build_revision "$label" "${script#@}"
+      labels+=("$label")
+      continue
+    fi
     if [ -n "$script" ]; then
       local changed=0
       for i in "${!files[@]}"; do
@@ -70,6 +77,23 @@ pack() {
   mkdir -p .gpu
   tar -cJf .gpu/ab.tar.xz -C "$stage" .
   echo "packed ${labels[*]} ($(cat "$stage/commit")): $(du -h .gpu/ab.tar.xz | cut -f1) in .gpu/ab.tar.xz"
+}
+
+# LABEL REV: the release `wgrad` of git revision REV into the stage, built in a worktree of its own
+# with a target folder of its own (a shared one would leave target/release/wgrad holding REV's
+# build, which the working tree's next build does not replace).
+build_revision() {
+  local label=$1 rev=$2 tree root=$PWD
+  tree=$(mktemp -d)
+  git worktree add --quiet --detach "$tree" "$rev" || die "$label: no revision $rev"
+  echo "building $label ($rev)"
+  (cd "$tree" && CARGO_TARGET_DIR="$root/target/ab-rev" cargo build --release --quiet --bin wgrad &&
+    CARGO_TARGET_DIR="$root/target/ab-rev" cargo test --release --quiet --test shaders -- \
+      every_shader_parses_and_validates every_shader_translates_for_vulkan_metal_dx12_and_gl > /dev/null)
+  local rc=$?
+  [ $rc -eq 0 ] && cp target/ab-rev/release/wgrad "$stage/wgrad-$label"
+  git worktree remove --force "$tree"
+  [ $rc -eq 0 ] || die "$label: $rev does not build, or its shaders fail tests/shaders.rs"
 }
 
 run() {
