@@ -4,13 +4,14 @@
 #
 # Here, in the project root:
 #   benches/gpu/ab.sh pack LABEL SED [LABEL SED]...
-# builds the release `wgrad` once per variant: with SED @REV, the git revision REV as it was
-# (in a worktree of its own, built into target/ab-rev: the first such build compiles every
-# dependency, a few minutes); otherwise the working tree with the sed script SED applied to the files that
+# builds the release `wgrad` once per variant: with SED @REV, the git revision REV as it was (in
+# a worktree of its own, built into target/ab-rev: the first such build compiles every dependency,
+# a few minutes); otherwise the working tree with the sed script SED applied to the files that
 # AB_FILES names (a glob, shaders or Rust sources; default shaders/*.wgsl; an empty SED builds the
-# tree as it is; a SED that changes none of them is refused); each variant's shaders must pass
-# naga's validation and translation (tests/shaders.rs). The files are restored after each build,
-# also when one fails. The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what pack.sh downloads.
+# tree as it is; a SED that changes none of them is refused). The files are restored after each
+# build, also when one fails. Each variant's shaders must pass naga's validation and translation
+# (tests/shaders.rs). The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what
+# pack.sh downloads.
 # There, with carry [".gpu/ab.tar.xz", ".gl"] (nothing else is needed):
 #   benches/gpu/ab.sh run
 # runs ROUNDS (default 2) rounds of `wgrad bench --device gpu --json`, every build in turn, on
