@@ -642,9 +642,9 @@ fn cooperative_shader(gpu: &Gpu, name: &'static str) -> (&'static str, usize, us
 struct Product {
     shader: &'static str,
     invocations: usize,
-    /// The register-blocked kernels' invocations per tile of channels: one per block of columns,
-    /// rounded up for the `_subgroups` kernels to whole subgroups (so that a subgroup never spans
-    /// two tiles, whose shared operands differ).
+    /// The register-blocked kernels' invocations per tile of channels: one per block of columns
+    /// (of each phase, see [`Product::new`]), rounded up for the `_subgroups` kernels to whole
+    /// subgroups (so that a subgroup never spans two tiles or phases, whose shared operands differ).
     stride: usize,
 }
 
@@ -652,25 +652,29 @@ impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups`, `Tiled` and
     /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation
     /// computes (of a tile's channels: TILE_CHANNELS, or `subgroups_tile` in the `_subgroups`
-    /// kernels).
+    /// kernels); `phases`: the equal parts the register-blocked kernels stride over one after the
+    /// other, each with invocations of its own (the input gradient's sub-pixel phases, see
+    /// [`phased`]; 1 elsewhere).
     fn new(
         gpu: &Gpu,
         names: &'static [&'static str; 4],
         (rows, cols): (usize, usize),
         block: usize,
         subgroups_tile: usize,
+        phases: usize,
     ) -> Product {
-        let blocked = |shader: &'static str, channels: usize, stride: usize| Product {
+        let per_phase = (cols / phases).div_ceil(block);
+        let blocked = |shader: &'static str, channels: usize, per_phase: usize| Product {
             shader,
-            invocations: rows.div_ceil(channels) * stride,
-            stride,
+            invocations: rows.div_ceil(channels) * phases * per_phase,
+            stride: phases * per_phase,
         };
         match kernels(gpu) {
-            ConvKernels::RegisterBlocked => blocked(names[0], TILE_CHANNELS, cols.div_ceil(block)),
+            ConvKernels::RegisterBlocked => blocked(names[0], TILE_CHANNELS, per_phase),
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
             ConvKernels::Subgroups => {
-                blocked(names[1], subgroups_tile, cols.div_ceil(block).next_multiple_of(subgroup_rounding(gpu)))
+                blocked(names[1], subgroups_tile, per_phase.next_multiple_of(subgroup_rounding(gpu)))
             }
             ConvKernels::Tiled => Product {
                 shader: names[2],
@@ -691,7 +695,7 @@ impl Product {
             "conv2d_forward_tiled",
             "conv2d_forward_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0)
+        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, 1)
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
@@ -701,21 +705,8 @@ impl Product {
             "conv2d_backward_input_tiled",
             "conv2d_backward_input_cooperative_matrix",
         ];
-        let mut prod = Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0);
-        if phased(g) {
-            // Each sub-pixel phase's pixels strided over invocations of their own (a multiple of
-            // the subgroup size in the `_subgroups` kernel, as Product::new rounds).
-            let phases = g.sh * g.sw;
-            let per_phase = (pixels / phases).div_ceil(TILE_PIXELS);
-            let (channels, per_phase) = match kernels(gpu) {
-                ConvKernels::RegisterBlocked => (TILE_CHANNELS, per_phase),
-                ConvKernels::Subgroups => (SUBGROUPS_TILE_CHANNELS.0, per_phase.next_multiple_of(subgroup_rounding(gpu))),
-                ConvKernels::Tiled | ConvKernels::CooperativeMatrix => return prod,
-            };
-            prod.stride = phases * per_phase;
-            prod.invocations = g.ic.div_ceil(channels) * prod.stride;
-        }
-        prod
+        let phases = if phased(g) { g.sh * g.sw } else { 1 };
+        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, phases)
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
@@ -724,7 +715,7 @@ impl Product {
             "conv2d_backward_weight_tiled",
             "conv2d_backward_weight_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1)
+        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1, 1)
     }
 }
 
