@@ -59,7 +59,7 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::io::check_output_file(&a.out)?;
-    graph::check_label_smoothing(a.label_smoothing)?;
+    crate::ops::cross_entropy::check_label_smoothing(a.label_smoothing)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
     let kind = a.model.kind(Some(&a.weights));

@@ -136,7 +136,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let seed = a.seed.or(resumed.as_ref().map(|m| m.seed)).unwrap_or(0);
     let optimizer = a.optim.optimizer(resumed.as_ref().map(|m| m.optimizer()))?;
     let label_smoothing = a.label_smoothing.or(resumed.as_ref().map(|m| m.label_smoothing)).unwrap_or(0.0);
-    crate::graph::check_label_smoothing(label_smoothing)?;
+    crate::ops::cross_entropy::check_label_smoothing(label_smoothing)?;
     // The step count sets only a cosine schedule's length: its flags are checked here already.
     a.optim.schedule(resumed.as_ref().map(|m| m.schedule), u64::MAX)?;
     // A resumed run goes on where it was (runs/<model> could be another run's).

@@ -49,14 +49,6 @@ impl Options {
     }
 }
 
-/// Refuses a label smoothing outside [0, 1], as PyTorch does.
-pub fn check_label_smoothing(v: f32) -> Result<()> {
-    match (0.0..=1.0).contains(&v) {
-        true => Ok(()),
-        false => Err(Error::Graph(format!("CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, got {v}"))),
-    }
-}
-
 /// The loss every executor computes: CrossEntropyLoss with PyTorch's defaults but the label
 /// smoothing `opts` asks for.
 pub fn loss_options(opts: &Options) -> cross_entropy::Options {
@@ -212,7 +204,7 @@ pub fn executor(device: &crate::Device, model: &Model, batch: usize, opts: Optio
     if let Some(o) = &opts.optimizer {
         o.check()?;
     }
-    check_label_smoothing(opts.label_smoothing)?;
+    cross_entropy::check_label_smoothing(opts.label_smoothing)?;
     Ok(match device {
         crate::Device::Cpu => Box::new(cpu::CpuExecutor::new(model, batch, opts)?),
         crate::Device::Gpu(g) => Box::new(gpu::GpuExecutor::new(g.clone(), model, batch, opts)?),

@@ -59,6 +59,12 @@ pub fn layouts() -> Vec<ParamsLayout> {
     vec![fields("cross_entropy_forward"), fields("cross_entropy_backward")]
 }
 
+/// Refuses a label_smoothing outside [0, 1], as PyTorch does (and in its words).
+pub fn check_label_smoothing(ls: f32) -> Result<()> {
+    ensure_op!((0.0..=1.0).contains(&ls), OP, "label_smoothing must be between 0.0 and 1.0, got {ls}");
+    Ok(())
+}
+
 /// Validates shapes, targets, weight and label_smoothing; returns (N, C, S).
 pub fn check<T: Real>(
     inp: &[usize],
@@ -66,8 +72,7 @@ pub fn check<T: Real>(
     tgt: Targets<'_, T>,
     o: &Options,
 ) -> Result<(usize, usize, usize)> {
-    let ls = o.label_smoothing;
-    ensure_op!((0.0..=1.0).contains(&ls), OP, "label_smoothing must be in [0, 1], got {ls}");
+    check_label_smoothing(o.label_smoothing)?;
     match tgt {
         Targets::Class(t) => {
             check_class_targets(OP, inp, tgt_shape, t, o.weight.as_ref().map(|w| w.len()), o.ignore_index)

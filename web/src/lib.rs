@@ -261,7 +261,7 @@ impl Run {
             o => return Err(js_err(format!("optimizer {o:?}: expected sgd, adam or adamw"))),
         };
         optimizer.check().map_err(js_err)?;
-        graph::check_label_smoothing(s.label_smoothing).map_err(js_err)?;
+        wgrad::ops::cross_entropy::check_label_smoothing(s.label_smoothing).map_err(js_err)?;
         let schedule = LrSchedule::default();
         let model = kind.build(s.seed);
         let opts = graph::Options {
