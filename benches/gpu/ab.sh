@@ -19,6 +19,9 @@
 # environment AB_ENV (such as "WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix"); then
 # prints each build's median step per model and batch (batch on the device), round by round, and
 # its longest kernels; everything is archived into $OUT/ab.tgz where the device tool set $OUT.
+# AB_LABELS (default: every packed build) names the builds a run times, AB_TAG (default: none)
+# names its folder and archive (.gpu/ab-out-TAG, ab-TAG.tgz), so that one call can run several
+# sweeps of one pack.
 #
 #     AB_FILES='shaders/conv2d_*_cooperative_matrix.wgsl' benches/gpu/ab.sh pack \
 #         pad8 '' pad0 's/^const PAD: u32 = 8u;/const PAD: u32 = 0u;/'
@@ -98,15 +101,19 @@ build_revision() {
 }
 
 run() {
-  local out=$PWD/.gpu/ab-out bin=/tmp/wgrad-ab
+  local tag=${AB_TAG:+-$AB_TAG}
+  local out=$PWD/.gpu/ab-out$tag bin=/tmp/wgrad-ab$tag
   rm -rf "$out" "$bin"
   mkdir -p "$out" "$bin"
   # Expanded now: $out is this function's.
-  [ -n "${OUT:-}" ] && trap "tar -czf '$OUT/ab.tgz' -C '$out' ." EXIT
+  [ -n "${OUT:-}" ] && trap "tar -czf '$OUT/ab$tag.tgz' -C '$out' ." EXIT
   python3 -m tarfile -e .gpu/ab.tar.xz "$bin" || die "cannot unpack .gpu/ab.tar.xz"
   . benches/gpu/loader.sh
   local labels round l
-  labels=$(cat "$bin/labels")
+  labels=${AB_LABELS:-$(cat "$bin/labels")}
+  for l in $labels; do
+    [ -x "$bin/wgrad-$l" ] || die "no build $l in .gpu/ab.tar.xz (it holds $(cat "$bin/labels"))"
+  done
   echo "builds: $labels (commit $(cat "$bin/commit")); environment: ${AB_ENV:-none}"
   for round in $(seq 1 "${ROUNDS:-2}"); do
     for l in $labels; do
