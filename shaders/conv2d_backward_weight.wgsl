@@ -3,8 +3,9 @@
 //   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
 // split, part is dweight itself; otherwise sum_splits adds the splits in order.
-// Dispatch: one invocation per (split, 8 output channels, 8 k); ceil(count / 64) workgroups of 64
-// (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
+// Dispatch: one invocation per (split, TC output channels (8; 16 in the `_wide` variant), 8 k);
+// ceil(count / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory,
+// no atomics.
 struct Params {
     N: u32,
     IC: u32,
@@ -44,7 +45,10 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 const TK: u32 = 8u;
-// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS), four in the `_wide`
+// variant (crate::shaders::WIDE: 16 channels, ops::conv2d::WIDE_TILE_CHANNELS), whose lines under
+// `if (WIDE)` the compiler drops here.
+const WIDE: bool = false;
 const TC: u32 = 8u;
 
 @compute @workgroup_size(WG)
@@ -79,14 +83,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let last = p.OC - 1u;
     let doc = vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last)) * OHW;
     let doc_hi = vec4<u32>(min(oc0 + 4u, last), min(oc0 + 5u, last), min(oc0 + 6u, last), min(oc0 + 7u, last)) * OHW;
+    let doc2 = vec4<u32>(min(oc0 + 8u, last), min(oc0 + 9u, last), min(oc0 + 10u, last), min(oc0 + 11u, last)) * OHW;
+    let doc3 = vec4<u32>(min(oc0 + 12u, last), min(oc0 + 13u, last), min(oc0 + 14u, last), min(oc0 + 15u, last)) * OHW;
 
     let q_end = min((s + 1u) * p.chunk, P);
     var q = s * p.chunk;
     var n = q / OHW;
     var oh = (q % OHW) / p.OW;
     var ow0 = q % p.OW;
+    // One array per group of 4 channels: the NVIDIA compiler keeps a two-level array in memory.
     var acc: array<vec4<f32>, TK>;
     var acc_hi: array<vec4<f32>, TK>;
+    var acc2: array<vec4<f32>, TK>;
+    var acc3: array<vec4<f32>, TK>;
     // Output row by output row: each k's input row offset (or -1 where that row is padding) is
     // worked out once per row, and the loop over the row's pixels has no branches.
     while (q < q_end) {
@@ -102,6 +111,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let d = vec4<f32>(f32(dout[db + ow + doc.x]), f32(dout[db + ow + doc.y]), f32(dout[db + ow + doc.z]), f32(dout[db + ow + doc.w]));
             let d_hi = vec4<f32>(f32(dout[db + ow + doc_hi.x]), f32(dout[db + ow + doc_hi.y]), f32(dout[db + ow + doc_hi.z]),
                                  f32(dout[db + ow + doc_hi.w]));
+            var d2 = vec4<f32>(0.0);
+            var d3 = vec4<f32>(0.0);
+            if (WIDE) {
+                d2 = vec4<f32>(f32(dout[db + ow + doc2.x]), f32(dout[db + ow + doc2.y]), f32(dout[db + ow + doc2.z]), f32(dout[db + ow + doc2.w]));
+                d3 = vec4<f32>(f32(dout[db + ow + doc3.x]), f32(dout[db + ow + doc3.y]), f32(dout[db + ow + doc3.z]), f32(dout[db + ow + doc3.w]));
+            }
             let iw0 = i32(ow * p.SW);
             for (var j = 0u; j < TK; j++) {
                 let iw = iw0 + dw[j];
@@ -109,6 +124,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let x = select(0.0, f32(inp[xb + u32(select(0, row[j] + iw, ok))]), ok);
                 acc[j] = fma(d, vec4<f32>(x), acc[j]);
                 acc_hi[j] = fma(d_hi, vec4<f32>(x), acc_hi[j]);
+                if (WIDE) {
+                    acc2[j] = fma(d2, vec4<f32>(x), acc2[j]);
+                    acc3[j] = fma(d3, vec4<f32>(x), acc3[j]);
+                }
             }
         }
         q += ow_end - ow0;
@@ -135,6 +154,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
                 if (oc0 + 4u + i < p.OC) {
                     part[base + (oc0 + 4u + i) * K + k] = acc_hi[j][i] * unscale;
+                }
+                if (WIDE && oc0 + 8u + i < p.OC) {
+                    part[base + (oc0 + 8u + i) * K + k] = acc2[j][i] * unscale;
+                }
+                if (WIDE && oc0 + 12u + i < p.OC) {
+                    part[base + (oc0 + 12u + i) * K + k] = acc3[j][i] * unscale;
                 }
             }
         }

@@ -2,7 +2,8 @@
 //   sum_{ic, kh, kw} weight[oc, ic, kh, kw] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
-// Dispatch: one invocation per split and tile of 8 output channels x 8 output pixels, the pixels counted over
+// Dispatch: one invocation per split and tile of TC output channels (8; 16 in the `_wide` variant)
+// x 8 output pixels, the pixels counted over
 // (n, oh, ow) together and strided across invocations; ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked,
 // no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 struct Params {
@@ -43,7 +44,10 @@ alias operand = f32;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TP: u32 = 8u;
-// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS).
+// Channels per tile: the two vec4 accumulators (ops::conv2d::TILE_CHANNELS), four in the `_wide`
+// variant (crate::shaders::WIDE: 16 channels, ops::conv2d::WIDE_TILE_CHANNELS), whose lines under
+// `if (WIDE)` the compiler drops here.
+const WIDE: bool = false;
 const TC: u32 = 8u;
 
 @compute @workgroup_size(WG)
@@ -81,11 +85,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let last = p.OC - 1u;
     let ocs = vec4<u32>(min(oc0, last), min(oc0 + 1u, last), min(oc0 + 2u, last), min(oc0 + 3u, last));
     let ocs_hi = vec4<u32>(min(oc0 + 4u, last), min(oc0 + 5u, last), min(oc0 + 6u, last), min(oc0 + 7u, last));
+    let ocs2 = vec4<u32>(min(oc0 + 8u, last), min(oc0 + 9u, last), min(oc0 + 10u, last), min(oc0 + 11u, last));
+    let ocs3 = vec4<u32>(min(oc0 + 12u, last), min(oc0 + 13u, last), min(oc0 + 14u, last), min(oc0 + 15u, last));
     let wrow = ocs * K;
     let wrow_hi = ocs_hi * K;
+    let wrow2 = ocs2 * K;
+    let wrow3 = ocs3 * K;
 
+    // One array per group of 4 channels: the NVIDIA compiler keeps a two-level array in memory.
     var acc: array<vec4<f32>, TP>;
     var acc_hi: array<vec4<f32>, TP>;
+    var acc2: array<vec4<f32>, TP>;
+    var acc3: array<vec4<f32>, TP>;
     // Kernel offsets outermost: each pixel's input offset and padding test are worked out once per
     // (kh, kw), not once per input channel.
     for (var kh = 0u; kh < p.KH; kh++) {
@@ -102,11 +113,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let k = ic * KK + kk;
                 let a = vec4<f32>(f32(weight[wrow.x + k]), f32(weight[wrow.y + k]), f32(weight[wrow.z + k]), f32(weight[wrow.w + k]));
                 let a_hi = vec4<f32>(f32(weight[wrow_hi.x + k]), f32(weight[wrow_hi.y + k]), f32(weight[wrow_hi.z + k]), f32(weight[wrow_hi.w + k]));
+                var a2 = vec4<f32>(0.0);
+                var a3 = vec4<f32>(0.0);
+                if (WIDE) {
+                    a2 = vec4<f32>(f32(weight[wrow2.x + k]), f32(weight[wrow2.y + k]), f32(weight[wrow2.z + k]), f32(weight[wrow2.w + k]));
+                    a3 = vec4<f32>(f32(weight[wrow3.x + k]), f32(weight[wrow3.y + k]), f32(weight[wrow3.z + k]), f32(weight[wrow3.w + k]));
+                }
                 for (var j = 0u; j < TP; j++) {
                     let ok = xoff[j] >= 0;
                     let x = select(0.0, f32(inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))]), ok);
                     acc[j] = fma(a, vec4<f32>(x), acc[j]);
                     acc_hi[j] = fma(a_hi, vec4<f32>(x), acc_hi[j]);
+                    if (WIDE) {
+                        acc2[j] = fma(a2, vec4<f32>(x), acc2[j]);
+                        acc3[j] = fma(a3, vec4<f32>(x), acc3[j]);
+                    }
                 }
             }
         }
@@ -114,9 +135,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     var b = vec4<f32>(0.0);
     var b_hi = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
     if (p.has_bias == 1u && s == 0u) {
         b = vec4<f32>(bias[ocs.x], bias[ocs.y], bias[ocs.z], bias[ocs.w]);
         b_hi = vec4<f32>(bias[ocs_hi.x], bias[ocs_hi.y], bias[ocs_hi.z], bias[ocs_hi.w]);
+        if (WIDE) {
+            b2 = vec4<f32>(bias[ocs2.x], bias[ocs2.y], bias[ocs2.z], bias[ocs2.w]);
+            b3 = vec4<f32>(bias[ocs3.x], bias[ocs3.y], bias[ocs3.z], bias[ocs3.w]);
+        }
     }
     for (var j = 0u; j < TP; j++) {
         let q = q0 + L * j;
@@ -130,6 +157,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
                 if (oc0 + 4u + i < p.OC) {
                     out[o + (oc0 + 4u + i) * OHW] = v_hi[i];
+                }
+                if (WIDE && oc0 + 8u + i < p.OC) {
+                    out[o + (oc0 + 8u + i) * OHW] = acc2[j][i] + b2[i];
+                }
+                if (WIDE && oc0 + 12u + i < p.OC) {
+                    out[o + (oc0 + 12u + i) * OHW] = acc3[j][i] + b3[i];
                 }
             }
         }

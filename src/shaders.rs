@@ -9,6 +9,10 @@
 //! A cooperative-matrix kernel (`enable wgpu_cooperative_matrix;`) is written for 8 x 8 tiles and
 //! subgroups of 8 (lavapipe); its `<name>_16x16` variant has 16 x 16 tiles and subgroups of 32
 //! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced.
+//!
+//! A register-blocked convolution kernel with the line `const WIDE: bool = false;` also exists as
+//! `<name>_wide`, 16 channels per invocation instead of 8 (the lines of [`WIDE`] replaced), and
+//! that one as `<name>_wide_f16`.
 
 pub use crate::ops::Shader;
 use std::sync::OnceLock;
@@ -24,11 +28,32 @@ pub const COOPERATIVE_16X16: [(&str, &str); 3] = [
     ("coop_mat8x8<", "coop_mat16x16<"),
 ];
 
-/// Every kernel, the f16-operand and 16 x 16 variants included.
+/// What a register-blocked kernel's `_wide` variant replaces: 16 channels per invocation instead
+/// of 8, the lines its source guards with `if (WIDE)` kept.
+pub const WIDE: [(&str, &str); 2] =
+    [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
+
+/// Every kernel, the wide, f16-operand and 16 x 16 variants included (the wide ones with f16
+/// variants of their own).
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
         let mut v = crate::ops::shaders();
+        let wide: Vec<Shader> = v
+            .iter()
+            .filter(|s| s.source.contains(WIDE[0].0))
+            .map(|s| Shader {
+                name: Box::leak(format!("{}_wide", s.name).into_boxed_str()),
+                source: Box::leak(
+                    WIDE.iter()
+                        .fold(s.source.to_string(), |src, (from, to)| src.replacen(from, to, 1))
+                        .into_boxed_str(),
+                ),
+                workgroup: s.workgroup,
+                variant_of: Some(s.name),
+            })
+            .collect();
+        v.extend(wide);
         let variants: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
@@ -67,6 +92,12 @@ pub fn all() -> &'static [Shader] {
 
 pub fn get(name: &str) -> Option<&'static Shader> {
     all().iter().find(|s| s.name == name)
+}
+
+/// The name of `shader`'s 16-channel variant (`conv2d_forward` → `conv2d_forward_wide`).
+pub fn wide_variant(shader: &'static str) -> Option<&'static str> {
+    let want = format!("{shader}_wide");
+    all().iter().find(|s| s.name == want).map(|s| s.name)
 }
 
 /// The name of `shader`'s f16-operand variant (`conv2d_forward` → `conv2d_forward_f16`).

@@ -175,6 +175,25 @@ fn other_conv_kernels_match_cpu_on_random_configurations() {
     }
 }
 
+/// The register-blocked kernels on an adapter that splits no reduction: there their `_wide` forms
+/// (16 channels per invocation) run wherever the channels are multiples of 16, as on a big GPU at
+/// large batches; in f32 and, where the adapter has f16, mixed precision.
+#[test]
+fn wide_register_blocked_kernels_match_cpu() {
+    for mixed in [false, true] {
+        let Some(gpu) = own_gpu(|g| {
+            g.set_conv_kernels(wgrad::ConvKernels::RegisterBlocked).unwrap();
+            g.set_split_target(0);
+        }) else {
+            return;
+        };
+        if mixed && gpu.set_precision(wgrad::Precision::Mixed).is_err() {
+            return skip("the adapter cannot run mixed precision", "WGRAD_REQUIRE_F16");
+        }
+        random_configurations(&gpu);
+    }
+}
+
 fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
     let mut r = rng(11);
     let mut configs = vec![
@@ -237,10 +256,12 @@ fn mixed_precision_matches_cpu_on_random_configurations() {
 }
 
 /// Mixed precision with each other kernel variant (the tiled choice computes with the
-/// register-blocked kernels' f16 variants; cooperative matrices where the adapter has them).
+/// register-blocked kernels' f16 variants; cooperative matrices where the adapter has them),
+/// splitting reductions and not (on lavapipe, which splits none, the register-blocked kernels'
+/// `_wide` forms run where the channels are multiples of 16).
 #[test]
 fn mixed_precision_other_conv_kernels_match_cpu() {
-    for gpu in other_conv_kernels_gpus(true) {
+    for gpu in [false, true].into_iter().flat_map(other_conv_kernels_gpus) {
         match gpu.set_precision(wgrad::Precision::Mixed) {
             Ok(()) => random_configurations(&gpu),
             Err(e) => return skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16"),

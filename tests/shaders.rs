@@ -8,7 +8,7 @@
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use wgrad::ops::params_layouts;
+use wgrad::ops::{params_layouts, ParamsLayout};
 use wgrad::shaders::{all, Shader};
 
 /// A kernel parsed and validated with the capabilities it declares it needs (wgrad::ops::Shader).
@@ -50,7 +50,7 @@ fn params_structs_match_wgsl_layout() {
         let name = s.name;
         let layout = layouts
             .iter()
-            .find(|l| l.shader == s.variant_of.unwrap_or(name))
+            .find(|l| l.shader == layout_of(&layouts, s))
             .unwrap_or_else(|| panic!("{name}.wgsl has no Rust params layout in ops::params_layouts()"));
         let (m, _) = module(s);
         let (members, span) = m
@@ -65,6 +65,16 @@ fn params_structs_match_wgsl_layout() {
         let wgsl: Vec<(String, usize)> = members.iter().map(|m| (m.name.clone().unwrap(), m.offset as usize)).collect();
         let rust: Vec<(String, usize)> = layout.fields.iter().map(|(n, o)| (n.to_string(), *o)).collect();
         assert_eq!(wgsl, rust, "{name}: field names/offsets differ between WGSL and Rust");
+    }
+}
+
+/// The kernel whose Rust params layout (and tile constants) `s` has: its own where the op lists one
+/// (a `_wide` variant's), else that of the kernel it is made from.
+fn layout_of(layouts: &[ParamsLayout], s: &Shader) -> &'static str {
+    if layouts.iter().any(|l| l.shader == s.name) {
+        s.name
+    } else {
+        s.variant_of.unwrap_or(s.name)
     }
 }
 
@@ -91,7 +101,7 @@ fn workgroup_sizes_and_tile_constants_are_declared_once() {
             s.name
         );
         assert_eq!(wgsl_const(&m, "WG"), Some(s.workgroup), "{}: `const WG` differs from its shaders! entry", s.name);
-        for l in layouts.iter().filter(|l| l.shader == s.variant_of.unwrap_or(s.name)) {
+        for l in layouts.iter().filter(|l| l.shader == layout_of(&layouts, s)) {
             for &(c, v) in &l.consts {
                 assert_eq!(wgsl_const(&m, c), Some(v), "{}: WGSL const {c} differs from the Rust side's {v}", s.name);
             }

@@ -12,7 +12,8 @@ pub struct Shader {
     pub name: &'static str,
     pub source: &'static str,
     pub workgroup: u32,
-    /// For an f16-operand variant (`conv2d_forward_f16`), the kernel it is made from.
+    /// For a variant (`conv2d_forward_f16`, `conv2d_forward_wide`, a `_16x16`), the kernel it is
+    /// made from.
     pub variant_of: Option<&'static str>,
 }
 

@@ -544,8 +544,10 @@ pub fn layouts() -> Vec<ParamsLayout> {
     let (sub, sub_dweight) = SUBGROUPS_TILE_CHANNELS;
     vec![
         l("conv2d_forward").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
+        l("conv2d_forward_wide").consts(&[("TP", TILE_PIXELS), ("TC", WIDE_TILE_CHANNELS)]),
         l("conv2d_backward_input").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_weight").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
+        l("conv2d_backward_weight_wide").consts(&[("TK", WEIGHT_TILE_K), ("TC", WIDE_TILE_CHANNELS)]),
         l("conv2d_forward_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", sub)]),
         l("conv2d_backward_input_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", sub)]),
         l("conv2d_backward_weight_subgroups").consts(&[("TK", WEIGHT_TILE_K), ("TC", sub_dweight)]),
@@ -589,6 +591,10 @@ fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: us
 /// tile has SUBGROUPS_TILE_CHANNELS.
 const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
+/// Channels per invocation of the `_wide` forward and weight gradient (crate::shaders::WIDE),
+/// which read half as many shared operands per FMA; they run where the layer's channels are whole
+/// tiles of them and they still make enough invocations ([`wide`]).
+const WIDE_TILE_CHANNELS: usize = 16;
 /// The `_subgroups` kernels' channels per tile: forward and input gradient, weight gradient (a
 /// multiple of 8; each invocation of a subgroup loads one in eight of a tile's shared operands).
 /// On lavapipe 16 reads half as many shared operands per FMA in the first two; the weight gradient
@@ -654,14 +660,15 @@ impl Product {
     /// computes (of a tile's channels: TILE_CHANNELS, or `subgroups_tile` in the `_subgroups`
     /// kernels); `phases`: the equal parts the register-blocked kernels stride over one after the
     /// other, each with invocations of its own (the input gradient's sub-pixel phases, see
-    /// [`phased`]; 1 elsewhere).
+    /// [`phased`]; 1 elsewhere); `parallel`: how many times over a register-blocked invocation's
+    /// work may be split (the weight gradient's pixels; 1 for the others), for [`wide`].
     fn new(
         gpu: &Gpu,
         names: &'static [&'static str; 4],
         (rows, cols): (usize, usize),
         block: usize,
         subgroups_tile: usize,
-        phases: usize,
+        (phases, parallel): (usize, usize),
     ) -> Product {
         let per_phase = (cols / phases).div_ceil(block);
         let blocked = |shader: &'static str, channels: usize, per_phase: usize| Product {
@@ -670,7 +677,14 @@ impl Product {
             stride: phases * per_phase,
         };
         match kernels(gpu) {
-            ConvKernels::RegisterBlocked => blocked(names[0], TILE_CHANNELS, per_phase),
+            ConvKernels::RegisterBlocked => {
+                match crate::shaders::wide_variant(names[0]) {
+                    Some(shader) if wide(rows, phases * per_phase * parallel, gpu.split_target()) => {
+                        blocked(shader, WIDE_TILE_CHANNELS, per_phase)
+                    }
+                    _ => blocked(names[0], TILE_CHANNELS, per_phase),
+                }
+            }
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
             ConvKernels::Subgroups => {
@@ -695,7 +709,7 @@ impl Product {
             "conv2d_forward_tiled",
             "conv2d_forward_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, 1)
+        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, (1, 1))
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
@@ -706,7 +720,7 @@ impl Product {
             "conv2d_backward_input_cooperative_matrix",
         ];
         let phases = if phased(g) { g.sh * g.sw } else { 1 };
-        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, phases)
+        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, (phases, 1))
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
@@ -715,8 +729,22 @@ impl Product {
             "conv2d_backward_weight_tiled",
             "conv2d_backward_weight_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1, 1)
+        // Its pixels split in chunks of at least WEIGHT_SPLIT_PIXELS (weight_splits).
+        let parallel = (g.n * g.oh * g.ow).div_ceil(WEIGHT_SPLIT_PIXELS);
+        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1, (1, parallel))
     }
+}
+
+/// Whether a register-blocked product of `rows` channels takes the `_wide` kernel (16 channels per
+/// invocation, [`WIDE_TILE_CHANNELS`]): where the channels are whole tiles of 16 and the wide
+/// kernel's invocations (`blocks` per tile of channels, times its reduction's splits at most)
+/// still reach half the adapter's split target (`split_target`, [`Gpu::split_target`]; 0 on CPU adapters, which
+/// need no more invocations than their threads). Measured on an H200 (history 40): 16 channels
+/// made Tudui's `conv2.dweight` 1.04 → 0.83 ms at batch 1024, with 200 × 1,024 invocations, but
+/// 0.09 → 0.11 ms at batch 64, with 200 × 64; and the forward of cifar-net's 6-channel `conv1`
+/// 0.075 → 0.123 ms (10 of 16 channels idle).
+fn wide(rows: usize, blocks: usize, split_target: usize) -> bool {
+    rows.is_multiple_of(WIDE_TILE_CHANNELS) && rows / WIDE_TILE_CHANNELS * blocks * 2 >= split_target
 }
 
 /// What the `_subgroups` kernels round their invocations per tile of channels up to: the
@@ -824,9 +852,12 @@ pub fn forward_gpu(
     split_product(gpu, label, shader, &p, &inputs, out, part, splits, prod.invocations, 2 * g.macs() as u64)
 }
 
+/// The fewest output pixels a split of the weight gradient sums.
+const WEIGHT_SPLIT_PIXELS: usize = 256;
+
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
 /// invocations to fill a GPU (32,768 register-blocked ones; 1,024 tiled or cooperative-matrix
-/// workgroups), at least 256 pixels per split, the partials within one binding.
+/// workgroups), at least WEIGHT_SPLIT_PIXELS pixels per split, the partials within one binding.
 pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
     let kernels = kernels(gpu);
@@ -837,7 +868,7 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     };
     let invocations = Product::dweight(gpu, g).invocations;
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
-    let splits = target.div_ceil(invocations).min(pixels.div_ceil(256)).min(max_by_memory).max(1);
+    let splits = target.div_ceil(invocations).min(pixels.div_ceil(WEIGHT_SPLIT_PIXELS)).min(max_by_memory).max(1);
     let chunk = pixels.div_ceil(splits);
     (pixels.div_ceil(chunk), chunk)
 }
@@ -909,4 +940,46 @@ pub fn backward_gpu(
         )?);
     }
     Ok(prog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The register-blocked product `g`'s forward or weight gradient would take on an adapter with
+    /// split target `target`: wide or not (the rule of [`Product::new`] without a device).
+    fn takes_wide(g: &Geometry, weight_gradient: bool, target: usize) -> bool {
+        let pixels = g.n * g.oh * g.ow;
+        let blocks = if weight_gradient {
+            g.k().div_ceil(WEIGHT_TILE_K) * pixels.div_ceil(WEIGHT_SPLIT_PIXELS)
+        } else {
+            pixels.div_ceil(TILE_PIXELS)
+        };
+        wide(g.oc, blocks, target)
+    }
+
+    /// The H200's choices of history 40: 16 channels where they were faster, 8 where 16 were slower.
+    #[test]
+    fn wide_kernels_run_where_they_were_measured_faster() {
+        let geometry = |c: Conv2d, shape: [usize; 4]| c.geometry(&shape).unwrap();
+        let tudui_conv2 = |n| geometry(Conv2d::new(32, 32, 5).padding(2), [n, 32, 16, 16]);
+        let tudui_conv3 = geometry(Conv2d::new(32, 64, 5).padding(2), [1024, 32, 8, 8]);
+        let resnet_layer1 = |n| geometry(Conv2d::new(16, 16, 3).padding(1), [n, 16, 32, 32]);
+        let cifar_conv1 = geometry(Conv2d::new(3, 6, 5), [1024, 3, 32, 32]);
+        let cifar_conv2 = geometry(Conv2d::new(6, 16, 5), [1024, 6, 14, 14]);
+        let gpu = 65_536;
+        for weight_gradient in [false, true] {
+            assert!(takes_wide(&tudui_conv2(1024), weight_gradient, gpu));
+            assert!(takes_wide(&resnet_layer1(1024), weight_gradient, gpu));
+            // 32,768 forward invocations: half the split target.
+            assert!(takes_wide(&tudui_conv3, weight_gradient, gpu));
+            assert!(!takes_wide(&tudui_conv2(64), weight_gradient, gpu));
+            assert!(!takes_wide(&resnet_layer1(64), weight_gradient, gpu));
+            assert!(!takes_wide(&cifar_conv1, weight_gradient, gpu));
+            assert!(!takes_wide(&cifar_conv2, weight_gradient, gpu));
+            // CPU adapters (no split target) take them wherever the channels are whole tiles.
+            assert!(takes_wide(&tudui_conv2(1), weight_gradient, 0));
+            assert!(!takes_wide(&cifar_conv1, weight_gradient, 0));
+        }
+    }
 }
