@@ -342,9 +342,10 @@ pub enum Precision {
 /// `CooperativeMatrix` changes the kernels of mixed precision only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConvKernels {
-    /// Each invocation computes 8 channels x 8 pixels from loads the cache serves; no workgroup
-    /// memory, no barriers (conv2d_forward.wgsl, conv2d_backward_input.wgsl,
-    /// conv2d_backward_weight.wgsl).
+    /// Each invocation computes 8 channels x 8 pixels from loads the cache serves (16 channels in
+    /// the forward and weight gradient where the layer's channels are multiples of 16 and that
+    /// still fills the GPU: their `_wide` variants); no workgroup memory, no barriers
+    /// (conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl).
     RegisterBlocked,
     /// Register-blocked kernels for CPU adapters: the operands a tile of channels shares across its
     /// invocations (weights; output gradients in the weight gradient) are loaded once per subgroup,
