@@ -17,8 +17,9 @@
 # runs ROUNDS (default 2) rounds of `wgrad bench --device gpu --json`, every build in turn, on
 # MODELS (default all) at BATCHES (default 1024) for STEPS (default 20) timed steps, in the
 # environment AB_ENV (such as "WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix"); then
-# prints each build's median step per model and batch (batch on the device), round by round, and
-# its longest kernels; everything is archived into $OUT/ab.tgz where the device tool set $OUT.
+# prints each build's median step per model and batch (batch on the device), round by round, its
+# kernel time by kind (input gradients, weight gradients, split sums, the rest) and its longest
+# kernels; everything is archived into $OUT/ab.tgz where the device tool set $OUT.
 # AB_LABELS (default: every packed build) names the builds a run times, AB_TAG (default: none)
 # names its folder and archive (.gpu/ab-out-TAG, ab-TAG.tgz), so that one call can run several
 # sweeps of one pack.
@@ -129,6 +130,7 @@ import json, os, statistics, sys
 out, labels = sys.argv[1], sys.argv[2:]
 runs = {}  # (label, model, batch) -> [ms per round]
 kernels = {}
+kinds = {}  # (label, model, batch) -> the first round's kernels
 for name in sorted(os.listdir(out)):
     if not name.endswith(".json"):
         continue
@@ -141,6 +143,7 @@ for name in sorted(os.listdir(out)):
     for r in b["results"]:
         runs.setdefault((label, r["model"], r["batch"]), []).append(r["train_resident_ms_median"])
         kernels.setdefault(label, (r["model"], r["batch"], r["kernels"]))
+        kinds.setdefault((label, r["model"], r["batch"]), r["kernels"])
 keys = sorted({(m, bs) for (_, m, bs) in runs}, key=lambda k: (k[0], k[1]))
 print("| model | batch | " + " | ".join(f"{l}: train ms (rounds)" for l in labels) + " |")
 print("| --- | --- |" + " --- |" * len(labels))
@@ -150,6 +153,20 @@ for m, bs in keys:
         v = runs.get((l, m, bs))
         cells.append("–" if not v else f"{statistics.median(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
     print(f"| {m} | {bs} | " + " | ".join(cells) + " |")
+# Each build's kernel time by kind (first round, timed one by one): where a change moved it.
+def by_kind(ks):
+    sums = {"input gradients": 0.0, "weight gradients": 0.0, "split sums": 0.0, "the rest": 0.0}
+    for k in ks:
+        n = k["name"]
+        kind = ("split sums" if n.endswith(".sum_splits") else "input gradients" if n.endswith(".dinp")
+                else "weight gradients" if n.endswith(".dweight") else "the rest")
+        sums[kind] += k["ms"]
+    return " / ".join(f"{v:.3f}" for v in sums.values())
+print()
+print("| model | batch | " + " | ".join(f"{l}: input gradients / weight gradients / split sums / the rest, ms" for l in labels) + " |")
+print("| --- | --- |" + " --- |" * len(labels))
+for m, bs in keys:
+    print(f"| {m} | {bs} | " + " | ".join(by_kind(kinds[(l, m, bs)]) if (l, m, bs) in kinds else "–" for l in labels) + " |")
 for l in labels:
     if l in kernels:
         m, bs, ks = kernels[l]
