@@ -738,7 +738,7 @@ impl Product {
 /// Whether a register-blocked product of `rows` channels takes the `_wide` kernel (16 channels per
 /// invocation, [`WIDE_TILE_CHANNELS`]): where the channels are whole tiles of 16 and the wide
 /// kernel's invocations (`blocks` per tile of channels, times its reduction's splits at most)
-/// still reach half the adapter's split target (`split_target`, [`Gpu::split_target`]; 0 on CPU adapters, which
+/// still reach half the adapter's split target ([`Gpu::split_target`]; 0 on CPU adapters, which
 /// need no more invocations than their threads). Measured on an H200 (history 40): 16 channels
 /// made Tudui's `conv2.dweight` 1.04 → 0.83 ms at batch 1024, with 200 × 1,024 invocations, but
 /// 0.09 → 0.11 ms at batch 64, with 200 × 64; and the forward of cifar-net's 6-channel `conv1`
