@@ -94,16 +94,20 @@ pub fn get(name: &str) -> Option<&'static Shader> {
     all().iter().find(|s| s.name == name)
 }
 
+/// The name of `shader`'s variant `<shader><suffix>`, where there is one.
+fn variant(shader: &str, suffix: &str) -> Option<&'static str> {
+    let want = format!("{shader}{suffix}");
+    all().iter().find(|s| s.name == want).map(|s| s.name)
+}
+
 /// The name of `shader`'s 16-channel variant (`conv2d_forward` → `conv2d_forward_wide`).
 pub fn wide_variant(shader: &'static str) -> Option<&'static str> {
-    let want = format!("{shader}_wide");
-    all().iter().find(|s| s.name == want).map(|s| s.name)
+    variant(shader, "_wide")
 }
 
 /// The name of `shader`'s f16-operand variant (`conv2d_forward` → `conv2d_forward_f16`).
 pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
-    let want = format!("{shader}_f16");
-    all().iter().find(|s| s.name == want).map(|s| s.name)
+    variant(shader, "_f16")
 }
 
 /// The cooperative-matrix kernel `shader` (written for 8 x 8 tiles) for tiles of `tile`: itself,
@@ -111,10 +115,7 @@ pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
 pub fn cooperative_variant(shader: &'static str, tile: u32) -> Option<&'static str> {
     match tile {
         8 => get(shader).map(|s| s.name),
-        16 => {
-            let want = format!("{shader}_16x16");
-            all().iter().find(|s| s.name == want).map(|s| s.name)
-        }
+        16 => variant(shader, "_16x16"),
         _ => None,
     }
 }
