@@ -42,9 +42,15 @@ alias tile_b = coop_mat8x8<f16, B>;
 alias tile_c = coop_mat8x8<f32, C>;
 // Invocations per workgroup (Rust declares the same in its shaders! entry): four subgroups.
 const WG: u32 = 4u * SG;
-// Output channels, output pixels and reduction rows per stage (ops::conv2d::COOPERATIVE_TILES).
-const BM: u32 = 4u * T;
-const BN: u32 = 4u * T;
+// The four subgroups lie SM x SN over the workgroup's tile, each multiplying 2 x 2 tiles of T x T:
+// BM rows (channels) by BN columns, BK reduction rows per stage (ops::conv2d::cooperative_shader).
+// The `_narrow` variant (crate::shaders::NARROW) has 1 x 4, 2 T rows by 8 T columns, for products
+// of at most 2 T rows, of which 2 x 2 would leave half the tiles empty; only the `_16x16` kernels
+// have it (WG must be a multiple of BN).
+const SM: u32 = 2u;
+const SN: u32 = 2u;
+const BM: u32 = 2u * SM * T;
+const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
@@ -113,8 +119,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     let sg = li / SG;
     let lane = li % SG;
-    let sm = sg / 2u;
-    let sn = sg % 2u;
+    let sm = sg / SN;
+    let sn = sg % SN;
     let slot = sg * T * T;
     for (var e = 0u; e < T * T / SG; e++) {
         Cs[slot + lane + e * SG] = 0.0;

@@ -8,7 +8,8 @@
 //!
 //! A cooperative-matrix kernel (`enable wgpu_cooperative_matrix;`) is written for 8 x 8 tiles and
 //! subgroups of 8 (lavapipe); its `<name>_16x16` variant has 16 x 16 tiles and subgroups of 32
-//! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced.
+//! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced; that one also as `<name>_16x16_narrow`,
+//! its subgroups laid 1 x 4 over a workgroup's tile instead of 2 x 2 ([`NARROW`]).
 //!
 //! A register-blocked convolution kernel with the line `const WIDE: bool = false;` also exists as
 //! `<name>_wide`, 16 channels per invocation instead of 8 (the lines of [`WIDE`] replaced), and
@@ -28,66 +29,61 @@ pub const COOPERATIVE_16X16: [(&str, &str); 3] = [
     ("coop_mat8x8<", "coop_mat16x16<"),
 ];
 
+/// What a `_16x16` cooperative-matrix kernel's `_narrow` variant replaces: its four subgroups lie
+/// 1 x 4 over the workgroup's tile instead of 2 x 2 (32 rows by 128 columns instead of 64 by 64),
+/// for products of at most 32 rows.
+pub const NARROW: [(&str, &str); 2] =
+    [("const SM: u32 = 2u;", "const SM: u32 = 1u;"), ("const SN: u32 = 2u;", "const SN: u32 = 4u;")];
+
 /// What a register-blocked kernel's `_wide` variant replaces: 16 channels per invocation instead
 /// of 8, the lines its source guards with `if (WIDE)` kept.
 pub const WIDE: [(&str, &str); 2] =
     [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
 
-/// Every kernel, the wide, f16-operand and 16 x 16 variants included (the wide ones with f16
-/// variants of their own).
+/// Every kernel, the wide, f16-operand, 16 x 16 and narrow variants included (the wide ones with
+/// f16 variants of their own).
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
         let mut v = crate::ops::shaders();
-        let wide: Vec<Shader> = v
-            .iter()
-            .filter(|s| s.source.contains(WIDE[0].0))
-            .map(|s| Shader {
-                name: Box::leak(format!("{}_wide", s.name).into_boxed_str()),
-                source: Box::leak(
-                    WIDE.iter()
-                        .fold(s.source.to_string(), |src, (from, to)| src.replacen(from, to, 1))
-                        .into_boxed_str(),
-                ),
-                workgroup: s.workgroup,
-                variant_of: Some(s.name),
-            })
-            .collect();
+        let wide: Vec<Shader> =
+            v.iter().filter(|s| s.source.contains(WIDE[0].0)).map(|s| variant_of(s, "_wide", &WIDE, 1)).collect();
         v.extend(wide);
-        let variants: Vec<Shader> = v
+        let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
-            .map(|s| Shader {
-                // Made once per process, for the process's lifetime: a fixed set of strings.
-                name: Box::leak(format!("{}_f16", s.name).into_boxed_str()),
-                source: Box::leak(
-                    format!("enable f16;\n{}", s.source.replacen(OPERAND_F32, "alias operand = f16;", 1))
-                        .into_boxed_str(),
-                ),
-                workgroup: s.workgroup,
-                variant_of: Some(s.name),
+            .map(|s| {
+                let mut f16 = variant_of(s, "_f16", &[(OPERAND_F32, "alias operand = f16;")], 1);
+                f16.source = Box::leak(format!("enable f16;\n{}", f16.source).into_boxed_str());
+                f16
             })
             .collect();
+        // Four subgroups of 32 instead of four of 8.
         let tiles: Vec<Shader> = v
             .iter()
             .filter(|s| s.needs_cooperative_matrix())
-            .map(|s| Shader {
-                name: Box::leak(format!("{}_16x16", s.name).into_boxed_str()),
-                source: Box::leak(
-                    COOPERATIVE_16X16
-                        .iter()
-                        .fold(s.source.to_string(), |src, (from, to)| src.replace(from, to))
-                        .into_boxed_str(),
-                ),
-                // Four subgroups of 32 instead of four of 8.
-                workgroup: s.workgroup * 4,
-                variant_of: Some(s.name),
-            })
+            .map(|s| variant_of(s, "_16x16", &COOPERATIVE_16X16, 4))
             .collect();
-        v.extend(variants);
+        let narrow: Vec<Shader> = tiles.iter().map(|s| variant_of(s, "_narrow", &NARROW, 1)).collect();
+        v.extend(f16);
         v.extend(tiles);
+        v.extend(narrow);
         v
     })
+}
+
+/// `s`'s variant `<name><suffix>`: every occurrence of each line of `lines` replaced, its
+/// workgroup `scale` times as large. Made once per process, for the process's lifetime (a fixed
+/// set of strings).
+fn variant_of(s: &Shader, suffix: &str, lines: &[(&str, &str)], scale: u32) -> Shader {
+    Shader {
+        name: Box::leak(format!("{}{suffix}", s.name).into_boxed_str()),
+        source: Box::leak(
+            lines.iter().fold(s.source.to_string(), |src, (from, to)| src.replace(from, to)).into_boxed_str(),
+        ),
+        workgroup: s.workgroup * scale,
+        variant_of: Some(s.name),
+    }
 }
 
 pub fn get(name: &str) -> Option<&'static Shader> {
@@ -111,11 +107,12 @@ pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
 }
 
 /// The cooperative-matrix kernel `shader` (written for 8 x 8 tiles) for tiles of `tile`: itself,
-/// or its `_16x16` variant.
-pub fn cooperative_variant(shader: &'static str, tile: u32) -> Option<&'static str> {
-    match tile {
-        8 => get(shader).map(|s| s.name),
-        16 => variant(shader, "_16x16"),
+/// or its `_16x16` variant, or with `narrow` that one's `_narrow` variant (8 x 8 tiles have none).
+pub fn cooperative_variant(shader: &'static str, tile: u32, narrow: bool) -> Option<&'static str> {
+    match (tile, narrow) {
+        (8, false) => get(shader).map(|s| s.name),
+        (16, false) => variant(shader, "_16x16"),
+        (16, true) => variant(shader, "_16x16_narrow"),
         _ => None,
     }
 }

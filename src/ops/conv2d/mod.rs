@@ -554,9 +554,12 @@ pub fn layouts() -> Vec<ParamsLayout> {
         l("conv2d_forward_tiled").consts(TILED),
         l("conv2d_backward_input_tiled").consts(TILED),
         l("conv2d_backward_weight_tiled").consts(TILED),
-        l("conv2d_forward_cooperative_matrix"),
-        l("conv2d_backward_input_cooperative_matrix"),
-        l("conv2d_backward_weight_cooperative_matrix"),
+        l("conv2d_forward_cooperative_matrix").consts(COOPERATIVE),
+        l("conv2d_backward_input_cooperative_matrix").consts(COOPERATIVE),
+        l("conv2d_backward_weight_cooperative_matrix").consts(COOPERATIVE),
+        l("conv2d_forward_cooperative_matrix_16x16_narrow").consts(COOPERATIVE_NARROW),
+        l("conv2d_backward_input_cooperative_matrix_16x16_narrow").consts(COOPERATIVE_NARROW),
+        l("conv2d_backward_weight_cooperative_matrix_16x16_narrow").consts(COOPERATIVE_NARROW),
     ]
 }
 
@@ -612,6 +615,14 @@ const TILED_BN: usize = 128;
 const TILED_WG: usize = 64;
 const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16), ("WG", TILED_WG)];
 
+/// The cooperative-matrix kernels' four subgroups over a workgroup's tile, rows by columns, each
+/// multiplying 2 x 2 tiles (SM and SN in the shaders; [`cooperative_shader`]), and their `_narrow`
+/// variants'.
+const COOPERATIVE_SUBGROUPS: (usize, usize) = (2, 2);
+const NARROW_SUBGROUPS: (usize, usize) = (1, 4);
+const COOPERATIVE: &[(&str, usize)] = &[("SM", COOPERATIVE_SUBGROUPS.0), ("SN", COOPERATIVE_SUBGROUPS.1)];
+const COOPERATIVE_NARROW: &[(&str, usize)] = &[("SM", NARROW_SUBGROUPS.0), ("SN", NARROW_SUBGROUPS.1)];
+
 /// The kernels a device's programs use: its choice ([`Gpu::conv_kernels`]), the register-blocked
 /// ones in mixed precision where it chose the tiled ones (which have no f16 variants) and in f32
 /// where it chose cooperative matrices (which multiply f16 only).
@@ -630,14 +641,27 @@ pub fn runs_cooperative_matrices(gpu: &Gpu) -> bool {
     kernels(gpu) == ConvKernels::CooperativeMatrix
 }
 
-/// The `_cooperative_matrix` kernel `name` for this device's tile (its `_16x16` variant on
-/// NVIDIA), and the output rows and columns one workgroup of it computes (4 tiles by 4) with its
-/// invocations (4 subgroups).
-fn cooperative_shader(gpu: &Gpu, name: &'static str) -> (&'static str, usize, usize) {
+/// A `_cooperative_matrix` kernel as one product runs it: the variant, the rows and columns one
+/// workgroup of it computes, and its invocations (four subgroups).
+struct Cooperative {
+    shader: &'static str,
+    rows: usize,
+    cols: usize,
+    workgroup: usize,
+}
+
+/// The `_cooperative_matrix` kernel `name` for this device's tile and a product of `rows` rows:
+/// with 8 x 8 tiles the kernel itself, 4 tiles by 4 per workgroup; with 16 x 16 (NVIDIA) its
+/// `_16x16` variant, 4 by 4, or for at most 32 rows its `_16x16_narrow` one, 2 by 8, where 4 by 4
+/// would multiply and stage as many empty tiles as full ones (Tudui's 32-channel layers).
+fn cooperative_shader(gpu: &Gpu, name: &'static str, rows: usize) -> Cooperative {
     let tile = gpu.cooperative_tile().unwrap_or(8);
-    let shader = crate::shaders::cooperative_variant(name, tile).unwrap_or(name);
-    let wg = crate::shaders::get(shader).map_or(32, |s| s.workgroup as usize);
-    (shader, 4 * tile as usize, wg)
+    let narrow = tile == 16 && rows <= 2 * NARROW_SUBGROUPS.0 * 16;
+    let shader = crate::shaders::cooperative_variant(name, tile, narrow).unwrap_or(name);
+    let workgroup = crate::shaders::get(shader).map_or(32, |s| s.workgroup as usize);
+    let (sm, sn) = if narrow { NARROW_SUBGROUPS } else { COOPERATIVE_SUBGROUPS };
+    let tile = tile as usize;
+    Cooperative { shader, rows: 2 * sm * tile, cols: 2 * sn * tile, workgroup }
 }
 
 /// One of a convolution's three products (forward, input gradient, weight gradient), a GEMM of
@@ -696,8 +720,12 @@ impl Product {
                 stride: 0,
             },
             ConvKernels::CooperativeMatrix => {
-                let (shader, tile, wg) = cooperative_shader(gpu, names[3]);
-                Product { shader, invocations: rows.div_ceil(tile) * cols.div_ceil(tile) * wg, stride: 0 }
+                let c = cooperative_shader(gpu, names[3], rows);
+                Product {
+                    shader: c.shader,
+                    invocations: rows.div_ceil(c.rows) * cols.div_ceil(c.cols) * c.workgroup,
+                    stride: 0,
+                }
             }
         }
     }
@@ -864,7 +892,9 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let target = match kernels {
         ConvKernels::RegisterBlocked | ConvKernels::Subgroups => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
-        ConvKernels::CooperativeMatrix => 1_024 * cooperative_shader(gpu, "conv2d_backward_weight_cooperative_matrix").2,
+        ConvKernels::CooperativeMatrix => {
+            1_024 * cooperative_shader(gpu, "conv2d_backward_weight_cooperative_matrix", g.oc).workgroup
+        }
     };
     let invocations = Product::dweight(gpu, g).invocations;
     let max_by_memory = (gpu.max_binding_elems() as usize / (g.oc * g.k())).max(1);
