@@ -70,16 +70,26 @@ var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // The current stage's reduction rows r = (oc, kh, kw), as (oc * OH*OW, kh * DH, kw * DW,
-// oc * IC*KH*KW + kh * KW + kw).
+// oc * IC*KH*KW + kh * KW + kw); rows past the split's end have kh * DH = OUT, so that they fail
+// the bounds test (and w clamped to the split's last row; the caller tests r < k_end for the
+// weight itself).
 var<workgroup> Rows: array<vec4<u32>, BK>;
 
-// Reduction row r (clamped to the split's last row; the caller tests r < k_end itself).
+// Far outside any tensor: an output row at -OUT or below fails the unsigned bounds test, and two
+// of them added stay above -2^31.
+const OUT: u32 = 0x20000000u;
+
+// Reduction row r.
 fn row(r: u32, k_end: u32) -> vec4<u32> {
     let KHW = p.KH * p.KW;
     let kr = min(r, k_end - 1u);
     let oc = kr / KHW;
     let rr = kr % KHW;
-    return vec4<u32>(oc * p.OH * p.OW, (rr / p.KW) * p.DH, (rr % p.KW) * p.DW, oc * p.IC * KHW + rr);
+    let w = oc * p.IC * KHW + rr;
+    if (r >= k_end) {
+        return vec4<u32>(0u, OUT, 0u, w);
+    }
+    return vec4<u32>(oc * p.OH * p.OW, (rr / p.KW) * p.DH, (rr % p.KW) * p.DW, w);
 }
 
 @compute @workgroup_size(WG)
@@ -106,11 +116,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // rows bk + WG / BN * e.
     let bq = li % BN;
     let bk = li / BN;
+    // A column past the pixels has hp = -OUT, so that its elements fail the bounds test.
     let q = n0 + bq;
-    let qok = q < P;
     let r = min(q, P - 1u) % HW;
     let dbase = (min(q, P - 1u) / HW) * p.OC * OHW;
-    let hp = i32(r / p.W + p.PH);
+    let hp = select(-i32(OUT), i32(r / p.W + p.PH), q < P);
     let wp = i32(r % p.W + p.PW);
     // The reduction column of the weight it stages (WG is a multiple of BK): k0 + ak, input
     // channels am + WG / BK * e.
@@ -148,12 +158,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             // The output pixel (oh, ow) that reads this input pixel through tap (kh, kw), if any.
             let th = hp - i32(rw.y);
             let tw = wp - i32(rw.z);
-            var oh = u32(max(th, 0));
-            var ow = u32(max(tw, 0));
-            var ok = qok && k0 + kk < k_end && th >= 0 && tw >= 0;
+            // Undivided, a negative th or tw wraps to past any row or column: one unsigned test.
+            var oh = u32(th);
+            var ow = u32(tw);
+            var ok = true;
             // Uniform: strided convolutions divide, the others (most) need not.
             if (p.SH != 1u || p.SW != 1u) {
-                ok = ok && oh % p.SH == 0u && ow % p.SW == 0u;
+                ok = th >= 0 && tw >= 0 && oh % p.SH == 0u && ow % p.SW == 0u;
                 oh /= p.SH;
                 ow /= p.SW;
             }

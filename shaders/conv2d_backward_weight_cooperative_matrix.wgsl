@@ -68,17 +68,29 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * AK>; // [m][q], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [q][k], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's pixel rows q = (n, oh, ow), as (n * IC*H*W, oh * SH, ow * SW,
-// n * OC*OH*OW + oh * OW + ow).
+// The current stage's pixel rows q = (n, oh, ow), as (n * IC*H*W + oh*SH * W + ow*SW, oh * SH,
+// ow * SW, n * OC*OH*OW + oh * OW + ow); rows past the split's end have oh * SH = OUT, so that
+// they fail the bounds test (and w clamped to the split's last pixel; the caller tests q < q_end
+// for the output gradient itself).
 var<workgroup> Rows: array<vec4<u32>, BK>;
 
-// Pixel row q (clamped to the split's last pixel; the caller tests q < q_end itself).
+// Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
+// them added stay below 2^31.
+const OUT: u32 = 0x20000000u;
+
+// Pixel row q.
 fn row(q: u32, q_end: u32) -> vec4<u32> {
     let OHW = p.OH * p.OW;
     let qr = min(q, q_end - 1u);
     let n = qr / OHW;
     let pix = qr % OHW;
-    return vec4<u32>(n * p.IC * p.H * p.W, (pix / p.OW) * p.SH, (pix % p.OW) * p.SW, n * p.OC * OHW + pix);
+    let y = (pix / p.OW) * p.SH;
+    let x = (pix % p.OW) * p.SW;
+    let d = n * p.OC * OHW + pix;
+    if (q >= q_end) {
+        return vec4<u32>(0u, OUT, 0u, d);
+    }
+    return vec4<u32>(n * p.IC * p.H * p.W + y * p.W + x, y, x, d);
 }
 
 @compute @workgroup_size(WG)
@@ -104,14 +116,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
     // The weight column k whose input values this invocation stages (WG is a multiple of BN):
     // n0 + bcol, at pixel rows bq + WG / BN * e.
+    // Staging an element is then two adds and an unsigned test for the bounds (a column past
+    // the weight's has dh = OUT) and one add for its offset, base + Rows[kk].x.
     let bcol = li % BN;
     let bq = li / BN;
     let kc = n0 + bcol;
-    let kok = kc < K;
     let rr = min(kc, K - 1u) % KHW;
-    let xoff = (min(kc, K - 1u) / KHW) * HW;
-    let dh = i32((rr / p.KW) * p.DH) - i32(p.PH);
+    let dy = i32((rr / p.KW) * p.DH) - i32(p.PH);
     let dw = i32((rr % p.KW) * p.DW) - i32(p.PW);
+    let dh = select(i32(OUT), dy, kc < K);
+    let base = i32((min(kc, K - 1u) / KHW) * HW) + dy * i32(p.W) + dw;
     // The output pixel whose gradient it stages (WG is a multiple of BK): q0 + ak, channels
     // am + WG / BK * e.
     let ak = li % BK;
@@ -145,10 +159,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bq + (WG / BN) * e;
             let rw = Rows[kk];
-            let ih = i32(rw.y) + dh;
-            let iw = i32(rw.z) + dw;
-            let ok = kok && q0 + kk < q_end && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-            let x = inp[rw.x + xoff + u32(select(0, ih * i32(p.W) + iw, ok))];
+            let ok = u32(i32(rw.y) + dh) < p.H && u32(i32(rw.z) + dw) < p.W;
+            let x = inp[select(0u, u32(i32(rw.x) + base), ok)];
             Bs[kk * BQ + bcol] = select(0.0h, x, ok);
         }
         workgroupBarrier();

@@ -73,15 +73,24 @@ const BQ: u32 = BN + PAD; // Bs's row stride
 var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's reduction rows k = (ic, kh, kw), as (ic * H*W, kh * DH, kw * DW, 0).
+// The current stage's reduction rows k = (ic, kh, kw), as (ic * H*W + kh*DH * W + kw*DW, kh * DH,
+// kw * DW, 0); rows past the split's end have kh * DH = OUT, so that they fail the bounds test.
 var<workgroup> Rows: array<vec4<u32>, BK>;
 
-// Reduction row k of col (clamped to the split's last row; the caller tests k < k_end itself).
+// Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
+// them added stay below 2^31.
+const OUT: u32 = 0x20000000u;
+
+// Reduction row k of col.
 fn row(k: u32, k_end: u32) -> vec4<u32> {
+    if (k >= k_end) {
+        return vec4<u32>(0u, OUT, 0u, 0u);
+    }
     let KHW = p.KH * p.KW;
-    let kr = min(k, k_end - 1u);
-    let rr = kr % KHW;
-    return vec4<u32>((kr / KHW) * p.H * p.W, (rr / p.KW) * p.DH, (rr % p.KW) * p.DW, 0u);
+    let rr = k % KHW;
+    let y = (rr / p.KW) * p.DH;
+    let x = (rr % p.KW) * p.DW;
+    return vec4<u32>((k / KHW) * p.H * p.W + y * p.W + x, y, x, 0u);
 }
 
 @compute @workgroup_size(WG)
@@ -109,12 +118,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // bk + WG / BN * e.
     let bq = li % BN;
     let bk = li / BN;
+    // Staging an element is then two adds and an unsigned test for the bounds (a column past
+    // the pixels has ih0 = OUT) and one add for its offset, base + Rows[kk].x.
     let q = n0 + bq;
-    let qok = q < P;
     let r = min(q, P - 1u) % OHW;
-    let xbase = (min(q, P - 1u) / OHW) * p.IC * HW;
-    let ih0 = i32((r / p.OW) * p.SH) - i32(p.PH);
+    let ih = i32((r / p.OW) * p.SH) - i32(p.PH);
     let iw0 = i32((r % p.OW) * p.SW) - i32(p.PW);
+    let ih0 = select(i32(OUT), ih, q < P);
+    let base = i32((min(q, P - 1u) / OHW) * p.IC * HW) + ih * i32(p.W) + iw0;
     // The weight column it stages (WG is a multiple of BK): k0 + ak, channels am + WG / BK * e.
     let ak = li % BK;
     let am = li / BK;
@@ -146,10 +157,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bk + (WG / BN) * e;
             let rw = Rows[kk];
-            let ih = ih0 + i32(rw.y);
-            let iw = iw0 + i32(rw.z);
-            let ok = qok && k0 + kk < k_end && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-            let x = inp[xbase + rw.x + u32(select(0, ih * i32(p.W) + iw, ok))];
+            let ok = u32(ih0 + i32(rw.y)) < p.H && u32(iw0 + i32(rw.z)) < p.W;
+            let x = inp[select(0u, u32(base + i32(rw.x)), ok)];
             Bs[kk * BQ + bq] = select(0.0h, x, ok);
         }
         workgroupBarrier();
