@@ -1,6 +1,7 @@
 //! Conv2d: CPU vs finite differences (f64), CPU and GPU vs PyTorch, GPU vs CPU on seeded random
 //! configurations (odd sizes, stride, padding, dilation, kernel 1/3/5, bias or not, batch 1 and 64,
-//! channel counts off any tile size, split weight gradients), and bad input.
+//! channel counts off any tile size, split weight gradients), a non-finite image kept to itself,
+//! and bad input.
 
 mod common;
 use common::*;
@@ -273,6 +274,44 @@ fn mixed_precision_other_conv_kernels_match_cpu() {
 fn mixed_precision_split_reductions_match_cpu() {
     let Some(gpu) = mixed_precision_gpu(true) else { return };
     split_reductions(&gpu);
+}
+
+/// A non-finite input stays in its own image: with infinities filling image 1, image 0's outputs
+/// are the CPU path's, in every kernel family the adapter offers, f32 and mixed precision. (The
+/// cooperative-matrix kernels stage their reduction's last partial stage past its end; those rows
+/// must be zeros there, not the next image's values, which the zero weights facing them would turn
+/// into NaN.)
+#[test]
+fn a_non_finite_input_stays_in_its_image() {
+    let Some(default) = gpu() else { return };
+    // 27 reduction rows: a partial last stage for every kernel's tile.
+    let cfg = Conv2d { bias: false, ..Conv2d::new(3, 5, 3).padding(1) };
+    let shape = [2, 3, 6, 7];
+    let mut r = rng(12);
+    let mut x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+    let image = x.len() / 2;
+    x[image..].fill(f32::INFINITY);
+    let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+    let one = cfg.geometry(&[1, 3, 6, 7]).unwrap();
+    let t = |s: &[usize], v: &[f32]| Tensor::new(s, v.to_vec()).unwrap();
+    let (xt, wt) = (t(&shape, &x), t(&cfg.weight_shape(), &w));
+    for kernels in default.conv_kernels_offered() {
+        for mixed in [false, true] {
+            let Some(gpu) = own_gpu(|g| g.set_conv_kernels(kernels).unwrap()) else { return };
+            if mixed && gpu.set_precision(wgrad::Precision::Mixed).is_err() {
+                continue;
+            }
+            let (xr, wr) = match gpu.precision() {
+                wgrad::Precision::Mixed => (f16_rounded(&x[..image]), f16_rounded(&w)),
+                wgrad::Precision::F32 => (x[..image].to_vec(), w.clone()),
+            };
+            let want = forward(&one, &xr, &wr, None);
+            let out =
+                wgrad::functional::conv2d(&Device::Gpu(gpu.clone()), &cfg, &xt, &wt, None, None).unwrap().out.data;
+            let name = format!("image 0 beside an infinite image 1 ({kernels:?}, {:?})", gpu.precision());
+            assert_close(&name, &out[..want.len()], &want, 1e-4, atol_of(&want, 1e-5));
+        }
+    }
 }
 
 /// The CPU path's results for what `gpu`'s kernels compute: in mixed precision the products take
