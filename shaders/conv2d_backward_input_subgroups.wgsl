@@ -4,9 +4,10 @@
 // weight: (OC, IC, KH, KW); dout: (N, OC, OH, OW); dinp: (N, IC, H, W), overwritten; with
 // splits > 1 the output channels are split in chunks of `chunk`, dinp is (splits, N, IC, H, W) and
 // sum_splits adds them.
-// Dispatch: one invocation per split and tile of 16 input channels x 8 input pixels (over n, ih, iw,
-// strided across `stride` invocations per tile of channels, a multiple of the subgroup size);
-// ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory.
+// Dispatch: one invocation per split and tile of TC input channels (8; 16 in the `_wide` variant)
+// x 8 input pixels (over n, ih, iw, strided across `stride` invocations per tile of channels, a
+// multiple of the subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
+// Register-blocked, no workgroup memory.
 // The `_subgroups` form of conv2d_backward_input.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
 // subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
@@ -54,8 +55,10 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
 const TP: u32 = 8u;
-// Channels per tile (ops::conv2d::SUBGROUPS_TILE_CHANNELS), held as TV vec4s.
-const TC: u32 = 16u;
+// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s; 16 in the `_wide` variant
+// (crate::shaders::WIDE, ops::conv2d::WIDE_TILE_CHANNELS), which needs no lines of its own here.
+const WIDE: bool = false;
+const TC: u32 = 8u;
 const TV: u32 = TC / 4u;
 
 // The tile's TC shared operands (its channels' weights), channel c's at rows[c / 4][c % 4] + at:

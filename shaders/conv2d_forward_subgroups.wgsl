@@ -2,9 +2,9 @@
 //   sum_{ic, kh, kw} weight[oc, ic, kh, kw] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
-// Dispatch: one invocation per split and tile of 16 output channels x 8 output pixels, the pixels
-// counted over (n, oh, ow) together and strided across `stride` invocations per tile of channels
-// (a multiple of the subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
+// Dispatch: one invocation per split and tile of TC output channels (8; 16 in the `_wide` variant)
+// x 8 output pixels, the pixels counted over (n, oh, ow) together and strided across `stride`
+// invocations per tile of channels (a multiple of the subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
 // Register-blocked, no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 // The `_subgroups` form of conv2d_forward.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
@@ -49,8 +49,10 @@ alias operand = f32;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TP: u32 = 8u;
-// Channels per tile (ops::conv2d::SUBGROUPS_TILE_CHANNELS), held as TV vec4s.
-const TC: u32 = 16u;
+// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s; 16 in the `_wide` variant
+// (crate::shaders::WIDE, ops::conv2d::WIDE_TILE_CHANNELS), which needs no lines of its own here.
+const WIDE: bool = false;
+const TC: u32 = 8u;
 const TV: u32 = TC / 4u;
 
 // The tile's TC shared operands (its channels' weights), channel c's at rows[c / 4][c % 4] + at:

@@ -541,16 +541,17 @@ pub fn layouts() -> Vec<ParamsLayout> {
             [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, scale_at, stride]
         )
     };
-    let (sub, sub_dweight) = SUBGROUPS_TILE_CHANNELS;
     vec![
         l("conv2d_forward").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_forward_wide").consts(&[("TP", TILE_PIXELS), ("TC", WIDE_TILE_CHANNELS)]),
         l("conv2d_backward_input").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_weight").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_weight_wide").consts(&[("TK", WEIGHT_TILE_K), ("TC", WIDE_TILE_CHANNELS)]),
-        l("conv2d_forward_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", sub)]),
-        l("conv2d_backward_input_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", sub)]),
-        l("conv2d_backward_weight_subgroups").consts(&[("TK", WEIGHT_TILE_K), ("TC", sub_dweight)]),
+        l("conv2d_forward_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
+        l("conv2d_forward_subgroups_wide").consts(&[("TP", TILE_PIXELS), ("TC", WIDE_TILE_CHANNELS)]),
+        l("conv2d_backward_input_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
+        l("conv2d_backward_input_subgroups_wide").consts(&[("TP", TILE_PIXELS), ("TC", WIDE_TILE_CHANNELS)]),
+        l("conv2d_backward_weight_subgroups").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
         l("conv2d_forward_tiled").consts(TILED),
         l("conv2d_backward_input_tiled").consts(TILED),
         l("conv2d_backward_weight_tiled").consts(TILED),
@@ -590,19 +591,16 @@ fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: us
 }
 
 /// Pixels and channels per invocation of conv2d_forward and conv2d_backward_input (TP and TC in the
-/// shaders), and output channels per conv2d_backward_weight invocation; the `_subgroups` kernels'
-/// tile has SUBGROUPS_TILE_CHANNELS.
+/// shaders), and output channels per conv2d_backward_weight invocation; the same in their
+/// `_subgroups` forms.
 const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
-/// Channels per invocation of the `_wide` forward and weight gradient (crate::shaders::WIDE),
-/// which read half as many shared operands per FMA; they run where the layer's channels are whole
-/// tiles of them and they still make enough invocations ([`wide`]).
+/// Channels per invocation of the `_wide` kernels (crate::shaders::WIDE: the register-blocked
+/// forward and weight gradient, the `_subgroups` forward and input gradient), which read half as
+/// many shared operands per FMA; they run where the layer's channels are whole tiles of them and
+/// they still make enough invocations ([`wide`]). The `_subgroups` weight gradient has none: on
+/// lavapipe it ran 3x slower with 16 channels than with 8.
 const WIDE_TILE_CHANNELS: usize = 16;
-/// The `_subgroups` kernels' channels per tile: forward and input gradient, weight gradient (a
-/// multiple of 8; each invocation of a subgroup loads one in eight of a tile's shared operands).
-/// On lavapipe 16 reads half as many shared operands per FMA in the first two; the weight gradient
-/// ran 3x slower with 16 than with 8.
-const SUBGROUPS_TILE_CHANNELS: (usize, usize) = (16, 8);
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
 /// The register-blocked kernels' workgroup size (their shaders! entries above).
@@ -681,8 +679,8 @@ struct Product {
 impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups`, `Tiled` and
     /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation
-    /// computes (of a tile's channels: TILE_CHANNELS, or `subgroups_tile` in the `_subgroups`
-    /// kernels); `phases`: the equal parts the register-blocked kernels stride over one after the
+    /// computes (of a tile's TILE_CHANNELS, or of a `_wide` kernel's WIDE_TILE_CHANNELS, in either
+    /// family); `phases`: the equal parts the register-blocked kernels stride over one after the
     /// other, each with invocations of its own (the input gradient's sub-pixel phases, see
     /// [`phased`]; 1 elsewhere); `parallel`: how many times over a register-blocked invocation's
     /// work may be split (the weight gradient's pixels; 1 for the others), for [`wide`].
@@ -691,7 +689,6 @@ impl Product {
         names: &'static [&'static str; 4],
         (rows, cols): (usize, usize),
         block: usize,
-        subgroups_tile: usize,
         (phases, parallel): (usize, usize),
     ) -> Product {
         let per_phase = (cols / phases).div_ceil(block);
@@ -700,19 +697,18 @@ impl Product {
             invocations: rows.div_ceil(channels) * phases * per_phase,
             stride: phases * per_phase,
         };
-        match kernels(gpu) {
-            ConvKernels::RegisterBlocked => {
-                match crate::shaders::wide_variant(names[0]) {
-                    Some(shader) if wide(rows, phases * per_phase * parallel, gpu.split_target()) => {
-                        blocked(shader, WIDE_TILE_CHANNELS, per_phase)
-                    }
-                    _ => blocked(names[0], TILE_CHANNELS, per_phase),
-                }
+        let blocked_or_wide = |shader: &'static str, per_phase: usize| match crate::shaders::wide_variant(shader) {
+            Some(wide_shader) if wide(rows, phases * per_phase * parallel, gpu.split_target()) => {
+                blocked(wide_shader, WIDE_TILE_CHANNELS, per_phase)
             }
+            _ => blocked(shader, TILE_CHANNELS, per_phase),
+        };
+        match kernels(gpu) {
+            ConvKernels::RegisterBlocked => blocked_or_wide(names[0], per_phase),
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
             ConvKernels::Subgroups => {
-                blocked(names[1], subgroups_tile, per_phase.next_multiple_of(subgroup_rounding(gpu)))
+                blocked_or_wide(names[1], per_phase.next_multiple_of(subgroup_rounding(gpu)))
             }
             ConvKernels::Tiled => Product {
                 shader: names[2],
@@ -737,7 +733,7 @@ impl Product {
             "conv2d_forward_tiled",
             "conv2d_forward_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, (1, 1))
+        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, (1, 1))
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
@@ -748,7 +744,7 @@ impl Product {
             "conv2d_backward_input_cooperative_matrix",
         ];
         let phases = if phased(g) { g.sh * g.sw } else { 1 };
-        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, SUBGROUPS_TILE_CHANNELS.0, (phases, 1))
+        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, (phases, 1))
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
@@ -759,18 +755,19 @@ impl Product {
         ];
         // Its pixels split in chunks of at least WEIGHT_SPLIT_PIXELS (weight_splits).
         let parallel = (g.n * g.oh * g.ow).div_ceil(WEIGHT_SPLIT_PIXELS);
-        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, SUBGROUPS_TILE_CHANNELS.1, (1, parallel))
+        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, (1, parallel))
     }
 }
 
-/// Whether a register-blocked product of `rows` channels takes the `_wide` kernel (16 channels per
-/// invocation, [`WIDE_TILE_CHANNELS`]): where the channels are whole tiles of 16 and the wide
-/// kernel's invocations (`blocks` per tile of channels, times its reduction's splits at most)
-/// still reach half the adapter's split target ([`Gpu::split_target`]; 0 on CPU adapters, which
-/// need no more invocations than their threads). Measured on an H200 (history 40): 16 channels
-/// made Tudui's `conv2.dweight` 1.04 → 0.83 ms at batch 1024, with 200 × 1,024 invocations, but
-/// 0.09 → 0.11 ms at batch 64, with 200 × 64; and the forward of cifar-net's 6-channel `conv1`
-/// 0.075 → 0.123 ms (10 of 16 channels idle).
+/// Whether a register-blocked or `_subgroups` product of `rows` channels takes its `_wide` kernel
+/// (16 channels per invocation, [`WIDE_TILE_CHANNELS`]): where the channels are whole tiles of 16
+/// and the wide kernel's invocations (`blocks` per tile of channels, times its reduction's splits
+/// at most) still reach half the adapter's split target ([`Gpu::split_target`]; 0 on CPU adapters,
+/// which need no more invocations than their threads). Measured on an H200 (history 40): 16
+/// channels made Tudui's `conv2.dweight` 1.04 → 0.83 ms at batch 1024, with 200 × 1,024
+/// invocations, but 0.09 → 0.11 ms at batch 64, with 200 × 64; and the forward of cifar-net's
+/// 6-channel `conv1` 0.075 → 0.123 ms (10 of 16 channels idle). On lavapipe (history 42) the
+/// `_subgroups` kernels with 8 channels made that layer 7.4 → 4.9 ms at batch 64.
 fn wide(rows: usize, blocks: usize, split_target: usize) -> bool {
     rows.is_multiple_of(WIDE_TILE_CHANNELS) && rows / WIDE_TILE_CHANNELS * blocks * 2 >= split_target
 }
