@@ -11,8 +11,8 @@
 //! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced; that one also as `<name>_16x16_narrow`,
 //! its subgroups laid 1 x 4 over a workgroup's tile instead of 2 x 2 ([`NARROW`]).
 //!
-//! A register-blocked convolution kernel with the line `const WIDE: bool = false;` also exists as
-//! `<name>_wide`, 16 channels per invocation instead of 8 (the lines of [`WIDE`] replaced), and
+//! A convolution kernel (register-blocked or `_subgroups`) with the line `const WIDE: bool = false;`
+//! also exists as `<name>_wide`, 16 channels per invocation instead of 8 (the lines of [`WIDE`] replaced), and
 //! that one as `<name>_wide_f16`.
 
 pub use crate::ops::Shader;
@@ -35,8 +35,8 @@ pub const COOPERATIVE_16X16: [(&str, &str); 3] = [
 pub const NARROW: [(&str, &str); 2] =
     [("const SM: u32 = 2u;", "const SM: u32 = 1u;"), ("const SN: u32 = 2u;", "const SN: u32 = 4u;")];
 
-/// What a register-blocked kernel's `_wide` variant replaces: 16 channels per invocation instead
-/// of 8, the lines its source guards with `if (WIDE)` kept.
+/// What a convolution kernel's `_wide` variant replaces: 16 channels per invocation instead of 8,
+/// the lines its source guards with `if (WIDE)` kept.
 pub const WIDE: [(&str, &str); 2] =
     [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
 
@@ -47,24 +47,20 @@ pub fn all() -> &'static [Shader] {
     ALL.get_or_init(|| {
         let mut v = crate::ops::shaders();
         let wide: Vec<Shader> =
-            v.iter().filter(|s| s.source.contains(WIDE[0].0)).map(|s| variant_of(s, "_wide", &WIDE, 1)).collect();
+            v.iter().filter(|s| s.source.contains(WIDE[0].0)).map(|s| variant_of(s, "_wide", "", &WIDE, 1)).collect();
         v.extend(wide);
         let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
-            .map(|s| {
-                let mut f16 = variant_of(s, "_f16", &[(OPERAND_F32, "alias operand = f16;")], 1);
-                f16.source = Box::leak(format!("enable f16;\n{}", f16.source).into_boxed_str());
-                f16
-            })
+            .map(|s| variant_of(s, "_f16", "enable f16;\n", &[(OPERAND_F32, "alias operand = f16;")], 1))
             .collect();
         // Four subgroups of 32 instead of four of 8.
         let tiles: Vec<Shader> = v
             .iter()
             .filter(|s| s.needs_cooperative_matrix())
-            .map(|s| variant_of(s, "_16x16", &COOPERATIVE_16X16, 4))
+            .map(|s| variant_of(s, "_16x16", "", &COOPERATIVE_16X16, 4))
             .collect();
-        let narrow: Vec<Shader> = tiles.iter().map(|s| variant_of(s, "_narrow", &NARROW, 1)).collect();
+        let narrow: Vec<Shader> = tiles.iter().map(|s| variant_of(s, "_narrow", "", &NARROW, 1)).collect();
         v.extend(f16);
         v.extend(tiles);
         v.extend(narrow);
@@ -72,15 +68,14 @@ pub fn all() -> &'static [Shader] {
     })
 }
 
-/// `s`'s variant `<name><suffix>`: every occurrence of each line of `lines` replaced, its
-/// workgroup `scale` times as large. Made once per process, for the process's lifetime (a fixed
-/// set of strings).
-fn variant_of(s: &Shader, suffix: &str, lines: &[(&str, &str)], scale: u32) -> Shader {
+/// `s`'s variant `<name><suffix>`: `header`, then its source with every occurrence of each line of
+/// `lines` replaced; its workgroup `scale` times as large. Made once per process, for the
+/// process's lifetime (a fixed set of strings).
+fn variant_of(s: &Shader, suffix: &str, header: &str, lines: &[(&str, &str)], scale: u32) -> Shader {
+    let source = lines.iter().fold(format!("{header}{}", s.source), |src, (from, to)| src.replace(from, to));
     Shader {
         name: Box::leak(format!("{}{suffix}", s.name).into_boxed_str()),
-        source: Box::leak(
-            lines.iter().fold(s.source.to_string(), |src, (from, to)| src.replace(from, to)).into_boxed_str(),
-        ),
+        source: Box::leak(source.into_boxed_str()),
         workgroup: s.workgroup * scale,
         variant_of: Some(s.name),
     }
