@@ -354,29 +354,11 @@ fn conv_kernels_the_adapter_lacks_are_refused() {
     }
 }
 
-/// The `_16x16` variant of the cooperative-matrix kernels (what NVIDIA runs) on lavapipe's
-/// cooperative matrices, forced (Gpu::force_cooperative_tile_16_on_lavapipe says why that works).
+/// The `_16x16` variant of the cooperative-matrix kernels (what NVIDIA runs, with its `_narrow` form
+/// for products of at most 32 rows) on lavapipe's cooperative matrices, forced.
 #[test]
 fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
-    let Some(g) = gpu() else { return };
-    if g.cooperative_tile() == Some(16) {
-        // The variant is this adapter's own: the mixed-precision tests above run it.
-        return;
-    }
-    if g.cooperative_tile() != Some(8) || !g.info.name.starts_with("llvmpipe") {
-        return skip(
-            &format!("{} is no lavapipe with 8x8 cooperative matrices to force the 16x16 kernels on", g.describe()),
-            "WGRAD_REQUIRE_COOPERATIVE_MATRIX",
-        );
-    }
-    let Some(gpu) = own_gpu(|g| {
-        g.force_cooperative_tile_16_on_lavapipe().unwrap();
-        g.set_conv_kernels(wgrad::ConvKernels::CooperativeMatrix).unwrap();
-        g.set_precision(wgrad::Precision::Mixed).unwrap();
-    }) else {
-        return;
-    };
-    assert_eq!(gpu.cooperative_tile(), Some(16));
+    let Some(gpu) = forced_cooperative_16x16_gpu() else { return };
     random_configurations(&gpu);
 }
 

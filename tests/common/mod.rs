@@ -234,6 +234,31 @@ pub fn splitting_gpu() -> Option<Arc<Gpu>> {
     own_gpu(|g| g.set_split_target(1 << 16))
 }
 
+/// lavapipe with its 8x8 cooperative matrices made to run the `_16x16` kernels (NVIDIA's, and their
+/// `_narrow` forms), in mixed precision (Gpu::force_cooperative_tile_16_on_lavapipe says why that
+/// works). None where the adapter runs them by itself (the tests of mixed precision's other kernels
+/// do there) or is no such lavapipe (said as a skip).
+pub fn forced_cooperative_16x16_gpu() -> Option<Arc<Gpu>> {
+    let g = gpu()?;
+    if g.cooperative_tile() == Some(16) {
+        return None;
+    }
+    if g.cooperative_tile() != Some(8) || !g.info.name.starts_with("llvmpipe") {
+        skip(
+            &format!("{} is no lavapipe with 8x8 cooperative matrices to force the 16x16 kernels on", g.describe()),
+            "WGRAD_REQUIRE_COOPERATIVE_MATRIX",
+        );
+        return None;
+    }
+    let gpu = own_gpu(|g| {
+        g.force_cooperative_tile_16_on_lavapipe().unwrap();
+        g.set_conv_kernels(wgrad::ConvKernels::CooperativeMatrix).unwrap();
+        g.set_precision(wgrad::Precision::Mixed).unwrap();
+    })?;
+    assert_eq!(gpu.cooperative_tile(), Some(16));
+    Some(gpu)
+}
+
 /// A GPU of its own computing in mixed precision (`split`: splitting reductions as
 /// [`splitting_gpu`] does); None, said as a skip, where the adapter has no f16 shaders.
 pub fn mixed_precision_gpu(split: bool) -> Option<Arc<Gpu>> {
