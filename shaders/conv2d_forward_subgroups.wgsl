@@ -4,7 +4,8 @@
 // out: (N, OC, OH, OW), overwritten.
 // Dispatch: one invocation per split and tile of TC output channels (8; 16 in the `_wide` variant)
 // x 8 output pixels, the pixels counted over (n, oh, ow) together and strided across `stride`
-// invocations per tile of channels (a multiple of the subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
+// invocations per tile of channels (a multiple of the subgroup size); ceil(tiles / 64) workgroups
+// of 64 (2-D grid past 65,535).
 // Register-blocked, no workgroup memory; out-of-range rows are clamped on read and skipped on write.
 // The `_subgroups` form of conv2d_forward.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per

@@ -11,9 +11,9 @@
 //! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced; that one also as `<name>_16x16_narrow`,
 //! its subgroups laid 1 x 4 over a workgroup's tile instead of 2 x 2 ([`NARROW`]).
 //!
-//! A convolution kernel (register-blocked or `_subgroups`) with the line `const WIDE: bool = false;`
-//! also exists as `<name>_wide`, 16 channels per invocation instead of 8 (the lines of [`WIDE`] replaced), and
-//! that one as `<name>_wide_f16`.
+//! A convolution kernel (register-blocked or `_subgroups`) with the line
+//! `const WIDE: bool = false;` also exists as `<name>_wide`, 16 channels per invocation instead of
+//! 8 (the lines of [`WIDE`] replaced), and that one as `<name>_wide_f16`.
 
 pub use crate::ops::Shader;
 use std::sync::OnceLock;

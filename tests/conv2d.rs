@@ -354,8 +354,8 @@ fn conv_kernels_the_adapter_lacks_are_refused() {
     }
 }
 
-/// The `_16x16` variant of the cooperative-matrix kernels (what NVIDIA runs, with its `_narrow` form
-/// for products of at most 32 rows) on lavapipe's cooperative matrices, forced.
+/// The `_16x16` variant of the cooperative-matrix kernels (what NVIDIA runs, with its `_narrow`
+/// form for products of at most 32 rows) on lavapipe's cooperative matrices, forced.
 #[test]
 fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
     let Some(gpu) = forced_cooperative_16x16_gpu() else { return };

@@ -126,8 +126,8 @@ fn mixed_precision_other_conv_kernels_match_cpu() {
     }
 }
 
-/// Linear's products on the cooperative-matrix kernels' `_16x16` variant (NVIDIA's) and, for at most
-/// 32 rows (output features 1, 5, 10 and 17 here), its `_narrow` form: forced on lavapipe.
+/// Linear's products on the cooperative-matrix kernels' `_16x16` variant (NVIDIA's) and, for at
+/// most 32 rows (output features 1, 5, 10 and 17 here), its `_narrow` form: forced on lavapipe.
 #[test]
 fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
     let Some(gpu) = forced_cooperative_16x16_gpu() else { return };

@@ -654,7 +654,7 @@ struct Cooperative {
 /// would multiply and stage as many empty tiles as full ones (Tudui's 32-channel layers).
 fn cooperative_shader(gpu: &Gpu, name: &'static str, rows: usize) -> Cooperative {
     let tile = gpu.cooperative_tile().unwrap_or(8);
-    let narrow = tile == 16 && rows <= 2 * NARROW_SUBGROUPS.0 * 16;
+    let narrow = tile == 16 && rows <= 2 * NARROW_SUBGROUPS.0 * tile as usize;
     let shader = crate::shaders::cooperative_variant(name, tile, narrow).unwrap_or(name);
     let workgroup = crate::shaders::get(shader).map_or(32, |s| s.workgroup as usize);
     let (sm, sn) = if narrow { NARROW_SUBGROUPS } else { COOPERATIVE_SUBGROUPS };
