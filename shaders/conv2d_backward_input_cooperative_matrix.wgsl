@@ -4,8 +4,9 @@ enable wgpu_cooperative_matrix;
 // (ConvKernels::CooperativeMatrix): the GEMM
 //   dinp[n, ic, h, w] = sum_r weight[oc, ic, kh, kw] * dout[n, oc, oh, ow],  r = (oc, kh, kw),
 // over the (oc, kh, kw) with h = oh*SH - PH + kh*DH and w = ow*SW - PW + kw*DW for an output pixel
-// (oh, ow), with f16 operands (ops::cast_f16's copies; the output gradient scaled by 2^e, e at
-// scale_at) and f32 accumulators. weight: (OC, IC, KH, KW) f16; dout: (N, OC, OH, OW) f16;
+// (oh, ow), with f16 operands (ops::cast_f16's copies: the weight the forward's channels-last one,
+// its input channels padded to ICP, a multiple of RUN; the output gradient scaled by 2^e, e at
+// scale_at) and f32 accumulators. weight: (OC, KH, KW, ICP) f16; dout: (N, OC, OH, OW) f16;
 // dinp: (N, IC, H, W) overwritten, or split s's partial sums at s * N*IC*H*W when the OC reduction
 // is split in chunks.
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
@@ -70,7 +71,7 @@ var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // The current stage's reduction rows r = (oc, kh, kw), as (oc * OH*OW, kh * DH, kw * DW,
-// oc * IC*KH*KW + kh * KW + kw); rows past the split's end have kh * DH = OUT, so that they fail
+// (oc * KH*KW + kh * KW + kw) * ICP); rows past the split's end have kh * DH = OUT, so that they fail
 // the bounds test (and w clamped to the split's last row; the caller tests r < k_end for the
 // weight itself).
 var<workgroup> Rows: array<vec4<u32>, BK>;
@@ -79,13 +80,16 @@ var<workgroup> Rows: array<vec4<u32>, BK>;
 // of them added stay above -2^31.
 const OUT: u32 = 0x20000000u;
 
+// Channels per run of the weight's copy (ops::cast_f16::CHANNEL_RUN).
+const RUN: u32 = 8u;
+
 // Reduction row r.
 fn row(r: u32, k_end: u32) -> vec4<u32> {
     let KHW = p.KH * p.KW;
     let kr = min(r, k_end - 1u);
     let oc = kr / KHW;
     let rr = kr % KHW;
-    let w = oc * p.IC * KHW + rr;
+    let w = (oc * KHW + rr) * ((p.IC + RUN - 1u) / RUN * RUN);
     if (r >= k_end) {
         return vec4<u32>(0u, OUT, 0u, w);
     }
@@ -150,7 +154,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < BM * BK / WG; e++) {
             let m = am + (WG / BK) * e;
             let ok = m0 + m < p.IC && k < k_end;
-            As[m * AK + ak] = select(0.0h, weight[select(0u, wrow + (m0 + m) * KHW, ok)], ok);
+            As[m * AK + ak] = select(0.0h, weight[select(0u, wrow + m0 + m, ok)], ok);
         }
         for (var e = 0u; e < BK * BN / WG; e++) {
             let kk = bk + (WG / BN) * e;

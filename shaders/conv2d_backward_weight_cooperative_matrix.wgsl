@@ -3,9 +3,10 @@ enable wgpu_cooperative_matrix;
 // Conv2d backward w.r.t. the weight on cooperative matrices, for mixed precision
 // (ConvKernels::CooperativeMatrix): for split s, the GEMM
 //   part[s, oc, k] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
-//   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw),
-// with f16 operands (ops::cast_f16's copies; the output gradient scaled by 2^e, e at scale_at) and
-// f32 accumulators. inp: (N, IC, H, W) f16; dout: (N, OC, OH, OW) f16; part: (splits, OC,
+//   dout[n, oc, oh, ow] * inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic],  k = (ic, kh, kw),
+// with f16 operands (ops::cast_f16's copies: the input the forward's channels-last one, its
+// channels padded to ICP, a multiple of RUN; the output gradient scaled by 2^e, e at scale_at) and
+// f32 accumulators. inp: (N, H, W, ICP) f16; dout: (N, OC, OH, OW) f16; part: (splits, OC,
 // IC*KH*KW), overwritten (dweight itself with one split; otherwise sum_splits adds the splits).
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM output channels x BN weight columns k, k tiles fastest; 2-D grid past 65,535; the `_16x16`
@@ -78,6 +79,14 @@ var<workgroup> Rows: array<vec4<u32>, BK>;
 // them added stay below 2^31.
 const OUT: u32 = 0x20000000u;
 
+// Channels per run of the input's copy (ops::cast_f16::CHANNEL_RUN).
+const RUN: u32 = 8u;
+
+// The input copy's channels, padded.
+fn icp() -> u32 {
+    return (p.IC + RUN - 1u) / RUN * RUN;
+}
+
 // Pixel row q.
 fn row(q: u32, q_end: u32) -> vec4<u32> {
     let OHW = p.OH * p.OW;
@@ -90,7 +99,7 @@ fn row(q: u32, q_end: u32) -> vec4<u32> {
     if (q >= q_end) {
         return vec4<u32>(0u, OUT, 0u, d);
     }
-    return vec4<u32>(n * p.IC * p.H * p.W + y * p.W + x, y, x, d);
+    return vec4<u32>((n * p.H * p.W + y * p.W + x) * icp(), y, x, d);
 }
 
 @compute @workgroup_size(WG)
@@ -125,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let dy = i32((rr / p.KW) * p.DH) - i32(p.PH);
     let dw = i32((rr % p.KW) * p.DW) - i32(p.PW);
     let dh = select(i32(OUT), dy, kc < K);
-    let base = i32((min(kc, K - 1u) / KHW) * HW) + dy * i32(p.W) + dw;
+    let base = i32(min(kc, K - 1u) / KHW) + (dy * i32(p.W) + dw) * i32(icp());
     // The output pixel whose gradient it stages (WG is a multiple of BK): q0 + ak, channels
     // am + WG / BK * e.
     let ak = li % BK;

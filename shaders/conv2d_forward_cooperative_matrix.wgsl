@@ -3,17 +3,20 @@ enable wgpu_cooperative_matrix;
 // Conv2d forward on cooperative matrices (tensor cores on NVIDIA), for mixed precision
 // (ConvKernels::CooperativeMatrix): the implicit GEMM
 //   out[n, oc, oh, ow] = bias[oc] + sum_k weight[oc, k] * col[k, (n, oh, ow)],
-//   k = (ic, kh, kw), col[k, q] = inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (zero padding),
-// with f16 operands (the f16 copies ops::cast_f16 stages) and f32 accumulators.
-// inp: (N, IC, H, W) f16; weight: (OC, IC, KH, KW) f16; bias: (OC,) f32 (read when has_bias);
-// out: (N, OC, OH, OW) overwritten, or split s's partial sums at s * N*OC*OH*OW when the IC
-// reduction is split in chunks.
+//   k = (kh, kw, ic), col[k, q] = inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic] (zero padding),
+// with f16 operands and f32 accumulators. The operands are the channels-last copies ops::cast_f16
+// stages, their channels padded with zeros to ICP, a multiple of RUN, so that a run of RUN
+// reduction rows (channels) is RUN contiguous halves in both.
+// inp: (N, H, W, ICP) f16; weight: (OC, KH, KW, ICP) f16; bias: (OC,) f32 (read when has_bias);
+// out: (N, OC, OH, OW) overwritten, or split s's partial sums at s * N*OC*OH*OW when the channels
+// are split in chunks (of whole runs).
 // Dispatch: one workgroup per split and tile of BM output channels x BN output pixels (pixels over
 // (n, oh, ow) together), pixel tiles fastest; 2-D grid past 65,535. Each stage stages BK reduction
-// rows of the weight (BM x BK) and of col (BK x BN) in workgroup memory, zero where out of range;
-// the (ic, kh, kw) of its rows are worked out once per row (Rows), not once per staged element;
-// four subgroups, 2 x 2 over the workgroup's tile, multiply 2 x 2 tiles of T x T each. Results
-// leave through workgroup memory, one tile per subgroup at a time, so that ragged edges are skipped.
+// rows, BK / RUN runs, of the weight (BM x BK) and of col (BK x BN) in workgroup memory, a run by
+// two 8-byte loads, zero where out of range; the (kh, kw, ic) of its runs are worked out once per
+// run (Runs), not once per staged run; four subgroups, SM x SN over the workgroup's tile, multiply
+// 2 x 2 tiles of T x T each. Results leave through workgroup memory, one tile per subgroup at a
+// time, so that ragged edges are skipped.
 // As written, T = 8 with subgroups of 8 (lavapipe); its `_16x16` variant (crate::shaders) has
 // T = 16 with subgroups of 32 (NVIDIA). The host runs a variant only where the adapter multiplies
 // T x T x T f16 matrices into f32 with subgroups of exactly SG invocations, which are taken to be
@@ -58,6 +61,9 @@ const SN: u32 = 2u;
 const BM: u32 = 2u * SM * T;
 const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
+// Channels per run (ops::cast_f16::CHANNEL_RUN), and runs per stage.
+const RUN: u32 = 8u;
+const BG: u32 = BK / RUN;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
 const PAD: u32 = 8u;
@@ -65,32 +71,33 @@ const AK: u32 = BK + PAD; // As's row stride
 const BQ: u32 = BN + PAD; // Bs's row stride
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f16>;
-@group(0) @binding(2) var<storage, read> weight: array<f16>;
+@group(0) @binding(1) var<storage, read> inp: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's reduction rows k = (ic, kh, kw), as (ic * H*W + kh*DH * W + kw*DW, kh * DH,
-// kw * DW, 0); rows past the split's end have kh * DH = OUT, so that they fail the bounds test.
-var<workgroup> Rows: array<vec4<u32>, BK>;
+// The current stage's runs, each as (its col offset (kh*DH * W + kw*DW) * ICP + ic, kh * DH,
+// kw * DW, its weight offset (kh * KW + kw) * ICP + ic), ic its first channel; runs past the
+// split's end have kh * DH = OUT, so that they fail the bounds test.
+var<workgroup> Runs: array<vec4<u32>, BG>;
 
 // Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
 // them added stay below 2^31.
 const OUT: u32 = 0x20000000u;
 
-// Reduction row k of col.
-fn row(k: u32, k_end: u32) -> vec4<u32> {
-    if (k >= k_end) {
+// Run r of a split whose channels begin at c0 and span len (whole runs); `runs` of them.
+fn run_at(r: u32, runs: u32, c0: u32, len: u32, ICP: u32) -> vec4<u32> {
+    if (r >= runs) {
         return vec4<u32>(0u, OUT, 0u, 0u);
     }
-    let KHW = p.KH * p.KW;
-    let rr = k % KHW;
-    let y = (rr / p.KW) * p.DH;
-    let x = (rr % p.KW) * p.DW;
-    return vec4<u32>((k / KHW) * p.H * p.W + y * p.W + x, y, x, 0u);
+    let tap = (r * RUN) / len;
+    let ic = c0 + (r * RUN) % len;
+    let y = (tap / p.KW) * p.DH;
+    let x = (tap % p.KW) * p.DW;
+    return vec4<u32>((y * p.W + x) * ICP + ic, y, x, tap * ICP + ic);
 }
 
 @compute @workgroup_size(WG)
@@ -110,25 +117,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = (t % ptiles) * BN;
     let HW = p.H * p.W;
     let KHW = p.KH * p.KW;
-    let K = p.IC * KHW;
-    let k_begin = s * p.chunk * KHW;
-    let k_end = min((s + 1u) * p.chunk, p.IC) * KHW;
+    let ICP = (p.IC + RUN - 1u) / RUN * RUN;
+    let c0 = s * p.chunk;
+    let len = min(c0 + p.chunk, ICP) - c0;
+    let runs = KHW * len / RUN;
 
-    // The column of col this invocation stages (WG is a multiple of BN): pixel n0 + bq, at rows
-    // bk + WG / BN * e.
+    // The column of col this invocation stages (WG is a multiple of BN): pixel n0 + bq, at runs
+    // bg + WG / BN * e. Staging a run is then two adds and an unsigned test for the bounds (a
+    // column past the pixels has ih0 = OUT) and one add for its offset, base + Runs[gg].x.
     let bq = li % BN;
-    let bk = li / BN;
-    // Staging an element is then two adds and an unsigned test for the bounds (a column past
-    // the pixels has ih0 = OUT) and one add for its offset, base + Rows[kk].x.
+    let bg = li / BN;
     let q = n0 + bq;
     let r = min(q, P - 1u) % OHW;
     let ih = i32((r / p.OW) * p.SH) - i32(p.PH);
     let iw0 = i32((r % p.OW) * p.SW) - i32(p.PW);
     let ih0 = select(i32(OUT), ih, q < P);
-    let base = i32((min(q, P - 1u) / OHW) * p.IC * HW) + ih * i32(p.W) + iw0;
-    // The weight column it stages (WG is a multiple of BK): k0 + ak, channels am + WG / BK * e.
-    let ak = li % BK;
-    let am = li / BK;
+    let base = i32((min(q, P - 1u) / OHW) * HW * ICP) + (ih * i32(p.W) + iw0) * i32(ICP);
+    // The weight's run it stages (WG is a multiple of BG): run ag of each stage, of channels
+    // am + WG / BG * e.
+    let ag = li % BG;
+    let am = li / BG;
+    let KP = KHW * ICP;
 
     let sg = li / SG;
     let lane = li % SG;
@@ -138,8 +147,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var e = 0u; e < T * T / SG; e++) {
         Cs[slot + lane + e * SG] = 0.0;
     }
-    if (li < BK) {
-        Rows[li] = row(k_begin + li, k_end);
+    if (li < BG) {
+        Runs[li] = run_at(li, runs, c0, len, ICP);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -147,24 +156,39 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var c10 = c00;
     var c11 = c00;
 
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        let k = k0 + ak;
-        for (var e = 0u; e < BM * BK / WG; e++) {
-            let m = am + (WG / BK) * e;
-            let ok = m0 + m < p.OC && k < k_end;
-            As[m * AK + ak] = select(0.0h, weight[select(0u, (m0 + m) * K + k, ok)], ok);
+    let zero = vec4<f16>(0.0h);
+    for (var g0 = 0u; g0 < runs; g0 += BG) {
+        let wrun = Runs[ag].w;
+        for (var e = 0u; e < BM * BG / WG; e++) {
+            let m = am + (WG / BG) * e;
+            let ok = m0 + m < p.OC && g0 + ag < runs;
+            let at = select(0u, ((m0 + m) * KP + wrun) / 4u, ok);
+            let lo = select(zero, weight[at], ok);
+            let hi = select(zero, weight[at + 1u], ok);
+            let to = m * AK + ag * RUN;
+            for (var j = 0u; j < 4u; j++) {
+                As[to + j] = lo[j];
+                As[to + 4u + j] = hi[j];
+            }
         }
-        for (var e = 0u; e < BK * BN / WG; e++) {
-            let kk = bk + (WG / BN) * e;
-            let rw = Rows[kk];
+        for (var e = 0u; e < BG * BN / WG; e++) {
+            let gg = bg + (WG / BN) * e;
+            let rw = Runs[gg];
             let ok = u32(ih0 + i32(rw.y)) < p.H && u32(iw0 + i32(rw.z)) < p.W;
-            let x = inp[select(0u, u32(base + i32(rw.x)), ok)];
-            Bs[kk * BQ + bq] = select(0.0h, x, ok);
+            let at = select(0u, u32(base + i32(rw.x)) / 4u, ok);
+            let lo = select(zero, inp[at], ok);
+            let hi = select(zero, inp[at + 1u], ok);
+            // Down a column: consecutive invocations write consecutive halves of each row.
+            let to = gg * RUN * BQ + bq;
+            for (var j = 0u; j < 4u; j++) {
+                Bs[to + j * BQ] = lo[j];
+                Bs[to + (4u + j) * BQ] = hi[j];
+            }
         }
         workgroupBarrier();
-        // The next stage's rows: Rows is read again only after this stage's closing barrier.
-        if (li < BK) {
-            Rows[li] = row(k0 + BK + li, k_end);
+        // The next stage's runs: Runs is read again only after this stage's closing barrier.
+        if (li < BG) {
+            Runs[li] = run_at(g0 + BG + li, runs, c0, len, ICP);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);

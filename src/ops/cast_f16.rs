@@ -2,7 +2,9 @@
 //! cast their input and weight (forward) and their output gradient (backward) with these kernels
 //! and run the `_f16` variants of their product kernels on the copies (see [`crate::shaders`]).
 //! Shaders: cast_f16_absmax.wgsl (the largest |x|: twice, over the tensor then over its parts),
-//! cast_f16.wgsl (the cast).
+//! cast_f16.wgsl (the cast), cast_f16_channels_last.wgsl (the input's and weight's cast where the
+//! products run on cooperative matrices: channels last, padded to runs of 8, which those kernels
+//! read 8 halves at a time).
 //!
 //! An output gradient is scaled by a power of two 2^e chosen on the device from its largest
 //! magnitude, so that the largest lands just below 2^15: no value overflows f16, and small
@@ -18,7 +20,7 @@ use crate::device::{Gpu, Precision};
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{Error, Result};
 
-crate::shaders!(cast_f16_absmax: 256, cast_f16: 256);
+crate::shaders!(cast_f16_absmax: 256, cast_f16: 256, cast_f16_channels_last: 256);
 
 /// The most workgroups of the first max pass on `gpu`, and so the parts the second (one workgroup)
 /// reduces: on GPUs as many as the cast's, so that both read at the memory's speed (with 256, an
@@ -55,16 +57,65 @@ pub struct CastParams {
     pub _pad1: u32,
 }
 
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ChannelsLastParams {
+    pub B: u32,
+    pub C: u32,
+    pub I: u32,
+    pub _pad0: u32,
+}
+
 pub fn layouts() -> Vec<ParamsLayout> {
     vec![
         crate::params_layout!("cast_f16_absmax", AbsmaxParams, [n, _pad0, _pad1, _pad2]),
         crate::params_layout!("cast_f16", CastParams, [n, scaled, _pad0, _pad1]),
+        crate::params_layout!("cast_f16_channels_last", ChannelsLastParams, [B, C, I, _pad0])
+            .consts(&[("RUN", CHANNEL_RUN)]),
     ]
 }
 
 /// 32-bit words holding `n` f16 values and their scale's exponent (element `n`).
 pub fn words(n: usize) -> u64 {
     (n as u64 + 1).div_ceil(2)
+}
+
+/// The channels of a channels-last copy come in runs of this many (zero-padded), which the
+/// cooperative-matrix kernels read at once.
+pub const CHANNEL_RUN: usize = 8;
+
+/// The channels of a channels-last copy: `c` rounded up to whole runs.
+pub fn padded_channels(c: usize) -> usize {
+    c.next_multiple_of(CHANNEL_RUN)
+}
+
+/// 32-bit words of the channels-last copy of a (B, C, I) tensor: (B, I, C padded to 8) f16 values.
+pub fn channels_last_words([b, c, i]: [usize; 3]) -> u64 {
+    (b * i * padded_channels(c) / 2) as u64
+}
+
+/// Whether a product op's input and weight are staged channels last on `gpu` (where its products
+/// run on cooperative matrices, ops::conv2d).
+pub fn stages_channels_last(gpu: &Gpu) -> bool {
+    super::conv2d::runs_cooperative_matrices(gpu)
+}
+
+/// A kernel writing `out` = the (B, C, I) tensor `x` as f16 (B, I, C'), C' = C padded with
+/// zeros to a multiple of 8 ([`channels_last_words`] words): an input (N, C, H, W) as
+/// (N, H, W, C'), a weight (OC, IC, KH, KW) as (OC, KH, KW, IC').
+pub fn channels_last(gpu: &Gpu, label: &str, x: &View, [b, c, i]: [usize; 3], out: &View) -> Result<Program> {
+    let (n, words) = (b * c * i, channels_last_words([b, c, i]));
+    if x.len < n as u64 || out.len < words {
+        return Err(Error::op(
+            label,
+            format!("channels-last cast_f16 of ({b}, {c}, {i}) given {} input and {} output words, not {n} and {words}", x.len, out.len),
+        ));
+    }
+    let p = ChannelsLastParams { B: b as u32, C: c as u32, I: i as u32, _pad0: 0 };
+    let groups = (words / 4).div_ceil(256).clamp(1, CAST_GROUPS);
+    let kernel = Kernel::new(gpu, "cast_f16_channels_last", &format!("{label}.f16"), &p, &[x, out], Dispatch::Workgroups(groups))?;
+    Ok(Program::from(kernel))
 }
 
 /// The first max pass's workgroups, one part each.
@@ -112,13 +163,20 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, scaling: Opti
     Ok(prog)
 }
 
-/// The elements of a product op's (Conv2d's, Linear's) operands: its input, its weight and its
-/// output gradient.
+/// The shapes of a product op's (Conv2d's, Linear's) operands: its input as (images, channels,
+/// pixels of an image), its weight as (output channels, input channels, taps), and its output
+/// gradient's elements. A Linear layer's input is (N, IN, 1), its weight (OUT, IN, 1).
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
-    pub input: usize,
-    pub weight: usize,
+    pub input: [usize; 3],
+    pub weight: [usize; 3],
     pub dout: usize,
+}
+
+impl Sizes {
+    fn elements(shape: [usize; 3]) -> usize {
+        shape.iter().product()
+    }
 }
 
 /// Adds what a product op needs on `gpu` for its operands to `scratch`: in mixed precision the
@@ -126,7 +184,11 @@ pub struct Sizes {
 /// gradient's copy with its scaling scratch (the backward's last three).
 pub fn product_scratch(gpu: &Gpu, sizes: Sizes, scratch: &mut Scratch) {
     if gpu.precision() == Precision::Mixed {
-        scratch.kept = vec![words(sizes.input), words(sizes.weight)];
+        scratch.kept = if stages_channels_last(gpu) {
+            vec![channels_last_words(sizes.input), channels_last_words(sizes.weight)]
+        } else {
+            vec![words(Sizes::elements(sizes.input)), words(Sizes::elements(sizes.weight))]
+        };
         scratch.backward.push(words(sizes.dout));
         scratch.backward.extend(scaling_words(gpu, sizes.dout));
     }
@@ -163,7 +225,8 @@ fn kept<'a>(io: &'a GpuIo<'_>) -> Result<[&'a View; 2]> {
 }
 
 /// The forward's operands: the input and weight, or in mixed precision their f16 copies (cast
-/// into the kept tensors [`product_scratch`] asked for).
+/// into the kept tensors [`product_scratch`] asked for; channels last where
+/// [`stages_channels_last`]).
 pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
     let (input, weight) = (io.inputs[0], io.state[0]);
     if gpu.precision() == Precision::F32 {
@@ -171,8 +234,16 @@ pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<S
         return Ok(Staged { prog, input, weight, dout: None, ops: Operands::F32, scratch: &io.scratch });
     }
     let [x16, w16] = kept(io)?;
-    let mut prog = self::gpu(gpu, &format!("{}.input", io.label), input, sizes.input, x16, None)?;
-    prog.extend(self::gpu(gpu, &format!("{}.weight", io.label), weight, sizes.weight, w16, None)?);
+    let (input_label, weight_label) = (format!("{}.input", io.label), format!("{}.weight", io.label));
+    let prog = if stages_channels_last(gpu) {
+        let mut prog = channels_last(gpu, &input_label, input, sizes.input, x16)?;
+        prog.extend(channels_last(gpu, &weight_label, weight, sizes.weight, w16)?);
+        prog
+    } else {
+        let mut prog = self::gpu(gpu, &input_label, input, Sizes::elements(sizes.input), x16, None)?;
+        prog.extend(self::gpu(gpu, &weight_label, weight, Sizes::elements(sizes.weight), w16, None)?);
+        prog
+    };
     let ops = Operands::F16 { scale_at: UNSCALED };
     Ok(Staged { prog, input: x16, weight: w16, dout: None, ops, scratch: &io.scratch })
 }

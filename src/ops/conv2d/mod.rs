@@ -328,9 +328,13 @@ impl Geometry {
     pub fn k(&self) -> usize {
         self.ic * self.kh * self.kw
     }
-    /// The elements of the input, the weight and the output (gradient).
+    /// The shapes of the input and the weight, and the output (gradient)'s elements.
     pub fn sizes(&self) -> cast_f16::Sizes {
-        cast_f16::Sizes { input: self.n * self.ic * self.h * self.w, weight: self.oc * self.k(), dout: self.n * self.oc * self.oh * self.ow }
+        cast_f16::Sizes {
+            input: [self.n, self.ic, self.h * self.w],
+            weight: [self.oc, self.ic, self.kh * self.kw],
+            dout: self.n * self.oc * self.oh * self.ow,
+        }
     }
     /// Multiply-adds of the forward pass.
     pub fn macs(&self) -> usize {
@@ -618,8 +622,10 @@ const TILED: &[(&str, usize)] = &[("BM", TILED_BM), ("BN", TILED_BN), ("BK", 16)
 /// variants'.
 const COOPERATIVE_SUBGROUPS: (usize, usize) = (2, 2);
 const NARROW_SUBGROUPS: (usize, usize) = (1, 4);
-const COOPERATIVE: &[(&str, usize)] = &[("SM", COOPERATIVE_SUBGROUPS.0), ("SN", COOPERATIVE_SUBGROUPS.1)];
-const COOPERATIVE_NARROW: &[(&str, usize)] = &[("SM", NARROW_SUBGROUPS.0), ("SN", NARROW_SUBGROUPS.1)];
+const COOPERATIVE: &[(&str, usize)] =
+    &[("SM", COOPERATIVE_SUBGROUPS.0), ("SN", COOPERATIVE_SUBGROUPS.1), ("RUN", cast_f16::CHANNEL_RUN)];
+const COOPERATIVE_NARROW: &[(&str, usize)] =
+    &[("SM", NARROW_SUBGROUPS.0), ("SN", NARROW_SUBGROUPS.1), ("RUN", cast_f16::CHANNEL_RUN)];
 
 /// The kernels a device's programs use: its choice ([`Gpu::conv_kernels`]), the register-blocked
 /// ones in mixed precision where it chose the tiled ones (which have no f16 variants) and in f32
@@ -811,15 +817,18 @@ struct Splits {
 
 impl Splits {
     fn new(gpu: &Gpu, g: &Geometry) -> Splits {
-        let over = |invocations: usize, len: usize, out: usize| {
+        // Chunks of whole runs of `run` channels.
+        let over = |invocations: usize, len: usize, out: usize, run: usize| {
             let splits = sum_splits::choose(gpu, invocations, len, out);
-            let chunk = len.div_ceil(splits);
+            let chunk = len.div_ceil(splits).next_multiple_of(run);
             (len.div_ceil(chunk), chunk)
         };
+        // The cooperative-matrix forward reads its input channels in runs of 8 (channels last).
+        let run = if kernels(gpu) == ConvKernels::CooperativeMatrix { cast_f16::CHANNEL_RUN } else { 1 };
         Splits {
-            forward: over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow),
+            forward: over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow, run),
             dweight: weight_splits(gpu, g),
-            dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w),
+            dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, 1),
         }
     }
 }
