@@ -2,17 +2,22 @@ enable f16;
 enable wgpu_cooperative_matrix;
 // Conv2d backward w.r.t. the input on cooperative matrices, for mixed precision
 // (ConvKernels::CooperativeMatrix): the GEMM
-//   dinp[n, ic, h, w] = sum_r weight[oc, ic, kh, kw] * dout[n, oc, oh, ow],  r = (oc, kh, kw),
-// over the (oc, kh, kw) with h = oh*SH - PH + kh*DH and w = ow*SW - PW + kw*DW for an output pixel
-// (oh, ow), with f16 operands (ops::cast_f16's copies: the weight the forward's channels-last one,
-// its input channels padded to ICP, a multiple of RUN; the output gradient scaled by 2^e, e at
-// scale_at) and f32 accumulators. weight: (OC, KH, KW, ICP) f16; dout: (N, OC, OH, OW) f16;
-// dinp: (N, IC, H, W) overwritten, or split s's partial sums at s * N*IC*H*W when the OC reduction
-// is split in chunks.
+//   dinp[n, ic, h, w] = sum_r weight[oc, kh, kw, ic] * dout[n, oh, ow, oc],  r = (kh, kw, oc),
+// over the (kh, kw, oc) with h = oh*SH - PH + kh*DH and w = ow*SW - PW + kw*DW for an output pixel
+// (oh, ow), with f16 operands and f32 accumulators. The operands are ops::cast_f16's channels-last
+// copies, their channels padded with zeros to multiples of RUN: the forward's weight copy, and the
+// output gradient's, scaled by 2^e (e at scale_at). A run of RUN reduction rows of one tap is then
+// RUN contiguous halves of the output gradient, and a run of RUN input channels RUN contiguous
+// halves of the weight.
+// weight: (OC, KH, KW, ICP) f16; dout: (N, OH, OW, OCP) f16; dinp: (N, IC, H, W) overwritten, or
+// split s's partial sums at s * N*IC*H*W when the output channels are split in chunks (of whole
+// runs).
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM input channels x BN input pixels (over (n, h, w) together), pixel tiles fastest; 2-D grid
-// past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32. The (oc, kh, kw)
-// of a stage's reduction rows are worked out once per row (Rows), not once per staged element.
+// past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32. Each stage
+// stages BK reduction rows: of the weight, a run of input channels of one row by two 8-byte loads;
+// of the output gradient, a run of rows of one pixel by two. The (kh, kw, oc) of a stage's rows are
+// worked out once per row (Rows), not once per staged run.
 struct Params {
     N: u32,
     IC: u32,
@@ -53,6 +58,9 @@ const SN: u32 = 2u;
 const BM: u32 = 2u * SM * T;
 const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
+// Channels per run (ops::cast_f16::CHANNEL_RUN), and runs per stage.
+const RUN: u32 = 8u;
+const BG: u32 = BK / RUN;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
 const PAD: u32 = 8u;
@@ -63,37 +71,33 @@ const BQ: u32 = BN + PAD; // Bs's row stride
 const UNSCALED: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> weight: array<f16>;
-@group(0) @binding(2) var<storage, read> dout: array<f16>;
+@group(0) @binding(1) var<storage, read> weight: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> dout: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
 var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's reduction rows r = (oc, kh, kw), as (oc * OH*OW, kh * DH, kw * DW,
-// (oc * KH*KW + kh * KW + kw) * ICP); rows past the split's end have kh * DH = OUT, so that they fail
-// the bounds test (and w clamped to the split's last row; the caller tests r < k_end for the
-// weight itself).
+// The current stage's reduction rows r = (kh, kw, oc), as (oc, kh * DH, kw * DW,
+// (oc * KH*KW + kh * KW + kw) * ICP, the weight's row); rows past the split's end have
+// kh * DH = OUT, so that they fail the output gradient's bounds test, and oc = OC, so that they
+// fail the weight's.
 var<workgroup> Rows: array<vec4<u32>, BK>;
 
 // Far outside any tensor: an output row at -OUT or below fails the unsigned bounds test, and two
 // of them added stay above -2^31.
 const OUT: u32 = 0x20000000u;
 
-// Channels per run of the weight's copy (ops::cast_f16::CHANNEL_RUN).
-const RUN: u32 = 8u;
-
-// Reduction row r.
-fn row(r: u32, k_end: u32) -> vec4<u32> {
-    let KHW = p.KH * p.KW;
-    let kr = min(r, k_end - 1u);
-    let oc = kr / KHW;
-    let rr = kr % KHW;
-    let w = (oc * KHW + rr) * ((p.IC + RUN - 1u) / RUN * RUN);
-    if (r >= k_end) {
-        return vec4<u32>(0u, OUT, 0u, w);
+// Reduction row r of a split whose output channels begin at c0 and span len (whole runs); `rows`
+// of them.
+fn row(r: u32, rows: u32, c0: u32, len: u32, ICP: u32) -> vec4<u32> {
+    if (r >= rows) {
+        return vec4<u32>(p.OC, OUT, 0u, 0u);
     }
-    return vec4<u32>(oc * p.OH * p.OW, (rr / p.KW) * p.DH, (rr % p.KW) * p.DW, w);
+    let KHW = p.KH * p.KW;
+    let tap = r / len;
+    let oc = c0 + r % len;
+    return vec4<u32>(oc, (tap / p.KW) * p.DH, (tap % p.KW) * p.DW, (oc * KHW + tap) * ICP);
 }
 
 @compute @workgroup_size(WG)
@@ -111,22 +115,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = g % tiles;
     let m0 = (t / ptiles) * BM;
     let n0 = (t % ptiles) * BN;
-    let OHW = p.OH * p.OW;
     let KHW = p.KH * p.KW;
-    let k_begin = s * p.chunk * KHW;
-    let k_end = min((s + 1u) * p.chunk, p.OC) * KHW;
+    let ICP = (p.IC + RUN - 1u) / RUN * RUN;
+    let OCP = (p.OC + RUN - 1u) / RUN * RUN;
+    let c0 = s * p.chunk;
+    let len = min(c0 + p.chunk, OCP) - c0;
+    let rows = KHW * len;
 
     // The input pixel whose column this invocation stages (WG is a multiple of BN): n0 + bq, at
-    // rows bk + WG / BN * e.
+    // runs bg + WG / BN * e. A column past the pixels has hp = -OUT, so that it fails the bounds
+    // test.
     let bq = li % BN;
-    let bk = li / BN;
-    // A column past the pixels has hp = -OUT, so that its elements fail the bounds test.
+    let bg = li / BN;
     let q = n0 + bq;
     let r = min(q, P - 1u) % HW;
-    let dbase = (min(q, P - 1u) / HW) * p.OC * OHW;
+    let dbase = (min(q, P - 1u) / HW) * p.OH * p.OW;
     let hp = select(-i32(OUT), i32(r / p.W + p.PH), q < P);
     let wp = i32(r % p.W + p.PW);
-    // The reduction column of the weight it stages (WG is a multiple of BK): k0 + ak, input
+    // The weight's rows it stages (WG is a multiple of BK): row ak of each stage, at runs of input
     // channels am + WG / BK * e.
     let ak = li % BK;
     let am = li / BK;
@@ -140,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         Cs[slot + lane + e * SG] = 0.0;
     }
     if (li < BK) {
-        Rows[li] = row(k_begin + li, k_end);
+        Rows[li] = row(li, rows, c0, len, ICP);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -148,17 +154,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var c10 = c00;
     var c11 = c00;
 
-    for (var k0 = k_begin; k0 < k_end; k0 += BK) {
-        let k = k0 + ak;
-        let wrow = Rows[ak].w;
-        for (var e = 0u; e < BM * BK / WG; e++) {
-            let m = am + (WG / BK) * e;
-            let ok = m0 + m < p.IC && k < k_end;
-            As[m * AK + ak] = select(0.0h, weight[select(0u, wrow + m0 + m, ok)], ok);
+    let zero = vec4<f16>(0.0h);
+    for (var k0 = 0u; k0 < rows; k0 += BK) {
+        let wrow = Rows[ak];
+        for (var e = 0u; e < BM / RUN * BK / WG; e++) {
+            // Input channels m0 + m .. m0 + m + RUN of weight row wrow, down As's column ak.
+            let m = (am + (WG / BK) * e) * RUN;
+            let ok = m0 + m < ICP && wrow.x < p.OC;
+            let at = select(0u, (wrow.w + m0 + m) / 4u, ok);
+            let lo = select(zero, weight[at], ok);
+            let hi = select(zero, weight[at + 1u], ok);
+            for (var j = 0u; j < 4u; j++) {
+                As[(m + j) * AK + ak] = lo[j];
+                As[(m + 4u + j) * AK + ak] = hi[j];
+            }
         }
-        for (var e = 0u; e < BK * BN / WG; e++) {
-            let kk = bk + (WG / BN) * e;
-            let rw = Rows[kk];
+        for (var e = 0u; e < BG * BN / WG; e++) {
+            let gg = bg + (WG / BN) * e;
+            let rw = Rows[gg * RUN];
             // The output pixel (oh, ow) that reads this input pixel through tap (kh, kw), if any.
             let th = hp - i32(rw.y);
             let tw = wp - i32(rw.z);
@@ -173,13 +186,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 ow /= p.SW;
             }
             ok = ok && oh < p.OH && ow < p.OW;
-            let d = dout[select(0u, dbase + rw.x + oh * p.OW + ow, ok)];
-            Bs[kk * BQ + bq] = select(0.0h, d, ok);
+            // Output channels rw.x .. rw.x + RUN of that pixel, down Bs's column bq.
+            let at = select(0u, ((dbase + oh * p.OW + ow) * OCP + rw.x) / 4u, ok);
+            let lo = select(zero, dout[at], ok);
+            let hi = select(zero, dout[at + 1u], ok);
+            let to = gg * RUN * BQ + bq;
+            for (var j = 0u; j < 4u; j++) {
+                Bs[to + j * BQ] = lo[j];
+                Bs[to + (4u + j) * BQ] = hi[j];
+            }
         }
         workgroupBarrier();
         // The next stage's rows: Rows is read again only after this stage's closing barrier.
         if (li < BK) {
-            Rows[li] = row(k0 + BK + li, k_end);
+            Rows[li] = row(k0 + BK + li, rows, c0, len, ICP);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
@@ -194,10 +214,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
 
-    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16), a
+    // multiple of RUN.
     var unscale = 1.0;
     if (p.scale_at != UNSCALED) {
-        unscale = exp2(-f32(dout[p.scale_at]));
+        unscale = exp2(-f32(dout[p.scale_at / 4u].x));
     }
     // Tile i of this subgroup's 2 x 2: rows (input channels) from m0 + (2 sm + i / 2) T, columns
     // (input pixels) from n0 + (2 sn + i % 2) T.

@@ -2,16 +2,21 @@ enable f16;
 enable wgpu_cooperative_matrix;
 // Conv2d backward w.r.t. the weight on cooperative matrices, for mixed precision
 // (ConvKernels::CooperativeMatrix): for split s, the GEMM
-//   part[s, oc, k] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
-//   dout[n, oc, oh, ow] * inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic],  k = (ic, kh, kw),
-// with f16 operands (ops::cast_f16's copies: the input the forward's channels-last one, its
-// channels padded to ICP, a multiple of RUN; the output gradient scaled by 2^e, e at scale_at) and
-// f32 accumulators. inp: (N, H, W, ICP) f16; dout: (N, OC, OH, OW) f16; part: (splits, OC,
-// IC*KH*KW), overwritten (dweight itself with one split; otherwise sum_splits adds the splits).
+//   part[s, oc, (ic, kh, kw)] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
+//   dout[n, oh, ow, oc] * inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic],
+// with f16 operands and f32 accumulators. The operands are ops::cast_f16's channels-last copies,
+// their channels padded with zeros to multiples of RUN: the forward's input copy, and the output
+// gradient's, scaled by 2^e (e at scale_at). The kernel's columns are c = (kh, kw, ic) over
+// KH*KW*ICP, so that a run of RUN columns is RUN contiguous halves of the input, and a run of RUN
+// output channels RUN contiguous halves of the output gradient.
+// inp: (N, H, W, ICP) f16; dout: (N, OH, OW, OCP) f16; part: (splits, OC, IC*KH*KW), overwritten
+// (dweight itself with one split; otherwise sum_splits adds the splits).
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
-// of BM output channels x BN weight columns k, k tiles fastest; 2-D grid past 65,535; the `_16x16`
-// variant (crate::shaders) has T = 16 with subgroups of 32. The (n, oh, ow) of a stage's pixel rows
-// are worked out once per row (Rows), not once per staged element.
+// of BM output channels x BN columns c, column tiles fastest; 2-D grid past 65,535; the `_16x16`
+// variant (crate::shaders) has T = 16 with subgroups of 32. Each stage stages BK pixel rows: of the
+// output gradient, a run of output channels of one pixel by two 8-byte loads; of the input, a run of
+// columns of one pixel by two. The (n, oh, ow) of a stage's pixel rows are worked out once per row
+// (Rows), not once per staged run.
 struct Params {
     N: u32,
     IC: u32,
@@ -52,6 +57,8 @@ const SN: u32 = 2u;
 const BM: u32 = 2u * SM * T;
 const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
+// Channels per run (ops::cast_f16::CHANNEL_RUN).
+const RUN: u32 = 8u;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
 const PAD: u32 = 8u;
@@ -62,44 +69,33 @@ const BQ: u32 = BN + PAD; // Bs's row stride
 const UNSCALED: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f16>;
-@group(0) @binding(2) var<storage, read> dout: array<f16>;
+@group(0) @binding(1) var<storage, read> inp: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> dout: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 var<workgroup> As: array<f16, BM * AK>; // [m][q], rows of BK
-var<workgroup> Bs: array<f16, BK * BQ>; // [q][k], rows of BN
+var<workgroup> Bs: array<f16, BK * BQ>; // [q][c], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's pixel rows q = (n, oh, ow), as (n * IC*H*W + oh*SH * W + ow*SW, oh * SH,
-// ow * SW, n * OC*OH*OW + oh * OW + ow); rows past the split's end have oh * SH = OUT, so that
-// they fail the bounds test (and w clamped to the split's last pixel; the caller tests q < q_end
-// for the output gradient itself).
+// The current stage's pixel rows q = (n, oh, ow), as ((n * H*W + oh*SH * W + ow*SW) * ICP,
+// oh * SH, ow * SW, q * OCP); rows past the split's end have oh * SH = OUT, so that they fail the
+// input's bounds test (the output gradient's rows are tested against the split's end).
 var<workgroup> Rows: array<vec4<u32>, BK>;
 
 // Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
 // them added stay below 2^31.
 const OUT: u32 = 0x20000000u;
 
-// Channels per run of the input's copy (ops::cast_f16::CHANNEL_RUN).
-const RUN: u32 = 8u;
-
-// The input copy's channels, padded.
-fn icp() -> u32 {
-    return (p.IC + RUN - 1u) / RUN * RUN;
-}
-
 // Pixel row q.
-fn row(q: u32, q_end: u32) -> vec4<u32> {
+fn row(q: u32, q_end: u32, ICP: u32, OCP: u32) -> vec4<u32> {
+    if (q >= q_end) {
+        return vec4<u32>(0u, OUT, 0u, 0u);
+    }
     let OHW = p.OH * p.OW;
-    let qr = min(q, q_end - 1u);
-    let n = qr / OHW;
-    let pix = qr % OHW;
+    let n = q / OHW;
+    let pix = q % OHW;
     let y = (pix / p.OW) * p.SH;
     let x = (pix % p.OW) * p.SW;
-    let d = n * p.OC * OHW + pix;
-    if (q >= q_end) {
-        return vec4<u32>(0u, OUT, 0u, d);
-    }
-    return vec4<u32>((n * p.H * p.W + y * p.W + x) * icp(), y, x, d);
+    return vec4<u32>((n * p.H * p.W + y * p.W + x) * ICP, y, x, q * OCP);
 }
 
 @compute @workgroup_size(WG)
@@ -107,36 +103,37 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) li: u32) {
     let g = wid.x + wid.y * nwg.x;
     let KHW = p.KH * p.KW;
-    let K = p.IC * KHW;
-    let ktiles = (K + BN - 1u) / BN;
-    let tiles = ktiles * ((p.OC + BM - 1u) / BM);
+    let ICP = (p.IC + RUN - 1u) / RUN * RUN;
+    let OCP = (p.OC + RUN - 1u) / RUN * RUN;
+    let KP = KHW * ICP;
+    let ctiles = (KP + BN - 1u) / BN;
+    let tiles = ctiles * ((p.OC + BM - 1u) / BM);
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
-    let m0 = (t / ktiles) * BM;
-    let n0 = (t % ktiles) * BN;
-    let OHW = p.OH * p.OW;
-    let HW = p.H * p.W;
-    let P = p.N * OHW;
+    let m0 = (t / ctiles) * BM;
+    let n0 = (t % ctiles) * BN;
+    let K = p.IC * KHW;
+    let P = p.N * p.OH * p.OW;
     let q_begin = s * p.chunk;
     let q_end = min((s + 1u) * p.chunk, P);
 
-    // The weight column k whose input values this invocation stages (WG is a multiple of BN):
-    // n0 + bcol, at pixel rows bq + WG / BN * e.
-    // Staging an element is then two adds and an unsigned test for the bounds (a column past
-    // the weight's has dh = OUT) and one add for its offset, base + Rows[kk].x.
-    let bcol = li % BN;
-    let bq = li / BN;
-    let kc = n0 + bcol;
-    let rr = min(kc, K - 1u) % KHW;
-    let dy = i32((rr / p.KW) * p.DH) - i32(p.PH);
-    let dw = i32((rr % p.KW) * p.DW) - i32(p.PW);
-    let dh = select(i32(OUT), dy, kc < K);
-    let base = i32(min(kc, K - 1u) / KHW) + (dy * i32(p.W) + dw) * i32(icp());
-    // The output pixel whose gradient it stages (WG is a multiple of BK): q0 + ak, channels
-    // am + WG / BK * e.
+    // The run of columns whose input values this invocation stages (WG is a multiple of BN / RUN):
+    // n0 + bc * RUN, at pixel rows bq + WG / (BN / RUN) * e. Staging a run is then two adds and an
+    // unsigned test for the bounds (a run past the columns has dh = OUT) and one add for its
+    // offset, base + Rows[kk].x.
+    let bc = li % (BN / RUN);
+    let bq = li / (BN / RUN);
+    let c = n0 + bc * RUN;
+    let tap = min(c, KP - 1u) / ICP;
+    let dy = i32((tap / p.KW) * p.DH) - i32(p.PH);
+    let dw = i32((tap % p.KW) * p.DW) - i32(p.PW);
+    let dh = select(i32(OUT), dy, c < KP);
+    let base = (dy * i32(p.W) + dw) * i32(ICP) + i32(min(c, KP - 1u) % ICP);
+    // The pixel row whose output gradient it stages (WG is a multiple of BK): q0 + ak, at runs of
+    // output channels am + WG / BK * e.
     let ak = li % BK;
     let am = li / BK;
 
@@ -149,7 +146,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         Cs[slot + lane + e * SG] = 0.0;
     }
     if (li < BK) {
-        Rows[li] = row(q_begin + li, q_end);
+        Rows[li] = row(q_begin + li, q_end, ICP, OCP);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -157,25 +154,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var c10 = c00;
     var c11 = c00;
 
+    let zero = vec4<f16>(0.0h);
     for (var q0 = q_begin; q0 < q_end; q0 += BK) {
-        let qa = q0 + ak;
         let drow = Rows[ak].w;
-        for (var e = 0u; e < BM * BK / WG; e++) {
-            let m = am + (WG / BK) * e;
-            let ok = m0 + m < p.OC && qa < q_end;
-            As[m * AK + ak] = select(0.0h, dout[select(0u, drow + (m0 + m) * OHW, ok)], ok);
+        for (var e = 0u; e < BM / RUN * BK / WG; e++) {
+            // Output channels m0 + m .. m0 + m + RUN of pixel row ak, down As's column ak.
+            let m = (am + (WG / BK) * e) * RUN;
+            let ok = m0 + m < OCP && q0 + ak < q_end;
+            let at = select(0u, (drow + m0 + m) / 4u, ok);
+            let lo = select(zero, dout[at], ok);
+            let hi = select(zero, dout[at + 1u], ok);
+            for (var j = 0u; j < 4u; j++) {
+                As[(m + j) * AK + ak] = lo[j];
+                As[(m + 4u + j) * AK + ak] = hi[j];
+            }
         }
-        for (var e = 0u; e < BK * BN / WG; e++) {
-            let kk = bq + (WG / BN) * e;
+        for (var e = 0u; e < BK * (BN / RUN) / WG; e++) {
+            let kk = bq + (WG / (BN / RUN)) * e;
             let rw = Rows[kk];
             let ok = u32(i32(rw.y) + dh) < p.H && u32(i32(rw.z) + dw) < p.W;
-            let x = inp[select(0u, u32(i32(rw.x) + base), ok)];
-            Bs[kk * BQ + bcol] = select(0.0h, x, ok);
+            let at = select(0u, u32(i32(rw.x) + base) / 4u, ok);
+            let lo = select(zero, inp[at], ok);
+            let hi = select(zero, inp[at + 1u], ok);
+            let to = kk * BQ + bc * RUN;
+            for (var j = 0u; j < 4u; j++) {
+                Bs[to + j] = lo[j];
+                Bs[to + 4u + j] = hi[j];
+            }
         }
         workgroupBarrier();
         // The next stage's rows: Rows is read again only after this stage's closing barrier.
         if (li < BK) {
-            Rows[li] = row(q0 + BK + li, q_end);
+            Rows[li] = row(q0 + BK + li, q_end, ICP, OCP);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
@@ -190,13 +200,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
 
-    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
+    // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16), a
+    // multiple of RUN.
     var unscale = 1.0;
     if (p.scale_at != UNSCALED) {
-        unscale = exp2(-f32(dout[p.scale_at]));
+        unscale = exp2(-f32(dout[p.scale_at / 4u].x));
     }
     // Tile i of this subgroup's 2 x 2: rows (output channels) from m0 + (2 sm + i / 2) T, columns
-    // (k) from n0 + (2 sn + i % 2) T.
+    // c = (kh, kw, ic) from n0 + (2 sn + i % 2) T, stored at (oc, ic, kh, kw).
     for (var i = 0u; i < 4u; i++) {
         if (i == 0u) {
             coopStoreT(c00, &Cs[slot], T);
@@ -211,9 +222,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < T * T / SG; e++) {
             let idx = lane + e * SG;
             let oc = m0 + (2u * sm + i / 2u) * T + idx / T;
-            let k = n0 + (2u * sn + i % 2u) * T + idx % T;
-            if (oc < p.OC && k < K) {
-                part[s * p.OC * K + oc * K + k] = Cs[slot + idx] * unscale;
+            let col = n0 + (2u * sn + i % 2u) * T + idx % T;
+            let ic = col % ICP;
+            if (oc < p.OC && col < KP && ic < p.IC) {
+                part[s * p.OC * K + oc * K + ic * KHW + col / ICP] = Cs[slot + idx] * unscale;
             }
         }
         workgroupBarrier();

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use wgrad::ops::cast_f16;
+use wgrad::ops::cast_f16::{self, Layout};
 use wgrad::testing::assert_close;
 
 /// The two f16 values of a 32-bit word, low half first.
@@ -13,15 +13,20 @@ fn halves(word: u32) -> [f32; 2] {
     [half::f16::from_bits(word as u16).to_f32(), half::f16::from_bits((word >> 16) as u16).to_f32()]
 }
 
-/// The f16 values and, when scaled, the exponent the kernels wrote for `x`.
-fn cast(gpu: &wgrad::Gpu, x: &[f32], scaled: bool) -> (Vec<f32>, Option<i32>) {
-    let n = x.len();
+/// The f16 values and, when scaled, the exponent the kernels wrote for `x` laid out as `layout`
+/// (every half 1.0 before the cast, so that what it leaves unwritten shows).
+fn cast_as(gpu: &wgrad::Gpu, x: &[f32], layout: Layout, scaled: bool) -> (Vec<f32>, Option<i32>) {
     let inp = gpu.upload("x", x).unwrap();
-    let out = gpu.zeros("x16", cast_f16::words(n)).unwrap();
-    let [parts, top] = cast_f16::scaling_words(gpu, n).map(|w| gpu.zeros("scaling", w).unwrap());
-    cast_f16::gpu(gpu, "cast", &inp, n, &out, scaled.then_some([&parts, &top])).unwrap().run(gpu, "cast").unwrap();
+    let out = gpu.upload("x16", &vec![f32::from_bits(0x3c00_3c00); layout.words() as usize]).unwrap();
+    let [parts, top] = cast_f16::scaling_words(gpu, x.len()).map(|w| gpu.zeros("scaling", w).unwrap());
+    cast_f16::gpu(gpu, "cast", &inp, layout, &out, scaled.then_some([&parts, &top])).unwrap().run(gpu, "cast").unwrap();
     let halves: Vec<f32> = gpu.read(&out).unwrap().iter().flat_map(|w| halves(w.to_bits())).collect();
+    let n = layout.copy_elements();
     (halves[..n].to_vec(), scaled.then(|| halves[n] as i32))
+}
+
+fn cast(gpu: &wgrad::Gpu, x: &[f32], scaled: bool) -> (Vec<f32>, Option<i32>) {
+    cast_as(gpu, x, Layout::Flat(x.len()), scaled)
 }
 
 #[test]
@@ -69,7 +74,8 @@ fn scaled_cast_keeps_small_gradients_and_overflows_nothing() {
 }
 
 /// The channels-last cast the cooperative-matrix products read: a (B, C, I) tensor as (B, I, C')
-/// f16, C' = C padded to whole runs of 8 with zeros (written, not left as they were).
+/// f16, C' = C padded to whole runs of 8 with zeros (written, not left as they were), scaled as
+/// the flat cast is.
 #[test]
 fn channels_last_cast_transposes_and_pads_with_zeros() {
     let Some(gpu) = mixed_precision_gpu(false) else { return };
@@ -78,24 +84,25 @@ fn channels_last_cast_transposes_and_pads_with_zeros() {
     // cast has invocations (it strides over the grid).
     for [b, c, i] in [[2, 3, 5], [3, 16, 7], [2, 17, 1], [1, 9, 600_000]] {
         let x = uniform(&mut r, b * c * i, -100.0, 100.0);
-        let inp = gpu.upload("x", &x).unwrap();
-        let words = cast_f16::channels_last_words([b, c, i]) as usize;
-        // Every half 1.0 before the cast.
-        let out = gpu.upload("x16", &vec![f32::from_bits(0x3c00_3c00); words]).unwrap();
-        cast_f16::channels_last(&gpu, "cast", &inp, [b, c, i], &out).unwrap().run(&gpu, "cast").unwrap();
-        let got: Vec<f32> = gpu.read(&out).unwrap().iter().flat_map(|w| halves(w.to_bits())).collect();
         let cp = cast_f16::padded_channels(c);
-        let rounded = f16_rounded(&x);
-        let want: Vec<f32> = (0..b * i * cp)
-            .map(|at| {
-                let (bb, ii, cc) = (at / (i * cp), at / cp % i, at % cp);
-                if cc < c {
-                    rounded[(bb * c + cc) * i + ii]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        assert_close(&format!("({b}, {c}, {i}) channels last"), &got, &want, 0.0, 0.0);
+        let channels_last = |v: &[f32]| -> Vec<f32> {
+            (0..b * i * cp)
+                .map(|at| {
+                    let (bb, ii, cc) = (at / (i * cp), at / cp % i, at % cp);
+                    if cc < c {
+                        v[(bb * c + cc) * i + ii]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        let name = format!("({b}, {c}, {i}) channels last");
+        let (got, e) = cast_as(&gpu, &x, Layout::ChannelsLast([b, c, i]), false);
+        assert_eq!(e, None);
+        assert_close(&name, &got, &channels_last(&f16_rounded(&x)), 0.0, 0.0);
+        let (got, e) = cast_as(&gpu, &x, Layout::ChannelsLast([b, c, i]), true);
+        let unscaled: Vec<f32> = got.iter().map(|&v| (v as f64 / 2f64.powi(e.unwrap())) as f32).collect();
+        assert_close(&format!("{name}, scaled"), &unscaled, &channels_last(&f16_scaled(&x)), 0.0, 0.0);
     }
 }

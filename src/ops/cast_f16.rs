@@ -64,21 +64,16 @@ pub struct ChannelsLastParams {
     pub B: u32,
     pub C: u32,
     pub I: u32,
-    pub _pad0: u32,
+    pub scaled: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
     vec![
         crate::params_layout!("cast_f16_absmax", AbsmaxParams, [n, _pad0, _pad1, _pad2]),
         crate::params_layout!("cast_f16", CastParams, [n, scaled, _pad0, _pad1]),
-        crate::params_layout!("cast_f16_channels_last", ChannelsLastParams, [B, C, I, _pad0])
+        crate::params_layout!("cast_f16_channels_last", ChannelsLastParams, [B, C, I, scaled])
             .consts(&[("RUN", CHANNEL_RUN)]),
     ]
-}
-
-/// 32-bit words holding `n` f16 values and their scale's exponent (element `n`).
-pub fn words(n: usize) -> u64 {
-    (n as u64 + 1).div_ceil(2)
 }
 
 /// The channels of a channels-last copy come in runs of this many (zero-padded), which the
@@ -90,32 +85,51 @@ pub fn padded_channels(c: usize) -> usize {
     c.next_multiple_of(CHANNEL_RUN)
 }
 
-/// 32-bit words of the channels-last copy of a (B, C, I) tensor: (B, I, C padded to 8) f16 values.
-pub fn channels_last_words([b, c, i]: [usize; 3]) -> u64 {
-    (b * i * padded_channels(c) / 2) as u64
+/// How a cast lays out its f16 copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// As the tensor: `n` elements.
+    Flat(usize),
+    /// A (B, C, I) tensor as (B, I, C'), C' its channels padded with zeros to whole runs
+    /// ([`padded_channels`]): an input (N, C, H, W) as (N, H, W, C'), a weight (OC, IC, KH, KW) as
+    /// (OC, KH, KW, IC'), an output gradient (N, OC, OH, OW) as (N, OH, OW, OC').
+    ChannelsLast([usize; 3]),
 }
 
-/// Whether a product op's input and weight are staged channels last on `gpu` (where its products
-/// run on cooperative matrices, ops::conv2d).
+impl Layout {
+    /// The elements of the f32 tensor.
+    pub fn elements(self) -> usize {
+        match self {
+            Layout::Flat(n) => n,
+            Layout::ChannelsLast(shape) => shape.iter().product(),
+        }
+    }
+    /// The f16 values of the copy, and so where a scaled copy's exponent is.
+    pub fn copy_elements(self) -> usize {
+        match self {
+            Layout::Flat(n) => n,
+            Layout::ChannelsLast([b, c, i]) => b * i * padded_channels(c),
+        }
+    }
+    /// 32-bit words holding the copy and its scale's exponent (after the values).
+    pub fn words(self) -> u64 {
+        (self.copy_elements() as u64 + 1).div_ceil(2)
+    }
+}
+
+/// Whether a product op's operands are staged channels last on `gpu` (where its products run on
+/// cooperative matrices, ops::conv2d).
 pub fn stages_channels_last(gpu: &Gpu) -> bool {
     super::conv2d::runs_cooperative_matrices(gpu)
 }
 
-/// A kernel writing `out` = the (B, C, I) tensor `x` as f16 (B, I, C'), C' = C padded with
-/// zeros to a multiple of 8 ([`channels_last_words`] words): an input (N, C, H, W) as
-/// (N, H, W, C'), a weight (OC, IC, KH, KW) as (OC, KH, KW, IC').
-pub fn channels_last(gpu: &Gpu, label: &str, x: &View, [b, c, i]: [usize; 3], out: &View) -> Result<Program> {
-    let (n, words) = (b * c * i, channels_last_words([b, c, i]));
-    if x.len < n as u64 || out.len < words {
-        return Err(Error::op(
-            label,
-            format!("channels-last cast_f16 of ({b}, {c}, {i}) given {} input and {} output words, not {n} and {words}", x.len, out.len),
-        ));
+/// The layout of a (B, C, I) operand's copy on `gpu` ([`stages_channels_last`]).
+pub fn layout(gpu: &Gpu, shape: [usize; 3]) -> Layout {
+    if stages_channels_last(gpu) {
+        Layout::ChannelsLast(shape)
+    } else {
+        Layout::Flat(shape.iter().product())
     }
-    let p = ChannelsLastParams { B: b as u32, C: c as u32, I: i as u32, _pad0: 0 };
-    let groups = (words / 4).div_ceil(256).clamp(1, CAST_GROUPS);
-    let kernel = Kernel::new(gpu, "cast_f16_channels_last", &format!("{label}.f16"), &p, &[x, out], Dispatch::Workgroups(groups))?;
-    Ok(Program::from(kernel))
 }
 
 /// The first max pass's workgroups, one part each.
@@ -129,14 +143,15 @@ pub fn scaling_words(gpu: &Gpu, n: usize) -> [u64; 2] {
     [part_count(gpu, n), 1]
 }
 
-/// Kernels writing `out` = f16(x) (`n` elements; [`words`] of them), scaled when `scaling`
-/// (scratch sized as [`scaling_words`] says) is given: then `out[n]` holds the exponent e and the
-/// values are x·2^e.
-pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, scaling: Option<[&View; 2]>) -> Result<Program> {
-    if x.len < n as u64 || out.len < words(n) {
+/// Kernels writing `out` = f16(x) laid out as `layout` says ([`Layout::words`] of them), scaled
+/// when `scaling` (scratch sized as [`scaling_words`] says) is given: then the values are x·2^e
+/// and the exponent e follows them (at [`Layout::copy_elements`]).
+pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling: Option<[&View; 2]>) -> Result<Program> {
+    let (n, words) = (layout.elements(), layout.words());
+    if x.len < n as u64 || out.len < words {
         return Err(Error::op(
             label,
-            format!("cast_f16 of {n} elements given {} input and {} output words", x.len, out.len),
+            format!("cast_f16 to {layout:?} given {} input and {} output words, not {n} and {words}", x.len, out.len),
         ));
     }
     let mut prog = Program::default();
@@ -156,27 +171,34 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, n: usize, out: &View, scaling: Opti
         prog.push(absmax(parts_len, parts, top, 1)?);
     }
     let top = scaling.map(|[_, top]| top);
-    let p = CastParams { n: n as u32, scaled: top.is_some() as u32, _pad0: 0, _pad1: 0 };
-    let groups = (n as u64).div_ceil(256).clamp(1, CAST_GROUPS);
+    let scaled = top.is_some() as u32;
     let views = [x, top.unwrap_or(x), out];
-    prog.push(Kernel::new(gpu, "cast_f16", &format!("{label}.f16"), &p, &views, Dispatch::Workgroups(groups))?);
+    let label = format!("{label}.f16");
+    prog.push(match layout {
+        Layout::Flat(n) => {
+            let p = CastParams { n: n as u32, scaled, _pad0: 0, _pad1: 0 };
+            let groups = (n as u64).div_ceil(256).clamp(1, CAST_GROUPS);
+            Kernel::new(gpu, "cast_f16", &label, &p, &views, Dispatch::Workgroups(groups))?
+        }
+        Layout::ChannelsLast([b, c, i]) => {
+            let p = ChannelsLastParams { B: b as u32, C: c as u32, I: i as u32, scaled };
+            // One invocation per run.
+            let groups = ((b * i * padded_channels(c) / CHANNEL_RUN) as u64).div_ceil(256).clamp(1, CAST_GROUPS);
+            Kernel::new(gpu, "cast_f16_channels_last", &label, &p, &views, Dispatch::Workgroups(groups))?
+        }
+    });
     Ok(prog)
 }
 
 /// The shapes of a product op's (Conv2d's, Linear's) operands: its input as (images, channels,
-/// pixels of an image), its weight as (output channels, input channels, taps), and its output
-/// gradient's elements. A Linear layer's input is (N, IN, 1), its weight (OUT, IN, 1).
+/// pixels of an image), its weight as (output channels, input channels, taps), its output
+/// gradient as (images, channels, pixels). A Linear layer's are (N, IN, 1), (OUT, IN, 1) and
+/// (N, OUT, 1).
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
     pub input: [usize; 3],
     pub weight: [usize; 3],
-    pub dout: usize,
-}
-
-impl Sizes {
-    fn elements(shape: [usize; 3]) -> usize {
-        shape.iter().product()
-    }
+    pub dout: [usize; 3],
 }
 
 /// Adds what a product op needs on `gpu` for its operands to `scratch`: in mixed precision the
@@ -184,13 +206,10 @@ impl Sizes {
 /// gradient's copy with its scaling scratch (the backward's last three).
 pub fn product_scratch(gpu: &Gpu, sizes: Sizes, scratch: &mut Scratch) {
     if gpu.precision() == Precision::Mixed {
-        scratch.kept = if stages_channels_last(gpu) {
-            vec![channels_last_words(sizes.input), channels_last_words(sizes.weight)]
-        } else {
-            vec![words(Sizes::elements(sizes.input)), words(Sizes::elements(sizes.weight))]
-        };
-        scratch.backward.push(words(sizes.dout));
-        scratch.backward.extend(scaling_words(gpu, sizes.dout));
+        scratch.kept = vec![layout(gpu, sizes.input).words(), layout(gpu, sizes.weight).words()];
+        let dout = layout(gpu, sizes.dout);
+        scratch.backward.push(dout.words());
+        scratch.backward.extend(scaling_words(gpu, dout.elements()));
     }
 }
 
@@ -235,15 +254,8 @@ pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<S
     }
     let [x16, w16] = kept(io)?;
     let (input_label, weight_label) = (format!("{}.input", io.label), format!("{}.weight", io.label));
-    let prog = if stages_channels_last(gpu) {
-        let mut prog = channels_last(gpu, &input_label, input, sizes.input, x16)?;
-        prog.extend(channels_last(gpu, &weight_label, weight, sizes.weight, w16)?);
-        prog
-    } else {
-        let mut prog = self::gpu(gpu, &input_label, input, Sizes::elements(sizes.input), x16, None)?;
-        prog.extend(self::gpu(gpu, &weight_label, weight, Sizes::elements(sizes.weight), w16, None)?);
-        prog
-    };
+    let mut prog = self::gpu(gpu, &input_label, input, layout(gpu, sizes.input), x16, None)?;
+    prog.extend(self::gpu(gpu, &weight_label, weight, layout(gpu, sizes.weight), w16, None)?);
     let ops = Operands::F16 { scale_at: UNSCALED };
     Ok(Staged { prog, input: x16, weight: w16, dout: None, ops, scratch: &io.scratch })
 }
@@ -262,8 +274,9 @@ pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<
         return Err(Error::op(io.label, format!("mixed precision given {n} backward scratch tensors, fewer than 3")));
     };
     let [d16, parts, top] = [io.scratch[own], io.scratch[own + 1], io.scratch[own + 2]];
-    let prog = self::gpu(gpu, &format!("{}.dout", io.label), dout, sizes.dout, d16, Some([parts, top]))?;
-    let ops = Operands::F16 { scale_at: sizes.dout as u32 };
+    let layout = layout(gpu, sizes.dout);
+    let prog = self::gpu(gpu, &format!("{}.dout", io.label), dout, layout, d16, Some([parts, top]))?;
+    let ops = Operands::F16 { scale_at: layout.copy_elements() as u32 };
     Ok(Staged { prog, input: x16, weight: w16, dout: Some(d16), ops, scratch: &io.scratch[..own] })
 }
 

@@ -86,7 +86,7 @@ impl Planned {
     /// (m, n, k) of the forward, weight-gradient and input-gradient products.
     fn sizes(&self) -> cast_f16::Sizes {
         let (i, o) = (self.c.in_features, self.c.out_features);
-        cast_f16::Sizes { input: [self.n, i, 1], weight: [o, i, 1], dout: self.n * o }
+        cast_f16::Sizes { input: [self.n, i, 1], weight: [o, i, 1], dout: [self.n, o, 1] }
     }
     /// The layer as a 1x1 convolution of (N, IN, 1, 1) into (N, OUT, 1, 1): the same memory
     /// layouts, the weight (OUT, IN, 1, 1) included.

@@ -328,12 +328,12 @@ impl Geometry {
     pub fn k(&self) -> usize {
         self.ic * self.kh * self.kw
     }
-    /// The shapes of the input and the weight, and the output (gradient)'s elements.
+    /// The shapes of the input, the weight and the output (gradient).
     pub fn sizes(&self) -> cast_f16::Sizes {
         cast_f16::Sizes {
             input: [self.n, self.ic, self.h * self.w],
             weight: [self.oc, self.ic, self.kh * self.kw],
-            dout: self.n * self.oc * self.oh * self.ow,
+            dout: [self.n, self.oc, self.oh * self.ow],
         }
     }
     /// Multiply-adds of the forward pass.
@@ -761,7 +761,13 @@ impl Product {
         ];
         // Its pixels split in chunks of at least WEIGHT_SPLIT_PIXELS (weight_splits).
         let parallel = (g.n * g.oh * g.ow).div_ceil(WEIGHT_SPLIT_PIXELS);
-        Product::new(gpu, names, (g.oc, g.k()), WEIGHT_TILE_K, (1, parallel))
+        // The cooperative-matrix kernel's columns are (kh, kw, ic) over the input copy's padded
+        // channels (channels last).
+        let cols = match kernels(gpu) {
+            ConvKernels::CooperativeMatrix => g.kh * g.kw * cast_f16::padded_channels(g.ic),
+            _ => g.k(),
+        };
+        Product::new(gpu, names, (g.oc, cols), WEIGHT_TILE_K, (1, parallel))
     }
 }
 
@@ -823,12 +829,12 @@ impl Splits {
             let chunk = len.div_ceil(splits).next_multiple_of(run);
             (len.div_ceil(chunk), chunk)
         };
-        // The cooperative-matrix forward reads its input channels in runs of 8 (channels last).
+        // The cooperative-matrix kernels read the channels they reduce over in runs (channels last).
         let run = if kernels(gpu) == ConvKernels::CooperativeMatrix { cast_f16::CHANNEL_RUN } else { 1 };
         Splits {
             forward: over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow, run),
             dweight: weight_splits(gpu, g),
-            dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, 1),
+            dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run),
         }
     }
 }
