@@ -88,16 +88,29 @@ var<workgroup> Rows: array<vec4<u32>, BK>;
 // of them added stay above -2^31.
 const OUT: u32 = 0x20000000u;
 
-// Reduction row r of a split whose output channels begin at c0 and span len (whole runs); `rows`
-// of them.
-fn row(r: u32, rows: u32, c0: u32, len: u32, ICP: u32) -> vec4<u32> {
+// The taps a workgroup's input pixels reach the output through: kh = kh0 + sh * i (i < nh),
+// kw = kw0 + sw * j (j < nw). Every tap (kh0 = kw0 = 0, sh = sw = 1) but where the input pixels
+// are taken by sub-pixel phase (see main).
+struct Taps {
+    kh0: u32,
+    kw0: u32,
+    nh: u32,
+    nw: u32,
+    sh: u32,
+    sw: u32,
+}
+
+// Reduction row r, over `taps` and the output channels of a split (beginning at c0, spanning len,
+// whole runs); `rows` of them.
+fn row(r: u32, rows: u32, c0: u32, len: u32, ICP: u32, taps: Taps) -> vec4<u32> {
     if (r >= rows) {
         return vec4<u32>(p.OC, OUT, 0u, 0u);
     }
-    let KHW = p.KH * p.KW;
     let tap = r / len;
+    let kh = taps.kh0 + (tap / taps.nw) * taps.sh;
+    let kw = taps.kw0 + (tap % taps.nw) * taps.sw;
     let oc = c0 + r % len;
-    return vec4<u32>(oc, (tap / p.KW) * p.DH, (tap % p.KW) * p.DW, (oc * KHW + tap) * ICP);
+    return vec4<u32>(oc, kh * p.DH, kw * p.DW, ((oc * p.KH + kh) * p.KW + kw) * ICP);
 }
 
 @compute @workgroup_size(WG)
@@ -105,33 +118,53 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) li: u32) {
     let g = wid.x + wid.y * nwg.x;
     let HW = p.H * p.W;
-    let P = p.N * HW;
+    // Strided, undilated convolutions whose input sides are multiples of the strides take their
+    // input pixels by sub-pixel phase (h % SH, w % SW), each workgroup's of one phase, and reduce
+    // over only the taps that reach it (about one in SH * SW): ops::conv2d::phased decides the
+    // same. The others have one phase, every tap.
+    // (`&` and `|`, which do not short-circuit: naga takes what `&&` makes for non-uniform.)
+    let phased = ((p.SH != 1u) | (p.SW != 1u)) & (p.DH == 1u) & (p.DW == 1u) & (p.H % p.SH == 0u)
+        & (p.W % p.SW == 0u);
+    let FH = select(1u, p.SH, phased);
+    let FW = select(1u, p.SW, phased);
+    // A phase's rows and columns of an image, its pixels of an image and over the batch.
+    let PR = p.H / FH;
+    let PC = p.W / FW;
+    let PP = PR * PC;
+    let P = p.N * PP;
     let ptiles = (P + BN - 1u) / BN;
-    let tiles = ptiles * ((p.IC + BM - 1u) / BM);
+    let mtiles = (p.IC + BM - 1u) / BM;
+    let tiles = ptiles * mtiles * FH * FW;
     if (g >= tiles * p.splits) {
         return;
     }
     let s = g / tiles;
     let t = g % tiles;
-    let m0 = (t / ptiles) * BM;
+    let phase = t / (ptiles * mtiles);
+    let m0 = (t % (ptiles * mtiles) / ptiles) * BM;
     let n0 = (t % ptiles) * BN;
-    let KHW = p.KH * p.KW;
+    let rh = phase / FW;
+    let rw = phase % FW;
+    // By phase, the taps with kh = (rh + PH) mod SH (and kw likewise) reach the output.
+    let kh0 = select(0u, (rh + p.PH) % FH, phased);
+    let kw0 = select(0u, (rw + p.PW) % FW, phased);
+    let taps = Taps(kh0, kw0, (p.KH + FH - 1u - kh0) / FH, (p.KW + FW - 1u - kw0) / FW, FH, FW);
     let ICP = (p.IC + RUN - 1u) / RUN * RUN;
     let OCP = (p.OC + RUN - 1u) / RUN * RUN;
     let c0 = s * p.chunk;
     let len = min(c0 + p.chunk, OCP) - c0;
-    let rows = KHW * len;
+    let rows = taps.nh * taps.nw * len;
 
-    // The input pixel whose column this invocation stages (WG is a multiple of BN): n0 + bq, at
-    // runs bg + WG / BN * e. A column past the pixels has hp = -OUT, so that it fails the bounds
-    // test.
+    // The input pixel whose column this invocation stages (WG is a multiple of BN): n0 + bq of the
+    // phase, at runs bg + WG / BN * e. A column past the pixels has hp = -OUT, so that it fails
+    // the bounds test.
     let bq = li % BN;
     let bg = li / BN;
     let q = n0 + bq;
-    let r = min(q, P - 1u) % HW;
-    let dbase = (min(q, P - 1u) / HW) * p.OH * p.OW;
-    let hp = select(-i32(OUT), i32(r / p.W + p.PH), q < P);
-    let wp = i32(r % p.W + p.PW);
+    let r = min(q, P - 1u) % PP;
+    let dbase = (min(q, P - 1u) / PP) * p.OH * p.OW;
+    let hp = select(-i32(OUT), i32(rh + (r / PC) * FH + p.PH), q < P);
+    let wp = i32(rw + (r % PC) * FW + p.PW);
     // The weight's rows it stages (WG is a multiple of BK): row ak of each stage, at runs of input
     // channels am + WG / BK * e.
     let ak = li % BK;
@@ -146,7 +179,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         Cs[slot + lane + e * SG] = 0.0;
     }
     if (li < BK) {
-        Rows[li] = row(li, rows, c0, len, ICP);
+        Rows[li] = row(li, rows, c0, len, ICP, taps);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -179,9 +212,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var oh = u32(th);
             var ow = u32(tw);
             var ok = true;
-            // Uniform: strided convolutions divide, the others (most) need not.
+            // Uniform: strided convolutions divide, the others (most) need not; by phase, every
+            // tap divides.
             if (p.SH != 1u || p.SW != 1u) {
-                ok = th >= 0 && tw >= 0 && oh % p.SH == 0u && ow % p.SW == 0u;
+                ok = th >= 0 && tw >= 0 && (phased || (oh % p.SH == 0u && ow % p.SW == 0u));
                 oh /= p.SH;
                 ow /= p.SW;
             }
@@ -199,7 +233,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
         // The next stage's rows: Rows is read again only after this stage's closing barrier.
         if (li < BK) {
-            Rows[li] = row(k0 + BK + li, rows, c0, len, ICP);
+            Rows[li] = row(k0 + BK + li, rows, c0, len, ICP, taps);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
@@ -221,7 +255,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         unscale = exp2(-f32(dout[p.scale_at / 4u].x));
     }
     // Tile i of this subgroup's 2 x 2: rows (input channels) from m0 + (2 sm + i / 2) T, columns
-    // (input pixels) from n0 + (2 sn + i % 2) T.
+    // (the phase's input pixels) from n0 + (2 sn + i % 2) T.
     for (var i = 0u; i < 4u; i++) {
         if (i == 0u) {
             coopStoreT(c00, &Cs[slot], T);
@@ -238,7 +272,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let ic = m0 + (2u * sm + i / 2u) * T + idx / T;
             let qi = n0 + (2u * sn + i % 2u) * T + idx % T;
             if (ic < p.IC && qi < P) {
-                dinp[s * P * p.IC + (qi / HW) * p.IC * HW + ic * HW + qi % HW] = Cs[slot + idx] * unscale;
+                let h = rh + (qi % PP / PC) * FH;
+                let w = rw + (qi % PC) * FW;
+                let at = ((s * p.N + qi / PP) * p.IC + ic) * HW + h * p.W + w;
+                dinp[at] = Cs[slot + idx] * unscale;
             }
         }
         workgroupBarrier();

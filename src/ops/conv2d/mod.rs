@@ -687,8 +687,8 @@ impl Product {
     /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation
     /// computes (of a tile's TILE_CHANNELS, or of a `_wide` kernel's WIDE_TILE_CHANNELS, in either
     /// family); `phases`: the equal parts the register-blocked kernels stride over one after the
-    /// other, each with invocations of its own (the input gradient's sub-pixel phases, see
-    /// [`phased`]; 1 elsewhere); `parallel`: how many times over a register-blocked invocation's
+    /// other, each with invocations of its own, and the cooperative-matrix kernels tile apart (the
+    /// input gradient's sub-pixel phases, see [`phased`]; 1 elsewhere); `parallel`: how many times over a register-blocked invocation's
     /// work may be split (the weight gradient's pixels; 1 for the others), for [`wide`].
     fn new(
         gpu: &Gpu,
@@ -725,7 +725,7 @@ impl Product {
                 let c = cooperative_shader(gpu, names[3], rows);
                 Product {
                     shader: c.shader,
-                    invocations: rows.div_ceil(c.rows) * cols.div_ceil(c.cols) * c.workgroup,
+                    invocations: rows.div_ceil(c.rows) * phases * (cols / phases).div_ceil(c.cols) * c.workgroup,
                     stride: 0,
                 }
             }
@@ -790,10 +790,10 @@ fn subgroup_rounding(gpu: &Gpu) -> usize {
     (gpu.subgroup_max_size() as usize).clamp(1, BLOCKED_WG)
 }
 
-/// Whether the register-blocked input gradients (`conv2d_backward_input` and its `_subgroups`
-/// form) of `g` take their input pixels by sub-pixel phase (strided, undilated, input sides
-/// multiples of the strides), visiting only the taps that reach each phase: the shaders decide the
-/// same from their parameters.
+/// Whether the register-blocked and cooperative-matrix input gradients (`conv2d_backward_input`,
+/// its `_subgroups` form, `conv2d_backward_input_cooperative_matrix`) of `g` take their input
+/// pixels by sub-pixel phase (strided, undilated, input sides multiples of the strides), visiting
+/// only the taps that reach each phase: the shaders decide the same from their parameters.
 fn phased(g: &Geometry) -> bool {
     (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1 && g.h.is_multiple_of(g.sh) && g.w.is_multiple_of(g.sw)
 }
