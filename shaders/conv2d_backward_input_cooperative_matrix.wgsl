@@ -78,11 +78,11 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's reduction rows r = (kh, kw, oc), as (oc, kh * DH, kw * DW,
+// Two stages' reduction rows r = (kh, kw, oc) (the one staged and the one loaded ahead), as (oc, kh * DH, kw * DW,
 // (oc * KH*KW + kh * KW + kw) * ICP, the weight's row); rows past the split's end have
 // kh * DH = OUT, so that they fail the output gradient's bounds test, and oc = OC, so that they
 // fail the weight's.
-var<workgroup> Rows: array<vec4<u32>, BK>;
+var<workgroup> Rows: array<vec4<u32>, 2u * BK>; // stage i's at (i % 2) * BK
 
 // Far outside any tensor: an output row at -OUT or below fails the unsigned bounds test, and two
 // of them added stay above -2^31.
@@ -98,6 +98,70 @@ struct Taps {
     nw: u32,
     sh: u32,
     sw: u32,
+}
+
+// The runs an invocation stages per stage: of the weight, and of the output gradient.
+const NA: u32 = BM / RUN * BK / WG;
+const NB: u32 = BG * BN / WG;
+
+// What an invocation stages, the same in every stage: of the weight, row ak of the stage at input
+// channels m0 + (am + WG / BK * e) * RUN; of the output gradient, runs bg + WG / BN * e for the
+// input pixel at (hp - PH, wp - PW) of the image whose output gradient begins at pixel dbase.
+struct Stager {
+    m0: u32,
+    am: u32,
+    ak: u32,
+    bg: u32,
+    ICP: u32,
+    OCP: u32,
+    dbase: u32,
+    hp: i32,
+    wp: i32,
+    phased: bool,
+}
+
+// A stage's runs as an invocation loads them (two halves each), zero where out of range.
+struct Loaded {
+    a: array<vec4<f16>, 2u * NA>,
+    b: array<vec4<f16>, 2u * NB>,
+}
+
+// The runs of the stage whose Rows are at `at`.
+fn load(at: u32, st: Stager) -> Loaded {
+    var l: Loaded;
+    let zero = vec4<f16>(0.0h);
+    let wrow = Rows[at + st.ak];
+    for (var e = 0u; e < NA; e++) {
+        // Input channels m .. m + RUN of weight row wrow.
+        let m = st.m0 + (st.am + (WG / BK) * e) * RUN;
+        let ok = m < st.ICP && wrow.x < p.OC;
+        let i = select(0u, (wrow.w + m) / 4u, ok);
+        l.a[2u * e] = select(zero, weight[i], ok);
+        l.a[2u * e + 1u] = select(zero, weight[i + 1u], ok);
+    }
+    for (var e = 0u; e < NB; e++) {
+        let rw = Rows[at + (st.bg + (WG / BN) * e) * RUN];
+        // The output pixel (oh, ow) that reads this input pixel through tap (kh, kw), if any.
+        let th = st.hp - i32(rw.y);
+        let tw = st.wp - i32(rw.z);
+        // Undivided, a negative th or tw wraps to past any row or column: one unsigned test.
+        var oh = u32(th);
+        var ow = u32(tw);
+        var ok = true;
+        // Uniform: strided convolutions divide, the others (most) need not; by phase, every tap
+        // divides.
+        if (p.SH != 1u || p.SW != 1u) {
+            ok = th >= 0 && tw >= 0 && (st.phased || (oh % p.SH == 0u && ow % p.SW == 0u));
+            oh /= p.SH;
+            ow /= p.SW;
+        }
+        ok = ok && oh < p.OH && ow < p.OW;
+        // Output channels rw.x .. rw.x + RUN of that pixel.
+        let i = select(0u, ((st.dbase + oh * p.OW + ow) * st.OCP + rw.x) / 4u, ok);
+        l.b[2u * e] = select(zero, dout[i], ok);
+        l.b[2u * e + 1u] = select(zero, dout[i + 1u], ok);
+    }
+    return l;
 }
 
 // Reduction row r, over `taps` and the output channels of a split (beginning at c0, spanning len,
@@ -180,6 +244,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     if (li < BK) {
         Rows[li] = row(li, rows, c0, len, ICP, taps);
+        Rows[BK + li] = row(BK + li, rows, c0, len, ICP, taps);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -187,53 +252,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var c10 = c00;
     var c11 = c00;
 
-    let zero = vec4<f16>(0.0h);
+    // Each stage's global loads are issued a stage ahead, before the products of the stage
+    // before it, and stored to workgroup memory after them.
+    let st = Stager(m0, am, ak, bg, ICP, OCP, dbase, hp, wp, phased);
+    var next = load(0u, st);
+    var i = 0u;
     for (var k0 = 0u; k0 < rows; k0 += BK) {
-        let wrow = Rows[ak];
-        for (var e = 0u; e < BM / RUN * BK / WG; e++) {
-            // Input channels m0 + m .. m0 + m + RUN of weight row wrow, down As's column ak.
+        let l = next;
+        for (var e = 0u; e < NA; e++) {
+            // Down As's column ak.
             let m = (am + (WG / BK) * e) * RUN;
-            let ok = m0 + m < ICP && wrow.x < p.OC;
-            let at = select(0u, (wrow.w + m0 + m) / 4u, ok);
-            let lo = select(zero, weight[at], ok);
-            let hi = select(zero, weight[at + 1u], ok);
             for (var j = 0u; j < 4u; j++) {
-                As[(m + j) * AK + ak] = lo[j];
-                As[(m + 4u + j) * AK + ak] = hi[j];
+                As[(m + j) * AK + ak] = l.a[2u * e][j];
+                As[(m + 4u + j) * AK + ak] = l.a[2u * e + 1u][j];
             }
         }
-        for (var e = 0u; e < BG * BN / WG; e++) {
-            let gg = bg + (WG / BN) * e;
-            let rw = Rows[gg * RUN];
-            // The output pixel (oh, ow) that reads this input pixel through tap (kh, kw), if any.
-            let th = hp - i32(rw.y);
-            let tw = wp - i32(rw.z);
-            // Undivided, a negative th or tw wraps to past any row or column: one unsigned test.
-            var oh = u32(th);
-            var ow = u32(tw);
-            var ok = true;
-            // Uniform: strided convolutions divide, the others (most) need not; by phase, every
-            // tap divides.
-            if (p.SH != 1u || p.SW != 1u) {
-                ok = th >= 0 && tw >= 0 && (phased || (oh % p.SH == 0u && ow % p.SW == 0u));
-                oh /= p.SH;
-                ow /= p.SW;
-            }
-            ok = ok && oh < p.OH && ow < p.OW;
-            // Output channels rw.x .. rw.x + RUN of that pixel, down Bs's column bq.
-            let at = select(0u, ((dbase + oh * p.OW + ow) * OCP + rw.x) / 4u, ok);
-            let lo = select(zero, dout[at], ok);
-            let hi = select(zero, dout[at + 1u], ok);
-            let to = gg * RUN * BQ + bq;
+        for (var e = 0u; e < NB; e++) {
+            // Down Bs's column bq.
+            let to = (bg + (WG / BN) * e) * RUN * BQ + bq;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j * BQ] = lo[j];
-                Bs[to + (4u + j) * BQ] = hi[j];
+                Bs[to + j * BQ] = l.b[2u * e][j];
+                Bs[to + (4u + j) * BQ] = l.b[2u * e + 1u][j];
             }
         }
         workgroupBarrier();
-        // The next stage's rows: Rows is read again only after this stage's closing barrier.
-        if (li < BK) {
-            Rows[li] = row(k0 + BK + li, rows, c0, len, ICP, taps);
+        if (k0 + BK < rows) {
+            next = load(((i + 1u) % 2u) * BK, st);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
@@ -246,6 +290,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             c11 = coopMultiplyAdd(a1, b1, c11);
         }
         workgroupBarrier();
+        // Stage i + 2's rows, where stage i's were: read last by stage i's loads, a stage ago.
+        if (li < BK) {
+            Rows[(i % 2u) * BK + li] = row(k0 + 2u * BK + li, rows, c0, len, ICP, taps);
+        }
+        i++;
     }
 
     // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16), a

@@ -76,14 +76,63 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * AK>; // [m][q], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [q][c], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's pixel rows q = (n, oh, ow), as ((n * H*W + oh*SH * W + ow*SW) * ICP,
+// Two stages' pixel rows q = (n, oh, ow) (the one staged and the one loaded ahead), as ((n * H*W + oh*SH * W + ow*SW) * ICP,
 // oh * SH, ow * SW, q * OCP); rows past the split's end have oh * SH = OUT, so that they fail the
 // input's bounds test (the output gradient's rows are tested against the split's end).
-var<workgroup> Rows: array<vec4<u32>, BK>;
+var<workgroup> Rows: array<vec4<u32>, 2u * BK>; // stage i's at (i % 2) * BK
 
 // Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
 // them added stay below 2^31.
 const OUT: u32 = 0x20000000u;
+
+// The runs an invocation stages per stage: of the output gradient, and of the input.
+const NA: u32 = BM / RUN * BK / WG;
+const NB: u32 = BK * (BN / RUN) / WG;
+
+// What an invocation stages, the same in every stage: of the output gradient, pixel row ak of the
+// stage at output channels m0 + (am + WG / BK * e) * RUN; of the input, pixel rows
+// bq + WG / (BN / RUN) * e of its run of columns, at (dh, dw) from the output pixel's top left
+// (dh = OUT past the columns) and base from its offset.
+struct Stager {
+    m0: u32,
+    am: u32,
+    ak: u32,
+    bq: u32,
+    OCP: u32,
+    q_end: u32,
+    dh: i32,
+    dw: i32,
+    base: i32,
+}
+
+// A stage's runs as an invocation loads them (two halves each), zero where out of range.
+struct Loaded {
+    a: array<vec4<f16>, 2u * NA>,
+    b: array<vec4<f16>, 2u * NB>,
+}
+
+// The runs of the stage beginning at pixel row q0, whose Rows are at `at`.
+fn load(q0: u32, at: u32, st: Stager) -> Loaded {
+    var l: Loaded;
+    let zero = vec4<f16>(0.0h);
+    let drow = Rows[at + st.ak].w;
+    for (var e = 0u; e < NA; e++) {
+        // Output channels m .. m + RUN of pixel row ak.
+        let m = st.m0 + (st.am + (WG / BK) * e) * RUN;
+        let ok = m < st.OCP && q0 + st.ak < st.q_end;
+        let i = select(0u, (drow + m) / 4u, ok);
+        l.a[2u * e] = select(zero, dout[i], ok);
+        l.a[2u * e + 1u] = select(zero, dout[i + 1u], ok);
+    }
+    for (var e = 0u; e < NB; e++) {
+        let rw = Rows[at + st.bq + (WG / (BN / RUN)) * e];
+        let ok = u32(i32(rw.y) + st.dh) < p.H && u32(i32(rw.z) + st.dw) < p.W;
+        let i = select(0u, u32(i32(rw.x) + st.base) / 4u, ok);
+        l.b[2u * e] = select(zero, inp[i], ok);
+        l.b[2u * e + 1u] = select(zero, inp[i + 1u], ok);
+    }
+    return l;
+}
 
 // Pixel row q.
 fn row(q: u32, q_end: u32, ICP: u32, OCP: u32) -> vec4<u32> {
@@ -147,6 +196,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     if (li < BK) {
         Rows[li] = row(q_begin + li, q_end, ICP, OCP);
+        Rows[BK + li] = row(q_begin + BK + li, q_end, ICP, OCP);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -154,38 +204,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var c10 = c00;
     var c11 = c00;
 
-    let zero = vec4<f16>(0.0h);
+    // Each stage's global loads are issued a stage ahead, before the products of the stage
+    // before it, and stored to workgroup memory after them.
+    let st = Stager(m0, am, ak, bq, OCP, q_end, dh, dw, base);
+    var next = load(q_begin, 0u, st);
+    var i = 0u;
     for (var q0 = q_begin; q0 < q_end; q0 += BK) {
-        let drow = Rows[ak].w;
-        for (var e = 0u; e < BM / RUN * BK / WG; e++) {
-            // Output channels m0 + m .. m0 + m + RUN of pixel row ak, down As's column ak.
+        let l = next;
+        for (var e = 0u; e < NA; e++) {
+            // Down As's column ak.
             let m = (am + (WG / BK) * e) * RUN;
-            let ok = m0 + m < OCP && q0 + ak < q_end;
-            let at = select(0u, (drow + m0 + m) / 4u, ok);
-            let lo = select(zero, dout[at], ok);
-            let hi = select(zero, dout[at + 1u], ok);
             for (var j = 0u; j < 4u; j++) {
-                As[(m + j) * AK + ak] = lo[j];
-                As[(m + 4u + j) * AK + ak] = hi[j];
+                As[(m + j) * AK + ak] = l.a[2u * e][j];
+                As[(m + 4u + j) * AK + ak] = l.a[2u * e + 1u][j];
             }
         }
-        for (var e = 0u; e < BK * (BN / RUN) / WG; e++) {
-            let kk = bq + (WG / (BN / RUN)) * e;
-            let rw = Rows[kk];
-            let ok = u32(i32(rw.y) + dh) < p.H && u32(i32(rw.z) + dw) < p.W;
-            let at = select(0u, u32(i32(rw.x) + base) / 4u, ok);
-            let lo = select(zero, inp[at], ok);
-            let hi = select(zero, inp[at + 1u], ok);
-            let to = kk * BQ + bc * RUN;
+        for (var e = 0u; e < NB; e++) {
+            let to = (bq + (WG / (BN / RUN)) * e) * BQ + bc * RUN;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j] = lo[j];
-                Bs[to + 4u + j] = hi[j];
+                Bs[to + j] = l.b[2u * e][j];
+                Bs[to + 4u + j] = l.b[2u * e + 1u][j];
             }
         }
         workgroupBarrier();
-        // The next stage's rows: Rows is read again only after this stage's closing barrier.
-        if (li < BK) {
-            Rows[li] = row(q0 + BK + li, q_end, ICP, OCP);
+        if (q0 + BK < q_end) {
+            next = load(q0 + BK, ((i + 1u) % 2u) * BK, st);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
@@ -198,6 +241,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             c11 = coopMultiplyAdd(a1, b1, c11);
         }
         workgroupBarrier();
+        // Stage i + 2's rows, where stage i's were: read last by stage i's loads, a stage ago.
+        if (li < BK) {
+            Rows[(i % 2u) * BK + li] = row(q0 + 2u * BK + li, q_end, ICP, OCP);
+        }
+        i++;
     }
 
     // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16), a

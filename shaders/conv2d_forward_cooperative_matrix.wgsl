@@ -79,14 +79,61 @@ const BQ: u32 = BN + PAD; // Bs's row stride
 var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// The current stage's runs, each as (its col offset (kh*DH * W + kw*DW) * ICP + ic, kh * DH,
+// Two stages' runs (the one staged and the one loaded ahead), each as (its col offset (kh*DH * W + kw*DW) * ICP + ic, kh * DH,
 // kw * DW, its weight offset (kh * KW + kw) * ICP + ic), ic its first channel; runs past the
 // split's end have kh * DH = OUT, so that they fail the bounds test.
-var<workgroup> Runs: array<vec4<u32>, BG>;
+var<workgroup> Runs: array<vec4<u32>, 2u * BG>; // stage i's at (i % 2) * BG
 
 // Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
 // them added stay below 2^31.
 const OUT: u32 = 0x20000000u;
+
+// The runs an invocation stages per stage: of the weight, and of col.
+const NA: u32 = BM * BG / WG;
+const NB: u32 = BG * BN / WG;
+
+// What an invocation stages, the same in every stage: weight runs ag of the stage for channels
+// m0 + am + WG / BG * e; col runs bg + WG / BN * e of pixel column bq, whose input rows and
+// columns begin at ih0 and iw0, its offset base.
+struct Stager {
+    m0: u32,
+    am: u32,
+    ag: u32,
+    bg: u32,
+    runs: u32,
+    KP: u32,
+    ih0: i32,
+    iw0: i32,
+    base: i32,
+}
+
+// A stage's runs as an invocation loads them (two halves each), zero where out of range.
+struct Loaded {
+    a: array<vec4<f16>, 2u * NA>,
+    b: array<vec4<f16>, 2u * NB>,
+}
+
+// The runs of the stage beginning at run g0, whose Runs are at `at`.
+fn load(g0: u32, at: u32, st: Stager) -> Loaded {
+    var l: Loaded;
+    let zero = vec4<f16>(0.0h);
+    let wrun = Runs[at + st.ag].w;
+    for (var e = 0u; e < NA; e++) {
+        let m = st.m0 + st.am + (WG / BG) * e;
+        let ok = m < p.OC && g0 + st.ag < st.runs;
+        let i = select(0u, (m * st.KP + wrun) / 4u, ok);
+        l.a[2u * e] = select(zero, weight[i], ok);
+        l.a[2u * e + 1u] = select(zero, weight[i + 1u], ok);
+    }
+    for (var e = 0u; e < NB; e++) {
+        let rw = Runs[at + st.bg + (WG / BN) * e];
+        let ok = u32(st.ih0 + i32(rw.y)) < p.H && u32(st.iw0 + i32(rw.z)) < p.W;
+        let i = select(0u, u32(st.base + i32(rw.x)) / 4u, ok);
+        l.b[2u * e] = select(zero, inp[i], ok);
+        l.b[2u * e + 1u] = select(zero, inp[i + 1u], ok);
+    }
+    return l;
+}
 
 // Run r of a split whose channels begin at c0 and span len (whole runs); `runs` of them.
 fn run_at(r: u32, runs: u32, c0: u32, len: u32, ICP: u32) -> vec4<u32> {
@@ -149,6 +196,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     if (li < BG) {
         Runs[li] = run_at(li, runs, c0, len, ICP);
+        Runs[BG + li] = run_at(BG + li, runs, c0, len, ICP);
     }
     workgroupBarrier();
     var c00 = coopLoadT<tile_c>(&Cs[slot], T);
@@ -156,39 +204,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var c10 = c00;
     var c11 = c00;
 
-    let zero = vec4<f16>(0.0h);
+    // Each stage's global loads are issued a stage ahead, before the products of the stage
+    // before it, and stored to workgroup memory after them.
+    let st = Stager(m0, am, ag, bg, runs, KP, ih0, iw0, base);
+    var next = load(0u, 0u, st);
+    var i = 0u;
     for (var g0 = 0u; g0 < runs; g0 += BG) {
-        let wrun = Runs[ag].w;
-        for (var e = 0u; e < BM * BG / WG; e++) {
-            let m = am + (WG / BG) * e;
-            let ok = m0 + m < p.OC && g0 + ag < runs;
-            let at = select(0u, ((m0 + m) * KP + wrun) / 4u, ok);
-            let lo = select(zero, weight[at], ok);
-            let hi = select(zero, weight[at + 1u], ok);
-            let to = m * AK + ag * RUN;
+        let l = next;
+        for (var e = 0u; e < NA; e++) {
+            let to = (am + (WG / BG) * e) * AK + ag * RUN;
             for (var j = 0u; j < 4u; j++) {
-                As[to + j] = lo[j];
-                As[to + 4u + j] = hi[j];
+                As[to + j] = l.a[2u * e][j];
+                As[to + 4u + j] = l.a[2u * e + 1u][j];
             }
         }
-        for (var e = 0u; e < BG * BN / WG; e++) {
-            let gg = bg + (WG / BN) * e;
-            let rw = Runs[gg];
-            let ok = u32(ih0 + i32(rw.y)) < p.H && u32(iw0 + i32(rw.z)) < p.W;
-            let at = select(0u, u32(base + i32(rw.x)) / 4u, ok);
-            let lo = select(zero, inp[at], ok);
-            let hi = select(zero, inp[at + 1u], ok);
+        for (var e = 0u; e < NB; e++) {
             // Down a column: consecutive invocations write consecutive halves of each row.
-            let to = gg * RUN * BQ + bq;
+            let to = (bg + (WG / BN) * e) * RUN * BQ + bq;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j * BQ] = lo[j];
-                Bs[to + (4u + j) * BQ] = hi[j];
+                Bs[to + j * BQ] = l.b[2u * e][j];
+                Bs[to + (4u + j) * BQ] = l.b[2u * e + 1u][j];
             }
         }
         workgroupBarrier();
-        // The next stage's runs: Runs is read again only after this stage's closing barrier.
-        if (li < BG) {
-            Runs[li] = run_at(g0 + BG + li, runs, c0, len, ICP);
+        if (g0 + BG < runs) {
+            next = load(g0 + BG, ((i + 1u) % 2u) * BG, st);
         }
         for (var kk = 0u; kk < BK; kk += T) {
             let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
@@ -201,6 +241,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             c11 = coopMultiplyAdd(a1, b1, c11);
         }
         workgroupBarrier();
+        // Stage i + 2's runs, where stage i's were: read last by stage i's loads, a stage ago.
+        if (li < BG) {
+            Runs[(i % 2u) * BG + li] = run_at(g0 + 2u * BG + li, runs, c0, len, ICP);
+        }
+        i++;
     }
 
     // Tile i of this subgroup's 2 x 2: rows (channels) from m0 + (2 sm + i / 2) T, columns
