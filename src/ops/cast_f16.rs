@@ -2,9 +2,9 @@
 //! cast their input and weight (forward) and their output gradient (backward) with these kernels
 //! and run the `_f16` variants of their product kernels on the copies (see [`crate::shaders`]).
 //! Shaders: cast_f16_absmax.wgsl (the largest |x|: twice, over the tensor then over its parts),
-//! cast_f16.wgsl (the cast), cast_f16_channels_last.wgsl (the input's and weight's cast where the
-//! products run on cooperative matrices: channels last, padded to runs of 8, which those kernels
-//! read 8 halves at a time).
+//! cast_f16.wgsl (the cast), cast_f16_channels_last.wgsl (the cast where the products run on
+//! cooperative matrices: channels last, padded to runs of 8, which those kernels read 8 halves at
+//! a time).
 //!
 //! An output gradient is scaled by a power of two 2^e chosen on the device from its largest
 //! magnitude, so that the largest lands just below 2^15: no value overflows f16, and small

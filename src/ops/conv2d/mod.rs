@@ -688,8 +688,9 @@ impl Product {
     /// computes (of a tile's TILE_CHANNELS, or of a `_wide` kernel's WIDE_TILE_CHANNELS, in either
     /// family); `phases`: the equal parts the register-blocked kernels stride over one after the
     /// other, each with invocations of its own, and the cooperative-matrix kernels tile apart (the
-    /// input gradient's sub-pixel phases, see [`phased`]; 1 elsewhere); `parallel`: how many times over a register-blocked invocation's
-    /// work may be split (the weight gradient's pixels; 1 for the others), for [`wide`].
+    /// input gradient's sub-pixel phases, see [`phased`]; 1 elsewhere); `parallel`: how many times
+    /// over a register-blocked invocation's work may be split (the weight gradient's pixels; 1 for
+    /// the others), for [`wide`].
     fn new(
         gpu: &Gpu,
         names: &'static [&'static str; 4],
