@@ -9,9 +9,9 @@ enable f16;
 // (top[0]), and stored after the data, at out[B * I * CP].
 // x: (B, C, I) f32; top: (1,) f32 (read when scaled); out: (B * I * CP + 1,) f16 (the last
 // element written only when scaled).
-// Dispatch: `groups` workgroups of 256 (one row of the grid), grid-strided over the B * I * CP / RUN
-// runs of channels, each invocation reading one run (its I-strided reads coalesced across
-// invocations, which take consecutive i) and writing it contiguously.
+// Dispatch: `groups` workgroups of 256 (one row of the grid), grid-strided over the
+// B * I * CP / RUN runs of channels, each invocation reading one run (its I-strided reads
+// coalesced across invocations, which take consecutive i) and writing it contiguously.
 struct Params {
     B: u32,
     C: u32,
@@ -53,7 +53,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let at = ((b * p.I + i) * runs + run) * RUN;
         for (var j = 0u; j < RUN; j++) {
             let c = run * RUN + j;
-            out[at + j] = select(0.0h, f16(x[select(0u, (b * p.C + c) * p.I + i, c < p.C)] * scale), c < p.C);
+            let v = x[select(0u, (b * p.C + c) * p.I + i, c < p.C)];
+            out[at + j] = select(0.0h, f16(v * scale), c < p.C);
         }
     }
 }

@@ -78,10 +78,10 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// Two stages' reduction rows r = (kh, kw, oc) (the one staged and the one loaded ahead), as (oc, kh * DH, kw * DW,
-// (oc * KH*KW + kh * KW + kw) * ICP, the weight's row); rows past the split's end have
-// kh * DH = OUT, so that they fail the output gradient's bounds test, and oc = OC, so that they
-// fail the weight's.
+// Two stages' reduction rows r = (kh, kw, oc) (the one staged and the one loaded ahead), as
+// (oc, kh * DH, kw * DW, (oc * KH*KW + kh * KW + kw) * ICP, the weight's row); rows past the
+// split's end have kh * DH = OUT, so that they fail the output gradient's bounds test, and
+// oc = OC, so that they fail the weight's.
 var<workgroup> Rows: array<vec4<u32>, 2u * BK>; // stage i's at (i % 2) * BK
 
 // Far outside any tensor: an output row at -OUT or below fails the unsigned bounds test, and two

@@ -2,8 +2,8 @@ enable f16;
 enable wgpu_cooperative_matrix;
 // Conv2d backward w.r.t. the weight on cooperative matrices, for mixed precision
 // (ConvKernels::CooperativeMatrix): for split s, the GEMM
-//   part[s, oc, (ic, kh, kw)] = sum over output pixels q in [s*chunk, (s+1)*chunk) of (n, oh, ow) of
-//   dout[n, oh, ow, oc] * inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic],
+//   part[s, oc, (ic, kh, kw)] = sum over the output pixels q = (n, oh, ow) in [s*chunk,
+//   (s+1)*chunk) of dout[n, oh, ow, oc] * inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic],
 // with f16 operands and f32 accumulators. The operands are ops::cast_f16's channels-last copies,
 // their channels padded with zeros to multiples of RUN: the forward's input copy, and the output
 // gradient's, scaled by 2^e (e at scale_at). The kernel's columns are c = (kh, kw, ic) over
@@ -13,10 +13,10 @@ enable wgpu_cooperative_matrix;
 // (dweight itself with one split; otherwise sum_splits adds the splits).
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM output channels x BN columns c, column tiles fastest; 2-D grid past 65,535; the `_16x16`
-// variant (crate::shaders) has T = 16 with subgroups of 32. Each stage stages BK pixel rows: of the
-// output gradient, a run of output channels of one pixel by two 8-byte loads; of the input, a run of
-// columns of one pixel by two. The (n, oh, ow) of a stage's pixel rows are worked out once per row
-// (Rows), not once per staged run.
+// variant (crate::shaders) has T = 16 with subgroups of 32. Each stage stages BK pixel rows: of
+// the output gradient, a run of output channels of one pixel by two 8-byte loads; of the input, a
+// run of columns of one pixel by two. The (n, oh, ow) of a stage's pixel rows are worked out once
+// per row (Rows), not once per staged run.
 struct Params {
     N: u32,
     IC: u32,
@@ -76,9 +76,10 @@ const UNSCALED: u32 = 0xffffffffu;
 var<workgroup> As: array<f16, BM * AK>; // [m][q], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [q][c], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// Two stages' pixel rows q = (n, oh, ow) (the one staged and the one loaded ahead), as ((n * H*W + oh*SH * W + ow*SW) * ICP,
-// oh * SH, ow * SW, q * OCP); rows past the split's end have oh * SH = OUT, so that they fail the
-// input's bounds test (the output gradient's rows are tested against the split's end).
+// Two stages' pixel rows q = (n, oh, ow) (the one staged and the one loaded ahead), as
+// ((n * H*W + oh*SH * W + ow*SW) * ICP, oh * SH, ow * SW, q * OCP); rows past the split's end
+// have oh * SH = OUT, so that they fail the input's bounds test (the output gradient's rows are
+// tested against the split's end).
 var<workgroup> Rows: array<vec4<u32>, 2u * BK>; // stage i's at (i % 2) * BK
 
 // Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of

@@ -3,7 +3,7 @@ enable wgpu_cooperative_matrix;
 // Conv2d forward on cooperative matrices (tensor cores on NVIDIA), for mixed precision
 // (ConvKernels::CooperativeMatrix): the implicit GEMM
 //   out[n, oc, oh, ow] = bias[oc] + sum_k weight[oc, k] * col[k, (n, oh, ow)],
-//   k = (kh, kw, ic), col[k, q] = inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic] (zero padding),
+//   k = (kh, kw, ic), col[k, q] = inp[n, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW, ic] (0 outside),
 // with f16 operands and f32 accumulators. The operands are the channels-last copies ops::cast_f16
 // stages, their channels padded with zeros to ICP, a multiple of RUN, so that a run of RUN
 // reduction rows (channels) is RUN contiguous halves in both.
@@ -79,9 +79,10 @@ const BQ: u32 = BN + PAD; // Bs's row stride
 var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
 var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
-// Two stages' runs (the one staged and the one loaded ahead), each as (its col offset (kh*DH * W + kw*DW) * ICP + ic, kh * DH,
-// kw * DW, its weight offset (kh * KW + kw) * ICP + ic), ic its first channel; runs past the
-// split's end have kh * DH = OUT, so that they fail the bounds test.
+// Two stages' runs (the one staged and the one loaded ahead), each as (its col offset
+// (kh*DH * W + kw*DW) * ICP + ic, kh * DH, kw * DW, its weight offset (kh * KW + kw) * ICP + ic),
+// ic its first channel; runs past the split's end have kh * DH = OUT, so that they fail the
+// bounds test.
 var<workgroup> Runs: array<vec4<u32>, 2u * BG>; // stage i's at (i % 2) * BG
 
 // Far outside any tensor: an input row at OUT or beyond fails the unsigned bounds test, and two of
