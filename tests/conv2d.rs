@@ -241,14 +241,53 @@ fn mixed_precision_split_reductions_match_cpu() {
     split_reductions(&gpu);
 }
 
+/// A GPU of its own for every kernel family the adapter offers, in f32 and (where it can) mixed
+/// precision.
+fn every_family_and_precision() -> Vec<Arc<wgrad::Gpu>> {
+    let Some(default) = gpu() else { return Vec::new() };
+    let mut gpus = Vec::new();
+    for kernels in default.conv_kernels_offered() {
+        for mixed in [false, true] {
+            let Some(gpu) = own_gpu(|g| g.set_conv_kernels(kernels).unwrap()) else { break };
+            if !mixed || gpu.set_precision(wgrad::Precision::Mixed).is_ok() {
+                gpus.push(gpu);
+            }
+        }
+    }
+    gpus
+}
+
+/// The GPU's forward of `x` (of `shape`) and the CPU path's of `cpu_x` (its first images, or
+/// another input of the same shape) as the products read it (f16-rounded in mixed precision), no
+/// bias.
+fn forward_on(
+    gpu: &Arc<wgrad::Gpu>,
+    cfg: &Conv2d,
+    shape: &[usize],
+    x: &[f32],
+    w: &[f32],
+    cpu_x: &[f32],
+) -> [Vec<f32>; 2] {
+    // The CPU path's images: as many as `cpu_x` holds.
+    let per_image: usize = shape[1..].iter().product();
+    let g = cfg.geometry(&[cpu_x.len() / per_image, shape[1], shape[2], shape[3]]).unwrap();
+    let (xr, wr) = match gpu.precision() {
+        wgrad::Precision::Mixed => (f16_rounded(cpu_x), f16_rounded(w)),
+        wgrad::Precision::F32 => (cpu_x.to_vec(), w.to_vec()),
+    };
+    let t = |s: &[usize], v: &[f32]| Tensor::new(s, v.to_vec()).unwrap();
+    let (xt, wt) = (t(shape, x), t(&cfg.weight_shape(), w));
+    let out = wgrad::functional::conv2d(&Device::Gpu(gpu.clone()), cfg, &xt, &wt, None, None).unwrap().out.data;
+    [out, forward(&g, &xr, &wr, None)]
+}
+
 /// A non-finite input stays in its own image: with infinities filling image 1, image 0's outputs
 /// are the CPU path's, in every kernel family the adapter offers, f32 and mixed precision. (The
 /// cooperative-matrix kernels stage their reduction's last partial stage past its end; those rows
-/// must be zeros there, not the next image's values, which the zero weights facing them would turn
+/// must be zeros there, not another image's values, which the zero weights facing them would turn
 /// into NaN.)
 #[test]
 fn a_non_finite_input_stays_in_its_image() {
-    let Some(default) = gpu() else { return };
     // 27 reduction rows: a partial last stage for every kernel's tile.
     let cfg = Conv2d { bias: false, ..Conv2d::new(3, 5, 3).padding(1) };
     let shape = [2, 3, 6, 7];
@@ -257,25 +296,46 @@ fn a_non_finite_input_stays_in_its_image() {
     let image = x.len() / 2;
     x[image..].fill(f32::INFINITY);
     let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
-    let one = cfg.geometry(&[1, 3, 6, 7]).unwrap();
-    let t = |s: &[usize], v: &[f32]| Tensor::new(s, v.to_vec()).unwrap();
-    let (xt, wt) = (t(&shape, &x), t(&cfg.weight_shape(), &w));
-    for kernels in default.conv_kernels_offered() {
-        for mixed in [false, true] {
-            let Some(gpu) = own_gpu(|g| g.set_conv_kernels(kernels).unwrap()) else { return };
-            if mixed && gpu.set_precision(wgrad::Precision::Mixed).is_err() {
-                continue;
-            }
-            let (xr, wr) = match gpu.precision() {
-                wgrad::Precision::Mixed => (f16_rounded(&x[..image]), f16_rounded(&w)),
-                wgrad::Precision::F32 => (x[..image].to_vec(), w.clone()),
-            };
-            let want = forward(&one, &xr, &wr, None);
-            let out =
-                wgrad::functional::conv2d(&Device::Gpu(gpu.clone()), &cfg, &xt, &wt, None, None).unwrap().out.data;
-            let name = format!("image 0 beside an infinite image 1 ({kernels:?}, {:?})", gpu.precision());
-            assert_close(&name, &out[..want.len()], &want, 1e-4, atol_of(&want, 1e-5));
-        }
+    for gpu in every_family_and_precision() {
+        // Image 0 alone on the CPU path.
+        let [out, want] = forward_on(&gpu, &cfg, &shape, &x, &w, &x[..image]);
+        let name = format!("image 0 beside an infinite image 1 ({:?}, {:?})", gpu.conv_kernels(), gpu.precision());
+        assert_close(&name, &out[..want.len()], &want, 1e-4, atol_of(&want, 1e-5));
+    }
+}
+
+/// A non-finite input reaches only the outputs whose window holds it: with one infinity low in
+/// the image, every other output is the CPU path's (which reads a zero there), in every kernel
+/// family and precision. (The cooperative-matrix forward, channels last, stages its reduction's
+/// last partial stage as taps past the kernel's, rows below the window in the same image; their
+/// sentinel must keep them zeros, or the zero weights facing them turn the infinity into NaN
+/// outside its window.)
+#[test]
+fn a_non_finite_input_reaches_only_the_outputs_it_feeds() {
+    // 27 reduction rows (9 taps of 3 channels, 9 runs of 8 channels last): a partial last stage
+    // for every kernel's tile.
+    let cfg = Conv2d { bias: false, ..Conv2d::new(3, 5, 3).padding(1) };
+    let (h, w_) = (6, 7);
+    let shape = [1, 3, h, w_];
+    let mut r = rng(13);
+    let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+    let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+    // Channel 0, the bottom row, column 3.
+    let (ih, iw) = (h - 1, 3);
+    let (mut xinf, mut xzero) = (x.clone(), x.clone());
+    xinf[ih * w_ + iw] = f32::INFINITY;
+    xzero[ih * w_ + iw] = 0.0;
+    for gpu in every_family_and_precision() {
+        let [out, want] = forward_on(&gpu, &cfg, &shape, &xinf, &w, &xzero);
+        // The outputs whose 3x3 window (padding 1) holds (ih, iw) are left out.
+        let outside = |at: &usize| {
+            let (oh, ow) = (at / w_ % h, at % w_);
+            oh.abs_diff(ih) > 1 || ow.abs_diff(iw) > 1
+        };
+        let pick = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(outside).map(|at| v[at]).collect() };
+        let name = format!("outputs away from an infinity ({:?}, {:?})", gpu.conv_kernels(), gpu.precision());
+        let want = pick(&want);
+        assert_close(&name, &pick(&out), &want, 1e-4, atol_of(&want, 1e-5));
     }
 }
 

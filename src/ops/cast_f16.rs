@@ -117,15 +117,10 @@ impl Layout {
     }
 }
 
-/// Whether a product op's operands are staged channels last on `gpu` (where its products run on
-/// cooperative matrices, ops::conv2d).
-pub fn stages_channels_last(gpu: &Gpu) -> bool {
-    super::conv2d::runs_cooperative_matrices(gpu)
-}
-
-/// The layout of a (B, C, I) operand's copy on `gpu` ([`stages_channels_last`]).
+/// The layout of a (B, C, I) operand's copy on `gpu`: channels last where its products run on
+/// cooperative matrices (ops::conv2d), flat elsewhere.
 pub fn layout(gpu: &Gpu, shape: [usize; 3]) -> Layout {
-    if stages_channels_last(gpu) {
+    if super::conv2d::runs_cooperative_matrices(gpu) {
         Layout::ChannelsLast(shape)
     } else {
         Layout::Flat(shape.iter().product())
@@ -244,8 +239,7 @@ fn kept<'a>(io: &'a GpuIo<'_>) -> Result<[&'a View; 2]> {
 }
 
 /// The forward's operands: the input and weight, or in mixed precision their f16 copies (cast
-/// into the kept tensors [`product_scratch`] asked for; channels last where
-/// [`stages_channels_last`]).
+/// into the kept tensors [`product_scratch`] asked for, laid out as [`layout`] says).
 pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
     let (input, weight) = (io.inputs[0], io.state[0]);
     if gpu.precision() == Precision::F32 {
