@@ -22,7 +22,7 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 // Channels per run (ops::cast_f16::CHANNEL_RUN).
-const RUN: u32 = 8u;
+const RUN: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -15,8 +15,8 @@ enable wgpu_cooperative_matrix;
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM input channels x BN input pixels (over (n, h, w) together), pixel tiles fastest; 2-D grid
 // past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32. Each stage
-// stages BK reduction rows: of the weight, a run of input channels of one row by two 8-byte loads;
-// of the output gradient, a run of rows of one pixel by two. The (kh, kw, oc) of a stage's rows are
+// stages BK reduction rows: of the weight, a run of input channels of one row by one 8-byte load;
+// of the output gradient, a run of rows of one pixel by one. The (kh, kw, oc) of a stage's rows are
 // worked out once per row (Rows), not once per staged run.
 struct Params {
     N: u32,
@@ -58,8 +58,8 @@ const SN: u32 = 2u;
 const BM: u32 = 2u * SM * T;
 const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
-// Channels per run (ops::cast_f16::CHANNEL_RUN), and runs per stage.
-const RUN: u32 = 8u;
+// Channels per run (ops::cast_f16::CHANNEL_RUN), one vec4<f16>, and runs per stage.
+const RUN: u32 = 4u;
 const BG: u32 = BK / RUN;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
@@ -120,10 +120,10 @@ struct Stager {
     phased: bool,
 }
 
-// A stage's runs as an invocation loads them (two halves each), zero where out of range.
+// A stage's runs as an invocation loads them, zero where out of range.
 struct Loaded {
-    a: array<vec4<f16>, 2u * NA>,
-    b: array<vec4<f16>, 2u * NB>,
+    a: array<vec4<f16>, NA>,
+    b: array<vec4<f16>, NB>,
 }
 
 // The runs of the stage whose Rows are at `at`.
@@ -135,9 +135,7 @@ fn load(at: u32, st: Stager) -> Loaded {
         // Input channels m .. m + RUN of weight row wrow.
         let m = st.m0 + (st.am + (WG / BK) * e) * RUN;
         let ok = m < st.ICP && wrow.x < p.OC;
-        let i = select(0u, (wrow.w + m) / 4u, ok);
-        l.a[2u * e] = select(zero, weight[i], ok);
-        l.a[2u * e + 1u] = select(zero, weight[i + 1u], ok);
+        l.a[e] = select(zero, weight[select(0u, (wrow.w + m) / 4u, ok)], ok);
     }
     for (var e = 0u; e < NB; e++) {
         let rw = Rows[at + (st.bg + (WG / BN) * e) * RUN];
@@ -157,9 +155,8 @@ fn load(at: u32, st: Stager) -> Loaded {
         }
         ok = ok && oh < p.OH && ow < p.OW;
         // Output channels rw.x .. rw.x + RUN of that pixel.
-        let i = select(0u, ((st.dbase + oh * p.OW + ow) * st.OCP + rw.x) / 4u, ok);
-        l.b[2u * e] = select(zero, dout[i], ok);
-        l.b[2u * e + 1u] = select(zero, dout[i + 1u], ok);
+        let i = ((st.dbase + oh * p.OW + ow) * st.OCP + rw.x) / 4u;
+        l.b[e] = select(zero, dout[select(0u, i, ok)], ok);
     }
     return l;
 }
@@ -263,16 +260,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             // Down As's column ak.
             let m = (am + (WG / BK) * e) * RUN;
             for (var j = 0u; j < 4u; j++) {
-                As[(m + j) * AK + ak] = l.a[2u * e][j];
-                As[(m + 4u + j) * AK + ak] = l.a[2u * e + 1u][j];
+                As[(m + j) * AK + ak] = l.a[e][j];
             }
         }
         for (var e = 0u; e < NB; e++) {
             // Down Bs's column bq.
             let to = (bg + (WG / BN) * e) * RUN * BQ + bq;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j * BQ] = l.b[2u * e][j];
-                Bs[to + (4u + j) * BQ] = l.b[2u * e + 1u][j];
+                Bs[to + j * BQ] = l.b[e][j];
             }
         }
         workgroupBarrier();

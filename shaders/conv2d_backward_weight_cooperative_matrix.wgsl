@@ -14,8 +14,8 @@ enable wgpu_cooperative_matrix;
 // Dispatch and tiling as conv2d_forward_cooperative_matrix.wgsl: one workgroup per split and tile
 // of BM output channels x BN columns c, column tiles fastest; 2-D grid past 65,535; the `_16x16`
 // variant (crate::shaders) has T = 16 with subgroups of 32. Each stage stages BK pixel rows: of
-// the output gradient, a run of output channels of one pixel by two 8-byte loads; of the input, a
-// run of columns of one pixel by two. The (n, oh, ow) of a stage's pixel rows are worked out once
+// the output gradient, a run of output channels of one pixel by one 8-byte load; of the input, a
+// run of columns of one pixel by one. The (n, oh, ow) of a stage's pixel rows are worked out once
 // per row (Rows), not once per staged run.
 struct Params {
     N: u32,
@@ -57,8 +57,8 @@ const SN: u32 = 2u;
 const BM: u32 = 2u * SM * T;
 const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
-// Channels per run (ops::cast_f16::CHANNEL_RUN).
-const RUN: u32 = 8u;
+// Channels per run (ops::cast_f16::CHANNEL_RUN), one vec4<f16>.
+const RUN: u32 = 4u;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
 const PAD: u32 = 8u;
@@ -106,10 +106,10 @@ struct Stager {
     base: i32,
 }
 
-// A stage's runs as an invocation loads them (two halves each), zero where out of range.
+// A stage's runs as an invocation loads them, zero where out of range.
 struct Loaded {
-    a: array<vec4<f16>, 2u * NA>,
-    b: array<vec4<f16>, 2u * NB>,
+    a: array<vec4<f16>, NA>,
+    b: array<vec4<f16>, NB>,
 }
 
 // The runs of the stage beginning at pixel row q0, whose Rows are at `at`.
@@ -121,16 +121,12 @@ fn load(q0: u32, at: u32, st: Stager) -> Loaded {
         // Output channels m .. m + RUN of pixel row ak.
         let m = st.m0 + (st.am + (WG / BK) * e) * RUN;
         let ok = m < st.OCP && q0 + st.ak < st.q_end;
-        let i = select(0u, (drow + m) / 4u, ok);
-        l.a[2u * e] = select(zero, dout[i], ok);
-        l.a[2u * e + 1u] = select(zero, dout[i + 1u], ok);
+        l.a[e] = select(zero, dout[select(0u, (drow + m) / 4u, ok)], ok);
     }
     for (var e = 0u; e < NB; e++) {
         let rw = Rows[at + st.bq + (WG / (BN / RUN)) * e];
         let ok = u32(i32(rw.y) + st.dh) < p.H && u32(i32(rw.z) + st.dw) < p.W;
-        let i = select(0u, u32(i32(rw.x) + st.base) / 4u, ok);
-        l.b[2u * e] = select(zero, inp[i], ok);
-        l.b[2u * e + 1u] = select(zero, inp[i + 1u], ok);
+        l.b[e] = select(zero, inp[select(0u, u32(i32(rw.x) + st.base) / 4u, ok)], ok);
     }
     return l;
 }
@@ -216,15 +212,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             // Down As's column ak.
             let m = (am + (WG / BK) * e) * RUN;
             for (var j = 0u; j < 4u; j++) {
-                As[(m + j) * AK + ak] = l.a[2u * e][j];
-                As[(m + 4u + j) * AK + ak] = l.a[2u * e + 1u][j];
+                As[(m + j) * AK + ak] = l.a[e][j];
             }
         }
         for (var e = 0u; e < NB; e++) {
             let to = (bq + (WG / (BN / RUN)) * e) * BQ + bc * RUN;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j] = l.b[2u * e][j];
-                Bs[to + 4u + j] = l.b[2u * e + 1u][j];
+                Bs[to + j] = l.b[e][j];
             }
         }
         workgroupBarrier();

@@ -13,7 +13,7 @@ enable wgpu_cooperative_matrix;
 // Dispatch: one workgroup per split and tile of BM output channels x BN output pixels (pixels over
 // (n, oh, ow) together), pixel tiles fastest; 2-D grid past 65,535. Each stage stages BK reduction
 // rows, BK / RUN runs, of the weight (BM x BK) and of col (BK x BN) in workgroup memory, a run by
-// two 8-byte loads, zero where out of range; the (kh, kw, ic) of its runs are worked out once per
+// one 8-byte load, zero where out of range; the (kh, kw, ic) of its runs are worked out once per
 // run (Runs), not once per staged run; four subgroups, SM x SN over the workgroup's tile, multiply
 // 2 x 2 tiles of T x T each. Results leave through workgroup memory, one tile per subgroup at a
 // time, so that ragged edges are skipped.
@@ -61,8 +61,8 @@ const SN: u32 = 2u;
 const BM: u32 = 2u * SM * T;
 const BN: u32 = 2u * SN * T;
 const BK: u32 = 2u * T;
-// Channels per run (ops::cast_f16::CHANNEL_RUN), and runs per stage.
-const RUN: u32 = 8u;
+// Channels per run (ops::cast_f16::CHANNEL_RUN), one vec4<f16>, and runs per stage.
+const RUN: u32 = 4u;
 const BG: u32 = BK / RUN;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
 // different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
@@ -108,10 +108,10 @@ struct Stager {
     base: i32,
 }
 
-// A stage's runs as an invocation loads them (two halves each), zero where out of range.
+// A stage's runs as an invocation loads them, zero where out of range.
 struct Loaded {
-    a: array<vec4<f16>, 2u * NA>,
-    b: array<vec4<f16>, 2u * NB>,
+    a: array<vec4<f16>, NA>,
+    b: array<vec4<f16>, NB>,
 }
 
 // The runs of the stage beginning at run g0, whose Runs are at `at`.
@@ -122,16 +122,12 @@ fn load(g0: u32, at: u32, st: Stager) -> Loaded {
     for (var e = 0u; e < NA; e++) {
         let m = st.m0 + st.am + (WG / BG) * e;
         let ok = m < p.OC && g0 + st.ag < st.runs;
-        let i = select(0u, (m * st.KP + wrun) / 4u, ok);
-        l.a[2u * e] = select(zero, weight[i], ok);
-        l.a[2u * e + 1u] = select(zero, weight[i + 1u], ok);
+        l.a[e] = select(zero, weight[select(0u, (m * st.KP + wrun) / 4u, ok)], ok);
     }
     for (var e = 0u; e < NB; e++) {
         let rw = Runs[at + st.bg + (WG / BN) * e];
         let ok = u32(st.ih0 + i32(rw.y)) < p.H && u32(st.iw0 + i32(rw.z)) < p.W;
-        let i = select(0u, u32(st.base + i32(rw.x)) / 4u, ok);
-        l.b[2u * e] = select(zero, inp[i], ok);
-        l.b[2u * e + 1u] = select(zero, inp[i + 1u], ok);
+        l.b[e] = select(zero, inp[select(0u, u32(st.base + i32(rw.x)) / 4u, ok)], ok);
     }
     return l;
 }
@@ -215,16 +211,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var e = 0u; e < NA; e++) {
             let to = (am + (WG / BG) * e) * AK + ag * RUN;
             for (var j = 0u; j < 4u; j++) {
-                As[to + j] = l.a[2u * e][j];
-                As[to + 4u + j] = l.a[2u * e + 1u][j];
+                As[to + j] = l.a[e][j];
             }
         }
         for (var e = 0u; e < NB; e++) {
             // Down a column: consecutive invocations write consecutive halves of each row.
             let to = (bg + (WG / BN) * e) * RUN * BQ + bq;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j * BQ] = l.b[2u * e][j];
-                Bs[to + (4u + j) * BQ] = l.b[2u * e + 1u][j];
+                Bs[to + j * BQ] = l.b[e][j];
             }
         }
         workgroupBarrier();

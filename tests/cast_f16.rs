@@ -74,7 +74,7 @@ fn scaled_cast_keeps_small_gradients_and_overflows_nothing() {
 }
 
 /// The channels-last cast the cooperative-matrix products read: a (B, C, I) tensor as (B, I, C')
-/// f16, C' = C padded to whole runs of 8 with zeros (written, not left as they were), scaled as
+/// f16, C' = C padded to whole runs of 4 with zeros (written, not left as they were), scaled as
 /// the flat cast is.
 #[test]
 fn channels_last_cast_transposes_and_pads_with_zeros() {

@@ -77,8 +77,9 @@ pub fn layouts() -> Vec<ParamsLayout> {
 }
 
 /// The channels of a channels-last copy come in runs of this many (zero-padded), which the
-/// cooperative-matrix kernels read at once.
-pub const CHANNEL_RUN: usize = 8;
+/// cooperative-matrix kernels read by one 8-byte load and one bounds test. Four, not more, so
+/// that a layer of 3 channels (an RGB image's) pads to 4, not to 8 or 16.
+pub const CHANNEL_RUN: usize = 4;
 
 /// The channels of a channels-last copy: `c` rounded up to whole runs.
 pub fn padded_channels(c: usize) -> usize {
@@ -111,9 +112,14 @@ impl Layout {
             Layout::ChannelsLast([b, c, i]) => b * i * padded_channels(c),
         }
     }
-    /// 32-bit words holding the copy and its scale's exponent (after the values).
+    /// 32-bit words holding the copy and its scale's exponent (after the values; channels last,
+    /// in a run of its own, which the kernels read whole).
     pub fn words(self) -> u64 {
-        (self.copy_elements() as u64 + 1).div_ceil(2)
+        let exponent = match self {
+            Layout::Flat(_) => 1,
+            Layout::ChannelsLast(_) => CHANNEL_RUN,
+        };
+        (self.copy_elements() + exponent).div_ceil(2) as u64
     }
 }
 
