@@ -8,8 +8,9 @@
 //!
 //! A cooperative-matrix kernel (`enable wgpu_cooperative_matrix;`) is written for 8 x 8 tiles and
 //! subgroups of 8 (lavapipe); its `<name>_16x16` variant has 16 x 16 tiles and subgroups of 32
-//! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced; that one also as `<name>_16x16_narrow`,
-//! its subgroups laid 1 x 4 over a workgroup's tile instead of 2 x 2 ([`NARROW`]).
+//! (NVIDIA), the lines of [`COOPERATIVE_16X16`] replaced; that one, where it lays its subgroups
+//! out by [`NARROW`]'s lines, also as `<name>_16x16_narrow`, its subgroups laid 1 x 4 over a
+//! workgroup's tile instead of 2 x 2.
 //!
 //! A convolution kernel (register-blocked or `_subgroups`) with the line
 //! `const WIDE: bool = false;` also exists as `<name>_wide`, 16 channels per invocation instead of
@@ -60,7 +61,11 @@ pub fn all() -> &'static [Shader] {
             .filter(|s| s.needs_cooperative_matrix())
             .map(|s| variant_of(s, "_16x16", "", &COOPERATIVE_16X16, 4))
             .collect();
-        let narrow: Vec<Shader> = tiles.iter().map(|s| variant_of(s, "_narrow", "", &NARROW, 1)).collect();
+        let narrow: Vec<Shader> = tiles
+            .iter()
+            .filter(|s| s.source.contains(NARROW[0].0))
+            .map(|s| variant_of(s, "_narrow", "", &NARROW, 1))
+            .collect();
         v.extend(f16);
         v.extend(tiles);
         v.extend(narrow);

@@ -378,6 +378,21 @@ fn auto_never_picks_a_software_adapter() {
 }
 
 #[test]
+fn bench_peak_measures_a_gpu_and_says_so_on_the_cpu_path() {
+    let (code, _, stderr) = wgrad(&["bench", "--device", "cpu", "--peak"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("bench --peak measures a GPU adapter's kernels"), "{stderr}");
+    if gpu().is_some() {
+        let (code, stdout, stderr) = wgrad(&["bench", "--device", "gpu", "--peak", "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let first = &v["peaks"][0];
+        assert_eq!(first["peak"], "f32 multiply-add, registers", "{stdout}");
+        assert!(first["gflops"].as_f64().is_some_and(|r| r > 0.0), "{stdout}");
+    }
+}
+
+#[test]
 fn precision_mixed_runs_on_a_gpu_and_says_what_it_cannot_do() {
     let (code, _, stderr) = wgrad(&["bench", "--device", "cpu", "--precision", "mixed", "--batch-sizes", "2"]);
     assert_ne!(code, 0);

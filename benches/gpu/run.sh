@@ -7,7 +7,8 @@
 #   tests    the GPU parity test binaries, with f16 and (where the adapter has them) cooperative
 #            matrices required, so that a kernel family that silently fell back fails
 #   check    `wgrad check --verify` for every model: two training steps on the GPU against the CPU path
-#   bench    `wgrad bench --json` for every model at 64, 256 and 1024: f32 (default kernels, then
+#   bench    `wgrad bench --peak`, the adapter's arithmetic rates in WGSL (peak.json); then
+#            `wgrad bench --json` for every model at 64, 256 and 1024: f32 (default kernels, then
 #            the tiled ones), mixed precision with each kernel family (bench-LABEL.json)
 #   pytorch  ../shared/bench/pytorch_models.py at the same batches, in the same call, for ratios
 #            (pytorch.json), and its peak CUDA memory (benches/gpu/pytorch_memory.py)
@@ -88,6 +89,9 @@ if has bench; then
     rm -f "$err"
     [ "$rc" -eq 0 ] || { echo "exit status $rc" | log bench.txt; status=1; }
   }
+  echo "== peak" | log bench.txt
+  .gpu/wgrad bench --device gpu --peak --json > "$out/peak.json" 2>> "$out/bench.txt" ||
+    { echo "exit status $?" | log bench.txt; status=1; }
   bench f32 WGRAD_PRECISION=f32
   bench f32-tiled WGRAD_PRECISION=f32 WGRAD_CONV_KERNELS=tiled
   [ "$coop" -eq 1 ] && bench mixed-cooperative-matrix WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix

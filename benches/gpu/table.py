@@ -3,9 +3,10 @@
 
     python3 benches/gpu/table.py OUT_DIR
 
-Reads, in OUT_DIR: bench-LABEL.json (`wgrad bench --json`, one per precision and kernel family),
-pytorch.json (../shared/bench/pytorch_models.py --json) and pytorch_memory.json
-(benches/gpu/pytorch_memory.py --json); any of them may be missing. Prints, per bench file, a
+Reads, in OUT_DIR: peak.json (`wgrad bench --peak --json`), bench-LABEL.json (`wgrad bench
+--json`, one per precision and kernel family), pytorch.json (../shared/bench/pytorch_models.py
+--json) and pytorch_memory.json (benches/gpu/pytorch_memory.py --json); any of them may be
+missing. Prints the adapter's arithmetic rates in WGSL; then, per bench file, a
 markdown table of every model and batch: wgrad's train and inference images/s with the batch
 already on the device (as PyTorch's script times it) and with each step's upload (as `wgrad train`
 runs), PyTorch's, the ratio of the like-for-like pair, and both memories; then the longest kernels
@@ -37,6 +38,12 @@ if os.path.exists(devices):
         print("".join(f.readlines()[:2]).strip() + "\n")
 if torch["rows"]:
     print(f"PyTorch {torch.get('torch', '?')} on {torch.get('device', '?')} ({torch.get('name', '?')})\n")
+peak = load("peak.json")
+if peak:
+    print(f"Arithmetic rates in WGSL (`wgrad bench --peak`, {peak['timing']}):\n")
+    for p in peak["peaks"]:
+        print(f"- {p['peak']}: {num(p['gflops'])} GFLOP/s ({p['workgroups']} workgroups x {p['iterations']} iterations)")
+    print()
 # In the order run.sh ran them.
 files = sorted(glob.glob(os.path.join(out, "bench-*.json")), key=os.path.getmtime)
 if not files:

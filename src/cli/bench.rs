@@ -9,6 +9,7 @@ use super::progress::Progress;
 use super::DeviceArgs;
 use crate::graph::{self, Executor, KernelTime};
 use crate::nn::models::ModelKind;
+use crate::ops::peak::Peak;
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::{shaders, Device};
 use rand::{Rng, SeedableRng};
@@ -49,6 +50,11 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Measure the GPU adapter's arithmetic rates instead of the models: kernels that do nothing
+    /// but multiply-add (f32 in registers; f16 cooperative matrices from registers and from
+    /// workgroup memory, where the adapter has them), the ceiling for the per-kernel GFLOP/s.
+    #[arg(long)]
+    peak: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -85,6 +91,9 @@ fn kernel_table(times: &[KernelTime]) -> Vec<serde_json::Value> {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
+    if a.peak {
+        return peak(&device, a.json);
+    }
     let startup = Instant::now();
     let mut pipelines = 0;
     if let Device::Gpu(g) = &device {
@@ -249,6 +258,39 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             "results": results,
         });
         println!("{v}");
+    }
+    Ok(0)
+}
+
+/// `--peak`: each of [`Peak::offered`]'s rates on the GPU adapter.
+fn peak(device: &Device, json: bool) -> anyhow::Result<i32> {
+    let Device::Gpu(gpu) = device else {
+        anyhow::bail!("bench --peak measures a GPU adapter's kernels; the CPU path has none (--device gpu)")
+    };
+    let timing = if gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY) { "GPU timestamps" } else { "wall clock" };
+    if !json {
+        println!("{}: arithmetic rates of kernels that do nothing else ({timing}, best of 3)", device.name());
+    }
+    let mut rates = Vec::new();
+    for p in Peak::offered(gpu) {
+        let r = crate::ops::peak::measure(gpu, p)?;
+        if !json {
+            println!(
+                "  {:<58} {:>12.1} GFLOP/s  ({} workgroups x {} iterations, {:.2} ms)",
+                p.describe(gpu),
+                r.flops_per_s / 1e9,
+                r.workgroups,
+                r.iterations,
+                r.seconds * 1e3
+            );
+        }
+        rates.push(serde_json::json!({
+            "peak": p.describe(gpu), "gflops": r.flops_per_s / 1e9, "workgroups": r.workgroups,
+            "iterations": r.iterations, "ms": r.seconds * 1e3,
+        }));
+    }
+    if json {
+        println!("{}", serde_json::json!({ "device": device.name(), "timing": timing, "peaks": rates }));
     }
     Ok(0)
 }

@@ -103,6 +103,7 @@ registry!(
     maxpool2d => MaxPool2d,
     mse_loss,
     nll_loss,
+    peak,
     reduce_sum,
     relu => ReLU,
     sgd,
