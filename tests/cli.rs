@@ -382,6 +382,10 @@ fn bench_peak_measures_a_gpu_and_says_so_on_the_cpu_path() {
     let (code, _, stderr) = wgrad(&["bench", "--device", "cpu", "--peak"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("bench --peak measures a GPU adapter's kernels"), "{stderr}");
+    // It measures no model: asking for one is an error, not ignored.
+    let (code, _, stderr) = wgrad(&["bench", "--peak", "--batch-sizes", "64"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("'--peak' cannot be used with '--batch-sizes"), "{stderr}");
     if gpu().is_some() {
         let (code, stdout, stderr) = wgrad(&["bench", "--device", "gpu", "--peak", "--json"]);
         assert_eq!(code, 0, "{stderr}");

@@ -53,7 +53,7 @@ pub struct Args {
     /// Measure the GPU adapter's arithmetic rates instead of the models: kernels that do nothing
     /// but multiply-add (f32 in registers; f16 cooperative matrices from registers and from
     /// workgroup memory, where the adapter has them), the ceiling for the per-kernel GFLOP/s.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["model", "optimizer", "batch_sizes", "steps", "warmup"])]
     peak: bool,
     #[command(flatten)]
     device: DeviceArgs,
