@@ -14,8 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 # The parity tests whose kernels differ by adapter class: every convolution kernel family and
-# precision, Linear on them, the models against PyTorch's goldens, the executor and the limits.
-tests=(conv2d linear tudui models executor residual webgpu_limits)
+# precision, Linear on them, the models against PyTorch's goldens, the executor and the limits; and
+# the peak kernels of `wgrad bench --peak`, whose rates mean nothing if a compiler dropped work.
+tests=(conv2d linear tudui models executor residual webgpu_limits peak)
 
 if ! ls .gl/libvulkan1_*.deb > /dev/null 2>&1; then
   mkdir -p .gl .gl-lists/partial
