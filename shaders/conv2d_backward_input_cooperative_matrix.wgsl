@@ -16,8 +16,9 @@ enable wgpu_cooperative_matrix;
 // of BM input channels x BN input pixels (over (n, h, w) together), pixel tiles fastest; 2-D grid
 // past 65,535; the `_16x16` variant (crate::shaders) has T = 16 with subgroups of 32. Each stage
 // stages BK reduction rows: of the weight, a run of input channels of one row by one 8-byte load;
-// of the output gradient, a run of rows of one pixel by one. The (kh, kw, oc) of a stage's rows are
-// worked out once per row (Rows), not once per staged run.
+// of the output gradient, a run of rows of one pixel by one; each stored as four consecutive
+// halves (the weight's tile as [r][m], the output gradient's as [q][r], both read column-major).
+// The (kh, kw, oc) of a stage's rows are worked out once per row (Rows), not once per staged run.
 struct Params {
     N: u32,
     IC: u32,
@@ -62,10 +63,10 @@ const BK: u32 = 2u * T;
 const RUN: u32 = 4u;
 const BG: u32 = BK / RUN;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
-// different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
+// different banks: unpadded, rows of 64 or 128 bytes begin in two banks or one on NVIDIA.
 const PAD: u32 = 8u;
-const AK: u32 = BK + PAD; // As's row stride
-const BQ: u32 = BN + PAD; // Bs's row stride
+const MS: u32 = BM + PAD; // As's row stride (input channels contiguous)
+const KS: u32 = BK + PAD; // Bs's row stride (reduction rows contiguous)
 
 // scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
 const UNSCALED: u32 = 0xffffffffu;
@@ -75,8 +76,8 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> dout: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> dinp: array<f32>;
 
-var<workgroup> As: array<f16, BM * AK>; // [m][r], rows of BK
-var<workgroup> Bs: array<f16, BK * BQ>; // [r][q], rows of BN
+var<workgroup> As: array<f16, BK * MS>; // [r][m], rows of BM
+var<workgroup> Bs: array<f16, BN * KS>; // [q][r], rows of BK
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // Two stages' reduction rows r = (kh, kw, oc) (the one staged and the one loaded ahead), as
 // (oc, kh * DH, kw * DW, (oc * KH*KW + kh * KW + kw) * ICP, the weight's row); rows past the
@@ -257,17 +258,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var k0 = 0u; k0 < rows; k0 += BK) {
         let l = next;
         for (var e = 0u; e < NA; e++) {
-            // Down As's column ak.
-            let m = (am + (WG / BK) * e) * RUN;
+            let to = ak * MS + (am + (WG / BK) * e) * RUN;
             for (var j = 0u; j < 4u; j++) {
-                As[(m + j) * AK + ak] = l.a[e][j];
+                As[to + j] = l.a[e][j];
             }
         }
         for (var e = 0u; e < NB; e++) {
-            // Down Bs's column bq.
-            let to = (bg + (WG / BN) * e) * RUN * BQ + bq;
+            let to = bq * KS + (bg + (WG / BN) * e) * RUN;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j * BQ] = l.b[e][j];
+                Bs[to + j] = l.b[e][j];
             }
         }
         workgroupBarrier();
@@ -275,10 +274,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             next = load(((i + 1u) % 2u) * BK, st);
         }
         for (var kk = 0u; kk < BK; kk += T) {
-            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
-            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK + kk], AK);
-            let b0 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn) * T], BQ);
-            let b1 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn + 1u) * T], BQ);
+            let a0 = coopLoad<tile_a>(&As[kk * MS + (2u * sm) * T], MS);
+            let a1 = coopLoad<tile_a>(&As[kk * MS + (2u * sm + 1u) * T], MS);
+            let b0 = coopLoad<tile_b>(&Bs[(2u * sn) * T * KS + kk], KS);
+            let b1 = coopLoad<tile_b>(&Bs[(2u * sn + 1u) * T * KS + kk], KS);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);

@@ -15,8 +15,9 @@ enable wgpu_cooperative_matrix;
 // of BM output channels x BN columns c, column tiles fastest; 2-D grid past 65,535; the `_16x16`
 // variant (crate::shaders) has T = 16 with subgroups of 32. Each stage stages BK pixel rows: of
 // the output gradient, a run of output channels of one pixel by one 8-byte load; of the input, a
-// run of columns of one pixel by one. The (n, oh, ow) of a stage's pixel rows are worked out once
-// per row (Rows), not once per staged run.
+// run of columns of one pixel by one; each stored as four consecutive halves (the output
+// gradient's tile as [q][m], read column-major). The (n, oh, ow) of a stage's pixel rows are
+// worked out once per row (Rows), not once per staged run.
 struct Params {
     N: u32,
     IC: u32,
@@ -60,10 +61,10 @@ const BK: u32 = 2u * T;
 // Channels per run (ops::cast_f16::CHANNEL_RUN), one vec4<f16>.
 const RUN: u32 = 4u;
 // Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
-// different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
+// different banks: unpadded, rows of 64 or 128 bytes begin in two banks or one on NVIDIA.
 const PAD: u32 = 8u;
-const AK: u32 = BK + PAD; // As's row stride
-const BQ: u32 = BN + PAD; // Bs's row stride
+const MS: u32 = BM + PAD; // As's row stride (output channels contiguous)
+const BQ: u32 = BN + PAD; // Bs's row stride (columns contiguous)
 
 // scale_at when the output gradient is not scaled (ops::cast_f16::UNSCALED).
 const UNSCALED: u32 = 0xffffffffu;
@@ -73,7 +74,7 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> dout: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
-var<workgroup> As: array<f16, BM * AK>; // [m][q], rows of BK
+var<workgroup> As: array<f16, BK * MS>; // [q][m], rows of BM
 var<workgroup> Bs: array<f16, BK * BQ>; // [q][c], rows of BN
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // Two stages' pixel rows q = (n, oh, ow) (the one staged and the one loaded ahead), as
@@ -209,10 +210,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var q0 = q_begin; q0 < q_end; q0 += BK) {
         let l = next;
         for (var e = 0u; e < NA; e++) {
-            // Down As's column ak.
-            let m = (am + (WG / BK) * e) * RUN;
+            let to = ak * MS + (am + (WG / BK) * e) * RUN;
             for (var j = 0u; j < 4u; j++) {
-                As[(m + j) * AK + ak] = l.a[e][j];
+                As[to + j] = l.a[e][j];
             }
         }
         for (var e = 0u; e < NB; e++) {
@@ -226,8 +226,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             next = load(q0 + BK, ((i + 1u) % 2u) * BK, st);
         }
         for (var kk = 0u; kk < BK; kk += T) {
-            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
-            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK + kk], AK);
+            let a0 = coopLoad<tile_a>(&As[kk * MS + (2u * sm) * T], MS);
+            let a1 = coopLoad<tile_a>(&As[kk * MS + (2u * sm + 1u) * T], MS);
             let b0 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn) * T], BQ);
             let b1 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn + 1u) * T], BQ);
             c00 = coopMultiplyAdd(a0, b0, c00);

@@ -12,11 +12,12 @@ enable wgpu_cooperative_matrix;
 // are split in chunks (of whole runs).
 // Dispatch: one workgroup per split and tile of BM output channels x BN output pixels (pixels over
 // (n, oh, ow) together), pixel tiles fastest; 2-D grid past 65,535. Each stage stages BK reduction
-// rows, BK / RUN runs, of the weight (BM x BK) and of col (BK x BN) in workgroup memory, a run by
-// one 8-byte load, zero where out of range; the (kh, kw, ic) of its runs are worked out once per
-// run (Runs), not once per staged run; four subgroups, SM x SN over the workgroup's tile, multiply
-// 2 x 2 tiles of T x T each. Results leave through workgroup memory, one tile per subgroup at a
-// time, so that ragged edges are skipped.
+// rows, BK / RUN runs, of the weight (BM x BK) and of col (BK x BN, stored as its transpose) in
+// workgroup memory, a run by one 8-byte load and four consecutive halves stored, zero where out
+// of range; the (kh, kw, ic) of its runs are worked out once per run (Runs), not once per staged
+// run; four subgroups, SM x SN over the workgroup's tile, multiply 2 x 2 tiles of T x T each.
+// Results leave through workgroup memory, one tile per subgroup at a time, so that ragged edges
+// are skipped.
 // As written, T = 8 with subgroups of 8 (lavapipe); its `_16x16` variant (crate::shaders) has
 // T = 16 with subgroups of 32 (NVIDIA). The host runs a variant only where the adapter multiplies
 // T x T x T f16 matrices into f32 with subgroups of exactly SG invocations, which are taken to be
@@ -64,11 +65,12 @@ const BK: u32 = 2u * T;
 // Channels per run (ops::cast_f16::CHANNEL_RUN), one vec4<f16>, and runs per stage.
 const RUN: u32 = 4u;
 const BG: u32 = BK / RUN;
-// Workgroup-memory rows are padded by PAD halves (16 bytes) so that the rows of a tile fall in
-// different banks: unpadded, Bs's rows of 128 bytes all begin in bank 0 on NVIDIA.
+// Both operands lie in workgroup memory with the reduction contiguous (the weight as [m][k], col
+// as [q][k], read column-major), so that a staged run is 4 consecutive halves. Their rows are
+// padded by PAD halves (16 bytes) so that the rows of a tile fall in different banks: unpadded,
+// rows of 64 bytes begin in two banks only on NVIDIA.
 const PAD: u32 = 8u;
-const AK: u32 = BK + PAD; // As's row stride
-const BQ: u32 = BN + PAD; // Bs's row stride
+const KS: u32 = BK + PAD; // the row stride of As and Bs
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<vec4<f16>>;
@@ -76,8 +78,8 @@ const BQ: u32 = BN + PAD; // Bs's row stride
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
-var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
+var<workgroup> As: array<f16, BM * KS>; // [m][k], rows of BK
+var<workgroup> Bs: array<f16, BN * KS>; // [q][k], rows of BK
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 // Two stages' runs (the one staged and the one loaded ahead), each as (its col offset
 // (kh*DH * W + kw*DW) * ICP + ic, kh * DH, kw * DW, its weight offset (kh * KW + kw) * ICP + ic),
@@ -209,16 +211,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var g0 = 0u; g0 < runs; g0 += BG) {
         let l = next;
         for (var e = 0u; e < NA; e++) {
-            let to = (am + (WG / BG) * e) * AK + ag * RUN;
+            let to = (am + (WG / BG) * e) * KS + ag * RUN;
             for (var j = 0u; j < 4u; j++) {
                 As[to + j] = l.a[e][j];
             }
         }
         for (var e = 0u; e < NB; e++) {
-            // Down a column: consecutive invocations write consecutive halves of each row.
-            let to = (bg + (WG / BN) * e) * RUN * BQ + bq;
+            let to = bq * KS + (bg + (WG / BN) * e) * RUN;
             for (var j = 0u; j < 4u; j++) {
-                Bs[to + j * BQ] = l.b[e][j];
+                Bs[to + j] = l.b[e][j];
             }
         }
         workgroupBarrier();
@@ -226,10 +227,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             next = load(g0 + BG, ((i + 1u) % 2u) * BG, st);
         }
         for (var kk = 0u; kk < BK; kk += T) {
-            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
-            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK + kk], AK);
-            let b0 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn) * T], BQ);
-            let b1 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn + 1u) * T], BQ);
+            let a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * KS + kk], KS);
+            let a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * KS + kk], KS);
+            let b0 = coopLoad<tile_b>(&Bs[(2u * sn) * T * KS + kk], KS);
+            let b1 = coopLoad<tile_b>(&Bs[(2u * sn + 1u) * T * KS + kk], KS);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);

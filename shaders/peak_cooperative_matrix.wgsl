@@ -5,7 +5,8 @@ enable wgpu_cooperative_matrix;
 // Four subgroups, each with 2 x 2 tiles of T x T f32 accumulators, as there; each iteration is
 // one of their stages' two steps of T reduction rows, 8 products of T x T x T f16 matrices:
 //   from_workgroup_memory = 1: each step loads its four operand tiles from workgroup memory, laid
-//     out (and padded) as the convolutions lay out a stage;
+//     out (and padded) as the forward convolution lays out a stage: the reduction contiguous in
+//     both, A read row-major and B column-major;
 //   from_workgroup_memory = 0: the operand tiles are loaded once, and the products run from
 //     registers.
 // The operands are 1/16 in a stage's first T reduction rows and 1/8 in its second (exact in f16),
@@ -37,23 +38,22 @@ const BM: u32 = 4u * T;
 const BN: u32 = 4u * T;
 const BK: u32 = 2u * T;
 const PAD: u32 = 8u;
-const AK: u32 = BK + PAD;
-const BQ: u32 = BN + PAD;
+const KS: u32 = BK + PAD;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-var<workgroup> As: array<f16, BM * AK>; // [m][k], rows of BK
-var<workgroup> Bs: array<f16, BK * BQ>; // [k][q], rows of BN
+var<workgroup> As: array<f16, BM * KS>; // [m][k], rows of BK
+var<workgroup> Bs: array<f16, BN * KS>; // [q][k], rows of BK
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    for (var i = li; i < BM * AK; i += WG) {
-        As[i] = select(0.0625h, 0.125h, i % AK >= T);
+    for (var i = li; i < BM * KS; i += WG) {
+        As[i] = select(0.0625h, 0.125h, i % KS >= T);
     }
-    for (var i = li; i < BK * BQ; i += WG) {
-        Bs[i] = select(0.0625h, 0.125h, i / BQ >= T);
+    for (var i = li; i < BN * KS; i += WG) {
+        Bs[i] = select(0.0625h, 0.125h, i % KS >= T);
     }
     let sg = li / SG;
     let lane = li % SG;
@@ -69,17 +69,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var c10 = c00;
     var c11 = c00;
     // Distinct rows and columns, so that no two products are the same computation.
-    var a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK], AK);
-    var a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK], AK);
-    var b0 = coopLoadT<tile_b>(&Bs[(2u * sn) * T], BQ);
-    var b1 = coopLoadT<tile_b>(&Bs[(2u * sn + 1u) * T], BQ);
+    var a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * KS], KS);
+    var a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * KS], KS);
+    var b0 = coopLoad<tile_b>(&Bs[(2u * sn) * T * KS], KS);
+    var b1 = coopLoad<tile_b>(&Bs[(2u * sn + 1u) * T * KS], KS);
     for (var i = 0u; i < p.iterations; i++) {
         for (var kk = 0u; kk < BK; kk += T) {
             if (p.from_workgroup_memory == 1u) {
-                a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * AK + kk], AK);
-                a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * AK + kk], AK);
-                b0 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn) * T], BQ);
-                b1 = coopLoadT<tile_b>(&Bs[kk * BQ + (2u * sn + 1u) * T], BQ);
+                a0 = coopLoadT<tile_a>(&As[(2u * sm) * T * KS + kk], KS);
+                a1 = coopLoadT<tile_a>(&As[(2u * sm + 1u) * T * KS + kk], KS);
+                b0 = coopLoad<tile_b>(&Bs[(2u * sn) * T * KS + kk], KS);
+                b1 = coopLoad<tile_b>(&Bs[(2u * sn + 1u) * T * KS + kk], KS);
             }
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);

@@ -521,6 +521,15 @@ impl Gpu {
         Err(Error::Gpu { context: context.into(), msg })
     }
 
+    /// The kernels whose pipelines this device has created so far (those its programs run), by
+    /// name, sorted.
+    pub fn built_kernels(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> =
+            self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// The cached pipeline of a shader, created (and its compilation checked) on first use.
     pub fn pipeline(&self, name: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
@@ -636,11 +645,12 @@ impl Gpu {
         }
     }
     /// Whether this device can build `shader`: f16, subgroups and cooperative matrices of its tile
-    /// where it uses them.
+    /// where it uses them, and the workgroup memory it takes past WebGPU's default.
     pub fn can_build(&self, shader: &shaders::Shader) -> bool {
         (self.features.contains(wgpu::Features::SHADER_F16) || !shader.needs_f16())
             && (self.offers(ConvKernels::Subgroups) || !shader.needs_subgroups())
             && shader.cooperative_tile().is_none_or(|t| self.cooperative_tile() == Some(t))
+            && shader.workgroup_bytes().is_none_or(|b| self.limits.max_compute_workgroup_storage_size >= b)
     }
     /// The cooperative-matrix tile (8 or 16) of the `_cooperative_matrix` kernels on this device,
     /// if it can run them.

@@ -30,6 +30,12 @@ pub const COOPERATIVE_16X16: [(&str, &str); 3] = [
     ("coop_mat8x8<", "coop_mat16x16<"),
 ];
 
+/// The workgroup memory a `_narrow` variant may take: more than WebGPU's default 16 KB (its tile of
+/// 128 pixel columns, each a padded row of reduction rows), within what every adapter that
+/// multiplies cooperative matrices offers (Metal's least is 32 KB; NVIDIA's 48 KB, AMD's and
+/// Intel's 64 KB). ops::conv2d takes a narrow variant only where the device offers this much.
+pub const NARROW_WORKGROUP_BYTES: u32 = 32_768;
+
 /// What a `_16x16` cooperative-matrix kernel's `_narrow` variant replaces: its four subgroups lie
 /// 1 x 4 over the workgroup's tile instead of 2 x 2 (32 rows by 128 columns instead of 64 by 64),
 /// for products of at most 32 rows.

@@ -420,6 +420,12 @@ fn conv_kernels_the_adapter_lacks_are_refused() {
 fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
     let Some(gpu) = forced_cooperative_16x16_gpu() else { return };
     random_configurations(&gpu);
+    // Both forms ran (the narrow one needs more workgroup memory than WebGPU's default, which
+    // lavapipe offers).
+    let built = gpu.built_kernels();
+    for kernel in ["conv2d_forward_cooperative_matrix_16x16", "conv2d_forward_cooperative_matrix_16x16_narrow"] {
+        assert!(built.contains(&kernel), "{kernel} did not run: {built:?}");
+    }
 }
 
 /// A cooperative-matrix kernel that cannot be built (here: on an adapter without cooperative

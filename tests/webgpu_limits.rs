@@ -51,3 +51,33 @@ fn every_model_runs_within_webgpus_default_limits() {
         }
     }
 }
+
+/// A narrow cooperative-matrix variant takes more workgroup memory than WebGPU's default
+/// (`wgrad::shaders::NARROW_WORKGROUP_BYTES`): a device with only the defaults does not build it,
+/// and Tudui's 32-channel layers run the 4-by-4 16x16 variant there instead (lavapipe forced to
+/// the 16x16 kernels, as tests/conv2d.rs does).
+#[test]
+fn narrow_cooperative_matrix_kernels_run_only_where_their_workgroup_memory_is_offered() {
+    let Some(gpu) = webgpu_device() else { return };
+    if gpu.force_cooperative_tile_16_on_lavapipe().is_err() {
+        skip(
+            &format!("{} is no lavapipe with 8x8 cooperative matrices to force the 16x16 kernels on", gpu.describe()),
+            "WGRAD_REQUIRE_COOPERATIVE_MATRIX",
+        );
+        return;
+    }
+    gpu.set_conv_kernels(wgrad::ConvKernels::CooperativeMatrix).unwrap();
+    gpu.set_precision(wgrad::Precision::Mixed).unwrap();
+    let shader = |name| wgrad::shaders::get(name).unwrap();
+    assert!(!gpu.can_build(shader("conv2d_forward_cooperative_matrix_16x16_narrow")));
+    assert!(gpu.can_build(shader("conv2d_forward_cooperative_matrix_16x16")));
+    let n = 2;
+    let images: Vec<f32> = (0..n * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let model = ModelKind::Tudui.build(0);
+    let mut ex = wgrad::executor(&Device::Gpu(gpu.clone()), &model, n, ExecOptions::default()).unwrap();
+    let loss = ex.step(&images, &[3, 7], true).unwrap().unwrap();
+    assert!(loss.is_finite(), "loss {loss}");
+    let built = gpu.built_kernels();
+    assert!(built.contains(&"conv2d_forward_cooperative_matrix_16x16"), "{built:?}");
+    assert!(!built.iter().any(|k| k.ends_with("_narrow")), "{built:?}");
+}

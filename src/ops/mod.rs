@@ -31,6 +31,14 @@ impl Shader {
     pub fn needs_cooperative_matrix(&self) -> bool {
         self.source.contains("enable wgpu_cooperative_matrix;")
     }
+    /// The workgroup memory the kernel may take beyond WebGPU's default 16 KB: a `_narrow`
+    /// cooperative-matrix variant's [`crate::shaders::NARROW_WORKGROUP_BYTES`] (its subgroups laid
+    /// out by [`crate::shaders::NARROW`]); the device must offer it.
+    pub fn workgroup_bytes(&self) -> Option<u32> {
+        let narrow = crate::shaders::NARROW[1].1;
+        (self.needs_cooperative_matrix() && self.source.contains(narrow))
+            .then_some(crate::shaders::NARROW_WORKGROUP_BYTES)
+    }
     /// The cooperative-matrix tile a kernel multiplies (8 or 16; see crate::shaders), if any: it
     /// runs where the device's [`Gpu::cooperative_tile`](crate::Gpu::cooperative_tile) is the same.
     pub fn cooperative_tile(&self) -> Option<u32> {

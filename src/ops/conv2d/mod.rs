@@ -657,10 +657,15 @@ struct Cooperative {
 /// The `_cooperative_matrix` kernel `name` for this device's tile and a product of `rows` rows:
 /// with 8 x 8 tiles the kernel itself, 4 tiles by 4 per workgroup; with 16 x 16 (NVIDIA) its
 /// `_16x16` variant, 4 by 4, or for at most 32 rows its `_16x16_narrow` one, 2 by 8, where 4 by 4
-/// would multiply and stage as many empty tiles as full ones (Tudui's 32-channel layers).
+/// would multiply and stage as many empty tiles as full ones (Tudui's 32-channel layers), if the
+/// device offers the workgroup memory it takes ([`crate::shaders::NARROW_WORKGROUP_BYTES`]).
 fn cooperative_shader(gpu: &Gpu, name: &'static str, rows: usize) -> Cooperative {
     let tile = gpu.cooperative_tile().unwrap_or(8);
-    let narrow = tile == 16 && rows <= 2 * NARROW_SUBGROUPS.0 * tile as usize;
+    let narrow = tile == 16
+        && rows <= 2 * NARROW_SUBGROUPS.0 * tile as usize
+        && crate::shaders::cooperative_variant(name, tile, true)
+            .and_then(crate::shaders::get)
+            .is_some_and(|s| gpu.can_build(s));
     let shader = crate::shaders::cooperative_variant(name, tile, narrow).unwrap_or(name);
     let workgroup = crate::shaders::get(shader).map_or(32, |s| s.workgroup as usize);
     let (sm, sn) = if narrow { NARROW_SUBGROUPS } else { COOPERATIVE_SUBGROUPS };
