@@ -650,7 +650,7 @@ impl Gpu {
         (self.features.contains(wgpu::Features::SHADER_F16) || !shader.needs_f16())
             && (self.offers(ConvKernels::Subgroups) || !shader.needs_subgroups())
             && shader.cooperative_tile().is_none_or(|t| self.cooperative_tile() == Some(t))
-            && shader.workgroup_bytes().is_none_or(|b| self.limits.max_compute_workgroup_storage_size >= b)
+            && shader.workgroup_memory_needed().is_none_or(|b| self.limits.max_compute_workgroup_storage_size >= b)
     }
     /// The cooperative-matrix tile (8 or 16) of the `_cooperative_matrix` kernels on this device,
     /// if it can run them.

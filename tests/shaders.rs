@@ -141,7 +141,7 @@ fn every_shader_fits_webgpus_default_limits() {
         assert!(storage + uniform <= lim.max_bindings_per_bind_group, "{name}: too many bindings");
         // The narrow cooperative-matrix variants may take more, and run only where the device
         // offers it (Gpu::can_build).
-        let workgroup_limit = s.workgroup_bytes().unwrap_or(lim.max_compute_workgroup_storage_size);
+        let workgroup_limit = s.workgroup_memory_needed().unwrap_or(lim.max_compute_workgroup_storage_size);
         assert!(workgroup_bytes <= workgroup_limit, "{name}: {workgroup_bytes} bytes of workgroup memory");
         let [x, y, z] = m.entry_points[0].workgroup_size;
         assert!(

@@ -31,10 +31,11 @@ impl Shader {
     pub fn needs_cooperative_matrix(&self) -> bool {
         self.source.contains("enable wgpu_cooperative_matrix;")
     }
-    /// The workgroup memory the kernel may take beyond WebGPU's default 16 KB: a `_narrow`
-    /// cooperative-matrix variant's [`crate::shaders::NARROW_WORKGROUP_BYTES`] (its subgroups laid
-    /// out by [`crate::shaders::NARROW`]); the device must offer it.
-    pub fn workgroup_bytes(&self) -> Option<u32> {
+    /// The workgroup memory the device must offer for the kernel, where that is more than
+    /// WebGPU's default 16 KB: a `_narrow` cooperative-matrix variant's
+    /// [`crate::shaders::NARROW_WORKGROUP_BYTES`] (its subgroups laid out by
+    /// [`crate::shaders::NARROW`]).
+    pub fn workgroup_memory_needed(&self) -> Option<u32> {
         let narrow = crate::shaders::NARROW[1].1;
         (self.needs_cooperative_matrix() && self.source.contains(narrow))
             .then_some(crate::shaders::NARROW_WORKGROUP_BYTES)
