@@ -9,7 +9,9 @@
 # a few minutes); otherwise the working tree with the sed script SED applied to the files that
 # AB_FILES names (a glob, shaders or Rust sources; default shaders/*.wgsl; an empty SED builds the
 # tree as it is; a SED that changes none of them is refused). The files are restored after each
-# build, also when one fails. Each variant's shaders must pass naga's validation and translation
+# build, also when one fails: while it packs, the working tree holds each variant's sed in turn,
+# so edit nothing it names and commit nothing until it is done (a commit would take the sed in,
+# and an edit would be undone). Each variant's shaders must pass naga's validation and translation
 # (tests/shaders.rs). The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what
 # pack.sh downloads.
 # There, with carry [".gpu/ab.tar.xz", ".gl"] (nothing else is needed):
