@@ -8,10 +8,10 @@
 # a worktree of its own, built into target/ab-rev: the first such build compiles every dependency,
 # a few minutes); otherwise the working tree with the sed script SED applied to the files that
 # AB_FILES names (a glob, shaders or Rust sources; default shaders/*.wgsl; an empty SED builds the
-# tree as it is; a SED that changes none of them is refused). The files are restored after each
-# build, also when one fails: while it packs, the working tree holds each variant's sed in turn,
-# so edit nothing it names and commit nothing until it is done (a commit would take the sed in,
-# and an edit would be undone). Each variant's shaders must pass naga's validation and translation
+# tree as it is; a SED that changes none of them is refused), in a worktree of its own that holds
+# the working tree's uncommitted changes and untracked files (the working tree itself is never
+# edited, so edits and commits made meanwhile are safe), built into target/ab-rev too. Each
+# variant's shaders must pass naga's validation and translation
 # (tests/shaders.rs). The binaries go to .gpu/ab.tar.xz (about 4 MB each); .gl must hold what
 # pack.sh downloads.
 # There, with carry [".gpu/ab.tar.xz", ".gl"] (nothing else is needed):
@@ -37,17 +37,27 @@ die() { echo "ab.sh: $*" >&2; exit 1; }
 pack() {
   [ $# -ge 2 ] && [ $(($# % 2)) -eq 0 ] || die "pack takes pairs of LABEL and SED script"
   ls .gl/libvulkan1_*.deb > /dev/null 2>&1 || die "no Vulkan loader in .gl: run benches/gpu/pack.sh once"
-  shopt -s nullglob
-  # shellcheck disable=SC2206 # the glob is meant to expand
-  files=(${AB_FILES:-shaders/*.wgsl})
-  [ ${#files[@]} -gt 0 ] || die "no file matches AB_FILES=${AB_FILES:-}"
-  keep=$(mktemp -d)
+  local root=$PWD f
   stage=$(mktemp -d)
+  keep=$(mktemp -d)
+  # The sed variants build in a worktree holding the working tree as it is (its uncommitted
+  # changes and untracked files copied over), so that the working tree itself is never edited.
+  tree=$(mktemp -d)
+  rmdir "$tree"
+  git worktree add --quiet --detach "$tree" HEAD || die "cannot make a worktree of HEAD"
+  trap 'git worktree remove --force "$tree"; rm -rf "$stage" "$keep"' EXIT
+  git ls-files -z --deleted | (cd "$tree" && xargs -0 -r rm -f --)
+  git ls-files -z --modified --others --exclude-standard | while IFS= read -r -d '' f; do
+    [ -e "$f" ] && cp --parents -- "$f" "$tree"
+  done
+  shopt -s nullglob
+  # shellcheck disable=SC2206,SC2086 # the glob is meant to expand
+  files=($(cd "$tree" && echo ${AB_FILES:-shaders/*.wgsl}))
+  [ ${#files[@]} -gt 0 ] || die "no file matches AB_FILES=${AB_FILES:-}"
   local i
-  for i in "${!files[@]}"; do cp "${files[$i]}" "$keep/$i"; done
+  for i in "${!files[@]}"; do cp "$tree/${files[$i]}" "$keep/$i"; done
   # Restored as copies (new modification times), so that the next build compiles them again.
-  restore() { for i in "${!files[@]}"; do cp "$keep/$i" "${files[$i]}"; done; }
-  trap 'restore; rm -rf "$keep" "$stage"' EXIT
+  restore() { for i in "${!files[@]}"; do cp "$keep/$i" "$tree/${files[$i]}"; done; }
   local labels=()
   while [ $# -gt 0 ]; do
     local label=$1 script=$2
@@ -61,21 +71,23 @@ pack() {
     if [ -n "$script" ]; then
       local changed=0
       for i in "${!files[@]}"; do
-        sed -i -e "$script" "${files[$i]}" || die "$label: sed failed"
-        cmp -s "${files[$i]}" "$keep/$i" || changed=1
+        sed -i -e "$script" "$tree/${files[$i]}" || die "$label: sed failed"
+        cmp -s "$tree/${files[$i]}" "$keep/$i" || changed=1
       done
-      [ $changed -eq 1 ] || die "$label: the sed script changes none of ${files[*]}"
+      [ $changed -eq 1 ] || { restore; die "$label: the sed script changes none of ${files[*]}"; }
     fi
     echo "building $label"
-    cargo build --release --quiet --bin wgrad || die "$label: the build failed"
     # WGSL is compiled when pipelines are made, on the GPU machine: validate and translate every
     # shader here (tests/shaders.rs, a few seconds), so that no device time goes to a broken variant.
     # Not its WebGPU-limits test: a variant may try what only a native adapter allows.
-    cargo test --release --quiet --test shaders -- every_shader_parses_and_validates \
-      every_shader_translates_for_vulkan_metal_dx12_and_gl > "$stage/shaders-$label.log" 2>&1 ||
-      { tail -20 "$stage/shaders-$label.log" >&2; die "$label: tests/shaders.rs fails on this variant"; }
+    (cd "$tree" && CARGO_TARGET_DIR="$root/target/ab-rev" cargo build --release --quiet --bin wgrad) ||
+      { restore; die "$label: the build failed"; }
+    (cd "$tree" && CARGO_TARGET_DIR="$root/target/ab-rev" cargo test --release --quiet --test shaders -- \
+      every_shader_parses_and_validates every_shader_translates_for_vulkan_metal_dx12_and_gl) \
+      > "$stage/shaders-$label.log" 2>&1 ||
+      { tail -20 "$stage/shaders-$label.log" >&2; restore; die "$label: tests/shaders.rs fails on this variant"; }
     rm -f "$stage/shaders-$label.log"
-    cp target/release/wgrad "$stage/wgrad-$label"
+    cp target/ab-rev/release/wgrad "$stage/wgrad-$label"
     restore
     labels+=("$label")
   done
