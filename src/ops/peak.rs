@@ -76,6 +76,14 @@ impl Peak {
         }
     }
 
+    /// Invocations per workgroup of its kernel on `gpu`.
+    fn workgroup(self, gpu: &Gpu) -> Result<u64> {
+        let shader = self.shader(gpu)?;
+        crate::shaders::get(shader)
+            .map(|s| s.workgroup as u64)
+            .ok_or_else(|| Error::op("peak", format!("no shader named {shader}")))
+    }
+
     /// FLOP (a multiply-add counts 2) of one invocation's iteration: peak_fma's 32 multiply-adds;
     /// a cooperative-matrix subgroup's 8 T x T x T products, over its SG invocations.
     fn flops_per_invocation(self, gpu: &Gpu) -> Result<f64> {
@@ -83,7 +91,7 @@ impl Peak {
             Peak::FmaF32 => 64.0,
             Peak::CooperativeMatrix { .. } => {
                 let t = gpu.cooperative_tile().unwrap_or(8) as f64;
-                let sg = crate::shaders::get(self.shader(gpu)?).map_or(32, |s| s.workgroup) as f64 / 4.0;
+                let sg = self.workgroup(gpu)? as f64 / 4.0;
                 8.0 * 2.0 * t * t * t / sg
             }
         })
@@ -108,8 +116,7 @@ const MIN_SECONDS: f64 = 0.01;
 /// One dispatch of `peak`'s kernel: `workgroups` workgroups running `iterations` iterations each,
 /// writing one value per invocation to `out`, with its FLOP set (see [`Kernel::flops`]).
 pub fn kernel(gpu: &Gpu, peak: Peak, workgroups: u64, iterations: u32, out: &View) -> Result<Kernel> {
-    let shader = peak.shader(gpu)?;
-    let wg = crate::shaders::get(shader).map_or(1, |s| s.workgroup) as u64;
+    let (shader, wg) = (peak.shader(gpu)?, peak.workgroup(gpu)?);
     if workgroups > crate::kernel::MAX_GROUPS_PER_DIM || out.len < workgroups * wg {
         return Err(Error::op(
             "peak",
@@ -127,7 +134,7 @@ pub fn kernel(gpu: &Gpu, peak: Peak, workgroups: u64, iterations: u32, out: &Vie
 /// iterations to take [`MIN_SECONDS`]; the best of three timings (GPU timestamps where the adapter
 /// has them) of the best dispatch.
 pub fn measure(gpu: &Gpu, peak: Peak) -> Result<Rate> {
-    let wg = crate::shaders::get(peak.shader(gpu)?).map_or(1, |s| s.workgroup) as u64;
+    let wg = peak.workgroup(gpu)?;
     let out = gpu.zeros("peak.out", MAX_WORKGROUPS * wg)?;
     let time = |workgroups: u64, iterations: u32| -> Result<Rate> {
         let k = kernel(gpu, peak, workgroups, iterations, &out)?;
