@@ -106,3 +106,52 @@ fn channels_last_cast_transposes_and_pads_with_zeros() {
         assert_close(&format!("{name}, scaled"), &unscaled, &channels_last(&f16_scaled(&x)), 0.0, 0.0);
     }
 }
+
+/// The padded cast lays an (A, C, Y, X) tensor out as rows of halves, channels last, with zeros
+/// wherever it falls outside the tensor: around an input (its padding), past a weight's kernel
+/// row and its channels, and in the slack after the rows; and it writes every half it owns. It is
+/// never scaled.
+#[test]
+fn padded_cast_lays_out_channels_last_with_zeros_around() {
+    let Some(gpu) = mixed_precision_gpu(false) else { return };
+    let mut r = rng(43);
+    let padded =
+        |shape: [usize; 4], rows: [usize; 2], channels: usize, row: usize, offset: [usize; 2], slack: usize| {
+            cast_f16::Padded { shape, rows, channels, row, offset, len: rows[0] * rows[1] * row + slack }
+        };
+    // An input (2, 3, 4, 5) with padding (1, 2), 8 channels a pixel, slack; a weight (5, 16, 3, 3)
+    // as (32, 3, 64) rows; and more halves than the cast has invocations (it strides over the grid).
+    for l in [
+        padded([2, 3, 4, 5], [2, 6], 8, 9 * 8, [1, 2], 40),
+        padded([5, 16, 3, 3], [32, 3], 16, 64, [0, 0], 0),
+        padded([1, 8, 512, 1100], [1, 514], 8, 1102 * 8, [1, 1], 0),
+    ] {
+        let [a, c, y, x] = l.shape;
+        let v = uniform(&mut r, a * c * y * x, -100.0, 100.0);
+        let rounded = f16_rounded(&v);
+        let want: Vec<f32> = (0..l.len)
+            .map(|at| {
+                let (rowi, rr) = (at / l.row, at % l.row);
+                let (aa, yy, xx, cc) = (rowi / l.rows[1], rowi % l.rows[1], rr / l.channels, rr % l.channels);
+                let (yy, xx) = (yy as isize - l.offset[0] as isize, xx as isize - l.offset[1] as isize);
+                let inside = aa < a && cc < c && (0..y as isize).contains(&yy) && (0..x as isize).contains(&xx);
+                if inside {
+                    rounded[((aa * c + cc) * y + yy as usize) * x + xx as usize]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (got, e) = cast_as(&gpu, &v, Layout::Padded(l), false);
+        assert_eq!(e, None);
+        assert_close(&format!("{l:?}"), &got, &want, 0.0, 0.0);
+    }
+    let l = padded([1, 8, 2, 2], [1, 2], 8, 16, [0, 0], 0);
+    let x = gpu.upload("x", &[0.0; 32]).unwrap();
+    let out = gpu.zeros("x16", Layout::Padded(l).words()).unwrap();
+    let [parts, top] = cast_f16::scaling_words(&gpu, 32).map(|w| gpu.zeros("scaling", w).unwrap());
+    let e = cast_f16::gpu(&gpu, "cast", &x, Layout::Padded(l), &out, Some([&parts, &top]))
+        .err()
+        .expect("a scaled padded cast");
+    assert!(e.to_string().contains("never scaled"), "{e}");
+}

@@ -175,6 +175,15 @@ fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
         (Conv2d::new(5, 9, 3).padding(1).stride(2), [2, 5, 8, 8]),
         (Conv2d::new(6, 4, 1).stride(2), [3, 6, 8, 10]),
         (Conv2d { stride: (3, 2), ..Conv2d::new(3, 7, 5).padding(2) }, [2, 3, 9, 8]),
+        // Unit strides and kernel rows of whole tiles of 16 channels: the padded cooperative-matrix
+        // forward, with channels past a block of tiles (40 = 32 + 8, 20), unequal kernel sides and
+        // padding, images whose columns end in a partial tile.
+        (Conv2d { bias: false, ..Conv2d::new(16, 40, 3).padding(1) }, [3, 16, 9, 10]),
+        (Conv2d::new(8, 6, (1, 2)), [2, 8, 5, 6]),
+        // 8 channels in kernel rows of 3: 24 reduction rows, not whole tiles of 16 (NVIDIA's),
+        // which the padded forward leaves to the staged one.
+        (Conv2d::new(8, 4, 3).padding(1), [1, 8, 6, 9]),
+        (Conv2d { kernel: (3, 5), padding: (1, 2), ..Conv2d::new(16, 20, 3) }, [2, 16, 7, 12]),
     ];
     for _ in 0..12 {
         let k = [1, 3, 5][r.random_range(0..3)];
@@ -224,13 +233,24 @@ fn mixed_precision_matches_cpu_on_random_configurations() {
 /// Mixed precision with each other kernel variant (the tiled choice computes with the
 /// register-blocked kernels' f16 variants; cooperative matrices where the adapter has them),
 /// splitting reductions and not (on lavapipe, which splits none, the register-blocked kernels'
-/// `_wide` forms run where the channels are multiples of 16).
+/// `_wide` forms run where the channels are multiples of 16). On cooperative matrices both
+/// forwards ran: the padded one where the layer allows it, the staged one elsewhere.
 #[test]
 fn mixed_precision_other_conv_kernels_match_cpu() {
     for gpu in [false, true].into_iter().flat_map(other_conv_kernels_gpus) {
         match gpu.set_precision(wgrad::Precision::Mixed) {
             Ok(()) => random_configurations(&gpu),
             Err(e) => return skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16"),
+        }
+        if gpu.conv_kernels() == wgrad::ConvKernels::CooperativeMatrix {
+            // Either tile's variants (`_16x16` on NVIDIA).
+            let built = gpu.built_kernels();
+            let ran = |padded: bool| {
+                built
+                    .iter()
+                    .any(|k| k.starts_with("conv2d_forward_cooperative_matrix") && k.contains("_padded") == padded)
+            };
+            assert!(ran(false) && ran(true), "not both forwards ran: {built:?}");
         }
     }
 }
@@ -304,38 +324,45 @@ fn a_non_finite_input_stays_in_its_image() {
     }
 }
 
-/// A non-finite input reaches only the outputs whose window holds it: with one infinity low in
-/// the image, every other output is the CPU path's (which reads a zero there), in every kernel
-/// family and precision. (The cooperative-matrix forward, channels last, stages its reduction's
-/// last partial stage as taps past the kernel's, rows below the window in the same image; their
+/// A non-finite input reaches only the outputs whose window holds it: with one infinity in the
+/// input, every other output is the CPU path's (which reads a zero there), in every kernel family
+/// and precision. (The cooperative-matrix forward, channels last, stages its reduction's last
+/// partial stage as taps past the kernel's, rows below the window in the same image; their
 /// sentinel must keep them zeros, or the zero weights facing them turn the infinity into NaN
-/// outside its window.)
+/// outside its window. The padded one, for 16 channels unpadded, computes columns past each row
+/// and image whose windows run into the next row and image, and must drop them.)
 #[test]
 fn a_non_finite_input_reaches_only_the_outputs_it_feeds() {
-    // 27 reduction rows (9 taps of 3 channels, 9 runs of 8 channels last): a partial last stage
-    // for every kernel's tile.
-    let cfg = Conv2d { bias: false, ..Conv2d::new(3, 5, 3).padding(1) };
-    let (h, w_) = (6, 7);
-    let shape = [1, 3, h, w_];
-    let mut r = rng(13);
-    let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
-    let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
-    // Channel 0, the bottom row, column 3.
-    let (ih, iw) = (h - 1, 3);
-    let (mut xinf, mut xzero) = (x.clone(), x.clone());
-    xinf[ih * w_ + iw] = f32::INFINITY;
-    xzero[ih * w_ + iw] = 0.0;
-    for gpu in every_family_and_precision() {
-        let [out, want] = forward_on(&gpu, &cfg, &shape, &xinf, &w, &xzero);
-        // The outputs whose 3x3 window (padding 1) holds (ih, iw) are left out.
+    let cases = [
+        // 27 reduction rows (9 taps of 3 channels, 9 runs of 4 channels last): a partial last
+        // stage for every kernel's tile. Channel 0, the bottom row, column 3.
+        (Conv2d { bias: false, ..Conv2d::new(3, 5, 3).padding(1) }, [1, 3, 6, 7], [0, 0, 5, 3]),
+        // The first pixel of the second image, which the first image's last columns reach.
+        (Conv2d { bias: false, ..Conv2d::new(16, 5, 3) }, [2, 16, 6, 12], [1, 0, 0, 0]),
+    ];
+    for (cfg, shape, [n, c, ih, iw]) in cases {
+        let g = cfg.geometry(&shape).unwrap();
+        let mut r = rng(13);
+        let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+        let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+        let at = ((n * shape[1] + c) * shape[2] + ih) * shape[3] + iw;
+        let (mut xinf, mut xzero) = (x.clone(), x.clone());
+        xinf[at] = f32::INFINITY;
+        xzero[at] = 0.0;
+        // The outputs whose window holds (n, ih, iw) are left out.
         let outside = |at: &usize| {
-            let (oh, ow) = (at / w_ % h, at % w_);
-            oh.abs_diff(ih) > 1 || ow.abs_diff(iw) > 1
+            let (on, oh, ow) = (at / (g.oc * g.oh * g.ow), at / g.ow % g.oh, at % g.ow);
+            let holds = |o: usize, p: usize, k: usize, i: usize| i + p >= o && i + p - o < k;
+            on != n || !holds(oh, g.ph, g.kh, ih) || !holds(ow, g.pw, g.kw, iw)
         };
-        let pick = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(outside).map(|at| v[at]).collect() };
-        let name = format!("outputs away from an infinity ({:?}, {:?})", gpu.conv_kernels(), gpu.precision());
-        let want = pick(&want);
-        assert_close(&name, &pick(&out), &want, 1e-4, atol_of(&want, 1e-5));
+        for gpu in every_family_and_precision() {
+            let [out, want] = forward_on(&gpu, &cfg, &shape, &xinf, &w, &xzero);
+            let pick = |v: &[f32]| -> Vec<f32> { (0..v.len()).filter(outside).map(|at| v[at]).collect() };
+            let name =
+                format!("{cfg:?}: outputs away from an infinity ({:?}, {:?})", gpu.conv_kernels(), gpu.precision());
+            let want = pick(&want);
+            assert_close(&name, &pick(&out), &want, 1e-4, atol_of(&want, 1e-5));
+        }
     }
 }
 
@@ -421,7 +448,7 @@ fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
     let Some(gpu) = forced_cooperative_16x16_gpu() else { return };
     random_configurations(&gpu);
     // Both forms ran (the narrow one needs more workgroup memory than WebGPU's default, which
-    // lavapipe offers).
+    // lavapipe offers). The padded forward does not run here (ops::conv2d::padded_forward says why).
     let built = gpu.built_kernels();
     for kernel in ["conv2d_forward_cooperative_matrix_16x16", "conv2d_forward_cooperative_matrix_16x16_narrow"] {
         assert!(built.contains(&kernel), "{kernel} did not run: {built:?}");

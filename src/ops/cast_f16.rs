@@ -3,8 +3,9 @@
 //! and run the `_f16` variants of their product kernels on the copies (see [`crate::shaders`]).
 //! Shaders: cast_f16_absmax.wgsl (the largest |x|: twice, over the tensor then over its parts),
 //! cast_f16.wgsl (the cast), cast_f16_channels_last.wgsl (the cast where the products run on
-//! cooperative matrices: channels last, padded to runs of 8, which those kernels read 8 halves at
-//! a time).
+//! cooperative matrices: channels last, padded to runs of 4, which those kernels read 4 halves at
+//! a time), cast_f16_padded.wgsl (channels last with the convolution's padding and zero rows, for
+//! the cooperative-matrix forward that loads its tiles straight from its copies).
 //!
 //! An output gradient is scaled by a power of two 2^e chosen on the device from its largest
 //! magnitude, so that the largest lands just below 2^15: no value overflows f16, and small
@@ -20,7 +21,7 @@ use crate::device::{Gpu, Precision};
 use crate::kernel::{Dispatch, Kernel, Program};
 use crate::{Error, Result};
 
-crate::shaders!(cast_f16_absmax: 256, cast_f16: 256, cast_f16_channels_last: 256);
+crate::shaders!(cast_f16_absmax: 256, cast_f16: 256, cast_f16_channels_last: 256, cast_f16_padded: 256);
 
 /// The most workgroups of the first max pass on `gpu`, and so the parts the second (one workgroup)
 /// reduces: on GPUs as many as the cast's, so that both read at the memory's speed (with 256, an
@@ -67,12 +68,31 @@ pub struct ChannelsLastParams {
     pub scaled: u32,
 }
 
+#[repr(C)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PaddedParams {
+    pub A: u32,
+    pub C: u32,
+    pub Y: u32,
+    pub X: u32,
+    pub AP: u32,
+    pub YP: u32,
+    pub CP: u32,
+    pub R: u32,
+    pub OY: u32,
+    pub OX: u32,
+    pub total: u32,
+    pub _pad: u32,
+}
+
 pub fn layouts() -> Vec<ParamsLayout> {
     vec![
         crate::params_layout!("cast_f16_absmax", AbsmaxParams, [n, _pad0, _pad1, _pad2]),
         crate::params_layout!("cast_f16", CastParams, [n, scaled, _pad0, _pad1]),
         crate::params_layout!("cast_f16_channels_last", ChannelsLastParams, [B, C, I, scaled])
             .consts(&[("RUN", CHANNEL_RUN)]),
+        crate::params_layout!("cast_f16_padded", PaddedParams, [A, C, Y, X, AP, YP, CP, R, OY, OX, total, _pad]),
     ]
 }
 
@@ -95,6 +115,23 @@ pub enum Layout {
     /// ([`padded_channels`]): an input (N, C, H, W) as (N, H, W, C'), a weight (OC, IC, KH, KW) as
     /// (OC, KH, KW, IC'), an output gradient (N, OC, OH, OW) as (N, OH, OW, OC').
     ChannelsLast([usize; 3]),
+    /// An (A, C, Y, X) tensor channels last with zeros around it, never scaled ([`Padded`]).
+    Padded(Padded),
+}
+
+/// A padded channels-last copy: `rows[0]` × `rows[1]` rows of `row` halves, in row (a, y) the
+/// pixels x of (a, y - offset[0], x - offset[1]), `channels` halves each (the tensor's channels,
+/// then zeros), zeros past the tensor; then zeros to `len` halves (a multiple of 4). An input
+/// (N, C, H, W) becomes (N, H + 2 PH, W + 2 PW, C') with offset (PH, PW); a weight
+/// (OC, IC, KH, KW) becomes (OC', KH, J), J ≥ KW · IC', with offset 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padded {
+    pub shape: [usize; 4],
+    pub rows: [usize; 2],
+    pub channels: usize,
+    pub row: usize,
+    pub offset: [usize; 2],
+    pub len: usize,
 }
 
 impl Layout {
@@ -103,6 +140,7 @@ impl Layout {
         match self {
             Layout::Flat(n) => n,
             Layout::ChannelsLast(shape) => shape.iter().product(),
+            Layout::Padded(p) => p.shape.iter().product(),
         }
     }
     /// The f16 values of the copy, and so where a scaled copy's exponent is.
@@ -110,14 +148,16 @@ impl Layout {
         match self {
             Layout::Flat(n) => n,
             Layout::ChannelsLast([b, c, i]) => b * i * padded_channels(c),
+            Layout::Padded(p) => p.len,
         }
     }
     /// 32-bit words holding the copy and its scale's exponent (after the values; channels last,
-    /// in a run of its own, which the kernels read whole).
+    /// in a run of its own, which the kernels read whole; a padded copy has none).
     pub fn words(self) -> u64 {
         let exponent = match self {
             Layout::Flat(_) => 1,
             Layout::ChannelsLast(_) => CHANNEL_RUN,
+            Layout::Padded(_) => 0,
         };
         (self.copy_elements() + exponent).div_ceil(2) as u64
     }
@@ -155,6 +195,9 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling
             format!("cast_f16 to {layout:?} given {} input and {} output words, not {n} and {words}", x.len, out.len),
         ));
     }
+    if let (Layout::Padded(_), Some(_)) = (layout, scaling) {
+        return Err(Error::op(label, "cast_f16 to a padded layout is never scaled"));
+    }
     let mut prog = Program::default();
     if let Some([parts, top]) = scaling {
         let absmax = |len: u64, from: &View, to: &View, groups: u64| {
@@ -186,6 +229,26 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling
             // One invocation per run.
             let groups = ((b * i * padded_channels(c) / CHANNEL_RUN) as u64).div_ceil(256).clamp(1, CAST_GROUPS);
             Kernel::new(gpu, "cast_f16_channels_last", &label, &p, &views, Dispatch::Workgroups(groups))?
+        }
+        Layout::Padded(l) => {
+            let total = l.len / 4;
+            let u = |v: usize| v as u32;
+            let p = PaddedParams {
+                A: u(l.shape[0]),
+                C: u(l.shape[1]),
+                Y: u(l.shape[2]),
+                X: u(l.shape[3]),
+                AP: u(l.rows[0]),
+                YP: u(l.rows[1]),
+                CP: u(l.channels),
+                R: u(l.row),
+                OY: u(l.offset[0]),
+                OX: u(l.offset[1]),
+                total: u(total),
+                _pad: 0,
+            };
+            let groups = (total as u64).div_ceil(256).clamp(1, CAST_GROUPS);
+            Kernel::new(gpu, "cast_f16_padded", &label, &p, &[x, out], Dispatch::Workgroups(groups))?
         }
     });
     Ok(prog)

@@ -2,14 +2,15 @@
 //! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl; their
 //! `_subgroups` forms for CPU adapters, `_tiled` forms and, for mixed precision, `_cooperative_matrix`
-//! forms ([`ConvKernels`]).
+//! forms ([`ConvKernels`]), of which the forward has a second, conv2d_forward_cooperative_matrix_padded.wgsl,
+//! for layers with unit strides (`padded_forward`).
 //! The CPU path runs direct convolutions on x86-64 with AVX2 (`direct`), else im2col + GEMM
 //! (matrixmultiply), parallel over the batch (rayon).
 //! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
 //! input, the weight and the output gradient (ops::cast_f16): the register-blocked kernels, their
 //! `_subgroups` forms, or the `_cooperative_matrix` kernels, which read f16 only.
 
-use super::cast_f16::{self, Operands};
+use super::cast_f16::{self, Layout, Operands};
 use super::interface::{CpuBackward, CpuForward, Epilogue, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
@@ -66,6 +67,7 @@ crate::shaders!(
     conv2d_forward_cooperative_matrix: 32,
     conv2d_backward_input_cooperative_matrix: 32,
     conv2d_backward_weight_cooperative_matrix: 32,
+    conv2d_forward_cooperative_matrix_padded: 32,
 );
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
@@ -287,7 +289,10 @@ impl Node for Planned {
         let (g, bias) = (&self.g, io.state.get(1).copied());
         let s = cast_f16::stage_forward(gpu, io, g.sizes())?;
         let mut prog = s.prog;
-        prog.extend(forward_gpu(gpu, io.label, g, io.out, s.input, s.weight, bias, s.scratch, s.ops)?);
+        match padded_forward(gpu, g) {
+            Some(f) => prog.extend(f.gpu(gpu, io, g, bias, s.scratch)?),
+            None => prog.extend(forward_gpu(gpu, io.label, g, io.out, s.input, s.weight, bias, s.scratch, s.ops)?),
+        }
         Ok(prog)
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
@@ -565,6 +570,12 @@ pub fn layouts() -> Vec<ParamsLayout> {
         l("conv2d_forward_cooperative_matrix_16x16_narrow").consts(COOPERATIVE_NARROW),
         l("conv2d_backward_input_cooperative_matrix_16x16_narrow").consts(COOPERATIVE_NARROW),
         l("conv2d_backward_weight_cooperative_matrix_16x16_narrow").consts(COOPERATIVE_NARROW),
+        l("conv2d_forward_cooperative_matrix_padded").consts(&[
+            ("MT", PADDED_TILES.0),
+            ("NT", PADDED_TILES.1),
+            ("CHANNELS", PADDED_CHANNELS),
+            ("ROWS", PADDED_ROWS),
+        ]),
     ]
 }
 
@@ -810,8 +821,9 @@ fn phased(g: &Geometry) -> bool {
 pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     let s = Splits::new(gpu, g);
     let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
+    let padded = padded_forward(gpu, g).map(|f| [f.input, f.weight].map(|l| Layout::Padded(l).words()));
     Scratch {
-        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().collect(),
+        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(padded.into_iter().flatten()).collect(),
         backward: part(s.dweight, g.oc * g.k()).into_iter().chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp)).collect(),
         kept: Vec::new(),
     }
@@ -837,11 +849,109 @@ impl Splits {
         };
         // The cooperative-matrix kernels read the channels they reduce over in runs (channels last).
         let run = if kernels(gpu) == ConvKernels::CooperativeMatrix { cast_f16::CHANNEL_RUN } else { 1 };
+        let forward = match padded_forward(gpu, g) {
+            Some(_) => (1, g.ic),
+            None => over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow, run),
+        };
         Splits {
-            forward: over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow, run),
+            forward,
             dweight: weight_splits(gpu, g),
             dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run),
         }
+    }
+}
+
+/// The padded cooperative-matrix forward runs where the input's channels and a kernel row's
+/// reduction rows (KW · IC) are multiples of these (CHANNELS and ROWS in its shader): its tile
+/// loads need 16-byte aligned pointers and strides, and a kernel row of whole tiles reads no
+/// pixel past its window (which would meet the zero weights of a padded row: NaN where it holds
+/// an infinity).
+const PADDED_CHANNELS: usize = 8;
+const PADDED_ROWS: usize = 16;
+/// Its subgroups' tiles, channels by columns (MT and NT in the shader), and the weight copy's rows
+/// are padded to whole blocks of MT tiles of the largest T (16).
+const PADDED_TILES: (usize, usize) = (2, 4);
+const PADDED_WEIGHT_ROWS: usize = 32;
+
+/// The forward of a convolution with unit strides and dilations on cooperative matrices, from
+/// copies laid out so that every tile is one load from memory
+/// (conv2d_forward_cooperative_matrix_padded.wgsl): the input channels last with its padding as
+/// zeros, the weight as rows of KW · IC' reduction rows per kernel row.
+struct PaddedForward {
+    shader: &'static str,
+    input: cast_f16::Padded,
+    weight: cast_f16::Padded,
+    /// Its workgroups' invocations in all.
+    invocations: usize,
+}
+
+/// The padded forward of `g` on `gpu`, where it runs instead of the staged one: with cooperative
+/// matrices, unit strides and dilations, whole runs of 8 input channels and kernel rows of whole
+/// tiles of 16 reduction rows ([`PADDED_CHANNELS`]: no RGB image's 3 channels padded to 8), where
+/// at least two in three of the columns it computes are output pixels (it computes each image's
+/// OH · (W + 2 PW) and drops the rest), and where its copies fit a binding.
+fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedForward> {
+    if kernels(gpu) != ConvKernels::CooperativeMatrix
+        || (g.sh, g.sw, g.dh, g.dw) != (1, 1, 1, 1)
+        || !g.ic.is_multiple_of(PADDED_CHANNELS)
+        || !(g.kw * g.ic).is_multiple_of(PADDED_ROWS)
+    {
+        return None;
+    }
+    let tile = gpu.cooperative_tile()?;
+    // lavapipe made to run 16 x 16 tiles (Gpu::force_cooperative_tile_16_on_lavapipe) splits them
+    // into its 8 x 8 ones, and its split loads of B tiles from storage buffers read the wrong
+    // elements (with the same addresses relayed through workgroup memory the kernel matches the
+    // CPU path there); so it runs the staged forward.
+    if tile == 16 && gpu.info.name.starts_with("llvmpipe") {
+        return None;
+    }
+    let shader = crate::shaders::cooperative_variant("conv2d_forward_cooperative_matrix_padded", tile, false)?;
+    let workgroup = crate::shaders::get(shader).filter(|s| gpu.can_build(s))?.workgroup as usize;
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let t = tile as usize;
+    let columns = g.oh * wp;
+    if 3 * g.oh * g.ow < 2 * columns.next_multiple_of(t) {
+        return None;
+    }
+    let j = g.kw * g.ic;
+    let image = hp * wp * g.ic;
+    // The last column tile's loads run past its image by up to T columns and a kernel row.
+    let read = (g.n - 1) * image + (columns.next_multiple_of(t) - 1 + (g.kh - 1) * wp) * g.ic + j;
+    let input = cast_f16::Padded {
+        shape: [g.n, g.ic, g.h, g.w],
+        rows: [g.n, hp],
+        channels: g.ic,
+        row: wp * g.ic,
+        offset: [g.ph, g.pw],
+        len: read.max(g.n * image).next_multiple_of(4),
+    };
+    let ocp = g.oc.next_multiple_of(PADDED_WEIGHT_ROWS);
+    let weight =
+        cast_f16::Padded { shape: [g.oc, g.ic, g.kh, g.kw], rows: [ocp, g.kh], channels: g.ic, row: j, offset: [0, 0], len: ocp * g.kh * j };
+    let fits = |l: &cast_f16::Padded| (l.len as u64).div_ceil(2) <= gpu.max_binding_elems() && l.len < u32::MAX as usize;
+    if !fits(&input) || !fits(&weight) {
+        return None;
+    }
+    let (mt, nt) = PADDED_TILES;
+    let groups = (g.n * columns.div_ceil(t)).div_ceil(4 * nt);
+    Some(PaddedForward { shader, input, weight, invocations: g.oc.div_ceil(mt * t) * groups * workgroup })
+}
+
+impl PaddedForward {
+    /// Casts the input and weight into their copies (`scratch`'s first two) and runs the kernel.
+    fn gpu(&self, gpu: &Gpu, io: &GpuIo<'_>, g: &Geometry, bias: Option<&View>, scratch: &[&View]) -> Result<Program> {
+        let &[input, weight, ..] = scratch else {
+            return Err(Error::op(io.label, format!("the padded forward given {} scratch tensors, not 2", scratch.len())));
+        };
+        let mut prog = cast_f16::gpu(gpu, &format!("{}.input.padded", io.label), io.inputs[0], Layout::Padded(self.input), input, None)?;
+        prog.extend(cast_f16::gpu(gpu, &format!("{}.weight.padded", io.label), io.state[0], Layout::Padded(self.weight), weight, None)?);
+        let prod = Product { shader: self.shader, invocations: self.invocations, stride: 0 };
+        let p = params(g, &prod, bias.is_some(), 1, g.ic, Operands::F32);
+        let views = [input, weight, bias.unwrap_or(weight), io.out];
+        let groups = Dispatch::Invocations(self.invocations as u64);
+        prog.push(Kernel::new(gpu, self.shader, io.label, &p, &views, groups)?.flops(2 * g.macs() as u64));
+        Ok(prog)
     }
 }
 
