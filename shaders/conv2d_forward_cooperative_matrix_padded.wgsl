@@ -16,6 +16,8 @@ enable wgpu_cooperative_matrix;
 // v = oh * WP + ow, ow < WP (the ow >= OW ones computed and dropped: their windows run into the
 // next row or image), in tiles of T per image; a tile of col is then one column-major load of
 // stride IC, and a tile of the weight one row-major load of stride KH * J.
+// The input copy may be scaled by 2^e (an output gradient's, for the input gradient), e stored
+// at element scale_at; the sums are then scaled back.
 // bias: (OC,) f32 (read when has_bias); out: (N, OC, OH, OW) overwritten (never split).
 // Dispatch: one workgroup per block of MT T output channels and 4 NT column tiles (column tiles
 // fastest), 2-D grid past 65,535; each of its four subgroups multiplies MT x NT tiles of T x T,
@@ -68,6 +70,9 @@ const ROWS: u32 = 16u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 var<workgroup> Cs: array<f32, 4u * T * T>; // one T x T tile per subgroup
+
+// scale_at when the input is not scaled (ops::cast_f16::UNSCALED).
+const UNSCALED: u32 = 0xffffffffu;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -135,6 +140,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
 
+    var unscale = 1.0;
+    if (p.scale_at != UNSCALED) {
+        unscale = exp2(-f32(inp[p.scale_at]));
+    }
     // Tile (r, i) of this subgroup's MT x NT: channels from m0 + r T, column tile c0 + i.
     for (var t = 0u; t < MT * NT; t++) {
         switch t {
@@ -158,7 +167,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let oh = v / WP;
             let ow = v % WP;
             if (c < ctiles && oc < p.OC && oh < p.OH && ow < p.OW) {
-                var val = Cs[slot + idx];
+                var val = Cs[slot + idx] * unscale;
                 if (p.has_bias == 1u) {
                     val += bias[oc];
                 }

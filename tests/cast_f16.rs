@@ -107,51 +107,70 @@ fn channels_last_cast_transposes_and_pads_with_zeros() {
     }
 }
 
-/// The padded cast lays an (A, C, Y, X) tensor out as rows of halves, channels last, with zeros
-/// wherever it falls outside the tensor: around an input (its padding), past a weight's kernel
-/// row and its channels, and in the slack after the rows; and it writes every half it owns. It is
-/// never scaled.
+/// The padded cast lays an (A, C, Y, X) view of a tensor out as rows of halves, channels last,
+/// with zeros wherever it falls outside the view: around an input (its padding), past a weight's
+/// kernel row and its channels, and in the slack after the rows; it writes every half it owns,
+/// reads a flipped, transposed view of a weight (negative strides), and scales where asked.
 #[test]
 fn padded_cast_lays_out_channels_last_with_zeros_around() {
     let Some(gpu) = mixed_precision_gpu(false) else { return };
     let mut r = rng(43);
     let padded =
         |shape: [usize; 4], rows: [usize; 2], channels: usize, row: usize, offset: [usize; 2], slack: usize| {
-            cast_f16::Padded { shape, rows, channels, row, offset, len: rows[0] * rows[1] * row + slack }
+            let strides = cast_f16::contiguous_strides(shape);
+            cast_f16::Padded {
+                shape,
+                strides,
+                origin: 0,
+                rows,
+                channels,
+                row,
+                offset,
+                len: rows[0] * rows[1] * row + slack,
+            }
         };
+    // The weight (5, 16, 3, 3) as w'(ic, oc, kh, kw) = w(oc, ic, 2 - kh, 2 - kw).
+    let flipped =
+        cast_f16::Padded { strides: [9, 144, -3, -1], origin: 8, ..padded([16, 5, 3, 3], [32, 3], 8, 24, [0, 0], 0) };
     // An input (2, 3, 4, 5) with padding (1, 2), 8 channels a pixel, slack; a weight (5, 16, 3, 3)
     // as (32, 3, 64) rows; and more halves than the cast has invocations (it strides over the grid).
     for l in [
         padded([2, 3, 4, 5], [2, 6], 8, 9 * 8, [1, 2], 40),
         padded([5, 16, 3, 3], [32, 3], 16, 64, [0, 0], 0),
+        flipped,
         padded([1, 8, 512, 1100], [1, 514], 8, 1102 * 8, [1, 1], 0),
     ] {
-        let [a, c, y, x] = l.shape;
-        let v = uniform(&mut r, a * c * y * x, -100.0, 100.0);
-        let rounded = f16_rounded(&v);
-        let want: Vec<f32> = (0..l.len)
-            .map(|at| {
-                let (rowi, rr) = (at / l.row, at % l.row);
-                let (aa, yy, xx, cc) = (rowi / l.rows[1], rowi % l.rows[1], rr / l.channels, rr % l.channels);
-                let (yy, xx) = (yy as isize - l.offset[0] as isize, xx as isize - l.offset[1] as isize);
-                let inside = aa < a && cc < c && (0..y as isize).contains(&yy) && (0..x as isize).contains(&xx);
-                if inside {
-                    rounded[((aa * c + cc) * y + yy as usize) * x + xx as usize]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let n: usize = l.shape.iter().product();
+        let v = uniform(&mut r, n, -100.0, 100.0);
+        let want = |v: &[f32]| -> Vec<f32> {
+            let [a, c, y, x] = l.shape;
+            (0..l.len)
+                .map(|at| {
+                    let (rowi, rr) = (at / l.row, at % l.row);
+                    let (aa, yy, xx, cc) = (rowi / l.rows[1], rowi % l.rows[1], rr / l.channels, rr % l.channels);
+                    let (yy, xx) = (yy as isize - l.offset[0] as isize, xx as isize - l.offset[1] as isize);
+                    let inside = aa < a && cc < c && (0..y as isize).contains(&yy) && (0..x as isize).contains(&xx);
+                    let [sa, sc, sy, sx] = l.strides;
+                    let from = l.origin as isize + aa as isize * sa + cc as isize * sc + yy * sy + xx * sx;
+                    if inside {
+                        v[from as usize]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
         let (got, e) = cast_as(&gpu, &v, Layout::Padded(l), false);
         assert_eq!(e, None);
-        assert_close(&format!("{l:?}"), &got, &want, 0.0, 0.0);
+        assert_close(&format!("{l:?}"), &got, &want(&f16_rounded(&v)), 0.0, 0.0);
+        let (got, e) = cast_as(&gpu, &v, Layout::Padded(l), true);
+        let unscaled: Vec<f32> = got.iter().map(|&v| (v as f64 / 2f64.powi(e.unwrap())) as f32).collect();
+        assert_close(&format!("{l:?}, scaled"), &unscaled, &want(&f16_scaled(&v)), 0.0, 0.0);
     }
-    let l = padded([1, 8, 2, 2], [1, 2], 8, 16, [0, 0], 0);
-    let x = gpu.upload("x", &[0.0; 32]).unwrap();
+    // A view reaching past the tensor is an error.
+    let l = cast_f16::Padded { origin: 8, ..padded([1, 8, 2, 2], [1, 2], 8, 16, [0, 0], 0) };
+    let x = gpu.upload("x", &[0f32; 32]).unwrap();
     let out = gpu.zeros("x16", Layout::Padded(l).words()).unwrap();
-    let [parts, top] = cast_f16::scaling_words(&gpu, 32).map(|w| gpu.zeros("scaling", w).unwrap());
-    let e = cast_f16::gpu(&gpu, "cast", &x, Layout::Padded(l), &out, Some([&parts, &top]))
-        .err()
-        .expect("a scaled padded cast");
-    assert!(e.to_string().contains("never scaled"), "{e}");
+    let e = cast_f16::gpu(&gpu, "cast", &x, Layout::Padded(l), &out, None).err().expect("a view past the tensor");
+    assert!(e.to_string().contains("cast_f16 to Padded"), "{e}");
 }

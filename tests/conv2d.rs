@@ -181,8 +181,12 @@ fn random_configurations(gpu: &Arc<wgrad::Gpu>) {
         (Conv2d { bias: false, ..Conv2d::new(16, 40, 3).padding(1) }, [3, 16, 9, 10]),
         (Conv2d::new(8, 6, (1, 2)), [2, 8, 5, 6]),
         // 8 channels in kernel rows of 3: 24 reduction rows, not whole tiles of 16 (NVIDIA's),
-        // which the padded forward leaves to the staged one.
+        // which the padded forward leaves to the staged one; with 16 output channels the input
+        // gradient (a convolution over them) takes the padded kernel, and without padding it
+        // pads the output gradient by 2.
         (Conv2d::new(8, 4, 3).padding(1), [1, 8, 6, 9]),
+        (Conv2d::new(8, 16, 3).padding(1), [2, 8, 7, 12]),
+        (Conv2d::new(16, 16, 3), [2, 16, 8, 12]),
         (Conv2d { kernel: (3, 5), padding: (1, 2), ..Conv2d::new(16, 20, 3) }, [2, 16, 7, 12]),
     ];
     for _ in 0..12 {

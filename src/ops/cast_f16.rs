@@ -76,6 +76,11 @@ pub struct PaddedParams {
     pub C: u32,
     pub Y: u32,
     pub X: u32,
+    pub SA: i32,
+    pub SC: i32,
+    pub SY: i32,
+    pub SX: i32,
+    pub origin: u32,
     pub AP: u32,
     pub YP: u32,
     pub CP: u32,
@@ -83,7 +88,10 @@ pub struct PaddedParams {
     pub OY: u32,
     pub OX: u32,
     pub total: u32,
-    pub _pad: u32,
+    pub scaled: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
@@ -92,7 +100,11 @@ pub fn layouts() -> Vec<ParamsLayout> {
         crate::params_layout!("cast_f16", CastParams, [n, scaled, _pad0, _pad1]),
         crate::params_layout!("cast_f16_channels_last", ChannelsLastParams, [B, C, I, scaled])
             .consts(&[("RUN", CHANNEL_RUN)]),
-        crate::params_layout!("cast_f16_padded", PaddedParams, [A, C, Y, X, AP, YP, CP, R, OY, OX, total, _pad]),
+        crate::params_layout!(
+            "cast_f16_padded",
+            PaddedParams,
+            [A, C, Y, X, SA, SC, SY, SX, origin, AP, YP, CP, R, OY, OX, total, scaled, _pad0, _pad1, _pad2]
+        ),
     ]
 }
 
@@ -115,23 +127,33 @@ pub enum Layout {
     /// ([`padded_channels`]): an input (N, C, H, W) as (N, H, W, C'), a weight (OC, IC, KH, KW) as
     /// (OC, KH, KW, IC'), an output gradient (N, OC, OH, OW) as (N, OH, OW, OC').
     ChannelsLast([usize; 3]),
-    /// An (A, C, Y, X) tensor channels last with zeros around it, never scaled ([`Padded`]).
+    /// An (A, C, Y, X) view of a tensor channels last with zeros around it ([`Padded`]).
     Padded(Padded),
 }
 
 /// A padded channels-last copy: `rows[0]` × `rows[1]` rows of `row` halves, in row (a, y) the
-/// pixels x of (a, y - offset[0], x - offset[1]), `channels` halves each (the tensor's channels,
-/// then zeros), zeros past the tensor; then zeros to `len` halves (a multiple of 4). An input
-/// (N, C, H, W) becomes (N, H + 2 PH, W + 2 PW, C') with offset (PH, PW); a weight
-/// (OC, IC, KH, KW) becomes (OC', KH, J), J ≥ KW · IC', with offset 0.
+/// pixels x of (a, y - offset[0], x - offset[1]), `channels` halves each (the view's channels,
+/// then zeros), zeros past the view; then zeros to `len` halves (a multiple of 4), then the
+/// exponent of a scaled copy. The view (A, C, Y, X) = `shape` reads the f32 tensor at `origin` +
+/// its indices times `strides` (which may be negative: a flipped kernel). An input
+/// (N, C, H, W) becomes (N, H + 2 PH, W + 2 PW, C) with offset (PH, PW); a weight
+/// (OC, IC, KH, KW) becomes (OC', KH, KW · IC) with offset 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Padded {
     pub shape: [usize; 4],
+    pub strides: [isize; 4],
+    pub origin: usize,
     pub rows: [usize; 2],
     pub channels: usize,
     pub row: usize,
     pub offset: [usize; 2],
     pub len: usize,
+}
+
+/// The strides of a contiguous tensor of `shape`.
+pub fn contiguous_strides(shape: [usize; 4]) -> [isize; 4] {
+    let [_, c, y, x] = shape.map(|d| d as isize);
+    [c * y * x, y * x, x, 1]
 }
 
 impl Layout {
@@ -151,13 +173,12 @@ impl Layout {
             Layout::Padded(p) => p.len,
         }
     }
-    /// 32-bit words holding the copy and its scale's exponent (after the values; channels last,
-    /// in a run of its own, which the kernels read whole; a padded copy has none).
+    /// 32-bit words holding the copy and its scale's exponent (after the values; channels last
+    /// and padded, in a run of its own, which the kernels read whole).
     pub fn words(self) -> u64 {
         let exponent = match self {
             Layout::Flat(_) => 1,
-            Layout::ChannelsLast(_) => CHANNEL_RUN,
-            Layout::Padded(_) => 0,
+            Layout::ChannelsLast(_) | Layout::Padded(_) => CHANNEL_RUN,
         };
         (self.copy_elements() + exponent).div_ceil(2) as u64
     }
@@ -195,9 +216,6 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling
             format!("cast_f16 to {layout:?} given {} input and {} output words, not {n} and {words}", x.len, out.len),
         ));
     }
-    if let (Layout::Padded(_), Some(_)) = (layout, scaling) {
-        return Err(Error::op(label, "cast_f16 to a padded layout is never scaled"));
-    }
     let mut prog = Program::default();
     if let Some([parts, top]) = scaling {
         let absmax = |len: u64, from: &View, to: &View, groups: u64| {
@@ -230,28 +248,47 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling
             let groups = ((b * i * padded_channels(c) / CHANNEL_RUN) as u64).div_ceil(256).clamp(1, CAST_GROUPS);
             Kernel::new(gpu, "cast_f16_channels_last", &label, &p, &views, Dispatch::Workgroups(groups))?
         }
-        Layout::Padded(l) => {
-            let total = l.len / 4;
-            let u = |v: usize| v as u32;
-            let p = PaddedParams {
-                A: u(l.shape[0]),
-                C: u(l.shape[1]),
-                Y: u(l.shape[2]),
-                X: u(l.shape[3]),
-                AP: u(l.rows[0]),
-                YP: u(l.rows[1]),
-                CP: u(l.channels),
-                R: u(l.row),
-                OY: u(l.offset[0]),
-                OX: u(l.offset[1]),
-                total: u(total),
-                _pad: 0,
-            };
-            let groups = (total as u64).div_ceil(256).clamp(1, CAST_GROUPS);
-            Kernel::new(gpu, "cast_f16_padded", &label, &p, &[x, out], Dispatch::Workgroups(groups))?
-        }
+        Layout::Padded(l) => padded(gpu, &label, x, l, out, top)?,
     });
     Ok(prog)
+}
+
+/// The kernel writing `out` = f16(x) laid out as `l` says, scaled where `top` (the largest |x|, as
+/// [`gpu`]'s scaled casts find it) is given, its exponent then after the values.
+pub fn padded(gpu: &Gpu, label: &str, x: &View, l: Padded, out: &View, top: Option<&View>) -> Result<Kernel> {
+    let words = Layout::Padded(l).words();
+    let reach = (0..4).map(|d| (l.shape[d].max(1) - 1) as isize * l.strides[d]);
+    let (lowest, highest) = reach.fold((l.origin as isize, l.origin as isize), |(lo, hi), r| (lo + r.min(0), hi + r.max(0)));
+    let whole_vec4s = [l.len, l.row, l.channels].iter().all(|v| v.is_multiple_of(4));
+    if out.len < words || lowest < 0 || highest >= x.len as isize || !whole_vec4s {
+        return Err(Error::op(label, format!("cast_f16 to {l:?} given {} input and {} output words", x.len, out.len)));
+    }
+    let u = |v: usize| v as u32;
+    let total = l.len / 4;
+    let p = PaddedParams {
+        A: u(l.shape[0]),
+        C: u(l.shape[1]),
+        Y: u(l.shape[2]),
+        X: u(l.shape[3]),
+        SA: l.strides[0] as i32,
+        SC: l.strides[1] as i32,
+        SY: l.strides[2] as i32,
+        SX: l.strides[3] as i32,
+        origin: u(l.origin),
+        AP: u(l.rows[0]),
+        YP: u(l.rows[1]),
+        CP: u(l.channels),
+        R: u(l.row),
+        OY: u(l.offset[0]),
+        OX: u(l.offset[1]),
+        total: u(total),
+        scaled: top.is_some() as u32,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    };
+    let groups = (total as u64).div_ceil(256).clamp(1, CAST_GROUPS);
+    Kernel::new(gpu, "cast_f16_padded", label, &p, &[x, top.unwrap_or(x), out], Dispatch::Workgroups(groups))
 }
 
 /// The shapes of a product op's (Conv2d's, Linear's) operands: its input as (images, channels,
@@ -297,6 +334,9 @@ pub struct Staged<'a> {
     pub ops: Operands,
     /// The node's scratch less the copies' (what the product kernels themselves asked for).
     pub scratch: &'a [&'a View],
+    /// In a mixed-precision backward, the output gradient's largest magnitude, which scaled its
+    /// copy (for casts of it into other layouts, scaled alike).
+    pub top: Option<&'a View>,
 }
 
 /// The kept copies of a mixed-precision product, checked.
@@ -313,14 +353,14 @@ pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<S
     let (input, weight) = (io.inputs[0], io.state[0]);
     if gpu.precision() == Precision::F32 {
         let prog = Program::default();
-        return Ok(Staged { prog, input, weight, dout: None, ops: Operands::F32, scratch: &io.scratch });
+        return Ok(Staged { prog, input, weight, dout: None, ops: Operands::F32, scratch: &io.scratch, top: None });
     }
     let [x16, w16] = kept(io)?;
     let (input_label, weight_label) = (format!("{}.input", io.label), format!("{}.weight", io.label));
     let mut prog = self::gpu(gpu, &input_label, input, layout(gpu, sizes.input), x16, None)?;
     prog.extend(self::gpu(gpu, &weight_label, weight, layout(gpu, sizes.weight), w16, None)?);
     let ops = Operands::F16 { scale_at: UNSCALED };
-    Ok(Staged { prog, input: x16, weight: w16, dout: None, ops, scratch: &io.scratch })
+    Ok(Staged { prog, input: x16, weight: w16, dout: None, ops, scratch: &io.scratch, top: None })
 }
 
 /// The backward's operands: the input, weight and output gradient, or in mixed precision the kept
@@ -329,7 +369,7 @@ pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<
     let dout = io.dout.ok_or_else(|| Error::op(io.label, "a backward given no output gradient"))?;
     if gpu.precision() == Precision::F32 {
         let (input, weight, prog) = (io.inputs[0], io.state[0], Program::default());
-        return Ok(Staged { prog, input, weight, dout: Some(dout), ops: Operands::F32, scratch: &io.scratch });
+        return Ok(Staged { prog, input, weight, dout: Some(dout), ops: Operands::F32, scratch: &io.scratch, top: None });
     }
     let [x16, w16] = kept(io)?;
     let n = io.scratch.len();
@@ -340,7 +380,7 @@ pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<
     let layout = layout(gpu, sizes.dout);
     let prog = self::gpu(gpu, &format!("{}.dout", io.label), dout, layout, d16, Some([parts, top]))?;
     let ops = Operands::F16 { scale_at: layout.copy_elements() as u32 };
-    Ok(Staged { prog, input: x16, weight: w16, dout: Some(d16), ops, scratch: &io.scratch[..own] })
+    Ok(Staged { prog, input: x16, weight: w16, dout: Some(d16), ops, scratch: &io.scratch[..own], top: Some(top) })
 }
 
 /// What a product kernel (conv2d, matmul) reads: f32 tensors, or f16 copies made by [`gpu`] (its

@@ -290,7 +290,10 @@ impl Node for Planned {
         let s = cast_f16::stage_forward(gpu, io, g.sizes())?;
         let mut prog = s.prog;
         match padded_forward(gpu, g) {
-            Some(f) => prog.extend(f.gpu(gpu, io, g, bias, s.scratch)?),
+            Some(f) => {
+                let operands = [io.inputs[0], io.state[0]];
+                prog.extend(f.gpu(gpu, io.label, operands, None, bias, io.out, s.scratch)?)
+            }
             None => prog.extend(forward_gpu(gpu, io.label, g, io.out, s.input, s.weight, bias, s.scratch, s.ops)?),
         }
         Ok(prog)
@@ -300,7 +303,20 @@ impl Node for Planned {
         let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
         let s = cast_f16::stage_backward(gpu, io, g.sizes())?;
         let (mut prog, dout) = (s.prog, io.dout.unwrap());
-        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, s.scratch, s.ops)?);
+        let padded = grads.dinp.and_then(|dinp| Some((dinp, padded_input_gradient(gpu, g)?)));
+        let Some((dinp, f)) = padded else {
+            prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, s.scratch, s.ops)?);
+            return Ok(prog);
+        };
+        // The padded input gradient's copies are the scratch's last two.
+        let Some(own) = s.scratch.len().checked_sub(2) else {
+            return Err(Error::op(io.label, "the padded input gradient given no scratch for its copies"));
+        };
+        let (scratch, copies) = s.scratch.split_at(own);
+        let grads = GpuGrads { dinp: None, ..grads };
+        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, scratch, s.ops)?);
+        let label = format!("{}.dinp", io.label);
+        prog.extend(f.gpu(gpu, &label, [dout, io.state[0]], s.top, None, dinp, copies)?);
         Ok(prog)
     }
 }
@@ -821,10 +837,15 @@ fn phased(g: &Geometry) -> bool {
 pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     let s = Splits::new(gpu, g);
     let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
-    let padded = padded_forward(gpu, g).map(|f| [f.input, f.weight].map(|l| Layout::Padded(l).words()));
+    let forward_copies = padded_forward(gpu, g).map(|f| f.scratch());
+    let dinp_copies = padded_input_gradient(gpu, g).filter(|_| dinp).map(|f| f.scratch());
     Scratch {
-        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(padded.into_iter().flatten()).collect(),
-        backward: part(s.dweight, g.oc * g.k()).into_iter().chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp)).collect(),
+        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(forward_copies.into_iter().flatten()).collect(),
+        backward: part(s.dweight, g.oc * g.k())
+            .into_iter()
+            .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp))
+            .chain(dinp_copies.into_iter().flatten())
+            .collect(),
         kept: Vec::new(),
     }
 }
@@ -856,16 +877,19 @@ impl Splits {
         Splits {
             forward,
             dweight: weight_splits(gpu, g),
-            dinp: over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run),
+            dinp: match padded_input_gradient(gpu, g) {
+                Some(_) => (1, g.oc),
+                None => over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run),
+            },
         }
     }
 }
 
-/// The padded cooperative-matrix forward runs where the input's channels and a kernel row's
-/// reduction rows (KW · IC) are multiples of these (CHANNELS and ROWS in its shader): its tile
-/// loads need 16-byte aligned pointers and strides, and a kernel row of whole tiles reads no
-/// pixel past its window (which would meet the zero weights of a padded row: NaN where it holds
-/// an infinity).
+/// The padded cooperative-matrix products run where the channels they reduce over and a kernel
+/// row's reduction rows (KW · IC; KW · OC for the input gradient) are multiples of these (CHANNELS
+/// and ROWS in the shader): its tile loads need 16-byte aligned pointers and strides, and a kernel
+/// row of whole tiles reads no pixel past its window (which would meet the zero weights of a
+/// padded row: NaN where it holds an infinity).
 const PADDED_CHANNELS: usize = 8;
 const PADDED_ROWS: usize = 16;
 /// Its subgroups' tiles, channels by columns (MT and NT in the shader), and the weight copy's rows
@@ -873,11 +897,14 @@ const PADDED_ROWS: usize = 16;
 const PADDED_TILES: (usize, usize) = (2, 4);
 const PADDED_WEIGHT_ROWS: usize = 32;
 
-/// The forward of a convolution with unit strides and dilations on cooperative matrices, from
-/// copies laid out so that every tile is one load from memory
-/// (conv2d_forward_cooperative_matrix_padded.wgsl): the input channels last with its padding as
-/// zeros, the weight as rows of KW · IC' reduction rows per kernel row.
-struct PaddedForward {
+/// A convolution with unit strides and dilations on cooperative matrices, from copies laid out so
+/// that every tile is one load from memory (conv2d_forward_cooperative_matrix_padded.wgsl): the
+/// input channels last with its padding as zeros, the weight as rows of KW · IC reduction rows per
+/// kernel row. It runs a layer's forward ([`padded_forward`]) and, as the convolution of the output
+/// gradient with the flipped, transposed weight, its input gradient ([`padded_input_gradient`]).
+struct PaddedProduct {
+    /// The convolution it computes (the input gradient's, for that).
+    g: Geometry,
     shader: &'static str,
     input: cast_f16::Padded,
     weight: cast_f16::Padded,
@@ -890,7 +917,39 @@ struct PaddedForward {
 /// tiles of 16 reduction rows ([`PADDED_CHANNELS`]: no RGB image's 3 channels padded to 8), where
 /// at least two in three of the columns it computes are output pixels (it computes each image's
 /// OH · (W + 2 PW) and drops the rest), and where its copies fit a binding.
-fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedForward> {
+fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedProduct> {
+    let weight = [g.oc, g.ic, g.kh, g.kw];
+    padded_product(gpu, g, (cast_f16::contiguous_strides(weight), 0))
+}
+
+/// The padded input gradient of `g` on `gpu`, where it runs instead of the staged one: the
+/// convolution of the output gradient (N, OC, OH, OW), padded by (KH - 1 - PH, KW - 1 - PW), with
+/// w'(ic, oc, kh, kw) = w(oc, ic, KH - 1 - kh, KW - 1 - kw), where that convolution takes the
+/// padded forward ([`padded_forward`]'s conditions, over OC channels) and the layer's padding is
+/// less than its kernel.
+fn padded_input_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedProduct> {
+    if g.ph >= g.kh || g.pw >= g.kw {
+        return None;
+    }
+    let t = Geometry {
+        ic: g.oc,
+        h: g.oh,
+        w: g.ow,
+        oc: g.ic,
+        oh: g.h,
+        ow: g.w,
+        ph: g.kh - 1 - g.ph,
+        pw: g.kw - 1 - g.pw,
+        ..*g
+    };
+    // The view (IC, OC, KH, KW) of the weight (OC, IC, KH, KW), both kernel axes reversed.
+    let [sa, sc, sy, sx] = cast_f16::contiguous_strides([g.oc, g.ic, g.kh, g.kw]);
+    padded_product(gpu, &t, ([sc, sa, -sy, -sx], (g.kh - 1) * g.kw + g.kw - 1))
+}
+
+/// The padded product computing `g` (a forward convolution), its weight the view of the f32
+/// weight at `weight`'s strides and origin, where its conditions hold (see [`padded_forward`]).
+fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize)) -> Option<PaddedProduct> {
     if kernels(gpu) != ConvKernels::CooperativeMatrix
         || (g.sh, g.sw, g.dh, g.dw) != (1, 1, 1, 1)
         || !g.ic.is_multiple_of(PADDED_CHANNELS)
@@ -902,7 +961,7 @@ fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedForward> {
     // lavapipe made to run 16 x 16 tiles (Gpu::force_cooperative_tile_16_on_lavapipe) splits them
     // into its 8 x 8 ones, and its split loads of B tiles from storage buffers read the wrong
     // elements (with the same addresses relayed through workgroup memory the kernel matches the
-    // CPU path there); so it runs the staged forward.
+    // CPU path there); so it runs the staged kernels.
     if tile == 16 && gpu.info.name.starts_with("llvmpipe") {
         return None;
     }
@@ -918,8 +977,11 @@ fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedForward> {
     let image = hp * wp * g.ic;
     // The last column tile's loads run past its image by up to T columns and a kernel row.
     let read = (g.n - 1) * image + (columns.next_multiple_of(t) - 1 + (g.kh - 1) * wp) * g.ic + j;
+    let input_view = [g.n, g.ic, g.h, g.w];
     let input = cast_f16::Padded {
-        shape: [g.n, g.ic, g.h, g.w],
+        shape: input_view,
+        strides: cast_f16::contiguous_strides(input_view),
+        origin: 0,
         rows: [g.n, hp],
         channels: g.ic,
         row: wp * g.ic,
@@ -927,30 +989,55 @@ fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedForward> {
         len: read.max(g.n * image).next_multiple_of(4),
     };
     let ocp = g.oc.next_multiple_of(PADDED_WEIGHT_ROWS);
-    let weight =
-        cast_f16::Padded { shape: [g.oc, g.ic, g.kh, g.kw], rows: [ocp, g.kh], channels: g.ic, row: j, offset: [0, 0], len: ocp * g.kh * j };
-    let fits = |l: &cast_f16::Padded| (l.len as u64).div_ceil(2) <= gpu.max_binding_elems() && l.len < u32::MAX as usize;
+    let weight = cast_f16::Padded {
+        shape: [g.oc, g.ic, g.kh, g.kw],
+        strides: weight.0,
+        origin: weight.1,
+        rows: [ocp, g.kh],
+        channels: g.ic,
+        row: j,
+        offset: [0, 0],
+        len: ocp * g.kh * j,
+    };
+    let fits = |l: &cast_f16::Padded| Layout::Padded(*l).words() <= gpu.max_binding_elems() && l.len < u32::MAX as usize;
     if !fits(&input) || !fits(&weight) {
         return None;
     }
     let (mt, nt) = PADDED_TILES;
     let groups = (g.n * columns.div_ceil(t)).div_ceil(4 * nt);
-    Some(PaddedForward { shader, input, weight, invocations: g.oc.div_ceil(mt * t) * groups * workgroup })
+    Some(PaddedProduct { g: *g, shader, input, weight, invocations: g.oc.div_ceil(mt * t) * groups * workgroup })
 }
 
-impl PaddedForward {
-    /// Casts the input and weight into their copies (`scratch`'s first two) and runs the kernel.
-    fn gpu(&self, gpu: &Gpu, io: &GpuIo<'_>, g: &Geometry, bias: Option<&View>, scratch: &[&View]) -> Result<Program> {
-        let &[input, weight, ..] = scratch else {
-            return Err(Error::op(io.label, format!("the padded forward given {} scratch tensors, not 2", scratch.len())));
+impl PaddedProduct {
+    /// The words of its copies, in the order [`PaddedProduct::gpu`] takes them.
+    fn scratch(&self) -> [u64; 2] {
+        [self.input, self.weight].map(|l| Layout::Padded(l).words())
+    }
+    /// Casts `input` and `weight` (f32) into their copies (`copies`), the input scaled by the
+    /// largest magnitude `top` where given, and runs the kernel into `out` (plus `bias`).
+    #[allow(clippy::too_many_arguments)]
+    fn gpu(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        [input, weight]: [&View; 2],
+        top: Option<&View>,
+        bias: Option<&View>,
+        out: &View,
+        copies: &[&View],
+    ) -> Result<Program> {
+        let &[x16, w16] = copies else {
+            return Err(Error::op(label, format!("the padded product given {} scratch tensors, not 2", copies.len())));
         };
-        let mut prog = cast_f16::gpu(gpu, &format!("{}.input.padded", io.label), io.inputs[0], Layout::Padded(self.input), input, None)?;
-        prog.extend(cast_f16::gpu(gpu, &format!("{}.weight.padded", io.label), io.state[0], Layout::Padded(self.weight), weight, None)?);
+        let mut prog = Program::default();
+        prog.push(cast_f16::padded(gpu, &format!("{label}.input.padded.f16"), input, self.input, x16, top)?);
+        prog.push(cast_f16::padded(gpu, &format!("{label}.weight.padded.f16"), weight, self.weight, w16, None)?);
         let prod = Product { shader: self.shader, invocations: self.invocations, stride: 0 };
-        let p = params(g, &prod, bias.is_some(), 1, g.ic, Operands::F32);
-        let views = [input, weight, bias.unwrap_or(weight), io.out];
+        let scale_at = if top.is_some() { self.input.len as u32 } else { cast_f16::UNSCALED };
+        let p = params(&self.g, &prod, bias.is_some(), 1, self.g.ic, Operands::F16 { scale_at });
+        let views = [x16, w16, bias.unwrap_or(w16), out];
         let groups = Dispatch::Invocations(self.invocations as u64);
-        prog.push(Kernel::new(gpu, self.shader, io.label, &p, &views, groups)?.flops(2 * g.macs() as u64));
+        prog.push(Kernel::new(gpu, self.shader, label, &p, &views, groups)?.flops(2 * self.g.macs() as u64));
         Ok(prog)
     }
 }
