@@ -1,6 +1,6 @@
 enable f16;
 
-// x (f32) staged as f16 channels last with zeros around it, for the padded cooperative-matrix
+// x (f32; in the `_f16` variant f16, a copy staged already) staged as f16 channels last with zeros around it, for the padded cooperative-matrix
 // products (ops::cast_f16, Layout::Padded), which load their tiles straight from the copy: an
 // (A, C, Y, X) view of x becomes rows of R halves,
 //   out[(a * YP + y) * R + x * CP + c] = f16(x[origin + a SA + c SC + (y - OY) SY + (x - OX) SX] * 2^e),
@@ -11,7 +11,7 @@ enable f16;
 // (N, IC, H, W) with padding (PH, PW) becomes (N, H + 2 PH, W + 2 PW, IC) (OY = PH, OX = PW); a
 // weight (OC, IC, KH, KW) becomes (OCP, KH, KW * IC) (OY = OX = 0), or flipped and transposed for
 // the input gradient, (ICP, KH, KW * OC).
-// x: f32; top: (1,) f32 (read when scaled); out: (total + 1,) vec4<f16> (the last written only
+// x: f32 (f16 in the `_f16` variant); top: (1,) f32 (read when scaled); out: (total + 1,) vec4<f16> (the last written only
 // when scaled). CP and R are multiples of 4.
 // Dispatch: `groups` workgroups of 256 (one row of the grid), grid-strided over the vec4s, each
 // invocation reading 4 channels of one pixel.
@@ -41,8 +41,11 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The element type of x; the kernel's `_f16` variant reads f16 (crate::shaders).
+alias operand = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<operand>;
 @group(0) @binding(2) var<storage, read> top: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f16>>;
 
@@ -75,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var j = 0u; j < 4u; j++) {
             let c = c0 + j;
             if (ok && c < p.C) {
-                v[j] = f16(x[u32(at + i32(c) * p.SC)] * scale);
+                v[j] = f16(f32(x[u32(at + i32(c) * p.SC)]) * scale);
             }
         }
         out[t] = v;

@@ -110,7 +110,8 @@ fn channels_last_cast_transposes_and_pads_with_zeros() {
 /// The padded cast lays an (A, C, Y, X) view of a tensor out as rows of halves, channels last,
 /// with zeros wherever it falls outside the view: around an input (its padding), past a weight's
 /// kernel row and its channels, and in the slack after the rows; it writes every half it owns,
-/// reads a flipped, transposed view of a weight (negative strides), and scales where asked.
+/// reads a flipped, transposed view of a weight (negative strides) and an f16 copy, and scales
+/// where asked.
 #[test]
 fn padded_cast_lays_out_channels_last_with_zeros_around() {
     let Some(gpu) = mixed_precision_gpu(false) else { return };
@@ -122,6 +123,7 @@ fn padded_cast_lays_out_channels_last_with_zeros_around() {
                 shape,
                 strides,
                 origin: 0,
+                from_f16: false,
                 rows,
                 channels,
                 row,
@@ -167,6 +169,33 @@ fn padded_cast_lays_out_channels_last_with_zeros_around() {
         let unscaled: Vec<f32> = got.iter().map(|&v| (v as f64 / 2f64.powi(e.unwrap())) as f32).collect();
         assert_close(&format!("{l:?}, scaled"), &unscaled, &want(&f16_scaled(&v)), 0.0, 0.0);
     }
+    // From an f16 copy (the kept input's, channels last (2, 4, 5, 8): its view (2, 8, 4, 5)).
+    let l =
+        cast_f16::Padded { strides: [160, 1, 40, 8], from_f16: true, ..padded([2, 8, 4, 5], [2, 6], 8, 72, [1, 1], 0) };
+    let v = f16_rounded(&uniform(&mut r, 320, -100.0, 100.0));
+    let words: Vec<u32> = v
+        .chunks(2)
+        .map(|p| half::f16::from_f32(p[0]).to_bits() as u32 | (half::f16::from_f32(p[1]).to_bits() as u32) << 16)
+        .collect();
+    let x = gpu.upload("x", &words).unwrap();
+    let out = gpu.zeros("x16", Layout::Padded(l).words()).unwrap();
+    let mut prog = wgrad::kernel::Program::default();
+    prog.push(cast_f16::padded(&gpu, "cast", &x, l, &out, None).unwrap());
+    prog.run(&gpu, "cast").unwrap();
+    let got: Vec<f32> = gpu.read(&out).unwrap().iter().flat_map(|w| halves(w.to_bits())).take(l.len).collect();
+    let want: Vec<f32> = (0..l.len)
+        .map(|at| {
+            let (rowi, rr) = (at / l.row, at % l.row);
+            let (n, y, x, c) = (rowi / 6, rowi % 6, rr / 8, rr % 8);
+            let inside = (1..5).contains(&y) && (1..6).contains(&x);
+            if inside {
+                v[((n * 4 + y - 1) * 5 + x - 1) * 8 + c]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_close("from an f16 copy", &got, &want, 0.0, 0.0);
     // A view reaching past the tensor is an error.
     let l = cast_f16::Padded { origin: 8, ..padded([1, 8, 2, 2], [1, 2], 8, 16, [0, 0], 0) };
     let x = gpu.upload("x", &[0f32; 32]).unwrap();

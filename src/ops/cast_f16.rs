@@ -137,12 +137,14 @@ pub enum Layout {
 /// exponent of a scaled copy. The view (A, C, Y, X) = `shape` reads the f32 tensor at `origin` +
 /// its indices times `strides` (which may be negative: a flipped kernel). An input
 /// (N, C, H, W) becomes (N, H + 2 PH, W + 2 PW, C) with offset (PH, PW); a weight
-/// (OC, IC, KH, KW) becomes (OC', KH, KW · IC) with offset 0.
+/// (OC, IC, KH, KW) becomes (OC', KH, KW · IC) with offset 0. The tensor is f32, or f16 where
+/// `from_f16` (a copy made already, recast into this layout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Padded {
     pub shape: [usize; 4],
     pub strides: [isize; 4],
     pub origin: usize,
+    pub from_f16: bool,
     pub rows: [usize; 2],
     pub channels: usize,
     pub row: usize,
@@ -260,7 +262,8 @@ pub fn padded(gpu: &Gpu, label: &str, x: &View, l: Padded, out: &View, top: Opti
     let reach = (0..4).map(|d| (l.shape[d].max(1) - 1) as isize * l.strides[d]);
     let (lowest, highest) = reach.fold((l.origin as isize, l.origin as isize), |(lo, hi), r| (lo + r.min(0), hi + r.max(0)));
     let whole_vec4s = [l.len, l.row, l.channels].iter().all(|v| v.is_multiple_of(4));
-    if out.len < words || lowest < 0 || highest >= x.len as isize || !whole_vec4s {
+    let elements = if l.from_f16 { 2 * x.len } else { x.len };
+    if out.len < words || lowest < 0 || highest >= elements as isize || !whole_vec4s {
         return Err(Error::op(label, format!("cast_f16 to {l:?} given {} input and {} output words", x.len, out.len)));
     }
     let u = |v: usize| v as u32;
@@ -288,7 +291,8 @@ pub fn padded(gpu: &Gpu, label: &str, x: &View, l: Padded, out: &View, top: Opti
         _pad2: 0,
     };
     let groups = (total as u64).div_ceil(256).clamp(1, CAST_GROUPS);
-    Kernel::new(gpu, "cast_f16_padded", label, &p, &[x, top.unwrap_or(x), out], Dispatch::Workgroups(groups))
+    let shader = if l.from_f16 { "cast_f16_padded_f16" } else { "cast_f16_padded" };
+    Kernel::new(gpu, shader, label, &p, &[x, top.unwrap_or(x), out], Dispatch::Workgroups(groups))
 }
 
 /// The shapes of a product op's (Conv2d's, Linear's) operands: its input as (images, channels,

@@ -167,7 +167,7 @@ impl Node for Planned {
         if conv2d::runs_cooperative_matrices(gpu) {
             let grads = conv2d::GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: None };
             let g = self.as_conv();
-            prog.extend(conv2d::backward_gpu(gpu, label, &g, grads, io.dout.unwrap(), dout_op, s.input, s.weight, s.scratch, s.ops)?);
+            prog.extend(conv2d::backward_gpu(gpu, label, &g, grads, io.dout.unwrap(), dout_op, s.input, s.weight, s.top, s.scratch, s.ops)?);
             return Ok(prog);
         }
         let mut scratch = s.scratch.iter().copied();

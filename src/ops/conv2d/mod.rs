@@ -68,6 +68,7 @@ crate::shaders!(
     conv2d_backward_input_cooperative_matrix: 32,
     conv2d_backward_weight_cooperative_matrix: 32,
     conv2d_forward_cooperative_matrix_padded: 32,
+    conv2d_backward_weight_cooperative_matrix_padded: 32,
 );
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
@@ -303,20 +304,7 @@ impl Node for Planned {
         let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
         let s = cast_f16::stage_backward(gpu, io, g.sizes())?;
         let (mut prog, dout) = (s.prog, io.dout.unwrap());
-        let padded = grads.dinp.and_then(|dinp| Some((dinp, padded_input_gradient(gpu, g)?)));
-        let Some((dinp, f)) = padded else {
-            prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, s.scratch, s.ops)?);
-            return Ok(prog);
-        };
-        // The padded input gradient's copies are the scratch's last two.
-        let Some(own) = s.scratch.len().checked_sub(2) else {
-            return Err(Error::op(io.label, "the padded input gradient given no scratch for its copies"));
-        };
-        let (scratch, copies) = s.scratch.split_at(own);
-        let grads = GpuGrads { dinp: None, ..grads };
-        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, scratch, s.ops)?);
-        let label = format!("{}.dinp", io.label);
-        prog.extend(f.gpu(gpu, &label, [dout, io.state[0]], s.top, None, dinp, copies)?);
+        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, s.top, s.scratch, s.ops)?);
         Ok(prog)
     }
 }
@@ -592,6 +580,11 @@ pub fn layouts() -> Vec<ParamsLayout> {
             ("CHANNELS", PADDED_CHANNELS),
             ("ROWS", PADDED_ROWS),
         ]),
+        l("conv2d_backward_weight_cooperative_matrix_padded").consts(&[
+            ("MT", PADDED_TILES.0),
+            ("NT", PADDED_TILES.1),
+            ("ROWS", PADDED_ROWS),
+        ]),
     ]
 }
 
@@ -839,12 +832,14 @@ pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
     let forward_copies = padded_forward(gpu, g).map(|f| f.scratch());
     let dinp_copies = padded_input_gradient(gpu, g).filter(|_| dinp).map(|f| f.scratch());
+    let dweight_copies = padded_weight_gradient(gpu, g).map(|f| f.scratch());
     Scratch {
         forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(forward_copies.into_iter().flatten()).collect(),
         backward: part(s.dweight, g.oc * g.k())
             .into_iter()
             .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp))
             .chain(dinp_copies.into_iter().flatten())
+            .chain(dweight_copies.into_iter().flatten())
             .collect(),
         kept: Vec::new(),
     }
@@ -876,7 +871,10 @@ impl Splits {
         };
         Splits {
             forward,
-            dweight: weight_splits(gpu, g),
+            dweight: match padded_weight_gradient(gpu, g) {
+                Some(f) => (f.splits, f.chunk),
+                None => weight_splits(gpu, g),
+            },
             dinp: match padded_input_gradient(gpu, g) {
                 Some(_) => (1, g.oc),
                 None => over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run),
@@ -919,7 +917,7 @@ struct PaddedProduct {
 /// OH · (W + 2 PW) and drops the rest), and where its copies fit a binding.
 fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedProduct> {
     let weight = [g.oc, g.ic, g.kh, g.kw];
-    padded_product(gpu, g, (cast_f16::contiguous_strides(weight), 0))
+    padded_product(gpu, g, (cast_f16::contiguous_strides(weight), 0, false))
 }
 
 /// The padded input gradient of `g` on `gpu`, where it runs instead of the staged one: the
@@ -942,14 +940,18 @@ fn padded_input_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedProduct> {
         pw: g.kw - 1 - g.pw,
         ..*g
     };
-    // The view (IC, OC, KH, KW) of the weight (OC, IC, KH, KW), both kernel axes reversed.
-    let [sa, sc, sy, sx] = cast_f16::contiguous_strides([g.oc, g.ic, g.kh, g.kw]);
-    padded_product(gpu, &t, ([sc, sa, -sy, -sx], (g.kh - 1) * g.kw + g.kw - 1))
+    // The view (IC, OC, KH, KW), both kernel axes reversed, of the weight's f16 copy (OC, KH, KW,
+    // IC') (channels last, as the staged kernels read it).
+    let icp = cast_f16::padded_channels(g.ic) as isize;
+    let (kh, kw) = (g.kh as isize, g.kw as isize);
+    let strides = [1, kh * kw * icp, -kw * icp, -icp];
+    padded_product(gpu, &t, (strides, ((kh - 1) * kw + kw - 1) as usize * icp as usize, true))
 }
 
-/// The padded product computing `g` (a forward convolution), its weight the view of the f32
-/// weight at `weight`'s strides and origin, where its conditions hold (see [`padded_forward`]).
-fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize)) -> Option<PaddedProduct> {
+/// The padded product computing `g` (a forward convolution), its input the f32 tensor, its weight
+/// the view at `weight`'s strides and origin of an f32 tensor or (with `weight.2`) an f16 copy,
+/// where its conditions hold (see [`padded_forward`]).
+fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize, bool)) -> Option<PaddedProduct> {
     if kernels(gpu) != ConvKernels::CooperativeMatrix
         || (g.sh, g.sw, g.dh, g.dw) != (1, 1, 1, 1)
         || !g.ic.is_multiple_of(PADDED_CHANNELS)
@@ -982,6 +984,7 @@ fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize)) -> Optio
         shape: input_view,
         strides: cast_f16::contiguous_strides(input_view),
         origin: 0,
+        from_f16: false,
         rows: [g.n, hp],
         channels: g.ic,
         row: wp * g.ic,
@@ -993,6 +996,7 @@ fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize)) -> Optio
         shape: [g.oc, g.ic, g.kh, g.kw],
         strides: weight.0,
         origin: weight.1,
+        from_f16: weight.2,
         rows: [ocp, g.kh],
         channels: g.ic,
         row: j,
@@ -1038,6 +1042,95 @@ impl PaddedProduct {
         let views = [x16, w16, bias.unwrap_or(w16), out];
         let groups = Dispatch::Invocations(self.invocations as u64);
         prog.push(Kernel::new(gpu, self.shader, label, &p, &views, groups)?.flops(2 * self.g.macs() as u64));
+        Ok(prog)
+    }
+}
+
+/// The weight gradient of a layer whose forward is padded ([`padded_forward`]), on cooperative
+/// matrices straight from padded copies (conv2d_backward_weight_cooperative_matrix_padded.wgsl):
+/// the input's, cast again from its kept f16 copy, and the output gradient's, channels last with
+/// each image's rows laid over the forward's virtual columns, zero where the forward drops them.
+/// Its reduction over the images is split in chunks where the GPU wants more invocations.
+struct PaddedWeightGradient {
+    g: Geometry,
+    shader: &'static str,
+    input: cast_f16::Padded,
+    dout: cast_f16::Padded,
+    /// Splits of the images and images per split.
+    splits: usize,
+    chunk: usize,
+    /// Its workgroups' invocations per split.
+    invocations: usize,
+}
+
+/// The padded weight gradient of `g` on `gpu`, where it runs instead of the staged one: where
+/// the forward is padded and the output channels are whole runs of 8 too.
+fn padded_weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedWeightGradient> {
+    let f = padded_forward(gpu, g)?;
+    if !g.oc.is_multiple_of(PADDED_CHANNELS) {
+        return None;
+    }
+    let tile = gpu.cooperative_tile()? as usize;
+    let shader = crate::shaders::cooperative_variant("conv2d_backward_weight_cooperative_matrix_padded", tile as u32, false)?;
+    let workgroup = crate::shaders::get(shader).filter(|s| gpu.can_build(s))?.workgroup as usize;
+    // The kept input copy (N, H, W, IC) (channels last; IC is whole runs), recast.
+    let (ic, wp) = (g.ic as isize, (g.w + 2 * g.pw) as isize);
+    let input = cast_f16::Padded { strides: [g.h as isize * g.w as isize * ic, 1, g.w as isize * ic, ic], from_f16: true, ..f.input };
+    let wp = wp as usize;
+    let rows = (g.oh * wp).next_multiple_of(PADDED_ROWS).div_ceil(wp);
+    let dout_view = [g.n, g.oc, g.oh, g.ow];
+    let dout = cast_f16::Padded {
+        shape: dout_view,
+        strides: cast_f16::contiguous_strides(dout_view),
+        origin: 0,
+        from_f16: false,
+        rows: [g.n, rows],
+        channels: g.oc,
+        row: wp * g.oc,
+        offset: [0, 0],
+        // A block of channels past OC reads up to MT T - 1 halves past the last pixel.
+        len: g.n * rows * wp * g.oc + PADDED_WEIGHT_ROWS,
+    };
+    if Layout::Padded(dout).words() > gpu.max_binding_elems() || dout.len >= u32::MAX as usize {
+        return None;
+    }
+    let (mt, nt) = PADDED_TILES;
+    let k = g.k();
+    let invocations = g.oc.div_ceil(mt * tile) * (k / tile).div_ceil(4 * nt) * workgroup;
+    let chunk = g.n.div_ceil(sum_splits::choose(gpu, invocations, g.n, g.oc * k));
+    Some(PaddedWeightGradient { g: *g, shader, input, dout, splits: g.n.div_ceil(chunk), chunk, invocations })
+}
+
+impl PaddedWeightGradient {
+    /// The words of its copies, in the order [`PaddedWeightGradient::gpu`] takes them.
+    fn scratch(&self) -> [u64; 2] {
+        [self.input, self.dout].map(|l| Layout::Padded(l).words())
+    }
+    /// Casts the input's kept f16 copy `x16` and the f32 output gradient `dout` (scaled by its
+    /// largest magnitude `top` where given) into their copies (`copies`) and runs the kernel into
+    /// `dweight`, through `part` (splits × the weight's words) where split.
+    #[allow(clippy::too_many_arguments)]
+    fn gpu(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        [x16, dout]: [&View; 2],
+        top: Option<&View>,
+        dweight: &View,
+        part: Option<&View>,
+        copies: &[&View],
+    ) -> Result<Program> {
+        let &[x, d] = copies else {
+            return Err(Error::op(label, format!("the padded weight gradient given {} scratch tensors, not 2", copies.len())));
+        };
+        let mut prog = Program::default();
+        prog.push(cast_f16::padded(gpu, &format!("{label}.input.padded.f16"), x16, self.input, x, None)?);
+        prog.push(cast_f16::padded(gpu, &format!("{label}.dout.padded.f16"), dout, self.dout, d, top)?);
+        let prod = Product { shader: self.shader, invocations: self.invocations, stride: 0 };
+        let scale_at = if top.is_some() { self.dout.len as u32 } else { cast_f16::UNSCALED };
+        let p = params(&self.g, &prod, false, self.splits, self.chunk, Operands::F16 { scale_at });
+        let flops = 2 * self.g.macs() as u64;
+        prog.extend(split_product(gpu, label, self.shader, &p, &[x, d], dweight, part, self.splits, self.invocations, flops)?);
         Ok(prog)
     }
 }
@@ -1127,7 +1220,9 @@ pub struct GpuGrads<'a> {
 
 /// The backward's kernels; `scratch` as [`Node::gpu_scratch`] asked (less the f16 copies). The
 /// bias gradient reads `dout`; the two products read `dout_op`, `inp` and `weight`, f32 tensors or
-/// f16 copies as `ops` says.
+/// f16 copies as `ops` says, or where they run padded ([`padded_weight_gradient`],
+/// [`padded_input_gradient`]) `dout` and the copies `inp` and `weight`, cast again into their own
+/// layouts (the output gradient scaled by its largest magnitude `top`, as its copy `dout_op` was).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_gpu(
     gpu: &Gpu,
@@ -1138,6 +1233,7 @@ pub fn backward_gpu(
     dout_op: &View,
     inp: &View,
     weight: &View,
+    top: Option<&View>,
     scratch: &[&View],
     ops: Operands,
 ) -> Result<Program> {
@@ -1148,41 +1244,56 @@ pub fn backward_gpu(
         let part = if bias::splits(gpu, g.n, g.oc).0 > 1 { scratch.next() } else { None };
         prog.extend(bias::backward_gpu(gpu, label, dout, dbias, part, (g.n, g.oc, g.oh * g.ow))?);
     }
+    // The scratch in product_scratch's order: the products' partial sums, then the padded ones'
+    // copies.
     let (splits, chunk) = s.dweight;
-    let prod = Product::dweight(gpu, g);
-    let p = params(g, &prod, false, splits, chunk, ops);
-    let part = if splits > 1 { scratch.next() } else { None };
+    let dweight_part = if splits > 1 { scratch.next() } else { None };
+    let dinp_part = if grads.dinp.is_some() && s.dinp.0 > 1 { scratch.next() } else { None };
+    let padded_dinp = grads.dinp.and_then(|_| padded_input_gradient(gpu, g));
+    let dinp_copies: Vec<&View> = scratch.by_ref().take(if padded_dinp.is_some() { 2 } else { 0 }).collect();
+    let dweight_copies: Vec<&View> = scratch.collect();
     let dweight_label = format!("{label}.dweight");
-    prog.extend(split_product(
-        gpu,
-        &dweight_label,
-        ops.shader(&dweight_label, prod.shader)?,
-        &p,
-        &[inp, dout_op],
-        grads.dweight,
-        part,
-        splits,
-        prod.invocations,
-        2 * g.macs() as u64,
-    )?);
+    match padded_weight_gradient(gpu, g) {
+        Some(f) => prog.extend(f.gpu(gpu, &dweight_label, [inp, dout], top, grads.dweight, dweight_part, &dweight_copies)?),
+        None => {
+            let prod = Product::dweight(gpu, g);
+            let p = params(g, &prod, false, splits, chunk, ops);
+            prog.extend(split_product(
+                gpu,
+                &dweight_label,
+                ops.shader(&dweight_label, prod.shader)?,
+                &p,
+                &[inp, dout_op],
+                grads.dweight,
+                dweight_part,
+                splits,
+                prod.invocations,
+                2 * g.macs() as u64,
+            )?);
+        }
+    }
     if let Some(dinp) = grads.dinp {
-        let prod = Product::dinp(gpu, g);
-        let (splits, chunk) = s.dinp;
-        let p = params(g, &prod, false, splits, chunk, ops);
-        let part = if splits > 1 { scratch.next() } else { None };
         let dinp_label = format!("{label}.dinp");
-        prog.extend(split_product(
-            gpu,
-            &dinp_label,
-            ops.shader(&dinp_label, prod.shader)?,
-            &p,
-            &[weight, dout_op],
-            dinp,
-            part,
-            splits,
-            prod.invocations,
-            2 * g.macs() as u64,
-        )?);
+        match padded_dinp {
+            Some(f) => prog.extend(f.gpu(gpu, &dinp_label, [dout, weight], top, None, dinp, &dinp_copies)?),
+            None => {
+                let prod = Product::dinp(gpu, g);
+                let (splits, chunk) = s.dinp;
+                let p = params(g, &prod, false, splits, chunk, ops);
+                prog.extend(split_product(
+                    gpu,
+                    &dinp_label,
+                    ops.shader(&dinp_label, prod.shader)?,
+                    &p,
+                    &[weight, dout_op],
+                    dinp,
+                    dinp_part,
+                    splits,
+                    prod.invocations,
+                    2 * g.macs() as u64,
+                )?);
+            }
+        }
     }
     Ok(prog)
 }
