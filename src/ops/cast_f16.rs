@@ -218,22 +218,10 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling
             format!("cast_f16 to {layout:?} given {} input and {} output words, not {n} and {words}", x.len, out.len),
         ));
     }
-    let mut prog = Program::default();
-    if let Some([parts, top]) = scaling {
-        let absmax = |len: u64, from: &View, to: &View, groups: u64| {
-            let p = AbsmaxParams { n: len as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
-            Kernel::new(gpu, "cast_f16_absmax", &format!("{label}.absmax"), &p, &[from, to], Dispatch::Workgroups(groups))
-        };
-        let parts_len = part_count(gpu, n);
-        if parts.len < parts_len || top.len < 1 {
-            return Err(Error::op(
-                label,
-                format!("cast_f16 scaling of {n} elements given {} and {} scratch words, not {parts_len} and 1", parts.len, top.len),
-            ));
-        }
-        prog.push(absmax(n as u64, x, parts, parts_len)?);
-        prog.push(absmax(parts_len, parts, top, 1)?);
-    }
+    let mut prog = match scaling {
+        Some(scaling) => largest_magnitude(gpu, label, x, n, scaling)?,
+        None => Program::default(),
+    };
     let top = scaling.map(|[_, top]| top);
     let scaled = top.is_some() as u32;
     let views = [x, top.unwrap_or(x), out];
@@ -252,6 +240,29 @@ pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling
         }
         Layout::Padded(l) => padded(gpu, &label, x, l, out, top)?,
     });
+    Ok(prog)
+}
+
+/// The kernels writing the largest |x| of the first `n` elements of `x` into `top`, through
+/// `parts` (scratch sized as [`scaling_words`] says): what a scaled cast scales by.
+pub fn largest_magnitude(gpu: &Gpu, label: &str, x: &View, n: usize, [parts, top]: [&View; 2]) -> Result<Program> {
+    let absmax = |len: u64, from: &View, to: &View, groups: u64| {
+        let p = AbsmaxParams { n: len as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
+        Kernel::new(gpu, "cast_f16_absmax", &format!("{label}.absmax"), &p, &[from, to], Dispatch::Workgroups(groups))
+    };
+    let parts_len = part_count(gpu, n);
+    if parts.len < parts_len || top.len < 1 || x.len < n as u64 {
+        return Err(Error::op(
+            label,
+            format!(
+                "cast_f16 scaling of {n} elements given {} input, {} and {} scratch words, not {parts_len} and 1",
+                x.len, parts.len, top.len
+            ),
+        ));
+    }
+    let mut prog = Program::default();
+    prog.push(absmax(n as u64, x, parts, parts_len)?);
+    prog.push(absmax(parts_len, parts, top, 1)?);
     Ok(prog)
 }
 
@@ -368,8 +379,9 @@ pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<S
 }
 
 /// The backward's operands: the input, weight and output gradient, or in mixed precision the kept
-/// copies and the output gradient's scaled f16 copy (cast into the backward scratch's last three).
-pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
+/// copies and the output gradient's scaled f16 copy (cast into the backward scratch's last three;
+/// with [`DoutCopy::ScaleOnly`] only its largest magnitude, and no copy).
+pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes, copy: DoutCopy) -> Result<Staged<'a>> {
     let dout = io.dout.ok_or_else(|| Error::op(io.label, "a backward given no output gradient"))?;
     if gpu.precision() == Precision::F32 {
         let (input, weight, prog) = (io.inputs[0], io.state[0], Program::default());
@@ -382,9 +394,22 @@ pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<
     };
     let [d16, parts, top] = [io.scratch[own], io.scratch[own + 1], io.scratch[own + 2]];
     let layout = layout(gpu, sizes.dout);
-    let prog = self::gpu(gpu, &format!("{}.dout", io.label), dout, layout, d16, Some([parts, top]))?;
+    let label = format!("{}.dout", io.label);
+    let (prog, dout) = match copy {
+        DoutCopy::Cast => (self::gpu(gpu, &label, dout, layout, d16, Some([parts, top]))?, Some(d16)),
+        DoutCopy::ScaleOnly => (largest_magnitude(gpu, &label, dout, layout.elements(), [parts, top])?, None),
+    };
     let ops = Operands::F16 { scale_at: layout.copy_elements() as u32 };
-    Ok(Staged { prog, input: x16, weight: w16, dout: Some(d16), ops, scratch: &io.scratch[..own], top: Some(top) })
+    Ok(Staged { prog, input: x16, weight: w16, dout, ops, scratch: &io.scratch[..own], top: Some(top) })
+}
+
+/// What a mixed-precision backward makes of the output gradient: its scaled f16 copy, or (where
+/// every product reading it casts it into a layout of its own) only its largest magnitude, which
+/// those casts scale by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoutCopy {
+    Cast,
+    ScaleOnly,
 }
 
 /// What a product kernel (conv2d, matmul) reads: f32 tensors, or f16 copies made by [`gpu`] (its

@@ -159,7 +159,7 @@ impl Node for Planned {
         let (i, o) = (self.c.in_features, self.c.out_features);
         let [_, dw, di] = self.products();
         let label = io.label;
-        let s = cast_f16::stage_backward(gpu, io, self.sizes())?;
+        let s = cast_f16::stage_backward(gpu, io, self.sizes(), cast_f16::DoutCopy::Cast)?;
         let (mut prog, dout_op) = (s.prog, s.dout.unwrap());
         if let Some(db) = io.dparams.get(1) {
             prog.extend(bias::backward_gpu(gpu, label, io.dout.unwrap(), db, None, (self.n, o, 1))?);
@@ -167,7 +167,7 @@ impl Node for Planned {
         if conv2d::runs_cooperative_matrices(gpu) {
             let grads = conv2d::GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: None };
             let g = self.as_conv();
-            prog.extend(conv2d::backward_gpu(gpu, label, &g, grads, io.dout.unwrap(), dout_op, s.input, s.weight, s.top, s.scratch, s.ops)?);
+            prog.extend(conv2d::backward_gpu(gpu, label, &g, grads, io.dout.unwrap(), Some(dout_op), s.input, s.weight, s.top, s.scratch, s.ops)?);
             return Ok(prog);
         }
         let mut scratch = s.scratch.iter().copied();

@@ -217,6 +217,10 @@ impl Node for Planned {
             scratch.backward.insert(0, (bias_splits * g.oc) as u64);
         }
         cast_f16::product_scratch(gpu, g.sizes(), &mut scratch);
+        if let Some(f) = padded_weight_gradient(gpu, g) {
+            // The forward's padded input copy, kept for the weight gradient (see forward_gpu).
+            scratch.kept[0] = Layout::Padded(f.input).words();
+        }
         scratch
     }
     fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
@@ -288,6 +292,16 @@ impl Node for Planned {
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (g, bias) = (&self.g, io.state.get(1).copied());
+        if let (Some(f), Some(_)) = (padded_forward(gpu, g), padded_weight_gradient(gpu, g)) {
+            // The input's padded copy is the kept one (no channels-last copy, which nothing
+            // reads); the weight's channels-last copy is kept for the input gradient.
+            let (&[x, w16], &[w]) = (io.kept.as_slice(), io.scratch.as_slice()) else {
+                return Err(Error::op(io.label, "the padded forward given other than 2 kept and 1 scratch tensors"));
+            };
+            let mut prog = cast_f16::gpu(gpu, &format!("{}.weight", io.label), io.state[0], cast_f16::layout(gpu, g.sizes().weight), w16, None)?;
+            prog.extend(f.gpu(gpu, io.label, [io.inputs[0], io.state[0]], None, bias, io.out, &[x, w])?);
+            return Ok(prog);
+        }
         let s = cast_f16::stage_forward(gpu, io, g.sizes())?;
         let mut prog = s.prog;
         match padded_forward(gpu, g) {
@@ -302,9 +316,14 @@ impl Node for Planned {
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let g = &self.g;
         let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
-        let s = cast_f16::stage_backward(gpu, io, g.sizes())?;
+        // Where every product that reads the output gradient casts it itself (padded), its
+        // channels-last copy is not made.
+        let padded = padded_weight_gradient(gpu, g).is_some()
+            && (grads.dinp.is_none() || padded_input_gradient(gpu, g).is_some());
+        let copy = if padded { cast_f16::DoutCopy::ScaleOnly } else { cast_f16::DoutCopy::Cast };
+        let s = cast_f16::stage_backward(gpu, io, g.sizes(), copy)?;
         let (mut prog, dout) = (s.prog, io.dout.unwrap());
-        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout.unwrap(), s.input, s.weight, s.top, s.scratch, s.ops)?);
+        prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout, s.input, s.weight, s.top, s.scratch, s.ops)?);
         Ok(prog)
     }
 }
@@ -830,16 +849,17 @@ fn phased(g: &Geometry) -> bool {
 pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     let s = Splits::new(gpu, g);
     let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
-    let forward_copies = padded_forward(gpu, g).map(|f| f.scratch());
+    let dweight_copy = padded_weight_gradient(gpu, g).map(|f| f.scratch());
+    // The padded forward's copies; its input's is kept where the weight gradient reads it.
+    let forward_copies = padded_forward(gpu, g).map_or(Vec::new(), |f| f.scratch()[dweight_copy.is_some() as usize..].to_vec());
     let dinp_copies = padded_input_gradient(gpu, g).filter(|_| dinp).map(|f| f.scratch());
-    let dweight_copies = padded_weight_gradient(gpu, g).map(|f| f.scratch());
     Scratch {
-        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(forward_copies.into_iter().flatten()).collect(),
+        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(forward_copies).collect(),
         backward: part(s.dweight, g.oc * g.k())
             .into_iter()
             .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp))
             .chain(dinp_copies.into_iter().flatten())
-            .chain(dweight_copies.into_iter().flatten())
+            .chain(dweight_copy)
             .collect(),
         kept: Vec::new(),
     }
@@ -903,6 +923,9 @@ const PADDED_WEIGHT_ROWS: usize = 32;
 struct PaddedProduct {
     /// The convolution it computes (the input gradient's, for that).
     g: Geometry,
+    /// What its input and weight are, for its casts' labels (the input gradient's input is the
+    /// output gradient).
+    names: [&'static str; 2],
     shader: &'static str,
     input: cast_f16::Padded,
     weight: cast_f16::Padded,
@@ -918,6 +941,7 @@ struct PaddedProduct {
 fn padded_forward(gpu: &Gpu, g: &Geometry) -> Option<PaddedProduct> {
     let weight = [g.oc, g.ic, g.kh, g.kw];
     padded_product(gpu, g, (cast_f16::contiguous_strides(weight), 0, false))
+        .map(|f| PaddedProduct { names: ["input", "weight"], ..f })
 }
 
 /// The padded input gradient of `g` on `gpu`, where it runs instead of the staged one: the
@@ -946,6 +970,7 @@ fn padded_input_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedProduct> {
     let (kh, kw) = (g.kh as isize, g.kw as isize);
     let strides = [1, kh * kw * icp, -kw * icp, -icp];
     padded_product(gpu, &t, (strides, ((kh - 1) * kw + kw - 1) as usize * icp as usize, true))
+        .map(|f| PaddedProduct { names: ["dout", "weight"], ..f })
 }
 
 /// The padded product computing `g` (a forward convolution), its input the f32 tensor, its weight
@@ -1009,7 +1034,8 @@ fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize, bool)) ->
     }
     let (mt, nt) = PADDED_TILES;
     let groups = (g.n * columns.div_ceil(t)).div_ceil(4 * nt);
-    Some(PaddedProduct { g: *g, shader, input, weight, invocations: g.oc.div_ceil(mt * t) * groups * workgroup })
+    let invocations = g.oc.div_ceil(mt * t) * groups * workgroup;
+    Some(PaddedProduct { g: *g, names: ["input", "weight"], shader, input, weight, invocations })
 }
 
 impl PaddedProduct {
@@ -1034,8 +1060,9 @@ impl PaddedProduct {
             return Err(Error::op(label, format!("the padded product given {} scratch tensors, not 2", copies.len())));
         };
         let mut prog = Program::default();
-        prog.push(cast_f16::padded(gpu, &format!("{label}.input.padded.f16"), input, self.input, x16, top)?);
-        prog.push(cast_f16::padded(gpu, &format!("{label}.weight.padded.f16"), weight, self.weight, w16, None)?);
+        let [input_name, weight_name] = self.names;
+        prog.push(cast_f16::padded(gpu, &format!("{label}.{input_name}.padded.f16"), input, self.input, x16, top)?);
+        prog.push(cast_f16::padded(gpu, &format!("{label}.{weight_name}.padded.f16"), weight, self.weight, w16, None)?);
         let prod = Product { shader: self.shader, invocations: self.invocations, stride: 0 };
         let scale_at = if top.is_some() { self.input.len as u32 } else { cast_f16::UNSCALED };
         let p = params(&self.g, &prod, bias.is_some(), 1, self.g.ic, Operands::F16 { scale_at });
@@ -1048,12 +1075,14 @@ impl PaddedProduct {
 
 /// The weight gradient of a layer whose forward is padded ([`padded_forward`]), on cooperative
 /// matrices straight from padded copies (conv2d_backward_weight_cooperative_matrix_padded.wgsl):
-/// the input's, cast again from its kept f16 copy, and the output gradient's, channels last with
-/// each image's rows laid over the forward's virtual columns, zero where the forward drops them.
-/// Its reduction over the images is split in chunks where the GPU wants more invocations.
+/// the forward's copy of the input, kept for it in place of the channels-last one (which nothing
+/// else of such a layer reads), and the output gradient's, channels last with each image's rows
+/// laid over the forward's virtual columns, zero where the forward drops them. Its reduction over
+/// the images is split in chunks where the GPU wants more invocations.
 struct PaddedWeightGradient {
     g: Geometry,
     shader: &'static str,
+    /// The kept input copy's layout (the forward's).
     input: cast_f16::Padded,
     dout: cast_f16::Padded,
     /// Splits of the images and images per split.
@@ -1073,10 +1102,7 @@ fn padded_weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedWeightGradien
     let tile = gpu.cooperative_tile()? as usize;
     let shader = crate::shaders::cooperative_variant("conv2d_backward_weight_cooperative_matrix_padded", tile as u32, false)?;
     let workgroup = crate::shaders::get(shader).filter(|s| gpu.can_build(s))?.workgroup as usize;
-    // The kept input copy (N, H, W, IC) (channels last; IC is whole runs), recast.
-    let (ic, wp) = (g.ic as isize, (g.w + 2 * g.pw) as isize);
-    let input = cast_f16::Padded { strides: [g.h as isize * g.w as isize * ic, 1, g.w as isize * ic, ic], from_f16: true, ..f.input };
-    let wp = wp as usize;
+    let wp = g.w + 2 * g.pw;
     let rows = (g.oh * wp).next_multiple_of(PADDED_ROWS).div_ceil(wp);
     let dout_view = [g.n, g.oc, g.oh, g.ow];
     let dout = cast_f16::Padded {
@@ -1098,33 +1124,35 @@ fn padded_weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedWeightGradien
     let k = g.k();
     let invocations = g.oc.div_ceil(mt * tile) * (k / tile).div_ceil(4 * nt) * workgroup;
     let chunk = g.n.div_ceil(sum_splits::choose(gpu, invocations, g.n, g.oc * k));
-    Some(PaddedWeightGradient { g: *g, shader, input, dout, splits: g.n.div_ceil(chunk), chunk, invocations })
+    Some(PaddedWeightGradient { g: *g, shader, input: f.input, dout, splits: g.n.div_ceil(chunk), chunk, invocations })
 }
 
 impl PaddedWeightGradient {
-    /// The words of its copies, in the order [`PaddedWeightGradient::gpu`] takes them.
-    fn scratch(&self) -> [u64; 2] {
-        [self.input, self.dout].map(|l| Layout::Padded(l).words())
+    /// The words of its copy of the output gradient (its one scratch tensor).
+    fn scratch(&self) -> u64 {
+        Layout::Padded(self.dout).words()
     }
-    /// Casts the input's kept f16 copy `x16` and the f32 output gradient `dout` (scaled by its
-    /// largest magnitude `top` where given) into their copies (`copies`) and runs the kernel into
+    /// Casts the f32 output gradient `dout` (scaled by its largest magnitude `top` where given)
+    /// into its copy (`copies`, one) and runs the kernel on it and the kept input copy `x` into
     /// `dweight`, through `part` (splits × the weight's words) where split.
     #[allow(clippy::too_many_arguments)]
     fn gpu(
         &self,
         gpu: &Gpu,
         label: &str,
-        [x16, dout]: [&View; 2],
+        [x, dout]: [&View; 2],
         top: Option<&View>,
         dweight: &View,
         part: Option<&View>,
         copies: &[&View],
     ) -> Result<Program> {
-        let &[x, d] = copies else {
-            return Err(Error::op(label, format!("the padded weight gradient given {} scratch tensors, not 2", copies.len())));
+        let &[d] = copies else {
+            return Err(Error::op(label, format!("the padded weight gradient given {} scratch tensors, not 1", copies.len())));
         };
+        if x.len < Layout::Padded(self.input).words() {
+            return Err(Error::op(label, format!("the padded weight gradient given a kept input of {} words", x.len)));
+        }
         let mut prog = Program::default();
-        prog.push(cast_f16::padded(gpu, &format!("{label}.input.padded.f16"), x16, self.input, x, None)?);
         prog.push(cast_f16::padded(gpu, &format!("{label}.dout.padded.f16"), dout, self.dout, d, top)?);
         let prod = Product { shader: self.shader, invocations: self.invocations, stride: 0 };
         let scale_at = if top.is_some() { self.dout.len as u32 } else { cast_f16::UNSCALED };
@@ -1221,8 +1249,9 @@ pub struct GpuGrads<'a> {
 /// The backward's kernels; `scratch` as [`Node::gpu_scratch`] asked (less the f16 copies). The
 /// bias gradient reads `dout`; the two products read `dout_op`, `inp` and `weight`, f32 tensors or
 /// f16 copies as `ops` says, or where they run padded ([`padded_weight_gradient`],
-/// [`padded_input_gradient`]) `dout` and the copies `inp` and `weight`, cast again into their own
-/// layouts (the output gradient scaled by its largest magnitude `top`, as its copy `dout_op` was).
+/// [`padded_input_gradient`]) `dout`, cast into their own layouts scaled by its largest magnitude
+/// `top` (as its copy `dout_op` is, which they need not: then None), and the kept copies `inp`
+/// (the padded weight gradient's own) and `weight` (cast again for the input gradient).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_gpu(
     gpu: &Gpu,
@@ -1230,7 +1259,7 @@ pub fn backward_gpu(
     g: &Geometry,
     grads: GpuGrads<'_>,
     dout: &View,
-    dout_op: &View,
+    dout_op: Option<&View>,
     inp: &View,
     weight: &View,
     top: Option<&View>,
@@ -1253,6 +1282,7 @@ pub fn backward_gpu(
     let dinp_copies: Vec<&View> = scratch.by_ref().take(if padded_dinp.is_some() { 2 } else { 0 }).collect();
     let dweight_copies: Vec<&View> = scratch.collect();
     let dweight_label = format!("{label}.dweight");
+    let dout_op = || dout_op.ok_or_else(|| Error::op(label, "a staged gradient given no copy of the output gradient"));
     match padded_weight_gradient(gpu, g) {
         Some(f) => prog.extend(f.gpu(gpu, &dweight_label, [inp, dout], top, grads.dweight, dweight_part, &dweight_copies)?),
         None => {
@@ -1263,7 +1293,7 @@ pub fn backward_gpu(
                 &dweight_label,
                 ops.shader(&dweight_label, prod.shader)?,
                 &p,
-                &[inp, dout_op],
+                &[inp, dout_op()?],
                 grads.dweight,
                 dweight_part,
                 splits,
@@ -1285,7 +1315,7 @@ pub fn backward_gpu(
                     &dinp_label,
                     ops.shader(&dinp_label, prod.shader)?,
                     &p,
-                    &[weight, dout_op],
+                    &[weight, dout_op()?],
                     dinp,
                     dinp_part,
                     splits,
