@@ -118,18 +118,7 @@ fn padded_cast_lays_out_channels_last_with_zeros_around() {
     let mut r = rng(43);
     let padded =
         |shape: [usize; 4], rows: [usize; 2], channels: usize, row: usize, offset: [usize; 2], slack: usize| {
-            let strides = cast_f16::contiguous_strides(shape);
-            cast_f16::Padded {
-                shape,
-                strides,
-                origin: 0,
-                from_f16: false,
-                rows,
-                channels,
-                row,
-                offset,
-                len: rows[0] * rows[1] * row + slack,
-            }
+            cast_f16::Padded::of(shape, rows, channels, row, offset, rows[0] * rows[1] * row + slack)
         };
     // The weight (5, 16, 3, 3) as w'(ic, oc, kh, kw) = w(oc, ic, 2 - kh, 2 - kw).
     let flipped =

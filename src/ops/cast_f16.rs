@@ -152,6 +152,15 @@ pub struct Padded {
     pub len: usize,
 }
 
+impl Padded {
+    /// The copy of a whole contiguous f32 tensor of `shape` (its view is itself): `rows` rows of
+    /// `row` halves, `channels` a pixel, the tensor at `offset`, `len` halves.
+    pub fn of(shape: [usize; 4], rows: [usize; 2], channels: usize, row: usize, offset: [usize; 2], len: usize) -> Padded {
+        let strides = contiguous_strides(shape);
+        Padded { shape, strides, origin: 0, from_f16: false, rows, channels, row, offset, len }
+    }
+}
+
 /// The strides of a contiguous tensor of `shape`.
 pub fn contiguous_strides(shape: [usize; 4]) -> [isize; 4] {
     let [_, c, y, x] = shape.map(|d| d as isize);

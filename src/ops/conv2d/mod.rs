@@ -1004,29 +1004,15 @@ fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize, bool)) ->
     let image = hp * wp * g.ic;
     // The last column tile's loads run past its image by up to T columns and a kernel row.
     let read = (g.n - 1) * image + (columns.next_multiple_of(t) - 1 + (g.kh - 1) * wp) * g.ic + j;
-    let input_view = [g.n, g.ic, g.h, g.w];
-    let input = cast_f16::Padded {
-        shape: input_view,
-        strides: cast_f16::contiguous_strides(input_view),
-        origin: 0,
-        from_f16: false,
-        rows: [g.n, hp],
-        channels: g.ic,
-        row: wp * g.ic,
-        offset: [g.ph, g.pw],
-        len: read.max(g.n * image).next_multiple_of(4),
-    };
+    let len = read.max(g.n * image).next_multiple_of(4);
+    let input = cast_f16::Padded::of([g.n, g.ic, g.h, g.w], [g.n, hp], g.ic, wp * g.ic, [g.ph, g.pw], len);
     let ocp = g.oc.next_multiple_of(PADDED_WEIGHT_ROWS);
+    let (strides, origin, from_f16) = weight;
     let weight = cast_f16::Padded {
-        shape: [g.oc, g.ic, g.kh, g.kw],
-        strides: weight.0,
-        origin: weight.1,
-        from_f16: weight.2,
-        rows: [ocp, g.kh],
-        channels: g.ic,
-        row: j,
-        offset: [0, 0],
-        len: ocp * g.kh * j,
+        strides,
+        origin,
+        from_f16,
+        ..cast_f16::Padded::of([g.oc, g.ic, g.kh, g.kw], [ocp, g.kh], g.ic, j, [0, 0], ocp * g.kh * j)
     };
     let fits = |l: &cast_f16::Padded| Layout::Padded(*l).words() <= gpu.max_binding_elems() && l.len < u32::MAX as usize;
     if !fits(&input) || !fits(&weight) {
@@ -1104,19 +1090,9 @@ fn padded_weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedWeightGradien
     let workgroup = crate::shaders::get(shader).filter(|s| gpu.can_build(s))?.workgroup as usize;
     let wp = g.w + 2 * g.pw;
     let rows = (g.oh * wp).next_multiple_of(PADDED_ROWS).div_ceil(wp);
-    let dout_view = [g.n, g.oc, g.oh, g.ow];
-    let dout = cast_f16::Padded {
-        shape: dout_view,
-        strides: cast_f16::contiguous_strides(dout_view),
-        origin: 0,
-        from_f16: false,
-        rows: [g.n, rows],
-        channels: g.oc,
-        row: wp * g.oc,
-        offset: [0, 0],
-        // A block of channels past OC reads up to MT T - 1 halves past the last pixel.
-        len: g.n * rows * wp * g.oc + PADDED_WEIGHT_ROWS,
-    };
+    // A block of channels past OC reads up to MT T - 1 halves past the last pixel.
+    let len = g.n * rows * wp * g.oc + PADDED_WEIGHT_ROWS;
+    let dout = cast_f16::Padded::of([g.n, g.oc, g.oh, g.ow], [g.n, rows], g.oc, wp * g.oc, [0, 0], len);
     if Layout::Padded(dout).words() > gpu.max_binding_elems() || dout.len >= u32::MAX as usize {
         return None;
     }
