@@ -4,8 +4,9 @@
 //! Shaders: cast_f16_absmax.wgsl (the largest |x|: twice, over the tensor then over its parts),
 //! cast_f16.wgsl (the cast), cast_f16_channels_last.wgsl (the cast where the products run on
 //! cooperative matrices: channels last, padded to runs of 4, which those kernels read 4 halves at
-//! a time), cast_f16_padded.wgsl (channels last with the convolution's padding and zero rows, for
-//! the cooperative-matrix forward that loads its tiles straight from its copies).
+//! a time), cast_f16_padded.wgsl (a view of a tensor channels last with the convolution's padding
+//! and zero rows around it, for the padded cooperative-matrix products of ops::conv2d, which load
+//! their tiles straight from such copies; its `_f16` variant recasts a copy already made).
 //!
 //! An output gradient is scaled by a power of two 2^e chosen on the device from its largest
 //! magnitude, so that the largest lands just below 2^15: no value overflows f16, and small
@@ -283,7 +284,9 @@ pub fn padded(gpu: &Gpu, label: &str, x: &View, l: Padded, out: &View, top: Opti
     let (lowest, highest) = reach.fold((l.origin as isize, l.origin as isize), |(lo, hi), r| (lo + r.min(0), hi + r.max(0)));
     let whole_vec4s = [l.len, l.row, l.channels].iter().all(|v| v.is_multiple_of(4));
     let elements = if l.from_f16 { 2 * x.len } else { x.len };
-    if out.len < words || lowest < 0 || highest >= elements as isize || !whole_vec4s {
+    // The kernel indexes the tensor in i32.
+    let reachable = lowest >= 0 && highest < (elements as isize).min(i32::MAX as isize);
+    if out.len < words || !reachable || !whole_vec4s || l.len / 4 >= u32::MAX as usize {
         return Err(Error::op(label, format!("cast_f16 to {l:?} given {} input and {} output words", x.len, out.len)));
     }
     let u = |v: usize| v as u32;

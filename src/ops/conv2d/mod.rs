@@ -2,8 +2,9 @@
 //! bias. Shaders: conv2d_forward.wgsl, conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl
 //! (+ sum_splits.wgsl when a reduction is split across invocations), bias_backward.wgsl; their
 //! `_subgroups` forms for CPU adapters, `_tiled` forms and, for mixed precision, `_cooperative_matrix`
-//! forms ([`ConvKernels`]), of which the forward has a second, conv2d_forward_cooperative_matrix_padded.wgsl,
-//! for layers with unit strides (`padded_forward`).
+//! forms ([`ConvKernels`]); with those, layers with unit strides run their products on
+//! conv2d_forward_cooperative_matrix_padded.wgsl and conv2d_backward_weight_cooperative_matrix_padded.wgsl
+//! instead (`padded_forward`, `padded_input_gradient`, `padded_weight_gradient`).
 //! The CPU path runs direct convolutions on x86-64 with AVX2 (`direct`), else im2col + GEMM
 //! (matrixmultiply), parallel over the batch (rayon).
 //! With [`Precision::Mixed`] the three products run their `_f16` variants on f16 copies of the
@@ -1029,8 +1030,9 @@ impl PaddedProduct {
     fn scratch(&self) -> [u64; 2] {
         [self.input, self.weight].map(|l| Layout::Padded(l).words())
     }
-    /// Casts `input` and `weight` (f32) into their copies (`copies`), the input scaled by the
-    /// largest magnitude `top` where given, and runs the kernel into `out` (plus `bias`).
+    /// Casts `input` and `weight` (f32 tensors, or an f16 copy where the layout says) into their
+    /// copies (`copies`), the input scaled by the largest magnitude `top` where given, and runs the
+    /// kernel into `out` (plus `bias`).
     #[allow(clippy::too_many_arguments)]
     fn gpu(
         &self,
