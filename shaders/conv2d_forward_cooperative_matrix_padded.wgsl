@@ -2,8 +2,8 @@ enable f16;
 enable wgpu_cooperative_matrix;
 // Conv2d forward on cooperative matrices for mixed precision, where the layer has unit strides and
 // dilations, whole runs of 8 input channels and kernel rows of whole tiles (KW * IC a multiple of
-// 16; ops::conv2d::padded_forward), and so the input gradient of such a layer too, as the
-// convolution of its output gradient with its flipped, transposed weight
+// 16; ops::conv2d::padded_forward); and the input gradient of a layer, as the convolution of its
+// output gradient with its flipped, transposed weight, where that convolution is such
 // (ops::conv2d::padded_input_gradient): the implicit GEMM
 //   out[n, oc, oh, ow] = bias[oc] + sum_{kh, j} weight'[oc, kh, j] * inp'[n, oh + kh, ow + j / IC, j % IC]
 // over copies (ops::cast_f16, Layout::Padded) that let every tile be loaded straight from memory,
