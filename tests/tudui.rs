@@ -93,6 +93,18 @@ fn mixed_precision_gpu_matches_pytorch_within_f16_tolerance() {
     parity_within(Device::Gpu(gpu), &MIXED);
 }
 
+/// Mixed precision on the other kernel families too: on cooperative matrices (Mesa 26's lavapipe
+/// in CI), `conv2` and `conv3` run all three products on the padded kernels.
+#[test]
+fn mixed_precision_on_the_other_conv_kernels_matches_pytorch_within_f16_tolerance() {
+    for gpu in other_conv_kernels_gpus(false) {
+        match gpu.set_precision(wgrad::Precision::Mixed) {
+            Ok(()) => parity_within(Device::Gpu(gpu), &MIXED),
+            Err(e) => return skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16"),
+        }
+    }
+}
+
 #[test]
 fn a_training_step_is_one_submit() {
     // A GPU of its own: the shared one counts the submits of tests running beside this one.
