@@ -106,7 +106,8 @@ impl Evaluator {
                 }
             };
             let ex = &mut self.executors[i];
-            let logits = ex.forward(&b.images)?;
+            ex.upload_pixels(&b.pixels, dl.to_tensor(), None)?;
+            let logits = ex.forward_resident()?;
             let classes = ex.plan().classes;
             let (c, l) = score_logits(&logits, &b.targets, classes);
             correct += c;

@@ -447,7 +447,8 @@ impl Trainer {
 
     /// Trains until the configured epochs are done, `max_steps` is reached or `stop` is set.
     ///
-    /// Steps are queued: the device runs a few steps ahead of the losses the host has read
+    /// Each batch crosses to the device as bytes ([`Executor::upload_pixels`]). Steps are queued:
+    /// the device runs a few steps ahead of the losses the host has read
     /// ([`Executor::step_queued`]), and each loss is checked (finite), logged and shown as it
     /// arrives. Every checkpoint waits for all of them first, so it never holds a step whose loss
     /// was not checked. With --verify every step is run and compared one at a time.
@@ -494,7 +495,8 @@ impl Trainer {
                     }
                 } else {
                     losses.clear();
-                    self.ex.step_queued(&batch.images, &batch.targets, &mut losses)?;
+                    self.ex.upload_pixels(&batch.pixels, self.loader.to_tensor(), Some(&batch.targets))?;
+                    self.ex.step_queued_resident(&mut losses)?;
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;
                     for &loss in &losses {

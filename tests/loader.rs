@@ -23,6 +23,9 @@ fn batches_cover_the_dataset_in_order_without_shuffle() {
     // ToTensor: u8 / 255, channel-planar like the file.
     assert_eq!(batches[0].images[0], ds.images[0] as f32 / 255.0);
     assert_eq!(batches[0].images[1024], ds.images[1024] as f32 / 255.0);
+    // The bytes the images were made of, for `upload_pixels`.
+    let pixels: Vec<u8> = batches.iter().flat_map(|b| b.pixels.clone()).collect();
+    assert_eq!(pixels, ds.images);
     let dl = DataLoader::new(ds, Config { drop_last: true, ..Config::new(8) }).unwrap();
     assert_eq!(dl.len(), 4);
     assert_eq!(dl.epoch(0, 0).count(), 4);
@@ -57,6 +60,9 @@ fn normalize_applies_mean_and_std_per_channel() {
         let want = (ds.images[c * 1024 + 7] as f32 / 255.0 - m[c]) / s[c];
         assert!((b.images[c * 1024 + 7] - want).abs() < 1e-6);
     }
+    let mut made = vec![0.0; b.pixels.len()];
+    dl.to_tensor().apply(&b.pixels, 1024, &mut made);
+    assert_eq!(made, b.images, "the loader's ToTensor makes the batch's images of its bytes");
     assert!(DataLoader::new(ds.clone(), Config { normalize: Some((m, [0.0, 1.0, 1.0])), ..Config::new(2) }).is_err());
     assert!(DataLoader::new(ds, Config::new(0)).is_err());
 }
@@ -114,6 +120,7 @@ fn augmentation_crops_and_flips_each_image_from_the_seed_epoch_and_batch() {
     for (k, &i) in order.iter().enumerate() {
         let got: Vec<u8> =
             batches[k / 8].images[(k % 8) * 3072..][..3072].iter().map(|&v| (v * 255.0).round() as u8).collect();
+        assert_eq!(batches[k / 8].pixels[(k % 8) * 3072..][..3072], got, "position {k}: the bytes of the images");
         let all = (0..=8).flat_map(|dy| (0..=8).flat_map(move |dx| [(dy, dx, false), (dy, dx, true)]));
         let found: Vec<_> = all.filter(|&(dy, dx, f)| cropped(ds.image(i), dy, dx, f) == got).collect();
         assert!(!found.is_empty(), "image {i} (position {k}) is no crop and flip of the original");

@@ -1,6 +1,6 @@
 //! `wgrad bench`: training-step (forward + loss + backward + the optimizer's step) and inference
 //! images/s of each model (`--model`, or `all`), median over timed steps after warm-up, each step
-//! uploading its batch (as `wgrad train` does) and again on the batch already on the device (as
+//! uploading its batch as bytes (as `wgrad train` does: `Executor::upload_pixels`) and again on the batch already on the device (as
 //! PyTorch's and Burn's benchmarks time theirs); per-kernel times (GPU timestamp queries where the
 //! adapter has them, else wall-clock per kernel or per CPU op) with GFLOP/s or GB/s; pipeline
 //! creation time; the executor's memory.
@@ -10,6 +10,7 @@ use super::DeviceArgs;
 use crate::graph::{self, Executor, KernelTime};
 use crate::nn::models::ModelKind;
 use crate::ops::peak::Peak;
+use crate::ops::to_tensor::ToTensor;
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::{shaders, Device};
 use rand::{Rng, SeedableRng};
@@ -144,14 +145,18 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let mut ex = graph::executor(&device, &model, bs, opts)?;
         let mut inf = graph::executor(&device, &model, bs, graph::Options::inference())?;
         let numel = bs * 3 * 32 * 32;
-        let mut images: Vec<f32> = Vec::new();
-        images.try_reserve_exact(numel).map_err(|_| {
+        let (mut pixels, mut images): (Vec<u8>, Vec<f32>) = (Vec::new(), Vec::new());
+        pixels.try_reserve_exact(numel).and_then(|()| images.try_reserve_exact(numel)).map_err(|_| {
             anyhow::anyhow!(
                 "bench: no host memory for a batch of {bs} images ({:.2} GiB)",
-                (numel * 4) as f64 / (1u64 << 30) as f64
+                (numel * 5) as f64 / (1u64 << 30) as f64
             )
         })?;
-        images.extend((0..numel).map(|_| rng.random_range(0..256) as f32 / 255.0));
+        // A batch as the data loader gives it: bytes, and ToTensor's f32 of them.
+        pixels.extend((0..numel).map(|_| rng.random::<u8>()));
+        let to_tensor = ToTensor::new(3);
+        images.resize(numel, 0.0);
+        to_tensor.apply(&pixels, 32 * 32, &mut images);
         let targets: Vec<i64> = (0..bs).map(|_| rng.random_range(0..10)).collect();
         let runs = a.warmup + a.steps;
         let mut progress = Progress::new(&format!("{} batch {bs}", kind.name()), 4 * runs, 0);
@@ -181,12 +186,24 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let [train_times, train_resident] = time(
             "train",
             ex.as_mut(),
-            [&mut |e| e.step(&images, &targets, false).map(|_| ()), &mut |e| e.step_resident(false).map(|_| ())],
+            [
+                &mut |e| {
+                    e.upload_pixels(&pixels, &to_tensor, Some(&targets))?;
+                    e.step_resident(false).map(|_| ())
+                },
+                &mut |e| e.step_resident(false).map(|_| ()),
+            ],
         )?;
         let [infer_times, infer_resident] = time(
             "inference",
             inf.as_mut(),
-            [&mut |e| e.forward(&images).map(|_| ()), &mut |e| e.forward_resident().map(|_| ())],
+            [
+                &mut |e| {
+                    e.upload_pixels(&pixels, &to_tensor, None)?;
+                    e.forward_resident().map(|_| ())
+                },
+                &mut |e| e.forward_resident().map(|_| ()),
+            ],
         )?;
         let (train_resident, infer_resident) = (median(train_resident), median(infer_resident));
         let fastest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);

@@ -1,9 +1,12 @@
 //! DataLoader: batch_size, shuffle with a seed (a new permutation each epoch), drop_last, the
 //! optional augmentation of CIFAR-10 training (RandomCrop(32, padding=4), then
 //! RandomHorizontalFlip()), ToTensor (u8 / 255 → f32, N×3×32×32) and optional Normalize(mean,
-//! std). The next batch is prepared on another thread while the current step runs.
+//! std) ([`ToTensor`]: each batch also keeps its bytes, which an executor's `upload_pixels` sends
+//! to the device in a quarter of the f32 batch's size). The next batch is prepared on another
+//! thread while the current step runs.
 
-use super::{Dataset, IMAGE_BYTES, SIDE};
+use super::{Dataset, CHANNELS, IMAGE_BYTES, SIDE};
+use crate::ops::to_tensor::ToTensor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -32,12 +35,15 @@ impl Config {
     }
 }
 
-/// One batch: images (N, 3, 32, 32) as f32 and targets (N,).
+/// One batch: images (N, 3, 32, 32) as f32 and as the bytes they were made from, and targets (N,).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     /// Position of the batch in its epoch.
     pub index: usize,
+    /// The loader's [`ToTensor`] of `pixels`.
     pub images: Vec<f32>,
+    /// The images' bytes, after the augmentation and before ToTensor (N, 3, 32, 32).
+    pub pixels: Vec<u8>,
     pub targets: Vec<i64>,
 }
 
@@ -54,6 +60,7 @@ impl Batch {
 pub struct DataLoader {
     ds: Arc<Dataset>,
     cfg: Config,
+    to_tensor: Arc<ToTensor>,
 }
 
 impl DataLoader {
@@ -61,12 +68,11 @@ impl DataLoader {
         if cfg.batch_size == 0 {
             return Err(crate::Error::Graph("batch size must be at least 1".into()));
         }
-        if let Some((_, std)) = cfg.normalize {
-            if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-                return Err(crate::Error::Graph(format!("Normalize std must be positive, got {std:?}")));
-            }
-        }
-        Ok(DataLoader { ds, cfg })
+        let to_tensor = match cfg.normalize {
+            Some((mean, std)) => ToTensor::normalized(&mean, &std)?,
+            None => ToTensor::new(CHANNELS),
+        };
+        Ok(DataLoader { ds, cfg, to_tensor: Arc::new(to_tensor) })
     }
 
     pub fn dataset(&self) -> &Arc<Dataset> {
@@ -74,6 +80,10 @@ impl DataLoader {
     }
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+    /// ToTensor and the configured Normalize, which make a batch's `images` from its `pixels`.
+    pub fn to_tensor(&self) -> &ToTensor {
+        &self.to_tensor
     }
 
     /// Batches per epoch.
@@ -103,8 +113,7 @@ impl DataLoader {
     pub fn batch(&self, epoch: u64, order: &[usize], b: usize) -> Batch {
         let bs = self.cfg.batch_size;
         let ids = &order[b * bs..((b + 1) * bs).min(order.len())];
-        let mut images = Vec::with_capacity(ids.len() * IMAGE_BYTES);
-        let plane = SIDE * SIDE;
+        let mut pixels = Vec::with_capacity(ids.len() * IMAGE_BYTES);
         // Each batch's crops and flips from its own stream of the seed's generator.
         let mut rng = self.cfg.augment.then(|| {
             let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ AUGMENT_SEED);
@@ -118,12 +127,11 @@ impl DataLoader {
                 crop_and_flip(img, &mut moved, rng);
                 img = &moved;
             }
-            for c in 0..3 {
-                let (m, s) = self.cfg.normalize.map_or((0.0, 1.0), |(m, s)| (m[c], s[c]));
-                images.extend(img[c * plane..(c + 1) * plane].iter().map(|&p| (p as f32 / 255.0 - m) / s));
-            }
+            pixels.extend_from_slice(img);
         }
-        Batch { index: b, images, targets: ids.iter().map(|&i| self.ds.labels[i] as i64).collect() }
+        let mut images = vec![0.0; pixels.len()];
+        self.to_tensor.apply(&pixels, SIDE * SIDE, &mut images);
+        Batch { index: b, images, pixels, targets: ids.iter().map(|&i| self.ds.labels[i] as i64).collect() }
     }
 
     /// The batches of `epoch` from batch `start` on, each prepared on a worker thread one ahead

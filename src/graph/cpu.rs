@@ -7,6 +7,7 @@ use super::{
 };
 use crate::nn::{split_disjoint, Model, ParamSet};
 use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Epilogue, Mode, RandomKey};
+use crate::ops::to_tensor::ToTensor;
 use crate::ops::{adam, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
@@ -100,12 +101,17 @@ impl CpuExecutor {
         let t0 = self.sched.value[0];
         let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
         self.slots[s][..w].copy_from_slice(images);
+        self.set_targets(targets);
+        Ok(())
+    }
+
+    /// Keeps a loaded batch's targets (none: images only, for `forward`).
+    fn set_targets(&mut self, targets: Option<&[i64]>) {
         if let Some(targets) = targets {
             self.targets.clear();
             self.targets.extend_from_slice(targets);
         }
         self.resident = if targets.is_some() { Resident::Batch } else { Resident::Images };
-        Ok(())
     }
 
     /// Runs the tasks of the schedule on the loaded batch (forward ones only unless `train`),
@@ -377,6 +383,17 @@ impl Executor for CpuExecutor {
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>> {
         self.load(images, Some(targets))?;
         self.step_resident(want_loss)
+    }
+
+    fn upload_pixels(&mut self, pixels: &[u8], to_tensor: &ToTensor, targets: Option<&[i64]>) -> Result<()> {
+        self.resident = Resident::Nothing;
+        self.plan.check_pixels(pixels, to_tensor, targets)?;
+        let t0 = self.sched.value[0];
+        let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
+        let plane = self.plan.input.iter().skip(2).product();
+        to_tensor.apply(pixels, plane, &mut self.slots[s][..w]);
+        self.set_targets(targets);
+        Ok(())
     }
 
     fn step_resident(&mut self, _want_loss: bool) -> Result<Option<f32>> {

@@ -11,6 +11,7 @@ use crate::device::{blocking, Gpu};
 use crate::kernel::{Kernel, Program};
 use crate::nn::{Model, ParamSet};
 use crate::ops::interface::{GpuIo, Mode, StepWords};
+use crate::ops::to_tensor::{self, ToTensor};
 use crate::ops::{adam, add, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::{Error, Result};
@@ -65,6 +66,15 @@ pub struct GpuExecutor {
     targets_scratch: Vec<i32>,
     /// What of a batch the device holds (`step_resident` and `forward_resident` run on it).
     resident: Resident,
+    /// A batch's bytes (`upload_pixels`), the table that makes the input of them, the table's
+    /// values last written there, and the kernel that makes it.
+    pixels: View,
+    pixel_table: View,
+    table_written: Vec<f32>,
+    to_tensor: Kernel,
+    /// Whether the next submit must make the input from `pixels` first (the bytes came after the
+    /// last one that did).
+    pixels_pending: bool,
     /// Bytes of GPU memory this executor allocated (slots, persistent buffers, uniforms, staging).
     pub bytes: u64,
 }
@@ -108,6 +118,13 @@ impl GpuExecutor {
             .collect::<Result<_>>()?;
         let tensors: Vec<View> =
             (0..sched.words.len()).map(|t| View { len: sched.words[t], ..slots[sched.slot_of[t]].clone() }).collect();
+
+        let input = &tensors[sched.value[0]];
+        let pixels = gpu.zeros("pixels", to_tensor::pixel_words(input.len))?;
+        let channels = plan.input.get(1).copied().unwrap_or(1) as u64;
+        let pixel_table = gpu.zeros("pixel table", channels * 256)?;
+        let plane = plan.input.iter().skip(2).product::<usize>() as u64;
+        let to_tensor = to_tensor::to_tensor_gpu(&gpu, "input.to_tensor", &pixels, &pixel_table, plane, input)?;
 
         let layout = model.params.clone();
         let grad_layout = layout.trainable_layout();
@@ -209,10 +226,14 @@ impl GpuExecutor {
         let logits = &tensors[sched.value[plan.output]];
         let logits_staging = gpu.staging("logits readback", logits.bytes())?;
         gpu.check("building the GPU executor")?;
-        let uniforms: u64 = kernels.iter().chain(&optimizer).map(|k| k.uniform_bytes).sum();
+        let uniforms: u64 = kernels.iter().chain(&optimizer).chain([&to_tensor]).map(|k| k.uniform_bytes).sum();
         let consts = loss_consts.map_or(0, |(w, d)| w.bytes() + d.bytes());
         let bytes = 4 * sched.planned_words()
-            + [&params, &grads, &step_words, &targets, &loss].into_iter().chain(&state).map(|v| v.bytes()).sum::<u64>()
+            + [&params, &grads, &step_words, &targets, &loss, &pixels, &pixel_table]
+                .into_iter()
+                .chain(&state)
+                .map(|v| v.bytes())
+                .sum::<u64>()
             + consts
             + uniforms
             + loss_staging.size()
@@ -242,6 +263,11 @@ impl GpuExecutor {
             steps: 0,
             targets_scratch: vec![0; batch],
             resident: Resident::Nothing,
+            pixels,
+            pixel_table,
+            table_written: Vec::new(),
+            to_tensor,
+            pixels_pending: false,
             bytes,
             plan,
             sched,
@@ -269,6 +295,7 @@ impl GpuExecutor {
         {
             let mut pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
+            self.record_pixels(&mut pass);
             for k in self.kernels.iter().chain(&self.optimizer) {
                 k.record(&mut pass);
             }
@@ -357,6 +384,7 @@ impl GpuExecutor {
         {
             let mut pass =
                 enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            self.record_pixels(&mut pass);
             for k in &self.kernels[..self.n_forward] {
                 k.record(&mut pass);
             }
@@ -384,7 +412,13 @@ impl GpuExecutor {
     fn upload(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
         self.resident = Resident::Nothing;
         self.plan.check_input(images, targets)?;
+        self.pixels_pending = false;
         self.gpu.write(&self.tensors[self.sched.value[0]], images)?;
+        self.upload_targets(targets)
+    }
+
+    /// Writes a checked batch's targets (none: images only, for `forward`).
+    fn upload_targets(&mut self, targets: Option<&[i64]>) -> Result<()> {
         if let Some(targets) = targets {
             for (d, &t) in self.targets_scratch.iter_mut().zip(targets) {
                 *d = t as i32;
@@ -393,6 +427,13 @@ impl GpuExecutor {
         }
         self.resident = if targets.is_some() { Resident::Batch } else { Resident::Images };
         Ok(())
+    }
+
+    /// Records the making of the input from the pixels, where they came after the last submit.
+    fn record_pixels(&mut self, pass: &mut wgpu::ComputePass<'_>) {
+        if std::mem::take(&mut self.pixels_pending) {
+            self.to_tensor.record(pass);
+        }
     }
 
     /// Writes the running step's counter and learning rate (a queue write: no allocation).
@@ -437,13 +478,17 @@ impl Executor for GpuExecutor {
     }
 
     fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<f32>) -> Result<()> {
+        self.upload(images, Some(targets))?;
+        self.step_queued_resident(losses)
+    }
+
+    fn step_queued_resident(&mut self, losses: &mut Vec<f32>) -> Result<()> {
         if self.queued.len() == LOSS_RING {
             // The oldest slot is needed again: wait for its step only (later ones keep running).
             self.take_oldest(losses, "reading a queued loss")?;
         }
         let slot = (self.queued_total % LOSS_RING as u64) as usize;
         let staging = self.loss_ring[slot].clone();
-        self.upload(images, Some(targets))?;
         let index = self.submit_step(&staging)?;
         let to = self.ring_mapped[slot].clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -453,6 +498,26 @@ impl Executor for GpuExecutor {
         self.queued_total += 1;
         self.gpu.poll("reading a queued loss")?;
         self.collect_losses(losses)
+    }
+
+    fn upload_pixels(&mut self, pixels: &[u8], to_tensor: &ToTensor, targets: Option<&[i64]>) -> Result<()> {
+        self.resident = Resident::Nothing;
+        self.plan.check_pixels(pixels, to_tensor, targets)?;
+        if self.table_written != to_tensor.values() {
+            self.gpu.write(&self.pixel_table, to_tensor.values())?;
+            self.table_written.clear();
+            self.table_written.extend_from_slice(to_tensor.values());
+        }
+        // Whole words straight from the caller's bytes; the last 1 to 3 bytes padded to a word.
+        let whole = pixels.len() / 4 * 4;
+        self.gpu.write(&self.pixels.slice(0, whole as u64 / 4), &pixels[..whole])?;
+        if whole < pixels.len() {
+            let mut last = [0u8; 4];
+            last[..pixels.len() - whole].copy_from_slice(&pixels[whole..]);
+            self.gpu.write(&self.pixels.slice(whole as u64 / 4, 1), &last)?;
+        }
+        self.pixels_pending = true;
+        self.upload_targets(targets)
     }
 
     fn finish_queued(&mut self, losses: &mut Vec<f32>) -> Result<()> {

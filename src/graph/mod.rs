@@ -19,6 +19,7 @@ pub use verify::{compare, Comparison, Row, VERIFY_GRAD_TOL, VERIFY_TOL};
 use crate::nn::{Model, ParamSet};
 use crate::ops::cross_entropy;
 use crate::ops::interface::Mode;
+use crate::ops::to_tensor::ToTensor;
 use crate::optim::{LrSchedule, Optimizer, OptimizerState};
 use crate::{Error, Result};
 
@@ -68,6 +69,18 @@ pub trait Executor {
         losses.extend(self.step(images, targets, true)?);
         Ok(())
     }
+    /// [`Executor::step_queued`] on the batch already on the device (see
+    /// [`Executor::upload_pixels`]).
+    fn step_queued_resident(&mut self, losses: &mut Vec<f32>) -> Result<()> {
+        losses.extend(self.step_resident(true)?);
+        Ok(())
+    }
+    /// Puts a batch on the device as the bytes its images were made from (N, C, H, W), with its
+    /// targets for a training step: the device makes the model's input from them with
+    /// `to_tensor` (ToTensor and Normalize, bit for bit as the data loader makes `images`), so a
+    /// quarter of the f32 batch's bytes cross to it. `step_resident`, `step_queued_resident` and
+    /// `forward_resident` then run on it. Checked as `step` checks a batch.
+    fn upload_pixels(&mut self, pixels: &[u8], to_tensor: &ToTensor, targets: Option<&[i64]>) -> Result<()>;
     /// Waits for every queued step and appends the losses not given yet to `losses`, oldest first.
     fn finish_queued(&mut self, _losses: &mut Vec<f32>) -> Result<()> {
         Ok(())

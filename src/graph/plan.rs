@@ -4,6 +4,7 @@
 use super::Graph;
 use crate::nn::Model;
 use crate::ops::interface::{Mode, Node, Role};
+use crate::ops::to_tensor::ToTensor;
 use crate::{Error, Result};
 
 /// A node of the graph at the plan's shapes.
@@ -158,6 +159,17 @@ impl Plan {
         }
     }
 
+    /// [`Plan::check_input`] for a batch given as bytes and the table that makes the input of
+    /// them ([`crate::Executor::upload_pixels`]).
+    pub fn check_pixels(&self, pixels: &[u8], to_tensor: &ToTensor, targets: Option<&[i64]>) -> Result<()> {
+        to_tensor.check(pixels.len(), &self.input)?;
+        match targets {
+            Some(_) if self.mode != Mode::Train => Err(super::not_training()),
+            Some(targets) => self.check_targets(targets),
+            None => Ok(()),
+        }
+    }
+
     /// Checks images against the input shape.
     fn check_images(&self, images: &[f32]) -> Result<()> {
         let want: usize = self.input.iter().product();
@@ -174,6 +186,11 @@ impl Plan {
     /// Checks a batch: image count and values' length, and targets in [0, classes).
     fn check_batch(&self, images: &[f32], targets: &[i64]) -> Result<()> {
         self.check_images(images)?;
+        self.check_targets(targets)
+    }
+
+    /// Checks targets: one per image, each in [0, classes).
+    fn check_targets(&self, targets: &[i64]) -> Result<()> {
         if targets.len() != self.batch {
             return Err(Error::Graph(format!("{} targets for a batch of {}", targets.len(), self.batch)));
         }

@@ -117,6 +117,7 @@ registry!(
     relu => ReLU,
     sgd,
     sum_splits,
+    to_tensor,
 );
 
 use crate::cpu::Real;
