@@ -259,6 +259,52 @@ fn mixed_precision_other_conv_kernels_match_cpu() {
     }
 }
 
+/// A network's first convolution has no input gradient. On cooperative matrices, with kernel rows
+/// of whole tiles, its weight gradient then runs padded alone: the output gradient is cast into its padded
+/// copy only, scaled by its largest magnitude, and its channels-last copy is neither made nor
+/// allocated. The executor's gradients match the CPU path's within f16's precision.
+#[test]
+fn mixed_precision_first_layer_weight_gradient_matches_cpu() {
+    use wgrad::nn::{Flatten, Linear, Model, Sequential};
+    let net = Sequential::new()
+        .add("conv", Conv2d::new(16, 16, 3).padding(1))
+        .add("flat", Flatten::new())
+        .add("fc", Linear::new(16 * 6 * 10, 5));
+    let model = Model::new(&net, [16, 6, 10], 3).unwrap();
+    let mut r = rng(12);
+    let images = uniform(&mut r, 2 * 16 * 6 * 10, -1.0, 1.0);
+    let targets = [1, 4];
+    let mut cpu = wgrad::executor(&Device::Cpu, &model, 2, wgrad::ExecOptions::default()).unwrap();
+    cpu.step(&images, &targets, false).unwrap();
+    let want = cpu.grads().unwrap();
+    for gpu in other_conv_kernels_gpus(false) {
+        if gpu.conv_kernels() != wgrad::ConvKernels::CooperativeMatrix {
+            continue;
+        }
+        if let Err(e) = gpu.set_precision(wgrad::Precision::Mixed) {
+            return skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16");
+        }
+        let mut ex = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 2, wgrad::ExecOptions::default()).unwrap();
+        ex.step(&images, &targets, false).unwrap();
+        let got = ex.grads().unwrap();
+        for (k, spec) in want.specs.iter().enumerate() {
+            let w = want.get(k);
+            assert_close(
+                &format!("mixed, cooperative matrices: grad {}", spec.key),
+                got.get(k),
+                w,
+                1e-2,
+                atol_of(w, 5e-3),
+            );
+        }
+        let built = gpu.built_kernels();
+        assert!(
+            built.iter().any(|k| k.starts_with("conv2d_backward_weight_cooperative_matrix_padded")),
+            "the weight gradient did not run padded: {built:?}"
+        );
+    }
+}
+
 #[test]
 fn mixed_precision_split_reductions_match_cpu() {
     let Some(gpu) = mixed_precision_gpu(true) else { return };

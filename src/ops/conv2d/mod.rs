@@ -222,6 +222,10 @@ impl Node for Planned {
             // The forward's padded input copy, kept for the weight gradient (see forward_gpu).
             scratch.kept[0] = Layout::Padded(f.input).words();
         }
+        if let Some(at) = scratch.backward.len().checked_sub(3).filter(|_| dout_cast_by_every_reader(gpu, g, dinputs[0])) {
+            // The output gradient's channels-last copy, which is not made: a word for its slot.
+            scratch.backward[at] = 1;
+        }
         scratch
     }
     fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
@@ -317,16 +321,23 @@ impl Node for Planned {
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let g = &self.g;
         let grads = GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: io.dparams.get(1).copied() };
-        // Where every product that reads the output gradient casts it itself (padded), its
-        // channels-last copy is not made.
-        let padded = padded_weight_gradient(gpu, g).is_some()
-            && (grads.dinp.is_none() || padded_input_gradient(gpu, g).is_some());
-        let copy = if padded { cast_f16::DoutCopy::ScaleOnly } else { cast_f16::DoutCopy::Cast };
+        let copy = if dout_cast_by_every_reader(gpu, g, grads.dinp.is_some()) {
+            cast_f16::DoutCopy::ScaleOnly
+        } else {
+            cast_f16::DoutCopy::Cast
+        };
         let s = cast_f16::stage_backward(gpu, io, g.sizes(), copy)?;
         let (mut prog, dout) = (s.prog, io.dout.unwrap());
         prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout, s.input, s.weight, s.top, s.scratch, s.ops)?);
         Ok(prog)
     }
+}
+
+/// Whether every product that reads the output gradient casts it itself (the padded weight
+/// gradient, and the padded input gradient where there is one), so that the backward makes no
+/// channels-last copy of it and allocates none.
+fn dout_cast_by_every_reader(gpu: &Gpu, g: &Geometry, dinp: bool) -> bool {
+    padded_weight_gradient(gpu, g).is_some() && (!dinp || padded_input_gradient(gpu, g).is_some())
 }
 
 /// Every size of one convolution: input (N, IC, H, W), output (N, OC, OH, OW), weight (OC, IC, KH, KW).
