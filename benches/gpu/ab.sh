@@ -142,7 +142,8 @@ run() {
   python3 - "$out" $labels << 'PY' | tee "$out/summary.md"
 import json, os, statistics, sys
 out, labels = sys.argv[1], sys.argv[2:]
-runs = {}  # (label, model, batch) -> [ms per round]
+runs = {}  # (label, model, batch) -> [ms per round], batch on the device
+uploaded = {}  # the same, each step uploading its batch (as `wgrad train` runs)
 kernels = {}
 kinds = {}  # (label, model, batch) -> the first round's kernels
 for name in sorted(os.listdir(out)):
@@ -156,17 +157,20 @@ for name in sorted(os.listdir(out)):
         continue
     for r in b["results"]:
         runs.setdefault((label, r["model"], r["batch"]), []).append(r["train_resident_ms_median"])
+        uploaded.setdefault((label, r["model"], r["batch"]), []).append(r["train_ms_median"])
         kernels.setdefault(label, (r["model"], r["batch"], r["kernels"]))
         kinds.setdefault((label, r["model"], r["batch"]), r["kernels"])
 keys = sorted({(m, bs) for (_, m, bs) in runs}, key=lambda k: (k[0], k[1]))
-print("| model | batch | " + " | ".join(f"{l}: train ms (rounds)" for l in labels) + " |")
-print("| --- | --- |" + " --- |" * len(labels))
-for m, bs in keys:
-    cells = []
-    for l in labels:
-        v = runs.get((l, m, bs))
-        cells.append("–" if not v else f"{statistics.median(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
-    print(f"| {m} | {bs} | " + " | ".join(cells) + " |")
+for table, what in [(runs, "train ms (rounds), batch on the device"), (uploaded, "train ms with each step's upload")]:
+    print("| model | batch | " + " | ".join(f"{l}: {what}" for l in labels) + " |")
+    print("| --- | --- |" + " --- |" * len(labels))
+    for m, bs in keys:
+        cells = []
+        for l in labels:
+            v = table.get((l, m, bs))
+            cells.append("–" if not v else f"{statistics.median(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})")
+        print(f"| {m} | {bs} | " + " | ".join(cells) + " |")
+    print()
 # Each build's kernel time by kind (first round, timed one by one): where a change moved it.
 def by_kind(ks):
     sums = {"input gradients": 0.0, "weight gradients": 0.0, "split sums": 0.0, "the rest": 0.0}
@@ -176,7 +180,6 @@ def by_kind(ks):
                 else "weight gradients" if n.endswith(".dweight") else "the rest")
         sums[kind] += k["ms"]
     return " / ".join(f"{v:.3f}" for v in sums.values())
-print()
 print("| model | batch | " + " | ".join(f"{l}: input gradients / weight gradients / split sums / the rest, ms" for l in labels) + " |")
 print("| --- | --- |" + " --- |" * len(labels))
 for m, bs in keys:
