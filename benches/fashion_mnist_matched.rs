@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     for b in 0..loader.len() {
         let batch = loader.batch(0, &order, b);
-        losses.push(ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN) as f64);
+        losses.push(ex.step(&batch.images(), &batch.targets, true)?.unwrap_or(f32::NAN) as f64);
     }
     let score = wgrad::eval::evaluate(&Device::Cpu, &model, &ex.params()?, &test, 256)?;
     std::fs::write(a.dir.join("wgrad_losses.txt"), losses.iter().map(|l| format!("{l}\n")).collect::<String>())?;

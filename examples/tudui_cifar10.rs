@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
             }
         };
         // outputs = tudui(imgs); result_loss = loss(outputs, targets); result_loss.backward()
-        let loss = ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN);
+        let loss = ex.step(&batch.images(), &batch.targets, true)?.unwrap_or(f32::NAN);
         let outputs = ex.logits()?;
         let predicted: Vec<usize> = outputs.chunks(10).map(argmax).collect();
         println!(

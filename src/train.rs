@@ -479,8 +479,9 @@ impl Trainer {
                     // network like ResNet-20 drift apart over a few steps (tests/models.rs).
                     r.set_params(&self.ex.params()?)?;
                     r.set_optimizer_state(&self.ex.optimizer_state()?)?;
-                    r.step(&batch.images, &batch.targets, false)?;
-                    let loss = self.ex.step(&batch.images, &batch.targets, true)?.unwrap_or(f32::NAN);
+                    let images = batch.images();
+                    r.step(&images, &batch.targets, false)?;
+                    let loss = self.ex.step(&images, &batch.targets, true)?.unwrap_or(f32::NAN);
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;
                     self.arrived(&mut run, loss, obs)?;

@@ -21,9 +21,10 @@ fn batches_cover_the_dataset_in_order_without_shuffle() {
     let targets: Vec<i64> = batches.iter().flat_map(|b| b.targets.clone()).collect();
     assert_eq!(targets, ds.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
     // ToTensor: u8 / 255, channel-planar like the file.
-    assert_eq!(batches[0].images[0], ds.images[0] as f32 / 255.0);
-    assert_eq!(batches[0].images[1024], ds.images[1024] as f32 / 255.0);
-    // The bytes the images were made of, for `upload_pixels`.
+    let images = batches[0].images();
+    assert_eq!(images[0], ds.images[0] as f32 / 255.0);
+    assert_eq!(images[1024], ds.images[1024] as f32 / 255.0);
+    // The bytes the images are made of (what `upload_pixels` sends).
     let pixels: Vec<u8> = batches.iter().flat_map(|b| b.pixels.clone()).collect();
     assert_eq!(pixels, ds.images);
     let dl = DataLoader::new(ds, Config { drop_last: true, ..Config::new(8) }).unwrap();
@@ -56,13 +57,12 @@ fn normalize_applies_mean_and_std_per_channel() {
     let (m, s) = ([0.5, 0.4, 0.3], [0.2, 0.25, 0.5]);
     let dl = DataLoader::new(ds.clone(), Config { normalize: Some((m, s)), ..Config::new(2) }).unwrap();
     let b = dl.epoch(0, 0).next().unwrap();
+    let images = b.images();
     for c in 0..3 {
         let want = (ds.images[c * 1024 + 7] as f32 / 255.0 - m[c]) / s[c];
-        assert!((b.images[c * 1024 + 7] - want).abs() < 1e-6);
+        assert_eq!(images[c * 1024 + 7], want);
     }
-    let mut made = vec![0.0; b.pixels.len()];
-    dl.to_tensor().apply(&b.pixels, 1024, &mut made);
-    assert_eq!(made, b.images, "the loader's ToTensor makes the batch's images of its bytes");
+    assert_eq!(*b.to_tensor, *dl.to_tensor());
     assert!(DataLoader::new(ds.clone(), Config { normalize: Some((m, [0.0, 1.0, 1.0])), ..Config::new(2) }).is_err());
     assert!(DataLoader::new(ds, Config::new(0)).is_err());
 }
@@ -118,9 +118,7 @@ fn augmentation_crops_and_flips_each_image_from_the_seed_epoch_and_batch() {
     let mut seen = std::collections::HashSet::new();
     let (mut only_flipped, mut only_unflipped) = (0, 0);
     for (k, &i) in order.iter().enumerate() {
-        let got: Vec<u8> =
-            batches[k / 8].images[(k % 8) * 3072..][..3072].iter().map(|&v| (v * 255.0).round() as u8).collect();
-        assert_eq!(batches[k / 8].pixels[(k % 8) * 3072..][..3072], got, "position {k}: the bytes of the images");
+        let got = &batches[k / 8].pixels[(k % 8) * 3072..][..3072];
         let all = (0..=8).flat_map(|dy| (0..=8).flat_map(move |dx| [(dy, dx, false), (dy, dx, true)]));
         let found: Vec<_> = all.filter(|&(dy, dx, f)| cropped(ds.image(i), dy, dx, f) == got).collect();
         assert!(!found.is_empty(), "image {i} (position {k}) is no crop and flip of the original");
@@ -137,10 +135,10 @@ fn augmentation_crops_and_flips_each_image_from_the_seed_epoch_and_batch() {
     // The same (seed, epoch, batch) gives the same images, from any starting batch; another
     // epoch other ones.
     let again: Vec<_> = dl.epoch(2, 3).collect();
-    assert_eq!(again[0].images, batches[3].images);
-    assert_ne!(dl.batch(3, &order, 3).images, batches[3].images);
+    assert_eq!(again[0].pixels, batches[3].pixels);
+    assert_ne!(dl.batch(3, &order, 3).pixels, batches[3].pixels);
     // Off, the images are the originals.
     let plain = DataLoader::new(ds.clone(), Config { augment: false, ..cfg }).unwrap();
     let b = plain.batch(2, &order, 0);
-    assert_eq!(b.images[..3072].iter().map(|&v| (v * 255.0).round() as u8).collect::<Vec<_>>(), ds.image(order[0]));
+    assert_eq!(&b.pixels[..3072], ds.image(order[0]));
 }

@@ -10,6 +10,9 @@
 #   bench    `wgrad bench --peak`, the adapter's arithmetic rates in WGSL (peak.json); then
 #            `wgrad bench --json` for every model at 64, 256 and 1024: f32 (default kernels, then
 #            the tiled ones), mixed precision with each kernel family (bench-LABEL.json)
+#   train    `wgrad train` on the synthetic set (10,000 images), every model at the same batches,
+#            f32, 5 epochs: the median epoch's images/s after the first (train-MODEL-BATCH.csv),
+#            against bench's step rates (the "train within 5% of bench")
 #   pytorch  ../shared/bench/pytorch_models.py at the same batches, in the same call, for ratios
 #            (pytorch.json), and its peak CUDA memory (benches/gpu/pytorch_memory.py)
 # then benches/gpu/table.py makes the tables of docs/PERFORMANCE.md from them (summary.md).
@@ -26,7 +29,7 @@ mkdir -p "$out"
 if [ -n "${OUT:-}" ]; then
   trap 'tar -czf "$OUT/results.tgz" -C "$out" . && cp "$out/summary.md" "$OUT/" 2> /dev/null' EXIT
 fi
-stages=${STAGES:-tests check bench pytorch}
+stages=${STAGES:-tests check bench train pytorch}
 batches=${BATCHES:-64,256,1024}
 steps=${STEPS:-30}
 has() { [[ " $stages " == *" $1 "* ]]; }
@@ -97,6 +100,19 @@ if has bench; then
   [ "$coop" -eq 1 ] && bench mixed-cooperative-matrix WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix
   bench mixed-register-blocked WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=register-blocked
   bench mixed-subgroups WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=subgroups
+fi
+if has train; then
+  for m in tudui cifar-net resnet20; do
+    for b in ${batches//,/ }; do
+      echo "== train $m $b" | log train.txt
+      WGRAD_PRECISION=f32 .gpu/wgrad train --device gpu --dataset synthetic --model "$m" --batch-size "$b" \
+        --epochs 5 --out "/tmp/train-$m-$b" > "/tmp/train-$m-$b.txt" 2>&1
+      rc=$?
+      { grep -E '^epoch' "/tmp/train-$m-$b.txt" | tail -2; echo "exit status $rc"; } | log train.txt
+      cp "/tmp/train-$m-$b/metrics.csv" "$out/train-$m-$b.csv" 2> /dev/null
+      [ "$rc" -eq 0 ] || status=1
+    done
+  done
 fi
 if has pytorch; then
   python3 .gl/pytorch_models.py --model tudui cifar-net resnet20 --device "${TORCH_DEVICE:-cuda}" \

@@ -5,8 +5,8 @@
 
 Reads, in OUT_DIR: peak.json (`wgrad bench --peak --json`), bench-LABEL.json (`wgrad bench
 --json`, one per precision and kernel family), pytorch.json (../shared/bench/pytorch_models.py
---json) and pytorch_memory.json (benches/gpu/pytorch_memory.py --json); any of them may be
-missing. Prints the adapter's arithmetic rates in WGSL; then, per bench file, a
+--json), pytorch_memory.json (benches/gpu/pytorch_memory.py --json) and train-MODEL-BATCH.csv
+(`wgrad train`'s metrics.csv); any of them may be missing. Prints the adapter's arithmetic rates in WGSL; then, per bench file, a
 markdown table of every model and batch: wgrad's train and inference images/s with the batch
 already on the device (as PyTorch's script times it) and with each step's upload (as `wgrad train`
 runs), PyTorch's, the ratio of the like-for-like pair, and both memories; then the longest kernels
@@ -85,4 +85,27 @@ for path in files:
             for k in r["kernels"][:6])
         print(f"- {m} at {r['batch']}: the kernels, timed one by one, {total:.3f} ms in all against a"
               f" {r['train_resident_ms_median']:.3f} ms step (batch on the device); the longest, ms: {top}")
+    print()
+
+# `wgrad train` against bench (f32): the median epoch after the first, data loading, the queued
+# steps and the drain at the epoch's end included.
+f32 = load("bench-f32.json")
+bench = {(r["model"], r["batch"]): r for r in (f32 or {"results": []})["results"]}
+trains = sorted(glob.glob(os.path.join(out, "train-*.csv")))
+if trains:
+    print("### `wgrad train` against `wgrad bench` (f32, synthetic set, median of epochs 2 to 5)\n")
+    print("| model | batch | train img/s | bench, with each step's upload | bench, batch on the device | train / with upload | train / on the device |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    import csv, statistics
+    rows = []
+    for path in trains:
+        model, batch = os.path.basename(path)[len("train-"):-len(".csv")].rsplit("-", 1)
+        with open(path) as f:
+            epochs = list(csv.DictReader(f))
+        rate = statistics.median(float(e["images_per_s"]) for e in epochs[1:]) if len(epochs) > 1 else None
+        rows.append((model, int(batch), rate))
+    for model, batch, rate in sorted(rows, key=lambda r: (r[0], r[1])):
+        r = bench.get((model, batch), {})
+        up, res = r.get("train_images_per_s"), r.get("train_resident_images_per_s")
+        print(f"| {model} | {batch} | {num(rate)} | {num(up)} | {num(res)} | {ratio(rate, up)} | {ratio(rate, res)} |")
     print()

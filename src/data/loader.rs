@@ -1,15 +1,17 @@
 //! DataLoader: batch_size, shuffle with a seed (a new permutation each epoch), drop_last, the
 //! optional augmentation of CIFAR-10 training (RandomCrop(32, padding=4), then
 //! RandomHorizontalFlip()), ToTensor (u8 / 255 → f32, N×3×32×32) and optional Normalize(mean,
-//! std) ([`ToTensor`]: each batch also keeps its bytes, which an executor's `upload_pixels` sends
-//! to the device in a quarter of the f32 batch's size). The next batch is prepared on another
-//! thread while the current step runs.
+//! std) ([`ToTensor`]). A batch holds its images' bytes: an executor's `upload_pixels` sends them
+//! to the device, a quarter of the f32 batch, and makes the f32 input there or, on the CPU path,
+//! in its own buffer; [`Batch::images`] makes it on the host. The next batch is prepared on
+//! another thread while the current step runs, its images gathered (and cropped) in parallel.
 
 use super::{Dataset, CHANNELS, IMAGE_BYTES, SIDE};
 use crate::ops::to_tensor::ToTensor;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,19 +37,27 @@ impl Config {
     }
 }
 
-/// One batch: images (N, 3, 32, 32) as f32 and as the bytes they were made from, and targets (N,).
+/// One batch: images (N, 3, 32, 32) as bytes, with the ToTensor that makes them f32, and
+/// targets (N,).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     /// Position of the batch in its epoch.
     pub index: usize,
-    /// The loader's [`ToTensor`] of `pixels`.
-    pub images: Vec<f32>,
     /// The images' bytes, after the augmentation and before ToTensor (N, 3, 32, 32).
     pub pixels: Vec<u8>,
+    /// The loader's ToTensor and Normalize.
+    pub to_tensor: Arc<ToTensor>,
     pub targets: Vec<i64>,
 }
 
 impl Batch {
+    /// The images as the model takes them: ToTensor (and Normalize) of the bytes, (N, 3, 32, 32)
+    /// f32. (An executor's `upload_pixels` makes them itself, on the device.)
+    pub fn images(&self) -> Vec<f32> {
+        let mut images = vec![0.0; self.pixels.len()];
+        self.to_tensor.apply(&self.pixels, SIDE * SIDE, &mut images);
+        images
+    }
     pub fn len(&self) -> usize {
         self.targets.len()
     }
@@ -113,25 +123,21 @@ impl DataLoader {
     pub fn batch(&self, epoch: u64, order: &[usize], b: usize) -> Batch {
         let bs = self.cfg.batch_size;
         let ids = &order[b * bs..((b + 1) * bs).min(order.len())];
-        let mut pixels = Vec::with_capacity(ids.len() * IMAGE_BYTES);
-        // Each batch's crops and flips from its own stream of the seed's generator.
-        let mut rng = self.cfg.augment.then(|| {
+        // Each batch's crops and flips from its own stream of the seed's generator, drawn image
+        // by image in order; then the images are moved in parallel.
+        let crops: Option<Vec<Crop>> = self.cfg.augment.then(|| {
             let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed ^ AUGMENT_SEED);
             rng.set_stream((epoch << 32) | b as u64);
-            rng
+            ids.iter().map(|_| Crop::draw(&mut rng)).collect()
         });
-        let mut moved = [0u8; IMAGE_BYTES];
-        for &i in ids {
-            let mut img = self.ds.image(i);
-            if let Some(rng) = rng.as_mut() {
-                crop_and_flip(img, &mut moved, rng);
-                img = &moved;
-            }
-            pixels.extend_from_slice(img);
-        }
-        let mut images = vec![0.0; pixels.len()];
-        self.to_tensor.apply(&pixels, SIDE * SIDE, &mut images);
-        Batch { index: b, images, pixels, targets: ids.iter().map(|&i| self.ds.labels[i] as i64).collect() }
+        let mut pixels = vec![0u8; ids.len() * IMAGE_BYTES];
+        let images = pixels.par_chunks_mut(IMAGE_BYTES).with_min_len(16).zip(ids).enumerate();
+        images.for_each(|(k, (out, &i))| match &crops {
+            Some(crops) => crops[k].apply(self.ds.image(i), out),
+            None => out.copy_from_slice(self.ds.image(i)),
+        });
+        let targets = ids.iter().map(|&i| self.ds.labels[i] as i64).collect();
+        Batch { index: b, pixels, to_tensor: self.to_tensor.clone(), targets }
     }
 
     /// The batches of `epoch` from batch `start` on, each prepared on a worker thread one ahead
@@ -155,26 +161,44 @@ impl DataLoader {
 /// Mixed into the seed of the augmentation's generator, so that it draws apart from the shuffle's.
 const AUGMENT_SEED: u64 = 0x5EED_C0DE_A4A4_1F1F;
 
-/// RandomCrop(32, padding=4) (zeros around) then RandomHorizontalFlip() of one CHW image into
-/// `out`: its top-left corner at (dy, dx) of the padded 40×40 image, each uniform in 0..=8 as
-/// torchvision draws them, then a mirror with probability 1/2.
-fn crop_and_flip(img: &[u8], out: &mut [u8; IMAGE_BYTES], rng: &mut ChaCha8Rng) {
-    use rand::Rng;
-    const PAD: usize = 4;
-    let (dy, dx) = (rng.random_range(0..=2 * PAD), rng.random_range(0..=2 * PAD));
-    let flip = rng.random_bool(0.5);
-    for c in 0..3 {
-        for y in 0..SIDE {
-            let row = &mut out[(c * SIDE + y) * SIDE..][..SIDE];
-            // Output row y is padded row y + dy, input row y + dy − PAD.
-            let Some(src) = (y + dy).checked_sub(PAD).filter(|&r| r < SIDE) else {
-                row.fill(0);
-                continue;
-            };
-            let src = &img[(c * SIDE + src) * SIDE..][..SIDE];
-            for (x, v) in row.iter_mut().enumerate() {
-                let xc = if flip { SIDE - 1 - x } else { x };
-                *v = (xc + dx).checked_sub(PAD).filter(|&s| s < SIDE).map_or(0, |s| src[s]);
+/// RandomCrop(32, padding=4) (zeros around) then RandomHorizontalFlip() of one CHW image: its
+/// top-left corner at (dy, dx) of the padded 40×40 image, each uniform in 0..=8 as torchvision
+/// draws them, then a mirror with probability 1/2.
+struct Crop {
+    dy: usize,
+    dx: usize,
+    flip: bool,
+}
+
+const PAD: usize = 4;
+
+impl Crop {
+    fn draw(rng: &mut ChaCha8Rng) -> Crop {
+        use rand::Rng;
+        let (dy, dx) = (rng.random_range(0..=2 * PAD), rng.random_range(0..=2 * PAD));
+        Crop { dy, dx, flip: rng.random_bool(0.5) }
+    }
+
+    /// Writes the crop of `img` into `out` (an image's bytes each).
+    fn apply(&self, img: &[u8], out: &mut [u8]) {
+        let Crop { dy, dx, flip } = *self;
+        for c in 0..CHANNELS {
+            for y in 0..SIDE {
+                let row = &mut out[(c * SIDE + y) * SIDE..][..SIDE];
+                // Output row y is padded row y + dy, input row y + dy − PAD.
+                let Some(src) = (y + dy).checked_sub(PAD).filter(|&r| r < SIDE) else {
+                    row.fill(0);
+                    continue;
+                };
+                // Unflipped, output column x is input column x + dx − PAD: inside for x in lo..hi.
+                let src = &img[(c * SIDE + src) * SIDE..][..SIDE];
+                let (lo, hi) = (PAD.saturating_sub(dx), (SIDE + PAD - dx).min(SIDE));
+                row[..lo].fill(0);
+                row[lo..hi].copy_from_slice(&src[lo + dx - PAD..hi + dx - PAD]);
+                row[hi..].fill(0);
+                if flip {
+                    row.reverse();
+                }
             }
         }
     }

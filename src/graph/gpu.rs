@@ -363,8 +363,9 @@ impl GpuExecutor {
         self.train_step_resident().await
     }
 
-    /// [`GpuExecutor::train_step`] on the batch already on the device.
-    async fn train_step_resident(&mut self) -> Result<f32> {
+    /// [`GpuExecutor::train_step`] on the batch already on the device (after
+    /// [`Executor::upload_pixels`], say).
+    pub async fn train_step_resident(&mut self) -> Result<f32> {
         let staging = self.loss_staging.clone();
         self.submit_step(&staging)?;
         Ok(self.gpu.map_read_async(&staging, "reading the loss").await?[0])
@@ -377,7 +378,7 @@ impl GpuExecutor {
     }
 
     /// [`GpuExecutor::forward_async`] on the images already on the device.
-    async fn forward_resident_async(&mut self) -> Result<Vec<f32>> {
+    pub async fn forward_resident_async(&mut self) -> Result<Vec<f32>> {
         self.resident.check_images()?;
         self.write_step_words()?;
         let mut enc = self.gpu.encoder("forward");

@@ -380,7 +380,8 @@ impl Inner {
         }
         let b = self.loader.batch(self.epoch, &self.order, self.batch);
         let lr = self.schedule.lr(self.optimizer.lr() as f64, self.step);
-        let loss = self.train.train_step(&b.images, &b.targets).await?;
+        self.train.upload_pixels(&b.pixels, &b.to_tensor, Some(&b.targets))?;
+        let loss = self.train.train_step_resident().await?;
         self.batch += 1;
         self.step += 1;
         if !loss.is_finite() {
@@ -418,7 +419,8 @@ impl Inner {
         for b in 0..n.div_ceil(EVAL_BATCH) {
             let batch = loader.batch(0, &order, b);
             let ex = self.inference(batch.len())?;
-            let logits = ex.forward_async(&batch.images).await?;
+            ex.upload_pixels(&batch.pixels, &batch.to_tensor, None)?;
+            let logits = ex.forward_resident_async().await?;
             let (c, l) = wgrad::eval::score_logits(&logits, &batch.targets, ex.plan().classes);
             correct += c;
             loss += l;
