@@ -717,9 +717,18 @@ impl Gpu {
 
     /// Submits one command buffer and reports any error the recording produced.
     pub fn submit(&self, encoder: wgpu::CommandEncoder, context: &str) -> Result<wgpu::SubmissionIndex> {
-        let cb = encoder.finish();
+        self.submit_buffers([encoder.finish()], context)
+    }
+
+    /// Submits finished command buffers in one submit and reports any error their recording
+    /// produced (recorded earlier, say while the device ran the previous submit).
+    pub fn submit_buffers(
+        &self,
+        buffers: impl IntoIterator<Item = wgpu::CommandBuffer>,
+        context: &str,
+    ) -> Result<wgpu::SubmissionIndex> {
         self.check(context)?;
-        let idx = self.queue.submit([cb]);
+        let idx = self.queue.submit(buffers);
         self.submits.fetch_add(1, Ordering::Relaxed);
         self.check(context)?;
         Ok(idx)

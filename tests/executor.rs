@@ -169,6 +169,43 @@ fn queued_steps_return_every_loss_in_order_with_the_same_bits() {
     assert_eq!(one.len(), 1);
 }
 
+/// A training step's commands are recorded while the device runs the step before, for the
+/// readback that step's successor uses. An executor that only steps and reads each loss runs
+/// those; one that alternates read and queued steps (each copying its loss elsewhere), with
+/// forwards between them, records every step afresh. Both give the same bits, and new parameters
+/// reach commands recorded before they were set.
+#[test]
+fn steps_recorded_ahead_run_like_steps_recorded_afresh() {
+    let Some(gpu) = gpu() else { return };
+    let model = second_model();
+    let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
+    let mut ahead = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts).unwrap();
+    let mut afresh = wgrad::executor(&Device::Gpu(gpu), &model, 3, opts).unwrap();
+    let (images, targets) = second_batch();
+    let start = ahead.params().unwrap();
+    let (mut want_queued, mut queued) = (Vec::new(), Vec::new());
+    for step in 0..2 * wgrad::graph::gpu::LOSS_RING + 3 {
+        let x: Vec<f32> = images.iter().map(|v| v * (1.0 + 0.1 * step as f32)).collect();
+        if step == 5 {
+            ahead.set_params(&start).unwrap();
+            afresh.set_params(&start).unwrap();
+        }
+        let want = ahead.step(&x, &targets, true).unwrap().unwrap();
+        if step % 2 == 0 {
+            let got = afresh.step(&x, &targets, true).unwrap().unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "step {step}");
+        } else {
+            afresh.step_queued(&x, &targets, &mut queued).unwrap();
+            want_queued.push(want);
+            afresh.forward(&x).unwrap();
+        }
+    }
+    afresh.finish_queued(&mut queued).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|l| l.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&queued), bits(&want_queued), "the queued steps' losses");
+    assert_eq!(afresh.params().unwrap().data, ahead.params().unwrap().data);
+}
+
 /// `step_resident` and `forward_resident` run on the batch the last `step` or `forward` left on
 /// the device: the same results as uploading it again, on both devices, in train and eval mode.
 fn resident_batch_runs_like_a_new_upload(device: Device) {

@@ -23,6 +23,24 @@ pub const LOSS_RING: usize = 4;
 /// Where a ring slot's map callback leaves its result (one per slot, made with the executor).
 type Mapped = Arc<std::sync::Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
 
+/// Where a recorded training step copies its loss: the staging buffer read at once, or a slot of
+/// the ring that queued steps use in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Readback {
+    Loss,
+    Ring(usize),
+}
+
+impl Readback {
+    /// Where the step after this one copies its loss.
+    fn next(self) -> Readback {
+        match self {
+            Readback::Loss => Readback::Loss,
+            Readback::Ring(slot) => Readback::Ring((slot + 1) % LOSS_RING),
+        }
+    }
+}
+
 /// A submitted step whose loss is being mapped.
 struct Queued {
     slot: usize,
@@ -75,6 +93,12 @@ pub struct GpuExecutor {
     /// Whether the next submit must make the input from `pixels` first (the bytes came after the
     /// last one that did).
     pixels_pending: bool,
+    /// The next training step's and the next forward's commands, recorded (and finished) while
+    /// the device ran the last ones, so that a step the host waits for costs it only the submit.
+    /// Their buffers and bind groups never change; the step's words and the input are queue
+    /// writes, which land before the submit that runs them.
+    prepared_step: Option<(Readback, wgpu::CommandBuffer)>,
+    prepared_forward: Option<wgpu::CommandBuffer>,
     /// Bytes of GPU memory this executor allocated (slots, persistent buffers, uniforms, staging).
     pub bytes: u64,
 }
@@ -268,6 +292,8 @@ impl GpuExecutor {
             table_written: Vec::new(),
             to_tensor,
             pixels_pending: false,
+            prepared_step: None,
+            prepared_forward: None,
             bytes,
             plan,
             sched,
@@ -283,28 +309,77 @@ impl GpuExecutor {
         self.kernels.iter().chain(&self.optimizer).map(|k| k.label.clone()).collect()
     }
 
-    /// Records and submits one training step on the batch on the device, its loss copied into
-    /// `staging`.
-    fn submit_step(&mut self, staging: &wgpu::Buffer) -> Result<wgpu::SubmissionIndex> {
+    /// Submits one training step on the batch on the device, its loss copied into `readback`:
+    /// the step's commands as prepared during the last one (recorded now where there are none
+    /// for this readback), after the making of the input where pixels came since; then records
+    /// the next step's while the device runs this one.
+    fn submit_step(&mut self, readback: Readback) -> Result<wgpu::SubmissionIndex> {
         if self.plan.mode != Mode::Train {
             return Err(not_training());
         }
         self.resident.check_batch()?;
         self.write_step_words()?;
+        let pixels = self.pixels_commands();
+        let step = match self.prepared_step.take() {
+            Some((r, commands)) if r == readback => commands,
+            _ => self.record_step(readback),
+        };
+        let index = self.gpu.submit_buffers(pixels.into_iter().chain([step]), "train step")?;
+        self.steps += 1;
+        self.count_forward();
+        self.prepared_step = Some((readback.next(), self.record_step(readback.next())));
+        Ok(index)
+    }
+
+    /// A training step's commands: forward, loss, backward and the optimizer in one compute pass,
+    /// then the loss's copy into `readback`. Errors of the recording surface at the submit.
+    fn record_step(&self, readback: Readback) -> wgpu::CommandBuffer {
         let mut enc = self.gpu.encoder("train step");
         {
             let mut pass = enc
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train step"), timestamp_writes: None });
-            self.record_pixels(&mut pass);
             for k in self.kernels.iter().chain(&self.optimizer) {
                 k.record(&mut pass);
             }
         }
+        let staging = match readback {
+            Readback::Loss => &self.loss_staging,
+            Readback::Ring(slot) => &self.loss_ring[slot],
+        };
         enc.copy_buffer_to_buffer(&self.loss.buffer, self.loss.offset, staging, 0, 4);
-        let index = self.gpu.submit(enc, "train step")?;
-        self.steps += 1;
-        self.count_forward();
-        Ok(index)
+        enc.finish()
+    }
+
+    /// A forward's commands, then the logits' copy into their staging buffer.
+    fn record_forward(&self) -> wgpu::CommandBuffer {
+        let mut enc = self.gpu.encoder("forward");
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            for k in &self.kernels[..self.n_forward] {
+                k.record(&mut pass);
+            }
+        }
+        let logits = &self.tensors[self.sched.value[self.plan.output]];
+        enc.copy_buffer_to_buffer(&logits.buffer, logits.offset, &self.logits_staging, 0, logits.bytes());
+        enc.finish()
+    }
+
+    /// The making of the input from the pixels, where they came after the last submit that made
+    /// it: commands of their own, submitted before the step's or the forward's.
+    fn pixels_commands(&mut self) -> Option<wgpu::CommandBuffer> {
+        if !std::mem::take(&mut self.pixels_pending) {
+            return None;
+        }
+        let mut enc = self.gpu.encoder("input from pixels");
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("input from pixels"),
+                timestamp_writes: None,
+            });
+            self.to_tensor.record(&mut pass);
+        }
+        Some(enc.finish())
     }
 
     /// Waits for the oldest queued step and takes its loss (and any later ones already mapped).
@@ -366,9 +441,8 @@ impl GpuExecutor {
     /// [`GpuExecutor::train_step`] on the batch already on the device (after
     /// [`Executor::upload_pixels`], say).
     pub async fn train_step_resident(&mut self) -> Result<f32> {
-        let staging = self.loss_staging.clone();
-        self.submit_step(&staging)?;
-        Ok(self.gpu.map_read_async(&staging, "reading the loss").await?[0])
+        self.submit_step(Readback::Loss)?;
+        Ok(self.gpu.map_read_async(&self.loss_staging, "reading the loss").await?[0])
     }
 
     /// Forward only, the logits (N, classes) read without blocking (see [`GpuExecutor::train_step`]).
@@ -381,20 +455,13 @@ impl GpuExecutor {
     pub async fn forward_resident_async(&mut self) -> Result<Vec<f32>> {
         self.resident.check_images()?;
         self.write_step_words()?;
-        let mut enc = self.gpu.encoder("forward");
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
-            self.record_pixels(&mut pass);
-            for k in &self.kernels[..self.n_forward] {
-                k.record(&mut pass);
-            }
-        }
-        let logits = &self.tensors[self.sched.value[self.plan.output]];
-        let len = logits.len as usize;
-        enc.copy_buffer_to_buffer(&logits.buffer, logits.offset, &self.logits_staging, 0, logits.bytes());
-        self.gpu.submit(enc, "forward")?;
+        let pixels = self.pixels_commands();
+        let forward = self.prepared_forward.take().unwrap_or_else(|| self.record_forward());
+        self.gpu.submit_buffers(pixels.into_iter().chain([forward]), "forward")?;
         self.count_forward();
+        // The next forward's commands, recorded while the device runs this one.
+        self.prepared_forward = Some(self.record_forward());
+        let len = self.tensors[self.sched.value[self.plan.output]].len as usize;
         let mut v = self.gpu.map_read_async(&self.logits_staging, "reading the logits").await?;
         v.truncate(len);
         Ok(v)
@@ -428,13 +495,6 @@ impl GpuExecutor {
         }
         self.resident = if targets.is_some() { Resident::Batch } else { Resident::Images };
         Ok(())
-    }
-
-    /// Records the making of the input from the pixels, where they came after the last submit.
-    fn record_pixels(&mut self, pass: &mut wgpu::ComputePass<'_>) {
-        if std::mem::take(&mut self.pixels_pending) {
-            self.to_tensor.record(pass);
-        }
     }
 
     /// Writes the running step's counter and learning rate (a queue write: no allocation).
@@ -474,7 +534,7 @@ impl Executor for GpuExecutor {
         if want_loss {
             return blocking("a training step", self.train_step_resident()).map(Some);
         }
-        self.submit_step(&self.loss_staging.clone())?;
+        self.submit_step(Readback::Loss)?;
         Ok(None)
     }
 
@@ -489,10 +549,9 @@ impl Executor for GpuExecutor {
             self.take_oldest(losses, "reading a queued loss")?;
         }
         let slot = (self.queued_total % LOSS_RING as u64) as usize;
-        let staging = self.loss_ring[slot].clone();
-        let index = self.submit_step(&staging)?;
+        let index = self.submit_step(Readback::Ring(slot))?;
         let to = self.ring_mapped[slot].clone();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        self.loss_ring[slot].slice(..).map_async(wgpu::MapMode::Read, move |r| {
             *to.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         });
         self.queued.push_back(Queued { slot, index });
