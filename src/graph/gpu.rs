@@ -1,6 +1,7 @@
 //! The GPU executor: the schedule's slots, every bind group and pipeline are made once in `new`; a
 //! training step records forward + loss + backward + the optimizer into one compute pass and one
-//! queue submit, and reads back the loss (4 bytes) only when asked.
+//! queue submit (recorded while the device runs the step before; a batch given as bytes adds the
+//! pass that makes the input of them), and reads back the loss (4 bytes) only when asked.
 
 use super::memory::{Request, Schedule, Task};
 use super::{
