@@ -106,7 +106,7 @@ impl Evaluator {
                 }
             };
             let ex = &mut self.executors[i];
-            ex.upload_pixels(&b.pixels, dl.to_tensor(), None)?;
+            ex.upload_pixels(&b.pixels, &b.to_tensor, None)?;
             let logits = ex.forward_resident()?;
             let classes = ex.plan().classes;
             let (c, l) = score_logits(&logits, &b.targets, classes);

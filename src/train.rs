@@ -496,7 +496,7 @@ impl Trainer {
                     }
                 } else {
                     losses.clear();
-                    self.ex.upload_pixels(&batch.pixels, self.loader.to_tensor(), Some(&batch.targets))?;
+                    self.ex.upload_pixels(&batch.pixels, &batch.to_tensor, Some(&batch.targets))?;
                     self.ex.step_queued_resident(&mut losses)?;
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;

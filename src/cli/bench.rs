@@ -1,9 +1,9 @@
 //! `wgrad bench`: training-step (forward + loss + backward + the optimizer's step) and inference
 //! images/s of each model (`--model`, or `all`), median over timed steps after warm-up, each step
-//! uploading its batch as bytes (as `wgrad train` does: `Executor::upload_pixels`) and again on the batch already on the device (as
-//! PyTorch's and Burn's benchmarks time theirs); per-kernel times (GPU timestamp queries where the
-//! adapter has them, else wall-clock per kernel or per CPU op) with GFLOP/s or GB/s; pipeline
-//! creation time; the executor's memory.
+//! uploading its batch as bytes (as `wgrad train` does: `Executor::upload_pixels`) and again on
+//! the batch already on the device (as PyTorch's and Burn's benchmarks time theirs); per-kernel
+//! times (GPU timestamp queries where the adapter has them, else wall-clock per kernel or per CPU
+//! op) with GFLOP/s or GB/s; pipeline creation time; the executor's memory.
 
 use super::progress::Progress;
 use super::DeviceArgs;

@@ -98,11 +98,16 @@ impl CpuExecutor {
     fn load(&mut self, images: &[f32], targets: Option<&[i64]>) -> Result<()> {
         self.resident = Resident::Nothing;
         self.plan.check_input(images, targets)?;
-        let t0 = self.sched.value[0];
-        let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
-        self.slots[s][..w].copy_from_slice(images);
+        self.input().copy_from_slice(images);
         self.set_targets(targets);
         Ok(())
+    }
+
+    /// The input's words in its slot.
+    fn input(&mut self) -> &mut [f32] {
+        let t0 = self.sched.value[0];
+        let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
+        &mut self.slots[s][..w]
     }
 
     /// Keeps a loaded batch's targets (none: images only, for `forward`).
@@ -388,10 +393,8 @@ impl Executor for CpuExecutor {
     fn upload_pixels(&mut self, pixels: &[u8], to_tensor: &ToTensor, targets: Option<&[i64]>) -> Result<()> {
         self.resident = Resident::Nothing;
         self.plan.check_pixels(pixels, to_tensor, targets)?;
-        let t0 = self.sched.value[0];
-        let (s, w) = (self.sched.slot_of[t0], self.sched.words[t0] as usize);
         let plane = self.plan.input.iter().skip(2).product();
-        to_tensor.apply(pixels, plane, &mut self.slots[s][..w]);
+        to_tensor.apply(pixels, plane, self.input());
         self.set_targets(targets);
         Ok(())
     }
