@@ -105,7 +105,7 @@ fn conv_kernels_from_env() -> Result<Option<ConvKernels>> {
         Ok(v) if !v.trim().is_empty() => {
             <ConvKernels as clap::ValueEnum>::from_str(v.trim(), true).map(Some).map_err(|_| {
                 Error::Device(format!(
-                    "WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups, tiled or cooperative-matrix"
+                    "WGRAD_CONV_KERNELS={v:?}: expected register-blocked, subgroups, tiled, cooperative-matrix or winograd"
                 ))
             })
         }
@@ -333,8 +333,8 @@ pub enum Precision {
 
 /// Which convolution kernels a device's programs are built with: `Subgroups` on CPU adapters that
 /// offer them (lavapipe), `RegisterBlocked` on every other adapter, unless WGRAD_CONV_KERNELS=
-/// register-blocked|subgroups|tiled says otherwise (to compare them on one adapter); tests run every
-/// one the adapter offers through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
+/// register-blocked|subgroups|tiled|cooperative-matrix|winograd says otherwise (to compare them on
+/// one adapter); tests run every one the adapter offers through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
 /// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md), in mixed
 /// precision too, against `CooperativeMatrix` (1.2–1.7× at batch 1024, 2026-12-04), which is
 /// therefore chosen only by name; on CPU adapters barriers cost more than the reuse gains, and every
@@ -365,11 +365,24 @@ pub enum ConvKernels {
     /// with 8x8x8 f16 products into f32 on subgroups of 8 (recent lavapipe: Mesa 26.2 has them, 22.3 not) or
     /// 16x16x16 ones on subgroups of 32 (NVIDIA).
     CooperativeMatrix,
+    /// In f32, stride-1 undilated 3 x 3 and 5 x 5 layers of at least 8 channels run their forward
+    /// and input gradient by Winograd's minimal filtering F(4 x 4, R x R): 36 multiplications per
+    /// 4 x 4 output pixels and input channel where the direct kernels take 144 (3 x 3), 64 where
+    /// they take 400 (5 x 5), between transforms of the input, the weight and the products
+    /// (conv2d_winograd_input.wgsl, conv2d_winograd_weight.wgsl, conv2d_winograd_product.wgsl,
+    /// conv2d_winograd_output.wgsl; ops::conv2d::winograd_gpu); every other product, and mixed
+    /// precision, on the adapter's default kernels ([`Gpu::default_conv_kernels`]).
+    Winograd,
 }
 
 impl ConvKernels {
-    const ALL: [ConvKernels; 4] =
-        [ConvKernels::RegisterBlocked, ConvKernels::Subgroups, ConvKernels::Tiled, ConvKernels::CooperativeMatrix];
+    const ALL: [ConvKernels; 5] = [
+        ConvKernels::RegisterBlocked,
+        ConvKernels::Subgroups,
+        ConvKernels::Tiled,
+        ConvKernels::CooperativeMatrix,
+        ConvKernels::Winograd,
+    ];
 }
 
 /// The cooperative-matrix tile the `_cooperative_matrix` kernels can run with on `adapter`: 8 where
@@ -475,13 +488,7 @@ impl Gpu {
             cooperative_tile: std::sync::atomic::AtomicU32::new(cooperative_tile.unwrap_or(0)),
             info,
         };
-        let kernels = match conv_kernels_from_env()? {
-            Some(k) => k,
-            None if gpu.info.device_type == wgpu::DeviceType::Cpu && gpu.offers(ConvKernels::Subgroups) => {
-                ConvKernels::Subgroups
-            }
-            None => ConvKernels::RegisterBlocked,
-        };
+        let kernels = conv_kernels_from_env()?.unwrap_or_else(|| gpu.default_conv_kernels());
         gpu.set_conv_kernels(kernels)?;
         Ok(gpu)
     }
@@ -597,6 +604,15 @@ impl Gpu {
         self.split_target.store(invocations, Ordering::Relaxed);
     }
 
+    /// The convolution kernels a device starts with where WGRAD_CONV_KERNELS names none: the
+    /// `Subgroups` ones on CPU adapters that offer them, else the register-blocked ones.
+    pub fn default_conv_kernels(&self) -> ConvKernels {
+        if self.info.device_type == wgpu::DeviceType::Cpu && self.offers(ConvKernels::Subgroups) {
+            ConvKernels::Subgroups
+        } else {
+            ConvKernels::RegisterBlocked
+        }
+    }
     /// The convolution kernels programs built from now on use.
     pub fn conv_kernels(&self) -> ConvKernels {
         ConvKernels::ALL[self.conv_kernels.load(Ordering::Relaxed) as usize]
@@ -636,7 +652,7 @@ impl Gpu {
     /// Whether this device can run `k`.
     pub fn offers(&self, k: ConvKernels) -> bool {
         match k {
-            ConvKernels::RegisterBlocked | ConvKernels::Tiled => true,
+            ConvKernels::RegisterBlocked | ConvKernels::Tiled | ConvKernels::Winograd => true,
             // The kernels broadcast from invocations 0-7 of each subgroup.
             ConvKernels::Subgroups => {
                 self.features.contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= 8

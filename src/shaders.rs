@@ -15,6 +15,9 @@
 //! A convolution kernel (register-blocked or `_subgroups`) with the line
 //! `const WIDE: bool = false;` also exists as `<name>_wide`, 16 channels per invocation instead of
 //! 8 (the lines of [`WIDE`] replaced), and that one as `<name>_wide_f16`.
+//!
+//! A Winograd transform kernel, written for 3 x 3 kernels (the line `const R: u32 = 3u;`), also
+//! exists as `<name>_5x5` ([`WINOGRAD_5X5`]).
 
 pub use crate::ops::Shader;
 use std::sync::OnceLock;
@@ -47,7 +50,12 @@ pub const NARROW: [(&str, &str); 2] =
 pub const WIDE: [(&str, &str); 2] =
     [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
 
-/// Every kernel, the wide, f16-operand, 16 x 16 and narrow variants included (the wide ones with
+/// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows)
+/// and the transform it calls (each such kernel defines both, `winograd3` and `winograd5`).
+pub const WINOGRAD_5X5: [(&str, &str); 2] =
+    [("const R: u32 = 3u;", "const R: u32 = 5u;"), ("return winograd3(x);", "return winograd5(x);")];
+
+/// Every kernel, the wide, 5 x 5 Winograd, f16-operand, 16 x 16 and narrow variants included (the wide ones with
 /// f16 variants of their own).
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
@@ -56,6 +64,12 @@ pub fn all() -> &'static [Shader] {
         let wide: Vec<Shader> =
             v.iter().filter(|s| s.source.contains(WIDE[0].0)).map(|s| variant_of(s, "_wide", "", &WIDE, 1)).collect();
         v.extend(wide);
+        let winograd: Vec<Shader> = v
+            .iter()
+            .filter(|s| s.source.contains(WINOGRAD_5X5[0].0))
+            .map(|s| variant_of(s, "_5x5", "", &WINOGRAD_5X5, 1))
+            .collect();
+        v.extend(winograd);
         let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
@@ -110,6 +124,16 @@ pub fn wide_variant(shader: &'static str) -> Option<&'static str> {
 /// The name of `shader`'s f16-operand variant (`conv2d_forward` → `conv2d_forward_f16`).
 pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
     variant(shader, "_f16")
+}
+
+/// The Winograd transform kernel `shader` (written for 3 x 3 kernels) for kernels of `r` x `r`:
+/// itself, or its `_5x5` variant.
+pub fn winograd_variant(shader: &'static str, r: usize) -> Option<&'static str> {
+    match r {
+        3 => get(shader).map(|s| s.name),
+        5 => variant(shader, "_5x5"),
+        _ => None,
+    }
 }
 
 /// The cooperative-matrix kernel `shader` (written for 8 x 8 tiles) for tiles of `tile`: itself,

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 mod direct;
 mod winograd;
+mod winograd_gpu;
 
 /// The CPU kernels that run a pass of a geometry, chosen in one place so that the planned scratch
 /// and the pass agree (None: im2col + GEMM).
@@ -70,6 +71,10 @@ crate::shaders!(
     conv2d_backward_weight_cooperative_matrix: 32,
     conv2d_forward_cooperative_matrix_padded: 32,
     conv2d_backward_weight_cooperative_matrix_padded: 32,
+    conv2d_winograd_input: 64,
+    conv2d_winograd_weight: 64,
+    conv2d_winograd_product: 64,
+    conv2d_winograd_output: 64,
 );
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
@@ -585,7 +590,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
             [N, IC, H, W, OC, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, splits, chunk, scale_at, stride]
         )
     };
-    vec![
+    let mut v = vec![
         l("conv2d_forward").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_forward_wide").consts(&[("TP", TILE_PIXELS), ("TC", WIDE_TILE_CHANNELS)]),
         l("conv2d_backward_input").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
@@ -616,7 +621,9 @@ pub fn layouts() -> Vec<ParamsLayout> {
             ("NT", PADDED_TILES.1),
             ("ROWS", PADDED_ROWS),
         ]),
-    ]
+    ];
+    v.extend(winograd_gpu::layouts());
+    v
 }
 
 fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: usize, ops: Operands) -> Params {
@@ -678,14 +685,16 @@ const COOPERATIVE: &[(&str, usize)] =
 const COOPERATIVE_NARROW: &[(&str, usize)] =
     &[("SM", NARROW_SUBGROUPS.0), ("SN", NARROW_SUBGROUPS.1), ("RUN", cast_f16::CHANNEL_RUN)];
 
-/// The kernels a device's programs use: its choice ([`Gpu::conv_kernels`]), the register-blocked
-/// ones in mixed precision where it chose the tiled ones (which have no f16 variants) and in f32
-/// where it chose cooperative matrices (which multiply f16 only).
+/// The kernels a device's products use where they run no Winograd ([`winograd_gpu`]): its choice
+/// ([`Gpu::conv_kernels`]), the register-blocked ones in mixed precision where it chose the tiled
+/// ones (which have no f16 variants) and in f32 where it chose cooperative matrices (which multiply
+/// f16 only), and the adapter's default ([`Gpu::default_conv_kernels`]) where it chose Winograd.
 fn kernels(gpu: &Gpu) -> ConvKernels {
     match (gpu.precision(), gpu.conv_kernels()) {
         (Precision::Mixed, ConvKernels::Tiled) | (Precision::F32, ConvKernels::CooperativeMatrix) => {
             ConvKernels::RegisterBlocked
         }
+        (_, ConvKernels::Winograd) => gpu.default_conv_kernels(),
         (_, k) => k,
     }
 }
@@ -767,7 +776,8 @@ impl Product {
             _ => blocked(shader, TILE_CHANNELS, per_phase),
         };
         match kernels(gpu) {
-            ConvKernels::RegisterBlocked => blocked_or_wide(names[0], per_phase),
+            // kernels() gives Winograd's other products the adapter's default kernels, never Winograd.
+            ConvKernels::RegisterBlocked | ConvKernels::Winograd => blocked_or_wide(names[0], per_phase),
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
             ConvKernels::Subgroups => {
@@ -865,12 +875,19 @@ pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     // The padded forward's copies; its input's is kept where the weight gradient reads it.
     let forward_copies = padded_forward(gpu, g).map_or(Vec::new(), |f| f.scratch()[dweight_copy.is_some() as usize..].to_vec());
     let dinp_copies = padded_input_gradient(gpu, g).filter(|_| dinp).map(|f| f.scratch());
+    let winograd_forward = winograd_gpu::forward(gpu, g).map(|w| w.scratch());
+    let winograd_dinp = winograd_gpu::input_gradient(gpu, g).filter(|_| dinp).map(|w| w.scratch());
     Scratch {
-        forward: part(s.forward, g.n * g.oc * g.oh * g.ow).into_iter().chain(forward_copies).collect(),
+        forward: part(s.forward, g.n * g.oc * g.oh * g.ow)
+            .into_iter()
+            .chain(forward_copies)
+            .chain(winograd_forward.into_iter().flatten())
+            .collect(),
         backward: part(s.dweight, g.oc * g.k())
             .into_iter()
             .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp))
             .chain(dinp_copies.into_iter().flatten())
+            .chain(winograd_dinp.into_iter().flatten())
             .chain(dweight_copy)
             .collect(),
         kept: Vec::new(),
@@ -897,9 +914,16 @@ impl Splits {
         };
         // The cooperative-matrix kernels read the channels they reduce over in runs (channels last).
         let run = if kernels(gpu) == ConvKernels::CooperativeMatrix { cast_f16::CHANNEL_RUN } else { 1 };
-        let forward = match padded_forward(gpu, g) {
-            Some(_) => (1, g.ic),
-            None => over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow, run),
+        // The padded and Winograd products split no reduction.
+        let forward = if padded_forward(gpu, g).is_some() || winograd_gpu::forward(gpu, g).is_some() {
+            (1, g.ic)
+        } else {
+            over(Product::forward(gpu, g).invocations, g.ic, g.n * g.oc * g.oh * g.ow, run)
+        };
+        let dinp = if padded_input_gradient(gpu, g).is_some() || winograd_gpu::input_gradient(gpu, g).is_some() {
+            (1, g.oc)
+        } else {
+            over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run)
         };
         Splits {
             forward,
@@ -907,10 +931,7 @@ impl Splits {
                 Some(f) => (f.splits, f.chunk),
                 None => weight_splits(gpu, g),
             },
-            dinp: match padded_input_gradient(gpu, g) {
-                Some(_) => (1, g.oc),
-                None => over(Product::dinp(gpu, g).invocations, g.oc, g.n * g.ic * g.h * g.w, run),
-            },
+            dinp,
         }
     }
 }
@@ -1196,6 +1217,9 @@ pub fn forward_gpu(
     scratch: &[&View],
     ops: Operands,
 ) -> Result<Program> {
+    if let Some(w) = winograd_gpu::forward(gpu, g) {
+        return w.gpu(gpu, label, inp, weight, bias, out, scratch);
+    }
     let prod = Product::forward(gpu, g);
     let (splits, chunk) = Splits::new(gpu, g).forward;
     let p = params(g, &prod, bias.is_some(), splits, chunk, ops);
@@ -1215,7 +1239,7 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
     let kernels = kernels(gpu);
     let target = match kernels {
-        ConvKernels::RegisterBlocked | ConvKernels::Subgroups => 32_768,
+        ConvKernels::RegisterBlocked | ConvKernels::Subgroups | ConvKernels::Winograd => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
         ConvKernels::CooperativeMatrix => {
             1_024 * cooperative_shader(gpu, "conv2d_backward_weight_cooperative_matrix", g.oc).workgroup
@@ -1269,6 +1293,8 @@ pub fn backward_gpu(
     let dinp_part = if grads.dinp.is_some() && s.dinp.0 > 1 { scratch.next() } else { None };
     let padded_dinp = grads.dinp.and_then(|_| padded_input_gradient(gpu, g));
     let dinp_copies: Vec<&View> = scratch.by_ref().take(if padded_dinp.is_some() { 2 } else { 0 }).collect();
+    let winograd_dinp = grads.dinp.and_then(|_| winograd_gpu::input_gradient(gpu, g));
+    let winograd_scratch: Vec<&View> = scratch.by_ref().take(if winograd_dinp.is_some() { 3 } else { 0 }).collect();
     let dweight_copies: Vec<&View> = scratch.collect();
     let dweight_label = format!("{label}.dweight");
     let dout_op = || dout_op.ok_or_else(|| Error::op(label, "a staged gradient given no copy of the output gradient"));
@@ -1293,9 +1319,10 @@ pub fn backward_gpu(
     }
     if let Some(dinp) = grads.dinp {
         let dinp_label = format!("{label}.dinp");
-        match padded_dinp {
-            Some(f) => prog.extend(f.gpu(gpu, &dinp_label, [dout, weight], top, None, dinp, &dinp_copies)?),
-            None => {
+        match (padded_dinp, winograd_dinp) {
+            (Some(f), _) => prog.extend(f.gpu(gpu, &dinp_label, [dout, weight], top, None, dinp, &dinp_copies)?),
+            (None, Some(w)) => prog.extend(w.gpu(gpu, &dinp_label, dout, weight, None, dinp, &winograd_scratch)?),
+            (None, None) => {
                 let prod = Product::dinp(gpu, g);
                 let (splits, chunk) = s.dinp;
                 let p = params(g, &prod, false, splits, chunk, ops);
