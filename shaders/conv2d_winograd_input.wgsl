@@ -1,20 +1,22 @@
 // Conv2d by Winograd's minimal filtering (ops::conv2d::winograd_gpu), step 1: the input's tiles
 // transformed, v[(xi, ic, t)] = (BT d B)[xi] for the A x A patch d of image N0 + n, channel ic, rows
 // 4 th - PH .., columns 4 tw - PW .. (zero outside the image), of each tile t = (n, th, tw) of the
-// chunk; zero for t past its NB TH TW tiles (up to TP).
-// inp: (N, IC, H, W); v: (XI, IC, TP), overwritten.
-// Dispatch: one invocation per (ic, t), t fastest; ceil(IC TP / 64) workgroups (2-D grid past
+// chunk; zero for t past its NB TH TW tiles (up to TP) and ic past IC (up to ICP).
+// inp: (N, IC, H, W); v: (XI, ICP, TP), overwritten.
+// Dispatch: one invocation per (ic, t), t fastest; ceil(ICP TP / 64) workgroups (2-D grid past
 // 65,535).
-// Params (ops::conv2d::winograd_gpu::Params, the same in the four Winograd kernels): the images
+// Params (ops::conv2d::winograd_gpu::Params, the same in every Winograd kernel): the images
 // N0 .. N0 + NB of a chunk; the convolution's IC, H, W, OC, OH, OW, PH, PW (stride and dilation
-// 1, kernel R x R); OCP: OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an image; TP: the
-// chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
+// 1, kernel R x R); ICP and OCP: IC and OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an
+// image; TP: the chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
 // origin + oc SOC + ic SIC + kh SKH + kw SKW (strides may be negative: the input gradient's
-// flipped, transposed weight).
+// flipped, transposed weight); the weight gradient's tiles per split TS, the chunk's first
+// partial sum S0 and the partial sums in all, parts.
 struct Params {
     N0: u32,
     NB: u32,
     IC: u32,
+    ICP: u32,
     H: u32,
     W: u32,
     OC: u32,
@@ -33,6 +35,9 @@ struct Params {
     SIC: i32,
     SKH: i32,
     SKW: i32,
+    TS: u32,
+    S0: u32,
+    parts: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -88,14 +93,14 @@ fn bt(x: array<f32, A>) -> array<f32, A> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let i = (wid.x + wid.y * nwg.x) * WG + li;
-    if (i >= p.IC * p.TP) {
+    if (i >= p.ICP * p.TP) {
         return;
     }
     let ic = i / p.TP;
     let t = i % p.TP;
     let per = p.TH * p.TW;
     var d: array<array<f32, A>, A>;
-    if (t < p.NB * per) {
+    if (t < p.NB * per && ic < p.IC) {
         let n = p.N0 + t / per;
         let th = (t % per) / p.TW;
         let tw = t % p.TW;
@@ -126,7 +131,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var a = 0u; a < A; a++) {
         let row = bt(d[a]);
         for (var b = 0u; b < A; b++) {
-            v[((a * A + b) * p.IC + ic) * p.TP + t] = row[b];
+            v[((a * A + b) * p.ICP + ic) * p.TP + t] = row[b];
         }
     }
 }

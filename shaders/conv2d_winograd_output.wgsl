@@ -4,16 +4,18 @@
 // m: (XI, OCP, TP); bias: (OC,) (read when has_bias); out: (N, OC, OH, OW), overwritten.
 // Dispatch: one invocation per (oc, t) of the chunk's NB TH TW tiles, t fastest;
 // ceil(OC NB TH TW / 64) workgroups (2-D grid past 65,535).
-// Params (ops::conv2d::winograd_gpu::Params, the same in the four Winograd kernels): the images
+// Params (ops::conv2d::winograd_gpu::Params, the same in every Winograd kernel): the images
 // N0 .. N0 + NB of a chunk; the convolution's IC, H, W, OC, OH, OW, PH, PW (stride and dilation
-// 1, kernel R x R); OCP: OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an image; TP: the
-// chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
+// 1, kernel R x R); ICP and OCP: IC and OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an
+// image; TP: the chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
 // origin + oc SOC + ic SIC + kh SKH + kw SKW (strides may be negative: the input gradient's
-// flipped, transposed weight).
+// flipped, transposed weight); the weight gradient's tiles per split TS, the chunk's first
+// partial sum S0 and the partial sums in all, parts.
 struct Params {
     N0: u32,
     NB: u32,
     IC: u32,
+    ICP: u32,
     H: u32,
     W: u32,
     OC: u32,
@@ -32,6 +34,9 @@ struct Params {
     SIC: i32,
     SKH: i32,
     SKW: i32,
+    TS: u32,
+    S0: u32,
+    parts: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,

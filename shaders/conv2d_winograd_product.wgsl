@@ -1,20 +1,22 @@
 // Conv2d by Winograd's minimal filtering (ops::conv2d::winograd_gpu), step 2: the products of the
 // transformed weight and input, one matrix product per position xi of the A x A tile:
 //   m[(xi, oc, t)] = sum_ic u[(xi, ic, oc)] v[(xi, ic, t)].
-// u: (XI, IC, OCP); v: (XI, IC, TP); m: (XI, OCP, TP), overwritten (OCP and TP multiples of 8).
+// u: (XI, IC, OCP); v: (XI, ICP, TP); m: (XI, OCP, TP), overwritten (OCP and TP multiples of 8).
 // Dispatch: one invocation per xi, block of 8 channels and block of 8 tiles (tiles fastest);
 // ceil(XI OCP TP / 64 / 64) workgroups (2-D grid past 65,535). Register-blocked: each step of the
 // reduction loads 2 vec4 of u and 2 of v for 64 multiply-adds.
-// Params (ops::conv2d::winograd_gpu::Params, the same in the four Winograd kernels): the images
+// Params (ops::conv2d::winograd_gpu::Params, the same in every Winograd kernel): the images
 // N0 .. N0 + NB of a chunk; the convolution's IC, H, W, OC, OH, OW, PH, PW (stride and dilation
-// 1, kernel R x R); OCP: OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an image; TP: the
-// chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
+// 1, kernel R x R); ICP and OCP: IC and OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an
+// image; TP: the chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
 // origin + oc SOC + ic SIC + kh SKH + kw SKW (strides may be negative: the input gradient's
-// flipped, transposed weight).
+// flipped, transposed weight); the weight gradient's tiles per split TS, the chunk's first
+// partial sum S0 and the partial sums in all, parts.
 struct Params {
     N0: u32,
     NB: u32,
     IC: u32,
+    ICP: u32,
     H: u32,
     W: u32,
     OC: u32,
@@ -33,6 +35,9 @@ struct Params {
     SIC: i32,
     SKH: i32,
     SKW: i32,
+    TS: u32,
+    S0: u32,
+    parts: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -62,7 +67,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let us = p.OCP / 4u;
     let vs = p.TP / 4u;
     var ui = xi * p.IC * us + 2u * c8;
-    var vi = xi * p.IC * vs + 2u * t8;
+    var vi = xi * p.ICP * vs + 2u * t8;
     var acc: array<vec4<f32>, 16>;
     for (var k = 0u; k < p.IC; k++) {
         let a0 = u[ui];

@@ -473,36 +473,46 @@ fn split_reductions(gpu: &Arc<wgrad::Gpu>) {
 
 /// The Winograd kernels (`ConvKernels::Winograd`) on a device whose storage bindings take at most
 /// 256 KiB, as a small adapter's might: each layer's images go through in two chunks (six and
-/// three, three and two), so every chunk after the first must find its images and tiles; 3 x 3 and
-/// 5 x 5 kernels, channels off the blocks of 8, rows and columns ending in a partial tile, a
-/// layer without padding and one whose input gradient convolves 12 output channels.
+/// three, three and two), so every chunk after the first must find its images and tiles and add
+/// its own partial sums of the weight gradient; 3 x 3 and 5 x 5 kernels, channels off the blocks
+/// of 8, rows and columns ending in a partial tile, a layer without padding and one whose input
+/// gradient convolves 12 output channels. Then on a device that splits reductions as a big GPU
+/// would: the weight gradient's sums over 256 and 128 tiles in four and two splits.
 #[test]
-fn winograd_kernels_match_cpu_in_chunks() {
+fn winograd_kernels_match_cpu_in_chunks_and_splits() {
     let Some(_) = gpu() else { return };
     let limits = wgpu::Limits { max_storage_buffer_binding_size: 256 << 10, ..wgpu::Limits::default() };
-    let gpu = Arc::new(wgrad::Gpu::default_adapter_with(Some(limits)).unwrap().unwrap());
-    gpu.set_conv_kernels(wgrad::ConvKernels::Winograd).unwrap();
+    let small = Arc::new(wgrad::Gpu::default_adapter_with(Some(limits)).unwrap().unwrap());
+    small.set_conv_kernels(wgrad::ConvKernels::Winograd).unwrap();
+    let Some(splitting) = own_gpu(|g| {
+        g.set_conv_kernels(wgrad::ConvKernels::Winograd).unwrap();
+        g.set_split_target(1 << 16);
+    }) else {
+        return;
+    };
     let mut r = rng(16);
     let configs = [
-        (Conv2d::new(16, 16, 3).padding(1), [9, 16, 16, 16]),
-        (Conv2d::new(16, 12, 5).padding(2), [5, 16, 16, 15]),
-        (Conv2d { bias: false, ..Conv2d::new(9, 16, 3) }, [5, 9, 13, 18]),
+        (&small, Conv2d::new(16, 16, 3).padding(1), [9, 16, 16, 16]),
+        (&small, Conv2d::new(16, 12, 5).padding(2), [5, 16, 16, 15]),
+        (&small, Conv2d { bias: false, ..Conv2d::new(9, 16, 3) }, [5, 9, 13, 18]),
+        (&splitting, Conv2d::new(16, 16, 3).padding(1), [4, 16, 32, 32]),
+        (&splitting, Conv2d::new(8, 16, 5).padding(2), [2, 8, 32, 29]),
     ];
-    for (cfg, shape) in configs {
+    for (gpu, cfg, shape) in configs {
         let g = cfg.geometry(&shape).unwrap();
         let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
         let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
         let b = cfg.bias.then(|| uniform(&mut r, cfg.out_channels, -1.0, 1.0));
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
         let want = run_cpu(&g, &x, &w, b.as_deref(), &dout);
-        let o = run_gpu(&gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
+        let o = run_gpu(gpu, &cfg, &shape, &x, &w, b.as_deref(), &dout);
         let name = format!("Winograd {cfg:?} on {shape:?}");
         assert_close(&format!("{name} out"), &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
         assert_close(&format!("{name} dinp"), &o.dinp, &want.dinp, 1e-4, atol_of(&want.dinp, 1e-5));
         assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
     }
-    let built = gpu.built_kernels();
-    for kernel in ["conv2d_winograd_input", "conv2d_winograd_output_5x5", "conv2d_winograd_weight_5x5"] {
+    let built = small.built_kernels();
+    for kernel in ["conv2d_winograd_input", "conv2d_winograd_output_5x5", "conv2d_winograd_weight_gradient_5x5"] {
         assert!(built.contains(&kernel), "{kernel} did not run: {built:?}");
     }
 }

@@ -5,7 +5,7 @@ that Aᵀ [(G g) ⊙ (Bᵀ d)] is the correlation of d with g for every basis pa
 shader's `winograd3` and `winograd5` functions (1-D transforms of one row or column), which the
 shaders hold as printed:
 
-    python3 tests/golden/winograd_transforms.py input|weight|output
+    python3 tests/golden/winograd_transforms.py input|weight|output|output_gradient|weight_gradient
 
 The points: 0, ±1, ±2 and infinity for R = 3 (A = 6); 0, ±1, ±2, ±1/2 and infinity for R = 5
 (A = 8). With f32 inputs uniform in [-1, 1] and 32 channels, the 2-D tiles' largest error relative
@@ -96,10 +96,14 @@ def main():
         check(r)
         at, g, bt = transforms(r)
         a = len(bt)
+        transpose = lambda m: [list(col) for col in zip(*m)]
         matrix, n_in, out_type = {
             "input": (bt, a, f"array<f32, {a}>"),
             "weight": (g, r, f"array<f32, {a}>"),
             "output": (at, a, "vec4<f32>"),
+            # The backward's: A x for an output gradient's tile, Gᵀ x for the weight's.
+            "output_gradient": (transpose(at), M, f"array<f32, {a}>"),
+            "weight_gradient": (transpose(g), a, f"array<f32, {r}>"),
         }[which]
         out.append(function(f"winograd{r}", matrix, n_in, out_type))
     print("\n\n".join(out))

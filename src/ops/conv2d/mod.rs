@@ -75,6 +75,9 @@ crate::shaders!(
     conv2d_winograd_weight: 64,
     conv2d_winograd_product: 64,
     conv2d_winograd_output: 64,
+    conv2d_winograd_output_gradient: 64,
+    conv2d_winograd_weight_gradient_product: 64,
+    conv2d_winograd_weight_gradient: 64,
 );
 
 /// nn.Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True)
@@ -876,7 +879,8 @@ pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     let forward_copies = padded_forward(gpu, g).map_or(Vec::new(), |f| f.scratch()[dweight_copy.is_some() as usize..].to_vec());
     let dinp_copies = padded_input_gradient(gpu, g).filter(|_| dinp).map(|f| f.scratch());
     let winograd_forward = winograd_gpu::forward(gpu, g).map(|w| w.scratch());
-    let winograd_dinp = winograd_gpu::input_gradient(gpu, g).filter(|_| dinp).map(|w| w.scratch());
+    let winograd_dinp = winograd_gpu::input_gradient(gpu, g).filter(|_| dinp);
+    let winograd_backward = winograd_gpu::backward_scratch(winograd_gpu::weight_gradient(gpu, g).as_ref(), winograd_dinp.as_ref());
     Scratch {
         forward: part(s.forward, g.n * g.oc * g.oh * g.ow)
             .into_iter()
@@ -887,7 +891,7 @@ pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
             .into_iter()
             .chain(part(s.dinp, g.n * g.ic * g.h * g.w).filter(|_| dinp))
             .chain(dinp_copies.into_iter().flatten())
-            .chain(winograd_dinp.into_iter().flatten())
+            .chain(winograd_backward)
             .chain(dweight_copy)
             .collect(),
         kept: Vec::new(),
@@ -929,6 +933,8 @@ impl Splits {
             forward,
             dweight: match padded_weight_gradient(gpu, g) {
                 Some(f) => (f.splits, f.chunk),
+                // The Winograd weight gradient splits its own (winograd_gpu::WeightGradient).
+                None if winograd_gpu::weight_gradient(gpu, g).is_some() => (1, g.n * g.oh * g.ow),
                 None => weight_splits(gpu, g),
             },
             dinp,
@@ -1294,13 +1300,18 @@ pub fn backward_gpu(
     let padded_dinp = grads.dinp.and_then(|_| padded_input_gradient(gpu, g));
     let dinp_copies: Vec<&View> = scratch.by_ref().take(if padded_dinp.is_some() { 2 } else { 0 }).collect();
     let winograd_dinp = grads.dinp.and_then(|_| winograd_gpu::input_gradient(gpu, g));
-    let winograd_scratch: Vec<&View> = scratch.by_ref().take(if winograd_dinp.is_some() { 3 } else { 0 }).collect();
+    let winograd_dweight = winograd_gpu::weight_gradient(gpu, g);
+    let winograd_words = winograd_gpu::backward_scratch(winograd_dweight.as_ref(), winograd_dinp.as_ref());
+    let winograd_scratch: Vec<&View> = scratch.by_ref().take(winograd_words.len()).collect();
+    let (winograd_dweight_scratch, winograd_dinp_scratch) =
+        winograd_gpu::backward_views(winograd_dweight.as_ref(), winograd_dinp.as_ref(), &winograd_scratch);
     let dweight_copies: Vec<&View> = scratch.collect();
     let dweight_label = format!("{label}.dweight");
     let dout_op = || dout_op.ok_or_else(|| Error::op(label, "a staged gradient given no copy of the output gradient"));
-    match padded_weight_gradient(gpu, g) {
-        Some(f) => prog.extend(f.gpu(gpu, &dweight_label, [inp, dout], top, grads.dweight, dweight_part, &dweight_copies)?),
-        None => {
+    match (padded_weight_gradient(gpu, g), winograd_dweight) {
+        (Some(f), _) => prog.extend(f.gpu(gpu, &dweight_label, [inp, dout], top, grads.dweight, dweight_part, &dweight_copies)?),
+        (None, Some(w)) => prog.extend(w.gpu(gpu, &dweight_label, inp, dout, grads.dweight, &winograd_dweight_scratch)?),
+        (None, None) => {
             let prod = Product::dweight(gpu, g);
             let p = params(g, &prod, false, splits, chunk, ops);
             prog.extend(split_product(
@@ -1321,7 +1332,7 @@ pub fn backward_gpu(
         let dinp_label = format!("{label}.dinp");
         match (padded_dinp, winograd_dinp) {
             (Some(f), _) => prog.extend(f.gpu(gpu, &dinp_label, [dout, weight], top, None, dinp, &dinp_copies)?),
-            (None, Some(w)) => prog.extend(w.gpu(gpu, &dinp_label, dout, weight, None, dinp, &winograd_scratch)?),
+            (None, Some(w)) => prog.extend(w.gpu(gpu, &dinp_label, dout, weight, None, dinp, &winograd_dinp_scratch)?),
             (None, None) => {
                 let prod = Product::dinp(gpu, g);
                 let (splits, chunk) = s.dinp;

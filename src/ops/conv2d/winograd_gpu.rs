@@ -45,6 +45,7 @@ pub struct Params {
     pub N0: u32,
     pub NB: u32,
     pub IC: u32,
+    pub ICP: u32,
     pub H: u32,
     pub W: u32,
     pub OC: u32,
@@ -63,6 +64,9 @@ pub struct Params {
     pub SIC: i32,
     pub SKH: i32,
     pub SKW: i32,
+    pub TS: u32,
+    pub S0: u32,
+    pub parts: u32,
     pub _pad0: u32,
     pub _pad1: u32,
     pub _pad2: u32,
@@ -73,36 +77,154 @@ pub fn layouts() -> Vec<ParamsLayout> {
         crate::params_layout!(
             s,
             Params,
-            [N0, NB, IC, H, W, OC, OCP, OH, OW, PH, PW, TH, TW, TP, XI, has_bias, origin, SOC, SIC, SKH, SKW, _pad0, _pad1, _pad2]
+            [
+                N0, NB, IC, ICP, H, W, OC, OCP, OH, OW, PH, PW, TH, TW, TP, XI, has_bias, origin, SOC, SIC, SKH, SKW, TS, S0,
+                parts, _pad0, _pad1, _pad2
+            ]
         )
     };
-    ["conv2d_winograd_input", "conv2d_winograd_product", "conv2d_winograd_output", "conv2d_winograd_weight"]
-        .into_iter()
-        .map(l)
-        .collect()
+    [
+        "conv2d_winograd_input",
+        "conv2d_winograd_product",
+        "conv2d_winograd_output",
+        "conv2d_winograd_weight",
+        "conv2d_winograd_output_gradient",
+        "conv2d_winograd_weight_gradient_product",
+        "conv2d_winograd_weight_gradient",
+    ]
+    .into_iter()
+    .map(l)
+    .collect()
 }
 
-/// A convolution `g` (stride and dilation 1) computed by Winograd: a layer's forward, or its input
-/// gradient as a convolution; its weight read through `strides` (oc, ic, kh, kw) from `origin`.
-pub struct Winograd {
+/// How a convolution goes through the Winograd kernels: its tiles, its channels rounded up to
+/// blocks, the images of a chunk and the columns of a chunk's transforms (its tiles rounded up to a
+/// block).
+#[derive(Clone, Copy)]
+struct Tiling {
     g: Geometry,
     r: usize,
-    strides: [i32; 4],
-    origin: usize,
     /// Tiles of an image, rows by columns.
     tiles: (usize, usize),
-    /// Output channels rounded up to whole blocks.
+    icp: usize,
     ocp: usize,
-    /// Images per chunk, and the columns of a chunk's V and M (its tiles rounded up to a block).
     images: usize,
     tp: usize,
 }
 
-/// The Winograd forward of `g` on `gpu`, where it runs instead of the direct kernels: with
-/// [`ConvKernels::Winograd`] in f32, where [`plan`]'s conditions hold.
+impl Tiling {
+    /// Where `g` takes Winograd on `gpu`: [`ConvKernels::Winograd`] chosen, f32, stride and
+    /// dilation 1, a square 3 × 3 or 5 × 5 kernel, at least [`MIN_CHANNELS`] input and output
+    /// channels, and one image's transforms, and U, within [`CHUNK_WORDS`] and a binding.
+    fn new(gpu: &Gpu, g: &Geometry) -> Option<Tiling> {
+        let taken = gpu.conv_kernels() == ConvKernels::Winograd
+            && gpu.precision() == Precision::F32
+            && (g.sh, g.sw, g.dh, g.dw) == (1, 1, 1, 1)
+            && g.kh == g.kw
+            && matches!(g.kh, 3 | 5)
+            && g.ic >= MIN_CHANNELS
+            && g.oc >= MIN_CHANNELS;
+        if !taken {
+            return None;
+        }
+        let r = g.kh;
+        let xi = ((M + r - 1) * (M + r - 1)) as u64;
+        let tiles = (g.oh.div_ceil(M), g.ow.div_ceil(M));
+        let per_image = (tiles.0 * tiles.1) as u64;
+        let (icp, ocp) = (g.ic.next_multiple_of(BLOCK), g.oc.next_multiple_of(BLOCK));
+        let rows = icp.max(ocp) as u64;
+        let limit = Self::limit(gpu);
+        // A chunk's columns are its tiles rounded up to a block.
+        let images = ((limit / (xi * rows)).saturating_sub(BLOCK as u64) / per_image).min(g.n as u64) as usize;
+        if images == 0 || xi * (icp * ocp) as u64 > limit {
+            return None;
+        }
+        let tp = (images * tiles.0 * tiles.1).next_multiple_of(BLOCK);
+        Some(Tiling { g: *g, r, tiles, icp, ocp, images, tp })
+    }
+    /// The most words of one scratch tensor.
+    fn limit(gpu: &Gpu) -> u64 {
+        gpu.max_binding_elems().min(CHUNK_WORDS)
+    }
+    fn xi(&self) -> usize {
+        (M + self.r - 1) * (M + self.r - 1)
+    }
+    /// Each chunk's first image and images.
+    fn chunks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.g.n).step_by(self.images).map(|n0| (n0, self.images.min(self.g.n - n0)))
+    }
+    /// The kernels' parameters for the chunk of `nb` images from `n0`, with no weight, bias or
+    /// splits (which the kernels reading them set).
+    fn params(&self, n0: usize, nb: usize) -> Params {
+        let g = &self.g;
+        let c = |v: usize| v as u32;
+        Params {
+            N0: c(n0),
+            NB: c(nb),
+            IC: c(g.ic),
+            ICP: c(self.icp),
+            H: c(g.h),
+            W: c(g.w),
+            OC: c(g.oc),
+            OCP: c(self.ocp),
+            OH: c(g.oh),
+            OW: c(g.ow),
+            PH: c(g.ph),
+            PW: c(g.pw),
+            TH: c(self.tiles.0),
+            TW: c(self.tiles.1),
+            TP: c(self.tp),
+            XI: c(self.xi()),
+            has_bias: 0,
+            origin: 0,
+            SOC: 0,
+            SIC: 0,
+            SKH: 0,
+            SKW: 0,
+            TS: 0,
+            S0: 0,
+            parts: 0,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }
+    }
+    /// The transform kernel `name` for this kernel size.
+    fn shader(&self, label: &str, name: &'static str) -> Result<&'static str> {
+        crate::shaders::winograd_variant(name, self.r)
+            .ok_or_else(|| Error::op(label, format!("no {name} kernel for {r} x {r}", r = self.r)))
+    }
+    /// The input's transform for the chunk of `p` into `v`.
+    fn input(&self, gpu: &Gpu, label: &str, p: &Params, inp: &View, v: &View) -> Result<Kernel> {
+        let invocations = Dispatch::Invocations((self.icp * self.tp) as u64);
+        let shader = self.shader(label, "conv2d_winograd_input")?;
+        Kernel::new(gpu, shader, &format!("{label}.input.winograd"), p, &[inp, v], invocations)
+    }
+}
+
+/// The scratch views of a Winograd product, refused unless they are as many as `words` and as long.
+fn scratch_views<'a, const K: usize>(label: &str, what: &str, views: &[&'a View], words: [u64; K]) -> Result<[&'a View; K]> {
+    let refuse = || Error::op(label, format!("the Winograd {what} needs {words:?} words of scratch, given {} views", views.len()));
+    let views: [&View; K] = views.try_into().map_err(|_| refuse())?;
+    if views.iter().zip(words).any(|(v, w)| v.len < w) {
+        return Err(refuse());
+    }
+    Ok(views)
+}
+
+/// A convolution (stride and dilation 1) computed by Winograd: a layer's forward, or its input
+/// gradient as a convolution; its weight read through `strides` (oc, ic, kh, kw) from `origin`.
+pub struct Winograd {
+    t: Tiling,
+    strides: [i32; 4],
+    origin: usize,
+}
+
+/// The Winograd forward of `g` on `gpu`, where it runs instead of the direct kernels
+/// ([`Tiling::new`]'s conditions).
 pub fn forward(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
     let (ic, k) = (g.ic as i32, (g.kh * g.kw) as i32);
-    plan(gpu, g, [ic * k, k, g.kw as i32, 1], 0)
+    Some(Winograd { t: Tiling::new(gpu, g)?, strides: [ic * k, k, g.kw as i32, 1], origin: 0 })
 }
 
 /// The Winograd input gradient of `g` on `gpu`: the convolution of the output gradient
@@ -116,47 +238,14 @@ pub fn input_gradient(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
     let t = Geometry { ic: g.oc, h: g.oh, w: g.ow, oc: g.ic, oh: g.h, ow: g.w, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw, ..*g };
     let k = (g.kh * g.kw) as i32;
     let strides = [k, g.ic as i32 * k, -(g.kw as i32), -1];
-    plan(gpu, &t, strides, (g.kh - 1) * g.kw + g.kw - 1)
-}
-
-/// Where `g` takes Winograd on `gpu`: [`ConvKernels::Winograd`] chosen, f32, stride and dilation 1,
-/// a square 3 × 3 or 5 × 5 kernel, at least [`MIN_CHANNELS`] input and output channels, and one
-/// image's V and M, and U, within [`CHUNK_WORDS`] and a binding.
-fn plan(gpu: &Gpu, g: &Geometry, strides: [i32; 4], origin: usize) -> Option<Winograd> {
-    let taken = gpu.conv_kernels() == ConvKernels::Winograd
-        && gpu.precision() == Precision::F32
-        && (g.sh, g.sw, g.dh, g.dw) == (1, 1, 1, 1)
-        && g.kh == g.kw
-        && matches!(g.kh, 3 | 5)
-        && g.ic >= MIN_CHANNELS
-        && g.oc >= MIN_CHANNELS;
-    if !taken {
-        return None;
-    }
-    let r = g.kh;
-    let xi = ((M + r - 1) * (M + r - 1)) as u64;
-    let tiles = (g.oh.div_ceil(M), g.ow.div_ceil(M));
-    let per_image = (tiles.0 * tiles.1) as u64;
-    let ocp = g.oc.next_multiple_of(BLOCK);
-    let rows = g.ic.max(ocp) as u64;
-    let limit = gpu.max_binding_elems().min(CHUNK_WORDS);
-    // A chunk's columns are its tiles rounded up to a block.
-    let images = ((limit / (xi * rows)).saturating_sub(BLOCK as u64) / per_image).min(g.n as u64) as usize;
-    if images == 0 || xi * (g.ic * ocp) as u64 > limit {
-        return None;
-    }
-    let tp = (images * tiles.0 * tiles.1).next_multiple_of(BLOCK);
-    Some(Winograd { g: *g, r, strides, origin, tiles, ocp, images, tp })
+    Some(Winograd { t: Tiling::new(gpu, &t)?, strides, origin: (g.kh - 1) * g.kw + g.kw - 1 })
 }
 
 impl Winograd {
-    fn xi(&self) -> usize {
-        (M + self.r - 1) * (M + self.r - 1)
-    }
     /// The words of its scratch: U, V and M.
     pub fn scratch(&self) -> [u64; 3] {
-        let (xi, g) = (self.xi(), &self.g);
-        [xi * g.ic * self.ocp, xi * g.ic * self.tp, xi * self.ocp * self.tp].map(|w| w as u64)
+        let (t, xi) = (&self.t, self.t.xi());
+        [xi * t.g.ic * t.ocp, xi * t.icp * t.tp, xi * t.ocp * t.tp].map(|w| w as u64)
     }
     /// The kernels writing `out` (overwritten, plus `bias`) from `inp` and `weight` (f32), through
     /// `scratch` ([`Winograd::scratch`]'s U, V and M): the weight's transform, then each chunk's
@@ -172,62 +261,133 @@ impl Winograd {
         out: &View,
         scratch: &[&View],
     ) -> Result<Program> {
-        let &[u, v, m] = scratch else {
-            return Err(Error::op(label, format!("the Winograd convolution given {} scratch tensors, not 3", scratch.len())));
-        };
-        let (g, xi) = (&self.g, self.xi());
-        let words = self.scratch();
-        if [u, v, m].iter().zip(words).any(|(s, w)| s.len < w) {
-            return Err(Error::op(label, format!("the Winograd convolution needs {words:?} words of scratch")));
-        }
-        let shader = |name| {
-            crate::shaders::winograd_variant(name, self.r)
-                .ok_or_else(|| Error::op(label, format!("no {name} kernel for {r} x {r}", r = self.r)))
-        };
-        let c = |v: usize| v as u32;
-        let params = |n0: usize, nb: usize| Params {
-            N0: c(n0),
-            NB: c(nb),
-            IC: c(g.ic),
-            H: c(g.h),
-            W: c(g.w),
-            OC: c(g.oc),
-            OCP: c(self.ocp),
-            OH: c(g.oh),
-            OW: c(g.ow),
-            PH: c(g.ph),
-            PW: c(g.pw),
-            TH: c(self.tiles.0),
-            TW: c(self.tiles.1),
-            TP: c(self.tp),
-            XI: c(xi),
+        let [u, v, m] = scratch_views(label, "convolution", scratch, self.scratch())?;
+        let t = &self.t;
+        let g = &t.g;
+        let with_weight = |p: Params| Params {
             has_bias: bias.is_some() as u32,
-            origin: c(self.origin),
+            origin: self.origin as u32,
             SOC: self.strides[0],
             SIC: self.strides[1],
             SKH: self.strides[2],
             SKW: self.strides[3],
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
+            ..p
         };
         let mut prog = Program::default();
-        let p = params(0, 0);
-        let groups = Dispatch::Invocations((g.ic * self.ocp) as u64);
-        prog.push(Kernel::new(gpu, shader("conv2d_winograd_weight")?, &format!("{label}.weight.winograd"), &p, &[weight, u], groups)?);
-        let per_image = self.tiles.0 * self.tiles.1;
-        for n0 in (0..g.n).step_by(self.images) {
-            let nb = self.images.min(g.n - n0);
-            let p = params(n0, nb);
-            let invocations = Dispatch::Invocations((g.ic * self.tp) as u64);
-            prog.push(Kernel::new(gpu, shader("conv2d_winograd_input")?, &format!("{label}.input.winograd"), &p, &[inp, v], invocations)?);
-            let blocks = Dispatch::Invocations((xi * self.ocp / BLOCK * self.tp / BLOCK) as u64);
-            let flops = 2 * (xi * g.ic * self.ocp * self.tp) as u64;
+        let p = with_weight(t.params(0, 0));
+        let groups = Dispatch::Invocations((g.ic * t.ocp) as u64);
+        let shader = t.shader(label, "conv2d_winograd_weight")?;
+        prog.push(Kernel::new(gpu, shader, &format!("{label}.weight.winograd"), &p, &[weight, u], groups)?);
+        for (n0, nb) in t.chunks() {
+            let p = with_weight(t.params(n0, nb));
+            prog.push(t.input(gpu, label, &p, inp, v)?);
+            let xi = t.xi();
+            let blocks = Dispatch::Invocations((xi * t.ocp / BLOCK * t.tp / BLOCK) as u64);
+            let flops = 2 * (xi * g.ic * t.ocp * t.tp) as u64;
             prog.push(Kernel::new(gpu, "conv2d_winograd_product", label, &p, &[u, v, m], blocks)?.flops(flops));
-            let invocations = Dispatch::Invocations((g.oc * nb * per_image) as u64);
+            let invocations = Dispatch::Invocations((g.oc * nb * t.tiles.0 * t.tiles.1) as u64);
+            let shader = t.shader(label, "conv2d_winograd_output")?;
             let views = [m, bias.unwrap_or(m), out];
-            prog.push(Kernel::new(gpu, shader("conv2d_winograd_output")?, &format!("{label}.output.winograd"), &p, &views, invocations)?);
+            prog.push(Kernel::new(gpu, shader, &format!("{label}.output.winograd"), &p, &views, invocations)?);
         }
         Ok(prog)
+    }
+}
+
+/// The tiles one split of the weight gradient's product sums at least.
+const MIN_SPLIT_TILES: usize = 64;
+
+/// A layer's weight gradient by Winograd: dU[ξ] (OC × IC) = Σ over the tiles of
+/// (A dY Aᵀ)[ξ] (Bᵀ d B)[ξ], dweight = Gᵀ dU G, the sum over tiles split across invocations
+/// where the GPU wants more (`splits` per chunk, `ts` tiles each) and the partial sums added by
+/// the last kernel.
+pub struct WeightGradient {
+    t: Tiling,
+    splits: usize,
+    ts: usize,
+}
+
+/// The Winograd weight gradient of `g` on `gpu`, where its forward takes Winograd.
+pub fn weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<WeightGradient> {
+    let t = Tiling::new(gpu, g)?;
+    let invocations = t.xi() * t.ocp / BLOCK * t.icp / BLOCK;
+    let chunks = t.g.n.div_ceil(t.images);
+    let part_words = |splits: usize| (chunks * splits * t.xi() * t.ocp * t.icp) as u64;
+    let mut splits = gpu.split_target().div_ceil(invocations).clamp(1, (t.tp / MIN_SPLIT_TILES).max(1));
+    while splits > 1 && part_words(splits) > Tiling::limit(gpu) {
+        splits /= 2;
+    }
+    if part_words(splits) > Tiling::limit(gpu) {
+        return None;
+    }
+    let ts = t.tp.div_ceil(splits).next_multiple_of(4);
+    Some(WeightGradient { t, splits: t.tp.div_ceil(ts), ts })
+}
+
+impl WeightGradient {
+    fn parts(&self) -> usize {
+        self.t.g.n.div_ceil(self.t.images) * self.splits
+    }
+    /// The words of its scratch: V, the output gradient's transform and the partial sums.
+    pub fn scratch(&self) -> [u64; 3] {
+        let (t, xi) = (&self.t, self.t.xi());
+        [xi * t.icp * t.tp, xi * t.ocp * t.tp, self.parts() * xi * t.ocp * t.icp].map(|w| w as u64)
+    }
+    /// The kernels writing `dweight` (overwritten) from the input `inp` and the output gradient
+    /// `dout` through `scratch` ([`WeightGradient::scratch`]'s).
+    pub fn gpu(&self, gpu: &Gpu, label: &str, inp: &View, dout: &View, dweight: &View, scratch: &[&View]) -> Result<Program> {
+        let [v, dm, part] = scratch_views(label, "weight gradient", scratch, self.scratch())?;
+        let t = &self.t;
+        let xi = t.xi();
+        let with_splits =
+            |p: Params, s0: usize| Params { TS: self.ts as u32, S0: s0 as u32, parts: self.parts() as u32, ..p };
+        let mut prog = Program::default();
+        for (c, (n0, nb)) in t.chunks().enumerate() {
+            let p = with_splits(t.params(n0, nb), c * self.splits);
+            prog.push(t.input(gpu, label, &p, inp, v)?);
+            let invocations = Dispatch::Invocations((t.ocp * t.tp) as u64);
+            let shader = t.shader(label, "conv2d_winograd_output_gradient")?;
+            prog.push(Kernel::new(gpu, shader, &format!("{label}.dout.winograd"), &p, &[dout, dm], invocations)?);
+            let blocks = Dispatch::Invocations((self.splits * xi * t.ocp / BLOCK * t.icp / BLOCK) as u64);
+            let flops = 2 * (xi * t.ocp * t.icp * t.tp) as u64;
+            let product = "conv2d_winograd_weight_gradient_product";
+            prog.push(Kernel::new(gpu, product, label, &p, &[dm, v, part], blocks)?.flops(flops));
+        }
+        let p = with_splits(t.params(0, 0), 0);
+        let invocations = Dispatch::Invocations((t.g.oc * t.g.ic) as u64);
+        let shader = t.shader(label, "conv2d_winograd_weight_gradient")?;
+        prog.push(Kernel::new(gpu, shader, &format!("{label}.sum.winograd"), &p, &[part, dweight], invocations)?);
+        Ok(prog)
+    }
+}
+
+/// The backward's Winograd scratch where its weight gradient and input gradient run so (either,
+/// both or neither): the two big transforms first, which the two share (one runs after the other),
+/// then the weight gradient's partial sums and the input gradient's transformed weight.
+pub fn backward_scratch(dweight: Option<&WeightGradient>, dinp: Option<&Winograd>) -> Vec<u64> {
+    let w = dweight.map(|w| w.scratch());
+    let d = dinp.map(|d| d.scratch());
+    let big = |i: usize| w.map_or(0, |w| w[i]).max(d.map_or(0, |d| d[i + 1]));
+    let mut words = Vec::new();
+    if w.is_some() || d.is_some() {
+        words.extend([big(0), big(1)]);
+    }
+    words.extend(w.map(|w| w[2]));
+    words.extend(d.map(|d| d[0]));
+    words
+}
+
+/// The weight gradient's and the input gradient's scratch views from the backward's, as
+/// [`backward_scratch`] laid them out.
+pub fn backward_views<'a>(
+    dweight: Option<&WeightGradient>,
+    dinp: Option<&Winograd>,
+    views: &[&'a View],
+) -> (Vec<&'a View>, Vec<&'a View>) {
+    match (dweight.is_some(), dinp.is_some(), views) {
+        (true, true, &[a, b, part, u]) => (vec![a, b, part], vec![u, a, b]),
+        (true, false, &[a, b, part]) => (vec![a, b, part], Vec::new()),
+        (false, true, &[a, b, u]) => (Vec::new(), vec![u, a, b]),
+        _ => (Vec::new(), Vec::new()),
     }
 }

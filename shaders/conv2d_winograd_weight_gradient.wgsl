@@ -1,0 +1,119 @@
+// Conv2d's weight gradient by Winograd's minimal filtering (ops::conv2d::winograd_gpu), step 4 of
+// 4: the partial sums added and transformed back, dweight[oc, ic] = G^T dU G (R x R) with
+// dU[xi] = sum over the parts of part[(s, xi, oc, ic)].
+// part: (parts, XI, OCP, ICP); dweight: (OC, IC, R, R), overwritten.
+// Dispatch: one invocation per (oc, ic), ic fastest; ceil(OC IC / 64) workgroups (2-D grid past
+// 65,535).
+// Params (ops::conv2d::winograd_gpu::Params, the same in every Winograd kernel): the images
+// N0 .. N0 + NB of a chunk; the convolution's IC, H, W, OC, OH, OW, PH, PW (stride and dilation
+// 1, kernel R x R); ICP and OCP: IC and OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an
+// image; TP: the chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
+// origin + oc SOC + ic SIC + kh SKH + kw SKW (strides may be negative: the input gradient's
+// flipped, transposed weight); the weight gradient's tiles per split TS, the chunk's first
+// partial sum S0 and the partial sums in all, parts.
+struct Params {
+    N0: u32,
+    NB: u32,
+    IC: u32,
+    ICP: u32,
+    H: u32,
+    W: u32,
+    OC: u32,
+    OCP: u32,
+    OH: u32,
+    OW: u32,
+    PH: u32,
+    PW: u32,
+    TH: u32,
+    TW: u32,
+    TP: u32,
+    XI: u32,
+    has_bias: u32,
+    origin: u32,
+    SOC: i32,
+    SIC: i32,
+    SKH: i32,
+    SKW: i32,
+    TS: u32,
+    S0: u32,
+    parts: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Invocations per workgroup (Rust declares the same in its shaders! entry).
+const WG: u32 = 64u;
+
+// Winograd's F(4, R) (ops::conv2d::winograd_gpu): a row of 4 outputs of a correlation with R taps
+// from A = R + 3 inputs d as AT [(G g) . (BT d)], each 2-D tile as AT [(G g GT) . (BT d B)] A;
+// points 0, +-1, +-2 and infinity for R = 3, and +-1/2 too for R = 5. The functions winograd3 and
+// winograd5 below are what tests/golden/winograd_transforms.py prints (it checks them exactly).
+// This kernel is written for R = 3; its `_5x5` variant has R = 5 and calls winograd5
+// (crate::shaders::WINOGRAD_5X5).
+const R: u32 = 3u;
+const M: u32 = 4u;
+const A: u32 = M + R - 1u;
+
+// G^T x for R = 3 and R = 5.
+fn winograd3(x: array<f32, 6>) -> array<f32, 3> {
+    return array<f32, 3>(
+        0.25 * x[0] + (1.0 / 6.0) * x[1] + (1.0 / 6.0) * x[2] + (1.0 / 24.0) * x[3] + (1.0 / 24.0) * x[4],
+        (1.0 / 6.0) * x[1] - (1.0 / 6.0) * x[2] + (1.0 / 12.0) * x[3] - (1.0 / 12.0) * x[4],
+        (1.0 / 6.0) * x[1] + (1.0 / 6.0) * x[2] + (1.0 / 6.0) * x[3] + (1.0 / 6.0) * x[4] + x[5],
+    );
+}
+
+fn winograd5(x: array<f32, 8>) -> array<f32, 5> {
+    return array<f32, 5>(
+        x[0] + (2.0 / 9.0) * x[1] + (2.0 / 9.0) * x[2] + (1.0 / 360.0) * x[3] + (1.0 / 360.0) * x[4] + (16.0 / 45.0) * x[5] + (16.0 / 45.0) * x[6],
+        (2.0 / 9.0) * x[1] - (2.0 / 9.0) * x[2] + (1.0 / 180.0) * x[3] - (1.0 / 180.0) * x[4] + (8.0 / 45.0) * x[5] - (8.0 / 45.0) * x[6],
+        (2.0 / 9.0) * x[1] + (2.0 / 9.0) * x[2] + (1.0 / 90.0) * x[3] + (1.0 / 90.0) * x[4] + (4.0 / 45.0) * x[5] + (4.0 / 45.0) * x[6],
+        (2.0 / 9.0) * x[1] - (2.0 / 9.0) * x[2] + (1.0 / 45.0) * x[3] - (1.0 / 45.0) * x[4] + (2.0 / 45.0) * x[5] - (2.0 / 45.0) * x[6],
+        (2.0 / 9.0) * x[1] + (2.0 / 9.0) * x[2] + (2.0 / 45.0) * x[3] + (2.0 / 45.0) * x[4] + (1.0 / 45.0) * x[5] + (1.0 / 45.0) * x[6] + x[7],
+    );
+}
+
+fn gt(x: array<f32, A>) -> array<f32, R> {
+    return winograd3(x);
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dweight: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + li;
+    if (i >= p.OC * p.IC) {
+        return;
+    }
+    let oc = i / p.IC;
+    let ic = i % p.IC;
+    let stride = p.XI * p.OCP * p.ICP;
+    // G^T dU (its columns), then (G^T dU) G (its rows).
+    var e: array<array<f32, A>, R>;
+    for (var b = 0u; b < A; b++) {
+        var c: array<f32, A>;
+        for (var a = 0u; a < A; a++) {
+            var s = 0.0;
+            var at = ((a * A + b) * p.OCP + oc) * p.ICP + ic;
+            for (var q = 0u; q < p.parts; q++) {
+                s += part[at];
+                at += stride;
+            }
+            c[a] = s;
+        }
+        let col = gt(c);
+        for (var k = 0u; k < R; k++) {
+            e[k][b] = col[k];
+        }
+    }
+    for (var k = 0u; k < R; k++) {
+        let row = gt(e[k]);
+        for (var l = 0u; l < R; l++) {
+            dweight[((oc * p.IC + ic) * R + k) * R + l] = row[l];
+        }
+    }
+}
