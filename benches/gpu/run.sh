@@ -9,7 +9,8 @@
 #   check    `wgrad check --verify` for every model: two training steps on the GPU against the CPU path
 #   bench    `wgrad bench --peak`, the adapter's arithmetic rates in WGSL (peak.json); then
 #            `wgrad bench --json` for every model at 64, 256 and 1024: f32 (default kernels, then
-#            the tiled ones), mixed precision with each kernel family (bench-LABEL.json)
+#            Winograd's, then the tiled ones), mixed precision with each kernel family
+#            (bench-LABEL.json)
 #   train    `wgrad train` on the synthetic set (10,000 images), every model at the same batches,
 #            f32, 5 epochs: the median epoch's images/s after the first (train-MODEL-BATCH.csv),
 #            against bench's step rates (the "train within 5% of bench")
@@ -96,6 +97,7 @@ if has bench; then
   .gpu/wgrad bench --device gpu --peak --json > "$out/peak.json" 2>> "$out/bench.txt" ||
     { echo "exit status $?" | log bench.txt; status=1; }
   bench f32 WGRAD_PRECISION=f32
+  bench f32-winograd WGRAD_PRECISION=f32 WGRAD_CONV_KERNELS=winograd
   bench f32-tiled WGRAD_PRECISION=f32 WGRAD_CONV_KERNELS=tiled
   [ "$coop" -eq 1 ] && bench mixed-cooperative-matrix WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix
   bench mixed-register-blocked WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=register-blocked
