@@ -10,8 +10,8 @@
 // 1, kernel R x R); ICP and OCP: IC and OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an
 // image; TP: the chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
 // origin + oc SOC + ic SIC + kh SKH + kw SKW (strides may be negative: the input gradient's
-// flipped, transposed weight); the weight gradient's tiles per split TS, the chunk's first
-// partial sum S0 and the partial sums in all, parts.
+// flipped, transposed weight); the weight gradient's tiles per split TS and the chunk's first
+// partial sum S0.
 struct Params {
     N0: u32,
     NB: u32,
@@ -37,10 +37,10 @@ struct Params {
     SKW: i32,
     TS: u32,
     S0: u32,
-    parts: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).

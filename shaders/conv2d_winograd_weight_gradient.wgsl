@@ -1,7 +1,7 @@
 // Conv2d's weight gradient by Winograd's minimal filtering (ops::conv2d::winograd_gpu), step 4 of
-// 4: the partial sums added and transformed back, dweight[oc, ic] = G^T dU G (R x R) with
-// dU[xi] = sum over the parts of part[(s, xi, oc, ic)].
-// part: (parts, XI, OCP, ICP); dweight: (OC, IC, R, R), overwritten.
+// 4: the gradient of the transformed weight transformed back, dweight[oc, ic] = G^T dU G (R x R),
+// dU[xi] = du[(xi, oc, ic)] (the products' partial sums added by sum_splits where split).
+// du: (XI, OCP, ICP); dweight: (OC, IC, R, R), overwritten.
 // Dispatch: one invocation per (oc, ic), ic fastest; ceil(OC IC / 64) workgroups (2-D grid past
 // 65,535).
 // Params (ops::conv2d::winograd_gpu::Params, the same in every Winograd kernel): the images
@@ -9,8 +9,8 @@
 // 1, kernel R x R); ICP and OCP: IC and OC rounded up to 8; TH x TW: the 4 x 4 output tiles of an
 // image; TP: the chunk's tiles NB TH TW rounded up to 8; XI: A * A; the weight read at
 // origin + oc SOC + ic SIC + kh SKH + kw SKW (strides may be negative: the input gradient's
-// flipped, transposed weight); the weight gradient's tiles per split TS, the chunk's first
-// partial sum S0 and the partial sums in all, parts.
+// flipped, transposed weight); the weight gradient's tiles per split TS and the chunk's first
+// partial sum S0.
 struct Params {
     N0: u32,
     NB: u32,
@@ -36,10 +36,10 @@ struct Params {
     SKW: i32,
     TS: u32,
     S0: u32,
-    parts: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
@@ -79,7 +79,7 @@ fn gt(x: array<f32, A>) -> array<f32, R> {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(1) var<storage, read> du: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dweight: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -91,19 +91,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let oc = i / p.IC;
     let ic = i % p.IC;
-    let stride = p.XI * p.OCP * p.ICP;
     // G^T dU (its columns), then (G^T dU) G (its rows).
     var e: array<array<f32, A>, R>;
     for (var b = 0u; b < A; b++) {
         var c: array<f32, A>;
         for (var a = 0u; a < A; a++) {
-            var s = 0.0;
-            var at = ((a * A + b) * p.OCP + oc) * p.ICP + ic;
-            for (var q = 0u; q < p.parts; q++) {
-                s += part[at];
-                at += stride;
-            }
-            c[a] = s;
+            c[a] = du[((a * A + b) * p.OCP + oc) * p.ICP + ic];
         }
         let col = gt(c);
         for (var k = 0u; k < R; k++) {

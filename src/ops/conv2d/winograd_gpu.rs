@@ -66,10 +66,10 @@ pub struct Params {
     pub SKW: i32,
     pub TS: u32,
     pub S0: u32,
-    pub parts: u32,
     pub _pad0: u32,
     pub _pad1: u32,
     pub _pad2: u32,
+    pub _pad3: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
@@ -79,7 +79,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
             Params,
             [
                 N0, NB, IC, ICP, H, W, OC, OCP, OH, OW, PH, PW, TH, TW, TP, XI, has_bias, origin, SOC, SIC, SKH, SKW, TS, S0,
-                parts, _pad0, _pad1, _pad2
+                _pad0, _pad1, _pad2, _pad3
             ]
         )
     };
@@ -183,10 +183,10 @@ impl Tiling {
             SKW: 0,
             TS: 0,
             S0: 0,
-            parts: 0,
             _pad0: 0,
             _pad1: 0,
             _pad2: 0,
+            _pad3: 0,
         }
     }
     /// The transform kernel `name` for this kernel size.
@@ -298,9 +298,9 @@ impl Winograd {
 const MIN_SPLIT_TILES: usize = 64;
 
 /// A layer's weight gradient by Winograd: dU[ξ] (OC × IC) = Σ over the tiles of
-/// (A dY Aᵀ)[ξ] (Bᵀ d B)[ξ], dweight = Gᵀ dU G, the sum over tiles split across invocations
-/// where the GPU wants more (`splits` per chunk, `ts` tiles each) and the partial sums added by
-/// the last kernel.
+/// (A dY Aᵀ)[ξ] (Bᵀ d B)[ξ], dweight = Gᵀ dU G; the sum over tiles split across invocations where
+/// the GPU wants more (`splits` per chunk, `ts` tiles each), each chunk's splits written apart and
+/// all added by sum_splits.
 pub struct WeightGradient {
     t: Tiling,
     splits: usize,
@@ -325,25 +325,33 @@ pub fn weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<WeightGradient> {
 }
 
 impl WeightGradient {
+    /// The partial sums: each chunk's splits.
     fn parts(&self) -> usize {
         self.t.g.n.div_ceil(self.t.images) * self.splits
     }
-    /// The words of its scratch: V, the output gradient's transform and the partial sums.
-    pub fn scratch(&self) -> [u64; 3] {
+    /// The words of its scratch: V, the output gradient's transform, the partial sums and, where
+    /// there are several, their sum.
+    pub fn scratch(&self) -> Vec<u64> {
         let (t, xi) = (&self.t, self.t.xi());
-        [xi * t.icp * t.tp, xi * t.ocp * t.tp, self.parts() * xi * t.ocp * t.icp].map(|w| w as u64)
+        let du = xi * t.ocp * t.icp;
+        let mut words = vec![xi * t.icp * t.tp, xi * t.ocp * t.tp, self.parts() * du];
+        words.extend((self.parts() > 1).then_some(du));
+        words.into_iter().map(|w| w as u64).collect()
     }
     /// The kernels writing `dweight` (overwritten) from the input `inp` and the output gradient
     /// `dout` through `scratch` ([`WeightGradient::scratch`]'s).
     pub fn gpu(&self, gpu: &Gpu, label: &str, inp: &View, dout: &View, dweight: &View, scratch: &[&View]) -> Result<Program> {
-        let [v, dm, part] = scratch_views(label, "weight gradient", scratch, self.scratch())?;
+        let words = self.scratch();
+        let (v, dm, part, du) = match words.len() {
+            3 => scratch_views(label, "weight gradient", scratch, [words[0], words[1], words[2]]).map(|[v, dm, p]| (v, dm, p, p))?,
+            _ => scratch_views(label, "weight gradient", scratch, [words[0], words[1], words[2], words[3]])
+                .map(|[v, dm, p, du]| (v, dm, p, du))?,
+        };
         let t = &self.t;
         let xi = t.xi();
-        let with_splits =
-            |p: Params, s0: usize| Params { TS: self.ts as u32, S0: s0 as u32, parts: self.parts() as u32, ..p };
         let mut prog = Program::default();
         for (c, (n0, nb)) in t.chunks().enumerate() {
-            let p = with_splits(t.params(n0, nb), c * self.splits);
+            let p = Params { TS: self.ts as u32, S0: (c * self.splits) as u32, ..t.params(n0, nb) };
             prog.push(t.input(gpu, label, &p, inp, v)?);
             let invocations = Dispatch::Invocations((t.ocp * t.tp) as u64);
             let shader = t.shader(label, "conv2d_winograd_output_gradient")?;
@@ -353,41 +361,47 @@ impl WeightGradient {
             let product = "conv2d_winograd_weight_gradient_product";
             prog.push(Kernel::new(gpu, product, label, &p, &[dm, v, part], blocks)?.flops(flops));
         }
-        let p = with_splits(t.params(0, 0), 0);
+        if self.parts() > 1 {
+            prog.push(crate::ops::sum_splits::gpu(gpu, label, part, du, self.parts())?);
+        }
+        let p = t.params(0, 0);
         let invocations = Dispatch::Invocations((t.g.oc * t.g.ic) as u64);
         let shader = t.shader(label, "conv2d_winograd_weight_gradient")?;
-        prog.push(Kernel::new(gpu, shader, &format!("{label}.sum.winograd"), &p, &[part, dweight], invocations)?);
+        prog.push(Kernel::new(gpu, shader, &format!("{label}.transform.winograd"), &p, &[du, dweight], invocations)?);
         Ok(prog)
     }
 }
 
 /// The backward's Winograd scratch where its weight gradient and input gradient run so (either,
 /// both or neither): the two big transforms first, which the two share (one runs after the other),
-/// then the weight gradient's partial sums and the input gradient's transformed weight.
+/// then the weight gradient's partial sums (and their sum), then the input gradient's transformed
+/// weight.
 pub fn backward_scratch(dweight: Option<&WeightGradient>, dinp: Option<&Winograd>) -> Vec<u64> {
-    let w = dweight.map(|w| w.scratch());
+    let w = dweight.map(|w| w.scratch()).unwrap_or_default();
     let d = dinp.map(|d| d.scratch());
-    let big = |i: usize| w.map_or(0, |w| w[i]).max(d.map_or(0, |d| d[i + 1]));
+    let big = |i: usize| w.get(i).copied().unwrap_or(0).max(d.map_or(0, |d| d[i + 1]));
     let mut words = Vec::new();
-    if w.is_some() || d.is_some() {
+    if !w.is_empty() || d.is_some() {
         words.extend([big(0), big(1)]);
     }
-    words.extend(w.map(|w| w[2]));
+    words.extend(w.iter().skip(2));
     words.extend(d.map(|d| d[0]));
     words
 }
 
 /// The weight gradient's and the input gradient's scratch views from the backward's, as
-/// [`backward_scratch`] laid them out.
+/// [`backward_scratch`] laid them out (fewer than it laid out: none, and the products refuse them).
 pub fn backward_views<'a>(
     dweight: Option<&WeightGradient>,
     dinp: Option<&Winograd>,
     views: &[&'a View],
 ) -> (Vec<&'a View>, Vec<&'a View>) {
-    match (dweight.is_some(), dinp.is_some(), views) {
-        (true, true, &[a, b, part, u]) => (vec![a, b, part], vec![u, a, b]),
-        (true, false, &[a, b, part]) => (vec![a, b, part], Vec::new()),
-        (false, true, &[a, b, u]) => (Vec::new(), vec![u, a, b]),
-        _ => (Vec::new(), Vec::new()),
+    let own = dweight.map_or(0, |w| w.scratch().len() - 2);
+    if views.len() != backward_scratch(dweight, dinp).len() || views.len() < 2 {
+        return (Vec::new(), Vec::new());
     }
+    let (shared, rest) = views.split_at(2);
+    let w = dweight.map_or(Vec::new(), |_| shared.iter().chain(&rest[..own]).copied().collect());
+    let d = dinp.map_or(Vec::new(), |_| [rest[own]].into_iter().chain(shared.iter().copied()).collect());
+    (w, d)
 }
