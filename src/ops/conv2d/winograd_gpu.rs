@@ -1,23 +1,26 @@
 //! The GPU's Winograd convolutions ([`ConvKernels::Winograd`], f32): a stride-1, undilated layer
-//! with a square 3 × 3 or 5 × 5 kernel computes its forward, and its input gradient as the
-//! convolution of the output gradient with the flipped, transposed weight, by Winograd's minimal
-//! filtering F(4 × 4, R × R). Each 4 × 4 block of output pixels (a tile) comes from the
-//! A × A input patch around it (A = R + 3) as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the multiplications
-//! per tile, input channel and output channel are A² (36; 64) where the direct kernels make 16 R²
-//! (144; 400): 4 and 6.25 times fewer. The transforms' f32 rounding adds errors of about 1e-5 of
-//! the output's largest magnitude (tests/golden/winograd_transforms.py; 1e-6 for the direct
-//! kernels). Four kernels:
+//! with a square 3 × 3 or 5 × 5 kernel and at least 8 input and output channels computes its
+//! forward, its input gradient (as the convolution of the output gradient with the flipped,
+//! transposed weight) and its weight gradient by Winograd's minimal filtering F(4 × 4, R × R).
+//! Each 4 × 4 block of output pixels (a tile) comes from the A × A input patch around it
+//! (A = R + 3) as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the multiplications per tile, input channel and
+//! output channel are A² (36; 64) where the direct kernels make 16 R² (144; 400): 4 and 6.25 times
+//! fewer. The transforms' f32 rounding adds errors of about 1e-5 of a layer's largest output
+//! (tests/golden/winograd_transforms.py; about 1e-6 for the direct kernels). The kernels:
 //! - conv2d_winograd_weight.wgsl: U[ξ] (IC × OC') = G g Gᵀ, once per step;
-//! - conv2d_winograd_input.wgsl: V[ξ] (IC × T) = Bᵀ d B for the T tiles of a chunk of images;
+//! - conv2d_winograd_input.wgsl: V[ξ] (IC' × T) = Bᵀ d B for the T tiles of a chunk of images;
 //! - conv2d_winograd_product.wgsl: M[ξ] (OC' × T) = U[ξ]ᵀ V[ξ], one product per position ξ of the
 //!   A × A tile, register-blocked;
-//! - conv2d_winograd_output.wgsl: out = Aᵀ M A (+ bias) for each tile.
+//! - conv2d_winograd_output.wgsl: out = Aᵀ M A (+ bias) for each tile;
+//! - for the weight gradient, conv2d_winograd_output_gradient.wgsl: dM[ξ] (OC' × T) = A dY Aᵀ;
+//!   conv2d_winograd_weight_gradient_product.wgsl: dU[ξ] (OC' × IC') = Σ over the tiles of
+//!   dM[ξ] V[ξ]ᵀ, in splits (summed by sum_splits); conv2d_winograd_weight_gradient.wgsl:
+//!   dweight = Gᵀ dU G.
 //!
-//! The transformed input and the products are scratch: the images go through in chunks whose V
-//! and M each fit [`CHUNK_WORDS`] and a binding. The transforms cost memory traffic the direct
-//! kernels do not have (V and M are A² / 16 = 2.25 and 4 times the tensors they transform), so
-//! this is a choice by name (WGRAD_CONV_KERNELS=winograd), to be timed against the direct kernels
-//! on each adapter.
+//! (C' is C rounded up to 8.) The transforms are scratch: the images go through in chunks whose
+//! transforms each fit [`CHUNK_WORDS`] and a binding. They cost memory traffic the direct kernels do
+//! not have (A² / 16 = 2.25 and 4 times the tensors they transform), so this is a choice by name
+//! (WGRAD_CONV_KERNELS=winograd), to be timed against the direct kernels on each adapter.
 
 use super::Geometry;
 use crate::buffer::View;
