@@ -334,8 +334,9 @@ pub enum Precision {
 /// Which convolution kernels a device's programs are built with: `Subgroups` on CPU adapters that
 /// offer them (lavapipe), `RegisterBlocked` on every other adapter, unless WGRAD_CONV_KERNELS=
 /// register-blocked|subgroups|tiled|cooperative-matrix|winograd says otherwise (to compare them on
-/// one adapter); tests run every one the adapter offers through [`Gpu::set_conv_kernels`]. On an H200 (Vulkan) the register-blocked
-/// kernels were the faster at every batch size and model measured (docs/PERFORMANCE.md), in mixed
+/// one adapter); tests run every one the adapter offers through [`Gpu::set_conv_kernels`]. On an
+/// H200 (Vulkan) the register-blocked kernels were the faster at every batch size and model
+/// measured (docs/PERFORMANCE.md), in mixed
 /// precision too, against `CooperativeMatrix` (1.2–1.7× at batch 1024, 2026-12-04), which is
 /// therefore chosen only by name; on CPU adapters barriers cost more than the reuse gains, and every
 /// storage load is a loop over the SIMD lanes, which the `Subgroups` kernels make fewer of.
@@ -365,13 +366,14 @@ pub enum ConvKernels {
     /// with 8x8x8 f16 products into f32 on subgroups of 8 (recent lavapipe: Mesa 26.2 has them, 22.3 not) or
     /// 16x16x16 ones on subgroups of 32 (NVIDIA).
     CooperativeMatrix,
-    /// In f32, stride-1 undilated 3 x 3 and 5 x 5 layers of at least 8 channels run their forward
-    /// and input gradient by Winograd's minimal filtering F(4 x 4, R x R): 36 multiplications per
-    /// 4 x 4 output pixels and input channel where the direct kernels take 144 (3 x 3), 64 where
-    /// they take 400 (5 x 5), between transforms of the input, the weight and the products
-    /// (conv2d_winograd_input.wgsl, conv2d_winograd_weight.wgsl, conv2d_winograd_product.wgsl,
-    /// conv2d_winograd_output.wgsl; ops::conv2d::winograd_gpu); every other product, and mixed
-    /// precision, on the adapter's default kernels ([`Gpu::default_conv_kernels`]).
+    /// In f32, stride-1 undilated 3 x 3 and 5 x 5 layers of at least 8 input and output channels
+    /// run their forward, input gradient and weight gradient by Winograd's minimal filtering
+    /// F(4 x 4, R x R): 36 multiplications per 4 x 4 output pixels and channel pair where the
+    /// direct kernels take 144 (3 x 3), 64 where they take 400 (5 x 5), between transforms of the
+    /// operands and the products (`shaders/conv2d_winograd_*.wgsl`, ops::conv2d::winograd_gpu),
+    /// with rounding errors of about 1e-5 of a layer's largest output (1e-6 direct); every other
+    /// product, and mixed precision, on the adapter's default kernels
+    /// ([`Gpu::default_conv_kernels`]). Chosen only by name.
     Winograd,
 }
 
