@@ -21,6 +21,14 @@
 //! gradient's size, so a weight whose gradient float32 cannot tell from zero (below four times the
 //! gradient's RMS float32 error) may move either way: those weights are left out of the
 //! comparison after an Adam step.
+//!
+//! The GPU's Winograd kernels (`ConvKernels::Winograd`, one of the other kernel families each test
+//! runs) round to about 1e-5 of each layer's largest output where the direct kernels round to
+//! about 1e-6 (tests/conv2d.rs holds each layer to that); through Tudui's chain of products and
+//! Adam's first steps (a weight whose gradient is within those errors of zero moves by ±lr either
+//! way, and every later gradient sees it) that reaches 2.6e-4 relative L2 on `conv1`'s gradient
+//! after two steps and 1.4e-3 after three (seen on lavapipe), so their logits, gradients and state
+//! entries are held to [`WINOGRAD`] (the loss stays at 1e-4).
 
 mod common;
 use common::*;
@@ -40,6 +48,17 @@ fn model(kind: ModelKind, init: &str) -> Model {
 
 /// ResNet-20's tolerance for gradients and updated weights (see the file's header).
 const RELU_KINK: f64 = 3e-2;
+
+/// The Winograd kernels' tolerance for logits, gradients and state entries (see the file's header).
+const WINOGRAD: f64 = 3e-3;
+
+/// `floor` on `device`, or [`WINOGRAD`] where that is larger and the device runs the Winograd kernels.
+fn floor_on(device: &Device, floor: f64) -> f64 {
+    match device {
+        Device::Gpu(g) if g.conv_kernels() == wgrad::ConvKernels::Winograd => floor.max(WINOGRAD),
+        _ => floor,
+    }
+}
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     let d: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w as f64).powi(2)).sum();
@@ -86,6 +105,7 @@ fn parity(device: &Device, m: &Model, opt: Optimizer, expected: &str, steps: usi
     let f32_error: HashMap<String, f64> = serde_json::from_str(&want.metadata["f32_error"]).unwrap();
     let f = |k: &str| want.f32(&path, k).unwrap().1.to_vec();
     let dev = format!("{expected} on {}", ex.describe());
+    let (floor, logits_floor) = (floor_on(device, floor), floor_on(device, 1e-4));
     for i in 1..=steps {
         if want.tensors.keys().any(|k| k.starts_with(&format!("state.{}.", i - 1))) {
             restart(ex.as_mut(), &want, &path, i - 1);
@@ -94,7 +114,7 @@ fn parity(device: &Device, m: &Model, opt: Optimizer, expected: &str, steps: usi
         let loss = ex.step(&images, &targets, true).unwrap().unwrap();
         assert_close(&format!("{dev}: loss.{i}"), &[loss], &f(&format!("loss.{i}")), 1e-4, 1e-6);
         let key = format!("logits.{i}");
-        check_tensor(&dev, &key, &ex.logits().unwrap(), &f(&key), &[], &f32_error, 1e-4);
+        check_tensor(&dev, &key, &ex.logits().unwrap(), &f(&key), &[], &f32_error, logits_floor);
         let grads = ex.grads().unwrap();
         let mut determined: HashMap<String, Vec<bool>> = HashMap::new();
         for (k, spec) in grads.specs.iter().enumerate() {
