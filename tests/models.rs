@@ -26,9 +26,9 @@
 //! runs) round to about 1e-5 of each layer's largest output where the direct kernels round to
 //! about 1e-6 (tests/conv2d.rs holds each layer to that); through Tudui's chain of products and
 //! Adam's first steps (a weight whose gradient is within those errors of zero moves by ±lr either
-//! way, and every later gradient sees it) that reaches 2.6e-4 relative L2 on `conv1`'s gradient
-//! after two steps and 1.4e-3 after three (seen on lavapipe), so their logits, gradients and state
-//! entries are held to [`WINOGRAD`] (the loss stays at 1e-4).
+//! way, and every later gradient sees it) that reaches 2.7e-4 relative L2 on the convolutions'
+//! weight gradients after two steps and 2.2e-3 after three (`conv2`'s, seen on lavapipe), so their
+//! logits, gradients and state entries are held to [`WINOGRAD`] (the loss stays at 1e-4).
 
 mod common;
 use common::*;
@@ -50,7 +50,7 @@ fn model(kind: ModelKind, init: &str) -> Model {
 const RELU_KINK: f64 = 3e-2;
 
 /// The Winograd kernels' tolerance for logits, gradients and state entries (see the file's header).
-const WINOGRAD: f64 = 3e-3;
+const WINOGRAD: f64 = 5e-3;
 
 /// `floor` on `device`, or [`WINOGRAD`] where that is larger and the device runs the Winograd kernels.
 fn floor_on(device: &Device, floor: f64) -> f64 {
