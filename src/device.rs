@@ -366,14 +366,15 @@ pub enum ConvKernels {
     /// with 8x8x8 f16 products into f32 on subgroups of 8 (recent lavapipe: Mesa 26.2 has them, 22.3 not) or
     /// 16x16x16 ones on subgroups of 32 (NVIDIA).
     CooperativeMatrix,
-    /// In f32, stride-1 undilated 3 x 3 and 5 x 5 layers of at least 8 input and output channels
-    /// run their forward, input gradient and weight gradient by Winograd's minimal filtering
+    /// Stride-1 undilated 3 x 3 and 5 x 5 layers of at least 8 input and output channels run
+    /// their forward, input gradient and weight gradient by Winograd's minimal filtering
     /// F(4 x 4, R x R): 36 multiplications per 4 x 4 output pixels and channel pair where the
     /// direct kernels take 144 (3 x 3), 64 where they take 400 (5 x 5), between transforms of the
     /// operands and the products (`shaders/conv2d_winograd_*.wgsl`, ops::conv2d::winograd_gpu),
-    /// with rounding errors of about 1e-5 of a layer's largest output (1e-6 direct); every other
-    /// product, and mixed precision, on the adapter's default kernels
-    /// ([`Gpu::default_conv_kernels`]). Chosen only by name.
+    /// in f32, with rounding errors of about 1e-5 of a layer's largest output (1e-6 direct). In
+    /// mixed precision such a layer runs in f32 too, where Winograd takes all three of its
+    /// products ([`crate::ops::conv2d::precision`]). Every other product runs on the adapter's
+    /// default kernels ([`Gpu::default_conv_kernels`]). Chosen only by name.
     Winograd,
 }
 

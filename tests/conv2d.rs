@@ -346,7 +346,7 @@ fn forward_on(
     // The CPU path's images: as many as `cpu_x` holds.
     let per_image: usize = shape[1..].iter().product();
     let g = cfg.geometry(&[cpu_x.len() / per_image, shape[1], shape[2], shape[3]]).unwrap();
-    let (xr, wr) = match gpu.precision() {
+    let (xr, wr) = match wgrad::ops::conv2d::precision(gpu, &g) {
         wgrad::Precision::Mixed => (f16_rounded(cpu_x), f16_rounded(w)),
         wgrad::Precision::F32 => (cpu_x.to_vec(), w.to_vec()),
     };
@@ -424,7 +424,7 @@ fn a_non_finite_input_reaches_only_the_outputs_it_feeds() {
 /// The CPU path's results for what `gpu`'s kernels compute: in mixed precision the products take
 /// the operands rounded to f16 (the output gradient scaled), the bias gradient the f32 one.
 fn expected(gpu: &wgrad::Gpu, g: &Geometry, x: &[f32], w: &[f32], b: Option<&[f32]>, dout: &[f32]) -> Out<f32> {
-    let (xr, wr, dr) = as_products_read(gpu, x, w, dout);
+    let (xr, wr, dr) = as_products_read(wgrad::ops::conv2d::precision(gpu, g), x, w, dout);
     let mut want = run_cpu(g, &xr, &wr, b, &dr);
     want.dbias = run_cpu(g, x, w, b, dout).dbias;
     want
@@ -515,6 +515,49 @@ fn winograd_kernels_match_cpu_in_chunks_and_splits() {
     for kernel in ["conv2d_winograd_input", "conv2d_winograd_output_5x5", "conv2d_winograd_weight_gradient_5x5"] {
         assert!(built.contains(&kernel), "{kernel} did not run: {built:?}");
     }
+}
+
+/// In mixed precision Winograd's layers run in f32 (`wgrad::ops::conv2d::precision`): a layer it
+/// takes (3 x 3 and 5 x 5, 16 channels) matches the CPU path on its f32 operands within f32's
+/// tolerance, which their f16 roundings would miss, and nothing is cast to f16; a layer it cannot
+/// take (3 input channels) runs the f16 kernels on f16 copies.
+#[test]
+fn winograd_layers_run_in_f32_in_mixed_precision() {
+    let Some(gpu) = own_gpu(|g| g.set_conv_kernels(wgrad::ConvKernels::Winograd).unwrap()) else { return };
+    if let Err(e) = gpu.set_precision(wgrad::Precision::Mixed) {
+        return skip(&format!("the adapter cannot run mixed precision: {e}"), "WGRAD_REQUIRE_F16");
+    }
+    let mut r = rng(17);
+    let configs =
+        [(Conv2d::new(16, 16, 5).padding(2), [2, 16, 12, 12]), (Conv2d::new(16, 8, 3).padding(1), [3, 16, 9, 10])];
+    for (cfg, shape) in configs {
+        let g = cfg.geometry(&shape).unwrap();
+        assert_eq!(wgrad::ops::conv2d::precision(&gpu, &g), wgrad::Precision::F32, "{cfg:?}");
+        let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+        let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+        let b = uniform(&mut r, cfg.out_channels, -1.0, 1.0);
+        let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
+        let want = run_cpu(&g, &x, &w, Some(&b), &dout);
+        let o = run_gpu(&gpu, &cfg, &shape, &x, &w, Some(&b), &dout);
+        let name = format!("mixed precision, Winograd {cfg:?} on {shape:?}");
+        assert_close(&format!("{name} out"), &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
+        assert_close(&format!("{name} dinp"), &o.dinp, &want.dinp, 1e-4, atol_of(&want.dinp, 1e-5));
+        assert_close(&format!("{name} dweight"), &o.dweight, &want.dweight, 1e-4, atol_of(&want.dweight, 1e-5));
+    }
+    let built = gpu.built_kernels();
+    assert!(built.contains(&"conv2d_winograd_product"), "Winograd did not run: {built:?}");
+    assert!(!built.iter().any(|k| k.starts_with("cast_f16") || k.ends_with("_f16")), "an f16 kernel ran: {built:?}");
+    let (cfg, shape) = (Conv2d { bias: false, ..Conv2d::new(3, 16, 5).padding(2) }, [2, 3, 8, 8]);
+    let g = cfg.geometry(&shape).unwrap();
+    assert_eq!(wgrad::ops::conv2d::precision(&gpu, &g), wgrad::Precision::Mixed);
+    let x = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+    let w = uniform(&mut r, cfg.weight_shape().iter().product(), -1.0, 1.0);
+    let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
+    let want = expected(&gpu, &g, &x, &w, None, &dout);
+    let o = run_gpu(&gpu, &cfg, &shape, &x, &w, None, &dout);
+    assert_close("mixed precision, 3 input channels: out", &o.out, &want.out, 1e-4, atol_of(&want.out, 1e-5));
+    let built = gpu.built_kernels();
+    assert!(built.iter().any(|k| k.starts_with("cast_f16")), "no f16 copy was made: {built:?}");
 }
 
 /// Every kernel family the adapter offers can be chosen; one it lacks (subgroups without wgpu's

@@ -145,7 +145,7 @@ fn check_against_cpu(gpu: &Arc<wgrad::Gpu>, seed: u64) {
         let b = uniform(&mut r, o, -1.0, 1.0);
         let dout = uniform(&mut r, n * o, -1.0, 1.0);
         let got = run_gpu(gpu, &c, n, &x, &w, &b, &dout);
-        let (xr, wr, dr) = as_products_read(gpu, &x, &w, &dout);
+        let (xr, wr, dr) = as_products_read(gpu.precision(), &x, &w, &dout);
         let mut want = run_cpu(&c, n, &xr, &wr, &b, &dr);
         want[3] = run_cpu(&c, n, &x, &w, &b, &dout).swap_remove(3);
         for (k, name) in ["out", "dinp", "dweight", "dbias"].iter().enumerate() {

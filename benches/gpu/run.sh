@@ -102,6 +102,7 @@ if has bench; then
   [ "$coop" -eq 1 ] && bench mixed-cooperative-matrix WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=cooperative-matrix
   bench mixed-register-blocked WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=register-blocked
   bench mixed-subgroups WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=subgroups
+  bench mixed-winograd WGRAD_PRECISION=mixed WGRAD_CONV_KERNELS=winograd
 fi
 if has train; then
   for m in tudui cifar-net resnet20; do

@@ -329,11 +329,13 @@ pub struct Sizes {
     pub dout: [usize; 3],
 }
 
-/// Adds what a product op needs on `gpu` for its operands to `scratch`: in mixed precision the
-/// f16 copies of its input and weight (kept from the forward for the backward), and the output
-/// gradient's copy with its scaling scratch (the backward's last three).
-pub fn product_scratch(gpu: &Gpu, sizes: Sizes, scratch: &mut Scratch) {
-    if gpu.precision() == Precision::Mixed {
+/// Adds what a product op running in `precision` on `gpu` needs for its operands to `scratch`: in
+/// mixed precision the f16 copies of its input and weight (kept from the forward for the
+/// backward), and the output gradient's copy with its scaling scratch (the backward's last three).
+/// An op's precision is the device's ([`Gpu::precision`]) but where the op says otherwise
+/// (ops::conv2d's Winograd layers run in f32).
+pub fn product_scratch(gpu: &Gpu, precision: Precision, sizes: Sizes, scratch: &mut Scratch) {
+    if precision == Precision::Mixed {
         scratch.kept = vec![layout(gpu, sizes.input).words(), layout(gpu, sizes.weight).words()];
         let dout = layout(gpu, sizes.dout);
         scratch.backward.push(dout.words());
@@ -341,10 +343,10 @@ pub fn product_scratch(gpu: &Gpu, sizes: Sizes, scratch: &mut Scratch) {
     }
 }
 
-/// What a product op's backward reads on `gpu`, given what it reads in f32: in mixed precision
-/// the kept copies, not the input.
-pub fn product_backward_reads(gpu: &Gpu, f32_reads: Reads) -> Reads {
-    match gpu.precision() {
+/// What a product op's backward reads in `precision`, given what it reads in f32: in mixed
+/// precision the kept copies, not the input.
+pub fn product_backward_reads(precision: Precision, f32_reads: Reads) -> Reads {
+    match precision {
         Precision::F32 => f32_reads,
         Precision::Mixed => Reads { inputs: false, output: false },
     }
@@ -374,11 +376,11 @@ fn kept<'a>(io: &'a GpuIo<'_>) -> Result<[&'a View; 2]> {
     }
 }
 
-/// The forward's operands: the input and weight, or in mixed precision their f16 copies (cast
-/// into the kept tensors [`product_scratch`] asked for, laid out as [`layout`] says).
-pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
+/// The forward's operands in `precision`: the input and weight, or in mixed precision their f16
+/// copies (cast into the kept tensors [`product_scratch`] asked for, laid out as [`layout`] says).
+pub fn stage_forward<'a>(gpu: &Gpu, precision: Precision, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<Staged<'a>> {
     let (input, weight) = (io.inputs[0], io.state[0]);
-    if gpu.precision() == Precision::F32 {
+    if precision == Precision::F32 {
         let prog = Program::default();
         return Ok(Staged { prog, input, weight, dout: None, ops: Operands::F32, scratch: &io.scratch, top: None });
     }
@@ -390,12 +392,12 @@ pub fn stage_forward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes) -> Result<S
     Ok(Staged { prog, input: x16, weight: w16, dout: None, ops, scratch: &io.scratch, top: None })
 }
 
-/// The backward's operands: the input, weight and output gradient, or in mixed precision the kept
-/// copies and the output gradient's scaled f16 copy (cast into the backward scratch's last three;
-/// with [`DoutCopy::ScaleOnly`] only its largest magnitude, and no copy).
-pub fn stage_backward<'a>(gpu: &Gpu, io: &'a GpuIo<'_>, sizes: Sizes, copy: DoutCopy) -> Result<Staged<'a>> {
+/// The backward's operands in `precision`: the input, weight and output gradient, or in mixed
+/// precision the kept copies and the output gradient's scaled f16 copy (cast into the backward
+/// scratch's last three; with [`DoutCopy::ScaleOnly`] only its largest magnitude, and no copy).
+pub fn stage_backward<'a>(gpu: &Gpu, precision: Precision, io: &'a GpuIo<'_>, sizes: Sizes, copy: DoutCopy) -> Result<Staged<'a>> {
     let dout = io.dout.ok_or_else(|| Error::op(io.label, "a backward given no output gradient"))?;
-    if gpu.precision() == Precision::F32 {
+    if precision == Precision::F32 {
         let (input, weight, prog) = (io.inputs[0], io.state[0], Program::default());
         return Ok(Staged { prog, input, weight, dout: Some(dout), ops: Operands::F32, scratch: &io.scratch, top: None });
     }

@@ -112,7 +112,7 @@ impl Node for Planned {
     fn gpu_scratch(&self, gpu: &Gpu, dinputs: &[bool]) -> Scratch {
         if conv2d::runs_cooperative_matrices(gpu) {
             let mut scratch = conv2d::product_scratch(gpu, &self.as_conv(), dinputs[0]);
-            cast_f16::product_scratch(gpu, self.sizes(), &mut scratch);
+            cast_f16::product_scratch(gpu, gpu.precision(), self.sizes(), &mut scratch);
             return scratch;
         }
         let part = |(m, n, k): (usize, usize, usize)| {
@@ -125,11 +125,11 @@ impl Node for Planned {
             backward: part(dw).into_iter().chain(part(di).filter(|_| dinputs[0])).collect(),
             kept: Vec::new(),
         };
-        cast_f16::product_scratch(gpu, self.sizes(), &mut scratch);
+        cast_f16::product_scratch(gpu, gpu.precision(), self.sizes(), &mut scratch);
         scratch
     }
     fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
-        cast_f16::product_backward_reads(gpu, self.backward_reads())
+        cast_f16::product_backward_reads(gpu.precision(), self.backward_reads())
     }
     fn forward_cpu(&self, io: CpuForward<'_>) {
         let bias = self.c.bias.then(|| &*io.state[1]);
@@ -145,7 +145,7 @@ impl Node for Planned {
         let i = self.c.in_features;
         let [f, _, _] = self.products();
         let (bias, part) = (io.state.get(1).copied(), io.scratch.first().copied());
-        let s = cast_f16::stage_forward(gpu, io, self.sizes())?;
+        let s = cast_f16::stage_forward(gpu, gpu.precision(), io, self.sizes())?;
         let mut prog = s.prog;
         if conv2d::runs_cooperative_matrices(gpu) {
             let g = self.as_conv();
@@ -159,7 +159,7 @@ impl Node for Planned {
         let (i, o) = (self.c.in_features, self.c.out_features);
         let [_, dw, di] = self.products();
         let label = io.label;
-        let s = cast_f16::stage_backward(gpu, io, self.sizes(), cast_f16::DoutCopy::Cast)?;
+        let s = cast_f16::stage_backward(gpu, gpu.precision(), io, self.sizes(), cast_f16::DoutCopy::Cast)?;
         let (mut prog, dout_op) = (s.prog, s.dout.unwrap());
         if let Some(db) = io.dparams.get(1) {
             prog.extend(bias::backward_gpu(gpu, label, io.dout.unwrap(), db, None, (self.n, o, 1))?);

@@ -291,10 +291,16 @@ pub fn f16_scaled(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| (half::f16::from_f64(x as f64 * s).to_f64() / s) as f32).collect()
 }
 
-/// The operands (input, weight, output gradient) as `gpu`'s products read them: rounded as
-/// [`f16_rounded`] and [`f16_scaled`] say in mixed precision, else as they are.
-pub fn as_products_read(gpu: &Gpu, x: &[f32], w: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    match gpu.precision() {
+/// The operands (input, weight, output gradient) as products computing in `precision` read them
+/// (a layer's: `gpu.precision()`, or for a convolution `wgrad::ops::conv2d::precision`): rounded
+/// as [`f16_rounded`] and [`f16_scaled`] say in mixed precision, else as they are.
+pub fn as_products_read(
+    precision: wgrad::Precision,
+    x: &[f32],
+    w: &[f32],
+    dout: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    match precision {
         wgrad::Precision::Mixed => (f16_rounded(x), f16_rounded(w), f16_scaled(dout)),
         wgrad::Precision::F32 => (x.to_vec(), w.to_vec(), dout.to_vec()),
     }

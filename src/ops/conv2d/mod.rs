@@ -225,7 +225,7 @@ impl Node for Planned {
         if self.bias && bias_splits > 1 {
             scratch.backward.insert(0, (bias_splits * g.oc) as u64);
         }
-        cast_f16::product_scratch(gpu, g.sizes(), &mut scratch);
+        cast_f16::product_scratch(gpu, precision(gpu, g), g.sizes(), &mut scratch);
         if let Some(f) = padded_weight_gradient(gpu, g) {
             // The forward's padded input copy, kept for the weight gradient (see forward_gpu).
             scratch.kept[0] = Layout::Padded(f.input).words();
@@ -237,7 +237,7 @@ impl Node for Planned {
         scratch
     }
     fn gpu_backward_reads(&self, gpu: &Gpu) -> Reads {
-        cast_f16::product_backward_reads(gpu, self.backward_reads())
+        cast_f16::product_backward_reads(precision(gpu, &self.g), self.backward_reads())
     }
     fn cpu_scratch(&self, dinputs: &[bool]) -> Scratch {
         let g = &self.g;
@@ -315,7 +315,7 @@ impl Node for Planned {
             prog.extend(f.gpu(gpu, io.label, [io.inputs[0], io.state[0]], None, bias, io.out, &[x, w])?);
             return Ok(prog);
         }
-        let s = cast_f16::stage_forward(gpu, io, g.sizes())?;
+        let s = cast_f16::stage_forward(gpu, precision(gpu, g), io, g.sizes())?;
         let mut prog = s.prog;
         match padded_forward(gpu, g) {
             Some(f) => {
@@ -334,7 +334,7 @@ impl Node for Planned {
         } else {
             cast_f16::DoutCopy::Cast
         };
-        let s = cast_f16::stage_backward(gpu, io, g.sizes(), copy)?;
+        let s = cast_f16::stage_backward(gpu, precision(gpu, g), io, g.sizes(), copy)?;
         let (mut prog, dout) = (s.prog, io.dout.unwrap());
         prog.extend(backward_gpu(gpu, io.label, g, grads, dout, s.dout, s.input, s.weight, s.top, s.scratch, s.ops)?);
         Ok(prog)
@@ -700,6 +700,13 @@ fn kernels(gpu: &Gpu) -> ConvKernels {
         (_, ConvKernels::Winograd) => gpu.default_conv_kernels(),
         (_, k) => k,
     }
+}
+
+/// The precision the convolution `g` computes in on `gpu`: the device's ([`Gpu::precision`]), but
+/// f32 in mixed precision where Winograd takes all three of its products (the layer then reads
+/// its f32 operands and makes no f16 copies; winograd_gpu::layer_precision says why).
+pub fn precision(gpu: &Gpu, g: &Geometry) -> Precision {
+    winograd_gpu::layer_precision(gpu, g)
 }
 
 /// Whether `gpu`'s programs multiply on cooperative matrices (mixed precision with

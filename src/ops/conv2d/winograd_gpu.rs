@@ -1,12 +1,13 @@
-//! The GPU's Winograd convolutions ([`ConvKernels::Winograd`], f32): a stride-1, undilated layer
-//! with a square 3 × 3 or 5 × 5 kernel and at least 8 input and output channels computes its
-//! forward, its input gradient (as the convolution of the output gradient with the flipped,
-//! transposed weight) and its weight gradient by Winograd's minimal filtering F(4 × 4, R × R).
-//! Each 4 × 4 block of output pixels (a tile) comes from the A × A input patch around it
-//! (A = R + 3) as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the multiplications per tile, input channel and
-//! output channel are A² (36; 64) where the direct kernels make 16 R² (144; 400): 4 and 6.25 times
-//! fewer. The transforms' f32 rounding adds errors of about 1e-5 of a layer's largest output
-//! (tests/golden/winograd_transforms.py; about 1e-6 for the direct kernels). The kernels:
+//! The GPU's Winograd convolutions ([`ConvKernels::Winograd`]; f32, in mixed precision too: see
+//! [`layer_precision`]): a stride-1, undilated layer with a square 3 × 3 or 5 × 5 kernel and at
+//! least 8 input and output channels computes its forward, its input gradient (as the convolution
+//! of the output gradient with the flipped, transposed weight) and its weight gradient by
+//! Winograd's minimal filtering F(4 × 4, R × R). Each 4 × 4 block of output pixels (a tile) comes
+//! from the A × A input patch around it (A = R + 3) as Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A, so the
+//! multiplications per tile, input channel and output channel are A² (36; 64) where the direct
+//! kernels make 16 R² (144; 400): 4 and 6.25 times fewer. The transforms' f32 rounding adds errors
+//! of about 1e-5 of a layer's largest output (tests/golden/winograd_transforms.py; about 1e-6 for
+//! the direct kernels). The kernels:
 //! - conv2d_winograd_weight.wgsl: U[ξ] (IC × OC') = G g Gᵀ, once per step;
 //! - conv2d_winograd_input.wgsl: V[ξ] (IC' × T) = Bᵀ d B for the T tiles of a chunk of images;
 //! - conv2d_winograd_product.wgsl: M[ξ] (OC' × T) = U[ξ]ᵀ V[ξ], one product per position ξ of the
@@ -116,12 +117,11 @@ struct Tiling {
 }
 
 impl Tiling {
-    /// Where `g` takes Winograd on `gpu`: [`ConvKernels::Winograd`] chosen, f32, stride and
-    /// dilation 1, a square 3 × 3 or 5 × 5 kernel, at least [`MIN_CHANNELS`] input and output
-    /// channels, and one image's transforms, and U, within [`CHUNK_WORDS`] and a binding.
+    /// Where the convolution `g` can take Winograd on `gpu`: [`ConvKernels::Winograd`] chosen,
+    /// stride and dilation 1, a square 3 × 3 or 5 × 5 kernel, at least [`MIN_CHANNELS`] input and
+    /// output channels, and one image's transforms, and U, within [`CHUNK_WORDS`] and a binding.
     fn new(gpu: &Gpu, g: &Geometry) -> Option<Tiling> {
         let taken = gpu.conv_kernels() == ConvKernels::Winograd
-            && gpu.precision() == Precision::F32
             && (g.sh, g.sw, g.dh, g.dw) == (1, 1, 1, 1)
             && g.kh == g.kw
             && matches!(g.kh, 3 | 5)
@@ -223,9 +223,38 @@ pub struct Winograd {
     origin: usize,
 }
 
+/// The precision the layer `g` runs in on `gpu`: the device's, but f32 in mixed precision where
+/// Winograd takes all three of its products ([`takes_layer`]). Its transforms stay f32 there:
+/// stored in f16 they alone would put errors of about 1e-2 of a tile's largest output, 18 to 34
+/// times those of the direct kernels' f16 operands (`tests/golden/winograd_transforms.py
+/// precision`). The products then read the f32 input, weight and output gradient, so the layer
+/// makes none of mixed precision's f16 copies (ops::cast_f16).
+pub fn layer_precision(gpu: &Gpu, g: &Geometry) -> Precision {
+    match gpu.precision() {
+        Precision::Mixed if takes_layer(gpu, g) => Precision::F32,
+        p => p,
+    }
+}
+
+/// Whether Winograd can take all three of `g`'s products on `gpu`: its forward, its input gradient
+/// and its weight gradient ([`Tiling::new`]'s conditions, and theirs).
+fn takes_layer(gpu: &Gpu, g: &Geometry) -> bool {
+    plan_forward(gpu, g).is_some() && plan_input_gradient(gpu, g).is_some() && plan_weight_gradient(gpu, g).is_some()
+}
+
+/// Whether `g`'s products run Winograd where they can on `gpu`: in f32 each product that can, in
+/// mixed precision only where all three can ([`layer_precision`]).
+fn runs(gpu: &Gpu, g: &Geometry) -> bool {
+    gpu.precision() == Precision::F32 || takes_layer(gpu, g)
+}
+
 /// The Winograd forward of `g` on `gpu`, where it runs instead of the direct kernels
-/// ([`Tiling::new`]'s conditions).
+/// ([`Tiling::new`]'s conditions, in mixed precision [`layer_precision`]'s).
 pub fn forward(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
+    plan_forward(gpu, g).filter(|_| runs(gpu, g))
+}
+
+fn plan_forward(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
     let (ic, k) = (g.ic as i32, (g.kh * g.kw) as i32);
     Some(Winograd { t: Tiling::new(gpu, g)?, strides: [ic * k, k, g.kw as i32, 1], origin: 0 })
 }
@@ -233,8 +262,12 @@ pub fn forward(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
 /// The Winograd input gradient of `g` on `gpu`: the convolution of the output gradient
 /// (N, OC, OH, OW), padded by (KH - 1 - PH, KW - 1 - PW), with w'(ic, oc, kh, kw) =
 /// w(oc, ic, KH - 1 - kh, KW - 1 - kw), where that convolution takes Winograd and the layer's
-/// padding is less than its kernel.
+/// padding is less than its kernel (and, in mixed precision, [`layer_precision`]'s conditions).
 pub fn input_gradient(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
+    plan_input_gradient(gpu, g).filter(|_| runs(gpu, g))
+}
+
+fn plan_input_gradient(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
     if g.ph >= g.kh || g.pw >= g.kw {
         return None;
     }
@@ -310,8 +343,13 @@ pub struct WeightGradient {
     ts: usize,
 }
 
-/// The Winograd weight gradient of `g` on `gpu`, where its forward takes Winograd.
+/// The Winograd weight gradient of `g` on `gpu`, where its forward takes Winograd and its partial
+/// sums fit.
 pub fn weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<WeightGradient> {
+    plan_weight_gradient(gpu, g).filter(|_| runs(gpu, g))
+}
+
+fn plan_weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<WeightGradient> {
     let t = Tiling::new(gpu, g)?;
     let invocations = t.xi() * t.ocp / BLOCK * t.icp / BLOCK;
     let chunks = t.g.n.div_ceil(t.images);
