@@ -81,14 +81,68 @@ fn winograd5(x: array<f32, 8>) -> array<f32, 8> {
     );
 }
 
+// The same for four columns at once (each x[k] a vec4): what the script prints with --vec4.
+fn winograd3v(x: array<vec4<f32>, 6>) -> array<vec4<f32>, 6> {
+    return array<vec4<f32>, 6>(
+        4.0 * x[0] - 5.0 * x[2] + x[4],
+        4.0 * x[1] + 4.0 * x[2] - x[3] - x[4],
+        -4.0 * x[1] + 4.0 * x[2] + x[3] - x[4],
+        -2.0 * x[1] - x[2] + 2.0 * x[3] + x[4],
+        2.0 * x[1] - x[2] - 2.0 * x[3] + x[4],
+        4.0 * x[1] - 5.0 * x[3] + x[5],
+    );
+}
+
+fn winograd5v(x: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        x[0] - 5.25 * x[2] + 5.25 * x[4] - x[6],
+        -x[1] - x[2] + 4.25 * x[3] + 4.25 * x[4] - x[5] - x[6],
+        x[1] - x[2] - 4.25 * x[3] + 4.25 * x[4] + x[5] - x[6],
+        2.0 * x[1] + x[2] - 10.0 * x[3] - 5.0 * x[4] + 8.0 * x[5] + 4.0 * x[6],
+        -2.0 * x[1] + x[2] + 10.0 * x[3] - 5.0 * x[4] - 8.0 * x[5] + 4.0 * x[6],
+        4.0 * x[1] + 8.0 * x[2] - 5.0 * x[3] - 10.0 * x[4] + x[5] + 2.0 * x[6],
+        -4.0 * x[1] + 8.0 * x[2] + 5.0 * x[3] - 10.0 * x[4] - x[5] + 2.0 * x[6],
+        -x[1] + 5.25 * x[3] - 5.25 * x[5] + x[7],
+    );
+}
+
 fn bt(x: array<f32, A>) -> array<f32, A> {
     return winograd3(x);
+}
+
+fn btv(x: array<vec4<f32>, A>) -> array<vec4<f32>, A> {
+    return winograd3v(x);
+}
+
+// A row of the tile from its columns 0..3 (`l`) and 4.. (`h`), for A = 6 and A = 8.
+fn row6(l: vec4<f32>, h: vec4<f32>) -> array<f32, 6> {
+    return array<f32, 6>(l.x, l.y, l.z, l.w, h.x, h.y);
+}
+
+fn row8(l: vec4<f32>, h: vec4<f32>) -> array<f32, 8> {
+    return array<f32, 8>(l.x, l.y, l.z, l.w, h.x, h.y, h.z, h.w);
+}
+
+fn row(l: vec4<f32>, h: vec4<f32>) -> array<f32, A> {
+    return row6(l, h);
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> v: array<f32>;
 
+// inp[base + ih W + iw], or zero outside the image, and for the columns `col` past the patch's A.
+fn pixel(base: u32, ih: i32, iw: i32, col: u32) -> f32 {
+    if (col >= A || ih < 0 || ih >= i32(p.H) || iw < 0 || iw >= i32(p.W)) {
+        return 0.0;
+    }
+    return inp[base + u32(ih) * p.W + u32(iw)];
+}
+
+// The tile is transformed four columns at a time along its rows (the `v` functions, on vec4s), then
+// row by row: the kernel holds no two-level private array, which the NVIDIA compiler kept in memory
+// rather than registers in the direct kernels (docs/PERFORMANCE.md, history 14 and 53; the weight's
+// transforms, once a step, keep theirs).
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -99,7 +153,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ic = i / p.TP;
     let t = i % p.TP;
     let per = p.TH * p.TW;
-    var d: array<array<f32, A>, A>;
+    var lo: array<vec4<f32>, A>;
+    var hi: array<vec4<f32>, A>;
     if (t < p.NB * per && ic < p.IC) {
         let n = p.N0 + t / per;
         let th = (t % per) / p.TW;
@@ -109,29 +164,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let base = (n * p.IC + ic) * p.H * p.W;
         for (var a = 0u; a < A; a++) {
             let ih = ih0 + i32(a);
-            for (var b = 0u; b < A; b++) {
-                let iw = iw0 + i32(b);
-                if (ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W)) {
-                    d[a][b] = inp[base + u32(ih) * p.W + u32(iw)];
-                }
-            }
+            lo[a] = vec4<f32>(pixel(base, ih, iw0, 0u), pixel(base, ih, iw0 + 1, 1u), pixel(base, ih, iw0 + 2, 2u),
+                              pixel(base, ih, iw0 + 3, 3u));
+            hi[a] = vec4<f32>(pixel(base, ih, iw0 + 4, 4u), pixel(base, ih, iw0 + 5, 5u), pixel(base, ih, iw0 + 6, 6u),
+                              pixel(base, ih, iw0 + 7, 7u));
         }
     }
-    // BT d (its columns), then (BT d) B (its rows).
-    for (var b = 0u; b < A; b++) {
-        var c: array<f32, A>;
-        for (var a = 0u; a < A; a++) {
-            c[a] = d[a][b];
-        }
-        c = bt(c);
-        for (var a = 0u; a < A; a++) {
-            d[a][b] = c[a];
-        }
-    }
+    lo = btv(lo);
+    hi = btv(hi);
     for (var a = 0u; a < A; a++) {
-        let row = bt(d[a]);
+        let r = bt(row(lo[a], hi[a]));
         for (var b = 0u; b < A; b++) {
-            v[((a * A + b) * p.ICP + ic) * p.TP + t] = row[b];
+            v[((a * A + b) * p.ICP + ic) * p.TP + t] = r[b];
         }
     }
 }

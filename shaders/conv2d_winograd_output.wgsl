@@ -74,8 +74,44 @@ fn winograd5(x: array<f32, 8>) -> vec4<f32> {
     );
 }
 
+// The same for four columns at once (each x[k] a vec4): what the script prints with --vec4.
+fn winograd3v(x: array<vec4<f32>, 6>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(
+        x[0] + x[1] + x[2] + x[3] + x[4],
+        x[1] - x[2] + 2.0 * x[3] - 2.0 * x[4],
+        x[1] + x[2] + 4.0 * x[3] + 4.0 * x[4],
+        x[1] - x[2] + 8.0 * x[3] - 8.0 * x[4] + x[5],
+    );
+}
+
+fn winograd5v(x: array<vec4<f32>, 8>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(
+        x[0] + x[1] + x[2] + x[3] + x[4] + x[5] + x[6],
+        x[1] - x[2] + 2.0 * x[3] - 2.0 * x[4] + 0.5 * x[5] - 0.5 * x[6],
+        x[1] + x[2] + 4.0 * x[3] + 4.0 * x[4] + 0.25 * x[5] + 0.25 * x[6],
+        x[1] - x[2] + 8.0 * x[3] - 8.0 * x[4] + 0.125 * x[5] - 0.125 * x[6] + x[7],
+    );
+}
+
 fn at(x: array<f32, A>) -> vec4<f32> {
     return winograd3(x);
+}
+
+fn atv(x: array<vec4<f32>, A>) -> array<vec4<f32>, M> {
+    return winograd3v(x);
+}
+
+// A row of the tile from its columns 0..3 (`l`) and 4.. (`h`), for A = 6 and A = 8.
+fn row6(l: vec4<f32>, h: vec4<f32>) -> array<f32, 6> {
+    return array<f32, 6>(l.x, l.y, l.z, l.w, h.x, h.y);
+}
+
+fn row8(l: vec4<f32>, h: vec4<f32>) -> array<f32, 8> {
+    return array<f32, 8>(l.x, l.y, l.z, l.w, h.x, h.y, h.z, h.w);
+}
+
+fn row(l: vec4<f32>, h: vec4<f32>) -> array<f32, A> {
+    return row6(l, h);
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -83,6 +119,18 @@ fn at(x: array<f32, A>) -> vec4<f32> {
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
+// m[pos], or zero for the columns `col` past the tile's A.
+fn product(pos: u32, col: u32) -> f32 {
+    if (col >= A) {
+        return 0.0;
+    }
+    return m[pos];
+}
+
+// The tile is transformed four columns at a time along its rows (the `v` functions, on vec4s), then
+// row by row: the kernel holds no two-level private array, which the NVIDIA compiler kept in memory
+// rather than registers in the direct kernels (docs/PERFORMANCE.md, history 14 and 53; the weight's
+// transforms, once a step, keep theirs).
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -95,17 +143,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let oc = i / T;
     let t = i % T;
     // AT M (its columns), then (AT M) A (its rows).
-    var e: array<array<f32, A>, M>;
-    for (var b = 0u; b < A; b++) {
-        var c: array<f32, A>;
-        for (var a = 0u; a < A; a++) {
-            c[a] = m[((a * A + b) * p.OCP + oc) * p.TP + t];
-        }
-        let y = at(c);
-        for (var j = 0u; j < M; j++) {
-            e[j][b] = y[j];
-        }
+    // M[(a, b)] at m[((a A + b) OCP + oc) TP + t]: the columns b lie `step` apart.
+    let step = p.OCP * p.TP;
+    var lo: array<vec4<f32>, A>;
+    var hi: array<vec4<f32>, A>;
+    for (var a = 0u; a < A; a++) {
+        let pos = (a * A * p.OCP + oc) * p.TP + t;
+        lo[a] = vec4<f32>(m[pos], m[pos + step], m[pos + 2u * step], m[pos + 3u * step]);
+        hi[a] = vec4<f32>(product(pos + 4u * step, 4u), product(pos + 5u * step, 5u), product(pos + 6u * step, 6u),
+                          product(pos + 7u * step, 7u));
     }
+    let el = atv(lo);
+    let eh = atv(hi);
     var add = 0.0;
     if (p.has_bias == 1u) {
         add = bias[oc];
@@ -116,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = (n * p.OC + oc) * p.OH * p.OW;
     for (var j = 0u; j < M; j++) {
         let oh = M * th + j;
-        let y = at(e[j]) + add;
+        let y = at(row(el[j], eh[j])) + add;
         for (var l = 0u; l < M; l++) {
             let ow = M * tw + l;
             if (oh < p.OH && ow < p.OW) {

@@ -82,14 +82,55 @@ fn winograd5(x: array<f32, 4>) -> array<f32, 8> {
     );
 }
 
+// The same for four columns at once (each x[k] a vec4): what the script prints with --vec4.
+fn winograd3v(x: array<vec4<f32>, 4>) -> array<vec4<f32>, 6> {
+    return array<vec4<f32>, 6>(
+        x[0],
+        x[0] + x[1] + x[2] + x[3],
+        x[0] - x[1] + x[2] - x[3],
+        x[0] + 2.0 * x[1] + 4.0 * x[2] + 8.0 * x[3],
+        x[0] - 2.0 * x[1] + 4.0 * x[2] - 8.0 * x[3],
+        x[3],
+    );
+}
+
+fn winograd5v(x: array<vec4<f32>, 4>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(
+        x[0],
+        x[0] + x[1] + x[2] + x[3],
+        x[0] - x[1] + x[2] - x[3],
+        x[0] + 2.0 * x[1] + 4.0 * x[2] + 8.0 * x[3],
+        x[0] - 2.0 * x[1] + 4.0 * x[2] - 8.0 * x[3],
+        x[0] + 0.5 * x[1] + 0.25 * x[2] + 0.125 * x[3],
+        x[0] - 0.5 * x[1] + 0.25 * x[2] - 0.125 * x[3],
+        x[3],
+    );
+}
+
 fn a(x: array<f32, M>) -> array<f32, A> {
     return winograd3(x);
+}
+
+fn av(x: array<vec4<f32>, M>) -> array<vec4<f32>, A> {
+    return winograd3v(x);
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dm: array<f32>;
 
+// dout[base + oh OW + ow], or zero past the image.
+fn gradient(base: u32, oh: u32, ow: u32) -> f32 {
+    if (oh >= p.OH || ow >= p.OW) {
+        return 0.0;
+    }
+    return dout[base + oh * p.OW + ow];
+}
+
+// The tile is transformed four columns at a time along its rows (`av`, on vec4s: M = 4 columns),
+// then row by row: the kernel holds no two-level private array, which the NVIDIA compiler kept in
+// memory rather than registers in the direct kernels (docs/PERFORMANCE.md, history 14 and 53; the
+// weight's transforms, once a step, keep theirs).
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
@@ -100,38 +141,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let oc = i / p.TP;
     let t = i % p.TP;
     let per = p.TH * p.TW;
-    var y: array<array<f32, M>, M>;
+    var y: array<vec4<f32>, M>;
     if (t < p.NB * per && oc < p.OC) {
         let n = p.N0 + t / per;
         let th = (t % per) / p.TW;
         let tw = t % p.TW;
         let base = (n * p.OC + oc) * p.OH * p.OW;
+        let ow = M * tw;
         for (var j = 0u; j < M; j++) {
             let oh = M * th + j;
-            for (var l = 0u; l < M; l++) {
-                let ow = M * tw + l;
-                if (oh < p.OH && ow < p.OW) {
-                    y[j][l] = dout[base + oh * p.OW + ow];
-                }
-            }
+            y[j] = vec4<f32>(gradient(base, oh, ow), gradient(base, oh, ow + 1u), gradient(base, oh, ow + 2u),
+                             gradient(base, oh, ow + 3u));
         }
     }
-    // A dY (its columns), then (A dY) A^T (its rows).
-    var e: array<array<f32, M>, A>;
-    for (var l = 0u; l < M; l++) {
-        var c: array<f32, M>;
-        for (var j = 0u; j < M; j++) {
-            c[j] = y[j][l];
-        }
-        let col = a(c);
-        for (var k = 0u; k < A; k++) {
-            e[k][l] = col[k];
-        }
-    }
+    let e = av(y);
     for (var k = 0u; k < A; k++) {
-        let row = a(e[k]);
+        let r = a(array<f32, M>(e[k].x, e[k].y, e[k].z, e[k].w));
         for (var b = 0u; b < A; b++) {
-            dm[((k * A + b) * p.OCP + oc) * p.TP + t] = row[b];
+            dm[((k * A + b) * p.OCP + oc) * p.TP + t] = r[b];
         }
     }
 }

@@ -50,10 +50,16 @@ pub const NARROW: [(&str, &str); 2] =
 pub const WIDE: [(&str, &str); 2] =
     [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
 
-/// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows)
-/// and the transform it calls (each such kernel defines both, `winograd3` and `winograd5`).
-pub const WINOGRAD_5X5: [(&str, &str); 2] =
-    [("const R: u32 = 3u;", "const R: u32 = 5u;"), ("return winograd3(x);", "return winograd5(x);")];
+/// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows),
+/// the transforms it calls (each such kernel defines both, `winograd3` and `winograd5`, and their
+/// four-column forms `winograd3v` and `winograd5v` where it has them) and the row of a tile it
+/// assembles from two vec4s (`row6`, `row8`).
+pub const WINOGRAD_5X5: [(&str, &str); 4] = [
+    ("const R: u32 = 3u;", "const R: u32 = 5u;"),
+    ("return winograd3(x);", "return winograd5(x);"),
+    ("return winograd3v(x);", "return winograd5v(x);"),
+    ("return row6(l, h);", "return row8(l, h);"),
+];
 
 /// Every kernel, the wide, 5 x 5 Winograd, f16-operand, 16 x 16 and narrow variants included (the wide ones with
 /// f16 variants of their own).

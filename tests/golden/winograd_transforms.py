@@ -5,7 +5,12 @@ that Aᵀ [(G g) ⊙ (Bᵀ d)] is the correlation of d with g for every basis pa
 shader's `winograd3` and `winograd5` functions (1-D transforms of one row or column), which the
 shaders hold as printed:
 
-    python3 tests/golden/winograd_transforms.py input|weight|output|output_gradient|weight_gradient
+    python3 tests/golden/winograd_transforms.py input|weight|output|output_gradient|weight_gradient [--vec4]
+
+With `--vec4` it prints the same transforms of 4 columns at once (`winograd3v`, `winograd5v`: each
+element a vec4<f32>), with which the input, output and output gradient kernels transform a tile's
+columns before its rows, so that these kernels hold no two-level private array (docs/PERFORMANCE.md,
+history 14 and 53).
 
 `precision` instead prints, for 32 channels of inputs uniform in [-1, 1], the largest error of a
 4 x 4 output tile relative to its largest output when the transforms U and V (computed exactly) are
@@ -93,9 +98,9 @@ def combination(row):
     return s[2:] if s.startswith("+ ") else "-" + s[2:]
 
 
-def function(name, matrix, n_in, out_type):
+def function(name, matrix, n_in, out_type, in_type="f32"):
     rows = ",\n        ".join(combination(row) for row in matrix)
-    return f"fn {name}(x: array<f32, {n_in}>) -> {out_type} {{\n    return {out_type}(\n        {rows},\n    );\n}}"
+    return f"fn {name}(x: array<{in_type}, {n_in}>) -> {out_type} {{\n    return {out_type}(\n        {rows},\n    );\n}}"
 
 
 def rounded(x, fmt):
@@ -131,6 +136,7 @@ def precision(channels=32, trials=3):
 
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else "input"
+    vec4 = "--vec4" in sys.argv[2:]
     if which == "precision":
         return precision()
     out = []
@@ -147,7 +153,10 @@ def main():
             "output_gradient": (transpose(at), M, f"array<f32, {a}>"),
             "weight_gradient": (transpose(g), a, f"array<f32, {r}>"),
         }[which]
-        out.append(function(f"winograd{r}", matrix, n_in, out_type))
+        if vec4:
+            out.append(function(f"winograd{r}v", matrix, n_in, f"array<vec4<f32>, {len(matrix)}>", "vec4<f32>"))
+        else:
+            out.append(function(f"winograd{r}", matrix, n_in, out_type))
     print("\n\n".join(out))
 
 
