@@ -3,7 +3,8 @@
 //   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
 // split, part is dweight itself; otherwise sum_splits adds the splits in order.
-// Dispatch: one invocation per (split, 8 output channels, 8 k), the k strided across `stride`
+// Dispatch: one invocation per (split, TC output channels, TK k: 8 and 8; 16 and 5 in the `_wide`
+// variant), the k strided across `stride`
 // invocations per tile of channels (a multiple of the subgroup size); ceil(count / 64) workgroups
 // of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
 // The `_subgroups` form of conv2d_backward_weight.wgsl, for CPU adapters with subgroups of at least 8
@@ -49,11 +50,14 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(2) var<storage, read> dout: array<operand>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
-const TK: u32 = 8u;
-// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s. No `_wide` variant: with 16
-// channels this kernel ran 3x slower on lavapipe.
+// Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s; 16 in the `_wide` variant
+// (crate::shaders::WIDE, ops::conv2d::WIDE_TILE_CHANNELS), which takes 5 k instead of 8
+// (ops::conv2d::weight_tile_k). lavapipe keeps up to about 96 accumulators per invocation in
+// registers; 128 (16 channels by 8 k, or 8 by 16) it kept in memory, 3-5x slower (history 54).
+const WIDE: bool = false;
 const TC: u32 = 8u;
 const TV: u32 = TC / 4u;
+const TK: u32 = select(8u, 5u, WIDE);
 
 // The tile's TC shared operands (its channels' output gradients), channel c's at rows[c / 4][c % 4] + at:
 // invocation `lane` of each subgroup loads channels lane % 8, lane % 8 + 8, ... and

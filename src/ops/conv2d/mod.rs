@@ -604,6 +604,8 @@ pub fn layouts() -> Vec<ParamsLayout> {
         l("conv2d_backward_input_subgroups").consts(&[("TP", TILE_PIXELS), ("TC", TILE_CHANNELS)]),
         l("conv2d_backward_input_subgroups_wide").consts(&[("TP", TILE_PIXELS), ("TC", WIDE_TILE_CHANNELS)]),
         l("conv2d_backward_weight_subgroups").consts(&[("TK", WEIGHT_TILE_K), ("TC", TILE_CHANNELS)]),
+        l("conv2d_backward_weight_subgroups_wide")
+            .consts(&[("TK", WIDE_SUBGROUPS_WEIGHT_TILE_K), ("TC", WIDE_TILE_CHANNELS)]),
         l("conv2d_forward_tiled").consts(TILED),
         l("conv2d_backward_input_tiled").consts(TILED),
         l("conv2d_backward_weight_tiled").consts(TILED),
@@ -660,14 +662,24 @@ fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: us
 /// `_subgroups` forms.
 const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
-/// Channels per invocation of the `_wide` kernels (crate::shaders::WIDE: the register-blocked
-/// forward and weight gradient, the `_subgroups` forward and input gradient), which read half as
-/// many shared operands per FMA; they run where the layer's channels are whole tiles of them and
-/// they still make enough invocations ([`wide`]). The `_subgroups` weight gradient has none: on
-/// lavapipe it ran 3x slower with 16 channels than with 8.
+/// Channels per invocation of the `_wide` kernels (crate::shaders::WIDE: the register-blocked forward
+/// and weight gradient, every `_subgroups` kernel), which read half as many shared operands per FMA;
+/// they run where the layer's channels are whole tiles of them and they still make enough invocations ([`wide`]).
+/// The `_subgroups` weight gradient's takes 5 weight elements instead of 8 ([`weight_tile_k`]).
 const WIDE_TILE_CHANNELS: usize = 16;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
+/// The same for `conv2d_backward_weight_subgroups_wide`: 16 channels by 5 k, 80 accumulators, where
+/// lavapipe kept 16 by 8 in memory (history 54: Tudui's three weight gradients 117 → 82 ms at batch 64).
+const WIDE_SUBGROUPS_WEIGHT_TILE_K: usize = 5;
+
+/// The weight elements one invocation of the weight-gradient kernel `shader` computes.
+fn weight_tile_k(shader: &str) -> usize {
+    match shader {
+        "conv2d_backward_weight_subgroups_wide" => WIDE_SUBGROUPS_WEIGHT_TILE_K,
+        _ => WEIGHT_TILE_K,
+    }
+}
 /// The register-blocked kernels' workgroup size (their shaders! entries above).
 const BLOCKED_WG: usize = 64;
 
@@ -759,9 +771,9 @@ struct Product {
 
 impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups`, `Tiled` and
-    /// `CooperativeMatrix`, in that order; `block`: the columns one register-blocked invocation
-    /// computes (of a tile's TILE_CHANNELS, or of a `_wide` kernel's WIDE_TILE_CHANNELS, in either
-    /// family); `phases`: the equal parts the register-blocked kernels stride over one after the
+    /// `CooperativeMatrix`, in that order; `block`: the columns one invocation of a register-blocked
+    /// or `_subgroups` kernel computes (of a tile's TILE_CHANNELS, or of a `_wide` kernel's
+    /// WIDE_TILE_CHANNELS), given its name; `phases`: the equal parts the register-blocked kernels stride over one after the
     /// other, each with invocations of its own, and the cooperative-matrix kernels tile apart (the
     /// input gradient's sub-pixel phases, see [`phased`]; 1 elsewhere); `parallel`: how many times
     /// over a register-blocked invocation's work may be split (the weight gradient's pixels; 1 for
@@ -770,29 +782,29 @@ impl Product {
         gpu: &Gpu,
         names: &'static [&'static str; 4],
         (rows, cols): (usize, usize),
-        block: usize,
+        block: fn(&str) -> usize,
         (phases, parallel): (usize, usize),
     ) -> Product {
-        let per_phase = (cols / phases).div_ceil(block);
-        let blocked = |shader: &'static str, channels: usize, per_phase: usize| Product {
-            shader,
-            invocations: rows.div_ceil(channels) * phases * per_phase,
-            stride: phases * per_phase,
+        // Invocations per phase and tile of channels, rounded up to a multiple of `rounding`.
+        let per_phase = |shader: &str, rounding: usize| (cols / phases).div_ceil(block(shader)).next_multiple_of(rounding);
+        let blocked = |shader: &'static str, channels: usize, rounding: usize| {
+            let per_phase = per_phase(shader, rounding);
+            Product { shader, invocations: rows.div_ceil(channels) * phases * per_phase, stride: phases * per_phase }
         };
-        let blocked_or_wide = |shader: &'static str, per_phase: usize| match crate::shaders::wide_variant(shader) {
-            Some(wide_shader) if wide(rows, phases * per_phase * parallel, gpu.split_target()) => {
-                blocked(wide_shader, WIDE_TILE_CHANNELS, per_phase)
+        let blocked_or_wide = |shader: &'static str, rounding: usize| match crate::shaders::wide_variant(shader) {
+            Some(wide_shader)
+                if wide(rows, phases * per_phase(wide_shader, rounding) * parallel, gpu.split_target()) =>
+            {
+                blocked(wide_shader, WIDE_TILE_CHANNELS, rounding)
             }
-            _ => blocked(shader, TILE_CHANNELS, per_phase),
+            _ => blocked(shader, TILE_CHANNELS, rounding),
         };
         match kernels(gpu) {
             // kernels() gives Winograd's other products the adapter's default kernels, never Winograd.
-            ConvKernels::RegisterBlocked | ConvKernels::Winograd => blocked_or_wide(names[0], per_phase),
+            ConvKernels::RegisterBlocked | ConvKernels::Winograd => blocked_or_wide(names[0], 1),
             // Subgroups are taken to be aligned runs of a workgroup's invocations (as on every
             // adapter seen; Vulkan leaves it open), and lie within it.
-            ConvKernels::Subgroups => {
-                blocked_or_wide(names[1], per_phase.next_multiple_of(subgroup_rounding(gpu)))
-            }
+            ConvKernels::Subgroups => blocked_or_wide(names[1], subgroup_rounding(gpu)),
             ConvKernels::Tiled => Product {
                 shader: names[2],
                 invocations: rows.div_ceil(TILED_BM) * cols.div_ceil(TILED_BN) * TILED_WG,
@@ -816,7 +828,7 @@ impl Product {
             "conv2d_forward_tiled",
             "conv2d_forward_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, pixels), TILE_PIXELS, (1, 1))
+        Product::new(gpu, names, (g.oc, pixels), |_| TILE_PIXELS, (1, 1))
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         let pixels = g.n * g.h * g.w;
@@ -827,7 +839,7 @@ impl Product {
             "conv2d_backward_input_cooperative_matrix",
         ];
         let phases = if phased(g) { g.sh * g.sw } else { 1 };
-        Product::new(gpu, names, (g.ic, pixels), TILE_PIXELS, (phases, 1))
+        Product::new(gpu, names, (g.ic, pixels), |_| TILE_PIXELS, (phases, 1))
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
@@ -844,7 +856,7 @@ impl Product {
             ConvKernels::CooperativeMatrix => g.kh * g.kw * cast_f16::padded_channels(g.ic),
             _ => g.k(),
         };
-        Product::new(gpu, names, (g.oc, cols), WEIGHT_TILE_K, (1, parallel))
+        Product::new(gpu, names, (g.oc, cols), weight_tile_k, (1, parallel))
     }
 }
 
