@@ -5,9 +5,14 @@
 // splits > 1 the output channels are split in chunks of `chunk`, dinp is (splits, N, IC, H, W) and
 // sum_splits adds them.
 // Dispatch: one invocation per split and tile of TC input channels (8; 16 in the `_wide` variant)
-// x 8 input pixels (over n, ih, iw, strided across `stride` invocations per tile of channels, a
-// multiple of the subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
+// x a run of TP = 8 consecutive input pixels of one row of a phase (below; the whole input where
+// there are no phases), ceil(WP / 8) runs per row, the last one cut short; `stride` invocations per
+// tile of channels (at least the runs, a multiple of the subgroup size); ceil(tiles / 64)
+// workgroups of 64 (2-D grid past 65,535).
 // Register-blocked, no workgroup memory.
+// With stride and dilation 1 along the rows, the run's output gradients for tap kw - 1 are those for
+// kw moved by one column: each tap loads one per invocation instead of TP (a sliding window, as in
+// conv2d_forward_subgroups.wgsl; history 55).
 // The `_subgroups` form of conv2d_backward_input.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
 // subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
@@ -36,8 +41,8 @@ struct Params {
     splits: u32,
     chunk: u32,
     scale_at: u32,
-    // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of the subgroup size.
+    // Invocations per tile of channels (ops::conv2d::Product): at least the runs of pixels, a
+    // multiple of the subgroup size.
     stride: u32,
 }
 
@@ -87,14 +92,18 @@ fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
     return rows;
 }
 
+// dout at column ow of the row at `row` (oh * OW, when row_ok) of the plane at db; zero outside it.
+fn gradient(db: u32, row_ok: bool, row: i32, ow: i32) -> f32 {
+    let ok = row_ok && ow >= 0 && ow < i32(p.OW);
+    return select(0.0, f32(dout[db + u32(select(0, row + ow, ok))]), ok);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     let g = (wid.x + wid.y * nwg.x) * WG + li;
     let HW = p.H * p.W;
     let P = p.N * HW;
-    // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
-    // pixels: with L >= ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
     let L = p.stride;
     let tiles = L * ((p.IC + TC - 1u) / TC);
     if (g >= tiles * p.splits) {
@@ -115,53 +124,89 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let phase = (t % L) / LP;
     let ph = phase / SX;
     let pw = phase % SX;
-    let q0 = (t % L) % LP;
     let HP = p.H / SY;
     let WP = p.W / SX;
-    let PP = p.N * HP * WP;
+    // Runs of TP pixels of the phase: RW per row, R in all; invocations past the last run compute
+    // the last run again and write nothing.
+    let RW = (WP + TP - 1u) / TP;
+    let R = p.N * HP * RW;
+    let live = (t % L) % LP < R;
+    let run = min((t % L) % LP, R - 1u);
+    let c0 = (run % RW) * TP;
+    let n = run / RW / HP;
+    let ih = (run / RW % HP) * SY + ph;
+    // Pixel j's column: (c0 + j) * SX + pw.
+    let iw0 = c0 * SX + pw;
+    let db = n * p.OC * OHW;
+    let slide = p.SH == 1u && p.SW == 1u && p.DW == 1u;
 
-    var dbase: array<u32, TP>;
-    var ih: array<i32, TP>;
-    var iw: array<i32, TP>;
-    for (var j = 0u; j < TP; j++) {
-        let q = min(q0 + LP * j, PP - 1u);
-        let r = q % (HP * WP);
-        dbase[j] = (q / (HP * WP)) * p.OC * OHW;
-        ih[j] = i32((r / WP) * SY + ph);
-        iw[j] = i32((r % WP) * SX + pw);
-    }
     // The taps that reach the phase: kh with (ih + PH - kh) a multiple of SY (every tap when SY = 1).
     let kh0 = (ph + p.PH) % SY;
     let kw0 = (pw + p.PW) % SX;
     let wic = tile_rows(ic0, p.IC - 1u, KK);
-    // acc[j][i]: column j's channels 4i to 4i + 3.
+    // acc[j][i]: pixel j's channels 4i to 4i + 3.
     var acc: array<array<vec4<f32>, TV>, TP>;
-    for (var kh = kh0; kh < p.KH; kh += SY) {
-        for (var kw = kw0; kw < p.KW; kw += SX) {
-            var doff: array<i32, TP>;
-            for (var j = 0u; j < TP; j++) {
-                let th = ih[j] + i32(p.PH) - i32(kh * p.DH);
-                let tw = iw[j] + i32(p.PW) - i32(kw * p.DW);
-                // Stride 1 needs no division (integer division is slow where lanes run as SIMD).
-                var oh = th;
-                var ow = tw;
-                var on_grid = true;
-                if (p.SH != 1u || p.SW != 1u) {
-                    oh = th / i32(p.SH);
-                    ow = tw / i32(p.SW);
-                    on_grid = th % i32(p.SH) == 0 && tw % i32(p.SW) == 0;
-                }
-                let ok = th >= 0 && tw >= 0 && on_grid && oh < i32(p.OH) && ow < i32(p.OW);
-                doff[j] = select(-1, oh * i32(p.OW) + ow, ok);
-            }
-            let kk = kh * p.KW + kw;
+    if (slide) {
+        // Taps from the last to the first along each row: output-gradient columns o0 to o0 + TP - 2
+        // go to x[1..TP], and each tap moves them down one and loads the next.
+        let o0 = i32(iw0 + p.PW) - i32(p.KW - 1u);
+        for (var kh = 0u; kh < p.KH; kh++) {
+            let oh = i32(ih + p.PH) - i32(kh * p.DH);
+            let row_ok = oh >= 0 && oh < i32(p.OH);
+            let row = select(0, oh * i32(p.OW), row_ok);
             for (var oc = s * p.chunk; oc < oc_end; oc++) {
-                let a = tile_operands(wic, oc * p.IC * KK + kk, lane);
+                let dr = db + oc * OHW;
+                let k = oc * p.IC * KK + kh * p.KW + p.KW - 1u;
+                // x[j]: pixel j's output gradient for the current tap.
+                var x: array<f32, TP>;
+                for (var j = 1u; j < TP; j++) {
+                    x[j] = gradient(dr, row_ok, row, o0 + i32(j) - 1);
+                }
+                for (var r = 0u; r < p.KW; r++) {
+                    for (var j = 0u; j < TP - 1u; j++) {
+                        x[j] = x[j + 1u];
+                    }
+                    x[TP - 1u] = gradient(dr, row_ok, row, o0 + i32(TP - 1u + r));
+                    let a = tile_operands(wic, k - r, lane);
+                    for (var j = 0u; j < TP; j++) {
+                        for (var i = 0u; i < TV; i++) {
+                            acc[j][i] = fma(a[i], vec4<f32>(x[j]), acc[j][i]);
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        // Tap offsets outermost: each pixel's output-gradient offset and range test are worked out
+        // once per tap, not once per output channel. (In the loops above, these tests, with their
+        // divisions, ran 1.5x slower.)
+        for (var kh = kh0; kh < p.KH; kh += SY) {
+            for (var kw = kw0; kw < p.KW; kw += SX) {
+                var doff: array<i32, TP>;
                 for (var j = 0u; j < TP; j++) {
-                    let ok = doff[j] >= 0;
-                    let d = select(0.0, f32(dout[dbase[j] + oc * OHW + u32(max(doff[j], 0))]), ok);
-                    for (var i = 0u; i < TV; i++) {
-                        acc[j][i] = fma(a[i], vec4<f32>(d), acc[j][i]);
+                    let th = i32(ih + p.PH) - i32(kh * p.DH);
+                    let tw = i32(iw0 + j * SX + p.PW) - i32(kw * p.DW);
+                    // Stride 1 needs no division (integer division is slow where lanes run as SIMD).
+                    var oh = th;
+                    var ow = tw;
+                    var on_grid = true;
+                    if (p.SH != 1u || p.SW != 1u) {
+                        oh = th / i32(p.SH);
+                        ow = tw / i32(p.SW);
+                        on_grid = th % i32(p.SH) == 0 && tw % i32(p.SW) == 0;
+                    }
+                    let ok = th >= 0 && tw >= 0 && on_grid && oh < i32(p.OH) && ow < i32(p.OW);
+                    doff[j] = select(-1, oh * i32(p.OW) + ow, ok);
+                }
+                let kk = kh * p.KW + kw;
+                for (var oc = s * p.chunk; oc < oc_end; oc++) {
+                    let a = tile_operands(wic, oc * p.IC * KK + kk, lane);
+                    for (var j = 0u; j < TP; j++) {
+                        let ok = doff[j] >= 0;
+                        let d = select(0.0, f32(dout[db + oc * OHW + u32(max(doff[j], 0))]), ok);
+                        for (var i = 0u; i < TV; i++) {
+                            acc[j][i] = fma(a[i], vec4<f32>(d), acc[j][i]);
+                        }
                     }
                 }
             }
@@ -173,10 +218,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p.scale_at != UNSCALED) {
         unscale = exp2(-f32(dout[p.scale_at]));
     }
-    for (var j = 0u; j < TP; j++) {
-        let q = q0 + LP * j;
-        if (q < PP) {
-            let o = s * P * p.IC + (q / (HP * WP)) * p.IC * HW + u32(ih[j]) * p.W + u32(iw[j]);
+    // Pixels past the row's end (j > last) are written to pixel last's place, before it: a test of
+    // c0 + j against WP here made lavapipe keep `acc` in memory (conv2d_forward_subgroups.wgsl).
+    let o0 = s * P * p.IC + n * p.IC * HW + ih * p.W + pw;
+    let last = min(WP - c0, TP) - 1u;
+    if (live) {
+        for (var jr = 0u; jr < TP; jr++) {
+            let j = TP - 1u - jr;
+            let o = o0 + (c0 + min(j, last)) * SX;
             // Loops of at most four (see conv2d_forward.wgsl).
             for (var i = 0u; i < TV; i++) {
                 let v = acc[j][i] * unscale;

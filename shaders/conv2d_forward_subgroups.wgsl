@@ -3,10 +3,14 @@
 // (zero padding). inp: (N, IC, H, W); weight: (OC, IC, KH, KW); bias: (OC,) (read when has_bias);
 // out: (N, OC, OH, OW), overwritten.
 // Dispatch: one invocation per split and tile of TC output channels (8; 16 in the `_wide` variant)
-// x 8 output pixels, the pixels counted over (n, oh, ow) together and strided across `stride`
-// invocations per tile of channels (a multiple of the subgroup size); ceil(tiles / 64) workgroups
-// of 64 (2-D grid past 65,535).
-// Register-blocked, no workgroup memory; out-of-range rows are clamped on read and skipped on write.
+// x a run of TP = 8 consecutive output pixels of one row (ceil(OW / 8) runs per row, the last one
+// cut short), `stride` invocations per tile of channels (at least the runs, a multiple of the
+// subgroup size); ceil(tiles / 64) workgroups of 64 (2-D grid past 65,535).
+// Register-blocked, no workgroup memory; out-of-range pixels are read as zero and not written.
+// With stride and dilation 1 along the rows, the run's inputs for tap kw + 1 are those for kw moved
+// by one column: each tap loads one input per invocation instead of TP (a sliding window), which
+// made Tudui's forward 1.4-1.5x faster on lavapipe, whose storage loads are loops over the SIMD
+// lanes (history 55).
 // The `_subgroups` form of conv2d_forward.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
 // subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
@@ -32,8 +36,8 @@ struct Params {
     splits: u32,
     chunk: u32,
     scale_at: u32,
-    // Invocations per tile of channels (ops::conv2d::Product): at least the tiles of the other
-    // dimension, a multiple of the subgroup size.
+    // Invocations per tile of channels (ops::conv2d::Product): at least the runs of pixels, a
+    // multiple of the subgroup size.
     stride: u32,
 }
 
@@ -82,14 +86,21 @@ fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
     return rows;
 }
 
+// inp at column iw of the row at `row` (ih * W, when row_ok) of the plane at xr; zero in the padding.
+fn input(xr: u32, row_ok: bool, row: i32, iw: i32) -> f32 {
+    let ok = row_ok && iw >= 0 && iw < i32(p.W);
+    return select(0.0, f32(inp[xr + u32(select(0, row + iw, ok))]), ok);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
     let g = (wid.x + wid.y * nwg.x) * WG + li;
     let OHW = p.OH * p.OW;
     let P = p.N * OHW;
-    // Pixels go to invocations with a stride, so neighbouring invocations touch neighbouring
-    // pixels: with L >= ceil(P / TP) invocations per channel tile, invocation l takes l + L j.
+    // Runs of TP pixels: RW per output row, R in all.
+    let RW = (p.OW + TP - 1u) / TP;
+    let R = p.N * p.OH * RW;
     let L = p.stride;
     let tiles = L * ((p.OC + TC - 1u) / TC);
     if (g >= tiles * p.splits) {
@@ -98,46 +109,70 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let s = g / tiles;
     let t = g % tiles;
     let oc0 = (t / L) * TC;
-    let q0 = t % L;
+    // Invocations past the last run compute the last run again and write nothing.
+    let live = t % L < R;
+    let run = min(t % L, R - 1u);
+    let ow0 = (run % RW) * TP;
+    let n = run / RW / p.OH;
+    let oh = run / RW % p.OH;
     let ic_end = min((s + 1u) * p.chunk, p.IC);
     let HW = p.H * p.W;
-    let KK = p.KH * p.KW;
-    let K = p.IC * KK;
+    let xb = n * p.IC * HW;
+    let iw0 = i32(ow0 * p.SW) - i32(p.PW);
+    let slide = p.SW == 1u && p.DW == 1u;
 
-    var xbase: array<u32, TP>;
-    var ih0: array<i32, TP>;
-    var iw0: array<i32, TP>;
-    for (var j = 0u; j < TP; j++) {
-        let q = min(q0 + L * j, P - 1u);
-        let r = q % OHW;
-        xbase[j] = (q / OHW) * p.IC * HW;
-        ih0[j] = i32((r / p.OW) * p.SH) - i32(p.PH);
-        iw0[j] = i32((r % p.OW) * p.SW) - i32(p.PW);
-    }
-
-    let wrow = tile_rows(oc0, p.OC - 1u, K);
-    // acc[j][i]: column j's channels 4i to 4i + 3.
+    let wrow = tile_rows(oc0, p.OC - 1u, p.IC * p.KH * p.KW);
+    // acc[j][i]: pixel j's channels 4i to 4i + 3.
     var acc: array<array<vec4<f32>, TV>, TP>;
-    // Kernel offsets outermost: each pixel's input offset and padding test are worked out once per
-    // (kh, kw), not once per input channel.
-    for (var kh = 0u; kh < p.KH; kh++) {
-        for (var kw = 0u; kw < p.KW; kw++) {
-            var xoff: array<i32, TP>;
-            for (var j = 0u; j < TP; j++) {
-                let ih = ih0[j] + i32(kh * p.DH);
-                let iw = iw0[j] + i32(kw * p.DW);
-                let ok = ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
-                xoff[j] = select(-1, ih * i32(p.W) + iw, ok);
-            }
-            let kk = kh * p.KW + kw;
+    if (slide) {
+        for (var kh = 0u; kh < p.KH; kh++) {
+            let ih = i32(oh * p.SH) - i32(p.PH) + i32(kh * p.DH);
+            let row_ok = ih >= 0 && ih < i32(p.H);
+            let row = select(0, ih * i32(p.W), row_ok);
             for (var ic = s * p.chunk; ic < ic_end; ic++) {
-                let k = ic * KK + kk;
-                let a = tile_operands(wrow, k, lane);
+                let xr = xb + ic * HW;
+                let k = (ic * p.KH + kh) * p.KW;
+                // x[j]: pixel j's input for the current tap. Columns iw0 to iw0 + TP - 2 go to
+                // x[1..TP]; each tap moves them down one and loads the next.
+                var x: array<f32, TP>;
+                for (var j = 1u; j < TP; j++) {
+                    x[j] = input(xr, row_ok, row, iw0 + i32(j) - 1);
+                }
+                for (var kw = 0u; kw < p.KW; kw++) {
+                    for (var j = 0u; j < TP - 1u; j++) {
+                        x[j] = x[j + 1u];
+                    }
+                    x[TP - 1u] = input(xr, row_ok, row, iw0 + i32(TP - 1u + kw));
+                    let a = tile_operands(wrow, k + kw, lane);
+                    for (var j = 0u; j < TP; j++) {
+                        for (var i = 0u; i < TV; i++) {
+                            acc[j][i] = fma(a[i], vec4<f32>(x[j]), acc[j][i]);
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        // Tap offsets outermost: each pixel's input offset and padding test are worked out once
+        // per tap, not once per input channel.
+        for (var kh = 0u; kh < p.KH; kh++) {
+            let ih = i32(oh * p.SH) - i32(p.PH) + i32(kh * p.DH);
+            let row_ok = ih >= 0 && ih < i32(p.H);
+            for (var kw = 0u; kw < p.KW; kw++) {
+                var xoff: array<i32, TP>;
                 for (var j = 0u; j < TP; j++) {
-                    let ok = xoff[j] >= 0;
-                    let x = select(0.0, f32(inp[xbase[j] + ic * HW + u32(max(xoff[j], 0))]), ok);
-                    for (var i = 0u; i < TV; i++) {
-                        acc[j][i] = fma(a[i], vec4<f32>(x), acc[j][i]);
+                    let iw = iw0 + i32(j * p.SW + kw * p.DW);
+                    let ok = row_ok && iw >= 0 && iw < i32(p.W);
+                    xoff[j] = select(-1, ih * i32(p.W) + iw, ok);
+                }
+                for (var ic = s * p.chunk; ic < ic_end; ic++) {
+                    let a = tile_operands(wrow, (ic * p.KH + kh) * p.KW + kw, lane);
+                    for (var j = 0u; j < TP; j++) {
+                        let ok = xoff[j] >= 0;
+                        let x = select(0.0, f32(inp[xb + ic * HW + u32(max(xoff[j], 0))]), ok);
+                        for (var i = 0u; i < TV; i++) {
+                            acc[j][i] = fma(a[i], vec4<f32>(x), acc[j][i]);
+                        }
                     }
                 }
             }
@@ -151,10 +186,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             b[i] = vec4<f32>(bias[rows[i].x], bias[rows[i].y], bias[rows[i].z], bias[rows[i].w]);
         }
     }
-    for (var j = 0u; j < TP; j++) {
-        let q = q0 + L * j;
-        if (q < P) {
-            let o = s * P * p.OC + (q / OHW) * p.OC * OHW + q % OHW;
+    // Pixels past the row's end (j > last) are written to pixel last's place, before it: a test of
+    // ow0 + j against OW here made lavapipe keep `acc` in memory, 4x slower (history 55).
+    let o0 = s * P * p.OC + n * p.OC * OHW + oh * p.OW + ow0;
+    let last = min(p.OW - ow0, TP) - 1u;
+    if (live) {
+        for (var jr = 0u; jr < TP; jr++) {
+            let j = TP - 1u - jr;
+            let o = o0 + min(j, last);
             // Loops of at most four over the vec4s and their components: small enough to unroll,
             // which keeps `acc` in registers (an index that stays variable would not).
             for (var i = 0u; i < TV; i++) {

@@ -821,7 +821,13 @@ impl Product {
         }
     }
     fn forward(gpu: &Gpu, g: &Geometry) -> Product {
-        let pixels = g.n * g.oh * g.ow;
+        // The `_subgroups` kernel takes runs of TILE_PIXELS pixels within a row, the last one of
+        // each row cut short.
+        let ow = match kernels(gpu) {
+            ConvKernels::Subgroups => g.ow.next_multiple_of(TILE_PIXELS),
+            _ => g.ow,
+        };
+        let pixels = g.n * g.oh * ow;
         let names = &[
             "conv2d_forward",
             "conv2d_forward_subgroups",
@@ -831,15 +837,22 @@ impl Product {
         Product::new(gpu, names, (g.oc, pixels), |_| TILE_PIXELS, (1, 1))
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
-        let pixels = g.n * g.h * g.w;
+        // Strided layers take their pixels phase by phase, each phase a grid of (H/SH) × (W/SW).
+        let (sy, sx) = if phased(g) { (g.sh, g.sw) } else { (1, 1) };
+        // The `_subgroups` kernel takes runs of TILE_PIXELS pixels within a row of a phase, the
+        // last one of each row cut short.
+        let wp = match kernels(gpu) {
+            ConvKernels::Subgroups => (g.w / sx).next_multiple_of(TILE_PIXELS),
+            _ => g.w / sx,
+        };
+        let pixels = sy * sx * g.n * (g.h / sy) * wp;
         let names = &[
             "conv2d_backward_input",
             "conv2d_backward_input_subgroups",
             "conv2d_backward_input_tiled",
             "conv2d_backward_input_cooperative_matrix",
         ];
-        let phases = if phased(g) { g.sh * g.sw } else { 1 };
-        Product::new(gpu, names, (g.ic, pixels), |_| TILE_PIXELS, (phases, 1))
+        Product::new(gpu, names, (g.ic, pixels), |_| TILE_PIXELS, (sy * sx, 1))
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
