@@ -4,9 +4,10 @@
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
 // split, part is dweight itself; otherwise sum_splits adds the splits in order.
 // Dispatch: one invocation per (split, TC output channels, TK k: 8 and 8; 16 and 5 in the `_wide`
-// variant), the k strided across `stride`
-// invocations per tile of channels (a multiple of the subgroup size); ceil(count / 64) workgroups
-// of 64 (2-D grid past 65,535). Register-blocked, no workgroup memory, no atomics.
+// variant), the k strided across `stride` invocations per tile of channels (a multiple of the
+// subgroup size), or, for kernels TK wide with stride and dilation 1 along the rows, the TK taps of
+// one kernel row each; ceil(count / 64) workgroups of 64 (2-D grid past 65,535).
+// Register-blocked, no workgroup memory, no atomics.
 // The `_subgroups` form of conv2d_backward_weight.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
 // subgroup and broadcast (tile_operands), and `stride` is chosen so that no subgroup spans two tiles.
@@ -52,8 +53,9 @@ const UNSCALED: u32 = 0xffffffffu;
 
 // Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s; 16 in the `_wide` variant
 // (crate::shaders::WIDE, ops::conv2d::WIDE_TILE_CHANNELS), which takes 5 k instead of 8
-// (ops::conv2d::weight_tile_k). lavapipe keeps up to about 96 accumulators per invocation in
-// registers; 128 (16 channels by 8 k, or 8 by 16) it kept in memory, 3-5x slower (history 54).
+// (ops::conv2d::weight_tile_k): a 5x5 kernel's row, for the sliding window below. lavapipe keeps
+// up to about 96 accumulators per invocation in registers; 128 (16 channels by 8 k, or 8 by 16) it
+// kept in memory, 3-5x slower (history 54).
 const WIDE: bool = false;
 const TC: u32 = 8u;
 const TV: u32 = TC / 4u;
@@ -85,6 +87,13 @@ fn tile_rows(first: u32, last: u32, step: u32) -> array<vec4<u32>, TV> {
     return rows;
 }
 
+// inp at column iw of the row at `row` (of the image at xb; -1 where the row is padding); zero in
+// the padding.
+fn input(xb: u32, row: i32, iw: i32) -> f32 {
+    let ok = row >= 0 && iw >= 0 && iw < i32(p.W);
+    return select(0.0, f32(inp[xb + u32(select(0, row + iw, ok))]), ok);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
@@ -105,11 +114,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let HW = p.H * p.W;
     let P = p.N * OHW;
 
+    // With stride and dilation 1 along the rows and kernels TK wide, invocation k0 takes instead the
+    // TK taps of kernel row k0 (of IC * KH): along an output row, its inputs for the next pixel are
+    // those for this one moved by a column, so each pixel loads one input instead of TK (a sliding
+    // window, as in conv2d_forward_subgroups.wgsl; history 56).
+    let slide = p.SW == 1u && p.DW == 1u && p.KW == TK;
     var xoff: array<u32, TK>;
     var dh: array<i32, TK>;
     var dw: array<i32, TK>;
     for (var j = 0u; j < TK; j++) {
-        let k = min(k0 + tiles_k * j, K - 1u);
+        let k = min(select(k0 + tiles_k * j, k0 * TK + j, slide), K - 1u);
         xoff[j] = (k / KK) * HW;
         dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
         dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
@@ -134,15 +148,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         let db = n * p.OC * OHW + oh * p.OW;
         let xb = n * p.IC * HW;
-        for (var ow = ow0; ow < ow_end; ow++) {
-            let d = tile_operands(doc, db + ow, lane);
-            let iw0 = i32(ow * p.SW);
-            for (var j = 0u; j < TK; j++) {
-                let iw = iw0 + dw[j];
-                let ok = row[j] >= 0 && iw >= 0 && iw < i32(p.W);
-                let x = select(0.0, f32(inp[xb + u32(select(0, row[j] + iw, ok))]), ok);
-                for (var i = 0u; i < TV; i++) {
-                    acc[j][i] = fma(d[i], vec4<f32>(x), acc[j][i]);
+        if (slide) {
+            // x[j]: column j's input for the current pixel; every column's row is row[0].
+            var x: array<f32, TK>;
+            for (var j = 1u; j < TK; j++) {
+                x[j] = input(xb, row[0], i32(ow0) + dw[j - 1u]);
+            }
+            for (var ow = ow0; ow < ow_end; ow++) {
+                let d = tile_operands(doc, db + ow, lane);
+                for (var j = 0u; j < TK - 1u; j++) {
+                    x[j] = x[j + 1u];
+                }
+                x[TK - 1u] = input(xb, row[0], i32(ow) + dw[TK - 1u]);
+                for (var j = 0u; j < TK; j++) {
+                    for (var i = 0u; i < TV; i++) {
+                        acc[j][i] = fma(d[i], vec4<f32>(x[j]), acc[j][i]);
+                    }
+                }
+            }
+        } else {
+            for (var ow = ow0; ow < ow_end; ow++) {
+                let d = tile_operands(doc, db + ow, lane);
+                let iw0 = i32(ow * p.SW);
+                for (var j = 0u; j < TK; j++) {
+                    let x = input(xb, row[j], iw0 + dw[j]);
+                    for (var i = 0u; i < TV; i++) {
+                        acc[j][i] = fma(d[i], vec4<f32>(x), acc[j][i]);
+                    }
                 }
             }
         }
@@ -162,7 +194,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let base = s * p.OC * K;
     for (var j = 0u; j < TK; j++) {
-        let k = k0 + tiles_k * j;
+        let k = select(k0 + tiles_k * j, k0 * TK + j, slide);
         if (k < K) {
             // Loops of at most four (see conv2d_forward.wgsl).
             for (var i = 0u; i < TV; i++) {

@@ -670,7 +670,9 @@ const WIDE_TILE_CHANNELS: usize = 16;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
 /// The same for `conv2d_backward_weight_subgroups_wide`: 16 channels by 5 k, 80 accumulators, where
-/// lavapipe kept 16 by 8 in memory (history 54: Tudui's three weight gradients 117 → 82 ms at batch 64).
+/// lavapipe kept 16 by 8 in memory (history 54: Tudui's three weight gradients 117 → 82 ms at batch
+/// 64); 5 wide kernels (Tudui's) take one kernel row per invocation, a sliding window along the
+/// output rows (history 56: 82 → 49 ms).
 const WIDE_SUBGROUPS_WEIGHT_TILE_K: usize = 5;
 
 /// The weight elements one invocation of the weight-gradient kernel `shader` computes.
