@@ -662,10 +662,11 @@ fn params(g: &Geometry, prod: &Product, has_bias: bool, splits: usize, chunk: us
 /// `_subgroups` forms.
 const TILE_PIXELS: usize = 8;
 const TILE_CHANNELS: usize = 8;
-/// Channels per invocation of the `_wide` kernels (crate::shaders::WIDE: the register-blocked forward
-/// and weight gradient, every `_subgroups` kernel), which read half as many shared operands per FMA;
-/// they run where the layer's channels are whole tiles of them and they still make enough invocations ([`wide`]).
-/// The `_subgroups` weight gradient's takes 5 weight elements instead of 8 ([`weight_tile_k`]).
+/// Channels per invocation of the `_wide` kernels (crate::shaders::WIDE: the register-blocked
+/// forward and weight gradient, every `_subgroups` kernel), which read half as many shared operands
+/// per FMA; they run where the layer's channels are whole tiles of them and they still make enough
+/// invocations ([`wide`]). The `_subgroups` weight gradient's takes 5 weight elements instead of 8
+/// ([`weight_tile_k`]).
 const WIDE_TILE_CHANNELS: usize = 16;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
@@ -775,11 +776,11 @@ impl Product {
     /// `names`: the shaders of [`ConvKernels::RegisterBlocked`], `Subgroups`, `Tiled` and
     /// `CooperativeMatrix`, in that order; `block`: the columns one invocation of a register-blocked
     /// or `_subgroups` kernel computes (of a tile's TILE_CHANNELS, or of a `_wide` kernel's
-    /// WIDE_TILE_CHANNELS), given its name; `phases`: the equal parts the register-blocked kernels stride over one after the
-    /// other, each with invocations of its own, and the cooperative-matrix kernels tile apart (the
-    /// input gradient's sub-pixel phases, see [`phased`]; 1 elsewhere); `parallel`: how many times
-    /// over a register-blocked invocation's work may be split (the weight gradient's pixels; 1 for
-    /// the others), for [`wide`].
+    /// WIDE_TILE_CHANNELS), given its name; `phases`: the equal parts the register-blocked kernels
+    /// stride over one after the other, each with invocations of its own, and the cooperative-matrix
+    /// kernels tile apart (the input gradient's sub-pixel phases, see [`phased`]; 1 elsewhere);
+    /// `parallel`: how many times over a register-blocked invocation's work may be split (the
+    /// weight gradient's pixels; 1 for the others), for [`wide`].
     fn new(
         gpu: &Gpu,
         names: &'static [&'static str; 4],
