@@ -3,10 +3,11 @@
 //   dout[n, oc, oh, ow] * inp[n, ic, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW],  k = (ic, kh, kw).
 // inp: (N, IC, H, W); dout: (N, OC, OH, OW); part: (splits, OC, IC*KH*KW), overwritten. With one
 // split, part is dweight itself; otherwise sum_splits adds the splits in order.
-// Dispatch: one invocation per (split, TC output channels, TK k: 8 and 8; 16 and 5 in the `_wide`
+// Dispatch: one invocation per (split, TC output channels, TK k: 8 and 8; 16 and 6 in the `_wide`
 // variant), the k strided across `stride` invocations per tile of channels (a multiple of the
-// subgroup size), or, for kernels TK wide with stride and dilation 1 along the rows, the TK taps of
-// one kernel row each; ceil(count / 64) workgroups of 64 (2-D grid past 65,535).
+// subgroup size), or, for kernels 3 or 5 wide with stride and dilation 1 along the rows, the taps
+// of TK / KW whole kernel rows each (ops::conv2d::weight_tile_k); ceil(count / 64) workgroups of 64
+// (2-D grid past 65,535).
 // Register-blocked, no workgroup memory, no atomics.
 // The `_subgroups` form of conv2d_backward_weight.wgsl, for CPU adapters with subgroups of at least 8
 // (lavapipe; ConvKernels::Subgroups): the operands a tile of channels shares are loaded once per
@@ -52,14 +53,14 @@ const UNSCALED: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 // Channels per tile (ops::conv2d::TILE_CHANNELS), held as TV vec4s; 16 in the `_wide` variant
-// (crate::shaders::WIDE, ops::conv2d::WIDE_TILE_CHANNELS), which takes 5 k instead of 8
-// (ops::conv2d::weight_tile_k): a 5x5 kernel's row, for the sliding window below. lavapipe keeps
-// up to about 96 accumulators per invocation in registers; 128 (16 channels by 8 k, or 8 by 16) it
-// kept in memory, 3-5x slower (history 54).
+// (crate::shaders::WIDE, ops::conv2d::WIDE_TILE_CHANNELS), which takes 6 k instead of 8
+// (ops::conv2d::WIDE_SUBGROUPS_WEIGHT_TILE_K): two rows of a 3 wide kernel or one of a 5 wide one,
+// for the sliding window below. lavapipe keeps up to about 96 accumulators per invocation in
+// registers; 128 (16 channels by 8 k, or 8 by 16) it kept in memory, 3-5x slower (history 54).
 const WIDE: bool = false;
 const TC: u32 = 8u;
 const TV: u32 = TC / 4u;
-const TK: u32 = select(8u, 5u, WIDE);
+const TK: u32 = select(8u, 6u, WIDE);
 
 // The tile's TC shared operands (its channels' output gradients), channel c's at rows[c / 4][c % 4] + at:
 // invocation `lane` of each subgroup loads channels lane % 8, lane % 8 + 8, ... and
@@ -94,6 +95,87 @@ fn input(xb: u32, row: i32, iw: i32) -> f32 {
     return select(0.0, f32(inp[xb + u32(select(0, row + iw, ok))]), ok);
 }
 
+// acc += the products of output pixels q .. q_end - 1 (of N * OH * OW), output row by output row:
+// each column j's input row offset (or -1 where that row is padding) is worked out once per row,
+// and the loop over a row's pixels has no branches. KW: the width of the kernels whose whole rows
+// the invocation takes in a sliding window (3 or 5, slide_rows), or 0, each of the TK columns then
+// loading its own input. main calls this once per KW, so that KW is a constant once inlined: every
+// loop over the columns unrolls, x and acc stay in registers, and the columns past TK / KW * KW are
+// never touched (with them in the loop over rows, lavapipe kept them in registers: Tudui's weight
+// gradients 49 -> 57 ms at batch 64).
+fn accumulate(acc: ptr<function, array<array<vec4<f32>, TV>, TK>>, KW: u32, q_start: u32, q_end: u32,
+              xoff: array<u32, TK>, dh: array<i32, TK>, dw: array<i32, TK>, doc: array<vec4<u32>, TV>,
+              lane: u32) {
+    let OHW = p.OH * p.OW;
+    var q = q_start;
+    var n = q / OHW;
+    var oh = (q % OHW) / p.OW;
+    var ow0 = q % p.OW;
+    while (q < q_end) {
+        let ow_end = min(p.OW, ow0 + (q_end - q));
+        var row: array<i32, TK>;
+        for (var j = 0u; j < TK; j++) {
+            let ih = i32(oh * p.SH) + dh[j];
+            row[j] = select(-1, i32(xoff[j]) + ih * i32(p.W), ih >= 0 && ih < i32(p.H));
+        }
+        let db = n * p.OC * OHW + oh * p.OW;
+        let xb = n * p.IC * p.H * p.W;
+        if (KW == 0u) {
+            for (var ow = ow0; ow < ow_end; ow++) {
+                let d = tile_operands(doc, db + ow, lane);
+                let iw0 = i32(ow * p.SW);
+                for (var j = 0u; j < TK; j++) {
+                    let x = input(xb, row[j], iw0 + dw[j]);
+                    for (var i = 0u; i < TV; i++) {
+                        (*acc)[j][i] = fma(d[i], vec4<f32>(x), (*acc)[j][i]);
+                    }
+                }
+            }
+        } else {
+            slide_rows(acc, KW, xb, row, dw, ow0, ow_end, doc, db, lane);
+        }
+        q += ow_end - ow0;
+        ow0 = 0u;
+        oh += 1u;
+        if (oh == p.OH) {
+            oh = 0u;
+            n += 1u;
+        }
+    }
+}
+
+// The sliding window along output pixels ow0 .. ow_end - 1 of one output row, for kernels KW wide:
+// the invocation's TK / KW kernel rows, column j = r * KW + c of row r reading the input row at
+// row[j] (the same for the whole kernel row). Along an output row each kernel row's inputs for the
+// next pixel are those for this one moved by a column, so a pixel loads one input per kernel row
+// instead of KW (as in conv2d_forward_subgroups.wgsl; history 56).
+fn slide_rows(acc: ptr<function, array<array<vec4<f32>, TV>, TK>>, KW: u32, xb: u32, row: array<i32, TK>,
+              dw: array<i32, TK>, ow0: u32, ow_end: u32, doc: array<vec4<u32>, TV>, db: u32, lane: u32) {
+    let rows = TK / KW;
+    // x[j]: column j's input for the current pixel.
+    var x: array<f32, TK>;
+    for (var r = 0u; r < rows; r++) {
+        for (var c = 1u; c < KW; c++) {
+            x[r * KW + c] = input(xb, row[r * KW], i32(ow0) + dw[r * KW + c - 1u]);
+        }
+    }
+    for (var ow = ow0; ow < ow_end; ow++) {
+        let d = tile_operands(doc, db + ow, lane);
+        for (var r = 0u; r < rows; r++) {
+            for (var c = 0u; c < KW - 1u; c++) {
+                x[r * KW + c] = x[r * KW + c + 1u];
+            }
+            let last = r * KW + KW - 1u;
+            x[last] = input(xb, row[last], i32(ow) + dw[last]);
+        }
+        for (var j = 0u; j < rows * KW; j++) {
+            for (var i = 0u; i < TV; i++) {
+                (*acc)[j][i] = fma(d[i], vec4<f32>(x[j]), (*acc)[j][i]);
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {
@@ -114,77 +196,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let HW = p.H * p.W;
     let P = p.N * OHW;
 
-    // With stride and dilation 1 along the rows and kernels TK wide, invocation k0 takes instead the
-    // TK taps of kernel row k0 (of IC * KH): along an output row, its inputs for the next pixel are
-    // those for this one moved by a column, so each pixel loads one input instead of TK (a sliding
-    // window, as in conv2d_forward_subgroups.wgsl; history 56).
-    let slide = p.SW == 1u && p.DW == 1u && p.KW == TK;
+    // With stride and dilation 1 along the rows and kernels 3 or 5 wide, invocation k0 takes
+    // instead the TK / KW whole kernel rows (of IC * KH) from k0 * TK / KW on, in a sliding window
+    // (slide_rows, history 57).
+    let slide = p.SW == 1u && p.DW == 1u && (p.KW == 3u || p.KW == 5u);
+    // Its weight elements k0 * tk + j, j < tk.
+    let tk = select(TK, TK / p.KW * p.KW, slide);
     var xoff: array<u32, TK>;
     var dh: array<i32, TK>;
     var dw: array<i32, TK>;
     for (var j = 0u; j < TK; j++) {
-        let k = min(select(k0 + tiles_k * j, k0 * TK + j, slide), K - 1u);
+        let k = min(select(k0 + tiles_k * j, k0 * tk + j, slide), K - 1u);
         xoff[j] = (k / KK) * HW;
         dh[j] = i32(((k % KK) / p.KW) * p.DH) - i32(p.PH);
         dw[j] = i32((k % p.KW) * p.DW) - i32(p.PW);
     }
 
     let q_end = min((s + 1u) * p.chunk, P);
-    var q = s * p.chunk;
-    var n = q / OHW;
-    var oh = (q % OHW) / p.OW;
-    var ow0 = q % p.OW;
     let doc = tile_rows(oc0, p.OC - 1u, OHW);
     // acc[j][i]: column j's channels 4i to 4i + 3.
     var acc: array<array<vec4<f32>, TV>, TK>;
-    // Output row by output row: each k's input row offset (or -1 where that row is padding) is
-    // worked out once per row, and the loop over the row's pixels has no branches.
-    while (q < q_end) {
-        let ow_end = min(p.OW, ow0 + (q_end - q));
-        var row: array<i32, TK>;
-        for (var j = 0u; j < TK; j++) {
-            let ih = i32(oh * p.SH) + dh[j];
-            row[j] = select(-1, i32(xoff[j]) + ih * i32(p.W), ih >= 0 && ih < i32(p.H));
-        }
-        let db = n * p.OC * OHW + oh * p.OW;
-        let xb = n * p.IC * HW;
-        if (slide) {
-            // x[j]: column j's input for the current pixel; every column's row is row[0].
-            var x: array<f32, TK>;
-            for (var j = 1u; j < TK; j++) {
-                x[j] = input(xb, row[0], i32(ow0) + dw[j - 1u]);
-            }
-            for (var ow = ow0; ow < ow_end; ow++) {
-                let d = tile_operands(doc, db + ow, lane);
-                for (var j = 0u; j < TK - 1u; j++) {
-                    x[j] = x[j + 1u];
-                }
-                x[TK - 1u] = input(xb, row[0], i32(ow) + dw[TK - 1u]);
-                for (var j = 0u; j < TK; j++) {
-                    for (var i = 0u; i < TV; i++) {
-                        acc[j][i] = fma(d[i], vec4<f32>(x[j]), acc[j][i]);
-                    }
-                }
-            }
-        } else {
-            for (var ow = ow0; ow < ow_end; ow++) {
-                let d = tile_operands(doc, db + ow, lane);
-                let iw0 = i32(ow * p.SW);
-                for (var j = 0u; j < TK; j++) {
-                    let x = input(xb, row[j], iw0 + dw[j]);
-                    for (var i = 0u; i < TV; i++) {
-                        acc[j][i] = fma(d[i], vec4<f32>(x), acc[j][i]);
-                    }
-                }
-            }
-        }
-        q += ow_end - ow0;
-        ow0 = 0u;
-        oh += 1u;
-        if (oh == p.OH) {
-            oh = 0u;
-            n += 1u;
-        }
+    if (!slide) {
+        accumulate(&acc, 0u, s * p.chunk, q_end, xoff, dh, dw, doc, lane);
+    } else if (p.KW == 3u) {
+        accumulate(&acc, 3u, s * p.chunk, q_end, xoff, dh, dw, doc, lane);
+    } else {
+        accumulate(&acc, 5u, s * p.chunk, q_end, xoff, dh, dw, doc, lane);
     }
 
     // The output gradient may be staged scaled by 2^e, e stored at scale_at (ops::cast_f16).
@@ -194,8 +231,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let base = s * p.OC * K;
     for (var j = 0u; j < TK; j++) {
-        let k = select(k0 + tiles_k * j, k0 * TK + j, slide);
-        if (k < K) {
+        let k = select(k0 + tiles_k * j, k0 * tk + j, slide);
+        if (j < tk && k < K) {
             // Loops of at most four (see conv2d_forward.wgsl).
             for (var i = 0u; i < TV; i++) {
                 let v = acc[j][i] * unscale;

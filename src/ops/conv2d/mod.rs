@@ -665,23 +665,33 @@ const TILE_CHANNELS: usize = 8;
 /// Channels per invocation of the `_wide` kernels (crate::shaders::WIDE: the register-blocked
 /// forward and weight gradient, every `_subgroups` kernel), which read half as many shared operands
 /// per FMA; they run where the layer's channels are whole tiles of them and they still make enough
-/// invocations ([`wide`]). The `_subgroups` weight gradient's takes 5 weight elements instead of 8
+/// invocations ([`wide`]). The `_subgroups` weight gradient's takes 6 weight elements instead of 8
 /// ([`weight_tile_k`]).
 const WIDE_TILE_CHANNELS: usize = 16;
 /// Weight elements (over IC·KH·KW) per conv2d_backward_weight invocation (TK in the shader).
 const WEIGHT_TILE_K: usize = 8;
-/// The same for `conv2d_backward_weight_subgroups_wide`: 16 channels by 5 k, 80 accumulators, where
+/// The same for `conv2d_backward_weight_subgroups_wide`: 16 channels by 6 k, 96 accumulators, where
 /// lavapipe kept 16 by 8 in memory (history 54: Tudui's three weight gradients 117 → 82 ms at batch
-/// 64); 5 wide kernels (Tudui's) take one kernel row per invocation, a sliding window along the
-/// output rows (history 56: 82 → 49 ms).
-const WIDE_SUBGROUPS_WEIGHT_TILE_K: usize = 5;
+/// 64 with 16 by 5); 6 takes two rows of a 3 wide kernel or one of a 5 wide one ([`weight_tile_k`]).
+const WIDE_SUBGROUPS_WEIGHT_TILE_K: usize = 6;
+/// The kernel widths for which, with stride and dilation 1 along the rows, an invocation of a
+/// `_subgroups` weight gradient takes TK / KW whole kernel rows and slides a window along the output
+/// rows, one input load per pixel and kernel row instead of KW (the shader's `slide_rows`; history
+/// 56: Tudui's 5 wide kernels 82 → 49 ms at batch 64; history 57: ResNet-20's 3 wide ones 320 →
+/// 183 ms).
+const SLIDING_WEIGHT_KW: [usize; 2] = [3, 5];
 
-/// The weight elements one invocation of the weight-gradient kernel `shader` computes.
-fn weight_tile_k(shader: &str) -> usize {
-    match shader {
+/// The weight elements one invocation of the weight-gradient kernel `shader` computes for `g`.
+fn weight_tile_k(shader: &str, g: &Geometry) -> usize {
+    let tk = match shader {
         "conv2d_backward_weight_subgroups_wide" => WIDE_SUBGROUPS_WEIGHT_TILE_K,
         _ => WEIGHT_TILE_K,
-    }
+    };
+    let slides = shader.starts_with("conv2d_backward_weight_subgroups")
+        && g.sw == 1
+        && g.dw == 1
+        && SLIDING_WEIGHT_KW.contains(&g.kw);
+    if slides { tk / g.kw * g.kw } else { tk }
 }
 /// The register-blocked kernels' workgroup size (their shaders! entries above).
 const BLOCKED_WG: usize = 64;
@@ -785,7 +795,7 @@ impl Product {
         gpu: &Gpu,
         names: &'static [&'static str; 4],
         (rows, cols): (usize, usize),
-        block: fn(&str) -> usize,
+        block: &dyn Fn(&str) -> usize,
         (phases, parallel): (usize, usize),
     ) -> Product {
         // Invocations per phase and tile of channels, rounded up to a multiple of `rounding`.
@@ -837,7 +847,7 @@ impl Product {
             "conv2d_forward_tiled",
             "conv2d_forward_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.oc, pixels), |_| TILE_PIXELS, (1, 1))
+        Product::new(gpu, names, (g.oc, pixels), &|_| TILE_PIXELS, (1, 1))
     }
     fn dinp(gpu: &Gpu, g: &Geometry) -> Product {
         // Strided layers take their pixels phase by phase, each phase a grid of (H/SH) × (W/SW).
@@ -855,7 +865,7 @@ impl Product {
             "conv2d_backward_input_tiled",
             "conv2d_backward_input_cooperative_matrix",
         ];
-        Product::new(gpu, names, (g.ic, pixels), |_| TILE_PIXELS, (sy * sx, 1))
+        Product::new(gpu, names, (g.ic, pixels), &|_| TILE_PIXELS, (sy * sx, 1))
     }
     fn dweight(gpu: &Gpu, g: &Geometry) -> Product {
         let names = &[
@@ -872,7 +882,7 @@ impl Product {
             ConvKernels::CooperativeMatrix => g.kh * g.kw * cast_f16::padded_channels(g.ic),
             _ => g.k(),
         };
-        Product::new(gpu, names, (g.oc, cols), weight_tile_k, (1, parallel))
+        Product::new(gpu, names, (g.oc, cols), &|shader| weight_tile_k(shader, g), (1, parallel))
     }
 }
 
