@@ -30,8 +30,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = min(split, splits - 1u) * p.chunk;
     let len = (min(n0 + p.chunk, p.N) - n0) * p.S;
     var acc = 0.0;
+    // i = (image n - n0, position pos) walked without a division per value (CPU adapters run
+    // integer division lane by lane).
+    var n = n0 + li / p.S;
+    var pos = li % p.S;
     for (var i = li; i < len; i += WG) {
-        acc += dout[((n0 + i / p.S) * p.C + c) * p.S + i % p.S];
+        acc += dout[(n * p.C + c) * p.S + pos];
+        pos += WG % p.S;
+        let wrap = pos >= p.S;
+        pos = select(pos, pos - p.S, wrap);
+        n += WG / p.S + select(0u, 1u, wrap);
     }
     part[li] = acc;
     workgroupBarrier();

@@ -3,7 +3,9 @@
 // flat position ih*W + iw of the maximum in its (H, W) plane, as PyTorch's return_indices.
 // Ties go to the first maximum in row-major window order; a NaN wins and propagates.
 // inp: (N*C, H, W); out, indices: (N*C, OH, OW), overwritten.
-// Dispatch: one invocation per output element; ceil(count / 256) workgroups of 256 (2-D grid).
+// Dispatch: one invocation per run of `run` consecutive output elements of one output row (a whole
+// row on CPU adapters, where integer divisions run lane by lane; 1 on GPUs: ops::maxpool2d::run);
+// ceil(count / 256) workgroups of 256 (2-D grid).
 struct Params {
     planes: u32,
     H: u32,
@@ -19,7 +21,7 @@ struct Params {
     DH: u32,
     DW: u32,
     disjoint: u32,
-    _pad1: u32,
+    run: u32,
     _pad2: u32,
 }
 
@@ -38,37 +40,40 @@ fn is_nan(v: f32) -> bool {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + li;
+    let o0 = ((wid.x + wid.y * nwg.x) * WG + li) * p.run;
     let OHW = p.OH * p.OW;
-    if (i >= p.planes * OHW) {
+    if (o0 >= p.planes * OHW) {
         return;
     }
-    let plane = i / OHW;
-    let h0 = i32(((i % OHW) / p.OW) * p.SH) - i32(p.PH);
-    let w0 = i32((i % p.OW) * p.SW) - i32(p.PW);
+    let plane = o0 / OHW;
+    let h0 = i32(((o0 % OHW) / p.OW) * p.SH) - i32(p.PH);
     let base = plane * p.H * p.W;
-    // Any start: the first element of the window replaces it (best_at < 0), and every window holds
-    // one (padding is at most half the kernel). WGSL has no infinite constant for -inf.
-    var best = 0.0;
-    var best_at = -1;
-    for (var kh = 0u; kh < p.KH; kh++) {
-        let ih = h0 + i32(kh * p.DH);
-        if (ih < 0 || ih >= i32(p.H)) {
-            continue;
-        }
-        for (var kw = 0u; kw < p.KW; kw++) {
-            let iw = w0 + i32(kw * p.DW);
-            if (iw < 0 || iw >= i32(p.W)) {
+    for (var j = 0u; j < p.run; j++) {
+        let i = o0 + j;
+        let w0 = i32(((o0 % p.OW) + j) * p.SW) - i32(p.PW);
+        // Any start: the first element of the window replaces it (best_at < 0), and every window holds
+        // one (padding is at most half the kernel). WGSL has no infinite constant for -inf.
+        var best = 0.0;
+        var best_at = -1;
+        for (var kh = 0u; kh < p.KH; kh++) {
+            let ih = h0 + i32(kh * p.DH);
+            if (ih < 0 || ih >= i32(p.H)) {
                 continue;
             }
-            let at = ih * i32(p.W) + iw;
-            let v = inp[base + u32(at)];
-            if (best_at < 0 || v > best || is_nan(v)) {
-                best = v;
-                best_at = at;
+            for (var kw = 0u; kw < p.KW; kw++) {
+                let iw = w0 + i32(kw * p.DW);
+                if (iw < 0 || iw >= i32(p.W)) {
+                    continue;
+                }
+                let at = ih * i32(p.W) + iw;
+                let v = inp[base + u32(at)];
+                if (best_at < 0 || v > best || is_nan(v)) {
+                    best = v;
+                    best_at = at;
+                }
             }
         }
+        out[i] = best;
+        indices[i] = best_at;
     }
-    out[i] = best;
-    indices[i] = best_at;
 }

@@ -87,9 +87,16 @@ fn nan_propagates_like_pytorch() {
     }
 }
 
+/// On the default device and on one that splits reductions as a GPU does: CPU adapters take a
+/// whole output row per invocation, GPUs one window.
 #[test]
 fn gpu_matches_cpu_on_random_configurations() {
-    let Some(gpu) = gpu() else { return };
+    for gpu in gpu().into_iter().chain(splitting_gpu()) {
+        random_configurations(&gpu);
+    }
+}
+
+fn random_configurations(gpu: &wgrad::Gpu) {
     let mut r = rng(12);
     let mut done = 0;
     while done < 15 {
@@ -108,8 +115,8 @@ fn gpu_matches_cpu_on_random_configurations() {
         let x: Vec<f32> = (0..shape.iter().product()).map(|_| r.random_range(-3..3) as f32).collect();
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
         let (want, want_idx) = forward(&g, &x);
-        let (out, idx, dinp) = run_gpu(&gpu, &g, &x, &dout);
-        let name = format!("{cfg:?} on {shape:?}");
+        let (out, idx, dinp) = run_gpu(gpu, &g, &x, &dout);
+        let name = format!("{cfg:?} on {shape:?} (split target {})", gpu.split_target());
         assert_close(&format!("{name} out"), &out, &want, 0.0, 0.0);
         assert_eq!(idx, want_idx, "{name} indices");
         assert_close(&format!("{name} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
@@ -125,7 +132,7 @@ fn gpu_matches_cpu_on_random_configurations() {
         let x: Vec<f32> = (0..shape.iter().product()).map(|_| r.random_range(-3..3) as f32).collect();
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
         let (_, want_idx) = forward(&g, &x);
-        let (_, idx, dinp) = run_gpu(&gpu, &g, &x, &dout);
+        let (_, idx, dinp) = run_gpu(gpu, &g, &x, &dout);
         assert_eq!(idx, want_idx, "{cfg:?} on {shape:?} indices");
         assert_close(&format!("{cfg:?} on {shape:?} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
     }
