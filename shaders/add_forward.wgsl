@@ -2,7 +2,8 @@
 // contributions where it feeds several nodes. Add's backward is no kernel: both inputs' gradients
 // are the output's.
 // a, b, out: (n,) f32; out is overwritten (and never bound as a or b).
-// Dispatch: one invocation per element; ceil(n / 256) workgroups of 256 (2-D grid).
+// Dispatch: one invocation per element (per vec4 in the `_vec4` variant); ceil(n / 256) workgroups
+// of 256 (2-D grid).
 struct Params {
     n: u32,
     _pad0: u32,
@@ -13,10 +14,14 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The element type: f32, or four of them in the `_vec4` variant (crate::shaders::VEC4), which
+// ops::elementwise picks where n is a multiple of 4 on CPU adapters (n then counts vec4s).
+alias elem = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<elem>;
+@group(0) @binding(2) var<storage, read> b: array<elem>;
+@group(0) @binding(3) var<storage, read_write> out: array<elem>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -1,6 +1,7 @@
 // ReLU: out = max(x, 0), with NaN passed through as PyTorch does.
 // inp, out: (n,) f32; out is overwritten.
-// Dispatch: one invocation per element; ceil(n / 256) workgroups of 256 (2-D grid).
+// Dispatch: one invocation per element (per vec4 in the `_vec4` variant); ceil(n / 256) workgroups
+// of 256 (2-D grid).
 struct Params {
     n: u32,
     _pad0: u32,
@@ -11,9 +12,15 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The element type: f32, or four of them in the `_vec4` variant (crate::shaders::VEC4), which
+// ops::elementwise picks where n is a multiple of 4 on CPU adapters (n then counts vec4s).
+alias elem = f32;
+// Its bits: u32 or vec4<u32>.
+alias bits = u32;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<elem>;
+@group(0) @binding(2) var<storage, read_write> out: array<elem>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -25,6 +32,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let x = inp[i];
     // NaN passes through. Tested on the bits: GL compilers may fold `x < 0 ? 0 : x` into max(x, 0),
     // which gives 0 for NaN.
-    let nan = (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
-    out[i] = select(select(x, 0.0, x < 0.0), x, nan);
+    let nan = (bitcast<bits>(x) & bits(0x7fffffffu)) > bits(0x7f800000u);
+    out[i] = select(select(x, elem(0.0), x < elem(0.0)), x, nan);
 }

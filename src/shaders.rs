@@ -16,6 +16,9 @@
 //! `const WIDE: bool = false;` also exists as `<name>_wide`, 16 channels per invocation instead of
 //! 8 (the lines of [`WIDE`] replaced), and that one as `<name>_wide_f16`.
 //!
+//! An elementwise kernel whose elements are declared `array<elem>` (with the line
+//! `alias elem = f32;`) also exists as `<name>_vec4`, four elements per invocation ([`VEC4`]).
+//!
 //! A Winograd transform kernel, written for 3 x 3 kernels (the line `const R: u32 = 3u;`), also
 //! exists as `<name>_5x5` ([`WINOGRAD_5X5`]).
 
@@ -50,6 +53,11 @@ pub const NARROW: [(&str, &str); 2] =
 pub const WIDE: [(&str, &str); 2] =
     [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
 
+/// What an elementwise kernel's `_vec4` variant replaces: its element type and that of the element's
+/// bits (where it has one), four words for one (crate::ops::elementwise says where it runs).
+pub const VEC4: [(&str, &str); 2] =
+    [("alias elem = f32;", "alias elem = vec4<f32>;"), ("alias bits = u32;", "alias bits = vec4<u32>;")];
+
 /// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows),
 /// the transforms it calls (each such kernel defines both, `winograd3` and `winograd5`, and their
 /// four-column forms `winograd3v` and `winograd5v` where it has them) and the row of a tile it
@@ -61,8 +69,8 @@ pub const WINOGRAD_5X5: [(&str, &str); 4] = [
     ("return row6(l, h);", "return row8(l, h);"),
 ];
 
-/// Every kernel, the wide, 5 x 5 Winograd, f16-operand, 16 x 16 and narrow variants included (the wide ones with
-/// f16 variants of their own).
+/// Every kernel, the wide, 5 x 5 Winograd, vec4, f16-operand, 16 x 16 and narrow variants included
+/// (the wide ones with f16 variants of their own).
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
@@ -76,6 +84,9 @@ pub fn all() -> &'static [Shader] {
             .map(|s| variant_of(s, "_5x5", "", &WINOGRAD_5X5, 1))
             .collect();
         v.extend(winograd);
+        let vec4: Vec<Shader> =
+            v.iter().filter(|s| s.source.contains(VEC4[0].0)).map(|s| variant_of(s, "_vec4", "", &VEC4, 1)).collect();
+        v.extend(vec4);
         let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
@@ -125,6 +136,11 @@ fn variant(shader: &str, suffix: &str) -> Option<&'static str> {
 /// The name of `shader`'s 16-channel variant (`conv2d_forward` → `conv2d_forward_wide`).
 pub fn wide_variant(shader: &'static str) -> Option<&'static str> {
     variant(shader, "_wide")
+}
+
+/// The name of `shader`'s four-elements-per-invocation variant (`relu_forward` → `relu_forward_vec4`).
+pub fn vec4_variant(shader: &'static str) -> Option<&'static str> {
+    variant(shader, "_vec4")
 }
 
 /// The name of `shader`'s f16-operand variant (`conv2d_forward` → `conv2d_forward_f16`).

@@ -39,11 +39,43 @@ fn cpu_and_gpu_match_pytorch() {
 
 #[test]
 fn gpu_matches_cpu_at_many_lengths() {
-    let Some(gpu) = gpu() else { return };
+    // CPU adapters take four elements per invocation where the length is a multiple of 4 (the
+    // kernel's `_vec4` variant), a GPU (one that splits reductions) one.
+    for gpu in gpu().into_iter().chain(splitting_gpu()) {
+        at_many_lengths(&gpu);
+    }
+}
+
+fn at_many_lengths(gpu: &std::sync::Arc<wgrad::Gpu>) {
     let mut r = rng(21);
     for &n in LENGTHS {
         let x = rand_tensor(&mut r, &[n], -1.0, 1.0);
         let dout = rand_tensor(&mut r, &[n], -1.0, 1.0);
-        gpu_matches_cpu(&format!("relu n={n}"), &gpu, &ReLU, &[&x], &[], &dout, Call::default(), ELEMENTWISE);
+        gpu_matches_cpu(
+            &format!("relu n={n} (split target {})", gpu.split_target()),
+            gpu,
+            &ReLU,
+            &[&x],
+            &[],
+            &dout,
+            Call::default(),
+            ELEMENTWISE,
+        );
     }
+}
+
+/// NaN passes through where the GPU takes four elements per invocation (the kernels' `_vec4`
+/// variants, on CPU adapters, where the length is a multiple of 4) as where it takes one.
+#[test]
+fn nan_passes_through_four_elements_at_a_time() {
+    let x = vec![1.0, f32::NAN, -2.0, 0.0, -0.0, 3.0, -f32::NAN, -1.0];
+    let dout = vec![0.5, -1.0, 2.0, 3.0, -4.0, 5.0, 6.0, 7.0];
+    let mut out = vec![0.0; 8];
+    forward_cpu(&mut out, &x);
+    let mut dinp = vec![0.0; 8];
+    backward_cpu(&mut dinp, &dout, &out);
+    assert!(out[1].is_nan() && out[6].is_nan(), "cpu: {out:?}");
+    let want = Want { out, dinputs: vec![dinp], ..Want::default() };
+    let (x, dout) = (wgrad::Tensor::new(&[2, 4], x).unwrap(), wgrad::Tensor::new(&[2, 4], dout).unwrap());
+    check_devices("relu with NaN, 8 elements", &ReLU, &[&x], &[], &dout, Call::default(), &want, ELEMENTWISE);
 }

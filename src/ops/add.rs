@@ -95,6 +95,7 @@ pub fn forward_cpu<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
 
 /// out = a + b, overwritten (`out` must be another buffer than `a` and `b`).
 pub fn add_gpu(gpu: &Gpu, label: &str, a: &View, b: &View, out: &View) -> Result<Kernel> {
-    let p = Params { n: out.len as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
-    Ok(Kernel::new(gpu, "add_forward", label, &p, &[a, b, out], Dispatch::Invocations(out.len))?.flops(out.len))
+    let (shader, units) = super::elementwise(gpu, "add_forward", out.len);
+    let p = Params { n: units as u32, _pad0: 0, _pad1: 0, _pad2: 0 };
+    Ok(Kernel::new(gpu, shader, label, &p, &[a, b, out], Dispatch::Invocations(units))?.flops(out.len))
 }

@@ -107,11 +107,13 @@ fn params(n: u64) -> Params {
 
 pub fn forward_gpu(gpu: &Gpu, label: &str, out: &View, inp: &View) -> Result<Program> {
     let n = out.len;
-    Ok(Kernel::new(gpu, "relu_forward", label, &params(n), &[inp, out], Dispatch::Invocations(n))?.flops(n).into())
+    let (shader, units) = super::elementwise(gpu, "relu_forward", n);
+    Ok(Kernel::new(gpu, shader, label, &params(units), &[inp, out], Dispatch::Invocations(units))?.flops(n).into())
 }
 
 pub fn backward_gpu(gpu: &Gpu, label: &str, dinp: &View, dout: &View, out: &View) -> Result<Program> {
     let n = dinp.len;
     let label = format!("{label}.dinp");
-    Ok(Kernel::new(gpu, "relu_backward", &label, &params(n), &[out, dout, dinp], Dispatch::Invocations(n))?.flops(n).into())
+    let (shader, units) = super::elementwise(gpu, "relu_backward", n);
+    Ok(Kernel::new(gpu, shader, &label, &params(units), &[out, dout, dinp], Dispatch::Invocations(units))?.flops(n).into())
 }
