@@ -4,7 +4,7 @@
 // affine = 0.
 // inp, dout, dinp: (N, C, HW), dinp overwritten; mean, stat, weight: (C,); sums: (2, C).
 // Dispatch: one invocation per run of per_invocation consecutive elements of one plane (HW is a
-// multiple of it; CPU adapters take 4, so that each run gathers its channel's values once);
+// multiple of it; CPU adapters take up to 64, so that each run gathers its channel's values once);
 // ceil(N*C*HW / (256*per_invocation)) workgroups of 256 (2-D grid).
 struct Params {
     N: u32,
@@ -24,14 +24,20 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The type of inp, dout and dinp's elements: f32, or four of them in the `_vec4` variant
+// (crate::shaders::VEC4), which ops::batchnorm2d takes where per_invocation is a multiple of 4:
+// LANES elements a load.
+alias elem = f32;
+const LANES: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<elem>;
+@group(0) @binding(2) var<storage, read> dout: array<elem>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
 @group(0) @binding(4) var<storage, read> stat: array<f32>;
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
 @group(0) @binding(6) var<storage, read> sums: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dinp: array<elem>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -48,10 +54,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p.affine == 1u) {
         scale *= weight[c];
     }
-    let end = i0 + p.per_invocation;
+    let end = (i0 + p.per_invocation) / LANES;
     if (p.batch_stats == 0u) {
-        for (var i = i0; i < end; i++) {
-            dinp[i] = dout[i] * scale;
+        for (var u = i0 / LANES; u < end; u++) {
+            dinp[u] = dout[u] * scale;
         }
         return;
     }
@@ -60,8 +66,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let invstd = stat[c];
     let mdy = sums[c] / M;
     let mdyx = sums[p.C + c] / M;
-    for (var i = i0; i < end; i++) {
-        let xhat = (inp[i] - m) * invstd;
-        dinp[i] = scale * (dout[i] - mdy - xhat * mdyx);
+    for (var u = i0 / LANES; u < end; u++) {
+        let xhat = (inp[u] - m) * invstd;
+        dinp[u] = scale * (dout[u] - mdy - xhat * mdyx);
     }
 }

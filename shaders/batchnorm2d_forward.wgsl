@@ -5,7 +5,7 @@
 // inp, out: (N, C, HW), out overwritten; mean, stat, weight, bias: (C,) (weight and bias are
 // placeholders when affine = 0).
 // Dispatch: one invocation per run of per_invocation consecutive elements of one plane (HW is a
-// multiple of it; CPU adapters take 4, so that each run gathers its channel's values once);
+// multiple of it; CPU adapters take up to 64, so that each run gathers its channel's values once);
 // ceil(N*C*HW / (256*per_invocation)) workgroups of 256 (2-D grid).
 struct Params {
     N: u32,
@@ -25,13 +25,19 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The type of inp and out's elements: f32, or four of them in the `_vec4` variant
+// (crate::shaders::VEC4), which ops::batchnorm2d takes where per_invocation is a multiple of 4:
+// LANES elements a load.
+alias elem = f32;
+const LANES: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<elem>;
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> stat: array<f32>;
 @group(0) @binding(4) var<storage, read> weight: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<elem>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -52,11 +58,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         w = weight[c];
         b = bias[c];
     }
-    for (var i = i0; i < i0 + p.per_invocation; i++) {
-        var y = (inp[i] - m) * invstd;
+    for (var u = i0 / LANES; u < (i0 + p.per_invocation) / LANES; u++) {
+        var y = (inp[u] - m) * invstd;
         if (p.affine == 1u) {
             y = y * w + b;
         }
-        out[i] = y;
+        out[u] = y;
     }
 }

@@ -53,10 +53,14 @@ pub const NARROW: [(&str, &str); 2] =
 pub const WIDE: [(&str, &str); 2] =
     [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
 
-/// What an elementwise kernel's `_vec4` variant replaces: its element type and that of the element's
-/// bits (where it has one), four words for one (crate::ops::elementwise says where it runs).
-pub const VEC4: [(&str, &str); 2] =
-    [("alias elem = f32;", "alias elem = vec4<f32>;"), ("alias bits = u32;", "alias bits = vec4<u32>;")];
+/// What an elementwise kernel's `_vec4` variant replaces: its element type, that of the element's
+/// bits and its elements per load (where it has them), four words for one (crate::ops::elementwise
+/// says where it runs).
+pub const VEC4: [(&str, &str); 3] = [
+    ("alias elem = f32;", "alias elem = vec4<f32>;"),
+    ("alias bits = u32;", "alias bits = vec4<u32>;"),
+    ("const LANES: u32 = 1u;", "const LANES: u32 = 4u;"),
+];
 
 /// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows),
 /// the transforms it calls (each such kernel defines both, `winograd3` and `winograd5`, and their
