@@ -168,8 +168,8 @@ fn per_invocation(gpu: &Gpu, hw: usize) -> usize {
 
 /// The normalisation or input-gradient kernel `shader` for runs of `p.per_invocation` elements: its
 /// `_vec4` variant where they are whole vec4s (on CPU adapters, where each load is a loop over the
-/// SIMD lanes: ResNet-20's normalisations and their input gradients 53–59 → 29–39 ms a step at batch 64,
-/// history 61).
+/// SIMD lanes: ResNet-20's normalisations and their input gradients 53–59 → 29–39 ms a step at
+/// batch 64, history 61).
 fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
     match crate::shaders::vec4_variant(shader) {
         Some(v) if p.per_invocation.is_multiple_of(4) => v,
