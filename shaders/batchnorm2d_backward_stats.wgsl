@@ -1,6 +1,7 @@
 // BatchNorm2d backward, step 1 of 3: per channel and chunk (as in batchnorm2d_forward_stats), the
 // sums of dout and of dout * xhat, xhat = (x - mean) * invstd; each invocation sums per_thread
-// values, then the workgroup adds its 256 partials as a tree.
+// values (LANES at a time, as in batchnorm2d_forward_stats), then the workgroup adds its 256
+// partials as a tree.
 // inp, dout: (N, C, HW); mean, stat: (C,) as in batchnorm2d_forward.wgsl; partials: (C, chunks, 2)
 // [sum dout, sum dout*xhat], overwritten.
 // Dispatch: one workgroup of 256 per (channel, chunk): C*chunks workgroups (2-D grid).
@@ -22,9 +23,15 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The type of inp and dout's elements: f32, or four of them in the `_vec4` variant
+// (crate::shaders::VEC4), which ops::batchnorm2d takes where the planes are runs of vec4s (HW a
+// multiple of 4) on CPU adapters, per_thread then a multiple of 4: LANES values a load.
+alias elem = f32;
+const LANES: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<elem>;
+@group(0) @binding(2) var<storage, read> dout: array<elem>;
 @group(0) @binding(3) var<storage, read> mean: array<f32>;
 @group(0) @binding(4) var<storage, read> stat: array<f32>;
 @group(0) @binding(5) var<storage, read_write> partials: array<f32>;
@@ -50,23 +57,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let start = k * WG * p.per_thread;
     var sdy = 0.0;
     var sdyx = 0.0;
-    // m = start + j * WG + li, walked as (image, position) = (m / HW, m % HW) without a division
-    // per value (CPU adapters run integer division lane by lane).
-    var m = start + li;
+    // m = start + (j * WG + li) * LANES, walked as (image, position) = (m / HW, m % HW) without a
+    // division per value (CPU adapters run integer division lane by lane).
+    let step = WG * LANES;
+    var m = start + li * LANES;
     var img = m / p.HW;
     var pos = m % p.HW;
-    for (var j = 0u; j < p.per_thread; j++) {
+    for (var j = 0u; j < p.per_thread / LANES; j++) {
         if (m < M) {
-            let at = (img * p.C + c) * p.HW + pos;
-            let dy = dout[at];
-            sdy += dy;
-            sdyx += dy * (inp[at] - mu) * invstd;
+            let at = ((img * p.C + c) * p.HW + pos) / LANES;
+            // The loads' LANES values (a scalar made a vec4 repeats it; only its first is used).
+            let dy = vec4<f32>(dout[at]);
+            let x = vec4<f32>(inp[at]);
+            for (var e = 0u; e < LANES; e++) {
+                sdy += dy[e];
+                sdyx += dy[e] * (x[e] - mu) * invstd;
+            }
         }
-        m += WG;
-        pos += WG % p.HW;
+        m += step;
+        pos += step % p.HW;
         let wrap = pos >= p.HW;
         pos = select(pos, pos - p.HW, wrap);
-        img += WG / p.HW + select(0u, 1u, wrap);
+        img += step / p.HW + select(0u, 1u, wrap);
     }
     wdy[li] = sdy;
     wdyx[li] = sdyx;

@@ -1,7 +1,7 @@
 // BatchNorm2d, train mode, step 1 of 3: per channel and chunk of its M = N*HW values, the count,
 // mean and sum of squared deviations (M2). Each invocation runs Welford over per_thread values
-// (strided by 256, so neighbours read neighbours), then the workgroup merges its 256 partials as a
-// tree (Chan et al.): accurate at any batch size, no long f32 sums.
+// (LANES at a time, strided by 256 * LANES, so neighbours read neighbours), then the workgroup
+// merges its 256 partials as a tree (Chan et al.): accurate at any batch size, no long f32 sums.
 // inp: (N, C, HW); partials: (C, chunks, 3) [count, mean, M2], overwritten.
 // Dispatch: one workgroup of 256 per (channel, chunk): C*chunks workgroups (2-D grid); chunk k of
 // channel c covers m in [k*256*per_thread, (k+1)*256*per_thread) where m = n*HW + s.
@@ -23,8 +23,14 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// The type of inp's elements: f32, or four of them in the `_vec4` variant
+// (crate::shaders::VEC4), which ops::batchnorm2d takes where the planes are runs of vec4s (HW a
+// multiple of 4) on CPU adapters, per_thread then a multiple of 4: LANES values a load.
+alias elem = f32;
+const LANES: u32 = 1u;
+
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<elem>;
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> wn: array<f32, WG>;
@@ -45,24 +51,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var n = 0.0;
     var mean = 0.0;
     var m2 = 0.0;
-    // m = start + j * WG + li, walked as (image, position) = (m / HW, m % HW) without a division
-    // per value (CPU adapters run integer division lane by lane).
-    var m = start + li;
+    // m = start + (j * WG + li) * LANES, walked as (image, position) = (m / HW, m % HW) without a
+    // division per value (CPU adapters run integer division lane by lane).
+    let step = WG * LANES;
+    var m = start + li * LANES;
     var img = m / p.HW;
     var pos = m % p.HW;
-    for (var j = 0u; j < p.per_thread; j++) {
+    for (var j = 0u; j < p.per_thread / LANES; j++) {
         if (m < M) {
-            let x = inp[(img * p.C + c) * p.HW + pos];
-            n += 1.0;
-            let d = x - mean;
-            mean += d / n;
-            m2 += d * (x - mean);
+            // The load's LANES values (a scalar made a vec4 repeats it; only its first is used).
+            let v = vec4<f32>(inp[((img * p.C + c) * p.HW + pos) / LANES]);
+            for (var e = 0u; e < LANES; e++) {
+                let x = v[e];
+                n += 1.0;
+                let d = x - mean;
+                mean += d / n;
+                m2 += d * (x - mean);
+            }
         }
-        m += WG;
-        pos += WG % p.HW;
+        m += step;
+        pos += step % p.HW;
         let wrap = pos >= p.HW;
         pos = select(pos, pos - p.HW, wrap);
-        img += WG / p.HW + select(0u, 1u, wrap);
+        img += step / p.HW + select(0u, 1u, wrap);
     }
     wn[li] = n;
     wmean[li] = mean;

@@ -144,10 +144,13 @@ pub struct Geometry {
 /// that split reductions (`Gpu::split_target`) get up to 64 chunks of 256 invocations per
 /// channel, as many workgroups as they can use. CPU adapters (lavapipe, SwiftShader) run each
 /// workgroup's barriers on one core: there a workgroup takes up to 64 values a thread (16,384),
-/// so that the barriers are not most of its work.
-fn chunking(gpu: &Gpu, m: usize) -> (usize, usize) {
+/// so that the barriers are not most of its work, and where the planes are runs of vec4s (the
+/// statistics' `_vec4` kernels, [`by_vec4`]) whole vec4s.
+fn chunking(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
+    let m = g.n * g.hw;
+    let lanes = if per_invocation(gpu, g.hw).is_multiple_of(4) { 4 } else { 1 };
     let per_thread = match gpu.split_target() {
-        0 => m.div_ceil(256).clamp(1, 64),
+        0 => m.div_ceil(256).clamp(1, 64).next_multiple_of(lanes),
         _ => m.div_ceil(256 * 64).max(1),
     };
     (per_thread, m.div_ceil(256 * per_thread))
@@ -166,8 +169,8 @@ fn per_invocation(gpu: &Gpu, hw: usize) -> usize {
     }
 }
 
-/// The normalisation or input-gradient kernel `shader` for runs of `p.per_invocation` elements: its
-/// `_vec4` variant where they are whole vec4s (on CPU adapters, where each load is a loop over the
+/// The normalisation, input-gradient or statistics kernel `shader` for runs of `p.per_invocation`
+/// elements (and per_thread values, [`chunking`]): its `_vec4` variant where they are whole vec4s (on CPU adapters, where each load is a loop over the
 /// SIMD lanes: ResNet-20's normalisations and their input gradients 53–59 → 29–39 ms a step at
 /// batch 64, history 61).
 fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
@@ -206,7 +209,7 @@ impl Node for Geometry {
         }
     }
     fn gpu_scratch(&self, gpu: &Gpu, _dinputs: &[bool]) -> Scratch {
-        let (_, chunks) = chunking(gpu, self.n * self.hw);
+        let (_, chunks) = chunking(gpu, self);
         let c = self.c as u64;
         let mut forward = Vec::new();
         if self.batch_stats {
@@ -253,14 +256,15 @@ impl Node for Geometry {
     }
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, bi, rmi, rvi) = state_index(self);
-        let (per_thread, chunks) = chunking(gpu, self.n * self.hw);
+        let (per_thread, chunks) = chunking(gpu, self);
         let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
         let mut prog = Program::default();
         let (mean, stat) = if self.batch_stats {
             let label = io.label;
             let partials = io.scratch[0];
             let groups = Dispatch::Workgroups((self.c * chunks) as u64);
-            let k = Kernel::new(gpu, "batchnorm2d_forward_stats", &format!("{label}.stats"), &p, &[io.inputs[0], partials], groups)?;
+            let shader = by_vec4("batchnorm2d_forward_stats", &p);
+            let k = Kernel::new(gpu, shader, &format!("{label}.stats"), &p, &[io.inputs[0], partials], groups)?;
             prog.push(k);
             let (rm, rv) = if self.update_running {
                 (io.state[rmi.unwrap()], io.state[rvi.unwrap()])
@@ -284,7 +288,7 @@ impl Node for Geometry {
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, _, rmi, rvi) = state_index(self);
-        let (per_thread, chunks) = chunking(gpu, self.n * self.hw);
+        let (per_thread, chunks) = chunking(gpu, self);
         let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
         let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
         let (partials, sums) = (io.scratch[0], io.scratch[1]);
@@ -294,7 +298,7 @@ impl Node for Geometry {
         let mut prog = Program::default();
         let views = [io.inputs[0], dout, mean, stat, partials];
         let groups = Dispatch::Workgroups((self.c * chunks) as u64);
-        let k = Kernel::new(gpu, "batchnorm2d_backward_stats", &format!("{label}.dstats"), &p, &views, groups)?;
+        let k = Kernel::new(gpu, by_vec4("batchnorm2d_backward_stats", &p), &format!("{label}.dstats"), &p, &views, groups)?;
         prog.push(k.flops(self.flops().backward_params));
         let views = [partials, sums, dw, db];
         let groups = Dispatch::Invocations(self.c as u64);
