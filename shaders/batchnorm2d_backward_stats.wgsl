@@ -17,7 +17,7 @@ struct Params {
     eps: f32,
     momentum: f32,
     per_invocation: u32,
-    _pad1: u32,
+    fan: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
@@ -83,10 +83,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     wdy[li] = sdy;
     wdyx[li] = sdyx;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    // The workgroup's partials add up in levels of `fan`, each of the first s invocations taking
+    // li + s, li + 2s, ... li + (fan - 1)s: 2 on GPUs, a tree of 8 levels; 16 on CPU adapters, two
+    // levels, where each barrier switches between all the workgroup's invocations
+    // (ops::batchnorm2d::fan).
+    for (var s = WG / p.fan; s > 0u; s /= p.fan) {
         if (li < s) {
-            wdy[li] += wdy[li + s];
-            wdyx[li] += wdyx[li + s];
+            for (var t = 1u; t < p.fan; t++) {
+                wdy[li] += wdy[li + t * s];
+                wdyx[li] += wdyx[li + t * s];
+            }
         }
         workgroupBarrier();
     }

@@ -180,6 +180,13 @@ fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
     }
 }
 
+/// The partial sums the statistics kernels' workgroups merge at each level (their 256 invocations'
+/// in log_fan(256) levels, a barrier each): 2 on GPUs, a tree; 16 on CPU adapters, two levels,
+/// where each barrier switches between all of a workgroup's invocations (history 63).
+fn fan(gpu: &Gpu) -> usize {
+    if gpu.split_target() == 0 { 16 } else { 2 }
+}
+
 /// Where a node's state lives in `io.state`: (weight, bias, running_mean, running_var).
 fn state_index(g: &Geometry) -> (Option<usize>, Option<usize>, Option<usize>, Option<usize>) {
     let a = g.affine as usize * 2;
@@ -257,7 +264,7 @@ impl Node for Geometry {
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, bi, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self);
-        let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
+        let p = params(gpu, self, per_thread, chunks, per_invocation(gpu, self.hw));
         let mut prog = Program::default();
         let (mean, stat) = if self.batch_stats {
             let label = io.label;
@@ -289,7 +296,7 @@ impl Node for Geometry {
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, _, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self);
-        let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
+        let p = params(gpu, self, per_thread, chunks, per_invocation(gpu, self.hw));
         let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
         let (partials, sums) = (io.scratch[0], io.scratch[1]);
         let (dw, db) = if self.affine { (io.dparams[0], io.dparams[1]) } else { (io.scratch[2], io.scratch[3]) };
@@ -507,7 +514,7 @@ pub struct Params {
     pub eps: f32,
     pub momentum: f32,
     pub per_invocation: u32,
-    pub _pad1: u32,
+    pub fan: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
@@ -517,13 +524,13 @@ pub fn layouts() -> Vec<ParamsLayout> {
             crate::params_layout!(
                 s.name,
                 Params,
-                [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, per_invocation, _pad1]
+                [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, per_invocation, fan]
             )
         })
         .collect()
 }
 
-fn params(g: &Geometry, per_thread: usize, chunks: usize, per_invocation: usize) -> Params {
+fn params(gpu: &Gpu, g: &Geometry, per_thread: usize, chunks: usize, per_invocation: usize) -> Params {
     let u = |v: usize| v as u32;
     Params {
         N: u(g.n),
@@ -537,6 +544,6 @@ fn params(g: &Geometry, per_thread: usize, chunks: usize, per_invocation: usize)
         eps: g.eps,
         momentum: g.momentum,
         per_invocation: u(per_invocation),
-        _pad1: 0,
+        fan: u(fan(gpu)),
     }
 }
