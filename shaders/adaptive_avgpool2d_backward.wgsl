@@ -1,14 +1,18 @@
 // AdaptiveAvgPool2d backward as a gather (no atomics): each input element adds dout / window size
 // of every window covering it (windows as in adaptive_avgpool2d_forward.wgsl), in row-major order.
 // dout: (N*C, OH, OW); dinp: (N*C, H, W), overwritten.
-// Dispatch: one invocation per input element; ceil(count / 256) workgroups of 256 (2-D grid).
+// Global pooling (OH = OW = 1) gives every element of a plane its dout / (H*W), `run` elements an
+// invocation: a whole plane on CPU adapters, which run integer divisions lane by lane, 1 on GPUs
+// (ops::adaptive_avgpool2d::run); 1 elsewhere.
+// Dispatch: one invocation per run of input elements; ceil(count / 256) workgroups of 256 (2-D
+// grid).
 struct Params {
     planes: u32,
     H: u32,
     W: u32,
     OH: u32,
     OW: u32,
-    _pad0: u32,
+    run: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -37,9 +41,16 @@ fn first(x: u32, size: u32, n_out: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + li;
+    let i = ((wid.x + wid.y * nwg.x) * WG + li) * p.run;
     let HW = p.H * p.W;
     if (i >= p.planes * HW) {
+        return;
+    }
+    if (p.OH == 1u && p.OW == 1u) {
+        let d = dout[i / HW] / f32(HW);
+        for (var j = 0u; j < p.run; j++) {
+            dinp[i + j] = d;
+        }
         return;
     }
     let plane = i / HW;

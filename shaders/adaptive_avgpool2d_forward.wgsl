@@ -8,7 +8,7 @@ struct Params {
     W: u32,
     OH: u32,
     OW: u32,
-    _pad0: u32,
+    run: u32,
     _pad1: u32,
     _pad2: u32,
 }
