@@ -1290,6 +1290,11 @@ pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
     let kernels = kernels(gpu);
     let target = match kernels {
+        // CPU adapters, which split no other reduction, need workgroups only for their threads, and
+        // each split is another copy of the gradient to write and sum (history 65).
+        ConvKernels::RegisterBlocked | ConvKernels::Subgroups | ConvKernels::Winograd if gpu.split_target() == 0 => {
+            2_048
+        }
         ConvKernels::RegisterBlocked | ConvKernels::Subgroups | ConvKernels::Winograd => 32_768,
         ConvKernels::Tiled => 1_024 * TILED_WG,
         ConvKernels::CooperativeMatrix => {
