@@ -1284,8 +1284,9 @@ pub fn forward_gpu(
 const WEIGHT_SPLIT_PIXELS: usize = 256;
 
 /// How the weight gradient's reduction over the N·OH·OW output pixels is split: enough
-/// invocations to fill a GPU (32,768 register-blocked ones; 1,024 tiled or cooperative-matrix
-/// workgroups), at least WEIGHT_SPLIT_PIXELS pixels per split, the partials within one binding.
+/// invocations to fill a GPU (32,768 register-blocked ones, 2,048 on CPU adapters; 1,024 tiled or
+/// cooperative-matrix workgroups), at least WEIGHT_SPLIT_PIXELS pixels per split, the partials
+/// within one binding.
 pub fn weight_splits(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let pixels = g.n * g.oh * g.ow;
     let kernels = kernels(gpu);
