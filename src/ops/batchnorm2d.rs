@@ -170,9 +170,10 @@ fn per_invocation(gpu: &Gpu, hw: usize) -> usize {
 }
 
 /// The normalisation, input-gradient or statistics kernel `shader` for runs of `p.per_invocation`
-/// elements (and per_thread values, [`chunking`]): its `_vec4` variant where they are whole vec4s (on CPU adapters, where each load is a loop over the
-/// SIMD lanes: ResNet-20's normalisations and their input gradients 53–59 → 29–39 ms a step at
-/// batch 64, history 61).
+/// elements (and per_thread values, [`chunking`]): its `_vec4` variant where they are whole vec4s
+/// (on CPU adapters, where each load is a loop over the SIMD lanes: ResNet-20's normalisations and
+/// their input gradients 53–59 → 29–39 ms a step at batch 64, history 61; its statistics and their
+/// backward 91–97 → 66–70 ms, history 62).
 fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
     match crate::shaders::vec4_variant(shader) {
         Some(v) if p.per_invocation.is_multiple_of(4) => v,
