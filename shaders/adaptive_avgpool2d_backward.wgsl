@@ -3,7 +3,7 @@
 // dout: (N*C, OH, OW); dinp: (N*C, H, W), overwritten.
 // Global pooling (OH = OW = 1) gives every element of a plane its dout / (H*W), `run` elements an
 // invocation: a whole plane on CPU adapters, which run integer divisions lane by lane, 1 on GPUs
-// (ops::adaptive_avgpool2d::run); 1 elsewhere.
+// (ops::adaptive_avgpool2d::run). Other output sizes take one element an invocation (run = 1).
 // Dispatch: one invocation per run of input elements; ceil(count / 256) workgroups of 256 (2-D
 // grid).
 struct Params {

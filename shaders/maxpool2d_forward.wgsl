@@ -48,11 +48,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let plane = o0 / OHW;
     let h0 = i32(((o0 % OHW) / p.OW) * p.SH) - i32(p.PH);
     let base = plane * p.H * p.W;
+    let ow0 = o0 % p.OW;
     for (var j = 0u; j < p.run; j++) {
         let i = o0 + j;
-        let w0 = i32(((o0 % p.OW) + j) * p.SW) - i32(p.PW);
-        // Any start: the first element of the window replaces it (best_at < 0), and every window holds
-        // one (padding is at most half the kernel). WGSL has no infinite constant for -inf.
+        let w0 = i32((ow0 + j) * p.SW) - i32(p.PW);
+        // Any start: the first element of the window replaces it (best_at < 0), and every window
+        // holds one (padding is at most half the kernel). WGSL has no infinite constant for -inf.
         var best = 0.0;
         var best_at = -1;
         for (var kh = 0u; kh < p.KH; kh++) {
