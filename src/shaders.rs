@@ -14,7 +14,8 @@
 //!
 //! A convolution kernel (register-blocked or `_subgroups`) with the line
 //! `const WIDE: bool = false;` also exists as `<name>_wide`, 16 channels per invocation instead of
-//! 8 (the lines of [`WIDE`] replaced), and that one as `<name>_wide_f16`.
+//! 8 (the lines of [`WIDE`] replaced), and that one as `<name>_wide_f16`; so does matmul, 8 x 8
+//! outputs per invocation instead of 4 x 4.
 //!
 //! An elementwise kernel whose elements are declared `array<elem>` (with the line
 //! `alias elem = f32;`) also exists as `<name>_vec4`, four elements per invocation ([`VEC4`]).
@@ -49,9 +50,12 @@ pub const NARROW: [(&str, &str); 2] =
     [("const SM: u32 = 2u;", "const SM: u32 = 1u;"), ("const SN: u32 = 2u;", "const SN: u32 = 4u;")];
 
 /// What a convolution kernel's `_wide` variant replaces: 16 channels per invocation instead of 8,
-/// the lines its source guards with `if (WIDE)` kept.
-pub const WIDE: [(&str, &str); 2] =
-    [("const WIDE: bool = false;", "const WIDE: bool = true;"), ("const TC: u32 = 8u;", "const TC: u32 = 16u;")];
+/// the lines its source guards with `if (WIDE)` kept; and matmul's: 8 x 8 outputs instead of 4 x 4.
+pub const WIDE: [(&str, &str); 3] = [
+    ("const WIDE: bool = false;", "const WIDE: bool = true;"),
+    ("const TC: u32 = 8u;", "const TC: u32 = 16u;"),
+    ("const T: u32 = 4u;", "const T: u32 = 8u;"),
+];
 
 /// What an elementwise kernel's `_vec4` variant replaces: its element type, that of the element's
 /// bits and its elements per load (where it has them), four words for one (crate::ops::elementwise

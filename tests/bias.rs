@@ -7,7 +7,6 @@
 mod common;
 use common::*;
 use std::sync::Arc;
-use wgrad::kernel::Program;
 use wgrad::ops::bias;
 use wgrad::testing::assert_close;
 
@@ -22,9 +21,7 @@ fn gpu_dbias(gpu: &Arc<wgrad::Gpu>, dout: &[f32], (n, c, s): (usize, usize, usiz
     let dbias = gpu.zeros("dbias", c as u64).unwrap();
     let (splits, _) = bias::splits(gpu, n, c);
     let part = (splits > 1).then(|| gpu.zeros("part", (splits * c) as u64).unwrap());
-    Program::from(bias::backward_gpu(gpu, "b", &d, &dbias, part.as_ref(), (n, c, s)).unwrap())
-        .run(gpu, "bias")
-        .unwrap();
+    bias::backward_gpu(gpu, "b", &d, &dbias, part.as_ref(), (n, c, s)).unwrap().run(gpu, "bias").unwrap();
     gpu.read(&dbias).unwrap()
 }
 

@@ -96,6 +96,24 @@ fn gpu_matches_cpu() {
     check_against_cpu(&gpu, 14);
 }
 
+/// On CPU adapters (split target 0, whatever the adapter) the products take 8 × 8 outputs an
+/// invocation (`matmul_wide`) where its workgroups still number enough, else 4 × 4: both run here,
+/// on outputs that are not whole tiles too.
+#[test]
+fn cpu_adapters_wide_and_narrow_products_match_cpu() {
+    let Some(gpu) = own_gpu(|g| g.set_split_target(0)) else { return };
+    let kernels: Vec<&str> = SHAPES
+        .iter()
+        .flat_map(|&(n, i, o)| [(n, o), (o, i), (n, i)])
+        .map(|(m, cols)| matmul_kernel(&gpu, m, cols).0)
+        .collect();
+    assert!(
+        kernels.contains(&"matmul_wide") && kernels.contains(&"matmul"),
+        "the products take both kernels: {kernels:?}"
+    );
+    check_against_cpu(&gpu, 15);
+}
+
 #[test]
 fn split_k_matches_cpu() {
     let Some(gpu) = splitting_gpu() else { return };
@@ -134,11 +152,14 @@ fn cooperative_matrix_16x16_variant_matches_cpu_on_lavapipe() {
     check_against_cpu(&gpu, 20);
 }
 
+/// (batch, in_features, out_features) of check_against_cpu.
+const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (3, 7, 5), (64, 1024, 64), (64, 64, 10), (130, 33, 17)];
+
 /// In mixed precision the products take the operands rounded to f16 (the output gradient scaled;
 /// see common::as_products_read), the bias gradient the f32 output gradient.
 fn check_against_cpu(gpu: &Arc<wgrad::Gpu>, seed: u64) {
     let mut r = rng(seed);
-    for (n, i, o) in [(1, 1, 1), (3, 7, 5), (64, 1024, 64), (64, 64, 10), (130, 33, 17)] {
+    for &(n, i, o) in SHAPES {
         let c = Linear::new(i, o);
         let x = uniform(&mut r, n * i, -1.0, 1.0);
         let w = uniform(&mut r, o * i, -1.0, 1.0);
