@@ -4,13 +4,16 @@
 // indices[plane, oh, ow] == ih*W + iw, of dout[plane, oh, ow].
 // indices, dout: (N*C, OH, OW); dinp: (N*C, H, W), overwritten.
 // When windows cannot overlap (disjoint = 1: stride >= dilated kernel), the one candidate window is
-// computed directly instead of looping over the kernel. When they tile the input exactly
-// (disjoint = 2: kernel = stride, no padding or dilation, H = OH*KH and W = OW*KW, as MaxPool2d(2)
-// on even sizes), each invocation takes a run of `run` windows along one output row instead and
-// writes their KH*KW elements each: a quarter of the invocations and index arithmetic for 2x2
-// windows, and with a whole row per invocation (CPU adapters, which run integer divisions lane by
-// lane; ops::maxpool2d::run) divisions once per row: 3.5x faster on lavapipe (history 58).
-// Dispatch: one invocation per input element (per run of windows when disjoint = 2);
+// computed directly instead of looping over the kernel. Where they tile the input exactly (kernel =
+// stride, no padding or dilation, H = OH*KH and W = OW*KW, as MaxPool2d(2) on even sizes), the
+// kernel's `_tiles` variant (TILES true, crate::shaders::TILES) runs: each invocation takes a run
+// of `run` windows along one output row and writes their KH*KW elements each: a quarter of the
+// invocations and index arithmetic for 2x2 windows, and with a whole row per invocation (CPU
+// adapters, which run integer divisions lane by lane; ops::maxpool2d::run) divisions once per row:
+// 3.5x faster on lavapipe (history 58). A variant, not a branch on a parameter: lavapipe runs the
+// straight-line code of a branch not taken too, masked (the general path's divisions made
+// cifar-net's second `pool.dinp` 0.64 -> 1.8 ms, history 68).
+// Dispatch: one invocation per input element (per run of windows in `_tiles`);
 // ceil(count / 256) workgroups of 256 (2-D grid).
 struct Params {
     planes: u32,
@@ -34,6 +37,9 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 
+// Whether windows tile the input exactly (the `_tiles` variant).
+const TILES: bool = false;
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> indices: array<i32>;
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
@@ -44,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) li: u32) {
     let i = (wid.x + wid.y * nwg.x) * WG + li;
     let HW = p.H * p.W;
-    if (p.disjoint == 2u) {
+    if (TILES) {
         let OHW = p.OH * p.OW;
         let o0 = i * p.run;
         if (o0 >= p.planes * OHW) {

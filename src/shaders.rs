@@ -20,6 +20,9 @@
 //! An elementwise kernel whose elements are declared `array<elem>` (with the line
 //! `alias elem = f32;`) also exists as `<name>_vec4`, four elements per invocation ([`VEC4`]).
 //!
+//! A pooling kernel with the line `const TILES: bool = false;` also exists as `<name>_tiles`, for
+//! windows that tile the input exactly ([`TILES`]).
+//!
 //! A Winograd transform kernel, written for 3 x 3 kernels (the line `const R: u32 = 3u;`), also
 //! exists as `<name>_5x5` ([`WINOGRAD_5X5`]).
 
@@ -66,6 +69,10 @@ pub const VEC4: [(&str, &str); 3] = [
     ("const LANES: u32 = 1u;", "const LANES: u32 = 4u;"),
 ];
 
+/// What a kernel's `_tiles` variant replaces: the path for windows that tile the input exactly, as
+/// a constant (maxpool2d_backward.wgsl says why not a parameter).
+pub const TILES: [(&str, &str); 1] = [("const TILES: bool = false;", "const TILES: bool = true;")];
+
 /// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows),
 /// the transforms it calls (each such kernel defines both, `winograd3` and `winograd5`, and their
 /// four-column forms `winograd3v` and `winograd5v` where it has them) and the row of a tile it
@@ -95,6 +102,12 @@ pub fn all() -> &'static [Shader] {
         let vec4: Vec<Shader> =
             v.iter().filter(|s| s.source.contains(VEC4[0].0)).map(|s| variant_of(s, "_vec4", "", &VEC4, 1)).collect();
         v.extend(vec4);
+        let tiles: Vec<Shader> = v
+            .iter()
+            .filter(|s| s.source.contains(TILES[0].0))
+            .map(|s| variant_of(s, "_tiles", "", &TILES, 1))
+            .collect();
+        v.extend(tiles);
         let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))

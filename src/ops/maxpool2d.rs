@@ -344,11 +344,9 @@ fn params(gpu: &Gpu, g: &Geometry) -> Params {
         PW: u(g.pw),
         DH: u(g.dh),
         DW: u(g.dw),
-        disjoint: if g.tiles_exactly() {
-            2
-        } else {
-            (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32
-        },
+        // Windows that cannot overlap (the backward's one-candidate path; where they tile the input
+        // exactly its `_tiles` variant runs instead).
+        disjoint: (g.sh > g.dh * (g.kh - 1) && g.sw > g.dw * (g.kw - 1)) as u32,
         run: u(run(gpu, g)),
         _pad2: 0,
     }
@@ -375,7 +373,8 @@ pub fn backward_gpu(gpu: &Gpu, label: &str, g: &Geometry, dinp: &View, dout: &Vi
         false => g.planes() * g.h * g.w,
     } as u64;
     let label = format!("{label}.dinp");
-    Ok(Kernel::new(gpu, "maxpool2d_backward", &label, &params(gpu, g), &[indices, dout, dinp], Dispatch::Invocations(n))?.into())
+    let shader = if g.tiles_exactly() { "maxpool2d_backward_tiles" } else { "maxpool2d_backward" };
+    Ok(Kernel::new(gpu, shader, &label, &params(gpu, g), &[indices, dout, dinp], Dispatch::Invocations(n))?.into())
 }
 
 #[cfg(test)]
