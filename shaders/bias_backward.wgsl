@@ -2,27 +2,27 @@
 // dout: (N, C, S) with S = OH*OW for Conv2d and 1 for Linear. The sum over images may be split in
 // ceil(N / chunk) parts: out[split * C + c] = sum over images [split*chunk, split*chunk + chunk)
 // (then sum_splits adds them, in order); unsplit (chunk = N), out is dbias (C,). Overwritten.
-// Dispatch, by `per_channel` (ops::bias::per_channel):
-// - 0: one workgroup of 256 per (channel, split), channel fastest (2-D grid past 65,535); the
-//   invocations stride over (n, s) and merge their sums in workgroup memory, in levels of `fan`
-//   (2 on GPUs, a tree; 16 on CPU adapters, two levels: ops::batchnorm2d::fan says why);
-// - 1 (CPU adapters, unsplit): one invocation per channel, ceil(C / 256) workgroups, each summing
-//   its channel's values in order: no workgroup memory and no barrier, where lavapipe switches
-//   between all of a workgroup's invocations at each barrier (Linear's 64 values a channel took a
-//   workgroup's tree each).
+// Dispatch: one workgroup of 256 per (channel, split), channel fastest (2-D grid past 65,535); the
+// invocations stride over (n, s) and merge their sums in workgroup memory as a tree. The
+// `_per_channel` variant (PER_CHANNEL true, crate::shaders::PER_CHANNEL; CPU adapters, unsplit:
+// ops::bias::per_channel) takes one invocation per channel instead, the first PC of each
+// workgroup's (ceil(C / PC) workgroups), each summing its channel's values: no workgroup memory and
+// no barrier, where lavapipe switches between all of a workgroup's invocations at each barrier
+// (Linear's 64 values a channel took a workgroup's tree each). A variant, not a branch on a
+// parameter: lavapipe runs the straight-line code and barriers of a branch not taken too, masked.
 struct Params {
     N: u32,
     C: u32,
     S: u32,
     chunk: u32,
-    per_channel: u32,
-    fan: u32,
-    _pad0: u32,
-    _pad1: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
+// One invocation per channel (the `_per_channel` variant), PC channels a workgroup: one SIMD group
+// of lavapipe's (ops::bias::PER_CHANNEL_WORKGROUP), the workgroups spread over its threads.
+const PER_CHANNEL: bool = false;
+const PC: u32 = 8u;
 
 // dout's element type: f32, or four of them in the `_vec4` variant (crate::shaders::VEC4), which
 // ops::bias takes on CPU adapters where S is a multiple of 4 (each load a loop over the SIMD lanes
@@ -54,9 +54,9 @@ fn load(at: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let g = wid.x + wid.y * nwg.x;
-    if (p.per_channel == 1u) {
-        let c = g * WG + li;
-        if (c < p.C) {
+    if (PER_CHANNEL) {
+        let c = g * PC + li;
+        if (li < PC && c < p.C) {
             var acc = 0.0;
             let runs = p.S / LANES;
             // Blocks of BLOCK loads summed apart (LANES sums of each, in a vec4), then each image's
@@ -99,13 +99,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     part[li] = acc;
     workgroupBarrier();
-    // The partials add up in levels of `fan`, each of the first s invocations taking li + s,
-    // li + 2s, ... li + (fan - 1)s (batchnorm2d_forward_stats.wgsl).
-    for (var s = WG / p.fan; s > 0u; s /= p.fan) {
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (li < s) {
-            for (var t = 1u; t < p.fan; t++) {
-                part[li] += part[li + t * s];
-            }
+            part[li] += part[li + s];
         }
         workgroupBarrier();
     }

@@ -21,7 +21,9 @@
 //! `alias elem = f32;`) also exists as `<name>_vec4`, four elements per invocation ([`VEC4`]).
 //!
 //! A pooling kernel with the line `const TILES: bool = false;` also exists as `<name>_tiles`, for
-//! windows that tile the input exactly ([`TILES`]).
+//! windows that tile the input exactly ([`TILES`]); a reduction kernel with the line
+//! `const PER_CHANNEL: bool = false;` as `<name>_per_channel`, one invocation per channel
+//! ([`PER_CHANNEL`]); both before their `_vec4` forms.
 //!
 //! A Winograd transform kernel, written for 3 x 3 kernels (the line `const R: u32 = 3u;`), also
 //! exists as `<name>_5x5` ([`WINOGRAD_5X5`]).
@@ -73,6 +75,10 @@ pub const VEC4: [(&str, &str); 3] = [
 /// a constant (maxpool2d_backward.wgsl says why not a parameter).
 pub const TILES: [(&str, &str); 1] = [("const TILES: bool = false;", "const TILES: bool = true;")];
 
+/// What a reduction kernel's `_per_channel` variant replaces: one invocation per channel instead of
+/// a workgroup, as a constant (bias_backward.wgsl says why not a parameter).
+pub const PER_CHANNEL: [(&str, &str); 1] = [("const PER_CHANNEL: bool = false;", "const PER_CHANNEL: bool = true;")];
+
 /// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows),
 /// the transforms it calls (each such kernel defines both, `winograd3` and `winograd5`, and their
 /// four-column forms `winograd3v` and `winograd5v` where it has them) and the row of a tile it
@@ -99,15 +105,21 @@ pub fn all() -> &'static [Shader] {
             .map(|s| variant_of(s, "_5x5", "", &WINOGRAD_5X5, 1))
             .collect();
         v.extend(winograd);
-        let vec4: Vec<Shader> =
-            v.iter().filter(|s| s.source.contains(VEC4[0].0)).map(|s| variant_of(s, "_vec4", "", &VEC4, 1)).collect();
-        v.extend(vec4);
         let tiles: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(TILES[0].0))
             .map(|s| variant_of(s, "_tiles", "", &TILES, 1))
             .collect();
         v.extend(tiles);
+        let per_channel: Vec<Shader> = v
+            .iter()
+            .filter(|s| s.source.contains(PER_CHANNEL[0].0))
+            .map(|s| variant_of(s, "_per_channel", "", &PER_CHANNEL, 1))
+            .collect();
+        v.extend(per_channel);
+        let vec4: Vec<Shader> =
+            v.iter().filter(|s| s.source.contains(VEC4[0].0)).map(|s| variant_of(s, "_vec4", "", &VEC4, 1)).collect();
+        v.extend(vec4);
         let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))

@@ -184,7 +184,7 @@ fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
 /// The partial sums the statistics kernels' workgroups merge at each level (their 256 invocations'
 /// in log_fan(256) levels, a barrier each): 2 on GPUs, a tree; 16 on CPU adapters, two levels,
 /// where each barrier switches between all of a workgroup's invocations (history 63).
-pub fn fan(gpu: &Gpu) -> usize {
+fn fan(gpu: &Gpu) -> usize {
     if gpu.split_target() == 0 { 16 } else { 2 }
 }
 

@@ -19,16 +19,15 @@ pub struct Params {
     pub S: u32,
     /// Images per split (N when unsplit).
     pub chunk: u32,
-    /// 1: one invocation per channel ([`per_channel`]); 0: a workgroup per channel and split.
-    pub per_channel: u32,
-    /// The partial sums a workgroup merges at each level ([`super::batchnorm2d::fan`]).
-    pub fan: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
 }
 
+/// Channels per workgroup of `bias_backward_per_channel` (PC in the shader), one invocation each:
+/// one SIMD group of lavapipe's 8 lanes, the workgroups spread over its threads.
+pub const PER_CHANNEL_WORKGROUP: usize = 8;
+
 pub fn layouts() -> Vec<ParamsLayout> {
-    vec![crate::params_layout!("bias_backward", Params, [N, C, S, chunk, per_channel, fan, _pad0, _pad1])]
+    let l = |s| crate::params_layout!(s, Params, [N, C, S, chunk]);
+    vec![l("bias_backward"), l("bias_backward_per_channel").consts(&[("PC", PER_CHANNEL_WORKGROUP)])]
 }
 
 /// dbias (C,), overwritten, from dout (N, C, S).
@@ -45,14 +44,14 @@ pub fn splits(gpu: &Gpu, n: usize, c: usize) -> (usize, usize) {
     (n.div_ceil(chunk.max(1)), chunk.max(1))
 }
 
-/// Whether the bias gradient of dout (N, C, S) takes one invocation per channel, each summing its
-/// N·S values (in blocks, then planes, then images: bias_backward.wgsl), instead of a workgroup per
-/// channel: on CPU adapters (which split no reduction, [`Gpu::split_target`]) where the channels
-/// fill two SIMD groups of 8 or each has few values, so that no workgroup's barriers are paid for
-/// little work (Tudui's `conv1.dbias`, 32 channels of 65,536 values at batch 64, 3.3 → 1.7 ms on
-/// lavapipe, history 66).
-pub fn per_channel(gpu: &Gpu, n: usize, c: usize, s: usize) -> bool {
-    gpu.split_target() == 0 && (c >= 16 || n * s <= 16_384)
+/// Whether the bias gradient takes one invocation per channel (`bias_backward_per_channel`), each
+/// summing its N·S values (in blocks, then planes, then images), instead of a workgroup per
+/// channel: on CPU adapters (which split no reduction, [`Gpu::split_target`]), where a workgroup's
+/// barriers cost more than its invocations save (Tudui's `conv1.dbias`, 32 channels of 65,536
+/// values at batch 64, 3.3 → 1.8 ms on lavapipe; cifar-net's `fc1.dbias`, 64 values a channel,
+/// 1.0 → 0.06 ms: histories 66 and 69).
+pub fn per_channel(gpu: &Gpu) -> bool {
+    gpu.split_target() == 0
 }
 
 /// dbias (C,), overwritten, from dout (N, C, S); split over images as [`splits`] says when
@@ -69,28 +68,20 @@ pub fn backward_gpu(
         Some(_) => splits(gpu, n, c),
         None => (1, n),
     };
-    let one_per_channel = splits == 1 && per_channel(gpu, n, c, s);
-    let p = Params {
-        N: n as u32,
-        C: c as u32,
-        S: s as u32,
-        chunk: chunk as u32,
-        per_channel: one_per_channel as u32,
-        fan: super::batchnorm2d::fan(gpu) as u32,
-        _pad0: 0,
-        _pad1: 0,
-    };
+    let one_per_channel = splits == 1 && per_channel(gpu);
+    let p = Params { N: n as u32, C: c as u32, S: s as u32, chunk: chunk as u32 };
     let label = format!("{label}.dbias");
     let out = part.filter(|_| splits > 1).unwrap_or(dbias);
+    let (shader, groups) = match one_per_channel {
+        true => ("bias_backward_per_channel", c.div_ceil(PER_CHANNEL_WORKGROUP)),
+        false => ("bias_backward", c * splits),
+    };
     // LANES values a load on CPU adapters where a plane is whole vec4s (crate::ops::elementwise).
-    let shader = match crate::shaders::vec4_variant("bias_backward") {
+    let shader = match crate::shaders::vec4_variant(shader) {
         Some(v) if gpu.split_target() == 0 && s.is_multiple_of(4) => v,
-        _ => "bias_backward",
+        _ => shader,
     };
-    let groups = match one_per_channel {
-        true => Dispatch::Invocations(c as u64),
-        false => Dispatch::Workgroups((c * splits) as u64),
-    };
+    let groups = Dispatch::Workgroups(groups as u64);
     let mut prog = Program::default();
     prog.push(Kernel::new(gpu, shader, &label, &p, &[dout, out], groups)?);
     if splits > 1 {
