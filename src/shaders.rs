@@ -90,36 +90,29 @@ pub const WINOGRAD_5X5: [(&str, &str); 4] = [
     ("return row6(l, h);", "return row8(l, h);"),
 ];
 
-/// Every kernel, the wide, 5 x 5 Winograd, vec4, f16-operand, 16 x 16 and narrow variants included
-/// (the wide ones with f16 variants of their own).
+/// Every kernel, the wide, 5 x 5 Winograd, tiles, per-channel, vec4, f16-operand, 16 x 16 and
+/// narrow variants included (the wide ones with f16 variants of their own).
 pub fn all() -> &'static [Shader] {
     static ALL: OnceLock<Vec<Shader>> = OnceLock::new();
     ALL.get_or_init(|| {
         let mut v = crate::ops::shaders();
-        let wide: Vec<Shader> =
-            v.iter().filter(|s| s.source.contains(WIDE[0].0)).map(|s| variant_of(s, "_wide", "", &WIDE, 1)).collect();
-        v.extend(wide);
-        let winograd: Vec<Shader> = v
-            .iter()
-            .filter(|s| s.source.contains(WINOGRAD_5X5[0].0))
-            .map(|s| variant_of(s, "_5x5", "", &WINOGRAD_5X5, 1))
-            .collect();
-        v.extend(winograd);
-        let tiles: Vec<Shader> = v
-            .iter()
-            .filter(|s| s.source.contains(TILES[0].0))
-            .map(|s| variant_of(s, "_tiles", "", &TILES, 1))
-            .collect();
-        v.extend(tiles);
-        let per_channel: Vec<Shader> = v
-            .iter()
-            .filter(|s| s.source.contains(PER_CHANNEL[0].0))
-            .map(|s| variant_of(s, "_per_channel", "", &PER_CHANNEL, 1))
-            .collect();
-        v.extend(per_channel);
-        let vec4: Vec<Shader> =
-            v.iter().filter(|s| s.source.contains(VEC4[0].0)).map(|s| variant_of(s, "_vec4", "", &VEC4, 1)).collect();
-        v.extend(vec4);
+        // The variants a kernel has by a marker line (each list's first), in this order, each
+        // family made from the kernels and the variants before it.
+        let families: [(&str, &[(&str, &str)]); 5] = [
+            ("_wide", &WIDE),
+            ("_5x5", &WINOGRAD_5X5),
+            ("_tiles", &TILES),
+            ("_per_channel", &PER_CHANNEL),
+            ("_vec4", &VEC4),
+        ];
+        for (suffix, lines) in families {
+            let family: Vec<Shader> = v
+                .iter()
+                .filter(|s| s.source.contains(lines[0].0))
+                .map(|s| variant_of(s, suffix, "", lines, 1))
+                .collect();
+            v.extend(family);
+        }
         let f16: Vec<Shader> = v
             .iter()
             .filter(|s| s.source.contains(OPERAND_F32))
