@@ -85,8 +85,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = min(split, splits - 1u) * p.chunk;
     let len = (min(n0 + p.chunk, p.N) - n0) * p.S;
     var acc = 0.0;
-    // i = (image n - n0, position pos) walked LANES values at a time without a division per value
-    // (CPU adapters run integer division lane by lane).
+    // i = (image n - n0, position pos) walked without a division per value. Only GPUs run this
+    // form, LANES = 1; it is written for LANES values a load because the `_vec4` family covers the
+    // whole file, and its `_vec4` form (which nothing takes) must still be valid WGSL.
     let step = WG * LANES;
     var n = n0 + li * LANES / p.S;
     var pos = li * LANES % p.S;
