@@ -21,7 +21,7 @@
 //! `alias elem = f32;`) also exists as `<name>_vec4`, four elements per invocation ([`VEC4`]).
 //!
 //! A pooling kernel with the line `const TILES: bool = false;` also exists as `<name>_tiles`, for
-//! windows that tile the input exactly ([`TILES`]); a reduction kernel with the line
+//! windows that tile the input ([`TILES`]); a reduction kernel with the line
 //! `const PER_CHANNEL: bool = false;` as `<name>_per_channel`, one invocation per channel
 //! ([`PER_CHANNEL`]); both before their `_vec4` forms.
 //!
@@ -71,8 +71,8 @@ pub const VEC4: [(&str, &str); 3] = [
     ("const LANES: u32 = 1u;", "const LANES: u32 = 4u;"),
 ];
 
-/// What a kernel's `_tiles` variant replaces: the path for windows that tile the input exactly, as
-/// a constant (maxpool2d_backward.wgsl says why not a parameter).
+/// What a kernel's `_tiles` variant replaces: the path for windows that tile the input (exactly, in
+/// max-pool's backward), as a constant (maxpool2d_backward.wgsl says why not a parameter).
 pub const TILES: [(&str, &str); 1] = [("const TILES: bool = false;", "const TILES: bool = true;")];
 
 /// What a reduction kernel's `_per_channel` variant replaces: one invocation per channel instead of

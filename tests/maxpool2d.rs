@@ -122,19 +122,32 @@ fn random_configurations(gpu: &wgrad::Gpu) {
         assert_close(&format!("{name} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
         done += 1;
     }
-    // Windows that tile the input exactly take the backward's per-window path.
-    for (kernel, shape) in
-        [((2, 2), [2, 3, 8, 6]), ((3, 2), [1, 2, 9, 4]), ((1, 1), [1, 1, 3, 5]), ((4, 3), [64, 1, 8, 9])]
-    {
+    // Windows that tile the input take the forward's `_tiles` variant, and where they tile it
+    // exactly (all but the last two) the backward's; with NaN among small integers.
+    for (kernel, shape) in [
+        ((2, 2), [2, 3, 8, 6]),
+        ((3, 2), [1, 2, 9, 4]),
+        ((1, 1), [1, 1, 3, 5]),
+        ((4, 3), [64, 1, 8, 9]),
+        ((2, 2), [1, 2, 9, 7]),
+        ((3, 3), [64, 1, 10, 11]),
+    ] {
         let cfg = MaxPool2d::new(kernel);
         let g = cfg.geometry(&shape).unwrap();
-        assert!(g.tiles_exactly(), "{g:?}");
-        let x: Vec<f32> = (0..shape.iter().product()).map(|_| r.random_range(-3..3) as f32).collect();
+        assert!(g.tiled(), "{g:?}");
+        let x: Vec<f32> = (0..shape.iter().product())
+            .map(|_| match r.random_range(-3..4) {
+                3 => f32::NAN,
+                v => v as f32,
+            })
+            .collect();
         let dout = uniform(&mut r, g.out_shape().iter().product(), -1.0, 1.0);
-        let (_, want_idx) = forward(&g, &x);
-        let (_, idx, dinp) = run_gpu(gpu, &g, &x, &dout);
-        assert_eq!(idx, want_idx, "{cfg:?} on {shape:?} indices");
-        assert_close(&format!("{cfg:?} on {shape:?} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
+        let (want, want_idx) = forward(&g, &x);
+        let (out, idx, dinp) = run_gpu(gpu, &g, &x, &dout);
+        let name = format!("{cfg:?} on {shape:?} (split target {})", gpu.split_target());
+        assert!(out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} out");
+        assert_eq!(idx, want_idx, "{name} indices");
+        assert_close(&format!("{name} dinp"), &dinp, &backward(&g, &want_idx, &dout), 1e-5, 1e-6);
     }
 }
 

@@ -363,7 +363,8 @@ fn run(gpu: &Gpu, g: &Geometry) -> usize {
 /// out and indices (i32), overwritten, from inp.
 pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, out: &View, indices: &View, inp: &View) -> Result<Program> {
     let n = (g.planes() * g.oh * g.ow / run(gpu, g)) as u64;
-    Ok(Kernel::new(gpu, "maxpool2d_forward", label, &params(gpu, g), &[inp, out, indices], Dispatch::Invocations(n))?.into())
+    let shader = if g.tiled() { "maxpool2d_forward_tiles" } else { "maxpool2d_forward" };
+    Ok(Kernel::new(gpu, shader, label, &params(gpu, g), &[inp, out, indices], Dispatch::Invocations(n))?.into())
 }
 
 /// dinp, overwritten, from dout and the forward's indices.
