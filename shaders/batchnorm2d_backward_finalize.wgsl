@@ -16,7 +16,7 @@ struct Params {
     eps: f32,
     momentum: f32,
     per_invocation: u32,
-    fan: u32,
+    _pad1: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).

@@ -169,6 +169,12 @@ pub fn vec4_variant(shader: &'static str) -> Option<&'static str> {
     variant(shader, "_vec4")
 }
 
+/// The name of `shader`'s one-invocation-per-channel variant (`batchnorm2d_forward_stats` →
+/// `batchnorm2d_forward_stats_per_channel`).
+pub fn per_channel_variant(shader: &'static str) -> Option<&'static str> {
+    variant(shader, "_per_channel")
+}
+
 /// The name of `shader`'s f16-operand variant (`conv2d_forward` → `conv2d_forward_f16`).
 pub fn f16_variant(shader: &'static str) -> Option<&'static str> {
     variant(shader, "_f16")

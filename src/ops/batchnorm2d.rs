@@ -142,10 +142,9 @@ pub struct Geometry {
 
 /// Values per thread and chunks per channel of the GPU's reductions over M = N·HW values. GPUs
 /// that split reductions (`Gpu::split_target`) get up to 64 chunks of 256 invocations per
-/// channel, as many workgroups as they can use. CPU adapters (lavapipe, SwiftShader) run each
-/// workgroup's barriers on one core: there a workgroup takes up to 64 values a thread (16,384),
-/// so that the barriers are not most of its work, and where the planes are runs of vec4s (the
-/// statistics' `_vec4` kernels, [`by_vec4`]) whole vec4s.
+/// channel, as many workgroups as they can use. On CPU adapters (lavapipe, SwiftShader) a chunk
+/// holds up to 256 × 64 values (16,384), one invocation each ([`per_channel`]), and where the
+/// planes are runs of vec4s (the statistics' `_vec4` kernels, [`by_vec4`]) whole vec4s.
 fn chunking(gpu: &Gpu, g: &Geometry) -> (usize, usize) {
     let m = g.n * g.hw;
     let lanes = if per_invocation(gpu, g.hw).is_multiple_of(4) { 4 } else { 1 };
@@ -181,11 +180,30 @@ fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
     }
 }
 
-/// The partial sums the statistics kernels' workgroups merge at each level (their 256 invocations'
-/// in log_fan(256) levels, a barrier each): 2 on GPUs, a tree; 16 on CPU adapters, two levels,
-/// where each barrier switches between all of a workgroup's invocations (history 63).
-fn fan(gpu: &Gpu) -> usize {
-    if gpu.split_target() == 0 { 16 } else { 2 }
+/// (Channel, chunk) pairs per workgroup of the statistics kernels' `_per_channel` variants (PC in
+/// the shaders), one invocation each: one SIMD group of lavapipe's 8 lanes.
+pub const PER_CHANNEL_WORKGROUP: usize = 8;
+
+/// Whether the statistics and their backward take one invocation per channel and chunk (their
+/// `_per_channel` variants, each summing its chunk in blocks) instead of a workgroup merging 256
+/// partials: on CPU adapters (which split no reduction, [`Gpu::split_target`]), where each
+/// barrier switches between all of a workgroup's invocations, as for the bias gradient
+/// (`ops::bias::per_channel`).
+fn per_channel(gpu: &Gpu) -> bool {
+    gpu.split_target() == 0
+}
+
+/// The statistics kernel `name` (`batchnorm2d_forward_stats` or `_backward_stats`) for `gpu` and
+/// `p`, and its workgroups for `units` (channel, chunk) pairs: [`per_channel`], [`by_vec4`].
+fn stats_kernel(gpu: &Gpu, name: &'static str, p: &Params, units: usize) -> (&'static str, Dispatch) {
+    let (shader, groups) = match per_channel(gpu) {
+        true => (
+            crate::shaders::per_channel_variant(name).expect("the statistics kernels have a `_per_channel` variant"),
+            units.div_ceil(PER_CHANNEL_WORKGROUP),
+        ),
+        false => (name, units),
+    };
+    (by_vec4(shader, p), Dispatch::Workgroups(groups as u64))
 }
 
 /// Where a node's state lives in `io.state`: (weight, bias, running_mean, running_var).
@@ -265,13 +283,12 @@ impl Node for Geometry {
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, bi, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self);
-        let p = params(gpu, self, per_thread, chunks, per_invocation(gpu, self.hw));
+        let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
         let mut prog = Program::default();
         let (mean, stat) = if self.batch_stats {
             let label = io.label;
             let partials = io.scratch[0];
-            let groups = Dispatch::Workgroups((self.c * chunks) as u64);
-            let shader = by_vec4("batchnorm2d_forward_stats", &p);
+            let (shader, groups) = stats_kernel(gpu, "batchnorm2d_forward_stats", &p, self.c * chunks);
             let k = Kernel::new(gpu, shader, &format!("{label}.stats"), &p, &[io.inputs[0], partials], groups)?;
             prog.push(k);
             let (rm, rv) = if self.update_running {
@@ -297,7 +314,7 @@ impl Node for Geometry {
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let (wi, _, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self);
-        let p = params(gpu, self, per_thread, chunks, per_invocation(gpu, self.hw));
+        let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
         let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
         let (partials, sums) = (io.scratch[0], io.scratch[1]);
         let (dw, db) = if self.affine { (io.dparams[0], io.dparams[1]) } else { (io.scratch[2], io.scratch[3]) };
@@ -305,8 +322,8 @@ impl Node for Geometry {
         let dout = io.dout.unwrap();
         let mut prog = Program::default();
         let views = [io.inputs[0], dout, mean, stat, partials];
-        let groups = Dispatch::Workgroups((self.c * chunks) as u64);
-        let k = Kernel::new(gpu, by_vec4("batchnorm2d_backward_stats", &p), &format!("{label}.dstats"), &p, &views, groups)?;
+        let (shader, groups) = stats_kernel(gpu, "batchnorm2d_backward_stats", &p, self.c * chunks);
+        let k = Kernel::new(gpu, shader, &format!("{label}.dstats"), &p, &views, groups)?;
         prog.push(k.flops(self.flops().backward_params));
         let views = [partials, sums, dw, db];
         let groups = Dispatch::Invocations(self.c as u64);
@@ -515,23 +532,23 @@ pub struct Params {
     pub eps: f32,
     pub momentum: f32,
     pub per_invocation: u32,
-    pub fan: u32,
+    pub _pad1: u32,
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    SHADERS
-        .iter()
-        .map(|s| {
-            crate::params_layout!(
-                s.name,
-                Params,
-                [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, per_invocation, fan]
-            )
-        })
-        .collect()
+    let l = |name| {
+        crate::params_layout!(
+            name,
+            Params,
+            [N, C, HW, chunks, per_thread, batch_stats, update_running, affine, eps, momentum, per_invocation, _pad1]
+        )
+    };
+    let per_channel = ["batchnorm2d_forward_stats_per_channel", "batchnorm2d_backward_stats_per_channel"];
+    let per_channel = per_channel.map(|name| l(name).consts(&[("PC", PER_CHANNEL_WORKGROUP)]));
+    SHADERS.iter().map(|s| l(s.name)).chain(per_channel).collect()
 }
 
-fn params(gpu: &Gpu, g: &Geometry, per_thread: usize, chunks: usize, per_invocation: usize) -> Params {
+fn params(g: &Geometry, per_thread: usize, chunks: usize, per_invocation: usize) -> Params {
     let u = |v: usize| v as u32;
     Params {
         N: u(g.n),
@@ -545,6 +562,6 @@ fn params(gpu: &Gpu, g: &Geometry, per_thread: usize, chunks: usize, per_invocat
         eps: g.eps,
         momentum: g.momentum,
         per_invocation: u(per_invocation),
-        fan: u(fan(gpu)),
+        _pad1: 0,
     }
 }
