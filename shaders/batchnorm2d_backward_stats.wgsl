@@ -28,7 +28,7 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 // One invocation per (channel, chunk) (the `_per_channel` variant), PC of them a workgroup: one
-// SIMD group of lavapipe's 8 lanes (ops::batchnorm2d::PER_CHANNEL_WORKGROUP).
+// SIMD group of lavapipe's 8 lanes (crate::shaders::PER_CHANNEL_WORKGROUP).
 const PER_CHANNEL: bool = false;
 const PC: u32 = 8u;
 // Loads per block of the `_per_channel` variant's sums.

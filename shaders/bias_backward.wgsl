@@ -20,7 +20,7 @@ struct Params {
 // Invocations per workgroup (Rust declares the same in its shaders! entry).
 const WG: u32 = 256u;
 // One invocation per channel (the `_per_channel` variant), PC channels a workgroup: one SIMD group
-// of lavapipe's (ops::bias::PER_CHANNEL_WORKGROUP), the workgroups spread over its threads.
+// of lavapipe's (crate::shaders::PER_CHANNEL_WORKGROUP), the workgroups spread over its threads.
 const PER_CHANNEL: bool = false;
 const PC: u32 = 8u;
 

@@ -79,6 +79,11 @@ pub const TILES: [(&str, &str); 1] = [("const TILES: bool = false;", "const TILE
 /// a workgroup, as a constant (bias_backward.wgsl says why not a parameter).
 pub const PER_CHANNEL: [(&str, &str); 1] = [("const PER_CHANNEL: bool = false;", "const PER_CHANNEL: bool = true;")];
 
+/// The invocations a `_per_channel` variant's workgroup puts to work (PC in its source, each a
+/// channel or a channel's chunk; the rest of the workgroup returns at once): one SIMD group of
+/// lavapipe's 8 lanes, the workgroups spread over its threads.
+pub const PER_CHANNEL_WORKGROUP: usize = 8;
+
 /// What a Winograd transform kernel's `_5x5` variant replaces: its kernel size (its tile follows),
 /// the transforms it calls (each such kernel defines both, `winograd3` and `winograd5`, and their
 /// four-column forms `winograd3v` and `winograd5v` where it has them) and the row of a tile it

@@ -180,10 +180,6 @@ fn by_vec4(shader: &'static str, p: &Params) -> &'static str {
     }
 }
 
-/// (Channel, chunk) pairs per workgroup of the statistics kernels' `_per_channel` variants (PC in
-/// the shaders), one invocation each: one SIMD group of lavapipe's 8 lanes.
-pub const PER_CHANNEL_WORKGROUP: usize = 8;
-
 /// Whether the statistics and their backward take one invocation per channel and chunk (their
 /// `_per_channel` variants, each summing its chunk in blocks) instead of a workgroup merging 256
 /// partials: on CPU adapters (which split no reduction, [`Gpu::split_target`]), where each
@@ -199,7 +195,7 @@ fn stats_kernel(gpu: &Gpu, name: &'static str, p: &Params, units: usize) -> (&'s
     let (shader, groups) = match per_channel(gpu) {
         true => (
             crate::shaders::per_channel_variant(name).expect("the statistics kernels have a `_per_channel` variant"),
-            units.div_ceil(PER_CHANNEL_WORKGROUP),
+            units.div_ceil(crate::shaders::PER_CHANNEL_WORKGROUP),
         ),
         false => (name, units),
     };
@@ -544,7 +540,7 @@ pub fn layouts() -> Vec<ParamsLayout> {
         )
     };
     let per_channel = ["batchnorm2d_forward_stats_per_channel", "batchnorm2d_backward_stats_per_channel"];
-    let per_channel = per_channel.map(|name| l(name).consts(&[("PC", PER_CHANNEL_WORKGROUP)]));
+    let per_channel = per_channel.map(|name| l(name).consts(&[("PC", crate::shaders::PER_CHANNEL_WORKGROUP)]));
     SHADERS.iter().map(|s| l(s.name)).chain(per_channel).collect()
 }
 

@@ -21,13 +21,9 @@ pub struct Params {
     pub chunk: u32,
 }
 
-/// Channels per workgroup of `bias_backward_per_channel` (PC in the shader), one invocation each:
-/// one SIMD group of lavapipe's 8 lanes, the workgroups spread over its threads.
-pub const PER_CHANNEL_WORKGROUP: usize = 8;
-
 pub fn layouts() -> Vec<ParamsLayout> {
     let l = |s| crate::params_layout!(s, Params, [N, C, S, chunk]);
-    vec![l("bias_backward"), l("bias_backward_per_channel").consts(&[("PC", PER_CHANNEL_WORKGROUP)])]
+    vec![l("bias_backward"), l("bias_backward_per_channel").consts(&[("PC", crate::shaders::PER_CHANNEL_WORKGROUP)])]
 }
 
 /// dbias (C,), overwritten, from dout (N, C, S).
@@ -73,7 +69,7 @@ pub fn backward_gpu(
     let label = format!("{label}.dbias");
     let out = part.filter(|_| splits > 1).unwrap_or(dbias);
     let (shader, groups) = match one_per_channel {
-        true => ("bias_backward_per_channel", c.div_ceil(PER_CHANNEL_WORKGROUP)),
+        true => ("bias_backward_per_channel", c.div_ceil(crate::shaders::PER_CHANNEL_WORKGROUP)),
         false => ("bias_backward", c * splits),
     };
     // LANES values a load on CPU adapters where a plane is whole vec4s (crate::ops::elementwise).
