@@ -22,8 +22,8 @@
 //!
 //! A pooling kernel with the line `const TILES: bool = false;` also exists as `<name>_tiles`, for
 //! windows that tile the input ([`TILES`]); a reduction kernel with the line
-//! `const PER_CHANNEL: bool = false;` as `<name>_per_channel`, one invocation per channel
-//! ([`PER_CHANNEL`]); both before their `_vec4` forms.
+//! `const PER_CHANNEL: bool = false;` as `<name>_per_channel`, one invocation per channel or
+//! chunk of one ([`PER_CHANNEL`]); both before their `_vec4` forms.
 //!
 //! A Winograd transform kernel, written for 3 x 3 kernels (the line `const R: u32 = 3u;`), also
 //! exists as `<name>_5x5` ([`WINOGRAD_5X5`]).
@@ -75,8 +75,8 @@ pub const VEC4: [(&str, &str); 3] = [
 /// max-pool's backward), as a constant (maxpool2d_backward.wgsl says why not a parameter).
 pub const TILES: [(&str, &str); 1] = [("const TILES: bool = false;", "const TILES: bool = true;")];
 
-/// What a reduction kernel's `_per_channel` variant replaces: one invocation per channel instead of
-/// a workgroup, as a constant (bias_backward.wgsl says why not a parameter).
+/// What a reduction kernel's `_per_channel` variant replaces: one invocation per channel (or per
+/// chunk of a channel) instead of a workgroup, as a constant (bias_backward.wgsl says why not a parameter).
 pub const PER_CHANNEL: [(&str, &str); 1] = [("const PER_CHANNEL: bool = false;", "const PER_CHANNEL: bool = true;")];
 
 /// The invocations a `_per_channel` variant's workgroup puts to work (PC in its source, each a

@@ -69,7 +69,10 @@ pub fn backward_gpu(
     let label = format!("{label}.dbias");
     let out = part.filter(|_| splits > 1).unwrap_or(dbias);
     let (shader, groups) = match one_per_channel {
-        true => ("bias_backward_per_channel", c.div_ceil(crate::shaders::PER_CHANNEL_WORKGROUP)),
+        true => (
+            crate::shaders::per_channel_variant("bias_backward").expect("bias_backward has a `_per_channel` variant"),
+            c.div_ceil(crate::shaders::PER_CHANNEL_WORKGROUP),
+        ),
         false => ("bias_backward", c * splits),
     };
     // LANES values a load on CPU adapters where a plane is whole vec4s (crate::ops::elementwise).
