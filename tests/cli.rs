@@ -85,6 +85,43 @@ fn check_matches_pytorch_on_the_gpu() {
     check_matches_pytorch("gpu");
 }
 
+/// Without XDG_RUNTIME_DIR (a container, CI) nothing on stderr looks like a failure: Mesa's
+/// device-select layer would make libwayland print "error: XDG_RUNTIME_DIR is invalid or not set"
+/// (wgrad turns the layer off then, cli::quiet_device_select_layer), and with the layer asked for
+/// by name it stays on.
+#[test]
+fn no_wayland_error_without_a_runtime_dir() {
+    let run = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+            .args(["devices"])
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("WAYLAND_SOCKET")
+            .env_remove("NODEVICE_SELECT")
+            .env_remove("MESA_VK_DEVICE_SELECT")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    assert!(stdout.contains("wgrad would use:"), "{stdout}");
+    // The layer's own selection still works when asked for (where the layer is installed: it
+    // lists the devices and ends the process).
+    if gpu().is_some()
+        && std::path::Path::new("/usr/share/vulkan/implicit_layer.d/VkLayer_MESA_device_select.json").exists()
+    {
+        let (_, stdout, stderr) = run(&[("MESA_VK_DEVICE_SELECT", "list")]);
+        assert!(format!("{stdout}{stderr}").contains("selectable devices"), "{stdout}\n{stderr}");
+    }
+}
+
 #[test]
 fn devices_lists_adapters_and_the_choice() {
     let (code, stdout, _) = wgrad(&["devices", "--device", "cpu"]);

@@ -99,6 +99,29 @@ impl DeviceArgs {
     }
 }
 
+/// Mesa's Vulkan device-select layer, implicit wherever Mesa's Vulkan drivers are installed, asks the
+/// Wayland compositor which GPU it shows on. Without a usable `XDG_RUNTIME_DIR` (a container, CI, a
+/// service, `sudo`) libwayland then prints "error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment." at every start, though nothing failed. wgrad ranks the adapters itself
+/// (crate::device), so where no Wayland compositor can be reached that way and nobody has asked the
+/// layer for a device (`MESA_VK_DEVICE_SELECT`) or about itself (`NODEVICE_SELECT`), the layer is
+/// turned off for this process by its own switch, `NODEVICE_SELECT=1`.
+fn quiet_device_select_layer() {
+    #[cfg(target_os = "linux")]
+    {
+        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        // libwayland's own test: an absolute XDG_RUNTIME_DIR, or a socket named otherwise.
+        let wayland = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_absolute())
+            || set("WAYLAND_SOCKET")
+            || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if !wayland && !set("MESA_VK_DEVICE_SELECT") && std::env::var_os("NODEVICE_SELECT").is_none() {
+            // Before any thread or device exists (main's first steps), so nothing reads the
+            // environment meanwhile.
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -118,6 +141,7 @@ pub fn main() -> i32 {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    quiet_device_select_layer();
     let result = match cli.command {
         Command::Devices(a) => devices::run(a),
         Command::Check(a) => check::run(a),
