@@ -87,6 +87,19 @@ fn a_truncated_transfer_leaves_nothing() {
 }
 
 #[test]
+fn an_unreachable_server_is_named_once_with_the_folder() {
+    // A port nothing listens on any more: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/cifar-10-python.tar.gz");
+    let dir = tempdir();
+    let e = fetch_and_extract(&url, &md5_hex(b""), &dir, "cifar-10-batches-py").unwrap_err().to_string();
+    assert!(e.starts_with(&format!("{}: downloading {url}: ", dir.display())), "{e}");
+    assert_eq!(e.matches(&url).count(), 1, "{e}");
+    assert!(!e.contains(".part"), "{e}");
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+}
+
+#[test]
 fn an_archive_without_the_folder_leaves_nothing() {
     let body = archive("something-else");
     let dir = tempdir();

@@ -66,7 +66,13 @@ pub fn fetch_and_extract(url: &str, md5_hex: &str, dir: &Path, folder: &str) -> 
 
 /// Streams `url` into `path` with a progress bar; returns the MD5 (hex) of what was received.
 fn download(url: &str, path: &Path) -> Result<String> {
-    let net = |e: String| Error::file(path, format!("downloading {url}: {e}"));
+    // Network errors name the URL once (ureq's own message starts with it) and the folder the
+    // dataset was going to, not the temporary file.
+    let folder = path.parent().unwrap_or(path);
+    let net = |e: String| {
+        let e = e.strip_prefix(&format!("{url}: ")).unwrap_or(&e).to_string();
+        Error::file(folder, format!("downloading {url}: {e}"))
+    };
     let resp = ureq::get(url).call().map_err(|e| net(e.to_string()))?;
     let total: Option<u64> = resp.header("Content-Length").and_then(|v| v.parse().ok());
     let bar = match total {
