@@ -254,10 +254,10 @@ impl Trainer {
         let mut history = Vec::new();
         if let Some(p) = resume {
             let file = checkpoint::resolve(p)?;
-            let ck = checkpoint::load(&file, &model.params)?;
-            resumed_from = Some(file);
-            // Each setting the run differs in: (what, the checkpoint's, this run's).
-            let m = &ck.meta;
+            // Each setting the run differs in: (what, the checkpoint's, this run's), read before
+            // the weights so that another model is named as such, not as a state dict that does
+            // not fit.
+            let m = &checkpoint::meta_of(&file)?;
             let differ: Vec<String> = [
                 (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
                 (
@@ -291,6 +291,8 @@ impl Trainer {
                     ),
                 ));
             }
+            let ck = checkpoint::load(&file, &model.params)?;
+            resumed_from = Some(file);
             if let Some(m) = cfg.max_steps.filter(|&m| ck.meta.step >= m) {
                 return Err(Error::file(
                     p,

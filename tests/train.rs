@@ -177,6 +177,22 @@ fn a_resume_with_other_settings_is_refused_naming_them() {
     assert!(e.contains("lr schedule constant (this run: "), "{e}");
     assert!(!e.contains("batch size") && !e.contains("seed") && !e.contains("dataset"), "{e}");
     assert!(!e.contains("augmentation"), "{e}");
+    // As `wgrad train --resume --model resnet20` builds it: the network itself is the other one,
+    // and the refusal still names the settings, not a state dict that does not fit.
+    let cfg = resnet20_adam(config(1, None));
+    let e = Trainer::new(
+        Device::Cpu,
+        cfg.model.build(cfg.seed),
+        synthetic(Split::Train, 64),
+        synthetic(Split::Test, 32),
+        cfg,
+        &out,
+        Some(&out),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("model tudui (this run: resnet20)") && !e.contains("does not fit"), "{e}");
 }
 
 #[test]
