@@ -20,7 +20,8 @@ struct Params {
     splits: u32,
     chunk: u32,
     scale_at: u32,
-    _pad1: u32,
+    // Invocations per tile of columns in matmul_subgroups.wgsl; ignored here (one per tile).
+    stride: u32,
 }
 
 // Invocations per workgroup (Rust declares the same in its shaders! entry).

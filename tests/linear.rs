@@ -96,22 +96,52 @@ fn gpu_matches_cpu() {
     check_against_cpu(&gpu, 14);
 }
 
-/// On CPU adapters (split target 0, whatever the adapter) the products take 8 × 8 outputs an
-/// invocation (`matmul_wide`) where its workgroups still number enough, else 4 × 4: both run here,
-/// on outputs that are not whole tiles too.
+/// On CPU adapters (split target 0, whatever the adapter) with the register-blocked convolutions
+/// the products take 8 × 8 outputs an invocation (`matmul_wide`) where its workgroups still number
+/// enough, else 4 × 4: both run here, on outputs that are not whole tiles too.
 #[test]
 fn cpu_adapters_wide_and_narrow_products_match_cpu() {
-    let Some(gpu) = own_gpu(|g| g.set_split_target(0)) else { return };
+    let Some(gpu) = own_gpu(|g| {
+        g.set_split_target(0);
+        g.set_conv_kernels(wgrad::ConvKernels::RegisterBlocked).unwrap();
+    }) else {
+        return;
+    };
     let kernels: Vec<&str> = SHAPES
         .iter()
         .flat_map(|&(n, i, o)| [(n, o), (o, i), (n, i)])
-        .map(|(m, cols)| matmul_kernel(&gpu, m, cols).0)
+        .map(|(m, cols)| matmul_kernel(&gpu, m, cols).shader)
         .collect();
     assert!(
         kernels.contains(&"matmul_wide") && kernels.contains(&"matmul"),
         "the products take both kernels: {kernels:?}"
     );
     check_against_cpu(&gpu, 15);
+}
+
+/// Where the convolutions run their `_subgroups` kernels (lavapipe's default) the products run
+/// `matmul_subgroups`, and on a CPU adapter split their reduction where they make fewer workgroups
+/// than the machine has threads (the forward of (64, 1024) -> 64 makes one).
+#[test]
+fn subgroups_products_match_cpu() {
+    let Some(gpu) = own_gpu(|g| {
+        g.set_split_target(0);
+        let _ = g.set_conv_kernels(wgrad::ConvKernels::Subgroups);
+    }) else {
+        return;
+    };
+    // Adapters without subgroups of 8 (wgpu's GL backend) never take the kernel; the tests above
+    // run what they take.
+    if !gpu.offers(wgrad::ConvKernels::Subgroups) {
+        return;
+    }
+    let products: Vec<(usize, usize, usize)> =
+        SHAPES.iter().flat_map(|&(n, i, o)| [(n, o, i), (o, i, n), (n, i, o)]).collect();
+    assert!(products.iter().all(|&(m, cols, _)| matmul_kernel(&gpu, m, cols).shader == "matmul_subgroups"));
+    if std::thread::available_parallelism().map_or(1, |t| t.get()) > 1 {
+        assert!(matmul_splits(&gpu, (64, 64, 1024)).0 > 1, "the (64, 1024) -> 64 forward splits its reduction");
+    }
+    check_against_cpu(&gpu, 21);
 }
 
 #[test]

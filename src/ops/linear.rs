@@ -16,7 +16,7 @@ use crate::{ensure_op, Error, Result};
 
 pub const OP: &str = "Linear";
 
-crate::shaders!(matmul: 64);
+crate::shaders!(matmul: 64, matmul_subgroups: 64);
 
 /// nn.Linear(in_features, out_features, bias=True).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,43 +232,94 @@ pub struct MatmulParams {
     pub chunk: u32,
     /// Where a's scale exponent is (ops::cast_f16; UNSCALED: nowhere).
     pub scale_at: u32,
-    pub _pad1: u32,
+    /// Invocations per tile of columns in `matmul_subgroups` ([`MatmulKernel::stride`]); the
+    /// other kernels ignore it.
+    pub stride: u32,
 }
 
 /// Rows and columns of the product per matmul invocation (T in matmul.wgsl: vec4 accumulators).
 pub const MATMUL_TILE: usize = 4;
 /// The same for `matmul_wide` ([`matmul_kernel`]).
 pub const MATMUL_WIDE_TILE: usize = 8;
+/// `matmul_subgroups`' rows per invocation and columns per tile (TM and TN in its source).
+pub const SUBGROUPS_TILE: (usize, usize) = (4, 16);
 
 pub fn layouts() -> Vec<ParamsLayout> {
     let l = |s| {
-        crate::params_layout!(s, MatmulParams, [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, scale_at, _pad1])
+        crate::params_layout!(s, MatmulParams, [M, N, K, has_bias, sam, sak, sbk, sbn, splits, chunk, scale_at, stride])
     };
-    vec![l("matmul").consts(&[("T", MATMUL_TILE)]), l("matmul_wide").consts(&[("T", MATMUL_WIDE_TILE)])]
+    vec![
+        l("matmul").consts(&[("T", MATMUL_TILE)]),
+        l("matmul_wide").consts(&[("T", MATMUL_WIDE_TILE)]),
+        l("matmul_subgroups").consts(&[("TM", SUBGROUPS_TILE.0), ("TN", SUBGROUPS_TILE.1)]),
+    ]
 }
 
-/// The matmul kernel for an (m, n) product on `gpu`, and its tile: `matmul_wide` (8 × 8 outputs
-/// an invocation) on CPU adapters (which split no reduction, [`Gpu::split_target`]) where its
-/// workgroups of 64 still number as many as the 4 × 4 kernel's or this machine's threads (a CPU
-/// adapter's), else `matmul`. lavapipe runs every load as a loop over the SIMD lanes, and 8 × 8
-/// makes four multiplications per load where 4 × 4 made two: cifar-net's `fc1` products 1.2 →
-/// 0.7 ms at batch 64 (history 67), where Tudui's `fc1` forward, 64 × 64 outputs, went 2.2 → 2.6
-/// ms in one workgroup instead of four.
-pub fn matmul_kernel(gpu: &Gpu, m: usize, n: usize) -> (&'static str, usize) {
-    let workgroups = |t: usize| (m.div_ceil(t) * n.div_ceil(t)).div_ceil(64);
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    match gpu.split_target() {
-        0 if workgroups(MATMUL_WIDE_TILE) >= workgroups(MATMUL_TILE).min(threads) => ("matmul_wide", MATMUL_WIDE_TILE),
-        _ => ("matmul", MATMUL_TILE),
+/// How one product runs: its kernel, the rows and columns of a tile, and the invocations per tile
+/// of columns (`stride`; for `matmul` and `matmul_wide` one per tile of rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulKernel {
+    pub shader: &'static str,
+    pub tile: (usize, usize),
+    pub stride: usize,
+}
+
+impl MatmulKernel {
+    /// Invocations per split.
+    pub fn invocations(&self, n: usize) -> usize {
+        self.stride * n.div_ceil(self.tile.1)
     }
 }
 
+/// The matmul kernel for an (m, n) product on `gpu`:
+/// - `matmul_subgroups` where the convolutions run their `_subgroups` kernels (lavapipe's default,
+///   [`conv2d::runs_subgroups`]): a subgroup's invocations share their tile's 16 columns of b,
+///   loaded once per subgroup, each invocation 4 rows (history 72);
+/// - else on CPU adapters (which split no reduction, [`Gpu::split_target`]) `matmul_wide` (8 × 8
+///   outputs an invocation) where its workgroups of 64 still number as many as the 4 × 4 kernel's
+///   or this machine's threads (a CPU adapter's): lavapipe runs every load as a loop over the SIMD
+///   lanes, and 8 × 8 makes four multiplications per load where 4 × 4 made two (cifar-net's
+///   `fc1` products 1.2 → 0.7 ms at batch 64, history 67);
+/// - else `matmul`, 4 × 4.
+pub fn matmul_kernel(gpu: &Gpu, m: usize, n: usize) -> MatmulKernel {
+    if conv2d::runs_subgroups(gpu) {
+        let (tm, tn) = SUBGROUPS_TILE;
+        let rounding = (gpu.subgroup_max_size() as usize).clamp(1, 64);
+        return MatmulKernel { shader: "matmul_subgroups", tile: (tm, tn), stride: m.div_ceil(tm).next_multiple_of(rounding) };
+    }
+    let square = |shader, t: usize| MatmulKernel { shader, tile: (t, t), stride: m.div_ceil(t) };
+    let workgroups = |t: usize| (m.div_ceil(t) * n.div_ceil(t)).div_ceil(64);
+    match gpu.split_target() {
+        0 if workgroups(MATMUL_WIDE_TILE) >= workgroups(MATMUL_TILE).min(threads()) => {
+            square("matmul_wide", MATMUL_WIDE_TILE)
+        }
+        _ => square("matmul", MATMUL_TILE),
+    }
+}
+
+/// The shortest chunk of k a CPU adapter's split takes: below it the split's sum_splits dispatch
+/// (about 0.05 ms on lavapipe) costs what the second thread saves (cifar-net's `fc3`, k = 84).
+pub const MIN_SPLIT_CHUNK: usize = 256;
+
+/// This machine's threads: a CPU adapter's.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |t| t.get())
+}
+
 /// How a product's reduction over k is split on an adapter: (splits, chunk). GPUs with more cores
-/// than the product has 4×4 tiles split it; CPU adapters never do.
+/// than the product has tiles split it ([`sum_splits::choose`]); on CPU adapters `matmul_subgroups`
+/// splits it where its workgroups number fewer than this machine's threads (Tudui's `fc1`
+/// forward, 64 × 64 outputs, makes one), in chunks of at least [`MIN_SPLIT_CHUNK`]; the other
+/// kernels never do.
 pub fn matmul_splits(gpu: &Gpu, (m, n, k): (usize, usize, usize)) -> (usize, usize) {
-    let (_, tile) = matmul_kernel(gpu, m, n);
-    let tiles = m.div_ceil(tile) * n.div_ceil(tile);
-    let splits = sum_splits::choose(gpu, tiles, k.div_ceil(16), m * n);
+    let kernel = matmul_kernel(gpu, m, n);
+    let invocations = kernel.invocations(n);
+    let splits = match gpu.split_target() {
+        0 if kernel.shader == "matmul_subgroups" => {
+            threads().div_ceil(invocations.div_ceil(64)).min(k / MIN_SPLIT_CHUNK).max(1)
+        }
+        _ => sum_splits::choose(gpu, invocations, k.div_ceil(16), m * n),
+    };
     let chunk = k.div_ceil(splits);
     (k.div_ceil(chunk).max(1), chunk)
 }
@@ -290,10 +341,9 @@ pub fn matmul_gpu(
     part: Option<&View>,
     ops: Operands,
 ) -> Result<Program> {
-    let (kernel, tile) = matmul_kernel(gpu, m, n);
-    let shader = ops.shader(label, kernel)?;
+    let kernel = matmul_kernel(gpu, m, n);
+    let shader = ops.shader(label, kernel.shader)?;
     let u = |v: usize| v as u32;
-    let tiles = m.div_ceil(tile) * n.div_ceil(tile);
     let (splits, chunk) = matmul_splits(gpu, (m, n, k));
     let p = MatmulParams {
         M: u(m),
@@ -307,10 +357,10 @@ pub fn matmul_gpu(
         splits: u(splits),
         chunk: u(chunk),
         scale_at: ops.scale_at(),
-        _pad1: 0,
+        stride: u(kernel.stride),
     };
     let mut prog = Program::default();
-    let groups = Dispatch::Invocations((tiles * splits) as u64);
+    let groups = Dispatch::Invocations((kernel.invocations(n) * splits) as u64);
     let flops = 2 * (m * n * k) as u64;
     if splits == 1 {
         prog.push(Kernel::new(gpu, shader, label, &p, &[a, b, bias.unwrap_or(a), c], groups)?.flops(flops));

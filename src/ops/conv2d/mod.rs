@@ -734,6 +734,12 @@ pub fn precision(gpu: &Gpu, g: &Geometry) -> Precision {
     winograd_gpu::layer_precision(gpu, g)
 }
 
+/// Whether `gpu`'s convolutions run their `_subgroups` kernels ([`ConvKernels::Subgroups`], lavapipe's
+/// default); Linear then runs its products on `matmul_subgroups` (ops::linear::matmul_kernel).
+pub fn runs_subgroups(gpu: &Gpu) -> bool {
+    kernels(gpu) == ConvKernels::Subgroups
+}
+
 /// Whether `gpu`'s programs multiply on cooperative matrices (mixed precision with
 /// [`ConvKernels::CooperativeMatrix`]); Linear then runs its products on these kernels too.
 pub fn runs_cooperative_matrices(gpu: &Gpu) -> bool {
