@@ -284,8 +284,8 @@ impl MatmulKernel {
 pub fn matmul_kernel(gpu: &Gpu, m: usize, n: usize) -> MatmulKernel {
     if conv2d::runs_subgroups(gpu) {
         let (tm, tn) = SUBGROUPS_TILE;
-        let rounding = (gpu.subgroup_max_size() as usize).clamp(1, 64);
-        return MatmulKernel { shader: "matmul_subgroups", tile: (tm, tn), stride: m.div_ceil(tm).next_multiple_of(rounding) };
+        let stride = m.div_ceil(tm).next_multiple_of(conv2d::subgroup_rounding(gpu));
+        return MatmulKernel { shader: "matmul_subgroups", tile: (tm, tn), stride };
     }
     let square = |shader, t: usize| MatmulKernel { shader, tile: (t, t), stride: m.div_ceil(t) };
     let workgroups = |t: usize| (m.div_ceil(t) * n.div_ceil(t)).div_ceil(64);

@@ -905,9 +905,9 @@ fn wide(rows: usize, blocks: usize, split_target: usize) -> bool {
     rows.is_multiple_of(WIDE_TILE_CHANNELS) && rows / WIDE_TILE_CHANNELS * blocks * 2 >= split_target
 }
 
-/// What the `_subgroups` kernels round their invocations per tile of channels up to: the
-/// adapter's largest subgroup, so that no subgroup spans two tiles.
-fn subgroup_rounding(gpu: &Gpu) -> usize {
+/// What the `_subgroups` kernels (matmul_subgroups too) round their invocations per tile of
+/// channels up to: the adapter's largest subgroup, so that no subgroup spans two tiles.
+pub(crate) fn subgroup_rounding(gpu: &Gpu) -> usize {
     (gpu.subgroup_max_size() as usize).clamp(1, BLOCKED_WG)
 }
 
