@@ -273,6 +273,38 @@ fn ctrl_c_saves_at_a_step_boundary_and_exits_0() {
     wgrad::io::checkpoint::load(&ck, &wgrad::models::tudui(0).params).unwrap();
 }
 
+/// check takes --weights as eval and predict do: a run's folder stands for its newest checkpoint.
+#[test]
+fn check_takes_a_runs_folder_as_its_newest_checkpoint() {
+    let dir = tempdir();
+    let run = dir.join("run");
+    let (code, _, stderr) = wgrad(&[
+        "train",
+        "--device",
+        "cpu",
+        "--dataset",
+        "synthetic",
+        "--data-dir",
+        s(&dir.join("data")),
+        "--out",
+        s(&run),
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let newest = wgrad::io::checkpoint::latest(&run).unwrap();
+    let logits = |weights: &std::path::Path, out: &std::path::Path| {
+        let b1 = data_path("tudui_batch1.safetensors");
+        let (code, _, stderr) =
+            wgrad(&["check", "--device", "cpu", "--weights", s(weights), "--batch", s(&b1), "--out", s(out)]);
+        assert_eq!(code, 0, "{stderr}");
+        File::read(out).unwrap().f32(out, "logits.1").unwrap().1.to_vec()
+    };
+    assert_eq!(logits(&run, &dir.join("a.safetensors")), logits(&newest, &dir.join("b.safetensors")));
+}
+
 #[test]
 fn check_takes_the_model_and_the_optimizer() {
     let dir = tempdir();

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// State dict (safetensors) with the model's keys, e.g. from safetensors.torch.save_file(model.state_dict(), path).
+    /// State dict (safetensors) with the model's keys, e.g. from safetensors.torch.save_file(model.state_dict(), path),
+    /// or wgrad checkpoint (file, or a folder of checkpoints: the newest).
     #[arg(long)]
     weights: PathBuf,
     /// Batch files (safetensors) holding `images` (f32, N×3×32×32) and `targets` (i64, N); repeat for several steps.
@@ -64,7 +65,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
     let kind = a.model.kind(Some(&a.weights));
     let mut model = kind.build(0);
-    state_dict::load_into(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
+    // A checkpoint's folder stands for its newest checkpoint, as in eval and predict.
+    let weights = crate::io::checkpoint::resolve(&a.weights)?;
+    state_dict::load_into(&weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
     let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;

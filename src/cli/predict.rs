@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// State dict or wgrad checkpoint (file, or a folder of checkpoints).
+    /// State dict or wgrad checkpoint (safetensors) with the model's keys (file, or a folder of checkpoints: the newest).
     #[arg(long)]
     weights: PathBuf,
     /// PNG or JPEG files.
