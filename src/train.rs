@@ -506,15 +506,13 @@ impl Trainer {
                         self.arrived(&mut run, loss, obs)?;
                     }
                 }
-                if self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step.is_multiple_of(k)) {
+                let last = self.cfg.max_steps.is_some_and(|m| step >= m);
+                if last || self.cfg.checkpoint_every.is_some_and(|k| k > 0 && step.is_multiple_of(k)) {
                     self.finish_queued(&mut run, obs)?;
                     let p = self.save()?;
                     obs.checkpoint(&p);
                 }
-                if self.cfg.max_steps.is_some_and(|m| step >= m) {
-                    self.finish_queued(&mut run, obs)?;
-                    let p = self.save()?;
-                    obs.checkpoint(&p);
+                if last {
                     return Ok(Outcome::MaxSteps);
                 }
             }

@@ -238,6 +238,26 @@ fn the_stop_flag_saves_and_a_resume_continues() {
 
 /// The library refuses what the command line refuses: --verify (f32 tolerances) on a GPU computing
 /// in mixed precision.
+/// Records the checkpoints the loop reports, by step.
+struct Saved(Vec<u64>);
+impl wgrad::train::Observer for Saved {
+    fn checkpoint(&mut self, path: &std::path::Path) {
+        self.0.push(checkpoint::meta_of(path).unwrap().step);
+    }
+}
+
+/// --checkpoint-every saves every k steps and at each epoch's end (which moves the checkpoint on to
+/// the next epoch); a last step that is also a k-th one is saved once.
+#[test]
+fn checkpoint_every_saves_each_step_once() {
+    let dir = tempdir();
+    let cfg = Config { checkpoint_every: Some(2), ..config(3, Some(6)) };
+    let mut t = trainer(&Device::Cpu, &dir, cfg, None);
+    let mut saved = Saved(Vec::new());
+    assert_eq!(t.run(&AtomicBool::new(false), &mut saved).unwrap(), Outcome::MaxSteps);
+    assert_eq!(saved.0, [2, 4, 4, 6]);
+}
+
 #[test]
 fn verify_with_mixed_precision_is_refused() {
     let Some(gpu) = mixed_precision_gpu(false) else { return };
