@@ -190,6 +190,51 @@ fn on_off(b: bool) -> String {
     if b { "on" } else { "off" }.to_string()
 }
 
+/// Whether `name` is one of the files a run writes into its folder: checkpoints (model and
+/// optimizer files), steps.csv, metrics.json, metrics.csv, curves.png.
+fn is_run_file(name: &str) -> bool {
+    let checkpoint = name.strip_prefix("checkpoint-").and_then(|r| r.strip_suffix(".safetensors")).is_some();
+    checkpoint || ["steps.csv", "metrics.json", "metrics.csv", "curves.png"].contains(&name)
+}
+
+/// Refuses an output folder a run cannot write (a file, something unreadable:
+/// [`crate::io::check_output_dir`]) or one holding files of a run's names ([`is_run_file`]) that
+/// wgrad did not write, which the run would replace or prune: a folder no wgrad run has used (it
+/// has no `.wgrad.lock`), unless `resume` is a checkpoint in it (whose metadata says wgrad wrote
+/// it). Creates nothing.
+pub fn check_out_folder(out: &Path, resume: Option<&Path>) -> Result<()> {
+    crate::io::check_output_dir(out)?;
+    if !out.is_dir() || out.join(".wgrad.lock").exists() {
+        return Ok(());
+    }
+    let same = |a: &Path, b: &Path| a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
+    let resumed_dir = resume.and_then(|r| checkpoint::resolve(r).ok()).map(|f| match f.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
+    if resumed_dir.is_some_and(|d| same(&d, out)) {
+        return Ok(());
+    }
+    let mut foreign: Vec<String> = std::fs::read_dir(out)
+        .map_err(|e| Error::file(out, format!("cannot read: {e}")))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_run_file(n))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    Err(Error::file(
+        out,
+        format!(
+            "refusing to train into it: it holds {} but no wgrad run has used this folder (it has no .wgrad.lock), \
+             so a run would replace files wgrad did not write; move them or choose another --out",
+            foreign.join(", ")
+        ),
+    ))
+}
+
 /// The per-step log written next to the checkpoints.
 pub fn steps_path(out: &Path) -> PathBuf {
     out.join("steps.csv")
@@ -354,6 +399,7 @@ impl Trainer {
         let evaluator = Evaluator::new(&device, &model, cfg.eval_batch);
         // Everything checked: the output folder is made (or refused), locked for this run (which
         // also proves it writable), and cleared of what killed runs left.
+        check_out_folder(out, resume)?;
         crate::io::prepare_output_dir(out)?;
         let lock = crate::io::lock_dir(out)?;
         clean_temporaries(out);

@@ -150,6 +150,42 @@ fn train_removes_only_its_own_stale_temporaries_and_only_after_checking_argument
     assert!(!out.join(stale).exists(), "the stale temporary stayed: {:?}", files_in(&out));
 }
 
+/// A run writes steps.csv, metrics.json, metrics.csv, curves.png and checkpoints into `--out`: into
+/// a folder no wgrad run has used, files of those names are someone else's and are never replaced.
+#[test]
+fn train_never_replaces_files_of_its_names_in_a_folder_wgrad_has_not_used() {
+    let d = tempdir();
+    let (data, out) = (d.join("data"), d.join("project"));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("steps.csv"), "mine").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let (code, _, err) = wgrad(&train_args(&data, &out, &["--batch-size", "8", "--max-steps", "1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("project") && err.contains("steps.csv") && err.contains("--out"), "{err}");
+    assert_eq!(files_in(&out), ["notes.txt", "steps.csv"], "the refused run wrote into the folder");
+    assert_eq!(std::fs::read_to_string(out.join("steps.csv")).unwrap(), "mine");
+
+    // Other files do not stand in the way, and the folder is wgrad's from then on: a second run
+    // replaces what the first wrote.
+    std::fs::remove_file(out.join("steps.csv")).unwrap();
+    for _ in 0..2 {
+        let (code, _, err) = wgrad(&train_args(&data, &out, &["--batch-size", "8", "--max-steps", "1"]));
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+
+    // A run's checkpoints copied into a fresh folder resume there.
+    let copy = d.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in files_in(&out).iter().filter(|f| f.starts_with("checkpoint-")) {
+        std::fs::copy(out.join(f), copy.join(f)).unwrap();
+    }
+    let (code, _, err) =
+        wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--resume", s(&copy), "--max-steps", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(copy.join("checkpoint-000000002.safetensors").exists(), "{:?}", files_in(&copy));
+}
+
 // --- C. the pickle guard undercounts lists memoized before they are filled ------------------------
 
 /// A copy of the Python 3 CIFAR-10 fixture whose test_batch is `test_batch`.

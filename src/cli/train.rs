@@ -145,7 +145,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         false => p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
     });
     let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
-    crate::io::check_output_dir(&out)?;
+    train::check_out_folder(&out, a.resume.as_deref())?;
     let data = a.data.clone().defaulting_to(resumed.as_ref().map(|m| m.dataset.as_str()));
     let train_ds = data.load(Split::Train)?;
     let test_ds = data.load(Split::Test)?;
