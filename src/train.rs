@@ -367,11 +367,8 @@ impl Trainer {
             ..Default::default()
         };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;
-        let mut reference = if cfg.verify && !matches!(device, Device::Cpu) {
-            Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?)
-        } else {
-            None
-        };
+        let mut reference =
+            if cfg.verify { Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?) } else { None };
         if let Some(state) = &optimizer {
             ex.set_optimizer_state(state)?;
             if let Some(r) = reference.as_mut() {

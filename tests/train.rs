@@ -236,6 +236,26 @@ fn the_stop_flag_saves_and_a_resume_continues() {
     assert_eq!(r.meta.step, 4);
 }
 
+/// Records the steps --verify compares, with their worst relative error.
+struct Verified(Vec<(u64, f64)>);
+impl wgrad::train::Observer for Verified {
+    fn verify(&mut self, step: u64, c: &wgrad::graph::Comparison) {
+        self.0.push((step, c.worst().map_or(f64::NAN, |w| w.rel_l2 as f64)));
+    }
+}
+
+/// --verify compares every step with the CPU path whatever the device: on the CPU path itself it
+/// is a check of determinism (the same state gives the same bits), not a flag that does nothing.
+#[test]
+fn verify_compares_every_step_on_the_cpu_path_too() {
+    let dir = tempdir();
+    let cfg = Config { verify: true, ..config(1, Some(2)) };
+    let mut t = trainer(&Device::Cpu, &dir, cfg, None);
+    let mut seen = Verified(Vec::new());
+    assert_eq!(t.run(&AtomicBool::new(false), &mut seen).unwrap(), Outcome::MaxSteps);
+    assert_eq!(seen.0, [(1, 0.0), (2, 0.0)]);
+}
+
 /// The library refuses what the command line refuses: --verify (f32 tolerances) on a GPU computing
 /// in mixed precision.
 /// Records the checkpoints the loop reports, by step.
