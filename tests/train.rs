@@ -240,7 +240,7 @@ fn the_stop_flag_saves_and_a_resume_continues() {
 struct Verified(Vec<(u64, f64)>);
 impl wgrad::train::Observer for Verified {
     fn verify(&mut self, step: u64, c: &wgrad::graph::Comparison) {
-        self.0.push((step, c.worst().map_or(f64::NAN, |w| w.rel_l2 as f64)));
+        self.0.push((step, c.worst().map_or(f64::NAN, |w| w.rel_l2)));
     }
 }
 
