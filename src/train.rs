@@ -135,13 +135,15 @@ struct StepLog {
 pub const STEPS_HEADER: &str = "step,epoch,loss,lr";
 
 impl StepLog {
-    /// Starts the log in `out`, keeping the lines of steps up to `keep_through` (0 for a new run).
-    fn open(out: &Path, keep_through: u64) -> Result<StepLog> {
+    /// Starts the log in `out`, keeping the lines of steps up to `keep_through` (0 for a new run)
+    /// of the log in `earlier` (the resumed checkpoint's folder: `out` itself, or the folder a run
+    /// given another --out continues from).
+    fn open(out: &Path, earlier: &Path, keep_through: u64) -> Result<StepLog> {
         let path = steps_path(out);
         let mut text = format!("{STEPS_HEADER}\n");
         let mut losses = Vec::new();
         if keep_through > 0 {
-            for (step, line) in read_steps(&path).unwrap_or_default() {
+            for (step, line) in read_steps(&steps_path(earlier)).unwrap_or_default() {
                 if step <= keep_through {
                     losses.push((step, line.1));
                     text += &line.0;
@@ -197,6 +199,14 @@ fn is_run_file(name: &str) -> bool {
     checkpoint || ["steps.csv", "metrics.json", "metrics.csv", "curves.png"].contains(&name)
 }
 
+/// The folder a file is in ("." for a bare file name).
+pub fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Refuses an output folder a run cannot write (a file, something unreadable:
 /// [`crate::io::check_output_dir`]) or one holding files of a run's names ([`is_run_file`]) that
 /// wgrad did not write, which the run would replace or prune: a folder no wgrad run has used (it
@@ -208,10 +218,7 @@ pub fn check_out_folder(out: &Path, resume: Option<&Path>) -> Result<()> {
         return Ok(());
     }
     let same = |a: &Path, b: &Path| a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
-    let resumed_dir = resume.and_then(|r| checkpoint::resolve(r).ok()).map(|f| match f.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    });
+    let resumed_dir = resume.and_then(|r| checkpoint::resolve(r).ok()).map(|f| folder_of(&f));
     if resumed_dir.is_some_and(|d| same(&d, out)) {
         return Ok(());
     }
@@ -297,8 +304,11 @@ impl Trainer {
         let mut optimizer = None;
         let mut resumed_from = None;
         let mut history = Vec::new();
+        // Where the earlier steps' log and metrics are: the resumed checkpoint's folder.
+        let mut earlier = out.to_path_buf();
         if let Some(p) = resume {
             let file = checkpoint::resolve(p)?;
+            earlier = folder_of(&file);
             // Each setting the run differs in: (what, the checkpoint's, this run's), read before
             // the weights so that another model is named as such, not as a state dict that does
             // not fit.
@@ -353,7 +363,7 @@ impl Trainer {
             model.params = ck.params;
             optimizer = Some(ck.optimizer);
             meta = ck.meta;
-            if let Ok(bytes) = std::fs::read(metrics_path(out)) {
+            if let Ok(bytes) = std::fs::read(metrics_path(&earlier)) {
                 history = serde_json::from_slice::<Vec<EpochRecord>>(&bytes).unwrap_or_default();
                 history.retain(|r| r.epoch < meta.epoch);
             }
@@ -400,7 +410,7 @@ impl Trainer {
         crate::io::prepare_output_dir(out)?;
         let lock = crate::io::lock_dir(out)?;
         clean_temporaries(out);
-        let steps = StepLog::open(out, meta.step)?;
+        let steps = StepLog::open(out, &earlier, meta.step)?;
         Ok(Trainer {
             device,
             model,

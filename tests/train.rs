@@ -258,6 +258,28 @@ fn verify_compares_every_step_on_the_cpu_path_too() {
 
 /// The library refuses what the command line refuses: --verify (f32 tolerances) on a GPU computing
 /// in mixed precision.
+/// A run resumed into another --out carries the earlier steps' log and epochs over from the
+/// checkpoint's folder, as a resume in place keeps them.
+#[test]
+fn a_resume_into_another_folder_keeps_the_earlier_steps_and_epochs() {
+    let (first_dir, second_dir) = (tempdir(), tempdir());
+    let mut first = trainer(&Device::Cpu, &first_dir, config(3, Some(6)), None);
+    assert_eq!(first.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::MaxSteps);
+    drop(first);
+    let mut second = trainer(&Device::Cpu, &second_dir, config(3, Some(8)), Some(&first_dir));
+    assert_eq!(second.run(&AtomicBool::new(false), &mut Quiet).unwrap(), Outcome::MaxSteps);
+    let (a, b) = (
+        std::fs::read_to_string(first_dir.join("steps.csv")).unwrap(),
+        std::fs::read_to_string(second_dir.join("steps.csv")).unwrap(),
+    );
+    assert_eq!(a.lines().count(), 7, "{a}");
+    assert_eq!(b.lines().count(), 9, "{b}");
+    assert!(b.starts_with(&a), "{b}\ndoes not start with\n{a}");
+    let epochs: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(second_dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(epochs.iter().map(|e| e["epoch"].as_u64().unwrap()).collect::<Vec<_>>(), [0]);
+}
+
 /// Records the checkpoints the loop reports, by step.
 struct Saved(Vec<u64>);
 impl wgrad::train::Observer for Saved {

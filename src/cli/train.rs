@@ -142,7 +142,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // A resumed run goes on where it was (runs/<model> could be another run's).
     let resumed_dir = a.resume.as_deref().map(|p| match p.is_dir() {
         true => p.to_path_buf(),
-        false => p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+        false => train::folder_of(p),
     });
     let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
     train::check_out_folder(&out, a.resume.as_deref())?;
