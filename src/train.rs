@@ -208,7 +208,7 @@ pub fn folder_of(file: &Path) -> PathBuf {
 }
 
 /// Refuses an output folder a run cannot write (a file, something unreadable:
-/// [`crate::io::check_output_dir`]) or one holding files of a run's names ([`is_run_file`]) that
+/// [`crate::io::check_output_dir`]) or one holding files of a run's names (`is_run_file`) that
 /// wgrad did not write, which the run would replace or prune: a folder no wgrad run has used (it
 /// has no `.wgrad.lock`), unless `resume` is a checkpoint in it (whose metadata says wgrad wrote
 /// it). Creates nothing.

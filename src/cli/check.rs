@@ -1,5 +1,5 @@
 //! `wgrad check`: a model (`--model`) on a PyTorch state dict and given batches, in train mode;
-//! writes logits.i, loss.i, grad.i.<key> (and, with an optimizer, param.i.<key> for every
+//! writes logits.i, loss.i, `grad.i.<key>` (and, with an optimizer, `param.i.<key>` for every
 //! state-dict entry after each step) to compare with PyTorch. `--verify` runs the same steps on
 //! the CPU path and reports every activation's and gradient's error.
 

@@ -72,7 +72,7 @@ pub fn write(dir: &Path, seed: u64) -> Result<()> {
     write_atomic(&dir.join("batches.meta.txt"), (CLASSES.join("\n") + "\n").as_bytes())
 }
 
-/// A split generated in memory: the same images and labels as the files [`write`] writes (what a
+/// A split generated in memory: the same images and labels as the files [`write()`] writes (what a
 /// browser page trains on without touching a disk).
 pub fn generate(seed: u64, split: Split) -> Result<Dataset> {
     let files = match split {

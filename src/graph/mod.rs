@@ -128,8 +128,8 @@ pub struct KernelTime {
     pub bytes: u64,
 }
 
-/// What [`Executor::tensors`] returns, in execution order: each node's output ("<node> out"), the
-/// loss's log-probabilities, then each node's output gradient ("<node> grad out", last node first)
+/// What [`Executor::tensors`] returns, in execution order: each node's output (`"<node> out"`), the
+/// loss's log-probabilities, then each node's output gradient (`"<node> grad out"`, last node first)
 /// where it has one. (name, tensor id) pairs of a schedule; the loss's logp is the first loss
 /// scratch tensor on both devices.
 pub fn tensor_names(plan: &Plan, sched: &memory::Schedule) -> Vec<(String, usize)> {

@@ -122,7 +122,7 @@ pub fn serialize(
     ::safetensors::serialize(views, metadata).map_err(|e| Error::file(path, format!("cannot serialize: {e}")))
 }
 
-/// Writes f32 tensors (name, shape, data) and metadata atomically: [`write`] for the common case.
+/// Writes f32 tensors (name, shape, data) and metadata atomically: [`write()`] for the common case.
 pub fn write_f32(
     path: &Path,
     tensors: &[(String, Vec<usize>, Vec<f32>)],

@@ -1,4 +1,4 @@
-//! The bias gradient shared by Conv2d and Linear: dbias[c] = Σ_{n, s} dout[n, c, s].
+//! The bias gradient shared by Conv2d and Linear: `dbias[c] = Σ_{n, s} dout[n, c, s]`.
 //! Shader: bias_backward.wgsl.
 
 use super::ParamsLayout;

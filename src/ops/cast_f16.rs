@@ -1,6 +1,6 @@
-//! Staging f32 tensors as f16 for [`Precision::Mixed`](crate::Precision::Mixed): Conv2d and Linear
+//! Staging f32 tensors as f16 for [`Precision::Mixed`]: Conv2d and Linear
 //! cast their input and weight (forward) and their output gradient (backward) with these kernels
-//! and run the `_f16` variants of their product kernels on the copies (see [`crate::shaders`]).
+//! and run the `_f16` variants of their product kernels on the copies (see [`mod@crate::shaders`]).
 //! Shaders: cast_f16_absmax.wgsl (the largest |x|: twice, over the tensor then over its parts),
 //! cast_f16.wgsl (the cast), cast_f16_channels_last.wgsl (the cast where the products run on
 //! cooperative matrices: channels last, padded to runs of 4, which those kernels read 4 halves at
@@ -133,7 +133,7 @@ pub enum Layout {
 }
 
 /// A padded channels-last copy: `rows[0]` × `rows[1]` rows of `row` halves, in row (a, y) the
-/// pixels x of (a, y - offset[0], x - offset[1]), `channels` halves each (the view's channels,
+/// pixels x of `(a, y - offset[0], x - offset[1])`, `channels` halves each (the view's channels,
 /// then zeros), zeros past the view; then zeros to `len` halves (a multiple of 4), then the
 /// exponent of a scaled copy. The view (A, C, Y, X) = `shape` reads the f32 tensor at `origin` +
 /// its indices times `strides` (which may be negative: a flipped kernel). An input

@@ -58,7 +58,7 @@ pub fn reduce_cpu<T: Real>(per_elem: Vec<T>, reduction: Reduction) -> Vec<T> {
     }
 }
 
-/// dout as seen by each element: itself for 'none', dout[0] (scaled by 1/n for 'mean') otherwise.
+/// dout as seen by each element: itself for 'none', `dout[0]` (scaled by 1/n for 'mean') otherwise.
 pub fn upstream<T: Real>(dout: &[T], n: usize, reduction: Reduction) -> impl Fn(usize) -> T + '_ {
     move |i| match reduction {
         Reduction::None => dout[i],

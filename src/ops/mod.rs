@@ -166,8 +166,6 @@ impl IntoPair for (usize, usize) {
     }
 }
 
-/// PyTorch's pooling_output_shape: in ceil mode the last window must start inside the input or
-/// the left padding.
 /// The elementwise kernel `shader` over `n` elements as `gpu` runs it, and the invocations it takes:
 /// its `_vec4` variant ([`crate::shaders::VEC4`]) over n / 4 vec4s on CPU adapters (those that split
 /// no reduction, [`Gpu::split_target`]) where n is a multiple of 4, else `shader` over n. lavapipe
@@ -181,6 +179,8 @@ pub fn elementwise(gpu: &Gpu, shader: &'static str, n: u64) -> (&'static str, u6
     }
 }
 
+/// PyTorch's pooling_output_shape: in ceil mode the last window must start inside the input or
+/// the left padding.
 pub fn pool_out_size(size: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> Option<usize> {
     let span = (size + 2 * p) as i64 - (d * (k - 1)) as i64 - 1;
     if span < 0 {

@@ -129,7 +129,7 @@ pub fn reduce_pairs<T: Real>(pairs: Vec<(T, T)>, reduction: Reduction) -> Vec<T>
     }
 }
 
-/// Upstream gradient per row: dout[r] ('none'), dout[0] ('sum') or dout[0] / Σ weights ('mean').
+/// Upstream gradient per row: `dout[r]` ('none'), `dout[0]` ('sum') or `dout[0] / Σ weights` ('mean').
 pub fn row_upstream<T: Real>(
     dout: &[T],
     row_weights: impl Iterator<Item = T>,

@@ -131,7 +131,7 @@ pub fn kernel(gpu: &Gpu, peak: Peak, workgroups: u64, iterations: u32, out: &Vie
 
 /// Measures `peak` on `gpu`: from 64 workgroups, four times as many each round (up to
 /// [`MAX_WORKGROUPS`]) while the rate grows by a tenth or more, each dispatch with enough
-/// iterations to take [`MIN_SECONDS`]; the best of three timings (GPU timestamps where the adapter
+/// iterations to take `MIN_SECONDS`; the best of three timings (GPU timestamps where the adapter
 /// has them) of the best dispatch.
 pub fn measure(gpu: &Gpu, peak: Peak) -> Result<Rate> {
     let wg = peak.workgroup(gpu)?;

@@ -581,7 +581,7 @@ pub struct Params {
     pub chunk: u32,
     /// Where the output gradient's scale exponent is (ops::cast_f16; UNSCALED: nowhere).
     pub scale_at: u32,
-    /// Invocations per tile of channels ([`Product::stride`]; the tiled kernels ignore it).
+    /// Invocations per tile of channels (`Product::stride`; the tiled kernels ignore it).
     pub stride: u32,
 }
 
@@ -1324,8 +1324,8 @@ pub struct GpuGrads<'a> {
 
 /// The backward's kernels; `scratch` as [`Node::gpu_scratch`] asked (less the f16 copies). The
 /// bias gradient reads `dout`; the two products read `dout_op`, `inp` and `weight`, f32 tensors or
-/// f16 copies as `ops` says, or where they run padded ([`padded_weight_gradient`],
-/// [`padded_input_gradient`]) `dout`, cast into their own layouts scaled by its largest magnitude
+/// f16 copies as `ops` says, or where they run padded (`padded_weight_gradient`,
+/// `padded_input_gradient`) `dout`, cast into their own layouts scaled by its largest magnitude
 /// `top` (as its copy `dout_op` is, which they need not: then None), and the kept copies `inp`
 /// (the padded weight gradient's own) and `weight` (cast again for the input gradient).
 #[allow(clippy::too_many_arguments)]
