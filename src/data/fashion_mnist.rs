@@ -1,5 +1,5 @@
 //! Fashion-MNIST in IDX format, gzipped, as Debian's `dataset-fashion-mnist` installs it in
-//! /usr/share/datasets/fashion-mnist. Each 28×28 image is zero-padded by 2 pixels on each side and
+//! /usr/share/datasets/fashion-mnist and --download fetches it (crate::data::download). Each 28×28 image is zero-padded by 2 pixels on each side and
 //! its channel replicated, giving 3×32×32 so Tudui trains on it unchanged.
 
 use super::{read, Dataset, DatasetKind, Split, IMAGE_BYTES, SIDE};
@@ -8,13 +8,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// The folder under --data-dir that holds the four files (where --download puts them).
+pub const FOLDER: &str = "fashion-mnist";
 pub const CLASSES: [&str; 10] =
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 const TEST_IMAGES: &str = "t10k-images-idx3-ubyte.gz";
 
 /// The folder holding the four .gz files: `dir`, `dir`/fashion-mnist, or the system folder.
 pub fn find(dir: &Path) -> Result<PathBuf> {
-    for cand in [dir.to_path_buf(), dir.join("fashion-mnist"), PathBuf::from(SYSTEM_DIR)] {
+    for cand in [dir.to_path_buf(), dir.join(FOLDER), PathBuf::from(SYSTEM_DIR)] {
         if cand.join(TEST_IMAGES).exists() {
             return Ok(cand);
         }
@@ -22,7 +24,7 @@ pub fn find(dir: &Path) -> Result<PathBuf> {
     Err(Error::file(
         dir,
         format!(
-            "no Fashion-MNIST here, in {}/fashion-mnist or in {SYSTEM_DIR} (apt-get install dataset-fashion-mnist)",
+            "no Fashion-MNIST here, in {}/{FOLDER} or in {SYSTEM_DIR} (pass --download to fetch it, 30 MB, or apt-get install dataset-fashion-mnist)",
             dir.display()
         ),
     ))

@@ -1,6 +1,6 @@
-//! Datasets as PyTorch users know them: CIFAR-10 (both official layouts, verified download),
-//! Fashion-MNIST (IDX, gzipped) and a synthetic set in CIFAR-10's binary format; a DataLoader that
-//! prepares the next batch on another thread.
+//! Datasets as PyTorch users know them: CIFAR-10 (both official layouts) and Fashion-MNIST (IDX,
+//! gzipped), each with a verified download, and a synthetic set in CIFAR-10's binary format; a
+//! DataLoader that prepares the next batch on another thread.
 
 pub mod cifar10;
 #[cfg(not(target_arch = "wasm32"))]
@@ -95,7 +95,8 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// Loads a split. CIFAR-10 is looked for under `dir` in either official layout (and fetched with
-/// `download`); Fashion-MNIST in `dir` or /usr/share/datasets/fashion-mnist; the synthetic set is
+/// `download`); Fashion-MNIST in `dir`, `dir`/fashion-mnist or /usr/share/datasets/fashion-mnist
+/// (fetched into `dir`/fashion-mnist with `download`); the synthetic set is
 /// generated (deterministically) into `dir`/wgrad-synthetic-cifar10 when missing.
 pub fn load(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
     let ds = load_any(kind, dir, split, download)?;
@@ -114,7 +115,13 @@ fn load_any(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Resu
             }
             cifar10::load(dir, split)
         }
-        DatasetKind::FashionMnist => fashion_mnist::load(&fashion_mnist::find(dir)?, split),
+        DatasetKind::FashionMnist => {
+            if download && fashion_mnist::find(dir).is_err() {
+                #[cfg(not(target_arch = "wasm32"))]
+                download::fashion_mnist(dir)?;
+            }
+            fashion_mnist::load(&fashion_mnist::find(dir)?, split)
+        }
         DatasetKind::Synthetic => {
             let d = dir.join(synthetic::FOLDER);
             if !d.join(synthetic::TEST_FILE).exists() {
