@@ -4,8 +4,9 @@
 mod common;
 use common::*;
 use std::io::Write;
-use wgrad::data::fashion_mnist::{self, gunzip, parse_idx, SYSTEM_DIR};
-use wgrad::data::Split;
+use wgrad::data::fashion_mnist::{self, SYSTEM_DIR};
+use wgrad::data::idx::{self, gunzip, parse_idx};
+use wgrad::data::{DatasetKind, Split};
 
 #[test]
 fn loads_the_installed_dataset_padded_to_32x32() {
@@ -16,9 +17,9 @@ fn loads_the_installed_dataset_padded_to_32x32() {
         );
     };
     assert_eq!(dir, std::path::PathBuf::from(SYSTEM_DIR));
-    let test = fashion_mnist::load(&dir, Split::Test).unwrap();
+    let test = idx::load(DatasetKind::FashionMnist, &dir, Split::Test).unwrap();
     assert_eq!(test.len(), 10_000);
-    let train = fashion_mnist::load(&dir, Split::Train).unwrap();
+    let train = idx::load(DatasetKind::FashionMnist, &dir, Split::Train).unwrap();
     assert_eq!(train.len(), 60_000);
     let mut counts = [0usize; 10];
     test.labels.iter().for_each(|&l| counts[l as usize] += 1);
@@ -75,7 +76,7 @@ fn a_label_out_of_range_names_its_offset() {
     let mut labels = vec![0, 0, 8, 1, 0, 0, 0x27, 0x10];
     labels.extend((0..10_000).map(|i| if i == 5 { 12 } else { (i % 10) as u8 }));
     std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&labels)).unwrap();
-    let e = fashion_mnist::load(&dir, Split::Test).unwrap_err().to_string();
+    let e = idx::load(DatasetKind::FashionMnist, &dir, Split::Test).unwrap_err().to_string();
     assert!(e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("label 12 at index 5 (offset 13)"), "{e}");
 }
 
@@ -87,11 +88,31 @@ fn files_given_in_memory_read_as_the_folder_does() {
     let dir = tempdir();
     std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&images)).unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&labels)).unwrap();
-    let want = fashion_mnist::load(&dir, Split::Test).unwrap();
+    let want = idx::load(DatasetKind::FashionMnist, &dir, Split::Test).unwrap();
     let (ip, lp) = (std::path::Path::new("picked/images.gz"), std::path::Path::new("picked/labels.gz"));
-    let got = fashion_mnist::from_gz(Split::Test, (ip, &gz(&images)), (lp, &gz(&labels))).unwrap();
+    let got = idx::from_gz(DatasetKind::FashionMnist, Split::Test, (ip, &gz(&images)), (lp, &gz(&labels))).unwrap();
     assert_eq!((got.images, got.labels, got.classes), (want.images, want.labels, want.classes));
     // Errors name the file as the caller named it.
-    let e = fashion_mnist::from_gz(Split::Test, (ip, &gz(&images)), (lp, &gz(&labels[..10]))).unwrap_err();
+    let e =
+        idx::from_gz(DatasetKind::FashionMnist, Split::Test, (ip, &gz(&images)), (lp, &gz(&labels[..10]))).unwrap_err();
     assert!(e.to_string().starts_with("picked/labels.gz: "), "{e}");
+}
+
+/// torchvision's `FashionMNIST(root, download=True)` leaves the files in `root`/FashionMNIST/raw:
+/// --data-dir root finds them there, before the system's copy.
+#[test]
+fn torchvisions_folder_is_found_under_the_data_dir() {
+    let root = tempdir();
+    let raw = root.join("FashionMNIST/raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.resize(16 + 28 * 28, 5);
+    std::fs::write(raw.join("t10k-images-idx3-ubyte.gz"), gz(&images)).unwrap();
+    std::fs::write(raw.join("t10k-labels-idx1-ubyte.gz"), gz(&[0, 0, 8, 1, 0, 0, 0, 1, 7])).unwrap();
+    assert_eq!(fashion_mnist::find(&root).unwrap(), raw);
+    let test = wgrad::data::load(DatasetKind::FashionMnist, &root, Split::Test, false).unwrap();
+    assert_eq!(
+        (test.name.as_str(), test.labels.as_slice(), test.classes[7].as_str()),
+        ("Fashion-MNIST", &[7u8][..], "Sneaker")
+    );
 }

@@ -1,7 +1,7 @@
 //! Fashion-MNIST IDX files, gzipped: decompression (bounded) and the IDX header checks.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wgrad::data::fashion_mnist::{gunzip, parse_idx};
+use wgrad::data::idx::{gunzip, parse_idx};
 
 fuzz_target!(|data: &[u8]| {
     let p = std::path::Path::new("fuzz-idx3-ubyte.gz");

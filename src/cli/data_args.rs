@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataArgs {
-    /// cifar10 (either official layout under --data-dir), fashion-mnist (IDX .gz; also found in
-    /// /usr/share/datasets/fashion-mnist) or synthetic (generated, CIFAR-10 binary format).
+    /// cifar10 (either official layout under --data-dir), fashion-mnist or mnist (their four IDX
+    /// .gz files in --data-dir, its fashion-mnist/ or mnist/, or torchvision's FashionMNIST/raw/ or
+    /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist) or synthetic
+    /// (generated, CIFAR-10 binary format).
     /// Without it: a checkpoint's own (eval, train --resume), else CIFAR-10 if it is under
     /// --data-dir (or --download is given), else synthetic.
     #[arg(long, value_enum)]

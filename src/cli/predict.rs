@@ -1,6 +1,6 @@
 //! `wgrad predict`: top-3 classes with probabilities for PNG/JPEG images of any size, framed as
 //! the checkpoint's dataset framed its images (CIFAR-10: colour, resized to 32×32, bilinear;
-//! Fashion-MNIST: grey, 28×28 padded to 32×32), with a state dict or checkpoint.
+//! Fashion-MNIST and MNIST: grey, 28×28 padded to 32×32), with a state dict or checkpoint.
 
 use super::model_args::ModelArgs;
 use super::DeviceArgs;
@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// The dataset the network learnt from, for its class names and how its images were framed
-    /// (fashion-mnist: grey, 28×28 padded to 32×32) [default: a checkpoint's, else cifar10].
+    /// (fashion-mnist, mnist: grey, 28×28 padded to 32×32) [default: a checkpoint's, else cifar10].
     #[arg(long, value_enum)]
     dataset: Option<DatasetKind>,
     #[command(flatten)]

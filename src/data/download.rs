@@ -1,6 +1,6 @@
 //! Fetching datasets: download with a progress bar, verify the published MD5, and move the
-//! dataset's folder into place only when complete. CIFAR-10 is one archive, extracted; Fashion-MNIST
-//! is four files, each tried on its mirrors in turn (torchvision's list). A failed or interrupted
+//! dataset's folder into place only when complete. CIFAR-10 is one archive, extracted; MNIST and
+//! Fashion-MNIST are four files each, each tried on its mirrors in turn (torchvision's lists). A failed or interrupted
 //! download leaves no half dataset behind (temporary names start with `.wgrad-` and carry the
 //! process id), and a later run removes those whose process is gone, never another live run's.
 
@@ -28,9 +28,25 @@ pub const FASHION_MNIST_FILES: [(&str, &str); 4] = [
     ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
 ];
 
+/// Where MNIST's files are published, in the order torchvision tries them.
+pub const MNIST_MIRRORS: [&str; 2] =
+    ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"];
+/// MNIST's four files and their published MD5s (torchvision's `MNIST.resources`).
+pub const MNIST_FILES: [(&str, &str); 4] = [
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+];
+
 /// Downloads the official archive into `dir`/cifar-10-batches-py.
 pub fn cifar10(dir: &Path) -> Result<PathBuf> {
     fetch_and_extract(CIFAR10_URL, CIFAR10_MD5, dir, PY_FOLDER)
+}
+
+/// Downloads MNIST's files into `dir`/mnist.
+pub fn mnist(dir: &Path) -> Result<PathBuf> {
+    fetch_files(&MNIST_MIRRORS, &MNIST_FILES, dir, super::mnist::FOLDER)
 }
 
 /// Downloads Fashion-MNIST's files into `dir`/fashion-mnist.

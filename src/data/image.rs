@@ -17,8 +17,8 @@ const MAX_ALLOC: u64 = 512 << 20;
 pub enum Framing {
     /// Colour, resized to 32×32 (CIFAR-10 and the synthetic set; ToTensor after Resize((32, 32))).
     Colour,
-    /// Grey, resized to 28×28, zero-padded by 2 and its channel replicated (Fashion-MNIST as
-    /// `data::fashion_mnist` frames it).
+    /// Grey, resized to 28×28, zero-padded by 2 and its channel replicated (MNIST and
+    /// Fashion-MNIST as `data::idx` frames them).
     Grey28,
 }
 
@@ -26,7 +26,7 @@ impl Framing {
     /// The framing of the dataset called `name` ([`crate::data::Dataset::name`]).
     pub fn of_dataset(name: &str) -> Framing {
         match crate::data::DatasetKind::from_name(name) {
-            Some(crate::data::DatasetKind::FashionMnist) => Framing::Grey28,
+            Some(crate::data::DatasetKind::FashionMnist | crate::data::DatasetKind::Mnist) => Framing::Grey28,
             _ => Framing::Colour,
         }
     }
@@ -111,6 +111,18 @@ mod tests {
         let at = |c: usize, y: usize, x_: usize| x[c * 1024 + y * 32 + x_];
         assert_eq!((at(0, 5, 2), at(1, 5, 2), at(2, 5, 2)), (1.0, 0.0, 0.0), "red on the left");
         assert_eq!((at(0, 5, 29), at(1, 5, 29), at(2, 5, 29)), (1.0, 1.0, 1.0), "white on the right");
+    }
+
+    #[test]
+    fn each_dataset_frames_pictures_as_its_images_are() {
+        for (name, framing) in [
+            ("CIFAR-10", Framing::Colour),
+            ("synthetic", Framing::Colour),
+            ("Fashion-MNIST", Framing::Grey28),
+            ("MNIST", Framing::Grey28),
+        ] {
+            assert_eq!(Framing::of_dataset(name), framing, "{name}");
+        }
     }
 
     #[test]

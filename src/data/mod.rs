@@ -1,13 +1,15 @@
-//! Datasets as PyTorch users know them: CIFAR-10 (both official layouts) and Fashion-MNIST (IDX,
-//! gzipped), each with a verified download, and a synthetic set in CIFAR-10's binary format; a
-//! DataLoader that prepares the next batch on another thread.
+//! Datasets as PyTorch users know them: CIFAR-10 (both official layouts), Fashion-MNIST and MNIST
+//! (IDX, gzipped), each with a verified download, and a synthetic set in CIFAR-10's binary format;
+//! a DataLoader that prepares the next batch on another thread.
 
 pub mod cifar10;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod download;
 pub mod fashion_mnist;
+pub mod idx;
 pub mod image;
 pub mod loader;
+pub mod mnist;
 pub mod pickle_guard;
 pub mod synthetic;
 
@@ -29,17 +31,20 @@ pub enum Split {
 pub enum DatasetKind {
     Cifar10,
     FashionMnist,
+    Mnist,
     Synthetic,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 3] = [DatasetKind::Cifar10, DatasetKind::FashionMnist, DatasetKind::Synthetic];
+    pub const ALL: [DatasetKind; 4] =
+        [DatasetKind::Cifar10, DatasetKind::FashionMnist, DatasetKind::Mnist, DatasetKind::Synthetic];
 
     /// What its sets are called ([`Dataset::name`], which checkpoints record).
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "CIFAR-10",
             DatasetKind::FashionMnist => "Fashion-MNIST",
+            DatasetKind::Mnist => "MNIST",
             DatasetKind::Synthetic => "synthetic",
         }
     }
@@ -48,6 +53,7 @@ impl DatasetKind {
     pub fn classes(self) -> [&'static str; 10] {
         match self {
             DatasetKind::FashionMnist => fashion_mnist::CLASSES,
+            DatasetKind::Mnist => mnist::CLASSES,
             DatasetKind::Cifar10 | DatasetKind::Synthetic => cifar10::CLASSES,
         }
     }
@@ -96,7 +102,8 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Loads a split. CIFAR-10 is looked for under `dir` in either official layout (and fetched with
 /// `download`); Fashion-MNIST in `dir`, `dir`/fashion-mnist or /usr/share/datasets/fashion-mnist
-/// (fetched into `dir`/fashion-mnist with `download`); the synthetic set is
+/// (fetched into `dir`/fashion-mnist with `download`); MNIST in `dir`, `dir`/mnist or
+/// `dir`/MNIST/raw (fetched into `dir`/mnist); the synthetic set is
 /// generated (deterministically) into `dir`/wgrad-synthetic-cifar10 when missing.
 pub fn load(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
     let ds = load_any(kind, dir, split, download)?;
@@ -120,7 +127,14 @@ fn load_any(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Resu
                 #[cfg(not(target_arch = "wasm32"))]
                 download::fashion_mnist(dir)?;
             }
-            fashion_mnist::load(&fashion_mnist::find(dir)?, split)
+            idx::load(kind, &fashion_mnist::find(dir)?, split)
+        }
+        DatasetKind::Mnist => {
+            if download && mnist::find(dir).is_err() {
+                #[cfg(not(target_arch = "wasm32"))]
+                download::mnist(dir)?;
+            }
+            idx::load(kind, &mnist::find(dir)?, split)
         }
         DatasetKind::Synthetic => {
             let d = dir.join(synthetic::FOLDER);

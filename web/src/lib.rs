@@ -27,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 use wgrad::data::image::Framing;
 use wgrad::data::loader::{Config as LoaderConfig, DataLoader};
-use wgrad::data::{cifar10, fashion_mnist, synthetic, Dataset, Split};
+use wgrad::data::{cifar10, idx, synthetic, Dataset, DatasetKind, Split};
 use wgrad::graph::gpu::GpuExecutor;
 use wgrad::graph::{self, Executor};
 use wgrad::io::state_dict;
@@ -127,7 +127,8 @@ impl Data {
         let split = |split: Split, prefix: &str| -> std::result::Result<Dataset, JsValue> {
             let (iname, ibytes) = get(&format!("{prefix}-images-idx3-ubyte.gz"))?;
             let (lname, lbytes) = get(&format!("{prefix}-labels-idx1-ubyte.gz"))?;
-            fashion_mnist::from_gz(split, (Path::new(iname), ibytes), (Path::new(lname), lbytes)).map_err(js_err)
+            idx::from_gz(DatasetKind::FashionMnist, split, (Path::new(iname), ibytes), (Path::new(lname), lbytes))
+                .map_err(js_err)
         };
         Ok(Data { train: Arc::new(split(Split::Train, "train")?), test: Arc::new(split(Split::Test, "t10k")?) })
     }
