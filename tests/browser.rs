@@ -4,13 +4,14 @@
 //! path's (`wgrad train --device cpu`'s steps.csv) and the state dict the page offers for download
 //! must hold the CPU path's weights under PyTorch's keys. Then, through the page's own inputs: that
 //! state dict loaded into a fresh page predicts what `wgrad predict` predicts, and Fashion-MNIST's
-//! four files picked in the form train cifar-net as `wgrad train --dataset fashion-mnist` does. A
+//! (and MNIST's) four files picked in the form train cifar-net as `wgrad train --dataset
+//! fashion-mnist` (`mnist`) does. A
 //! screenshot of the page after each training run and the state dicts it produced are kept in
 //! target/browser/ (CI artifacts); where PyTorch is installed they are loaded into its modules with
 //! strict=True (tests/browser_state_dict.py).
 //!
 //! Skips (fails under WGRAD_REQUIRE_GPU=1) when Chromium, wasm-bindgen or the wasm32 target is
-//! missing; .ci/run installs them. WGRAD_BROWSER_MODELS=tudui,fashion-mnist runs some parts only.
+//! missing; .ci/run installs them. WGRAD_BROWSER_MODELS=tudui,fashion-mnist,mnist runs some parts only.
 
 mod common;
 
@@ -336,6 +337,9 @@ fn page_trains_every_model_like_the_cpu_path() {
     if chosen("fashion-mnist") {
         fashion_mnist_from_picked_files(&base, &scratch);
     }
+    if chosen("mnist") {
+        mnist_from_picked_files(&base, &scratch);
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     // The files the page produced, loaded into PyTorch's modules with strict=True, where PyTorch is
     // installed (CI has none: the keys and shapes are checked above against wgrad's, which the
@@ -407,36 +411,66 @@ fn fashion_mnist_from_picked_files(base: &str, scratch: &Path) {
             "WGRAD_REQUIRE_DATASETS",
         );
     };
+    idx_files_picked_train_as_the_cli_does(base, scratch, "fashion-mnist", &dir, &dir);
+}
+
+/// MNIST's four files (made here: 192 training and 64 test images, where torchvision keeps them)
+/// picked in the page's form, then Train: the losses must be `wgrad train --dataset mnist`'s.
+fn mnist_from_picked_files(base: &str, scratch: &Path) {
+    let root = scratch.join("mnist-data");
+    let raw = root.join("MNIST/raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    for (prefix, n) in [("train", 192u32), ("t10k", 64)] {
+        let gz = |bytes: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let mut images: Vec<u8> = [0x0803u32, n, 28, 28].iter().flat_map(|v| v.to_be_bytes()).collect();
+        images.extend((0..n as usize * 784).map(|i| ((i * 7 + i / 784 * 13) % 256) as u8));
+        let mut labels: Vec<u8> = [0x0801u32, n].iter().flat_map(|v| v.to_be_bytes()).collect();
+        labels.extend((0..n).map(|i| (i * 3 % 10) as u8));
+        std::fs::write(raw.join(format!("{prefix}-images-idx3-ubyte.gz")), gz(&images)).unwrap();
+        std::fs::write(raw.join(format!("{prefix}-labels-idx1-ubyte.gz")), gz(&labels)).unwrap();
+    }
+    idx_files_picked_train_as_the_cli_does(base, scratch, "mnist", &raw, &root);
+}
+
+/// The four IDX files in `files` picked in the page with `dataset` chosen, then Train (cifar-net,
+/// 3 steps of 64): the losses must be `wgrad train --dataset <dataset> --data-dir <data_dir>`'s.
+fn idx_files_picked_train_as_the_cli_does(base: &str, scratch: &Path, dataset: &str, files: &Path, data_dir: &Path) {
     let steps = 3;
-    let url = format!("{base}?model=cifar-net&dataset=fashion-mnist&seed=0&batch=64&steps={steps}&eval=250");
-    let (_browser, mut page) = open_browser(&scratch.join("profile-fashion-mnist"), &url);
+    let url = format!("{base}?model=cifar-net&dataset={dataset}&seed=0&batch=64&steps={steps}&eval=250");
+    let (_browser, mut page) = open_browser(&scratch.join(format!("profile-{dataset}")), &url);
     wait_for(&mut page, "typeof window.wgradStateDict === 'function'", "the page to start");
-    let files: Vec<PathBuf> = [
+    let picked: Vec<PathBuf> = [
         "train-images-idx3-ubyte.gz",
         "train-labels-idx1-ubyte.gz",
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz",
     ]
     .iter()
-    .map(|f| dir.join(f))
+    .map(|f| files.join(f))
     .collect();
-    set_files(&mut page, "files", &files);
+    set_files(&mut page, "files", &picked);
     page.eval("document.getElementById('train').click()");
     let started = Instant::now();
-    wait_for(&mut page, "document.title === 'wgrad: done'", "cifar-net to train on Fashion-MNIST");
+    wait_for(&mut page, "document.title === 'wgrad: done'", &format!("cifar-net to train on {dataset}"));
     let result = page.eval("document.getElementById('result').textContent");
     let result: serde_json::Value = serde_json::from_str(result.as_str().unwrap()).unwrap();
     let web: Vec<f64> = result["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let (cpu, _) = cpu_run_on("fashion-mnist", &dir, "cifar-net", steps, 64, &[], &scratch.join("fashion-mnist"));
+    let name = <wgrad::data::DatasetKind as clap::ValueEnum>::from_str(dataset, false).unwrap().name();
+    assert!(result["data"].as_str().unwrap().starts_with(&format!("{name}: ")), "{result}");
+    let (cpu, _) = cpu_run_on(dataset, data_dir, "cifar-net", steps, 64, &[], &scratch.join(dataset));
     eprintln!(
-        "fashion-mnist (files picked in the page): cifar-net {steps} steps, losses {web:?} (CPU path {cpu:?}), {:.1} s",
+        "{dataset} (files picked in the page): cifar-net {steps} steps, losses {web:?} (CPU path {cpu:?}), {:.1} s",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(web.len(), cpu.len());
     for (i, (w, c)) in web.iter().zip(&cpu).enumerate() {
         assert!(
             (w - c).abs() <= 1e-4 * c.abs(),
-            "fashion-mnist: step {} loss {w} in the browser, {c} on the CPU path",
+            "{dataset}: step {} loss {w} in the browser, {c} on the CPU path",
             i + 1
         );
     }

@@ -115,22 +115,12 @@ impl Data {
     /// Fashion-MNIST from its four files, by name (train-images-idx3-ubyte.gz, …).
     #[wasm_bindgen(js_name = fashionMnist)]
     pub fn fashion_mnist(names: Vec<String>, files: Vec<js_sys::Uint8Array>) -> std::result::Result<Data, JsValue> {
-        let files = named(names, files)?;
-        let get = |want: &str| {
-            files.iter().find(|(n, _)| n.ends_with(want)).ok_or_else(|| {
-                js_err(format!(
-                    "Fashion-MNIST needs {want} among the files picked ({})",
-                    files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })
-        };
-        let split = |split: Split, prefix: &str| -> std::result::Result<Dataset, JsValue> {
-            let (iname, ibytes) = get(&format!("{prefix}-images-idx3-ubyte.gz"))?;
-            let (lname, lbytes) = get(&format!("{prefix}-labels-idx1-ubyte.gz"))?;
-            idx::from_gz(DatasetKind::FashionMnist, split, (Path::new(iname), ibytes), (Path::new(lname), lbytes))
-                .map_err(js_err)
-        };
-        Ok(Data { train: Arc::new(split(Split::Train, "train")?), test: Arc::new(split(Split::Test, "t10k")?) })
+        Data::idx(DatasetKind::FashionMnist, names, files)
+    }
+
+    /// MNIST from its four files, by name (train-images-idx3-ubyte.gz, …).
+    pub fn mnist(names: Vec<String>, files: Vec<js_sys::Uint8Array>) -> std::result::Result<Data, JsValue> {
+        Data::idx(DatasetKind::Mnist, names, files)
     }
 
     /// CIFAR-10 from its binary batches (data_batch_1.bin … test_batch.bin), their Python pickles,
@@ -146,6 +136,32 @@ impl Data {
     #[wasm_bindgen(getter)]
     pub fn summary(&self) -> String {
         format!("{}: {} training and {} test images", self.train.name, self.train.len(), self.test.len())
+    }
+}
+
+impl Data {
+    /// A dataset of the MNIST family from its four IDX files, by name.
+    fn idx(
+        kind: DatasetKind,
+        names: Vec<String>,
+        files: Vec<js_sys::Uint8Array>,
+    ) -> std::result::Result<Data, JsValue> {
+        let files = named(names, files)?;
+        let get = |want: &str| {
+            files.iter().find(|(n, _)| n.ends_with(want)).ok_or_else(|| {
+                js_err(format!(
+                    "{} needs {want} among the files picked ({})",
+                    kind.name(),
+                    files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })
+        };
+        let split = |split: Split, prefix: &str| -> std::result::Result<Dataset, JsValue> {
+            let (iname, ibytes) = get(&format!("{prefix}-images-idx3-ubyte.gz"))?;
+            let (lname, lbytes) = get(&format!("{prefix}-labels-idx1-ubyte.gz"))?;
+            idx::from_gz(kind, split, (Path::new(iname), ibytes), (Path::new(lname), lbytes)).map_err(js_err)
+        };
+        Ok(Data { train: Arc::new(split(Split::Train, "train")?), test: Arc::new(split(Split::Test, "t10k")?) })
     }
 }
 

@@ -123,7 +123,9 @@ async function loadData() {
   if (kind === "synthetic") return Data.synthetic();
   const [names, bytes] = await readFiles();
   if (names.length === 0) throw new Error(`pick the ${kind} files first`);
-  return kind === "fashion-mnist" ? Data.fashionMnist(names, bytes) : Data.cifar10(names, bytes);
+  if (kind === "fashion-mnist") return Data.fashionMnist(names, bytes);
+  if (kind === "mnist") return Data.mnist(names, bytes);
+  return Data.cifar10(names, bytes);
 }
 
 function setRunning(running) {
@@ -194,6 +196,7 @@ async function train() {
     const summary = {
       adapter: adapterName,
       model: s.model,
+      data: data.summary,
       steps: losses.length,
       losses,
       test_accuracy: score.accuracy,
