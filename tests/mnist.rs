@@ -93,4 +93,10 @@ fn train_and_eval_take_dataset_mnist() {
     let (code, out, err) = wgrad(&["eval", "--weights", &o, "--data-dir", &r, "--device", "cpu"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("MNIST Test: accuracy") && out.contains("9 - nine"), "{out}");
+    assert!(!err.contains("note:"), "{err}");
+    // On a dataset of other classes it says so.
+    let (code, _, err) =
+        wgrad(&["eval", "--weights", &o, "--data-dir", &r, "--device", "cpu", "--dataset", "synthetic"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: the checkpoint learnt MNIST's classes, not synthetic's"), "{err}");
 }

@@ -35,8 +35,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut model = kind.build(0);
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     // A checkpoint is evaluated on its own dataset unless --dataset says otherwise.
-    let recorded = checkpoint::meta_of(&a.weights).ok().map(|m| m.dataset);
-    let ds = a.data.defaulting_to(recorded.as_deref()).load(a.split)?;
+    let recorded = checkpoint::meta_of(&a.weights).ok();
+    let ds = a.data.defaulting_to(recorded.as_ref().map(|m| m.dataset.as_str())).load(a.split)?;
+    if let Some(m) = recorded.filter(|m| m.classes != ds.classes) {
+        eprintln!(
+            "note: the checkpoint learnt {}'s classes, not {}'s: the scores below count its class i as {}'s class i",
+            m.dataset, ds.name, ds.name
+        );
+    }
     let mut progress: Option<Progress> = None;
     let s =
         Evaluator::new(&device, &model, a.batch_size as usize).score_with(&model.params, &ds, &mut |done, total| {

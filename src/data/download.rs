@@ -135,7 +135,7 @@ pub fn fetch_files(mirrors: &[&str], files: &[(&str, &str)], dir: &Path, folder:
     staged(dir, folder, |staging, part| {
         for (name, md5_hex) in files {
             let mut failures = Vec::new();
-            for mirror in mirrors {
+            for (i, mirror) in mirrors.iter().enumerate() {
                 match fetch_verified(&format!("{mirror}{name}"), md5_hex, part) {
                     Ok(()) => {
                         failures.clear();
@@ -146,7 +146,9 @@ pub fn fetch_files(mirrors: &[&str], files: &[(&str, &str)], dir: &Path, folder:
                             Error::File { msg, .. } => msg,
                             e => e.to_string(),
                         };
-                        eprintln!("data: {msg}; trying the next mirror");
+                        if i + 1 < mirrors.len() {
+                            eprintln!("data: {msg}; trying the next mirror");
+                        }
                         failures.push(msg);
                     }
                 }
