@@ -137,8 +137,5 @@ pub fn curves(path: &Path, history: &[EpochRecord], steps: &[(u64, f32)], steps_
     for (x, y, s, c) in labels {
         draw_text(&mut img, x, y, &s, c);
     }
-    let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::file(path, format!("cannot encode PNG: {e}")))?;
-    crate::io::write_atomic(path, &png)
+    crate::io::write_atomic(path, &crate::io::png::encode(path, &img)?)
 }

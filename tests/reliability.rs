@@ -71,7 +71,7 @@ fn run_check(out: &Path) -> (i32, String) {
 // --- A. `--out` replaces whatever it names -------------------------------------------------------
 
 #[test]
-fn out_never_replaces_a_device_a_pipe_or_a_symbolic_link() {
+fn out_never_replaces_a_device_a_pipe_a_link_or_someone_elses_file() {
     use std::os::unix::fs::FileTypeExt;
     let d = tempdir();
     let fifo = d.join("fifo");
@@ -108,12 +108,35 @@ fn out_never_replaces_a_device_a_pipe_or_a_symbolic_link() {
         eprintln!("(not root: the character-device case is left to the pipe and the link)");
     }
 
-    // A regular file is still replaced, atomically.
+    // A regular file is replaced (atomically) only if wgrad wrote it: check's and show's outputs
+    // carry wgrad's mark, someone else's file is refused and left as it was.
+    // (A state dict PyTorch wrote, and a file of a few bytes.)
     let plain = d.join("out.safetensors");
-    std::fs::write(&plain, "old").unwrap();
-    let (code, err) = run_check(&plain);
-    assert_eq!(code, 0, "{err}");
-    assert!(std::fs::read(&plain).unwrap().len() > 3);
+    let theirs = std::fs::read(data_path("tudui_init.safetensors")).unwrap();
+    for bytes in [&theirs[..], b"old"] {
+        std::fs::write(&plain, bytes).unwrap();
+        let (code, err) = run_check(&plain);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("out.safetensors: refusing to replace it: wgrad did not write it"), "{err}");
+        assert_eq!(std::fs::read(&plain).unwrap(), bytes);
+    }
+    let ours = d.join("ours.safetensors");
+    for _ in 0..2 {
+        let (code, err) = run_check(&ours);
+        assert_eq!(code, 0, "{err}");
+    }
+    let grid = d.join("grid.png");
+    std::fs::copy(d.join("ours.safetensors"), &grid).unwrap();
+    let show =
+        |out: &Path| wgrad(&["show", "--dataset", "synthetic", "--data-dir", s(&d.join("data")), "--out", s(out)]);
+    let (code, _, err) = show(&grid);
+    assert_eq!(code, 1, "a file that is not wgrad's PNG: {err}");
+    assert!(err.contains("wgrad did not write it"), "{err}");
+    std::fs::remove_file(&grid).unwrap();
+    for _ in 0..2 {
+        let (code, _, err) = show(&grid);
+        assert_eq!(code, 0, "{err}");
+    }
 }
 
 // --- B. start-up cleanup deletes files it does not own --------------------------------------------

@@ -59,7 +59,7 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    crate::io::check_output_file(&a.out)?;
+    crate::io::check_named_output(&a.out, crate::io::safetensors::written_by_wgrad)?;
     crate::ops::cross_entropy::check_label_smoothing(a.label_smoothing)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
@@ -131,7 +131,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             bail!("step {step}: the loss is {loss} (run with --verify to find the first node that produced a non-finite value)");
         }
     }
-    write(&a.out, &out, None)?;
+    // The mark by which a later run knows this file as wgrad's, to replace it.
+    let mark = [(format!("{}check", crate::io::safetensors::MARK), env!("CARGO_PKG_VERSION").to_string())].into();
+    write(&a.out, &out, Some(mark))?;
     println!("wrote {} tensors to {}", out.len(), a.out.display());
     if !all_ok {
         eprintln!(

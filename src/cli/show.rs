@@ -50,12 +50,9 @@ pub fn grid(ds: &Dataset) -> image::RgbImage {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    crate::io::check_output_file(&a.out)?;
+    crate::io::check_named_output(&a.out, crate::io::png::written_by_wgrad)?;
     let ds = a.data.load(a.split)?;
-    let img = grid(&ds);
-    let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    write_atomic(&a.out, &png)?;
+    write_atomic(&a.out, &crate::io::png::encode(&a.out, &grid(&ds))?)?;
     println!(
         "wrote {} ({} images of {}{})",
         a.out.display(),

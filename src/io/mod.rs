@@ -1,6 +1,7 @@
 //! Files: safetensors state dicts, batches and outputs (PyTorch-compatible).
 
 pub mod checkpoint;
+pub mod png;
 pub mod safetensors;
 pub mod state_dict;
 
@@ -49,6 +50,22 @@ pub fn check_output_file(path: &Path) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {
         return Err(Error::file(path, format!("cannot write: its folder {} does not exist", dir.display())));
+    }
+    Ok(())
+}
+
+/// An output file named on the command line (`show --out`, `check --out`): created, or replacing
+/// a regular file that wgrad wrote (`ours` reads the mark it leaves: [`png::written_by_wgrad`],
+/// [`safetensors::written_by_wgrad`]), never anyone else's file, nor anything but a regular file
+/// ([`check_output_file`]).
+pub fn check_named_output(path: &Path, ours: fn(&Path) -> bool) -> Result<()> {
+    check_output_file(path)?;
+    if path.is_file() && !ours(path) {
+        return Err(Error::file(
+            path,
+            "refusing to replace it: wgrad did not write it (it lacks the mark wgrad leaves in its outputs); \
+             move it or choose another --out",
+        ));
     }
     Ok(())
 }

@@ -7,6 +7,33 @@ use ::safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// Metadata keys of wgrad's start with this (a checkpoint's `wgrad.checkpoint`, `wgrad check`'s
+/// `wgrad.check`): the mark by which wgrad knows a file it may replace
+/// ([`super::check_named_output`]).
+pub const MARK: &str = "wgrad.";
+
+/// Whether the file at `path` is a safetensors file wgrad wrote: its header's `__metadata__` holds
+/// a key starting with [`MARK`]. Only the header is read.
+pub fn written_by_wgrad(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let mut n = [0u8; 8];
+    if f.read_exact(&mut n).is_err() {
+        return false;
+    }
+    // safetensors' own bound on a header.
+    let n = u64::from_le_bytes(n);
+    if n > 100_000_000 {
+        return false;
+    }
+    let mut header = Vec::new();
+    if f.take(n).read_to_end(&mut header).is_err() {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&header) else { return false };
+    v.get("__metadata__").and_then(|m| m.as_object()).is_some_and(|m| m.keys().any(|k| k.starts_with(MARK)))
+}
+
 /// A tensor read from a file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Array {
