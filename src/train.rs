@@ -208,18 +208,34 @@ pub fn folder_of(file: &Path) -> PathBuf {
 }
 
 /// Refuses an output folder a run cannot write (a file, something unreadable:
-/// [`crate::io::check_output_dir`]) or one holding files of a run's names (`is_run_file`) that
-/// wgrad did not write, which the run would replace or prune: a folder no wgrad run has used (it
-/// has no `.wgrad.lock`), unless `resume` is a checkpoint in it (whose metadata says wgrad wrote
-/// it). Creates nothing.
+/// [`crate::io::check_output_dir`]), one holding another run's checkpoints, or one holding files
+/// of a run's names (`is_run_file`) that wgrad did not write, which the run would replace or
+/// prune: a folder no wgrad run has used (it has no `.wgrad.lock`). A folder `resume` continues
+/// from (a checkpoint in it) is the run's own. Creates nothing.
 pub fn check_out_folder(out: &Path, resume: Option<&Path>) -> Result<()> {
     crate::io::check_output_dir(out)?;
-    if !out.is_dir() || out.join(".wgrad.lock").exists() {
+    if !out.is_dir() {
         return Ok(());
     }
     let same = |a: &Path, b: &Path| a.canonicalize().ok().is_some_and(|a| b.canonicalize().ok() == Some(a));
     let resumed_dir = resume.and_then(|r| checkpoint::resolve(r).ok()).map(|f| folder_of(&f));
     if resumed_dir.is_some_and(|d| same(&d, out)) {
+        return Ok(());
+    }
+    // Another run's checkpoints: this run's would be pruned in their favour (they have later
+    // steps), and --resume would take them up.
+    if let Some(newest) = checkpoint::latest(out) {
+        return Err(Error::file(
+            out,
+            format!(
+                "it holds another run's checkpoints (the newest: {}); continue that run with --resume {}, \
+                 or choose another --out",
+                newest.file_name().unwrap_or_default().to_string_lossy(),
+                out.display()
+            ),
+        ));
+    }
+    if out.join(".wgrad.lock").exists() {
         return Ok(());
     }
     let mut foreign: Vec<String> = std::fs::read_dir(out)
@@ -466,13 +482,8 @@ impl Trainer {
     fn kept(&self) -> String {
         match &self.last_checkpoint {
             Some(p) => format!("; the last good checkpoint is {}", p.display()),
-            None => match checkpoint::latest(&self.out) {
-                Some(p) => format!(
-                    "; no checkpoint of this run was written (the folder's newest, {}, is from an earlier run)",
-                    p.display()
-                ),
-                None => "; no checkpoint of this run was written".into(),
-            },
+            // A run's folder holds no other run's checkpoints (check_out_folder).
+            None => "; no checkpoint of this run was written".into(),
         }
     }
 

@@ -706,3 +706,34 @@ fn check_takes_the_label_smoothing() {
     assert!(stderr.contains("label_smoothing must be between 0.0 and 1.0, got -0.1"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// `wgrad train` twice without --out: the second run gets runs/<model>-2 (saying so) instead of
+/// mixing its checkpoints with the first's; --resume runs/<model> still continues the first.
+#[test]
+fn a_second_run_without_out_gets_a_folder_of_its_own() {
+    let dir = tempdir();
+    let train = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+            .args(["train", "--device", "cpu", "--dataset", "synthetic", "--batch-size", "8"])
+            .args(extra)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = train(&["--max-steps", "2"]);
+    assert!(!first.contains("out: "), "{first}");
+    let second = train(&["--max-steps", "2"]);
+    assert!(
+        second.contains("out: runs/tudui-2 (runs/tudui holds an earlier run: --resume runs/tudui continues it)"),
+        "{second}"
+    );
+    for d in ["runs/tudui", "runs/tudui-2"] {
+        let ck = wgrad::io::checkpoint::latest(&dir.join(d)).unwrap();
+        assert_eq!(wgrad::io::checkpoint::meta_of(&ck).unwrap().step, 2, "{d}");
+    }
+    train(&["--resume", "runs/tudui", "--max-steps", "3"]);
+    let ck = wgrad::io::checkpoint::latest(&dir.join("runs/tudui")).unwrap();
+    assert_eq!(wgrad::io::checkpoint::meta_of(&ck).unwrap().step, 3);
+}

@@ -174,9 +174,10 @@ fn train_removes_only_its_own_stale_temporaries_and_only_after_checking_argument
 }
 
 /// A run writes steps.csv, metrics.json, metrics.csv, curves.png and checkpoints into `--out`: into
-/// a folder no wgrad run has used, files of those names are someone else's and are never replaced.
+/// a folder no wgrad run has used, files of those names are someone else's and are never replaced;
+/// into one holding another run's checkpoints, only that run continues (--resume).
 #[test]
-fn train_never_replaces_files_of_its_names_in_a_folder_wgrad_has_not_used() {
+fn train_never_replaces_someone_elses_files_or_another_runs_checkpoints() {
     let d = tempdir();
     let (data, out) = (d.join("data"), d.join("project"));
     std::fs::create_dir_all(&out).unwrap();
@@ -188,14 +189,26 @@ fn train_never_replaces_files_of_its_names_in_a_folder_wgrad_has_not_used() {
     assert_eq!(files_in(&out), ["notes.txt", "steps.csv"], "the refused run wrote into the folder");
     assert_eq!(std::fs::read_to_string(out.join("steps.csv")).unwrap(), "mine");
 
-    // Other files do not stand in the way, and the folder is wgrad's from then on: a second run
-    // replaces what the first wrote.
+    // Other files do not stand in the way, and the folder is the run's from then on: --resume
+    // continues it there.
     std::fs::remove_file(out.join("steps.csv")).unwrap();
-    for _ in 0..2 {
-        let (code, _, err) = wgrad(&train_args(&data, &out, &["--batch-size", "8", "--max-steps", "1"]));
-        assert_eq!(code, 0, "{err}");
-    }
+    let (code, _, err) = wgrad(&train_args(&data, &out, &["--batch-size", "8", "--max-steps", "1"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = wgrad(&train_args(&data, &out, &["--resume", s(&out), "--max-steps", "2"]));
+    assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+
+    // A fresh run there is refused: its checkpoints would be pruned in favour of the earlier run's
+    // (later steps), which --resume would then take up. Nothing is touched.
+    let before = files_in(&out);
+    let (code, _, err) = wgrad(&train_args(&data, &out, &["--batch-size", "8", "--max-steps", "1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another run's checkpoints (the newest: checkpoint-000000002.safetensors)")
+            && err.contains(&format!("--resume {}", s(&out))),
+        "{err}"
+    );
+    assert_eq!(files_in(&out), before);
 
     // A run's checkpoints copied into a fresh folder resume there.
     let copy = d.join("copy");
@@ -204,9 +217,9 @@ fn train_never_replaces_files_of_its_names_in_a_folder_wgrad_has_not_used() {
         std::fs::copy(out.join(f), copy.join(f)).unwrap();
     }
     let (code, _, err) =
-        wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--resume", s(&copy), "--max-steps", "2"]);
+        wgrad(&["train", "--device", "cpu", "--data-dir", s(&data), "--resume", s(&copy), "--max-steps", "3"]);
     assert_eq!(code, 0, "{err}");
-    assert!(copy.join("checkpoint-000000002.safetensors").exists(), "{:?}", files_in(&copy));
+    assert!(copy.join("checkpoint-000000003.safetensors").exists(), "{:?}", files_in(&copy));
 }
 
 // --- C. the pickle guard undercounts lists memoized before they are filled ------------------------

@@ -30,8 +30,9 @@ pub struct Args {
     /// the checkpoint's].
     #[arg(long)]
     seed: Option<u64>,
-    /// Folder for checkpoints, metrics.json/csv, steps.csv and curves.png [default: with --resume,
-    /// the checkpoint's folder; else runs/<model>].
+    /// Folder for checkpoints, metrics.json/csv, steps.csv and curves.png; a new run's must hold no
+    /// other run's checkpoints [default: with --resume, the checkpoint's folder; else runs/<model>,
+    /// or runs/<model>-2, -3, … where an earlier run is].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from a checkpoint file, or from the newest complete checkpoint in a folder.
@@ -117,6 +118,26 @@ impl Bars {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// A new run's default folder: runs/<model>, or where that holds an earlier run's checkpoints,
+/// the first of runs/<model>-2, -3, … that holds none (as Lightning numbers its versions), saying
+/// so.
+fn fresh_run_dir(model: &str) -> PathBuf {
+    let runs = PathBuf::from("runs");
+    let first = runs.join(model);
+    let taken = |d: &Path| crate::io::checkpoint::latest(d).is_some();
+    if !taken(&first) {
+        return first;
+    }
+    let dir = (2..).map(|i| runs.join(format!("{model}-{i}"))).find(|d| !taken(d)).expect("an unused folder");
+    eprintln!(
+        "out: {} ({} holds an earlier run: --resume {} continues it)",
+        dir.display(),
+        first.display(),
+        first.display()
+    );
+    dir
+}
+
 pub fn run(a: Args) -> anyhow::Result<i32> {
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
@@ -144,7 +165,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         true => p.to_path_buf(),
         false => train::folder_of(p),
     });
-    let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| PathBuf::from("runs").join(kind.name()));
+    let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| fresh_run_dir(kind.name()));
     train::check_out_folder(&out, a.resume.as_deref())?;
     let data = a.data.clone().defaulting_to(resumed.as_ref().map(|m| m.dataset.as_str()));
     let train_ds = data.load(Split::Train)?;
