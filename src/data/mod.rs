@@ -101,9 +101,9 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 /// Loads a split. CIFAR-10 is looked for under `dir` in either official layout (and fetched with
-/// `download`); Fashion-MNIST in `dir`, `dir`/fashion-mnist or /usr/share/datasets/fashion-mnist
-/// (fetched into `dir`/fashion-mnist with `download`); MNIST in `dir`, `dir`/mnist or
-/// `dir`/MNIST/raw (fetched into `dir`/mnist); the synthetic set is
+/// `download`); Fashion-MNIST in `dir`, `dir`/fashion-mnist, `dir`/FashionMNIST/raw or
+/// /usr/share/datasets/fashion-mnist (fetched into `dir`/fashion-mnist with `download`); MNIST in
+/// `dir`, `dir`/mnist or `dir`/MNIST/raw (fetched into `dir`/mnist); the synthetic set is
 /// generated (deterministically) into `dir`/wgrad-synthetic-cifar10 when missing.
 pub fn load(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
     let ds = load_any(kind, dir, split, download)?;
