@@ -52,6 +52,26 @@ fn every_model_runs_within_webgpus_default_limits() {
     }
 }
 
+/// A batch whose largest tensor passes the 128 MiB binding limit is refused before anything is
+/// allocated, with the batch size that fits; that batch builds (and trains) on the same device.
+#[test]
+fn a_batch_past_the_binding_limit_says_which_batch_fits() {
+    let Some(gpu) = webgpu_device() else { return };
+    let model = ModelKind::Tudui.build(0);
+    let opts = || ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.01))), ..Default::default() };
+    let e =
+        wgrad::executor(&Device::Gpu(gpu.clone()), &model, 5000, opts()).err().expect("batch 5000 built").to_string();
+    assert!(e.contains("at batch 5000") && e.contains("max_storage_buffer_binding_size is 134217728"), "{e}");
+    let fits: usize =
+        e.split("a batch size of about ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!((1000..5000).contains(&fits), "{e}");
+    let mut ex = wgrad::executor(&Device::Gpu(gpu.clone()), &model, fits, opts()).unwrap();
+    let images: Vec<f32> = (0..fits * 3 * 32 * 32).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let targets: Vec<i64> = (0..fits as i64).map(|i| i % 10).collect();
+    assert!(ex.step(&images, &targets, true).unwrap().unwrap().is_finite());
+    assert!(wgrad::executor(&Device::Gpu(gpu), &model, fits + 1, opts()).is_err(), "the batch after it fits too");
+}
+
 /// A narrow cooperative-matrix variant takes more workgroup memory than WebGPU's default
 /// (`wgrad::shaders::NARROW_WORKGROUP_BYTES`): a device with only the defaults does not build it,
 /// and Tudui's 32-channel layers run the 4-by-4 16x16 variant there instead (lavapipe forced to

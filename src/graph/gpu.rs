@@ -135,6 +135,25 @@ impl GpuExecutor {
                 folds: None,
             },
         );
+        // A tensor is one buffer and one binding: the largest (an activation or its gradient,
+        // in proportion to the batch) says which batch size the adapter's limits allow.
+        let (limit, which) = if gpu.limits.max_storage_buffer_binding_size <= gpu.limits.max_buffer_size {
+            (gpu.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
+        } else {
+            (gpu.limits.max_buffer_size, "max_buffer_size")
+        };
+        let largest = 4 * sched.slot_words.iter().copied().max().unwrap_or(0);
+        if largest > limit {
+            let fits = (limit as f64 / (largest as f64 / batch as f64)).floor() as u64;
+            return Err(Error::Graph(format!(
+                "its largest tensor takes {largest} bytes but the adapter's {which} is {limit}; {}",
+                if fits >= 1 {
+                    format!("a batch size of about {fits} would fit")
+                } else {
+                    "not even a batch of 1 fits".into()
+                }
+            )));
+        }
         let slots: Vec<View> = sched
             .slot_words
             .iter()
