@@ -19,13 +19,16 @@ setups=(
   "resnet20|--batch-size 128 --optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 1e-4"
 )
 results="$tmp/results.txt"
-for setup in "${setups[@]}"; do
+for i in "${!setups[@]}"; do
+  setup=${setups[$i]}
   model=${setup%%|*}
   flags=${setup#*|}
   for seed in "${seeds[@]}"; do
-    out="$tmp/$model-$seed"
+    # A folder per setup and seed: a run refuses a folder holding another run's checkpoints.
+    out="$tmp/setup$i-$model-$seed"
     # shellcheck disable=SC2086
-    $W train --device cpu --dataset fashion-mnist --model "$model" --epochs 1 --seed "$seed" $flags --out "$out" >/dev/null 2>&1
+    $W train --device cpu --dataset fashion-mnist --model "$model" --epochs 1 --seed "$seed" $flags --out "$out" >/dev/null 2>"$tmp/err" ||
+      { echo "wgrad train failed for $model $flags, seed $seed:" >&2; cat "$tmp/err" >&2; exit 1; }
     w=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[-1]['test_accuracy'])" "$out/metrics.json")
     # shellcheck disable=SC2086
     p=$(python3 benches/fashion_mnist_pytorch.py --model "$model" --seed "$seed" --json $flags | python3 -c "import json,sys; print(json.loads(sys.stdin.read())['test_accuracy'])")

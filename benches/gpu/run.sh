@@ -108,6 +108,8 @@ if has train; then
   for m in tudui cifar-net resnet20; do
     for b in ${batches//,/ }; do
       echo "== train $m $b" | log train.txt
+      # This script's own folder from a run before it (a new run refuses another run's checkpoints).
+      rm -rf "/tmp/train-$m-$b"
       WGRAD_PRECISION=f32 .gpu/wgrad train --device gpu --dataset synthetic --model "$m" --batch-size "$b" \
         --epochs 5 --out "/tmp/train-$m-$b" > "/tmp/train-$m-$b.txt" 2>&1
       rc=$?
