@@ -17,10 +17,15 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 
 /// Writes a split of `n` images (pixel values from the index) and labels i % 10 into `dir`.
 fn write_split(dir: &Path, prefix: &str, n: u32) {
+    write_split_labelled(dir, prefix, n, &[]);
+}
+
+/// As [`write_split`], the labels starting with `first`.
+fn write_split_labelled(dir: &Path, prefix: &str, n: u32, first: &[u8]) {
     let mut images = [0x0803u32, n, 28, 28].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
     images.extend((0..n as usize * 28 * 28).map(|i| (i % 253) as u8));
     let mut labels = [0x0801u32, n].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
-    labels.extend((0..n).map(|i| (i % 10) as u8));
+    labels.extend((0..n as usize).map(|i| first.get(i).copied().unwrap_or((i % 10) as u8)));
     std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte.gz")), gz(&images)).unwrap();
     std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte.gz")), gz(&labels)).unwrap();
 }
@@ -56,6 +61,28 @@ fn a_missing_mnist_says_where_it_looked_and_how_to_get_it() {
     let dir = tempdir();
     let e = data::load(DatasetKind::Mnist, &dir, Split::Test, false).unwrap_err().to_string();
     assert!(e.contains("no MNIST here") && e.contains("MNIST/raw") && e.contains("--download"), "{e}");
+}
+
+/// The two datasets' files have the same names: their first labels tell them apart, and the wrong
+/// one is refused, naming the right --dataset.
+#[test]
+fn one_datasets_files_are_not_read_as_the_others() {
+    let dir = tempdir();
+    write_split_labelled(&dir, "t10k", 16, &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
+    let Err(e) = data::load(DatasetKind::FashionMnist, &dir, Split::Test, false) else {
+        panic!("MNIST's files were read as Fashion-MNIST");
+    };
+    let e = e.to_string();
+    assert!(e.contains("these are MNIST's labels") && e.contains("--dataset mnist"), "{e}");
+    assert_eq!(data::load(DatasetKind::Mnist, &dir, Split::Test, false).unwrap().labels[..3], [7, 2, 1]);
+    let dir = tempdir();
+    write_split_labelled(&dir, "train", 16, &[9, 0, 0, 3, 0, 2, 7, 2, 5, 5]);
+    write_split(&dir, "t10k", 16);
+    let Err(e) = data::load(DatasetKind::Mnist, &dir, Split::Train, false) else {
+        panic!("Fashion-MNIST's files were read as MNIST");
+    };
+    let e = e.to_string();
+    assert!(e.contains("these are Fashion-MNIST's labels") && e.contains("--dataset fashion-mnist"), "{e}");
 }
 
 fn wgrad(args: &[&str]) -> (i32, String, String) {

@@ -68,6 +68,18 @@ pub fn parse_idx(path: &Path, bytes: &[u8], ndim: usize) -> Result<(Vec<usize>, 
     }
 }
 
+/// The first ten labels of a split (train, test) of each dataset: as their files have the same
+/// names, these tell one's files from the other's.
+fn first_labels(kind: DatasetKind, split: Split) -> Option<[u8; 10]> {
+    match (kind, split) {
+        (DatasetKind::Mnist, Split::Train) => Some([5, 0, 4, 1, 9, 2, 1, 3, 1, 4]),
+        (DatasetKind::Mnist, Split::Test) => Some([7, 2, 1, 0, 4, 1, 4, 9, 5, 9]),
+        (DatasetKind::FashionMnist, Split::Train) => Some([9, 0, 0, 3, 0, 2, 7, 2, 5, 5]),
+        (DatasetKind::FashionMnist, Split::Test) => Some([9, 2, 1, 1, 6, 1, 4, 6, 5, 7]),
+        _ => None,
+    }
+}
+
 /// A split of `kind` from the folder holding its four files.
 pub fn load(kind: DatasetKind, folder: &Path, split: Split) -> Result<Dataset> {
     let prefix = if split == Split::Train { "train" } else { "t10k" };
@@ -92,6 +104,14 @@ pub fn from_gz(kind: DatasetKind, split: Split, images: (&Path, &[u8]), labels: 
     }
     if let Some(i) = labels.iter().position(|&l| l >= 10) {
         return Err(Error::file(lp, format!("label {} at index {i} (offset {}); labels are 0..9", labels[i], 8 + i)));
+    }
+    for (other, flag) in [(DatasetKind::Mnist, "mnist"), (DatasetKind::FashionMnist, "fashion-mnist")] {
+        if other != kind && labels.get(..10).is_some_and(|l| first_labels(other, split).is_some_and(|f| f == l)) {
+            return Err(Error::file(
+                lp,
+                format!("these are {}'s labels (they start as its {split:?} split's do), not {}'s: pass --dataset {flag}, or give {}'s files", other.name(), kind.name(), kind.name()),
+            ));
+        }
     }
     let n = idims[0];
     let mut images = vec![0u8; n * IMAGE_BYTES];
