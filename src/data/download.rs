@@ -1,8 +1,9 @@
 //! Fetching datasets: download with a progress bar, verify the published MD5, and move the
 //! dataset's folder into place only when complete. CIFAR-10 is one archive, extracted; MNIST and
-//! Fashion-MNIST are four files each, each tried on its mirrors in turn (torchvision's lists). A failed or interrupted
-//! download leaves no half dataset behind (temporary names start with `.wgrad-` and carry the
-//! process id), and a later run removes those whose process is gone, never another live run's.
+//! Fashion-MNIST are four files each, each tried on its mirrors in turn (torchvision's lists). A
+//! failed or interrupted download leaves no half dataset behind (temporary names start with
+//! `.wgrad-` and carry the process id), and a later run removes those whose process is gone,
+//! never another live run's.
 
 use super::cifar10::PY_FOLDER;
 use crate::{Error, Result};
@@ -137,10 +138,7 @@ pub fn fetch_files(mirrors: &[&str], files: &[(&str, &str)], dir: &Path, folder:
             let mut failures = Vec::new();
             for (i, mirror) in mirrors.iter().enumerate() {
                 match fetch_verified(&format!("{mirror}{name}"), md5_hex, part) {
-                    Ok(()) => {
-                        failures.clear();
-                        break;
-                    }
+                    Ok(()) => break,
                     Err(e) => {
                         let msg = match e {
                             Error::File { msg, .. } => msg,
@@ -153,7 +151,7 @@ pub fn fetch_files(mirrors: &[&str], files: &[(&str, &str)], dir: &Path, folder:
                     }
                 }
             }
-            if !failures.is_empty() {
+            if failures.len() == mirrors.len() {
                 return Err(Error::file(dir, format!("no mirror served {name}: {}", failures.join("; "))));
             }
             std::fs::rename(part, staging.join(name))
