@@ -3,6 +3,34 @@
 //! and, when an upstream gradient `dout` is given, the gradients. The layers run through the same
 //! op interface the graph executors use ([`layer`]); training uses the executors instead, which
 //! keep everything on the device.
+//!
+//! The loss tutorial's cells, with `loss.backward()`'s gradient (an upstream gradient of 1):
+//!
+//! ```
+//! use wgrad::functional::{cross_entropy, l1_loss, mse_loss};
+//! use wgrad::ops::cross_entropy::{Options, Targets};
+//! use wgrad::{Device, Reduction, Tensor};
+//!
+//! # fn main() -> wgrad::Result<()> {
+//! let device = Device::Cpu; // or a GPU: Device::select(&wgrad::DeviceOptions::default())?.0
+//! let inputs = Tensor::new(&[1, 3], vec![1.0, 2.0, 3.0])?;
+//! let targets = Tensor::new(&[1, 3], vec![1.0, 2.0, 5.0])?;
+//! let one = Tensor::scalar(1.0);
+//! // nn.L1Loss(reduction='sum') and nn.L1Loss(): 2 and 0.6667.
+//! assert_eq!(l1_loss(&device, &inputs, &targets, Reduction::Sum, None)?.out.data, [2.0]);
+//! let mean = l1_loss(&device, &inputs, &targets, Reduction::Mean, Some(&one))?;
+//! assert!((mean.out.data[0] - 2.0 / 3.0).abs() < 1e-6);
+//! assert_eq!(mean.dinputs[0].data, [0.0, 0.0, -1.0 / 3.0]);
+//! // nn.MSELoss(): 1.3333.
+//! let mse = mse_loss(&device, &inputs, &targets, Reduction::Mean, None)?;
+//! assert!((mse.out.data[0] - 4.0 / 3.0).abs() < 1e-6);
+//! // nn.CrossEntropyLoss() of [[0.1, 0.2, 0.3]] against class 1: 1.1019.
+//! let x = Tensor::new(&[1, 3], vec![0.1, 0.2, 0.3])?;
+//! let ce = cross_entropy(&device, &x, Targets::Class(&[1]), &[1], &Options::default(), None)?;
+//! assert!((ce.out.data[0] - 1.1019).abs() < 1e-4);
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::buffer::View;
 use crate::device::Device;
