@@ -117,9 +117,19 @@ fn out_never_replaces_a_device_a_pipe_a_link_or_someone_elses_file() {
         std::fs::write(&plain, bytes).unwrap();
         let (code, err) = run_check(&plain);
         assert_eq!(code, 1, "{err}");
-        assert!(err.contains("out.safetensors: refusing to replace it: wgrad did not write it"), "{err}");
+        assert!(err.contains("out.safetensors: refusing to replace it: it is not an output of `wgrad check`"), "{err}");
         assert_eq!(std::fs::read(&plain).unwrap(), bytes);
     }
+    // Nor does check's output replace a training run's checkpoint (wgrad's, with another mark).
+    let checkpoint = d.join("checkpoint-000000001.safetensors");
+    let w = wgrad::io::safetensors::Array::F32 { shape: vec![1], data: vec![1.0] };
+    let meta = [("wgrad.checkpoint".to_string(), "{}".to_string())].into();
+    wgrad::io::safetensors::write(&checkpoint, &[("w".into(), w)], Some(meta)).unwrap();
+    let before = std::fs::read(&checkpoint).unwrap();
+    let (code, err) = run_check(&checkpoint);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refusing to replace it: it is not an output of `wgrad check`"), "{err}");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), before);
     let ours = d.join("ours.safetensors");
     for _ in 0..2 {
         let (code, err) = run_check(&ours);
@@ -131,7 +141,7 @@ fn out_never_replaces_a_device_a_pipe_a_link_or_someone_elses_file() {
         |out: &Path| wgrad(&["show", "--dataset", "synthetic", "--data-dir", s(&d.join("data")), "--out", s(out)]);
     let (code, _, err) = show(&grid);
     assert_eq!(code, 1, "a file that is not wgrad's PNG: {err}");
-    assert!(err.contains("wgrad did not write it"), "{err}");
+    assert!(err.contains("it is not a PNG wgrad wrote"), "{err}");
     std::fs::remove_file(&grid).unwrap();
     for _ in 0..2 {
         let (code, _, err) = show(&grid);

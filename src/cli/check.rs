@@ -59,7 +59,8 @@ pub fn read_batch(path: &Path) -> crate::Result<(Vec<f32>, Vec<i64>, usize)> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    crate::io::check_named_output(&a.out, crate::io::safetensors::written_by_wgrad)?;
+    use crate::io::safetensors::{has_metadata_key, CHECK_MARK};
+    crate::io::check_named_output(&a.out, "an output of `wgrad check`", |p| has_metadata_key(p, CHECK_MARK))?;
     crate::ops::cross_entropy::check_label_smoothing(a.label_smoothing)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
@@ -132,7 +133,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
     }
     // The mark by which a later run knows this file as wgrad's, to replace it.
-    let mark = [(format!("{}check", crate::io::safetensors::MARK), env!("CARGO_PKG_VERSION").to_string())].into();
+    let mark = [(crate::io::safetensors::CHECK_MARK.to_string(), env!("CARGO_PKG_VERSION").to_string())].into();
     write(&a.out, &out, Some(mark))?;
     println!("wrote {} tensors to {}", out.len(), a.out.display());
     if !all_ok {

@@ -50,7 +50,7 @@ pub fn grid(ds: &Dataset) -> image::RgbImage {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    crate::io::check_named_output(&a.out, crate::io::png::written_by_wgrad)?;
+    crate::io::check_named_output(&a.out, "a PNG wgrad wrote", crate::io::png::written_by_wgrad)?;
     let ds = a.data.load(a.split)?;
     write_atomic(&a.out, &crate::io::png::encode(&a.out, &grid(&ds))?)?;
     println!(

@@ -55,16 +55,18 @@ pub fn check_output_file(path: &Path) -> Result<()> {
 }
 
 /// An output file named on the command line (`show --out`, `check --out`): created, or replacing
-/// a regular file that wgrad wrote (`ours` reads the mark it leaves: [`png::written_by_wgrad`],
-/// [`safetensors::written_by_wgrad`]), never anyone else's file, nor anything but a regular file
-/// ([`check_output_file`]).
-pub fn check_named_output(path: &Path, ours: fn(&Path) -> bool) -> Result<()> {
+/// a regular file that the same command wrote (`ours` reads the mark it leaves, `what` names such
+/// a file: [`png::written_by_wgrad`], [`safetensors::CHECK_MARK`]), never anyone else's file nor
+/// another of wgrad's (a checkpoint), nor anything but a regular file ([`check_output_file`]).
+pub fn check_named_output(path: &Path, what: &str, ours: fn(&Path) -> bool) -> Result<()> {
     check_output_file(path)?;
     if path.is_file() && !ours(path) {
         return Err(Error::file(
             path,
-            "refusing to replace it: wgrad did not write it (it lacks the mark wgrad leaves in its outputs); \
-             move it or choose another --out",
+            format!(
+                "refusing to replace it: it is not {what} (it lacks the mark those carry), and wgrad replaces only \
+                 those; move it or choose another --out"
+            ),
         ));
     }
     Ok(())

@@ -7,14 +7,15 @@ use ::safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Metadata keys of wgrad's start with this (a checkpoint's `wgrad.checkpoint`, `wgrad check`'s
-/// `wgrad.check`): the mark by which wgrad knows a file it may replace
-/// ([`super::check_named_output`]).
-pub const MARK: &str = "wgrad.";
+/// The metadata key that marks `wgrad check`'s output (a checkpoint's is `wgrad.checkpoint`): a
+/// later `check --out` replaces a file only where it holds this key
+/// ([`super::check_named_output`]), so neither someone else's file nor a training run's
+/// checkpoint.
+pub const CHECK_MARK: &str = "wgrad.check";
 
-/// Whether the file at `path` is a safetensors file wgrad wrote: its header's `__metadata__` holds
-/// a key starting with [`MARK`]. Only the header is read.
-pub fn written_by_wgrad(path: &Path) -> bool {
+/// Whether the file at `path` is a safetensors file whose header's `__metadata__` holds the key
+/// `key`. Only the header is read.
+pub fn has_metadata_key(path: &Path, key: &str) -> bool {
     use std::io::Read;
     let Ok(mut f) = std::fs::File::open(path) else { return false };
     let mut n = [0u8; 8];
@@ -31,7 +32,7 @@ pub fn written_by_wgrad(path: &Path) -> bool {
         return false;
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&header) else { return false };
-    v.get("__metadata__").and_then(|m| m.as_object()).is_some_and(|m| m.keys().any(|k| k.starts_with(MARK)))
+    v.get("__metadata__").and_then(|m| m.as_object()).is_some_and(|m| m.contains_key(key))
 }
 
 /// A tensor read from a file.
