@@ -104,6 +104,152 @@ pub struct GpuExecutor {
     pub bytes: u64,
 }
 
+/// The buffers a step's kernels bind, made by [`GpuExecutor::build`] before it records them.
+struct Bindings<'a> {
+    plan: &'a Plan,
+    sched: &'a Schedule,
+    layout: &'a ParamSet,
+    /// A view of each planned tensor.
+    tensors: &'a [View],
+    params: &'a View,
+    grads: &'a View,
+    targets: &'a View,
+    loss: &'a View,
+    step: &'a View,
+}
+
+/// A training step's (or a forward's) kernels in recording order.
+struct Recorded {
+    /// Forward kernels, then loss, sums and backward: `kernels[..n_forward]` is the forward.
+    kernels: Vec<Kernel>,
+    n_forward: usize,
+    /// The loss's class weights and upstream gradient (ones), when the step has a loss.
+    loss_consts: Option<(View, View)>,
+}
+
+/// The memory schedule: every tensor's slot, the nodes' scratch and the order of the work.
+fn schedule(gpu: &Gpu, plan: &Plan, opts: &Options) -> Schedule {
+    let train = opts.mode == Mode::Train;
+    let scratch = |i: usize| {
+        let n = &plan.nodes[i];
+        let dinputs: Vec<bool> = n.inputs.iter().map(|&v| train && plan.needs_grad[v]).collect();
+        n.node.gpu_scratch(gpu, &dinputs)
+    };
+    Schedule::new(
+        plan,
+        &Request {
+            backward: train,
+            keep_all: opts.keep_all,
+            scratch: &scratch,
+            reads: &|i| plan.nodes[i].node.gpu_backward_reads(gpu),
+            loss_scratch: cross_entropy::gpu_scratch((plan.batch, plan.classes, 1), loss_options(opts).reduction),
+            folds: None,
+        },
+    )
+}
+
+/// A tensor is one buffer and one binding: the largest (an activation or its gradient, in
+/// proportion to the batch) says which batch size the adapter's limits allow.
+fn check_limits(gpu: &Gpu, sched: &Schedule, batch: usize) -> Result<()> {
+    let (limit, which) = if gpu.limits.max_storage_buffer_binding_size <= gpu.limits.max_buffer_size {
+        (gpu.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
+    } else {
+        (gpu.limits.max_buffer_size, "max_buffer_size")
+    };
+    let largest = 4 * sched.slot_words.iter().copied().max().unwrap_or(0);
+    if largest > limit {
+        let fits = (limit as f64 / (largest as f64 / batch as f64)).floor() as u64;
+        return Err(Error::Graph(format!(
+            "its largest tensor takes {largest} bytes but the adapter's {which} is {limit}; {}",
+            if fits >= 1 {
+                format!("a batch size of about {fits} would fit")
+            } else {
+                "not even a batch of 1 fits".into()
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Node `i`'s buffers for its forward (`backward` false) or its backward: `state` and `dparams`
+/// are its views of the parameters and of their gradients.
+fn node_io<'a>(
+    b: &'a Bindings,
+    i: usize,
+    state: &'a [View],
+    dparams: &'a [View],
+    backward: bool,
+    seed: u64,
+) -> GpuIo<'a> {
+    let (n, sched, t) = (&b.plan.nodes[i], b.sched, b.tensors);
+    let scratch = if backward { &sched.scratch_backward[i] } else { &sched.scratch_forward[i] };
+    GpuIo {
+        label: &n.name,
+        inputs: n.inputs.iter().map(|&v| &t[sched.value[v]]).collect(),
+        out: &t[sched.value[i + 1]],
+        state: state.iter().collect(),
+        saved: sched.saved[i].iter().map(|&k| &t[k]).collect(),
+        scratch: scratch.iter().map(|&k| &t[k]).collect(),
+        kept: sched.kept[i].iter().map(|&k| &t[k]).collect(),
+        dout: backward.then(|| &t[sched.grad[i + 1].unwrap()]),
+        dinputs: if backward { sched.dinputs[i].iter().map(|k| k.map(|k| &t[k])).collect() } else { Vec::new() },
+        dparams: dparams.iter().collect(),
+        step: b.step,
+        random_key: random_key(seed, i),
+    }
+}
+
+/// Records the schedule's tasks: each node's forward, the loss, the sums of gradient
+/// contributions and each node's backward.
+fn record(gpu: &Arc<Gpu>, b: &Bindings, opts: &Options) -> Result<Recorded> {
+    let (plan, sched, tensors) = (b.plan, b.sched, b.tensors);
+    let view = |v: &View, k: usize| v.slice(b.layout.offsets[k] as u64, b.layout.specs[k].numel() as u64);
+    let mut r = Recorded { kernels: Vec::new(), n_forward: 0, loss_consts: None };
+    for task in &sched.tasks {
+        match *task {
+            Task::Forward(i) => {
+                let state: Vec<View> = plan.nodes[i].state.iter().map(|&k| view(b.params, k)).collect();
+                let io = node_io(b, i, &state, &[], false, opts.seed);
+                r.kernels.extend(plan.nodes[i].node.forward_gpu(gpu, &io)?.kernels);
+                r.n_forward = r.kernels.len();
+            }
+            Task::Loss => {
+                let weight = gpu.upload("loss.weight", &vec![1f32; plan.classes])?;
+                let dout = gpu.upload("loss.dout", &[1f32])?;
+                let bufs = cross_entropy::GpuBuffers {
+                    inp: &tensors[sched.value[plan.output]],
+                    tgt: b.targets,
+                    prob_targets: false,
+                    weight: &weight,
+                    scratch: sched.loss_scratch.iter().map(|&t| &tensors[t]).collect(),
+                    out: b.loss,
+                    dout: &dout,
+                    dinp: &tensors[sched.dlogits.unwrap()],
+                };
+                let (o, dims) = (loss_options(opts), (plan.batch, plan.classes, 1));
+                r.kernels.extend(cross_entropy::forward_gpu(gpu, "loss", &bufs, &o, dims)?.kernels);
+                r.kernels.extend(cross_entropy::backward_gpu(gpu, "loss", &bufs, &o, dims)?.kernels);
+                r.loss_consts = Some((weight, dout));
+            }
+            Task::Accumulate(s) => {
+                let sum = &sched.sums[s];
+                let label = format!("{}.grad_sum", plan.nodes[sum.value - 1].name);
+                for &(x, y, z) in &sum.steps {
+                    r.kernels.push(add::add_gpu(gpu, &label, &tensors[x], &tensors[y], &tensors[z])?);
+                }
+            }
+            Task::Backward(j) => {
+                let n = &plan.nodes[j];
+                let state: Vec<View> = n.state.iter().map(|&k| view(b.params, k)).collect();
+                let dparams: Vec<View> = n.params.iter().map(|&k| view(b.grads, k)).collect();
+                let io = node_io(b, j, &state, &dparams, true, opts.seed);
+                r.kernels.extend(n.node.backward_gpu(gpu, &io)?.kernels);
+            }
+        }
+    }
+    Ok(r)
+}
+
 impl GpuExecutor {
     /// Plans and builds everything for `batch`; errors name the batch size.
     pub fn new(gpu: Arc<Gpu>, model: &Model, batch: usize, opts: Options) -> Result<Self> {
@@ -115,45 +261,13 @@ impl GpuExecutor {
         Self::build(gpu, model, plan, opts).map_err(ctx)
     }
 
+    /// The phases, in order: the schedule of buffers, the adapter's limits, the buffers, the
+    /// step's kernels (forward, loss, backward), the optimizer's, the readback buffers.
     fn build(gpu: Arc<Gpu>, model: &Model, plan: Plan, opts: Options) -> Result<Self> {
         let train = opts.mode == Mode::Train;
         let batch = plan.batch;
-        let dims = (batch, plan.classes, 1);
-        let scratch = |i: usize| {
-            let n = &plan.nodes[i];
-            let dinputs: Vec<bool> = n.inputs.iter().map(|&v| train && plan.needs_grad[v]).collect();
-            n.node.gpu_scratch(&gpu, &dinputs)
-        };
-        let sched = Schedule::new(
-            &plan,
-            &Request {
-                backward: train,
-                keep_all: opts.keep_all,
-                scratch: &scratch,
-                reads: &|i| plan.nodes[i].node.gpu_backward_reads(&gpu),
-                loss_scratch: cross_entropy::gpu_scratch(dims, loss_options(&opts).reduction),
-                folds: None,
-            },
-        );
-        // A tensor is one buffer and one binding: the largest (an activation or its gradient,
-        // in proportion to the batch) says which batch size the adapter's limits allow.
-        let (limit, which) = if gpu.limits.max_storage_buffer_binding_size <= gpu.limits.max_buffer_size {
-            (gpu.limits.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
-        } else {
-            (gpu.limits.max_buffer_size, "max_buffer_size")
-        };
-        let largest = 4 * sched.slot_words.iter().copied().max().unwrap_or(0);
-        if largest > limit {
-            let fits = (limit as f64 / (largest as f64 / batch as f64)).floor() as u64;
-            return Err(Error::Graph(format!(
-                "its largest tensor takes {largest} bytes but the adapter's {which} is {limit}; {}",
-                if fits >= 1 {
-                    format!("a batch size of about {fits} would fit")
-                } else {
-                    "not even a batch of 1 fits".into()
-                }
-            )));
-        }
+        let sched = schedule(&gpu, &plan, &opts);
+        check_limits(&gpu, &sched, batch)?;
         let slots: Vec<View> = sched
             .slot_words
             .iter()
@@ -163,6 +277,7 @@ impl GpuExecutor {
         let tensors: Vec<View> =
             (0..sched.words.len()).map(|t| View { len: sched.words[t], ..slots[sched.slot_of[t]].clone() }).collect();
 
+        // The batch's bytes and the kernel that makes the input of them.
         let input = &tensors[sched.value[0]];
         let pixels = gpu.zeros("pixels", to_tensor::pixel_words(input.len))?;
         let channels = plan.input.get(1).copied().unwrap_or(1) as u64;
@@ -170,6 +285,7 @@ impl GpuExecutor {
         let plane = plan.input.iter().skip(2).product::<usize>() as u64;
         let to_tensor = to_tensor::to_tensor_gpu(&gpu, "input.to_tensor", &pixels, &pixel_table, plane, input)?;
 
+        // The model's entries, their gradients and the optimizer's buffers.
         let layout = model.params.clone();
         let grad_layout = layout.trainable_layout();
         let params = gpu.upload("params", &layout.data)?;
@@ -182,80 +298,19 @@ impl GpuExecutor {
         let step_words = gpu.zeros("step", (std::mem::size_of::<StepWords>() / 4) as u64)?;
         let targets = gpu.zeros("targets", batch as u64)?;
         let loss = gpu.zeros("loss", 1)?;
-        let pview = |v: &View, k: usize| v.slice(layout.offsets[k] as u64, layout.specs[k].numel() as u64);
 
-        let mut kernels = Vec::new();
-        let mut n_forward = 0;
-        let mut loss_consts = None;
-        for task in &sched.tasks {
-            match *task {
-                Task::Forward(i) => {
-                    let n = &plan.nodes[i];
-                    let state: Vec<View> = n.state.iter().map(|&k| pview(&params, k)).collect();
-                    let io = GpuIo {
-                        label: &n.name,
-                        inputs: n.inputs.iter().map(|&v| &tensors[sched.value[v]]).collect(),
-                        out: &tensors[sched.value[i + 1]],
-                        state: state.iter().collect(),
-                        saved: sched.saved[i].iter().map(|&t| &tensors[t]).collect(),
-                        scratch: sched.scratch_forward[i].iter().map(|&t| &tensors[t]).collect(),
-                        kept: sched.kept[i].iter().map(|&t| &tensors[t]).collect(),
-                        dout: None,
-                        dinputs: Vec::new(),
-                        dparams: Vec::new(),
-                        step: &step_words,
-                        random_key: random_key(opts.seed, i),
-                    };
-                    kernels.extend(n.node.forward_gpu(&gpu, &io)?.kernels);
-                    n_forward = kernels.len();
-                }
-                Task::Loss => {
-                    let weight = gpu.upload("loss.weight", &vec![1f32; plan.classes])?;
-                    let dout = gpu.upload("loss.dout", &[1f32])?;
-                    let b = cross_entropy::GpuBuffers {
-                        inp: &tensors[sched.value[plan.output]],
-                        tgt: &targets,
-                        prob_targets: false,
-                        weight: &weight,
-                        scratch: sched.loss_scratch.iter().map(|&t| &tensors[t]).collect(),
-                        out: &loss,
-                        dout: &dout,
-                        dinp: &tensors[sched.dlogits.unwrap()],
-                    };
-                    let o = loss_options(&opts);
-                    kernels.extend(cross_entropy::forward_gpu(&gpu, "loss", &b, &o, dims)?.kernels);
-                    kernels.extend(cross_entropy::backward_gpu(&gpu, "loss", &b, &o, dims)?.kernels);
-                    loss_consts = Some((weight, dout));
-                }
-                Task::Accumulate(s) => {
-                    let sum = &sched.sums[s];
-                    let label = format!("{}.grad_sum", plan.nodes[sum.value - 1].name);
-                    for &(a, b, c) in &sum.steps {
-                        kernels.push(add::add_gpu(&gpu, &label, &tensors[a], &tensors[b], &tensors[c])?);
-                    }
-                }
-                Task::Backward(j) => {
-                    let n = &plan.nodes[j];
-                    let state: Vec<View> = n.state.iter().map(|&k| pview(&params, k)).collect();
-                    let dparams: Vec<View> = n.params.iter().map(|&k| pview(&grads, k)).collect();
-                    let io = GpuIo {
-                        label: &n.name,
-                        inputs: n.inputs.iter().map(|&v| &tensors[sched.value[v]]).collect(),
-                        out: &tensors[sched.value[j + 1]],
-                        state: state.iter().collect(),
-                        saved: sched.saved[j].iter().map(|&t| &tensors[t]).collect(),
-                        scratch: sched.scratch_backward[j].iter().map(|&t| &tensors[t]).collect(),
-                        kept: sched.kept[j].iter().map(|&t| &tensors[t]).collect(),
-                        dout: Some(&tensors[sched.grad[j + 1].unwrap()]),
-                        dinputs: sched.dinputs[j].iter().map(|t| t.map(|t| &tensors[t])).collect(),
-                        dparams: dparams.iter().collect(),
-                        step: &step_words,
-                        random_key: random_key(opts.seed, j),
-                    };
-                    kernels.extend(n.node.backward_gpu(&gpu, &io)?.kernels);
-                }
-            }
-        }
+        let b = Bindings {
+            plan: &plan,
+            sched: &sched,
+            layout: &layout,
+            tensors: &tensors,
+            params: &params,
+            grads: &grads,
+            targets: &targets,
+            loss: &loss,
+            step: &step_words,
+        };
+        let Recorded { kernels, n_forward, loss_consts } = record(&gpu, &b, &opts)?;
         let (p, g) = (params.slice(0, trainable), grads.slice(0, trainable));
         let optimizer = match (opts.optimizer, state.as_slice()) {
             (Some(Optimizer::Sgd(c)), [buf]) => Some(sgd::step_gpu(&gpu, &c, &step_words, &p, &g, buf)?),
