@@ -268,6 +268,68 @@ pub fn metrics_path(out: &Path) -> PathBuf {
     out.join("metrics.json")
 }
 
+/// A checkpoint a run continues from, checked against the run's settings.
+struct Resumed {
+    file: PathBuf,
+    checkpoint: checkpoint::Checkpoint,
+}
+
+impl Resumed {
+    /// The checkpoint at `p` (a file, or a folder's newest), refused if it was trained with other
+    /// settings than `cfg` on `dataset`, is at `--max-steps` already, or holds a value that is
+    /// not finite.
+    fn load(p: &Path, cfg: &Config, dataset: &str, layout: &crate::nn::ParamSet) -> Result<Resumed> {
+        let file = checkpoint::resolve(p)?;
+        // Read before the weights, so that another model is named as such, not as a state dict
+        // that does not fit.
+        let differ = settings_differ(&checkpoint::meta_of(&file)?, cfg, dataset);
+        if !differ.is_empty() {
+            return Err(Error::file(
+                p,
+                format!(
+                    "the checkpoint was trained with {}; resume with the same settings (leave them out to take the checkpoint's)",
+                    differ.join(", ")
+                ),
+            ));
+        }
+        let ck = checkpoint::load(&file, layout)?;
+        if let Some(m) = cfg.max_steps.filter(|&m| ck.meta.step >= m) {
+            return Err(Error::file(
+                p,
+                format!("the checkpoint is at step {}, already at --max-steps {m}: nothing to train", ck.meta.step),
+            ));
+        }
+        if let Some(key) = ck.params.first_non_finite() {
+            return Err(Error::file(p, format!("{key} holds NaN or infinite values; a run cannot continue from it")));
+        }
+        Ok(Resumed { file, checkpoint: ck })
+    }
+}
+
+/// Each setting a run differs in from the checkpoint's `m`: "what (the checkpoint's) (this run:
+/// the run's)".
+fn settings_differ(m: &Meta, cfg: &Config, dataset: &str) -> Vec<String> {
+    [
+        (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
+        (m.batch_size == cfg.batch_size as u64, "batch size", m.batch_size.to_string(), cfg.batch_size.to_string()),
+        (m.seed == cfg.seed, "seed", m.seed.to_string(), cfg.seed.to_string()),
+        (m.optimizer() == cfg.optimizer, "optimizer", m.optimizer().describe(), cfg.optimizer.describe()),
+        (m.schedule == cfg.schedule, "lr schedule", m.schedule.describe(), cfg.schedule.describe()),
+        (m.dataset == dataset, "dataset", m.dataset.clone(), dataset.to_string()),
+        (m.augment == cfg.augment, "augmentation", on_off(m.augment), on_off(cfg.augment)),
+        (
+            m.label_smoothing == cfg.label_smoothing,
+            "label smoothing",
+            m.label_smoothing.to_string(),
+            cfg.label_smoothing.to_string(),
+        ),
+    ]
+    .into_iter()
+    .filter(|d| !d.0)
+    .map(|(_, what, was, now)| format!("{what} {was} (this run: {now})"))
+    .collect()
+}
+
 impl Trainer {
     /// A fresh run (`resume` None) or the continuation of a checkpoint.
     pub fn new(
@@ -317,68 +379,16 @@ impl Trainer {
             augment: cfg.augment,
             label_smoothing: cfg.label_smoothing,
         };
-        let mut optimizer = None;
-        let mut resumed_from = None;
-        let mut history = Vec::new();
         // Where the earlier steps' log and metrics are: the resumed checkpoint's folder.
         let mut earlier = out.to_path_buf();
+        let (mut optimizer, mut resumed_from, mut history) = (None, None, Vec::new());
         if let Some(p) = resume {
-            let file = checkpoint::resolve(p)?;
-            earlier = folder_of(&file);
-            // Each setting the run differs in: (what, the checkpoint's, this run's), read before
-            // the weights so that another model is named as such, not as a state dict that does
-            // not fit.
-            let m = &checkpoint::meta_of(&file)?;
-            let differ: Vec<String> = [
-                (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
-                (
-                    m.batch_size == cfg.batch_size as u64,
-                    "batch size",
-                    m.batch_size.to_string(),
-                    cfg.batch_size.to_string(),
-                ),
-                (m.seed == cfg.seed, "seed", m.seed.to_string(), cfg.seed.to_string()),
-                (m.optimizer() == cfg.optimizer, "optimizer", m.optimizer().describe(), cfg.optimizer.describe()),
-                (m.schedule == cfg.schedule, "lr schedule", m.schedule.describe(), cfg.schedule.describe()),
-                (m.dataset == train.name, "dataset", m.dataset.clone(), train.name.clone()),
-                (m.augment == cfg.augment, "augmentation", on_off(m.augment), on_off(cfg.augment)),
-                (
-                    m.label_smoothing == cfg.label_smoothing,
-                    "label smoothing",
-                    m.label_smoothing.to_string(),
-                    cfg.label_smoothing.to_string(),
-                ),
-            ]
-            .into_iter()
-            .filter(|d| !d.0)
-            .map(|(_, what, was, now)| format!("{what} {was} (this run: {now})"))
-            .collect();
-            if !differ.is_empty() {
-                return Err(Error::file(
-                    p,
-                    format!(
-                        "the checkpoint was trained with {}; resume with the same settings (leave them out to take the checkpoint's)",
-                        differ.join(", ")
-                    ),
-                ));
-            }
-            let ck = checkpoint::load(&file, &model.params)?;
-            resumed_from = Some(file);
-            if let Some(m) = cfg.max_steps.filter(|&m| ck.meta.step >= m) {
-                return Err(Error::file(
-                    p,
-                    format!("the checkpoint is at step {}, already at --max-steps {m}: nothing to train", ck.meta.step),
-                ));
-            }
-            if let Some(key) = ck.params.first_non_finite() {
-                return Err(Error::file(
-                    p,
-                    format!("{key} holds NaN or infinite values; a run cannot continue from it"),
-                ));
-            }
-            model.params = ck.params;
-            optimizer = Some(ck.optimizer);
-            meta = ck.meta;
+            let r = Resumed::load(p, &cfg, &train.name, &model.params)?;
+            earlier = folder_of(&r.file);
+            model.params = r.checkpoint.params;
+            optimizer = Some(r.checkpoint.optimizer);
+            meta = r.checkpoint.meta;
+            resumed_from = Some(r.file);
             if let Ok(bytes) = std::fs::read(metrics_path(&earlier)) {
                 history = serde_json::from_slice::<Vec<EpochRecord>>(&bytes).unwrap_or_default();
                 history.retain(|r| r.epoch < meta.epoch);
