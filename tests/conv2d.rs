@@ -645,35 +645,6 @@ fn bad_input_is_an_error() {
     assert!(cfg.geometry(&[0, 3, 8, 8]).unwrap_err().to_string().contains("empty batch"));
 }
 
-/// The definition, loop by loop: the property tests compare the CPU path (im2col + GEMM in chunks
-/// of images) with it.
-fn direct_forward(g: &Geometry, x: &[f64], w: &[f64]) -> Vec<f64> {
-    let mut out = vec![0.0; g.n * g.oc * g.oh * g.ow];
-    for n in 0..g.n {
-        for oc in 0..g.oc {
-            for oh in 0..g.oh {
-                for ow in 0..g.ow {
-                    let mut acc = 0.0;
-                    for ic in 0..g.ic {
-                        for kh in 0..g.kh {
-                            for kw in 0..g.kw {
-                                let ih = (oh * g.sh + kh * g.dh) as isize - g.ph as isize;
-                                let iw = (ow * g.sw + kw * g.dw) as isize - g.pw as isize;
-                                if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w {
-                                    acc += w[((oc * g.ic + ic) * g.kh + kh) * g.kw + kw]
-                                        * x[((n * g.ic + ic) * g.h + ih as usize) * g.w + iw as usize];
-                                }
-                            }
-                        }
-                    }
-                    out[((n * g.oc + oc) * g.oh + oh) * g.ow + ow] = acc;
-                }
-            }
-        }
-    }
-    out
-}
-
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -684,24 +655,40 @@ mod properties {
         fn cpu_path_equals_the_definition(
             n in 1usize..20, ic in 1usize..5, oc in 1usize..6, h in 1usize..10, w in 1usize..10,
             kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3,
-            ph in 0usize..3, pw in 0usize..3, dh in 1usize..3, dw in 1usize..3, seed in 0u64..1000,
+            ph in 0usize..3, pw in 0usize..3, dh in 1usize..3, dw in 1usize..3, bias: bool, seed in 0u64..1000,
         ) {
-            let cfg = Conv2d::new(ic, oc, (kh, kw)).stride((sh, sw)).padding((ph, pw)).dilation((dh, dw)).bias(false);
+            let cfg = Conv2d::new(ic, oc, (kh, kw)).stride((sh, sw)).padding((ph, pw)).dilation((dh, dw)).bias(bias);
             let Ok(g) = cfg.geometry(&[n, ic, h, w]) else { return Ok(()) };
             let mut r = rng(seed);
             let x = to_f64(&uniform(&mut r, n * ic * h * w, -1.0, 1.0));
             let wt = to_f64(&uniform(&mut r, oc * ic * kh * kw, -1.0, 1.0));
-            let got = forward(&g, &x, &wt, None);
-            let want = direct_forward(&g, &x, &wt);
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                prop_assert!((a - b).abs() < 1e-9, "{cfg:?} on [{n}, {ic}, {h}, {w}]: out[{i}] = {a}, want {b}");
+            let b = bias.then(|| to_f64(&uniform(&mut r, oc, -1.0, 1.0)));
+            let dout = to_f64(&uniform(&mut r, n * oc * g.oh * g.ow, -1.0, 1.0));
+            // The CPU path (im2col + GEMM in chunks of images) against the definition.
+            let got = run_cpu(&g, &x, &wt, b.as_deref(), &dout);
+            let want = reference::forward(&g, &x, &wt, b.as_deref());
+            let (gx, gw, gb) = reference::backward(&g, &dout, &x, &wt);
+            let at = format!("{cfg:?} on [{n}, {ic}, {h}, {w}]");
+            for (what, got, want) in [("out", &got.out, &want), ("dinp", &got.dinp, &gx), ("dweight", &got.dweight, &gw)] {
+                for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                    prop_assert!((a - b).abs() < 1e-9, "{at}: {what}[{i}] = {a}, want {b}");
+                }
             }
-            // The gradients are the adjoints: <dout, conv(x)> = <dx, x> and <dw, w> (bilinearity).
-            let dout = to_f64(&uniform(&mut r, got.len(), -1.0, 1.0));
-            let gr = run_cpu(&g, &x, &wt, None, &dout);
-            let lhs = dot(&dout, &got);
-            prop_assert!((dot(&gr.dinp, &x) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
-            prop_assert!((dot(&gr.dweight, &wt) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
+            if let Some(got) = &got.dbias {
+                for (i, (a, b)) in got.iter().zip(&gb).enumerate() {
+                    prop_assert!((a - b).abs() < 1e-9, "{at}: dbias[{i}] = {a}, want {b}");
+                }
+            }
+            // The definition's gradients are the adjoints of its forward (bilinearity):
+            // <dout, conv(x) - bias> = <gx, x> = <gw, w>, and <dout, bias> = <gb, bias>.
+            let plain = reference::forward(&g, &x, &wt, None);
+            let lhs = dot(&dout, &plain);
+            prop_assert!((dot(&gx, &x) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
+            prop_assert!((dot(&gw, &wt) - lhs).abs() < 1e-9 * (1.0 + lhs.abs()));
+            if let Some(b) = &b {
+                let with_bias = dot(&dout, &want) - lhs;
+                prop_assert!((dot(&gb, b) - with_bias).abs() < 1e-9 * (1.0 + with_bias.abs()));
+            }
         }
     }
 }

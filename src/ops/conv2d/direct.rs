@@ -1224,7 +1224,7 @@ dw_fn!(dw_avx2_1, "avx2,fma", 1, 12, __m256, 1, _mm256_setzero_ps, _mm256_loadu_
 
 #[cfg(test)]
 mod tests {
-    use super::super::{backward_cpu, forward_cpu, Conv2d};
+    use super::super::{reference, Conv2d};
     use super::*;
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
@@ -1241,8 +1241,8 @@ mod tests {
         Ok(())
     }
 
-    /// Forward, input and weight gradients of one geometry against the f64 definition (im2col +
-    /// GEMM in f64, itself tested against the loop definition in tests/conv2d.rs), for each build
+    /// Forward, input and weight gradients of one geometry against the definition in f64
+    /// ([`reference`]), for each build
     /// this CPU runs, with scratch full of NaN. The input gradient where it applies (unit stride
     /// and dilation, padding below the kernel); the forward and the weight gradient everywhere.
     fn check(cfg: Conv2d, input: [usize; 4], seed: u64) -> std::result::Result<(), TestCaseError> {
@@ -1253,10 +1253,8 @@ mod tests {
         let (x, wt, b) = (u(n * ic * h * w), u(oc * g.k()), u(oc));
         let dout = u(n * oc * g.oh * g.ow);
         let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-        let mut want = vec![0f64; dout.len()];
-        forward_cpu(&g, &mut want, &f64s(&x), &f64s(&wt), Some(&f64s(&b)));
-        let (mut dx64, mut dw64) = (vec![0f64; x.len()], vec![0f64; wt.len()]);
-        backward_cpu(&g, Some(&mut dx64), Some(&mut dw64), None, &f64s(&dout), &f64s(&x), &f64s(&wt));
+        let want = reference::forward(&g, &f64s(&x), &f64s(&wt), Some(&f64s(&b)));
+        let (dx64, dw64, _) = reference::backward(&g, &f64s(&dout), &f64s(&x), &f64s(&wt));
         for isa in builds() {
             let mut out = vec![f32::NAN; dout.len()];
             let mut s = buffers(&forward_scratch(isa, &g));

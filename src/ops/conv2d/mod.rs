@@ -22,6 +22,7 @@ use crate::{ensure_op, Error, Result};
 use rayon::prelude::*;
 
 mod direct;
+pub mod reference;
 mod winograd;
 mod winograd_gpu;
 

@@ -350,12 +350,12 @@ fn transform_output(g: &Geometry, m: &[f32], out: &mut [f32], bias: Option<&[f32
 
 #[cfg(test)]
 mod tests {
-    use super::super::{forward_cpu, Conv2d};
+    use super::super::{reference, Conv2d};
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The forward (or, with `dx`, the input gradient) against im2col + GEMM's, in every build
-    /// this CPU runs.
+    /// The forward (or, with `dx`, the input gradient) against the definition ([`reference`]), in
+    /// every build this CPU runs.
     fn check(cfg: Conv2d, input: [usize; 4], seed: u64, dx: bool) {
         let builds = super::super::direct::builds();
         if builds.is_empty() {
@@ -379,14 +379,12 @@ mod tests {
             scratch(&if dx { transposed(&g) } else { g }).iter().map(|&n| vec![f32::NAN; n as usize]).collect();
         let mut s: Vec<&mut [f32]> = s.iter_mut().map(|v| v.as_mut_slice()).collect();
         let (want, got) = if dx {
-            let mut want = vec![0f32; x.len()];
-            super::super::backward_cpu(&g, Some(&mut want), None, None, &dout, &x, &w);
+            let want = reference::backward(&g, &dout, &x, &w).0;
             let mut got = vec![f32::NAN; x.len()];
             backward_input(isa, &g, &mut got, &dout, &w, &mut s);
             (want, got)
         } else {
-            let mut want = vec![0f32; dout.len()];
-            forward_cpu(&g, &mut want, &x, &w, Some(&b));
+            let want = reference::forward(&g, &x, &w, Some(&b));
             let mut got = vec![f32::NAN; dout.len()];
             forward(isa, &g, &mut got, &x, &w, Some(&b), &Epilogue::default(), &mut s);
             (want, got)
