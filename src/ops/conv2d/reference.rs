@@ -2,8 +2,10 @@
 //! (im2col + GEMM, the direct AVX kernels, Winograd) and, through them, the GPU kernels are tested
 //! against. Generic over f32 and f64; slow (it never runs in training).
 //!
+//! ```text
 //! out[n, oc, oh, ow] = bias[oc] + Σ_{ic, kh, kw} weight[oc, ic, kh, kw] · inp[n, ic, ih, iw],
 //! ih = oh·SH + kh·DH − PH, iw = ow·SW + kw·DW − PW, the taps outside the input reading zeros.
+//! ```
 //! The gradients are this sum's partial derivatives: each tap adds dout · weight to dinp and
 //! dout · inp to dweight; dbias sums dout over (N, OH, OW).
 
