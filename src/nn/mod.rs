@@ -14,8 +14,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
+pub use crate::ops::activation::Approximate;
 pub use crate::ops::{
-    AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU,
+    AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear, MaxPool2d, ReLU, SiLU,
+    Sigmoid, Tanh, ELU, GELU,
 };
 
 /// A piece of network: `forward` adds its nodes to the graph and returns its output.

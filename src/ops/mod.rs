@@ -69,15 +69,15 @@ macro_rules! shaders {
 }
 
 /// The op modules: each defines `SHADERS` (with [`shaders!`]) and `layouts()` (its `Params`
-/// structs, which tests/shaders.rs checks against the WGSL); `module => Layer` also exports the
-/// layer type (as `wgrad::nn::Layer`). Registering an op is its one line here.
+/// structs, which tests/shaders.rs checks against the WGSL); `module => Layer` (or `=> A | B`)
+/// also exports the layer types (as `wgrad::nn::Layer`). Registering an op is its one line here.
 macro_rules! registry {
-    ($($m:ident $(=> $layer:ident)?),* $(,)?) => {
+    ($($m:ident $(=> $($layer:ident)|+)?),* $(,)?) => {
         $(pub mod $m;)*
-        $($(pub use $m::$layer;)?)*
+        $($(pub use $m::{$($layer),+};)?)*
         /// The layer types, re-exported by [`crate::nn`].
         pub mod layers {
-            $($(pub use super::$m::$layer;)?)*
+            $($(pub use super::$m::{$($layer),+};)?)*
         }
         /// Every kernel of every op.
         pub fn shaders() -> Vec<Shader> {
@@ -95,6 +95,7 @@ macro_rules! registry {
 }
 
 registry!(
+    activation => LeakyReLU | ELU | GELU | SiLU | Sigmoid | Tanh,
     adam,
     adaptive_avgpool2d => AdaptiveAvgPool2d,
     add => Add,

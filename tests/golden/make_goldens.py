@@ -2,6 +2,7 @@
 """Writes PyTorch goldens into tests/data/ (safetensors), which the Rust tests compare against.
 
     python3 tests/golden/make_goldens.py        # needs torch and safetensors; CI does not run it
+    python3 tests/golden/make_goldens.py activations pools   # only those functions' files
 
 Each file holds, per case, the inputs, the options (as JSON in the metadata under the case's name),
 the outputs and every gradient. The Tudui files are exactly what `wgrad check` reads and writes:
@@ -237,6 +238,26 @@ def relu_add():
     t.update({'add.a': a, 'add.b': b, 'add.out': y, 'add.dout': dy, 'add.da': a.grad, 'add.db': b.grad})
     m['add'] = dict(op='add')
     save('relu_add.safetensors', t, m)
+
+
+def activations():
+    """The pointwise activations with their defaults and other arguments, on normal values and on
+    both tails (where exp overflows, and GELU's and Sigmoid's values are tiny)."""
+    torch.manual_seed(2)
+    t, m = {}, {}
+    modules = [nn.LeakyReLU(), nn.LeakyReLU(0.2), nn.ELU(), nn.ELU(alpha=0.5), nn.GELU(),
+               nn.GELU(approximate='tanh'), nn.SiLU(), nn.Sigmoid(), nn.Tanh()]
+    tails = torch.tensor([[-100., -30., -9., -3., -1e-3, 0., 1e-3, 0.5, 3., 9., 30., 100.]])
+    for i, mod in enumerate(modules):
+        for kind, x in [('4d', torch.randn(2, 3, 4, 5) * 3), ('tails', tails)]:
+            name = f'{type(mod).__name__.lower()}{i}_{kind}'
+            x = x.clone().requires_grad_(True)
+            y = mod(x)
+            dy = torch.randn_like(y)
+            y.backward(dy)
+            t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+            m[name] = dict(op='activation', repr=repr(mod))
+    save('activations.safetensors', t, m)
 
 
 def batchnorm():
@@ -597,16 +618,16 @@ def optimizers():
 
 
 if __name__ == '__main__':
+    import sys
     os.makedirs(OUT, exist_ok=True)
-    losses()
-    layers()
-    tudui()
-    second_net()
-    relu_add()
-    batchnorm()
-    pools()
-    dropout()
-    residual()
-    models_and_optimizers()
-    optimizers()
+    every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, pools, dropout, residual,
+             models_and_optimizers, optimizers]
+    # Names given (`make_goldens.py activations`): only those files, the others left as they are.
+    wanted = sys.argv[1:] or [f.__name__ for f in every]
+    unknown = set(wanted) - {f.__name__ for f in every}
+    if unknown:
+        sys.exit(f'unknown: {sorted(unknown)}; choose from {[f.__name__ for f in every]}')
+    for f in every:
+        if f.__name__ in wanted:
+            f()
     print('goldens written to', os.path.abspath(OUT))
