@@ -278,11 +278,16 @@ impl Resumed {
     /// The checkpoint at `p` (a file, or a folder's newest), refused if it was trained with other
     /// settings than `cfg` on `dataset`, is at `--max-steps` already, or holds a value that is
     /// not finite.
-    fn load(p: &Path, cfg: &Config, dataset: &str, layout: &crate::nn::ParamSet) -> Result<Resumed> {
+    fn load(
+        p: &Path,
+        cfg: &Config,
+        (dataset, classes): (&str, &[String]),
+        layout: &crate::nn::ParamSet,
+    ) -> Result<Resumed> {
         let file = checkpoint::resolve(p)?;
         // Read before the weights, so that another model is named as such, not as a state dict
         // that does not fit.
-        let differ = settings_differ(&checkpoint::meta_of(&file)?, cfg, dataset);
+        let differ = settings_differ(&checkpoint::meta_of(&file)?, cfg, dataset, classes);
         if !differ.is_empty() {
             return Err(Error::file(
                 p,
@@ -308,7 +313,7 @@ impl Resumed {
 
 /// Each setting a run differs in from the checkpoint's `m`: "what (the checkpoint's) (this run:
 /// the run's)".
-fn settings_differ(m: &Meta, cfg: &Config, dataset: &str) -> Vec<String> {
+fn settings_differ(m: &Meta, cfg: &Config, dataset: &str, classes: &[String]) -> Vec<String> {
     [
         (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
         (m.batch_size == cfg.batch_size as u64, "batch size", m.batch_size.to_string(), cfg.batch_size.to_string()),
@@ -316,6 +321,7 @@ fn settings_differ(m: &Meta, cfg: &Config, dataset: &str) -> Vec<String> {
         (m.optimizer() == cfg.optimizer, "optimizer", m.optimizer().describe(), cfg.optimizer.describe()),
         (m.schedule == cfg.schedule, "lr schedule", m.schedule.describe(), cfg.schedule.describe()),
         (m.dataset == dataset, "dataset", m.dataset.clone(), dataset.to_string()),
+        (m.classes == classes, "classes", m.classes.join(", "), classes.join(", ")),
         (m.augment == cfg.augment, "augmentation", on_off(m.augment), on_off(cfg.augment)),
         (
             m.label_smoothing == cfg.label_smoothing,
@@ -383,7 +389,7 @@ impl Trainer {
         let mut earlier = out.to_path_buf();
         let (mut optimizer, mut resumed_from, mut history) = (None, None, Vec::new());
         if let Some(p) = resume {
-            let r = Resumed::load(p, &cfg, &train.name, &model.params)?;
+            let r = Resumed::load(p, &cfg, (&train.name, &train.classes), &model.params)?;
             earlier = folder_of(&r.file);
             model.params = r.checkpoint.params;
             optimizer = Some(r.checkpoint.optimizer);
@@ -403,6 +409,15 @@ impl Trainer {
             ..Default::default()
         };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;
+        if ex.plan().classes < train.classes.len() {
+            return Err(Error::Graph(format!(
+                "the model gives {} class scores but {} has {} classes ({})",
+                ex.plan().classes,
+                train.name,
+                train.classes.len(),
+                train.classes.join(", ")
+            )));
+        }
         let mut reference =
             if cfg.verify { Some(graph::executor(&Device::Cpu, &model, cfg.batch_size, opts)?) } else { None };
         if let Some(state) = &optimizer {

@@ -214,7 +214,7 @@ fn train_eval_predict_and_show_work_together() {
     // Per class: CIFAR-10's names in order, and together they are the whole split and its accuracy.
     let per_class = v["per_class"].as_array().unwrap();
     let names: Vec<&str> = per_class.iter().map(|c| c["class"].as_str().unwrap()).collect();
-    assert_eq!(names, wgrad::data::DatasetKind::Synthetic.classes(), "{v}");
+    assert_eq!(names, wgrad::data::DatasetKind::Synthetic.classes().unwrap(), "{v}");
     let images: u64 = per_class.iter().map(|c| c["images"].as_u64().unwrap()).sum();
     assert_eq!(images, v["images"].as_u64().unwrap(), "{v}");
     let correct: f64 = per_class.iter().map(|c| c["accuracy"].as_f64().unwrap() * c["images"].as_f64().unwrap()).sum();
@@ -671,12 +671,12 @@ fn predict_names_the_classes_of_the_dataset_it_is_told() {
     };
     let (code, stdout, stderr) = wgrad(&["predict", "--weights", s(&weights), s(&img), "--device", "cpu"]);
     assert_eq!(code, 0, "{stderr}");
-    let cifar = wgrad::data::DatasetKind::Cifar10.classes();
+    let cifar = wgrad::data::DatasetKind::Cifar10.classes().unwrap();
     assert!(top3(&stdout).iter().all(|c| cifar.contains(&c.as_str())), "{stdout}");
     let args = ["predict", "--weights", s(&weights), s(&img), "--device", "cpu", "--dataset", "fashion-mnist"];
     let (code, stdout, stderr) = wgrad(&args);
     assert_eq!(code, 0, "{stderr}");
-    let fashion = wgrad::data::DatasetKind::FashionMnist.classes();
+    let fashion = wgrad::data::DatasetKind::FashionMnist.classes().unwrap();
     let got = top3(&stdout);
     assert!(got.len() == 3 && got.iter().all(|c| fashion.contains(&c.as_str())), "{stdout}");
 }

@@ -64,8 +64,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::ops::cross_entropy::check_label_smoothing(a.label_smoothing)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
-    let kind = a.model.kind(Some(&a.weights));
-    let mut model = kind.build(0);
+    let (kind, mut model) = a.model.build(&a.weights)?;
     // A checkpoint's folder stands for its newest checkpoint, as in eval and predict.
     let weights = crate::io::checkpoint::resolve(&a.weights)?;
     state_dict::load_into(&weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;

@@ -8,13 +8,16 @@ use std::sync::Arc;
 pub struct DataArgs {
     /// cifar10 (either official layout under --data-dir), fashion-mnist or mnist (their four IDX
     /// .gz files in --data-dir, its fashion-mnist/ or mnist/, or torchvision's FashionMNIST/raw/ or
-    /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist) or synthetic
+    /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist), image-folder (your
+    /// own PNG and JPEG pictures as torchvision's ImageFolder reads them: --data-dir holds train/
+    /// and test/ (or val/), each with a folder per class; resized to 32×32) or synthetic
     /// (generated, CIFAR-10 binary format).
     /// Without it: a checkpoint's own (eval, train --resume), else CIFAR-10 if it is under
     /// --data-dir (or --download is given), else synthetic.
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
-    /// Folder holding the data (CIFAR-10: the folder that contains cifar-10-batches-py/ or -bin/).
+    /// Folder holding the data (CIFAR-10: the folder that contains cifar-10-batches-py/ or -bin/;
+    /// an image folder: the folder that contains train/ and test/).
     #[arg(long = "data-dir", default_value = "data")]
     pub data_dir: PathBuf,
     /// Download the dataset (CIFAR-10, 170 MB; Fashion-MNIST, 30 MB; MNIST, 12 MB; verified by MD5)

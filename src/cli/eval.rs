@@ -31,8 +31,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let kind = a.model.kind(Some(&a.weights));
-    let mut model = kind.build(0);
+    let (kind, mut model) = a.model.build(&a.weights)?;
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     // A checkpoint is evaluated on its own dataset unless --dataset says otherwise.
     let recorded = checkpoint::meta_of(&a.weights).ok();

@@ -1,8 +1,9 @@
 //! --model, and the optimizer and learning-rate schedule flags shared by `train` and `check`.
 
-use crate::io::safetensors::File;
+use crate::io::safetensors::{Array, File};
 use crate::io::{checkpoint, state_dict};
 use crate::nn::models::ModelKind;
+use crate::nn::Model;
 use crate::optim::{Adam, LrSchedule, Optimizer, Schedule, Sgd};
 use anyhow::bail;
 use std::path::Path;
@@ -26,6 +27,14 @@ impl ModelArgs {
             .unwrap_or_default()
     }
 
+    /// The network for `weights` ([`ModelArgs::kind`]) with as many outputs as the classes it
+    /// was trained on ([`classes_of`]), not yet loaded.
+    pub fn build(&self, weights: &Path) -> anyhow::Result<(ModelKind, Model)> {
+        let kind = self.kind(Some(weights));
+        let classes = checkpoint::resolve(weights).ok().map_or(10, |p| classes_of(&p, kind));
+        Ok((kind, kind.build_with_classes(classes, 0)?))
+    }
+
     /// `err`, from loading `weights` into `kind`, with the --model to pass where the file holds
     /// another built-in network's state dict.
     pub fn hint(&self, kind: ModelKind, weights: &Path, err: crate::Error) -> anyhow::Error {
@@ -38,14 +47,35 @@ impl ModelArgs {
     }
 }
 
+/// The classes `kind`'s state dict in the file at `path` was trained on: a checkpoint's recorded
+/// classes, else the length of the classifier's bias (the model's last entry: a PyTorch state
+/// dict of `num_classes=k`), else 10.
+fn classes_of(path: &Path, kind: ModelKind) -> usize {
+    if let Some(m) = checkpoint::meta_of(path).ok().filter(|m| !m.classes.is_empty()) {
+        return m.classes.len();
+    }
+    File::read(path).ok().map_or(10, |f| classes_in(&f, kind))
+}
+
+/// The length of `kind`'s classifier bias in `file`, else 10.
+fn classes_in(file: &File, kind: ModelKind) -> usize {
+    let key = kind.build(0).params.specs.last().map(|s| s.key.clone()).unwrap_or_default();
+    match file.tensors.get(&key) {
+        Some(Array::F32 { shape, .. }) if shape.len() == 1 && shape[0] > 0 => shape[0],
+        _ => 10,
+    }
+}
+
 /// The one built-in network whose state dict (every key, shape and dtype, nothing more) the
-/// safetensors file at `weights` (or the newest checkpoint in that folder) holds.
+/// safetensors file at `weights` (or the newest checkpoint in that folder) holds, for any number
+/// of classes.
 fn fitting(weights: &Path) -> Option<ModelKind> {
     let path = checkpoint::resolve(weights).ok()?;
     let file = File::read(&path).ok()?;
-    let mut fits = ModelKind::ALL
-        .into_iter()
-        .filter(|k| state_dict::apply(&path, &file, &mut k.build(0).params, |_| true).is_ok());
+    let mut fits = ModelKind::ALL.into_iter().filter(|&k| {
+        let model = k.build_with_classes(classes_in(&file, k), 0);
+        model.is_ok_and(|mut m| state_dict::apply(&path, &file, &mut m.params, |_| true).is_ok())
+    });
     match (fits.next(), fits.next()) {
         (Some(k), None) => Some(k),
         _ => None,

@@ -31,15 +31,18 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let kind = a.model.kind(Some(&a.weights));
-    let mut model = kind.build(0);
+    let (kind, mut model) = a.model.build(&a.weights)?;
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     // Class names and framing: --dataset's, else the checkpoint's dataset's, else CIFAR-10's.
     let meta = checkpoint::meta_of(&a.weights).ok();
+    // (An image folder's names are the checkpoint's: its class folders.)
+    let names = |k: DatasetKind| k.classes().map(|c| c.map(String::from).to_vec());
     let (classes, framing) = match (a.dataset, &meta) {
-        (Some(k), _) => (k.classes().map(String::from).to_vec(), Framing::of_dataset(k.name())),
+        (Some(k), m) => {
+            (names(k).or(m.as_ref().map(|m| m.classes.clone())).unwrap_or_default(), Framing::of_dataset(k.name()))
+        }
         (None, Some(m)) => (m.classes.clone(), Framing::of_dataset(&m.dataset)),
-        (None, None) => (DatasetKind::Cifar10.classes().map(String::from).to_vec(), Framing::Colour),
+        (None, None) => (names(DatasetKind::Cifar10).unwrap_or_default(), Framing::Colour),
     };
     let mut images = Vec::new();
     for p in &a.images {

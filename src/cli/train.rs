@@ -187,7 +187,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         augment: a.augment || resumed.as_ref().is_some_and(|m| m.augment),
         label_smoothing,
     };
-    let model = kind.build(seed);
+    // As many outputs as the dataset has classes (an image folder's may be any number).
+    let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
         "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}, lr schedule {}{}{}",

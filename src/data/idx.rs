@@ -129,7 +129,7 @@ pub fn from_gz(kind: DatasetKind, split: Split, images: (&Path, &[u8]), labels: 
         split,
         images,
         labels,
-        classes: kind.classes().iter().map(|s| s.to_string()).collect(),
+        classes: kind.classes().unwrap_or_default().iter().map(|s| s.to_string()).collect(),
         synthetic: false,
         source: ip.into(),
     })

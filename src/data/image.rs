@@ -40,6 +40,12 @@ pub fn load_image(path: &Path, framing: Framing) -> Result<Vec<f32>> {
 
 /// Decodes PNG or JPEG bytes (named by `path` in errors) as in [`load_image`].
 pub fn decode_image(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<f32>> {
+    Ok(decode_pixels(path, bytes, framing)?.into_iter().map(|b| b as f32 / 255.0).collect())
+}
+
+/// Decodes PNG or JPEG bytes (named by `path` in errors) into a dataset's image: 3×32×32 bytes,
+/// channel-planar, framed as `framing` says (ToTensor of them is [`decode_image`]'s tensor).
+pub fn decode_pixels(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<u8>> {
     if bytes.is_empty() {
         return Err(Error::file(path, "empty file, not an image"));
     }
@@ -65,14 +71,14 @@ pub fn decode_image(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<f
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| Error::file(path, format!("cannot decode the image: {e}")))?;
-    let mut out = vec![0f32; 3 * 32 * 32];
+    let mut out = vec![0u8; 3 * 32 * 32];
     let filter = image::imageops::FilterType::Triangle;
     match framing {
         Framing::Colour => {
             let small = image::imageops::resize(&img.to_rgb8(), 32, 32, filter);
             for (i, p) in small.pixels().enumerate() {
                 for c in 0..3 {
-                    out[c * 1024 + i] = p[c] as f32 / 255.0;
+                    out[c * 1024 + i] = p[c];
                 }
             }
         }
@@ -81,7 +87,7 @@ pub fn decode_image(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<f
             for (i, p) in small.pixels().enumerate() {
                 let (y, x) = (i / 28 + 2, i % 28 + 2);
                 for c in 0..3 {
-                    out[c * 1024 + y * 32 + x] = p[0] as f32 / 255.0;
+                    out[c * 1024 + y * 32 + x] = p[0];
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Datasets as PyTorch users know them: CIFAR-10 (both official layouts), Fashion-MNIST and MNIST
-//! (IDX, gzipped), each with a verified download, and a synthetic set in CIFAR-10's binary format;
-//! a DataLoader that prepares the next batch on another thread.
+//! (IDX, gzipped), each with a verified download, your own pictures in torchvision's ImageFolder
+//! layout, and a synthetic set in CIFAR-10's binary format; a DataLoader that prepares the next
+//! batch on another thread.
 
 pub mod cifar10;
 #[cfg(not(target_arch = "wasm32"))]
@@ -8,6 +9,7 @@ pub mod download;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image;
+pub mod image_folder;
 pub mod loader;
 pub mod mnist;
 pub mod pickle_guard;
@@ -32,12 +34,19 @@ pub enum DatasetKind {
     Cifar10,
     FashionMnist,
     Mnist,
+    /// Your own pictures, a folder per class ([`image_folder`]).
+    ImageFolder,
     Synthetic,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 4] =
-        [DatasetKind::Cifar10, DatasetKind::FashionMnist, DatasetKind::Mnist, DatasetKind::Synthetic];
+    pub const ALL: [DatasetKind; 5] = [
+        DatasetKind::Cifar10,
+        DatasetKind::FashionMnist,
+        DatasetKind::Mnist,
+        DatasetKind::ImageFolder,
+        DatasetKind::Synthetic,
+    ];
 
     /// What its sets are called ([`Dataset::name`], which checkpoints record).
     pub fn name(self) -> &'static str {
@@ -45,16 +54,18 @@ impl DatasetKind {
             DatasetKind::Cifar10 => "CIFAR-10",
             DatasetKind::FashionMnist => "Fashion-MNIST",
             DatasetKind::Mnist => "MNIST",
+            DatasetKind::ImageFolder => "ImageFolder",
             DatasetKind::Synthetic => "synthetic",
         }
     }
 
-    /// Its class names (the synthetic set's are CIFAR-10's).
-    pub fn classes(self) -> [&'static str; 10] {
+    /// Its class names (the synthetic set's are CIFAR-10's); an image folder's are its folders'.
+    pub fn classes(self) -> Option<[&'static str; 10]> {
         match self {
-            DatasetKind::FashionMnist => fashion_mnist::CLASSES,
-            DatasetKind::Mnist => mnist::CLASSES,
-            DatasetKind::Cifar10 | DatasetKind::Synthetic => cifar10::CLASSES,
+            DatasetKind::FashionMnist => Some(fashion_mnist::CLASSES),
+            DatasetKind::Mnist => Some(mnist::CLASSES),
+            DatasetKind::Cifar10 | DatasetKind::Synthetic => Some(cifar10::CLASSES),
+            DatasetKind::ImageFolder => None,
         }
     }
 
@@ -136,6 +147,11 @@ fn load_any(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Resu
             }
             idx::load(kind, &mnist::find(dir)?, split)
         }
+        DatasetKind::ImageFolder if download => Err(Error::file(
+            dir,
+            "--download fetches CIFAR-10, Fashion-MNIST and MNIST; an image folder is your own pictures",
+        )),
+        DatasetKind::ImageFolder => image_folder::load(dir, split),
         DatasetKind::Synthetic => {
             let d = dir.join(synthetic::FOLDER);
             if !d.join(synthetic::TEST_FILE).exists() {

@@ -6,8 +6,9 @@ use crate::graph::{Builder, Value};
 
 /// The tutorial's Tudui network, held as `model1` (keys model1.conv1.weight … model1.fc2.bias):
 /// Conv2d(3,32,5,pad 2) → MaxPool2d(2) → Conv2d(32,32,5,pad 2) → MaxPool2d(2) →
-/// Conv2d(32,64,5,pad 2) → MaxPool2d(2) → Flatten → Linear(1024,64) → Linear(64,10).
-pub fn tudui_net() -> Sequential {
+/// Conv2d(32,64,5,pad 2) → MaxPool2d(2) → Flatten → Linear(1024,64) → Linear(64,num_classes)
+/// (the tutorial's 10).
+pub fn tudui_net(num_classes: usize) -> Sequential {
     Sequential::new().add(
         "model1",
         Sequential::new()
@@ -19,13 +20,13 @@ pub fn tudui_net() -> Sequential {
             .add("pool3", MaxPool2d::new(2))
             .add("flatten", Flatten::new())
             .add("fc1", Linear::new(1024, 64))
-            .add("fc2", Linear::new(64, 10)),
+            .add("fc2", Linear::new(64, num_classes)),
     )
 }
 
 /// Tudui on 3×32×32 images, initialised like PyTorch from `seed`.
 pub fn tudui(seed: u64) -> Model {
-    build(&tudui_net(), seed)
+    build(&tudui_net(10), seed)
 }
 
 /// The network of PyTorch's "Training a Classifier" CIFAR-10 tutorial:
@@ -42,13 +43,20 @@ pub struct CifarNet {
 
 impl Default for CifarNet {
     fn default() -> Self {
+        CifarNet::new(10)
+    }
+}
+
+impl CifarNet {
+    /// The network with `num_classes` outputs (the tutorial's CIFAR-10: 10).
+    pub fn new(num_classes: usize) -> Self {
         CifarNet {
             conv1: Conv2d::new(3, 6, 5),
             pool: MaxPool2d::new(2).stride(2),
             conv2: Conv2d::new(6, 16, 5),
             fc1: Linear::new(16 * 5 * 5, 120),
             fc2: Linear::new(120, 84),
-            fc3: Linear::new(84, 10),
+            fc3: Linear::new(84, num_classes),
         }
     }
 }
@@ -158,12 +166,18 @@ pub enum ModelKind {
 
 impl ModelKind {
     pub const ALL: [ModelKind; 3] = [ModelKind::Tudui, ModelKind::CifarNet, ModelKind::Resnet20];
-    /// The model initialised like PyTorch from `seed`.
+    /// The model with 10 outputs (CIFAR-10's, Fashion-MNIST's, MNIST's classes), initialised
+    /// like PyTorch from `seed`.
     pub fn build(self, seed: u64) -> Model {
+        self.build_with_classes(10, seed).expect("a built-in network builds")
+    }
+    /// The model with `num_classes` outputs (torchvision's `num_classes=`: the last Linear's
+    /// out_features), initialised like PyTorch from `seed`; an error for 0 classes.
+    pub fn build_with_classes(self, num_classes: usize, seed: u64) -> crate::Result<Model> {
         match self {
-            ModelKind::Tudui => tudui(seed),
-            ModelKind::CifarNet => cifar_net(seed),
-            ModelKind::Resnet20 => resnet20(seed),
+            ModelKind::Tudui => Model::new(&tudui_net(num_classes), [3, 32, 32], seed),
+            ModelKind::CifarNet => Model::new(&CifarNet::new(num_classes), [3, 32, 32], seed),
+            ModelKind::Resnet20 => Model::new(&resnet_cifar(16, 3, num_classes), [3, 32, 32], seed),
         }
     }
     /// The name `--model` takes.

@@ -1,0 +1,145 @@
+//! Your own pictures, as torchvision's `ImageFolder` reads them: one folder per class
+//! (`train/cat/001.png`, `train/dog/x.jpg`), the classes in the sorted order of their folders'
+//! names (class i is the i-th name), each class's pictures in sorted order of their paths, found
+//! in sub-folders too, files of other extensions left out. `--data-dir` holds `train/` and `test/`
+//! (or `val/`), each such a folder; the test split's classes are the training split's (a test
+//! folder of a class the training split lacks is refused, one it lacks is fine). Each picture is
+//! framed as CIFAR-10's images are (colour, resized to 32×32, as `predict` frames a picture).
+
+use super::image::{decode_pixels, Framing};
+use super::{Dataset, DatasetKind, Split, IMAGE_BYTES};
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// The extensions torchvision's ImageFolder takes (`IMG_EXTENSIONS`), case-insensitive.
+const EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
+/// Those of them wgrad decodes.
+const DECODED: [&str; 3] = ["jpg", "jpeg", "png"];
+/// Labels are bytes.
+const MAX_CLASSES: usize = 256;
+
+/// The folder of `split` under `dir`: `train/`, and `test/` or else `val/`.
+pub fn find(dir: &Path, split: Split) -> Result<PathBuf> {
+    let names: &[&str] = match split {
+        Split::Train => &["train"],
+        Split::Test => &["test", "val"],
+    };
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_dir()).ok_or_else(|| {
+        Error::file(
+            dir,
+            format!(
+                "no {} folder of pictures here: an image folder holds train/ and test/ (or val/), each with a folder \
+                 per class (train/cat/001.png), as torchvision's ImageFolder reads them; --data-dir names it",
+                names.join("/ or ") + "/"
+            ),
+        )
+    })
+}
+
+/// The class names: the sub-folders of the training split, sorted.
+pub fn classes(dir: &Path) -> Result<Vec<String>> {
+    let train = find(dir, Split::Train)?;
+    let mut classes = Vec::new();
+    for entry in read_dir(&train)? {
+        if entry.1 {
+            let name = entry.0.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            classes.push(name);
+        }
+    }
+    classes.sort();
+    if classes.is_empty() {
+        return Err(Error::file(&train, "holds no class folders (train/cat/001.png, train/dog/002.png, …)"));
+    }
+    if classes.len() > MAX_CLASSES {
+        return Err(Error::file(
+            &train,
+            format!("holds {} class folders; wgrad trains at most {MAX_CLASSES} classes", classes.len()),
+        ));
+    }
+    Ok(classes)
+}
+
+/// A split's pictures, decoded and framed (in parallel), with the training split's classes.
+pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
+    let classes = classes(dir)?;
+    let root = find(dir, split)?;
+    // The split's class folders: each must be one of the training split's.
+    let mut files: Vec<(PathBuf, u8)> = Vec::new();
+    let mut found: Vec<(String, PathBuf)> = read_dir(&root)?
+        .into_iter()
+        .filter(|e| e.1)
+        .map(|e| (e.0.file_name().unwrap_or_default().to_string_lossy().into_owned(), e.0))
+        .collect();
+    found.sort();
+    for (name, folder) in found {
+        let Some(label) = classes.iter().position(|c| *c == name) else {
+            return Err(Error::file(
+                &folder,
+                format!("a class the training split has no folder of (its classes: {})", classes.join(", ")),
+            ));
+        };
+        let before = files.len();
+        pictures(&folder, label as u8, &mut files)?;
+        if files.len() == before && split == Split::Train {
+            return Err(Error::file(
+                &folder,
+                format!("holds no pictures (files ending {})", EXTENSIONS.map(|e| format!(".{e}")).join(", ")),
+            ));
+        }
+    }
+    let images: Vec<Vec<u8>> = files
+        .par_iter()
+        .map(|(path, _)| {
+            let bytes = super::read(path)?;
+            decode_pixels(path, &bytes, Framing::Colour)
+        })
+        .collect::<Result<_>>()?;
+    debug_assert!(images.iter().all(|i| i.len() == IMAGE_BYTES));
+    Ok(Dataset {
+        name: DatasetKind::ImageFolder.name().into(),
+        split,
+        images: images.concat(),
+        labels: files.iter().map(|f| f.1).collect(),
+        classes,
+        synthetic: false,
+        source: root,
+    })
+}
+
+/// The entries of `dir`: (path, whether a folder). Symbolic links to folders are not followed.
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read the folder: {e}")))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Error::file(dir, format!("cannot read the folder: {e}")))?;
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        out.push((e.path(), is_dir));
+    }
+    Ok(out)
+}
+
+/// The pictures under `folder`, labelled `label`: its files in sorted order, then its sub-folders'
+/// in sorted order of the folders. A file with an extension torchvision reads that wgrad does
+/// not decode is refused by name.
+fn pictures(folder: &Path, label: u8, out: &mut Vec<(PathBuf, u8)>) -> Result<()> {
+    let mut entries = read_dir(folder)?;
+    // Files first (false < true), each kind by name.
+    entries.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    for (path, is_dir) in entries {
+        if is_dir {
+            pictures(&path, label, out)?;
+            continue;
+        }
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if DECODED.contains(&ext.as_str()) {
+            out.push((path, label));
+        } else if EXTENSIONS.contains(&ext.as_str()) {
+            return Err(Error::file(
+                &path,
+                format!(".{ext} pictures are not read (PNG and JPEG are): convert it, or move it out of the folder"),
+            ));
+        }
+    }
+    Ok(())
+}

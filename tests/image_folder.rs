@@ -1,0 +1,217 @@
+//! Your own pictures in torchvision's ImageFolder layout: classes in sorted order of their
+//! folders, each class's files then its sub-folders', PNG and JPEG of any size framed as CIFAR-10's
+//! images, other files left out; bad folders refused by name; and through the binary: a model of
+//! as many outputs as there are classes, trained, evaluated, asked to predict and resumed (not
+//! with other classes), and a plain state dict of another class count evaluated.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use wgrad::data::image::{decode_pixels, Framing};
+use wgrad::data::{self, DatasetKind, Split};
+
+fn wgrad(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A picture of `w`×`h` around `rgb` (with some texture), as PNG or (`.jpg`) JPEG.
+fn picture(path: &Path, w: u32, h: u32, rgb: [u8; 3], seed: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let t = ((x * 7 + y * 13 + seed * 31) % 41) as u8;
+        image::Rgb(rgb.map(|c| c.saturating_add(t)))
+    });
+    img.save(path).unwrap();
+}
+
+const COLOURS: [(&str, [u8; 3]); 3] = [("red", [200, 30, 30]), ("blue", [30, 40, 200]), ("green", [30, 180, 50])];
+
+/// train/ and test/ with a folder per colour (written out of order), `n` pictures each in train/,
+/// of several sizes, PNG and JPEG, some in a sub-folder whose name sorts before theirs, and a text
+/// file beside them.
+fn folder(n: u32) -> TestDir {
+    let d = tempdir();
+    for (split, count) in [("train", n), ("test", n / 2)] {
+        for (name, rgb) in COLOURS {
+            for i in 0..count {
+                let ext = if i % 3 == 0 { "jpg" } else { "png" };
+                let sub = if i % 4 == 3 { "extra/" } else { "" };
+                picture(&d.join(format!("{split}/{name}/{sub}p{i:03}.{ext}")), 20 + 7 * i, 50 - i % 9, rgb, i);
+            }
+            std::fs::write(d.join(format!("{split}/{name}/README.txt")), "not a picture").unwrap();
+        }
+    }
+    d
+}
+
+#[test]
+fn an_image_folder_reads_as_torchvisions_imagefolder() {
+    let d = folder(8);
+    let ds = data::load(DatasetKind::ImageFolder, &d, Split::Train, false).unwrap();
+    assert_eq!(ds.name, "ImageFolder");
+    assert_eq!(ds.classes, ["blue", "green", "red"], "sorted folder names");
+    assert_eq!(ds.len(), 24);
+    assert_eq!(ds.labels, [[0u8; 8], [1; 8], [2; 8]].concat());
+    // blue's files, then its sub-folder's (though "extra" sorts first): p000, p001, p002, p004, p005,
+    // p006, then extra/p003, extra/p007.
+    let order = [0, 1, 2, 4, 5, 6, 3, 7];
+    for (k, &i) in order.iter().enumerate() {
+        let ext = if i % 3 == 0 { "jpg" } else { "png" };
+        let sub = if i % 4 == 3 { "extra/" } else { "" };
+        let path = d.join(format!("train/blue/{sub}p{i:03}.{ext}"));
+        let want = decode_pixels(&path, &std::fs::read(&path).unwrap(), Framing::Colour).unwrap();
+        assert_eq!(ds.image(k), &want[..], "image {k} is {}", path.display());
+    }
+    // Colour, 32×32, channel-planar: a red picture's first plane is the brightest.
+    let red = ds.image(16);
+    let plane = |c: usize| red[c * 1024..(c + 1) * 1024].iter().map(|&v| v as u32).sum::<u32>();
+    assert!(plane(0) > 2 * plane(1) && plane(0) > 2 * plane(2), "{} {} {}", plane(0), plane(1), plane(2));
+
+    let test = data::load(DatasetKind::ImageFolder, &d, Split::Test, false).unwrap();
+    assert_eq!((test.len(), test.classes.clone()), (12, ds.classes.clone()));
+    // val/ where there is no test/.
+    std::fs::rename(d.join("test"), d.join("val")).unwrap();
+    let val = data::load(DatasetKind::ImageFolder, &d, Split::Test, false).unwrap();
+    assert_eq!(val.len(), 12);
+    assert!(val.source.ends_with("val"), "{}", val.source.display());
+}
+
+#[test]
+fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
+    let load =
+        |d: &Path, split| data::load(DatasetKind::ImageFolder, d, split, false).map(|_| ()).unwrap_err().to_string();
+    let d = folder(4);
+    // A test class the training split lacks: its labels would mean nothing.
+    std::fs::create_dir_all(d.join("test/purple")).unwrap();
+    picture(&d.join("test/purple/0.png"), 8, 8, [150, 0, 150], 0);
+    let e = load(&d, Split::Test);
+    assert!(e.contains("test/purple") && e.contains("a class the training split has no folder of"), "{e}");
+    std::fs::remove_dir_all(d.join("test/purple")).unwrap();
+    // A picture of an extension torchvision reads and wgrad does not.
+    std::fs::write(d.join("train/red/x.bmp"), b"BM").unwrap();
+    let e = load(&d, Split::Train);
+    assert!(e.contains("x.bmp") && e.contains(".bmp pictures are not read (PNG and JPEG are)"), "{e}");
+    std::fs::remove_file(d.join("train/red/x.bmp")).unwrap();
+    // A file named .png that is not one.
+    std::fs::write(d.join("train/red/broken.png"), b"not a png").unwrap();
+    let e = load(&d, Split::Train);
+    assert!(e.contains("broken.png") && e.contains("not a PNG or JPEG image"), "{e}");
+    std::fs::remove_file(d.join("train/red/broken.png")).unwrap();
+    // A training class without pictures.
+    std::fs::create_dir_all(d.join("train/empty")).unwrap();
+    let e = load(&d, Split::Train);
+    assert!(e.contains("train/empty") && e.contains("holds no pictures"), "{e}");
+    std::fs::remove_dir_all(d.join("train/empty")).unwrap();
+    // No train/ at all.
+    let e = load(&d.join("train"), Split::Train);
+    assert!(e.contains("no train/ folder of pictures here") && e.contains("test/ (or val/)"), "{e}");
+    // More classes than labels (bytes) hold.
+    let many = tempdir();
+    for c in 0..257 {
+        std::fs::create_dir_all(many.join(format!("train/c{c:03}"))).unwrap();
+    }
+    let e = load(&many, Split::Train);
+    assert!(e.contains("holds 257 class folders; wgrad trains at most 256 classes"), "{e}");
+}
+
+#[test]
+fn train_eval_predict_and_resume_on_three_classes() {
+    let d = folder(12);
+    let out = d.join("run");
+    let data = ["--dataset", "image-folder", "--data-dir", s(&d)];
+    let (code, stdout, err) = wgrad(
+        &[&["train", "--device", "cpu", "--epochs", "2", "--batch-size", "6", "--out", s(&out)][..], &data[..]]
+            .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ImageFolder Train split: 36 images"), "{err}");
+    assert!(stdout.contains("training tudui (145123 parameters)"), "three outputs: {stdout}");
+    // The checkpoint's classifier has three outputs, and it records the class names.
+    let ck = wgrad::io::checkpoint::resolve(&out).unwrap();
+    let meta = wgrad::io::checkpoint::meta_of(&ck).unwrap();
+    assert_eq!(
+        (meta.dataset.as_str(), meta.classes.clone()),
+        ("ImageFolder", vec!["blue".into(), "green".into(), "red".into()])
+    );
+    let file = wgrad::io::safetensors::File::read(&ck).unwrap();
+    assert!(
+        matches!(&file.tensors["model1.fc2.weight"], wgrad::io::safetensors::Array::F32 { shape, .. } if shape == &[3, 64])
+    );
+
+    // eval takes the checkpoint's dataset; --data-dir says where it is.
+    let (code, stdout, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&d)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("ImageFolder Test: accuracy") && stdout.contains("  red "), "{stdout}");
+    let (code, _, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&d.join("nowhere"))]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no train/ folder of pictures here") && err.contains("--data-dir names it"), "{err}");
+
+    // predict names the folders' classes.
+    let pic = d.join("test/green/p000.jpg");
+    let (code, stdout, err) = wgrad(&["predict", "--device", "cpu", "--weights", s(&out), s(&pic)]);
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<&str> =
+        stdout.trim().rsplit(": ").next().unwrap().split(", ").map(|c| c.split(' ').next().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["blue", "green", "red"], "{stdout}");
+
+    // Resumed with a fourth class, the run is refused, naming both sets of classes.
+    picture(&d.join("train/yellow/0.png"), 9, 9, [220, 220, 0], 0);
+    let (code, _, err) =
+        wgrad(&[&["train", "--device", "cpu", "--epochs", "3", "--resume", s(&out)][..], &data[2..]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("classes blue, green, red (this run: blue, green, red, yellow)"), "{err}");
+    std::fs::remove_dir_all(d.join("train/yellow")).unwrap();
+    let (code, _, err) =
+        wgrad(&[&["train", "--device", "cpu", "--epochs", "3", "--resume", s(&out)][..], &data[2..]].concat());
+    assert_eq!(code, 0, "{err}");
+}
+
+/// A plain state dict (as PyTorch saves `model.state_dict()`) of a network with five outputs is
+/// recognised by its classifier's shape and evaluated on five classes.
+#[test]
+fn a_state_dict_of_another_class_count_is_evaluated_as_such() {
+    let d = tempdir();
+    for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        for split in ["train", "test"] {
+            picture(&d.join(format!("{split}/{name}/0.png")), 12, 12, [40 * i as u8, 90, 200 - 40 * i as u8], 0);
+        }
+    }
+    let model = wgrad::nn::models::ModelKind::CifarNet.build_with_classes(5, 7).unwrap();
+    let weights = d.join("five.safetensors");
+    let tensors: Vec<(String, wgrad::io::safetensors::Array)> = model
+        .params
+        .specs
+        .iter()
+        .zip(&model.params.offsets)
+        .map(|(spec, &o)| {
+            let data = model.params.data[o..o + spec.numel()].to_vec();
+            (spec.key.clone(), wgrad::io::safetensors::Array::F32 { shape: spec.shape.clone(), data })
+        })
+        .collect();
+    wgrad::io::safetensors::write(&weights, &tensors, None).unwrap();
+    let (code, stdout, err) = wgrad(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&weights),
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        s(&d),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!((v["model"].as_str(), v["images"].as_u64()), (Some("cifar-net"), Some(5)), "{v}");
+    assert_eq!(v["per_class"].as_array().unwrap().len(), 5, "{v}");
+}
