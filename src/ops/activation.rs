@@ -1,9 +1,10 @@
 //! The pointwise activations of torch.nn besides ReLU (ops::relu, which the CPU path folds into
 //! the convolution before it): nn.LeakyReLU, nn.ELU, nn.GELU (both approximations), nn.SiLU,
 //! nn.Sigmoid and nn.Tanh, with PyTorch's arguments and defaults. Each is out = f(inp) element by
-//! element, NaN passed through, and its backward dinp = dout · f'(inp), read from the input as
-//! PyTorch's backward formulas read it (Sigmoid's and Tanh's from the output, which is the same
-//! f(inp)).
+//! element, NaN passed through, and its backward dinp = dout · f'(inp), from the input. Where
+//! PyTorch's backward subtracts numbers close to 1 (Sigmoid's s · (1 − s), Tanh's 1 − y², SiLU's
+//! and GELU-tanh's alike), these multiply by exp(−z) instead ([`Function::derivative`]): the same
+//! derivative, without losing its digits on the tails.
 //! Shaders: activation_forward.wgsl, activation_backward.wgsl: one kernel each, the function a
 //! uniform parameter ([`Function::code`]).
 
