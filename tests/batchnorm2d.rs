@@ -1,13 +1,14 @@
 //! BatchNorm2d: CPU (f64) vs finite differences through the batch statistics, CPU and GPU vs
 //! PyTorch (train mode with running statistics updated, eval mode, momentum and eps, no affine, no
 //! running statistics, batch 1, a large N·H·W with a large mean), GPU vs CPU at batch 1024, and
-//! PyTorch's error for a single value per channel in train mode.
+//! PyTorch's error for a single value per channel in train mode. BatchNorm1d (the same kernels on
+//! (N, C) and (N, C, L)): CPU and GPU vs PyTorch, its repr, shapes and errors.
 
 mod common;
 use common::layer::*;
 use common::*;
 use wgrad::functional::Call;
-use wgrad::ops::batchnorm2d::{backward_cpu, forward_cpu, BatchNorm2d, Geometry};
+use wgrad::ops::batchnorm2d::{backward_cpu, forward_cpu, BatchNorm1d, BatchNorm2d, Geometry};
 use wgrad::ops::interface::{Mode, Op};
 use wgrad::testing::assert_close;
 use wgrad::Tensor;
@@ -58,6 +59,7 @@ fn cpu_and_gpu_match_pytorch() {
 
 fn geometry(n: usize, c: usize, h: usize, w: usize, batch_stats: bool) -> Geometry {
     Geometry {
+        rank: 4,
         n,
         c,
         hw: h * w,
@@ -201,4 +203,47 @@ fn one_value_per_channel_in_train_mode_is_pytorchs_error() {
     assert!(bn.plan(&[&[1, 3, 1, 1]], Mode::Eval).is_ok(), "eval mode uses the running statistics");
     let e = bn.plan(&[&[2, 4, 3, 3]], Mode::Train).err().unwrap().to_string();
     assert!(e.contains("BatchNorm2d(3") && e.contains("4 channels"), "{e}");
+}
+
+#[test]
+fn batchnorm1d_cpu_and_gpu_match_pytorch() {
+    let cases = goldens("batchnorm1d.safetensors", &["batchnorm1d"]);
+    assert_eq!(cases.len(), 7);
+    for c in cases {
+        let (bn2d, mode) = layer(&c);
+        let bn = BatchNorm1d(bn2d);
+        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
+        let before = state(&c, &bn2d, "before");
+        let want = Want {
+            out: c.f32("out").1,
+            dinputs: vec![c.f32("dinp").1],
+            dparams: if bn2d.affine { vec![c.f32("dweight").1, c.f32("dbias").1] } else { vec![] },
+            state: state(&c, &bn2d, "after").into_iter().map(|t| t.data).collect(),
+        };
+        let call = Call { mode, ..Call::default() };
+        let got = run(&wgrad::Device::Cpu, &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call);
+        assert_eq!(got.out.shape, x.shape, "{}: the output has the input's shape", c.name);
+        check_devices(&c.name, &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call, &want, REDUCTION);
+        if let Some(g) = splitting_gpu() {
+            let got = run(&wgrad::Device::Gpu(g), &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call);
+            compare(&format!("{} gpu, split", c.name), &got, &want, REDUCTION);
+        }
+    }
+}
+
+#[test]
+fn batchnorm1d_is_pytorchs_repr_shapes_and_errors() {
+    let bn = BatchNorm1d::new(4).momentum(0.2);
+    assert_eq!(bn.describe(), "BatchNorm1d(4, eps=1e-05, momentum=0.2, affine=True, track_running_stats=True)");
+    let keys: Vec<String> = bn.params().iter().map(|p| p.name.to_string()).collect();
+    assert_eq!(keys, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
+    for shape in [&[2usize, 4][..], &[2, 4, 5]] {
+        assert_eq!(bn.plan(&[shape], Mode::Train).unwrap().out_shape(), shape);
+    }
+    let e = bn.plan(&[&[2, 4, 3, 3]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("BatchNorm1d(4") && e.contains("expected an (N, C) or (N, C, L) input"), "{e}");
+    let e = bn.plan(&[&[1, 4]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("BatchNorm1d(4") && e.contains("Expected more than 1 value per channel when training"), "{e}");
+    let e = bn.plan(&[&[3, 5]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("5 channels"), "{e}");
 }

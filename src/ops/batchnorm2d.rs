@@ -88,8 +88,17 @@ impl Op for BatchNorm2d {
     }
     fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
         let input = inputs[0];
-        let op = self.describe();
-        ensure_op!(input.len() == 4, op, "expected an (N, C, H, W) input, got shape {input:?}");
+        ensure_op!(input.len() == 4, self.describe(), "expected an (N, C, H, W) input, got shape {input:?}");
+        self.plan_as(&self.describe(), input, mode)
+    }
+}
+
+impl BatchNorm2d {
+    /// The layer on `input`, (N, C, H, W) or (BatchNorm1d's) (N, C) or (N, C, L), `op` naming it
+    /// in errors: one kernel set for both, (N, C, L) taken as (N, C, L, 1).
+    fn plan_as(&self, op: &str, input: &[usize], mode: Mode) -> Result<Box<dyn Node>> {
+        let op = op.to_string();
+        let (h, w) = (input.get(2).copied().unwrap_or(1), input.get(3).copied().unwrap_or(1));
         ensure_op!(
             input[1] == self.num_features,
             op,
@@ -101,16 +110,17 @@ impl Op for BatchNorm2d {
         ensure_op!(self.eps > 0.0 && self.eps.is_finite(), op, "eps must be positive");
         ensure_op!((0.0..=1.0).contains(&self.momentum), op, "momentum must be in [0, 1], got {}", self.momentum);
         let batch_stats = mode == Mode::Train || !self.track_running_stats;
-        let m = input[0] * input[2] * input[3];
+        let m = input[0] * h * w;
         if batch_stats && m == 1 {
             return Err(Error::op(op, format!("Expected more than 1 value per channel when training, got input size {input:?}")));
         }
         Ok(Box::new(Geometry {
+            rank: input.len(),
             n: input[0],
             c: input[1],
-            hw: input[2] * input[3],
-            h: input[2],
-            w: input[3],
+            hw: h * w,
+            h,
+            w,
             eps: self.eps,
             momentum: self.momentum,
             affine: self.affine,
@@ -121,9 +131,51 @@ impl Op for BatchNorm2d {
     }
 }
 
-/// A BatchNorm2d at fixed shapes and mode.
+/// nn.BatchNorm1d: BatchNorm2d's normalisation over (N, C) (each feature over the batch) or
+/// (N, C, L) inputs, with the same arguments, defaults and state-dict entries; it runs
+/// BatchNorm2d's kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm1d(pub BatchNorm2d);
+
+impl BatchNorm1d {
+    /// BatchNorm1d(num_features) with PyTorch's defaults.
+    pub fn new(num_features: usize) -> Self {
+        BatchNorm1d(BatchNorm2d::new(num_features))
+    }
+    pub fn eps(self, eps: f32) -> Self {
+        BatchNorm1d(self.0.eps(eps))
+    }
+    pub fn momentum(self, momentum: f32) -> Self {
+        BatchNorm1d(self.0.momentum(momentum))
+    }
+    pub fn affine(self, affine: bool) -> Self {
+        BatchNorm1d(self.0.affine(affine))
+    }
+    pub fn track_running_stats(self, track: bool) -> Self {
+        BatchNorm1d(self.0.track_running_stats(track))
+    }
+}
+
+impl Op for BatchNorm1d {
+    fn describe(&self) -> String {
+        self.0.describe().replacen(OP, "BatchNorm1d", 1)
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        self.0.params()
+    }
+    fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
+        let input = inputs[0];
+        let op = self.describe();
+        ensure_op!(matches!(input.len(), 2 | 3), op, "expected an (N, C) or (N, C, L) input, got shape {input:?}");
+        self.0.plan_as(&op, input, mode)
+    }
+}
+
+/// A BatchNorm2d (or BatchNorm1d) at fixed shapes and mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Geometry {
+    /// The input's rank: 4, or BatchNorm1d's 2 (N, C: h = w = 1) or 3 (N, C, L: h = L, w = 1).
+    pub rank: usize,
     pub n: usize,
     pub c: usize,
     pub hw: usize,
@@ -214,7 +266,7 @@ fn state_index(g: &Geometry) -> (Option<usize>, Option<usize>, Option<usize>, Op
 
 impl Node for Geometry {
     fn out_shape(&self) -> Vec<usize> {
-        vec![self.n, self.c, self.h, self.w]
+        [self.n, self.c, self.h, self.w][..self.rank].to_vec()
     }
     fn flops(&self) -> Flops {
         let e = (self.n * self.c * self.hw) as u64;

@@ -100,7 +100,7 @@ registry!(
     adaptive_avgpool2d => AdaptiveAvgPool2d,
     add => Add,
     avgpool2d => AvgPool2d,
-    batchnorm2d => BatchNorm2d,
+    batchnorm2d => BatchNorm2d | BatchNorm1d,
     bias,
     cast_f16,
     conv2d => Conv2d,

@@ -260,6 +260,35 @@ def activations():
     save('activations.safetensors', t, m)
 
 
+def batchnorm_case(t, m, name, layer, shape, train, scale=1.0, offset=0.0, **kw):
+    """One BatchNorm case: the layer (nn.BatchNorm2d or nn.BatchNorm1d) with random affine
+    parameters and running statistics, called on a random input in train or eval mode."""
+    bn = layer(shape[1], **kw)
+    with torch.no_grad():
+        if bn.affine:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        if bn.track_running_stats:
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.num_batches_tracked.fill_(3)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    bn.train(train)
+    x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
+    y = bn(x)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+    for k, v in before.items():
+        t[f'{name}.before.{k}'] = v
+    for k, v in bn.state_dict().items():
+        t[f'{name}.after.{k}'] = v
+    if bn.affine:
+        t[f'{name}.dweight'], t[f'{name}.dbias'] = bn.weight.grad, bn.bias.grad
+    m[name] = dict(op=layer.__name__.lower(), num_features=shape[1], eps=bn.eps, momentum=bn.momentum,
+                   affine=bn.affine, track_running_stats=bn.track_running_stats, train=train)
+
+
 def batchnorm():
     """BatchNorm2d in train mode (batch statistics, running statistics updated), in eval mode
     (running statistics), without affine or running statistics, at a large N*H*W with a large mean
@@ -267,31 +296,8 @@ def batchnorm():
     torch.manual_seed(2)
     t, m = {}, {}
 
-    def case(name, shape, train, scale=1.0, offset=0.0, **kw):
-        bn = nn.BatchNorm2d(shape[1], **kw)
-        with torch.no_grad():
-            if bn.affine:
-                bn.weight.uniform_(0.5, 1.5)
-                bn.bias.uniform_(-0.5, 0.5)
-            if bn.track_running_stats:
-                bn.running_mean.uniform_(-0.5, 0.5)
-                bn.running_var.uniform_(0.5, 2.0)
-                bn.num_batches_tracked.fill_(3)
-        before = {k: v.clone() for k, v in bn.state_dict().items()}
-        bn.train(train)
-        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
-        y = bn(x)
-        dy = torch.randn_like(y)
-        y.backward(dy)
-        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
-        for k, v in before.items():
-            t[f'{name}.before.{k}'] = v
-        for k, v in bn.state_dict().items():
-            t[f'{name}.after.{k}'] = v
-        if bn.affine:
-            t[f'{name}.dweight'], t[f'{name}.dbias'] = bn.weight.grad, bn.bias.grad
-        m[name] = dict(op='batchnorm2d', num_features=shape[1], eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                       track_running_stats=bn.track_running_stats, train=train)
+    def case(name, shape, train, **kw):
+        batchnorm_case(t, m, name, nn.BatchNorm2d, shape, train, **kw)
 
     case('bn_train', (4, 3, 5, 6), True)
     case('bn_eval', (4, 3, 5, 6), False)
@@ -301,6 +307,25 @@ def batchnorm():
     case('bn_batch1', (1, 2, 3, 3), True)
     case('bn_large_offset', (64, 2, 32, 32), True, scale=0.1, offset=10.0)
     save('batchnorm2d.safetensors', t, m)
+
+
+def batchnorm1d():
+    """BatchNorm1d on (N, C) and (N, C, L), in train and eval mode, without affine or running
+    statistics, and with a large mean."""
+    torch.manual_seed(3)
+    t, m = {}, {}
+
+    def case(name, shape, train, **kw):
+        batchnorm_case(t, m, name, nn.BatchNorm1d, shape, train, **kw)
+
+    case('bn1d_train', (8, 5), True)
+    case('bn1d_eval', (8, 5), False)
+    case('bn1d_train_ncl', (4, 3, 7), True)
+    case('bn1d_eval_ncl', (4, 3, 7), False)
+    case('bn1d_momentum_eps', (6, 4), True, momentum=0.3, eps=1e-3)
+    case('bn1d_no_affine_no_stats', (5, 3), True, affine=False, track_running_stats=False)
+    case('bn1d_large_offset', (256, 3), True, scale=0.1, offset=10.0)
+    save('batchnorm1d.safetensors', t, m)
 
 
 def pools():
@@ -620,7 +645,7 @@ def optimizers():
 if __name__ == '__main__':
     import sys
     os.makedirs(OUT, exist_ok=True)
-    every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, pools, dropout, residual,
+    every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, batchnorm1d, pools, dropout, residual,
              models_and_optimizers, optimizers]
     # Names given (`make_goldens.py activations`): only those files, the others left as they are.
     wanted = sys.argv[1:] or [f.__name__ for f in every]
