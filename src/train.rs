@@ -289,13 +289,7 @@ impl Resumed {
         // that does not fit.
         let differ = settings_differ(&checkpoint::meta_of(&file)?, cfg, dataset, classes);
         if !differ.is_empty() {
-            return Err(Error::file(
-                p,
-                format!(
-                    "the checkpoint was trained with {}; resume with the same settings (leave them out to take the checkpoint's)",
-                    differ.join(", ")
-                ),
-            ));
+            return Err(Error::file(p, resume_refusal(&differ)));
         }
         let ck = checkpoint::load(&file, layout)?;
         if let Some(m) = cfg.max_steps.filter(|&m| ck.meta.step >= m) {
@@ -311,9 +305,17 @@ impl Resumed {
     }
 }
 
+/// Why a run that differs from its checkpoint in `differ` ([`settings_differ`]) is refused.
+pub fn resume_refusal(differ: &[String]) -> String {
+    format!(
+        "the checkpoint was trained with {}; resume with the same settings (leave them out to take the checkpoint's)",
+        differ.join(", ")
+    )
+}
+
 /// Each setting a run differs in from the checkpoint's `m`: "what (the checkpoint's) (this run:
 /// the run's)".
-fn settings_differ(m: &Meta, cfg: &Config, dataset: &str, classes: &[String]) -> Vec<String> {
+pub fn settings_differ(m: &Meta, cfg: &Config, dataset: &str, classes: &[String]) -> Vec<String> {
     [
         (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
         (m.batch_size == cfg.batch_size as u64, "batch size", m.batch_size.to_string(), cfg.batch_size.to_string()),

@@ -163,6 +163,12 @@ fn train_eval_predict_and_resume_on_three_classes() {
     sorted.sort();
     assert_eq!(sorted, ["blue", "green", "red"], "{stdout}");
 
+    // Resumed with another seed, the run is refused before any picture is read (here there are
+    // none to read).
+    let (code, _, err) =
+        wgrad(&["train", "--device", "cpu", "--resume", s(&out), "--seed", "5", "--data-dir", s(&d.join("nowhere"))]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("seed 0 (this run: 5)") && !err.contains("no train/ folder"), "{err}");
     // Resumed with a fourth class, the run is refused, naming both sets of classes.
     picture(&d.join("train/yellow/0.png"), 9, 9, [220, 220, 0], 0);
     let (code, _, err) =

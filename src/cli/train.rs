@@ -168,17 +168,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| fresh_run_dir(kind.name()));
     train::check_out_folder(&out, a.resume.as_deref())?;
     let data = a.data.clone().defaulting_to(resumed.as_ref().map(|m| m.dataset.as_str()));
-    let train_ds = data.load(Split::Train)?;
-    let test_ds = data.load(Split::Test)?;
-    let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
-    let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
-    let schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;
-    let cfg = train::Config {
+    let mut cfg = train::Config {
         model: kind,
         epochs: a.epochs,
         batch_size: batch_size as usize,
         optimizer,
-        schedule,
+        schedule: Default::default(),
         seed,
         max_steps: a.max_steps,
         verify: a.verify,
@@ -187,6 +182,22 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         augment: a.augment || resumed.as_ref().is_some_and(|m| m.augment),
         label_smoothing,
     };
+    // A resumed run's settings, checked before the data is read (an image folder's pictures take
+    // a while to decode): all but the schedule's length and the classes, which the data sets, and
+    // which the trainer checks with the rest once it has them.
+    if let Some(m) = &resumed {
+        let known = train::Config { schedule: m.schedule, ..cfg };
+        let differ = train::settings_differ(m, &known, data.kind().name(), &m.classes);
+        if !differ.is_empty() {
+            let p = a.resume.as_deref().unwrap_or(Path::new(""));
+            return Err(crate::Error::file(p, train::resume_refusal(&differ)).into());
+        }
+    }
+    let train_ds = data.load(Split::Train)?;
+    let test_ds = data.load(Split::Test)?;
+    let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
+    let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
+    cfg.schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;
     // As many outputs as the dataset has classes (an image folder's may be any number).
     let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
@@ -200,7 +211,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         batch_size,
         if t.meta.augment { " (random crops and flips)" } else { "" },
         optimizer.describe(),
-        schedule.describe(),
+        cfg.schedule.describe(),
         match label_smoothing {
             0.0 => String::new(),
             ls => format!(", CrossEntropyLoss(label_smoothing={ls})"),
