@@ -1,12 +1,44 @@
 //! Training: epochs of optimizer steps over a DataLoader, an evaluation on the test split after each
 //! epoch, a checkpoint per epoch (and when stopped), metrics for curves, exact resume.
+//!
+//! `wgrad train` is this loop on a built-in network; your own network trains the same way:
+//!
+//! ```
+//! use std::sync::{atomic::AtomicBool, Arc};
+//! use wgrad::data::{synthetic, Split};
+//! use wgrad::nn::{Conv2d, Flatten, Linear, MaxPool2d, Model, Sequential, GELU};
+//! use wgrad::optim::{Adam, Optimizer};
+//! use wgrad::train::{Config, Quiet, Trainer};
+//! use wgrad::Device;
+//!
+//! # fn main() -> wgrad::Result<()> {
+//! let net = Sequential::new()
+//!     .add("conv", Conv2d::new(3, 8, 3).padding(1))
+//!     .add("act", GELU::new())
+//!     .add("pool", MaxPool2d::new(4))
+//!     .add("flatten", Flatten::new())
+//!     .add("fc", Linear::new(8 * 8 * 8, 10));
+//! let model = Model::new(&net, [3, 32, 32], 0)?;
+//! let test = Arc::new(synthetic::generate(0, Split::Test)?);
+//! let cfg = Config { optimizer: Optimizer::Adam(Adam::new(1e-3)), max_steps: Some(30), ..Config::new("my-net") };
+//! let out = std::env::temp_dir().join(format!("wgrad-doc-train-{}", std::process::id()));
+//! // Checkpoints (the model's state dict with PyTorch's keys), steps.csv, metrics, curves.png.
+//! let mut t = Trainer::new(Device::Cpu, model, test.clone(), test, cfg, &out, None)?;
+//! t.run(&AtomicBool::new(false), &mut Quiet)?;
+//! let checkpoint = t.last_checkpoint.clone().expect("a checkpoint at --max-steps");
+//! assert_eq!(wgrad::io::checkpoint::meta_of(&checkpoint)?.model, "my-net");
+//! assert!(out.join("steps.csv").is_file());
+//! # drop(t);
+//! # std::fs::remove_dir_all(&out).ok();
+//! # Ok(())
+//! # }
+//! ```
 
 use crate::data::loader::{Config as LoaderConfig, DataLoader};
 use crate::data::Dataset;
 use crate::eval::{Evaluator, Score};
 use crate::graph::{self, Executor};
 use crate::io::checkpoint::{self, Checkpoint, Meta};
-use crate::nn::models::ModelKind;
 use crate::nn::Model;
 use crate::optim::{LrSchedule, Optimizer};
 use crate::{Device, Error, Result};
@@ -19,7 +51,11 @@ use web_time::Instant;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
-    pub model: ModelKind,
+    /// The network's name, which checkpoints record: a built-in network's
+    /// ([`ModelKind::name`](crate::nn::models::ModelKind::name), what `--model` takes), or any
+    /// name for your own (`Trainer` trains any
+    /// [`Model`]; `wgrad eval` and `predict` take only the built-in ones).
+    pub model_name: &'static str,
     pub epochs: u64,
     pub batch_size: usize,
     pub optimizer: Optimizer,
@@ -38,6 +74,28 @@ pub struct Config {
     /// The training loss's label smoothing (`graph::Options::label_smoothing`); the test loss is
     /// plain CrossEntropyLoss.
     pub label_smoothing: f32,
+}
+
+impl Config {
+    /// `wgrad train`'s defaults for the network called `model_name`: 10 epochs of batches of 64,
+    /// SGD(lr=0.01), a constant learning rate, seed 0, evaluation in batches of 256, a checkpoint
+    /// per epoch.
+    pub fn new(model_name: &'static str) -> Config {
+        Config {
+            model_name,
+            epochs: 10,
+            batch_size: 64,
+            optimizer: Optimizer::Sgd(crate::optim::Sgd::new(0.01)),
+            schedule: LrSchedule::default(),
+            seed: 0,
+            max_steps: None,
+            verify: false,
+            eval_batch: 256,
+            checkpoint_every: None,
+            augment: false,
+            label_smoothing: 0.0,
+        }
+    }
 }
 
 /// One epoch's line.
@@ -317,7 +375,7 @@ pub fn resume_refusal(differ: &[String]) -> String {
 /// the run's)".
 pub fn settings_differ(m: &Meta, cfg: &Config, dataset: &str, classes: &[String]) -> Vec<String> {
     [
-        (m.model == cfg.model.name(), "model", m.model.clone(), cfg.model.name().to_string()),
+        (m.model == cfg.model_name, "model", m.model.clone(), cfg.model_name.to_string()),
         (m.batch_size == cfg.batch_size as u64, "batch size", m.batch_size.to_string(), cfg.batch_size.to_string()),
         (m.seed == cfg.seed, "seed", m.seed.to_string(), cfg.seed.to_string()),
         (m.optimizer() == cfg.optimizer, "optimizer", m.optimizer().describe(), cfg.optimizer.describe()),
@@ -374,7 +432,7 @@ impl Trainer {
             optimizer_steps: 0,
             seed: cfg.seed,
             batch_size: cfg.batch_size as u64,
-            model: cfg.model.name().into(),
+            model: cfg.model_name.into(),
             optimizer: Some(cfg.optimizer),
             schedule: cfg.schedule,
             lr: None,

@@ -32,7 +32,7 @@ fn synthetic(split: Split, n: usize) -> Arc<Dataset> {
 
 fn config(epochs: u64, max_steps: Option<u64>) -> Config {
     Config {
-        model: wgrad::nn::models::ModelKind::Tudui,
+        model_name: wgrad::nn::models::ModelKind::Tudui.name(),
         epochs,
         batch_size: 16,
         optimizer: Optimizer::Sgd(Sgd::new(0.01).momentum(0.9).weight_decay(5e-4)),
@@ -50,7 +50,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
 fn trainer(device: &Device, out: &std::path::Path, cfg: Config, resume: Option<&std::path::Path>) -> Trainer {
     Trainer::new(
         device.clone(),
-        cfg.model.build(cfg.seed),
+        models::ModelKind::parse(cfg.model_name).unwrap().build(cfg.seed),
         synthetic(Split::Train, 64),
         synthetic(Split::Test, 32),
         cfg,
@@ -131,7 +131,7 @@ fn resume_is_bit_exact_on_the_gpu() {
 /// its step count, BatchNorm's running statistics and the schedule all carry over a resume.
 fn resnet20_adam(c: Config) -> Config {
     Config {
-        model: wgrad::nn::models::ModelKind::Resnet20,
+        model_name: wgrad::nn::models::ModelKind::Resnet20.name(),
         optimizer: Optimizer::Adam(wgrad::optim::Adam::new(1e-3)),
         schedule: LrSchedule { schedule: Schedule::Cosine { t_max: 10, eta_min: 1e-5 }, warmup_steps: 2 },
         ..c
@@ -182,7 +182,7 @@ fn a_resume_with_other_settings_is_refused_naming_them() {
     let cfg = resnet20_adam(config(1, None));
     let e = Trainer::new(
         Device::Cpu,
-        cfg.model.build(cfg.seed),
+        models::ModelKind::parse(cfg.model_name).unwrap().build(cfg.seed),
         synthetic(Split::Train, 64),
         synthetic(Split::Test, 32),
         cfg,

@@ -169,7 +169,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     train::check_out_folder(&out, a.resume.as_deref())?;
     let data = a.data.clone().defaulting_to(resumed.as_ref().map(|m| m.dataset.as_str()));
     let mut cfg = train::Config {
-        model: kind,
+        model_name: kind.name(),
         epochs: a.epochs,
         batch_size: batch_size as usize,
         optimizer,
