@@ -737,3 +737,31 @@ fn a_second_run_without_out_gets_a_folder_of_its_own() {
     let ck = wgrad::io::checkpoint::latest(&dir.join("runs/tudui")).unwrap();
     assert_eq!(wgrad::io::checkpoint::meta_of(&ck).unwrap().step, 3);
 }
+
+/// A checkpoint of a network of your own (trained by `train::Trainer`) is not taken for a built-in
+/// one: eval and predict say which network it holds and how to load it.
+#[test]
+fn a_checkpoint_of_your_own_network_is_named_as_such() {
+    use std::sync::{atomic::AtomicBool, Arc};
+    use wgrad::nn::{Flatten, Linear, Model, Sequential, Tanh};
+    let net = Sequential::new().add("flatten", Flatten::new()).add("act", Tanh).add("fc", Linear::new(3 * 32 * 32, 10));
+    let model = Model::new(&net, [3, 32, 32], 0).unwrap();
+    let test = Arc::new(wgrad::data::synthetic::generate(0, wgrad::data::Split::Test).unwrap());
+    let cfg = wgrad::train::Config { max_steps: Some(2), ..wgrad::train::Config::new("my-net") };
+    let out = tempdir();
+    let mut t = wgrad::train::Trainer::new(wgrad::Device::Cpu, model, test.clone(), test, cfg, &out, None).unwrap();
+    t.run(&AtomicBool::new(false), &mut wgrad::train::Quiet).unwrap();
+    drop(t);
+    for cmd in ["eval", "predict"] {
+        let mut args = vec![cmd, "--device", "cpu", "--weights", out.to_str().unwrap()];
+        if cmd == "predict" {
+            args.push("picture.png");
+        }
+        let (code, _, err) = wgrad(&args);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(
+            err.contains("the checkpoint's network \"my-net\" is not one of wgrad's built-in networks (tudui, cifar-net, resnet20)"),
+            "{cmd}: {err}"
+        );
+    }
+}

@@ -30,6 +30,18 @@ impl ModelArgs {
     /// The network for `weights` ([`ModelArgs::kind`]) with as many outputs as the classes it
     /// was trained on ([`classes_of`]), not yet loaded.
     pub fn build(&self, weights: &Path) -> anyhow::Result<(ModelKind, Model)> {
+        // A checkpoint of a network of your own (train::Trainer's): none of the built-in ones.
+        if let Some(m) = checkpoint::meta_of(weights).ok().filter(|m| ModelKind::parse(&m.model).is_none()) {
+            if self.model.is_none() && fitting(weights).is_none() {
+                bail!(
+                    "{}: the checkpoint's network {:?} is not one of wgrad's built-in networks ({}); \
+                     load it into your own with wgrad::io::checkpoint::load_weights",
+                    weights.display(),
+                    m.model,
+                    ModelKind::ALL.map(|k| k.name()).join(", ")
+                );
+            }
+        }
         let kind = self.kind(Some(weights));
         let classes = checkpoint::resolve(weights).ok().map_or(10, |p| classes_of(&p, kind));
         Ok((kind, kind.build_with_classes(classes, 0)?))
