@@ -95,7 +95,7 @@ impl Function {
         }
     }
 
-    /// f(x), in T's precision (Φ through libm's erfc in f64).
+    /// f(x), in T's precision (Φ through libm's erfc).
     pub fn apply<T: Real>(self, x: T) -> T {
         let one = T::one();
         match self {
@@ -113,7 +113,7 @@ impl Function {
                     T::of(alpha as f64) * x.exp_m1()
                 }
             }
-            Function::Gelu => x * T::of(normal_cdf(x.f64())),
+            Function::Gelu => x * normal_cdf(x),
             // 0.5 · x · (1 + tanh(u)) = x · sigmoid(2u): the same function, without 1 + tanh(u)'s
             // cancellation where u is negative.
             Function::GeluTanh => x / (one + (T::of(-2.0) * gelu_tanh_inner(x)).exp()),
@@ -144,7 +144,7 @@ impl Function {
             }
             Function::Gelu => {
                 let pdf = T::of(INV_SQRT_2PI) * (T::of(-0.5) * x * x).exp();
-                T::of(normal_cdf(x.f64())) + x * pdf
+                normal_cdf(x) + x * pdf
             }
             // d/dx x · sigmoid(2u) = s + x · 2 · sigmoid'(2u) · u'.
             Function::GeluTanh => {
@@ -215,9 +215,9 @@ fn sigmoid_parts<T: Real>(z: T) -> (T, T) {
     (T::one() / (T::one() + e), e)
 }
 
-/// Φ(x) = erfc(−x/√2) / 2, exact to f64's rounding at both tails.
-fn normal_cdf(x: f64) -> f64 {
-    0.5 * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)
+/// Φ(x) = erfc(−x/√2) / 2, to T's rounding at both tails.
+fn normal_cdf<T: Real>(x: T) -> T {
+    T::of(0.5) * (-x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erfc()
 }
 
 /// nn.LeakyReLU(negative_slope=0.01).
