@@ -1,12 +1,14 @@
 // Dropout backward: dinp = dout / (1 - p) where the forward kept the element, else 0; the mask is
-// recomputed from the same counter-based hash of (the node's key, the step, i) as dropout_forward.wgsl.
+// recomputed from the same counter-based hash of (the node's key, the step, i / plane) as
+// dropout_forward.wgsl.
 // step: [step_lo, step_hi] of the step being differentiated; dout, dinp: (n,) f32; dinp is overwritten.
 // Dispatch: one invocation per element; ceil(n / 256) workgroups of 256 (2-D grid).
 struct Params {
     n: u32,
     key0: u32,
     key1: u32,
-    _pad0: u32,
+    // Consecutive elements that share one draw: 1 (Dropout), H·W (Dropout2d: a channel).
+    plane: u32,
     p: f32,
     scale: f32,
     _pad1: u32,
@@ -48,5 +50,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.n) {
         return;
     }
-    dinp[i] = select(0.0, dout[i] * p.scale, uniform01(i) >= p.p);
+    dinp[i] = select(0.0, dout[i] * p.scale, uniform01(i / p.plane) >= p.p);
 }

@@ -1,6 +1,7 @@
 // Dropout in train mode: out = x / (1 - p) where the element is kept, else 0. Element i is kept when
-// u(i) >= p, u(i) a uniform number in [0, 1) with 24 random bits from a counter-based hash of
-// (the node's key, the training step, i): the CPU path computes the same bits
+// u(d) >= p, d = i / plane (the element for Dropout, its channel's plane for Dropout2d), u(d) a
+// uniform number in [0, 1) with 24 random bits from a counter-based hash of (the node's key, the
+// training step, d): the CPU path computes the same bits
 // (ops::interface::random_bits), and the backward recomputes the mask instead of storing it.
 // step: [step_lo, step_hi] of the running step; inp, out: (n,) f32; out is overwritten.
 // Dispatch: one invocation per element; ceil(n / 256) workgroups of 256 (2-D grid).
@@ -8,7 +9,8 @@ struct Params {
     n: u32,
     key0: u32,
     key1: u32,
-    _pad0: u32,
+    // Consecutive elements that share one draw: 1 (Dropout), H·W (Dropout2d: a channel).
+    plane: u32,
     p: f32,
     scale: f32,
     _pad1: u32,
@@ -50,5 +52,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= p.n) {
         return;
     }
-    out[i] = select(0.0, inp[i] * p.scale, uniform01(i) >= p.p);
+    out[i] = select(0.0, inp[i] * p.scale, uniform01(i / p.plane) >= p.p);
 }

@@ -2,14 +2,14 @@
 //! the generator: tests/golden/make_goldens.py computes the same hash), eval mode and p = 0 are the
 //! identity, the GPU's mask equals the CPU path's bit for bit, about p of the elements drop, masks
 //! change with the step, and a network with Dropout trains the same on both devices and after a
-//! resume.
+//! resume. Dropout2d drops whole channels, the same on both devices, about p of them.
 
 mod common;
 use common::layer::*;
 use common::*;
 use rand::Rng;
 use wgrad::functional::Call;
-use wgrad::nn::{Dropout, Flatten, Linear, Model, ReLU, Sequential};
+use wgrad::nn::{Dropout, Dropout2d, Flatten, Linear, Model, ReLU, Sequential};
 use wgrad::ops::interface::{Mode, Op, RandomKey};
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::{Device, ExecOptions, Tensor};
@@ -116,4 +116,37 @@ fn a_network_with_dropout_trains_the_same_on_both_devices_and_after_a_resume() {
         let gpu = losses(&Device::Gpu(g));
         wgrad::testing::assert_close("losses with dropout, GPU vs CPU", &gpu, &cpu, 1e-5, 1e-6);
     }
+}
+
+#[test]
+fn dropout2d_drops_whole_channels_about_p_the_same_on_both_devices() {
+    let mut r = rng(52);
+    let (n, c, h, w) = (64, 32, 3, 5);
+    let x = rand_tensor(&mut r, &[n, c, h, w], 0.5, 1.5);
+    let dout = rand_tensor(&mut r, &[n, c, h, w], -1.0, 1.0);
+    let d = Dropout2d::new(0.3);
+    assert_eq!(d.describe(), "Dropout2d(p=0.3)");
+    let call = Call { mode: Mode::Train, random: RandomKey { key: [7, 9], step: 11 } };
+    let cpu = run(&Device::Cpu, &d, &[&x], &[], &dout, call);
+    let scale = 1.0 / 0.7f32;
+    let mut kept = 0;
+    for (k, (out, inp)) in cpu.out.data.chunks(h * w).zip(x.data.chunks(h * w)).enumerate() {
+        let dropped = out.iter().all(|&v| v == 0.0);
+        let scaled = out.iter().zip(inp).all(|(&o, &i)| o == i * scale);
+        assert!(dropped ^ scaled, "plane {k} is neither dropped nor kept whole: {out:?}");
+        kept += scaled as usize;
+        let g = &cpu.dinputs[0].data[k * h * w..(k + 1) * h * w];
+        assert!(g.iter().all(|&v| (v == 0.0) == dropped), "plane {k}: the backward drops what the forward did");
+    }
+    let frac = kept as f64 / (n * c) as f64;
+    assert!((frac - 0.7).abs() < 0.05, "kept {frac} of the channels");
+    if let Some(g) = gpu() {
+        let gpu = run(&Device::Gpu(g), &d, &[&x], &[], &dout, call);
+        assert!(gpu.out.data.iter().zip(&cpu.out.data).all(|(a, b)| a.to_bits() == b.to_bits()), "masks differ");
+        assert_eq!(gpu.dinputs[0].data, cpu.dinputs[0].data);
+    }
+    let want = Want { out: x.data.clone(), dinputs: vec![dout.data.clone()], ..Want::default() };
+    check_devices("Dropout2d eval", &d, &[&x], &[], &dout, Call { mode: Mode::Eval, ..call }, &want, ELEMENTWISE);
+    let e = d.plan(&[&[4, 8]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("Dropout2d(p=0.3)") && e.contains("expected an (N, C, H, W) input"), "{e}");
 }

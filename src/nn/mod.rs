@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 pub use crate::ops::activation::Approximate;
 pub use crate::ops::{
-    AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear,
-    MaxPool2d, ReLU, SiLU, Sigmoid, Tanh, ELU, GELU,
+    AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Dropout2d, Flatten, LeakyReLU,
+    Linear, MaxPool2d, ReLU, SiLU, Sigmoid, Tanh, ELU, GELU,
 };
 
 /// A piece of network: `forward` adds its nodes to the graph and returns its output.

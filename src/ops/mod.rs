@@ -105,7 +105,7 @@ registry!(
     cast_f16,
     conv2d => Conv2d,
     cross_entropy,
-    dropout => Dropout,
+    dropout => Dropout | Dropout2d,
     flatten => Flatten,
     l1_loss,
     linear => Linear,
