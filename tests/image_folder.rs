@@ -83,6 +83,31 @@ fn an_image_folder_reads_as_torchvisions_imagefolder() {
     assert!(val.source.ends_with("val"), "{}", val.source.display());
 }
 
+/// BMP, PPM and PGM pictures (torchvision's extensions, in any case) read as PNGs do.
+#[test]
+fn bmp_ppm_and_pgm_pictures_are_read_too() {
+    let d = tempdir();
+    for split in ["train", "test"] {
+        for (name, rgb) in COLOURS {
+            picture(&d.join(format!("{split}/{name}/a.bmp")), 17, 9, rgb, 1);
+            picture(&d.join(format!("{split}/{name}/b.ppm")), 9, 17, rgb, 2);
+            let grey = image::GrayImage::from_fn(12, 12, |x, y| image::Luma([(x * 20 + y) as u8]));
+            let pgm = d.join(format!("{split}/{name}/c.PGM"));
+            grey.save_with_format(&pgm, image::ImageFormat::Pnm).unwrap();
+        }
+    }
+    let ds = data::load(DatasetKind::ImageFolder, &d, Split::Train, false).unwrap();
+    assert_eq!(ds.len(), 9);
+    for (k, f) in ["a.bmp", "b.ppm", "c.PGM"].iter().enumerate() {
+        let path = d.join("train/blue").join(f);
+        let want = decode_pixels(&path, &std::fs::read(&path).unwrap(), Framing::Colour).unwrap();
+        assert_eq!(ds.image(k), &want[..], "{f}");
+    }
+    // The grey picture is replicated into three equal planes.
+    let grey = ds.image(2);
+    assert!(grey[..1024] == grey[1024..2048] && grey[..1024] == grey[2048..], "a PGM's planes differ");
+}
+
 #[test]
 fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
     let load =
@@ -95,14 +120,14 @@ fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
     assert!(e.contains("test/purple") && e.contains("a class the training split has no folder of"), "{e}");
     std::fs::remove_dir_all(d.join("test/purple")).unwrap();
     // A picture of an extension torchvision reads and wgrad does not.
-    std::fs::write(d.join("train/red/x.bmp"), b"BM").unwrap();
+    std::fs::write(d.join("train/red/x.webp"), b"RIFF").unwrap();
     let e = load(&d, Split::Train);
-    assert!(e.contains("x.bmp") && e.contains(".bmp pictures are not read (PNG and JPEG are)"), "{e}");
-    std::fs::remove_file(d.join("train/red/x.bmp")).unwrap();
+    assert!(e.contains("x.webp") && e.contains(".webp pictures are not read (PNG, JPEG, BMP, PPM and PGM are)"), "{e}");
+    std::fs::remove_file(d.join("train/red/x.webp")).unwrap();
     // A file named .png that is not one.
     std::fs::write(d.join("train/red/broken.png"), b"not a png").unwrap();
     let e = load(&d, Split::Train);
-    assert!(e.contains("broken.png") && e.contains("not a PNG or JPEG image"), "{e}");
+    assert!(e.contains("broken.png") && e.contains("not a PNG, JPEG, BMP or PPM/PGM image"), "{e}");
     std::fs::remove_file(d.join("train/red/broken.png")).unwrap();
     // A training class without pictures.
     std::fs::create_dir_all(d.join("train/empty")).unwrap();

@@ -1,6 +1,6 @@
-//! Pictures for `wgrad predict`: PNG or JPEG of any size, framed as the network's dataset framed
-//! its images ([`Framing`]) into a 3×32×32 tensor in [0, 1], with limits so a file claiming huge
-//! dimensions is refused.
+//! Pictures for `wgrad predict` and image folders: PNG, JPEG, BMP or PPM/PGM of any size, framed
+//! as the network's dataset framed its images ([`Framing`]) into a 3×32×32 tensor in [0, 1], with
+//! limits so a file claiming huge dimensions is refused.
 
 use crate::{Error, Result};
 use std::path::Path;
@@ -38,12 +38,12 @@ pub fn load_image(path: &Path, framing: Framing) -> Result<Vec<f32>> {
     decode_image(path, &bytes, framing)
 }
 
-/// Decodes PNG or JPEG bytes (named by `path` in errors) as in [`load_image`].
+/// Decodes a picture's bytes (named by `path` in errors) as in [`load_image`].
 pub fn decode_image(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<f32>> {
     Ok(decode_pixels(path, bytes, framing)?.into_iter().map(|b| b as f32 / 255.0).collect())
 }
 
-/// Decodes PNG or JPEG bytes (named by `path` in errors) into a dataset's image: 3×32×32 bytes,
+/// Decodes a picture's bytes (named by `path` in errors) into a dataset's image: 3×32×32 bytes,
 /// channel-planar, framed as `framing` says (ToTensor of them is [`decode_image`]'s tensor).
 pub fn decode_pixels(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<u8>> {
     if bytes.is_empty() {
@@ -53,7 +53,7 @@ pub fn decode_pixels(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<
         .with_guessed_format()
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     if reader.format().is_none() {
-        return Err(Error::file(path, "not a PNG or JPEG image"));
+        return Err(Error::file(path, "not a PNG, JPEG, BMP or PPM/PGM image"));
     }
     let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// The extensions torchvision's ImageFolder takes (`IMG_EXTENSIONS`), case-insensitive.
 const EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
 /// Those of them wgrad decodes.
-const DECODED: [&str; 3] = ["jpg", "jpeg", "png"];
+const DECODED: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "ppm", "pgm"];
 /// Labels are bytes.
 const MAX_CLASSES: usize = 256;
 
@@ -137,7 +137,7 @@ fn pictures(folder: &Path, label: u8, out: &mut Vec<(PathBuf, u8)>) -> Result<()
         } else if EXTENSIONS.contains(&ext.as_str()) {
             return Err(Error::file(
                 &path,
-                format!(".{ext} pictures are not read (PNG and JPEG are): convert it, or move it out of the folder"),
+                format!(".{ext} pictures are not read (PNG, JPEG, BMP, PPM and PGM are): convert it, or move it out of the folder"),
             ));
         }
     }
