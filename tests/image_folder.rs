@@ -188,6 +188,18 @@ fn train_eval_predict_and_resume_on_three_classes() {
     sorted.sort();
     assert_eq!(sorted, ["blue", "green", "red"], "{stdout}");
 
+    // predict takes a folder of pictures too, in sorted order, and refuses one without any.
+    let (code, stdout, err) = wgrad(&["predict", "--device", "cpu", "--weights", s(&out), s(&d.join("test/red"))]);
+    assert_eq!(code, 0, "{err}");
+    // Its own pictures (p000–p005 but p003, which is in extra/), not its sub-folders' nor the README.
+    let names: Vec<&str> = stdout.lines().map(|l| l.split(": ").next().unwrap().rsplit('/').next().unwrap()).collect();
+    assert_eq!(names, ["p000.jpg", "p001.png", "p002.png", "p004.png", "p005.png"], "{stdout}");
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, err) = wgrad(&["predict", "--device", "cpu", "--weights", s(&out), s(&pic), s(&empty)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("empty: a folder without pictures"), "{err}");
+
     // Resumed with another seed, the run is refused before any picture is read (here there are
     // none to read).
     let (code, _, err) =

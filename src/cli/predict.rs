@@ -19,7 +19,7 @@ pub struct Args {
     /// State dict or wgrad checkpoint (safetensors) with the model's keys (file, or a folder of checkpoints: the newest).
     #[arg(long)]
     weights: PathBuf,
-    /// PNG, JPEG, BMP or PPM/PGM files.
+    /// PNG, JPEG, BMP or PPM/PGM files, or folders of them (their pictures, in sorted order).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// The dataset the network learnt from, for its class names and how its images were framed
@@ -45,8 +45,20 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         (None, Some(m)) => (m.classes.clone(), Framing::of_dataset(&m.dataset)),
         (None, None) => (names(DatasetKind::Cifar10).unwrap_or_default(), Framing::Colour),
     };
-    let mut images = Vec::new();
+    let mut paths = Vec::new();
     for p in &a.images {
+        if !p.is_dir() {
+            paths.push(p.clone());
+            continue;
+        }
+        let found = crate::data::image_folder::pictures_in(p)?;
+        if found.is_empty() {
+            anyhow::bail!("{}: a folder without pictures (PNG, JPEG, BMP, PPM or PGM files)", p.display());
+        }
+        paths.extend(found);
+    }
+    let mut images = Vec::new();
+    for p in &paths {
         images.extend(load_image(p, framing)?);
     }
     // In batches of at most 256 images, so any number of pictures fits the adapter's limits.
@@ -66,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         logits.extend(ex.forward(chunk)?);
     }
     let n_classes = executors[0].plan().classes;
-    for (p, ranked) in a.images.iter().zip(top_classes(&logits, n_classes, 3)) {
+    for (p, ranked) in paths.iter().zip(top_classes(&logits, n_classes, 3)) {
         let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
         let top: Vec<String> = ranked.iter().map(|&(c, pr)| format!("{} {:.1}%", name(c), 100.0 * pr)).collect();
         println!("{}: {}", p.display(), top.join(", "));

@@ -107,6 +107,23 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     })
 }
 
+/// The pictures in `dir` itself (not its sub-folders), in sorted order: the files with the
+/// extensions wgrad decodes.
+pub fn pictures_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = read_dir(dir)?
+        .into_iter()
+        .filter(|(p, is_dir)| !is_dir && DECODED.contains(&extension(p).as_str()))
+        .map(|(p, _)| p)
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A path's extension in lower case ("" where it has none).
+fn extension(path: &Path) -> String {
+    path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+}
+
 /// The entries of `dir`: (path, whether a folder). Symbolic links to folders are not followed.
 fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read the folder: {e}")))?;
@@ -131,7 +148,7 @@ fn pictures(folder: &Path, label: u8, out: &mut Vec<(PathBuf, u8)>) -> Result<()
             pictures(&path, label, out)?;
             continue;
         }
-        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        let ext = extension(&path);
         if DECODED.contains(&ext.as_str()) {
             out.push((path, label));
         } else if EXTENSIONS.contains(&ext.as_str()) {
