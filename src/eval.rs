@@ -18,6 +18,10 @@ pub struct Score {
     /// Each label's images and how many of them were classified right (as the accuracy per class
     /// of PyTorch's "Training a Classifier" tutorial).
     pub per_class: Vec<ClassScore>,
+    /// `confusion[label][predicted]`: how many images of each label went to each class (as
+    /// sklearn's `confusion_matrix(y_true, y_pred)` counts them); its diagonal is `per_class`'s
+    /// `correct`.
+    pub confusion: Vec<Vec<usize>>,
 }
 
 /// One label's part of a [`Score`].
@@ -95,6 +99,7 @@ impl Evaluator {
         }
         let (mut correct, mut loss) = (0usize, 0f64);
         let mut per_class: Vec<ClassScore> = Vec::new();
+        let mut confusion: Vec<Vec<usize>> = Vec::new();
         for b in dl.epoch(0, 0) {
             let i = match self.executors.iter().position(|e| e.plan().batch == b.len()) {
                 Some(i) => i,
@@ -113,16 +118,20 @@ impl Evaluator {
             correct += c;
             loss += l;
             per_class.resize(classes, ClassScore::default());
+            confusion.resize(classes, vec![0; classes]);
             for (row, &t) in logits.chunks(classes).zip(&b.targets) {
-                if let Some(s) = usize::try_from(t).ok().and_then(|t| per_class.get_mut(t)) {
-                    s.images += 1;
-                    s.correct += usize::from(argmax(row) as i64 == t);
+                let predicted = argmax(row);
+                if let Some(t) = usize::try_from(t).ok().filter(|&t| t < classes) {
+                    per_class[t].images += 1;
+                    per_class[t].correct += usize::from(predicted == t);
+                    confusion[t][predicted] += 1;
                 }
             }
             progress(b.index as u64 + 1, total);
         }
         let n = ds.len().max(1);
-        Ok(Score { images: ds.len(), accuracy: correct as f64 / n as f64, loss: loss / n as f64, per_class })
+        let (accuracy, loss) = (correct as f64 / n as f64, loss / n as f64);
+        Ok(Score { images: ds.len(), accuracy, loss, per_class, confusion })
     }
 }
 

@@ -257,4 +257,13 @@ fn a_state_dict_of_another_class_count_is_evaluated_as_such() {
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!((v["model"].as_str(), v["images"].as_u64()), (Some("cifar-net"), Some(5)), "{v}");
     assert_eq!(v["per_class"].as_array().unwrap().len(), 5, "{v}");
+    // confusion[label][predicted]: a row per label holding its images, the diagonal the right ones.
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(v["confusion"].clone()).unwrap();
+    assert_eq!(confusion.len(), 5, "{v}");
+    for (label, row) in confusion.iter().enumerate() {
+        let class = &v["per_class"][label];
+        assert_eq!(row.iter().sum::<u64>(), class["images"].as_u64().unwrap(), "{v}");
+        let right = class["accuracy"].as_f64().unwrap() * class["images"].as_f64().unwrap();
+        assert_eq!(row[label] as f64, right.round(), "{v}");
+    }
 }

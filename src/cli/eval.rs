@@ -21,8 +21,9 @@ pub struct Args {
     split: Split,
     #[arg(long = "batch-size", default_value_t = 256, value_parser = super::positive)]
     batch_size: u64,
-    /// Print one JSON object (accuracy as a fraction, loss, images, dataset, split, synthetic, and
-    /// per_class: each class's name, images and accuracy).
+    /// Print one JSON object (accuracy as a fraction, loss, images, dataset, split, synthetic,
+    /// per_class: each class's name, images and accuracy, and confusion: confusion[label][predicted]
+    /// image counts, as sklearn's confusion_matrix).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -58,6 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             "dataset": ds.name, "split": format!("{:?}", a.split).to_lowercase(), "synthetic": ds.synthetic,
             "images": s.images, "accuracy": s.accuracy, "loss": s.loss, "device": device.name(), "model": kind.name(),
             "per_class": per_class,
+            "confusion": s.confusion,
         });
         println!("{v}");
     } else {
