@@ -87,9 +87,9 @@ impl Op for BatchNorm2d {
         v
     }
     fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
-        let input = inputs[0];
-        ensure_op!(input.len() == 4, self.describe(), "expected an (N, C, H, W) input, got shape {input:?}");
-        self.plan_as(&self.describe(), input, mode)
+        let (input, op) = (inputs[0], self.describe());
+        ensure_op!(input.len() == 4, op, "expected an (N, C, H, W) input, got shape {input:?}");
+        self.plan_as(&op, input, mode)
     }
 }
 
