@@ -38,22 +38,33 @@ fn state(c: &Case, bn: &BatchNorm2d, prefix: &str) -> Vec<Tensor> {
 #[test]
 fn cpu_and_gpu_match_pytorch() {
     for c in goldens("batchnorm2d.safetensors", &["batchnorm2d"]) {
-        let (bn, mode) = layer(&c);
-        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
-        let before = state(&c, &bn, "before");
-        let want = Want {
-            out: c.f32("out").1,
-            dinputs: vec![c.f32("dinp").1],
-            dparams: if bn.affine { vec![c.f32("dweight").1, c.f32("dbias").1] } else { vec![] },
-            state: state(&c, &bn, "after").into_iter().map(|t| t.data).collect(),
-        };
-        let call = Call { mode, ..Call::default() };
-        check_devices(&c.name, &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call, &want, REDUCTION);
-        // The chunking a big GPU uses (lavapipe's own takes up to 64 values a thread).
-        if let Some(g) = splitting_gpu() {
-            let got = run(&wgrad::Device::Gpu(g), &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call);
-            compare(&format!("{} gpu, split", c.name), &got, &want, REDUCTION);
-        }
+        let (bn, _) = layer(&c);
+        matches_pytorch(&c, &bn);
+    }
+}
+
+/// `op` (the case's layer, or its BatchNorm1d) on the case's input and state: output (of the
+/// input's shape), gradients and updated state as PyTorch's, on the CPU path, the GPU and a GPU
+/// that splits its reductions (the chunking a big GPU uses: lavapipe's own takes up to 64 values
+/// a thread).
+fn matches_pytorch(c: &Case, op: &dyn Op) {
+    let (bn, mode) = layer(c);
+    let (x, dout) = (tensor(c, "inp"), tensor(c, "dout"));
+    let before = state(c, &bn, "before");
+    let before: Vec<&Tensor> = before.iter().collect();
+    let want = Want {
+        out: c.f32("out").1,
+        dinputs: vec![c.f32("dinp").1],
+        dparams: if bn.affine { vec![c.f32("dweight").1, c.f32("dbias").1] } else { vec![] },
+        state: state(c, &bn, "after").into_iter().map(|t| t.data).collect(),
+    };
+    let call = Call { mode, ..Call::default() };
+    let got = run(&wgrad::Device::Cpu, op, &[&x], &before, &dout, call);
+    assert_eq!(got.out.shape, x.shape, "{}: the output has the input's shape", c.name);
+    check_devices(&c.name, op, &[&x], &before, &dout, call, &want, REDUCTION);
+    if let Some(g) = splitting_gpu() {
+        let got = run(&wgrad::Device::Gpu(g), op, &[&x], &before, &dout, call);
+        compare(&format!("{} gpu, split", c.name), &got, &want, REDUCTION);
     }
 }
 
@@ -210,24 +221,7 @@ fn batchnorm1d_cpu_and_gpu_match_pytorch() {
     let cases = goldens("batchnorm1d.safetensors", &["batchnorm1d"]);
     assert_eq!(cases.len(), 7);
     for c in cases {
-        let (bn2d, mode) = layer(&c);
-        let bn = BatchNorm1d(bn2d);
-        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
-        let before = state(&c, &bn2d, "before");
-        let want = Want {
-            out: c.f32("out").1,
-            dinputs: vec![c.f32("dinp").1],
-            dparams: if bn2d.affine { vec![c.f32("dweight").1, c.f32("dbias").1] } else { vec![] },
-            state: state(&c, &bn2d, "after").into_iter().map(|t| t.data).collect(),
-        };
-        let call = Call { mode, ..Call::default() };
-        let got = run(&wgrad::Device::Cpu, &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call);
-        assert_eq!(got.out.shape, x.shape, "{}: the output has the input's shape", c.name);
-        check_devices(&c.name, &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call, &want, REDUCTION);
-        if let Some(g) = splitting_gpu() {
-            let got = run(&wgrad::Device::Gpu(g), &bn, &[&x], &before.iter().collect::<Vec<_>>(), &dout, call);
-            compare(&format!("{} gpu, split", c.name), &got, &want, REDUCTION);
-        }
+        matches_pytorch(&c, &BatchNorm1d(layer(&c).0));
     }
 }
 
