@@ -53,8 +53,8 @@ use web_time::Instant;
 pub struct Config {
     /// The network's name, which checkpoints record: a built-in network's
     /// ([`ModelKind::name`](crate::nn::models::ModelKind::name), what `--model` takes), or any
-    /// name for your own (`Trainer` trains any
-    /// [`Model`]; `wgrad eval` and `predict` take only the built-in ones).
+    /// name for your own (`Trainer` trains any [`Model`]; `wgrad eval` and `predict` take only the
+    /// built-in ones).
     pub model_name: &'static str,
     pub epochs: u64,
     pub batch_size: usize,

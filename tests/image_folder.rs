@@ -176,7 +176,27 @@ fn train_eval_predict_and_resume_on_three_classes() {
     assert!(stdout.contains("ImageFolder Test: accuracy") && stdout.contains("  red "), "{stdout}");
     let (code, _, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&d.join("nowhere"))]);
     assert_eq!(code, 1);
-    assert!(err.contains("no train/ folder of pictures here") && err.contains("--data-dir names it"), "{err}");
+    assert!(err.contains("no test/ or val/ folder of pictures here") && err.contains("--data-dir names it"), "{err}");
+    // A folder of test pictures alone (no train/), of some of the classes: each picture scored as
+    // the class of its folder's name (red is the checkpoint's class 2, not the folder's 1).
+    let only = d.join("only-test");
+    for (name, rgb) in [COLOURS[0], COLOURS[1]] {
+        for i in 0..3 {
+            picture(&only.join(format!("val/{name}/{i}.png")), 10 + i, 10, rgb, i);
+        }
+    }
+    let (code, stdout, err) =
+        wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&only), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let images: Vec<u64> = v["per_class"].as_array().unwrap().iter().map(|c| c["images"].as_u64().unwrap()).collect();
+    assert_eq!(images, [3, 0, 3], "blue and red, as the checkpoint's classes 0 and 2: {v}");
+    assert!(!err.contains("note: the checkpoint learnt"), "{err}");
+    // A class the checkpoint never learnt is refused, named.
+    picture(&only.join("val/purple/0.png"), 10, 10, [150, 0, 150], 0);
+    let (code, _, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&only)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("its class \"purple\" is not one the checkpoint learnt (blue, green, red)"), "{err}");
 
     // predict names the folders' classes.
     let pic = d.join("test/green/p000.jpg");

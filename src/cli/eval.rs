@@ -3,7 +3,7 @@
 use super::model_args::ModelArgs;
 use super::progress::Progress;
 use super::{data_args::DataArgs, DeviceArgs};
-use crate::data::Split;
+use crate::data::{DatasetKind, Split};
 use crate::eval::Evaluator;
 use crate::io::checkpoint;
 use std::path::PathBuf;
@@ -36,7 +36,24 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     // A checkpoint is evaluated on its own dataset unless --dataset says otherwise.
     let recorded = checkpoint::meta_of(&a.weights).ok();
-    let ds = a.data.defaulting_to(recorded.as_ref().map(|m| m.dataset.as_str())).load(a.split)?;
+    let mut ds = a.data.defaulting_to(recorded.as_ref().map(|m| m.dataset.as_str())).load(a.split)?;
+    // An image folder's classes are its folders' names: labelled by the checkpoint's classes of
+    // those names (a folder of some of them, in any order, scores as they were learnt).
+    if let Some(m) = recorded.as_ref().filter(|m| ds.name == DatasetKind::ImageFolder.name() && m.classes != ds.classes)
+    {
+        let index = |c: &String| m.classes.iter().position(|k| k == c);
+        if let Some(c) = ds.classes.iter().find(|c| index(c).is_none()) {
+            anyhow::bail!(
+                "{}: its class {c:?} is not one the checkpoint learnt ({})",
+                ds.source.display(),
+                m.classes.join(", ")
+            );
+        }
+        let to: Vec<u8> = ds.classes.iter().map(|c| index(c).unwrap() as u8).collect();
+        let d = std::sync::Arc::make_mut(&mut ds);
+        d.labels.iter_mut().for_each(|l| *l = to[*l as usize]);
+        d.classes = m.classes.clone();
+    }
     if let Some(m) = recorded.filter(|m| m.classes != ds.classes) {
         eprintln!(
             "note: the checkpoint learnt {}'s classes, not {}'s: the scores below count its class i as {}'s class i",

@@ -3,7 +3,8 @@
 //! names (class i is the i-th name), each class's pictures in sorted order of their paths, found
 //! in sub-folders too, files of other extensions left out. `--data-dir` holds `train/` and `test/`
 //! (or `val/`), each such a folder; the test split's classes are the training split's (a test
-//! folder of a class the training split lacks is refused, one it lacks is fine). Each picture is
+//! folder of a class the training split lacks is refused, one it lacks is fine), or, in a folder
+//! with no `train/` (pictures to evaluate a checkpoint on), its own. Each picture is
 //! framed as CIFAR-10's images are (colour, resized to 32×32, as `predict` frames a picture).
 
 use super::image::{decode_pixels, Framing};
@@ -37,33 +38,32 @@ pub fn find(dir: &Path, split: Split) -> Result<PathBuf> {
     })
 }
 
-/// The class names: the sub-folders of the training split, sorted.
-pub fn classes(dir: &Path) -> Result<Vec<String>> {
-    let train = find(dir, Split::Train)?;
+/// The class names: the sub-folders of `split_dir` (a split's folder), sorted.
+pub fn classes(split_dir: &Path) -> Result<Vec<String>> {
     let mut classes = Vec::new();
-    for entry in read_dir(&train)? {
-        if entry.1 {
-            let name = entry.0.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            classes.push(name);
+    for (path, is_dir) in read_dir(split_dir)? {
+        if is_dir {
+            classes.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
         }
     }
     classes.sort();
     if classes.is_empty() {
-        return Err(Error::file(&train, "holds no class folders (train/cat/001.png, train/dog/002.png, …)"));
+        return Err(Error::file(split_dir, "holds no class folders (train/cat/001.png, train/dog/002.png, …)"));
     }
     if classes.len() > MAX_CLASSES {
         return Err(Error::file(
-            &train,
+            split_dir,
             format!("holds {} class folders; wgrad trains at most {MAX_CLASSES} classes", classes.len()),
         ));
     }
     Ok(classes)
 }
 
-/// A split's pictures, decoded and framed (in parallel), with the training split's classes.
+/// A split's pictures, decoded and framed (in parallel), with the training split's classes (a
+/// folder with test/ or val/ alone, to evaluate a checkpoint on, has that split's own).
 pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
-    let classes = classes(dir)?;
     let root = find(dir, split)?;
+    let classes = classes(&find(dir, Split::Train).unwrap_or_else(|_| root.clone()))?;
     // The split's class folders: each must be one of the training split's.
     let mut files: Vec<(PathBuf, u8)> = Vec::new();
     let mut found: Vec<(String, PathBuf)> = read_dir(&root)?
