@@ -66,13 +66,8 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
     let classes = classes(&find(dir, Split::Train).unwrap_or_else(|_| root.clone()))?;
     // The split's class folders: each must be one of the training split's.
     let mut files: Vec<(PathBuf, u8)> = Vec::new();
-    let mut found: Vec<(String, PathBuf)> = read_dir(&root)?
-        .into_iter()
-        .filter(|e| e.1)
-        .map(|e| (e.0.file_name().unwrap_or_default().to_string_lossy().into_owned(), e.0))
-        .collect();
-    found.sort();
-    for (name, folder) in found {
+    for name in self::classes(&root)? {
+        let folder = root.join(&name);
         let Some(label) = classes.iter().position(|c| *c == name) else {
             return Err(Error::file(
                 &folder,
@@ -84,7 +79,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
         if files.len() == before && split == Split::Train {
             return Err(Error::file(
                 &folder,
-                format!("holds no pictures (files ending {})", EXTENSIONS.map(|e| format!(".{e}")).join(", ")),
+                format!("holds no pictures (files ending {})", DECODED.map(|e| format!(".{e}")).join(", ")),
             ));
         }
     }
