@@ -1,8 +1,9 @@
 //! The built-in models against PyTorch, step by step (tests/golden/make_goldens.py): cifar-net with
-//! SGD (momentum, weight decay) and resnet20 with SGD and AdamW over two steps, Tudui with Adam and
-//! AdamW over three; logits, loss, every gradient and every state-dict entry after each step
-//! (BatchNorm's running statistics and num_batches_tracked included), on the CPU path and the GPU.
-//! Then resnet20 in eval mode with those running statistics, and the models' sizes and keys.
+//! SGD (momentum, weight decay) and resnet20 with SGD and AdamW over two steps, Tudui with Adam,
+//! AdamW, and SGD after clip_grad_norm_ over three; logits, loss, every gradient (and the clipped
+//! gradients' total norm) and every state-dict entry after each step (BatchNorm's running
+//! statistics and num_batches_tracked included), on the CPU path and the GPU. Then resnet20 in eval
+//! mode with those running statistics, and the models' sizes and keys.
 //!
 //! ResNet-20 at initialisation is chaotic at batch 8: PyTorch's own float32 and float64 runs are
 //! 1e-3 apart after one step and 1e-1 after two. So each of its steps starts from PyTorch's own
@@ -112,7 +113,14 @@ fn check_tensor(
 /// gradients and state entries to `floor` (1e-4, or ReLU-kink tolerance; see above) or twice
 /// PyTorch's own float32 error.
 fn parity(device: &Device, m: &Model, opt: Optimizer, expected: &str, steps: usize, floor: f64) {
-    let mut ex = wgrad::executor(device, m, 8, ExecOptions { optimizer: Some(opt), ..Default::default() }).unwrap();
+    parity_with(device, m, ExecOptions { optimizer: Some(opt), ..Default::default() }, expected, steps, floor)
+}
+
+/// [`parity`] with these options (an optimizer among them); with `clip_grad_norm`, the total norm
+/// it returned too (grad_norm.i).
+fn parity_with(device: &Device, m: &Model, opts: ExecOptions, expected: &str, steps: usize, floor: f64) {
+    let opt = opts.optimizer.unwrap();
+    let mut ex = wgrad::executor(device, m, 8, opts).unwrap();
     let path = data_path(expected);
     let want = File::read(&path).unwrap();
     let f32_error: HashMap<String, f64> = serde_json::from_str(&want.metadata["f32_error"]).unwrap();
@@ -128,6 +136,10 @@ fn parity(device: &Device, m: &Model, opt: Optimizer, expected: &str, steps: usi
         assert_close(&format!("{dev}: loss.{i}"), &[loss], &f(&format!("loss.{i}")), 1e-4, 1e-6);
         let key = format!("logits.{i}");
         check_tensor(&dev, &key, &ex.logits().unwrap(), &f(&key), &[], &f32_error, logits_floor);
+        if opts.clip_grad_norm.is_some() {
+            let key = format!("grad_norm.{i}");
+            check_tensor(&dev, &key, &[ex.grad_norm().unwrap().unwrap()], &f(&key), &[], &f32_error, floor);
+        }
         let grads = ex.grads().unwrap();
         let mut determined: HashMap<String, Vec<bool>> = HashMap::new();
         for (k, spec) in grads.specs.iter().enumerate() {
@@ -222,6 +234,20 @@ fn tudui_with_adam_and_adamw_matches_pytorch() {
         let (steps, floor) = if winograd(&d) { (1, KINK) } else { (3, 1e-4) };
         parity(&d, &m, adam, "tudui_adam_expected.safetensors", steps, floor);
         parity(&d, &m, adamw, "tudui_adamw_expected.safetensors", steps, floor);
+    }
+}
+
+#[test]
+fn tudui_with_clip_grad_norm_and_sgd_matches_pytorch() {
+    let m = tudui_from_pytorch();
+    let opts = ExecOptions {
+        optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))),
+        clip_grad_norm: Some(0.5),
+        ..Default::default()
+    };
+    for d in devices() {
+        let (steps, floor) = if winograd(&d) { (1, KINK) } else { (3, 1e-4) };
+        parity_with(&d, &m, opts, "tudui_clip_expected.safetensors", steps, floor);
     }
 }
 

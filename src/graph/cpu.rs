@@ -8,7 +8,7 @@ use super::{
 use crate::nn::{split_disjoint, Model, ParamSet};
 use crate::ops::interface::{Bufs, CpuBackward, CpuForward, Epilogue, Mode, RandomKey};
 use crate::ops::to_tensor::ToTensor;
-use crate::ops::{adam, cross_entropy, sgd};
+use crate::ops::{adam, clip_grad_norm, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::Result;
 use web_time::Instant;
@@ -28,8 +28,10 @@ pub struct CpuExecutor {
     targets: Vec<i64>,
     /// What of a batch the slots hold (`step_resident` and `forward_resident` run on it).
     resident: Resident,
-    /// Seconds of each task of the last step, then the optimizer's.
+    /// Seconds of each task of the last step, then gradient clipping's and the optimizer's.
     timings: Vec<f64>,
+    /// The gradients' total norm before clipping at the last step (`Options::clip_grad_norm`).
+    grad_norm: f32,
     /// Name, flops and bytes of each timed task, built once.
     labels: Vec<(String, u64, u64)>,
     /// Nodes an inference executor folds into the Conv2d before them (eval-mode BatchNorm2d and
@@ -73,7 +75,7 @@ impl CpuExecutor {
         let grads = model.params.trainable_layout();
         let n_state = opts.optimizer.map_or(0, |o| o.state_names().len());
         Ok(CpuExecutor {
-            labels: labels(&plan, &sched, grads.data.len()),
+            labels: labels(&plan, &sched, grads.data.len(), &opts),
             opts,
             params: model.params.clone(),
             state: vec![grads.clone(); if opts.mode == Mode::Train { n_state } else { 0 }],
@@ -83,6 +85,7 @@ impl CpuExecutor {
             targets: Vec::with_capacity(batch),
             resident: Resident::Nothing,
             timings: Vec::new(),
+            grad_norm: 0.0,
             plan,
             sched,
             folds,
@@ -405,6 +408,11 @@ impl Executor for CpuExecutor {
         }
         self.resident.check_batch()?;
         let loss = self.run(true)?;
+        if let Some(max_norm) = self.opts.clip_grad_norm {
+            let t = Instant::now();
+            self.grad_norm = clip_grad_norm::clip_cpu(max_norm, &mut self.grads.data);
+            self.timings.push(t.elapsed().as_secs_f64());
+        }
         if let Some(opt) = self.opts.optimizer {
             let t = Instant::now();
             let n = self.grads.data.len();
@@ -454,6 +462,9 @@ impl Executor for CpuExecutor {
     }
     fn grads(&self) -> Result<ParamSet> {
         Ok(self.grads.clone())
+    }
+    fn grad_norm(&self) -> Result<Option<f32>> {
+        Ok(self.opts.clip_grad_norm.filter(|_| self.plan.mode == Mode::Train).map(|_| self.grad_norm))
     }
     fn optimizer_state(&self) -> Result<OptimizerState> {
         let names = self.opts.optimizer.map_or(&[][..], |o| o.state_names());
@@ -510,8 +521,8 @@ impl Executor for CpuExecutor {
 }
 
 /// The timed tasks of a step with their work: each node's forward, the loss, sums, each backward
-/// (last node first), then the optimizer.
-fn labels(plan: &Plan, sched: &Schedule, trainable: usize) -> Vec<(String, u64, u64)> {
+/// (last node first), then gradient clipping and the optimizer where `opts` has them.
+fn labels(plan: &Plan, sched: &Schedule, trainable: usize, opts: &Options) -> Vec<(String, u64, u64)> {
     let mut v: Vec<(String, u64, u64)> = sched
         .tasks
         .iter()
@@ -530,7 +541,12 @@ fn labels(plan: &Plan, sched: &Schedule, trainable: usize) -> Vec<(String, u64, 
             }
         })
         .collect();
-    v.push(("optimizer".into(), 0, 16 * trainable as u64));
+    if opts.clip_grad_norm.is_some() {
+        v.push(("clip_grad_norm".into(), 3 * trainable as u64, 12 * trainable as u64));
+    }
+    if opts.optimizer.is_some() {
+        v.push(("optimizer".into(), 0, 16 * trainable as u64));
+    }
     v
 }
 

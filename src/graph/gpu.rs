@@ -13,7 +13,7 @@ use crate::kernel::{Kernel, Program};
 use crate::nn::{Model, ParamSet};
 use crate::ops::interface::{GpuIo, Mode, StepWords};
 use crate::ops::to_tensor::{self, ToTensor};
-use crate::ops::{adam, add, cross_entropy, sgd};
+use crate::ops::{adam, add, clip_grad_norm, cross_entropy, sgd};
 use crate::optim::{Decay, Optimizer, OptimizerState};
 use crate::{Error, Result};
 use std::sync::Arc;
@@ -79,7 +79,10 @@ pub struct GpuExecutor {
     /// Forward kernels, then loss, sums and backward: `kernels[..n_forward]` is the forward.
     kernels: Vec<Kernel>,
     n_forward: usize,
-    optimizer: Option<Kernel>,
+    /// Gradient clipping's kernels (with `Options::clip_grad_norm`), then the optimizer's.
+    optimizer: Vec<Kernel>,
+    /// The gradients' total norm before clipping at the last step (`Options::clip_grad_norm`).
+    grad_norm: View,
     /// Training steps taken.
     steps: u64,
     targets_scratch: Vec<i32>,
@@ -312,14 +315,21 @@ impl GpuExecutor {
         };
         let Recorded { kernels, n_forward, loss_consts } = record(&gpu, &b, &opts)?;
         let (p, g) = (params.slice(0, trainable), grads.slice(0, trainable));
-        let optimizer = match (opts.optimizer, state.as_slice()) {
+        let clipping = opts.clip_grad_norm.filter(|_| train && trainable > 0);
+        let partials = if clipping.is_some() { clip_grad_norm::PARTIALS } else { 1 };
+        let (clip_partial, grad_norm) = (gpu.zeros("clip_grad_norm partial", partials)?, gpu.zeros("grad norm", 1)?);
+        let mut optimizer = match clipping {
+            Some(max_norm) => clip_grad_norm::clip_gpu(&gpu, max_norm, &g, &clip_partial, &grad_norm)?.kernels,
+            None => Vec::new(),
+        };
+        optimizer.extend(match (opts.optimizer, state.as_slice()) {
             (Some(Optimizer::Sgd(c)), [buf]) => Some(sgd::step_gpu(&gpu, &c, &step_words, &p, &g, buf)?),
             (Some(Optimizer::Adam(c)), [m, v]) => Some(adam::step_gpu(&gpu, &c, Decay::L2, &step_words, &p, &g, m, v)?),
             (Some(Optimizer::AdamW(c)), [m, v]) => {
                 Some(adam::step_gpu(&gpu, &c, Decay::Decoupled, &step_words, &p, &g, m, v)?)
             }
             _ => None,
-        };
+        });
         let loss_staging = gpu.staging("loss readback", 4)?;
         let loss_ring = (0..LOSS_RING).map(|_| gpu.staging("queued loss readback", 4)).collect::<Result<Vec<_>>>()?;
         let logits = &tensors[sched.value[plan.output]];
@@ -328,7 +338,7 @@ impl GpuExecutor {
         let uniforms: u64 = kernels.iter().chain(&optimizer).chain([&to_tensor]).map(|k| k.uniform_bytes).sum();
         let consts = loss_consts.map_or(0, |(w, d)| w.bytes() + d.bytes());
         let bytes = 4 * sched.planned_words()
-            + [&params, &grads, &step_words, &targets, &loss, &pixels, &pixel_table]
+            + [&params, &grads, &step_words, &targets, &loss, &pixels, &pixel_table, &clip_partial, &grad_norm]
                 .into_iter()
                 .chain(&state)
                 .map(|v| v.bytes())
@@ -359,6 +369,7 @@ impl GpuExecutor {
             kernels,
             n_forward,
             optimizer,
+            grad_norm,
             steps: 0,
             targets_scratch: vec![0; batch],
             resident: Resident::Nothing,
@@ -688,6 +699,12 @@ impl Executor for GpuExecutor {
     }
     fn grads(&self) -> Result<ParamSet> {
         self.grad_layout.like(self.gpu.read(&self.grads.slice(0, self.grad_layout.data.len() as u64))?)
+    }
+    fn grad_norm(&self) -> Result<Option<f32>> {
+        match self.opts.clip_grad_norm {
+            Some(_) if self.plan.mode == Mode::Train => Ok(Some(self.gpu.read(&self.grad_norm)?[0])),
+            _ => Ok(None),
+        }
     }
     fn optimizer_state(&self) -> Result<OptimizerState> {
         let names = self.opts.optimizer.map_or(&[][..], |o| o.state_names());

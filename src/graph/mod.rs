@@ -41,6 +41,11 @@ pub struct Options {
     pub seed: u64,
     /// The loss's `label_smoothing` (CrossEntropyLoss(label_smoothing=…)), in [0, 1].
     pub label_smoothing: f32,
+    /// `max_norm` of `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`, run between
+    /// the backward and the optimizer at every step ([`crate::ops::clip_grad_norm`]): the
+    /// gradients are scaled together so that their total 2-norm is at most `max_norm`. None (the
+    /// default): no clipping.
+    pub clip_grad_norm: Option<f32>,
 }
 
 impl Options {
@@ -99,8 +104,13 @@ pub trait Executor {
     fn logits(&self) -> Result<Vec<f32>>;
     fn params(&self) -> Result<ParamSet>;
     fn set_params(&mut self, p: &ParamSet) -> Result<()>;
-    /// Flat parameter gradients of the last step (same layout as the parameters).
+    /// Flat parameter gradients of the last step (same layout as the parameters), after clipping
+    /// where `Options::clip_grad_norm` asks for it.
     fn grads(&self) -> Result<ParamSet>;
+    /// With `Options::clip_grad_norm`: the gradients' total 2-norm before clipping at the last
+    /// step (what `clip_grad_norm_` returns; 0 before the first step); None without it. Reading it
+    /// waits for the device.
+    fn grad_norm(&self) -> Result<Option<f32>>;
     /// The optimizer's buffers and the number of training steps taken (Dropout's stream and the
     /// optimizer's step count both follow it).
     fn optimizer_state(&self) -> Result<OptimizerState>;
@@ -218,6 +228,9 @@ pub fn executor(device: &crate::Device, model: &Model, batch: usize, opts: Optio
         o.check()?;
     }
     cross_entropy::check_label_smoothing(opts.label_smoothing)?;
+    if let Some(max_norm) = opts.clip_grad_norm {
+        crate::ops::clip_grad_norm::check(max_norm)?;
+    }
     Ok(match device {
         crate::Device::Cpu => Box::new(cpu::CpuExecutor::new(model, batch, opts)?),
         crate::Device::Gpu(g) => Box::new(gpu::GpuExecutor::new(g.clone(), model, batch, opts)?),

@@ -102,6 +102,7 @@ registry!(
     avgpool2d => AvgPool2d,
     batchnorm2d => BatchNorm2d | BatchNorm1d,
     bias,
+    clip_grad_norm,
     cast_f16,
     conv2d => Conv2d,
     cross_entropy,

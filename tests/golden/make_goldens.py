@@ -525,7 +525,7 @@ def _rel_l2(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
 
 
-def _steps(model, make_opt, n, init=None, save_state=False):
+def _steps(model, make_opt, n, init=None, save_state=False, clip=None):
     """`n` train-mode steps of `model` with the optimizer `make_opt(params)` on the Tudui batches,
     written as `wgrad check` writes them (logits.i, loss.i, grad.i.<key>, param.i.<key> for every
     state-dict entry). Each step is also taken in float64 from the same float32 state; the metadata
@@ -533,7 +533,9 @@ def _steps(model, make_opt, n, init=None, save_state=False):
     how well float32 can be expected to agree at all (BatchNorm in train mode at initialisation
     amplifies rounding). With `save_state`, the optimizer's buffers after each step but the last go
     in as state.i.<name>.<key> (momentum, exp_avg, exp_avg_sq), so a test can start step i + 1 from
-    PyTorch's own state."""
+    PyTorch's own state. With `clip`, torch.nn.utils.clip_grad_norm_(parameters, clip) runs
+    before each optimizer step: grad.i holds the clipped gradients, grad_norm.i the total norm it
+    returned."""
     import copy
     if init is not None:
         save_file({k: v.clone().contiguous() for k, v in model.state_dict().items()}, os.path.join(OUT, init))
@@ -555,13 +557,18 @@ def _steps(model, make_opt, n, init=None, save_state=False):
             logits = m(images)
             loss = F.cross_entropy(logits, b['targets'])
             loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(m.parameters(), clip) if clip is not None else None
             if m is model:
+                if norm is not None:
+                    expected[f'grad_norm.{i}'] = norm.detach().clone().float().reshape(())
                 expected[f'logits.{i}'] = logits.detach().clone()
                 expected[f'loss.{i}'] = loss.detach().clone()
                 for k, p in model.named_parameters():
                     expected[f'grad.{i}.{k}'] = p.grad.detach().clone()
             else:
                 errors[f'logits.{i}'] = _rel_l2(expected[f'logits.{i}'], logits.detach())
+                if norm is not None:
+                    errors[f'grad_norm.{i}'] = _rel_l2(expected[f'grad_norm.{i}'], norm.detach())
                 for k, p in model64.named_parameters():
                     errors[f'grad.{i}.{k}'] = _rel_l2(expected[f'grad.{i}.{k}'], p.grad)
             o.step()
@@ -617,6 +624,35 @@ def models_and_optimizers():
         write(f'tudui_{name}_expected.safetensors', _steps(model, make, 3))
 
 
+def clip_grad_norm():
+    """torch.nn.utils.clip_grad_norm_ on sets of gradients (the clipped gradients and the total
+    norm it returns), and Tudui trained 3 steps with SGD (momentum) after clip_grad_norm_(0.5),
+    which clips at every step."""
+    torch.manual_seed(9)
+    t, m = {}, {}
+    cases = [('clipped', [1000, 37, 5000], 1.0, 0.5),
+             ('not_clipped', [300, 3], 0.01, 10.0),
+             ('one_tensor', [4099], 3.0, 2.0)]
+    for name, sizes, scale, max_norm in cases:
+        grads = [torch.randn(n) * scale for n in sizes]
+        params = [torch.zeros(n, requires_grad=True) for n in sizes]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            p.grad = g.clone()
+            t[f'{name}.grad{i}'] = g
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        for i, p in enumerate(params):
+            t[f'{name}.clipped{i}'] = p.grad.clone()
+        t[f'{name}.total_norm'] = norm.reshape(1)
+        m[name] = dict(op='clip_grad_norm_', max_norm=max_norm, tensors=len(sizes))
+    save('clip_grad_norm.safetensors', t, m)
+
+    from safetensors.torch import load_file
+    model = Tudui()
+    model.load_state_dict(load_file(os.path.join(OUT, 'tudui_init.safetensors')))
+    e, meta = _steps(model, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), 3, clip=0.5)
+    save_file(e, os.path.join(OUT, 'tudui_clip_expected.safetensors'), metadata=meta)
+
+
 def optimizers():
     """torch.optim.SGD (momentum, dampening, nesterov, weight decay), Adam and AdamW on one tensor
     over three steps with given gradients: the parameter after each step."""
@@ -646,7 +682,7 @@ if __name__ == '__main__':
     import sys
     os.makedirs(OUT, exist_ok=True)
     every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, batchnorm1d, pools, dropout, residual,
-             models_and_optimizers, optimizers]
+             models_and_optimizers, clip_grad_norm, optimizers]
     # Names given (`make_goldens.py activations`): only those files, the others left as they are.
     wanted = sys.argv[1:] or [f.__name__ for f in every]
     unknown = set(wanted) - {f.__name__ for f in every}
