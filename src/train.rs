@@ -74,6 +74,8 @@ pub struct Config {
     /// The training loss's label smoothing (`graph::Options::label_smoothing`); the test loss is
     /// plain CrossEntropyLoss.
     pub label_smoothing: f32,
+    /// Gradient clipping's `max_norm` before each optimizer step (`graph::Options::clip_grad_norm`).
+    pub clip_grad_norm: Option<f32>,
 }
 
 impl Config {
@@ -94,6 +96,7 @@ impl Config {
             checkpoint_every: None,
             augment: false,
             label_smoothing: 0.0,
+            clip_grad_norm: None,
         }
     }
 }
@@ -250,6 +253,11 @@ fn on_off(b: bool) -> String {
     if b { "on" } else { "off" }.to_string()
 }
 
+/// Gradient clipping as a resume refusal names it.
+fn clipping(max_norm: Option<f32>) -> String {
+    max_norm.map_or("off".into(), |m| format!("to max_norm {m}"))
+}
+
 /// Whether `name` is one of the files a run writes into its folder: checkpoints (model and
 /// optimizer files), steps.csv, metrics.json, metrics.csv, curves.png.
 fn is_run_file(name: &str) -> bool {
@@ -389,6 +397,12 @@ pub fn settings_differ(m: &Meta, cfg: &Config, dataset: &str, classes: &[String]
             m.label_smoothing.to_string(),
             cfg.label_smoothing.to_string(),
         ),
+        (
+            m.clip_grad_norm == cfg.clip_grad_norm,
+            "gradient clipping",
+            clipping(m.clip_grad_norm),
+            clipping(cfg.clip_grad_norm),
+        ),
     ]
     .into_iter()
     .filter(|d| !d.0)
@@ -444,6 +458,7 @@ impl Trainer {
             classes: train.classes.clone(),
             augment: cfg.augment,
             label_smoothing: cfg.label_smoothing,
+            clip_grad_norm: cfg.clip_grad_norm,
         };
         // Where the earlier steps' log and metrics are: the resumed checkpoint's folder.
         let mut earlier = out.to_path_buf();
@@ -466,9 +481,10 @@ impl Trainer {
             keep_all: cfg.verify,
             seed: cfg.seed,
             label_smoothing: cfg.label_smoothing,
+            clip_grad_norm: cfg.clip_grad_norm,
             ..Default::default()
         };
-        let mut ex = graph::executor(&device, &model, cfg.batch_size, opts)?;
+        let mut ex = graph::executor(&device, &model, cfg.batch_size, opts.clone())?;
         if ex.plan().classes < train.classes.len() {
             return Err(Error::Graph(format!(
                 "the model gives {} class scores but {} has {} classes ({})",

@@ -185,8 +185,8 @@ fn a_network_of_every_activation_trains_alike_on_both_devices() {
     // f32, and mixed precision (f16 operands in the convolutions and Linears; the activations
     // read and write f32 either way), held to looser tolerances.
     for (g, tol) in gpu().map(|g| (g, 1e-5)).into_iter().chain(mixed_precision_gpu(false).map(|g| (g, 1e-2))) {
-        let mut cpu = wgrad::executor(&wgrad::Device::Cpu, &model, batch, opts).unwrap();
-        let mut gpu = wgrad::executor(&wgrad::Device::Gpu(g.clone()), &model, batch, opts).unwrap();
+        let mut cpu = wgrad::executor(&wgrad::Device::Cpu, &model, batch, opts.clone()).unwrap();
+        let mut gpu = wgrad::executor(&wgrad::Device::Gpu(g.clone()), &model, batch, opts.clone()).unwrap();
         let mut losses = Vec::new();
         for _ in 0..5 {
             let a = cpu.step(&images, &targets, true).unwrap().unwrap();
@@ -203,7 +203,7 @@ fn a_network_of_every_activation_trains_alike_on_both_devices() {
         assert!(err <= tol as f64 / 10.0, "{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
         // Eval mode (BatchNorm1d's running statistics), from the CPU path's trained state.
         let inference = wgrad::ExecOptions::inference();
-        let mut cpu_eval = wgrad::executor(&wgrad::Device::Cpu, &model, batch, inference).unwrap();
+        let mut cpu_eval = wgrad::executor(&wgrad::Device::Cpu, &model, batch, inference.clone()).unwrap();
         let mut gpu_eval = wgrad::executor(&wgrad::Device::Gpu(g.clone()), &model, batch, inference).unwrap();
         cpu_eval.set_params(&p).unwrap();
         gpu_eval.set_params(&p).unwrap();

@@ -460,6 +460,23 @@ fn every_bad_input_is_one_clear_error() {
             &["lr must be a finite number >= 0, got NaN"],
         ),
         case(
+            "zero --clip-grad-norm",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--dataset",
+                "synthetic",
+                "--data-dir",
+                &sds("data"),
+                "--out",
+                &sds("run_clip"),
+                "--clip-grad-norm",
+                "0",
+            ],
+            &["--clip-grad-norm", "max_norm must be a finite number > 0, got 0"],
+        ),
+        case(
             "resume from a plain state dict",
             &[
                 "train",

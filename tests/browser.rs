@@ -39,8 +39,9 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// ResNet-20 for 2 steps, as its PyTorch goldens (tests/models.rs): two float32 runs of it drift
 /// apart, through BatchNorm's batch statistics, by about 1e-3 in the third step's loss.
 /// Then how many test images the page evaluates after training, and whether the run augments its
-/// images and smooths its labels by 0.1 (the page's form and `wgrad train --augment
-/// --label-smoothing 0.1`).
+/// images, smooths its labels by 0.1 and clips its gradients' norm to 0.1 at a learning rate of 0.1
+/// (the page's form and `wgrad train --augment --label-smoothing 0.1 --lr 0.1 --clip-grad-norm
+/// 0.1`: the clipping moves the tenth step's loss by 1.3e-3, thirteen times the tolerance).
 const RUNS: &[(&str, usize, usize, usize, bool)] =
     &[("tudui", 20, 64, 250, false), ("cifar-net", 10, 64, 250, true), ("resnet20", 2, 16, 64, false)];
 
@@ -56,8 +57,12 @@ fn loss_tolerance(model: &str) -> f64 {
         1e-4
     }
 }
-/// The query and the `wgrad train` flags of an augmented run with smoothed labels.
-const AUGMENTED: (&str, [&str; 3]) = ("&augment=1&label_smoothing=0.1", ["--augment", "--label-smoothing", "0.1"]);
+/// The query and the `wgrad train` flags of an augmented run with smoothed labels and clipped
+/// gradients.
+const AUGMENTED: (&str, [&str; 7]) = (
+    "&augment=1&label_smoothing=0.1&lr=0.1&clip_grad_norm=0.1",
+    ["--augment", "--label-smoothing", "0.1", "--lr", "0.1", "--clip-grad-norm", "0.1"],
+);
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WGRAD_CHROMIUM") {

@@ -26,18 +26,21 @@ fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn check_matches_pytorch(device: &str) {
+/// `wgrad check` over the three Tudui batches with these optimizer flags, against `golden`
+/// (tests/golden/make_goldens.py), with --verify.
+fn check_matches_pytorch(device: &str, optim: &[&str], golden: &str) {
     let dir = tempdir();
     let out = dir.join("out.safetensors");
-    let (b1, b2, b3) = (
+    let (init, b1, b2, b3) = (
+        data_path("tudui_init.safetensors"),
         data_path("tudui_batch1.safetensors"),
         data_path("tudui_batch2.safetensors"),
         data_path("tudui_batch3.safetensors"),
     );
-    let (code, stdout, stderr) = wgrad(&[
+    let args = [
         "check",
         "--weights",
-        s(&data_path("tudui_init.safetensors")),
+        s(&init),
         "--batch",
         s(&b1),
         "--batch",
@@ -46,20 +49,15 @@ fn check_matches_pytorch(device: &str) {
         s(&b3),
         "--out",
         s(&out),
-        "--lr",
-        "0.01",
-        "--momentum",
-        "0.9",
-        "--weight-decay",
-        "5e-4",
         "--device",
         device,
         "--verify",
-    ]);
+    ];
+    let (code, stdout, stderr) = wgrad(&[&args[..], optim].concat());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("step 3: loss"), "{stdout}");
     let got = File::read(&out).unwrap();
-    let path = data_path("tudui_sgd_expected.safetensors");
+    let path = data_path(golden);
     let want = File::read(&path).unwrap();
     assert_eq!(
         got.tensors.keys().collect::<Vec<_>>(),
@@ -72,9 +70,15 @@ fn check_matches_pytorch(device: &str) {
     }
 }
 
+const SGD: &[&str] = &["--lr", "0.01", "--momentum", "0.9", "--weight-decay", "5e-4"];
+/// SGD after torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5): grad.i are the clipped
+/// gradients, grad_norm.i the norm before clipping.
+const CLIPPED_SGD: &[&str] = &["--lr", "0.05", "--momentum", "0.9", "--clip-grad-norm", "0.5"];
+
 #[test]
 fn check_matches_pytorch_on_the_cpu_path() {
-    check_matches_pytorch("cpu");
+    check_matches_pytorch("cpu", SGD, "tudui_sgd_expected.safetensors");
+    check_matches_pytorch("cpu", CLIPPED_SGD, "tudui_clip_expected.safetensors");
 }
 
 #[test]
@@ -82,7 +86,8 @@ fn check_matches_pytorch_on_the_gpu() {
     if gpu().is_none() {
         return;
     }
-    check_matches_pytorch("gpu");
+    check_matches_pytorch("gpu", SGD, "tudui_sgd_expected.safetensors");
+    check_matches_pytorch("gpu", CLIPPED_SGD, "tudui_clip_expected.safetensors");
 }
 
 /// Without XDG_RUNTIME_DIR (a container, CI) nothing on stderr looks like a failure: Mesa's

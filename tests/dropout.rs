@@ -98,16 +98,16 @@ fn a_network_with_dropout_trains_the_same_on_both_devices_and_after_a_resume() {
         (0..4).map(|_| (uniform(&mut r, 8 * 48, -1.0, 1.0), (0..8).map(|_| r.random_range(0..5)).collect())).collect();
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.1))), seed: 9, ..Default::default() };
     let losses = |device: &Device| {
-        let mut ex = wgrad::executor(device, &net(), 8, opts).unwrap();
+        let mut ex = wgrad::executor(device, &net(), 8, opts.clone()).unwrap();
         batches.iter().map(|(x, t)| ex.step(x, t, true).unwrap().unwrap()).collect::<Vec<f32>>()
     };
     let cpu = losses(&Device::Cpu);
     // Resumed after two steps: the same parameters, optimizer state and step counter.
-    let mut first = wgrad::executor(&Device::Cpu, &net(), 8, opts).unwrap();
+    let mut first = wgrad::executor(&Device::Cpu, &net(), 8, opts.clone()).unwrap();
     for (x, t) in &batches[..2] {
         first.step(x, t, false).unwrap();
     }
-    let mut resumed = wgrad::executor(&Device::Cpu, &net(), 8, opts).unwrap();
+    let mut resumed = wgrad::executor(&Device::Cpu, &net(), 8, opts.clone()).unwrap();
     resumed.set_params(&first.params().unwrap()).unwrap();
     resumed.set_optimizer_state(&first.optimizer_state().unwrap()).unwrap();
     let tail: Vec<f32> = batches[2..].iter().map(|(x, t)| resumed.step(x, t, true).unwrap().unwrap()).collect();

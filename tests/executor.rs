@@ -75,8 +75,8 @@ fn gpu_and_cpu_executors_agree_over_sgd_steps_and_reuse_changes_nothing() {
     let model = second_model();
     let s = Sgd::new(0.05).momentum(0.9).nesterov(true).weight_decay(1e-3);
     let reuse_opts = ExecOptions { optimizer: Some(Optimizer::Sgd(s)), ..Default::default() };
-    let keep_opts = ExecOptions { keep_all: true, ..reuse_opts };
-    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, keep_opts).unwrap();
+    let keep_opts = ExecOptions { keep_all: true, ..reuse_opts.clone() };
+    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, keep_opts.clone()).unwrap();
     let mut reuse = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, reuse_opts).unwrap();
     let mut keep = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, 3, keep_opts).unwrap();
     assert!(reuse.bytes < keep.bytes, "buffer reuse should allocate less: {} vs {}", reuse.bytes, keep.bytes);
@@ -139,8 +139,8 @@ fn queued_steps_return_every_loss_in_order_with_the_same_bits() {
     let Some(gpu) = gpu() else { return };
     let model = second_model();
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
-    let mut sync = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts).unwrap();
-    let mut queued = wgrad::executor(&Device::Gpu(gpu), &model, 3, opts).unwrap();
+    let mut sync = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts.clone()).unwrap();
+    let mut queued = wgrad::executor(&Device::Gpu(gpu), &model, 3, opts.clone()).unwrap();
     let (images, targets) = second_batch();
     let steps = 3 * wgrad::graph::gpu::LOSS_RING + 2;
     let (mut want, mut got) = (Vec::new(), Vec::new());
@@ -179,7 +179,7 @@ fn steps_recorded_ahead_run_like_steps_recorded_afresh() {
     let Some(gpu) = gpu() else { return };
     let model = second_model();
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
-    let mut ahead = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts).unwrap();
+    let mut ahead = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts.clone()).unwrap();
     let mut afresh = wgrad::executor(&Device::Gpu(gpu), &model, 3, opts).unwrap();
     let (images, targets) = second_batch();
     let start = ahead.params().unwrap();
@@ -212,7 +212,7 @@ fn resident_batch_runs_like_a_new_upload(device: Device) {
     let model = second_model();
     let (images, targets) = second_batch();
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
-    let mut uploaded = wgrad::executor(&device, &model, 3, opts).unwrap();
+    let mut uploaded = wgrad::executor(&device, &model, 3, opts.clone()).unwrap();
     let mut resident = wgrad::executor(&device, &model, 3, opts).unwrap();
     let dev = resident.describe();
     for step in 0..3 {
@@ -307,6 +307,57 @@ fn label_smoothing_reaches_the_loss(device: Device) {
     let bad = ExecOptions { label_smoothing: 1.5, ..Default::default() };
     let e = wgrad::executor(&device, &model, 3, bad).err().unwrap().to_string();
     assert!(e.contains("label_smoothing must be between 0.0 and 1.0, got 1.5"), "{e}");
+}
+
+/// CrossEntropyLoss(weight=…) as the training loss: the step's loss (the weighted mean) and the
+/// last layer's bias gradient are the op's; a weight per class or nothing, finite.
+fn class_weights_reach_the_loss(device: Device) {
+    let model = second_model();
+    let weight = vec![0.5f32, 2.0, 1.0, 0.25, 3.0];
+    let opts = ExecOptions { loss_weight: Some(weight.clone()), label_smoothing: 0.1, ..Default::default() };
+    let mut ex = wgrad::executor(&device, &model, 3, opts).unwrap();
+    let (images, targets) = second_batch();
+    let loss = ex.step(&images, &targets, true).unwrap().unwrap();
+    let logits = ex.logits().unwrap();
+    let o = wgrad::ops::cross_entropy::Options { weight: Some(weight), label_smoothing: 0.1, ..Default::default() };
+    let (mut logp, mut dlogits) = (vec![0f32; logits.len()], vec![0f32; logits.len()]);
+    let targets_ = wgrad::ops::cross_entropy::Targets::Class(&targets);
+    let want = wgrad::ops::cross_entropy::loss_and_grad_into(&logits, targets_, &o, (3, 5, 1), &mut logp, &mut dlogits);
+    let smoothed = wgrad::ops::cross_entropy::Options { label_smoothing: 0.1, ..Default::default() };
+    let unweighted = wgrad::ops::cross_entropy::loss_and_grad_into(
+        &logits,
+        targets_,
+        &smoothed,
+        (3, 5, 1),
+        &mut logp,
+        &mut [0f32; 15],
+    );
+    assert!((want - unweighted).abs() > 1e-3, "the weights change this loss: {want} {unweighted}");
+    let dev = ex.describe();
+    assert_close(&format!("{dev}: weighted loss"), &[loss], &[want], 1e-5, 1e-6);
+    let grads = ex.grads().unwrap();
+    let k = grads.specs.iter().position(|s| s.key == "net.out.bias").unwrap();
+    let db: Vec<f32> = (0..5).map(|c| (0..3).map(|n| dlogits[n * 5 + c]).sum()).collect();
+    assert_close(&format!("{dev}: net.out.bias gradient"), grads.get(k), &db, 1e-4, 1e-6);
+    for (bad, msg) in [
+        (vec![1.0; 4], "weight has 4 entries but the model gives 5 class scores"),
+        (vec![1.0, f32::NAN, 1.0, 1.0, 1.0], "weight[1] is NaN"),
+    ] {
+        let opts = ExecOptions { loss_weight: Some(bad), ..Default::default() };
+        let e = wgrad::executor(&device, &model, 3, opts).err().unwrap().to_string();
+        assert!(e.contains(msg), "{e}");
+    }
+}
+
+#[test]
+fn class_weights_reach_the_loss_on_cpu() {
+    class_weights_reach_the_loss(Device::Cpu);
+}
+
+#[test]
+fn class_weights_reach_the_loss_on_gpu() {
+    let Some(gpu) = gpu() else { return };
+    class_weights_reach_the_loss(Device::Gpu(gpu));
 }
 
 #[test]

@@ -120,7 +120,7 @@ fn parity(device: &Device, m: &Model, opt: Optimizer, expected: &str, steps: usi
 /// it returned too (grad_norm.i).
 fn parity_with(device: &Device, m: &Model, opts: ExecOptions, expected: &str, steps: usize, floor: f64) {
     let opt = opts.optimizer.unwrap();
-    let mut ex = wgrad::executor(device, m, 8, opts).unwrap();
+    let mut ex = wgrad::executor(device, m, 8, opts.clone()).unwrap();
     let path = data_path(expected);
     let want = File::read(&path).unwrap();
     let f32_error: HashMap<String, f64> = serde_json::from_str(&want.metadata["f32_error"]).unwrap();
@@ -247,7 +247,7 @@ fn tudui_with_clip_grad_norm_and_sgd_matches_pytorch() {
     };
     for d in devices() {
         let (steps, floor) = if winograd(&d) { (1, KINK) } else { (3, 1e-4) };
-        parity_with(&d, &m, opts, "tudui_clip_expected.safetensors", steps, floor);
+        parity_with(&d, &m, opts.clone(), "tudui_clip_expected.safetensors", steps, floor);
     }
 }
 
@@ -325,8 +325,8 @@ fn verify_passes_resnet20_across_relu_kinks() {
     let Some(gpu) = gpu() else { return };
     let m = model(ModelKind::Resnet20, "resnet20_init.safetensors");
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.01))), keep_all: true, ..Default::default() };
-    let mut cpu = wgrad::executor(&Device::Cpu, &m, 8, opts).unwrap();
-    let mut dev = wgrad::executor(&Device::Gpu(gpu), &m, 8, opts).unwrap();
+    let mut cpu = wgrad::executor(&Device::Cpu, &m, 8, opts.clone()).unwrap();
+    let mut dev = wgrad::executor(&Device::Gpu(gpu), &m, 8, opts.clone()).unwrap();
     for step in 1..=3 {
         let (images, targets) = tudui_batch(step);
         // From the same state each step, as --verify does.

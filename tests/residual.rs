@@ -148,7 +148,7 @@ fn summed_gradients_are_the_same_bits_every_run() {
     for device in devices {
         let run = || {
             let opts = ExecOptions { optimizer: Some(sgd()), ..Default::default() };
-            let mut ex = wgrad::executor(&device, &model(), 4, opts).unwrap();
+            let mut ex = wgrad::executor(&device, &model(), 4, opts.clone()).unwrap();
             for i in [1, 2, 1] {
                 let (images, targets) = batch(i);
                 ex.step(&images, &targets, false).unwrap();
@@ -180,7 +180,7 @@ fn memory_reported_is_every_buffer_the_executor_created() {
         for (model, batch) in [(model(), 4), (wgrad::models::tudui(0), 8)] {
             for opts in [ExecOptions { optimizer: Some(sgd()), ..Default::default() }, ExecOptions::inference()] {
                 let before = gpu.created_bytes();
-                let ex = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, batch, opts).unwrap();
+                let ex = wgrad::graph::gpu::GpuExecutor::new(gpu.clone(), &model, batch, opts.clone()).unwrap();
                 let created = gpu.created_bytes() - before;
                 assert_eq!(ex.memory_bytes(), created, "split {split}, {:?} at batch {batch}", opts.mode);
             }

@@ -44,6 +44,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
         checkpoint_every: None,
         augment: false,
         label_smoothing: 0.0,
+        clip_grad_norm: None,
     }
 }
 
@@ -154,6 +155,40 @@ fn resume_is_bit_exact_with_augmentation_on_the_cpu_path() {
     resume_is_exact_with(Device::Cpu, |c| Config { augment: true, ..c });
 }
 
+/// With SGD (no momentum, no weight decay) each step moves the parameters by lr times the clipped
+/// gradient: by at most lr · max_norm in 2-norm. Unclipped, Tudui's first steps move them 100
+/// times further. The checkpoint records the setting.
+#[test]
+fn gradient_clipping_bounds_each_step() {
+    let (lr, max_norm) = (0.01, 1e-3);
+    for device in [Some(Device::Cpu), gpu().map(Device::Gpu)].into_iter().flatten() {
+        let out = tempdir();
+        let cfg =
+            Config { optimizer: Optimizer::Sgd(Sgd::new(lr)), clip_grad_norm: Some(max_norm), ..config(1, Some(3)) };
+        let mut t = trainer(&device, &out, cfg, None);
+        let before = t.params().unwrap();
+        t.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+        let after = t.params().unwrap();
+        let moved = before.data.iter().zip(&after.data).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>();
+        let bound = 3.0 * lr as f64 * max_norm as f64;
+        assert!(moved.sqrt() <= bound * 1.001, "{}: moved {:.3e} > {bound:.3e}", device.name(), moved.sqrt());
+        assert!(moved.sqrt() >= bound * 0.5, "{}: moved only {:.3e}", device.name(), moved.sqrt());
+        let meta = checkpoint::meta_of(&checkpoint::latest(&out).unwrap()).unwrap();
+        assert_eq!(meta.clip_grad_norm, Some(max_norm));
+    }
+}
+
+#[test]
+fn resume_is_bit_exact_with_gradient_clipping_on_the_cpu_path() {
+    resume_is_exact_with(Device::Cpu, |c| Config { clip_grad_norm: Some(0.5), ..c });
+}
+
+#[test]
+fn resume_is_bit_exact_with_gradient_clipping_on_the_gpu() {
+    let Some(gpu) = gpu() else { return };
+    resume_is_exact_with(Device::Gpu(gpu), |c| Config { clip_grad_norm: Some(0.5), ..c });
+}
+
 #[test]
 fn a_resume_with_other_settings_is_refused_naming_them() {
     let out = tempdir();
@@ -164,7 +199,7 @@ fn a_resume_with_other_settings_is_refused_naming_them() {
         models::tudui(3),
         synthetic(Split::Train, 64),
         synthetic(Split::Test, 32),
-        resnet20_adam(config(1, None)),
+        Config { clip_grad_norm: Some(1.0), ..resnet20_adam(config(1, None)) },
         &out,
         Some(&out),
     )
@@ -175,6 +210,7 @@ fn a_resume_with_other_settings_is_refused_naming_them() {
     assert!(e.contains("model tudui (this run: resnet20)"), "{e}");
     assert!(e.contains("optimizer SGD(lr=0.01") && e.contains("(this run: Adam(lr=0.001"), "{e}");
     assert!(e.contains("lr schedule constant (this run: "), "{e}");
+    assert!(e.contains("gradient clipping off (this run: to max_norm 1)"), "{e}");
     assert!(!e.contains("batch size") && !e.contains("seed") && !e.contains("dataset"), "{e}");
     assert!(!e.contains("augmentation"), "{e}");
     // As `wgrad train --resume --model resnet20` builds it: the network itself is the other one,

@@ -1,6 +1,7 @@
 //! `wgrad check`: a model (`--model`) on a PyTorch state dict and given batches, in train mode;
 //! writes logits.i, loss.i, `grad.i.<key>` (and, with an optimizer, `param.i.<key>` for every
-//! state-dict entry after each step) to compare with PyTorch. `--verify` runs the same steps on
+//! state-dict entry after each step; with `--clip-grad-norm`, `grad_norm.i`) to compare with
+//! PyTorch. `--verify` runs the same steps on
 //! the CPU path and reports every activation's and gradient's error.
 
 use super::model_args::{ModelArgs, OptimArgs};
@@ -70,12 +71,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     state_dict::load_into(&weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
     let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
+    let clip_grad_norm = a.optim.clip_grad_norm(None)?;
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;
     let opts = graph::Options {
         optimizer,
         schedule,
         keep_all: a.verify,
         label_smoothing: a.label_smoothing,
+        clip_grad_norm,
         ..Default::default()
     };
     let mut ex: Option<Box<dyn Executor>> = None;
@@ -86,14 +89,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let step = i + 1;
         // One executor per batch size; parameters and optimizer state carry over.
         if ex.as_ref().is_none_or(|e| e.plan().batch != *n) {
-            let mut next = graph::executor(&device, &model, *n, opts)?;
+            let mut next = graph::executor(&device, &model, *n, opts.clone())?;
             if let Some(prev) = &ex {
                 next.set_params(&prev.params()?)?;
                 next.set_optimizer_state(&prev.optimizer_state()?)?;
             }
             ex = Some(next);
             if a.verify {
-                let mut r = graph::executor(&crate::Device::Cpu, &model, *n, opts)?;
+                let mut r = graph::executor(&crate::Device::Cpu, &model, *n, opts.clone())?;
                 if let Some(prev) = &reference {
                     r.set_params(&prev.params()?)?;
                     r.set_optimizer_state(&prev.optimizer_state()?)?;
@@ -112,6 +115,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let classes = e.plan().classes;
         out.push((format!("logits.{step}"), Array::F32 { shape: vec![*n, classes], data: e.logits()? }));
         out.push((format!("loss.{step}"), Array::F32 { shape: vec![], data: vec![loss] }));
+        if let Some(norm) = e.grad_norm()? {
+            out.push((format!("grad_norm.{step}"), Array::F32 { shape: vec![], data: vec![norm] }));
+        }
         let grads = e.grads()?;
         out.extend(state_dict::tensors(&grads, &format!("grad.{step}.")));
         if optimizer.is_some() {

@@ -153,12 +153,25 @@ pub struct OptimArgs {
     /// CosineAnnealingLR's eta_min [default: 0].
     #[arg(long = "lr-min", allow_negative_numbers = true)]
     pub lr_min: Option<f32>,
+    /// Scale the gradients together before each optimizer step so that their total 2-norm is at
+    /// most MAX_NORM, as torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM) [default: off].
+    #[arg(long = "clip-grad-norm", value_name = "MAX_NORM", allow_negative_numbers = true)]
+    pub clip_grad_norm: Option<f32>,
 }
 
 impl OptimArgs {
     /// Whether any optimizer flag was given (`check` takes a step only then).
     pub fn given(&self) -> bool {
         self.optimizer.is_some() || self.lr.is_some()
+    }
+
+    /// `--clip-grad-norm` given, else `saved` (a checkpoint's), checked.
+    pub fn clip_grad_norm(&self, saved: Option<f32>) -> anyhow::Result<Option<f32>> {
+        let max_norm = self.clip_grad_norm.or(saved);
+        if let Some(m) = max_norm {
+            crate::ops::clip_grad_norm::check(m).map_err(|e| anyhow::anyhow!("--clip-grad-norm: {e}"))?;
+        }
+        Ok(max_norm)
     }
 
     /// The optimizer: the flags given, over `saved` (a checkpoint's), over PyTorch's defaults.

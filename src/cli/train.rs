@@ -158,6 +158,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let optimizer = a.optim.optimizer(resumed.as_ref().map(|m| m.optimizer()))?;
     let label_smoothing = a.label_smoothing.or(resumed.as_ref().map(|m| m.label_smoothing)).unwrap_or(0.0);
     crate::ops::cross_entropy::check_label_smoothing(label_smoothing)?;
+    let clip_grad_norm = a.optim.clip_grad_norm(resumed.as_ref().and_then(|m| m.clip_grad_norm))?;
     // The step count sets only a cosine schedule's length: its flags are checked here already.
     a.optim.schedule(resumed.as_ref().map(|m| m.schedule), u64::MAX)?;
     // A resumed run goes on where it was (runs/<model> could be another run's).
@@ -181,6 +182,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         checkpoint_every: a.checkpoint_every,
         augment: a.augment || resumed.as_ref().is_some_and(|m| m.augment),
         label_smoothing,
+        clip_grad_norm,
     };
     // A resumed run's settings, checked before the data is read (an image folder's pictures take
     // a while to decode): all but the schedule's length and the classes, which the data sets, and
@@ -202,7 +204,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
-        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}, lr schedule {}{}{}",
+        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}",
         kind.name(),
         t.model.params.count(),
         t.device.name(),
@@ -211,6 +213,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         batch_size,
         if t.meta.augment { " (random crops and flips)" } else { "" },
         optimizer.describe(),
+        match clip_grad_norm {
+            Some(m) => format!(" after clip_grad_norm_(max_norm={})", crate::ops::py_float(m)),
+            None => String::new(),
+        },
         cfg.schedule.describe(),
         match label_smoothing {
             0.0 => String::new(),

@@ -45,6 +45,7 @@ pub struct CpuExecutor {
 impl CpuExecutor {
     pub fn new(model: &Model, batch: usize, opts: Options) -> Result<Self> {
         let plan = Plan::new(model, batch, opts.mode)?;
+        super::check_loss_weight(&opts, plan.classes)?;
         let train = opts.mode == Mode::Train;
         let scratch = |i: usize| {
             let n = &plan.nodes[i];
@@ -76,9 +77,9 @@ impl CpuExecutor {
         let n_state = opts.optimizer.map_or(0, |o| o.state_names().len());
         Ok(CpuExecutor {
             labels: labels(&plan, &sched, grads.data.len(), &opts),
+            state: vec![grads.clone(); if opts.mode == Mode::Train { n_state } else { 0 }],
             opts,
             params: model.params.clone(),
-            state: vec![grads.clone(); if opts.mode == Mode::Train { n_state } else { 0 }],
             grads,
             steps: 0,
             slots,

@@ -217,7 +217,8 @@ fn record(gpu: &Arc<Gpu>, b: &Bindings, opts: &Options) -> Result<Recorded> {
                 r.n_forward = r.kernels.len();
             }
             Task::Loss => {
-                let weight = gpu.upload("loss.weight", &vec![1f32; plan.classes])?;
+                let ones = vec![1f32; plan.classes];
+                let weight = gpu.upload("loss.weight", opts.loss_weight.as_deref().unwrap_or(&ones))?;
                 let dout = gpu.upload("loss.dout", &[1f32])?;
                 let bufs = cross_entropy::GpuBuffers {
                     inp: &tensors[sched.value[plan.output]],
@@ -261,6 +262,7 @@ impl GpuExecutor {
             other => Error::Graph(format!("building the GPU executor at batch {batch}: {other}")),
         };
         let plan = Plan::new(model, batch, opts.mode).map_err(ctx)?;
+        super::check_loss_weight(&opts, plan.classes).map_err(ctx)?;
         Self::build(gpu, model, plan, opts).map_err(ctx)
     }
 

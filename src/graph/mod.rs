@@ -24,7 +24,7 @@ use crate::optim::{LrSchedule, Optimizer, OptimizerState};
 use crate::{Error, Result};
 
 /// How an executor steps.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The optimizer; None: forward, loss and backward only.
     pub optimizer: Option<Optimizer>,
@@ -41,6 +41,9 @@ pub struct Options {
     pub seed: u64,
     /// The loss's `label_smoothing` (CrossEntropyLoss(label_smoothing=…)), in [0, 1].
     pub label_smoothing: f32,
+    /// The loss's class weights (CrossEntropyLoss(weight=…)): one finite value per class score
+    /// the model gives; None (the default): every class weighs 1.
+    pub loss_weight: Option<Vec<f32>>,
     /// `max_norm` of `torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`, run between
     /// the backward and the optimizer at every step ([`crate::ops::clip_grad_norm`]): the
     /// gradients are scaled together so that their total 2-norm is at most `max_norm`. None (the
@@ -55,10 +58,29 @@ impl Options {
     }
 }
 
-/// The loss every executor computes: CrossEntropyLoss with PyTorch's defaults but the label
-/// smoothing `opts` asks for.
+/// The loss every executor computes: CrossEntropyLoss with PyTorch's defaults but the class
+/// weights and label smoothing `opts` asks for.
 pub fn loss_options(opts: &Options) -> cross_entropy::Options {
-    cross_entropy::Options { label_smoothing: opts.label_smoothing, ..Default::default() }
+    cross_entropy::Options {
+        weight: opts.loss_weight.clone(),
+        label_smoothing: opts.label_smoothing,
+        ..Default::default()
+    }
+}
+
+/// Checks `Options::loss_weight` against the `classes` scores a model gives.
+pub(crate) fn check_loss_weight(opts: &Options, classes: usize) -> Result<()> {
+    let Some(w) = &opts.loss_weight else { return Ok(()) };
+    if w.len() != classes {
+        return Err(Error::op(
+            cross_entropy::OP,
+            format!("weight has {} entries but the model gives {classes} class scores", w.len()),
+        ));
+    }
+    match w.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::op(cross_entropy::OP, format!("weight[{i}] is {}: class weights must be finite", w[i]))),
+        None => Ok(()),
+    }
 }
 
 /// What both executors offer; the GPU one keeps everything on the device until asked.

@@ -61,6 +61,10 @@ pub struct Meta {
     /// it was recorded).
     #[serde(default)]
     pub label_smoothing: f32,
+    /// `max_norm` of the gradient clipping before each optimizer step (`--clip-grad-norm`); none
+    /// in checkpoints written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f32>,
 }
 
 fn tudui() -> String {

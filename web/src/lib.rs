@@ -190,6 +190,10 @@ struct Settings {
     /// CrossEntropyLoss(label_smoothing=…), as `wgrad train --label-smoothing` (default: 0).
     #[serde(default)]
     label_smoothing: f32,
+    /// torch.nn.utils.clip_grad_norm_'s max_norm before each step, as `wgrad train
+    /// --clip-grad-norm` (default: none).
+    #[serde(default)]
+    clip_grad_norm: Option<f32>,
 }
 
 #[derive(Serialize)]
@@ -264,7 +268,7 @@ fn with<T: Serialize + 'static>(
 #[wasm_bindgen]
 impl Run {
     /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, seed,
-    /// eval_images, augment, label_smoothing) on `data`, initialised as `wgrad train --seed`
+    /// eval_images, augment, label_smoothing, clip_grad_norm) on `data`, initialised as `wgrad train --seed`
     /// initialises it.
     pub fn create(gpu: &Gpu, data: &Data, settings: &str) -> std::result::Result<Run, JsValue> {
         let s: Settings = serde_json::from_str(settings).map_err(|e| js_err(format!("settings {settings}: {e}")))?;
@@ -279,6 +283,9 @@ impl Run {
         };
         optimizer.check().map_err(js_err)?;
         wgrad::ops::cross_entropy::check_label_smoothing(s.label_smoothing).map_err(js_err)?;
+        if let Some(max_norm) = s.clip_grad_norm {
+            wgrad::ops::clip_grad_norm::check(max_norm).map_err(js_err)?;
+        }
         let schedule = LrSchedule::default();
         let model = kind.build(s.seed);
         let opts = graph::Options {
@@ -286,6 +293,7 @@ impl Run {
             schedule,
             seed: s.seed,
             label_smoothing: s.label_smoothing,
+            clip_grad_norm: s.clip_grad_norm,
             ..Default::default()
         };
         let train = GpuExecutor::new(gpu.gpu.clone(), &model, s.batch, opts).map_err(js_err)?;

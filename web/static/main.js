@@ -2,7 +2,7 @@
 // weights in and out, and predictions. The engine is the wasm module (web/src/lib.rs).
 //
 // The URL query sets the form (?model=tudui&dataset=synthetic&seed=0&batch=64&steps=20&autorun=1,
-// also optimizer, lr, eval, augment=1, label_smoothing); when a run ends, document.title becomes "wgrad: done" (or
+// also optimizer, lr, eval, augment=1, label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
 // "wgrad: error") and #result holds a JSON summary.
 import init, { Gpu, Data, Run, modelNames } from "./wgrad_web.js";
 
@@ -92,6 +92,7 @@ function settings() {
     eval_images: num("eval"),
     augment: $("augment").checked,
     label_smoothing: num("label_smoothing") ?? 0,
+    clip_grad_norm: num("clip_grad_norm"),
   };
 }
 
@@ -108,6 +109,7 @@ function fillFromQuery() {
   set("steps", "steps");
   set("eval", "eval");
   set("label_smoothing", "label_smoothing");
+  set("clip_grad_norm", "clip_grad_norm");
   if (query.has("augment")) $("augment").checked = query.get("augment") === "1";
   $("files-label").hidden = $("dataset").value === "synthetic";
 }
