@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use web_time::Instant;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// The network's name, which checkpoints record: a built-in network's
     /// ([`ModelKind::name`](crate::nn::models::ModelKind::name), what `--model` takes), or any
@@ -76,6 +76,67 @@ pub struct Config {
     pub label_smoothing: f32,
     /// Gradient clipping's `max_norm` before each optimizer step (`graph::Options::clip_grad_norm`).
     pub clip_grad_norm: Option<f32>,
+    /// The training loss's class weights (`graph::Options::loss_weight`; [`ClassWeights`] makes
+    /// them); the test loss is unweighted.
+    pub class_weights: Option<Vec<f32>>,
+}
+
+/// CrossEntropyLoss's `weight` for a training set: given, one per class, or "balanced" (as
+/// scikit-learn's `compute_class_weight("balanced")`, which PyTorch users pass to the loss:
+/// images / (classes × the class's images), so that every class weighs the same in total).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClassWeights {
+    Balanced,
+    Given(Vec<f32>),
+}
+
+impl ClassWeights {
+    /// The weights for `train`, one per class; an error naming the dataset where they cannot be.
+    pub fn resolve(&self, train: &Dataset) -> Result<Vec<f32>> {
+        let classes = train.classes.len();
+        match self {
+            ClassWeights::Given(w) if w.len() != classes => Err(Error::Graph(format!(
+                "{} class weights given but {} has {classes} classes ({})",
+                w.len(),
+                train.name,
+                train.classes.join(", ")
+            ))),
+            ClassWeights::Given(w) => match w.iter().position(|v| !v.is_finite() || *v < 0.0) {
+                Some(i) => Err(Error::Graph(format!("class weight {i} is {}: weights must be finite and >= 0", w[i]))),
+                None => Ok(w.clone()),
+            },
+            ClassWeights::Balanced => {
+                let mut counts = vec![0u64; classes];
+                for &l in &train.labels {
+                    counts[l as usize] += 1;
+                }
+                if let Some(c) = counts.iter().position(|&n| n == 0) {
+                    return Err(Error::Graph(format!(
+                        "balanced class weights: {} has no {} images to weigh ({:?} has none)",
+                        train.name, train.classes[c], train.classes[c]
+                    )));
+                }
+                let n = train.len() as f64;
+                Ok(counts.iter().map(|&k| (n / (classes as f64 * k as f64)) as f32).collect())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ClassWeights {
+    type Err = String;
+    /// `balanced`, or the weights separated by commas.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("balanced") {
+            return Ok(ClassWeights::Balanced);
+        }
+        s.split(',')
+            .map(|w| {
+                w.trim().parse::<f32>().map_err(|e| format!("{w:?} is not a number ({e}): give W1,W2,… or balanced"))
+            })
+            .collect::<std::result::Result<Vec<f32>, String>>()
+            .map(ClassWeights::Given)
+    }
 }
 
 impl Config {
@@ -97,6 +158,7 @@ impl Config {
             augment: false,
             label_smoothing: 0.0,
             clip_grad_norm: None,
+            class_weights: None,
         }
     }
 }
@@ -253,6 +315,14 @@ fn on_off(b: bool) -> String {
     if b { "on" } else { "off" }.to_string()
 }
 
+/// Class weights as a resume refusal and `wgrad train` name them.
+pub fn weights(w: Option<&[f32]>) -> String {
+    match w {
+        Some(w) => format!("[{}]", w.iter().map(|&v| crate::ops::py_float(v)).collect::<Vec<_>>().join(", ")),
+        None => "none".into(),
+    }
+}
+
 /// Gradient clipping as a resume refusal names it.
 fn clipping(max_norm: Option<f32>) -> String {
     max_norm.map_or("off".into(), |m| format!("to max_norm {m}"))
@@ -403,6 +473,12 @@ pub fn settings_differ(m: &Meta, cfg: &Config, dataset: &str, classes: &[String]
             clipping(m.clip_grad_norm),
             clipping(cfg.clip_grad_norm),
         ),
+        (
+            m.class_weights == cfg.class_weights,
+            "class weights",
+            weights(m.class_weights.as_deref()),
+            weights(cfg.class_weights.as_deref()),
+        ),
     ]
     .into_iter()
     .filter(|d| !d.0)
@@ -459,6 +535,7 @@ impl Trainer {
             augment: cfg.augment,
             label_smoothing: cfg.label_smoothing,
             clip_grad_norm: cfg.clip_grad_norm,
+            class_weights: cfg.class_weights.clone(),
         };
         // Where the earlier steps' log and metrics are: the resumed checkpoint's folder.
         let mut earlier = out.to_path_buf();
@@ -482,6 +559,7 @@ impl Trainer {
             seed: cfg.seed,
             label_smoothing: cfg.label_smoothing,
             clip_grad_norm: cfg.clip_grad_norm,
+            loss_weight: cfg.class_weights.clone(),
             ..Default::default()
         };
         let mut ex = graph::executor(&device, &model, cfg.batch_size, opts.clone())?;

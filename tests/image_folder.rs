@@ -240,6 +240,41 @@ fn train_eval_predict_and_resume_on_three_classes() {
 
 /// A plain state dict (as PyTorch saves `model.state_dict()`) of a network with five outputs is
 /// recognised by its classifier's shape and evaluated on five classes.
+/// An uneven folder (12 red pictures, 6 blue, 6 green) trained with `--class-weights balanced`:
+/// each class weighs 24 / (3 × its pictures), recorded in the checkpoint; a resume with other
+/// weights, and a count of weights that is not the folder's, are refused by name.
+#[test]
+fn balanced_class_weights_even_out_an_uneven_folder() {
+    let d = folder(6);
+    for i in 0..6 {
+        picture(&d.join(format!("train/red/more{i}.png")), 24, 24, COLOURS[0].1, 100 + i);
+    }
+    let out = d.join("run");
+    let train = |extra: &[&str]| {
+        let common =
+            ["train", "--device", "cpu", "--dataset", "image-folder", "--data-dir", s(&d), "--batch-size", "6"];
+        wgrad(&[&common[..], extra].concat())
+    };
+    let (code, stdout, err) = train(&["--max-steps", "1", "--class-weights", "balanced", "--out", s(&out)]);
+    assert_eq!(code, 0, "{err}");
+    let want = [24.0 / 18.0, 24.0 / 18.0, 24.0 / 36.0].map(|w: f64| w as f32);
+    let ck = wgrad::io::checkpoint::resolve(&out).unwrap();
+    assert_eq!(wgrad::io::checkpoint::meta_of(&ck).unwrap().class_weights, Some(want.to_vec()));
+    assert!(stdout.contains("CrossEntropyLoss(weight=[1.3333334, 1.3333334, 0.6666667])"), "{stdout}");
+    let (code, _, err) = train(&["--max-steps", "2", "--class-weights", "1,1,1", "--resume", s(&out)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("class weights [1.3333334, 1.3333334, 0.6666667] (this run: [1, 1, 1])"), "{err}");
+    // Resumed without the flag, the run keeps its weights.
+    let (code, _, err) = train(&["--max-steps", "2", "--resume", s(&out)]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = train(&["--max-steps", "1", "--class-weights", "1,2", "--out", s(&d.join("other"))]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--class-weights: 2 class weights given but ImageFolder has 3 classes (blue, green, red)"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_state_dict_of_another_class_count_is_evaluated_as_such() {
     let d = tempdir();

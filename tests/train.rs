@@ -9,7 +9,7 @@ use std::sync::Arc;
 use wgrad::data::{load, Dataset, DatasetKind, Split, IMAGE_BYTES};
 use wgrad::io::checkpoint;
 use wgrad::optim::{LrSchedule, Optimizer, Schedule, Sgd};
-use wgrad::train::{Config, Outcome, Quiet, Trainer};
+use wgrad::train::{ClassWeights, Config, Outcome, Quiet, Trainer};
 use wgrad::{models, Device};
 
 /// The first `n` images of a split of the synthetic set.
@@ -45,6 +45,7 @@ fn config(epochs: u64, max_steps: Option<u64>) -> Config {
         augment: false,
         label_smoothing: 0.0,
         clip_grad_norm: None,
+        class_weights: None,
     }
 }
 
@@ -176,6 +177,43 @@ fn gradient_clipping_bounds_each_step() {
         let meta = checkpoint::meta_of(&checkpoint::latest(&out).unwrap()).unwrap();
         assert_eq!(meta.clip_grad_norm, Some(max_norm));
     }
+}
+
+/// "balanced" weighs each class by images / (classes × the class's images), as scikit-learn's
+/// compute_class_weight; given weights are checked against the classes.
+#[test]
+fn class_weights_resolve_against_the_training_set() {
+    let mut ds = (*synthetic(Split::Train, 8)).clone();
+    ds.classes = vec!["cat".into(), "dog".into(), "emu".into()];
+    ds.labels = vec![0, 1, 1, 1, 2, 2, 0, 1];
+    let balanced = "balanced".parse::<ClassWeights>().unwrap().resolve(&ds).unwrap();
+    assert_eq!(balanced, [8.0 / 6.0, 8.0 / 12.0, 8.0 / 6.0]);
+    assert_eq!("0.5, 2,1".parse::<ClassWeights>().unwrap().resolve(&ds).unwrap(), [0.5, 2.0, 1.0]);
+    let e = "1,2".parse::<ClassWeights>().unwrap().resolve(&ds).unwrap_err().to_string();
+    assert!(e.contains("2 class weights given but synthetic has 3 classes (cat, dog, emu)"), "{e}");
+    let e = "1,-2,1".parse::<ClassWeights>().unwrap().resolve(&ds).unwrap_err().to_string();
+    assert!(e.contains("class weight 1 is -2"), "{e}");
+    assert!("1,x".parse::<ClassWeights>().unwrap_err().contains("\"x\" is not a number"));
+    ds.labels = vec![0, 1, 1, 1, 0, 0, 0, 1];
+    let e = ClassWeights::Balanced.resolve(&ds).unwrap_err().to_string();
+    assert!(e.contains("synthetic has no emu images"), "{e}");
+}
+
+/// The trainer's loss takes the class weights: the first step's loss moves with them (its
+/// weighting is tested against the op in tests/executor.rs), and the checkpoint records them.
+#[test]
+fn class_weights_reach_the_training_loss() {
+    let first_loss = |class_weights: Option<Vec<f32>>| {
+        let out = tempdir();
+        let cfg = Config { class_weights: class_weights.clone(), ..config(1, Some(1)) };
+        let mut losses = Losses(Vec::new());
+        trainer(&Device::Cpu, &out, cfg, None).run(&AtomicBool::new(false), &mut losses).unwrap();
+        let meta = checkpoint::meta_of(&checkpoint::latest(&out).unwrap()).unwrap();
+        assert_eq!(meta.class_weights, class_weights);
+        losses.0[0].1
+    };
+    let (plain, weighted) = (first_loss(None), first_loss(Some((1..=10).map(|c| c as f32).collect())));
+    assert!((plain - weighted).abs() > 1e-4, "{plain} {weighted}");
 }
 
 #[test]

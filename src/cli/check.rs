@@ -32,6 +32,15 @@ pub struct Args {
     /// CrossEntropyLoss's label_smoothing, in [0, 1] [default: 0].
     #[arg(long = "label-smoothing", default_value_t = 0.0, allow_negative_numbers = true)]
     label_smoothing: f32,
+    /// CrossEntropyLoss's weight, one per class, as W1,W2,… [default: none].
+    #[arg(
+        long = "class-weights",
+        value_name = "W1,W2,…",
+        value_delimiter = ',',
+        num_args = 1,
+        allow_negative_numbers = true
+    )]
+    class_weights: Option<Vec<f32>>,
     /// Run the same steps on the CPU path and compare every activation and gradient.
     #[arg(long)]
     verify: bool,
@@ -79,6 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         keep_all: a.verify,
         label_smoothing: a.label_smoothing,
         clip_grad_norm,
+        loss_weight: a.class_weights.clone(),
         ..Default::default()
     };
     let mut ex: Option<Box<dyn Executor>> = None;

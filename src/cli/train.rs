@@ -54,6 +54,11 @@ pub struct Args {
     /// plain) [default: 0; with --resume, the checkpoint's].
     #[arg(long = "label-smoothing", allow_negative_numbers = true)]
     label_smoothing: Option<f32>,
+    /// CrossEntropyLoss's weight for the training loss: one per class, as W1,W2,…, or balanced
+    /// (images / (classes × the class's images), scikit-learn's compute_class_weight("balanced")).
+    /// The test loss stays unweighted [default: none; with --resume, the checkpoint's].
+    #[arg(long = "class-weights", value_name = "W1,W2,…|balanced", allow_negative_numbers = true)]
+    class_weights: Option<train::ClassWeights>,
     /// Run every step on the CPU path too and stop at the first difference beyond tolerance.
     #[arg(long)]
     verify: bool,
@@ -117,6 +122,21 @@ impl Bars {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// ", CrossEntropyLoss(weight=[…], label_smoothing=…)" where the training loss is not plain.
+fn loss_description(weight: Option<&[f32]>, label_smoothing: f32) -> String {
+    let mut args = Vec::new();
+    if weight.is_some() {
+        args.push(format!("weight={}", train::weights(weight)));
+    }
+    if label_smoothing != 0.0 {
+        args.push(format!("label_smoothing={label_smoothing}"));
+    }
+    match args.is_empty() {
+        true => String::new(),
+        false => format!(", CrossEntropyLoss({})", args.join(", ")),
+    }
+}
 
 /// A new run's default folder: runs/<model>, or where that holds an earlier run's checkpoints,
 /// the first of runs/<model>-2, -3, … that holds none (as Lightning numbers its versions), saying
@@ -183,12 +203,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         augment: a.augment || resumed.as_ref().is_some_and(|m| m.augment),
         label_smoothing,
         clip_grad_norm,
+        class_weights: resumed.as_ref().and_then(|m| m.class_weights.clone()),
     };
     // A resumed run's settings, checked before the data is read (an image folder's pictures take
     // a while to decode): all but the schedule's length and the classes, which the data sets, and
     // which the trainer checks with the rest once it has them.
     if let Some(m) = &resumed {
-        let known = train::Config { schedule: m.schedule, ..cfg };
+        let known = train::Config { schedule: m.schedule, ..cfg.clone() };
         let differ = train::settings_differ(m, &known, data.kind().name(), &m.classes);
         if !differ.is_empty() {
             let p = a.resume.as_deref().unwrap_or(Path::new(""));
@@ -200,8 +221,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
     let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
     cfg.schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;
+    if let Some(w) = &a.class_weights {
+        cfg.class_weights = Some(w.resolve(&train_ds).map_err(|e| anyhow::anyhow!("--class-weights: {e}"))?);
+    }
+    let loss = loss_description(cfg.class_weights.as_deref(), label_smoothing);
     // As many outputs as the dataset has classes (an image folder's may be any number).
     let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
+    let schedule = cfg.schedule;
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
         "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}",
@@ -217,11 +243,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             Some(m) => format!(" after clip_grad_norm_(max_norm={})", crate::ops::py_float(m)),
             None => String::new(),
         },
-        cfg.schedule.describe(),
-        match label_smoothing {
-            0.0 => String::new(),
-            ls => format!(", CrossEntropyLoss(label_smoothing={ls})"),
-        },
+        schedule.describe(),
+        loss,
         match &t.resumed_from {
             Some(p) => format!(
                 ", resuming from {} at epoch {} batch {} (step {})",

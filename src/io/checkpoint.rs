@@ -65,6 +65,10 @@ pub struct Meta {
     /// in checkpoints written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_grad_norm: Option<f32>,
+    /// The training loss's class weights (`--class-weights`, resolved: one per class); none in
+    /// checkpoints written before they existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
 }
 
 fn tudui() -> String {
