@@ -89,20 +89,26 @@ pub struct OptimizerState {
 }
 
 /// How the learning rate changes, per optimizer step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Schedule {
     #[default]
     Constant,
-    /// CosineAnnealingLR(T_max, eta_min): eta_min + (lr - eta_min)(1 + cos(π·t/T_max))/2.
+    /// CosineAnnealingLR(T_max, eta_min): eta_min + (lr - eta_min)(1 + cos(π·t/T_max))/2, held at
+    /// eta_min past T_max (where PyTorch's would rise again: `train` sets T_max to the run's end).
     Cosine { t_max: u64, eta_min: f32 },
     /// StepLR(step_size, gamma): lr · gamma^⌊t/step_size⌋.
-    Step { step_size: u64, gamma: f32 },
+    Step { step_size: u64, gamma: f64 },
+    /// MultiStepLR(milestones, gamma): lr · gamma^(the milestones ≤ t), milestones in steps,
+    /// sorted (one given twice decays twice, as PyTorch counts it).
+    MultiStep { milestones: Vec<u64>, gamma: f64 },
+    /// ExponentialLR(gamma): lr · gamma^t.
+    Exponential { gamma: f64 },
 }
 
 /// A schedule after `warmup_steps` of linear warmup (lr·(t+1)/warmup_steps); the schedule's own
 /// step count starts after the warmup.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LrSchedule {
     pub schedule: Schedule,
     pub warmup_steps: u64,
@@ -115,21 +121,30 @@ impl LrSchedule {
             return base * (t + 1) as f64 / self.warmup_steps as f64;
         }
         let u = t - self.warmup_steps;
-        match self.schedule {
+        match &self.schedule {
             Schedule::Constant => base,
-            Schedule::Cosine { t_max, eta_min } => {
+            &Schedule::Cosine { t_max, eta_min } => {
                 let eta_min = eta_min as f64;
                 let frac = u.min(t_max) as f64 / t_max.max(1) as f64;
                 eta_min + (base - eta_min) * (1.0 + (std::f64::consts::PI * frac).cos()) / 2.0
             }
-            Schedule::Step { step_size, gamma } => base * (gamma as f64).powf((u / step_size.max(1)) as f64),
+            &Schedule::Step { step_size, gamma } => base * gamma.powf((u / step_size.max(1)) as f64),
+            Schedule::MultiStep { milestones, gamma } => {
+                base * gamma.powf(milestones.iter().filter(|&&m| m <= u).count() as f64)
+            }
+            &Schedule::Exponential { gamma } => base * gamma.powf(u as f64),
         }
     }
     pub fn describe(&self) -> String {
-        let s = match self.schedule {
+        let s = match &self.schedule {
             Schedule::Constant => "constant".to_string(),
             Schedule::Cosine { t_max, eta_min } => format!("cosine (T_max {t_max} steps, eta_min {eta_min})"),
             Schedule::Step { step_size, gamma } => format!("step (every {step_size} steps × {gamma})"),
+            Schedule::MultiStep { milestones, gamma } => format!(
+                "multistep (× {gamma} at steps {})",
+                milestones.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Schedule::Exponential { gamma } => format!("exponential (× {gamma} a step)"),
         };
         if self.warmup_steps > 0 {
             format!("{s} after {} warmup steps", self.warmup_steps)
@@ -151,6 +166,11 @@ mod tests {
         assert!(cos.lr(0.1, 10).abs() < 1e-12 && cos.lr(0.1, 20).abs() < 1e-12);
         let step = LrSchedule { schedule: Schedule::Step { step_size: 3, gamma: 0.5 }, warmup_steps: 2 };
         assert_eq!([0, 1, 2, 4, 5, 8].map(|t| step.lr(1.0, t)), [0.5, 1.0, 1.0, 1.0, 0.5, 0.25]);
+        let multi =
+            LrSchedule { schedule: Schedule::MultiStep { milestones: vec![2, 5, 5], gamma: 0.5 }, warmup_steps: 1 };
+        assert_eq!([0, 1, 2, 3, 5, 6, 9].map(|t| multi.lr(1.0, t)), [1.0, 1.0, 1.0, 0.5, 0.5, 0.125, 0.125]);
+        let exp = LrSchedule { schedule: Schedule::Exponential { gamma: 0.5 }, warmup_steps: 0 };
+        assert_eq!([0, 1, 3].map(|t| exp.lr(1.0, t)), [1.0, 0.5, 0.125]);
     }
 
     #[test]

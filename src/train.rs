@@ -524,7 +524,7 @@ impl Trainer {
             batch_size: cfg.batch_size as u64,
             model: cfg.model_name.into(),
             optimizer: Some(cfg.optimizer),
-            schedule: cfg.schedule,
+            schedule: cfg.schedule.clone(),
             lr: None,
             momentum: None,
             dampening: None,
@@ -554,7 +554,7 @@ impl Trainer {
         }
         let opts = graph::Options {
             optimizer: Some(cfg.optimizer),
-            schedule: cfg.schedule,
+            schedule: cfg.schedule.clone(),
             keep_all: cfg.verify,
             seed: cfg.seed,
             label_smoothing: cfg.label_smoothing,

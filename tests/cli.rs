@@ -616,6 +616,14 @@ fn train_refuses_bad_settings_before_it_reads_or_makes_data() {
         (&["--out", s(&file)][..], "cannot write into it: it is a regular file, not a directory"),
         (&["--out", s(&out), "--lr-schedule", "step"][..], "--lr-schedule step needs --lr-step-size"),
         (&["--out", s(&out), "--lr-min", "0.1"][..], "--lr-min applies to --lr-schedule cosine"),
+        (&["--out", s(&out), "--lr-schedule", "multistep"][..], "--lr-schedule multistep needs --lr-milestones"),
+        (&["--out", s(&out), "--lr-milestones", "5,9"][..], "--lr-milestones applies to --lr-schedule multistep"),
+        (&["--out", s(&out), "--lr-schedule", "exponential"][..], "--lr-schedule exponential needs --lr-gamma"),
+        (&["--out", s(&out), "--lr-gamma", "0.5"][..], "--lr-gamma applies to --lr-schedule step, multistep"),
+        (
+            &["--out", s(&out), "--lr-schedule", "exponential", "--lr-gamma", "-1"][..],
+            "--lr-gamma must be a finite number > 0, got -1",
+        ),
     ] {
         let (code, _, stderr) = train(extra);
         assert_eq!(code, 1, "{extra:?}: {stderr}");

@@ -130,3 +130,25 @@ fn bad_settings_are_pytorchs_errors() {
     let e = Optimizer::Sgd(Sgd::new(-1.0)).check().unwrap_err().to_string();
     assert!(e.contains("lr must be"), "{e}");
 }
+
+/// torch.optim.lr_scheduler's rates (CosineAnnealingLR, StepLR, MultiStepLR, ExponentialLR, after
+/// a LinearLR warmup in a SequentialLR for two of them) over 50 steps.
+#[test]
+fn schedules_match_torch_lr_schedulers() {
+    for c in goldens("schedules.safetensors", &["lr_scheduler"]) {
+        let f = |k: &str| c.meta[k].as_f64().unwrap() as f32;
+        let schedule = match c.str("kind").unwrap().as_str() {
+            "cosine" => Schedule::Cosine { t_max: 45, eta_min: f("eta_min") },
+            "step" => Schedule::Step { step_size: 7, gamma: c.meta["gamma"].as_f64().unwrap() },
+            "multistep" => Schedule::MultiStep {
+                milestones: c.usizes("milestones").iter().map(|&m| m as u64).collect(),
+                gamma: c.meta["gamma"].as_f64().unwrap(),
+            },
+            "exponential" => Schedule::Exponential { gamma: c.meta["gamma"].as_f64().unwrap() },
+            k => panic!("unknown schedule {k}"),
+        };
+        let s = LrSchedule { schedule, warmup_steps: c.meta["warmup_steps"].as_u64().unwrap() };
+        let got: Vec<f64> = (0..50).map(|t| s.lr(f("base_lr") as f64, t)).collect();
+        assert_close(&format!("{}: {}", c.name, s.describe()), &got, &c.f32("lr").1, 1e-6, 1e-9);
+    }
+}

@@ -360,12 +360,13 @@ fn a_checkpoint_is_never_written_with_non_finite_weights() {
     assert!(wgrad::io::checkpoint::latest(&out).is_none(), "{:?}", files_in(&out));
 
     // With a checkpoint every step: two good steps, then a step LR schedule that multiplies the
-    // learning rate by 1e39 (Inf in f32) at step 3. The step-2 checkpoint is named and kept.
+    // learning rate by 1e41 (0.01 × 1e41 is Inf in f32) at step 3. The step-2 checkpoint is named
+    // and kept.
     let out = d.join("run2");
     let (code, _, err) = wgrad(&train_args(
         &data,
         &out,
-        &["--batch-size", "8", "--lr-schedule", "step", "--lr-step-size", "2", "--lr-gamma", "1e39"]
+        &["--batch-size", "8", "--lr-schedule", "step", "--lr-step-size", "2", "--lr-gamma", "1e41"]
             .into_iter()
             .chain(["--checkpoint-every", "1", "--max-steps", "6"])
             .collect::<Vec<_>>(),

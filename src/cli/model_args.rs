@@ -106,6 +106,8 @@ pub enum ScheduleKind {
     Constant,
     Cosine,
     Step,
+    Multistep,
+    Exponential,
 }
 
 /// The optimizer and its settings, as torch.optim takes them. Unset values: the checkpoint's when
@@ -138,7 +140,9 @@ pub struct OptimArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f32>,
     /// How the learning rate changes, per step: constant, cosine (CosineAnnealingLR down to --lr-min
-    /// over the run) or step (StepLR: × --lr-gamma every --lr-step-size steps) [default: constant].
+    /// over the run), step (StepLR: × --lr-gamma every --lr-step-size steps), multistep
+    /// (MultiStepLR: × --lr-gamma at each of --lr-milestones) or exponential (ExponentialLR: ×
+    /// --lr-gamma every step) [default: constant].
     #[arg(long = "lr-schedule", value_enum)]
     pub lr_schedule: Option<ScheduleKind>,
     /// Linear warmup over the first N steps, before the schedule [default: 0].
@@ -147,9 +151,12 @@ pub struct OptimArgs {
     /// StepLR's step size, in steps.
     #[arg(long = "lr-step-size", value_parser = super::positive)]
     pub lr_step_size: Option<u64>,
-    /// StepLR's gamma [default: 0.1].
+    /// MultiStepLR's milestones, in steps, as M1,M2,….
+    #[arg(long = "lr-milestones", value_delimiter = ',', num_args = 1)]
+    pub lr_milestones: Option<Vec<u64>>,
+    /// StepLR's and MultiStepLR's gamma [default: 0.1], ExponentialLR's (no default).
     #[arg(long = "lr-gamma", allow_negative_numbers = true)]
-    pub lr_gamma: Option<f32>,
+    pub lr_gamma: Option<f64>,
     /// CosineAnnealingLR's eta_min [default: 0].
     #[arg(long = "lr-min", allow_negative_numbers = true)]
     pub lr_min: Option<f32>,
@@ -248,6 +255,8 @@ impl OptimArgs {
             Schedule::Constant => ScheduleKind::Constant,
             Schedule::Cosine { .. } => ScheduleKind::Cosine,
             Schedule::Step { .. } => ScheduleKind::Step,
+            Schedule::MultiStep { .. } => ScheduleKind::Multistep,
+            Schedule::Exponential { .. } => ScheduleKind::Exponential,
         });
         let schedule = match (kind, base.schedule) {
             (ScheduleKind::Constant, _) => Schedule::Constant,
@@ -268,9 +277,45 @@ impl OptimArgs {
                 };
                 Schedule::Step { step_size, gamma: self.lr_gamma.unwrap_or(g0) }
             }
+            (ScheduleKind::Multistep, saved) => {
+                let (m0, g0) = match saved {
+                    Schedule::MultiStep { milestones, gamma } => (Some(milestones), gamma),
+                    _ => (None, 0.1),
+                };
+                let Some(mut milestones) = self.lr_milestones.clone().or(m0) else {
+                    bail!("--lr-schedule multistep needs --lr-milestones M1,M2,… (the steps at which it decays)");
+                };
+                milestones.sort_unstable();
+                Schedule::MultiStep { milestones, gamma: self.lr_gamma.unwrap_or(g0) }
+            }
+            (ScheduleKind::Exponential, saved) => {
+                let g0 = match saved {
+                    Schedule::Exponential { gamma } => Some(gamma),
+                    _ => None,
+                };
+                let Some(gamma) = self.lr_gamma.or(g0) else {
+                    bail!("--lr-schedule exponential needs --lr-gamma G (the factor of each step)");
+                };
+                Schedule::Exponential { gamma }
+            }
         };
-        if !matches!(schedule, Schedule::Step { .. }) && (self.lr_step_size.is_some() || self.lr_gamma.is_some()) {
-            bail!("--lr-step-size and --lr-gamma apply to --lr-schedule step");
+        if !matches!(schedule, Schedule::Step { .. }) && self.lr_step_size.is_some() {
+            bail!("--lr-step-size applies to --lr-schedule step");
+        }
+        if !matches!(schedule, Schedule::MultiStep { .. }) && self.lr_milestones.is_some() {
+            bail!("--lr-milestones applies to --lr-schedule multistep");
+        }
+        let decays =
+            matches!(schedule, Schedule::Step { .. } | Schedule::MultiStep { .. } | Schedule::Exponential { .. });
+        if !decays && self.lr_gamma.is_some() {
+            bail!("--lr-gamma applies to --lr-schedule step, multistep and exponential");
+        }
+        if let Schedule::Step { gamma, .. } | Schedule::MultiStep { gamma, .. } | Schedule::Exponential { gamma } =
+            &schedule
+        {
+            if !(gamma.is_finite() && *gamma > 0.0) {
+                bail!("--lr-gamma must be a finite number > 0, got {gamma}");
+            }
         }
         if !matches!(schedule, Schedule::Cosine { .. }) && self.lr_min.is_some() {
             bail!("--lr-min applies to --lr-schedule cosine");

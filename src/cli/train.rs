@@ -180,7 +180,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::ops::cross_entropy::check_label_smoothing(label_smoothing)?;
     let clip_grad_norm = a.optim.clip_grad_norm(resumed.as_ref().and_then(|m| m.clip_grad_norm))?;
     // The step count sets only a cosine schedule's length: its flags are checked here already.
-    a.optim.schedule(resumed.as_ref().map(|m| m.schedule), u64::MAX)?;
+    a.optim.schedule(resumed.as_ref().map(|m| m.schedule.clone()), u64::MAX)?;
     // A resumed run goes on where it was (runs/<model> could be another run's).
     let resumed_dir = a.resume.as_deref().map(|p| match p.is_dir() {
         true => p.to_path_buf(),
@@ -209,7 +209,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // a while to decode): all but the schedule's length and the classes, which the data sets, and
     // which the trainer checks with the rest once it has them.
     if let Some(m) = &resumed {
-        let known = train::Config { schedule: m.schedule, ..cfg.clone() };
+        let known = train::Config { schedule: m.schedule.clone(), ..cfg.clone() };
         let differ = train::settings_differ(m, &known, data.kind().name(), &m.classes);
         if !differ.is_empty() {
             let p = a.resume.as_deref().unwrap_or(Path::new(""));
@@ -220,14 +220,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let test_ds = data.load(Split::Test)?;
     let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
     let total_steps = a.max_steps.unwrap_or(u64::MAX).min(a.epochs.saturating_mul(per_epoch));
-    cfg.schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule), total_steps)?;
+    cfg.schedule = a.optim.schedule(resumed.as_ref().map(|m| m.schedule.clone()), total_steps)?;
     if let Some(w) = &a.class_weights {
         cfg.class_weights = Some(w.resolve(&train_ds).map_err(|e| anyhow::anyhow!("--class-weights: {e}"))?);
     }
     let loss = loss_description(cfg.class_weights.as_deref(), label_smoothing);
     // As many outputs as the dataset has classes (an image folder's may be any number).
     let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
-    let schedule = cfg.schedule;
+    let schedule = cfg.schedule.clone();
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
         "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}",

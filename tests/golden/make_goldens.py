@@ -653,6 +653,33 @@ def clip_grad_norm():
     save_file(e, os.path.join(OUT, 'tudui_clip_expected.safetensors'), metadata=meta)
 
 
+def schedules():
+    """torch.optim.lr_scheduler's rates over 50 steps from a base rate of 0.1: CosineAnnealingLR,
+    StepLR, MultiStepLR and ExponentialLR, two of them after a linear warmup (LinearLR from 1/W
+    to 1 over W steps, then the schedule, in a SequentialLR: wgrad's --warmup-steps W)."""
+    from torch.optim import lr_scheduler as S
+    t, m = {}, {}
+    cases = [('cosine', 5, lambda o: S.CosineAnnealingLR(o, T_max=45, eta_min=1e-3), dict(t_max=45, eta_min=1e-3)),
+             ('step', 0, lambda o: S.StepLR(o, step_size=7, gamma=0.5), dict(step_size=7, gamma=0.5)),
+             ('multistep', 3, lambda o: S.MultiStepLR(o, milestones=[10, 20, 20, 35], gamma=0.3),
+              dict(milestones=[10, 20, 20, 35], gamma=0.3)),
+             ('exponential', 0, lambda o: S.ExponentialLR(o, gamma=0.9), dict(gamma=0.9))]
+    for name, warmup, make, kw in cases:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = make(opt)
+        if warmup:
+            first = S.LinearLR(opt, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
+            sched = S.SequentialLR(opt, [first, make(opt)], milestones=[warmup])
+        lrs = []
+        for _ in range(50):
+            lrs.append(opt.param_groups[0]['lr'])
+            opt.step()
+            sched.step()
+        t[f'{name}.lr'] = torch.tensor(lrs, dtype=torch.float32)
+        m[name] = dict(op='lr_scheduler', kind=name, warmup_steps=warmup, base_lr=0.1, **kw)
+    save('schedules.safetensors', t, m)
+
+
 def optimizers():
     """torch.optim.SGD (momentum, dampening, nesterov, weight decay), Adam and AdamW on one tensor
     over three steps with given gradients: the parameter after each step."""
@@ -682,7 +709,7 @@ if __name__ == '__main__':
     import sys
     os.makedirs(OUT, exist_ok=True)
     every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, batchnorm1d, pools, dropout, residual,
-             models_and_optimizers, clip_grad_norm, optimizers]
+             models_and_optimizers, clip_grad_norm, schedules, optimizers]
     # Names given (`make_goldens.py activations`): only those files, the others left as they are.
     wanted = sys.argv[1:] or [f.__name__ for f in every]
     unknown = set(wanted) - {f.__name__ for f in every}

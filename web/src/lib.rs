@@ -290,7 +290,7 @@ impl Run {
         let model = kind.build(s.seed);
         let opts = graph::Options {
             optimizer: Some(optimizer),
-            schedule,
+            schedule: schedule.clone(),
             seed: s.seed,
             label_smoothing: s.label_smoothing,
             clip_grad_norm: s.clip_grad_norm,
