@@ -84,6 +84,47 @@ fn an_image_folder_reads_as_torchvisions_imagefolder() {
 }
 
 /// BMP, PPM and PGM pictures (torchvision's extensions, in any case) read as PNGs do.
+/// A folder of class folders alone (no train/, test/ or val/): a fifth of each class's pictures
+/// (rounded, at least one of two or more) are the test split, the same ones at every load, the
+/// rest the training split; together they are the folder's pictures, each once.
+#[test]
+fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
+    let d = tempdir();
+    for (k, (name, n)) in [("red", 10), ("blue", 6), ("green", 1), ("grey", 2)].into_iter().enumerate() {
+        for i in 0..n {
+            picture(&d.join(format!("{name}/p{i:02}.png")), 16, 16, [20 * i as u8, 60 * k as u8, 50], i);
+        }
+    }
+    let load = |split| data::load(DatasetKind::ImageFolder, &d, split, false).unwrap();
+    let (train, test) = (load(Split::Train), load(Split::Test));
+    assert_eq!(train.classes, ["blue", "green", "grey", "red"]);
+    assert_eq!(test.classes, train.classes);
+    let count = |ds: &data::Dataset, c: u8| ds.labels.iter().filter(|&&l| l == c).count();
+    // blue: 6 → 1 held out, green: 1 → none, grey: 2 → 1, red: 10 → 2.
+    assert_eq!([0, 1, 2, 3].map(|c| count(&test, c)), [1, 0, 1, 2]);
+    assert_eq!([0, 1, 2, 3].map(|c| count(&train, c)), [5, 1, 1, 8]);
+    let images = |ds: &data::Dataset| (0..ds.len()).map(|i| ds.image(i).to_vec()).collect::<Vec<_>>();
+    let mut all = [images(&train), images(&test)].concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 19, "every picture once");
+    assert_eq!(images(&load(Split::Test)), images(&test), "the same pictures at every load");
+    assert!(train.describe().contains("20% of each class's pictures, the same ones every run, are the test split"));
+    // The same split trains and evaluates through the binary.
+    let runs = tempdir();
+    let out = runs.join("run");
+    let data = ["--dataset", "image-folder", "--data-dir", s(&d)];
+    let (code, _, err) = wgrad(
+        &[&["train", "--device", "cpu", "--epochs", "1", "--batch-size", "5", "--out", s(&out)][..], &data].concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ImageFolder Train split: 15 images") && err.contains("Test split: 4 images"), "{err}");
+    let (code, stdout, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&d), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["images"], 4, "{v}");
+}
+
 #[test]
 fn bmp_ppm_and_pgm_pictures_are_read_too() {
     let d = tempdir();
@@ -134,9 +175,12 @@ fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
     let e = load(&d, Split::Train);
     assert!(e.contains("train/empty") && e.contains("holds no pictures"), "{e}");
     std::fs::remove_dir_all(d.join("train/empty")).unwrap();
-    // No train/ at all.
-    let e = load(&d.join("train"), Split::Train);
+    // No train/ at all, nor class folders: loose pictures.
+    let loose = tempdir();
+    picture(&loose.join("a.png"), 8, 8, [10, 20, 30], 0);
+    let e = load(&loose, Split::Train);
     assert!(e.contains("no train/ folder of pictures here") && e.contains("test/ (or val/)"), "{e}");
+    assert!(e.contains("or the class folders alone (cat/001.png, a fifth of them held out for testing)"), "{e}");
     // More classes than labels (bytes) hold.
     let many = tempdir();
     for c in 0..257 {

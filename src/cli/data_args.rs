@@ -10,14 +10,15 @@ pub struct DataArgs {
     /// .gz files in --data-dir, its fashion-mnist/ or mnist/, or torchvision's FashionMNIST/raw/ or
     /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist), image-folder (your
     /// own PNG, JPEG, BMP or PPM/PGM pictures as torchvision's ImageFolder reads them: --data-dir
-    /// holds train/ and test/ (or val/), each with a folder per class; resized to 32×32) or
-    /// synthetic (generated, CIFAR-10 binary format).
+    /// holds train/ and test/ (or val/), each with a folder per class, or the class folders
+    /// alone, a fifth of each class held out as the test split; resized to 32×32) or synthetic
+    /// (generated, CIFAR-10 binary format).
     /// Without it: a checkpoint's own (eval, train --resume), else CIFAR-10 if it is under
     /// --data-dir (or --download is given), else synthetic.
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
     /// Folder holding the data (CIFAR-10: the folder that contains cifar-10-batches-py/ or -bin/;
-    /// an image folder: the folder that contains train/ and test/).
+    /// an image folder: the folder that contains train/ and test/, or the class folders).
     #[arg(long = "data-dir", default_value = "data")]
     pub data_dir: PathBuf,
     /// Download the dataset (CIFAR-10, 170 MB; Fashion-MNIST, 30 MB; MNIST, 12 MB; verified by MD5)

@@ -4,8 +4,12 @@
 //! in sub-folders too, files of other extensions left out. `--data-dir` holds `train/` and `test/`
 //! (or `val/`), each such a folder; the test split's classes are the training split's (a test
 //! folder of a class the training split lacks is refused, one it lacks is fine), or, in a folder
-//! with no `train/` (pictures to evaluate a checkpoint on), its own. Each picture is
-//! framed as CIFAR-10's images are (colour, resized to 32×32, as `predict` frames a picture).
+//! with no `train/` (pictures to evaluate a checkpoint on), its own. A folder of class folders
+//! alone, with neither `train/`, `test/` nor `val/` (`pictures/cat/001.png`), is split as Keras'
+//! `image_dataset_from_directory(validation_split=0.2)` splits one: [`HELD_OUT`] of each class's
+//! pictures are the test split, chosen by the MD5 of their paths within the folder (the same
+//! pictures on every machine and every run), the rest the training split. Each picture is framed as CIFAR-10's images are (colour, resized to 32×32,
+//! as `predict` frames a picture).
 
 use super::image::{decode_pixels, Framing};
 use super::{Dataset, DatasetKind, Split, IMAGE_BYTES};
@@ -19,6 +23,13 @@ const EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif",
 const DECODED: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "ppm", "pgm"];
 /// Labels are bytes.
 const MAX_CLASSES: usize = 256;
+/// The share of each class's pictures a folder without splits holds out as its test split.
+pub const HELD_OUT: f64 = 0.2;
+
+/// Whether `dir` is a folder of class folders alone, without train/, test/ or val/.
+pub fn is_unsplit(dir: &Path) -> bool {
+    ["train", "test", "val"].iter().all(|s| !dir.join(s).is_dir()) && classes(dir).is_ok()
+}
 
 /// The folder of `split` under `dir`: `train/`, and `test/` or else `val/`.
 pub fn find(dir: &Path, split: Split) -> Result<PathBuf> {
@@ -31,7 +42,8 @@ pub fn find(dir: &Path, split: Split) -> Result<PathBuf> {
             dir,
             format!(
                 "no {} folder of pictures here: an image folder holds train/ and test/ (or val/), each with a folder \
-                 per class (train/cat/001.png), as torchvision's ImageFolder reads them; --data-dir names it",
+                 per class (train/cat/001.png), as torchvision's ImageFolder reads them, or the class folders alone \
+                 (cat/001.png, a fifth of them held out for testing); --data-dir names it",
                 names.join("/ or ") + "/"
             ),
         )
@@ -62,6 +74,9 @@ pub fn classes(split_dir: &Path) -> Result<Vec<String>> {
 /// A split's pictures, decoded and framed (in parallel), with the training split's classes (a
 /// folder with test/ or val/ alone, to evaluate a checkpoint on, has that split's own).
 pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
+    if is_unsplit(dir) {
+        return load_unsplit(dir, split);
+    }
     let root = find(dir, split)?;
     let classes = classes(&find(dir, Split::Train).unwrap_or_else(|_| root.clone()))?;
     // The split's class folders: each must be one of the training split's.
@@ -83,6 +98,44 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
             ));
         }
     }
+    decode(files, classes, split, root)
+}
+
+/// A split of a folder of class folders alone: [`HELD_OUT`] of each class's pictures (rounded,
+/// at least one of two or more) are the test split, those whose paths within `dir` have the
+/// smallest MD5s; the split keeps the pictures' order.
+fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
+    let classes = classes(dir)?;
+    let mut files: Vec<(PathBuf, u8)> = Vec::new();
+    for (label, name) in classes.iter().enumerate() {
+        let folder = dir.join(name);
+        let mut class = Vec::new();
+        pictures(&folder, label as u8, &mut class)?;
+        if class.is_empty() {
+            return Err(Error::file(
+                &folder,
+                format!("holds no pictures (files ending {})", DECODED.map(|e| format!(".{e}")).join(", ")),
+            ));
+        }
+        let n = class.len();
+        let held = if n < 2 { 0 } else { ((n as f64 * HELD_OUT).round() as usize).max(1) };
+        let digest = |p: &Path| {
+            let rel = p.strip_prefix(dir).unwrap_or(p).to_string_lossy().replace('\\', "/");
+            <md5::Md5 as md5::Digest>::digest(rel.as_bytes())
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_cached_key(|&i| digest(&class[i].0));
+        let mut test = vec![false; n];
+        for &i in &order[..held] {
+            test[i] = true;
+        }
+        files.extend(class.into_iter().zip(test).filter(|(_, t)| *t == (split == Split::Test)).map(|(f, _)| f));
+    }
+    decode(files, classes, split, dir.to_path_buf())
+}
+
+/// Decodes and frames `files` (in parallel) into a split of `classes`.
+fn decode(files: Vec<(PathBuf, u8)>, classes: Vec<String>, split: Split, source: PathBuf) -> Result<Dataset> {
     let images: Vec<Vec<u8>> = files
         .par_iter()
         .map(|(path, _)| {
@@ -98,7 +151,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
         labels: files.iter().map(|f| f.1).collect(),
         classes,
         synthetic: false,
-        source: root,
+        source,
     })
 }
 

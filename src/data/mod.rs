@@ -101,7 +101,16 @@ impl Dataset {
     }
     /// One line saying what this is, e.g. for the start of `wgrad train`.
     pub fn describe(&self) -> String {
-        let what = if self.synthetic { " (SYNTHETIC data, not a real dataset)" } else { "" };
+        let what = if self.synthetic {
+            " (SYNTHETIC data, not a real dataset)".to_string()
+        } else if self.name == DatasetKind::ImageFolder.name() && image_folder::is_unsplit(&self.source) {
+            format!(
+                " (no train/ or test/ there: {}% of each class's pictures, the same ones every run, are the test split)",
+                image_folder::HELD_OUT * 100.0
+            )
+        } else {
+            String::new()
+        };
         format!("{} {:?} split: {} images from {}{what}", self.name, self.split, self.len(), self.source.display())
     }
 }
