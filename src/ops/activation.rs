@@ -119,7 +119,7 @@ impl Function {
             Function::GeluTanh => x / (one + (T::of(-2.0) * gelu_tanh_inner(x)).exp()),
             Function::Silu => x / (one + (-x).exp()),
             Function::Sigmoid => one / (one + (-x).exp()),
-            Function::Tanh => x.tanh(),
+            Function::Tanh => x.fast_tanh(),
         }
     }
 
