@@ -74,7 +74,8 @@ pub struct Config {
     /// The training loss's label smoothing (`graph::Options::label_smoothing`); the test loss is
     /// plain CrossEntropyLoss.
     pub label_smoothing: f32,
-    /// Gradient clipping's `max_norm` before each optimizer step (`graph::Options::clip_grad_norm`).
+    /// Gradient clipping's `max_norm` before each optimizer step
+    /// (`graph::Options::clip_grad_norm`).
     pub clip_grad_norm: Option<f32>,
     /// The training loss's class weights (`graph::Options::loss_weight`; [`ClassWeights`] makes
     /// them); the test loss is unweighted.

@@ -1,8 +1,8 @@
 //! `wgrad check`: a model (`--model`) on a PyTorch state dict and given batches, in train mode;
 //! writes logits.i, loss.i, `grad.i.<key>` (and, with an optimizer, `param.i.<key>` for every
 //! state-dict entry after each step; with `--clip-grad-norm`, `grad_norm.i`) to compare with
-//! PyTorch. `--verify` runs the same steps on
-//! the CPU path and reports every activation's and gradient's error.
+//! PyTorch. `--verify` runs the same steps on the CPU path and reports every activation's and
+//! gradient's error.
 
 use super::model_args::{ModelArgs, OptimArgs};
 use super::DeviceArgs;

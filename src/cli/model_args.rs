@@ -161,7 +161,8 @@ pub struct OptimArgs {
     #[arg(long = "lr-min", allow_negative_numbers = true)]
     pub lr_min: Option<f32>,
     /// Scale the gradients together before each optimizer step so that their total 2-norm is at
-    /// most MAX_NORM, as torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM) [default: off].
+    /// most MAX_NORM, as torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_NORM) [default:
+    /// off].
     #[arg(long = "clip-grad-norm", value_name = "MAX_NORM", allow_negative_numbers = true)]
     pub clip_grad_norm: Option<f32>,
 }

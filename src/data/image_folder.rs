@@ -1,15 +1,16 @@
 //! Your own pictures, as torchvision's `ImageFolder` reads them: one folder per class
 //! (`train/cat/001.png`, `train/dog/x.jpg`), the classes in the sorted order of their folders'
-//! names (class i is the i-th name), each class's pictures in sorted order of their paths, found
-//! in sub-folders too, files of other extensions left out. `--data-dir` holds `train/` and `test/`
-//! (or `val/`), each such a folder; the test split's classes are the training split's (a test
-//! folder of a class the training split lacks is refused, one it lacks is fine), or, in a folder
-//! with no `train/` (pictures to evaluate a checkpoint on), its own. A folder of class folders
-//! alone, with neither `train/`, `test/` nor `val/` (`pictures/cat/001.png`), is split as Keras'
-//! `image_dataset_from_directory(validation_split=0.2)` splits one: [`HELD_OUT`] of each class's
-//! pictures are the test split, chosen by the MD5 of their paths within the folder (the same
-//! pictures on every machine and every run), the rest the training split. Each picture is framed as CIFAR-10's images are (colour, resized to 32×32,
-//! as `predict` frames a picture).
+//! names (class i is the i-th name), each class's pictures in sorted order of their paths, found in
+//! sub-folders too, files of other extensions left out. `--data-dir` holds `train/` and `test/` (or
+//! `val/`), each such a folder; the test split's classes are the training split's (a test folder of
+//! a class the training split lacks is refused, one it lacks is fine), or, in a folder with no
+//! `train/` (pictures to evaluate a checkpoint on), its own. A folder of class folders alone, with
+//! neither `train/`, `test/` nor `val/` (`pictures/cat/001.png`), is split in two as Keras'
+//! `image_dataset_from_directory(validation_split=0.2)` splits one, but class by class:
+//! [`HELD_OUT`] of each class's pictures are the test split, chosen by the MD5 of their paths
+//! within the folder (the same pictures on every machine and every run), the rest the training
+//! split. Each picture is framed as CIFAR-10's images are (colour, resized to 32×32, as `predict`
+//! frames a picture).
 
 use super::image::{decode_pixels, Framing};
 use super::{Dataset, DatasetKind, Split, IMAGE_BYTES};

@@ -3,8 +3,8 @@
 //! gradient taken together, and every gradient is multiplied in place by
 //! `clip_coef = min(max_norm / (total_norm + 1e-6), 1)`: NaN where the norm is NaN and 0 where it
 //! is infinite, as PyTorch's clamp gives them. The executors clip between the backward and the
-//! optimizer step when `graph::Options::clip_grad_norm` is set, and keep `total_norm` (what PyTorch's
-//! function returns) for `Executor::grad_norm`.
+//! optimizer step when `graph::Options::clip_grad_norm` is set, and keep `total_norm` (what
+//! PyTorch's function returns) for `Executor::grad_norm`.
 //! Shaders: clip_grad_norm_partial.wgsl (at most [`PARTIALS`] sums of squares),
 //! clip_grad_norm_scale.wgsl (every workgroup adds those sums in the same order, so all of them
 //! scale by the same coefficient, then scales its gradients).

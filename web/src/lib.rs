@@ -268,8 +268,8 @@ fn with<T: Serialize + 'static>(
 #[wasm_bindgen]
 impl Run {
     /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, seed,
-    /// eval_images, augment, label_smoothing, clip_grad_norm) on `data`, initialised as `wgrad train --seed`
-    /// initialises it.
+    /// eval_images, augment, label_smoothing, clip_grad_norm) on `data`, initialised as `wgrad train
+    /// --seed` initialises it.
     pub fn create(gpu: &Gpu, data: &Data, settings: &str) -> std::result::Result<Run, JsValue> {
         let s: Settings = serde_json::from_str(settings).map_err(|e| js_err(format!("settings {settings}: {e}")))?;
         let kind = ModelKind::parse(&s.model)
