@@ -104,6 +104,8 @@ impl ClassWeights {
             ))),
             ClassWeights::Given(w) => match w.iter().position(|v| !v.is_finite() || *v < 0.0) {
                 Some(i) => Err(Error::Graph(format!("class weight {i} is {}: weights must be finite and >= 0", w[i]))),
+                // Every step's loss would be 0 / 0.
+                None if w.iter().all(|&v| v == 0.0) => Err(Error::Graph("every class weight is 0".into())),
                 None => Ok(w.clone()),
             },
             ClassWeights::Balanced => {

@@ -193,6 +193,8 @@ fn class_weights_resolve_against_the_training_set() {
     assert!(e.contains("2 class weights given but synthetic has 3 classes (cat, dog, emu)"), "{e}");
     let e = "1,-2,1".parse::<ClassWeights>().unwrap().resolve(&ds).unwrap_err().to_string();
     assert!(e.contains("class weight 1 is -2"), "{e}");
+    let e = "0,0,0".parse::<ClassWeights>().unwrap().resolve(&ds).unwrap_err().to_string();
+    assert!(e.contains("every class weight is 0"), "{e}");
     assert!("1,x".parse::<ClassWeights>().unwrap_err().contains("\"x\" is not a number"));
     ds.labels = vec![0, 1, 1, 1, 0, 0, 0, 1];
     let e = ClassWeights::Balanced.resolve(&ds).unwrap_err().to_string();
