@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
-    let mut ex = wgrad::executor(&device, &model, batch, opts.clone())?;
+    let mut ex = wgrad::executor(&device, &model, batch, opts)?;
     let per = batch * 3 * 32 * 32;
     for step in 0..40 {
         let b = step % 8;

@@ -65,7 +65,7 @@ fn steps_and_forward_passes_allocate_nothing() {
     for kind in [ModelKind::Tudui, ModelKind::CifarNet, ModelKind::Resnet20] {
         let model = kind.build(0);
         let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.01).momentum(0.9))), ..Default::default() };
-        let mut train = wgrad::executor(&Device::Cpu, &model, n, opts.clone()).unwrap();
+        let mut train = wgrad::executor(&Device::Cpu, &model, n, opts).unwrap();
         let mut infer = wgrad::executor(&Device::Cpu, &model, n, ExecOptions::inference()).unwrap();
         for _ in 0..2 {
             train.step(&images, &targets, true).unwrap();

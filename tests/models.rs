@@ -326,7 +326,7 @@ fn verify_passes_resnet20_across_relu_kinks() {
     let m = model(ModelKind::Resnet20, "resnet20_init.safetensors");
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.01))), keep_all: true, ..Default::default() };
     let mut cpu = wgrad::executor(&Device::Cpu, &m, 8, opts.clone()).unwrap();
-    let mut dev = wgrad::executor(&Device::Gpu(gpu), &m, 8, opts.clone()).unwrap();
+    let mut dev = wgrad::executor(&Device::Gpu(gpu), &m, 8, opts).unwrap();
     for step in 1..=3 {
         let (images, targets) = tudui_batch(step);
         // From the same state each step, as --verify does.

@@ -148,7 +148,7 @@ fn summed_gradients_are_the_same_bits_every_run() {
     for device in devices {
         let run = || {
             let opts = ExecOptions { optimizer: Some(sgd()), ..Default::default() };
-            let mut ex = wgrad::executor(&device, &model(), 4, opts.clone()).unwrap();
+            let mut ex = wgrad::executor(&device, &model(), 4, opts).unwrap();
             for i in [1, 2, 1] {
                 let (images, targets) = batch(i);
                 ex.step(&images, &targets, false).unwrap();

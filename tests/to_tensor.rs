@@ -98,7 +98,7 @@ fn pixels_train_and_infer_as_their_f32(device: Device) {
     let t = ToTensor::normalized(&MEAN, &STD).unwrap();
     let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.1).momentum(0.9))), ..Default::default() };
     let mut floats = wgrad::executor(&device, &model, 3, opts.clone()).unwrap();
-    let mut bytes_ex = wgrad::executor(&device, &model, 3, opts.clone()).unwrap();
+    let mut bytes_ex = wgrad::executor(&device, &model, 3, opts).unwrap();
     let dev = bytes_ex.describe();
     let targets = [4, 0, 2];
     for step in 0..3u64 {

@@ -41,7 +41,7 @@ fn every_model_runs_within_webgpus_default_limits() {
             let model = kind.build(0);
             for optimizer in [Optimizer::Sgd(Sgd::new(0.01).momentum(0.9)), Optimizer::Adam(Adam::new(1e-3))] {
                 let opts = ExecOptions { optimizer: Some(optimizer), ..Default::default() };
-                let mut ex = wgrad::executor(&Device::Gpu(gpu.clone()), &model, n, opts.clone())
+                let mut ex = wgrad::executor(&Device::Gpu(gpu.clone()), &model, n, opts)
                     .unwrap_or_else(|e| panic!("{} ({optimizer:?}): {e}", kind.name()));
                 let loss = ex.step(&images, &targets, true).unwrap().unwrap();
                 assert!(loss.is_finite(), "{}: loss {loss}", kind.name());
