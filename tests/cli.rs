@@ -720,6 +720,33 @@ fn check_takes_the_label_smoothing() {
     assert!(!out.exists());
 }
 
+#[test]
+fn check_takes_the_class_weights() {
+    let dir = tempdir();
+    let out = dir.join("out.safetensors");
+    let weights = data_path("tudui_init.safetensors");
+    let batch = data_path("tudui_batch1.safetensors");
+    let args = ["check", "--device", "cpu", "--weights", s(&weights), "--batch", s(&batch), "--out", s(&out)];
+    let w: Vec<f32> = (1..=10).map(|c| c as f32 / 4.0).collect();
+    let given = w.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+    let (code, _, stderr) = wgrad(&[&args[..], &["--class-weights", &given]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let f = File::read(&out).unwrap();
+    let (logits, loss) = (f.f32(&out, "logits.1").unwrap().1.to_vec(), f.f32(&out, "loss.1").unwrap().1[0]);
+    let targets = File::read(&batch).unwrap().i64(&batch, "targets").unwrap().1.to_vec();
+    let o = wgrad::ops::cross_entropy::Options { weight: Some(w), ..Default::default() };
+    let t = wgrad::ops::cross_entropy::Targets::Class(&targets);
+    let (want, _) = wgrad::ops::cross_entropy::forward_cpu(&logits, t, &o, (targets.len(), 10, 1));
+    assert_close("check --class-weights: loss", &[loss], &want, 1e-6, 1e-7);
+    let plain = wgrad::ops::cross_entropy::forward_cpu(&logits, t, &Default::default(), (targets.len(), 10, 1)).0;
+    assert!((plain[0] - loss).abs() > 1e-3, "weighted {loss} against plain {}", plain[0]);
+    std::fs::remove_file(&out).unwrap();
+    let (code, _, stderr) = wgrad(&[&args[..], &["--class-weights", "1,2,3"]].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("--class-weights: 3 weights given but the model gives 10 class scores"), "{stderr}");
+    assert!(!out.exists());
+}
+
 /// `wgrad train` twice without --out: the second run gets runs/<model>-2 (saying so) instead of
 /// mixing its checkpoints with the first's; --resume runs/<model> still continues the first.
 #[test]

@@ -81,6 +81,12 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
     let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
     let clip_grad_norm = a.optim.clip_grad_norm(None)?;
+    if let Some(w) = &a.class_weights {
+        let classes = graph::Plan::new(&model, 1, crate::ops::interface::Mode::Train)?.classes;
+        if w.len() != classes {
+            bail!("--class-weights: {} weights given but the model gives {classes} class scores", w.len());
+        }
+    }
     let batches: Vec<_> = a.batches.iter().map(|p| read_batch(p)).collect::<Result<_, _>>()?;
     let opts = graph::Options {
         optimizer,
