@@ -56,6 +56,7 @@ fn an_image_folder_reads_as_torchvisions_imagefolder() {
     let d = folder(8);
     let ds = data::load(DatasetKind::ImageFolder, &d, Split::Train, false).unwrap();
     assert_eq!(ds.name, "ImageFolder");
+    assert!(!ds.held_out && !ds.describe().contains("test split"), "{}", ds.describe());
     assert_eq!(ds.classes, ["blue", "green", "red"], "sorted folder names");
     assert_eq!(ds.len(), 24);
     assert_eq!(ds.labels, [[0u8; 8], [1; 8], [2; 8]].concat());
@@ -83,7 +84,6 @@ fn an_image_folder_reads_as_torchvisions_imagefolder() {
     assert!(val.source.ends_with("val"), "{}", val.source.display());
 }
 
-/// BMP, PPM and PGM pictures (torchvision's extensions, in any case) read as PNGs do.
 /// A folder of class folders alone (no train/, test/ or val/): a fifth of each class's pictures
 /// (rounded, at least one of two or more) are the test split, the same ones at every load, the
 /// rest the training split; together they are the folder's pictures, each once.
@@ -109,6 +109,7 @@ fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
     all.dedup();
     assert_eq!(all.len(), 19, "every picture once");
     assert_eq!(images(&load(Split::Test)), images(&test), "the same pictures at every load");
+    assert!(train.held_out && test.held_out);
     assert!(train.describe().contains("20% of each class's pictures, the same ones every run, are the test split"));
     // The same split trains and evaluates through the binary.
     let runs = tempdir();
@@ -125,6 +126,7 @@ fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
     assert_eq!(v["images"], 4, "{v}");
 }
 
+/// BMP, PPM and PGM pictures (torchvision's extensions, in any case) read as PNGs do.
 #[test]
 fn bmp_ppm_and_pgm_pictures_are_read_too() {
     let d = tempdir();
@@ -187,6 +189,9 @@ fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
         std::fs::create_dir_all(many.join(format!("train/c{c:03}"))).unwrap();
     }
     let e = load(&many, Split::Train);
+    assert!(e.contains("holds 257 class folders; wgrad trains at most 256 classes"), "{e}");
+    // The same without train/: an unsplit folder says so too.
+    let e = load(&many.join("train"), Split::Train);
     assert!(e.contains("holds 257 class folders; wgrad trains at most 256 classes"), "{e}");
 }
 

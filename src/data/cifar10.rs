@@ -107,7 +107,16 @@ fn load_split(folder: &Path, split: Split, ext: &str, parse: Parser, classes: Ve
 
 /// A split of CIFAR-10 read from `source`.
 fn dataset(split: Split, images: Vec<u8>, labels: Vec<u8>, classes: Vec<String>, source: PathBuf) -> Dataset {
-    Dataset { name: DatasetKind::Cifar10.name().into(), split, images, labels, classes, synthetic: false, source }
+    Dataset {
+        name: DatasetKind::Cifar10.name().into(),
+        split,
+        images,
+        labels,
+        classes,
+        synthetic: false,
+        held_out: false,
+        source,
+    }
 }
 
 fn get<'a>(dict: &'a Dict, key: &str) -> Option<&'a Value> {

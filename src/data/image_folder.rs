@@ -27,9 +27,11 @@ const MAX_CLASSES: usize = 256;
 /// The share of each class's pictures a folder without splits holds out as its test split.
 pub const HELD_OUT: f64 = 0.2;
 
-/// Whether `dir` is a folder of class folders alone, without train/, test/ or val/.
-pub fn is_unsplit(dir: &Path) -> bool {
-    ["train", "test", "val"].iter().all(|s| !dir.join(s).is_dir()) && classes(dir).is_ok()
+/// Whether `dir` is a folder of class folders alone: sub-folders, none of them train/, test/ or
+/// val/.
+fn is_unsplit(dir: &Path) -> bool {
+    let splits = ["train", "test", "val"];
+    splits.iter().all(|s| !dir.join(s).is_dir()) && read_dir(dir).is_ok_and(|e| e.iter().any(|(_, is_dir)| *is_dir))
 }
 
 /// The folder of `split` under `dir`: `train/`, and `test/` or else `val/`.
@@ -99,7 +101,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
             ));
         }
     }
-    decode(files, classes, split, root)
+    decode(files, classes, split, root, false)
 }
 
 /// A split of a folder of class folders alone: [`HELD_OUT`] of each class's pictures (rounded,
@@ -132,11 +134,18 @@ fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
         }
         files.extend(class.into_iter().zip(test).filter(|(_, t)| *t == (split == Split::Test)).map(|(f, _)| f));
     }
-    decode(files, classes, split, dir.to_path_buf())
+    decode(files, classes, split, dir.to_path_buf(), true)
 }
 
-/// Decodes and frames `files` (in parallel) into a split of `classes`.
-fn decode(files: Vec<(PathBuf, u8)>, classes: Vec<String>, split: Split, source: PathBuf) -> Result<Dataset> {
+/// Decodes and frames `files` (in parallel) into a split of `classes` (`held_out`: see
+/// [`Dataset::held_out`]).
+fn decode(
+    files: Vec<(PathBuf, u8)>,
+    classes: Vec<String>,
+    split: Split,
+    source: PathBuf,
+    held_out: bool,
+) -> Result<Dataset> {
     let images: Vec<Vec<u8>> = files
         .par_iter()
         .map(|(path, _)| {
@@ -152,6 +161,7 @@ fn decode(files: Vec<(PathBuf, u8)>, classes: Vec<String>, split: Split, source:
         labels: files.iter().map(|f| f.1).collect(),
         classes,
         synthetic: false,
+        held_out,
         source,
     })
 }

@@ -85,6 +85,9 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// Whether the data was generated rather than read (every command says so).
     pub synthetic: bool,
+    /// Whether the splits were made by holding out part of each class of a folder that had none
+    /// (an image folder without train/ and test/; every command says so).
+    pub held_out: bool,
     /// Where it was read from.
     pub source: PathBuf,
 }
@@ -103,7 +106,7 @@ impl Dataset {
     pub fn describe(&self) -> String {
         let what = if self.synthetic {
             " (SYNTHETIC data, not a real dataset)".to_string()
-        } else if self.name == DatasetKind::ImageFolder.name() && image_folder::is_unsplit(&self.source) {
+        } else if self.held_out {
             format!(
                 " (no train/ or test/ there: {}% of each class's pictures, the same ones every run, are the test split)",
                 image_folder::HELD_OUT * 100.0
