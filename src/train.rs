@@ -115,8 +115,8 @@ impl ClassWeights {
                 }
                 if let Some(c) = counts.iter().position(|&n| n == 0) {
                     return Err(Error::Graph(format!(
-                        "balanced class weights: {} has no {} images to weigh ({:?} has none)",
-                        train.name, train.classes[c], train.classes[c]
+                        "balanced class weights: {} has no {} images to weigh",
+                        train.name, train.classes[c]
                     )));
                 }
                 let n = train.len() as f64;

@@ -227,7 +227,6 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let loss = loss_description(cfg.class_weights.as_deref(), label_smoothing);
     // As many outputs as the dataset has classes (an image folder's may be any number).
     let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
-    let schedule = cfg.schedule.clone();
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     println!(
         "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}",
@@ -243,7 +242,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             Some(m) => format!(" after clip_grad_norm_(max_norm={})", crate::ops::py_float(m)),
             None => String::new(),
         },
-        schedule.describe(),
+        t.cfg.schedule.describe(),
         loss,
         match &t.resumed_from {
             Some(p) => format!(
