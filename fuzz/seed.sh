@@ -10,4 +10,4 @@ cp $d/cifar10/py3/cifar-10-batches-py/test_batch corpus/cifar_pickle/py3_test_ba
 cp $d/cifar10/py2/cifar-10-batches-py/batches.meta corpus/cifar_pickle/meta
 cp $d/second_init.safetensors $d/second_batch.safetensors corpus/safetensors/
 cp $d/fuzz/*.idx.gz corpus/idx_gz/
-cp $d/fuzz/*.png $d/fuzz/*.jpg corpus/image/
+cp $d/fuzz/small.* corpus/image/

@@ -539,6 +539,7 @@ impl Trainer {
             label_smoothing: cfg.label_smoothing,
             clip_grad_norm: cfg.clip_grad_norm,
             class_weights: cfg.class_weights.clone(),
+            data_dir: None,
         };
         // Where the earlier steps' log and metrics are: the resumed checkpoint's folder.
         let mut earlier = out.to_path_buf();

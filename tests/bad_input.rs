@@ -396,7 +396,7 @@ fn every_bad_input_is_one_clear_error() {
         case(
             "not an image",
             &["predict", "--device", "cpu", "--weights", &sd_s, &sds("not_image.png")],
-            &["not_image.png", "not a PNG, JPEG, BMP or PPM/PGM image"],
+            &["not_image.png", "not a PNG, JPEG, BMP, PPM/PGM, TIFF or WebP image"],
         ),
         case(
             "empty image",

@@ -1,5 +1,5 @@
 //! Your own pictures in torchvision's ImageFolder layout: classes in sorted order of their
-//! folders, each class's files then its sub-folders', PNG and JPEG of any size framed as CIFAR-10's
+//! folders, each class's files then its sub-folders', PNG, JPEG, BMP, PPM/PGM, TIFF and WebP of any size framed as CIFAR-10's
 //! images, other files left out; bad folders refused by name; and through the binary: a model of
 //! as many outputs as there are classes, trained, evaluated, asked to predict and resumed (not
 //! with other classes), and a plain state dict of another class count evaluated.
@@ -21,7 +21,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A picture of `w`×`h` around `rgb` (with some texture), as PNG or (`.jpg`) JPEG.
+/// A picture of `w`×`h` around `rgb` (with some texture), in the format its extension names.
 fn picture(path: &Path, w: u32, h: u32, rgb: [u8; 3], seed: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -126,25 +126,41 @@ fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
     assert_eq!(v["images"], 4, "{v}");
 }
 
-/// BMP, PPM and PGM pictures (torchvision's extensions, in any case) read as PNGs do.
+/// BMP, PPM, PGM, TIFF and WebP pictures (torchvision's other extensions, in any case) read as
+/// PNGs do: each decodes to the pixels it was written with.
 #[test]
-fn bmp_ppm_and_pgm_pictures_are_read_too() {
+fn bmp_ppm_pgm_tiff_and_webp_pictures_are_read_too() {
     let d = tempdir();
+    let files = ["a.bmp", "b.ppm", "c.PGM", "d.tif", "e.TIFF", "f.webp"];
     for split in ["train", "test"] {
         for (name, rgb) in COLOURS {
-            picture(&d.join(format!("{split}/{name}/a.bmp")), 17, 9, rgb, 1);
-            picture(&d.join(format!("{split}/{name}/b.ppm")), 9, 17, rgb, 2);
-            let grey = image::GrayImage::from_fn(12, 12, |x, y| image::Luma([(x * 20 + y) as u8]));
-            let pgm = d.join(format!("{split}/{name}/c.PGM"));
-            grey.save_with_format(&pgm, image::ImageFormat::Pnm).unwrap();
+            for (i, f) in files.iter().enumerate() {
+                let path = d.join(format!("{split}/{name}/{f}"));
+                if f.ends_with("PGM") {
+                    let grey = image::GrayImage::from_fn(12, 12, |x, y| image::Luma([(x * 20 + y) as u8]));
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    grey.save_with_format(&path, image::ImageFormat::Pnm).unwrap();
+                } else {
+                    picture(&path, 9 + 8 * (i as u32 % 2), 17 - 8 * (i as u32 % 2), rgb, i as u32);
+                }
+            }
         }
     }
     let ds = data::load(DatasetKind::ImageFolder, &d, Split::Train, false).unwrap();
-    assert_eq!(ds.len(), 9);
-    for (k, f) in ["a.bmp", "b.ppm", "c.PGM"].iter().enumerate() {
+    assert_eq!(ds.len(), 3 * files.len());
+    for (k, f) in files.iter().enumerate() {
         let path = d.join("train/blue").join(f);
         let want = decode_pixels(&path, &std::fs::read(&path).unwrap(), Framing::Colour).unwrap();
         assert_eq!(ds.image(k), &want[..], "{f}");
+        if !f.ends_with("PGM") {
+            // Lossless formats: the pixels written, resized as a PNG of them is.
+            let png = d.join(format!("{f}.png"));
+            image::open(&path).unwrap().save(&png).unwrap();
+            let from_png = decode_pixels(&png, &std::fs::read(&png).unwrap(), Framing::Colour).unwrap();
+            assert_eq!(want, from_png, "{f} decodes to other pixels than its PNG");
+            let colour = [want[0], want[1024], want[2048]];
+            assert!(colour[2] > colour[0] && colour[2] > colour[1], "{f}: not blue: {colour:?}");
+        }
     }
     // The grey picture is replicated into three equal planes.
     let grey = ds.image(2);
@@ -162,15 +178,20 @@ fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
     let e = load(&d, Split::Test);
     assert!(e.contains("test/purple") && e.contains("a class the training split has no folder of"), "{e}");
     std::fs::remove_dir_all(d.join("test/purple")).unwrap();
-    // A picture of an extension torchvision reads and wgrad does not.
-    std::fs::write(d.join("train/red/x.webp"), b"RIFF").unwrap();
-    let e = load(&d, Split::Train);
-    assert!(e.contains("x.webp") && e.contains(".webp pictures are not read (PNG, JPEG, BMP, PPM and PGM are)"), "{e}");
-    std::fs::remove_file(d.join("train/red/x.webp")).unwrap();
+    // A TIFF and a WebP cut short.
+    for f in ["cut.tif", "cut.webp"] {
+        let path = d.join("train/red").join(f);
+        picture(&path, 30, 30, [1, 2, 3], 0);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let e = load(&d, Split::Train);
+        assert!(e.contains(f) && e.contains("cannot decode"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
     // A file named .png that is not one.
     std::fs::write(d.join("train/red/broken.png"), b"not a png").unwrap();
     let e = load(&d, Split::Train);
-    assert!(e.contains("broken.png") && e.contains("not a PNG, JPEG, BMP or PPM/PGM image"), "{e}");
+    assert!(e.contains("broken.png") && e.contains("not a PNG, JPEG, BMP, PPM/PGM, TIFF or WebP image"), "{e}");
     std::fs::remove_file(d.join("train/red/broken.png")).unwrap();
     // A training class without pictures.
     std::fs::create_dir_all(d.join("train/empty")).unwrap();
@@ -219,7 +240,25 @@ fn train_eval_predict_and_resume_on_three_classes() {
         matches!(&file.tensors["model1.fc2.weight"], wgrad::io::safetensors::Array::F32 { shape, .. } if shape == &[3, 64])
     );
 
-    // eval takes the checkpoint's dataset; --data-dir says where it is.
+    // It records the folder it read, absolute.
+    assert_eq!(meta.data_dir.as_deref(), Some(s(&std::fs::canonicalize(&d).unwrap())));
+
+    // eval takes the checkpoint's dataset and, run from anywhere, its folder; --data-dir names
+    // another.
+    let elsewhere = tempdir();
+    let out_abs = std::fs::canonicalize(&out).unwrap();
+    let run_in = |dir: &Path, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).current_dir(dir).output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, err) = run_in(&elsewhere, &["eval", "--device", "cpu", "--weights", s(&out_abs)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("ImageFolder Test: accuracy") && stdout.contains("  red "), "{stdout}");
+    assert!(err.contains(&format!("18 images from {}", s(&std::fs::canonicalize(d.join("test")).unwrap()))), "{err}");
     let (code, stdout, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--data-dir", s(&d)]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("ImageFolder Test: accuracy") && stdout.contains("  red "), "{stdout}");
@@ -282,9 +321,23 @@ fn train_eval_predict_and_resume_on_three_classes() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("classes blue, green, red (this run: blue, green, red, yellow)"), "{err}");
     std::fs::remove_dir_all(d.join("train/yellow")).unwrap();
-    let (code, _, err) =
-        wgrad(&[&["train", "--device", "cpu", "--epochs", "3", "--resume", s(&out)][..], &data[2..]].concat());
+    // Resumed from anywhere, the run reads its own folder.
+    let (code, _, err) = run_in(&elsewhere, &["train", "--device", "cpu", "--epochs", "3", "--resume", s(&out_abs)]);
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ImageFolder Train split: 36 images"), "{err}");
+
+    // Moved, the folder the checkpoint names is not there: said so, with the way out.
+    let moved = elsewhere.join("moved");
+    std::fs::rename(&d, &moved).unwrap();
+    let (code, _, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&moved.join("run"))]);
+    std::fs::rename(&moved, &d).unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(s(&std::fs::canonicalize(&d).unwrap()))
+            && err
+                .contains("the checkpoint's data folder is not there (moved?): --data-dir names where the data is now"),
+        "{err}"
+    );
 }
 
 /// A plain state dict (as PyTorch saves `model.state_dict()`) of a network with five outputs is

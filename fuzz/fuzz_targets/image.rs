@@ -1,4 +1,5 @@
-//! Pictures for `wgrad predict` (PNG, JPEG): decoding under limits never panics or exhausts memory.
+//! Pictures for `wgrad predict` and image folders (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP): decoding
+//! under limits never panics or exhausts memory.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

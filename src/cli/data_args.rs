@@ -1,6 +1,7 @@
 //! --dataset, --data-dir, --download and --split, shared by the commands that read data.
 
 use crate::data::{self, Dataset, DatasetKind, Split};
+use crate::io::checkpoint::Meta;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ pub struct DataArgs {
     /// cifar10 (either official layout under --data-dir), fashion-mnist or mnist (their four IDX
     /// .gz files in --data-dir, its fashion-mnist/ or mnist/, or torchvision's FashionMNIST/raw/ or
     /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist), image-folder (your
-    /// own PNG, JPEG, BMP or PPM/PGM pictures as torchvision's ImageFolder reads them: --data-dir
+    /// own PNG, JPEG, BMP, PPM/PGM, TIFF or WebP pictures as torchvision's ImageFolder reads them: --data-dir
     /// holds train/ and test/ (or val/), each with a folder per class, or the class folders
     /// alone, a fifth of each class held out as the test split; resized to 32×32) or synthetic
     /// (generated, CIFAR-10 binary format).
@@ -18,20 +19,37 @@ pub struct DataArgs {
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
     /// Folder holding the data (CIFAR-10: the folder that contains cifar-10-batches-py/ or -bin/;
-    /// an image folder: the folder that contains train/ and test/, or the class folders).
-    #[arg(long = "data-dir", default_value = "data")]
-    pub data_dir: PathBuf,
+    /// an image folder: the folder that contains train/ and test/, or the class folders)
+    /// [default: data; for a checkpoint's own dataset (eval, train --resume), the folder it was
+    /// trained on].
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
     /// Download the dataset (CIFAR-10, 170 MB; Fashion-MNIST, 30 MB; MNIST, 12 MB; verified by MD5)
     /// into --data-dir if it is not there.
     #[arg(long)]
     pub download: bool,
+    /// Whether `data_dir` is the checkpoint's (set by [`DataArgs::defaulting_to`]).
+    #[arg(skip)]
+    recorded_dir: bool,
 }
 
 impl DataArgs {
-    /// These arguments with `recorded` (a checkpoint's dataset) as the dataset where none is given.
-    pub fn defaulting_to(mut self, recorded: Option<&str>) -> DataArgs {
-        self.dataset = self.dataset.or_else(|| recorded.and_then(DatasetKind::from_name));
+    /// These arguments with a checkpoint's dataset as the dataset where none is given, and its data
+    /// folder as the folder where none is given and the dataset is its own.
+    pub fn defaulting_to(mut self, recorded: Option<&Meta>) -> DataArgs {
+        let Some(m) = recorded else { return self };
+        let own = DatasetKind::from_name(&m.dataset);
+        self.dataset = self.dataset.or(own);
+        if self.data_dir.is_none() && self.dataset.is_some() && self.dataset == own {
+            self.data_dir = m.data_dir.as_ref().map(PathBuf::from);
+            self.recorded_dir = self.data_dir.is_some();
+        }
         self
+    }
+
+    /// The data folder: `--data-dir`, the checkpoint's, or `data`.
+    pub fn dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(data::default_data_dir)
     }
 
     /// The dataset asked for, or the default: CIFAR-10 when present (or to be downloaded), else
@@ -40,7 +58,7 @@ impl DataArgs {
         if let Some(k) = self.dataset {
             return k;
         }
-        if self.download || data::cifar10::find(&self.data_dir).is_some() {
+        if self.download || data::cifar10::find(&self.dir()).is_some() {
             return DatasetKind::Cifar10;
         }
         static SAID: std::sync::Once = std::sync::Once::new();
@@ -48,14 +66,21 @@ impl DataArgs {
             eprintln!(
                 "data: no CIFAR-10 under {}/ (cifar-10-batches-py or -bin), so using the SYNTHETIC set; \
              add --download to fetch CIFAR-10 (170 MB), or --dataset fashion-mnist",
-                self.data_dir.display()
+                self.dir().display()
             )
         });
         DatasetKind::Synthetic
     }
 
     pub fn load(&self, split: Split) -> crate::Result<Arc<Dataset>> {
-        let ds = data::load(self.kind(), &self.data_dir, split, self.download)?;
+        let dir = self.dir();
+        if self.recorded_dir && !dir.is_dir() {
+            return Err(crate::Error::file(
+                &dir,
+                "the checkpoint's data folder is not there (moved?): --data-dir names where the data is now",
+            ));
+        }
+        let ds = data::load(self.kind(), &dir, split, self.download)?;
         eprintln!("data: {}", ds.describe());
         Ok(Arc::new(ds))
     }

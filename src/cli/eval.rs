@@ -36,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
     // A checkpoint is evaluated on its own dataset unless --dataset says otherwise.
     let recorded = checkpoint::meta_of(&a.weights).ok();
-    let mut ds = a.data.defaulting_to(recorded.as_ref().map(|m| m.dataset.as_str())).load(a.split)?;
+    let mut ds = a.data.defaulting_to(recorded.as_ref()).load(a.split)?;
     // An image folder's classes are its folders' names: labelled by the checkpoint's classes of
     // those names (a folder of some of them, in any order, scores as they were learnt).
     if let Some(m) = recorded.as_ref().filter(|m| ds.name == DatasetKind::ImageFolder.name() && m.classes != ds.classes)

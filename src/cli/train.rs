@@ -188,7 +188,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     });
     let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| fresh_run_dir(kind.name()));
     train::check_out_folder(&out, a.resume.as_deref())?;
-    let data = a.data.clone().defaulting_to(resumed.as_ref().map(|m| m.dataset.as_str()));
+    let data = a.data.clone().defaulting_to(resumed.as_ref());
     let mut cfg = train::Config {
         model_name: kind.name(),
         epochs: a.epochs,
@@ -228,6 +228,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // As many outputs as the dataset has classes (an image folder's may be any number).
     let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
+    // Where eval and a later --resume find the data (a resumed run moved elsewhere records where
+    // it is now).
+    t.meta.data_dir = std::fs::canonicalize(data.dir()).ok().and_then(|d| d.to_str().map(String::from));
     println!(
         "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}",
         kind.name(),

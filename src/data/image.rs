@@ -1,4 +1,4 @@
-//! Pictures for `wgrad predict` and image folders: PNG, JPEG, BMP or PPM/PGM of any size, framed
+//! Pictures for `wgrad predict` and image folders: PNG, JPEG, BMP, PPM/PGM, TIFF or WebP of any size, framed
 //! as the network's dataset framed its images ([`Framing`]) into a 3×32×32 tensor in [0, 1], with
 //! limits so a file claiming huge dimensions is refused.
 
@@ -53,7 +53,7 @@ pub fn decode_pixels(path: &Path, bytes: &[u8], framing: Framing) -> Result<Vec<
         .with_guessed_format()
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     if reader.format().is_none() {
-        return Err(Error::file(path, "not a PNG, JPEG, BMP or PPM/PGM image"));
+        return Err(Error::file(path, "not a PNG, JPEG, BMP, PPM/PGM, TIFF or WebP image"));
     }
     let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()

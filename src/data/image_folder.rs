@@ -18,10 +18,9 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// The extensions torchvision's ImageFolder takes (`IMG_EXTENSIONS`), case-insensitive.
+/// The extensions torchvision's ImageFolder takes (`IMG_EXTENSIONS`), case-insensitive: wgrad
+/// decodes them all.
 const EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
-/// Those of them wgrad decodes.
-const DECODED: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "ppm", "pgm"];
 /// Labels are bytes.
 const MAX_CLASSES: usize = 256;
 /// The share of each class's pictures a folder without splits holds out as its test split.
@@ -97,7 +96,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
         if files.len() == before && split == Split::Train {
             return Err(Error::file(
                 &folder,
-                format!("holds no pictures (files ending {})", DECODED.map(|e| format!(".{e}")).join(", ")),
+                format!("holds no pictures (files ending {})", EXTENSIONS.map(|e| format!(".{e}")).join(", ")),
             ));
         }
     }
@@ -117,7 +116,7 @@ fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
         if class.is_empty() {
             return Err(Error::file(
                 &folder,
-                format!("holds no pictures (files ending {})", DECODED.map(|e| format!(".{e}")).join(", ")),
+                format!("holds no pictures (files ending {})", EXTENSIONS.map(|e| format!(".{e}")).join(", ")),
             ));
         }
         let n = class.len();
@@ -171,7 +170,7 @@ fn decode(
 pub fn pictures_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = read_dir(dir)?
         .into_iter()
-        .filter(|(p, is_dir)| !is_dir && DECODED.contains(&extension(p).as_str()))
+        .filter(|(p, is_dir)| !is_dir && EXTENSIONS.contains(&extension(p).as_str()))
         .map(|(p, _)| p)
         .collect();
     files.sort();
@@ -196,8 +195,7 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
 }
 
 /// The pictures under `folder`, labelled `label`: its files in sorted order, then its sub-folders'
-/// in sorted order of the folders. A file with an extension torchvision reads that wgrad does
-/// not decode is refused by name.
+/// in sorted order of the folders.
 fn pictures(folder: &Path, label: u8, out: &mut Vec<(PathBuf, u8)>) -> Result<()> {
     let mut entries = read_dir(folder)?;
     // Files first (false < true), each kind by name.
@@ -207,14 +205,8 @@ fn pictures(folder: &Path, label: u8, out: &mut Vec<(PathBuf, u8)>) -> Result<()
             pictures(&path, label, out)?;
             continue;
         }
-        let ext = extension(&path);
-        if DECODED.contains(&ext.as_str()) {
+        if EXTENSIONS.contains(&extension(&path).as_str()) {
             out.push((path, label));
-        } else if EXTENSIONS.contains(&ext.as_str()) {
-            return Err(Error::file(
-                &path,
-                format!(".{ext} pictures are not read (PNG, JPEG, BMP, PPM and PGM are): convert it, or move it out of the folder"),
-            ));
         }
     }
     Ok(())

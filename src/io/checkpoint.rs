@@ -69,6 +69,12 @@ pub struct Meta {
     /// checkpoints written before they existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weights: Option<Vec<f32>>,
+    /// The data folder the run read (`--data-dir`, made absolute), where `eval` and
+    /// `train --resume` read the checkpoint's dataset unless told another; none in checkpoints
+    /// written before it was recorded, in those of a [`crate::train::Trainer`] not told it, and
+    /// where the path is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
 }
 
 fn tudui() -> String {
