@@ -124,6 +124,24 @@ fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["images"], 4, "{v}");
+    // A run's folder among the class folders would be read as a class: refused, before it is made.
+    let inside = d.join("runs/pets");
+    let (code, _, err) = wgrad(&[&["train", "--device", "cpu", "--out", s(&inside)][..], &data].concat());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("runs/pets: the run's folder is inside the pictures of")
+            && err.contains("--out names a folder outside them"),
+        "{err}"
+    );
+    assert!(!d.join("runs").exists(), "the refused run made its folder");
+    // With train/ and test/, beside them is fine (train_eval_predict_and_resume_on_three_classes
+    // trains into such a folder), inside either is not.
+    std::fs::create_dir_all(d.join("train")).unwrap();
+    std::fs::rename(d.join("red"), d.join("train/red")).unwrap();
+    assert!(!data::image_folder::reads_into(&d, &d.join("run")));
+    assert!(data::image_folder::reads_into(&d, &d.join("train/red/run")));
+    assert!(data::image_folder::reads_into(&d, &d.join("test/run")), "test/ not made yet");
+    assert!(!data::image_folder::reads_into(&d, &d.join("train")));
 }
 
 /// BMP, PPM, PGM, TIFF and WebP pictures (torchvision's other extensions, in any case) read as

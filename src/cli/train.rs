@@ -5,7 +5,7 @@
 use super::model_args::{ModelArgs, OptimArgs};
 use super::progress::Progress;
 use super::{data_args::DataArgs, DeviceArgs};
-use crate::data::Split;
+use crate::data::{DatasetKind, Split};
 use crate::nn::models::ModelKind;
 use crate::train::{self, EpochRecord, Observer, Outcome, Trainer};
 use std::path::{Path, PathBuf};
@@ -189,6 +189,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let out = a.out.clone().or(resumed_dir).unwrap_or_else(|| fresh_run_dir(kind.name()));
     train::check_out_folder(&out, a.resume.as_deref())?;
     let data = a.data.clone().defaulting_to(resumed.as_ref());
+    if data.kind() == DatasetKind::ImageFolder && crate::data::image_folder::reads_into(&data.dir(), &out) {
+        anyhow::bail!(
+            "{}: the run's folder is inside the pictures of {}, where its checkpoints and curves would be read as \
+             pictures (of a class named after it); --out names a folder outside them",
+            out.display(),
+            data.dir().display()
+        );
+    }
     let mut cfg = train::Config {
         model_name: kind.name(),
         epochs: a.epochs,

@@ -33,6 +33,19 @@ fn is_unsplit(dir: &Path) -> bool {
     splits.iter().all(|s| !dir.join(s).is_dir()) && read_dir(dir).is_ok_and(|e| e.iter().any(|(_, is_dir)| *is_dir))
 }
 
+/// Whether files put in `folder` (a run's `--out`) would be read as pictures of the image folder
+/// at `dir`: whether it lies inside a split's folder (train/, test/, val/), or inside `dir` when
+/// `dir` is a folder of class folders alone, where it would be read as a class of its own.
+pub fn reads_into(dir: &Path, folder: &Path) -> bool {
+    let abs = |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.into());
+    let (dir, folder) = (abs(dir), abs(folder));
+    let inside = |root: &Path| folder.starts_with(root) && folder != root;
+    match is_unsplit(&dir) {
+        true => inside(&dir),
+        false => ["train", "test", "val"].iter().any(|s| inside(&dir.join(s))),
+    }
+}
+
 /// The folder of `split` under `dir`: `train/`, and `test/` or else `val/`.
 pub fn find(dir: &Path, split: Split) -> Result<PathBuf> {
     let names: &[&str] = match split {
