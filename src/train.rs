@@ -37,7 +37,7 @@
 use crate::data::loader::{Config as LoaderConfig, DataLoader};
 use crate::data::Dataset;
 use crate::eval::{Evaluator, Score};
-use crate::graph::{self, Executor};
+use crate::graph::{self, Executor, StepOutput};
 use crate::io::checkpoint::{self, Checkpoint, Meta};
 use crate::nn::Model;
 use crate::optim::{LrSchedule, Optimizer};
@@ -255,24 +255,30 @@ fn clean_temporaries(out: &Path) {
 struct StepLog {
     file: std::io::BufWriter<std::fs::File>,
     losses: Vec<(u64, f32)>,
+    /// Whether the lines end with the gradients' norm before clipping (`--clip-grad-norm`).
+    grad_norm: bool,
 }
 
-/// The header of steps.csv.
+/// The header of steps.csv; a run that clips its gradients adds `,grad_norm`.
 pub const STEPS_HEADER: &str = "step,epoch,loss,lr";
 
 impl StepLog {
     /// Starts the log in `out`, keeping the lines of steps up to `keep_through` (0 for a new run)
     /// of the log in `earlier` (the resumed checkpoint's folder: `out` itself, or the folder a run
-    /// given another --out continues from).
-    fn open(out: &Path, earlier: &Path, keep_through: u64) -> Result<StepLog> {
+    /// given another --out continues from). With `grad_norm`, each line ends with the step's
+    /// gradient norm (empty in lines kept from a log written before it was).
+    fn open(out: &Path, earlier: &Path, keep_through: u64, grad_norm: bool) -> Result<StepLog> {
         let path = steps_path(out);
-        let mut text = format!("{STEPS_HEADER}\n");
+        let mut text = format!("{STEPS_HEADER}{}\n", if grad_norm { ",grad_norm" } else { "" });
         let mut losses = Vec::new();
         if keep_through > 0 {
-            for (step, line) in read_steps(&steps_path(earlier)).unwrap_or_default() {
-                if step <= keep_through {
-                    losses.push((step, line.1));
-                    text += &line.0;
+            for l in read_steps(&steps_path(earlier)).unwrap_or_default() {
+                if l.step <= keep_through {
+                    losses.push((l.step, l.loss));
+                    text += &l.line;
+                    if grad_norm && l.fields == 4 {
+                        text.push(',');
+                    }
                     text.push('\n');
                 }
             }
@@ -282,21 +288,33 @@ impl StepLog {
             .append(true)
             .open(&path)
             .map_err(|e| Error::file(&path, format!("cannot append: {e}")))?;
-        Ok(StepLog { file: std::io::BufWriter::new(file), losses })
+        Ok(StepLog { file: std::io::BufWriter::new(file), losses, grad_norm })
     }
 
-    fn push(&mut self, out: &Path, step: u64, epoch: u64, loss: f32, lr: f64) -> Result<()> {
+    fn push(&mut self, out: &Path, step: u64, epoch: u64, got: StepOutput, lr: f64) -> Result<()> {
         use std::io::Write;
-        self.losses.push((step, loss));
-        writeln!(self.file, "{step},{epoch},{loss},{lr}")
-            .and_then(|_| self.file.flush())
-            .map_err(|e| Error::file(steps_path(out), format!("cannot write: {e}")))
+        self.losses.push((step, got.loss));
+        let loss = got.loss;
+        let written = match (self.grad_norm, got.grad_norm) {
+            (false, _) => writeln!(self.file, "{step},{epoch},{loss},{lr}"),
+            (true, Some(norm)) => writeln!(self.file, "{step},{epoch},{loss},{lr},{norm}"),
+            (true, None) => writeln!(self.file, "{step},{epoch},{loss},{lr},"),
+        };
+        written.and_then(|_| self.file.flush()).map_err(|e| Error::file(steps_path(out), format!("cannot write: {e}")))
     }
 }
 
-/// The lines of a steps.csv with their step and loss; a line that does not parse (a torn last
-/// line) ends the list.
-fn read_steps(path: &Path) -> Option<Vec<(u64, (String, f32))>> {
+/// A line of a steps.csv, parsed.
+struct LoggedStep {
+    step: u64,
+    line: String,
+    loss: f32,
+    /// 4, or 5 with the gradient norm.
+    fields: usize,
+}
+
+/// The lines of a steps.csv; a line that does not parse (a torn last line) ends the list.
+fn read_steps(path: &Path) -> Option<Vec<LoggedStep>> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut v = Vec::new();
     for line in text.lines().skip(1) {
@@ -306,10 +324,10 @@ fn read_steps(path: &Path) -> Option<Vec<(u64, (String, f32))>> {
         else {
             break;
         };
-        if f.len() != 4 {
+        if !(4..=5).contains(&f.len()) {
             break;
         }
-        v.push((step, (line.to_string(), loss)));
+        v.push(LoggedStep { step, line: line.to_string(), loss, fields: f.len() });
     }
     Some(v)
 }
@@ -609,7 +627,7 @@ impl Trainer {
         crate::io::prepare_output_dir(out)?;
         let lock = crate::io::lock_dir(out)?;
         clean_temporaries(out);
-        let steps = StepLog::open(out, &earlier, meta.step)?;
+        let steps = StepLog::open(out, &earlier, meta.step, cfg.clip_grad_norm.is_some())?;
         Ok(Trainer {
             device,
             model,
@@ -733,7 +751,7 @@ impl Trainer {
                     let loss = self.ex.step(&images, &batch.targets, true)?.unwrap_or(f32::NAN);
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;
-                    self.arrived(&mut run, loss, obs)?;
+                    self.arrived(&mut run, StepOutput { loss, grad_norm: self.ex.grad_norm()? }, obs)?;
                     if let Some(r) = &self.reference {
                         let c = crate::graph::compare(self.ex.as_ref(), r.as_ref())?;
                         obs.verify(step, &c);
@@ -749,8 +767,8 @@ impl Trainer {
                     self.ex.step_queued_resident(&mut losses)?;
                     self.meta.step = step;
                     self.meta.batch = batch.index as u64 + 1;
-                    for &loss in &losses {
-                        self.arrived(&mut run, loss, obs)?;
+                    for &got in &losses {
+                        self.arrived(&mut run, got, obs)?;
                     }
                 }
                 let last = self.cfg.max_steps.is_some_and(|m| step >= m);
@@ -789,8 +807,8 @@ impl Trainer {
     fn finish_queued(&mut self, run: &mut EpochRun, obs: &mut dyn Observer) -> Result<()> {
         let mut losses = Vec::new();
         self.ex.finish_queued(&mut losses)?;
-        for loss in losses {
-            self.arrived(run, loss, obs)?;
+        for got in losses {
+            self.arrived(run, got, obs)?;
         }
         if let Some(p) = run.pending.front() {
             return Err(Error::Graph(format!("the loss of step {} never came back from the device", p.step)));
@@ -799,7 +817,8 @@ impl Trainer {
     }
 
     /// The loss of the oldest pending step: checked, added to the epoch's mean, logged, shown.
-    fn arrived(&mut self, run: &mut EpochRun, loss: f32, obs: &mut dyn Observer) -> Result<()> {
+    fn arrived(&mut self, run: &mut EpochRun, got: StepOutput, obs: &mut dyn Observer) -> Result<()> {
+        let loss = got.loss;
         let Some(p) = run.pending.pop_front() else {
             return Err(Error::Graph("the device returned a loss for a step that was not queued".into()));
         };
@@ -821,7 +840,7 @@ impl Trainer {
         run.loss_sum += loss as f64;
         run.loss_n += 1;
         run.images += p.images;
-        self.steps.push(&self.out, p.step, p.epoch, loss, p.lr)?;
+        self.steps.push(&self.out, p.step, p.epoch, got, p.lr)?;
         obs.step(p.step, loss, run.images as f64 / run.started.elapsed().as_secs_f64());
         Ok(())
     }

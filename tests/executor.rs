@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use wgrad::graph::Executor;
+use wgrad::graph::{Executor, StepOutput};
 use wgrad::io::safetensors::File;
 use wgrad::nn::{Conv2d, Flatten, Linear, MaxPool2d, Model, Sequential};
 use wgrad::ops::interface::Mode;
@@ -134,39 +134,53 @@ fn a_model_missing_a_parameter_is_refused_by_name() {
     assert!(e.contains("net.fc") && e.contains("no net.fc.weight"), "{e}");
 }
 
+/// Queued steps give back every step's loss, and with clipping its gradient norm before
+/// clipping, in order, with the bits of steps read one at a time.
 #[test]
 fn queued_steps_return_every_loss_in_order_with_the_same_bits() {
     let Some(gpu) = gpu() else { return };
     let model = second_model();
-    let opts = ExecOptions { optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))), ..Default::default() };
-    let mut sync = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts.clone()).unwrap();
-    let mut queued = wgrad::executor(&Device::Gpu(gpu), &model, 3, opts.clone()).unwrap();
-    let (images, targets) = second_batch();
-    let steps = 3 * wgrad::graph::gpu::LOSS_RING + 2;
-    let (mut want, mut got) = (Vec::new(), Vec::new());
-    for step in 0..steps {
-        // A different batch every step, so that losses out of order would show.
-        let x: Vec<f32> = images.iter().map(|v| v * (1.0 + 0.1 * step as f32)).collect();
-        want.push(sync.step(&x, &targets, true).unwrap().unwrap());
-        queued.step_queued(&x, &targets, &mut got).unwrap();
-        assert!(got.len() + wgrad::graph::gpu::LOSS_RING > step, "step {step}: only {} losses back", got.len());
+    for clip_grad_norm in [None, Some(0.01)] {
+        let opts = ExecOptions {
+            optimizer: Some(Optimizer::Sgd(Sgd::new(0.05).momentum(0.9))),
+            clip_grad_norm,
+            ..Default::default()
+        };
+        let mut sync = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts.clone()).unwrap();
+        let mut queued = wgrad::executor(&Device::Gpu(gpu.clone()), &model, 3, opts.clone()).unwrap();
+        let (images, targets) = second_batch();
+        let steps = 3 * wgrad::graph::gpu::LOSS_RING + 2;
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        for step in 0..steps {
+            // A different batch every step, so that losses out of order would show.
+            let x: Vec<f32> = images.iter().map(|v| v * (1.0 + 0.1 * step as f32)).collect();
+            let loss = sync.step(&x, &targets, true).unwrap().unwrap();
+            want.push(StepOutput { loss, grad_norm: sync.grad_norm().unwrap() });
+            queued.step_queued(&x, &targets, &mut got).unwrap();
+            assert!(got.len() + wgrad::graph::gpu::LOSS_RING > step, "step {step}: only {} losses back", got.len());
+        }
+        queued.finish_queued(&mut got).unwrap();
+        let mut again = Vec::new();
+        queued.finish_queued(&mut again).unwrap();
+        assert!(again.is_empty(), "a second finish returns nothing");
+        let bits =
+            |v: &[StepOutput]| v.iter().map(|o| (o.loss.to_bits(), o.grad_norm.map(f32::to_bits))).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "clip_grad_norm {clip_grad_norm:?}");
+        if clip_grad_norm.is_some() {
+            let norms: Vec<f32> = want.iter().map(|o| o.grad_norm.unwrap()).collect();
+            assert!(norms.iter().all(|&n| n > 0.01), "every step clips: {norms:?}");
+            assert!(norms.windows(2).all(|w| w[0] != w[1]), "each step's own norm: {norms:?}");
+        }
+        assert_eq!(queued.params().unwrap().data, sync.params().unwrap().data);
+        // The CPU path gives each step's at once.
+        let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, opts).unwrap();
+        let mut one = Vec::new();
+        cpu.step_queued(&images, &targets, &mut one).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].grad_norm.is_some(), clip_grad_norm.is_some());
+        cpu.finish_queued(&mut one).unwrap();
+        assert_eq!(one.len(), 1);
     }
-    queued.finish_queued(&mut got).unwrap();
-    let mut again = Vec::new();
-    queued.finish_queued(&mut again).unwrap();
-    assert!(again.is_empty(), "a second finish returns nothing");
-    assert_eq!(
-        got.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
-        want.iter().map(|l| l.to_bits()).collect::<Vec<_>>()
-    );
-    assert_eq!(queued.params().unwrap().data, sync.params().unwrap().data);
-    // The CPU path gives each step's loss at once.
-    let mut cpu = wgrad::executor(&Device::Cpu, &model, 3, opts).unwrap();
-    let mut one = Vec::new();
-    cpu.step_queued(&images, &targets, &mut one).unwrap();
-    assert_eq!(one.len(), 1);
-    cpu.finish_queued(&mut one).unwrap();
-    assert_eq!(one.len(), 1);
 }
 
 /// A training step's commands are recorded while the device runs the step before, for the
@@ -202,6 +216,7 @@ fn steps_recorded_ahead_run_like_steps_recorded_afresh() {
     }
     afresh.finish_queued(&mut queued).unwrap();
     let bits = |v: &[f32]| v.iter().map(|l| l.to_bits()).collect::<Vec<_>>();
+    let queued: Vec<f32> = queued.iter().map(|o| o.loss).collect();
     assert_eq!(bits(&queued), bits(&want_queued), "the queued steps' losses");
     assert_eq!(afresh.params().unwrap().data, ahead.params().unwrap().data);
 }

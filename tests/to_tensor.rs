@@ -123,7 +123,7 @@ fn pixels_train_and_infer_as_their_f32(device: Device) {
     }
     bytes_ex.finish_queued(&mut got).unwrap();
     assert_eq!(
-        got.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+        got.iter().map(|o| o.loss.to_bits()).collect::<Vec<_>>(),
         want.iter().map(|l| l.to_bits()).collect::<Vec<_>>()
     );
     assert_eq!(bytes_ex.params().unwrap().data, floats.params().unwrap().data, "{dev}");

@@ -84,15 +84,21 @@ fn resume_is_exact_with(device: Device, cfg: impl Fn(Config) -> Config) {
     assert_eq!(straight.run(&AtomicBool::new(false), &mut losses).unwrap(), Outcome::Finished);
     let steps_csv = std::fs::read_to_string(straight_dir.join("steps.csv")).unwrap();
     let lines: Vec<&str> = steps_csv.lines().collect();
-    assert_eq!(lines[0], "step,epoch,loss,lr");
+    let c = cfg(config(3, None));
+    // A run that clips logs each step's gradient norm before clipping.
+    let clip = c.clip_grad_norm;
+    assert_eq!(lines[0], if clip.is_some() { "step,epoch,loss,lr,grad_norm" } else { "step,epoch,loss,lr" });
     assert_eq!(lines.len(), 13, "{steps_csv}");
     for (line, (step, loss)) in lines[1..].iter().zip(&losses.0) {
         let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 4 + clip.is_some() as usize, "{line}");
         assert_eq!(f[0].parse::<u64>().unwrap(), *step);
         assert_eq!(f[1].parse::<u64>().unwrap(), (step - 1) / 4, "{line}");
         assert_eq!(f[2].parse::<f32>().unwrap().to_bits(), loss.to_bits(), "{line}");
-        let c = cfg(config(3, None));
         assert_eq!(f[3].parse::<f64>().unwrap(), c.schedule.lr(c.optimizer.lr() as f64, step - 1), "{line}");
+        if let Some(max_norm) = clip {
+            assert!(f[4].parse::<f32>().unwrap() > max_norm, "every step clips: {line}");
+        }
     }
     let split_dir = tempdir();
     let mut first = trainer(&device, &split_dir, cfg(config(3, Some(6))), None);
@@ -162,6 +168,7 @@ fn resume_is_bit_exact_with_augmentation_on_the_cpu_path() {
 #[test]
 fn gradient_clipping_bounds_each_step() {
     let (lr, max_norm) = (0.01, 1e-3);
+    let mut norms: Vec<Vec<f32>> = Vec::new();
     for device in [Some(Device::Cpu), gpu().map(Device::Gpu)].into_iter().flatten() {
         let out = tempdir();
         let cfg =
@@ -176,7 +183,46 @@ fn gradient_clipping_bounds_each_step() {
         assert!(moved.sqrt() >= bound * 0.5, "{}: moved only {:.3e}", device.name(), moved.sqrt());
         let meta = checkpoint::meta_of(&checkpoint::latest(&out).unwrap()).unwrap();
         assert_eq!(meta.clip_grad_norm, Some(max_norm));
+        // steps.csv logs each step's norm before clipping (Tudui's are some hundred times the
+        // limit here).
+        let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+        assert!(csv.starts_with("step,epoch,loss,lr,grad_norm\n"), "{csv}");
+        let logged: Vec<f32> = csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap().parse().unwrap()).collect();
+        assert_eq!(logged.len(), 3, "{csv}");
+        assert!(logged.iter().all(|&n| n > 10.0 * max_norm), "{}: {csv}", device.name());
+        norms.push(logged);
     }
+    // The GPU's norms are the CPU path's (each step from weights the two reached apart).
+    if let [cpu, gpu] = &norms[..] {
+        for (c, g) in cpu.iter().zip(gpu) {
+            assert!((c - g).abs() <= 1e-4 * c, "norms {cpu:?} on the CPU path, {gpu:?} on the GPU");
+        }
+    }
+}
+
+/// A clipped run whose steps.csv was written before the log had the gradient norm (wgrad before
+/// 2026-12-06), resumed: the earlier lines keep their values with an empty norm, the new ones
+/// have it.
+#[test]
+fn a_resumed_log_without_gradient_norms_gains_the_column() {
+    let out = tempdir();
+    let mut first = trainer(&Device::Cpu, &out, clipped(config(1, Some(2))), None);
+    first.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+    drop(first);
+    let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let old: String = csv.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
+    assert!(old.starts_with("step,epoch,loss,lr\n1,0,"), "{old}");
+    std::fs::write(out.join("steps.csv"), &old).unwrap();
+    let mut second = trainer(&Device::Cpu, &out, clipped(config(1, Some(4))), Some(&out));
+    second.run(&AtomicBool::new(false), &mut Quiet).unwrap();
+    let csv = std::fs::read_to_string(out.join("steps.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "step,epoch,loss,lr,grad_norm");
+    assert_eq!(lines[1..3], old.lines().skip(1).map(|l| l.to_string() + ",").collect::<Vec<_>>()[..], "{csv}");
+    for line in &lines[3..] {
+        assert!(line.rsplit(',').next().unwrap().parse::<f32>().unwrap() > 0.01, "{csv}");
+    }
+    assert_eq!(lines.len(), 5, "{csv}");
 }
 
 /// "balanced" weighs each class by images / (classes × the class's images), as scikit-learn's

@@ -6,6 +6,7 @@
 use super::memory::{Request, Schedule, Task};
 use super::{
     loss_options, not_training, random_key, state_buffers, tensor_names, Executor, KernelTime, Options, Plan, Resident,
+    StepOutput,
 };
 use crate::buffer::View;
 use crate::device::{blocking, Gpu};
@@ -333,7 +334,8 @@ impl GpuExecutor {
             _ => None,
         });
         let loss_staging = gpu.staging("loss readback", 4)?;
-        let loss_ring = (0..LOSS_RING).map(|_| gpu.staging("queued loss readback", 4)).collect::<Result<Vec<_>>>()?;
+        // Each slot: the loss, then (when clipping) the gradients' norm.
+        let loss_ring = (0..LOSS_RING).map(|_| gpu.staging("queued loss readback", 8)).collect::<Result<Vec<_>>>()?;
         let logits = &tensors[sched.value[plan.output]];
         let logits_staging = gpu.staging("logits readback", logits.bytes())?;
         gpu.check("building the GPU executor")?;
@@ -435,6 +437,9 @@ impl GpuExecutor {
             Readback::Ring(slot) => &self.loss_ring[slot],
         };
         enc.copy_buffer_to_buffer(&self.loss.buffer, self.loss.offset, staging, 0, 4);
+        if readback != Readback::Loss && self.clipping() {
+            enc.copy_buffer_to_buffer(&self.grad_norm.buffer, self.grad_norm.offset, staging, 4, 4);
+        }
         enc.finish()
     }
 
@@ -474,7 +479,7 @@ impl GpuExecutor {
     /// Its map callback can run a moment after this thread's poll returns: when other threads
     /// poll the same device, whichever poll collects a callback runs it. So this polls again
     /// until the callback has run, for at most 10 s.
-    fn take_oldest(&mut self, losses: &mut Vec<f32>, context: &str) -> Result<()> {
+    fn take_oldest(&mut self, losses: &mut Vec<StepOutput>, context: &str) -> Result<()> {
         let Some(oldest) = self.queued.front() else { return Ok(()) };
         self.gpu.wait_for(oldest.index.clone(), context)?;
         let start = web_time::Instant::now();
@@ -495,9 +500,14 @@ impl GpuExecutor {
         }
     }
 
-    /// Moves the losses of the oldest queued steps whose staging buffers are mapped into `out`,
-    /// in step order.
-    fn collect_losses(&mut self, out: &mut Vec<f32>) -> Result<()> {
+    /// Whether the training step clips the gradients (and so has their norm to give).
+    fn clipping(&self) -> bool {
+        self.opts.clip_grad_norm.is_some() && self.plan.mode == Mode::Train
+    }
+
+    /// Moves what the oldest queued steps whose staging buffers are mapped gave into `out`, in
+    /// step order.
+    fn collect_losses(&mut self, out: &mut Vec<StepOutput>) -> Result<()> {
         while let Some(q) = self.queued.front() {
             let state = self.ring_mapped[q.slot].lock().unwrap_or_else(|e| e.into_inner()).take();
             let err = |msg: String| Error::Gpu { context: "reading a queued loss".into(), msg };
@@ -506,12 +516,13 @@ impl GpuExecutor {
                 Some(Err(e)) => return Err(err(e.to_string())),
                 Some(Ok(())) => {
                     let buf = &self.loss_ring[q.slot];
-                    let loss = {
+                    let words = {
                         let mapped = buf.slice(..).get_mapped_range().map_err(|e| err(e.to_string()))?;
-                        bytemuck::cast_slice::<u8, f32>(&mapped)[0]
+                        <[f32; 2]>::try_from(bytemuck::cast_slice::<u8, f32>(&mapped))
+                            .map_err(|e| err(e.to_string()))?
                     };
                     buf.unmap();
-                    out.push(loss);
+                    out.push(StepOutput { loss: words[0], grad_norm: self.clipping().then_some(words[1]) });
                     self.queued.pop_front();
                 }
             }
@@ -626,12 +637,12 @@ impl Executor for GpuExecutor {
         Ok(None)
     }
 
-    fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<f32>) -> Result<()> {
+    fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<StepOutput>) -> Result<()> {
         self.upload(images, Some(targets))?;
         self.step_queued_resident(losses)
     }
 
-    fn step_queued_resident(&mut self, losses: &mut Vec<f32>) -> Result<()> {
+    fn step_queued_resident(&mut self, losses: &mut Vec<StepOutput>) -> Result<()> {
         if self.queued.len() == LOSS_RING {
             // The oldest slot is needed again: wait for its step only (later ones keep running).
             self.take_oldest(losses, "reading a queued loss")?;
@@ -668,7 +679,7 @@ impl Executor for GpuExecutor {
         self.upload_targets(targets)
     }
 
-    fn finish_queued(&mut self, losses: &mut Vec<f32>) -> Result<()> {
+    fn finish_queued(&mut self, losses: &mut Vec<StepOutput>) -> Result<()> {
         while !self.queued.is_empty() {
             self.take_oldest(losses, "reading the queued losses")?;
         }
@@ -703,9 +714,9 @@ impl Executor for GpuExecutor {
         self.grad_layout.like(self.gpu.read(&self.grads.slice(0, self.grad_layout.data.len() as u64))?)
     }
     fn grad_norm(&self) -> Result<Option<f32>> {
-        match self.opts.clip_grad_norm {
-            Some(_) if self.plan.mode == Mode::Train => Ok(Some(self.gpu.read(&self.grad_norm)?[0])),
-            _ => Ok(None),
+        match self.clipping() {
+            true => Ok(Some(self.gpu.read(&self.grad_norm)?[0])),
+            false => Ok(None),
         }
     }
     fn optimizer_state(&self) -> Result<OptimizerState> {

@@ -83,23 +83,38 @@ pub(crate) fn check_loss_weight(opts: &Options, classes: usize) -> Result<()> {
     }
 }
 
+/// What a queued training step gives back once the device has run it
+/// ([`Executor::step_queued`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOutput {
+    /// The step's loss.
+    pub loss: f32,
+    /// With `Options::clip_grad_norm`: the gradients' total 2-norm before clipping (what
+    /// `clip_grad_norm_` returns); None without it.
+    pub grad_norm: Option<f32>,
+}
+
 /// What both executors offer; the GPU one keeps everything on the device until asked.
 pub trait Executor {
     fn plan(&self) -> &Plan;
     /// Forward, loss, backward and (if configured) the SGD step; the loss only when `want_loss`.
     fn step(&mut self, images: &[f32], targets: &[i64], want_loss: bool) -> Result<Option<f32>>;
-    /// A training step whose loss is read later, so the host prepares the next batch while the
-    /// device runs this one: returns the losses of earlier queued steps that have finished since
-    /// the last call, oldest first, appended to `losses` (at most a few steps behind; the CPU path
-    /// gives this step's).
-    fn step_queued(&mut self, images: &[f32], targets: &[i64], losses: &mut Vec<f32>) -> Result<()> {
-        losses.extend(self.step(images, targets, true)?);
+    /// A training step whose loss (and gradient norm) is read later, so the host prepares the
+    /// next batch while the device runs this one: appends to `out` what the earlier queued steps
+    /// that have finished since the last call gave, oldest first (at most a few steps behind;
+    /// the CPU path gives this step's).
+    fn step_queued(&mut self, images: &[f32], targets: &[i64], out: &mut Vec<StepOutput>) -> Result<()> {
+        if let Some(loss) = self.step(images, targets, true)? {
+            out.push(StepOutput { loss, grad_norm: self.grad_norm()? });
+        }
         Ok(())
     }
     /// [`Executor::step_queued`] on the batch already on the device (see
     /// [`Executor::upload_pixels`]).
-    fn step_queued_resident(&mut self, losses: &mut Vec<f32>) -> Result<()> {
-        losses.extend(self.step_resident(true)?);
+    fn step_queued_resident(&mut self, out: &mut Vec<StepOutput>) -> Result<()> {
+        if let Some(loss) = self.step_resident(true)? {
+            out.push(StepOutput { loss, grad_norm: self.grad_norm()? });
+        }
         Ok(())
     }
     /// Puts a batch on the device as the bytes its images were made from (N, C, H, W), with its
@@ -108,8 +123,9 @@ pub trait Executor {
     /// quarter of the f32 batch's bytes cross to it. `step_resident`, `step_queued_resident` and
     /// `forward_resident` then run on it. Checked as `step` checks a batch.
     fn upload_pixels(&mut self, pixels: &[u8], to_tensor: &ToTensor, targets: Option<&[i64]>) -> Result<()>;
-    /// Waits for every queued step and appends the losses not given yet to `losses`, oldest first.
-    fn finish_queued(&mut self, _losses: &mut Vec<f32>) -> Result<()> {
+    /// Waits for every queued step and appends what those not given yet gave to `out`, oldest
+    /// first.
+    fn finish_queued(&mut self, _out: &mut Vec<StepOutput>) -> Result<()> {
         Ok(())
     }
     /// [`Executor::step`] on the batch already on the device (the last one given to the
