@@ -108,6 +108,7 @@ registry!(
     cross_entropy,
     dropout => Dropout | Dropout2d,
     flatten => Flatten,
+    group_norm => GroupNorm,
     l1_loss,
     linear => Linear,
     log_softmax,

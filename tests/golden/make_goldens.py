@@ -328,6 +328,46 @@ def batchnorm1d():
     save('batchnorm1d.safetensors', t, m)
 
 
+def group_norm():
+    """GroupNorm: several groups, one group (LayerNorm over C, H, W with per-channel affine), one
+    channel a group (InstanceNorm's), without affine, without bias, another eps, (N, C) and (N, C, L) inputs, and
+    groups with a large mean (where a one-pass f32 variance loses every digit)."""
+    torch.manual_seed(4)
+    t, m = {}, {}
+
+    def case(name, shape, groups, scale=1.0, offset=0.0, **kw):
+        gn = nn.GroupNorm(groups, shape[1], **kw)
+        with torch.no_grad():
+            if gn.weight is not None:
+                gn.weight.uniform_(0.5, 1.5)
+                t[f'{name}.weight'] = gn.weight
+            if gn.bias is not None:
+                gn.bias.uniform_(-0.5, 0.5)
+                t[f'{name}.bias'] = gn.bias
+        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
+        y = gn(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        if gn.weight is not None:
+            t[f'{name}.dweight'] = gn.weight.grad
+        if gn.bias is not None:
+            t[f'{name}.dbias'] = gn.bias.grad
+        m[name] = dict(op='group_norm', num_groups=groups, num_channels=shape[1], eps=gn.eps, affine=gn.affine,
+                       bias=gn.bias is not None, repr=repr(gn))
+
+    case('gn_groups3', (2, 6, 4, 5), 3)
+    case('gn_one_group', (3, 4, 3, 3), 1)
+    case('gn_group_per_channel', (2, 4, 5, 5), 4)
+    case('gn_no_affine', (2, 6, 3, 4), 2, affine=False)
+    case('gn_no_bias', (2, 6, 3, 4), 3, bias=False)
+    case('gn_eps', (2, 4, 3, 3), 2, eps=1e-3)
+    case('gn_nc', (4, 6), 2)
+    case('gn_ncl', (3, 4, 7), 2)
+    case('gn_large_offset', (4, 8, 16, 16), 4, scale=0.1, offset=10.0)
+    save('group_norm.safetensors', t, m)
+
+
 def pools():
     """AvgPool2d (padding counted or not, ceil_mode, divisor_override) and AdaptiveAvgPool2d (1x1,
     output sizes that do not divide the input, larger than the input)."""
@@ -708,7 +748,7 @@ def optimizers():
 if __name__ == '__main__':
     import sys
     os.makedirs(OUT, exist_ok=True)
-    every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, batchnorm1d, pools, dropout, residual,
+    every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, batchnorm1d, group_norm, pools, dropout, residual,
              models_and_optimizers, clip_grad_norm, schedules, optimizers]
     # Names given (`make_goldens.py activations`): only those files, the others left as they are.
     wanted = sys.argv[1:] or [f.__name__ for f in every]

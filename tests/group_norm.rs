@@ -1,0 +1,211 @@
+//! GroupNorm: CPU (f64) vs finite differences through the group statistics, CPU and GPU vs
+//! PyTorch (several groups, one, one channel a group, no affine, no bias, another eps, (N, C) and
+//! (N, C, L) inputs, groups with a large mean), GPU vs CPU on random sizes (groups of 1 to over
+//! 20,000 values), its repr and state-dict entries, and bad input.
+
+mod common;
+use common::layer::*;
+use common::*;
+use rand::Rng;
+use wgrad::functional::Call;
+use wgrad::ops::group_norm::{backward_cpu, forward_cpu, Geometry, GroupNorm};
+use wgrad::ops::interface::{Mode, Op};
+use wgrad::testing::assert_close;
+use wgrad::Tensor;
+
+fn layer(c: &Case) -> GroupNorm {
+    let m = &c.meta;
+    let u = |k: &str| m[k].as_u64().unwrap() as usize;
+    GroupNorm::new(u("num_groups"), u("num_channels"))
+        .eps(m["eps"].as_f64().unwrap() as f32)
+        .affine(m["affine"].as_bool().unwrap())
+        .bias(m["bias"].as_bool().unwrap())
+}
+
+#[test]
+fn cpu_and_gpu_match_pytorch() {
+    for c in goldens("group_norm.safetensors", &["group_norm"]) {
+        let gn = layer(&c);
+        assert_eq!(gn.describe(), c.str("repr").unwrap(), "PyTorch's repr");
+        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
+        let names = [gn.affine.then_some("weight"), (gn.affine && gn.bias).then_some("bias")];
+        let state: Vec<Tensor> = names.into_iter().flatten().map(|k| tensor(&c, k)).collect();
+        let state: Vec<&Tensor> = state.iter().collect();
+        let want = Want {
+            out: c.f32("out").1,
+            dinputs: vec![c.f32("dinp").1],
+            dparams: names.into_iter().flatten().map(|k| c.f32(&format!("d{k}")).1).collect(),
+            ..Want::default()
+        };
+        let got = run(&wgrad::Device::Cpu, &gn, &[&x], &state, &dout, Call::default());
+        assert_eq!(got.out.shape, x.shape, "{}: the output has the input's shape", c.name);
+        check_devices(&c.name, &gn, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
+        // Eval mode computes the same (GroupNorm keeps no running statistics).
+        let eval = Call { mode: Mode::Eval, ..Call::default() };
+        let got = run(&wgrad::Device::Cpu, &gn, &[&x], &state, &dout, eval);
+        compare(&format!("{} eval", c.name), &got, &Want { out: want.out.clone(), ..Want::default() }, REDUCTION);
+    }
+}
+
+#[test]
+fn cpu_backward_matches_finite_differences() {
+    let mut r = rng(51);
+    for (shape, groups, affine) in
+        [(vec![2, 6, 3, 2], 3, true), (vec![3, 4, 5], 1, true), (vec![2, 4, 2, 2], 4, false), (vec![5, 2], 2, true)]
+    {
+        let gn = GroupNorm::new(groups, shape[1]).affine(affine);
+        let g = Geometry {
+            shape: shape.clone(),
+            n: shape[0],
+            c: shape[1],
+            groups,
+            hw: shape[2..].iter().product(),
+            eps: 1e-5,
+            affine,
+            bias: affine,
+        };
+        let len: usize = shape.iter().product();
+        let c = shape[1];
+        let x = to_f64(&uniform(&mut r, len, -1.0, 1.0));
+        let w = to_f64(&uniform(&mut r, c, 0.5, 1.5));
+        let b = to_f64(&uniform(&mut r, c, -0.5, 0.5));
+        let dout = to_f64(&uniform(&mut r, len, -1.0, 1.0));
+        let ng = shape[0] * groups;
+        let f = |x: &[f64], w: &[f64], b: &[f64]| {
+            let (mut out, mut mean, mut rstd) = (vec![0.0; len], vec![0.0; ng], vec![0.0; ng]);
+            let (w, b) = if affine { (Some(w), Some(b)) } else { (None, None) };
+            forward_cpu(&g, &mut out, &mut mean, &mut rstd, x, w, b);
+            (out, mean, rstd)
+        };
+        let (_, mean, rstd) = f(&x, &w, &b);
+        let (mut dinp, mut dw, mut db) = (vec![0.0; len], vec![0.0; c], vec![0.0; c]);
+        let (dwo, dbo) = if affine { (Some(&mut dw[..]), Some(&mut db[..])) } else { (None, None) };
+        backward_cpu(&g, Some(&mut dinp), dwo, dbo, &dout, &x, &mean, &rstd, affine.then_some(&w[..]));
+        let name = gn.describe();
+        let numeric = numeric_grad(&x, 1e-6, |v| dot(&dout, &f(v, &w, &b).0));
+        assert_close(&format!("{name} dinp"), &dinp, &numeric, 1e-6, 1e-8);
+        if affine {
+            let numeric = numeric_grad(&w, 1e-6, |v| dot(&dout, &f(&x, v, &b).0));
+            assert_close(&format!("{name} dweight"), &dw, &numeric, 1e-6, 1e-8);
+            let numeric = numeric_grad(&b, 1e-6, |v| dot(&dout, &f(&x, &w, v).0));
+            assert_close(&format!("{name} dbias"), &db, &numeric, 1e-6, 1e-8);
+        }
+    }
+}
+
+/// Random shapes and group counts: groups of a few values (fewer than a workgroup's invocations)
+/// to over 20,000, with and without affine parameters and bias. Not groups of two values: each
+/// normalises to ±1 whatever its values, so its input gradient is rounding error alone.
+#[test]
+fn gpu_matches_cpu_on_random_sizes() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(52);
+    for i in 0..20 {
+        let groups = [1, 2, 3, 4][r.random_range(0..4)];
+        let c = groups * r.random_range(1..=5);
+        let shape = match i % 4 {
+            0 => vec![r.random_range(1..=5), c],
+            1 => vec![r.random_range(1..=4), c, r.random_range(1..=40)],
+            _ => vec![r.random_range(1..=4), c, r.random_range(1..=70), r.random_range(1..=70)],
+        };
+        if c / groups * shape[2..].iter().product::<usize>() == 2 {
+            continue;
+        }
+        let gn = GroupNorm::new(groups, c).affine(i % 3 != 2).bias(i % 4 != 1);
+        let x = rand_tensor(&mut r, &shape, -2.0, 3.0);
+        let dout = rand_tensor(&mut r, &shape, -1.0, 1.0);
+        let state = [rand_tensor(&mut r, &[c], 0.5, 1.5), rand_tensor(&mut r, &[c], -0.5, 0.5)];
+        let state: Vec<&Tensor> = state.iter().take(gn.params().len()).collect();
+        let name = format!("{} on {shape:?}", gn.describe());
+        gpu_matches_cpu(&name, &gpu, &gn, &[&x], &state, &dout, Call::default(), REDUCTION);
+    }
+}
+
+#[test]
+fn its_entries_are_pytorchs() {
+    let gn = GroupNorm::new(2, 4);
+    assert_eq!(gn.describe(), "GroupNorm(2, 4, eps=1e-05, affine=True, bias=True)");
+    let names = |gn: GroupNorm| gn.params().iter().map(|p| (p.name, p.shape.clone())).collect::<Vec<_>>();
+    assert_eq!(names(gn), [("weight", vec![4]), ("bias", vec![4])]);
+    assert_eq!(names(gn.bias(false)), [("weight", vec![4])]);
+    assert!(names(gn.affine(false)).is_empty());
+    assert_eq!(gn.affine(false).describe(), "GroupNorm(2, 4, eps=1e-05, affine=False, bias=False)");
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let plan = |gn: GroupNorm, shape: &[usize]| gn.plan(&[shape], Mode::Train).err().unwrap().to_string();
+    let e = plan(GroupNorm::new(3, 4), &[2, 4, 3, 3]);
+    assert!(e.contains("GroupNorm(3, 4") && e.contains("num_channels (4) must be divisible by num_groups (3)"), "{e}");
+    let e = plan(GroupNorm::new(2, 4), &[2, 6, 3, 3]);
+    assert!(e.contains("input [2, 6, 3, 3] has 6 channels, the layer 4"), "{e}");
+    let e = plan(GroupNorm::new(2, 4), &[4]);
+    assert!(e.contains("expected an (N, C, *) input, got shape [4]"), "{e}");
+    let e = plan(GroupNorm::new(0, 4), &[2, 4]);
+    assert!(e.contains("num_groups must be positive"), "{e}");
+    let e = plan(GroupNorm::new(2, 4), &[2, 4, 0]);
+    assert!(e.contains("empty input"), "{e}");
+    let e = plan(GroupNorm::new(2, 4).eps(0.0), &[2, 4]);
+    assert!(e.contains("eps must be positive"), "{e}");
+}
+
+/// A network with GroupNorm layers (with and without bias) trains to the same numbers on the GPU
+/// as on the CPU path, in f32 and in mixed precision (looser), and evaluates alike; its entries
+/// are named as PyTorch's state dict names them.
+#[test]
+fn a_network_with_group_norms_trains_alike_on_both_devices() {
+    use wgrad::nn::{Conv2d, Flatten, Linear, Model, ReLU, Sequential};
+    let net = Sequential::new()
+        .add("conv1", Conv2d::new(3, 8, 3).padding(1).bias(false))
+        .add("gn1", GroupNorm::new(4, 8))
+        .add("relu1", ReLU)
+        .add("conv2", Conv2d::new(8, 8, 3).stride(4).padding(1).bias(false))
+        .add("gn2", GroupNorm::new(1, 8).bias(false))
+        .add("relu2", ReLU)
+        .add("flatten", Flatten::new())
+        .add("fc", Linear::new(8 * 8 * 8, 10));
+    let model = Model::new(&net, [3, 32, 32], 5).unwrap();
+    let keys: Vec<&str> = model.params.specs.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["conv1.weight", "gn1.weight", "gn1.bias", "conv2.weight", "gn2.weight", "fc.weight", "fc.bias"]);
+    assert!(model.describe().contains("(gn1): GroupNorm(4, 8, eps=1e-05, affine=True, bias=True)"));
+    let batch = 4;
+    let mut r = rng(53);
+    let images = uniform(&mut r, batch * 3 * 32 * 32, 0.0, 1.0);
+    let targets: Vec<i64> = (0..batch as i64).map(|i| i * 3 % 10).collect();
+    let opts = wgrad::ExecOptions {
+        optimizer: Some(wgrad::optim::Optimizer::Sgd(wgrad::optim::Sgd::new(0.02))),
+        ..Default::default()
+    };
+    for (g, tol) in gpu().map(|g| (g, 1e-5)).into_iter().chain(mixed_precision_gpu(false).map(|g| (g, 1e-2))) {
+        let mut cpu = wgrad::executor(&wgrad::Device::Cpu, &model, batch, opts.clone()).unwrap();
+        let mut gpu = wgrad::executor(&wgrad::Device::Gpu(g.clone()), &model, batch, opts.clone()).unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..5 {
+            let a = cpu.step(&images, &targets, true).unwrap().unwrap();
+            let b = gpu.step(&images, &targets, true).unwrap().unwrap();
+            assert!((a - b).abs() <= tol * a.abs(), "{:?}: loss cpu {a}, gpu {b}", g.precision());
+            losses.push(a);
+        }
+        assert!(losses[4] < losses[0], "the loss did not fall: {losses:?}");
+        let (p, q) = (cpu.params().unwrap(), gpu.params().unwrap());
+        // In relative L2, within a fifth of the loss's tolerance (in mixed precision: 1.4e-3, the
+        // f16 operands of the convolutions and the Linear).
+        let err = rel_l2(&q.data, &p.data);
+        eprintln!("{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
+        assert!(err <= tol as f64 / 5.0, "{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
+        let inference = wgrad::ExecOptions::inference();
+        let mut cpu_eval = wgrad::executor(&wgrad::Device::Cpu, &model, batch, inference.clone()).unwrap();
+        let mut gpu_eval = wgrad::executor(&wgrad::Device::Gpu(g.clone()), &model, batch, inference).unwrap();
+        cpu_eval.set_params(&p).unwrap();
+        gpu_eval.set_params(&p).unwrap();
+        let (a, b) = (cpu_eval.forward(&images).unwrap(), gpu_eval.forward(&images).unwrap());
+        let err = rel_l2(&b, &a);
+        assert!(err <= tol as f64, "{:?}: eval-mode logits: relative L2 error {err:.2e}", g.precision());
+    }
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let d: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let w: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
+    (d / w.max(1e-30)).sqrt()
+}
