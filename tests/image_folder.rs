@@ -185,6 +185,41 @@ fn bmp_ppm_pgm_tiff_and_webp_pictures_are_read_too() {
     assert!(grey[..1024] == grey[1024..2048] && grey[..1024] == grey[2048..], "a PGM's planes differ");
 }
 
+/// The pictures are decoded once: kept beside them (data::image_folder::CACHE) by path, size and
+/// modification time, read back at the next load, decoded again when changed; a file of that
+/// name that is not wgrad's is left alone.
+#[test]
+fn decoded_pictures_are_kept_beside_them() {
+    use data::image_folder::CACHE;
+    let d = folder(4);
+    let load = |split| data::load(DatasetKind::ImageFolder, &d, split, false);
+    let first = load(Split::Train).unwrap();
+    let cache = d.join(CACHE);
+    let written = std::fs::read(&cache).unwrap();
+    assert!(load(Split::Train).unwrap().images == first.images, "from the cache");
+    assert!(std::fs::read(&cache).unwrap() == written, "nothing new: not written again");
+    let test = load(Split::Test).unwrap();
+    assert!(std::fs::read(&cache).unwrap().len() > written.len(), "the test split's pictures added");
+    assert!(load(Split::Test).unwrap().images == test.images);
+    // A picture overwritten with other bytes of its size, its time set back: the cache's pixels
+    // (what proves the cache is read); once its time moves, it is decoded again (and refused).
+    let pic = d.join("train/red/p000.jpg");
+    let (bytes, when) = (std::fs::read(&pic).unwrap(), std::fs::metadata(&pic).unwrap().modified().unwrap());
+    let set_time = |t| std::fs::File::options().write(true).open(&pic).unwrap().set_modified(t).unwrap();
+    std::fs::write(&pic, vec![b'x'; bytes.len()]).unwrap();
+    set_time(when);
+    assert!(load(Split::Train).unwrap().images == first.images, "the changed picture was decoded");
+    set_time(when + std::time::Duration::from_secs(1));
+    let e = load(Split::Train).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("p000.jpg") && e.contains("not a PNG, JPEG"), "{e}");
+    std::fs::write(&pic, &bytes).unwrap();
+    assert!(load(Split::Train).unwrap().images == first.images);
+    // Someone else's file of that name stays as it is, and the pictures are decoded.
+    std::fs::write(&cache, "mine").unwrap();
+    assert!(load(Split::Train).unwrap().images == first.images);
+    assert_eq!(std::fs::read_to_string(&cache).unwrap(), "mine");
+}
+
 #[test]
 fn a_folder_that_is_not_an_image_folder_is_refused_by_name() {
     let load =

@@ -10,7 +10,7 @@
 //! [`HELD_OUT`] of each class's pictures are the test split, chosen by the MD5 of their paths
 //! within the folder (the same pictures on every machine and every run), the rest the training
 //! split. Each picture is framed as CIFAR-10's images are (colour, resized to 32×32, as `predict`
-//! frames a picture).
+//! frames a picture), once: the framed pictures are kept in the folder's [`CACHE`] file.
 
 use super::image::{decode_pixels, Framing};
 use super::{Dataset, DatasetKind, Split, IMAGE_BYTES};
@@ -113,7 +113,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
             ));
         }
     }
-    decode(files, classes, split, root, false)
+    decode(dir, files, classes, split, root, false)
 }
 
 /// A split of a folder of class folders alone: [`HELD_OUT`] of each class's pictures (rounded,
@@ -146,26 +146,31 @@ fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
         }
         files.extend(class.into_iter().zip(test).filter(|(_, t)| *t == (split == Split::Test)).map(|(f, _)| f));
     }
-    decode(files, classes, split, dir.to_path_buf(), true)
+    decode(dir, files, classes, split, dir.to_path_buf(), true)
 }
 
 /// Decodes and frames `files` (in parallel) into a split of `classes` (`held_out`: see
 /// [`Dataset::held_out`]).
 fn decode(
+    dir: &Path,
     files: Vec<(PathBuf, u8)>,
     classes: Vec<String>,
     split: Split,
     source: PathBuf,
     held_out: bool,
 ) -> Result<Dataset> {
+    let mut cache = Cache::read(dir);
+    let keys: Vec<Option<Key>> = files.par_iter().map(|(path, _)| Key::of(dir, path)).collect();
     let images: Vec<Vec<u8>> = files
         .par_iter()
-        .map(|(path, _)| {
-            let bytes = super::read(path)?;
-            decode_pixels(path, &bytes, Framing::Colour)
+        .zip(&keys)
+        .map(|((path, _), key)| match key.as_ref().and_then(|k| cache.get(k)) {
+            Some(pixels) => Ok(pixels.to_vec()),
+            None => decode_pixels(path, &super::read(path)?, Framing::Colour),
         })
         .collect::<Result<_>>()?;
     debug_assert!(images.iter().all(|i| i.len() == IMAGE_BYTES));
+    cache.update(dir, keys.into_iter().zip(&images));
     Ok(Dataset {
         name: DatasetKind::ImageFolder.name().into(),
         split,
@@ -176,6 +181,110 @@ fn decode(
         held_out,
         source,
     })
+}
+
+/// The file beside the pictures where wgrad keeps them decoded and framed, so that a folder's
+/// pictures are decoded once, not at every `train`, `--resume` and `eval`: each by its path
+/// within the folder, size and modification time (a picture changed since is decoded again).
+/// Written atomically when pictures were decoded; never over a file of that name that is not
+/// wgrad's; not at all where the folder cannot be written (the pictures are then decoded each
+/// time).
+pub const CACHE: &str = ".wgrad-pictures.safetensors";
+/// The metadata entry that marks the file as wgrad's, and its format.
+const CACHE_MARK: (&str, &str) = ("wgrad", "decoded pictures, 3x32x32 bytes each, v1");
+
+/// What identifies a picture's file: its path within the folder ('/'-separated), size and
+/// modification time (nanoseconds since 1970).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+struct Key(String, u64, String);
+
+impl Key {
+    /// The key of `path` (in `dir`) as it is now; None where its metadata cannot be read.
+    fn of(dir: &Path, path: &Path) -> Option<Key> {
+        let m = std::fs::metadata(path).ok()?;
+        let t = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+        let rel = path.strip_prefix(dir).unwrap_or(path).to_string_lossy().replace('\\', "/");
+        Some(Key(rel, m.len(), t.to_string()))
+    }
+}
+
+/// The decoded pictures of [`CACHE`].
+#[derive(Default)]
+struct Cache {
+    index: std::collections::HashMap<Key, usize>,
+    images: Vec<u8>,
+    /// Whether a file of that name exists that is not wgrad's (it is then left alone).
+    foreign: bool,
+}
+
+impl Cache {
+    /// The cache of `dir`: empty where there is none or it cannot be read.
+    fn read(dir: &Path) -> Cache {
+        let path = dir.join(CACHE);
+        let Ok(bytes) = std::fs::read(&path) else { return Cache::default() };
+        Cache::parse(&bytes).unwrap_or(Cache { foreign: !Cache::is_ours(&bytes), ..Cache::default() })
+    }
+
+    fn is_ours(bytes: &[u8]) -> bool {
+        safetensors::SafeTensors::read_metadata(bytes).is_ok_and(|(_, m)| {
+            m.metadata().as_ref().and_then(|m| m.get(CACHE_MARK.0)).is_some_and(|v| v == CACHE_MARK.1)
+        })
+    }
+
+    fn parse(bytes: &[u8]) -> Option<Cache> {
+        if !Cache::is_ours(bytes) {
+            return None;
+        }
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).ok()?;
+        let keys: Vec<Key> = serde_json::from_str(meta.metadata().as_ref()?.get("pictures")?).ok()?;
+        let st = safetensors::SafeTensors::deserialize(bytes).ok()?;
+        let t = st.tensor("images").ok()?;
+        if t.dtype() != safetensors::Dtype::U8 || t.shape() != [keys.len(), IMAGE_BYTES] {
+            return None;
+        }
+        let index = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+        Some(Cache { index, images: t.data().to_vec(), foreign: false })
+    }
+
+    fn get(&self, key: &Key) -> Option<&[u8]> {
+        self.index.get(key).map(|&i| &self.images[i * IMAGE_BYTES..][..IMAGE_BYTES])
+    }
+
+    /// Adds the pictures not in the cache yet and, if there were any, writes it again with them
+    /// and the others still in `dir` as they were (best effort: an error leaves it as it was).
+    fn update<'a>(&mut self, dir: &Path, decoded: impl Iterator<Item = (Option<Key>, &'a Vec<u8>)>) {
+        let fresh: Vec<(Key, &Vec<u8>)> =
+            decoded.filter_map(|(k, px)| k.filter(|k| !self.index.contains_key(k)).map(|k| (k, px))).collect();
+        if fresh.is_empty() || self.foreign {
+            return;
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        let mut images = Vec::new();
+        let mut kept: Vec<(&Key, usize)> = self.index.iter().map(|(k, &i)| (k, i)).collect();
+        kept.sort_by_key(|&(_, i)| i);
+        for (k, i) in kept {
+            if Key::of(dir, &dir.join(&k.0)).as_ref() == Some(k) {
+                keys.push(k.clone());
+                images.extend_from_slice(&self.images[i * IMAGE_BYTES..][..IMAGE_BYTES]);
+            }
+        }
+        for (k, px) in fresh {
+            keys.push(k);
+            images.extend_from_slice(px);
+        }
+        let Ok(view) =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![keys.len(), IMAGE_BYTES], &images)
+        else {
+            return;
+        };
+        let meta = [
+            (CACHE_MARK.0.to_string(), CACHE_MARK.1.to_string()),
+            ("pictures".to_string(), serde_json::to_string(&keys).unwrap_or_default()),
+        ];
+        if let Ok(bytes) = safetensors::serialize([("images", view)], Some(meta.into_iter().collect())) {
+            let _ = crate::io::write_atomic(&dir.join(CACHE), &bytes);
+        }
+    }
 }
 
 /// The pictures in `dir` itself (not its sub-folders), in sorted order: the files with the
