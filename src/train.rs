@@ -558,6 +558,7 @@ impl Trainer {
             clip_grad_norm: cfg.clip_grad_norm,
             class_weights: cfg.class_weights.clone(),
             data_dir: None,
+            test_fraction: train.held_out,
         };
         // Where the earlier steps' log and metrics are: the resumed checkpoint's folder.
         let mut earlier = out.to_path_buf();

@@ -56,7 +56,7 @@ fn an_image_folder_reads_as_torchvisions_imagefolder() {
     let d = folder(8);
     let ds = data::load(DatasetKind::ImageFolder, &d, Split::Train, false).unwrap();
     assert_eq!(ds.name, "ImageFolder");
-    assert!(!ds.held_out && !ds.describe().contains("test split"), "{}", ds.describe());
+    assert!(ds.held_out.is_none() && !ds.describe().contains("test split"), "{}", ds.describe());
     assert_eq!(ds.classes, ["blue", "green", "red"], "sorted folder names");
     assert_eq!(ds.len(), 24);
     assert_eq!(ds.labels, [[0u8; 8], [1; 8], [2; 8]].concat());
@@ -109,7 +109,7 @@ fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
     all.dedup();
     assert_eq!(all.len(), 19, "every picture once");
     assert_eq!(images(&load(Split::Test)), images(&test), "the same pictures at every load");
-    assert!(train.held_out && test.held_out);
+    assert_eq!((train.held_out, test.held_out), (Some(0.2), Some(0.2)));
     assert!(train.describe().contains("20% of each class's pictures, the same ones every run, are the test split"));
     // The same split trains and evaluates through the binary.
     let runs = tempdir();
@@ -124,6 +124,55 @@ fn a_folder_without_splits_holds_out_a_fifth_of_each_class() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["images"], 4, "{v}");
+    // Another fraction: blue 6 → 3, green 1 → none, grey 2 → 1, red 10 → 5 (at most all but one).
+    let half = data::load_image_folder(&d, Split::Test, 0.5).unwrap();
+    assert_eq!([0, 1, 2, 3].map(|c| count(&half, c)), [3, 0, 1, 5]);
+    assert_eq!(half.held_out, Some(0.5));
+    assert!(half.describe().contains("50% of each class's pictures"), "{}", half.describe());
+    let most = data::load_image_folder(&d, Split::Train, 0.9).unwrap();
+    assert_eq!([0, 1, 2, 3].map(|c| count(&most, c)), [1, 1, 1, 1]);
+    // Through the binary: recorded, taken by eval and --resume, a different one refused.
+    let out = runs.join("half");
+    let (code, _, err) = wgrad(
+        &[
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "5",
+                "--test-fraction",
+                "0.5",
+                "--out",
+                s(&out),
+            ][..],
+            &data,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Train split: 10 images") && err.contains("Test split: 9 images"), "{err}");
+    let meta = wgrad::io::checkpoint::meta_of(&out).unwrap();
+    assert_eq!(meta.test_fraction, Some(0.5));
+    let (code, stdout, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["images"], 9, "the checkpoint's held-out pictures: {v}");
+    let (code, _, err) =
+        wgrad(&["train", "--device", "cpu", "--epochs", "2", "--resume", s(&out), "--test-fraction", "0.3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("test fraction 0.5 (this run: 0.3)"), "{err}");
+    let (code, _, err) = wgrad(&["eval", "--device", "cpu", "--weights", s(&out), "--test-fraction", "1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("1 is not in (0, 1)"), "{err}");
+    let grid = runs.join("grid.png");
+    let show = ["show", "--dataset", "synthetic", "--test-fraction", "0.5", "--data-dir", s(&runs), "--out", s(&grid)];
+    let (code, _, err) = wgrad(&show);
+    assert_eq!(code, 1);
+    assert!(!grid.exists());
+    assert!(err.contains("--test-fraction 0.5: it splits a folder of class folders alone"), "{err}");
     // A run's folder among the class folders would be read as a class: refused, before it is made.
     let inside = d.join("runs/pets");
     let (code, _, err) = wgrad(&[&["train", "--device", "cpu", "--out", s(&inside)][..], &data].concat());

@@ -275,7 +275,7 @@ fn resnet20_in_eval_mode_uses_the_running_statistics() {
         labels: targets.iter().map(|&t| t as u8).collect(),
         classes: (0..10).map(|c| c.to_string()).collect(),
         synthetic: false,
-        held_out: false,
+        held_out: None,
         source: path.clone(),
     });
     for d in devices() {

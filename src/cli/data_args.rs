@@ -12,7 +12,7 @@ pub struct DataArgs {
     /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist), image-folder (your
     /// own PNG, JPEG, BMP, PPM/PGM, TIFF or WebP pictures as torchvision's ImageFolder reads them: --data-dir
     /// holds train/ and test/ (or val/), each with a folder per class, or the class folders
-    /// alone, a fifth of each class held out as the test split; resized to 32×32) or synthetic
+    /// alone, a fifth of each class held out as the test split (--test-fraction); resized to 32×32) or synthetic
     /// (generated, CIFAR-10 binary format).
     /// Without it: a checkpoint's own (eval, train --resume), else CIFAR-10 if it is under
     /// --data-dir (or --download is given), else synthetic.
@@ -28,9 +28,26 @@ pub struct DataArgs {
     /// into --data-dir if it is not there.
     #[arg(long)]
     pub download: bool,
+    /// The share of each class's pictures an image folder of class folders alone (no train/ and
+    /// test/) holds out as the test split, the same pictures every run [default: 0.2; for a
+    /// checkpoint's own folder, the checkpoint's].
+    #[arg(long = "test-fraction", value_parser = fraction)]
+    pub test_fraction: Option<f64>,
     /// Whether `data_dir` is the checkpoint's (set by [`DataArgs::defaulting_to`]).
     #[arg(skip)]
     recorded_dir: bool,
+    /// The checkpoint's test fraction, where it held one out of its folder.
+    #[arg(skip)]
+    recorded_fraction: Option<f64>,
+}
+
+/// A number in (0, 1).
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        Ok(f) => Err(format!("{f} is not in (0, 1)")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
 }
 
 impl DataArgs {
@@ -43,6 +60,9 @@ impl DataArgs {
         if self.data_dir.is_none() && self.dataset.is_some() && self.dataset == own {
             self.data_dir = m.data_dir.as_ref().map(PathBuf::from);
             self.recorded_dir = self.data_dir.is_some();
+        }
+        if self.dataset.is_some() && self.dataset == own {
+            self.recorded_fraction = m.test_fraction;
         }
         self
     }
@@ -80,7 +100,25 @@ impl DataArgs {
                 "the checkpoint's data folder is not there (moved?): --data-dir names where the data is now",
             ));
         }
-        let ds = data::load(self.kind(), &dir, split, self.download)?;
+        let kind = self.kind();
+        let fraction = self.test_fraction.or(self.recorded_fraction).unwrap_or(data::image_folder::HELD_OUT);
+        let ds = match kind {
+            DatasetKind::ImageFolder if !self.download => data::load_image_folder(&dir, split, fraction)?,
+            _ => data::load(kind, &dir, split, self.download)?,
+        };
+        if let Some(f) = self.test_fraction.filter(|_| ds.held_out.is_none()) {
+            return Err(crate::Error::file(
+                &dir,
+                format!(
+                    "--test-fraction {f}: it splits a folder of class folders alone, and {} is not one ({})",
+                    ds.name,
+                    match kind {
+                        DatasetKind::ImageFolder => "this one has train/ and test/ folders",
+                        _ => "it has its own test split",
+                    }
+                ),
+            ));
+        }
         eprintln!("data: {}", ds.describe());
         Ok(Arc::new(ds))
     }

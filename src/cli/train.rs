@@ -218,7 +218,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // which the trainer checks with the rest once it has them.
     if let Some(m) = &resumed {
         let known = train::Config { schedule: m.schedule.clone(), ..cfg.clone() };
-        let differ = train::settings_differ(m, &known, data.kind().name(), &m.classes);
+        let mut differ = train::settings_differ(m, &known, data.kind().name(), &m.classes);
+        // The pictures an unsplit folder holds out (checkpoints from before the flag held out 0.2).
+        let held_out = m.test_fraction.unwrap_or(crate::data::image_folder::HELD_OUT);
+        if let Some(f) = a.data.test_fraction.filter(|&f| m.dataset == DatasetKind::ImageFolder.name() && f != held_out)
+        {
+            differ.push(format!("test fraction {held_out} (this run: {f})"));
+        }
         if !differ.is_empty() {
             let p = a.resume.as_deref().unwrap_or(Path::new(""));
             return Err(crate::Error::file(p, train::resume_refusal(&differ)).into());

@@ -114,7 +114,7 @@ fn dataset(split: Split, images: Vec<u8>, labels: Vec<u8>, classes: Vec<String>,
         labels,
         classes,
         synthetic: false,
-        held_out: false,
+        held_out: None,
         source,
     }
 }

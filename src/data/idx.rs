@@ -131,7 +131,7 @@ pub fn from_gz(kind: DatasetKind, split: Split, images: (&Path, &[u8]), labels: 
         labels,
         classes: kind.classes().unwrap_or_default().iter().map(|s| s.to_string()).collect(),
         synthetic: false,
-        held_out: false,
+        held_out: None,
         source: ip.into(),
     })
 }

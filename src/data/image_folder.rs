@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 const EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
 /// Labels are bytes.
 const MAX_CLASSES: usize = 256;
-/// The share of each class's pictures a folder without splits holds out as its test split.
+/// The share of each class's pictures a folder without splits holds out as its test split, unless
+/// told another ([`load_with`], `--test-fraction`).
 pub const HELD_OUT: f64 = 0.2;
 
 /// Whether `dir` is a folder of class folders alone: sub-folders, none of them train/, test/ or
@@ -89,8 +90,17 @@ pub fn classes(split_dir: &Path) -> Result<Vec<String>> {
 /// A split's pictures, decoded and framed (in parallel), with the training split's classes (a
 /// folder with test/ or val/ alone, to evaluate a checkpoint on, has that split's own).
 pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
+    load_with(dir, split, HELD_OUT)
+}
+
+/// [`load`], where a folder of class folders alone holds out `test_fraction` (in (0, 1)) of each
+/// class's pictures as its test split.
+pub fn load_with(dir: &Path, split: Split, test_fraction: f64) -> Result<Dataset> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(Error::file(dir, format!("the test fraction must be in (0, 1), got {test_fraction}")));
+    }
     if is_unsplit(dir) {
-        return load_unsplit(dir, split);
+        return load_unsplit(dir, split, test_fraction);
     }
     let root = find(dir, split)?;
     let classes = classes(&find(dir, Split::Train).unwrap_or_else(|_| root.clone()))?;
@@ -113,13 +123,13 @@ pub fn load(dir: &Path, split: Split) -> Result<Dataset> {
             ));
         }
     }
-    decode(dir, files, classes, split, root, false)
+    decode(dir, files, classes, split, root, None)
 }
 
-/// A split of a folder of class folders alone: [`HELD_OUT`] of each class's pictures (rounded,
-/// at least one of two or more) are the test split, those whose paths within `dir` have the
-/// smallest MD5s; the split keeps the pictures' order.
-fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
+/// A split of a folder of class folders alone: `test_fraction` of each class's pictures (rounded,
+/// at least one of two or more, at most all but one) are the test split, those whose paths within
+/// `dir` have the smallest MD5s; the split keeps the pictures' order.
+fn load_unsplit(dir: &Path, split: Split, test_fraction: f64) -> Result<Dataset> {
     let classes = classes(dir)?;
     let mut files: Vec<(PathBuf, u8)> = Vec::new();
     for (label, name) in classes.iter().enumerate() {
@@ -133,7 +143,7 @@ fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
             ));
         }
         let n = class.len();
-        let held = if n < 2 { 0 } else { ((n as f64 * HELD_OUT).round() as usize).max(1) };
+        let held = if n < 2 { 0 } else { ((n as f64 * test_fraction).round() as usize).clamp(1, n - 1) };
         let digest = |p: &Path| {
             let rel = p.strip_prefix(dir).unwrap_or(p).to_string_lossy().replace('\\', "/");
             <md5::Md5 as md5::Digest>::digest(rel.as_bytes())
@@ -146,7 +156,7 @@ fn load_unsplit(dir: &Path, split: Split) -> Result<Dataset> {
         }
         files.extend(class.into_iter().zip(test).filter(|(_, t)| *t == (split == Split::Test)).map(|(f, _)| f));
     }
-    decode(dir, files, classes, split, dir.to_path_buf(), true)
+    decode(dir, files, classes, split, dir.to_path_buf(), Some(test_fraction))
 }
 
 /// Decodes and frames `files` (in parallel) into a split of `classes` (`held_out`: see
@@ -157,7 +167,7 @@ fn decode(
     classes: Vec<String>,
     split: Split,
     source: PathBuf,
-    held_out: bool,
+    held_out: Option<f64>,
 ) -> Result<Dataset> {
     let mut cache = Cache::read(dir);
     let keys: Vec<Option<Key>> = files.par_iter().map(|(path, _)| Key::of(dir, path)).collect();

@@ -85,9 +85,9 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// Whether the data was generated rather than read (every command says so).
     pub synthetic: bool,
-    /// Whether the splits were made by holding out part of each class of a folder that had none
-    /// (an image folder without train/ and test/; every command says so).
-    pub held_out: bool,
+    /// Where the splits were made by holding out part of each class of a folder that had none
+    /// (an image folder without train/ and test/; every command says so): that share.
+    pub held_out: Option<f64>,
     /// Where it was read from.
     pub source: PathBuf,
 }
@@ -106,10 +106,10 @@ impl Dataset {
     pub fn describe(&self) -> String {
         let what = if self.synthetic {
             " (SYNTHETIC data, not a real dataset)".to_string()
-        } else if self.held_out {
+        } else if let Some(f) = self.held_out {
             format!(
                 " (no train/ or test/ there: {}% of each class's pictures, the same ones every run, are the test split)",
-                image_folder::HELD_OUT * 100.0
+                f * 100.0
             )
         } else {
             String::new()
@@ -129,9 +129,18 @@ pub fn default_data_dir() -> PathBuf {
 /// `dir`, `dir`/mnist or `dir`/MNIST/raw (fetched into `dir`/mnist); the synthetic set is
 /// generated (deterministically) into `dir`/wgrad-synthetic-cifar10 when missing.
 pub fn load(kind: DatasetKind, dir: &Path, split: Split, download: bool) -> Result<Dataset> {
-    let ds = load_any(kind, dir, split, download)?;
+    nonempty(load_any(kind, dir, split, download)?)
+}
+
+/// An image folder's split as [`load`] loads it, an unsplit folder's test split holding
+/// `test_fraction` of each class's pictures ([`image_folder::load_with`]).
+pub fn load_image_folder(dir: &Path, split: Split, test_fraction: f64) -> Result<Dataset> {
+    nonempty(image_folder::load_with(dir, split, test_fraction)?)
+}
+
+fn nonempty(ds: Dataset) -> Result<Dataset> {
     if ds.is_empty() {
-        return Err(Error::file(&ds.source, format!("the {:?} split of {} holds no images", split, ds.name)));
+        return Err(Error::file(&ds.source, format!("the {:?} split of {} holds no images", ds.split, ds.name)));
     }
     Ok(ds)
 }

@@ -92,7 +92,7 @@ pub fn generate(seed: u64, split: Split) -> Result<Dataset> {
         labels,
         classes: CLASSES.iter().map(|s| s.to_string()).collect(),
         synthetic: true,
-        held_out: false,
+        held_out: None,
         source: format!("seed {seed} (generated in memory)").into(),
     })
 }

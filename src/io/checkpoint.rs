@@ -75,6 +75,11 @@ pub struct Meta {
     /// where the path is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<String>,
+    /// The share of each class an image folder without splits held out as the test split
+    /// (`--test-fraction`); none for other datasets and in checkpoints written before it could be
+    /// chosen (which held out 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
 }
 
 fn tudui() -> String {
