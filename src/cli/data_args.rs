@@ -113,7 +113,7 @@ impl DataArgs {
                     "--test-fraction {f}: it splits a folder of class folders alone, and {} is not one ({})",
                     ds.name,
                     match kind {
-                        DatasetKind::ImageFolder => "this one has train/ and test/ folders",
+                        DatasetKind::ImageFolder => "this one has its own test/ or val/ folder",
                         _ => "it has its own test split",
                     }
                 ),

@@ -200,7 +200,8 @@ fn decode(
 /// wgrad's; not at all where the folder cannot be written (the pictures are then decoded each
 /// time).
 pub const CACHE: &str = ".wgrad-pictures.safetensors";
-/// The metadata entry that marks the file as wgrad's, and its format.
+/// The metadata entry that marks the file as wgrad's, and its format: a change to how pictures
+/// are framed ([`decode_pixels`]) changes the version, so that older files are decoded afresh.
 const CACHE_MARK: (&str, &str) = ("wgrad", "decoded pictures, 3x32x32 bytes each, v1");
 
 /// What identifies a picture's file: its path within the folder ('/'-separated), size and
