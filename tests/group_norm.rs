@@ -1,14 +1,19 @@
+//! GroupNorm and LayerNorm (on GroupNorm's kernels).
+//!
 //! GroupNorm: CPU (f64) vs finite differences through the group statistics, CPU and GPU vs
 //! PyTorch (several groups, one, one channel a group, no affine, no bias, another eps, (N, C) and
 //! (N, C, L) inputs, groups with a large mean), GPU vs CPU on random sizes (groups of 1 to over
-//! 20,000 values), its repr and state-dict entries, and bad input.
+//! 20,000 values), its repr and state-dict entries, and bad input. LayerNorm: CPU and GPU vs
+//! PyTorch (over one, two and three last dimensions, no affine, no bias, eps, a large mean), GPU vs
+//! CPU on random sizes, repr, entries and bad input. A network of both trains alike on both
+//! devices.
 
 mod common;
 use common::layer::*;
 use common::*;
 use rand::Rng;
 use wgrad::functional::Call;
-use wgrad::ops::group_norm::{backward_cpu, forward_cpu, Geometry, GroupNorm};
+use wgrad::ops::group_norm::{backward_cpu, forward_cpu, Geometry, GroupNorm, LayerNorm};
 use wgrad::ops::interface::{Mode, Op};
 use wgrad::testing::assert_close;
 use wgrad::Tensor;
@@ -44,6 +49,29 @@ fn cpu_and_gpu_match_pytorch() {
         let eval = Call { mode: Mode::Eval, ..Call::default() };
         let got = run(&wgrad::Device::Cpu, &gn, &[&x], &state, &dout, eval);
         compare(&format!("{} eval", c.name), &got, &Want { out: want.out.clone(), ..Want::default() }, REDUCTION);
+    }
+}
+
+#[test]
+fn layer_norm_matches_pytorch() {
+    for c in goldens("group_norm.safetensors", &["layer_norm"]) {
+        let m = &c.meta;
+        let ln = LayerNorm::new(c.usizes("normalized_shape"))
+            .eps(m["eps"].as_f64().unwrap() as f32)
+            .elementwise_affine(m["elementwise_affine"].as_bool().unwrap())
+            .bias(m["bias"].as_bool().unwrap());
+        assert_eq!(ln.describe(), c.str("repr").unwrap(), "PyTorch's repr");
+        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
+        let names: Vec<&str> = ln.params().iter().map(|p| p.name).collect();
+        let state: Vec<Tensor> = names.iter().map(|k| tensor(&c, k)).collect();
+        let state: Vec<&Tensor> = state.iter().collect();
+        let want = Want {
+            out: c.f32("out").1,
+            dinputs: vec![c.f32("dinp").1],
+            dparams: names.iter().map(|k| c.f32(&format!("d{k}")).1).collect(),
+            ..Want::default()
+        };
+        check_devices(&c.name, &ln, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
     }
 }
 
@@ -121,6 +149,45 @@ fn gpu_matches_cpu_on_random_sizes() {
     }
 }
 
+/// LayerNorm over random last dimensions of random shapes, with and without affine and bias.
+#[test]
+fn layer_norm_gpu_matches_cpu_on_random_sizes() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(54);
+    for i in 0..12 {
+        let rank = r.random_range(2..=4);
+        let shape: Vec<usize> = (0..rank).map(|_| r.random_range(1..=[9, 40, 300][i % 3])).collect();
+        let last = r.random_range(1..rank);
+        let normalized = shape[rank - last..].to_vec();
+        if normalized.iter().product::<usize>() <= 2 {
+            continue;
+        }
+        let ln = LayerNorm::new(normalized.clone()).elementwise_affine(i % 4 != 3).bias(i % 3 != 1);
+        let x = rand_tensor(&mut r, &shape, -2.0, 3.0);
+        let dout = rand_tensor(&mut r, &shape, -1.0, 1.0);
+        let state = [rand_tensor(&mut r, &normalized, 0.5, 1.5), rand_tensor(&mut r, &normalized, -0.5, 0.5)];
+        let state: Vec<&Tensor> = state.iter().take(ln.params().len()).collect();
+        let name = format!("{} on {shape:?}", ln.describe());
+        gpu_matches_cpu(&name, &gpu, &ln, &[&x], &state, &dout, Call::default(), REDUCTION);
+    }
+}
+
+#[test]
+fn layer_norms_entries_and_errors_are_pytorchs() {
+    let ln = LayerNorm::new([3, 4]);
+    assert_eq!(ln.describe(), "LayerNorm((3, 4), eps=1e-05, elementwise_affine=True, bias=True)");
+    let entries = |ln: &LayerNorm| ln.params().iter().map(|p| (p.name, p.shape.clone())).collect::<Vec<_>>();
+    assert_eq!(entries(&ln), [("weight", vec![3, 4]), ("bias", vec![3, 4])]);
+    assert_eq!(entries(&ln.clone().bias(false)), [("weight", vec![3, 4])]);
+    assert!(entries(&ln.clone().elementwise_affine(false)).is_empty());
+    let e = LayerNorm::new([4]).plan(&[&[2, 5]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("Given normalized_shape=[4], expected input with shape [*, 4]") && e.contains("[2, 5]"), "{e}");
+    let e = LayerNorm::new([4]).plan(&[&[4]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("and a batch dimension"), "{e}");
+    let e = LayerNorm::new(Vec::<usize>::new()).plan(&[&[2, 4]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("normalized_shape must be non-empty and positive"), "{e}");
+}
+
 #[test]
 fn its_entries_are_pytorchs() {
     let gn = GroupNorm::new(2, 4);
@@ -149,12 +216,13 @@ fn bad_input_is_an_error() {
     assert!(e.contains("eps must be positive"), "{e}");
 }
 
-/// A network with GroupNorm layers (with and without bias) trains to the same numbers on the GPU
-/// as on the CPU path, in f32 and in mixed precision (looser), and evaluates alike; its entries
-/// are named as PyTorch's state dict names them.
+/// A network with GroupNorm layers (with and without bias) and a LayerNorm trains to the same
+/// numbers on the GPU as on the CPU path, in f32 and in mixed precision (looser), and evaluates
+/// alike; its entries are named as PyTorch's state dict names them.
 #[test]
-fn a_network_with_group_norms_trains_alike_on_both_devices() {
+fn a_network_with_group_and_layer_norms_trains_alike_on_both_devices() {
     use wgrad::nn::{Conv2d, Flatten, Linear, Model, ReLU, Sequential};
+    // GroupNorms after the convolutions, a LayerNorm after the first Linear.
     let net = Sequential::new()
         .add("conv1", Conv2d::new(3, 8, 3).padding(1).bias(false))
         .add("gn1", GroupNorm::new(4, 8))
@@ -163,10 +231,15 @@ fn a_network_with_group_norms_trains_alike_on_both_devices() {
         .add("gn2", GroupNorm::new(1, 8).bias(false))
         .add("relu2", ReLU)
         .add("flatten", Flatten::new())
-        .add("fc", Linear::new(8 * 8 * 8, 10));
+        .add("fc1", Linear::new(8 * 8 * 8, 32))
+        .add("ln", LayerNorm::new([32]))
+        .add("relu3", ReLU)
+        .add("fc2", Linear::new(32, 10));
     let model = Model::new(&net, [3, 32, 32], 5).unwrap();
     let keys: Vec<&str> = model.params.specs.iter().map(|s| s.key.as_str()).collect();
-    assert_eq!(keys, ["conv1.weight", "gn1.weight", "gn1.bias", "conv2.weight", "gn2.weight", "fc.weight", "fc.bias"]);
+    let want = ["conv1.weight", "gn1.weight", "gn1.bias", "conv2.weight", "gn2.weight", "fc1.weight", "fc1.bias"];
+    assert_eq!(keys[..7], want);
+    assert_eq!(keys[7..], ["ln.weight", "ln.bias", "fc2.weight", "fc2.bias"]);
     assert!(model.describe().contains("(gn1): GroupNorm(4, 8, eps=1e-05, affine=True, bias=True)"));
     let batch = 4;
     let mut r = rng(53);
@@ -188,11 +261,10 @@ fn a_network_with_group_norms_trains_alike_on_both_devices() {
         }
         assert!(losses[4] < losses[0], "the loss did not fall: {losses:?}");
         let (p, q) = (cpu.params().unwrap(), gpu.params().unwrap());
-        // In relative L2, within a fifth of the loss's tolerance (in mixed precision: 1.4e-3, the
-        // f16 operands of the convolutions and the Linear).
+        // In relative L2, within half the loss's tolerance (in mixed precision 3.1e-3: the f16
+        // operands of the two convolutions and two Linears).
         let err = rel_l2(&q.data, &p.data);
-        eprintln!("{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
-        assert!(err <= tol as f64 / 5.0, "{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
+        assert!(err <= tol as f64 / 2.0, "{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
         let inference = wgrad::ExecOptions::inference();
         let mut cpu_eval = wgrad::executor(&wgrad::Device::Cpu, &model, batch, inference.clone()).unwrap();
         let mut gpu_eval = wgrad::executor(&wgrad::Device::Gpu(g.clone()), &model, batch, inference).unwrap();

@@ -5,6 +5,11 @@
 //! is one contiguous run of C/G · H·W values, which the CPU path reduces in f64 (two passes) and
 //! the GPU in one workgroup per (image, group). Shaders: group_norm_forward_stats, _forward,
 //! _backward_stats, _backward_input, _backward_params.
+//!
+//! LayerNorm (nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True)) runs
+//! on the same kernels: each of its rows (the last dimensions, `normalized_shape`) is one group of
+//! GroupNorm(1, M) on an (R, M, 1) view of the input, M the row's length, whose per-channel affine
+//! map is LayerNorm's element-wise one.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::ParamsLayout;
@@ -114,7 +119,90 @@ impl Op for GroupNorm {
     }
 }
 
-/// A GroupNorm at fixed shapes.
+/// nn.LayerNorm: normalises each input over its last dimensions, `normalized_shape` (biased
+/// variance), then scales and shifts each of those elements by its own weight and bias (of shape
+/// `normalized_shape`). Runs GroupNorm's kernels (see the module's documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNorm {
+    pub normalized_shape: Vec<usize>,
+    pub eps: f32,
+    /// Element-wise weight, and bias unless [`LayerNorm::bias`] is false.
+    pub elementwise_affine: bool,
+    pub bias: bool,
+}
+
+impl LayerNorm {
+    /// LayerNorm(normalized_shape) with PyTorch's defaults (`LayerNorm::new([64])` for
+    /// `nn.LayerNorm(64)`).
+    pub fn new(normalized_shape: impl Into<Vec<usize>>) -> Self {
+        LayerNorm { normalized_shape: normalized_shape.into(), eps: 1e-5, elementwise_affine: true, bias: true }
+    }
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+    pub fn elementwise_affine(mut self, affine: bool) -> Self {
+        self.elementwise_affine = affine;
+        self
+    }
+    /// Whether the affine map has an additive bias (only with `elementwise_affine`).
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+}
+
+impl Op for LayerNorm {
+    fn describe(&self) -> String {
+        let py = |b: bool| if b { "True" } else { "False" };
+        let shape = match &self.normalized_shape[..] {
+            [d] => format!("({d},)"),
+            s => format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+        };
+        format!(
+            "LayerNorm({shape}, eps={}, elementwise_affine={}, bias={})",
+            super::py_float(self.eps),
+            py(self.elementwise_affine),
+            py(self.elementwise_affine && self.bias)
+        )
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        let mut v = Vec::new();
+        if self.elementwise_affine {
+            v.push(ParamDecl::param("weight", self.normalized_shape.clone(), Init::Const(1.0)));
+            if self.bias {
+                v.push(ParamDecl::param("bias", self.normalized_shape.clone(), Init::Const(0.0)));
+            }
+        }
+        v
+    }
+    fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {
+        let (input, op, shape) = (inputs[0], self.describe(), &self.normalized_shape);
+        ensure_op!(!shape.is_empty() && shape.iter().all(|&d| d > 0), op, "normalized_shape must be non-empty and positive");
+        ensure_op!(self.eps > 0.0 && self.eps.is_finite(), op, "eps must be positive");
+        ensure_op!(
+            input.len() > shape.len() && input.ends_with(shape),
+            op,
+            "Given normalized_shape={shape:?}, expected input with shape [*, {}] (and a batch dimension), but got \
+             input of size {input:?}",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        ensure_op!(input.iter().all(|&d| d > 0), op, "empty input of shape {input:?}");
+        let m: usize = shape.iter().product();
+        Ok(Box::new(Geometry {
+            shape: input.to_vec(),
+            n: input.iter().product::<usize>() / m,
+            c: m,
+            groups: 1,
+            hw: 1,
+            eps: self.eps,
+            affine: self.elementwise_affine,
+            bias: self.elementwise_affine && self.bias,
+        }))
+    }
+}
+
+/// A GroupNorm (or LayerNorm) at fixed shapes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Geometry {
     /// The input's shape, (N, C, *).

@@ -108,7 +108,7 @@ registry!(
     cross_entropy,
     dropout => Dropout | Dropout2d,
     flatten => Flatten,
-    group_norm => GroupNorm,
+    group_norm => GroupNorm | LayerNorm,
     l1_loss,
     linear => Linear,
     log_softmax,

@@ -331,7 +331,9 @@ def batchnorm1d():
 def group_norm():
     """GroupNorm: several groups, one group (LayerNorm over C, H, W with per-channel affine), one
     channel a group (InstanceNorm's), without affine, without bias, another eps, (N, C) and (N, C, L) inputs, and
-    groups with a large mean (where a one-pass f32 variance loses every digit)."""
+    groups with a large mean (where a one-pass f32 variance loses every digit); LayerNorm (on
+    GroupNorm's kernels) over one, two and three last dimensions, without affine or bias, another
+    eps, and rows with a large mean."""
     torch.manual_seed(4)
     t, m = {}, {}
 
@@ -365,6 +367,36 @@ def group_norm():
     case('gn_nc', (4, 6), 2)
     case('gn_ncl', (3, 4, 7), 2)
     case('gn_large_offset', (4, 8, 16, 16), 4, scale=0.1, offset=10.0)
+
+    def layer_norm(name, shape, normalized, scale=1.0, offset=0.0, **kw):
+        ln = nn.LayerNorm(normalized, **kw)
+        with torch.no_grad():
+            if ln.weight is not None:
+                ln.weight.uniform_(0.5, 1.5)
+                t[f'{name}.weight'] = ln.weight
+            if ln.bias is not None:
+                ln.bias.uniform_(-0.5, 0.5)
+                t[f'{name}.bias'] = ln.bias
+        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
+        y = ln(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        if ln.weight is not None:
+            t[f'{name}.dweight'] = ln.weight.grad
+        if ln.bias is not None:
+            t[f'{name}.dbias'] = ln.bias.grad
+        m[name] = dict(op='layer_norm', normalized_shape=list(ln.normalized_shape), eps=ln.eps,
+                       elementwise_affine=ln.elementwise_affine, bias=ln.bias is not None, repr=repr(ln))
+
+    layer_norm('ln_features', (4, 10), 10)
+    layer_norm('ln_two_dims', (3, 4, 5), [4, 5])
+    layer_norm('ln_last_dim', (2, 3, 6), 6)
+    layer_norm('ln_chw', (2, 3, 4, 4), [3, 4, 4])
+    layer_norm('ln_no_affine', (4, 8), 8, elementwise_affine=False)
+    layer_norm('ln_no_bias', (4, 8), 8, bias=False)
+    layer_norm('ln_eps', (4, 8), 8, eps=1e-3)
+    layer_norm('ln_large_offset', (16, 256), 256, scale=0.1, offset=10.0)
     save('group_norm.safetensors', t, m)
 
 
