@@ -1,19 +1,20 @@
-//! GroupNorm and LayerNorm (on GroupNorm's kernels).
+//! GroupNorm, and LayerNorm and InstanceNorm2d (on GroupNorm's kernels).
 //!
 //! GroupNorm: CPU (f64) vs finite differences through the group statistics, CPU and GPU vs
 //! PyTorch (several groups, one, one channel a group, no affine, no bias, another eps, (N, C) and
 //! (N, C, L) inputs, groups with a large mean), GPU vs CPU on random sizes (groups of 1 to over
 //! 20,000 values), its repr and state-dict entries, and bad input. LayerNorm: CPU and GPU vs
 //! PyTorch (over one, two and three last dimensions, no affine, no bias, eps, a large mean), GPU vs
-//! CPU on random sizes, repr, entries and bad input. A network of both trains alike on both
-//! devices.
+//! CPU on random sizes, repr, entries and bad input. InstanceNorm2d: CPU and GPU vs PyTorch (with
+//! and without affine and bias, eps, a large mean), repr, entries and errors. A network of all
+//! three trains alike on both devices.
 
 mod common;
 use common::layer::*;
 use common::*;
 use rand::Rng;
 use wgrad::functional::Call;
-use wgrad::ops::group_norm::{backward_cpu, forward_cpu, Geometry, GroupNorm, LayerNorm};
+use wgrad::ops::group_norm::{backward_cpu, forward_cpu, Geometry, GroupNorm, InstanceNorm2d, LayerNorm};
 use wgrad::ops::interface::{Mode, Op};
 use wgrad::testing::assert_close;
 use wgrad::Tensor;
@@ -73,6 +74,47 @@ fn layer_norm_matches_pytorch() {
         };
         check_devices(&c.name, &ln, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
     }
+}
+
+#[test]
+fn instance_norm_matches_pytorch() {
+    for c in goldens("group_norm.safetensors", &["instance_norm2d"]) {
+        let m = &c.meta;
+        let inorm = InstanceNorm2d::new(m["num_features"].as_u64().unwrap() as usize)
+            .eps(m["eps"].as_f64().unwrap() as f32)
+            .affine(m["affine"].as_bool().unwrap())
+            .bias(m["bias"].as_bool().unwrap());
+        assert_eq!(inorm.describe(), c.str("repr").unwrap(), "PyTorch's repr");
+        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
+        let names: Vec<&str> = inorm.params().iter().map(|p| p.name).collect();
+        let state: Vec<Tensor> = names.iter().map(|k| tensor(&c, k)).collect();
+        let state: Vec<&Tensor> = state.iter().collect();
+        let want = Want {
+            out: c.f32("out").1,
+            dinputs: vec![c.f32("dinp").1],
+            dparams: names.iter().map(|k| c.f32(&format!("d{k}")).1).collect(),
+            ..Want::default()
+        };
+        check_devices(&c.name, &inorm, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
+    }
+}
+
+#[test]
+fn instance_norms_entries_and_errors_are_pytorchs() {
+    let names = |i: InstanceNorm2d| i.params().iter().map(|p| p.name).collect::<Vec<_>>();
+    assert!(names(InstanceNorm2d::new(3)).is_empty(), "no affine parameters by default");
+    assert_eq!(names(InstanceNorm2d::new(3).affine(true)), ["weight", "bias"]);
+    let plan = |i: InstanceNorm2d, shape: &[usize], mode| i.plan(&[shape], mode).err().map(|e| e.to_string());
+    let e = plan(InstanceNorm2d::new(3), &[2, 3], Mode::Train).unwrap();
+    assert!(e.contains("InstanceNorm2d(3, eps=1e-05") && e.contains("expected an (N, C, H, W) input"), "{e}");
+    let e = plan(InstanceNorm2d::new(3), &[2, 3, 1, 1], Mode::Train).unwrap();
+    assert!(e.contains("Expected more than 1 spatial element when training, got input size [2, 3, 1, 1]"), "{e}");
+    assert!(plan(InstanceNorm2d::new(3), &[2, 3, 1, 1], Mode::Eval).is_none());
+    // Without affine parameters the channel count is the input's (PyTorch only warns); with
+    // them it must match.
+    assert!(plan(InstanceNorm2d::new(3), &[2, 4, 2, 2], Mode::Train).is_none());
+    let e = plan(InstanceNorm2d::new(3).affine(true), &[2, 4, 2, 2], Mode::Train).unwrap();
+    assert!(e.contains("InstanceNorm2d(3") && e.contains("has 4 channels, the layer 3"), "{e}");
 }
 
 #[test]
@@ -216,19 +258,20 @@ fn bad_input_is_an_error() {
     assert!(e.contains("eps must be positive"), "{e}");
 }
 
-/// A network with GroupNorm layers (with and without bias) and a LayerNorm trains to the same
-/// numbers on the GPU as on the CPU path, in f32 and in mixed precision (looser), and evaluates
-/// alike; its entries are named as PyTorch's state dict names them.
+/// A network with GroupNorm layers (with and without bias), an InstanceNorm2d and a LayerNorm
+/// trains to the same numbers on the GPU as on the CPU path, in f32 and in mixed precision
+/// (looser), and evaluates alike; its entries are named as PyTorch's state dict names them.
 #[test]
-fn a_network_with_group_and_layer_norms_trains_alike_on_both_devices() {
+fn a_network_with_group_instance_and_layer_norms_trains_alike_on_both_devices() {
     use wgrad::nn::{Conv2d, Flatten, Linear, Model, ReLU, Sequential};
-    // GroupNorms after the convolutions, a LayerNorm after the first Linear.
+    // GroupNorms and an InstanceNorm2d after the convolutions, a LayerNorm after the first Linear.
     let net = Sequential::new()
         .add("conv1", Conv2d::new(3, 8, 3).padding(1).bias(false))
         .add("gn1", GroupNorm::new(4, 8))
         .add("relu1", ReLU)
         .add("conv2", Conv2d::new(8, 8, 3).stride(4).padding(1).bias(false))
         .add("gn2", GroupNorm::new(1, 8).bias(false))
+        .add("in2", InstanceNorm2d::new(8).affine(true))
         .add("relu2", ReLU)
         .add("flatten", Flatten::new())
         .add("fc1", Linear::new(8 * 8 * 8, 32))
@@ -237,9 +280,9 @@ fn a_network_with_group_and_layer_norms_trains_alike_on_both_devices() {
         .add("fc2", Linear::new(32, 10));
     let model = Model::new(&net, [3, 32, 32], 5).unwrap();
     let keys: Vec<&str> = model.params.specs.iter().map(|s| s.key.as_str()).collect();
-    let want = ["conv1.weight", "gn1.weight", "gn1.bias", "conv2.weight", "gn2.weight", "fc1.weight", "fc1.bias"];
+    let want = ["conv1.weight", "gn1.weight", "gn1.bias", "conv2.weight", "gn2.weight", "in2.weight", "in2.bias"];
     assert_eq!(keys[..7], want);
-    assert_eq!(keys[7..], ["ln.weight", "ln.bias", "fc2.weight", "fc2.bias"]);
+    assert_eq!(keys[7..], ["fc1.weight", "fc1.bias", "ln.weight", "ln.bias", "fc2.weight", "fc2.bias"]);
     assert!(model.describe().contains("(gn1): GroupNorm(4, 8, eps=1e-05, affine=True, bias=True)"));
     let batch = 4;
     let mut r = rng(53);

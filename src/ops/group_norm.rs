@@ -9,7 +9,8 @@
 //! LayerNorm (nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True)) runs
 //! on the same kernels: each of its rows (the last dimensions, `normalized_shape`) is one group of
 //! GroupNorm(1, M) on an (R, M, 1) view of the input, M the row's length, whose per-channel affine
-//! map is LayerNorm's element-wise one.
+//! map is LayerNorm's element-wise one. InstanceNorm2d (without running statistics) is
+//! GroupNorm(C, C): one channel a group.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::ParamsLayout;
@@ -202,7 +203,78 @@ impl Op for LayerNorm {
     }
 }
 
-/// A GroupNorm (or LayerNorm) at fixed shapes.
+/// nn.InstanceNorm2d(num_features, eps=1e-5, affine=False, *, bias=True) without running
+/// statistics (`track_running_stats=False`, PyTorch's default; `momentum` only matters with
+/// them): each channel of each image normalised over its H·W values. GroupNorm(C, C)'s kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InstanceNorm2d {
+    pub num_features: usize,
+    pub eps: f32,
+    pub affine: bool,
+    pub bias: bool,
+}
+
+impl InstanceNorm2d {
+    /// InstanceNorm2d(num_features) with PyTorch's defaults (no affine parameters).
+    pub fn new(num_features: usize) -> Self {
+        InstanceNorm2d { num_features, eps: 1e-5, affine: false, bias: true }
+    }
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+    /// Whether the affine map has an additive bias (only with `affine`).
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+    fn as_group_norm(&self) -> GroupNorm {
+        GroupNorm { num_groups: self.num_features, num_channels: self.num_features, eps: self.eps, affine: self.affine, bias: self.bias }
+    }
+}
+
+impl Op for InstanceNorm2d {
+    fn describe(&self) -> String {
+        let py = |b: bool| if b { "True" } else { "False" };
+        format!(
+            "InstanceNorm2d({}, eps={}, momentum=0.1, affine={}, bias={}, track_running_stats=False)",
+            self.num_features,
+            super::py_float(self.eps),
+            py(self.affine),
+            py(self.affine && self.bias)
+        )
+    }
+    fn params(&self) -> Vec<ParamDecl> {
+        self.as_group_norm().params()
+    }
+    fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
+        let (input, op) = (inputs[0], self.describe());
+        ensure_op!(input.len() == 4, op, "expected an (N, C, H, W) input, got shape {input:?}");
+        ensure_op!(
+            mode == Mode::Eval || input[2] * input[3] > 1,
+            op,
+            "Expected more than 1 spatial element when training, got input size {input:?}"
+        );
+        ensure_op!(input.iter().all(|&d| d > 0), op, "empty input of shape {input:?}");
+        ensure_op!(self.eps > 0.0 && self.eps.is_finite(), op, "eps must be positive");
+        ensure_op!(
+            !self.affine || input[1] == self.num_features,
+            op,
+            "input {input:?} has {} channels, the layer {}",
+            input[1],
+            self.num_features
+        );
+        // As PyTorch, the input's channels when there are no affine parameters to match.
+        let c = input[1];
+        GroupNorm { num_groups: c, num_channels: c, ..self.as_group_norm() }.plan(inputs, mode)
+    }
+}
+
+/// A GroupNorm (or LayerNorm, InstanceNorm2d) at fixed shapes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Geometry {
     /// The input's shape, (N, C, *).

@@ -108,7 +108,7 @@ registry!(
     cross_entropy,
     dropout => Dropout | Dropout2d,
     flatten => Flatten,
-    group_norm => GroupNorm | LayerNorm,
+    group_norm => GroupNorm | LayerNorm | InstanceNorm2d,
     l1_loss,
     linear => Linear,
     log_softmax,

@@ -333,7 +333,8 @@ def group_norm():
     channel a group (InstanceNorm's), without affine, without bias, another eps, (N, C) and (N, C, L) inputs, and
     groups with a large mean (where a one-pass f32 variance loses every digit); LayerNorm (on
     GroupNorm's kernels) over one, two and three last dimensions, without affine or bias, another
-    eps, and rows with a large mean."""
+    eps, and rows with a large mean; InstanceNorm2d (GroupNorm(C, C)) with and without affine and
+    bias, another eps, and planes with a large mean."""
     torch.manual_seed(4)
     t, m = {}, {}
 
@@ -397,6 +398,33 @@ def group_norm():
     layer_norm('ln_no_bias', (4, 8), 8, bias=False)
     layer_norm('ln_eps', (4, 8), 8, eps=1e-3)
     layer_norm('ln_large_offset', (16, 256), 256, scale=0.1, offset=10.0)
+
+    def instance_norm(name, shape, scale=1.0, offset=0.0, **kw):
+        inorm = nn.InstanceNorm2d(shape[1], **kw)
+        with torch.no_grad():
+            if inorm.weight is not None:
+                inorm.weight.uniform_(0.5, 1.5)
+                t[f'{name}.weight'] = inorm.weight
+            if inorm.bias is not None:
+                inorm.bias.uniform_(-0.5, 0.5)
+                t[f'{name}.bias'] = inorm.bias
+        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
+        y = inorm(x)
+        dy = torch.randn_like(y)
+        y.backward(dy)
+        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
+        if inorm.weight is not None:
+            t[f'{name}.dweight'] = inorm.weight.grad
+        if inorm.bias is not None:
+            t[f'{name}.dbias'] = inorm.bias.grad
+        m[name] = dict(op='instance_norm2d', num_features=shape[1], eps=inorm.eps, affine=inorm.affine,
+                       bias=inorm.bias is not None, repr=repr(inorm))
+
+    instance_norm('in_default', (2, 3, 5, 4))
+    instance_norm('in_affine', (2, 4, 3, 3), affine=True)
+    instance_norm('in_affine_no_bias', (2, 4, 3, 3), affine=True, bias=False)
+    instance_norm('in_eps', (3, 2, 4, 4), eps=1e-3)
+    instance_norm('in_large_offset', (4, 2, 16, 16), scale=0.1, offset=10.0)
     save('group_norm.safetensors', t, m)
 
 
