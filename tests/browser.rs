@@ -38,12 +38,17 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// on the CPU, slowly: Tudui's step of 64 takes about 6 s on 2 cores, ResNet-20's of 16 about 20 s).
 /// ResNet-20 for 2 steps, as its PyTorch goldens (tests/models.rs): two float32 runs of it drift
 /// apart, through BatchNorm's batch statistics, by about 1e-3 in the third step's loss.
-/// Then how many test images the page evaluates after training, and whether the run augments its
-/// images, smooths its labels by 0.1 and clips its gradients' norm to 0.1 at a learning rate of 0.1
-/// (the page's form and `wgrad train --augment --label-smoothing 0.1 --lr 0.1 --clip-grad-norm
-/// 0.1`: the clipping moves the tenth step's loss by 1.3e-3, thirteen times the tolerance).
-const RUNS: &[(&str, usize, usize, usize, bool)] =
-    &[("tudui", 20, 64, 250, false), ("cifar-net", 10, 64, 250, true), ("resnet20", 2, 16, 64, false)];
+/// Then how many test images the page evaluates after training, and the run's settings beyond the
+/// defaults ([`MOMENTUM`], [`AUGMENTED`]).
+const RUNS: &[(&str, usize, usize, usize, Extra)] =
+    &[("tudui", 20, 64, 250, MOMENTUM), ("cifar-net", 10, 64, 250, AUGMENTED), ("resnet20", 2, 16, 64, PLAIN)];
+
+/// The page's query and the `wgrad train` flags of a run's settings beyond the defaults.
+type Extra = (&'static str, &'static [&'static str]);
+const PLAIN: Extra = ("", &[]);
+/// SGD with momentum 0.9 and weight decay 5e-4, the page's form and `wgrad train --momentum 0.9
+/// --weight-decay 5e-4`.
+const MOMENTUM: Extra = ("&momentum=0.9&weight_decay=5e-4", &["--momentum", "0.9", "--weight-decay", "5e-4"]);
 
 /// How far (relative) the page's loss at each step may lie from the CPU path's: 1e-4, but 3e-4 for
 /// ResNet-20, whose second step already carries that drift at 1e-4's scale. Its first losses agree
@@ -57,11 +62,13 @@ fn loss_tolerance(model: &str) -> f64 {
         1e-4
     }
 }
-/// The query and the `wgrad train` flags of an augmented run with smoothed labels and clipped
-/// gradients.
-const AUGMENTED: (&str, [&str; 7]) = (
+/// A run that augments its images, smooths its labels by 0.1 and clips its gradients' norm to 0.1
+/// at a learning rate of 0.1 (the page's form and `wgrad train --augment --label-smoothing 0.1 --lr
+/// 0.1 --clip-grad-norm 0.1`: the clipping moves the tenth step's loss by 1.3e-3, thirteen times
+/// the tolerance).
+const AUGMENTED: Extra = (
     "&augment=1&label_smoothing=0.1&lr=0.1&clip_grad_norm=0.1",
-    ["--augment", "--label-smoothing", "0.1", "--lr", "0.1", "--clip-grad-norm", "0.1"],
+    &["--augment", "--label-smoothing", "0.1", "--lr", "0.1", "--clip-grad-norm", "0.1"],
 );
 
 fn chromium() -> Option<PathBuf> {
@@ -257,8 +264,7 @@ fn page_trains_every_model_like_the_cpu_path() {
             page.eval("!document.getElementById('error').hidden && document.getElementById('adapter').textContent");
         assert_eq!(visible, "Adapter: none");
     }
-    for &(model, steps, batch, eval, augmented) in RUNS.iter().filter(|r| chosen(r.0)) {
-        let (query, flags): (&str, &[&str]) = if augmented { (AUGMENTED.0, &AUGMENTED.1) } else { ("", &[]) };
+    for &(model, steps, batch, eval, (query, flags)) in RUNS.iter().filter(|r| chosen(r.0)) {
         let url = format!(
             "{base}?model={model}&dataset=synthetic&seed=0&batch={batch}&steps={steps}&eval={eval}&autorun=1{query}"
         );

@@ -180,6 +180,13 @@ struct Settings {
     batch: usize,
     optimizer: String,
     lr: Option<f32>,
+    /// SGD's momentum, as `wgrad train --momentum` (default: 0).
+    #[serde(default)]
+    momentum: Option<f32>,
+    /// The optimizer's weight decay, as `wgrad train --weight-decay` (default: PyTorch's, 0; AdamW
+    /// 0.01).
+    #[serde(default)]
+    weight_decay: Option<f32>,
     seed: u64,
     /// Test images per evaluation (default: the whole test split).
     eval_images: Option<usize>,
@@ -267,20 +274,30 @@ fn with<T: Serialize + 'static>(
 
 #[wasm_bindgen]
 impl Run {
-    /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, seed,
-    /// eval_images, augment, label_smoothing, clip_grad_norm) on `data`, initialised as `wgrad train
-    /// --seed` initialises it.
+    /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, momentum,
+    /// weight_decay, seed, eval_images, augment, label_smoothing, clip_grad_norm) on `data`,
+    /// initialised as `wgrad train --seed` initialises it.
     pub fn create(gpu: &Gpu, data: &Data, settings: &str) -> std::result::Result<Run, JsValue> {
         let s: Settings = serde_json::from_str(settings).map_err(|e| js_err(format!("settings {settings}: {e}")))?;
         let kind = ModelKind::parse(&s.model)
             .ok_or_else(|| js_err(format!("model {:?}: expected one of {}", s.model, model_names().join(", "))))?;
         // The CLI's defaults: SGD at 0.01 (no momentum), Adam and AdamW at 0.001.
-        let optimizer = match s.optimizer.as_str() {
-            "sgd" => Optimizer::Sgd(Sgd::new(s.lr.unwrap_or(0.01))),
+        if s.momentum.is_some() && s.optimizer != "sgd" {
+            return Err(js_err("momentum applies to SGD, not Adam or AdamW"));
+        }
+        let mut optimizer = match s.optimizer.as_str() {
+            "sgd" => Optimizer::Sgd(Sgd::new(s.lr.unwrap_or(0.01)).momentum(s.momentum.unwrap_or(0.0))),
             "adam" => Optimizer::Adam(Adam::new(s.lr.unwrap_or(0.001))),
             "adamw" => Optimizer::AdamW(Adam::adamw(s.lr.unwrap_or(0.001))),
             o => return Err(js_err(format!("optimizer {o:?}: expected sgd, adam or adamw"))),
         };
+        if let Some(wd) = s.weight_decay {
+            optimizer = match optimizer {
+                Optimizer::Sgd(o) => Optimizer::Sgd(o.weight_decay(wd)),
+                Optimizer::Adam(o) => Optimizer::Adam(o.weight_decay(wd)),
+                Optimizer::AdamW(o) => Optimizer::AdamW(o.weight_decay(wd)),
+            };
+        }
         optimizer.check().map_err(js_err)?;
         wgrad::ops::cross_entropy::check_label_smoothing(s.label_smoothing).map_err(js_err)?;
         if let Some(max_norm) = s.clip_grad_norm {

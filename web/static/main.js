@@ -2,7 +2,7 @@
 // weights in and out, and predictions. The engine is the wasm module (web/src/lib.rs).
 //
 // The URL query sets the form (?model=tudui&dataset=synthetic&seed=0&batch=64&steps=20&autorun=1,
-// also optimizer, lr, eval, augment=1, label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
+// also optimizer, lr, momentum, weight_decay, eval, augment=1, label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
 // "wgrad: error") and #result holds a JSON summary.
 import init, { Gpu, Data, Run, modelNames } from "./wgrad_web.js";
 
@@ -88,6 +88,8 @@ function settings() {
     batch: num("batch"),
     optimizer: $("optimizer").value,
     lr: num("lr"),
+    momentum: num("momentum"),
+    weight_decay: num("weight_decay"),
     seed: num("seed") ?? 0,
     eval_images: num("eval"),
     augment: $("augment").checked,
@@ -105,6 +107,8 @@ function fillFromQuery() {
   set("batch", "batch");
   set("optimizer", "optimizer");
   set("lr", "lr");
+  set("momentum", "momentum");
+  set("weight_decay", "weight_decay");
   set("seed", "seed");
   set("steps", "steps");
   set("eval", "eval");
