@@ -330,34 +330,39 @@ def batchnorm1d():
 
 def group_norm():
     """GroupNorm: several groups, one group (LayerNorm over C, H, W with per-channel affine), one
-    channel a group (InstanceNorm's), without affine, without bias, another eps, (N, C) and (N, C, L) inputs, and
-    groups with a large mean (where a one-pass f32 variance loses every digit); LayerNorm (on
+    channel a group (InstanceNorm's), without affine, without bias, another eps, (N, C) and
+    (N, C, L) inputs, and groups with a large mean (where a one-pass f32 variance loses every digit); LayerNorm (on
     GroupNorm's kernels) over one, two and three last dimensions, without affine or bias, another
     eps, and rows with a large mean; InstanceNorm2d (GroupNorm(C, C)) with and without affine and
     bias, another eps, and planes with a large mean."""
     torch.manual_seed(4)
     t, m = {}, {}
 
-    def case(name, shape, groups, scale=1.0, offset=0.0, **kw):
-        gn = nn.GroupNorm(groups, shape[1], **kw)
+    def run(name, layer, shape, scale, offset, meta):
+        """The layer with random affine parameters (those it has) on a random input: its output
+        and every gradient, under `name`; `meta` describes it."""
         with torch.no_grad():
-            if gn.weight is not None:
-                gn.weight.uniform_(0.5, 1.5)
-                t[f'{name}.weight'] = gn.weight
-            if gn.bias is not None:
-                gn.bias.uniform_(-0.5, 0.5)
-                t[f'{name}.bias'] = gn.bias
+            if layer.weight is not None:
+                layer.weight.uniform_(0.5, 1.5)
+                t[f'{name}.weight'] = layer.weight
+            if layer.bias is not None:
+                layer.bias.uniform_(-0.5, 0.5)
+                t[f'{name}.bias'] = layer.bias
         x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
-        y = gn(x)
+        y = layer(x)
         dy = torch.randn_like(y)
         y.backward(dy)
         t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
-        if gn.weight is not None:
-            t[f'{name}.dweight'] = gn.weight.grad
-        if gn.bias is not None:
-            t[f'{name}.dbias'] = gn.bias.grad
-        m[name] = dict(op='group_norm', num_groups=groups, num_channels=shape[1], eps=gn.eps, affine=gn.affine,
-                       bias=gn.bias is not None, repr=repr(gn))
+        if layer.weight is not None:
+            t[f'{name}.dweight'] = layer.weight.grad
+        if layer.bias is not None:
+            t[f'{name}.dbias'] = layer.bias.grad
+        m[name] = dict(eps=layer.eps, bias=layer.bias is not None, repr=repr(layer), **meta)
+
+    def case(name, shape, groups, scale=1.0, offset=0.0, **kw):
+        gn = nn.GroupNorm(groups, shape[1], **kw)
+        run(name, gn, shape, scale, offset, dict(op='group_norm', num_groups=groups, num_channels=shape[1],
+                                                 affine=gn.affine))
 
     case('gn_groups3', (2, 6, 4, 5), 3)
     case('gn_one_group', (3, 4, 3, 3), 1)
@@ -371,24 +376,8 @@ def group_norm():
 
     def layer_norm(name, shape, normalized, scale=1.0, offset=0.0, **kw):
         ln = nn.LayerNorm(normalized, **kw)
-        with torch.no_grad():
-            if ln.weight is not None:
-                ln.weight.uniform_(0.5, 1.5)
-                t[f'{name}.weight'] = ln.weight
-            if ln.bias is not None:
-                ln.bias.uniform_(-0.5, 0.5)
-                t[f'{name}.bias'] = ln.bias
-        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
-        y = ln(x)
-        dy = torch.randn_like(y)
-        y.backward(dy)
-        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
-        if ln.weight is not None:
-            t[f'{name}.dweight'] = ln.weight.grad
-        if ln.bias is not None:
-            t[f'{name}.dbias'] = ln.bias.grad
-        m[name] = dict(op='layer_norm', normalized_shape=list(ln.normalized_shape), eps=ln.eps,
-                       elementwise_affine=ln.elementwise_affine, bias=ln.bias is not None, repr=repr(ln))
+        run(name, ln, shape, scale, offset, dict(op='layer_norm', normalized_shape=list(ln.normalized_shape),
+                                                 elementwise_affine=ln.elementwise_affine))
 
     layer_norm('ln_features', (4, 10), 10)
     layer_norm('ln_two_dims', (3, 4, 5), [4, 5])
@@ -401,24 +390,7 @@ def group_norm():
 
     def instance_norm(name, shape, scale=1.0, offset=0.0, **kw):
         inorm = nn.InstanceNorm2d(shape[1], **kw)
-        with torch.no_grad():
-            if inorm.weight is not None:
-                inorm.weight.uniform_(0.5, 1.5)
-                t[f'{name}.weight'] = inorm.weight
-            if inorm.bias is not None:
-                inorm.bias.uniform_(-0.5, 0.5)
-                t[f'{name}.bias'] = inorm.bias
-        x = (torch.randn(*shape) * scale + offset).requires_grad_(True)
-        y = inorm(x)
-        dy = torch.randn_like(y)
-        y.backward(dy)
-        t.update({f'{name}.inp': x, f'{name}.out': y, f'{name}.dout': dy, f'{name}.dinp': x.grad})
-        if inorm.weight is not None:
-            t[f'{name}.dweight'] = inorm.weight.grad
-        if inorm.bias is not None:
-            t[f'{name}.dbias'] = inorm.bias.grad
-        m[name] = dict(op='instance_norm2d', num_features=shape[1], eps=inorm.eps, affine=inorm.affine,
-                       bias=inorm.bias is not None, repr=repr(inorm))
+        run(name, inorm, shape, scale, offset, dict(op='instance_norm2d', num_features=shape[1], affine=inorm.affine))
 
     instance_norm('in_default', (2, 3, 5, 4))
     instance_norm('in_affine', (2, 4, 3, 3), affine=True)
