@@ -74,12 +74,6 @@ fn floor_on(device: &Device, floor: f64) -> f64 {
     }
 }
 
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let d: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w as f64).powi(2)).sum();
-    let n: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    (d / n.max(1e-60)).sqrt()
-}
-
 /// Checks one tensor against PyTorch's within 1e-4 relative L2, or twice PyTorch's own float32
 /// error where that is larger; elements where `keep` is false are left out.
 fn check_tensor(

@@ -313,3 +313,55 @@ pub fn own_gpu(configure: impl FnOnce(&Gpu)) -> Option<Arc<Gpu>> {
     configure(&g);
     Some(Arc::new(g))
 }
+
+/// Relative L2 distance of `got` from `want`.
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let d: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let w: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
+    (d / w.max(1e-30)).sqrt()
+}
+
+/// Trains `model` 5 steps of SGD (`opts`) on one batch on the CPU path and on the GPU, in f32 and
+/// in mixed precision where the adapter has it: each step's loss within `loss_tol` (relative) of
+/// the CPU path's, a falling loss, the parameters within `loss_tol · params_share` (relative L2),
+/// then eval mode from the CPU path's trained state, the logits within `loss_tol`. `loss_tol`: 1e-5
+/// in f32, 1e-2 in mixed precision.
+pub fn trains_alike_on_both_devices(
+    model: &wgrad::Model,
+    images: &[f32],
+    targets: &[i64],
+    opts: &wgrad::ExecOptions,
+    params_share: f64,
+) {
+    let batch = targets.len();
+    for (g, tol) in gpu().map(|g| (g, 1e-5)).into_iter().chain(mixed_precision_gpu(false).map(|g| (g, 1e-2))) {
+        let mut cpu = wgrad::executor(&wgrad::Device::Cpu, model, batch, opts.clone()).unwrap();
+        let mut gpu = wgrad::executor(&wgrad::Device::Gpu(g.clone()), model, batch, opts.clone()).unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..5 {
+            let a = cpu.step(images, targets, true).unwrap().unwrap();
+            let b = gpu.step(images, targets, true).unwrap().unwrap();
+            assert!((a - b).abs() <= tol * a.abs(), "{:?}: loss cpu {a}, gpu {b}", g.precision());
+            losses.push(a);
+        }
+        assert!(losses[4] < losses[0], "the loss did not fall: {losses:?}");
+        let (p, q) = (cpu.params().unwrap(), gpu.params().unwrap());
+        let err = rel_l2(&q.data, &p.data);
+        eprintln!("{:?}: parameters after 5 steps: relative L2 error {err:.2e}", g.precision());
+        let bound = tol as f64 * params_share;
+        assert!(
+            err <= bound,
+            "{:?}: parameters after 5 steps: relative L2 error {err:.2e} > {bound:.1e}",
+            g.precision()
+        );
+        let inference = wgrad::ExecOptions::inference();
+        let mut cpu_eval = wgrad::executor(&wgrad::Device::Cpu, model, batch, inference.clone()).unwrap();
+        let mut gpu_eval = wgrad::executor(&wgrad::Device::Gpu(g.clone()), model, batch, inference).unwrap();
+        cpu_eval.set_params(&p).unwrap();
+        gpu_eval.set_params(&p).unwrap();
+        let (a, b) = (cpu_eval.forward(images).unwrap(), gpu_eval.forward(images).unwrap());
+        let err = rel_l2(&b, &a);
+        eprintln!("{:?}: eval-mode logits: relative L2 error {err:.2e}", g.precision());
+        assert!(err <= tol as f64, "{:?}: eval-mode logits: relative L2 error {err:.2e}", g.precision());
+    }
+}
