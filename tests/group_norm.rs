@@ -28,28 +28,33 @@ fn layer(c: &Case) -> GroupNorm {
         .bias(m["bias"].as_bool().unwrap())
 }
 
+/// The case's layer `op` (its parameters named as the golden names them) on the case's input: its
+/// repr, output (of the input's shape) and gradients as PyTorch's, on the CPU path and the GPU, in
+/// train mode and (the same: no running statistics) in eval mode.
+fn matches_pytorch(c: &Case, op: &dyn Op) {
+    assert_eq!(op.describe(), c.str("repr").unwrap(), "PyTorch's repr");
+    let (x, dout) = (tensor(c, "inp"), tensor(c, "dout"));
+    let names: Vec<&str> = op.params().iter().map(|p| p.name).collect();
+    let state: Vec<Tensor> = names.iter().map(|k| tensor(c, k)).collect();
+    let state: Vec<&Tensor> = state.iter().collect();
+    let want = Want {
+        out: c.f32("out").1,
+        dinputs: vec![c.f32("dinp").1],
+        dparams: names.iter().map(|k| c.f32(&format!("d{k}")).1).collect(),
+        ..Want::default()
+    };
+    let got = run(&wgrad::Device::Cpu, op, &[&x], &state, &dout, Call::default());
+    assert_eq!(got.out.shape, x.shape, "{}: the output has the input's shape", c.name);
+    check_devices(&c.name, op, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
+    let eval = Call { mode: Mode::Eval, ..Call::default() };
+    let got = run(&wgrad::Device::Cpu, op, &[&x], &state, &dout, eval);
+    compare(&format!("{} eval", c.name), &got, &Want { out: want.out.clone(), ..Want::default() }, REDUCTION);
+}
+
 #[test]
 fn cpu_and_gpu_match_pytorch() {
     for c in goldens("group_norm.safetensors", &["group_norm"]) {
-        let gn = layer(&c);
-        assert_eq!(gn.describe(), c.str("repr").unwrap(), "PyTorch's repr");
-        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
-        let names = [gn.affine.then_some("weight"), (gn.affine && gn.bias).then_some("bias")];
-        let state: Vec<Tensor> = names.into_iter().flatten().map(|k| tensor(&c, k)).collect();
-        let state: Vec<&Tensor> = state.iter().collect();
-        let want = Want {
-            out: c.f32("out").1,
-            dinputs: vec![c.f32("dinp").1],
-            dparams: names.into_iter().flatten().map(|k| c.f32(&format!("d{k}")).1).collect(),
-            ..Want::default()
-        };
-        let got = run(&wgrad::Device::Cpu, &gn, &[&x], &state, &dout, Call::default());
-        assert_eq!(got.out.shape, x.shape, "{}: the output has the input's shape", c.name);
-        check_devices(&c.name, &gn, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
-        // Eval mode computes the same (GroupNorm keeps no running statistics).
-        let eval = Call { mode: Mode::Eval, ..Call::default() };
-        let got = run(&wgrad::Device::Cpu, &gn, &[&x], &state, &dout, eval);
-        compare(&format!("{} eval", c.name), &got, &Want { out: want.out.clone(), ..Want::default() }, REDUCTION);
+        matches_pytorch(&c, &layer(&c));
     }
 }
 
@@ -61,18 +66,7 @@ fn layer_norm_matches_pytorch() {
             .eps(m["eps"].as_f64().unwrap() as f32)
             .elementwise_affine(m["elementwise_affine"].as_bool().unwrap())
             .bias(m["bias"].as_bool().unwrap());
-        assert_eq!(ln.describe(), c.str("repr").unwrap(), "PyTorch's repr");
-        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
-        let names: Vec<&str> = ln.params().iter().map(|p| p.name).collect();
-        let state: Vec<Tensor> = names.iter().map(|k| tensor(&c, k)).collect();
-        let state: Vec<&Tensor> = state.iter().collect();
-        let want = Want {
-            out: c.f32("out").1,
-            dinputs: vec![c.f32("dinp").1],
-            dparams: names.iter().map(|k| c.f32(&format!("d{k}")).1).collect(),
-            ..Want::default()
-        };
-        check_devices(&c.name, &ln, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
+        matches_pytorch(&c, &ln);
     }
 }
 
@@ -84,18 +78,7 @@ fn instance_norm_matches_pytorch() {
             .eps(m["eps"].as_f64().unwrap() as f32)
             .affine(m["affine"].as_bool().unwrap())
             .bias(m["bias"].as_bool().unwrap());
-        assert_eq!(inorm.describe(), c.str("repr").unwrap(), "PyTorch's repr");
-        let (x, dout) = (tensor(&c, "inp"), tensor(&c, "dout"));
-        let names: Vec<&str> = inorm.params().iter().map(|p| p.name).collect();
-        let state: Vec<Tensor> = names.iter().map(|k| tensor(&c, k)).collect();
-        let state: Vec<&Tensor> = state.iter().collect();
-        let want = Want {
-            out: c.f32("out").1,
-            dinputs: vec![c.f32("dinp").1],
-            dparams: names.iter().map(|k| c.f32(&format!("d{k}")).1).collect(),
-            ..Want::default()
-        };
-        check_devices(&c.name, &inorm, &[&x], &state, &dout, Call::default(), &want, REDUCTION);
+        matches_pytorch(&c, &inorm);
     }
 }
 
