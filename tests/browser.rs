@@ -39,16 +39,20 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// ResNet-20 for 2 steps, as its PyTorch goldens (tests/models.rs): two float32 runs of it drift
 /// apart, through BatchNorm's batch statistics, by about 1e-3 in the third step's loss.
 /// Then how many test images the page evaluates after training, and the run's settings beyond the
-/// defaults ([`MOMENTUM`], [`AUGMENTED`]).
+/// defaults ([`MOMENTUM_COSINE`], [`AUGMENTED`]).
 const RUNS: &[(&str, usize, usize, usize, Extra)] =
-    &[("tudui", 20, 64, 250, MOMENTUM), ("cifar-net", 10, 64, 250, AUGMENTED), ("resnet20", 2, 16, 64, PLAIN)];
+    &[("tudui", 20, 64, 250, MOMENTUM_COSINE), ("cifar-net", 10, 64, 250, AUGMENTED), ("resnet20", 2, 16, 64, PLAIN)];
 
 /// The page's query and the `wgrad train` flags of a run's settings beyond the defaults.
 type Extra = (&'static str, &'static [&'static str]);
 const PLAIN: Extra = ("", &[]);
-/// SGD with momentum 0.9 and weight decay 5e-4, the page's form and `wgrad train --momentum 0.9
-/// --weight-decay 5e-4`.
-const MOMENTUM: Extra = ("&momentum=0.9&weight_decay=5e-4", &["--momentum", "0.9", "--weight-decay", "5e-4"]);
+/// SGD with momentum 0.9 and weight decay 5e-4, its rate warmed up over 5 steps, then annealed to
+/// 0 by a cosine over the other 15: the page's form and `wgrad train --momentum 0.9 --weight-decay
+/// 5e-4 --warmup-steps 5 --lr-schedule cosine` (its T_max the run's end, `--max-steps`).
+const MOMENTUM_COSINE: Extra = (
+    "&momentum=0.9&weight_decay=5e-4&warmup_steps=5&lr_schedule=cosine",
+    &["--momentum", "0.9", "--weight-decay", "5e-4", "--warmup-steps", "5", "--lr-schedule", "cosine"],
+);
 
 /// How far (relative) the page's loss at each step may lie from the CPU path's: 1e-4, but 3e-4 for
 /// ResNet-20, whose second step already carries that drift at 1e-4's scale. Its first losses agree

@@ -2,7 +2,8 @@
 // weights in and out, and predictions. The engine is the wasm module (web/src/lib.rs).
 //
 // The URL query sets the form (?model=tudui&dataset=synthetic&seed=0&batch=64&steps=20&autorun=1,
-// also optimizer, lr, momentum, weight_decay, eval, augment=1, label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
+// also optimizer, lr, momentum, weight_decay, lr_schedule, warmup_steps, eval, augment=1,
+// label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
 // "wgrad: error") and #result holds a JSON summary.
 import init, { Gpu, Data, Run, modelNames } from "./wgrad_web.js";
 
@@ -95,6 +96,9 @@ function settings() {
     augment: $("augment").checked,
     label_smoothing: num("label_smoothing") ?? 0,
     clip_grad_norm: num("clip_grad_norm"),
+    lr_schedule: $("lr_schedule").value,
+    warmup_steps: num("warmup_steps") ?? 0,
+    steps: num("steps") ?? 0,
   };
 }
 
@@ -114,6 +118,8 @@ function fillFromQuery() {
   set("eval", "eval");
   set("label_smoothing", "label_smoothing");
   set("clip_grad_norm", "clip_grad_norm");
+  set("lr_schedule", "lr_schedule");
+  set("warmup_steps", "warmup_steps");
   if (query.has("augment")) $("augment").checked = query.get("augment") === "1";
   $("files-label").hidden = $("dataset").value === "synthetic";
 }
