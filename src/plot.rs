@@ -137,5 +137,5 @@ pub fn curves(path: &Path, history: &[EpochRecord], steps: &[(u64, f32)], steps_
     for (x, y, s, c) in labels {
         draw_text(&mut img, x, y, &s, c);
     }
-    crate::io::write_atomic(path, &crate::io::png::encode(path, &img)?)
+    crate::io::write_atomic(path, &crate::io::png::encode(path, &img, crate::io::png::Kind::Curves)?)
 }

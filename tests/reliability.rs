@@ -141,12 +141,20 @@ fn out_never_replaces_a_device_a_pipe_a_link_or_someone_elses_file() {
         |out: &Path| wgrad(&["show", "--dataset", "synthetic", "--data-dir", s(&d.join("data")), "--out", s(out)]);
     let (code, _, err) = show(&grid);
     assert_eq!(code, 1, "a file that is not wgrad's PNG: {err}");
-    assert!(err.contains("it is not a PNG wgrad wrote"), "{err}");
+    assert!(err.contains("it is not a grid `wgrad show` wrote"), "{err}");
     std::fs::remove_file(&grid).unwrap();
     for _ in 0..2 {
         let (code, _, err) = show(&grid);
         assert_eq!(code, 0, "{err}");
     }
+    // A run's curves are wgrad's PNG too, but not a grid: show leaves them be.
+    let curves = d.join("curves.png");
+    wgrad::plot::curves(&curves, &[], &[(1, 2.3), (2, 2.2)], 2).unwrap();
+    let before = std::fs::read(&curves).unwrap();
+    let (code, _, err) = show(&curves);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("it is not a grid `wgrad show` wrote"), "{err}");
+    assert_eq!(std::fs::read(&curves).unwrap(), before);
 }
 
 // --- B. start-up cleanup deletes files it does not own --------------------------------------------

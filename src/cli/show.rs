@@ -50,9 +50,9 @@ pub fn grid(ds: &Dataset) -> image::RgbImage {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    crate::io::check_named_output(&a.out, "a PNG wgrad wrote", crate::io::png::written_by_wgrad)?;
+    crate::io::check_named_output(&a.out, "a grid `wgrad show` wrote", crate::io::png::is_grid)?;
     let ds = a.data.load(a.split)?;
-    write_atomic(&a.out, &crate::io::png::encode(&a.out, &grid(&ds))?)?;
+    write_atomic(&a.out, &crate::io::png::encode(&a.out, &grid(&ds), crate::io::png::Kind::Grid)?)?;
     println!(
         "wrote {} ({} images of {}{})",
         a.out.display(),

@@ -56,8 +56,9 @@ pub fn check_output_file(path: &Path) -> Result<()> {
 
 /// An output file named on the command line (`show --out`, `check --out`): created, or replacing
 /// a regular file that the same command wrote (`ours` reads the mark it leaves, `what` names such
-/// a file: [`png::written_by_wgrad`], [`safetensors::CHECK_MARK`]), never anyone else's file nor
-/// another of wgrad's (a checkpoint), nor anything but a regular file ([`check_output_file`]).
+/// a file: [`png::is_grid`], [`safetensors::CHECK_MARK`]), never anyone else's file nor another
+/// of wgrad's (a checkpoint, a run's curves), nor anything but a regular file
+/// ([`check_output_file`]).
 pub fn check_named_output(path: &Path, what: &str, ours: fn(&Path) -> bool) -> Result<()> {
     check_output_file(path)?;
     if path.is_file() && !ours(path) {
