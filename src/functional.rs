@@ -36,7 +36,7 @@ use crate::buffer::View;
 use crate::device::Device;
 use crate::ops::interface::{CpuBackward, CpuForward, GpuIo, Mode, Op, RandomKey, Role};
 use crate::ops::{cross_entropy, elementwise_loss, l1_loss, log_softmax, mse_loss, nll_loss, Reduction};
-use crate::ops::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, Linear, MaxPool2d};
+use crate::ops::{AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv2d, Dropout, GroupNorm, LayerNorm, Linear, MaxPool2d};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -282,6 +282,28 @@ pub fn batch_norm2d(
     dout: Option<&Tensor>,
 ) -> Result<Output> {
     layer(device, bn, &[inp], state, dout, Call { mode, ..Call::default() })
+}
+
+/// F.group_norm as nn.GroupNorm calls it: `state` is weight and bias (those it has).
+pub fn group_norm(
+    device: &Device,
+    gn: &GroupNorm,
+    inp: &Tensor,
+    state: &[&Tensor],
+    dout: Option<&Tensor>,
+) -> Result<Output> {
+    layer(device, gn, &[inp], state, dout, Call::default())
+}
+
+/// F.layer_norm as nn.LayerNorm calls it: `state` is weight and bias (those it has).
+pub fn layer_norm(
+    device: &Device,
+    ln: &LayerNorm,
+    inp: &Tensor,
+    state: &[&Tensor],
+    dout: Option<&Tensor>,
+) -> Result<Output> {
+    layer(device, ln, &[inp], state, dout, Call::default())
 }
 
 /// F.dropout with wgrad's counter-based mask (`random` says which).

@@ -70,6 +70,27 @@ fn layer_norm_matches_pytorch() {
     }
 }
 
+/// `functional::group_norm` and `layer_norm`, as F.group_norm and F.layer_norm: the layers' output
+/// and gradients on a golden case of each.
+#[test]
+fn functional_group_norm_and_layer_norm_are_the_layers() {
+    use wgrad::functional::{group_norm, layer_norm};
+    let c = goldens("group_norm.safetensors", &["group_norm"]).into_iter().find(|c| c.name == "gn_groups3").unwrap();
+    let (x, dout, w, b) = (tensor(&c, "inp"), tensor(&c, "dout"), tensor(&c, "weight"), tensor(&c, "bias"));
+    let got = group_norm(&wgrad::Device::Cpu, &layer(&c), &x, &[&w, &b], Some(&dout)).unwrap();
+    let want = Want {
+        out: c.f32("out").1,
+        dinputs: vec![c.f32("dinp").1],
+        dparams: vec![c.f32("dweight").1, c.f32("dbias").1],
+        ..Want::default()
+    };
+    compare("F.group_norm", &got, &want, REDUCTION);
+    let c = goldens("group_norm.safetensors", &["layer_norm"]).into_iter().find(|c| c.name == "ln_two_dims").unwrap();
+    let (x, w, b) = (tensor(&c, "inp"), tensor(&c, "weight"), tensor(&c, "bias"));
+    let got = layer_norm(&wgrad::Device::Cpu, &LayerNorm::new([4, 5]), &x, &[&w, &b], None).unwrap();
+    compare("F.layer_norm", &got, &Want { out: c.f32("out").1, ..Want::default() }, REDUCTION);
+}
+
 #[test]
 fn instance_norm_matches_pytorch() {
     for c in goldens("group_norm.safetensors", &["instance_norm2d"]) {
