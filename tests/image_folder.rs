@@ -1,8 +1,8 @@
-//! Your own pictures in torchvision's ImageFolder layout: classes in sorted order of their
-//! folders, each class's files then its sub-folders', PNG, JPEG, BMP, PPM/PGM, TIFF and WebP of any size framed as CIFAR-10's
-//! images, other files left out; bad folders refused by name; and through the binary: a model of
-//! as many outputs as there are classes, trained, evaluated, asked to predict and resumed (not
-//! with other classes), and a plain state dict of another class count evaluated.
+//! Your own pictures in torchvision's ImageFolder layout: classes in sorted order of their folders,
+//! each class's files then its sub-folders', PNG, JPEG, BMP, PPM/PGM, TIFF and WebP of any size
+//! framed as CIFAR-10's images, other files left out; bad folders refused by name; and through the
+//! binary: a model of as many outputs as there are classes, trained, evaluated, asked to predict
+//! and resumed (not with other classes), and a plain state dict of another class count evaluated.
 
 mod common;
 use common::*;

@@ -10,10 +10,10 @@ pub struct DataArgs {
     /// cifar10 (either official layout under --data-dir), fashion-mnist or mnist (their four IDX
     /// .gz files in --data-dir, its fashion-mnist/ or mnist/, or torchvision's FashionMNIST/raw/ or
     /// MNIST/raw/; Fashion-MNIST also in /usr/share/datasets/fashion-mnist), image-folder (your
-    /// own PNG, JPEG, BMP, PPM/PGM, TIFF or WebP pictures as torchvision's ImageFolder reads them: --data-dir
-    /// holds train/ and test/ (or val/), each with a folder per class, or the class folders
-    /// alone, a fifth of each class held out as the test split (--test-fraction); resized to 32×32) or synthetic
-    /// (generated, CIFAR-10 binary format).
+    /// own PNG, JPEG, BMP, PPM/PGM, TIFF or WebP pictures as torchvision's ImageFolder reads them:
+    /// --data-dir holds train/ and test/ (or val/), each with a folder per class, or the class
+    /// folders alone, a fifth of each class held out as the test split (--test-fraction); resized
+    /// to 32×32) or synthetic (generated, CIFAR-10 binary format).
     /// Without it: a checkpoint's own (eval, train --resume), else CIFAR-10 if it is under
     /// --data-dir (or --download is given), else synthetic.
     #[arg(long, value_enum)]

@@ -39,7 +39,8 @@ enum Command {
     /// Train a model (Tudui, cifar-net, resnet20) with SGD, Adam or AdamW: progress, a checkpoint per
     /// epoch, curves, exact resume.
     Train(train::Args),
-    /// Top-3 classes of pictures (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP) with a state dict or checkpoint.
+    /// Top-3 classes of pictures (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP) with a state dict or
+    /// checkpoint.
     Predict(predict::Args),
     /// Measure training and inference speed, per-kernel times and memory.
     Bench(bench::Args),

@@ -1,7 +1,7 @@
-//! `wgrad predict`: top-3 classes with probabilities for pictures (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP) of any
-//! size, framed as the checkpoint's dataset framed its images (CIFAR-10 and image folders: colour,
-//! resized to 32×32, bilinear; Fashion-MNIST and MNIST: grey, 28×28 padded to 32×32), with a state
-//! dict or checkpoint.
+//! `wgrad predict`: top-3 classes with probabilities for pictures (PNG, JPEG, BMP, PPM/PGM, TIFF,
+//! WebP) of any size, framed as the checkpoint's dataset framed its images (CIFAR-10 and image
+//! folders: colour, resized to 32×32, bilinear; Fashion-MNIST and MNIST: grey, 28×28 padded to
+//! 32×32), with a state dict or checkpoint.
 
 use super::model_args::ModelArgs;
 use super::DeviceArgs;
@@ -19,7 +19,8 @@ pub struct Args {
     /// State dict or wgrad checkpoint (safetensors) with the model's keys (file, or a folder of checkpoints: the newest).
     #[arg(long)]
     weights: PathBuf,
-    /// PNG, JPEG, BMP, PPM/PGM, TIFF or WebP files, or folders of them (their pictures, in sorted order).
+    /// PNG, JPEG, BMP, PPM/PGM, TIFF or WebP files, or folders of them (their pictures, in sorted
+    /// order).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// The dataset the network learnt from, for its class names and how its images were framed

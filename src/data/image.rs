@@ -1,6 +1,6 @@
-//! Pictures for `wgrad predict` and image folders: PNG, JPEG, BMP, PPM/PGM, TIFF or WebP of any size, framed
-//! as the network's dataset framed its images ([`Framing`]) into a 3×32×32 tensor in [0, 1], with
-//! limits so a file claiming huge dimensions is refused.
+//! Pictures for `wgrad predict` and image folders: PNG, JPEG, BMP, PPM/PGM, TIFF or WebP of any
+//! size, framed as the network's dataset framed its images ([`Framing`]) into a 3×32×32 tensor in
+//! [0, 1], with limits so a file claiming huge dimensions is refused.
 
 use crate::{Error, Result};
 use std::path::Path;

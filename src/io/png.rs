@@ -44,7 +44,8 @@ pub fn encode(path: &Path, img: &image::RgbImage, kind: Kind) -> Result<Vec<u8>>
     Ok(out)
 }
 
-/// Whether the file at `path` is a grid `wgrad show` wrote ([`written_by_wgrad`] as [`Kind::Grid`]).
+/// Whether the file at `path` is a grid `wgrad show` wrote ([`written_by_wgrad`] as
+/// [`Kind::Grid`]).
 pub fn is_grid(path: &Path) -> bool {
     written_by_wgrad(path, Kind::Grid)
 }

@@ -1,9 +1,9 @@
-//! GroupNorm (nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True, *, bias=True)): each image's
-//! channels in `num_groups` groups of C / G, each group normalised over its C/G · H·W values
-//! (biased variance), then a per-channel affine map. No running statistics: train and eval mode
-//! compute the same. Takes (N, C, *) inputs, as PyTorch's does. A group of an (N, C, H, W) tensor
-//! is one contiguous run of C/G · H·W values, which the CPU path reduces in f64 (two passes) and
-//! the GPU in one workgroup per (image, group). Shaders: group_norm_forward_stats, _forward,
+//! GroupNorm (nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True, *, bias=True)): each
+//! image's channels in `num_groups` groups of C / G, each group normalised over its C/G · H·W
+//! values (biased variance), then a per-channel affine map. No running statistics: train and eval
+//! mode compute the same. Takes (N, C, *) inputs, as PyTorch's does. A group of an (N, C, H, W)
+//! tensor is one contiguous run of C/G · H·W values, which the CPU path reduces in f64 (two passes)
+//! and the GPU in one workgroup per (image, group). Shaders: group_norm_forward_stats, _forward,
 //! _backward_stats, _backward_input, _backward_params.
 //!
 //! LayerNorm (nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True)) runs
