@@ -39,9 +39,13 @@ pub fn layouts() -> Vec<ParamsLayout> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Function {
     /// x where x > 0, else negative_slope · x.
-    LeakyReLU { negative_slope: f32 },
+    LeakyReLU {
+        negative_slope: f32,
+    },
     /// x where x > 0, else alpha · (exp(x) − 1).
-    Elu { alpha: f32 },
+    Elu {
+        alpha: f32,
+    },
     /// x · Φ(x), Φ the standard normal's CDF (`approximate='none'`).
     Gelu,
     /// 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³))) (`approximate='tanh'`).
@@ -85,7 +89,9 @@ impl Function {
     /// PyTorch's repr: `LeakyReLU(negative_slope=0.01)`, `GELU(approximate='none')`, `SiLU()`.
     pub fn describe(self) -> String {
         match self {
-            Function::LeakyReLU { negative_slope } => format!("LeakyReLU(negative_slope={})", float_repr(negative_slope)),
+            Function::LeakyReLU { negative_slope } => {
+                format!("LeakyReLU(negative_slope={})", float_repr(negative_slope))
+            }
             Function::Elu { alpha } => format!("ELU(alpha={})", float_repr(alpha)),
             Function::Gelu => "GELU(approximate='none')".into(),
             Function::GeluTanh => "GELU(approximate='tanh')".into(),

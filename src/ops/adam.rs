@@ -5,7 +5,7 @@
 //! Shader: adam_step.wgsl, one dispatch over all parameters.
 
 use super::interface::StepWords;
-use super::{ParamsLayout};
+use super::ParamsLayout;
 use crate::buffer::View;
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel};

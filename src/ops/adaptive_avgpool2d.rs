@@ -89,7 +89,14 @@ impl Node for Geometry {
     fn forward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
         let f = self.flops().forward;
         let groups = Dispatch::Invocations(io.out.len);
-        let k = Kernel::new(gpu, "adaptive_avgpool2d_forward", io.label, &params(gpu, self), &[io.inputs[0], io.out], groups)?;
+        let k = Kernel::new(
+            gpu,
+            "adaptive_avgpool2d_forward",
+            io.label,
+            &params(gpu, self),
+            &[io.inputs[0], io.out],
+            groups,
+        )?;
         Ok(k.flops(f).into())
     }
     fn backward_gpu(&self, gpu: &Gpu, io: &GpuIo<'_>) -> Result<Program> {
@@ -173,10 +180,23 @@ pub fn layouts() -> Vec<ParamsLayout> {
 /// on CPU adapters, which run integer divisions lane by lane (ResNet-20's `avgpool.dinp` on
 /// lavapipe, about 15 of them an element before: history 64), else one.
 fn run(gpu: &Gpu, g: &Geometry) -> usize {
-    if gpu.split_target() == 0 && g.oh == 1 && g.ow == 1 { g.h * g.w } else { 1 }
+    if gpu.split_target() == 0 && g.oh == 1 && g.ow == 1 {
+        g.h * g.w
+    } else {
+        1
+    }
 }
 
 fn params(gpu: &Gpu, g: &Geometry) -> Params {
     let u = |v: usize| v as u32;
-    Params { planes: u(g.n * g.c), H: u(g.h), W: u(g.w), OH: u(g.oh), OW: u(g.ow), run: u(run(gpu, g)), _pad1: 0, _pad2: 0 }
+    Params {
+        planes: u(g.n * g.c),
+        H: u(g.h),
+        W: u(g.w),
+        OH: u(g.oh),
+        OW: u(g.ow),
+        run: u(run(gpu, g)),
+        _pad1: 0,
+        _pad2: 0,
+    }
 }

@@ -297,7 +297,9 @@ fn params(g: &Geometry) -> Params {
 /// out, overwritten, from inp.
 pub fn forward_gpu(gpu: &Gpu, label: &str, g: &Geometry, out: &View, inp: &View) -> Result<Program> {
     let f = Node::flops(g).forward;
-    Ok(Kernel::new(gpu, "avgpool2d_forward", label, &params(g), &[inp, out], Dispatch::Invocations(out.len))?.flops(f).into())
+    Ok(Kernel::new(gpu, "avgpool2d_forward", label, &params(g), &[inp, out], Dispatch::Invocations(out.len))?
+        .flops(f)
+        .into())
 }
 
 /// dinp, overwritten, from dout.

@@ -112,7 +112,10 @@ impl BatchNorm2d {
         let batch_stats = mode == Mode::Train || !self.track_running_stats;
         let m = input[0] * h * w;
         if batch_stats && m == 1 {
-            return Err(Error::op(op, format!("Expected more than 1 value per channel when training, got input size {input:?}")));
+            return Err(Error::op(
+                op,
+                format!("Expected more than 1 value per channel when training, got input size {input:?}"),
+            ));
         }
         Ok(Box::new(Geometry {
             rank: input.len(),
@@ -322,7 +325,11 @@ impl Node for Geometry {
     }
     fn backward_cpu(&self, io: CpuBackward<'_>) {
         let (wi, _, rmi, rvi) = state_index(self);
-        let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
+        let (mean, stat) = if self.batch_stats {
+            (io.saved[0], io.saved[1])
+        } else {
+            (io.state[rmi.unwrap()], io.state[rvi.unwrap()])
+        };
         let mut dparams = io.dparams.into_iter();
         let (dw, db) = (dparams.next(), dparams.next());
         let dinp = io.dinputs.into_iter().next().flatten();
@@ -346,7 +353,14 @@ impl Node for Geometry {
             };
             let views = [partials, io.saved[0], io.saved[1], rm, rv];
             let groups = Dispatch::Invocations(self.c as u64);
-            prog.push(Kernel::new(gpu, "batchnorm2d_forward_finalize", &format!("{label}.finalize"), &p, &views, groups)?);
+            prog.push(Kernel::new(
+                gpu,
+                "batchnorm2d_forward_finalize",
+                &format!("{label}.finalize"),
+                &p,
+                &views,
+                groups,
+            )?);
             (io.saved[0], io.saved[1])
         } else {
             (io.state[rmi.unwrap()], io.state[rvi.unwrap()])
@@ -363,7 +377,11 @@ impl Node for Geometry {
         let (wi, _, rmi, rvi) = state_index(self);
         let (per_thread, chunks) = chunking(gpu, self);
         let p = params(self, per_thread, chunks, per_invocation(gpu, self.hw));
-        let (mean, stat) = if self.batch_stats { (io.saved[0], io.saved[1]) } else { (io.state[rmi.unwrap()], io.state[rvi.unwrap()]) };
+        let (mean, stat) = if self.batch_stats {
+            (io.saved[0], io.saved[1])
+        } else {
+            (io.state[rmi.unwrap()], io.state[rvi.unwrap()])
+        };
         let (partials, sums) = (io.scratch[0], io.scratch[1]);
         let (dw, db) = if self.affine { (io.dparams[0], io.dparams[1]) } else { (io.scratch[2], io.scratch[3]) };
         let label = io.label;
@@ -391,7 +409,14 @@ impl Node for Geometry {
 /// Per channel (in f64): mean and M2 = Σ (x - mean)², two passes over inp (N, C, HW), into
 /// `st` (C pairs); then, in the same task, out's planes of that channel normalised (while the
 /// channel's input is still in this core's cache).
-fn channel_stats_normalize<T: Real>(g: &Geometry, inp: &[T], st: &mut [f64], out: &mut [T], weight: Option<&[T]>, bias: Option<&[T]>) {
+fn channel_stats_normalize<T: Real>(
+    g: &Geometry,
+    inp: &[T],
+    st: &mut [f64],
+    out: &mut [T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+) {
     let out = crate::cpu::Channels::new(out, g.n, g.c, g.hw);
     st.par_chunks_mut(2).enumerate().for_each(|(c, s)| {
         let plane = |n: usize| &inp[(n * g.c + c) * g.hw..][..g.hw];
@@ -472,7 +497,15 @@ fn normalize<T: Real>(o: &mut [T], x: &[T], mean: T, invstd: T, affine: Option<(
 }
 
 /// Every plane normalised with the given statistics (eval mode: the running ones).
-fn normalize_all<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], mean: &[T], invstd: &[T], weight: Option<&[T]>, bias: Option<&[T]>) {
+fn normalize_all<T: Real>(
+    g: &Geometry,
+    out: &mut [T],
+    inp: &[T],
+    mean: &[T],
+    invstd: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+) {
     par_planes(out, g.hw, |p, o| {
         let c = p % g.c;
         let affine = weight.map(|w| (w[c], bias.map_or(T::zero(), |b| b[c])));
@@ -512,7 +545,17 @@ pub fn backward_cpu<T: Real>(
                 let (mdy, mdyx) = (T::of(sdy / m), T::of(sdyx / m));
                 for n in 0..g.n {
                     let r = plane_of(c, n);
-                    dinp_plane(planes.plane(n), &dout[r.clone()], &inp[r], g.batch_stats, mean[c], invstd[c], scale, mdy, mdyx);
+                    dinp_plane(
+                        planes.plane(n),
+                        &dout[r.clone()],
+                        &inp[r],
+                        g.batch_stats,
+                        mean[c],
+                        invstd[c],
+                        scale,
+                        mdy,
+                        mdyx,
+                    );
                 }
             };
             let dinp = dinp.map(|d| crate::cpu::Channels::new(d, g.n, g.c, g.hw));
@@ -554,7 +597,17 @@ pub fn backward_cpu<T: Real>(
 /// statistics, else scale · dy.
 #[multiversion(targets = "simd")]
 #[allow(clippy::too_many_arguments)]
-fn dinp_plane<T: Real>(d: &mut [T], dy: &[T], x: &[T], batch_stats: bool, mean: T, invstd: T, scale: T, mdy: T, mdyx: T) {
+fn dinp_plane<T: Real>(
+    d: &mut [T],
+    dy: &[T],
+    x: &[T],
+    batch_stats: bool,
+    mean: T,
+    invstd: T,
+    scale: T,
+    mdy: T,
+    mdyx: T,
+) {
     if batch_stats {
         for ((d, &dy), &x) in d.iter_mut().zip(dy).zip(x) {
             let xhat = (x - mean) * invstd;

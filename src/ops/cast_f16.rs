@@ -156,7 +156,14 @@ pub struct Padded {
 impl Padded {
     /// The copy of a whole contiguous f32 tensor of `shape` (its view is itself): `rows` rows of
     /// `row` halves, `channels` a pixel, the tensor at `offset`, `len` halves.
-    pub fn of(shape: [usize; 4], rows: [usize; 2], channels: usize, row: usize, offset: [usize; 2], len: usize) -> Padded {
+    pub fn of(
+        shape: [usize; 4],
+        rows: [usize; 2],
+        channels: usize,
+        row: usize,
+        offset: [usize; 2],
+        len: usize,
+    ) -> Padded {
         let strides = contiguous_strides(shape);
         Padded { shape, strides, origin: 0, from_f16: false, rows, channels, row, offset, len }
     }
@@ -220,7 +227,14 @@ pub fn scaling_words(gpu: &Gpu, n: usize) -> [u64; 2] {
 /// Kernels writing `out` = f16(x) laid out as `layout` says ([`Layout::words`] of them), scaled
 /// when `scaling` (scratch sized as [`scaling_words`] says) is given: then the values are x·2^e
 /// and the exponent e follows them (at [`Layout::copy_elements`]).
-pub fn gpu(gpu: &Gpu, label: &str, x: &View, layout: Layout, out: &View, scaling: Option<[&View; 2]>) -> Result<Program> {
+pub fn gpu(
+    gpu: &Gpu,
+    label: &str,
+    x: &View,
+    layout: Layout,
+    out: &View,
+    scaling: Option<[&View; 2]>,
+) -> Result<Program> {
     let (n, words) = (layout.elements(), layout.words());
     if x.len < n as u64 || out.len < words {
         return Err(Error::op(
@@ -281,7 +295,8 @@ pub fn largest_magnitude(gpu: &Gpu, label: &str, x: &View, n: usize, [parts, top
 pub fn padded(gpu: &Gpu, label: &str, x: &View, l: Padded, out: &View, top: Option<&View>) -> Result<Kernel> {
     let words = Layout::Padded(l).words();
     let reach = (0..4).map(|d| (l.shape[d].max(1) - 1) as isize * l.strides[d]);
-    let (lowest, highest) = reach.fold((l.origin as isize, l.origin as isize), |(lo, hi), r| (lo + r.min(0), hi + r.max(0)));
+    let (lowest, highest) =
+        reach.fold((l.origin as isize, l.origin as isize), |(lo, hi), r| (lo + r.min(0), hi + r.max(0)));
     let whole_vec4s = [l.len, l.row, l.channels].iter().all(|v| v.is_multiple_of(4));
     let elements = if l.from_f16 { 2 * x.len } else { x.len };
     // The kernel indexes the tensor in i32.
@@ -395,11 +410,25 @@ pub fn stage_forward<'a>(gpu: &Gpu, precision: Precision, io: &'a GpuIo<'_>, siz
 /// The backward's operands in `precision`: the input, weight and output gradient, or in mixed
 /// precision the kept copies and the output gradient's scaled f16 copy (cast into the backward
 /// scratch's last three; with [`DoutCopy::ScaleOnly`] only its largest magnitude, and no copy).
-pub fn stage_backward<'a>(gpu: &Gpu, precision: Precision, io: &'a GpuIo<'_>, sizes: Sizes, copy: DoutCopy) -> Result<Staged<'a>> {
+pub fn stage_backward<'a>(
+    gpu: &Gpu,
+    precision: Precision,
+    io: &'a GpuIo<'_>,
+    sizes: Sizes,
+    copy: DoutCopy,
+) -> Result<Staged<'a>> {
     let dout = io.dout.ok_or_else(|| Error::op(io.label, "a backward given no output gradient"))?;
     if precision == Precision::F32 {
         let (input, weight, prog) = (io.inputs[0], io.state[0], Program::default());
-        return Ok(Staged { prog, input, weight, dout: Some(dout), ops: Operands::F32, scratch: &io.scratch, top: None });
+        return Ok(Staged {
+            prog,
+            input,
+            weight,
+            dout: Some(dout),
+            ops: Operands::F32,
+            scratch: &io.scratch,
+            top: None,
+        });
     }
     let [x16, w16] = kept(io)?;
     let n = io.scratch.len();

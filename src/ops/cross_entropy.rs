@@ -104,15 +104,22 @@ fn weight<T: Real>(o: &Options, c: usize) -> T {
 }
 
 /// Row r's (loss, weight) given log-probabilities, as in PyTorch's cross_entropy.
-fn row_pair<T: Real>(logp: &[T], tgt: Targets<'_, T>, o: &Options, (_, c_dim, s_dim): (usize, usize, usize), r: usize) -> (T, T) {
+fn row_pair<T: Real>(
+    logp: &[T],
+    tgt: Targets<'_, T>,
+    o: &Options,
+    (_, c_dim, s_dim): (usize, usize, usize),
+    r: usize,
+) -> (T, T) {
     let eps = T::of(o.label_smoothing as f64);
     let uq = eps / T::of(c_dim as f64);
     let (n, s) = (r / s_dim, r % s_dim);
     let lp = |c| logp[at(c_dim, s_dim, n, c, s)];
     match tgt {
         Targets::Prob(q) => {
-            let l: T =
-                (0..c_dim).map(|c| weight::<T>(o, c) * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c)).sum();
+            let l: T = (0..c_dim)
+                .map(|c| weight::<T>(o, c) * ((T::one() - eps) * q[at(c_dim, s_dim, n, c, s)] + uq) * lp(c))
+                .sum();
             (-l, T::one())
         }
         Targets::Class(t) if t[r] == o.ignore_index => (T::zero(), T::zero()),
@@ -281,10 +288,24 @@ pub fn forward_gpu(
     let logp = b.scratch[0];
     let mut prog = Program::default();
     if o.reduction == Reduction::None {
-        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, b.out], Dispatch::Workgroups(rows))?);
+        prog.push(Kernel::new(
+            gpu,
+            "cross_entropy_forward",
+            label,
+            &p,
+            &[b.inp, b.tgt, b.weight, logp, b.out],
+            Dispatch::Workgroups(rows),
+        )?);
     } else {
         let pairs = b.scratch[1];
-        prog.push(Kernel::new(gpu, "cross_entropy_forward", label, &p, &[b.inp, b.tgt, b.weight, logp, pairs], Dispatch::Workgroups(rows))?);
+        prog.push(Kernel::new(
+            gpu,
+            "cross_entropy_forward",
+            label,
+            &p,
+            &[b.inp, b.tgt, b.weight, logp, pairs],
+            Dispatch::Workgroups(rows),
+        )?);
         let finish =
             if o.reduction == Reduction::Mean { reduce_sum::Finish::WeightedMean } else { reduce_sum::Finish::Sum };
         prog.extend(reduce_sum::build(gpu, label, pairs, rows, finish, b.out, &b.scratch[2..])?);
@@ -303,5 +324,13 @@ pub fn backward_gpu(
     let p = params(o, dims, b.prob_targets);
     let stats = *b.scratch.last().unwrap();
     let views = [b.scratch[0], b.tgt, b.weight, b.dout, stats, b.dinp];
-    Ok(Kernel::new(gpu, "cross_entropy_backward", &format!("{label}.backward"), &p, &views, Dispatch::Workgroups(p.rows as u64))?.into())
+    Ok(Kernel::new(
+        gpu,
+        "cross_entropy_backward",
+        &format!("{label}.backward"),
+        &p,
+        &views,
+        Dispatch::Workgroups(p.rows as u64),
+    )?
+    .into())
 }

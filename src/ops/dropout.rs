@@ -9,7 +9,7 @@
 
 use super::flatten::View as Identity;
 use super::interface::{random_bits, CpuBackward, CpuForward, Flops, GpuIo, Mode, Node, Op, RandomKey, Reads};
-use super::{ParamsLayout};
+use super::ParamsLayout;
 use crate::buffer::View;
 use crate::cpu::Real;
 use crate::device::Gpu;

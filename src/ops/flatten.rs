@@ -2,9 +2,9 @@
 //! no kernel, and its input's gradient is its output's.
 
 use super::interface::{CpuBackward, CpuForward, GpuIo, Mode, Node, Op};
+use super::ParamsLayout;
 use crate::device::Gpu;
 use crate::kernel::Program;
-use super::ParamsLayout;
 use crate::{ensure_op, Result};
 
 pub const OP: &str = "Flatten";

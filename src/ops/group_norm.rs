@@ -179,7 +179,11 @@ impl Op for LayerNorm {
     }
     fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {
         let (input, op, shape) = (inputs[0], self.describe(), &self.normalized_shape);
-        ensure_op!(!shape.is_empty() && shape.iter().all(|&d| d > 0), op, "normalized_shape must be non-empty and positive");
+        ensure_op!(
+            !shape.is_empty() && shape.iter().all(|&d| d > 0),
+            op,
+            "normalized_shape must be non-empty and positive"
+        );
         ensure_op!(self.eps > 0.0 && self.eps.is_finite(), op, "eps must be positive");
         ensure_op!(
             input.len() > shape.len() && input.ends_with(shape),
@@ -233,7 +237,13 @@ impl InstanceNorm2d {
         self
     }
     fn as_group_norm(&self) -> GroupNorm {
-        GroupNorm { num_groups: self.num_features, num_channels: self.num_features, eps: self.eps, affine: self.affine, bias: self.bias }
+        GroupNorm {
+            num_groups: self.num_features,
+            num_channels: self.num_features,
+            eps: self.eps,
+            affine: self.affine,
+            bias: self.bias,
+        }
     }
 }
 
@@ -377,8 +387,7 @@ impl Node for Geometry {
             let db = if self.bias { io.dparams[1] } else { io.scratch[1] };
             let views = [io.inputs[0], dout, mean, rstd, io.dparams[0], db];
             let groups = Dispatch::Workgroups(self.c as u64);
-            let k =
-                Kernel::new(gpu, "group_norm_backward_params", &format!("{label}.dparams"), &p, &views, groups)?;
+            let k = Kernel::new(gpu, "group_norm_backward_params", &format!("{label}.dparams"), &p, &views, groups)?;
             prog.push(k.flops(self.flops().backward_params));
         }
         Ok(prog)
@@ -487,10 +496,7 @@ pub struct Params {
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    SHADERS
-        .iter()
-        .map(|s| crate::params_layout!(s.name, Params, [N, C, G, HW, eps, affine, bias, _pad1]))
-        .collect()
+    SHADERS.iter().map(|s| crate::params_layout!(s.name, Params, [N, C, G, HW, eps, affine, bias, _pad1])).collect()
 }
 
 fn params(g: &Geometry) -> Params {

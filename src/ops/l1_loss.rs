@@ -3,9 +3,9 @@
 
 use super::elementwise_loss::{self, GpuBuffers};
 use super::{ParamsLayout, Reduction};
-use crate::kernel::Program;
 use crate::cpu::Real;
 use crate::device::Gpu;
+use crate::kernel::Program;
 use crate::Result;
 
 pub const OP: &str = "L1Loss";

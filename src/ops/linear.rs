@@ -167,15 +167,51 @@ impl Node for Planned {
         if conv2d::runs_cooperative_matrices(gpu) {
             let grads = conv2d::GpuGrads { dinp: io.dinput(0), dweight: io.dparams[0], dbias: None };
             let g = self.as_conv();
-            prog.extend(conv2d::backward_gpu(gpu, label, &g, grads, io.dout.unwrap(), Some(dout_op), s.input, s.weight, s.top, s.scratch, s.ops)?);
+            prog.extend(conv2d::backward_gpu(
+                gpu,
+                label,
+                &g,
+                grads,
+                io.dout.unwrap(),
+                Some(dout_op),
+                s.input,
+                s.weight,
+                s.top,
+                s.scratch,
+                s.ops,
+            )?);
             return Ok(prog);
         }
         let mut scratch = s.scratch.iter().copied();
         let mut part = |mnk| if matmul_splits(gpu, mnk).0 > 1 { scratch.next() } else { None };
         let (dweight, ops) = (io.dparams[0], s.ops);
-        prog.extend(matmul_gpu(gpu, &format!("{label}.dweight"), dw, dout_op, (1, o), s.input, (i, 1), None, dweight, part(dw), ops)?);
+        prog.extend(matmul_gpu(
+            gpu,
+            &format!("{label}.dweight"),
+            dw,
+            dout_op,
+            (1, o),
+            s.input,
+            (i, 1),
+            None,
+            dweight,
+            part(dw),
+            ops,
+        )?);
         if let Some(dinp) = io.dinput(0) {
-            prog.extend(matmul_gpu(gpu, &format!("{label}.dinp"), di, dout_op, (o, 1), s.weight, (i, 1), None, dinp, part(di), ops)?);
+            prog.extend(matmul_gpu(
+                gpu,
+                &format!("{label}.dinp"),
+                di,
+                dout_op,
+                (o, 1),
+                s.weight,
+                (i, 1),
+                None,
+                dinp,
+                part(di),
+                ops,
+            )?);
         }
         Ok(prog)
     }

@@ -357,7 +357,11 @@ fn params(gpu: &Gpu, g: &Geometry) -> Params {
 /// invocation's integer divisions lane by lane (on lavapipe, Tudui's `pool1.dinp` 12.7 → 3.6 ms
 /// at batch 64, history 58), one window on GPUs.
 fn run(gpu: &Gpu, g: &Geometry) -> usize {
-    if gpu.split_target() == 0 { g.ow } else { 1 }
+    if gpu.split_target() == 0 {
+        g.ow
+    } else {
+        1
+    }
 }
 
 /// out and indices (i32), overwritten, from inp.

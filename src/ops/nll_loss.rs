@@ -268,5 +268,6 @@ pub fn backward_gpu(
     };
     let stats = *b.scratch.last().unwrap();
     let views = [b.tgt, b.weight, b.dout, stats, b.dinp];
-    Ok(Kernel::new(gpu, "nll_loss_backward", &format!("{label}.backward"), &bp, &views, Dispatch::Invocations(total))?.into())
+    Ok(Kernel::new(gpu, "nll_loss_backward", &format!("{label}.backward"), &bp, &views, Dispatch::Invocations(total))?
+        .into())
 }

@@ -21,7 +21,8 @@ pub struct Params {
 }
 
 pub fn layouts() -> Vec<ParamsLayout> {
-    vec![crate::params_layout!("reduce_sum", Params, [n, is_last, mode, _pad]).consts(&[("PER_GROUP", PER_GROUP as usize)])]
+    vec![crate::params_layout!("reduce_sum", Params, [n, is_last, mode, _pad])
+        .consts(&[("PER_GROUP", PER_GROUP as usize)])]
 }
 
 /// How the final pair becomes the scalar.

@@ -3,7 +3,7 @@
 //! Shaders: relu_forward.wgsl, relu_backward.wgsl.
 
 use super::interface::{CpuBackward, CpuForward, Flops, Fusible, GpuIo, Mode, Node, Op, Reads};
-use super::{ParamsLayout};
+use super::ParamsLayout;
 use crate::buffer::View;
 use crate::cpu::{multiversion, Real, PAR_CHUNK};
 use crate::device::Gpu;
@@ -115,5 +115,7 @@ pub fn backward_gpu(gpu: &Gpu, label: &str, dinp: &View, dout: &View, out: &View
     let n = dinp.len;
     let label = format!("{label}.dinp");
     let (shader, units) = super::elementwise(gpu, "relu_backward", n);
-    Ok(Kernel::new(gpu, shader, &label, &params(units), &[out, dout, dinp], Dispatch::Invocations(units))?.flops(n).into())
+    Ok(Kernel::new(gpu, shader, &label, &params(units), &[out, dout, dinp], Dispatch::Invocations(units))?
+        .flops(n)
+        .into())
 }

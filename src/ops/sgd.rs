@@ -4,7 +4,7 @@
 //! Shader: sgd_step.wgsl, one dispatch over all parameters (one flat buffer).
 
 use super::interface::StepWords;
-use super::{ParamsLayout};
+use super::ParamsLayout;
 use crate::buffer::View;
 use crate::device::Gpu;
 use crate::kernel::{Dispatch, Kernel};

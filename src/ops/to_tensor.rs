@@ -46,7 +46,10 @@ impl ToTensor {
     /// positive and finite, every mean finite.
     pub fn normalized(mean: &[f32], std: &[f32]) -> Result<Self> {
         if mean.len() != std.len() || mean.is_empty() {
-            return Err(Error::op(OP, format!("Normalize needs one mean and one std per channel, got {mean:?} and {std:?}")));
+            return Err(Error::op(
+                OP,
+                format!("Normalize needs one mean and one std per channel, got {mean:?} and {std:?}"),
+            ));
         }
         if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(Error::op(OP, format!("Normalize std must be positive, got {std:?}")));

@@ -397,7 +397,9 @@ fn col_phases(g: &Geometry) -> impl Iterator<Item = Phase> + '_ {
 
 /// The (row, column) phases that receive any taps, row-major.
 fn phase_pairs(g: &Geometry) -> impl Iterator<Item = (Phase, Phase)> + '_ {
-    row_phases(g).flat_map(move |pa| col_phases(g).map(move |pb| (pa, pb))).filter(|(pa, pb)| pa.taps > 0 && pb.taps > 0)
+    row_phases(g)
+        .flat_map(move |pa| col_phases(g).map(move |pb| (pa, pb)))
+        .filter(|(pa, pb)| pa.taps > 0 && pb.taps > 0)
 }
 
 /// A phase as a forward convolution: dout's channels in, the input's out, its taps as the kernel
@@ -437,14 +439,28 @@ fn gradient_layout(isa: Isa, g: &Geometry) -> (Geometry, Layout, usize, usize) {
         hp = hp.max(pa.origin(top) + rows + pa.taps - 1);
         seg = seg.max(pb.origin(left) + l.owr + pb.taps - 1);
     }
-    let carrier = Geometry { ic: g.oc, h: g.oh, w: g.ow, ph: top, pw: left, ..phase_geometry(g, row_phases(g).next().unwrap(), col_phases(g).next().unwrap()) };
+    let carrier = Geometry {
+        ic: g.oc,
+        h: g.oh,
+        w: g.ow,
+        ph: top,
+        pw: left,
+        ..phase_geometry(g, row_phases(g).next().unwrap(), col_phases(g).next().unwrap())
+    };
     (carrier, Layout { lanes, paired: false, hp, seg, wp: seg, owr: seg }, top, left)
 }
 
 /// The input gradient dinp (N, IC, H, W), overwritten, from dout and weight: phase by phase (one
 /// with stride 1), each a forward convolution over the shared layout of dout with its taps of the
 /// flipped, transposed weight, each writing its own rows and columns of the input gradient.
-pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
+pub fn backward_input(
+    isa: Isa,
+    g: &Geometry,
+    dinp: &mut [f32],
+    dout: &[f32],
+    weight: &[f32],
+    scratch: &mut [&mut [f32]],
+) {
     let (carrier, shared, top, left) = gradient_layout(isa, g);
     // With a column stride, a third buffer holds each image's phases computed dense.
     let (dp, wp, dense) = match scratch {
@@ -476,7 +492,8 @@ pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], we
             let l = Layout { hp: shared.hp, seg: shared.seg, wp: shared.wp, ..Layout::of(isa, &t) };
             let x = &dp[n * img + pa.origin(top) * shared.wp + pb.origin(left)..(n + 1) * img];
             // The kernels read through pointers: the last float the last vector reads is inside.
-            let reach = l.offset(&t, l.vectors(&t) - 1) + (t.kh - 1) * l.wp + t.kw - 1 + if l.paired { l.wp + V } else { l.lanes };
+            let reach = l.offset(&t, l.vectors(&t) - 1) + (t.kh - 1) * l.wp + t.kw - 1
+                + if l.paired { l.wp + V } else { l.lanes };
             debug_assert!((t.ic - 1) * l.plane() + reach <= x.len(), "{g:?} phase {pa:?} {pb:?} reads past its layout");
             image(isa, &t, l, d, out, x, &wp[at..], None, &Epilogue::default());
         };
@@ -573,7 +590,17 @@ pub fn backward_input_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
 /// One image of a convolution over the laid-out input and packed weights, by the build `isa`
 /// names.
 #[allow(clippy::too_many_arguments)]
-fn image(isa: Isa, g: &Geometry, l: Layout, d: Dest, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+fn image(
+    isa: Isa,
+    g: &Geometry,
+    l: Layout,
+    d: Dest,
+    out: &mut [f32],
+    x: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    ep: &Epilogue<'_>,
+) {
     // SAFETY: isa() saw the features these builds use (it finds none off x86_64).
     #[cfg(target_arch = "x86_64")]
     unsafe {
@@ -584,14 +611,29 @@ fn image(isa: Isa, g: &Geometry, l: Layout, d: Dest, out: &mut [f32], x: &[f32],
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("direct convolution without x86_64 kernels ({isa:?}, {g:?}, {l:?}, {d:?}, {}, {}, {ep:?})", out.len() + x.len() + wp.len(), bias.is_some());
+    unreachable!(
+        "direct convolution without x86_64 kernels ({isa:?}, {g:?}, {l:?}, {d:?}, {}, {}, {ep:?})",
+        out.len() + x.len() + wp.len(),
+        bias.is_some()
+    );
 }
 
 /// The convolution proper, over the laid-out input and packed weights, in parallel over images.
 #[allow(clippy::too_many_arguments)]
-fn convolve(isa: Isa, g: &Geometry, l: Layout, out: &mut [f32], xp: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+fn convolve(
+    isa: Isa,
+    g: &Geometry,
+    l: Layout,
+    out: &mut [f32],
+    xp: &[f32],
+    wp: &[f32],
+    bias: Option<&[f32]>,
+    ep: &Epilogue<'_>,
+) {
     let (ohw, img) = (g.oh * g.ow, l.image(g));
-    out.par_chunks_mut(g.oc * ohw).enumerate().for_each(|(n, out)| image(isa, g, l, Dest::dense(g), out, &xp[n * img..][..img], wp, bias, ep));
+    out.par_chunks_mut(g.oc * ohw)
+        .enumerate()
+        .for_each(|(n, out)| image(isa, g, l, Dest::dense(g), out, &xp[n * img..][..img], wp, bias, ep));
 }
 
 /// One image: every (channel block, vector block) tile.
@@ -602,7 +644,16 @@ macro_rules! image_fn {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $name(g: &Geometry, l: Layout, d: Dest, out: &mut [f32], x: &[f32], wp: &[f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+        unsafe fn $name(
+            g: &Geometry,
+            l: Layout,
+            d: Dest,
+            out: &mut [f32],
+            x: &[f32],
+            wp: &[f32],
+            bias: Option<&[f32]>,
+            ep: &Epilogue<'_>,
+        ) {
             use std::arch::x86_64::*;
             const NO: usize = $no;
             const NV: usize = $nv;
@@ -657,7 +708,11 @@ macro_rules! image_fn {
                                     for (at, first, count) in runs.into_iter().filter(|r| r.2 > 0) {
                                         match d.col {
                                             1 => plane[at..][..count].copy_from_slice(&lanes[first..][..count]),
-                                            col => plane[at..].iter_mut().step_by(col).zip(&lanes[first..][..count]).for_each(|(o, &v)| *o = v),
+                                            col => plane[at..]
+                                                .iter_mut()
+                                                .step_by(col)
+                                                .zip(&lanes[first..][..count])
+                                                .for_each(|(o, &v)| *o = v),
                                         }
                                     }
                                 }
@@ -802,12 +857,48 @@ unsafe fn load_x8(p: *const f32, _pair: usize) -> std::arch::x86_64::__m256 {
     std::arch::x86_64::_mm256_loadu_ps(p)
 }
 
-image_fn!(image_avx512, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-    load_x16, _mm512_fmadd_ps, _mm512_max_ps, _mm512_storeu_ps);
-image_fn!(image_avx512_paired, "avx2,fma,avx512f,avx512vl", 8, 3, 16, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-    load_pair, _mm512_fmadd_ps, _mm512_max_ps, _mm512_storeu_ps);
-image_fn!(image_avx2, "avx2,fma", 6, 2, 8, __m256, _mm256_setzero_ps, _mm256_set1_ps, load_x8,
-    _mm256_fmadd_ps, _mm256_max_ps, _mm256_storeu_ps);
+image_fn!(
+    image_avx512,
+    "avx2,fma,avx512f,avx512vl",
+    8,
+    3,
+    16,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    load_x16,
+    _mm512_fmadd_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps
+);
+image_fn!(
+    image_avx512_paired,
+    "avx2,fma,avx512f,avx512vl",
+    8,
+    3,
+    16,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    load_pair,
+    _mm512_fmadd_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps
+);
+image_fn!(
+    image_avx2,
+    "avx2,fma",
+    6,
+    2,
+    8,
+    __m256,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    load_x8,
+    _mm256_fmadd_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps
+);
 
 /// Images per weight-gradient chunk: each chunk's sum is formed apart and the chunks are added in
 /// order (fixed, not the thread count, so results are the same bits on any machine).
@@ -895,7 +986,14 @@ pub fn backward_weight_scratch(isa: Isa, g: &Geometry) -> Vec<u64> {
 }
 
 /// The weight gradient dweight (OC, IC, KH, KW), overwritten, from dout and x.
-pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32], x: &[f32], scratch: &mut [&mut [f32]]) {
+pub fn backward_weight(
+    isa: Isa,
+    g: &Geometry,
+    dweight: &mut [f32],
+    dout: &[f32],
+    x: &[f32],
+    scratch: &mut [&mut [f32]],
+) {
     let p = Padded::of(g);
     let [xp, dyt, parts] = scratch else { panic!("conv2d direct weight gradient: expected 3 scratch buffers") };
     pad(g, p.hp, p.wp, x, xp);
@@ -937,7 +1035,11 @@ pub fn backward_weight(isa: Isa, g: &Geometry, dweight: &mut [f32], dout: &[f32]
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("direct convolution without x86_64 kernels ({isa:?}, {nov}, {p:?}, {images:?}, {}, {})", xp.len() + dyt.len(), ocp);
+        unreachable!(
+            "direct convolution without x86_64 kernels ({isa:?}, {nov}, {p:?}, {images:?}, {}, {})",
+            xp.len() + dyt.len(),
+            ocp
+        );
     });
     // A part holds tile by tile: [k group][channel vector][k in group][lane] (a lane being a
     // channel, or for pixel pairs a channel's two pixels). The chunks are added in order into the
@@ -1211,16 +1313,76 @@ unsafe fn store16(v: std::arch::x86_64::__m512, at: impl Fn(usize) -> *mut f32) 
     _mm256_storeu_ps(at(1), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
 }
 
-dw_fn!(dw_avx512_4, "avx2,fma,avx512f,avx512vl", 4, 12, __m512, 2, _mm512_setzero_ps, _mm512_loadu_ps,
-    _mm512_set1_ps, _mm512_fmadd_ps, load16, store16);
-dw_fn!(dw_avx512_2, "avx2,fma,avx512f,avx512vl", 2, 24, __m512, 2, _mm512_setzero_ps, _mm512_loadu_ps,
-    _mm512_set1_ps, _mm512_fmadd_ps, load16, store16);
-dw_fn!(dw_avx512_1, "avx2,fma,avx512f,avx512vl", 1, 24, __m256, 1, _mm256_setzero_ps, _mm256_loadu_ps,
-    _mm256_set1_ps, _mm256_fmadd_ps, load8, store8);
-dw_fn!(dw_avx2_2, "avx2,fma", 2, 6, __m256, 1, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps,
-    _mm256_fmadd_ps, load8, store8);
-dw_fn!(dw_avx2_1, "avx2,fma", 1, 12, __m256, 1, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps,
-    _mm256_fmadd_ps, load8, store8);
+dw_fn!(
+    dw_avx512_4,
+    "avx2,fma,avx512f,avx512vl",
+    4,
+    12,
+    __m512,
+    2,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    load16,
+    store16
+);
+dw_fn!(
+    dw_avx512_2,
+    "avx2,fma,avx512f,avx512vl",
+    2,
+    24,
+    __m512,
+    2,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    load16,
+    store16
+);
+dw_fn!(
+    dw_avx512_1,
+    "avx2,fma,avx512f,avx512vl",
+    1,
+    24,
+    __m256,
+    1,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    load8,
+    store8
+);
+dw_fn!(
+    dw_avx2_2,
+    "avx2,fma",
+    2,
+    6,
+    __m256,
+    1,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    load8,
+    store8
+);
+dw_fn!(
+    dw_avx2_1,
+    "avx2,fma",
+    1,
+    12,
+    __m256,
+    1,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    load8,
+    store8
+);
 
 #[cfg(test)]
 mod tests {
@@ -1258,17 +1420,40 @@ mod tests {
         for isa in builds() {
             let mut out = vec![f32::NAN; dout.len()];
             let mut s = buffers(&forward_scratch(isa, &g));
-            forward(isa, &g, &mut out, &x, &wt, Some(&b), &Epilogue::default(), &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+            forward(
+                isa,
+                &g,
+                &mut out,
+                &x,
+                &wt,
+                Some(&b),
+                &Epilogue::default(),
+                &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>(),
+            );
             close(&format!("{isa:?} forward {g:?}"), &out, &want)?;
             if input_gradient_applies(&g).is_some() {
                 let mut dx = vec![f32::NAN; x.len()];
                 let mut s = buffers(&backward_input_scratch(isa, &g));
-                backward_input(isa, &g, &mut dx, &dout, &wt, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+                backward_input(
+                    isa,
+                    &g,
+                    &mut dx,
+                    &dout,
+                    &wt,
+                    &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>(),
+                );
                 close(&format!("{isa:?} input gradient {g:?}"), &dx, &dx64)?;
             }
             let mut dw = vec![f32::NAN; wt.len()];
             let mut s = buffers(&backward_weight_scratch(isa, &g));
-            backward_weight(isa, &g, &mut dw, &dout, &x, &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>());
+            backward_weight(
+                isa,
+                &g,
+                &mut dw,
+                &dout,
+                &x,
+                &mut s.iter_mut().map(|v| v.as_mut_slice()).collect::<Vec<_>>(),
+            );
             close(&format!("{isa:?} weight gradient {g:?}"), &dw, &dw64)?;
         }
         Ok(())

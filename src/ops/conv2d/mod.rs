@@ -12,7 +12,9 @@
 //! `_subgroups` forms, or the `_cooperative_matrix` kernels, which read f16 only.
 
 use super::cast_f16::{self, Layout, Operands};
-use super::interface::{CpuBackward, CpuForward, Epilogue, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
+use super::interface::{
+    CpuBackward, CpuForward, Epilogue, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch,
+};
 use super::{bias, sum_splits, IntoPair, ParamsLayout};
 use crate::buffer::View;
 use crate::cpu::{multiversion, with_scratch, Real};
@@ -231,7 +233,9 @@ impl Node for Planned {
             // The forward's padded input copy, kept for the weight gradient (see forward_gpu).
             scratch.kept[0] = Layout::Padded(f.input).words();
         }
-        if let Some(at) = scratch.backward.len().checked_sub(3).filter(|_| dout_cast_by_every_reader(gpu, g, dinputs[0])) {
+        if let Some(at) =
+            scratch.backward.len().checked_sub(3).filter(|_| dout_cast_by_every_reader(gpu, g, dinputs[0]))
+        {
             // The output gradient's channels-last copy, which is not made: a word for its slot.
             scratch.backward[at] = 1;
         }
@@ -247,7 +251,8 @@ impl Node for Planned {
             Some(CpuKernel::Direct(isa)) => direct::forward_scratch(isa, g),
             None => Vec::new(),
         };
-        let mut backward = direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
+        let mut backward =
+            direct::weight_gradient_applies(g).map_or_else(Vec::new, |isa| direct::backward_weight_scratch(isa, g));
         if dinputs.first() == Some(&true) && !backward.is_empty() {
             match CpuKernel::input_gradient(g) {
                 Some(CpuKernel::Winograd(_)) => backward.extend(winograd::scratch(&winograd::transposed(g))),
@@ -293,7 +298,9 @@ impl Node for Planned {
         direct::backward_weight(isa, g, dweight, io.dout, io.inputs[0], dw_scratch);
         if let Some(dinp) = dinp {
             match CpuKernel::input_gradient(g) {
-                Some(CpuKernel::Winograd(isa)) if dx_scratch.len() == 2 => winograd::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch),
+                Some(CpuKernel::Winograd(isa)) if dx_scratch.len() == 2 => {
+                    winograd::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch)
+                }
                 Some(CpuKernel::Direct(isa)) if dx_scratch.len() >= 2 => {
                     direct::backward_input(isa, g, dinp, io.dout, io.state[0], dx_scratch)
                 }
@@ -312,7 +319,14 @@ impl Node for Planned {
             let (&[x, w16], &[w]) = (io.kept.as_slice(), io.scratch.as_slice()) else {
                 return Err(Error::op(io.label, "the padded forward given other than 2 kept and 1 scratch tensors"));
             };
-            let mut prog = cast_f16::gpu(gpu, &format!("{}.weight", io.label), io.state[0], cast_f16::layout(gpu, g.sizes().weight), w16, None)?;
+            let mut prog = cast_f16::gpu(
+                gpu,
+                &format!("{}.weight", io.label),
+                io.state[0],
+                cast_f16::layout(gpu, g.sizes().weight),
+                w16,
+                None,
+            )?;
             prog.extend(f.gpu(gpu, io.label, [io.inputs[0], io.state[0]], None, bias, io.out, &[x, w])?);
             return Ok(prog);
         }
@@ -452,40 +466,42 @@ fn col2im<T: Real>(g: &Geometry, col: &[T], stride: usize, at: usize, dx: &mut [
 pub fn forward_cpu<T: Real>(g: &Geometry, out: &mut [T], inp: &[T], weight: &[T], bias: Option<&[T]>) {
     let (k, ohw, in_sz, out_sz) = (g.k(), g.oh * g.ow, g.ic * g.h * g.w, g.oc * g.oh * g.ow);
     out.par_chunks_mut(CPU_CHUNK * out_sz).enumerate().for_each(|(c, out_c)| {
-        with_scratch::<T, _>(k * CPU_CHUNK * ohw, |col| with_scratch::<T, _>(g.oc * CPU_CHUNK * ohw, |tmp| {
-            let nb = out_c.len() / out_sz;
-            let cols = nb * ohw;
-            for b in 0..nb {
-                im2col(g, &inp[(c * CPU_CHUNK + b) * in_sz..][..in_sz], col, cols, b * ohw);
-            }
-            // tmp (OC, nb·OHW) = weight (OC, K) · col (K, nb·OHW)
-            T::gemm(
-                g.oc,
-                k,
-                cols,
-                T::one(),
-                weight,
-                k as isize,
-                1,
-                col,
-                cols as isize,
-                1,
-                T::zero(),
-                tmp,
-                cols as isize,
-                1,
-            );
-            for b in 0..nb {
-                for oc in 0..g.oc {
-                    let add = bias.map_or(T::zero(), |bv| bv[oc]);
-                    let src = &tmp[oc * cols + b * ohw..][..ohw];
-                    let dst = &mut out_c[b * out_sz + oc * ohw..][..ohw];
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v + add;
+        with_scratch::<T, _>(k * CPU_CHUNK * ohw, |col| {
+            with_scratch::<T, _>(g.oc * CPU_CHUNK * ohw, |tmp| {
+                let nb = out_c.len() / out_sz;
+                let cols = nb * ohw;
+                for b in 0..nb {
+                    im2col(g, &inp[(c * CPU_CHUNK + b) * in_sz..][..in_sz], col, cols, b * ohw);
+                }
+                // tmp (OC, nb·OHW) = weight (OC, K) · col (K, nb·OHW)
+                T::gemm(
+                    g.oc,
+                    k,
+                    cols,
+                    T::one(),
+                    weight,
+                    k as isize,
+                    1,
+                    col,
+                    cols as isize,
+                    1,
+                    T::zero(),
+                    tmp,
+                    cols as isize,
+                    1,
+                );
+                for b in 0..nb {
+                    for oc in 0..g.oc {
+                        let add = bias.map_or(T::zero(), |bv| bv[oc]);
+                        let src = &tmp[oc * cols + b * ohw..][..ohw];
+                        let dst = &mut out_c[b * out_sz + oc * ohw..][..ohw];
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = v + add;
+                        }
                     }
                 }
-            }
-        }))
+            })
+        })
     });
 }
 
@@ -515,16 +531,47 @@ pub fn backward_cpu<T: Real>(
                         im2col(g, &inp[(n0 + b) * in_sz..][..in_sz], col, cols, b * ohw);
                     }
                     for oc in 0..g.oc {
-                        dchunk[oc * cols + b * ohw..][..ohw].copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
+                        dchunk[oc * cols + b * ohw..][..ohw]
+                            .copy_from_slice(&dout[(n0 + b) * out_sz + oc * ohw..][..ohw]);
                     }
                 }
                 if let Some(dw) = dw {
                     // dw (OC, K) = dchunk (OC, nb·OHW) · colᵀ (nb·OHW, K)
-                    T::gemm(g.oc, cols, k, T::one(), dchunk, cols as isize, 1, col, 1, cols as isize, T::zero(), dw, k as isize, 1);
+                    T::gemm(
+                        g.oc,
+                        cols,
+                        k,
+                        T::one(),
+                        dchunk,
+                        cols as isize,
+                        1,
+                        col,
+                        1,
+                        cols as isize,
+                        T::zero(),
+                        dw,
+                        k as isize,
+                        1,
+                    );
                 }
                 if let Some(dx) = dx {
                     // col (K, nb·OHW) = weightᵀ (K, OC) · dchunk (OC, nb·OHW), then scattered back.
-                    T::gemm(k, g.oc, cols, T::one(), weight, 1, k as isize, dchunk, cols as isize, 1, T::zero(), col, cols as isize, 1);
+                    T::gemm(
+                        k,
+                        g.oc,
+                        cols,
+                        T::one(),
+                        weight,
+                        1,
+                        k as isize,
+                        dchunk,
+                        cols as isize,
+                        1,
+                        T::zero(),
+                        col,
+                        cols as isize,
+                        1,
+                    );
                     dx.fill(T::zero());
                     for b in 0..nb {
                         col2im(g, col, cols, b * ohw, &mut dx[b * in_sz..(b + 1) * in_sz]);
@@ -539,7 +586,10 @@ pub fn backward_cpu<T: Real>(
         Some(dweight) => with_scratch::<T, _>(chunks * g.oc * k, |per_chunk| {
             let parts = per_chunk.par_chunks_mut(g.oc * k);
             match dinp {
-                Some(dinp) => parts.zip(dinp.par_chunks_mut(CPU_CHUNK * in_sz)).enumerate().for_each(|(c, (dw, dx))| chunk(c, Some(dw), Some(dx))),
+                Some(dinp) => parts
+                    .zip(dinp.par_chunks_mut(CPU_CHUNK * in_sz))
+                    .enumerate()
+                    .for_each(|(c, (dw, dx))| chunk(c, Some(dw), Some(dx))),
                 None => parts.enumerate().for_each(|(c, dw)| chunk(c, Some(dw), None)),
             }
             dweight.fill(T::zero());
@@ -692,7 +742,11 @@ fn weight_tile_k(shader: &str, g: &Geometry) -> usize {
         && g.sw == 1
         && g.dw == 1
         && SLIDING_WEIGHT_KW.contains(&g.kw);
-    if slides { tk / g.kw * g.kw } else { tk }
+    if slides {
+        tk / g.kw * g.kw
+    } else {
+        tk
+    }
 }
 /// The register-blocked kernels' workgroup size (their shaders! entries above).
 const BLOCKED_WG: usize = 64;
@@ -806,7 +860,8 @@ impl Product {
         (phases, parallel): (usize, usize),
     ) -> Product {
         // Invocations per phase and tile of channels, rounded up to a multiple of `rounding`.
-        let per_phase = |shader: &str, rounding: usize| (cols / phases).div_ceil(block(shader)).next_multiple_of(rounding);
+        let per_phase =
+            |shader: &str, rounding: usize| (cols / phases).div_ceil(block(shader)).next_multiple_of(rounding);
         let blocked = |shader: &'static str, channels: usize, rounding: usize| {
             let per_phase = per_phase(shader, rounding);
             Product { shader, invocations: rows.div_ceil(channels) * phases * per_phase, stride: phases * per_phase }
@@ -928,11 +983,13 @@ pub fn product_scratch(gpu: &Gpu, g: &Geometry, dinp: bool) -> Scratch {
     let part = |(splits, _): (usize, usize), len: usize| (splits > 1).then_some((splits * len) as u64);
     let dweight_copy = padded_weight_gradient(gpu, g).map(|f| f.scratch());
     // The padded forward's copies; its input's is kept where the weight gradient reads it.
-    let forward_copies = padded_forward(gpu, g).map_or(Vec::new(), |f| f.scratch()[dweight_copy.is_some() as usize..].to_vec());
+    let forward_copies =
+        padded_forward(gpu, g).map_or(Vec::new(), |f| f.scratch()[dweight_copy.is_some() as usize..].to_vec());
     let dinp_copies = padded_input_gradient(gpu, g).filter(|_| dinp).map(|f| f.scratch());
     let winograd_forward = winograd_gpu::forward(gpu, g).map(|w| w.scratch());
     let winograd_dinp = winograd_gpu::input_gradient(gpu, g).filter(|_| dinp);
-    let winograd_backward = winograd_gpu::backward_scratch(winograd_gpu::weight_gradient(gpu, g).as_ref(), winograd_dinp.as_ref());
+    let winograd_backward =
+        winograd_gpu::backward_scratch(winograd_gpu::weight_gradient(gpu, g).as_ref(), winograd_dinp.as_ref());
     Scratch {
         forward: part(s.forward, g.n * g.oc * g.oh * g.ow)
             .into_iter()
@@ -1105,7 +1162,8 @@ fn padded_product(gpu: &Gpu, g: &Geometry, weight: ([isize; 4], usize, bool)) ->
         from_f16,
         ..cast_f16::Padded::of([g.oc, g.ic, g.kh, g.kw], [ocp, g.kh], g.ic, j, [0, 0], ocp * g.kh * j)
     };
-    let fits = |l: &cast_f16::Padded| Layout::Padded(*l).words() <= gpu.max_binding_elems() && l.len < u32::MAX as usize;
+    let fits =
+        |l: &cast_f16::Padded| Layout::Padded(*l).words() <= gpu.max_binding_elems() && l.len < u32::MAX as usize;
     if !fits(&input) || !fits(&weight) {
         return None;
     }
@@ -1178,7 +1236,8 @@ fn padded_weight_gradient(gpu: &Gpu, g: &Geometry) -> Option<PaddedWeightGradien
         return None;
     }
     let tile = gpu.cooperative_tile()? as usize;
-    let shader = crate::shaders::cooperative_variant("conv2d_backward_weight_cooperative_matrix_padded", tile as u32, false)?;
+    let shader =
+        crate::shaders::cooperative_variant("conv2d_backward_weight_cooperative_matrix_padded", tile as u32, false)?;
     let workgroup = crate::shaders::get(shader).filter(|s| gpu.can_build(s))?.workgroup as usize;
     let wp = g.w + 2 * g.pw;
     let rows = (g.oh * wp).next_multiple_of(PADDED_ROWS).div_ceil(wp);
@@ -1215,7 +1274,10 @@ impl PaddedWeightGradient {
         copies: &[&View],
     ) -> Result<Program> {
         let &[d] = copies else {
-            return Err(Error::op(label, format!("the padded weight gradient given {} scratch tensors, not 1", copies.len())));
+            return Err(Error::op(
+                label,
+                format!("the padded weight gradient given {} scratch tensors, not 1", copies.len()),
+            ));
         };
         if x.len < Layout::Padded(self.input).words() {
             return Err(Error::op(label, format!("the padded weight gradient given a kept input of {} words", x.len)));
@@ -1226,7 +1288,18 @@ impl PaddedWeightGradient {
         let scale_at = if top.is_some() { self.dout.len as u32 } else { cast_f16::UNSCALED };
         let p = params(&self.g, &prod, false, self.splits, self.chunk, Operands::F16 { scale_at });
         let flops = 2 * self.g.macs() as u64;
-        prog.extend(split_product(gpu, label, self.shader, &p, &[x, d], dweight, part, self.splits, self.invocations, flops)?);
+        prog.extend(split_product(
+            gpu,
+            label,
+            self.shader,
+            &p,
+            &[x, d],
+            dweight,
+            part,
+            self.splits,
+            self.invocations,
+            flops,
+        )?);
         Ok(prog)
     }
 }
@@ -1254,7 +1327,8 @@ fn split_product(
         prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
         return Ok(prog);
     }
-    let part = part.ok_or_else(|| Error::op(label, format!("{shader} is split {splits} ways but was given no scratch")))?;
+    let part =
+        part.ok_or_else(|| Error::op(label, format!("{shader} is split {splits} ways but was given no scratch")))?;
     views.push(part);
     prog.push(Kernel::new(gpu, shader, label, p, &views, groups)?.flops(flops));
     prog.push(sum_splits::gpu(gpu, label, part, out, splits)?);
@@ -1367,8 +1441,12 @@ pub fn backward_gpu(
     let dweight_label = format!("{label}.dweight");
     let dout_op = || dout_op.ok_or_else(|| Error::op(label, "a staged gradient given no copy of the output gradient"));
     match (padded_weight_gradient(gpu, g), winograd_dweight) {
-        (Some(f), _) => prog.extend(f.gpu(gpu, &dweight_label, [inp, dout], top, grads.dweight, dweight_part, &dweight_copies)?),
-        (None, Some(w)) => prog.extend(w.gpu(gpu, &dweight_label, inp, dout, grads.dweight, &winograd_dweight_scratch)?),
+        (Some(f), _) => {
+            prog.extend(f.gpu(gpu, &dweight_label, [inp, dout], top, grads.dweight, dweight_part, &dweight_copies)?)
+        }
+        (None, Some(w)) => {
+            prog.extend(w.gpu(gpu, &dweight_label, inp, dout, grads.dweight, &winograd_dweight_scratch)?)
+        }
         (None, None) => {
             let prod = Product::dweight(gpu, g);
             let p = params(g, &prod, false, splits, chunk, ops);
@@ -1390,7 +1468,9 @@ pub fn backward_gpu(
         let dinp_label = format!("{label}.dinp");
         match (padded_dinp, winograd_dinp) {
             (Some(f), _) => prog.extend(f.gpu(gpu, &dinp_label, [dout, weight], top, None, dinp, &dinp_copies)?),
-            (None, Some(w)) => prog.extend(w.gpu(gpu, &dinp_label, dout, weight, None, dinp, &winograd_dinp_scratch)?),
+            (None, Some(w)) => {
+                prog.extend(w.gpu(gpu, &dinp_label, dout, weight, None, dinp, &winograd_dinp_scratch)?)
+            }
             (None, None) => {
                 let prod = Product::dinp(gpu, g);
                 let (splits, chunk) = s.dinp;

@@ -36,8 +36,7 @@ fn taps(g: &Geometry) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
 /// out (N, OC, OH, OW) from inp (N, IC, H, W), weight (OC, IC, KH, KW) and bias (OC,).
 pub fn forward<T: Real>(g: &Geometry, inp: &[T], weight: &[T], bias: Option<&[T]>) -> Vec<T> {
     let plane = g.oh * g.ow;
-    let mut out: Vec<T> =
-        (0..g.n * g.oc * plane).map(|o| bias.map_or(T::zero(), |b| b[(o / plane) % g.oc])).collect();
+    let mut out: Vec<T> = (0..g.n * g.oc * plane).map(|o| bias.map_or(T::zero(), |b| b[(o / plane) % g.oc])).collect();
     for (o, i, k) in taps(g) {
         out[o] += weight[k] * inp[i];
     }

@@ -89,7 +89,14 @@ pub fn forward(
 /// dinp (N, IC, H, W), overwritten, from dout (N, OC, H, W) and weight (OC, IC, 3, 3): the
 /// convolution of the output gradient with the flipped, transposed weight ([`transposed`]), with
 /// that geometry's [`scratch`].
-pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], weight: &[f32], scratch: &mut [&mut [f32]]) {
+pub fn backward_input(
+    isa: Isa,
+    g: &Geometry,
+    dinp: &mut [f32],
+    dout: &[f32],
+    weight: &[f32],
+    scratch: &mut [&mut [f32]],
+) {
     let t = transposed(g);
     let [u, work] = scratch else { panic!("conv2d winograd input gradient: expected 2 scratch buffers") };
     // w'(i, o, r) with i < t.oc = IC and o < t.ic = OC, r = 3·kh + kw: w(o, i, 8 - r).
@@ -99,7 +106,16 @@ pub fn backward_input(isa: Isa, g: &Geometry, dinp: &mut [f32], dout: &[f32], we
 
 /// The convolution from the transformed weights `u`, over the workspaces `work`.
 #[allow(clippy::too_many_arguments)]
-fn convolve(isa: Isa, g: &Geometry, out: &mut [f32], x: &[f32], u: &[f32], work: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>) {
+fn convolve(
+    isa: Isa,
+    g: &Geometry,
+    out: &mut [f32],
+    x: &[f32],
+    u: &[f32],
+    work: &mut [f32],
+    bias: Option<&[f32]>,
+    ep: &Epilogue<'_>,
+) {
     let t = tiles(g);
     let per = workspace_words(g);
     // As many workspaces as the plan made (the thread count when it was made).
@@ -265,7 +281,8 @@ macro_rules! products_fn {
             debug_assert!(u.len() >= 16 * ic * oc && v.len() >= 16 * ic * t && m.len() >= 16 * oc * t);
             debug_assert!(t.is_multiple_of(TV * LANES) && oc.is_multiple_of(KB));
             for xi in 0..16 {
-                let (u, v, m) = (u.as_ptr().add(xi * ic * oc), v.as_ptr().add(xi * ic * t), m.as_mut_ptr().add(xi * oc * t));
+                let (u, v, m) =
+                    (u.as_ptr().add(xi * ic * oc), v.as_ptr().add(xi * ic * t), m.as_mut_ptr().add(xi * oc * t));
                 for t0 in (0..t).step_by(TV * LANES) {
                     for k0 in (0..oc).step_by(KB) {
                         let mut acc = [[$setzero(); TV]; KB];
@@ -291,8 +308,26 @@ macro_rules! products_fn {
     };
 }
 
-products_fn!(products_avx512, "avx512f", 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
-products_fn!(products_avx2, "avx2,fma", 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
+products_fn!(
+    products_avx512,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps
+);
+products_fn!(
+    products_avx2,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps
+);
 
 /// Off x86_64 [`applies`] is never true (there is no [`Isa`]): nothing calls this.
 #[cfg(not(target_arch = "x86_64"))]
@@ -303,7 +338,14 @@ unsafe fn products(_: Isa, _: &Geometry, _: &[f32], _: &[f32], _: &mut [f32]) {
 /// out (OC, H, W) of one image from m[ξ][oc][tile], bias and epilogue applied. Aᵀ = [1 1 1 0;
 /// 0 1 -1 -1] along the columns of each patch row, then along the rows, over all tiles at once.
 #[crate::cpu::multiversion(targets = "simd")]
-fn transform_output(g: &Geometry, m: &[f32], out: &mut [f32], bias: Option<&[f32]>, ep: &Epilogue<'_>, rows: &mut [f32]) {
+fn transform_output(
+    g: &Geometry,
+    m: &[f32],
+    out: &mut [f32],
+    bias: Option<&[f32]>,
+    ep: &Epilogue<'_>,
+    rows: &mut [f32],
+) {
     let (tw, th, t) = (g.w / 2, g.h / 2, tiles(g));
     let (sc, y) = rows[..12 * t].split_at_mut(8 * t);
     for k in 0..g.oc {

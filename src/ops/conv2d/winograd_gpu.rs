@@ -82,8 +82,8 @@ pub fn layouts() -> Vec<ParamsLayout> {
             s,
             Params,
             [
-                N0, NB, IC, ICP, H, W, OC, OCP, OH, OW, PH, PW, TH, TW, TP, XI, has_bias, origin, SOC, SIC, SKH, SKW, TS, S0,
-                _pad0, _pad1, _pad2, _pad3
+                N0, NB, IC, ICP, H, W, OC, OCP, OH, OW, PH, PW, TH, TW, TP, XI, has_bias, origin, SOC, SIC, SKH, SKW,
+                TS, S0, _pad0, _pad1, _pad2, _pad3
             ]
         )
     };
@@ -206,8 +206,15 @@ impl Tiling {
 }
 
 /// The scratch views of a Winograd product, refused unless they are as many as `words` and as long.
-fn scratch_views<'a, const K: usize>(label: &str, what: &str, views: &[&'a View], words: [u64; K]) -> Result<[&'a View; K]> {
-    let refuse = || Error::op(label, format!("the Winograd {what} needs {words:?} words of scratch, given {} views", views.len()));
+fn scratch_views<'a, const K: usize>(
+    label: &str,
+    what: &str,
+    views: &[&'a View],
+    words: [u64; K],
+) -> Result<[&'a View; K]> {
+    let refuse = || {
+        Error::op(label, format!("the Winograd {what} needs {words:?} words of scratch, given {} views", views.len()))
+    };
     let views: [&View; K] = views.try_into().map_err(|_| refuse())?;
     if views.iter().zip(words).any(|(v, w)| v.len < w) {
         return Err(refuse());
@@ -271,7 +278,17 @@ fn plan_input_gradient(gpu: &Gpu, g: &Geometry) -> Option<Winograd> {
     if g.ph >= g.kh || g.pw >= g.kw {
         return None;
     }
-    let t = Geometry { ic: g.oc, h: g.oh, w: g.ow, oc: g.ic, oh: g.h, ow: g.w, ph: g.kh - 1 - g.ph, pw: g.kw - 1 - g.pw, ..*g };
+    let t = Geometry {
+        ic: g.oc,
+        h: g.oh,
+        w: g.ow,
+        oc: g.ic,
+        oh: g.h,
+        ow: g.w,
+        ph: g.kh - 1 - g.ph,
+        pw: g.kw - 1 - g.pw,
+        ..*g
+    };
     let k = (g.kh * g.kw) as i32;
     let strides = [k, g.ic as i32 * k, -(g.kw as i32), -1];
     Some(Winograd { t: Tiling::new(gpu, &t)?, strides, origin: (g.kh - 1) * g.kw + g.kw - 1 })
@@ -381,10 +398,19 @@ impl WeightGradient {
     }
     /// The kernels writing `dweight` (overwritten) from the input `inp` and the output gradient
     /// `dout` through `scratch` ([`WeightGradient::scratch`]'s).
-    pub fn gpu(&self, gpu: &Gpu, label: &str, inp: &View, dout: &View, dweight: &View, scratch: &[&View]) -> Result<Program> {
+    pub fn gpu(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        inp: &View,
+        dout: &View,
+        dweight: &View,
+        scratch: &[&View],
+    ) -> Result<Program> {
         let words = self.scratch();
         let (v, dm, part, du) = match words.len() {
-            3 => scratch_views(label, "weight gradient", scratch, [words[0], words[1], words[2]]).map(|[v, dm, p]| (v, dm, p, p))?,
+            3 => scratch_views(label, "weight gradient", scratch, [words[0], words[1], words[2]])
+                .map(|[v, dm, p]| (v, dm, p, p))?,
             _ => scratch_views(label, "weight gradient", scratch, [words[0], words[1], words[2], words[3]])
                 .map(|[v, dm, p, du]| (v, dm, p, du))?,
         };
