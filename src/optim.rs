@@ -43,7 +43,7 @@ impl Optimizer {
                 f(s.momentum),
                 f(s.dampening),
                 f(s.weight_decay),
-                if s.nesterov { "True" } else { "False" }
+                crate::ops::py_bool(s.nesterov)
             ),
             Optimizer::Adam(a) | Optimizer::AdamW(a) => format!(
                 "{}(lr={}, betas=({}, {}), eps={}, weight_decay={})",

@@ -103,7 +103,7 @@ impl AvgPool2d {
 
 impl Op for AvgPool2d {
     fn describe(&self) -> String {
-        let py = |b: bool| if b { "True" } else { "False" };
+        let py = super::py_bool;
         format!(
             "{OP}(kernel_size={:?}, stride={:?}, padding={:?}, ceil_mode={}, count_include_pad={}{})",
             self.kernel,

@@ -62,7 +62,7 @@ impl BatchNorm2d {
 
 impl Op for BatchNorm2d {
     fn describe(&self) -> String {
-        let py = |b: bool| if b { "True" } else { "False" };
+        let py = super::py_bool;
         format!(
             "{OP}({}, eps={}, momentum={}, affine={}, track_running_stats={})",
             self.num_features,

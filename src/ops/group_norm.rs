@@ -67,7 +67,7 @@ impl GroupNorm {
 
 impl Op for GroupNorm {
     fn describe(&self) -> String {
-        let py = |b: bool| if b { "True" } else { "False" };
+        let py = super::py_bool;
         format!(
             "{OP}({}, {}, eps={}, affine={}, bias={})",
             self.num_groups,
@@ -155,7 +155,7 @@ impl LayerNorm {
 
 impl Op for LayerNorm {
     fn describe(&self) -> String {
-        let py = |b: bool| if b { "True" } else { "False" };
+        let py = super::py_bool;
         let shape = match &self.normalized_shape[..] {
             [d] => format!("({d},)"),
             s => format!("({})", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -249,7 +249,7 @@ impl InstanceNorm2d {
 
 impl Op for InstanceNorm2d {
     fn describe(&self) -> String {
-        let py = |b: bool| if b { "True" } else { "False" };
+        let py = super::py_bool;
         format!(
             "InstanceNorm2d({}, eps={}, momentum=0.1, affine={}, bias={}, track_running_stats=False)",
             self.num_features,

@@ -60,7 +60,7 @@ impl Op for Linear {
             "{OP}(in_features={}, out_features={}, bias={})",
             self.in_features,
             self.out_features,
-            if self.bias { "True" } else { "False" }
+            super::py_bool(self.bias)
         )
     }
     fn params(&self) -> Vec<ParamDecl> {

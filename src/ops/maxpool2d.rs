@@ -103,7 +103,7 @@ impl Op for MaxPool2d {
             self.stride,
             self.padding,
             self.dilation,
-            if self.ceil_mode { "True" } else { "False" }
+            super::py_bool(self.ceil_mode)
         )
     }
     fn plan(&self, inputs: &[&[usize]], _mode: Mode) -> Result<Box<dyn Node>> {

@@ -197,6 +197,15 @@ pub fn pool_out_size(size: usize, k: usize, s: usize, p: usize, d: usize, ceil: 
     Some(out as usize)
 }
 
+/// A bool as Python writes it (`True`, `False`), for PyTorch-style layer descriptions.
+pub fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
 /// A float as Python's repr writes it (`0.1`, `1e-05`), for PyTorch-style layer descriptions.
 pub fn py_float(v: f32) -> String {
     let a = v.abs();
