@@ -310,6 +310,58 @@ fn check_takes_a_runs_folder_as_its_newest_checkpoint() {
     assert_eq!(logits(&run, &dir.join("a.safetensors")), logits(&newest, &dir.join("b.safetensors")));
 }
 
+/// PyTorch's own files: cifar-net's state dict saved with `torch.save` (found to be cifar-net
+/// without --model) and a batch saved with it give PyTorch's first SGD step, as the safetensors
+/// files do; `eval` and `predict` take the .pth too.
+#[test]
+fn check_eval_and_predict_read_what_torch_save_writes() {
+    let dir = tempdir();
+    let out = dir.join("out.safetensors");
+    let weights = data_path("torch/cifar_net.pth");
+    let (code, stdout, stderr) = wgrad(&[
+        "check",
+        "--device",
+        "cpu",
+        "--weights",
+        s(&weights),
+        "--batch",
+        s(&data_path("torch/tudui_batch1.pt")),
+        "--out",
+        s(&out),
+        "--lr",
+        "0.01",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "5e-4",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("step 1: loss"), "{stdout}");
+    // Had it been taken for another network, these would not be cifar-net's gradients.
+    let (got, wp) = (File::read(&out).unwrap(), data_path("cifar_net_sgd_expected.safetensors"));
+    let want = File::read(&wp).unwrap();
+    let firsts: Vec<&String> = want.tensors.keys().filter(|k| k.ends_with(".1") || k.contains(".1.")).collect();
+    assert!(firsts.len() > 20, "{firsts:?}");
+    for k in firsts {
+        let w = want.f32(&wp, k).unwrap().1;
+        assert_close(&format!("check cifar-net .pth {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
+    }
+    let data = dir.join("data");
+    let eval = |weights: &std::path::Path| {
+        let args =
+            ["eval", "--device", "cpu", "--weights", s(weights), "--dataset", "synthetic", "--data-dir", s(&data)];
+        let (code, stdout, stderr) = wgrad(&args);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        stdout
+    };
+    assert_eq!(eval(&weights), eval(&data_path("cifar_net_init.safetensors")));
+    let picture = dir.join("p.png");
+    image::RgbImage::from_pixel(40, 30, image::Rgb([200, 30, 30])).save(&picture).unwrap();
+    let (code, stdout, stderr) = wgrad(&["predict", "--device", "cpu", "--weights", s(&weights), s(&picture)]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("p.png"), "{stdout}");
+}
+
 #[test]
 fn check_takes_the_model_and_the_optimizer() {
     let dir = tempdir();

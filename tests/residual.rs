@@ -10,22 +10,10 @@ use common::*;
 use std::sync::Arc;
 use wgrad::graph::Executor;
 use wgrad::io::safetensors::{Array, File};
-use wgrad::nn::models::BasicBlock;
-use wgrad::nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Model, ReLU, Sequential};
+use wgrad::nn::Model;
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::testing::assert_close;
 use wgrad::{Device, ExecOptions};
-
-fn residual_net() -> Sequential {
-    Sequential::new()
-        .add("conv1", Conv2d::new(3, 8, 3).padding(1).bias(false))
-        .add("bn1", BatchNorm2d::new(8))
-        .add("relu", ReLU)
-        .add("layer1", Sequential::new().push(BasicBlock::new(8, 8, 1)).push(BasicBlock::new(8, 16, 2)))
-        .add("avgpool", AdaptiveAvgPool2d::new(1))
-        .add("flatten", Flatten::new())
-        .add("fc", Linear::new(16, 10))
-}
 
 fn model() -> Model {
     let mut m = Model::new(&residual_net(), [3, 8, 8], 0).unwrap();

@@ -66,12 +66,15 @@ fn classes_of(path: &Path, kind: ModelKind) -> usize {
     if let Some(m) = checkpoint::meta_of(path).ok().filter(|m| !m.classes.is_empty()) {
         return m.classes.len();
     }
-    File::read(path).ok().map_or(10, |f| classes_in(&f, kind))
+    File::read(path).ok().map_or(10, |f| classes_in(path, &f, kind))
 }
 
-/// The length of `kind`'s classifier bias in `file`, else 10.
-fn classes_in(file: &File, kind: ModelKind) -> usize {
-    let key = kind.build(0).params.specs.last().map(|s| s.key.clone()).unwrap_or_default();
+/// The length of `kind`'s classifier bias in `file` (in the state dict nested in it, if it
+/// holds one: [`state_dict::select`]), else 10.
+fn classes_in(path: &Path, file: &File, kind: ModelKind) -> usize {
+    let params = kind.build(0).params;
+    let Ok(file) = state_dict::select(path, file, &params) else { return 10 };
+    let key = params.specs.last().map(|s| s.key.clone()).unwrap_or_default();
     match file.tensors.get(&key) {
         Some(Array::F32 { shape, .. }) if shape.len() == 1 && shape[0] > 0 => shape[0],
         _ => 10,
@@ -79,13 +82,13 @@ fn classes_in(file: &File, kind: ModelKind) -> usize {
 }
 
 /// The one built-in network whose state dict (every key, shape and dtype, nothing more) the
-/// safetensors file at `weights` (or the newest checkpoint in that folder) holds, for any number
-/// of classes.
+/// safetensors or PyTorch file at `weights` (or the newest checkpoint in that folder) holds, for
+/// any number of classes.
 fn fitting(weights: &Path) -> Option<ModelKind> {
     let path = checkpoint::resolve(weights).ok()?;
     let file = File::read(&path).ok()?;
     let mut fits = ModelKind::ALL.into_iter().filter(|&k| {
-        let model = k.build_with_classes(classes_in(&file, k), 0);
+        let model = k.build_with_classes(classes_in(&path, &file, k), 0);
         model.is_ok_and(|mut m| state_dict::apply(&path, &file, &mut m.params, |_| true).is_ok())
     });
     match (fits.next(), fits.next()) {

@@ -1,7 +1,10 @@
-//! Files: safetensors state dicts, batches and outputs (PyTorch-compatible).
+//! Files: safetensors state dicts, batches and outputs (PyTorch-compatible), and PyTorch's own
+//! `torch.save` files, read.
 
 pub mod checkpoint;
 pub mod png;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pytorch;
 pub mod safetensors;
 pub mod state_dict;
 

@@ -35,6 +35,14 @@ pub fn has_metadata_key(path: &Path, key: &str) -> bool {
     v.get("__metadata__").and_then(|m| m.as_object()).is_some_and(|m| m.contains_key(key))
 }
 
+/// What an error says of tensors of a dtype wgrad cannot take (it names them after this).
+pub(crate) const UNSUPPORTED: &str = "only floating-point tensors (read as F32) and I64 ones can be read";
+
+/// The `N`-byte words of `bytes` (a tensor's elements).
+pub(crate) fn words<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    bytes.chunks_exact(N).map(|c| c.try_into().unwrap())
+}
+
 /// A tensor read from a file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Array {
@@ -64,10 +72,22 @@ pub struct File {
 }
 
 impl File {
-    /// Reads and checks a whole file. Tensors of dtypes other than F32 and I64 are an error naming them.
+    /// Reads and checks a whole file: a safetensors file, or a PyTorch file (`torch.save`'s
+    /// `.pt`/`.pth`, [`super::pytorch`]; not in the browser), told apart by their first bytes.
+    /// Floating-point tensors of every width are read as f32, as `load_state_dict` converts
+    /// them; other dtypes than those and I64 are an error naming them.
     pub fn read(path: &Path) -> Result<File> {
-        let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-        Self::parse(path, &bytes)
+        let cannot = |e: std::io::Error| Error::file(path, format!("cannot read: {e}"));
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use std::io::Read;
+            let mut head = Vec::new();
+            std::fs::File::open(path).and_then(|f| f.take(4).read_to_end(&mut head)).map_err(cannot)?;
+            if super::pytorch::is_torch_file(&head) {
+                return super::pytorch::read(path);
+            }
+        }
+        Self::parse(path, &std::fs::read(path).map_err(cannot)?)
     }
 
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<File> {
@@ -80,21 +100,26 @@ impl File {
         for (name, view) in st.tensors() {
             let shape = view.shape().to_vec();
             let data = view.data();
-            match view.dtype() {
-                Dtype::F32 => {
-                    let v = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-                    tensors.insert(name, Array::F32 { shape, data: v });
-                }
+            let decode: fn(&[u8]) -> Vec<f32> = match view.dtype() {
+                Dtype::F32 => |b| words(b).map(f32::from_le_bytes).collect(),
+                // Rounded to nearest, as PyTorch's `copy_` into a float32 parameter rounds.
+                Dtype::F64 => |b| words(b).map(|w| f64::from_le_bytes(w) as f32).collect(),
+                Dtype::F16 => |b| words(b).map(|w| half::f16::from_le_bytes(w).to_f32()).collect(),
+                Dtype::BF16 => |b| words(b).map(|w| half::bf16::from_le_bytes(w).to_f32()).collect(),
                 Dtype::I64 => {
-                    let v = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-                    tensors.insert(name, Array::I64 { shape, data: v });
+                    tensors.insert(name, Array::I64 { shape, data: words(data).map(i64::from_le_bytes).collect() });
+                    continue;
                 }
-                d => bad.push(format!("{name} has dtype {d:?}")),
-            }
+                d => {
+                    bad.push(format!("{name} has dtype {d:?}"));
+                    continue;
+                }
+            };
+            tensors.insert(name, Array::F32 { shape, data: decode(data) });
         }
         if !bad.is_empty() {
             bad.sort();
-            return Err(Error::file(path, format!("only F32 (and I64 targets) are supported: {}", bad.join(", "))));
+            return Err(Error::file(path, format!("{UNSUPPORTED}: {}", bad.join(", "))));
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
         Ok(File { tensors, metadata })

@@ -1,10 +1,13 @@
 //! State dicts in safetensors: what `safetensors.torch.save_file(model.state_dict(), path)` writes
-//! loads unchanged, and what wgrad writes `load_state_dict` accepts (same keys, shapes, F32).
+//! loads unchanged, and what wgrad writes `load_state_dict` accepts (same keys, shapes, F32). What
+//! `torch.save` writes loads too ([`super::pytorch`]): a state dict, a whole module, or a training
+//! checkpoint's dict holding one ([`select`]).
 
 use super::safetensors::{serialize, write, Array, File};
 use crate::nn::ParamSet;
 use crate::ops::interface::Role;
 use crate::{Error, Result};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -15,9 +18,50 @@ pub fn load_into(path: &Path, params: &mut ParamSet) -> Result<()> {
     apply(path, &file, params, |_| true)
 }
 
+/// The state dict in `file` for a model with `params`' keys: the file's top level, or, where the
+/// model's keys are not all there, the one dictionary nested in the file that holds every one of
+/// them, with its name taken off its keys: `model_state_dict` of a training checkpoint saved as
+/// `torch.save({'epoch': …, 'model_state_dict': model.state_dict(), …})`, `module` of
+/// `nn.DataParallel`'s state dict. Where several do (a model and its moving average), which one
+/// is meant is not wgrad's guess to make: an error names them.
+pub fn select<'a>(path: &Path, file: &'a File, params: &ParamSet) -> Result<Cow<'a, File>> {
+    let keys = || params.specs.iter().map(|s| s.key.as_str());
+    let Some(first) = keys().next() else { return Ok(Cow::Borrowed(file)) };
+    if keys().all(|k| file.tensors.contains_key(k)) {
+        return Ok(Cow::Borrowed(file));
+    }
+    let suffix = format!(".{first}");
+    let holds_all = |p: &str| keys().all(|k| file.tensors.contains_key(&format!("{p}.{k}")));
+    let found: Vec<&str> =
+        file.tensors.keys().filter_map(|k| k.strip_suffix(&suffix)).filter(|p| holds_all(p)).collect();
+    match found[..] {
+        [] => Ok(Cow::Borrowed(file)),
+        [p] => {
+            let prefix = format!("{p}.");
+            let tensors = file
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                .collect();
+            Ok(Cow::Owned(File { tensors, metadata: file.metadata.clone() }))
+        }
+        _ => Err(Error::file(
+            path,
+            format!(
+                "holds the model's state dict under each of {}: save the one meant on its own \
+                 (torch.save(checkpoint['{}'], path))",
+                found.join(", "),
+                found[0]
+            ),
+        )),
+    }
+}
+
 /// Fills `params` from the tensors of `file` for which `is_param(key)` holds (a checkpoint also
-/// holds optimizer state); every problem goes into one error.
+/// holds optimizer state), or from the state dict nested in it ([`select`]); every problem goes
+/// into one error.
 pub fn apply(path: &Path, file: &File, params: &mut ParamSet, is_param: impl Fn(&str) -> bool) -> Result<()> {
+    let file = &*select(path, file, params)?;
     // The model's keys that are missing or differ, then the file's keys the model lacks.
     let (mut wrong, mut missing) = (Vec::new(), 0);
     for spec in &params.specs {

@@ -168,6 +168,25 @@ pub fn tudui_from_pytorch() -> wgrad::Model {
     m
 }
 
+/// tests/golden/make_goldens.py's ResidualNet (a stem, an identity block and a projection block),
+/// whose state dict PyTorch wrote to tests/data/residual_init.safetensors (3×8×8 inputs).
+pub fn residual_net() -> wgrad::nn::Sequential {
+    use wgrad::nn::{AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential};
+    Sequential::new()
+        .add("conv1", Conv2d::new(3, 8, 3).padding(1).bias(false))
+        .add("bn1", BatchNorm2d::new(8))
+        .add("relu", ReLU)
+        .add(
+            "layer1",
+            Sequential::new()
+                .push(wgrad::nn::models::BasicBlock::new(8, 8, 1))
+                .push(wgrad::nn::models::BasicBlock::new(8, 16, 2)),
+        )
+        .add("avgpool", AdaptiveAvgPool2d::new(1))
+        .add("flatten", Flatten::new())
+        .add("fc", Linear::new(16, 10))
+}
+
 /// (images, targets) of tests/data/tudui_batch{i}.safetensors.
 pub fn tudui_batch(i: usize) -> (Vec<f32>, Vec<i64>) {
     let p = data_path(&format!("tudui_batch{i}.safetensors"));

@@ -777,11 +777,69 @@ def optimizers():
     save('optimizers.safetensors', t, m)
 
 
+def torch_files():
+    """State dicts as `torch.save` writes them, into tests/data/torch/, for wgrad's reader of
+    PyTorch's own files: each holds the entries of residual_init.safetensors (or
+    cifar_net_init.safetensors), which wgrad must read back equal (the f16 file: their f16
+    rounding).
+
+    residual_state_dict.pth      torch.save(model.state_dict()): the ZIP archive of PyTorch >= 1.6
+    residual_legacy.pth          the same, _use_new_zipfile_serialization=False (the format before 1.6)
+    residual_checkpoint.pth      a training checkpoint: {'epoch', 'model_state_dict',
+                                 'optimizer_state_dict' (SGD momentum buffers), 'loss'}, with
+                                 fc.weight stored transposed (a strided view of its storage)
+    residual_model.pth           torch.save(model): the whole module, as PyTorch's tutorials save it
+    residual_half.pth            model.half().state_dict(): f16 (num_batches_tracked stays int64)
+    residual_data_parallel.pth   nn.DataParallel(model).state_dict(): every key under 'module.'
+    cifar_net.pth                cifar-net's initial state dict, for `wgrad eval` and `predict`
+    tudui_batch1.pt              the first Tudui batch ({'images', 'targets'}), for `wgrad check`
+    two_models.pth               {'model': state dict, 'ema': state dict}: which one is meant is not
+                                 wgrad's guess to make
+    mask.pth                     a bool and an int32 tensor beside a float one, which no state dict
+                                 of wgrad's holds
+    expanded.pth                 one float expanded to 10^9 (a view of stride 0): 4 GB to read from a
+                                 file of 1 KB
+    """
+    from safetensors.torch import load_file
+    out = os.path.join(OUT, 'torch')
+    os.makedirs(out, exist_ok=True)
+    model = ResidualNet()
+    model.load_state_dict(load_file(os.path.join(OUT, 'residual_init.safetensors')))
+    sd = model.state_dict()
+    torch.save(sd, os.path.join(out, 'residual_state_dict.pth'))
+    torch.save(sd, os.path.join(out, 'residual_legacy.pth'), _use_new_zipfile_serialization=False)
+    moved = ResidualNet()
+    moved.load_state_dict(sd)
+    opt = torch.optim.SGD(moved.parameters(), lr=0.05, momentum=0.9)
+    batch = load_file(os.path.join(OUT, 'residual_batches.safetensors'))
+    F.cross_entropy(moved(batch['images.1']), batch['targets.1']).backward()
+    opt.step()
+    weights = OrderedDict(sd)
+    weights['fc.weight'] = sd['fc.weight'].t().contiguous().t()
+    assert not weights['fc.weight'].is_contiguous()
+    torch.save({'epoch': 1, 'model_state_dict': weights, 'optimizer_state_dict': opt.state_dict(), 'loss': 2.3},
+               os.path.join(out, 'residual_checkpoint.pth'))
+    torch.save(model, os.path.join(out, 'residual_model.pth'))
+    half = ResidualNet()
+    half.load_state_dict(sd)
+    torch.save(half.half().state_dict(), os.path.join(out, 'residual_half.pth'))
+    torch.save(nn.DataParallel(model).state_dict(), os.path.join(out, 'residual_data_parallel.pth'))
+    torch.save(load_file(os.path.join(OUT, 'cifar_net_init.safetensors')), os.path.join(out, 'cifar_net.pth'))
+    torch.save(_batches(1)[0], os.path.join(out, 'tudui_batch1.pt'))
+    torch.save({'model': sd, 'ema': sd}, os.path.join(out, 'two_models.pth'))
+    torch.save({'weight': torch.ones(2), 'mask': torch.ones(3, dtype=torch.bool), 'ids': torch.arange(4, dtype=torch.int32)},
+               os.path.join(out, 'mask.pth'))
+    torch.save({'weight': torch.ones(1).expand(10**9)}, os.path.join(out, 'expanded.pth'))
+    # What was written loads back in PyTorch as saved.
+    back = torch.load(os.path.join(out, 'residual_checkpoint.pth'))['model_state_dict']
+    assert all(torch.equal(back[k], v) for k, v in sd.items())
+
+
 if __name__ == '__main__':
     import sys
     os.makedirs(OUT, exist_ok=True)
     every = [losses, layers, tudui, second_net, relu_add, activations, batchnorm, batchnorm1d, group_norm, pools, dropout, residual,
-             models_and_optimizers, clip_grad_norm, schedules, optimizers]
+             models_and_optimizers, clip_grad_norm, schedules, optimizers, torch_files]
     # Names given (`make_goldens.py activations`): only those files, the others left as they are.
     wanted = sys.argv[1:] or [f.__name__ for f in every]
     unknown = set(wanted) - {f.__name__ for f in every}
