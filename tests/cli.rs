@@ -362,6 +362,42 @@ fn check_eval_and_predict_read_what_torch_save_writes() {
     assert!(stdout.contains("p.png"), "{stdout}");
 }
 
+/// `train --weights` starts from a state dict (here PyTorch's .pth of cifar-net, found to be
+/// cifar-net without --model) instead of the seed's initialisation; weights of another network
+/// are refused with the --model to pass; --weights and --resume exclude each other.
+#[test]
+fn train_starts_from_the_weights_it_is_given() {
+    let dir = tempdir();
+    let (data, run) = (dir.join("data"), dir.join("run"));
+    let weights = data_path("torch/cifar_net.pth");
+    let train = |extra: &[&str]| {
+        let args = ["train", "--device", "cpu", "--dataset", "synthetic", "--data-dir", s(&data), "--max-steps", "1"];
+        wgrad(&[&args[..], extra].concat())
+    };
+    // A learning rate too small to move any weight: the checkpoint holds the weights given.
+    let (code, stdout, stderr) = train(&["--weights", s(&weights), "--lr", "1e-30", "--out", s(&run)]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("training cifar-net") && stdout.contains("starting from the weights in"), "{stdout}");
+    let saved = wgrad::io::checkpoint::latest(&run).unwrap();
+    let (got, init) = (File::read(&saved).unwrap(), data_path("cifar_net_init.safetensors"));
+    let want = File::read(&init).unwrap();
+    assert_eq!(got.tensors.len(), want.tensors.len());
+    for k in want.tensors.keys() {
+        let w = want.f32(&init, k).unwrap().1;
+        assert_close(&format!("train --weights {k}"), got.f32(&saved, k).unwrap().1, w, 0.0, 1e-6);
+    }
+    let (code, _, stderr) = train(&["--weights", s(&weights), "--model", "tudui", "--out", s(&dir.join("b"))]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--weights: tudui with 10 outputs") && stderr.contains("pass --model cifar-net"),
+        "{stderr}"
+    );
+    assert!(!dir.join("b").exists());
+    let (code, _, stderr) = train(&["--weights", s(&weights), "--resume", s(&run)]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
 #[test]
 fn check_takes_the_model_and_the_optimizer() {
     let dir = tempdir();

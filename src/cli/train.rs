@@ -38,6 +38,13 @@ pub struct Args {
     /// Continue from a checkpoint file, or from the newest complete checkpoint in a folder.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Start from these weights instead of the seed's initialisation: a state dict (safetensors, or
+    /// torch.save's .pt/.pth) or a wgrad checkpoint (the newest in a folder), of the model with as
+    /// many outputs as the dataset has classes; --model defaults to the network it is of. Only the
+    /// weights are taken: the optimizer, schedule and step count start afresh (--resume continues a
+    /// run instead).
+    #[arg(long, conflicts_with = "resume")]
+    weights: Option<PathBuf>,
     /// Stop after this many steps in total, counting a resumed run's earlier steps (saving a
     /// checkpoint).
     #[arg(long = "max-steps", value_parser = super::positive)]
@@ -171,7 +178,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         (Some(k), _) => k,
         (None, Some(m)) => ModelKind::parse(&m.model)
             .ok_or_else(|| anyhow::anyhow!("the checkpoint's model {:?} is not one wgrad knows", m.model))?,
-        (None, None) => ModelKind::default(),
+        (None, None) => a.model.kind(a.weights.as_deref()),
     };
     let batch_size = a.batch_size.or(resumed.as_ref().map(|m| m.batch_size)).unwrap_or(64);
     let seed = a.seed.or(resumed.as_ref().map(|m| m.seed)).unwrap_or(0);
@@ -240,13 +247,23 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     let loss = loss_description(cfg.class_weights.as_deref(), label_smoothing);
     // As many outputs as the dataset has classes (an image folder's may be any number).
-    let model = kind.build_with_classes(train_ds.classes.len(), seed)?;
+    let mut model = kind.build_with_classes(train_ds.classes.len(), seed)?;
+    if let Some(w) = &a.weights {
+        crate::io::checkpoint::load_weights(w, &mut model.params).map_err(|e| {
+            a.model.hint(kind, w, e).context(format!(
+                "--weights: {} with {} outputs, one per class of {}",
+                kind.name(),
+                train_ds.classes.len(),
+                train_ds.name
+            ))
+        })?;
+    }
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     // Where eval and a later --resume find the data (a resumed run moved elsewhere records where
     // it is now).
     t.meta.data_dir = std::fs::canonicalize(data.dir()).ok().and_then(|d| d.to_str().map(String::from));
     println!(
-        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}",
+        "training {} ({} parameters) on {}: {} epochs of {} batches of {}{}, {}{}, lr schedule {}{}{}{}",
         kind.name(),
         t.model.params.count(),
         t.device.name(),
@@ -261,6 +278,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         },
         t.cfg.schedule.describe(),
         loss,
+        match (&t.resumed_from, &a.weights) {
+            (None, Some(w)) => format!(", starting from the weights in {}", w.display()),
+            _ => String::new(),
+        },
         match &t.resumed_from {
             Some(p) => format!(
                 ", resuming from {} at epoch {} batch {} (step {})",
