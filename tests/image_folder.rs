@@ -2,7 +2,8 @@
 //! each class's files then its sub-folders', PNG, JPEG, BMP, PPM/PGM, TIFF and WebP of any size
 //! framed as CIFAR-10's images, other files left out; bad folders refused by name; and through the
 //! binary: a model of as many outputs as there are classes, trained, evaluated, asked to predict
-//! and resumed (not with other classes), and a plain state dict of another class count evaluated.
+//! and resumed (not with other classes), a plain state dict of another class count evaluated, and
+//! weights for other classes fine-tuned with a fresh classifier.
 
 mod common;
 use common::*;
@@ -10,6 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use wgrad::data::image::{decode_pixels, Framing};
 use wgrad::data::{self, DatasetKind, Split};
+use wgrad::io::safetensors::File;
+use wgrad::testing::assert_close;
 
 fn wgrad(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).output().unwrap();
@@ -525,4 +528,48 @@ fn a_state_dict_of_another_class_count_is_evaluated_as_such() {
         let right = class["accuracy"].as_f64().unwrap() * class["images"].as_f64().unwrap();
         assert_eq!(row[label] as f64, right.round(), "{v}");
     }
+}
+
+/// Fine-tuning: `train --weights` of cifar-net for CIFAR-10's 10 classes on a folder of 3 takes
+/// every weight but the classifier's, which starts afresh for the 3 (as a fine-tuning script
+/// replaces `model.fc`), saying so.
+#[test]
+fn weights_for_other_classes_train_with_a_fresh_classifier() {
+    let (d, runs) = (folder(4), tempdir());
+    let run = runs.join("pets");
+    let weights = data_path("torch/cifar_net.pth");
+    let (code, stdout, stderr) = wgrad(&[
+        "train",
+        "--device",
+        "cpu",
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        s(&d),
+        "--weights",
+        s(&weights),
+        "--lr",
+        "1e-30",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "1",
+        "--out",
+        s(&run),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("classifier for 10 classes, ImageFolder has 3: fc3.weight, fc3.bias initialised afresh"),
+        "{stdout}"
+    );
+    let saved = wgrad::io::checkpoint::latest(&run).unwrap();
+    let (got, init) = (File::read(&saved).unwrap(), data_path("cifar_net_init.safetensors"));
+    let want = File::read(&init).unwrap();
+    for k in want.tensors.keys().filter(|k| !k.starts_with("fc3.")) {
+        let w = want.f32(&init, k).unwrap().1;
+        assert_close(&format!("fine-tuned {k}"), got.f32(&saved, k).unwrap().1, w, 0.0, 1e-6);
+    }
+    let (shape, fc3) = got.f32(&saved, "fc3.weight").unwrap();
+    assert_eq!(shape, &[3, 84]);
+    assert_ne!(fc3, &want.f32(&init, "fc3.weight").unwrap().1[..3 * 84]);
 }

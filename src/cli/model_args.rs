@@ -62,7 +62,7 @@ impl ModelArgs {
 /// The classes `kind`'s state dict in the file at `path` was trained on: a checkpoint's recorded
 /// classes, else the length of the classifier's bias (the model's last entry: a PyTorch state
 /// dict of `num_classes=k`), else 10.
-fn classes_of(path: &Path, kind: ModelKind) -> usize {
+pub(super) fn classes_of(path: &Path, kind: ModelKind) -> usize {
     if let Some(m) = checkpoint::meta_of(path).ok().filter(|m| !m.classes.is_empty()) {
         return m.classes.len();
     }

@@ -39,10 +39,10 @@ pub struct Args {
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Start from these weights instead of the seed's initialisation: a state dict (safetensors, or
-    /// torch.save's .pt/.pth) or a wgrad checkpoint (the newest in a folder), of the model with as
-    /// many outputs as the dataset has classes; --model defaults to the network it is of. Only the
-    /// weights are taken: the optimizer, schedule and step count start afresh (--resume continues a
-    /// run instead).
+    /// torch.save's .pt/.pth) or a wgrad checkpoint (the newest in a folder); --model defaults to
+    /// the network it is of. Weights for another number of classes than the dataset's give all but
+    /// the classifier, which starts afresh (fine-tuning). Only the weights are taken: the
+    /// optimizer, schedule and step count start afresh (--resume continues a run instead).
     #[arg(long, conflicts_with = "resume")]
     weights: Option<PathBuf>,
     /// Stop after this many steps in total, counting a resumed run's earlier steps (saving a
@@ -247,16 +247,30 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     }
     let loss = loss_description(cfg.class_weights.as_deref(), label_smoothing);
     // As many outputs as the dataset has classes (an image folder's may be any number).
-    let mut model = kind.build_with_classes(train_ds.classes.len(), seed)?;
+    let classes = train_ds.classes.len();
+    let mut model = kind.build_with_classes(classes, seed)?;
+    // Weights for another number of classes: all but the classifier, which starts afresh for
+    // this dataset's (as a fine-tuning script replaces `model.fc`).
     if let Some(w) = &a.weights {
-        crate::io::checkpoint::load_weights(w, &mut model.params).map_err(|e| {
+        let given = super::model_args::classes_of(w, kind);
+        let mut from = kind.build_with_classes(given, seed)?;
+        crate::io::checkpoint::load_weights(w, &mut from.params).map_err(|e| {
             a.model.hint(kind, w, e).context(format!(
-                "--weights: {} with {} outputs, one per class of {}",
+                "--weights: {} with {given} outputs (for {classes}, one per class of {}, all but the classifier)",
                 kind.name(),
-                train_ds.classes.len(),
                 train_ds.name
             ))
         })?;
+        let fresh = model.params.copy_matching(&from.params);
+        if !fresh.is_empty() {
+            println!(
+                "--weights: {} holds a classifier for {given} classes, {} has {classes}: {} initialised afresh \
+                 (seed {seed}), the rest from the weights",
+                w.display(),
+                train_ds.name,
+                fresh.join(", ")
+            );
+        }
     }
     let mut t = Trainer::new(device, model, train_ds, test_ds, cfg, &out, a.resume.as_deref())?;
     // Where eval and a later --resume find the data (a resumed run moved elsewhere records where

@@ -181,6 +181,20 @@ impl ParamSet {
         }
         Ok(ParamSet { data, ..self.clone() })
     }
+    /// Copies every entry of `from` that has the same key, kind and shape here (`load_state_dict`
+    /// of what fits); gives the keys of the entries left as they were.
+    pub fn copy_matching(&mut self, from: &ParamSet) -> Vec<String> {
+        let mut left = Vec::new();
+        for i in 0..self.specs.len() {
+            let s = &self.specs[i];
+            match from.index(&s.key).filter(|&j| from.specs[j].shape == s.shape && from.specs[j].role == s.role) {
+                Some(j) if s.role == Role::Counter => self.set_counter(i, from.counter(j)),
+                Some(j) => self.get_mut(i).copy_from_slice(from.get(j)),
+                None => left.push(s.key.clone()),
+            }
+        }
+        left
+    }
     /// Whether every entry (counters aside) is finite; else the key of the first that is not.
     pub fn first_non_finite(&self) -> Option<&str> {
         (0..self.specs.len()).find(|&i| self.get(i).iter().any(|v| !v.is_finite())).map(|i| self.specs[i].key.as_str())
