@@ -1,8 +1,9 @@
 //! PyTorch's own files (`torch.save`: .pt, .pth), as tests/golden/make_goldens.py's `torch_files`
 //! wrote them from the weights of tests/data/residual_init.safetensors: every way PyTorch saves a
 //! state dict (the ZIP archive, the legacy format, a training checkpoint's dict, the whole module,
-//! f16, nn.DataParallel) loads into the same model, entry for entry; what cannot be read is an
-//! error naming the file and the tensor, never a panic.
+//! f16, nn.DataParallel, an nn.Sequential of the same layers, whose children PyTorch names by
+//! position) loads into the same model, entry for entry; what cannot be read is an error naming the
+//! file and the tensor, never a panic.
 
 mod common;
 use common::*;
@@ -56,6 +57,7 @@ fn every_way_pytorch_saves_a_state_dict_loads_the_same_weights() {
         "residual_checkpoint.pth",
         "residual_model.pth",
         "residual_data_parallel.pth",
+        "residual_sequential.pth",
     ] {
         let got = load(&torch_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_entries(name, &got, &want, |v| v);
@@ -180,4 +182,24 @@ fn a_tensor_far_larger_than_its_file_is_refused_before_it_is_read() {
     let path = torch_file("expanded.pth");
     let err = File::read(&path).unwrap_err().to_string();
     assert!(err.contains("expanded.pth") && err.contains("4000000000 bytes once read"), "{err}");
+}
+
+/// The tutorial's Tudui holds its layers in an unnamed `nn.Sequential(Conv2d, MaxPool2d, …)`,
+/// whose children PyTorch names by position: `model1.0.weight` for wgrad's `model1.conv1.weight`.
+/// A state dict named that way loads as well.
+#[test]
+fn tudui_reads_the_tutorials_names_for_its_entries() {
+    let m = wgrad::models::tudui(0);
+    let file = File::read(&data_path("tudui_init.safetensors")).unwrap();
+    let layers = [("conv1", 0), ("conv2", 2), ("conv3", 4), ("fc1", 7), ("fc2", 8)];
+    let tutorial =
+        |k: &str| layers.iter().fold(k.to_string(), |k, (n, i)| k.replace(&format!(".{n}."), &format!(".{i}.")));
+    let renamed = File {
+        tensors: file.tensors.iter().map(|(k, v)| (tutorial(k), v.clone())).collect(),
+        metadata: Default::default(),
+    };
+    assert!(renamed.tensors.contains_key("model1.7.weight"), "{:?}", renamed.tensors.keys());
+    let mut params = m.params.clone();
+    state_dict::apply(std::path::Path::new("tutorial.pth"), &renamed, &mut params, |_| true).unwrap();
+    assert_eq!(params, tudui_from_pytorch().params);
 }

@@ -23,6 +23,9 @@ impl Value {
 #[derive(Clone, Debug)]
 pub struct GraphNode {
     pub name: String,
+    /// The path with every child of a [`crate::nn::Sequential`] named by its position, as
+    /// `nn.Sequential(*layers)` names them (`model1.0` for `model1.conv1`).
+    pub indexed_name: String,
     pub op: Arc<dyn Op>,
     /// Value indices (0: the network's input; i + 1: the output of node i).
     pub inputs: Vec<usize>,
@@ -44,6 +47,7 @@ impl Graph {
             for d in n.op.params() {
                 v.push(ParamSpec {
                     key: format!("{}.{}", n.name, d.name),
+                    indexed_key: format!("{}.{}", n.indexed_name, d.name),
                     shape: d.shape,
                     role: d.role,
                     init: d.init,
@@ -61,7 +65,8 @@ impl Graph {
 
 /// What a module's `forward` writes into: `call` a child module under a name, `apply` an op.
 pub struct Builder {
-    scope: Vec<String>,
+    /// The modules being called: each one's name, and its position where a Sequential calls it.
+    scope: Vec<(String, String)>,
     nodes: Vec<GraphNode>,
     names: HashSet<String>,
     errors: Vec<String>,
@@ -97,7 +102,17 @@ impl Builder {
     /// Runs a child module's `forward` under `name` (its nodes and parameters are named
     /// `<scope>.<name>.…`).
     pub fn call(&mut self, name: &str, m: &dyn Module, x: Value) -> Value {
-        self.scope.push(name.to_string());
+        self.call_as(name, name, m, x)
+    }
+
+    /// [`Builder::call`] of a Sequential's child: `name`, or `index` in the entries'
+    /// [`ParamSpec::indexed_key`].
+    pub(crate) fn call_child(&mut self, index: usize, name: &str, m: &dyn Module, x: Value) -> Value {
+        self.call_as(name, &index.to_string(), m, x)
+    }
+
+    fn call_as(&mut self, name: &str, indexed: &str, m: &dyn Module, x: Value) -> Value {
+        self.scope.push((name.to_string(), indexed.to_string()));
         let y = m.forward(self, x);
         self.scope.pop();
         y
@@ -107,17 +122,26 @@ impl Builder {
     /// alone when `name` is empty: a layer called as a module). A name already taken gets `#2`,
     /// `#3`, … (a parameter-free module such as a ReLU may be called several times).
     pub fn apply(&mut self, name: &str, op: impl Op + 'static, inputs: &[Value]) -> Value {
-        let mut path: Vec<&str> = self.scope.iter().map(|s| s.as_str()).filter(|s| !s.is_empty()).collect();
-        if !name.is_empty() {
-            path.push(name);
-        }
-        let base = if path.is_empty() { format!("node{}", self.nodes.len()) } else { path.join(".") };
-        let mut full = base.clone();
+        let path = |part: fn(&(String, String)) -> &str| {
+            let mut path: Vec<&str> = self.scope.iter().map(part).filter(|s| !s.is_empty()).collect();
+            if !name.is_empty() {
+                path.push(name);
+            }
+            if path.is_empty() {
+                format!("node{}", self.nodes.len())
+            } else {
+                path.join(".")
+            }
+        };
+        let (base, indexed) = (path(|s| &s.0), path(|s| &s.1));
+        let (mut full, mut suffix) = (base.clone(), String::new());
         let mut k = 2;
         while self.names.contains(&full) {
-            full = format!("{base}#{k}");
+            suffix = format!("#{k}");
+            full = format!("{base}{suffix}");
             k += 1;
         }
+        let indexed_name = indexed + &suffix;
         if op.arity() != inputs.len() {
             self.errors.push(format!("{full}: {} takes {} inputs, given {}", op.describe(), op.arity(), inputs.len()));
         }
@@ -125,7 +149,8 @@ impl Builder {
             self.errors.push(format!("{full}: input value {} does not exist yet", v.0));
         }
         self.names.insert(full.clone());
-        self.nodes.push(GraphNode { name: full, op: Arc::new(op), inputs: inputs.iter().map(|v| v.0).collect() });
+        let inputs = inputs.iter().map(|v| v.0).collect();
+        self.nodes.push(GraphNode { name: full, indexed_name, op: Arc::new(op), inputs });
         Value(self.nodes.len())
     }
 

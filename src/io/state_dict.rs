@@ -4,7 +4,7 @@
 //! checkpoint's dict holding one ([`select`]).
 
 use super::safetensors::{serialize, write, Array, File};
-use crate::nn::ParamSet;
+use crate::nn::{ParamSet, ParamSpec};
 use crate::ops::interface::Role;
 use crate::{Error, Result};
 use std::borrow::Cow;
@@ -22,39 +22,81 @@ pub fn load_into(path: &Path, params: &mut ParamSet) -> Result<()> {
 /// model's keys are not all there, the one dictionary nested in the file that holds every one of
 /// them, with its name taken off its keys: `model_state_dict` of a training checkpoint saved as
 /// `torch.save({'epoch': …, 'model_state_dict': model.state_dict(), …})`, `module` of
-/// `nn.DataParallel`'s state dict. Where several do (a model and its moving average), which one
-/// is meant is not wgrad's guess to make: an error names them.
+/// `nn.DataParallel`'s state dict. Each Sequential's children may be named by their position
+/// there, as `nn.Sequential(*layers)` names them ([`crate::nn::ParamSpec::indexed_key`]: the
+/// tutorial's Tudui, `model1.0.weight`). Where several dictionaries hold the model's entries (a
+/// model and its moving average), which one is meant is not wgrad's guess to make: an error names
+/// them.
 pub fn select<'a>(path: &Path, file: &'a File, params: &ParamSet) -> Result<Cow<'a, File>> {
-    let keys = || params.specs.iter().map(|s| s.key.as_str());
-    let Some(first) = keys().next() else { return Ok(Cow::Borrowed(file)) };
-    if keys().all(|k| file.tensors.contains_key(k)) {
+    if params.specs.iter().all(|s| file.tensors.contains_key(&s.key)) {
         return Ok(Cow::Borrowed(file));
     }
-    let suffix = format!(".{first}");
-    let holds_all = |p: &str| keys().all(|k| file.tensors.contains_key(&format!("{p}.{k}")));
-    let found: Vec<&str> =
-        file.tensors.keys().filter_map(|k| k.strip_suffix(&suffix)).filter(|p| holds_all(p)).collect();
-    match found[..] {
+    let spellings: Vec<Vec<String>> = params.specs.iter().map(spellings).collect();
+    let Some(firsts) = spellings.first() else { return Ok(Cow::Borrowed(file)) };
+    let under = |p: &str, k: &str| if p.is_empty() { k.to_string() } else { format!("{p}.{k}") };
+    // The spelling of each entry under `p`, if the file holds every entry there.
+    let found_under = |p: &str| -> Option<Vec<String>> {
+        spellings.iter().map(|ks| ks.iter().map(|k| under(p, k)).find(|k| file.tensors.contains_key(k))).collect()
+    };
+    // Every prefix under which the file holds all of the model's entries.
+    let mut found: Vec<(&str, Vec<String>)> = Vec::new();
+    for first in firsts {
+        for k in file.tensors.keys() {
+            let prefix =
+                if k == first { Some("") } else { k.strip_suffix(first.as_str()).and_then(|p| p.strip_suffix('.')) };
+            if let Some(p) = prefix.filter(|p| found.iter().all(|f| f.0 != *p)) {
+                if let Some(keys) = found_under(p) {
+                    found.push((p, keys));
+                }
+            }
+        }
+    }
+    match &found[..] {
         [] => Ok(Cow::Borrowed(file)),
-        [p] => {
-            let prefix = format!("{p}.");
+        [(p, keys)] => {
+            let renamed: HashMap<&str, &str> =
+                keys.iter().map(String::as_str).zip(params.specs.iter().map(|s| s.key.as_str())).collect();
+            let prefix = under(p, "");
             let tensors = file
                 .tensors
                 .iter()
-                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (renamed.get(k.as_str()).map_or(&k[prefix.len()..], |r| r).to_string(), v.clone()))
                 .collect();
             Ok(Cow::Owned(File { tensors, metadata: file.metadata.clone() }))
         }
-        _ => Err(Error::file(
-            path,
-            format!(
-                "holds the model's state dict under each of {}: save the one meant on its own \
-                 (torch.save(checkpoint['{}'], path))",
-                found.join(", "),
-                found[0]
-            ),
-        )),
+        _ => {
+            let places: Vec<&str> = found.iter().map(|f| if f.0.is_empty() { "the top level" } else { f.0 }).collect();
+            Err(Error::file(
+                path,
+                format!(
+                    "holds the model's state dict under each of {}: save the one meant on its own \
+                     (torch.save(checkpoint['{}'], path))",
+                    places.join(", "),
+                    found.iter().map(|f| f.0).find(|p| !p.is_empty()).unwrap_or("…")
+                ),
+            ))
+        }
     }
+}
+
+/// The names an entry may have in a state dict: its key with each Sequential's child named or
+/// numbered (`model1.conv1.weight`, `model1.0.weight`, `0.conv1.weight`, `0.0.weight`), its own
+/// key first.
+fn spellings(s: &ParamSpec) -> Vec<String> {
+    let (named, indexed): (Vec<&str>, Vec<&str>) = (s.key.split('.').collect(), s.indexed_key.split('.').collect());
+    if named.len() != indexed.len() {
+        return vec![s.key.clone()];
+    }
+    let mut all = vec![String::new()];
+    for (n, i) in named.iter().zip(&indexed) {
+        let parts: &[&str] = if n == i { &[n] } else { &[n, i] };
+        all = all
+            .iter()
+            .flat_map(|a| parts.iter().map(move |p| if a.is_empty() { p.to_string() } else { format!("{a}.{p}") }))
+            .collect();
+    }
+    all
 }
 
 /// Fills `params` from the tensors of `file` for which `is_param(key)` holds (a checkpoint also

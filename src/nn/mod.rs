@@ -50,8 +50,8 @@ impl Sequential {
 
 impl Module for Sequential {
     fn forward(&self, g: &mut Builder, mut x: Value) -> Value {
-        for (name, m) in &self.children {
-            x = g.call(name, m.as_ref(), x);
+        for (i, (name, m)) in self.children.iter().enumerate() {
+            x = g.call_child(i, name, m.as_ref(), x);
         }
         x
     }
@@ -61,6 +61,12 @@ impl Module for Sequential {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
     pub key: String,
+    /// The key had every [`Sequential`] been built from a list, `nn.Sequential(*layers)`, whose
+    /// children PyTorch names by position (`0.0.weight` for Tudui's `model1.conv1.weight`). A
+    /// state dict may name each Sequential's children either way: the tutorial that Tudui comes
+    /// from holds its layers in an unnamed Sequential, `model1.0.weight`
+    /// ([`crate::io::state_dict::select`]).
+    pub indexed_key: String,
     pub shape: Vec<usize>,
     pub role: Role,
     pub init: Init,

@@ -791,6 +791,9 @@ def torch_files():
     residual_model.pth           torch.save(model): the whole module, as PyTorch's tutorials save it
     residual_half.pth            model.half().state_dict(): f16 (num_batches_tracked stays int64)
     residual_data_parallel.pth   nn.DataParallel(model).state_dict(): every key under 'module.'
+    residual_sequential.pth      the same layers in an nn.Sequential(*layers), whose children PyTorch
+                                 names by position ('0.weight', '3.1.downsample.0.weight'), saved
+                                 whole (torch.save(seq)), as the tutorial's Tudui is
     cifar_net.pth                cifar-net's initial state dict, for `wgrad eval` and `predict`
     tudui_batch1.pt              the first Tudui batch ({'images', 'targets'}), for `wgrad check`
     two_models.pth               {'model': state dict, 'ema': state dict}: which one is meant is not
@@ -824,6 +827,9 @@ def torch_files():
     half.load_state_dict(sd)
     torch.save(half.half().state_dict(), os.path.join(out, 'residual_half.pth'))
     torch.save(nn.DataParallel(model).state_dict(), os.path.join(out, 'residual_data_parallel.pth'))
+    seq = nn.Sequential(model.conv1, model.bn1, model.relu, model.layer1, model.avgpool, nn.Flatten(), model.fc)
+    assert '3.1.downsample.0.weight' in seq.state_dict()
+    torch.save(seq, os.path.join(out, 'residual_sequential.pth'))
     torch.save(load_file(os.path.join(OUT, 'cifar_net_init.safetensors')), os.path.join(out, 'cifar_net.pth'))
     torch.save(_batches(1)[0], os.path.join(out, 'tudui_batch1.pt'))
     torch.save({'model': sd, 'ema': sd}, os.path.join(out, 'two_models.pth'))
