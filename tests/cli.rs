@@ -310,42 +310,41 @@ fn check_takes_a_runs_folder_as_its_newest_checkpoint() {
     assert_eq!(logits(&run, &dir.join("a.safetensors")), logits(&newest, &dir.join("b.safetensors")));
 }
 
+/// `wgrad check` on the CPU path of the weights over the batches with SGD (lr 0.01, momentum 0.9,
+/// weight decay 5e-4) and `extra` flags, against PyTorch's steps of cifar-net
+/// (cifar_net_sgd_expected.safetensors): every tensor of the steps run. Gives check's output.
+fn check_cifar_net_sgd(weights: &std::path::Path, batches: &[std::path::PathBuf], extra: &[&str]) -> String {
+    let dir = tempdir();
+    let out = dir.join("out.safetensors");
+    let mut args = vec!["check", "--device", "cpu", "--weights", s(weights), "--out", s(&out)];
+    args.extend(["--lr", "0.01", "--momentum", "0.9", "--weight-decay", "5e-4"]);
+    args.extend(batches.iter().flat_map(|b| ["--batch", s(b)]));
+    args.extend(extra);
+    let (code, stdout, stderr) = wgrad(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let (got, wp) = (File::read(&out).unwrap(), data_path("cifar_net_sgd_expected.safetensors"));
+    let want = File::read(&wp).unwrap();
+    // logits.1, grad.1.conv1.weight, …: the step is the first number.
+    let step = |k: &str| k.split('.').find_map(|p| p.parse::<usize>().ok()).unwrap();
+    let run: Vec<&String> = want.tensors.keys().filter(|k| step(k) <= batches.len()).collect();
+    assert!(run.len() > 20 * batches.len(), "{run:?}");
+    for k in run {
+        let w = want.f32(&wp, k).unwrap().1;
+        assert_close(&format!("check cifar-net {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
+    }
+    stdout
+}
+
 /// PyTorch's own files: cifar-net's state dict saved with `torch.save` (found to be cifar-net
 /// without --model) and a batch saved with it give PyTorch's first SGD step, as the safetensors
 /// files do; `eval` and `predict` take the .pth too.
 #[test]
 fn check_eval_and_predict_read_what_torch_save_writes() {
     let dir = tempdir();
-    let out = dir.join("out.safetensors");
     let weights = data_path("torch/cifar_net.pth");
-    let (code, stdout, stderr) = wgrad(&[
-        "check",
-        "--device",
-        "cpu",
-        "--weights",
-        s(&weights),
-        "--batch",
-        s(&data_path("torch/tudui_batch1.pt")),
-        "--out",
-        s(&out),
-        "--lr",
-        "0.01",
-        "--momentum",
-        "0.9",
-        "--weight-decay",
-        "5e-4",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("step 1: loss"), "{stdout}");
     // Had it been taken for another network, these would not be cifar-net's gradients.
-    let (got, wp) = (File::read(&out).unwrap(), data_path("cifar_net_sgd_expected.safetensors"));
-    let want = File::read(&wp).unwrap();
-    let firsts: Vec<&String> = want.tensors.keys().filter(|k| k.ends_with(".1") || k.contains(".1.")).collect();
-    assert!(firsts.len() > 20, "{firsts:?}");
-    for k in firsts {
-        let w = want.f32(&wp, k).unwrap().1;
-        assert_close(&format!("check cifar-net .pth {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
-    }
+    let stdout = check_cifar_net_sgd(&weights, &[data_path("torch/tudui_batch1.pt")], &[]);
+    assert!(stdout.contains("step 1: loss"), "{stdout}");
     let data = dir.join("data");
     let eval = |weights: &std::path::Path| {
         let args =
@@ -404,34 +403,7 @@ fn check_takes_the_model_and_the_optimizer() {
     let out = dir.join("out.safetensors");
     let (b1, b2) = (data_path("tudui_batch1.safetensors"), data_path("tudui_batch2.safetensors"));
     // cifar-net with SGD over two batches, as PyTorch.
-    let (code, _, stderr) = wgrad(&[
-        "check",
-        "--model",
-        "cifar-net",
-        "--device",
-        "cpu",
-        "--weights",
-        s(&data_path("cifar_net_init.safetensors")),
-        "--batch",
-        s(&b1),
-        "--batch",
-        s(&b2),
-        "--out",
-        s(&out),
-        "--lr",
-        "0.01",
-        "--momentum",
-        "0.9",
-        "--weight-decay",
-        "5e-4",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let (got, wp) = (File::read(&out).unwrap(), data_path("cifar_net_sgd_expected.safetensors"));
-    let want = File::read(&wp).unwrap();
-    for k in want.tensors.keys() {
-        let w = want.f32(&wp, k).unwrap().1;
-        assert_close(&format!("check cifar-net {k}"), got.f32(&out, k).unwrap().1, w, 1e-4, atol_of(w, 1e-4));
-    }
+    check_cifar_net_sgd(&data_path("cifar_net_init.safetensors"), &[b1.clone(), b2], &["--model", "cifar-net"]);
     // resnet20 with AdamW: one step, every state-dict entry written (int64 counters included).
     let (code, stdout, stderr) = wgrad(&[
         "check",
