@@ -1,4 +1,4 @@
-//! GroupNorm, and LayerNorm and InstanceNorm2d (on GroupNorm's kernels).
+//! GroupNorm, and LayerNorm and InstanceNorm1d/2d/3d (on GroupNorm's kernels).
 //!
 //! GroupNorm: CPU (f64) vs finite differences through the group statistics, CPU and GPU vs
 //! PyTorch (several groups, one, one channel a group, no affine, no bias, another eps, (N, C) and
@@ -6,15 +6,18 @@
 //! 20,000 values), its repr and state-dict entries, and bad input. LayerNorm: CPU and GPU vs
 //! PyTorch (over one, two and three last dimensions, no affine, no bias, eps, a large mean), GPU vs
 //! CPU on random sizes, repr, entries and bad input. InstanceNorm2d: CPU and GPU vs PyTorch (with
-//! and without affine and bias, eps, a large mean), repr, entries and errors. A network of all
-//! three trains alike on both devices.
+//! and without affine and bias, eps, a large mean), repr, entries and errors; InstanceNorm1d and
+//! 3d: CPU and GPU vs PyTorch, errors. A network of all three trains alike on both devices.
 
 mod common;
 use common::layer::*;
 use common::*;
 use rand::Rng;
 use wgrad::functional::Call;
-use wgrad::ops::group_norm::{backward_cpu, forward_cpu, Geometry, GroupNorm, InstanceNorm2d, LayerNorm};
+use wgrad::ops::group_norm::{
+    backward_cpu, forward_cpu, Geometry, GroupNorm, InstanceNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d,
+    LayerNorm,
+};
 use wgrad::ops::interface::{Mode, Op};
 use wgrad::testing::assert_close;
 use wgrad::Tensor;
@@ -93,14 +96,21 @@ fn functional_group_norm_and_layer_norm_are_the_layers() {
 
 #[test]
 fn instance_norm_matches_pytorch() {
-    for c in goldens("group_norm.safetensors", &["instance_norm2d"]) {
-        let m = &c.meta;
-        let inorm = InstanceNorm2d::new(m["num_features"].as_u64().unwrap() as usize)
-            .eps(m["eps"].as_f64().unwrap() as f32)
-            .affine(m["affine"].as_bool().unwrap())
-            .bias(m["bias"].as_bool().unwrap());
-        matches_pytorch(&c, &inorm);
+    fn check<const D: usize>() {
+        let cases = goldens("group_norm.safetensors", &[&format!("instance_norm{D}d")]);
+        assert!(cases.len() >= 2, "InstanceNorm{D}d has {} cases", cases.len());
+        for c in cases {
+            let m = &c.meta;
+            let inorm = InstanceNorm::<D>::new(m["num_features"].as_u64().unwrap() as usize)
+                .eps(m["eps"].as_f64().unwrap() as f32)
+                .affine(m["affine"].as_bool().unwrap())
+                .bias(m["bias"].as_bool().unwrap());
+            matches_pytorch(&c, &inorm);
+        }
     }
+    check::<1>();
+    check::<2>();
+    check::<3>();
 }
 
 #[test]
@@ -119,6 +129,11 @@ fn instance_norms_entries_and_errors_are_pytorchs() {
     assert!(plan(InstanceNorm2d::new(3), &[2, 4, 2, 2], Mode::Train).is_none());
     let e = plan(InstanceNorm2d::new(3).affine(true), &[2, 4, 2, 2], Mode::Train).unwrap();
     assert!(e.contains("InstanceNorm2d(3") && e.contains("has 4 channels, the layer 3"), "{e}");
+    let e = InstanceNorm1d::new(3).plan(&[&[2, 3, 4, 4]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("InstanceNorm1d(3, eps=1e-05") && e.contains("expected an (N, C, L) input"), "{e}");
+    let e = InstanceNorm3d::new(3).plan(&[&[2, 3, 1, 1, 1]], Mode::Train).err().unwrap().to_string();
+    assert!(e.contains("InstanceNorm3d(3") && e.contains("more than 1 spatial element"), "{e}");
+    assert!(InstanceNorm3d::new(3).plan(&[&[2, 3, 1, 1, 2]], Mode::Train).is_ok());
 }
 
 #[test]

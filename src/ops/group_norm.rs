@@ -9,8 +9,8 @@
 //! LayerNorm (nn.LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True)) runs
 //! on the same kernels: each of its rows (the last dimensions, `normalized_shape`) is one group of
 //! GroupNorm(1, M) on an (R, M, 1) view of the input, M the row's length, whose per-channel affine
-//! map is LayerNorm's element-wise one. InstanceNorm2d (without running statistics) is
-//! GroupNorm(C, C): one channel a group.
+//! map is LayerNorm's element-wise one. InstanceNorm1d, 2d and 3d (without running statistics)
+//! are GroupNorm(C, C): one channel a group.
 
 use super::interface::{CpuBackward, CpuForward, Flops, GpuIo, Init, Mode, Node, Op, ParamDecl, Reads, Scratch};
 use super::ParamsLayout;
@@ -207,21 +207,30 @@ impl Op for LayerNorm {
     }
 }
 
-/// nn.InstanceNorm2d(num_features, eps=1e-5, affine=False, *, bias=True) without running
-/// statistics (`track_running_stats=False`, PyTorch's default; `momentum` only matters with
-/// them): each channel of each image normalised over its H·W values. GroupNorm(C, C)'s kernels.
+/// nn.InstanceNorm1d, 2d and 3d(num_features, eps=1e-5, affine=False, *, bias=True) without
+/// running statistics (`track_running_stats=False`, PyTorch's default; `momentum` only matters
+/// with them): each channel of each sample normalised over its `D` spatial dimensions (L; H, W;
+/// D, H, W). GroupNorm(C, C)'s kernels. Use it by its PyTorch names, [`InstanceNorm1d`],
+/// [`InstanceNorm2d`] and [`InstanceNorm3d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InstanceNorm2d {
+pub struct InstanceNorm<const D: usize> {
     pub num_features: usize,
     pub eps: f32,
     pub affine: bool,
     pub bias: bool,
 }
 
-impl InstanceNorm2d {
-    /// InstanceNorm2d(num_features) with PyTorch's defaults (no affine parameters).
+/// nn.InstanceNorm1d: (N, C, L) inputs ([`InstanceNorm`]).
+pub type InstanceNorm1d = InstanceNorm<1>;
+/// nn.InstanceNorm2d: (N, C, H, W) inputs ([`InstanceNorm`]).
+pub type InstanceNorm2d = InstanceNorm<2>;
+/// nn.InstanceNorm3d: (N, C, D, H, W) inputs ([`InstanceNorm`]).
+pub type InstanceNorm3d = InstanceNorm<3>;
+
+impl<const D: usize> InstanceNorm<D> {
+    /// InstanceNorm{D}d(num_features) with PyTorch's defaults (no affine parameters).
     pub fn new(num_features: usize) -> Self {
-        InstanceNorm2d { num_features, eps: 1e-5, affine: false, bias: true }
+        InstanceNorm { num_features, eps: 1e-5, affine: false, bias: true }
     }
     pub fn eps(mut self, eps: f32) -> Self {
         self.eps = eps;
@@ -247,11 +256,11 @@ impl InstanceNorm2d {
     }
 }
 
-impl Op for InstanceNorm2d {
+impl<const D: usize> Op for InstanceNorm<D> {
     fn describe(&self) -> String {
         let py = super::py_bool;
         format!(
-            "InstanceNorm2d({}, eps={}, momentum=0.1, affine={}, bias={}, track_running_stats=False)",
+            "InstanceNorm{D}d({}, eps={}, momentum=0.1, affine={}, bias={}, track_running_stats=False)",
             self.num_features,
             super::py_float(self.eps),
             py(self.affine),
@@ -263,9 +272,10 @@ impl Op for InstanceNorm2d {
     }
     fn plan(&self, inputs: &[&[usize]], mode: Mode) -> Result<Box<dyn Node>> {
         let (input, op) = (inputs[0], self.describe());
-        ensure_op!(input.len() == 4, op, "expected an (N, C, H, W) input, got shape {input:?}");
+        let layout = ["(N, C, L)", "(N, C, H, W)", "(N, C, D, H, W)"][D - 1];
+        ensure_op!(input.len() == D + 2, op, "expected an {layout} input, got shape {input:?}");
         ensure_op!(
-            mode == Mode::Eval || input[2] * input[3] > 1,
+            mode == Mode::Eval || input[2..].iter().product::<usize>() > 1,
             op,
             "Expected more than 1 spatial element when training, got input size {input:?}"
         );
@@ -284,7 +294,7 @@ impl Op for InstanceNorm2d {
     }
 }
 
-/// A GroupNorm (or LayerNorm, InstanceNorm2d) at fixed shapes.
+/// A GroupNorm (or LayerNorm, InstanceNorm) at fixed shapes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Geometry {
     /// The input's shape, (N, C, *).

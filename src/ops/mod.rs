@@ -108,7 +108,7 @@ registry!(
     cross_entropy,
     dropout => Dropout | Dropout2d,
     flatten => Flatten,
-    group_norm => GroupNorm | LayerNorm | InstanceNorm2d,
+    group_norm => GroupNorm | LayerNorm | InstanceNorm1d | InstanceNorm2d | InstanceNorm3d,
     l1_loss,
     linear => Linear,
     log_softmax,

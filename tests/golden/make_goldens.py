@@ -334,7 +334,7 @@ def group_norm():
     (N, C, L) inputs, and groups with a large mean (where a one-pass f32 variance loses every digit); LayerNorm (on
     GroupNorm's kernels) over one, two and three last dimensions, without affine or bias, another
     eps, and rows with a large mean; InstanceNorm2d (GroupNorm(C, C)) with and without affine and
-    bias, another eps, and planes with a large mean."""
+    bias, another eps, and planes with a large mean; InstanceNorm1d and InstanceNorm3d."""
     torch.manual_seed(4)
     t, m = {}, {}
 
@@ -389,14 +389,19 @@ def group_norm():
     layer_norm('ln_large_offset', (16, 256), 256, scale=0.1, offset=10.0)
 
     def instance_norm(name, shape, scale=1.0, offset=0.0, **kw):
-        inorm = nn.InstanceNorm2d(shape[1], **kw)
-        run(name, inorm, shape, scale, offset, dict(op='instance_norm2d', num_features=shape[1], affine=inorm.affine))
+        d = len(shape) - 2
+        inorm = [nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d][d - 1](shape[1], **kw)
+        run(name, inorm, shape, scale, offset, dict(op=f'instance_norm{d}d', num_features=shape[1], affine=inorm.affine))
 
     instance_norm('in_default', (2, 3, 5, 4))
     instance_norm('in_affine', (2, 4, 3, 3), affine=True)
     instance_norm('in_affine_no_bias', (2, 4, 3, 3), affine=True, bias=False)
     instance_norm('in_eps', (3, 2, 4, 4), eps=1e-3)
     instance_norm('in_large_offset', (4, 2, 16, 16), scale=0.1, offset=10.0)
+    instance_norm('in1d_default', (3, 4, 9))
+    instance_norm('in1d_affine', (2, 3, 7), affine=True)
+    instance_norm('in3d_default', (2, 3, 3, 4, 5))
+    instance_norm('in3d_affine_no_bias', (2, 2, 3, 3, 3), affine=True, bias=False)
     save('group_norm.safetensors', t, m)
 
 
