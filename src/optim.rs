@@ -114,6 +114,116 @@ pub struct LrSchedule {
     pub warmup_steps: u64,
 }
 
+/// `--lr-schedule`'s choices (and the browser page's `lr_schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Constant,
+    Cosine,
+    Step,
+    Multistep,
+    Exponential,
+}
+
+/// A learning-rate schedule as `wgrad train`'s flags give it (`--lr-schedule`, `--warmup-steps`,
+/// `--lr-min`, `--lr-step-size`, `--lr-milestones`, `--lr-gamma`), and the browser page's fields
+/// of the same names; errors name the flags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSettings {
+    pub lr_schedule: Option<ScheduleKind>,
+    pub warmup_steps: Option<u64>,
+    pub lr_min: Option<f32>,
+    pub lr_step_size: Option<u64>,
+    pub lr_milestones: Option<Vec<u64>>,
+    pub lr_gamma: Option<f64>,
+}
+
+impl ScheduleSettings {
+    /// The schedule these settings give for a run of `total_steps` (a cosine's length), unset
+    /// values taken from `saved` (a resumed run's), else PyTorch's defaults (gamma 0.1; StepLR,
+    /// MultiStepLR and ExponentialLR need their step size, milestones and gamma given).
+    pub fn build(&self, saved: Option<LrSchedule>, total_steps: u64) -> Result<LrSchedule> {
+        let base = saved.unwrap_or_default();
+        let warmup_steps = self.warmup_steps.unwrap_or(base.warmup_steps);
+        let kind = self.lr_schedule.unwrap_or(match base.schedule {
+            Schedule::Constant => ScheduleKind::Constant,
+            Schedule::Cosine { .. } => ScheduleKind::Cosine,
+            Schedule::Step { .. } => ScheduleKind::Step,
+            Schedule::MultiStep { .. } => ScheduleKind::Multistep,
+            Schedule::Exponential { .. } => ScheduleKind::Exponential,
+        });
+        let schedule = match (kind, base.schedule) {
+            (ScheduleKind::Constant, _) => Schedule::Constant,
+            (ScheduleKind::Cosine, Schedule::Cosine { t_max, eta_min }) if self.lr_schedule.is_none() => {
+                Schedule::Cosine { t_max, eta_min: self.lr_min.unwrap_or(eta_min) }
+            }
+            (ScheduleKind::Cosine, _) => Schedule::Cosine {
+                t_max: total_steps.saturating_sub(warmup_steps).max(1),
+                eta_min: self.lr_min.unwrap_or(0.0),
+            },
+            (ScheduleKind::Step, saved) => {
+                let (s0, g0) = match saved {
+                    Schedule::Step { step_size, gamma } => (Some(step_size), gamma),
+                    _ => (None, 0.1),
+                };
+                let Some(step_size) = self.lr_step_size.or(s0).filter(|&n| n > 0) else {
+                    return Err(bad("--lr-schedule step needs --lr-step-size N (steps between decays, at least 1)"));
+                };
+                Schedule::Step { step_size, gamma: self.lr_gamma.unwrap_or(g0) }
+            }
+            (ScheduleKind::Multistep, saved) => {
+                let (m0, g0) = match saved {
+                    Schedule::MultiStep { milestones, gamma } => (Some(milestones), gamma),
+                    _ => (None, 0.1),
+                };
+                let Some(mut milestones) = self.lr_milestones.clone().or(m0) else {
+                    return Err(bad(
+                        "--lr-schedule multistep needs --lr-milestones M1,M2,… (the steps at which it decays)",
+                    ));
+                };
+                milestones.sort_unstable();
+                Schedule::MultiStep { milestones, gamma: self.lr_gamma.unwrap_or(g0) }
+            }
+            (ScheduleKind::Exponential, saved) => {
+                let g0 = match saved {
+                    Schedule::Exponential { gamma } => Some(gamma),
+                    _ => None,
+                };
+                let Some(gamma) = self.lr_gamma.or(g0) else {
+                    return Err(bad("--lr-schedule exponential needs --lr-gamma G (the factor of each step)"));
+                };
+                Schedule::Exponential { gamma }
+            }
+        };
+        if !matches!(schedule, Schedule::Step { .. }) && self.lr_step_size.is_some() {
+            return Err(bad("--lr-step-size applies to --lr-schedule step"));
+        }
+        if !matches!(schedule, Schedule::MultiStep { .. }) && self.lr_milestones.is_some() {
+            return Err(bad("--lr-milestones applies to --lr-schedule multistep"));
+        }
+        let decays =
+            matches!(schedule, Schedule::Step { .. } | Schedule::MultiStep { .. } | Schedule::Exponential { .. });
+        if !decays && self.lr_gamma.is_some() {
+            return Err(bad("--lr-gamma applies to --lr-schedule step, multistep and exponential"));
+        }
+        if let Schedule::Step { gamma, .. } | Schedule::MultiStep { gamma, .. } | Schedule::Exponential { gamma } =
+            &schedule
+        {
+            if !(gamma.is_finite() && *gamma > 0.0) {
+                return Err(bad(format!("--lr-gamma must be a finite number > 0, got {gamma}")));
+            }
+        }
+        if !matches!(schedule, Schedule::Cosine { .. }) && self.lr_min.is_some() {
+            return Err(bad("--lr-min applies to --lr-schedule cosine"));
+        }
+        Ok(LrSchedule { schedule, warmup_steps })
+    }
+}
+
+fn bad(msg: impl Into<String>) -> crate::Error {
+    crate::Error::Graph(msg.into())
+}
+
 impl LrSchedule {
     /// The learning rate of step `t` (0-based) for base rate `base`.
     pub fn lr(&self, base: f64, t: u64) -> f64 {

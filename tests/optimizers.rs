@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use wgrad::ops::{adam, sgd};
-use wgrad::optim::{Adam, Decay, LrSchedule, Optimizer, Schedule, Sgd};
+use wgrad::optim::{Adam, Decay, LrSchedule, Optimizer, Schedule, ScheduleSettings, Sgd};
 use wgrad::testing::assert_close;
 
 fn optimizer(c: &Case) -> Optimizer {
@@ -150,5 +150,35 @@ fn schedules_match_torch_lr_schedulers() {
         let s = LrSchedule { schedule, warmup_steps: c.meta["warmup_steps"].as_u64().unwrap() };
         let got: Vec<f64> = (0..50).map(|t| s.lr(f("base_lr") as f64, t)).collect();
         assert_close(&format!("{}: {}", c.name, s.describe()), &got, &c.f32("lr").1, 1e-6, 1e-9);
+    }
+}
+
+/// The schedule as `wgrad train`'s flags and the browser page's fields (JSON, the same names) give
+/// it: one builder for both, with the defaults and refusals of the command line.
+#[test]
+fn schedule_settings_build_what_the_flags_say() {
+    let build = |json: &str, steps: u64| {
+        let s: ScheduleSettings = serde_json::from_str(json).unwrap();
+        s.build(None, steps).map_err(|e| e.to_string())
+    };
+    let multistep = build(r#"{"lr_schedule": "multistep", "lr_milestones": [6, 3], "lr_gamma": 0.5}"#, 10).unwrap();
+    let want = Schedule::MultiStep { milestones: vec![3, 6], gamma: 0.5 };
+    assert_eq!(multistep, LrSchedule { schedule: want, warmup_steps: 0 });
+    let cosine = build(r#"{"lr_schedule": "cosine", "warmup_steps": 5, "lr_min": 0.001}"#, 20).unwrap();
+    assert_eq!(cosine.schedule, Schedule::Cosine { t_max: 15, eta_min: 0.001 });
+    assert_eq!(cosine.warmup_steps, 5);
+    assert_eq!(
+        build(r#"{"lr_schedule": "step", "lr_step_size": 4}"#, 9).unwrap().schedule,
+        Schedule::Step { step_size: 4, gamma: 0.1 }
+    );
+    assert_eq!(build("{}", 9).unwrap(), LrSchedule::default());
+    for (json, err) in [
+        (r#"{"lr_schedule": "step", "lr_step_size": 0}"#, "needs --lr-step-size N (steps between decays, at least 1)"),
+        (r#"{"lr_schedule": "exponential"}"#, "exponential needs --lr-gamma"),
+        (r#"{"lr_schedule": "constant", "lr_gamma": 0.5}"#, "--lr-gamma applies to"),
+        (r#"{"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": -1}"#, "finite number > 0, got -1"),
+    ] {
+        let e = build(json, 10).unwrap_err();
+        assert!(e.contains(err), "{json}: {e}");
     }
 }

@@ -4,7 +4,7 @@ use crate::io::safetensors::{Array, File};
 use crate::io::{checkpoint, state_dict};
 use crate::nn::models::ModelKind;
 use crate::nn::Model;
-use crate::optim::{Adam, LrSchedule, Optimizer, Schedule, Sgd};
+use crate::optim::{Adam, LrSchedule, Optimizer, ScheduleKind, ScheduleSettings, Sgd};
 use anyhow::bail;
 use std::path::Path;
 
@@ -102,15 +102,6 @@ pub enum OptimizerKind {
     Sgd,
     Adam,
     Adamw,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScheduleKind {
-    Constant,
-    Cosine,
-    Step,
-    Multistep,
-    Exponential,
 }
 
 /// The optimizer and its settings, as torch.optim takes them. Unset values: the checkpoint's when
@@ -253,77 +244,14 @@ impl OptimArgs {
     /// The schedule: the flags given, over `saved`, over a constant rate; a cosine schedule
     /// anneals over `total_steps` (after the warmup).
     pub fn schedule(&self, saved: Option<LrSchedule>, total_steps: u64) -> anyhow::Result<LrSchedule> {
-        let base = saved.unwrap_or_default();
-        let warmup_steps = self.warmup_steps.unwrap_or(base.warmup_steps);
-        let kind = self.lr_schedule.unwrap_or(match base.schedule {
-            Schedule::Constant => ScheduleKind::Constant,
-            Schedule::Cosine { .. } => ScheduleKind::Cosine,
-            Schedule::Step { .. } => ScheduleKind::Step,
-            Schedule::MultiStep { .. } => ScheduleKind::Multistep,
-            Schedule::Exponential { .. } => ScheduleKind::Exponential,
-        });
-        let schedule = match (kind, base.schedule) {
-            (ScheduleKind::Constant, _) => Schedule::Constant,
-            (ScheduleKind::Cosine, Schedule::Cosine { t_max, eta_min }) if self.lr_schedule.is_none() => {
-                Schedule::Cosine { t_max, eta_min: self.lr_min.unwrap_or(eta_min) }
-            }
-            (ScheduleKind::Cosine, _) => Schedule::Cosine {
-                t_max: total_steps.saturating_sub(warmup_steps).max(1),
-                eta_min: self.lr_min.unwrap_or(0.0),
-            },
-            (ScheduleKind::Step, saved) => {
-                let (s0, g0) = match saved {
-                    Schedule::Step { step_size, gamma } => (Some(step_size), gamma),
-                    _ => (None, 0.1),
-                };
-                let Some(step_size) = self.lr_step_size.or(s0) else {
-                    bail!("--lr-schedule step needs --lr-step-size N (steps between decays)");
-                };
-                Schedule::Step { step_size, gamma: self.lr_gamma.unwrap_or(g0) }
-            }
-            (ScheduleKind::Multistep, saved) => {
-                let (m0, g0) = match saved {
-                    Schedule::MultiStep { milestones, gamma } => (Some(milestones), gamma),
-                    _ => (None, 0.1),
-                };
-                let Some(mut milestones) = self.lr_milestones.clone().or(m0) else {
-                    bail!("--lr-schedule multistep needs --lr-milestones M1,M2,… (the steps at which it decays)");
-                };
-                milestones.sort_unstable();
-                Schedule::MultiStep { milestones, gamma: self.lr_gamma.unwrap_or(g0) }
-            }
-            (ScheduleKind::Exponential, saved) => {
-                let g0 = match saved {
-                    Schedule::Exponential { gamma } => Some(gamma),
-                    _ => None,
-                };
-                let Some(gamma) = self.lr_gamma.or(g0) else {
-                    bail!("--lr-schedule exponential needs --lr-gamma G (the factor of each step)");
-                };
-                Schedule::Exponential { gamma }
-            }
+        let settings = ScheduleSettings {
+            lr_schedule: self.lr_schedule,
+            warmup_steps: self.warmup_steps,
+            lr_min: self.lr_min,
+            lr_step_size: self.lr_step_size,
+            lr_milestones: self.lr_milestones.clone(),
+            lr_gamma: self.lr_gamma,
         };
-        if !matches!(schedule, Schedule::Step { .. }) && self.lr_step_size.is_some() {
-            bail!("--lr-step-size applies to --lr-schedule step");
-        }
-        if !matches!(schedule, Schedule::MultiStep { .. }) && self.lr_milestones.is_some() {
-            bail!("--lr-milestones applies to --lr-schedule multistep");
-        }
-        let decays =
-            matches!(schedule, Schedule::Step { .. } | Schedule::MultiStep { .. } | Schedule::Exponential { .. });
-        if !decays && self.lr_gamma.is_some() {
-            bail!("--lr-gamma applies to --lr-schedule step, multistep and exponential");
-        }
-        if let Schedule::Step { gamma, .. } | Schedule::MultiStep { gamma, .. } | Schedule::Exponential { gamma } =
-            &schedule
-        {
-            if !(gamma.is_finite() && *gamma > 0.0) {
-                bail!("--lr-gamma must be a finite number > 0, got {gamma}");
-            }
-        }
-        if !matches!(schedule, Schedule::Cosine { .. }) && self.lr_min.is_some() {
-            bail!("--lr-min applies to --lr-schedule cosine");
-        }
-        Ok(LrSchedule { schedule, warmup_steps })
+        Ok(settings.build(saved, total_steps)?)
     }
 }

@@ -32,7 +32,7 @@ use wgrad::graph::gpu::GpuExecutor;
 use wgrad::graph::{self, Executor};
 use wgrad::io::state_dict;
 use wgrad::models::ModelKind;
-use wgrad::optim::{Adam, LrSchedule, Optimizer, Schedule, Sgd};
+use wgrad::optim::{Adam, LrSchedule, Optimizer, ScheduleKind, ScheduleSettings, Sgd};
 use wgrad::{Model, Result};
 
 #[wasm_bindgen(start)]
@@ -201,13 +201,12 @@ struct Settings {
     /// --clip-grad-norm` (default: none).
     #[serde(default)]
     clip_grad_norm: Option<f32>,
-    /// The learning-rate schedule, as `wgrad train --lr-schedule`: "constant" (the default) or
-    /// "cosine" (CosineAnnealingLR to 0 over the run's `steps` after the warmup).
-    #[serde(default)]
-    lr_schedule: Option<String>,
-    /// Steps of linear warmup, as `wgrad train --warmup-steps` (default: 0).
-    #[serde(default)]
-    warmup_steps: u64,
+    /// The learning-rate schedule, as `wgrad train`'s flags of the same names give it:
+    /// `lr_schedule` ("constant", the default; "cosine", CosineAnnealingLR to `lr_min` over the
+    /// run's `steps` after the warmup; "step", "multistep", "exponential"), `warmup_steps`,
+    /// `lr_min`, `lr_step_size`, `lr_milestones` and `lr_gamma`.
+    #[serde(flatten)]
+    schedule: ScheduleSettings,
     /// The run's length in steps, as the form's Steps gives it (0: until Stop): the cosine
     /// schedule's length.
     #[serde(default)]
@@ -287,7 +286,7 @@ fn with<T: Serialize + 'static>(
 impl Run {
     /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, momentum,
     /// weight_decay, seed, eval_images, augment, label_smoothing, clip_grad_norm, lr_schedule,
-    /// warmup_steps, steps) on `data`, initialised as `wgrad train --seed` initialises it.
+    /// warmup_steps, lr_min, lr_step_size, lr_milestones, lr_gamma, steps) on `data`, initialised as `wgrad train --seed` initialises it.
     pub fn create(gpu: &Gpu, data: &Data, settings: &str) -> std::result::Result<Run, JsValue> {
         let s: Settings = serde_json::from_str(settings).map_err(|e| js_err(format!("settings {settings}: {e}")))?;
         let kind = ModelKind::parse(&s.model)
@@ -314,18 +313,11 @@ impl Run {
         if let Some(max_norm) = s.clip_grad_norm {
             wgrad::ops::clip_grad_norm::check(max_norm).map_err(js_err)?;
         }
-        // As `wgrad train --max-steps N --lr-schedule cosine`: T_max is the run's end, after the warmup.
-        let schedule = LrSchedule {
-            schedule: match s.lr_schedule.as_deref().unwrap_or("constant") {
-                "constant" => Schedule::Constant,
-                "cosine" if s.steps > 0 => {
-                    Schedule::Cosine { t_max: s.steps.saturating_sub(s.warmup_steps).max(1), eta_min: 0.0 }
-                }
-                "cosine" => return Err(js_err("the cosine schedule runs over the run's steps: give Steps (not 0)")),
-                o => return Err(js_err(format!("lr_schedule {o:?}: expected constant or cosine"))),
-            },
-            warmup_steps: s.warmup_steps,
-        };
+        // As `wgrad train --max-steps N`: a cosine's T_max is the run's end, after the warmup.
+        if s.schedule.lr_schedule == Some(ScheduleKind::Cosine) && s.steps == 0 {
+            return Err(js_err("the cosine schedule runs over the run's steps: give Steps (not 0)"));
+        }
+        let schedule = s.schedule.build(None, s.steps).map_err(js_err)?;
         let model = kind.build(s.seed);
         let opts = graph::Options {
             optimizer: Some(optimizer),

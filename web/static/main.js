@@ -2,8 +2,8 @@
 // weights in and out, and predictions. The engine is the wasm module (web/src/lib.rs).
 //
 // The URL query sets the form (?model=tudui&dataset=synthetic&seed=0&batch=64&steps=20&autorun=1,
-// also optimizer, lr, momentum, weight_decay, lr_schedule, warmup_steps, eval, augment=1,
-// label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
+// also optimizer, lr, momentum, weight_decay, lr_schedule, warmup_steps, lr_min, lr_step_size,
+// lr_milestones (M1,M2,…), lr_gamma, eval, augment=1, label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
 // "wgrad: error") and #result holds a JSON summary.
 import init, { Gpu, Data, Run, modelNames } from "./wgrad_web.js";
 
@@ -96,9 +96,23 @@ function settings() {
     augment: $("augment").checked,
     label_smoothing: num("label_smoothing") ?? 0,
     clip_grad_norm: num("clip_grad_norm"),
-    lr_schedule: $("lr_schedule").value,
-    warmup_steps: num("warmup_steps") ?? 0,
+    ...schedule(num),
     steps: num("steps") ?? 0,
+  };
+}
+
+// The schedule's fields, as `wgrad train`'s flags: only those of the schedule chosen (a value left
+// in another's field is not an error here), each unset when empty.
+function schedule(num) {
+  const kind = $("lr_schedule").value;
+  const milestones = $("lr_milestones").value.trim();
+  return {
+    lr_schedule: kind,
+    warmup_steps: num("warmup_steps"),
+    lr_min: kind === "cosine" ? num("lr_min") : null,
+    lr_step_size: kind === "step" ? num("lr_step_size") : null,
+    lr_milestones: kind === "multistep" && milestones !== "" ? milestones.split(",").map(Number) : null,
+    lr_gamma: ["step", "multistep", "exponential"].includes(kind) ? num("lr_gamma") : null,
   };
 }
 
@@ -120,6 +134,10 @@ function fillFromQuery() {
   set("clip_grad_norm", "clip_grad_norm");
   set("lr_schedule", "lr_schedule");
   set("warmup_steps", "warmup_steps");
+  set("lr_min", "lr_min");
+  set("lr_step_size", "lr_step_size");
+  set("lr_milestones", "lr_milestones");
+  set("lr_gamma", "lr_gamma");
   if (query.has("augment")) $("augment").checked = query.get("augment") === "1";
   $("files-label").hidden = $("dataset").value === "synthetic";
 }
