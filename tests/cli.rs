@@ -395,6 +395,14 @@ fn train_starts_from_the_weights_it_is_given() {
     let (code, _, stderr) = train(&["--weights", s(&weights), "--resume", s(&run)]);
     assert_ne!(code, 0);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
+    // A checkpoint's settings come from its header alone: cut after it, the file still gives
+    // them (and is refused as weights).
+    let bytes = std::fs::read(&saved).unwrap();
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..header + 10]).unwrap();
+    assert_eq!(wgrad::io::checkpoint::meta_of(&cut).unwrap(), wgrad::io::checkpoint::meta_of(&saved).unwrap());
+    assert!(File::read(&cut).is_err());
 }
 
 #[test]

@@ -243,5 +243,6 @@ pub fn meta_of(path: &Path) -> Result<Meta> {
     } else {
         path.to_path_buf()
     };
-    read_meta(&p, &File::read(&p)?)
+    let metadata = super::safetensors::read_metadata(&p)?;
+    read_meta(&p, &File { metadata, ..File::default() })
 }

@@ -16,23 +16,37 @@ pub const CHECK_MARK: &str = "wgrad.check";
 /// Whether the file at `path` is a safetensors file whose header's `__metadata__` holds the key
 /// `key`. Only the header is read.
 pub fn has_metadata_key(path: &Path, key: &str) -> bool {
+    read_metadata(path).is_ok_and(|m| m.contains_key(key))
+}
+
+/// The `__metadata__` of the safetensors file at `path`, reading its header only (a checkpoint's
+/// settings without its tensors); none for a PyTorch file.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let bad = |msg: String| Error::file(path, msg);
+    let mut f = std::fs::File::open(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let mut n = [0u8; 8];
-    if f.read_exact(&mut n).is_err() {
-        return false;
+    f.read_exact(&mut n).map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    // A PyTorch file has no such metadata.
+    #[cfg(not(target_arch = "wasm32"))]
+    if super::pytorch::is_torch_file(&n) {
+        return Ok(HashMap::new());
     }
     // safetensors' own bound on a header.
     let n = u64::from_le_bytes(n);
     if n > 100_000_000 {
-        return false;
+        return Err(bad(format!("not a valid safetensors file: a header of {n} bytes")));
     }
     let mut header = Vec::new();
-    if f.take(n).read_to_end(&mut header).is_err() {
-        return false;
+    f.take(n).read_to_end(&mut header).map_err(|e| bad(format!("cannot read: {e}")))?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
     }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&header) else { return false };
-    v.get("__metadata__").and_then(|m| m.as_object()).is_some_and(|m| m.contains_key(key))
+    let h: Header =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("not a valid safetensors file: header: {e}")))?;
+    Ok(h.metadata)
 }
 
 /// What an error says of tensors of a dtype wgrad cannot take (it names them after this).
