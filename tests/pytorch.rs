@@ -203,3 +203,20 @@ fn tudui_reads_the_tutorials_names_for_its_entries() {
     state_dict::apply(std::path::Path::new("tutorial.pth"), &renamed, &mut params, |_| true).unwrap();
     assert_eq!(params, tudui_from_pytorch().params);
 }
+
+/// A safetensors file whose header is 640 bytes starts `\x80\x02`, as PyTorch's legacy format
+/// does: it is read as safetensors all the same.
+#[test]
+fn a_safetensors_header_of_640_bytes_is_not_taken_for_pytorchs() {
+    let mut header = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.to_string();
+    header.push_str(&" ".repeat(640 - header.len()));
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    assert_eq!(bytes[..2], [0x80, 0x02]);
+    bytes.extend(header.as_bytes());
+    bytes.extend([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()));
+    let dir = tempdir();
+    let path = dir.join("w.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(File::read(&path).unwrap().f32(&path, "w").unwrap().1, [1.5, -2.0]);
+    assert!(wgrad::io::safetensors::read_metadata(&path).unwrap().is_empty());
+}

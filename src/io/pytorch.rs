@@ -22,11 +22,13 @@ use std::path::Path;
 const MAX_GROWTH: u64 = 8;
 const MAX_EXTRA: u64 = 64 << 20;
 
-/// Whether a file's first bytes are those of a `torch.save` file: a ZIP archive (`PK\x03\x04`),
-/// or the legacy format's pickle (protocol 2, `\x80\x02`). A safetensors file starts with its
-/// header's length, a little-endian u64 far below either.
+/// Whether a file's first 4 bytes are those of a `torch.save` file: a ZIP archive
+/// (`PK\x03\x04`), or the legacy format's pickle (protocol 2, `\x80\x02`, then its magic number
+/// as a 10-byte long, `\x8a\x0a`). A safetensors file starts with its header's length, a
+/// little-endian u64 whose third and fourth bytes are 0 below 16 MiB: one of 640 bytes starts
+/// `\x80\x02\0\0`.
 pub fn is_torch_file(head: &[u8]) -> bool {
-    head.starts_with(b"PK\x03\x04") || head.starts_with(&[0x80, 0x02])
+    head.starts_with(b"PK\x03\x04") || head.starts_with(&[0x80, 0x02, 0x8a, 0x0a])
 }
 
 /// Reads every tensor of a `torch.save` file, by its dotted name. Tensors of types a state dict
