@@ -237,6 +237,20 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             return Err(crate::Error::file(p, train::resume_refusal(&differ)).into());
         }
     }
+    // The weights to start from, for as many classes as they hold, checked before the data is
+    // read. Weights for another number of classes than the data's give all but the classifier,
+    // which starts afresh (as a fine-tuning script replaces `model.fc`).
+    let start = match &a.weights {
+        Some(w) => {
+            let given = super::model_args::classes_of(w, kind);
+            let mut from = kind.build_with_classes(given, seed)?;
+            crate::io::checkpoint::load_weights(w, &mut from.params).map_err(|e| {
+                a.model.hint(kind, w, e).context(format!("--weights: {} with {given} outputs", kind.name()))
+            })?;
+            Some((w, given, from))
+        }
+        None => None,
+    };
     let train_ds = data.load(Split::Train)?;
     let test_ds = data.load(Split::Test)?;
     let per_epoch = (train_ds.len() as u64 / batch_size).max(1);
@@ -249,18 +263,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     // As many outputs as the dataset has classes (an image folder's may be any number).
     let classes = train_ds.classes.len();
     let mut model = kind.build_with_classes(classes, seed)?;
-    // Weights for another number of classes: all but the classifier, which starts afresh for
-    // this dataset's (as a fine-tuning script replaces `model.fc`).
-    if let Some(w) = &a.weights {
-        let given = super::model_args::classes_of(w, kind);
-        let mut from = kind.build_with_classes(given, seed)?;
-        crate::io::checkpoint::load_weights(w, &mut from.params).map_err(|e| {
-            a.model.hint(kind, w, e).context(format!(
-                "--weights: {} with {given} outputs (for {classes}, one per class of {}, all but the classifier)",
-                kind.name(),
-                train_ds.name
-            ))
-        })?;
+    if let Some((w, given, from)) = &start {
         let fresh = model.params.copy_matching(&from.params);
         if !fresh.is_empty() {
             println!(
@@ -292,9 +295,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         },
         t.cfg.schedule.describe(),
         loss,
-        match (&t.resumed_from, &a.weights) {
-            (None, Some(w)) => format!(", starting from the weights in {}", w.display()),
-            _ => String::new(),
+        match &a.weights {
+            Some(w) => format!(", starting from the weights in {}", w.display()),
+            None => String::new(),
         },
         match &t.resumed_from {
             Some(p) => format!(
