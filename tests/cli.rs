@@ -336,8 +336,8 @@ fn check_cifar_net_sgd(weights: &std::path::Path, batches: &[std::path::PathBuf]
 }
 
 /// PyTorch's own files: cifar-net's state dict saved with `torch.save` (found to be cifar-net
-/// without --model) and a batch saved with it give PyTorch's first SGD step, as the safetensors
-/// files do; `eval` and `predict` take the .pth too.
+/// without --model, saying so) and a batch saved with it give PyTorch's first SGD step, as the
+/// safetensors files do; `eval` and `predict` take the .pth too.
 #[test]
 fn check_eval_and_predict_read_what_torch_save_writes() {
     let dir = tempdir();
@@ -359,6 +359,10 @@ fn check_eval_and_predict_read_what_torch_save_writes() {
     let (code, stdout, stderr) = wgrad(&["predict", "--device", "cpu", "--weights", s(&weights), s(&picture)]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("p.png"), "{stdout}");
+    assert!(
+        stderr.contains("model: cifar-net with 10 outputs (the network whose state dict the weights hold)"),
+        "{stderr}"
+    );
 }
 
 /// `train --weights` starts from a state dict (here PyTorch's .pth of cifar-net, found to be

@@ -21,10 +21,22 @@ impl ModelArgs {
     /// The model asked for, else the one a wgrad checkpoint at `weights` records, else the one
     /// whose state dict `weights` holds (one written by PyTorch), else Tudui.
     pub fn kind(&self, weights: Option<&Path>) -> ModelKind {
-        self.model
-            .or_else(|| weights.and_then(|w| checkpoint::meta_of(w).ok()).and_then(|m| ModelKind::parse(&m.model)))
-            .or_else(|| weights.and_then(fitting))
-            .unwrap_or_default()
+        self.kind_and_source(weights).0
+    }
+
+    /// [`ModelArgs::kind`], and where it comes from, for messages.
+    fn kind_and_source(&self, weights: Option<&Path>) -> (ModelKind, &'static str) {
+        if let Some(k) = self.model {
+            return (k, "--model");
+        }
+        let recorded = weights.and_then(|w| checkpoint::meta_of(w).ok()).and_then(|m| ModelKind::parse(&m.model));
+        if let Some(k) = recorded {
+            return (k, "the checkpoint's");
+        }
+        match weights.and_then(fitting) {
+            Some(k) => (k, "the network whose state dict the weights hold"),
+            None => (ModelKind::default(), "the default"),
+        }
     }
 
     /// The network for `weights` ([`ModelArgs::kind`]) with as many outputs as the classes it
@@ -42,8 +54,11 @@ impl ModelArgs {
                 );
             }
         }
-        let kind = self.kind(Some(weights));
+        let (kind, source) = self.kind_and_source(Some(weights));
         let classes = checkpoint::resolve(weights).ok().map_or(10, |p| classes_of(&p, kind));
+        if self.model.is_none() {
+            eprintln!("model: {} with {classes} outputs ({source})", kind.name());
+        }
         Ok((kind, kind.build_with_classes(classes, 0)?))
     }
 
