@@ -1,4 +1,4 @@
-//! The `wgrad` command line: devices, check, eval, train, predict, show, bench, serve.
+//! The `wgrad` command line: devices, check, eval, train, predict, show, bench, serve, convert.
 
 fn main() {
     // The command line is native only; in the browser the page (web/) is the interface.

@@ -365,6 +365,33 @@ fn check_eval_and_predict_read_what_torch_save_writes() {
     );
 }
 
+/// `wgrad convert` writes PyTorch's .pth of cifar-net as its plain safetensors state dict: the
+/// entries PyTorch saved, bit for bit, with convert's mark; it replaces its own output, and no
+/// one else's file.
+#[test]
+fn convert_writes_a_pth_as_a_safetensors_state_dict() {
+    let dir = tempdir();
+    let out = dir.join("cifar_net.safetensors");
+    let convert =
+        |out: &std::path::Path| wgrad(&["convert", "--weights", s(&data_path("torch/cifar_net.pth")), "--out", s(out)]);
+    for _ in 0..2 {
+        let (code, stdout, stderr) = convert(&out);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        assert!(stdout.contains("wrote cifar-net's state dict (10 entries, 62006 parameters)"), "{stdout}");
+    }
+    let (got, want) = (File::read(&out).unwrap(), File::read(&data_path("cifar_net_init.safetensors")).unwrap());
+    assert_eq!(got.tensors, want.tensors);
+    let mark = &got.metadata[wgrad::io::safetensors::CONVERT_MARK];
+    assert!(mark.contains("\"model\":\"cifar-net\"") && mark.contains("cifar_net.pth"), "{mark}");
+    let theirs = dir.join("theirs.safetensors");
+    std::fs::copy(data_path("cifar_net_init.safetensors"), &theirs).unwrap();
+    let before = std::fs::read(&theirs).unwrap();
+    let (code, _, stderr) = convert(&theirs);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("refusing to replace it: it is not a state dict `wgrad convert` wrote"), "{stderr}");
+    assert_eq!(std::fs::read(&theirs).unwrap(), before);
+}
+
 /// `train --weights` starts from a state dict (here PyTorch's .pth of cifar-net, found to be
 /// cifar-net without --model) instead of the seed's initialisation; weights of another network
 /// are refused with the --model to pass; --weights and --resume exclude each other.

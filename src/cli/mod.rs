@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod convert;
 mod data_args;
 mod devices;
 mod eval;
@@ -48,6 +49,9 @@ enum Command {
     Show(show::Args),
     /// Serve the browser page (web/dist, built by web/build.sh) on 127.0.0.1.
     Serve(serve::Args),
+    /// Write the weights of a state dict or checkpoint (PyTorch's .pt/.pth included) as the model's
+    /// plain safetensors state dict, with PyTorch's names.
+    Convert(convert::Args),
 }
 
 /// --device, --backend and --adapter, with WGRAD_DEVICE, WGRAD_BACKEND and WGRAD_ADAPTER.
@@ -152,6 +156,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => bench::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,10 @@ use std::path::Path;
 /// checkpoint.
 pub const CHECK_MARK: &str = "wgrad.check";
 
+/// The metadata key that marks `wgrad convert`'s output (its value: the model and the file it
+/// came from); a later `convert --out` replaces only such a file.
+pub const CONVERT_MARK: &str = "wgrad.convert";
+
 /// Whether the file at `path` is a safetensors file whose header's `__metadata__` holds the key
 /// `key`. Only the header is read.
 pub fn has_metadata_key(path: &Path, key: &str) -> bool {
