@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// State dict with the model's keys: safetensors (safetensors.torch.save_file(model.state_dict(), path)), or
-    /// PyTorch's torch.save file (.pt, .pth: a state dict, a whole module, or a dict holding one), or a wgrad
-    /// checkpoint (file, or a folder of checkpoints: the newest).
+    /// State dict with the model's keys: safetensors (safetensors.torch.save_file(model.state_dict(),
+    /// path)), or PyTorch's torch.save file (.pt, .pth: a state dict, a whole module, or a dict
+    /// holding one), or a wgrad checkpoint (file, or a folder of checkpoints: the newest).
     #[arg(long)]
     weights: PathBuf,
-    /// Batch files (safetensors or torch.save's) holding `images` (f32, N×3×32×32) and `targets` (i64, N); repeat
-    /// for several steps.
+    /// Batch files (safetensors or torch.save's) holding `images` (f32, N×3×32×32) and `targets`
+    /// (i64, N); repeat for several steps.
     #[arg(long = "batch", required = true)]
     batches: Vec<PathBuf>,
     /// Output file (safetensors).

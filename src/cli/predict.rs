@@ -16,8 +16,8 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// State dict with the model's keys (safetensors, or torch.save's .pt/.pth) or wgrad checkpoint (file, or a folder
-    /// of checkpoints: the newest).
+    /// State dict with the model's keys (safetensors, or torch.save's .pt/.pth) or wgrad checkpoint
+    /// (file, or a folder of checkpoints: the newest).
     #[arg(long)]
     weights: PathBuf,
     /// PNG, JPEG, BMP, PPM/PGM, TIFF or WebP files, or folders of them (their pictures, in sorted

@@ -286,7 +286,8 @@ fn with<T: Serialize + 'static>(
 impl Run {
     /// A run of `settings` (JSON: model, batch, optimizer "sgd" | "adam" | "adamw", lr, momentum,
     /// weight_decay, seed, eval_images, augment, label_smoothing, clip_grad_norm, lr_schedule,
-    /// warmup_steps, lr_min, lr_step_size, lr_milestones, lr_gamma, steps) on `data`, initialised as `wgrad train --seed` initialises it.
+    /// warmup_steps, lr_min, lr_step_size, lr_milestones, lr_gamma, steps) on `data`,
+    /// initialised as `wgrad train --seed` initialises it.
     pub fn create(gpu: &Gpu, data: &Data, settings: &str) -> std::result::Result<Run, JsValue> {
         let s: Settings = serde_json::from_str(settings).map_err(|e| js_err(format!("settings {settings}: {e}")))?;
         let kind = ModelKind::parse(&s.model)
