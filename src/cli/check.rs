@@ -4,7 +4,7 @@
 //! PyTorch. `--verify` runs the same steps on the CPU path and reports every activation's and
 //! gradient's error.
 
-use super::model_args::{ModelArgs, OptimArgs};
+use super::model_args::{OptimArgs, WeightsArgs};
 use super::DeviceArgs;
 use crate::graph::{self, Executor};
 use crate::io::safetensors::{write, Array, File};
@@ -15,12 +15,7 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    model: ModelArgs,
-    /// State dict with the model's keys: safetensors (safetensors.torch.save_file(model.state_dict(),
-    /// path)), or PyTorch's torch.save file (.pt, .pth: a state dict, a whole module, or a dict
-    /// holding one), or a wgrad checkpoint (file, or a folder of checkpoints: the newest).
-    #[arg(long)]
-    weights: PathBuf,
+    weights: WeightsArgs,
     /// Batch files (safetensors or torch.save's) holding `images` (f32, N×3×32×32) and `targets`
     /// (i64, N); repeat for several steps.
     #[arg(long = "batch", required = true)]
@@ -76,10 +71,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::ops::cross_entropy::check_label_smoothing(a.label_smoothing)?;
     a.device.check_verify(a.verify)?;
     let device = a.device.select()?;
-    let (kind, mut model) = a.model.build(&a.weights)?;
+    let (kind, mut model) = a.weights.model.build(&a.weights.path)?;
     // A checkpoint's folder stands for its newest checkpoint, as in eval and predict.
-    let weights = crate::io::checkpoint::resolve(&a.weights)?;
-    state_dict::load_into(&weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
+    let weights = crate::io::checkpoint::resolve(&a.weights.path)?;
+    state_dict::load_into(&weights, &mut model.params).map_err(|e| a.weights.model.hint(kind, &a.weights.path, e))?;
     let optimizer = if a.optim.given() { Some(a.optim.optimizer(None)?) } else { None };
     let schedule = a.optim.schedule(None, a.batches.len() as u64)?;
     let clip_grad_norm = a.optim.clip_grad_norm(None)?;

@@ -3,21 +3,16 @@
 //! model's plain safetensors state dict, with PyTorch's names: what the browser page loads, and
 //! `model.load_state_dict(safetensors.torch.load_file(path))` in PyTorch.
 
-use super::model_args::ModelArgs;
+use super::model_args::WeightsArgs;
 use crate::io::safetensors::{has_metadata_key, CONVERT_MARK};
-use crate::io::{checkpoint, state_dict};
+use crate::io::state_dict;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    model: ModelArgs,
-    /// The weights: a state dict (safetensors, or torch.save's .pt/.pth: a state dict, a whole
-    /// module, or a dict holding one) or a wgrad checkpoint (file, or a folder of checkpoints: the
-    /// newest).
-    #[arg(long)]
-    weights: PathBuf,
+    weights: WeightsArgs,
     /// The safetensors file to write (replacing only one that `wgrad convert` wrote).
     #[arg(long)]
     out: PathBuf,
@@ -25,16 +20,15 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     crate::io::check_named_output(&a.out, "a state dict `wgrad convert` wrote", |p| has_metadata_key(p, CONVERT_MARK))?;
-    let (kind, mut model) = a.model.build(&a.weights)?;
-    checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
-    let mark = serde_json::json!({ "model": kind.name(), "from": a.weights.display().to_string() });
+    let (kind, model) = a.weights.load()?;
+    let mark = serde_json::json!({ "model": kind.name(), "from": a.weights.path.display().to_string() });
     state_dict::save(&a.out, &model.params, Some(HashMap::from([(CONVERT_MARK.to_string(), mark.to_string())])))?;
     println!(
         "wrote {}'s state dict ({} entries, {} parameters) from {} to {}",
         kind.name(),
         model.params.specs.len(),
         model.params.count(),
-        a.weights.display(),
+        a.weights.path.display(),
         a.out.display()
     );
     Ok(0)

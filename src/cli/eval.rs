@@ -1,21 +1,16 @@
 //! `wgrad eval`: accuracy and mean CrossEntropyLoss of a state dict or checkpoint over a split.
 
-use super::model_args::ModelArgs;
+use super::model_args::WeightsArgs;
 use super::progress::Progress;
 use super::{data_args::DataArgs, DeviceArgs};
 use crate::data::{DatasetKind, Split};
 use crate::eval::Evaluator;
 use crate::io::checkpoint;
-use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    model: ModelArgs,
-    /// State dict with the model's keys (safetensors, or torch.save's .pt/.pth) or wgrad checkpoint
-    /// (file, or a folder of checkpoints: the newest).
-    #[arg(long)]
-    weights: PathBuf,
+    weights: WeightsArgs,
     #[command(flatten)]
     data: DataArgs,
     #[arg(long, value_enum, default_value = "test")]
@@ -33,10 +28,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let (kind, mut model) = a.model.build(&a.weights)?;
-    checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
+    let (kind, model) = a.weights.load()?;
     // A checkpoint is evaluated on its own dataset unless --dataset says otherwise.
-    let recorded = checkpoint::meta_of(&a.weights).ok();
+    let recorded = checkpoint::meta_of(&a.weights.path).ok();
     let mut ds = a.data.defaulting_to(recorded.as_ref()).load(a.split)?;
     // An image folder's classes are its folders' names: labelled by the checkpoint's classes of
     // those names (a folder of some of them, in any order, scores as they were learnt).

@@ -6,7 +6,29 @@ use crate::nn::models::ModelKind;
 use crate::nn::Model;
 use crate::optim::{Adam, LrSchedule, Optimizer, ScheduleKind, ScheduleSettings, Sgd};
 use anyhow::bail;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// --weights, and --model for them: the weights a command runs (eval, predict, check, convert).
+#[derive(clap::Args, Clone, Debug)]
+pub struct WeightsArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// State dict with the model's keys: safetensors (safetensors.torch.save_file(model.state_dict(),
+    /// path)), or PyTorch's torch.save file (.pt, .pth: a state dict, a whole module, or a dict
+    /// holding one), or a wgrad checkpoint (file, or a folder of checkpoints: the newest).
+    #[arg(long = "weights", value_name = "WEIGHTS")]
+    pub path: PathBuf,
+}
+
+impl WeightsArgs {
+    /// The network for the weights ([`ModelArgs::build`]) with them loaded (refusing NaN or
+    /// infinities), or an error with the --model to pass where they are another network's.
+    pub fn load(&self) -> anyhow::Result<(ModelKind, Model)> {
+        let (kind, mut model) = self.model.build(&self.path)?;
+        checkpoint::load_weights(&self.path, &mut model.params).map_err(|e| self.model.hint(kind, &self.path, e))?;
+        Ok((kind, model))
+    }
+}
 
 /// --model, defaulting to a checkpoint's network.
 #[derive(clap::Args, Clone, Debug)]

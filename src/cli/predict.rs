@@ -3,7 +3,7 @@
 //! folders: colour, resized to 32×32, bilinear; Fashion-MNIST and MNIST: grey, 28×28 padded to
 //! 32×32), with a state dict or checkpoint.
 
-use super::model_args::ModelArgs;
+use super::model_args::WeightsArgs;
 use super::DeviceArgs;
 use crate::data::image::{load_image, Framing};
 use crate::data::DatasetKind;
@@ -15,11 +15,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    model: ModelArgs,
-    /// State dict with the model's keys (safetensors, or torch.save's .pt/.pth) or wgrad checkpoint
-    /// (file, or a folder of checkpoints: the newest).
-    #[arg(long)]
-    weights: PathBuf,
+    weights: WeightsArgs,
     /// PNG, JPEG, BMP, PPM/PGM, TIFF or WebP files, or folders of them (their pictures, in sorted
     /// order).
     #[arg(required = true)]
@@ -34,10 +30,9 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let device = a.device.select()?;
-    let (kind, mut model) = a.model.build(&a.weights)?;
-    checkpoint::load_weights(&a.weights, &mut model.params).map_err(|e| a.model.hint(kind, &a.weights, e))?;
+    let (_, model) = a.weights.load()?;
     // Class names and framing: --dataset's, else the checkpoint's dataset's, else CIFAR-10's.
-    let meta = checkpoint::meta_of(&a.weights).ok();
+    let meta = checkpoint::meta_of(&a.weights.path).ok();
     // (An image folder's names are the checkpoint's: its class folders.)
     let names = |k: DatasetKind| k.classes().map(|c| c.map(String::from).to_vec());
     let (classes, framing) = match (a.dataset, &meta) {
