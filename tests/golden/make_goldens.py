@@ -806,7 +806,7 @@ def torch_files():
     mask.pth                     a bool and an int32 tensor beside a float one, which no state dict
                                  of wgrad's holds
     expanded.pth                 one float expanded to 10^9 (a view of stride 0): 4 GB to read from a
-                                 file of 1 KB
+                                 file of 1.5 KB
     """
     from safetensors.torch import load_file
     out = os.path.join(OUT, 'torch')

@@ -3,8 +3,8 @@
 //
 // The URL query sets the form (?model=tudui&dataset=synthetic&seed=0&batch=64&steps=20&autorun=1,
 // also optimizer, lr, momentum, weight_decay, lr_schedule, warmup_steps, lr_min, lr_step_size,
-// lr_milestones (M1,M2,…), lr_gamma, eval, augment=1, label_smoothing, clip_grad_norm); when a run ends, document.title becomes "wgrad: done" (or
-// "wgrad: error") and #result holds a JSON summary.
+// lr_milestones (M1,M2,…), lr_gamma, eval, augment=1, label_smoothing, clip_grad_norm); when a run
+// ends, document.title becomes "wgrad: done" (or "wgrad: error") and #result holds a JSON summary.
 import init, { Gpu, Data, Run, modelNames } from "./wgrad_web.js";
 
 const $ = (id) => document.getElementById(id);
